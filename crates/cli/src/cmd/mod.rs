@@ -1,0 +1,18 @@
+//! One module per command group. Each exposes clap argument types and a
+//! `run` function that returns the process exit code.
+
+pub mod debug;
+
+use std::path::PathBuf;
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// The polyarch config file (default $XDG_CONFIG_HOME/polyarch/polyarch.toml).
+    #[arg(long, global = true, env = "POLYARCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The local store and state directory (default /var/lib/polyarch for root,
+    /// $XDG_DATA_HOME/polyarch otherwise).
+    #[arg(long, global = true, env = "POLYARCH_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
