@@ -18,6 +18,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Assemble, inspect and push local manifest lists (as `docker manifest`).
+    #[command(subcommand)]
+    Manifest(cmd::manifest::ManifestCommand),
+    /// Create and inspect indexes in registries (as `docker buildx imagetools`).
+    #[command(subcommand)]
+    Imagetools(cmd::imagetools::ImagetoolsCommand),
+    /// Store credentials for a registry in the docker config.
+    Login(cmd::login::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(cmd::login::LogoutArgs),
     /// Troubleshooting commands that print JSON.
     #[command(subcommand)]
     Debug(cmd::debug::DebugCommand),
@@ -25,8 +35,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let g = &cli.global;
     let result = match cli.command {
-        Command::Debug(c) => cmd::debug::run(&cli.global, c),
+        Command::Manifest(c) => cmd::manifest::run(g, c),
+        Command::Imagetools(c) => cmd::imagetools::run(g, c),
+        Command::Login(a) => cmd::login::login(g, a),
+        Command::Logout(a) => cmd::login::logout(a),
+        Command::Debug(c) => cmd::debug::run(g, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

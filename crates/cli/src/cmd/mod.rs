@@ -1,7 +1,14 @@
 //! One module per command group. Each exposes clap argument types and a
 //! `run` function that returns the process exit code.
 
+pub mod context;
 pub mod debug;
+pub mod debug_platform;
+pub mod debug_reference;
+pub mod imagetools;
+pub mod login;
+pub mod manifest;
+pub mod output;
 
 use std::path::PathBuf;
 

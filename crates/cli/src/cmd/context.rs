@@ -1,0 +1,53 @@
+//! What commands share: the data directory, the registry client, reference
+//! parsing with messages that name the input.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use polyarch_oci::Reference;
+use polyarch_registry::{Client, ClientBuilder, DockerConfig, RegistryConfig};
+
+use super::GlobalArgs;
+
+/// polyarch's data directory: `--root`, `POLYARCH_ROOT`, `/var/lib/polyarch`
+/// for root, else `$XDG_DATA_HOME/polyarch`.
+pub fn data_root(global: &GlobalArgs) -> PathBuf {
+    global.root.clone().unwrap_or_else(polyarch_store::default_root)
+}
+
+/// The registry configuration of `--config`/`POLYARCH_CONFIG` or the default file.
+pub fn registry_config(global: &GlobalArgs) -> Result<RegistryConfig> {
+    RegistryConfig::load(global.config.as_deref()).context("reading the polyarch config")
+}
+
+/// A registry client for this command.
+pub fn client(global: &GlobalArgs, insecure: bool) -> Result<Client> {
+    let config = registry_config(global)?;
+    let docker = DockerConfig::load().context("reading the docker config")?;
+    let client = ClientBuilder::new()
+        .with_config(config)
+        .with_docker_config(docker)
+        .with_insecure(insecure)
+        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    Ok(client)
+}
+
+/// Parses a reference as docker does (docker.io default, `library/`).
+pub fn parse_ref(input: &str) -> Result<Reference> {
+    Reference::parse_normalized(input).with_context(|| format!("invalid reference {input:?}"))
+}
+
+/// Parses a reference and adds the `latest` tag when it has neither tag nor digest.
+pub fn parse_tagged(input: &str) -> Result<Reference> {
+    Ok(parse_ref(input)?.with_default_tag())
+}
+
+/// A tokio runtime for a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,239 @@
+//! `polyarch imagetools create|inspect`: indexes in registries, as
+//! `docker buildx imagetools` does.
+
+use std::io::Write as _;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use polyarch_index::merge::{self, Annotation, IndexFormat, MergeOptions, Source};
+use polyarch_index::publish::{self, Child};
+use polyarch_index::resolve::{self, Fetched};
+use polyarch_oci::descriptor::{ANNOTATION_REFERENCE_DIGEST, ANNOTATION_REFERENCE_TYPE};
+use polyarch_oci::{Descriptor, RawManifest, Reference};
+use serde_json::json;
+
+use super::context::{self, parse_ref};
+use super::output::{aligned, json_indented};
+use super::GlobalArgs;
+
+#[derive(Subcommand)]
+pub enum ImagetoolsCommand {
+    /// Create an index from images and indexes in registries.
+    Create(CreateArgs),
+    /// Show an image or index in a registry.
+    Inspect(InspectArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Oci,
+    Docker,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Reference to write (several allowed; all get the same digest).
+    #[arg(short = 't', long = "tag", required = true)]
+    tags: Vec<String>,
+    /// Add the sources to the index that the first tag names now.
+    #[arg(long)]
+    append: bool,
+    /// Print the index instead of pushing it.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// `KEY=VALUE`, `index:KEY=VALUE` or `manifest-descriptor[PLATFORM]:KEY=VALUE`.
+    #[arg(long = "annotation")]
+    annotations: Vec<String>,
+    /// Index media type (default: Docker when every source is Docker, else OCI).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    #[arg(long)]
+    insecure: bool,
+    #[arg(value_name = "SOURCE")]
+    sources: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum InspectFormat {
+    Json,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Print the exact bytes the registry serves.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, value_enum)]
+    format: Option<InspectFormat>,
+    #[arg(long)]
+    insecure: bool,
+    #[arg(value_name = "REF")]
+    reference: String,
+}
+
+pub fn run(global: &GlobalArgs, cmd: ImagetoolsCommand) -> Result<u8> {
+    match cmd {
+        ImagetoolsCommand::Create(a) => create(global, a),
+        ImagetoolsCommand::Inspect(a) => inspect(global, a),
+    }
+}
+
+fn with_digest(r: &Reference, d: &Descriptor) -> Reference {
+    Reference { domain: r.domain.clone(), path: r.path.clone(), tag: None, digest: Some(d.digest.clone()) }
+}
+
+fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
+    let tags = a.tags.iter().map(|t| context::parse_tagged(t)).collect::<Result<Vec<_>>>()?;
+    let annotations = a.annotations.iter().map(|s| Annotation::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let refs = a.sources.iter().map(|s| parse_ref(s).map(|r| r.with_default_tag())).collect::<Result<Vec<_>>>()?;
+    if refs.is_empty() && !a.append {
+        bail!("no sources: give at least one image or index to put in {}", tags[0]);
+    }
+    let client = context::client(global, a.insecure)?;
+    let rt = context::runtime()?;
+    let mut fetched: Vec<Fetched> = Vec::new();
+    if a.append {
+        let existing = rt
+            .block_on(resolve::fetch(&client, &tags[0]))
+            .with_context(|| format!("--append: reading {}", tags[0]))?;
+        fetched.push(existing);
+    }
+    let sources = rt.block_on(futures_util::future::try_join_all(refs.iter().map(|r| resolve::fetch(&client, r))))?;
+    fetched.extend(sources);
+    let merge_sources: Vec<Source> = fetched
+        .iter()
+        .map(|f| Source { name: f.reference.to_string(), manifest: f.manifest.clone(), platform: f.platform.clone() })
+        .collect();
+    let format = a.format.map(|f| match f {
+        FormatArg::Oci => IndexFormat::Oci,
+        FormatArg::Docker => IndexFormat::Docker,
+    });
+    let merged = merge::merge(&merge_sources, &MergeOptions { format, annotations })?;
+    for w in &merged.warnings {
+        eprintln!("warning: {w}");
+    }
+    if a.dry_run {
+        let v: serde_json::Value = serde_json::from_slice(merged.index.bytes())?;
+        println!("{}", json_indented(&v, b"  ")?);
+        return Ok(0);
+    }
+    // Each child and where it can be read from.
+    let index = merged.index.as_index().context("merge produced no index")?;
+    let children = rt.block_on(async {
+        let mut out = Vec::with_capacity(index.manifests.len());
+        for (desc, origin) in index.manifests.iter().zip(&merged.origins) {
+            let f = &fetched[*origin];
+            let manifest = if f.manifest.is_index() {
+                client.get_manifest(&with_digest(&f.reference, desc)).await?
+            } else {
+                f.manifest.clone()
+            };
+            out.push(Child { source: with_digest(&f.reference, desc), manifest });
+        }
+        Ok::<_, anyhow::Error>(out)
+    })?;
+    let digest = rt.block_on(publish::publish_index(&client, &merged.index, &children, &tags))?;
+    for t in &tags {
+        eprintln!("pushed {t}@{digest}");
+    }
+    println!("{digest}");
+    Ok(0)
+}
+
+fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
+    let r = parse_ref(&a.reference)?.with_default_tag();
+    let client = context::client(global, a.insecure)?;
+    let rt = context::runtime()?;
+    let m = rt.block_on(client.get_manifest(&r))?;
+    if a.raw {
+        std::io::stdout().write_all(m.bytes())?;
+        return Ok(0);
+    }
+    if a.format == Some(InspectFormat::Json) {
+        println!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?);
+        return Ok(0);
+    }
+    print!("{}", human(&r, &m));
+    Ok(0)
+}
+
+fn inspect_json(r: &Reference, m: &RawManifest) -> Result<serde_json::Value> {
+    let manifest = match m.as_index() {
+        Some(i) => json!({
+            "schemaVersion": i.schema_version,
+            "mediaType": m.media_type(),
+            "digest": m.digest(),
+            "size": m.size(),
+            "manifests": i.manifests,
+            "annotations": i.annotations,
+        }),
+        None => serde_json::to_value(m.descriptor())?,
+    };
+    Ok(json!({"name": r.to_string(), "manifest": manifest}))
+}
+
+/// buildx's human view; attestation manifests are listed under the image
+/// they describe rather than as an `unknown/unknown` platform.
+fn human(r: &Reference, m: &RawManifest) -> String {
+    let mut out = aligned(
+        "",
+        &[("Name", r.to_string()), ("MediaType", m.media_type().to_string()), ("Digest", m.digest().to_string())],
+    );
+    let Some(index) = m.as_index() else { return out };
+    out.push_str("\nManifests:\n");
+    let attestations: Vec<&Descriptor> = index.manifests.iter().filter(|d| d.is_attestation()).collect();
+    let mut first = true;
+    for d in index.manifests.iter().filter(|d| !d.is_attestation()) {
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        let mut rows = vec![("Name", with_digest(r, d).to_string()), ("MediaType", d.media_type.clone())];
+        if let Some(p) = &d.platform {
+            rows.push(("Platform", p.format()));
+            if let Some(v) = p.os_version.as_deref().filter(|v| !v.is_empty()) {
+                rows.push(("OSVersion", v.to_string()));
+            }
+            if let Some(f) = p.os_features.as_ref().filter(|f| !f.is_empty()) {
+                rows.push(("OSFeatures", f.join(", ")));
+            }
+        }
+        if let Some(urls) = d.urls.as_ref().filter(|u| !u.is_empty()) {
+            rows.push(("URLs", urls.join(", ")));
+        }
+        let digest = d.digest.to_string();
+        for att in attestations.iter().filter(|a| a.annotation(ANNOTATION_REFERENCE_DIGEST) == Some(digest.as_str())) {
+            let kind = att.annotation(ANNOTATION_REFERENCE_TYPE).unwrap_or("attestation");
+            rows.push(("Attestation", format!("{} ({kind})", with_digest(r, att))));
+        }
+        let annotated = d.annotations.as_ref().filter(|a| !a.is_empty());
+        if annotated.is_some() {
+            rows.push(("Annotations", String::new()));
+        }
+        out.push_str(&aligned("  ", &rows));
+        if let Some(ann) = annotated {
+            let rows: Vec<(&str, String)> = ann.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            out.push_str(&aligned("    ", &rows));
+        }
+    }
+    // Attestations whose image is not in the index are still shown.
+    let orphans: Vec<&&Descriptor> = attestations
+        .iter()
+        .filter(|a| {
+            let target = a.annotation(ANNOTATION_REFERENCE_DIGEST);
+            !index.manifests.iter().any(|d| Some(d.digest.to_string().as_str()) == target)
+        })
+        .collect();
+    for att in orphans {
+        out.push('\n');
+        out.push_str(&aligned(
+            "  ",
+            &[
+                ("Name", with_digest(r, att).to_string()),
+                ("MediaType", att.media_type.clone()),
+                ("Attestation", format!("of {} (not in this index)", att.annotation(ANNOTATION_REFERENCE_DIGEST).unwrap_or("?"))),
+            ],
+        ));
+    }
+    out
+}

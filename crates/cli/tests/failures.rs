@@ -1,0 +1,128 @@
+//! Failures: each gives a clear error naming what failed, exits 1, and
+//! leaves no index pointing at missing content.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::util::net::{fake_registry, DyingProxy};
+use crate::util::*;
+
+#[test]
+fn registry_down_mid_push_pushes_no_index() {
+    let Some(src) = shared_registry() else { return };
+    let Some(dst) = Registry::start(&[]) else { return };
+    let env = Env::new();
+    let proxy = DyingProxy::start(dst.host.clone(), 400_000);
+    let target = format!("127.0.0.1:{}/test/dying:v1", proxy.port);
+    env.ok(&[
+        "manifest", "create", &target,
+        &format!("{}/library/busybox:latest-amd64", src.host),
+        &format!("{}/library/busybox:latest-arm64", src.host),
+    ]);
+    let err = env.fails(&["manifest", "push", &target]);
+    assert!(err.contains(&format!("127.0.0.1:{}", proxy.port)), "the error names the registry: {err}");
+    assert!(proxy.down.load(std::sync::atomic::Ordering::SeqCst));
+    // Straight to the real registry: no tag was written.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/test/dying:v1", dst.host)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the index must not exist: {}", String::from_utf8_lossy(&out.stdout));
+    // The local list is still there to push again once the registry is back.
+    env.ok(&["manifest", "inspect", &target]);
+}
+
+#[test]
+fn missing_image_names_the_reference() {
+    let Some(reg) = shared_registry() else { return };
+    let env = Env::new();
+    let missing = format!("{}/library/busybox:no-such-tag", reg.host);
+    let err = env.fails(&["manifest", "create", &format!("{}/test/missing:v1", reg.host), &missing]);
+    assert!(err.contains("library/busybox:no-such-tag"), "{err}");
+    assert!(err.to_lowercase().contains("not found") || err.contains("unknown"), "{err}");
+    let err = env.fails(&["imagetools", "create", "-t", &format!("{}/test/missing:v1", reg.host), &missing]);
+    assert!(err.contains("no-such-tag"), "{err}");
+    // Nothing was written.
+    env.fails(&["imagetools", "inspect", &format!("{}/test/missing:v1", reg.host)]);
+    // A registry nobody listens on.
+    let err = env.fails(&["imagetools", "inspect", &format!("127.0.0.1:{}/x/y:z", free_port())]);
+    assert!(err.contains("127.0.0.1:"), "{err}");
+}
+
+#[test]
+fn digest_mismatch_and_oversized_manifest_are_refused() {
+    let env = Env::new();
+    let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec();
+    let port = fake_registry(body, "application/vnd.oci.image.index.v1+json");
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = env.fails(&["imagetools", "inspect", &format!("127.0.0.1:{port}/x/y@{wrong}")]);
+    assert!(err.contains(wrong) && err.to_lowercase().contains("digest"), "{err}");
+
+    let mut big = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+    big.extend_from_slice(b"\"}");
+    let port = fake_registry(big, "application/vnd.oci.image.index.v1+json");
+    let err = env.fails(&["imagetools", "inspect", &format!("127.0.0.1:{port}/x/y:big")]);
+    assert!(err.contains("limit") || err.contains("too large"), "{err}");
+}
+
+fn login(env: &Env, reg: &Registry, user: &str, password: &str) -> std::process::Output {
+    let mut child = env
+        .cmd(&["login", "-u", user, "--password-stdin", &reg.host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn wrong_password_and_auth_over_tls() {
+    if !require(have("htpasswd"), "htpasswd (apache2-utils)") {
+        return;
+    }
+    let Some(src) = shared_registry() else { return };
+    let Some(reg) = Registry::start(&["--auth", "--tls"]) else { return };
+    let env = Env::new();
+    let ca = reg.ca.clone().expect("CA");
+    std::fs::write(env.config_file(), format!("[registry.\"{}\"]\nca = [\"{}\"]\n", reg.host, ca.display())).unwrap();
+
+    let secret = "not-the-password-xyz";
+    let out = login(&env, &reg, "testuser", secret);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&reg.host), "{err}");
+    assert!(!err.contains(secret), "the password must never be printed: {err}");
+
+    let out = login(&env, &reg, "testuser", reg.password.as_deref().unwrap());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = std::fs::read_to_string(env.docker_config().join("config.json")).unwrap();
+    assert!(config.contains(&reg.host));
+
+    // Copy busybox from the plain registry into the TLS one, across registries.
+    let dst = format!("{}/test/secure:v1", reg.host);
+    let digest = env.ok(&["imagetools", "create", "-t", &dst, &format!("{}/library/busybox:latest", src.host)]);
+    let human = env.ok(&["imagetools", "inspect", &dst]);
+    assert!(human.contains(digest.trim()), "{human}");
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(ca.parent().unwrap())
+        .args(["--creds", &format!("testuser:{}", reg.password.as_deref().unwrap()), &format!("docker://{dst}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256_hex(&out.stdout), digest.trim());
+
+    // Without the CA the server is not trusted, and the error says so.
+    std::fs::remove_file(env.config_file()).unwrap();
+    let err = env.fails(&["imagetools", "inspect", &dst]);
+    assert!(err.contains(&reg.host), "{err}");
+
+    // Logged out: unauthorized, naming the registry.
+    std::fs::write(env.config_file(), format!("[registry.\"{}\"]\nca = [\"{}\"]\n", reg.host, ca.display())).unwrap();
+    env.ok(&["logout", &reg.host]);
+    let err = env.fails(&["imagetools", "inspect", &dst]);
+    assert!(err.contains(&reg.host) && err.to_lowercase().contains("auth"), "{err}");
+}

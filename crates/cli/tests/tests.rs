@@ -1,0 +1,7 @@
+//! CLI tests: one binary, real registry, real images.
+
+mod util;
+
+mod manifest;
+mod imagetools;
+mod failures;

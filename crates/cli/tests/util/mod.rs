@@ -1,0 +1,234 @@
+//! Helpers for the CLI tests: a real registry from the shared fixtures,
+//! populated with the multi-arch busybox image, and a `polyarch` command
+//! with its own data directory, config and docker config.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub mod net;
+
+/// Where the shared fixture scripts live.
+pub fn fixtures_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("POLYARCH_FIXTURES") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Checks a prerequisite: under CI a missing one fails the test; elsewhere
+/// the test is skipped with a message.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("prerequisite missing under CI=true: {what}");
+    }
+    eprintln!("skipping: prerequisite missing: {what}");
+    false
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(5999)
+}
+
+/// A running registry started by the fixture script; stopped on drop.
+pub struct Registry {
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub ca: Option<PathBuf>,
+}
+
+impl Registry {
+    /// Starts a registry with the given extra flags (`--auth`, `--tls`).
+    pub fn start(flags: &[&str]) -> Option<Registry> {
+        let script = fixtures_dir().join("registry.sh");
+        if !require(script.exists(), &format!("{} (the shared fixtures)", script.display())) {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("polyarch-reg-").tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let out = Command::new(&script)
+                .args(["start", "--port", &port.to_string(), "--dir"])
+                .arg(dir.path())
+                .args(flags)
+                .output()
+                .expect("running registry.sh");
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if err.contains("already in use") {
+                    continue;
+                }
+                panic!("registry.sh start failed: {err}");
+            }
+            let env = String::from_utf8_lossy(&out.stdout).to_string();
+            let get = |k: &str| {
+                env.lines()
+                    .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                    .map(|s| s.to_string())
+            };
+            return Some(Registry {
+                host: get("REGISTRY").expect("REGISTRY line"),
+                dir,
+                port,
+                user: get("REGISTRY_USER"),
+                password: get("REGISTRY_PASSWORD"),
+                ca: get("REGISTRY_CA").map(PathBuf::from),
+            });
+        }
+        panic!("no free port for a registry");
+    }
+
+    pub fn stop(&self) {
+        let _ = Command::new(fixtures_dir().join("registry.sh"))
+            .args(["stop", "--port", &self.port.to_string(), "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+
+    /// Pushes the multi-arch busybox fixture (`library/busybox:latest` and
+    /// the per-platform `latest-ARCH` tags).
+    pub fn push_busybox(&self) {
+        let mut cmd = Command::new("python3");
+        cmd.arg(fixtures_dir().join("base-images.py"));
+        match &self.ca {
+            Some(ca) => {
+                cmd.arg(format!("https://{}", self.host)).arg("--ca-cert").arg(ca);
+            }
+            None => {
+                cmd.arg(&self.host);
+            }
+        }
+        if let (Some(u), Some(p)) = (&self.user, &self.password) {
+            cmd.arg("--user").arg(format!("{u}:{p}"));
+        }
+        let out = cmd.output().expect("running base-images.py");
+        assert!(out.status.success(), "base-images.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The plain-HTTP registry with busybox, shared by the tests of one binary.
+pub fn shared_registry() -> Option<&'static Registry> {
+    static REG: OnceLock<Option<Registry>> = OnceLock::new();
+    REG.get_or_init(|| {
+        if !require(have("docker-registry"), "docker-registry (apt-get install docker-registry)") {
+            return None;
+        }
+        let r = Registry::start(&[])?;
+        r.push_busybox();
+        Some(r)
+    })
+    .as_ref()
+}
+
+/// A polyarch invocation with its own state directories.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("polyarch-test-").tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("docker")).expect("mkdir");
+        Env { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("polyarch.toml")
+    }
+
+    /// `polyarch ARGS` with this environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_polyarch"));
+        c.args(args)
+            .env("POLYARCH_ROOT", self.root())
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .env_remove("POLYARCH_CONFIG");
+        if self.config_file().exists() {
+            c.env("POLYARCH_CONFIG", self.config_file());
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("running polyarch")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "polyarch {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "polyarch {args:?} should have failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "exit code");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Runs a command and returns stdout, panicking with its stderr on failure.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skopeo inspect --raw` of a reference on a plain-HTTP registry.
+pub fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .expect("running skopeo");
+    assert!(out.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    polyarch_oci::Digest::sha256(bytes).to_string()
+}

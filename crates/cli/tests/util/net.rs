@@ -1,0 +1,123 @@
+//! Network stand-ins for faults a real registry can't be made to show: a
+//! proxy that goes down after some bytes, and a tiny fake registry.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// Forwards to `upstream` until `limit` bytes went upstream, then drops
+/// every connection and stops listening, like a registry that dies
+/// mid-push.
+pub struct DyingProxy {
+    pub port: u16,
+    pub down: Arc<AtomicBool>,
+}
+
+impl DyingProxy {
+    pub fn start(upstream: String, limit: usize) -> DyingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let down = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let d = down.clone();
+        thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                        pipe(client, server, d.clone(), sent.clone(), limit);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // The listener is dropped here: new connections are refused.
+        });
+        DyingProxy { port, down }
+    }
+}
+
+fn pipe(client: TcpStream, server: TcpStream, down: Arc<AtomicBool>, sent: Arc<AtomicUsize>, limit: usize) {
+    let pairs = [
+        (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true),
+        (server, client, false),
+    ];
+    for (mut from, mut to, upstream) in pairs {
+        let down = down.clone();
+        let sent = sent.clone();
+        thread::spawn(move || {
+            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+            let mut buf = [0u8; 16384];
+            loop {
+                if down.load(Ordering::SeqCst) {
+                    break;
+                }
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if upstream && sent.fetch_add(n, Ordering::SeqCst) + n > limit {
+                            down.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
+}
+
+/// A fake registry that answers every manifest request with `body` under
+/// `content_type`, whatever was asked.
+pub fn fake_registry(body: Vec<u8>, content_type: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = Arc::new(body);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let body = body.clone();
+            thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    while let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_string();
+                        req.drain(..end + 4);
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let head_only = head.starts_with("HEAD");
+                        let (status, payload): (&str, &[u8]) =
+                            if path.contains("/manifests/") { ("200 OK", &body) } else { ("200 OK", b"{}") };
+                        let mut resp = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDocker-Distribution-API-Version: registry/2.0\r\n\r\n",
+                            if path.contains("/manifests/") { content_type } else { "application/json" },
+                            payload.len()
+                        )
+                        .into_bytes();
+                        if !head_only {
+                            resp.extend_from_slice(payload);
+                        }
+                        if conn.write_all(&resp).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}

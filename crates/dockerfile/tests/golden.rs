@@ -1,0 +1,92 @@
+//! Golden tests: `testdata/<case>/Dockerfile` must parse to
+//! `testdata/<case>/result.json` (the `debug dockerfile` JSON) and, when a
+//! `result` file exists, to BuildKit's s-expression dump; every
+//! `testdata-negative/<case>/Dockerfile` must be rejected with the message
+//! in `error.txt`. `UPDATE_GOLDEN=1` rewrites `result.json` and `error.txt`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn cases(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut v: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("Dockerfile").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn update() -> bool {
+    std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1")
+}
+
+fn reject(src: &[u8]) -> Option<String> {
+    let ast = match polyarch_dockerfile::parse(src) {
+        Ok(a) => a,
+        Err(e) => return Some(e.to_string()),
+    };
+    let df = match polyarch_dockerfile::instructions::parse(&ast) {
+        Ok(d) => d,
+        Err(e) => return Some(e.to_string()),
+    };
+    df.check_cycles().err().map(|e| e.to_string())
+}
+
+#[test]
+fn positive_cases() {
+    let mut failures = Vec::new();
+    let all = cases("testdata");
+    assert!(all.len() >= 40, "only {} cases", all.len());
+    for dir in &all {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let src = fs::read(dir.join("Dockerfile")).unwrap_or_default();
+        let ast = match polyarch_dockerfile::parse(&src) {
+            Ok(a) => a,
+            Err(e) => {
+                failures.push(format!("{name}: parse error: {e}"));
+                continue;
+            }
+        };
+        let json = serde_json::to_string_pretty(&polyarch_dockerfile::debug_json(&ast)).unwrap_or_default() + "\n";
+        let want_path = dir.join("result.json");
+        if update() {
+            fs::write(&want_path, &json).unwrap_or_else(|e| panic!("{e}"));
+        } else if fs::read_to_string(&want_path).ok().as_deref() != Some(json.as_str()) {
+            failures.push(format!("{name}: result.json differs; got:\n{json}"));
+        }
+        if let Ok(want) = fs::read_to_string(dir.join("result")) {
+            let got = polyarch_dockerfile::dump(&ast);
+            if got != want {
+                failures.push(format!("{name}: dump differs:\n--- want\n{want}--- got\n{got}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn negative_cases() {
+    let mut failures = Vec::new();
+    let all = cases("testdata-negative");
+    assert!(all.len() >= 15, "only {} cases", all.len());
+    for dir in &all {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let src = fs::read(dir.join("Dockerfile")).unwrap_or_default();
+        let Some(got) = reject(&src) else {
+            failures.push(format!("{name}: accepted"));
+            continue;
+        };
+        let want_path = dir.join("error.txt");
+        if update() {
+            fs::write(&want_path, format!("{got}\n")).unwrap_or_else(|e| panic!("{e}"));
+        } else {
+            let want = fs::read_to_string(&want_path).unwrap_or_default();
+            if want.trim_end_matches('\n') != got {
+                failures.push(format!("{name}: want {:?}, got {got:?}", want.trim_end()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,200 @@
+//! Per-registry settings (mirrors, plain HTTP, TLS verification, extra CAs),
+//! read from the `[registry."host"]` tables of `polyarch.toml`, shaped like
+//! BuildKit's `buildkitd.toml`:
+//!
+//! ```toml
+//! [registry."docker.io"]
+//! mirrors = ["127.0.0.1:5000"]
+//!
+//! [registry."127.0.0.1:5000"]
+//! http = true
+//! insecure = true
+//! ca = ["/path/ca.crt"]
+//! ```
+//!
+//! Other top-level tables of the file are ignored here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Settings of one registry host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct HostConfig {
+    /// Mirrors tried first for pulls: `host:port` or
+    /// `http(s)://host:port[/path]`.
+    pub mirrors: Vec<String>,
+    /// Talk plain HTTP to this host.
+    pub http: bool,
+    /// Skip TLS verification for this host (and allow plain HTTP fallback).
+    pub insecure: bool,
+    /// Extra CA certificates (PEM files) to trust for this host.
+    pub ca: Vec<PathBuf>,
+}
+
+/// Registry settings for all hosts, keyed by host (`docker.io`,
+/// `127.0.0.1:5000`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Per-host settings.
+    pub hosts: BTreeMap<String, HostConfig>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    registry: BTreeMap<String, HostConfig>,
+}
+
+/// A parsed mirror entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// `http` or `https` when the entry names one; `None` means "decide
+    /// like for any other host".
+    pub scheme: Option<String>,
+    /// `host[:port]`.
+    pub host: String,
+    /// Path prefix before `/v2/`, without a trailing slash (often empty).
+    pub prefix: String,
+}
+
+impl Mirror {
+    /// Parses `host:port`, `host/prefix` or `http(s)://host:port[/path]`.
+    /// A trailing `/v2` in the path is dropped, as containerd does.
+    pub fn parse(entry: &str) -> Option<Mirror> {
+        let entry = entry.trim();
+        let (scheme, rest) = match entry.split_once("://") {
+            Some((s, rest)) if s == "http" || s == "https" => (Some(s.to_string()), rest),
+            Some(_) => return None,
+            None => (None, entry),
+        };
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if host.is_empty() || host.contains(['?', '#', '@', ' ']) {
+            return None;
+        }
+        let mut prefix = path.trim_end_matches('/').to_string();
+        if prefix.ends_with("/v2") {
+            prefix.truncate(prefix.len() - 3);
+        }
+        Some(Mirror { scheme, host: host.to_string(), prefix })
+    }
+}
+
+impl RegistryConfig {
+    /// Loads the configuration. With `path`, that file must exist; without,
+    /// `$XDG_CONFIG_HOME/polyarch/polyarch.toml` (or
+    /// `~/.config/polyarch/polyarch.toml`) is read if it exists, and a
+    /// missing file gives an empty configuration.
+    pub fn load(path: Option<&Path>) -> Result<RegistryConfig, Error> {
+        match path {
+            Some(p) => Self::load_file(p),
+            None => match default_path() {
+                Some(p) if p.exists() => Self::load_file(&p),
+                _ => Ok(RegistryConfig::default()),
+            },
+        }
+    }
+
+    /// Reads one file (which must exist).
+    pub fn load_file(path: &Path) -> Result<RegistryConfig, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|reason| Error::Config { path: path.to_path_buf(), reason })
+    }
+
+    /// Parses TOML text; other top-level keys are ignored.
+    pub fn parse(text: &str) -> Result<RegistryConfig, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        for (host, cfg) in &file.registry {
+            for m in &cfg.mirrors {
+                if Mirror::parse(m).is_none() {
+                    return Err(format!("registry {host:?}: invalid mirror {m:?}"));
+                }
+            }
+        }
+        Ok(RegistryConfig { hosts: file.registry })
+    }
+
+    /// The settings of `host`, if any.
+    pub fn host(&self, host: &str) -> Option<&HostConfig> {
+        self.hosts.get(host)
+    }
+
+    /// The parsed mirrors of `domain` (in order).
+    pub fn mirrors(&self, domain: &str) -> Vec<Mirror> {
+        self.host(domain).map(|h| h.mirrors.iter().filter_map(|m| Mirror::parse(m)).collect()).unwrap_or_default()
+    }
+}
+
+/// `$XDG_CONFIG_HOME/polyarch/polyarch.toml` or
+/// `~/.config/polyarch/polyarch.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".config"),
+    };
+    Some(base.join("polyarch").join("polyarch.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buildkit_shape_and_ignores_other_keys() {
+        let cfg = RegistryConfig::parse(
+            r#"
+            debug = true
+            [build]
+            jobs = 2
+            [registry."docker.io"]
+            mirrors = ["127.0.0.1:5000", "https://mirror.example/prefix/v2/"]
+            [registry."127.0.0.1:5000"]
+            http = true
+            insecure = true
+            ca = ["/path/ca.crt"]
+            "#,
+        )
+        .unwrap();
+        let m = cfg.mirrors("docker.io");
+        assert_eq!(m[0], Mirror { scheme: None, host: "127.0.0.1:5000".into(), prefix: String::new() });
+        assert_eq!(
+            m[1],
+            Mirror { scheme: Some("https".into()), host: "mirror.example".into(), prefix: "/prefix".into() }
+        );
+        let h = cfg.host("127.0.0.1:5000").unwrap();
+        assert!(h.http && h.insecure);
+        assert_eq!(h.ca, vec![PathBuf::from("/path/ca.crt")]);
+        assert!(cfg.mirrors("quay.io").is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_mirror_and_bad_toml() {
+        assert!(RegistryConfig::parse("[registry.\"docker.io\"]\nmirrors = [\"ftp://x\"]").is_err());
+        assert!(RegistryConfig::parse("[registry").is_err());
+        assert!(RegistryConfig::parse("[registry.\"x\"]\nhttp = \"yes\"").is_err());
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error_default_missing_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert!(RegistryConfig::load(Some(&missing)).is_err());
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, "[registry.\"a:1\"]\nhttp = true\n").unwrap();
+        assert!(RegistryConfig::load(Some(&p)).unwrap().host("a:1").unwrap().http);
+        let e = RegistryConfig::load_file(&{
+            let b = dir.path().join("b.toml");
+            std::fs::write(&b, "[registry.\"x\"]\nhttp = 1\n").unwrap();
+            b
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("b.toml"), "{e}");
+    }
+}
