@@ -175,6 +175,24 @@ impl DockerConfig {
         (!c.username.is_empty() || !c.password.is_empty() || c.identity_token.is_some()).then_some(c)
     }
 
+    /// Sets credentials for `registry` in memory only (nothing is written
+    /// and no helper is run), e.g. to check them before a login.
+    pub fn set_credential(&mut self, registry: &str, username: &str, password: &str) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let mut entry = Map::new();
+        entry.insert("auth".into(), Value::String(auth));
+        let auths = self.doc.entry("auths").or_insert_with(|| Value::Object(Map::new()));
+        if !auths.is_object() {
+            *auths = Value::Object(Map::new());
+        }
+        if let Value::Object(m) = auths {
+            m.insert(server_key(registry).to_string(), Value::Object(entry));
+        }
+        // In-memory credentials win over any helper.
+        self.doc.remove("credsStore");
+        self.doc.remove("credHelpers");
+    }
+
     /// Stores credentials for `registry` like `docker login`: through the
     /// helper configured for it, else base64 in `auths`. The file is
     /// rewritten atomically with mode 0600, keeping all other keys.
@@ -219,7 +237,10 @@ impl DockerConfig {
 
     fn save(&self) -> Result<(), Error> {
         let Some(path) = self.path.clone().or_else(Self::default_path) else {
-            return Err(Error::Config { path: PathBuf::from("config.json"), reason: "no HOME or DOCKER_CONFIG".into() });
+            return Err(Error::Config {
+                path: PathBuf::from("config.json"),
+                reason: "no HOME or DOCKER_CONFIG".into(),
+            });
         };
         let io = |source| Error::Io { path: path.clone(), source };
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -227,7 +248,11 @@ impl DockerConfig {
         let mut bytes = serde_json::to_vec_pretty(&self.doc)
             .map_err(|e| Error::Config { path: path.clone(), reason: e.to_string() })?;
         bytes.push(b'\n');
-        let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("config.json"), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("config.json"),
+            std::process::id()
+        ));
         let write = || -> std::io::Result<()> {
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -293,7 +318,11 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>, Error>
         reason: "its output is not the expected JSON".into(),
     })?;
     if out.username == "<token>" {
-        return Ok(Some(Credential { username: String::new(), password: String::new(), identity_token: Some(out.secret) }));
+        return Ok(Some(Credential {
+            username: String::new(),
+            password: String::new(),
+            identity_token: Some(out.secret),
+        }));
     }
     if out.username.is_empty() && out.secret.is_empty() {
         return Ok(None);
@@ -382,6 +411,15 @@ mod tests {
         let last = DockerConfig::load_from(&p).unwrap();
         assert!(last.credential("127.0.0.1:5000").unwrap().is_none());
         assert!(last.credential("other:1").unwrap().is_some());
+    }
+
+    #[test]
+    fn in_memory_credentials() {
+        let mut c = DockerConfig::empty();
+        c.set_credential("docker.io", "u", "p w");
+        let got = c.credential("docker.io").unwrap().unwrap();
+        assert_eq!((got.username.as_str(), got.password.as_str()), ("u", "p w"));
+        assert!(c.path().is_none());
     }
 
     #[test]

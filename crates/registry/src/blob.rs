@@ -353,8 +353,9 @@ impl Client {
         let ep = self.inner.origin(&r.domain);
         let t = target(r, blob_ref(r, digest));
         let base = self.inner.base(&ep, &t).await?;
-        let mut url = url::Url::parse(&format!("{base}{}/blobs/uploads/", r.path))
-            .map_err(|_| Error::InvalidReference { reference: t.reference.clone(), reason: "does not make a valid URL" })?;
+        let mut url = url::Url::parse(&format!("{base}{}/blobs/uploads/", r.path)).map_err(|_| {
+            Error::InvalidReference { reference: t.reference.clone(), reason: "does not make a valid URL" }
+        })?;
         url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from_repo);
         let scopes = Scopes::repo(&r.path, Access::Push).with(from_repo, Access::Pull);
         let (resp, attempts) = self.inner.execute(&ep, &t, Some(&scopes), true, &|c| c.post(url.clone())).await?;
@@ -418,6 +419,25 @@ mod tests {
 
     async fn collect(v: Verify) -> Vec<Result<Bytes, Error>> {
         v.collect().await
+    }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn futures_and_streams_are_send() {
+        let c = crate::ClientBuilder::new().with_docker_config(crate::DockerConfig::empty()).build().unwrap();
+        let r = Reference { domain: "localhost:1".into(), path: "a".into(), tag: Some("t".into()), digest: None };
+        let desc = Descriptor::new("x", Digest::sha256(b""), 0);
+        let data = Bytes::new();
+        assert_send(&c.get_manifest(&r));
+        assert_send(&c.head_manifest(&r));
+        assert_send(&c.get_blob(&r, &desc));
+        assert_send(&c.push_blob(&r, &desc, &data));
+        assert_send(&c.copy_blob(&r, &r, &desc));
+        assert_send(&c.mount_blob(&r, "b", &desc.digest));
+        assert_send(&c.tags(&r));
+        fn stream_is_send_unpin<T: Send + Unpin + 'static>() {}
+        stream_is_send_unpin::<BlobStream>();
     }
 
     #[tokio::test]

@@ -162,7 +162,7 @@ pub(crate) fn target(r: &Reference, reference: String) -> Target {
     Target { registry: r.domain.clone(), repository: Some(r.path.clone()), reference }
 }
 
-pub(crate) fn header<'a>(resp: &'a Response, name: impl reqwest::header::AsHeaderName) -> Option<&'a str> {
+pub(crate) fn header(resp: &Response, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
@@ -198,6 +198,22 @@ impl Client {
         let ep = self.inner.origin(domain);
         let t = Target { registry: domain.to_string(), repository: None, reference: domain.to_string() };
         self.inner.ping(&ep, &t).await.map(|_| ())
+    }
+
+    /// Checks that the configured credentials for `domain` are accepted,
+    /// as `docker login` does: a fresh `GET /v2/`, then the same request
+    /// authenticated (Basic, or a Bearer token without scope). A refusal is
+    /// an [`Error::Unauthorized`].
+    pub async fn check_login(&self, domain: &str) -> Result<(), Error> {
+        let ep = self.inner.origin(domain);
+        let t = Target { registry: domain.to_string(), repository: None, reference: domain.to_string() };
+        let base = self.inner.ping(&ep, &t).await?;
+        let (resp, attempts) = self.inner.execute(&ep, &t, Some(&Scopes::default()), true, &|c| c.get(&base)).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.inner.status_error(resp, &t, attempts).await)
+        }
     }
 
     /// Runs `op` on each pull endpoint (mirrors first) until one succeeds;
@@ -361,10 +377,8 @@ impl Client {
                 #[serde(default)]
                 tags: Option<Vec<String>>,
             }
-            let list: List = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
-                registry: ep.host.clone(),
-                reason: format!("tag list: {e}"),
-            })?;
+            let list: List = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::InvalidResponse { registry: ep.host.clone(), reason: format!("tag list: {e}") })?;
             tags.extend(list.tags.unwrap_or_default());
             match next {
                 Some(n) => url = n,
@@ -394,7 +408,12 @@ mod tests {
     #[test]
     fn reference_strings() {
         let d = Digest::sha256(b"");
-        let r = Reference { domain: "127.0.0.1:5000".into(), path: "library/busybox".into(), tag: Some("nope".into()), digest: None };
+        let r = Reference {
+            domain: "127.0.0.1:5000".into(),
+            path: "library/busybox".into(),
+            tag: Some("nope".into()),
+            digest: None,
+        };
         assert_eq!(ref_string(&r), "127.0.0.1:5000/library/busybox:nope");
         let r2 = Reference { digest: Some(d.clone()), tag: None, ..r.clone() };
         assert_eq!(ref_string(&r2), format!("127.0.0.1:5000/library/busybox@{d}"));
@@ -405,7 +424,10 @@ mod tests {
 
     #[test]
     fn link_header() {
-        assert_eq!(next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(), Some("/v2/x/tags/list?n=2&last=b"));
+        assert_eq!(
+            next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?n=2&last=b")
+        );
         assert_eq!(next_link("<x>; rel=\"prev\""), None);
     }
 

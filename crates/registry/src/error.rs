@@ -105,7 +105,7 @@ pub enum Error {
         errors: Vec<RegistryError>,
     },
     /// Authentication was refused (after trying the configured credentials).
-    #[error("{reference}: unauthorized: authentication required by registry {registry}{}", hint(.errors, *.had_credentials))]
+    #[error("{reference}: unauthorized: {}", unauthorized(registry, errors, *had_credentials))]
     Unauthorized {
         /// Registry host.
         registry: String,
@@ -261,13 +261,18 @@ fn status_message(status: u16, errors: &[RegistryError]) -> String {
     }
 }
 
-fn hint(errors: &[RegistryError], had_credentials: bool) -> String {
-    let mut s = String::new();
-    if !errors.is_empty() {
-        s.push_str(": ");
-        s.push_str(&ErrorList(errors).to_string());
+fn unauthorized(registry: &str, errors: &[RegistryError], had_credentials: bool) -> String {
+    let mut s = if had_credentials {
+        format!("registry {registry} refused the credentials")
+    } else {
+        format!("registry {registry} requires authentication; log in first")
+    };
+    // Distribution's generic "authentication required" adds nothing.
+    let telling: Vec<RegistryError> =
+        errors.iter().filter(|e| e.message != "authentication required").cloned().collect();
+    if !telling.is_empty() {
+        s.push_str(&format!(" ({})", ErrorList(&telling)));
     }
-    s.push_str(if had_credentials { " (the credentials were refused)" } else { " (no credentials; log in first)" });
     s
 }
 
@@ -315,8 +320,15 @@ fn status_kind(status: u16, errors: &[RegistryError]) -> ErrorKind {
             "DENIED" => return ErrorKind::Denied,
             "TOOMANYREQUESTS" => return ErrorKind::Temporary,
             "UNSUPPORTED" => return ErrorKind::Unsupported,
-            "DIGEST_INVALID" | "MANIFEST_INVALID" | "MANIFEST_BLOB_UNKNOWN" | "NAME_INVALID" | "TAG_INVALID"
-            | "SIZE_INVALID" | "BLOB_UPLOAD_INVALID" | "MANIFEST_UNVERIFIED" | "PAGINATION_NUMBER_INVALID"
+            "DIGEST_INVALID"
+            | "MANIFEST_INVALID"
+            | "MANIFEST_BLOB_UNKNOWN"
+            | "NAME_INVALID"
+            | "TAG_INVALID"
+            | "SIZE_INVALID"
+            | "BLOB_UPLOAD_INVALID"
+            | "MANIFEST_UNVERIFIED"
+            | "PAGINATION_NUMBER_INVALID"
             | "RANGE_INVALID" => return ErrorKind::Invalid,
             _ => {}
         }
@@ -418,6 +430,25 @@ mod tests {
         assert_eq!(mk(503, "").kind(), ErrorKind::Temporary);
         assert_eq!(mk(404, "").to_string(), "r/x: not found (HTTP 404)");
         assert_eq!(mk(400, "NAME_UNKNOWN").to_string(), "r/x: name unknown (NAME_UNKNOWN)");
+    }
+
+    #[test]
+    fn unauthorized_messages() {
+        let e = Error::Unauthorized {
+            registry: "r:1".into(),
+            reference: "r:1/a:b".into(),
+            had_credentials: true,
+            errors: parse_error_body(br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#),
+        };
+        assert_eq!(e.to_string(), "r:1/a:b: unauthorized: registry r:1 refused the credentials");
+        let e = Error::Unauthorized {
+            registry: "r:1".into(),
+            reference: "r:1/a:b".into(),
+            had_credentials: false,
+            errors: vec![],
+        };
+        assert_eq!(e.to_string(), "r:1/a:b: unauthorized: registry r:1 requires authentication; log in first");
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
     }
 
     #[test]

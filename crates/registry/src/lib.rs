@@ -5,6 +5,8 @@
 //! The library never prints; progress is reported through an optional
 //! [`Event`] sink set with [`ClientBuilder::with_progress`].
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod blob;
 pub mod challenge;

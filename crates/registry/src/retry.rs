@@ -149,7 +149,11 @@ mod tests {
 
     #[test]
     fn backoff_grows() {
-        let p = RetryPolicy { max_backoff: Duration::from_secs(100), max_total: Duration::from_secs(1000), ..Default::default() };
+        let p = RetryPolicy {
+            max_backoff: Duration::from_secs(100),
+            max_total: Duration::from_secs(1000),
+            ..Default::default()
+        };
         let w1 = p.next_wait(1, Duration::ZERO, None).unwrap();
         let w4 = p.next_wait(4, Duration::ZERO, None).unwrap();
         assert!(w1 <= Duration::from_millis(500) && w4 >= Duration::from_secs(2), "{w1:?} {w4:?}");

@@ -139,7 +139,12 @@ impl Inner {
     }
 
     fn endpoint_for(&self, domain: &str, host: &str, prefix: String, scheme: Option<&str>, mirror: bool) -> Endpoint {
-        let hc = self.config.host(host).or_else(|| self.config.host(domain).filter(|_| !mirror)).cloned().unwrap_or_default();
+        let hc = self
+            .config
+            .host(host)
+            .or_else(|| self.config.host(domain).filter(|_| !mirror))
+            .cloned()
+            .unwrap_or_default();
         let schemes = match scheme {
             Some("http") => Schemes::Http,
             Some(_) => Schemes::Https,
@@ -255,11 +260,15 @@ impl Inner {
                     }
                     return Err(self.status_error(resp, target, attempts).await);
                 }
-                Err(e) if i + 1 < schemes.len() && matches!(e, Error::Tls { .. } | Error::Connect { .. }) => last = Some(e),
-                Err(e) => return Err(match (last.take(), &e) {
-                    (Some(tls @ Error::Tls { .. }), _) => tls,
-                    _ => e,
-                }),
+                Err(e) if i + 1 < schemes.len() && matches!(e, Error::Tls { .. } | Error::Connect { .. }) => {
+                    last = Some(e)
+                }
+                Err(e) => {
+                    return Err(match (last.take(), &e) {
+                        (Some(tls @ Error::Tls { .. }), _) => tls,
+                        _ => e,
+                    })
+                }
             }
         }
         Err(last.unwrap_or_else(|| Error::Connect { registry: ep.host.clone(), reason: "no scheme to try".into() }))
@@ -273,9 +282,9 @@ impl Inner {
         }
         let docker = self.docker.clone();
         let h = host.clone();
-        let found = tokio::task::spawn_blocking(move || docker.credential(&h))
-            .await
-            .map_err(|e| Error::CredentialHelper { helper: "(task)".into(), registry: host.clone(), reason: e.to_string() })??;
+        let found = tokio::task::spawn_blocking(move || docker.credential(&h)).await.map_err(|e| {
+            Error::CredentialHelper { helper: "(task)".into(), registry: host.clone(), reason: e.to_string() }
+        })??;
         lock(&self.creds).insert(host, found.clone());
         Ok(found)
     }
@@ -355,10 +364,12 @@ impl Inner {
         let challenge = lock(&self.hosts).get(&Self::host_key(ep)).and_then(|h| h.challenge.clone());
         let Some(ch) = challenge else { return Ok(None) };
         match ch.scheme.as_str() {
-            "basic" => Ok(self.credential(ep).await?.filter(|c| !c.username.is_empty() || !c.password.is_empty()).map(|c| {
-                let raw = format!("{}:{}", c.username, c.password);
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-            })),
+            "basic" => {
+                Ok(self.credential(ep).await?.filter(|c| !c.username.is_empty() || !c.password.is_empty()).map(|c| {
+                    let raw = format!("{}:{}", c.username, c.password);
+                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+                }))
+            }
             "bearer" => {
                 let key = (Self::host_key(ep), scopes.clone());
                 let cached = lock(&self.tokens).get(&key).cloned();
@@ -384,7 +395,13 @@ impl Inner {
         Box::pin(self.fetch_token(ep, target, ch, scopes))
     }
 
-    async fn fetch_token(&self, ep: &Endpoint, target: &Target, ch: &Challenge, scopes: &Scopes) -> Result<Token, Error> {
+    async fn fetch_token(
+        &self,
+        ep: &Endpoint,
+        target: &Target,
+        ch: &Challenge,
+        scopes: &Scopes,
+    ) -> Result<Token, Error> {
         let realm = ch.param("realm").filter(|r| !r.is_empty()).ok_or_else(|| Error::InvalidResponse {
             registry: ep.host.clone(),
             reason: "bearer challenge without realm".into(),
@@ -396,25 +413,12 @@ impl Inner {
         let service = ch.param("service").unwrap_or("").to_string();
         let scope_list = scopes.strings();
         let cred = self.credential(ep).await?;
-        let token_target = Target { registry: ep.host.clone(), repository: None, reference: format!("token for {}", ep.host) };
+        let token_target =
+            Target { registry: ep.host.clone(), repository: None, reference: format!("token for {}", ep.host) };
         if let Some(refresh) = cred.as_ref().and_then(|c| c.identity_token.clone()) {
-            let mut form: Vec<(&str, String)> = vec![
-                ("grant_type", "refresh_token".into()),
-                ("refresh_token", refresh),
-                ("service", service.clone()),
-                ("client_id", "polyarch".into()),
-            ];
-            if !scope_list.is_empty() {
-                form.push(("scope", scope_list.join(" ")));
-            }
-            let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
-            let u = realm_url.clone();
-            let (resp, attempts) = self
-                .execute(ep, &token_target, None, true, &|c| {
-                    c.post(u.clone()).header("Content-Type", "application/x-www-form-urlencoded").body(body.clone())
-                })
-                .await?;
-            // Registries without OAuth2 POST support answer 404/405: use GET.
+            let (resp, attempts) =
+                self.oauth_post(ep, &token_target, &realm_url, &service, &scope_list, refresh).await?;
+            // Token servers without OAuth2 support answer 404/405: use GET.
             if !matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
                 return self.token_response(ep, target, resp, attempts, true).await;
             }
@@ -440,6 +444,33 @@ impl Inner {
             })
             .await?;
         self.token_response(ep, target, resp, attempts, cred.is_some()).await
+    }
+
+    /// The OAuth2 refresh-token grant (docker's `identitytoken`).
+    async fn oauth_post(
+        &self,
+        ep: &Endpoint,
+        t: &Target,
+        realm: &url::Url,
+        service: &str,
+        scopes: &[String],
+        refresh: String,
+    ) -> Result<(Response, u32), Error> {
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", &refresh)
+                .append_pair("service", service)
+                .append_pair("client_id", "polyarch");
+            if !scopes.is_empty() {
+                form.append_pair("scope", &scopes.join(" "));
+            }
+            form.finish()
+        };
+        self.execute(ep, t, None, true, &|c| {
+            c.post(realm.clone()).header("Content-Type", "application/x-www-form-urlencoded").body(body.clone())
+        })
+        .await
     }
 
     async fn token_response(
@@ -473,11 +504,16 @@ impl Inner {
             expires_in: Option<u64>,
         }
         let bytes = read_limited(resp, 1024 * 1024).await.map_err(|e| self.transport_error(ep, target, &e))?;
-        let b: Body = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::InvalidResponse { registry: ep.host.clone(), reason: format!("token response: {e}") })?;
+        let b: Body = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
+            registry: ep.host.clone(),
+            reason: format!("token response: {e}"),
+        })?;
         let value = if b.token.is_empty() { b.access_token } else { b.token };
         if value.is_empty() {
-            return Err(Error::InvalidResponse { registry: ep.host.clone(), reason: "token response without token".into() });
+            return Err(Error::InvalidResponse {
+                registry: ep.host.clone(),
+                reason: "token response without token".into(),
+            });
         }
         // Refresh a little early; 60 s is the spec's default lifetime.
         let life = Duration::from_secs(b.expires_in.filter(|e| *e > 0).unwrap_or(60));
@@ -493,7 +529,12 @@ impl Inner {
         let errors = parse_error_body(&body);
         let e = if status == 401 {
             let had_credentials = self.had_credentials(&target.registry);
-            Error::Unauthorized { registry: target.registry.clone(), reference: target.reference.clone(), had_credentials, errors }
+            Error::Unauthorized {
+                registry: target.registry.clone(),
+                reference: target.reference.clone(),
+                had_credentials,
+                errors,
+            }
         } else {
             Error::Status {
                 registry: target.registry.clone(),
@@ -530,6 +571,9 @@ fn gave_up(e: Error, attempts: u32) -> Error {
     }
 }
 
+/// Resets, timeouts and early closes are retried; a refused connection is
+/// not (a registry that is down stays down), as in go-containerregistry's
+/// default retry predicate.
 fn retryable_error(e: &Error) -> bool {
     match e {
         Error::Network { .. } => true,
@@ -592,13 +636,28 @@ mod tests {
         let eps = inner.pull_endpoints("docker.io");
         assert_eq!(eps.len(), 3);
         assert_eq!((eps[0].host.as_str(), eps[0].schemes, eps[0].mirror), ("127.0.0.1:5000", Schemes::Http, true));
-        assert_eq!((eps[1].host.as_str(), eps[1].prefix.as_str(), eps[1].schemes), ("mirror.example:8080", "/cache", Schemes::Http));
-        assert_eq!((eps[2].host.as_str(), eps[2].schemes, eps[2].mirror), ("registry-1.docker.io", Schemes::Https, false));
+        assert_eq!(
+            (eps[1].host.as_str(), eps[1].prefix.as_str(), eps[1].schemes),
+            ("mirror.example:8080", "/cache", Schemes::Http)
+        );
+        assert_eq!(
+            (eps[2].host.as_str(), eps[2].schemes, eps[2].mirror),
+            ("registry-1.docker.io", Schemes::Https, false)
+        );
         let s = inner.origin("secure.example");
         assert!(s.skip_verify && s.schemes == Schemes::HttpsThenHttp && s.ca.len() == 1);
         assert_eq!(inner.origin("localhost:5001").schemes, Schemes::HttpsThenHttp);
         assert!(!inner.origin("localhost:5001").skip_verify);
-        let insecure = Inner::new(RegistryConfig::default(), true, DockerConfig::empty(), "t".into(), RetryPolicy::fast(), 1, 1, None);
+        let insecure = Inner::new(
+            RegistryConfig::default(),
+            true,
+            DockerConfig::empty(),
+            "t".into(),
+            RetryPolicy::fast(),
+            1,
+            1,
+            None,
+        );
         let q = insecure.origin("quay.io");
         assert!(q.skip_verify && q.schemes == Schemes::HttpsThenHttp);
     }

@@ -83,7 +83,12 @@ impl Client {
     /// Pushes a blob to the reference's repository unless it is there
     /// already. Uploads up to the chunk threshold go in one PUT; larger
     /// ones in PATCH chunks. Temporary failures restart the upload.
-    pub async fn push_blob(&self, r: &Reference, desc: &Descriptor, source: &dyn PushSource) -> Result<PushOutcome, Error> {
+    pub async fn push_blob(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        source: &dyn PushSource,
+    ) -> Result<PushOutcome, Error> {
         if self.blob_exists(r, &desc.digest).await?.is_some() {
             self.inner.emit(Event::Skipped { digest: desc.digest.clone() });
             return Ok(PushOutcome::Existed);
@@ -92,7 +97,12 @@ impl Client {
     }
 
     /// Uploads without checking for the blob first.
-    pub(crate) async fn upload(&self, r: &Reference, desc: &Descriptor, source: &dyn PushSource) -> Result<PushOutcome, Error> {
+    pub(crate) async fn upload(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        source: &dyn PushSource,
+    ) -> Result<PushOutcome, Error> {
         let ep = self.inner.origin(&r.domain);
         let t = target(r, blob_ref(r, &desc.digest));
         let start = Instant::now();
@@ -101,11 +111,14 @@ impl Client {
             attempt += 1;
             match self.upload_once(&ep, &t, r, desc, source).await {
                 Ok(()) => return Ok(PushOutcome::Uploaded),
-                Err(e) if e.is_temporary() => match self.inner.retry.next_wait(attempt, start.elapsed(), None) {
-                    Some(w) => tokio::time::sleep(w).await,
-                    None if attempt > 1 => return Err(Error::GaveUp { attempts: attempt, source: Box::new(e) }),
-                    None => return Err(e),
-                },
+                // An error that already went through retries is final.
+                Err(e) if e.is_temporary() && !matches!(e, Error::GaveUp { .. }) => {
+                    match self.inner.retry.next_wait(attempt, start.elapsed(), None) {
+                        Some(w) => tokio::time::sleep(w).await,
+                        None if attempt > 1 => return Err(Error::GaveUp { attempts: attempt, source: Box::new(e) }),
+                        None => return Err(e),
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -122,10 +135,8 @@ impl Client {
         let base = self.inner.base(ep, t).await?;
         let scopes = Scopes::repo(&r.path, Access::Push);
         let start = format!("{base}{}/blobs/uploads/", r.path);
-        let (resp, attempts) = self
-            .inner
-            .execute(ep, t, Some(&scopes), false, &|c| c.post(&start).header(CONTENT_LENGTH, "0"))
-            .await?;
+        let (resp, attempts) =
+            self.inner.execute(ep, t, Some(&scopes), false, &|c| c.post(&start).header(CONTENT_LENGTH, "0")).await?;
         if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::CREATED {
             return Err(self.inner.status_error(resp, t, attempts).await);
         }
@@ -234,10 +245,8 @@ impl Client {
         let res = self
             .inner
             .execute(ep, t, Some(scopes), false, &|c| {
-                let rb = c
-                    .put(location.clone())
-                    .header(CONTENT_TYPE, OCTET_STREAM)
-                    .header(CONTENT_LENGTH, size.to_string());
+                let rb =
+                    c.put(location.clone()).header(CONTENT_TYPE, OCTET_STREAM).header(CONTENT_LENGTH, size.to_string());
                 match body.as_ref().and_then(|(b, _)| b.lock().ok().and_then(|mut b| b.take())) {
                     Some(b) => rb.body(b),
                     None => rb,

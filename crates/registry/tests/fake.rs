@@ -67,7 +67,10 @@ async fn manifest_digest_is_checked_and_schema1_refused() {
         ping(req).unwrap_or_else(|| match req.route() {
             "/v2/x/manifests/v1" => Reply::with(
                 200,
-                &[("Content-Type", media_type::OCI_MANIFEST), ("Docker-Content-Digest", &Digest::sha256(b"x").to_string())],
+                &[
+                    ("Content-Type", media_type::OCI_MANIFEST),
+                    ("Docker-Content-Digest", &Digest::sha256(b"x").to_string()),
+                ],
                 MANIFEST,
             ),
             "/v2/x/manifests/old" => Reply::with(
@@ -169,7 +172,8 @@ async fn connection_dropped_every_time_is_a_temporary_error() {
     })
     .await;
     let c = client(RegistryConfig::default());
-    let items: Vec<_> = c.get_blob(&reference(&fake.host(), "x", None), &blob_desc(&[1; 1000])).await.unwrap().collect().await;
+    let items: Vec<_> =
+        c.get_blob(&reference(&fake.host(), "x", None), &blob_desc(&[1; 1000])).await.unwrap().collect().await;
     let e = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Temporary, "{e}");
 }
@@ -204,10 +208,20 @@ async fn bearer_tokens_are_cached_scoped_and_refreshed_on_401() {
     let host = fake.clone();
     let server = serve(move |req| {
         let challenge = format!(r#"Bearer realm="http://{}/token",service="fake registry""#, host.lock().unwrap());
-        let deny = || Reply::with(401, &[("WWW-Authenticate", challenge.as_str())], r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#);
+        let deny = || {
+            Reply::with(
+                401,
+                &[("WWW-Authenticate", challenge.as_str())],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+        };
         match req.route() {
             "/token" => {
-                assert!(req.path.contains("service=fake+registry") || req.path.contains("service=fake%20registry"), "{}", req.path);
+                assert!(
+                    req.path.contains("service=fake+registry") || req.path.contains("service=fake%20registry"),
+                    "{}",
+                    req.path
+                );
                 assert!(req.path.contains("scope=repository%3Ax%3Apull"), "{}", req.path);
                 let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
                 Reply::status(200, format!(r#"{{"token":"t{n}","expires_in":300}}"#))
@@ -240,7 +254,10 @@ async fn identity_token_uses_oauth2_post() {
         match (req.method.as_str(), req.route()) {
             ("POST", "/token") => {
                 let body = String::from_utf8_lossy(&req.body).to_string();
-                assert!(body.contains("grant_type=refresh_token") && body.contains("refresh_token=my-refresh"), "{body}");
+                assert!(
+                    body.contains("grant_type=refresh_token") && body.contains("refresh_token=my-refresh"),
+                    "{body}"
+                );
                 Reply::status(200, r#"{"access_token":"ok","expires_in":60}"#)
             }
             (_, _) if req.header("Authorization") == Some("Bearer ok") => {
@@ -260,6 +277,7 @@ async fn identity_token_uses_oauth2_post() {
         .build()
         .unwrap();
     c.get_manifest(&reference(&server.host(), "x", Some("v1"))).await.unwrap();
+    c.check_login(&server.host()).await.unwrap();
 }
 
 #[tokio::test]
@@ -308,7 +326,8 @@ async fn failed_chunk_restarts_the_upload_from_post() {
 #[tokio::test]
 async fn push_manifest_checks_returned_digest() {
     let fake = serve(|req| {
-        ping(req).unwrap_or_else(|| Reply::with(201, &[("Docker-Content-Digest", &Digest::sha256(b"nope").to_string())], ""))
+        ping(req)
+            .unwrap_or_else(|| Reply::with(201, &[("Docker-Content-Digest", &Digest::sha256(b"nope").to_string())], ""))
     })
     .await;
     let c = client(RegistryConfig::default());

@@ -95,9 +95,10 @@ async fn missing_manifest_and_blob() {
 #[tokio::test]
 async fn pushes_blobs_monolithic_and_chunked() {
     let Some(reg) = registry(Mode::Plain) else { return };
-    let c = builder(RegistryConfig::default()).with_chunk_threshold(64 * 1024).with_chunk_size(100_000).build().unwrap();
+    let c =
+        builder(RegistryConfig::default()).with_chunk_threshold(64 * 1024).with_chunk_size(100_000).build().unwrap();
     let r = reg.reference(&unique("push"), None);
-    for (len, seed) in [(10_000usize, 1u64), (350_000, 2)] {
+    for (len, seed) in [(0usize, 0u64), (10_000, 1), (350_000, 2)] {
         let data = pseudo_random(len, seed);
         let desc = Descriptor::new(media_type::OCI_LAYER_GZIP, Digest::sha256(&data), len as u64);
         assert_eq!(c.push_blob(&r, &desc, &data).await.unwrap(), PushOutcome::Uploaded);
@@ -209,6 +210,7 @@ async fn basic_auth_over_http() {
     let anon = client(RegistryConfig::default());
     let e = anon.get_manifest(&r).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    eprintln!("anonymous: {e}");
 
     let bad = builder(RegistryConfig::default())
         .with_docker_config(docker_config(dir.path(), &reg.host(), "testuser", "wrong-secret-pw"))
@@ -217,12 +219,25 @@ async fn basic_auth_over_http() {
     let e = bad.get_manifest(&r).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     let msg = format!("{e} {e:?}");
+    eprintln!("wrong password: {e}");
     assert!(msg.contains(&reg.host()) && !msg.contains("wrong-secret-pw"), "{msg}");
 
     let good_dir = tempfile::tempdir().unwrap();
     let good = builder(RegistryConfig::default())
         .with_docker_config(docker_config(good_dir.path(), &reg.host(), "testuser", "testpassword"))
         .build()
+        .unwrap();
+    good.check_login(&reg.host()).await.unwrap();
+    assert_eq!(bad.check_login(&reg.host()).await.unwrap_err().kind(), ErrorKind::Unauthorized);
+    assert_eq!(anon.check_login(&reg.host()).await.unwrap_err().kind(), ErrorKind::Unauthorized);
+    let mut probe = polyarch_registry::DockerConfig::empty();
+    probe.set_credential(&reg.host(), "testuser", "testpassword");
+    builder(RegistryConfig::default())
+        .with_docker_config(probe)
+        .build()
+        .unwrap()
+        .check_login(&reg.host())
+        .await
         .unwrap();
     let m = push_small_image(&good, &r, 21).await;
     assert_eq!(good.get_manifest(&r).await.unwrap().digest(), m.digest());
@@ -238,6 +253,7 @@ async fn auth_over_tls_with_configured_ca() {
     let untrusted = builder(RegistryConfig::default()).with_docker_config(creds.clone()).build().unwrap();
     let e = untrusted.get_manifest(&r).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    eprintln!("untrusted: {e}");
 
     let cfg = RegistryConfig::parse(&format!("[registry.\"{}\"]\nca = [{:?}]\n", reg.host(), reg.ca())).unwrap();
     let c = builder(cfg).with_docker_config(creds.clone()).build().unwrap();

@@ -8,6 +8,12 @@ use super::GlobalArgs;
 
 #[derive(Subcommand)]
 pub enum DebugCommand {
+    /// How a Dockerfile is parsed (as BuildKit), as JSON.
+    Dockerfile(super::debug_dockerfile::Args),
+    /// How Dockerfile variables in a string expand (as BuildKit's shell lexer).
+    Expand(super::debug_expand::Args),
+    /// Whether paths are excluded by .dockerignore patterns.
+    Ignore(super::debug_ignore::Args),
     /// How platform strings are read (as containerd) and what they match.
     Platform(super::debug_platform::Args),
     /// How image references are read (as distribution/reference).
@@ -16,6 +22,9 @@ pub enum DebugCommand {
 
 pub fn run(_global: &GlobalArgs, cmd: DebugCommand) -> Result<u8> {
     match cmd {
+        DebugCommand::Dockerfile(args) => super::debug_dockerfile::run(args),
+        DebugCommand::Expand(args) => super::debug_expand::run(args),
+        DebugCommand::Ignore(args) => super::debug_ignore::run(args),
         DebugCommand::Platform(args) => super::debug_platform::run(args),
         DebugCommand::Reference(args) => super::debug_reference::run(args),
     }

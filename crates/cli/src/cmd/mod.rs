@@ -3,6 +3,9 @@
 
 pub mod context;
 pub mod debug;
+pub mod debug_dockerfile;
+pub mod debug_expand;
+pub mod debug_ignore;
 pub mod debug_platform;
 pub mod debug_reference;
 pub mod imagetools;

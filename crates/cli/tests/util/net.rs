@@ -94,6 +94,11 @@ pub fn fake_registry(body: Vec<u8>, content_type: &'static str) -> u16 {
                     if n == 0 {
                         return;
                     }
+                    // A TLS ClientHello: answer like a plain HTTP server would.
+                    if req.is_empty() && buf[0] == 0x16 {
+                        let _ = conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+                        return;
+                    }
                     req.extend_from_slice(&buf[..n]);
                     while let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&req[..end]).to_string();

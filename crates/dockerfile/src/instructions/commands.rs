@@ -76,7 +76,9 @@ pub(crate) fn parse(node: &Node) -> R<Instruction> {
                 return Err(at_least_one("EXPOSE"));
             }
             req.flags.parse()?;
-            Ok(Instruction::Expose(req.args))
+            let mut ports = req.args;
+            ports.sort();
+            Ok(Instruction::Expose(ports))
         }
         "volume" => volume(&mut req).map(Instruction::Volume),
         "arg" => arg(&mut req).map(Instruction::Arg),
@@ -94,7 +96,7 @@ fn kvps(req: &mut Req, name: &str) -> R<Vec<super::KeyValue>> {
     if args.is_empty() {
         return Err(at_least_one(name));
     }
-    if args.len() % 3 != 0 {
+    if !args.chunks_exact(3).remainder().is_empty() {
         return Err(format!("Bad input to {name}, too many arguments").into());
     }
     let mut out = Vec::new();

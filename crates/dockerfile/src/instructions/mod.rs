@@ -132,7 +132,7 @@ pub struct Healthcheck {
 
 /// A typed instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Instruction {
     /// FROM: starts a stage.
     From(FromStage),

@@ -120,7 +120,7 @@ fn env_label_arg() {
 
 #[test]
 fn simple_instructions() {
-    assert_eq!(first("EXPOSE 80/tcp 443"), Instruction::Expose(vec!["80/tcp".into(), "443".into()]));
+    assert_eq!(first("EXPOSE 80/tcp 443"), Instruction::Expose(vec!["443".into(), "80/tcp".into()]));
     assert_eq!(first("VOLUME /a /b"), Instruction::Volume(vec!["/a".into(), "/b".into()]));
     assert_eq!(first("USER app:app"), Instruction::User("app:app".into()));
     assert_eq!(first("WORKDIR /src dir"), Instruction::Workdir("/src dir".into()));
@@ -181,4 +181,13 @@ fn from_expansion() {
     assert_eq!(f[0], ExpandedFrom { base: "docker.io/library/alpine:3".into(), platform: Some("linux/arm64".into()) });
     assert_eq!(f[1].base, "linux/amd64");
     assert!(PROXY_ARGS.contains(&"no_proxy"));
+}
+
+#[test]
+fn serializes() {
+    let d = df("ARG A=1\nFROM a AS b\nENV X=1\nRUN --mount=type=cache,target=/c make\nEXPOSE 80\nHEALTHCHECK NONE\n").unwrap();
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["stages"][0]["commands"][0]["instruction"]["env"][0]["key"], "X");
+    assert_eq!(v["stages"][0]["commands"][1]["instruction"]["run"]["mounts"][0]["type"], "cache");
+    assert_eq!(v["meta_args"][0]["value"], "1");
 }

@@ -150,7 +150,9 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
         buf.extend_from_slice(&chunk[..n]);
         if buf.first() == Some(&0x16) {
             // A TLS ClientHello: answer like Go's HTTP server does.
-            let _ = sock.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n").await;
+            let _ = sock
+                .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                .await;
             return None;
         }
     };
@@ -160,10 +162,8 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.to_string();
     let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let len: usize = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))

@@ -55,10 +55,8 @@ impl Registry {
 
     /// Stops it now.
     pub fn stop(&self) {
-        let _ = Command::new(script())
-            .args(["stop", "--port", &self.port.to_string(), "--dir"])
-            .arg(&self.dir)
-            .output();
+        let _ =
+            Command::new(script()).args(["stop", "--port", &self.port.to_string(), "--dir"]).arg(&self.dir).output();
     }
 }
 
@@ -98,7 +96,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
-static RUNNING: Mutex<Vec<(Mode, Weak<Registry>, u16, PathBuf, bool)>> = Mutex::new(Vec::new());
+/// Mode, live handle, port, data directory, populated.
+type Slot = (Mode, Weak<Registry>, u16, PathBuf, bool);
+
+static RUNNING: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 
 /// A registry of `mode` shared by the tests of this binary (restarted on
 /// the same port and data directory if all users dropped it).
@@ -111,6 +112,9 @@ pub fn registry(mode: Mode) -> Option<Arc<Registry>> {
         return unavailable("docker-registry is not installed (registry.sh installs it as root)");
     }
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    if running.is_empty() {
+        remove_stale_dirs();
+    }
     let slot = running.iter().position(|e| e.0 == mode && mode != Mode::Disposable);
     if let Some(i) = slot {
         if let Some(r) = running[i].1.upgrade() {
@@ -126,17 +130,19 @@ pub fn registry(mode: Mode) -> Option<Arc<Registry>> {
             (port, dir, false)
         }
     };
-    let mut args = vec!["start".to_string(), "--port".into(), port.to_string(), "--dir".into(), dir.display().to_string()];
+    let mut args =
+        vec!["start".to_string(), "--port".into(), port.to_string(), "--dir".into(), dir.display().to_string()];
     if matches!(mode, Mode::Auth | Mode::AuthTls) {
         args.push("--auth".into());
     }
     if mode == Mode::AuthTls {
         args.push("--tls".into());
     }
-    let out = match Command::new(&script).args(&args).env_remove("REGISTRY_USER").env_remove("REGISTRY_PASSWORD").output() {
-        Ok(o) => o,
-        Err(e) => return unavailable(&format!("cannot run registry.sh: {e}")),
-    };
+    let out =
+        match Command::new(&script).args(&args).env_remove("REGISTRY_USER").env_remove("REGISTRY_PASSWORD").output() {
+            Ok(o) => o,
+            Err(e) => return unavailable(&format!("cannot run registry.sh: {e}")),
+        };
     if !out.status.success() {
         return unavailable(&format!("registry.sh start failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
@@ -156,6 +162,20 @@ pub fn registry(mode: Mode) -> Option<Arc<Registry>> {
         None => running.push(entry),
     }
     Some(reg)
+}
+
+/// Removes data directories left by earlier test processes that are gone.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let pid = name.strip_prefix("registry-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 fn parse_exports(text: &str) -> HashMap<String, String> {

@@ -1,0 +1,128 @@
+//! Entry metadata (owner, mode, mtime, xattrs) and the `*at` calls that set
+//! it without following the entry's own name if it is a symlink.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use crate::error::{Error, Result};
+use crate::path::proc_path;
+
+/// The PAX record prefix that carries extended attributes.
+pub(crate) const PAX_XATTR: &str = "SCHILY.xattr.";
+
+/// What an entry says about itself beyond type and content.
+#[derive(Debug, Default)]
+pub(crate) struct EntryMeta {
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mtime: i64,
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl EntryMeta {
+    /// Reads the header, letting PAX records override it.
+    pub(crate) fn read<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<EntryMeta> {
+        let bad = |_| Error::entry(raw, "malformed header field");
+        let h = entry.header();
+        let mut m = EntryMeta {
+            mode: h.mode().map_err(bad)?,
+            uid: id(h.uid().map_err(bad)?, raw)?,
+            gid: id(h.gid().map_err(bad)?, raw)?,
+            mtime: i64::try_from(h.mtime().map_err(bad)?).unwrap_or(i64::MAX),
+            xattrs: Vec::new(),
+        };
+        let Some(pax) = entry.pax_extensions().map_err(|_| Error::entry(raw, "malformed PAX header"))? else {
+            return Ok(m);
+        };
+        for ext in pax {
+            let ext = ext.map_err(|_| Error::entry(raw, "malformed PAX record"))?;
+            let Ok(key) = ext.key() else { continue };
+            let value = ext.value_bytes();
+            match key {
+                "uid" => m.uid = id(parse_num(value, raw)?, raw)?,
+                "gid" => m.gid = id(parse_num(value, raw)?, raw)?,
+                "mtime" => m.mtime = parse_secs(value, raw)?,
+                k => {
+                    if let Some(name) = k.strip_prefix(PAX_XATTR) {
+                        m.xattrs.push((name.to_string(), value.to_vec()));
+                    }
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Sets the entry's extended attributes. File systems that do not take
+    /// xattrs at all are not an error.
+    pub(crate) fn set_xattrs(&self, dir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
+        if self.xattrs.is_empty() {
+            return Ok(());
+        }
+        let path = proc_path(dir.as_fd(), Some(name));
+        for (k, v) in &self.xattrs {
+            match rfs::lsetxattr(&path, k.as_str(), v, rfs::XattrFlags::empty()) {
+                Ok(()) | Err(Errno::NOTSUP) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn id(v: u64, raw: &[u8]) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::entry(raw, "owner id out of range"))
+}
+
+fn parse_num(v: &[u8], raw: &[u8]) -> Result<u64> {
+    std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| Error::entry(raw, "malformed PAX number"))
+}
+
+/// A PAX time: seconds with an optional fraction, which is dropped.
+fn parse_secs(v: &[u8], raw: &[u8]) -> Result<i64> {
+    let s = std::str::from_utf8(v).map_err(|_| Error::entry(raw, "malformed PAX time"))?;
+    let whole = s.trim().split('.').next().unwrap_or_default();
+    whole.parse().map_err(|_| Error::entry(raw, "malformed PAX time"))
+}
+
+/// Sets owner without following a symlink at `name`.
+pub(crate) fn chown(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> std::result::Result<(), Errno> {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    rfs::chownat(dir, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Sets access and modification time to `mtime` (seconds).
+pub(crate) fn set_mtime(dir: &OwnedFd, name: &OsStr, mtime: i64) -> std::result::Result<(), Errno> {
+    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+    let times = Timestamps { last_access: t, last_modification: t };
+    rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Creates the device node or FIFO a header describes (mode 0 for now;
+/// the caller sets the mode after the owner).
+pub(crate) fn mknod(dir: &OwnedFd, name: &OsStr, kind: EntryType, h: &tar::Header) -> std::result::Result<(), Errno> {
+    let major = h.device_major().ok().flatten().unwrap_or(0);
+    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+    let ft = match kind {
+        EntryType::Char => rfs::FileType::CharacterDevice,
+        EntryType::Block => rfs::FileType::BlockDevice,
+        _ => rfs::FileType::Fifo,
+    };
+    rfs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor))
+}
+
+/// Writes an overlayfs whiteout: a character device 0/0.
+pub(crate) fn overlay_whiteout(dir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
+    rfs::mknodat(dir, name, rfs::FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
+}
+
+/// Marks a directory opaque for overlayfs.
+pub(crate) fn set_overlay_opaque(dir: &OwnedFd) -> std::result::Result<(), Errno> {
+    let path = proc_path(dir.as_fd(), None);
+    rfs::setxattr(&path, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
+}
