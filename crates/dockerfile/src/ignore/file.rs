@@ -44,4 +44,12 @@ mod tests {
         let text = "\u{feff}# comment\n  \n/foo/../bar\n!  /keep/me/ \r\n  #notacomment\nsub//dir/\n/\n!\n";
         assert_eq!(read_all(text), vec!["bar", "!keep/me", "#notacomment", "sub/dir", "/", "!"]);
     }
+
+    #[test]
+    fn ignorefile_read_all_table() {
+        // ignorefile_test.go TestReadAll
+        let content = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
+        assert_eq!(read_all(content), vec!["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]);
+        assert!(read_all("").is_empty());
+    }
 }

@@ -191,3 +191,52 @@ fn serializes() {
     assert_eq!(v["stages"][0]["commands"][1]["instruction"]["run"]["mounts"][0]["type"], "cache");
     assert_eq!(v["meta_args"][0]["value"], "1");
 }
+
+// Ported from BuildKit instructions/parse_test.go.
+
+fn node_err(src: &str) -> String {
+    let ast = parse_ast(src.as_bytes()).unwrap();
+    parse_instruction(&ast.nodes[0]).unwrap_err().to_string()
+}
+
+#[test]
+fn bk_exactly_one_argument() {
+    for c in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
+        assert_eq!(node_err(c), format!("{c} requires exactly one argument"));
+    }
+}
+
+#[test]
+fn bk_at_least_one_argument() {
+    for c in ["ENV", "LABEL", "ONBUILD", "HEALTHCHECK", "EXPOSE", "VOLUME"] {
+        assert_eq!(node_err(c), format!("{c} requires at least one argument"));
+    }
+}
+
+#[test]
+fn bk_no_destination_argument() {
+    for c in ["ADD", "COPY"] {
+        assert_eq!(
+            node_err(&format!("{c} arg1")),
+            format!("{c} requires at least two arguments, but only one was provided. Destination could not be determined.")
+        );
+    }
+}
+
+#[test]
+fn bk_error_cases() {
+    assert!(node_err("COPY\t\n\t\tquux \\\n      bar").starts_with("COPY requires at least two arguments"));
+    assert_eq!(node_err("ONBUILD FROM scratch"), "FROM isn't allowed as an ONBUILD trigger");
+    assert_eq!(node_err("ONBUILD MAINTAINER docker.io"), "MAINTAINER isn't allowed as an ONBUILD trigger");
+    assert_eq!(node_err("MAINTAINER --boo joe@example.com"), "unknown flag: boo");
+    assert_eq!(node_err("ONBUILD ONBUILD RUN touch foobar"), "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    assert_eq!(node_err("foo bar"), "unknown instruction: foo (did you mean from?)");
+}
+
+#[test]
+fn bk_healthcheck_cmd_and_interval() {
+    let Instruction::Healthcheck(h) = first("HEALTHCHECK CMD hello world") else { panic!() };
+    assert_eq!(h.test, vec!["CMD-SHELL", "hello world"]);
+    assert!(node_err("HEALTHCHECK --interval=50ns CMD x").contains("cannot be less than 1ms"));
+    assert!(df("FROM a\nHEALTHCHECK --interval=1ms CMD x").is_ok());
+}

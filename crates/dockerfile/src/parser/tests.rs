@@ -104,3 +104,114 @@ fn json_errors() {
     );
     assert_eq!(err("ENV a").to_string(), "ENV must have two arguments");
 }
+
+// Ported from BuildKit parser_test.go / parser_heredoc_test.go.
+
+#[test]
+fn bk_parse_words() {
+    let cases: &[(&str, &[&str])] = &[
+        ("foo", &["foo"]),
+        ("foo bar", &["foo", "bar"]),
+        ("foo\\ bar", &["foo\\ bar"]),
+        ("foo=bar", &["foo=bar"]),
+        ("foo bar 'abc xyz'", &["foo", "bar", "'abc xyz'"]),
+        ("foo bar \"abc xyz\"", &["foo", "bar", "\"abc xyz\""]),
+        ("àöû", &["àöû"]),
+        ("föo bàr \"âbc xÿz\"", &["föo", "bàr", "\"âbc xÿz\""]),
+    ];
+    for (input, want) in cases {
+        assert_eq!(line::parse_words(input, '\\'), *want, "{input}");
+    }
+}
+
+#[test]
+fn bk_line_numbers() {
+    let src = "# ESCAPE=\\\n\n\n\nFROM brimstone/ubuntu:14.04\n\n\n# TORUN -v /var/run/docker.sock:/var/run/docker.sock\n\n\nENV GOPATH \\\n/go\n\n\n\n# Install the packages we need, clean up after them and us\nRUN apt-get update \\\n\t&& dpkg -l | awk '/^ii/ {print $2}' > /tmp/dpkg.clean \\\n\n\n    && apt-get install -y --no-install-recommends git golang ca-certificates \\\n    && apt-get clean \\\n    && rm -rf /var/lib/apt/lists \\\n\n\t&& go get -v github.com/brimstone/consuldock \\\n    && mv $GOPATH/bin/consuldock /usr/local/bin/consuldock \\\n\n\t&& dpkg -l | awk '/^ii/ {print $2}' > /tmp/dpkg.dirty \\\n\t&& apt-get remove --purge -y $(diff /tmp/dpkg.clean /tmp/dpkg.dirty | awk '/^>/ {print $2}') \\\n\t&& rm /tmp/dpkg.* \\\n\t&& rm -rf $GOPATH\n";
+    let r = p(src);
+    let spans: Vec<(usize, usize)> = r.nodes.iter().map(|n| (n.start_line, n.end_line)).collect();
+    assert_eq!(spans, vec![(5, 5), (11, 12), (17, 31)]);
+}
+
+#[test]
+fn bk_warns_on_empty_continuation_line() {
+    let src = "\nFROM alpine:3.6\n\nRUN something \\\n\n    following \\\n\n    more\n\nRUN another \\\n\n    thing\nRUN non-indented \\\n# this is a comment\n   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n\t";
+    let r = p(src);
+    assert_eq!(r.warnings.len(), 2);
+    assert!(r.warnings[0].short.contains("Empty continuation line found in"));
+    assert!(r.warnings[0].short.contains("RUN something     following     more"));
+    assert!(r.warnings[1].short.contains("RUN another     thing"));
+    assert!(r.warnings[1].detail.contains("will become errors in a future release"));
+}
+
+#[test]
+fn bk_scanner_errors() {
+    let src = format!("\n\t\tFROM image\n\t\tLABEL test={}\n", "a".repeat(65536));
+    assert_eq!(err(&src).to_string(), "dockerfile line greater than max allowed size of 65535");
+}
+
+#[test]
+fn bk_extracts_heredocs() {
+    let src = "\nFROM alpine:3.6\n\nENV NAME=me\n\nRUN ls\n\nUSER <<INVALID\nINVALID\n\nRUN <<EMPTY\nEMPTY\n\nRUN 3<<EMPTY2\nEMPTY2\n\nRUN \"<<NOHEREDOC\"\n\nRUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\nRUN <<-UNINDENT\n\tbaz\n\tquux\nUNINDENT\n\nRUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\n\nRUN <<-EXPAND\n\texpand $NAME\nEXPAND\n\nRUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n\nRUN <<COPY\necho hello world\necho foo bar\nCOPY\n\nRUN <<COMMENT\n# internal comment\necho hello world\necho foo bar # trailing comment\nCOMMENT\n\nRUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n\nCOPY <<FILE1 <<FILE2 /dest\ncontent 1\nFILE1\ncontent 2\nFILE2\n\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n\t";
+    type H<'a> = (&'a str, &'a str, bool, bool, u64);
+    let want: &[&[H]] = &[
+        &[],
+        &[],
+        &[],
+        &[],
+        &[("EMPTY", "", true, false, 0)],
+        &[("EMPTY2", "", true, false, 3)],
+        &[],
+        &[("INDENT", "\tfoo\n\tbar\n", true, false, 0)],
+        &[("UNINDENT", "\tbaz\n\tquux\n", true, true, 0)],
+        &[("UNINDENT2", "\tbaz\n\tquux\n", true, true, 0)],
+        &[("EXPAND", "\texpand $NAME\n", true, true, 0)],
+        &[("NOEXPAND", "\tdon't expand $NAME\n", false, true, 0)],
+        &[("COPY", "echo hello world\necho foo bar\n", true, false, 0)],
+        &[("COMMENT", "# internal comment\necho hello world\necho foo bar # trailing comment\n", true, false, 0)],
+        &[("MOUNT", "echo hello\n", true, false, 0)],
+        &[("FILE1", "content 1\n", true, false, 0), ("FILE2", "content 2\n", true, false, 0)],
+        &[("X", "Y\n", true, false, 0), ("Y", "X\n", true, false, 0)],
+    ];
+    let r = p(src);
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<H> = r.nodes[i + 1]
+            .heredocs
+            .iter()
+            .map(|h| (h.name.as_str(), h.content.as_str(), h.expand, h.chomp, h.file_descriptor))
+            .collect();
+        assert_eq!(got, *w, "child {}", i + 1);
+    }
+}
+
+#[test]
+fn bk_json_heredoc() {
+    let r = p("\nFROM alpine:3.6\n\nRUN [\"whoami\"]\nRUN [\"<<EOF\"]\nRUN [\"<<'EOF'\"]\n\t");
+    assert!(r.nodes[1..4].iter().all(|n| n.heredocs.is_empty()));
+}
+
+#[test]
+fn bk_heredoc_helpers() {
+    assert_eq!(chomp_heredoc_content("\thello\n\tworld\n"), "hello\nworld\n");
+    for src in ["<<EOF", "<<'EOF'", "<<\"EOF\"", "<<-EOF", "<<-'EOF'", "<<-\"EOF\""] {
+        assert_eq!(parse_heredoc(src).unwrap().map(|h| h.name).as_deref(), Some("EOF"), "{src}");
+    }
+    for src in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+        assert!(parse_heredoc(src).is_err(), "{src}");
+    }
+    for src in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF"] {
+        assert_eq!(parse_heredoc(src), Ok(None), "{src}");
+    }
+    let lines: &[(&str, &[&str])] = &[
+        ("RUN <<EOF", &["EOF"]),
+        ("RUN <<-EOF", &["EOF"]),
+        ("RUN <<'EOF'", &["EOF"]),
+        ("RUN 4<<EOF", &["EOF"]),
+        ("RUN <<EOF <<EOF2", &["EOF", "EOF2"]),
+        ("RUN '<<EOF'", &[]),
+        ("RUN \"<<EOF\"", &[]),
+    ];
+    for (line, names) in lines {
+        let got: Vec<String> = heredoc::heredocs_from_line(line).unwrap().into_iter().map(|h| h.name).collect();
+        assert_eq!(got, *names, "{line}");
+    }
+}
