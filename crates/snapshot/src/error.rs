@@ -88,6 +88,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An unpacked layer does not hash to the diff_id it was applied as.
+    #[error("layer diff_id mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        /// The diff_id the caller named.
+        expected: polyarch_oci::Digest,
+        /// What the tar hashed to.
+        actual: polyarch_oci::Digest,
+    },
     /// Writing or committing a layer blob failed.
     #[error("storing layer: {0}")]
     Store(#[from] polyarch_store::Error),
@@ -100,7 +108,10 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::FailedPrecondition { .. } => ErrorKind::FailedPrecondition,
-            Error::InvalidKey { .. } | Error::InvalidEntry { .. } | Error::CorruptMetadata { .. } => ErrorKind::Invalid,
+            Error::InvalidKey { .. }
+            | Error::InvalidEntry { .. }
+            | Error::CorruptMetadata { .. }
+            | Error::DiffIdMismatch { .. } => ErrorKind::Invalid,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Io { .. } | Error::Store(_) => ErrorKind::Io,
         }

@@ -82,18 +82,37 @@ impl Root {
     /// were `/`. With `create`, missing directories are made (mode 0755).
     /// Fails with `ENOENT` (as an I/O error) when missing and not created.
     pub(crate) fn open_dir(&mut self, comps: &[OsString], create: bool) -> Result<OwnedFd> {
+        self.open_dir_at_depth(comps, create, 0)
+    }
+
+    fn open_dir_at_depth(&mut self, comps: &[OsString], create: bool, depth: usize) -> Result<OwnedFd> {
+        let err = |r: &Root, e| errno_at(r.display(comps))(e);
         match self.resolve(comps) {
             Ok(fd) => Ok(fd),
             Err(Errno::NOENT) if create && !comps.is_empty() => {
-                let (last, parent) = comps.split_last().ok_or(Errno::NOENT).map_err(errno_at(&self.path))?;
-                let pfd = self.open_dir(parent, true)?;
+                let (last, parent) = comps.split_last().ok_or(Errno::NOENT).map_err(|e| err(self, e))?;
+                let pfd = self.open_dir_at_depth(parent, true, depth)?;
                 match rfs::mkdirat(&pfd, last.as_os_str(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(errno_at(self.display(comps))(e)),
+                    Ok(()) => return self.resolve(comps).map_err(|e| err(self, e)),
+                    Err(Errno::EXIST) => {}
+                    Err(e) => return Err(err(self, e)),
                 }
-                self.resolve(comps).map_err(errno_at(self.display(comps)))
+                // Something is there yet does not resolve: a dangling
+                // symlink. Make its target, inside the root, as
+                // containerd does with the path `RootPath` resolves to.
+                let target = rfs::readlinkat(&pfd, last.as_os_str(), Vec::new()).map_err(|e| err(self, e))?;
+                if depth >= MAX_SYMLINKS {
+                    return Err(err(self, Errno::LOOP));
+                }
+                let mut joined: Vec<u8> = Vec::new();
+                if target.as_bytes().first() != Some(&b'/') {
+                    joined.extend_from_slice(join(parent).as_os_str().as_bytes());
+                    joined.push(b'/');
+                }
+                joined.extend_from_slice(target.as_bytes());
+                self.open_dir_at_depth(&clean(&joined), true, depth + 1)
             }
-            Err(e) => Err(errno_at(self.display(comps))(e)),
+            Err(e) => Err(err(self, e)),
         }
     }
 
@@ -117,7 +136,8 @@ impl Root {
 /// a symlink with the kernel: targets are read and spliced into the
 /// remaining components, absolute ones restarting at `root`.
 fn walk(root: BorrowedFd<'_>, comps: &[OsString]) -> std::result::Result<OwnedFd, Errno> {
-    let dup = |fd: BorrowedFd<'_>| rfs::openat(fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty());
+    let dup =
+        |fd: BorrowedFd<'_>| rfs::openat(fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty());
     let mut stack: Vec<OwnedFd> = Vec::new();
     let mut todo: VecDeque<OsString> = comps.iter().cloned().collect();
     let mut links = 0;
@@ -178,7 +198,8 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::R
     if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
         return rfs::unlinkat(dir, name, AtFlags::empty());
     }
-    let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let sub =
+        rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     for child in list_dir(sub.as_fd())? {
         remove_all_at(sub.as_fd(), &child)?;
     }

@@ -88,7 +88,11 @@ pub(crate) fn build(e: &TarEntry, mtime: i64) -> io::Result<(tar::Header, Pax)> 
             pax.push((key.into(), v.to_string().into_bytes()));
         }
         let v = v.min(MAX_OCTAL_7);
-        if key == "uid" { h.set_uid(v) } else { h.set_gid(v) }
+        if key == "uid" {
+            h.set_uid(v)
+        } else {
+            h.set_gid(v)
+        }
     }
     let size = e.kind.size();
     if size > MAX_OCTAL_11 {

@@ -139,7 +139,7 @@ impl LayerOptions {
 }
 
 /// A layer written: its blob's descriptor and what it unpacks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LayerInfo {
     /// The (compressed) blob.
     pub descriptor: Descriptor,
@@ -253,6 +253,23 @@ mod tests {
         assert_eq!(o.mtime(150), 100);
         let o = o.with_rewrite_timestamps(true);
         assert_eq!(o.mtime(50), 100);
+    }
+
+    #[test]
+    fn stores_layers_in_a_store() {
+        use polyarch_store::{BlobSource, Store};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let mut b = LayerBuilder::new();
+        b.add_file("hello", FileSource::Bytes(b"world".to_vec()), Meta::file()).unwrap();
+        let write = |f: &mut std::fs::File| b.write(f, &LayerOptions::new()).map(|(_, info)| info);
+        let info = store_layer(&store, tmp.path(), write).unwrap();
+        let blob = store.read_bytes(&info.descriptor, 1 << 20).unwrap();
+        assert_eq!(blob.len() as u64, info.descriptor.size);
+        assert!(store.exists(&info.descriptor.digest).unwrap());
+        // Storing the same layer again is fine.
+        let write = |f: &mut std::fs::File| b.write(f, &LayerOptions::new()).map(|(_, info)| info);
+        assert_eq!(store_layer(&store, tmp.path(), write).unwrap(), info);
     }
 
     #[test]

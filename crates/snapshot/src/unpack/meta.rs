@@ -28,13 +28,13 @@ pub(crate) struct EntryMeta {
 impl EntryMeta {
     /// Reads the header, letting PAX records override it.
     pub(crate) fn read<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<EntryMeta> {
-        let bad = |_| Error::entry(raw, "malformed header field");
         let h = entry.header();
+        let old = h.as_old();
         let mut m = EntryMeta {
-            mode: h.mode().map_err(bad)?,
-            uid: id(h.uid().map_err(bad)?, raw)?,
-            gid: id(h.gid().map_err(bad)?, raw)?,
-            mtime: i64::try_from(h.mtime().map_err(bad)?).unwrap_or(i64::MAX),
+            mode: u32::try_from(field(&old.mode, h.mode().map(u64::from), raw)?).unwrap_or(0),
+            uid: id(field(&old.uid, h.uid(), raw)?, raw)?,
+            gid: id(field(&old.gid, h.gid(), raw)?, raw)?,
+            mtime: i64::try_from(field(&old.mtime, h.mtime(), raw)?).unwrap_or(i64::MAX),
             xattrs: Vec::new(),
         };
         let Some(pax) = entry.pax_extensions().map_err(|_| Error::entry(raw, "malformed PAX header"))? else {
@@ -75,12 +75,25 @@ impl EntryMeta {
     }
 }
 
+/// A numeric header field; an empty one (all NUL or spaces) is 0, as Go's
+/// archive/tar reads it.
+fn field(bytes: &[u8], parsed: std::io::Result<u64>, raw: &[u8]) -> Result<u64> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if bytes.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(_) => Err(Error::entry(raw, "malformed header field")),
+    }
+}
+
 fn id(v: u64, raw: &[u8]) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::entry(raw, "owner id out of range"))
 }
 
 fn parse_num(v: &[u8], raw: &[u8]) -> Result<u64> {
-    std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| Error::entry(raw, "malformed PAX number"))
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Error::entry(raw, "malformed PAX number"))
 }
 
 /// A PAX time: seconds with an optional fraction, which is dropped.

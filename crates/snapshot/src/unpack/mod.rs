@@ -9,7 +9,7 @@
 //! in the directory; other `.wh..wh.` names (AUFS's `plnk`, `aufs`) are
 //! ignored, as containerd's `archive/tar.go` does.
 
-mod meta;
+pub(crate) mod meta;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +61,9 @@ pub struct UnpackOptions {
     xattrs: bool,
     id_map: Option<IdMap>,
     whiteouts: WhiteoutMode,
+    /// Resolve without openat2, to test the fallback walk.
+    #[cfg(test)]
+    pub(crate) force_walk: bool,
 }
 
 impl std::fmt::Debug for UnpackOptions {
@@ -86,7 +89,15 @@ impl UnpackOptions {
     /// created and owners kept; otherwise both are skipped.
     pub fn new() -> UnpackOptions {
         let root = rustix::process::geteuid().is_root();
-        UnpackOptions { special_files: root, same_owner: root, xattrs: true, id_map: None, whiteouts: WhiteoutMode::Apply }
+        UnpackOptions {
+            special_files: root,
+            same_owner: root,
+            xattrs: true,
+            id_map: None,
+            whiteouts: WhiteoutMode::Apply,
+            #[cfg(test)]
+            force_walk: false,
+        }
     }
 
     /// Whether to create device nodes and FIFOs (skipped and counted when off).
@@ -146,7 +157,13 @@ pub struct UnpackStats {
 
 /// Applies the uncompressed layer tar `reader` onto `dest`.
 pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats> {
-    let mut u = Unpacker { root: Root::open(dest)?, opts, stats: UnpackStats::default(), seen: HashSet::new(), dirs: Vec::new() };
+    #[allow(unused_mut)]
+    let mut root = Root::open(dest)?;
+    #[cfg(test)]
+    if opts.force_walk {
+        root = root.without_openat2();
+    }
+    let mut u = Unpacker { root, opts, stats: UnpackStats::default(), seen: HashSet::new(), dirs: Vec::new() };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(io_at(dest))?;
     for entry in entries {
@@ -205,7 +222,11 @@ impl Unpacker<'_> {
             return self.whiteout(parent, OsStr::from_bytes(target));
         }
         let meta = EntryMeta::read(entry, &raw)?;
-        self.seen.insert(crate::path::join(&comps));
+        // Ancestors count as written too: an opaque marker higher up must
+        // not remove the directories this entry lives in.
+        for i in 1..=comps.len() {
+            self.seen.insert(crate::path::join(&comps[..i]));
+        }
         let pfd = self.root.open_dir(parent, true)?;
         self.create(entry, &meta, &pfd, &comps, &raw)
     }
@@ -304,7 +325,14 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn apply_meta(&mut self, meta: &EntryMeta, pfd: &OwnedFd, name: &OsStr, kind: EntryType, comps: &[OsString]) -> Result<()> {
+    fn apply_meta(
+        &mut self,
+        meta: &EntryMeta,
+        pfd: &OwnedFd,
+        name: &OsStr,
+        kind: EntryType,
+        comps: &[OsString],
+    ) -> Result<()> {
         let at = || self.root.display(comps);
         if self.opts.same_owner {
             let (uid, gid) = match &self.opts.id_map {
