@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     pub progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
     http: Mutex<HashMap<(bool, Vec<PathBuf>), reqwest::Client>>,
     hosts: Mutex<HashMap<String, HostState>>,
+    /// One ping at a time per host: concurrent first requests wait for it.
+    pings: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tokens: Mutex<HashMap<(String, Scopes), Token>>,
     creds: Mutex<HashMap<String, Option<Credential>>>,
 }
@@ -133,6 +135,7 @@ impl Inner {
             progress,
             http: Mutex::default(),
             hosts: Mutex::default(),
+            pings: Mutex::default(),
             tokens: Mutex::default(),
             creds: Mutex::default(),
         }
@@ -225,7 +228,13 @@ impl Inner {
     /// The base URL (`scheme://host/prefix/v2/`) of an endpoint, pinging it
     /// first if it was not contacted yet.
     pub async fn base(&self, ep: &Endpoint, target: &Target) -> Result<String, Error> {
-        if let Some(b) = lock(&self.hosts).get(&Self::host_key(ep)).and_then(|h| h.base.clone()) {
+        let key = Self::host_key(ep);
+        if let Some(b) = lock(&self.hosts).get(&key).and_then(|h| h.base.clone()) {
+            return Ok(b);
+        }
+        let gate = lock(&self.pings).entry(key.clone()).or_default().clone();
+        let _turn = gate.lock().await;
+        if let Some(b) = lock(&self.hosts).get(&key).and_then(|h| h.base.clone()) {
             return Ok(b);
         }
         self.ping(ep, target).await
