@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   ca-certificates curl jq openssl git gcc pkg-config
   docker-registry apache2-utils        # the test registry (../shared/fixtures/registry.sh)
-  skopeo umoci                         # independent clients the tests check results with
+  skopeo umoci buildah                 # independent clients and peers the tests check results with
 )
 
 missing=()

@@ -2,6 +2,7 @@
 //! images, with no daemon.
 
 mod cmd;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile for one platform (as `docker buildx build`).
+    Build(cmd::build::BuildArgs),
     /// Assemble, inspect and push local manifest lists (as `docker manifest`).
     #[command(subcommand)]
     Manifest(cmd::manifest::ManifestCommand),
@@ -28,6 +31,26 @@ enum Command {
     Login(cmd::login::LoginArgs),
     /// Remove stored credentials for a registry.
     Logout(cmd::login::LogoutArgs),
+    /// List images in the local store (as `docker images`).
+    Images(cmd::images::ImagesArgs),
+    /// Show a stored image's manifest and config as JSON (as `docker image inspect`).
+    Inspect(cmd::images::InspectArgs),
+    /// Give a stored image another name (as `docker tag`).
+    Tag(cmd::images::TagArgs),
+    /// Remove names from the store (as `docker rmi`); `prune` frees the space.
+    Rmi(cmd::images::RmiArgs),
+    /// Pull an image from a registry into the store (as `docker pull`).
+    Pull(cmd::pull::PullArgs),
+    /// Push a stored image to the registry its name points at (as `docker push`).
+    Push(cmd::pull::PushArgs),
+    /// Write stored images to a tar archive (as `docker save`).
+    Save(cmd::archive::SaveArgs),
+    /// Load images from a tar archive (as `docker load`).
+    Load(cmd::archive::LoadArgs),
+    /// Show the store's disk usage (as `docker system df`).
+    Du(cmd::images::DuArgs),
+    /// Remove blobs no image references (as `docker image prune`).
+    Prune(cmd::images::PruneArgs),
     /// Troubleshooting commands that print JSON.
     #[command(subcommand)]
     Debug(cmd::debug::DebugCommand),
@@ -37,10 +60,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
     let result = match cli.command {
+        Command::Build(a) => cmd::build::run(g, a),
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),
         Command::Logout(a) => cmd::login::logout(a),
+        Command::Images(a) => cmd::images::images(g, a),
+        Command::Inspect(a) => cmd::images::inspect(g, a),
+        Command::Tag(a) => cmd::images::tag(g, a),
+        Command::Rmi(a) => cmd::images::rmi(g, a),
+        Command::Pull(a) => cmd::pull::pull(g, a),
+        Command::Push(a) => cmd::pull::push(g, a),
+        Command::Save(a) => cmd::archive::save(g, a),
+        Command::Load(a) => cmd::archive::load(g, a),
+        Command::Du(a) => cmd::images::du(g, a),
+        Command::Prune(a) => cmd::images::prune(g, a),
         Command::Debug(c) => cmd::debug::run(g, c),
     };
     match result {

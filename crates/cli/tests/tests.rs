@@ -5,3 +5,5 @@ mod util;
 mod manifest;
 mod imagetools;
 mod failures;
+mod store;
+mod build;

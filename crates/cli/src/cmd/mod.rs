@@ -1,6 +1,7 @@
 //! One module per command group. Each exposes clap argument types and a
 //! `run` function that returns the process exit code.
 
+pub mod build;
 pub mod context;
 pub mod debug;
 pub mod debug_dockerfile;
@@ -12,6 +13,9 @@ pub mod imagetools;
 pub mod login;
 pub mod manifest;
 pub mod output;
+pub mod archive;
+pub mod images;
+pub mod pull;
 
 use std::path::PathBuf;
 

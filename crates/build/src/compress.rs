@@ -1,0 +1,115 @@
+//! Compression formats, recognised by their magic bytes.
+
+use std::io::{BufRead, BufReader, Read};
+
+use crate::error::{Error, Result};
+
+/// Formats a stream can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Not compressed.
+    Plain,
+    /// gzip.
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz.
+    Xz,
+    /// zstd.
+    Zstd,
+}
+
+/// The format whose magic bytes start `head`.
+pub fn detect(head: &[u8]) -> Format {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Format::Gzip
+    } else if head.starts_with(b"BZh") {
+        Format::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Format::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Format::Zstd
+    } else {
+        Format::Plain
+    }
+}
+
+/// Wraps `reader` in the decompressor its first bytes call for.
+pub fn decompress<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mut r = BufReader::with_capacity(64 * 1024, reader);
+    let head = r.fill_buf().map_err(|e| Error::layer("reading", e))?.to_vec();
+    Ok(match detect(&head) {
+        Format::Plain => Box::new(r),
+        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+        Format::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(r)),
+        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::layer("zstd", e))?),
+    })
+}
+
+/// Whether `data` is a tar archive once decompressed: the ustar magic at
+/// offset 257 of the first header, or a valid old-style header checksum.
+pub fn is_tar(data: &[u8]) -> bool {
+    let Ok(mut r) = decompress(data) else { return false };
+    let mut block = vec![0u8; 512];
+    let mut n = 0;
+    while n < 512 {
+        match r.read(&mut block[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    if n < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let sum: u32 = block.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as u32 }).sum();
+    stored == Some(sum) && block[0] != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(2);
+        h.set_cksum();
+        b.append(&h, &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn every_format_round_trips() {
+        let plain = tar_bytes();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(&plain).unwrap();
+        let bz = bz.finish().unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&plain).unwrap();
+        let xz = xz.finish().unwrap();
+        let zs = zstd::encode_all(&plain[..], 3).unwrap();
+        for (data, fmt) in [(&plain, Format::Plain), (&gz, Format::Gzip), (&bz, Format::Bzip2), (&xz, Format::Xz), (&zs, Format::Zstd)] {
+            assert_eq!(detect(data), fmt);
+            let mut out = Vec::new();
+            decompress(&data[..]).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, plain, "{fmt:?}");
+            assert!(is_tar(data), "{fmt:?}");
+        }
+        assert!(!is_tar(b"just some text that is not an archive"));
+        assert!(!is_tar(&[0u8; 1024]));
+    }
+}

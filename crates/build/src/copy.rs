@@ -1,0 +1,424 @@
+//! COPY and ADD path rules, as BuildKit's file backend and fsutil's copier
+//! apply them:
+//!
+//! - a source directory's contents are copied, not the directory itself;
+//! - a destination ending in `/`, or an existing directory, receives a
+//!   source file under its base name; otherwise the file is written at the
+//!   destination path;
+//! - missing parents are created `0755`, owned by the `--chown` user;
+//! - `--chmod` applies to every copied file and directory;
+//! - the last component of a source is followed when it is a symlink;
+//! - wildcards (`*`, `?`, `[...]`) match per path component;
+//! - `--exclude` patterns match paths relative to the source;
+//! - `--parents` keeps the source's path (below a `/./` pivot if any);
+//! - ADD unpacks local tar archives (plain, gzip, bzip2, xz, zstd) into
+//!   the destination directory.
+//!
+//! The result is the set of entries that change, applied to `target`.
+
+use std::sync::Arc;
+
+use polyarch_dockerfile::ignore::PatternMatcher;
+
+use crate::fs::{base, clean, join, parent, Kind, MemFs, Node};
+
+/// What to copy where, with names already expanded.
+#[derive(Debug, Clone, Default)]
+pub struct CopySpec {
+    /// Source paths, relative to the source root.
+    pub sources: Vec<String>,
+    /// The absolute destination; a trailing `/` marks a directory.
+    pub dest: String,
+    /// `--chown`, resolved to ids.
+    pub chown: Option<(u64, u64)>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// `--parents`.
+    pub parents: bool,
+    /// ADD: unpack local archives.
+    pub unpack: bool,
+    /// Keep source owners when there is no `--chown` (copies from a stage
+    /// or image); context files are owned by root.
+    pub keep_owner: bool,
+    /// The time given to directories this copy creates.
+    pub now: i64,
+}
+
+/// Why a copy could not be planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyError {
+    /// A source (or wildcard) matched nothing; the path as BuildKit shows it.
+    NotFound(String),
+    /// More than one source needs a directory destination.
+    NeedsDirectory,
+    /// An `--exclude` pattern is malformed.
+    BadPattern(String),
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::NotFound(p) => write!(f, "{}: not found", polyarch_dockerfile::go_quote(p)),
+            CopyError::NeedsDirectory => {
+                f.write_str("When using COPY with more than one source file, the destination must be a directory and end with a /")
+            }
+            CopyError::BadPattern(p) => write!(f, "invalid exclude pattern {}", polyarch_dockerfile::go_quote(p)),
+        }
+    }
+}
+
+/// Whether a path has glob characters.
+pub fn has_wildcards(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// The changed entries, in path order, once applied to `target`.
+pub struct Planned {
+    /// Entries written by the copy (including created directories).
+    pub changes: MemFs,
+    /// The target with the changes applied.
+    pub merged: MemFs,
+}
+
+struct Copier<'a> {
+    src: &'a MemFs,
+    merged: MemFs,
+    changes: MemFs,
+    spec: &'a CopySpec,
+    excludes: Option<PatternMatcher>,
+}
+
+/// Plans the copy of `spec` from `src` onto `target`.
+pub fn plan(src: &MemFs, target: &MemFs, spec: &CopySpec) -> Result<Planned, CopyError> {
+    if spec.sources.len() > 1 && !spec.dest.ends_with('/') {
+        return Err(CopyError::NeedsDirectory);
+    }
+    let excludes = if spec.excludes.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&spec.excludes).map_err(|_| CopyError::BadPattern(spec.excludes.join(",")))?)
+    };
+    let mut c = Copier { src, merged: target.clone(), changes: MemFs::new(), spec, excludes };
+    for s in &spec.sources {
+        c.copy_source(s)?;
+    }
+    Ok(Planned { changes: c.changes, merged: c.merged })
+}
+
+impl Copier<'_> {
+    fn excluded(&self, rel: &str) -> bool {
+        self.excludes.as_ref().is_some_and(|m| m.matches_or_parent_matches(rel))
+    }
+
+    fn copy_source(&mut self, source: &str) -> Result<(), CopyError> {
+        // `--parents` keeps the path below a `/./` pivot, or the whole path.
+        let (pivot, rest) = match source.split_once("/./") {
+            Some((a, b)) if self.spec.parents => (clean(a), b.to_string()),
+            _ => (String::new(), source.to_string()),
+        };
+        let full = clean(&join(&pivot, &clean(&rest)));
+        let matches: Vec<String> = if has_wildcards(&full) {
+            let m = PatternMatcher::new(&[full.as_str()]).map_err(|_| CopyError::NotFound(format!("/{full}")))?;
+            let found: Vec<String> = self
+                .src
+                .iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.split('/').count() == full.split('/').count() && m.matches_exact(k))
+                .filter(|k| !self.excluded(k))
+                .cloned()
+                .collect();
+            if found.is_empty() {
+                return Err(CopyError::NotFound(format!("/{full}")));
+            }
+            found
+        } else {
+            vec![full.clone()]
+        };
+        for m in matches {
+            let resolved = if m.is_empty() {
+                Some(String::new())
+            } else {
+                self.src.resolve(&m, true).filter(|p| p.is_empty() || self.src.get(p).is_some())
+            };
+            let Some(resolved) = resolved else {
+                return Err(CopyError::NotFound(format!("/{m}")));
+            };
+            let dest = if self.spec.parents {
+                let keep = m.strip_prefix(&pivot).unwrap_or(&m).trim_start_matches('/').to_string();
+                let d = clean(&self.spec.dest);
+                let is_dir = resolved.is_empty() || self.src.get(&resolved).is_some_and(Node::is_dir);
+                if is_dir {
+                    format!("/{}/", join(&d, &keep))
+                } else {
+                    format!("/{}/", join(&d, parent(&keep)))
+                }
+            } else {
+                self.spec.dest.clone()
+            };
+            self.copy_one(&m, &resolved, &dest);
+        }
+        Ok(())
+    }
+
+    fn copy_one(&mut self, name: &str, resolved: &str, dest: &str) {
+        let dir_syntax = dest.ends_with('/');
+        let d = clean(dest);
+        let is_dir_src = resolved.is_empty() || self.src.get(resolved).is_some_and(Node::is_dir);
+        let target = self.merged.resolve(&d, true).unwrap_or_else(|| d.clone());
+        let target_is_dir = target.is_empty() || self.merged.get(&target).is_some_and(Node::is_dir);
+        if is_dir_src {
+            self.mkdir_all(&d);
+            let target = self.merged.resolve(&d, true).unwrap_or(d);
+            let below: Vec<(String, Node)> =
+                self.src.children(resolved).map(|(k, n)| (k.clone(), n.clone())).collect();
+            let prefix_len = if resolved.is_empty() { 0 } else { resolved.len() + 1 };
+            for (k, n) in below {
+                let rel = &k[prefix_len..];
+                if self.excluded(rel) {
+                    continue;
+                }
+                self.put(join(&target, rel), n);
+            }
+            return;
+        }
+        let Some(node) = self.src.get(resolved).cloned() else { return };
+        if self.spec.unpack && self.unpack(&node, &d) {
+            return;
+        }
+        let dst = if dir_syntax || target_is_dir {
+            self.mkdir_all(&d);
+            let t = self.merged.resolve(&d, true).unwrap_or(d);
+            join(&t, base(name))
+        } else {
+            self.mkdir_all(parent(&d));
+            let p = self.merged.resolve(parent(&d), true).unwrap_or_else(|| parent(&d).to_string());
+            join(&p, base(&d))
+        };
+        self.put(dst, node);
+    }
+
+    /// ADD: unpacks `node` into directory `d` if it is a tar archive.
+    fn unpack(&mut self, node: &Node, d: &str) -> bool {
+        let Kind::File(data) = &node.kind else { return false };
+        if !crate::compress::is_tar(data) {
+            return false;
+        }
+        let Ok(archive) = MemFs::from_tar(&data[..]) else { return false };
+        self.mkdir_all(d);
+        let t = self.merged.resolve(d, true).unwrap_or_else(|| d.to_string());
+        for (k, n) in archive.iter() {
+            let mut n = n.clone();
+            if let Some((u, g)) = self.spec.chown {
+                n.uid = u;
+                n.gid = g;
+            }
+            self.insert(join(&t, k), n);
+        }
+        true
+    }
+
+    /// Adds one copied entry with the owner and mode rules applied.
+    fn put(&mut self, path: String, mut node: Node) {
+        match self.spec.chown {
+            Some((u, g)) => {
+                node.uid = u;
+                node.gid = g;
+            }
+            None if !self.spec.keep_owner => {
+                node.uid = 0;
+                node.gid = 0;
+            }
+            None => {}
+        }
+        if let Some(m) = self.spec.chmod {
+            if !matches!(node.kind, Kind::Symlink(_)) {
+                node.mode = m;
+            }
+        }
+        self.insert(path, node);
+    }
+
+    fn insert(&mut self, path: String, node: Node) {
+        if path.is_empty() {
+            return;
+        }
+        // A directory over an existing directory keeps what is inside.
+        self.merged.insert(path.clone(), node.clone());
+        self.changes.insert(path, node);
+    }
+
+    /// Creates the missing directories of `path` (following symlinks).
+    fn mkdir_all(&mut self, path: &str) {
+        let owner = self.spec.chown.unwrap_or((0, 0));
+        mkdir_all(&mut self.merged, &mut self.changes, path, owner, self.spec.now);
+    }
+}
+
+/// Creates the missing directories of `path` in `merged` (following
+/// symlinks), `0755` with `owner`, recording them in `changes`.
+pub fn mkdir_all(merged: &mut MemFs, changes: &mut MemFs, path: &str, owner: (u64, u64), now: i64) {
+    {
+        let mut cur = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let next = join(&cur, part);
+            let resolved = merged.resolve(&next, true).unwrap_or(next);
+            if merged.get(&resolved).is_none() {
+                let node = Node::dir(0o755, owner.0, owner.1, now);
+                merged.insert(resolved.clone(), node.clone());
+                changes.insert(resolved.clone(), node);
+            }
+            cur = resolved;
+        }
+    }
+}
+
+/// The entries a layer must hold for `changes` on top of the tree `merged`
+/// (the target after the copy): the changes plus every parent directory
+/// with its current metadata, as a file-system diff would show them.
+pub fn layer_entries(changes: &MemFs, merged: &MemFs) -> Vec<(String, Node)> {
+    let mut out: std::collections::BTreeMap<String, Node> = std::collections::BTreeMap::new();
+    for (p, n) in changes.iter() {
+        out.insert(p.clone(), n.clone());
+        let mut q = parent(p);
+        while !q.is_empty() && !out.contains_key(q) {
+            let node = merged.get(q).cloned().unwrap_or_else(|| Node::dir(0o755, 0, 0, 0));
+            out.insert(q.to_string(), node);
+            q = parent(q);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A file with `data`, for tests and inline content.
+pub fn file_node(data: &[u8], mode: u32, mtime: i64) -> Node {
+    Node { kind: Kind::File(Arc::new(data.to_vec())), mode, uid: 0, gid: 0, mtime }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> MemFs {
+        let mut fs = MemFs::new();
+        fs.insert("a.txt".into(), file_node(b"a", 0o644, 1));
+        fs.insert("b.txt".into(), file_node(b"b", 0o600, 1));
+        fs.insert("dir".into(), Node::dir(0o700, 0, 0, 1));
+        fs.insert("dir/x".into(), file_node(b"x", 0o755, 1));
+        fs.insert("dir/sub".into(), Node::dir(0o755, 0, 0, 1));
+        fs.insert("dir/sub/y.txt".into(), file_node(b"y", 0o644, 1));
+        fs.insert("link".into(), Node { kind: Kind::Symlink("a.txt".into()), mode: 0o777, uid: 0, gid: 0, mtime: 1 });
+        fs
+    }
+
+    fn target() -> MemFs {
+        let mut fs = MemFs::new();
+        fs.insert("etc".into(), Node::dir(0o755, 0, 0, 0));
+        fs.insert("existing".into(), Node::dir(0o750, 5, 5, 0));
+        fs
+    }
+
+    fn run(sources: &[&str], dest: &str) -> Result<Vec<String>, CopyError> {
+        run_spec(CopySpec { sources: sources.iter().map(|s| s.to_string()).collect(), dest: dest.into(), now: 9, ..Default::default() })
+    }
+
+    fn run_spec(spec: CopySpec) -> Result<Vec<String>, CopyError> {
+        let p = plan(&ctx(), &target(), &spec)?;
+        Ok(p.changes.iter().map(|(k, _)| k.clone()).collect())
+    }
+
+    #[test]
+    fn file_to_path_dir_and_existing_dir() {
+        assert_eq!(run(&["a.txt"], "/new").unwrap(), ["new"]);
+        assert_eq!(run(&["a.txt"], "/new/").unwrap(), ["new", "new/a.txt"]);
+        assert_eq!(run(&["a.txt"], "/existing").unwrap(), ["existing/a.txt"]);
+        assert_eq!(run(&["a.txt"], "/deep/er/f").unwrap(), ["deep", "deep/er", "deep/er/f"]);
+    }
+
+    #[test]
+    fn directory_contents_are_copied() {
+        assert_eq!(run(&["dir"], "/app").unwrap(), ["app", "app/sub", "app/sub/y.txt", "app/x"]);
+        assert_eq!(run(&["."], "/").unwrap().len(), 7);
+        let p = plan(&ctx(), &target(), &CopySpec { sources: vec!["dir".into()], dest: "/app".into(), now: 9, ..Default::default() }).unwrap();
+        let app = p.changes.get("app").unwrap();
+        assert_eq!((app.mode, app.mtime), (0o755, 9), "created with MkdirAll, not the source's mode");
+        assert_eq!(p.changes.get("app/sub").unwrap().mode, 0o755);
+    }
+
+    #[test]
+    fn several_sources_need_a_directory() {
+        assert_eq!(run(&["a.txt", "b.txt"], "/x"), Err(CopyError::NeedsDirectory));
+        assert_eq!(run(&["a.txt", "b.txt"], "/x/").unwrap(), ["x", "x/a.txt", "x/b.txt"]);
+    }
+
+    #[test]
+    fn missing_sources_and_wildcards() {
+        assert_eq!(run(&["nope"], "/x").unwrap_err().to_string(), "\"/nope\": not found");
+        assert_eq!(run(&["*.md"], "/x/"), Err(CopyError::NotFound("/*.md".into())));
+        assert_eq!(run(&["*.txt"], "/x/").unwrap(), ["x", "x/a.txt", "x/b.txt"]);
+        assert_eq!(run(&["d?r"], "/x/").unwrap(), ["x", "x/sub", "x/sub/y.txt", "x/x"]);
+    }
+
+    #[test]
+    fn symlink_source_is_followed() {
+        let p = plan(&ctx(), &target(), &CopySpec { sources: vec!["link".into()], dest: "/l".into(), ..Default::default() }).unwrap();
+        assert!(matches!(p.changes.get("l").unwrap().kind, Kind::File(_)));
+    }
+
+    #[test]
+    fn chown_chmod_exclude_parents() {
+        let spec = CopySpec {
+            sources: vec!["dir".into()],
+            dest: "/o/".into(),
+            chown: Some((10, 20)),
+            chmod: Some(0o640),
+            excludes: vec!["*.txt".into(), "sub/*.txt".into()],
+            ..Default::default()
+        };
+        let p = plan(&ctx(), &target(), &spec).unwrap();
+        let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["o", "o/sub", "o/x"]);
+        let o = p.changes.get("o").unwrap();
+        assert_eq!((o.uid, o.gid, o.mode), (10, 20, 0o755));
+        let x = p.changes.get("o/x").unwrap();
+        assert_eq!((x.uid, x.gid, x.mode), (10, 20, 0o640));
+        let parents = CopySpec { sources: vec!["dir/sub/y.txt".into()], dest: "/p/".into(), parents: true, ..Default::default() };
+        assert_eq!(run_spec(parents).unwrap(), ["p", "p/dir", "p/dir/sub", "p/dir/sub/y.txt"]);
+        let pivot = CopySpec { sources: vec!["dir/./sub/y.txt".into()], dest: "/p/".into(), parents: true, ..Default::default() };
+        assert_eq!(run_spec(pivot).unwrap(), ["p", "p/sub", "p/sub/y.txt"]);
+    }
+
+    #[test]
+    fn layer_entries_include_parents_with_current_metadata() {
+        let spec = CopySpec { sources: vec!["a.txt".into()], dest: "/existing/".into(), ..Default::default() };
+        let p = plan(&ctx(), &target(), &spec).unwrap();
+        let e = layer_entries(&p.changes, &target());
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].0.as_str(), e[0].1.mode, e[0].1.uid), ("existing", 0o750, 5));
+    }
+
+    #[test]
+    fn add_unpacks_archives() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("pkg/f").unwrap();
+        h.set_size(1);
+        h.set_mode(0o600);
+        h.set_uid(7);
+        h.set_cksum();
+        b.append(&h, &b"z"[..]).unwrap();
+        let raw = b.into_inner().unwrap();
+        let gz = crate::layer::compress(&raw, crate::layer::Compression::Gzip).unwrap();
+        let mut src = MemFs::new();
+        src.insert("a.tar.gz".into(), file_node(&gz, 0o644, 0));
+        let spec = CopySpec { sources: vec!["a.tar.gz".into()], dest: "/opt".into(), unpack: true, ..Default::default() };
+        let p = plan(&src, &target(), &spec).unwrap();
+        let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["opt", "opt/pkg", "opt/pkg/f"]);
+        assert_eq!(p.changes.get("opt/pkg/f").unwrap().uid, 7);
+        let spec = CopySpec { unpack: false, ..spec };
+        let p = plan(&src, &target(), &spec).unwrap();
+        assert!(matches!(p.changes.get("opt").unwrap().kind, Kind::File(_)));
+    }
+}

@@ -1,0 +1,465 @@
+//! Stages and instructions: which stages the target needs, the base of
+//! each, and what every instruction does to the config (this file) or the
+//! file system ([`crate::dispatch::fsops`]).
+
+mod fsops;
+mod meta;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use polyarch_dockerfile::instructions::{self, Command, Dockerfile};
+use polyarch_dockerfile::Lex;
+use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, Platform, RawManifest, Reference};
+use polyarch_registry::Client;
+use polyarch_store::{BlobSource, Store};
+
+use crate::base::{self, BaseImage};
+use crate::cache::Cache;
+use crate::config::{rfc3339, Image};
+use crate::error::{Error, ErrorKind, Location, Result};
+use crate::fs::MemFs;
+use crate::layer::Layer;
+use crate::{BuildOptions, BuildResult, Event, EventSink};
+
+/// Runs builds against a store, pulling base images with a registry client.
+pub struct Builder {
+    store: Store,
+    client: Option<Client>,
+    events: EventSink,
+}
+
+impl Builder {
+    /// A builder writing to `store`, with no registry access and no events.
+    pub fn new(store: Store) -> Builder {
+        Builder { store, client: None, events: Arc::new(|_| {}) }
+    }
+
+    /// Sets the registry client used to pull base images.
+    pub fn with_client(mut self, client: Client) -> Builder {
+        self.client = Some(client);
+        self
+    }
+
+    /// Sets where progress events go.
+    pub fn with_events(mut self, sink: EventSink) -> Builder {
+        self.events = sink;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Builds the target stage of `opts` and stores the image (not tagged).
+    pub async fn build(&self, opts: &BuildOptions) -> Result<BuildResult> {
+        let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
+        let file = opts.dockerfile_name.clone();
+        let df_err = |e: polyarch_dockerfile::Error| Error::At {
+            kind: ErrorKind::Dockerfile,
+            diagnostic: Box::new(e.diagnostic(&file, &source)),
+        };
+        let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(df_err)?;
+        let df = instructions::parse(&ast).map_err(df_err)?;
+        let target = df.target(opts.target.as_deref()).map_err(df_err)?;
+        df.check_cycles().map_err(df_err)?;
+        let builtins = builtin_args(&opts.platform);
+        let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
+        let froms = instructions::expand_from(&df, ast.escape, &build_args, &builtins).map_err(df_err)?;
+        let global_args = global_args(&df, ast.escape, &build_args, &builtins);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut run = Run {
+            b: self,
+            opts,
+            lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
+            lex: Lex::new(ast.escape),
+            cache: Cache::new(&self.store),
+            latest: None,
+            now: opts.source_date_epoch.unwrap_or(now),
+            stages: (0..df.stages.len()).map(|_| None).collect(),
+            images: HashMap::new(),
+            executed: 0,
+            cached: 0,
+            step: AtomicUsize::new(0),
+            global_args,
+            builtins,
+            froms: froms.into_iter().map(|f| (f.base, f.platform)).collect(),
+            df,
+        };
+        let needed = run.needed(target);
+        for i in 0..=target {
+            if needed.contains(&i) {
+                run.stage(i).await?;
+            }
+        }
+        run.finish(target)
+    }
+}
+
+/// TARGETPLATFORM and friends, BUILDPLATFORM and friends.
+fn builtin_args(target: &Platform) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (prefix, p) in [("TARGET", target.normalize()), ("BUILD", Platform::host().normalize())] {
+        m.insert(format!("{prefix}PLATFORM"), p.format());
+        m.insert(format!("{prefix}OS"), p.os.clone());
+        m.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        m.insert(format!("{prefix}VARIANT"), p.variant_str().to_string());
+    }
+    m
+}
+
+/// Values of the ARGs declared before the first FROM.
+fn global_args(
+    df: &Dockerfile,
+    escape: char,
+    build_args: &HashMap<String, String>,
+    builtins: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let lex = Lex::new(escape);
+    let mut env: HashMap<String, String> = builtins.clone();
+    let mut out = HashMap::new();
+    for a in &df.meta_args {
+        let v = match (build_args.get(&a.key), &a.value) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(d)) => lex.process_word(d, &env).ok(),
+            (None, None) => None,
+        };
+        if let Some(v) = v {
+            env.insert(a.key.clone(), v.clone());
+            out.insert(a.key.clone(), v);
+        }
+    }
+    out
+}
+
+/// A built stage.
+#[derive(Clone)]
+pub(crate) struct StageState {
+    pub(crate) name: String,
+    pub(crate) platform: Platform,
+    pub(crate) image: Image,
+    pub(crate) layers: Vec<Layer>,
+    /// The root file system, read from the layers when first needed.
+    pub(crate) fs: Option<MemFs>,
+    /// Cache key of the file system state.
+    pub(crate) key: String,
+    /// ARGs in scope: name and value (unset when `None`).
+    pub(crate) args: Vec<(String, Option<String>)>,
+    pub(crate) cmd_set: bool,
+    pub(crate) index: usize,
+    pub(crate) total: usize,
+    /// How many layers there were before the current step.
+    pub(crate) layers_before_step: usize,
+    /// History entries of metadata steps, whose time is the image's.
+    pub(crate) pending: Vec<usize>,
+}
+
+pub(crate) struct Run<'a> {
+    pub(crate) b: &'a Builder,
+    pub(crate) opts: &'a BuildOptions,
+    pub(crate) df: Dockerfile,
+    pub(crate) lines: Vec<String>,
+    pub(crate) lex: Lex,
+    pub(crate) cache: Cache,
+    /// The newest time of a file-system step of this build.
+    pub(crate) latest: Option<i64>,
+    /// Seconds used for new directories (SOURCE_DATE_EPOCH or now).
+    pub(crate) now: i64,
+    pub(crate) stages: Vec<Option<StageState>>,
+    pub(crate) images: HashMap<String, (BaseImage, Option<MemFs>)>,
+    pub(crate) executed: usize,
+    pub(crate) cached: usize,
+    pub(crate) step: AtomicUsize,
+    pub(crate) global_args: HashMap<String, String>,
+    pub(crate) builtins: HashMap<String, String>,
+    pub(crate) froms: Vec<(String, Option<String>)>,
+}
+
+impl Run<'_> {
+    pub(crate) fn loc(&self, line: usize) -> Location {
+        Location {
+            file: self.opts.dockerfile_name.clone(),
+            line,
+            text: self.lines.get(line.wrapping_sub(1)).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        (self.b.events)(e)
+    }
+
+    pub(crate) fn start(&self, name: String) -> (usize, Instant) {
+        let id = self.step.fetch_add(1, Ordering::SeqCst) + 1;
+        self.emit(Event::Started { id, name });
+        (id, Instant::now())
+    }
+
+    /// Records a metadata step's history entry; its time is set at the end.
+    pub(crate) fn commit_meta(&self, st: &mut StageState, text: String) {
+        st.image.commit(text, false, None);
+        st.pending.push(st.image.history.len() - 1);
+    }
+
+    /// Records a file-system step's history entry with the time it ran.
+    pub(crate) fn commit_fs(&mut self, st: &mut StageState, text: String, ran_at: i64) {
+        let t = self.opts.source_date_epoch.unwrap_or(ran_at);
+        self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
+        let with_layer = st.image.diff_ids.len() > st.layers_before_step;
+        st.image.commit(text, with_layer, Some(&rfc3339(t)));
+    }
+
+    pub(crate) fn done(&self, (id, t): (usize, Instant)) {
+        self.emit(Event::Done { id, elapsed: t.elapsed() });
+    }
+
+    /// The stage a name (or index) refers to, if it is defined before `before`.
+    fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_lowercase();
+        if let Some(i) = self.df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+            return Some(i);
+        }
+        name.parse::<usize>().ok().filter(|i| *i < before)
+    }
+
+    /// Stages the target needs: its base and `--from` stages, transitively.
+    fn needed(&self, target: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.df.stages.len()];
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            if let Some(j) = self.stage_named(&self.froms[i].0, i) {
+                todo.push(j);
+            }
+            for (j, _) in self.df.dependencies(i) {
+                todo.push(j);
+            }
+        }
+        (0..seen.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// Pulls (once per build) an image for `platform`.
+    pub(crate) async fn image(&mut self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
+        let key = format!("{name}|{}", platform.format());
+        if let Some((img, _)) = self.images.get(&key) {
+            return Ok(img.clone());
+        }
+        let loc = self.loc(line);
+        let reference = Reference::parse_normalized(name)
+            .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
+            .with_default_tag();
+        let step = self.start(format!("[internal] load metadata for {reference}"));
+        let Some(client) = &self.b.client else {
+            return Err(loc.error(ErrorKind::NotFound, format!("{reference}: no registry access configured"), Some(name)));
+        };
+        let img = base::pull(client, &self.b.store, &reference, platform)
+            .await
+            .map_err(|e| loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name)))?;
+        self.done(step);
+        self.images.insert(key, (img.clone(), None));
+        Ok(img)
+    }
+
+    /// The file system of an image pulled with [`Run::image`].
+    pub(crate) fn image_fs(&mut self, img: &BaseImage) -> Result<MemFs> {
+        let key = self.images.iter().find(|(_, (i, _))| i.manifest.digest == img.manifest.digest).map(|(k, _)| k.clone());
+        if let Some(k) = &key {
+            if let Some((_, Some(fs))) = self.images.get(k) {
+                return Ok(fs.clone());
+            }
+        }
+        let fs = load_fs(&self.b.store, &img.layers)?;
+        if let Some(k) = key {
+            if let Some(entry) = self.images.get_mut(&k) {
+                entry.1 = Some(fs.clone());
+            }
+        }
+        Ok(fs)
+    }
+
+    /// Builds stage `i`.
+    async fn stage(&mut self, i: usize) -> Result<()> {
+        let stage = self.df.stages[i].clone();
+        let (base_name, platform_spec) = self.froms[i].clone();
+        let loc = self.loc(stage.line);
+        let platform = match &platform_spec {
+            Some(p) => Platform::parse(p).map_err(|e| loc.error(ErrorKind::Invalid, e.to_string(), Some(p)))?,
+            None => self.opts.platform.clone(),
+        };
+        let name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let mut commands: Vec<Command> = Vec::new();
+        let mut st = if base_name.eq_ignore_ascii_case("scratch") {
+            StageState::new(name, platform.clone(), Image::scratch(&platform), Vec::new(), "scratch".into())
+        } else if let Some(j) = self.stage_named(&base_name, i) {
+            let Some(prev) = self.stages[j].clone() else {
+                return Err(loc.error(ErrorKind::Dockerfile, format!("stage {base_name} was not built"), None));
+            };
+            let mut s = prev;
+            s.name = name;
+            s.image.config.on_build.clear();
+            s.args.clear();
+            s.cmd_set = false;
+            s
+        } else {
+            let img = self.image(&base_name, &platform, stage.line).await?;
+            let mut image = img.image.clone();
+            for t in std::mem::take(&mut image.config.on_build) {
+                commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
+            }
+            let key = format!("image:{}", img.manifest.digest);
+            let mut s = StageState::new(name, platform.clone(), image, img.layers.clone(), key);
+            s.platform = platform.clone();
+            s
+        };
+        commands.extend(stage.commands.iter().cloned());
+        st.index = 0;
+        st.total = 1 + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
+        let from_text = if base_name.eq_ignore_ascii_case("scratch") {
+            "FROM scratch".to_string()
+        } else {
+            format!("FROM {base_name}")
+        };
+        let step = self.start(st.prefix(&from_text));
+        self.done(step);
+        for cmd in &commands {
+            self.dispatch(&mut st, cmd).await?;
+        }
+        self.stages[i] = Some(st);
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, st: &mut StageState, cmd: &Command) -> Result<()> {
+        use instructions::Instruction as I;
+        let loc = self.loc(cmd.start_line);
+        match &cmd.instruction {
+            I::Run(_) => Err(loc.error(
+                ErrorKind::Unsupported,
+                format!("RUN is not supported yet (line {})", cmd.start_line),
+                Some("RUN"),
+            )),
+            I::Copy(c) => self.copy(st, cmd, c, false).await,
+            I::Add(c) => self.copy(st, cmd, c, true).await,
+            I::Workdir(p) => self.workdir(st, cmd, p),
+            I::From(_) => Ok(()),
+            other => self.meta(st, cmd, other),
+        }
+    }
+
+    /// Assembles and stores the image of stage `target`.
+    fn finish(&mut self, target: usize) -> Result<BuildResult> {
+        let Some(st) = self.stages[target].take() else {
+            return Err(Error::Option("the target stage was not built".into()));
+        };
+        let mut image = st.image;
+        for (k, v) in &self.opts.labels {
+            image.config.labels.insert(k.clone(), v.clone());
+        }
+        let created = rfc3339(self.opts.source_date_epoch.or(self.latest).unwrap_or(self.now));
+        for i in &st.pending {
+            if let Some(h) = image.history.get_mut(*i) {
+                h.created = Some(created.clone());
+            }
+        }
+        let config = image.to_json(Some(&created))?;
+        let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: config_desc.clone(),
+            layers: st.layers.iter().map(|l| l.desc.clone()).collect(),
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        };
+        let raw = RawManifest::from_image(&manifest).map_err(|e| Error::Layer(e.to_string()))?;
+        let manifest_desc = self.b.store.put_manifest(&raw)?;
+        Ok(BuildResult {
+            manifest: manifest_desc,
+            config: config_desc,
+            image,
+            layers: st.layers,
+            platform: st.platform,
+            executed: self.executed,
+            cached: self.cached,
+        })
+    }
+
+    /// Variables visible to expansion: ARGs, then ENV over them.
+    pub(crate) fn env(&self, st: &StageState) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = HashMap::new();
+        for (k, v) in &st.args {
+            if let Some(v) = v {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        for e in &st.image.config.env {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    /// Expands a word with the stage's variables.
+    pub(crate) fn expand(&self, st: &StageState, word: &str, line: usize) -> Result<String> {
+        let env = self.env(st);
+        self.lex.process_word(word, &env).map_err(|e| self.loc(line).error(ErrorKind::Dockerfile, e.to_string(), None))
+    }
+
+    /// The stage's file system, read from its layers on first use.
+    pub(crate) fn stage_fs<'s>(&self, st: &'s mut StageState) -> Result<&'s mut MemFs> {
+        if st.fs.is_none() {
+            st.fs = Some(load_fs(&self.b.store, &st.layers)?);
+        }
+        Ok(st.fs.get_or_insert_with(MemFs::new))
+    }
+}
+
+impl StageState {
+    fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
+        StageState { name, platform, image, layers, fs: None, key, args: Vec::new(), cmd_set: false, index: 0, total: 1, layers_before_step: 0, pending: Vec::new() }
+    }
+
+    /// `[name k/n] text` as BuildKit names vertices.
+    pub(crate) fn prefix(&mut self, text: &str) -> String {
+        self.index += 1;
+        let width = self.total.to_string().len();
+        format!("[{} {:>width$}/{}] {text}", self.name, self.index, self.total)
+    }
+}
+
+/// Parses an ONBUILD trigger as one instruction located at the FROM line.
+fn parse_trigger(text: &str, line: usize) -> std::result::Result<Command, String> {
+    let ast = polyarch_dockerfile::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    if ast.nodes.len() != 1 {
+        return Err("onbuild trigger should be a single expression".into());
+    }
+    let mut cmd = instructions::parse_instruction(&ast.nodes[0]).map_err(|e| e.to_string())?;
+    cmd.start_line = line;
+    cmd.end_line = line;
+    Ok(cmd)
+}
+
+/// Reads a root file system from layers in the store.
+pub fn load_fs(store: &Store, layers: &[Layer]) -> Result<MemFs> {
+    let mut fs = MemFs::new();
+    for l in layers {
+        let r = store.open(&l.desc)?;
+        fs.apply_layer(r)?;
+    }
+    Ok(fs)
+}
+
+/// Reads a stored image (manifest descriptor) as config and layers.
+pub fn read_image(store: &Store, manifest: &Descriptor) -> Result<(Image, Vec<Layer>)> {
+    let img = base::from_store(store, manifest, Reference::parse_normalized("local/image").map_err(|e| Error::Option(e.to_string()))?)?;
+    Ok((img.image, img.layers))
+}
+

@@ -1,0 +1,226 @@
+//! Instructions that only change the image config, with BuildKit's
+//! history texts (`dispatchEnv`, `dispatchLabel`, `dispatchCmd`...).
+
+use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction};
+
+use super::{Run, StageState};
+use crate::config::{go_list, go_quoted_list, healthcheck_text, Empty, Healthcheck};
+use crate::error::{ErrorKind, Result};
+
+impl Run<'_> {
+    pub(super) fn meta(&mut self, st: &mut StageState, cmd: &Command, ins: &Instruction) -> Result<()> {
+        let line = cmd.start_line;
+        let text = match ins {
+            Instruction::Env(kvs) => {
+                let mut msg = String::from("ENV");
+                for kv in kvs {
+                    let k = self.expand(st, &kv.key, line)?;
+                    let v = self.expand(st, &kv.value, line)?;
+                    msg.push_str(&format!(" {k}={v}"));
+                    st.image.add_env(&k, &v);
+                }
+                msg
+            }
+            Instruction::Label(kvs) => {
+                let mut msg = String::from("LABEL");
+                for kv in kvs {
+                    let k = self.expand(st, &kv.key, line)?;
+                    let v = self.expand(st, &kv.value, line)?;
+                    msg.push_str(&format!(" {k}={v}"));
+                    st.image.config.labels.insert(k, v);
+                }
+                msg
+            }
+            Instruction::Arg(defs) => {
+                let mut parts = Vec::new();
+                for a in defs {
+                    let value = if let Some(v) = self.builtins.get(&a.key).filter(|_| a.value.is_none()) {
+                        Some(v.clone())
+                    } else if let Some(v) = self.opts.build_args.get(&a.key) {
+                        Some(v.clone())
+                    } else if let Some(d) = &a.value {
+                        Some(self.expand(st, d, line)?)
+                    } else {
+                        self.global_args.get(&a.key).cloned()
+                    };
+                    parts.push(match &value {
+                        Some(v) => format!("{}={v}", a.key),
+                        None => a.key.clone(),
+                    });
+                    st.args.retain(|(k, _)| k != &a.key);
+                    st.args.push((a.key.clone(), value));
+                }
+                format!("ARG {}", parts.join(" "))
+            }
+            Instruction::Expose(ports) => {
+                let env = self.env(st);
+                let mut all = Vec::new();
+                for p in ports {
+                    let words = self
+                        .lex
+                        .process_words(p, &env)
+                        .map_err(|e| self.loc(line).error(ErrorKind::Dockerfile, e.to_string(), None))?;
+                    for w in words {
+                        let ps = parse_port_spec(&w).map_err(|m| self.loc(line).error(ErrorKind::Invalid, m, Some(&w)))?;
+                        all.extend(ps);
+                    }
+                }
+                all.sort();
+                all.dedup();
+                for p in &all {
+                    st.image.config.exposed_ports.insert(p.clone(), Empty {});
+                }
+                let m: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
+                format!("EXPOSE map[{}]", m.join(" "))
+            }
+            Instruction::Volume(vols) => {
+                let mut vs = Vec::new();
+                for v in vols {
+                    let v = self.expand(st, v, line)?;
+                    if v.is_empty() {
+                        return Err(self.loc(line).error(ErrorKind::Invalid, "VOLUME specified can not be an empty string", None));
+                    }
+                    st.image.config.volumes.insert(v.clone(), Empty {});
+                    vs.push(v);
+                }
+                format!("VOLUME {}", go_list(&vs))
+            }
+            Instruction::User(u) => {
+                let u = self.expand(st, u, line)?;
+                st.image.config.user = u.clone();
+                format!("USER {u}")
+            }
+            Instruction::Stopsignal(s) => {
+                let s = self.expand(st, s, line)?;
+                if !valid_signal(&s) {
+                    return Err(self.loc(line).error(ErrorKind::Invalid, format!("Invalid signal: {s}"), Some(&s)));
+                }
+                st.image.config.stop_signal = s.clone();
+                format!("STOPSIGNAL {s}")
+            }
+            Instruction::Maintainer(m) => {
+                st.image.author = Some(m.clone());
+                format!("MAINTAINER {m}")
+            }
+            Instruction::Shell(sh) => {
+                st.image.config.shell = sh.clone();
+                format!("SHELL {}", go_list(sh))
+            }
+            Instruction::Cmd(c) => {
+                let args = with_shell(st, c);
+                st.image.config.cmd = args.clone();
+                st.image.config.args_escaped = true;
+                st.cmd_set = true;
+                format!("CMD {}", go_quoted_list(&args))
+            }
+            Instruction::Entrypoint(c) => {
+                let args = with_shell(st, c);
+                st.image.config.entrypoint = args.clone();
+                if !st.cmd_set {
+                    st.image.config.cmd.clear();
+                }
+                format!("ENTRYPOINT {}", go_quoted_list(&args))
+            }
+            Instruction::Healthcheck(h) => {
+                let hc = Healthcheck {
+                    test: h.test.clone(),
+                    interval: h.interval,
+                    timeout: h.timeout,
+                    start_period: h.start_period,
+                    start_interval: h.start_interval,
+                    retries: h.retries,
+                };
+                let text = healthcheck_text(&hc);
+                st.image.config.healthcheck = Some(hc);
+                text
+            }
+            Instruction::Onbuild(expr) => {
+                // BuildKit stores the trigger without a history entry.
+                st.image.config.on_build.push(expr.clone());
+                return Ok(());
+            }
+            Instruction::From(_) | Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
+                return Ok(());
+            }
+        };
+        self.commit_meta(st, text);
+        Ok(())
+    }
+}
+
+/// Shell-form commands run through SHELL (default `/bin/sh -c`).
+fn with_shell(st: &StageState, c: &CmdLine) -> Vec<String> {
+    if !c.prepend_shell {
+        return c.args.clone();
+    }
+    let mut sh = if st.image.config.shell.is_empty() {
+        vec!["/bin/sh".to_string(), "-c".to_string()]
+    } else {
+        st.image.config.shell.clone()
+    };
+    sh.push(c.args.join(" "));
+    sh
+}
+
+/// `80`, `80/udp`, `8000-8002/tcp`, `127.0.0.1:80:80` (the container
+/// port is kept) → `port/proto` keys, as go-connections' `ParsePortSpecs`.
+pub(crate) fn parse_port_spec(spec: &str) -> std::result::Result<Vec<String>, String> {
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, p)) => (r, p.to_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let container = rest.rsplit(':').next().unwrap_or(rest);
+    let bad = || format!("invalid containerPort: {container}");
+    let (lo, hi) = match container.split_once('-') {
+        Some((a, b)) => (a.parse::<u32>().map_err(|_| bad())?, b.parse::<u32>().map_err(|_| bad())?),
+        None => {
+            let p = container.parse::<u32>().map_err(|_| bad())?;
+            (p, p)
+        }
+    };
+    if hi < lo || hi > 65535 {
+        return Err(bad());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Signal names and numbers moby's `signal.ParseSignal` accepts.
+fn valid_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<u32>() {
+        return n > 0 && n <= 64;
+    }
+    let name = s.trim_start_matches("SIG").to_uppercase();
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
+        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
+        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    ];
+    NAMES.contains(&name.as_str()) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        assert_eq!(parse_port_spec("80").unwrap(), ["80/tcp"]);
+        assert_eq!(parse_port_spec("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(parse_port_spec("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(parse_port_spec("127.0.0.1:8080:80").unwrap(), ["80/tcp"]);
+        assert!(parse_port_spec("abc").is_err());
+        assert!(parse_port_spec("80/xyz").is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert!(valid_signal("SIGTERM"));
+        assert!(valid_signal("KILL"));
+        assert!(valid_signal("9"));
+        assert!(!valid_signal("SIGNOPE"));
+        assert!(!valid_signal("0"));
+    }
+}

@@ -1,0 +1,182 @@
+//! The crate error. Errors about an instruction carry a diagnostic that
+//! names the Dockerfile, line and column and shows the line.
+
+use std::path::{Path, PathBuf};
+
+use polyarch_dockerfile::Diagnostic;
+use polyarch_oci::Digest;
+
+/// What went wrong, for callers that branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The Dockerfile is malformed or names unknown stages or flags.
+    Dockerfile,
+    /// A source file, image or stage is missing.
+    NotFound,
+    /// The instruction is valid but not supported by this builder yet.
+    Unsupported,
+    /// Input that was understood and rejected (bad option, bad checksum).
+    Invalid,
+    /// The registry, the store or the file system failed.
+    Io,
+}
+
+/// A build failure.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An error at a place in the Dockerfile.
+    #[error("{}", .diagnostic.render())]
+    At {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// Where, with the line.
+        diagnostic: Box<Diagnostic>,
+    },
+    /// A build option is wrong.
+    #[error("{0}")]
+    Option(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(Box<polyarch_store::Error>),
+    /// A registry request failed.
+    #[error("{what}: {source}")]
+    Registry {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: Box<polyarch_registry::Error>,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer or archive could not be read or written.
+    #[error("{what} a layer: {source}")]
+    LayerIo {
+        /// Reading, writing, compressing.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer holds something that cannot be applied.
+    #[error("invalid layer: {0}")]
+    Layer(String),
+    /// A JSON document (config, manifest) is not what it should be.
+    #[error("invalid {what}: {source}")]
+    Json {
+        /// Which document.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A base image has no manifest for the platform.
+    #[error("{reference}: no image for platform {platform}")]
+    NoPlatform {
+        /// The image.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+    },
+    /// A download failed.
+    #[error("downloading {url}: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// Downloaded content does not match `--checksum`.
+    #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
+    Checksum {
+        /// The URL.
+        url: String,
+        /// What `--checksum` said.
+        expected: String,
+        /// What arrived.
+        actual: Digest,
+    },
+}
+
+impl From<polyarch_store::Error> for Error {
+    fn from(e: polyarch_store::Error) -> Error {
+        Error::Store(Box::new(e))
+    }
+}
+
+/// The crate result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::At { kind, .. } => *kind,
+            Error::Option(_) | Error::Checksum { .. } => ErrorKind::Invalid,
+            Error::NoPlatform { .. } => ErrorKind::NotFound,
+            Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
+            Error::Registry { source, .. } if source.kind() == polyarch_registry::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            _ => ErrorKind::Io,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn layer(what: &'static str, source: std::io::Error) -> Error {
+        Error::LayerIo { what, source }
+    }
+
+    pub(crate) fn registry(what: impl Into<String>, source: polyarch_registry::Error) -> Error {
+        Error::Registry { what: what.into(), source: Box::new(source) }
+    }
+
+    /// The diagnostic, for errors located in the Dockerfile.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            Error::At { diagnostic, .. } => Some(diagnostic),
+            _ => None,
+        }
+    }
+}
+
+/// Where an instruction is, to locate errors.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The Dockerfile name as shown to the user.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The text of that line.
+    pub text: String,
+}
+
+impl Location {
+    /// An error of `kind` at this place, underlining `token` if found in
+    /// the line (else the whole instruction).
+    pub fn error(&self, kind: ErrorKind, message: impl Into<String>, token: Option<&str>) -> Error {
+        let lead = self.text.len() - self.text.trim_start().len();
+        let (column, width) = match token.filter(|t| !t.is_empty()).and_then(|t| self.text.find(t).map(|i| (i, t))) {
+            Some((i, t)) => (self.text[..i].chars().count() + 1, t.chars().count()),
+            None => (lead + 1, self.text.trim().chars().count().max(1)),
+        };
+        Error::At {
+            kind,
+            diagnostic: Box::new(Diagnostic {
+                file: self.file.clone(),
+                line: self.line,
+                column,
+                width,
+                message: message.into(),
+                source_line: self.text.clone(),
+            }),
+        }
+    }
+}

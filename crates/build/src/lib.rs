@@ -1,0 +1,158 @@
+//! `polyarch-build`: Dockerfile builds for one platform without a daemon,
+//! with BuildKit's semantics.
+//!
+//! - [`context`]: the build context, filtered by `.dockerignore`.
+//! - [`dispatch`]: stages and instructions → image config and layers.
+//! - [`copy`]: COPY/ADD path rules.
+//! - [`config`]: the image config as BuildKit writes it.
+//! - [`layer`], [`compress`], [`fs`]: deterministic layers and trees.
+//! - [`cache`]: content-keyed step cache.
+//! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
+//!
+//! The library never prints: progress goes to an [`Event`] sink.
+
+pub mod base;
+pub mod cache;
+pub mod compress;
+pub mod config;
+pub mod context;
+pub mod copy;
+pub mod dispatch;
+pub mod error;
+pub mod export;
+pub mod fs;
+pub mod layer;
+mod remote;
+pub mod users;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use polyarch_oci::{Descriptor, Platform};
+
+pub use error::{Error, ErrorKind, Result};
+pub use fs::MemFs;
+pub use layer::{Compression, Layer};
+
+/// Progress of a build, for renderers. Steps are numbered from 1 in the
+/// order they start, like BuildKit's vertices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A step started.
+    Started {
+        /// Step number.
+        id: usize,
+        /// What it is, e.g. `[stage-0 2/3] COPY a /b`.
+        name: String,
+    },
+    /// The step's result came from the cache.
+    Cached {
+        /// Step number.
+        id: usize,
+    },
+    /// The step finished.
+    Done {
+        /// Step number.
+        id: usize,
+        /// How long it took.
+        elapsed: Duration,
+    },
+    /// The step failed.
+    Failed {
+        /// Step number.
+        id: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where events go.
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What to build.
+#[derive(Clone)]
+pub struct BuildOptions {
+    /// The Dockerfile's bytes.
+    pub dockerfile: Vec<u8>,
+    /// Its name as shown in errors (`Dockerfile`).
+    pub dockerfile_name: String,
+    /// The context, already filtered by `.dockerignore`.
+    pub context: Arc<MemFs>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// The target platform.
+    pub platform: Platform,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`.
+    pub source_date_epoch: Option<i64>,
+    /// Clamp file times in new layers to `SOURCE_DATE_EPOCH`.
+    pub rewrite_timestamp: bool,
+}
+
+impl BuildOptions {
+    /// Options for `dockerfile` with an empty context, the host platform
+    /// and no arguments.
+    pub fn new(dockerfile: impl Into<Vec<u8>>) -> BuildOptions {
+        BuildOptions {
+            dockerfile: dockerfile.into(),
+            dockerfile_name: "Dockerfile".into(),
+            context: Arc::new(MemFs::new()),
+            target: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            platform: Platform::host(),
+            no_cache: false,
+            compression: Compression::Gzip,
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+        }
+    }
+
+    /// Sets the context.
+    pub fn with_context(mut self, context: MemFs) -> Self {
+        self.context = Arc::new(context);
+        self
+    }
+
+    /// Sets a build argument.
+    pub fn with_build_arg(mut self, key: &str, value: &str) -> Self {
+        self.build_args.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the platform.
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image manifest in the store.
+    pub manifest: Descriptor,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The config as built.
+    pub image: config::Image,
+    /// Every layer, base first.
+    pub layers: Vec<Layer>,
+    /// The platform built for.
+    pub platform: Platform,
+    /// Filesystem steps that ran.
+    pub executed: usize,
+    /// Filesystem steps served from the cache.
+    pub cached: usize,
+}
+
+pub use dispatch::Builder;

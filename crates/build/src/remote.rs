@@ -1,0 +1,87 @@
+//! ADD from an http(s) URL.
+
+use crate::error::{Error, Result};
+
+/// A downloaded file.
+pub(crate) struct Download {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// The file name: the last path segment of the URL (BuildKit also
+    /// honours `Content-Disposition`, which this does too).
+    pub name: String,
+    /// `Last-Modified`, seconds since the epoch.
+    pub mtime: Option<i64>,
+}
+
+pub(crate) async fn fetch(url: &str) -> Result<Download> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = |message: String| Error::Http { url: url.to_string(), message };
+    let client = reqwest::Client::builder().build().map_err(|e| http(e.to_string()))?;
+    let resp = client.get(url).send().await.map_err(|e| http(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(http(format!("invalid response status {}", resp.status().as_u16())));
+    }
+    let disposition = resp
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("filename=")))
+        .map(|f| f.trim_matches('"').to_string());
+    let mtime = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
+    let data = resp.bytes().await.map_err(|e| http(e.to_string()))?.to_vec();
+    let name = disposition.filter(|n| !n.is_empty() && !n.contains('/')).unwrap_or_else(|| url_name(url));
+    Ok(Download { data, name, mtime })
+}
+
+/// The last path segment of a URL, or `__unnamed__` as BuildKit names it.
+pub(crate) fn url_name(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    let path = no_query.split_once("://").map(|(_, r)| r).unwrap_or(no_query);
+    let path = path.split_once('/').map(|(_, p)| p).unwrap_or("");
+    match path.rsplit('/').next() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = months.iter().position(|m| *m == parts[2])? as i64 + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // days_from_civil
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_dates() {
+        assert_eq!(url_name("http://h:1/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_name("https://h/"), "__unnamed__");
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(crate::config::rfc3339(parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap()), "2000-02-29T00:00:00Z");
+    }
+}

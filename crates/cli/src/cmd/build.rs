@@ -1,0 +1,472 @@
+//! `polyarch build`: a Dockerfile build for one platform, with the flags of
+//! `docker buildx build` (`-f`, `--target`, `--build-arg`, `--label`, `-t`,
+//! `--no-cache`, `--platform`, `--progress`, `--metadata-file`,
+//! `--iidfile`, `-o/--output`, `--push`).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Args;
+use polyarch_build::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
+use polyarch_oci::Platform;
+use polyarch_store::Store;
+
+use super::context::{self, parse_tagged};
+use super::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The build context: a directory, or `-` to read a tar archive from stdin.
+    #[arg(value_name = "PATH")]
+    context: String,
+    /// The Dockerfile (default: PATH/Dockerfile; inside the archive for `-`).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<String>,
+    /// The stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// A build argument `KEY=VALUE`, or `KEY` to take its value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// A label `KEY=VALUE` for the image.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// A name for the image (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// The target platform (one; default the host's).
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+    /// Progress output: auto, tty, plain, quiet or rawjson.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "tty", "plain", "quiet", "rawjson"])]
+    progress: String,
+    /// Write build results (digests, names) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// Write the image digest to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Output destination, buildx syntax: `type=local,dest=DIR`,
+    /// `type=oci,dest=FILE`, `type=docker,dest=FILE`, `type=tar,dest=FILE`,
+    /// `type=image,name=NAME,push=true`, `type=registry`; `-o DIR`, `-o -`.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Shorthand for `--output=type=registry`.
+    #[arg(long)]
+    push: bool,
+    /// Allow plain HTTP and unverified TLS for registries.
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct OutputSpec {
+    kind: String,
+    dest: Option<String>,
+    names: Vec<String>,
+    push: bool,
+    tar: bool,
+    compression: Option<String>,
+    rewrite_timestamp: bool,
+}
+
+fn parse_bool(k: &str, v: &str) -> Result<bool> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => bail!("invalid value {v:?} for {k}: want true or false"),
+    }
+}
+
+/// Parses buildx's `--output` syntax.
+fn parse_output(s: &str) -> Result<OutputSpec> {
+    if !s.contains('=') {
+        // buildx: `-` is a tar on stdout, anything else a local directory.
+        return Ok(if s == "-" {
+            OutputSpec { kind: "tar".into(), dest: Some("-".into()), tar: true, ..Default::default() }
+        } else {
+            OutputSpec { kind: "local".into(), dest: Some(s.into()), tar: true, ..Default::default() }
+        });
+    }
+    let mut o = OutputSpec { tar: true, ..Default::default() };
+    for field in s.split(',') {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k.trim() {
+            "type" => o.kind = v.to_string(),
+            "dest" => o.dest = Some(v.to_string()),
+            "name" | "names" => o.names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
+            "push" => o.push = parse_bool(k, v)?,
+            "tar" => o.tar = parse_bool(k, v)?,
+            "compression" => o.compression = Some(v.to_string()),
+            "rewrite-timestamp" => o.rewrite_timestamp = parse_bool(k, v)?,
+            // Accepted for compatibility; polyarch always writes OCI media types.
+            "oci-mediatypes" | "compression-level" | "force-compression" | "unpack" | "store" => {}
+            other => bail!("unknown output attribute {other:?} in {s:?}"),
+        }
+    }
+    if o.kind.is_empty() {
+        bail!("--output {s:?}: type is required");
+    }
+    if o.kind == "registry" {
+        o.kind = "image".into();
+        o.push = true;
+    }
+    match o.kind.as_str() {
+        "image" => {}
+        "oci" | "docker" | "tar" | "local" => {
+            if o.dest.is_none() {
+                bail!("--output type={}: dest is required", o.kind);
+            }
+        }
+        other => bail!("unknown output type {other:?} (want image, registry, oci, docker, tar or local)"),
+    }
+    Ok(o)
+}
+
+fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for i in items {
+        match i.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if from_env => {
+                if let Ok(v) = std::env::var(i) {
+                    out.insert(i.clone(), v);
+                }
+            }
+            None => bail!("invalid {what} {i:?}: want KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+/// The Dockerfile, its display name, and the context.
+fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
+    if a.context == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("reading the build context from stdin")?;
+        let all = bctx::from_tar(&buf[..]).context("reading the build context archive")?;
+        let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+        let inner = polyarch_build::fs::clean(&name);
+        let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
+        let ignore = all
+            .read(&format!("{inner}.dockerignore"))
+            .or_else(|| all.read(".dockerignore"))
+            .map(|d| polyarch_dockerfile::ignore::read_all(&String::from_utf8_lossy(&d)))
+            .unwrap_or_default();
+        let ctx = bctx::filter(&all, &ignore)?;
+        return Ok((df.to_vec(), name, ctx));
+    }
+    let root = PathBuf::from(&a.context);
+    let df_path = match &a.file {
+        Some(f) if f == "-" => None,
+        Some(f) => Some(PathBuf::from(f)),
+        None => Some(root.join("Dockerfile")),
+    };
+    let (df, name) = match &df_path {
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the Dockerfile from stdin")?;
+            (buf, "Dockerfile".to_string())
+        }
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading the Dockerfile {}", p.display()))?;
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
+            (bytes, name)
+        }
+    };
+    let ignore = bctx::ignore_patterns(&root, df_path.as_deref())?;
+    let ctx = bctx::from_dir(&root, &ignore)?;
+    Ok((df, name, ctx))
+}
+
+/// Renders build events on stderr.
+struct Progress {
+    mode: String,
+    start: Instant,
+    cached: Mutex<std::collections::HashSet<usize>>,
+    names: Mutex<BTreeMap<usize, String>>,
+    /// The highest step number shown, so that the export step comes next.
+    last: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    fn new(mode: &str) -> Progress {
+        let mode = match mode {
+            "auto" if std::io::stderr().is_terminal() => "tty",
+            "auto" => "plain",
+            m => m,
+        };
+        Progress { mode: mode.to_string(), start: Instant::now(), cached: Default::default(), names: Default::default(), last: Default::default() }
+    }
+
+    /// Library steps are numbered from 1; the build definition step is #1
+    /// here, so they shift by one.
+    fn lib_event(&self, e: Event) {
+        let e = match e {
+            Event::Started { id, name } => Event::Started { id: id + 1, name },
+            Event::Cached { id } => Event::Cached { id: id + 1 },
+            Event::Done { id, elapsed } => Event::Done { id: id + 1, elapsed },
+            Event::Failed { id, message } => Event::Failed { id: id + 1, message },
+            other => other,
+        };
+        self.event(&e);
+    }
+
+    fn next_id(&self) -> usize {
+        self.last.load(std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    fn event(&self, e: &Event) {
+        if let Event::Started { id, .. } = e {
+            self.last.fetch_max(*id, std::sync::atomic::Ordering::SeqCst);
+        }
+        let mut err = std::io::stderr().lock();
+        match self.mode.as_str() {
+            "quiet" => {}
+            "rawjson" => {
+                let v = match e {
+                    Event::Started { id, name } => serde_json::json!({"vertex": id, "name": name, "started": true}),
+                    Event::Cached { id } => serde_json::json!({"vertex": id, "cached": true}),
+                    Event::Done { id, elapsed } => serde_json::json!({"vertex": id, "completed": true, "duration": elapsed.as_secs_f64()}),
+                    Event::Failed { id, message } => serde_json::json!({"vertex": id, "error": message}),
+                    _ => return,
+                };
+                let _ = writeln!(err, "{v}");
+            }
+            "tty" => match e {
+                Event::Started { id, name } => {
+                    self.names.lock().map(|mut n| n.insert(*id, name.clone())).ok();
+                }
+                Event::Cached { id } => {
+                    self.cached.lock().map(|mut c| c.insert(*id)).ok();
+                }
+                Event::Done { id, elapsed } => {
+                    let name = self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
+                    let cached = self.cached.lock().is_ok_and(|c| c.contains(id));
+                    let label = if cached { format!("CACHED {name}") } else { name };
+                    let _ = writeln!(err, " => {label:<70} {:.1}s", elapsed.as_secs_f64());
+                }
+                Event::Failed { id, message } => {
+                    let name = self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
+                    let _ = writeln!(err, " => ERROR {name}\n{message}");
+                }
+                _ => {}
+            },
+            _ => match e {
+                Event::Started { id, name } => {
+                    let _ = writeln!(err, "#{id} {name}");
+                }
+                Event::Cached { id } => {
+                    self.cached.lock().map(|mut c| c.insert(*id)).ok();
+                    let _ = writeln!(err, "#{id} CACHED");
+                }
+                Event::Done { id, elapsed } => {
+                    if !self.cached.lock().is_ok_and(|c| c.contains(id)) {
+                        let _ = writeln!(err, "#{id} DONE {:.1}s", elapsed.as_secs_f64());
+                    }
+                    let _ = writeln!(err);
+                }
+                Event::Failed { id, message } => {
+                    let _ = writeln!(err, "#{id} ERROR: {message}");
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn finish(&self, ok: bool) {
+        if self.mode == "tty" {
+            let state = if ok { "FINISHED" } else { "FAILED" };
+            eprintln!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+pub fn run(global: &GlobalArgs, a: BuildArgs) -> Result<u8> {
+    let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
+    if a.push {
+        match outputs.iter_mut().find(|o| o.kind == "image") {
+            Some(o) => o.push = true,
+            None => outputs.push(OutputSpec { kind: "image".into(), push: true, tar: true, ..Default::default() }),
+        }
+    }
+    if outputs.is_empty() {
+        outputs.push(OutputSpec { kind: "image".into(), tar: true, ..Default::default() });
+    }
+    let compression = match outputs.iter().find_map(|o| o.compression.clone()).as_deref() {
+        None | Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => bail!("unsupported compression {other:?} (want gzip or zstd)"),
+    };
+    let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
+    let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
+    let platform = match &a.platform {
+        Some(p) if p.contains(',') => bail!("--platform: one platform only (got {p:?})"),
+        Some(p) => Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?.normalize(),
+        None => Platform::host(),
+    };
+    let mut build_args = parse_kv(&a.build_args, "--build-arg", true)?;
+    if !build_args.contains_key("SOURCE_DATE_EPOCH") {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            build_args.insert("SOURCE_DATE_EPOCH".into(), v);
+        }
+    }
+    let source_date_epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => Some(v.parse::<i64>().with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?),
+        _ => None,
+    };
+    let labels = parse_kv(&a.labels, "--label", false)?;
+
+    let progress = Arc::new(Progress::new(&a.progress));
+    let t0 = Instant::now();
+    let (dockerfile, name, ctx) = load_context(&a)?;
+    let p = progress.clone();
+    p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
+    p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });
+
+    let opts = BuildOptions {
+        dockerfile,
+        dockerfile_name: name,
+        context: Arc::new(ctx),
+        target: a.target.clone(),
+        build_args,
+        labels,
+        platform,
+        no_cache: a.no_cache,
+        compression,
+        source_date_epoch,
+        rewrite_timestamp,
+    };
+    let store = Store::open(context::data_root(global)).context("opening the local store")?;
+    let client = context::client(global, a.insecure)?;
+    let sink = progress.clone();
+    let builder = Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
+    let rt = context::runtime()?;
+    let result = rt.block_on(builder.build(&opts));
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            progress.finish(false);
+            return Err(e.into());
+        }
+    };
+    let t = Instant::now();
+    let export_id = progress.next_id();
+    progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
+    let mut names_out: Vec<String> = Vec::new();
+    for o in &outputs {
+        export_one(&rt, &client, &store, &result, o, &tags, &mut names_out)?;
+    }
+    progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
+    progress.finish(true);
+    eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
+
+    let digest = result.manifest.digest.to_string();
+    if let Some(path) = &a.iidfile {
+        std::fs::write(path, &digest).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &a.metadata_file {
+        write_metadata(path, &result, &names_out)?;
+    }
+    if a.progress == "quiet" {
+        println!("{digest}");
+    }
+    Ok(0)
+}
+
+fn export_one(
+    rt: &tokio::runtime::Runtime,
+    client: &polyarch_registry::Client,
+    store: &Store,
+    r: &BuildResult,
+    o: &OutputSpec,
+    tags: &[String],
+    names_out: &mut Vec<String>,
+) -> Result<()> {
+    let names: Vec<String> = if o.names.is_empty() {
+        tags.to_vec()
+    } else {
+        o.names.iter().map(|n| parse_tagged(n).map(|r| r.to_string())).collect::<Result<_>>()?
+    };
+    let dest = o.dest.as_deref().unwrap_or("");
+    match o.kind.as_str() {
+        "image" => {
+            export::tag(store, r, &names)?;
+            if o.push {
+                if names.is_empty() {
+                    bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
+                }
+                rt.block_on(export::push(client, store, r, &names))?;
+            }
+            names_out.extend(names);
+        }
+        "oci" if !o.tar => export::write_oci_dir(store, r, &names, Path::new(dest))?,
+        "oci" => with_dest(dest, |w| export::write_oci_tar(store, r, &names, w).map(|_| ()))?,
+        "docker" => with_dest(dest, |w| export::write_docker_tar(store, r, &names, w).map(|_| ()))?,
+        "tar" => with_dest(dest, |w| export::write_rootfs_tar(store, r, w).map(|_| ()))?,
+        "local" => export::write_local(store, r, Path::new(dest))?,
+        other => bail!("unknown output type {other:?}"),
+    }
+    Ok(())
+}
+
+/// Runs `f` on the destination file, or stdout for `-`.
+fn with_dest(dest: &str, f: impl FnOnce(&mut dyn Write) -> polyarch_build::Result<()>) -> Result<()> {
+    if dest == "-" {
+        let mut out = std::io::stdout().lock();
+        f(&mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    let path = Path::new(dest);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {dest}"))?);
+    f(&mut file)?;
+    file.flush()?;
+    Ok(())
+}
+
+fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> {
+    let mut desc = r.manifest.clone();
+    desc.platform = Some(r.platform.clone());
+    let mut m = serde_json::Map::new();
+    m.insert("containerimage.config.digest".into(), r.config.digest.to_string().into());
+    m.insert("containerimage.descriptor".into(), serde_json::to_value(&desc)?);
+    m.insert("containerimage.digest".into(), r.manifest.digest.to_string().into());
+    if !names.is_empty() {
+        m.insert("image.name".into(), names.join(",").into());
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_specs() {
+        let o = parse_output("type=oci,dest=out.tar,compression=zstd").unwrap();
+        assert_eq!((o.kind.as_str(), o.dest.as_deref(), o.compression.as_deref()), ("oci", Some("out.tar"), Some("zstd")));
+        let o = parse_output("type=registry,name=r/x:1").unwrap();
+        assert_eq!((o.kind.as_str(), o.push, o.names.clone()), ("image", true, vec!["r/x:1".to_string()]));
+        assert_eq!(parse_output("outdir").unwrap().kind, "local");
+        assert_eq!(parse_output("-").unwrap().kind, "tar");
+        assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
+        assert!(parse_output("type=oci").is_err());
+        assert!(parse_output("type=nope,dest=x").is_err());
+        assert!(parse_output("type=local,dest=x,bogus=1").is_err());
+    }
+}

@@ -1,0 +1,580 @@
+//! Images in the local store: `images`, `inspect`, `tag`, `rmi`, `du` and
+//! `prune`, with Docker's flags and output layouts (`docker images`,
+//! `docker image inspect`, `docker tag`, `docker rmi`, `docker system df`,
+//! `docker image prune`).
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use polyarch_oci::{Descriptor, Platform, Reference};
+use polyarch_store::Store;
+use polyarch_transfer::local;
+use serde_json::{json, Value};
+
+use super::context::{self, parse_tagged};
+use super::output::json_indented;
+use super::GlobalArgs;
+
+/// `--format` of listing commands.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// One JSON object per line, as `docker images --format json`.
+    Json,
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Show only images of this repository (`busybox`, `busybox:1`).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    filter: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// For an index, the platform whose image to show (default: the host's,
+    /// else the first one present).
+    #[arg(long)]
+    platform: Option<String>,
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    #[arg(value_name = "SOURCE_IMAGE")]
+    source: String,
+    #[arg(value_name = "TARGET_IMAGE")]
+    target: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Untag every name of an image given by ID.
+    #[arg(short, long)]
+    force: bool,
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DuArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Accepted for compatibility: prune never asks.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Opens the store under `--root`.
+pub fn open_store(global: &GlobalArgs) -> Result<Store> {
+    let root = context::data_root(global);
+    Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+}
+
+/// The stored names `input` stands for: a name as given, a name as Docker
+/// would expand it (`busybox` → `docker.io/library/busybox:latest`), or an
+/// image ID (a digest prefix). Every name returned points at the same
+/// descriptor.
+pub fn lookup_all(store: &Store, input: &str) -> Result<Vec<(String, Descriptor)>> {
+    if let Some(d) = store.resolve(input)? {
+        return Ok(vec![(input.to_string(), d)]);
+    }
+    if let Ok(r) = parse_tagged(input) {
+        let full = r.to_string();
+        if let Some(d) = store.resolve(&full)? {
+            return Ok(vec![(full, d)]);
+        }
+    }
+    let by_id = local::find_by_id(store, input)?;
+    let digests: BTreeSet<_> = by_id.iter().map(|(_, d)| d.digest.clone()).collect();
+    match digests.len() {
+        0 => bail!("no such image: {input}"),
+        1 => Ok(by_id),
+        _ => bail!("image ID {input} is ambiguous: it matches {}", digests.len()),
+    }
+}
+
+/// The one stored name `input` stands for, and what it points at.
+pub fn lookup(store: &Store, input: &str) -> Result<(String, Descriptor)> {
+    let mut all = lookup_all(store, input)?;
+    Ok(all.remove(0))
+}
+
+/// `docker.io/library/busybox:latest` → `busybox:latest`.
+pub fn familiar(name: &str) -> String {
+    Reference::parse_normalized(name).map(|r| r.familiar_string()).unwrap_or_else(|_| name.to_string())
+}
+
+fn repo_and_tag(name: &str) -> (String, String) {
+    match Reference::parse_normalized(name) {
+        Ok(r) => (r.familiar_name(), r.tag.clone().unwrap_or_else(|| "<none>".to_string())),
+        Err(_) => (name.to_string(), "<none>".to_string()),
+    }
+}
+
+/// `sha256:` stripped, 12 hex digits, as Docker's short image ID.
+pub fn short_id(d: &Descriptor) -> String {
+    let hex = d.digest.hex();
+    hex[..hex.len().min(12)].to_string()
+}
+
+/// `v` with `prec` significant digits and trailing zeros removed, as Go's `%.<prec>g`.
+fn significant(v: f64, prec: i32) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    let decimals = (prec - 1 - mag).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn size_with_precision(bytes: u64, prec: i32) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", significant(v, prec), UNITS[i])
+}
+
+/// Decimal size with 3 significant digits, as `docker images` (`4.26MB`).
+pub fn human_size(bytes: u64) -> String {
+    size_with_precision(bytes, 3)
+}
+
+/// Decimal size with 4 significant digits, as `docker system df`.
+pub fn human_size4(bytes: u64) -> String {
+    size_with_precision(bytes, 4)
+}
+
+/// go-units' `HumanDuration`, as in Docker's "CREATED" column.
+pub fn human_duration(secs: u64) -> String {
+    let minutes = secs / 60;
+    let hours = (secs as f64 / 3600.0 + 0.5) as u64;
+    match () {
+        _ if secs < 1 => "Less than a second".to_string(),
+        _ if secs == 1 => "1 second".to_string(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".to_string(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", secs / 3600 / 24 / 365),
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2025-01-01T00:00:00Z`,
+/// fractions and offsets allowed).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let num = |a: usize, b: usize| s.get(a..b).and_then(|x| x.parse::<i64>().ok());
+    let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let rest = s.get(19..)?;
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        o if o.len() == 6 => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// "2 weeks ago", or "N/A".
+fn created_since(created: Option<&str>) -> String {
+    match created.and_then(parse_rfc3339) {
+        Some(t) => format!("{} ago", human_duration(now().saturating_sub(t).max(0) as u64)),
+        None => "N/A".to_string(),
+    }
+}
+
+/// Rows aligned like Docker's tabwriter (min width 10, padding 3).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let w = (widths[i] + 3).max(10);
+                line.push_str(&format!("{c:<w$}"));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+struct Row {
+    name: String,
+    desc: Descriptor,
+    created: Option<String>,
+    size: u64,
+    platforms: Vec<String>,
+}
+
+fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
+    let created = local::image_for(store, name, desc, None)
+        .ok()
+        .and_then(|img| img.config.extra.get("created").and_then(Value::as_str).map(str::to_string));
+    let platforms = local::present_images(store, name, desc)
+        .map(|v| v.iter().map(|(_, p)| p.format()).collect())
+        .unwrap_or_default();
+    Ok(Row { name: name.to_string(), desc: desc.clone(), created, size: local::image_size(store, desc)?, platforms })
+}
+
+fn matches_filter(name: &str, filter: &str) -> bool {
+    let Ok(r) = Reference::parse_normalized(name) else { return name == filter };
+    let Ok(f) = Reference::parse_normalized(filter) else { return false };
+    r.domain == f.domain && r.path == f.path && (f.tag.is_none() || f.tag == r.tag)
+}
+
+pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let mut rows = Vec::new();
+    for (name, desc) in store.list()? {
+        if a.filter.as_deref().is_some_and(|f| !matches_filter(&name, f)) {
+            continue;
+        }
+        rows.push(row(&store, &name, &desc).with_context(|| format!("reading image {name}"))?);
+    }
+    if a.quiet {
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            if seen.insert(r.desc.digest.clone()) {
+                emit(&format!("{}\n", short_id(&r.desc)))?;
+            }
+        }
+        return Ok(0);
+    }
+    match a.format {
+        ListFormat::Json => {
+            for r in &rows {
+                let (repo, tag) = repo_and_tag(&r.name);
+                let v = json!({
+                    "Containers": "N/A",
+                    "CreatedAt": r.created.clone().unwrap_or_default(),
+                    "CreatedSince": created_since(r.created.as_deref()),
+                    "Digest": r.desc.digest.to_string(),
+                    "ID": short_id(&r.desc),
+                    "Name": r.name,
+                    "Platforms": r.platforms,
+                    "Repository": repo,
+                    "SharedSize": "N/A",
+                    "Size": human_size(r.size),
+                    "Tag": tag,
+                    "UniqueSize": "N/A",
+                    "VirtualSize": human_size(r.size),
+                });
+                emit(&format!("{v}\n"))?;
+            }
+        }
+        ListFormat::Table => {
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let (repo, tag) = repo_and_tag(&r.name);
+                    vec![
+                        repo,
+                        tag,
+                        short_id(&r.desc),
+                        created_since(r.created.as_deref()),
+                        human_size(r.size),
+                        r.platforms.join(","),
+                    ]
+                })
+                .collect();
+            emit(&table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORMS"], &body))?;
+        }
+    }
+    Ok(0)
+}
+
+fn inspect_one(store: &Store, input: &str, platform: Option<&Platform>) -> Result<Value> {
+    let (name, desc) = lookup(store, input)?;
+    let img = local::image_for(store, &name, &desc, platform).with_context(|| format!("inspecting {name}"))?;
+    let names: Vec<String> =
+        store.list()?.into_iter().filter(|(_, d)| d.digest == desc.digest).map(|(n, _)| n).collect();
+    let repo_digests: Vec<String> = names
+        .iter()
+        .filter_map(|n| Reference::parse_normalized(n).ok())
+        .map(|r| format!("{}@{}", r.familiar_name(), desc.digest))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let manifest: Value = serde_json::from_slice(img.manifest.bytes())?;
+    let config: Value = serde_json::from_slice(&img.config_bytes)?;
+    let platform = img.platform();
+    let mut top = desc.clone();
+    top.annotations = None;
+    let mut v = json!({
+        "Id": desc.digest.to_string(),
+        "RepoTags": names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests,
+        "Name": name,
+        "Descriptor": top,
+        "Created": config.get("created").cloned().unwrap_or(Value::Null),
+        "Architecture": platform.architecture,
+        "Os": platform.os,
+    });
+    if let Some(variant) = &platform.variant {
+        v["Variant"] = json!(variant);
+    }
+    v["Size"] = json!(local::image_size(store, &img.descriptor)?);
+    v["Platforms"] =
+        json!(local::present_images(store, &name, &desc)?.iter().map(|(_, p)| p.format()).collect::<Vec<_>>());
+    let mut mdesc = img.descriptor.clone();
+    mdesc.annotations = None;
+    v["ManifestDescriptor"] = serde_json::to_value(&mdesc)?;
+    v["Manifest"] = manifest;
+    v["Config"] = config;
+    Ok(v)
+}
+
+pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(|p| Platform::parse(p).with_context(|| format!("invalid platform {p:?}")))
+        .transpose()?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for input in &a.images {
+        match inspect_one(&store, input, platform.as_ref()) {
+            Ok(v) => out.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    emit(&format!("{}\n", json_indented(&out, b"    ")?))?;
+    report(errors)
+}
+
+/// Writes to stdout; a closed pipe (`polyarch images | head`) is not an error.
+pub fn emit(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
+/// Prints every error; exit 1 if there was one.
+fn report(errors: Vec<anyhow::Error>) -> Result<u8> {
+    let failed = !errors.is_empty();
+    for e in errors {
+        eprintln!("error: {e:#}");
+    }
+    Ok(u8::from(failed))
+}
+
+pub fn tag(global: &GlobalArgs, a: TagArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let (_, desc) = lookup(&store, &a.source)?;
+    let target = parse_tagged(&a.target)?.to_string();
+    let entry = Descriptor::new(desc.media_type.clone(), desc.digest.clone(), desc.size);
+    store.tag(&target, &entry).with_context(|| format!("tagging {} as {target}", a.source))?;
+    Ok(0)
+}
+
+pub fn rmi(global: &GlobalArgs, a: RmiArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let mut errors = Vec::new();
+    for input in &a.images {
+        if let Err(e) = rmi_one(&store, input, a.force) {
+            errors.push(e);
+        }
+    }
+    report(errors)
+}
+
+/// Untags a name, or every name of an image given by ID (with `force`
+/// when there are several, as `docker rmi` asks).
+fn rmi_one(store: &Store, input: &str, force: bool) -> Result<()> {
+    let names = match lookup_by_name(store, input)? {
+        Some(n) => vec![n],
+        None => {
+            let (_, desc) = lookup(store, input)?;
+            store.list()?.into_iter().filter(|(_, d)| d.digest == desc.digest).map(|(n, _)| n).collect()
+        }
+    };
+    if names.len() > 1 && !force {
+        bail!(
+            "unable to remove {input} (use --force): it is referenced by {} names: {}",
+            names.len(),
+            names.iter().map(|n| familiar(n)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for n in names {
+        store.untag(&n).with_context(|| format!("removing {n}"))?;
+        println!("Untagged: {}", familiar(&n));
+    }
+    Ok(())
+}
+
+/// The name `input` stands for as a name (not an ID), if stored.
+fn lookup_by_name(store: &Store, input: &str) -> Result<Option<String>> {
+    if store.resolve(input)?.is_some() {
+        return Ok(Some(input.to_string()));
+    }
+    match parse_tagged(input) {
+        Ok(r) if store.resolve(&r.to_string())?.is_some() => Ok(Some(r.to_string())),
+        _ => Ok(None),
+    }
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    format!("{}%", (part * 100).checked_div(whole).unwrap_or(0))
+}
+
+pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let du = store.du().context("measuring the store")?;
+    let images = store.list()?.len();
+    if a.format == ListFormat::Json {
+        let v = json!({
+            "Images": images,
+            "Blobs": du.blobs,
+            "Bytes": du.bytes,
+            "ReferencedBlobs": du.referenced_blobs,
+            "ReferencedBytes": du.referenced_bytes,
+            "ReclaimableBytes": du.reclaimable_bytes(),
+            "TempFiles": du.ingest_files,
+            "TempBytes": du.ingest_bytes,
+        });
+        println!("{v}");
+        return Ok(0);
+    }
+    let reclaim = du.reclaimable_bytes();
+    let rows = vec![
+        vec![
+            "Images".to_string(),
+            images.to_string(),
+            images.to_string(),
+            human_size4(du.referenced_bytes),
+            "0B (0%)".to_string(),
+        ],
+        vec![
+            "Blobs".to_string(),
+            du.blobs.to_string(),
+            du.referenced_blobs.to_string(),
+            human_size4(du.bytes),
+            format!("{} ({})", human_size4(reclaim), percent(reclaim, du.bytes)),
+        ],
+        vec![
+            "Temp files".to_string(),
+            du.ingest_files.to_string(),
+            "0".to_string(),
+            human_size4(du.ingest_bytes),
+            human_size4(du.ingest_bytes),
+        ],
+    ];
+    emit(&table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows))?;
+    Ok(0)
+}
+
+pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
+    let store = open_store(global)?;
+    let report = store.prune().context("pruning the store")?;
+    if !report.removed.is_empty() {
+        println!("Deleted blobs:");
+        for d in &report.removed {
+            println!("deleted: {d}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_234), "4.26MB");
+        assert_eq!(human_size(2_000_000), "2MB");
+        assert_eq!(human_size4(16_434_000), "16.43MB");
+        assert_eq!(human_size(1_500), "1.5kB");
+    }
+
+    #[test]
+    fn durations_as_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+        assert_eq!(human_duration(20 * 86400), "2 weeks");
+        assert_eq!(human_duration(100 * 86400), "3 months");
+        assert_eq!(human_duration(800 * 86400), "2 years");
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2025-01-01T00:00:00Z"), Some(1_735_689_600));
+        assert_eq!(parse_rfc3339("2025-01-01T01:00:00.5+01:00"), Some(1_735_689_600));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn table_layout() {
+        let t = table(&["A", "BB"], &[vec!["x".into(), "y".into()]]);
+        assert_eq!(t, "A         BB\nx         y\n");
+    }
+}

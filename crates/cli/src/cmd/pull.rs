@@ -1,0 +1,138 @@
+//! `polyarch pull` and `polyarch push`: images between registries and the
+//! local store, with Docker's flags and final lines (`docker pull`,
+//! `docker push`). Progress goes to stderr.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use polyarch_oci::Platform;
+use polyarch_registry::{Client, ClientBuilder, DockerConfig};
+use polyarch_transfer::{PlatformSelection, PushOptions};
+
+use super::context::{self, parse_tagged};
+use super::images::{familiar, open_store};
+use super::GlobalArgs;
+use crate::progress::{Progress, Verb};
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Pull the image for this platform from an index (default: the host's).
+    #[arg(long, conflicts_with = "all_platforms")]
+    platform: Option<String>,
+    /// Pull every platform of an index.
+    #[arg(short = 'a', long = "all-platforms")]
+    all_platforms: bool,
+    /// Allow plain HTTP and unverified TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Suppress progress; print only the image name.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    reference: String,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Push the whole index; fail if any platform's content is missing.
+    #[arg(long = "all-platforms", conflicts_with = "platform")]
+    all_platforms: bool,
+    /// Push only this platform's image manifest from an index.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Allow plain HTTP and unverified TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Suppress progress; print only the digest line.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(value_name = "NAME[:TAG]")]
+    reference: String,
+}
+
+fn parse_platform(p: &str) -> Result<Platform> {
+    Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))
+}
+
+/// A registry client whose byte counts feed `progress`.
+fn client_with_progress(global: &GlobalArgs, insecure: bool, progress: Arc<Progress>) -> Result<Client> {
+    let config = context::registry_config(global)?;
+    let docker = DockerConfig::load().context("reading the docker config")?;
+    let client = ClientBuilder::new()
+        .with_config(config)
+        .with_docker_config(docker)
+        .with_insecure(insecure)
+        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
+        .with_progress(move |e| progress.registry(&e))
+        .build()?;
+    Ok(client)
+}
+
+pub fn pull(global: &GlobalArgs, a: PullArgs) -> Result<u8> {
+    let reference = parse_tagged(&a.reference)?;
+    let selection = match (&a.platform, a.all_platforms) {
+        (Some(p), _) => PlatformSelection::One(parse_platform(p)?),
+        (None, true) => PlatformSelection::All,
+        (None, false) => PlatformSelection::Host,
+    };
+    let store = open_store(global)?;
+    let progress = Progress::new(Verb::Pull, a.quiet);
+    let client = client_with_progress(global, a.insecure, progress.clone())?;
+    let rt = context::runtime()?;
+    let quiet = a.quiet;
+    let p = progress.clone();
+    let sink = move |e: polyarch_transfer::Event| {
+        if !quiet {
+            p.transfer(&e)
+        }
+    };
+    let res = rt.block_on(polyarch_transfer::pull(&client, &store, &reference, &selection, &sink));
+    progress.finish();
+    let pulled = res?;
+    if a.quiet {
+        println!("{}", pulled.name);
+        return Ok(0);
+    }
+    println!("Digest: {}", pulled.descriptor.digest);
+    let short = familiar(&pulled.name);
+    if pulled.up_to_date() {
+        println!("Status: Image is up to date for {short}");
+    } else {
+        println!("Status: Downloaded newer image for {short}");
+    }
+    println!("{}", pulled.name);
+    Ok(0)
+}
+
+pub fn push(global: &GlobalArgs, a: PushArgs) -> Result<u8> {
+    let target = parse_tagged(&a.reference)?;
+    if target.digest.is_some() && target.tag.is_none() {
+        bail!("cannot push to {target}: give a tag, not a digest");
+    }
+    let store = open_store(global)?;
+    let name = target.to_string();
+    if store.resolve(&name)?.is_none() {
+        bail!("no such image: {} (tag a stored image with `polyarch tag` first)", a.reference);
+    }
+    let opts = PushOptions {
+        all_platforms: a.all_platforms,
+        platform: a.platform.as_deref().map(parse_platform).transpose()?,
+    };
+    let progress = Progress::new(Verb::Push, a.quiet);
+    let client = client_with_progress(global, a.insecure, progress.clone())?;
+    let rt = context::runtime()?;
+    let quiet = a.quiet;
+    let p = progress.clone();
+    let sink = move |e: polyarch_transfer::Event| {
+        if !quiet || matches!(e, polyarch_transfer::Event::Note { .. }) {
+            p.transfer(&e)
+        }
+    };
+    let res = rt.block_on(polyarch_transfer::push(&client, &store, &name, &target, &opts, &sink));
+    progress.finish();
+    let pushed = res?;
+    let tag = target.tag.as_deref().unwrap_or("latest");
+    println!("{tag}: digest: {} size: {}", pushed.descriptor.digest, pushed.descriptor.size);
+    Ok(0)
+}

@@ -1,0 +1,595 @@
+//! `polyarch build` against the real registry (busybox through a docker.io
+//! mirror), checked with skopeo, umoci, the file trees of `type=local` and
+//! a differential build with buildah.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// An environment whose config sends docker.io to the fixture registry.
+fn mirrored() -> Option<(Env, &'static Registry)> {
+    let reg = shared_registry()?;
+    let env = Env::new();
+    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
+    Some((env, reg))
+}
+
+/// Writes `files` (path → content) under a new context directory.
+fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.dir.path().join(name);
+    for (p, c) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, c).unwrap();
+    }
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `executed N step(s), M cached` from the build's stderr.
+fn counts(stderr: &str) -> (usize, usize) {
+    let line = stderr.lines().find(|l| l.starts_with("executed ")).unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let n: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+fn build(env: &Env, args: &[&str]) -> (String, String) {
+    let mut full = vec!["build", "--progress", "plain"];
+    full.extend_from_slice(args);
+    let out = env.run(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+fn build_fails(env: &Env, args: &[&str]) -> String {
+    let mut full = vec!["build", "--progress", "plain"];
+    full.extend_from_slice(args);
+    env.fails(&full)
+}
+
+fn skopeo_config(archive: &Path) -> serde_json::Value {
+    let out = sh(Command::new("skopeo").args(["inspect", "--config", &format!("oci-archive:{}", archive.display())]));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The config blob of the (only) image in an OCI archive, as stored.
+fn raw_config(archive: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    let blob = |d: &str| {
+        let bytes = std::fs::read(dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    blob(manifest["config"]["digest"].as_str().unwrap())
+}
+
+/// Unpacks an OCI archive with umoci and returns the rootfs directory.
+fn umoci_unpack(archive: &Path, tag: &str, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&layout));
+    let bundle = work.join("bundle");
+    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    bundle.join("rootfs")
+}
+
+/// A comparable description of a file tree: path → (type, mode, uid, gid, content or link).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let desc = if md.file_type().is_symlink() {
+            format!("l {}", std::fs::read_link(&p).unwrap().display())
+        } else if md.is_dir() {
+            "d".to_string()
+        } else {
+            format!("f {}", polyarch_oci::Digest::sha256(&std::fs::read(&p).unwrap()))
+        };
+        let mode = if md.file_type().is_symlink() { 0 } else { md.permissions().mode() & 0o7777 };
+        out.insert(rel, format!("{desc} {mode:o} {}:{}", md.uid(), md.gid()));
+        if md.is_dir() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+const APP_DOCKERFILE: &str = r#"ARG BASE=busybox
+FROM ${BASE} AS base
+LABEL stage=base
+
+FROM base
+ARG VERSION=1.0
+ENV APP=/app VERSION=${VERSION}
+WORKDIR $APP
+COPY --chown=nobody:nobody hello.txt ./
+COPY conf/ conf/
+COPY --chmod=600 secret.txt /etc/secret.txt
+COPY *.md /docs/
+USER nobody
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --retries=3 CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo $VERSION"]
+"#;
+
+fn app_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Dockerfile", APP_DOCKERFILE),
+        ("hello.txt", "hello\n"),
+        ("conf/a.conf", "a=1\n"),
+        ("conf/sub/b.conf", "b=2\n"),
+        ("secret.txt", "s3cret\n"),
+        ("README.md", "# readme\n"),
+        ("NOTES.md", "notes\n"),
+        ("ignored.log", "noise\n"),
+        (".dockerignore", "*.log\n"),
+    ]
+}
+
+#[test]
+fn busybox_image_into_store_and_oci_archive() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") || !require(have("umoci"), "umoci") {
+        return;
+    }
+    let ctx = context(&env, "ctx", &app_files());
+    let oci = env.dir.path().join("out/app.tar");
+    let meta = env.dir.path().join("meta.json");
+    let iid = env.dir.path().join("iid");
+    let dest = format!("type=oci,dest={}", oci.display());
+    let (_, err) = build(
+        &env,
+        &["-t", "app:1", "--label", "extra=yes", "--metadata-file", s(&meta), "--iidfile", s(&iid), "-o", "type=image", "-o", &dest, s(&ctx)],
+    );
+    assert!(err.contains("[internal] load metadata for docker.io/library/busybox:latest"), "{err}");
+    assert!(err.contains("#4 [stage-1 2/6] WORKDIR /app") || err.contains("WORKDIR /app"), "{err}");
+
+    // The store has the name; the metadata file and iidfile agree with it.
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["io.containerd.image.name"] == "docker.io/library/app:1")
+        .expect("tagged in the store");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], entry["digest"]);
+    assert_eq!(meta["image.name"], "docker.io/library/app:1");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), entry["digest"].as_str().unwrap());
+    assert!(meta["containerimage.config.digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // Config fields as BuildKit writes them.
+    let cfg = skopeo_config(&oci);
+    let c = &cfg["config"];
+    assert_eq!(c["User"], "nobody");
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["echo $VERSION"]));
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"53/udp": {}, "8080/tcp": {}}));
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Labels"], serde_json::json!({"extra": "yes", "stage": "base"}));
+    let raw = raw_config(&oci);
+    assert_eq!(raw["config"]["Healthcheck"], serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 3}));
+    let env_list: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env_list.contains(&"APP=/app") && env_list.contains(&"VERSION=1.0"), "{env_list:?}");
+    assert!(env_list.iter().any(|e| e.starts_with("PATH=")), "{env_list:?}");
+    let history: Vec<&serde_json::Value> = cfg["history"].as_array().unwrap().iter().collect();
+    let ours: Vec<(&str, bool)> = history
+        .iter()
+        .filter(|h| h["comment"] == "buildkit.dockerfile.v0")
+        .map(|h| (h["created_by"].as_str().unwrap(), h["empty_layer"].as_bool().unwrap_or(false)))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            ("LABEL stage=base", true),
+            ("ARG VERSION=1.0", true),
+            ("ENV APP=/app VERSION=1.0", true),
+            ("WORKDIR /app", false),
+            ("COPY hello.txt ./ # buildkit", false),
+            ("COPY conf/ conf/ # buildkit", false),
+            ("COPY secret.txt /etc/secret.txt # buildkit", false),
+            ("COPY *.md /docs/ # buildkit", false),
+            ("USER nobody", true),
+            ("EXPOSE map[53/udp:{} 8080/tcp:{}]", true),
+            ("VOLUME [/data]", true),
+            ("STOPSIGNAL SIGTERM", true),
+            ("HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}", true),
+            ("ENTRYPOINT [\"/bin/sh\" \"-c\"]", true),
+            ("CMD [\"echo $VERSION\"]", true),
+        ]
+    );
+    let layers = history.iter().filter(|h| !h["empty_layer"].as_bool().unwrap_or(false)).count();
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), layers);
+
+    // The file tree, unpacked by umoci.
+    let work = env.dir.path().join("umoci");
+    let rootfs = umoci_unpack(&oci, "1", &work);
+    let t = tree(&rootfs);
+    assert_eq!(t["app/hello.txt"].split(' ').skip(2).collect::<Vec<_>>(), ["644", "65534:65534"]);
+    assert!(t["app/conf/sub/b.conf"].ends_with("644 0:0"), "{}", t["app/conf/sub/b.conf"]);
+    assert!(t["etc/secret.txt"].ends_with("600 0:0"), "{}", t["etc/secret.txt"]);
+    assert!(t.contains_key("docs/README.md") && t.contains_key("docs/NOTES.md"));
+    assert!(!t.keys().any(|k| k.ends_with(".log")), "ignored by .dockerignore");
+    assert!(t["bin/sh"].starts_with("l busybox"), "{}", t["bin/sh"]);
+    assert_eq!(std::fs::read_to_string(rootfs.join("app/conf/a.conf")).unwrap(), "a=1\n");
+}
+
+#[test]
+fn scratch_image_local_and_tar_outputs() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY bin/ /usr/bin/\nCOPY --chown=1000:2000 data /data\nADD pkg.tar /opt/\nWORKDIR /srv\n"),
+            ("bin/tool", "#!/bin/true\n"),
+            ("data/x", "x"),
+        ],
+    );
+    std::fs::set_permissions(ctx.join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    make_tar(&ctx.join("pkg.tar"), &[("pkg/readme", "inside\n")], "");
+    let local = env.dir.path().join("local");
+    let tarout = env.dir.path().join("rootfs.tar");
+    build(&env, &["-o", &format!("type=local,dest={}", local.display()), "-o", &format!("type=tar,dest={}", tarout.display()), s(&ctx)]);
+    let t = tree(&local);
+    let keys: Vec<&String> = t.keys().collect();
+    assert_eq!(keys, ["data", "data/x", "opt", "opt/pkg", "opt/pkg/readme", "srv", "usr", "usr/bin", "usr/bin/tool"]);
+    assert!(t["usr/bin/tool"].contains(" 755 "), "{}", t["usr/bin/tool"]);
+    if fs_root() {
+        assert!(t["data/x"].ends_with("1000:2000"), "{}", t["data/x"]);
+        assert!(t["data"].ends_with("1000:2000"), "created dest dir takes the --chown owner: {}", t["data"]);
+    }
+    let listing = sh(Command::new("tar").arg("-tvf").arg(&tarout));
+    assert!(listing.contains("opt/pkg/readme") && listing.contains("1000/2000"), "{listing}");
+}
+
+fn fs_root() -> bool {
+    sh(Command::new("id").arg("-u")).trim() == "0"
+}
+
+/// Writes a tar archive with `files`, compressed with `compress` (a program
+/// name such as gzip, or "" for none).
+fn make_tar(path: &Path, files: &[(&str, &str)], compress: &str) {
+    let src = tempfile::tempdir().unwrap();
+    for (p, c) in files {
+        let f = src.path().join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, c).unwrap();
+    }
+    let names: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+    let mut tar = Command::new("tar");
+    tar.arg("-cf").arg("-").arg("-C").arg(src.path()).arg("--owner=0").arg("--group=0").args(&names);
+    let raw = tar.output().unwrap().stdout;
+    let data = if compress.is_empty() {
+        raw
+    } else {
+        let mut child = Command::new(compress).arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(&raw).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn add_extracts_every_compression_and_downloads_with_checksum() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let formats = [("plain.tar", ""), ("g.tar.gz", "gzip"), ("b.tar.bz2", "bzip2"), ("x.tar.xz", "xz"), ("z.tar.zst", "zstd")];
+    for (_, prog) in &formats {
+        if !prog.is_empty() && !require(have(prog), prog) {
+            return;
+        }
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", "")]);
+    let mut df = String::from("FROM scratch\n");
+    for (name, prog) in &formats {
+        make_tar(&ctx.join(name), &[(&format!("{name}.d/file"), name)], prog);
+        df.push_str(&format!("ADD {name} /x/\n"));
+    }
+    // A file served over HTTP, checked against its digest.
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(served.path().join("remote.txt"), "remote content\n").unwrap();
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(served.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/remote.txt");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sum = sha256_hex(b"remote content\n");
+    df.push_str(&format!("ADD --checksum={sum} {url} /dl/\n"));
+    std::fs::write(ctx.join("Dockerfile"), &df).unwrap();
+    let local = env.dir.path().join("local");
+    build(&env, &["-o", &format!("type=local,dest={}", local.display()), s(&ctx)]);
+    for (name, _) in &formats {
+        assert_eq!(std::fs::read_to_string(local.join(format!("x/{name}.d/file"))).unwrap(), *name);
+    }
+    assert_eq!(std::fs::read_to_string(local.join("dl/remote.txt")).unwrap(), "remote content\n");
+
+    // A wrong checksum fails, naming the line.
+    let bad = format!("FROM scratch\nADD --checksum=sha256:{} {url} /dl/\n", "0".repeat(64));
+    std::fs::write(ctx.join("Dockerfile"), bad).unwrap();
+    let err = build_fails(&env, &[s(&ctx)]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(err.contains("Dockerfile:2") && err.contains("digest mismatch"), "{err}");
+}
+
+#[test]
+fn reproducible_with_source_date_epoch() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let files = [("Dockerfile", "FROM busybox\nCOPY . /src/\nWORKDIR /w\nENV A=b\n"), ("f.txt", "same\n")];
+    let digest = |env: &Env, ctx: &Path, extra: &[&str]| {
+        let iid = env.dir.path().join("iid");
+        let mut args = vec!["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--iidfile", s(&iid)];
+        args.extend_from_slice(extra);
+        args.push(s(ctx));
+        build(env, &args);
+        std::fs::read_to_string(&iid).unwrap()
+    };
+    let ctx1 = context(&env, "ctx1", &files);
+    let first = digest(&env, &ctx1, &["--no-cache"]);
+    // Another store, another context directory with the same content.
+    let (env2, _) = mirrored().unwrap();
+    let ctx2 = context(&env2, "ctx2", &files);
+    for f in ["Dockerfile", "f.txt"] {
+        let t = std::fs::metadata(ctx1.join(f)).unwrap().modified().unwrap();
+        std::fs::File::options().write(true).open(ctx2.join(f)).unwrap().set_modified(t).unwrap();
+    }
+    assert_eq!(first, digest(&env2, &ctx2, &[]));
+    // With rewrite-timestamp, file times are clamped, so even the context's
+    // times do not matter.
+    let oci = env.dir.path().join("r.tar");
+    let out = format!("type=oci,dest={},rewrite-timestamp=true", oci.display());
+    let a = digest(&env, &ctx1, &["-o", &out]);
+    let b = digest(&env2, &ctx2, &["-o", &out, "--no-cache"]);
+    assert_eq!(a, b);
+    let cfg = skopeo_config(&oci);
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
+    let local = env.dir.path().join("local");
+    build(&env, &["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-o", &format!("type=local,dest={},rewrite-timestamp=true", local.display()), s(&ctx1)]);
+    assert_eq!(std::fs::metadata(local.join("src/f.txt")).unwrap().mtime(), 1_700_000_000);
+    assert_eq!(std::fs::metadata(local.join("w")).unwrap().mtime(), 1_700_000_000);
+}
+
+#[test]
+fn cache_counts_executed_steps() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a.txt /a.txt\nENV X=1\nCOPY b.txt /b.txt\nWORKDIR /w\n"),
+            ("a.txt", "a"),
+            ("b.txt", "b"),
+        ],
+    );
+    let (_, err) = build(&env, &["-t", "c:1", s(&ctx)]);
+    assert_eq!(counts(&err), (3, 0), "{err}");
+    let blobs = |env: &Env| std::fs::read_dir(env.root().join("blobs/sha256")).unwrap().count();
+    let before = blobs(&env);
+    let (_, err) = build(&env, &["-t", "c:1", s(&ctx)]);
+    assert_eq!(counts(&err), (0, 3), "{err}");
+    assert!(err.contains("CACHED"), "{err}");
+    assert_eq!(blobs(&env), before, "a cached rebuild writes nothing new");
+    // Changing the file the second COPY reads redoes that step and the next.
+    std::fs::write(ctx.join("b.txt"), "changed").unwrap();
+    let (_, err) = build(&env, &["-t", "c:1", s(&ctx)]);
+    assert_eq!(counts(&err), (2, 1), "{err}");
+    // A file no step reads changes nothing.
+    std::fs::write(ctx.join("unused.txt"), "x").unwrap();
+    let (_, err) = build(&env, &["-t", "c:1", s(&ctx)]);
+    assert_eq!(counts(&err), (0, 3), "{err}");
+    // --no-cache runs everything.
+    let (_, err) = build(&env, &["--no-cache", s(&ctx)]);
+    assert_eq!(counts(&err), (3, 0), "{err}");
+}
+
+#[test]
+fn stages_copy_from_and_target() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = "FROM busybox AS build\nCOPY src /out/\n\nFROM scratch AS unused\nRUN false\n\nFROM scratch\nCOPY --from=build /out/ /app/\nCOPY --from=busybox /etc/passwd /etc/passwd\nCOPY --from=build /bin/sh /sh\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df), ("src/main.c", "int main;\n")]);
+    let local = env.dir.path().join("local");
+    let (_, err) = build(&env, &["-o", &format!("type=local,dest={}", local.display()), s(&ctx)]);
+    assert!(!err.contains("unused"), "stages the target does not need are not built: {err}");
+    assert_eq!(std::fs::read_to_string(local.join("app/main.c")).unwrap(), "int main;\n");
+    assert!(std::fs::read_to_string(local.join("etc/passwd")).unwrap().contains("nobody"));
+    assert!(std::fs::metadata(local.join("sh")).unwrap().len() > 100_000, "symlink source followed to busybox");
+    // --target picks the first stage.
+    let local2 = env.dir.path().join("local2");
+    build(&env, &["--target", "build", "-o", &format!("type=local,dest={}", local2.display()), s(&ctx)]);
+    assert!(local2.join("bin/busybox").exists() && local2.join("out/main.c").exists());
+    // Building the unused stage names RUN and its line.
+    let err = build_fails(&env, &["--target", "unused", s(&ctx)]);
+    assert!(err.contains("RUN is not supported yet (line 5)") && err.contains("Dockerfile:5"), "{err}");
+}
+
+#[test]
+fn context_from_stdin_tar() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", "FROM scratch\nCOPY . /c/\n"), ("keep.txt", "k"), ("skip.txt", "s"), (".dockerignore", "skip.txt\n")],
+    );
+    let tar = sh(Command::new("tar").arg("-cf").arg(env.dir.path().join("ctx.tar")).arg("-C").arg(&ctx).arg("."));
+    assert!(tar.is_empty());
+    let local = env.dir.path().join("local");
+    let out = env
+        .cmd(&["build", "--progress", "quiet", "-o", &format!("type=local,dest={}", local.display()), "-"])
+        .stdin(std::fs::File::open(env.dir.path().join("ctx.tar")).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("sha256:"), "quiet prints the digest");
+    assert!(local.join("c/keep.txt").exists());
+    assert!(!local.join("c/skip.txt").exists());
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_and_push_works() {
+    let Some((env, reg)) = mirrored() else { return };
+    let parent = format!("{}/test/onbuild:1", reg.host);
+    let ctx = context(&env, "p", &[("Dockerfile", "FROM busybox\nONBUILD COPY marker.txt /marker.txt\nONBUILD ENV CHILD=1\n")]);
+    build(&env, &["-t", &parent, "--push", s(&ctx)]);
+    let raw = skopeo_raw(&parent);
+    assert!(String::from_utf8_lossy(&raw).contains("application/vnd.oci.image.manifest.v1+json"));
+    let child = context(&env, "c", &[("Dockerfile", &format!("FROM {parent}\n")), ("marker.txt", "m\n")]);
+    let oci = env.dir.path().join("child.tar");
+    build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "child:1", s(&child)]);
+    let cfg = skopeo_config(&oci);
+    assert!(cfg["config"]["OnBuild"].is_null(), "triggers do not carry over: {}", cfg["config"]);
+    let env_list = cfg["config"]["Env"].to_string();
+    assert!(env_list.contains("CHILD=1"), "{env_list}");
+    let work = env.dir.path().join("u");
+    let rootfs = umoci_unpack(&oci, "1", &work);
+    assert_eq!(std::fs::read_to_string(rootfs.join("marker.txt")).unwrap(), "m\n");
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let case = |df: &str, extra: &[&str]| {
+        let ctx = context(&env, "e", &[("Dockerfile", df), ("ok.txt", "")]);
+        let mut args: Vec<&str> = extra.to_vec();
+        args.push(s(&ctx));
+        build_fails(&env, &args)
+    };
+    let err = case("FROM scratch\nFORM busybox\n", &[]);
+    assert!(err.contains("Dockerfile:2:1: unknown instruction: FORM") && err.contains("   2 | FORM busybox"), "{err}");
+    let err = case("FROM scratch\nCOPY --chwon=1 ok.txt /\n", &[]);
+    assert!(err.contains("Dockerfile:2:6: unknown flag: chwon"), "{err}");
+    let err = case("FROM scratch\n\nCOPY ok.txt /nope /dst/\n", &[]);
+    assert!(err.contains("\"/nope\": not found") && err.contains("Dockerfile:3:") && err.contains("COPY ok.txt /nope /dst/"), "{err}");
+    let err = case("FROM scratch AS a\n", &["--target", "zzz"]);
+    assert!(err.contains("target stage \"zzz\" could not be found"), "{err}");
+    let err = case("FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n", &[]);
+    assert!(err.contains("circular dependency"), "{err}");
+    let err = case("FROM scratch\nCOPY --chown=nosuchuser ok.txt /\n", &[]);
+    assert!(err.contains("unable to find user nosuchuser") && err.contains("Dockerfile:2"), "{err}");
+    let err = case("FROM scratch\nCOPY ok.txt ok.txt /dir\n", &[]);
+    assert!(err.contains("must be a directory and end with a /"), "{err}");
+}
+
+/// Builds the same Dockerfile with buildah and polyarch and compares the
+/// file trees and the config fields. Known difference kept out of the
+/// Dockerfile: buildah gives a WORKDIR directory to the `--chown` user of a
+/// later COPY into it, while BuildKit creates it at WORKDIR, as root.
+#[test]
+fn differential_against_buildah() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+        return;
+    }
+    let df = format!(
+        "FROM {}/library/busybox:latest\nENV A=1\nWORKDIR /app\nCOPY one.txt ./\nCOPY --chown=nobody:nobody files/ /etc/files/\nCOPY --chmod=640 one.txt /opt/one\nCOPY one.txt two.txt /multi/\nCOPY link /link-followed\nUSER nobody\nEXPOSE 80\nLABEL a=b\nENTRYPOINT [\"/bin/sh\"]\nCMD [\"-c\", \"true\"]\n",
+        reg.host
+    );
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", &df), ("files/a", "a\n"), ("files/d/b", "b\n"), ("one.txt", "1\n"), ("two.txt", "2\n")],
+    );
+    std::os::unix::fs::symlink("one.txt", ctx.join("link")).unwrap();
+    std::fs::set_permissions(ctx.join("files/d/b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let oci = env.dir.path().join("ours.tar");
+    build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "diff:1", s(&ctx)]);
+    let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
+
+    let storage = env.dir.path().join("buildah");
+    let theirs_archive = env.dir.path().join("theirs.tar");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
+        c.args(args);
+        sh(&mut c)
+    };
+    buildah(&["build", "--format", "oci", "--tls-verify=false", "--layers", "-f", s(&ctx.join("Dockerfile")), "-t", "diff:1", s(&ctx)]);
+    buildah(&["push", "diff:1", &format!("oci-archive:{}:diff:1", theirs_archive.display())]);
+    let theirs = umoci_unpack(&theirs_archive, "diff:1", &env.dir.path().join("theirs"));
+
+    let (a, b) = (tree(&ours), tree(&theirs));
+    let mut diffs = Vec::new();
+    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        if a.get(k) != b.get(k) {
+            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
+        }
+    }
+    assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
+
+    let ours_cfg = skopeo_config(&oci);
+    let theirs_cfg = skopeo_config(&theirs_archive);
+    for field in ["User", "WorkingDir", "Entrypoint", "Cmd", "ExposedPorts", "Env"] {
+        assert_eq!(ours_cfg["config"][field], theirs_cfg["config"][field], "config field {field}");
+    }
+    assert_eq!(ours_cfg["config"]["Labels"]["a"], theirs_cfg["config"]["Labels"]["a"]);
+    assert_eq!(ours_cfg["architecture"], theirs_cfg["architecture"]);
+}
+
+#[test]
+fn arg_scoping_env_precedence_and_platform() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = r#"ARG G=global
+ARG OVER=default
+ARG IMG=busybox
+FROM --platform=$TARGETPLATFORM ${IMG}
+LABEL before=${G:-unset}
+ARG G
+ARG OVER
+ARG LOCAL=l-${G}
+ENV E=env-value
+ARG E=arg-value
+ENV FROMARG=${E}
+ARG TARGETARCH
+ENV ARCH=$TARGETARCH
+LABEL g=$G over=$OVER local=$LOCAL
+"#;
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let oci = env.dir.path().join("a.tar");
+    build(&env, &["--platform", "linux/arm64", "--build-arg", "OVER=cli", "-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+    let cfg = raw_config(&oci);
+    assert_eq!(cfg["architecture"], "arm64");
+    assert_eq!(cfg["variant"], "v8");
+    let labels = &cfg["config"]["Labels"];
+    assert_eq!(labels["before"], "unset", "a global ARG is not visible before it is declared in the stage");
+    assert_eq!(labels["g"], "global");
+    assert_eq!(labels["over"], "cli");
+    assert_eq!(labels["local"], "l-global");
+    let envs: Vec<&str> = cfg["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(envs.contains(&"FROMARG=env-value"), "ENV wins over ARG: {envs:?}");
+    assert!(envs.contains(&"ARCH=arm64"), "{envs:?}");
+    assert!(!envs.iter().any(|e| e.starts_with("G=") || e.starts_with("OVER=")), "ARGs are not kept in Env: {envs:?}");
+    let history = cfg["history"].to_string();
+    assert!(history.contains("ARG OVER=cli") && history.contains("ARG G=global"), "{history}");
+}

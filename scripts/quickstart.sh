@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# polyarch quickstart, on a fresh Debian 12 machine, with no Docker Hub and no
+# Docker engine:
+#   1. installs what polyarch needs and builds it;
+#   2. makes busybox root filesystems for six architectures from Debian's
+#      busybox-static packages (a private apt configuration: the host's dpkg
+#      architectures are not touched);
+#   3. builds one image per platform with `polyarch build` (FROM scratch),
+#      into the local store and into a registry on loopback;
+#   4. joins them into one multi-platform index with `polyarch imagetools
+#      create` and shows it with `polyarch imagetools inspect`.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=${POLYARCH_QUICKSTART_DIR:-/tmp/polyarch-quickstart}
+PLATFORMS=(amd64:linux/amd64 arm64:linux/arm64 armhf:linux/arm/v7 ppc64el:linux/ppc64le s390x:linux/s390x i386:linux/386)
+
+bash "$here/scripts/install-deps.sh"
+echo "== building polyarch"
+cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch
+PA=$here/target/release/polyarch
+mkdir -p "$work"
+export POLYARCH_ROOT=$work/store
+
+echo "== downloading busybox-static for ${#PLATFORMS[@]} architectures"
+mirror=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -1)}
+mirror=${mirror:-$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)}
+mirror=${mirror:-http://deb.debian.org/debian}
+apt=$work/apt
+mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/sources.list.d" "$work/debs"
+touch "$apt/status"
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main" > "$apt/sources.list"
+arches=$(printf '%s\n' "${PLATFORMS[@]}" | cut -d: -f1 | paste -sd,)
+APT=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/sources.list.d"
+     -o "Dir::State::Lists=$apt/lists" -o "Dir::State::Status=$apt/status" -o "Dir::Cache=$apt/cache"
+     -o "APT::Architectures=$arches" -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
+for i in 1 2 3; do
+  apt-get -q "${APT[@]}" update >/dev/null && break
+  echo "apt-get update failed (try $i); retrying" >&2; sleep 5
+done
+(cd "$work/debs" && apt-get -q "${APT[@]}" download $(printf 'busybox-static:%s ' $(tr , ' ' <<<"$arches")) >/dev/null)
+
+# The applets of the host's busybox: every architecture's build has the same list.
+host_deb=$(ls "$work/debs"/busybox-static_*_amd64.deb | head -1)
+rm -rf "$work/host" && dpkg-deb -x "$host_deb" "$work/host"
+applets=$("$work/host/bin/busybox" --list)
+
+tags=()
+for entry in "${PLATFORMS[@]}"; do
+  arch=${entry%%:*} platform=${entry#*:}
+  ctx=$work/ctx-$arch
+  rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
+  dpkg-deb -x "$(ls "$work/debs"/busybox-static_*_"$arch".deb | head -1)" "$ctx/rootfs"
+  for a in $applets; do [ -e "$ctx/rootfs/bin/$a" ] || ln -s busybox "$ctx/rootfs/bin/$a"; done
+  mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/rootfs/root"
+  chmod 1777 "$ctx/rootfs/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$ctx/rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$ctx/rootfs/etc/group"
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY rootfs/ /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CMD ["sh"]
+DOCKERFILE
+  echo "== polyarch build --platform $platform"
+  "$PA" build --progress plain --platform "$platform" -t "quickstart/busybox:$arch" "$ctx"
+done
+
+echo "== the local store"
+"$PA" images
