@@ -7,6 +7,9 @@ PKGS=(
   ca-certificates curl jq openssl git gcc pkg-config
   docker-registry apache2-utils        # the test registry (../shared/fixtures/registry.sh)
   skopeo umoci buildah                 # independent clients and peers the tests check results with
+  runc                                 # the OCI runtime RUN steps and `polyarch run` use
+  qemu-user-static binfmt-support      # user-mode emulators for foreign platforms
+  podman uidmap                        # an independent runtime the tests run images with
 )
 
 missing=()

@@ -104,3 +104,99 @@ fn copying_one_index_keeps_its_digest() {
     assert_eq!(idx["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json");
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 9);
 }
+
+/// Uploads `body` as a blob of `repo` with curl; returns its digest.
+fn curl_blob(host: &str, repo: &str, body: &[u8]) -> String {
+    let digest = sha256_hex(body);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "-X", "POST", &format!("http://{host}/v2/{repo}/blobs/uploads/")])
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_string();
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .expect("upload location")
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let url = if location.starts_with("http") { location.clone() } else { format!("http://{host}{location}") };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    sh(std::process::Command::new("curl")
+        .args(["-sSf", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary"])
+        .arg(format!("@{}", file.path().display()))
+        .arg(format!("{url}{sep}digest={digest}")));
+    digest
+}
+
+fn curl_manifest(host: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    sh(std::process::Command::new("curl")
+        .args(["-sSf", "-X", "PUT", "-H", &format!("Content-Type: {media_type}"), "--data-binary"])
+        .arg(format!("@{}", file.path().display()))
+        .arg(format!("http://{host}/v2/{repo}/manifests/{reference}")));
+}
+
+#[test]
+fn attestations_are_shown_with_their_image_and_follow_it() {
+    let Some(reg) = shared_registry() else { return };
+    if !require(have("curl"), "curl") {
+        return;
+    }
+    let env = Env::new();
+    let r = &reg.host;
+    // The amd64 image in the repository, then an attestation manifest about it.
+    env.ok(&["imagetools", "create", "-t", &format!("{r}/test/att:base"), &format!("{r}/library/busybox:latest-amd64")]);
+    let image = index_of(&skopeo_raw(&format!("{r}/test/att:base")))["manifests"][0].clone();
+    let config = curl_blob(r, "test/att", b"{}");
+    let statement = curl_blob(r, "test/att", br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#);
+    let att = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.in-toto+json","digest":"{statement}","size":45}}]}}"#
+    );
+    let att_digest = sha256_hex(att.as_bytes());
+    curl_manifest(r, "test/att", &att_digest, "application/vnd.oci.image.manifest.v1+json", att.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            image,
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": att_digest,
+                "size": att.len(),
+                "platform": {"architecture": "unknown", "os": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.digest": image["digest"],
+                    "vnd.docker.reference.type": "attestation-manifest"
+                }
+            }
+        ]
+    });
+    let index = serde_json::to_vec(&index).unwrap();
+    curl_manifest(r, "test/att", "att", "application/vnd.oci.image.index.v1+json", &index);
+
+    let human = env.ok(&["imagetools", "inspect", &format!("{r}/test/att:att")]);
+    assert_eq!(human.matches("Platform:").count(), 1, "the attestation is not a platform: {human}");
+    assert!(human.contains(&format!("Attestation: {r}/test/att@{att_digest} (attestation-manifest)")), "{human}");
+    assert!(!human.contains("unknown/unknown"), "{human}");
+
+    // Copied whole, the attestation stays; replaced by a later source, it goes with its image.
+    let kept = format!("{r}/test/att-copy:v1");
+    env.ok(&["imagetools", "create", "-t", &kept, &format!("{r}/test/att:att")]);
+    assert_eq!(skopeo_raw(&kept), index);
+    // Another amd64 image: the same config and layer, a manifest annotation more.
+    let mut other: serde_json::Value = serde_json::from_slice(&skopeo_raw(&format!("{r}/library/busybox:latest-amd64"))).unwrap();
+    other["annotations"] = serde_json::json!({"org.example.rebuilt": "yes"});
+    let other = serde_json::to_vec(&other).unwrap();
+    let other_digest = sha256_hex(&other);
+    curl_manifest(r, "test/att", &other_digest, "application/vnd.oci.image.manifest.v1+json", &other);
+    let replaced = format!("{r}/test/att-replaced:v1");
+    let out = env.run(&["imagetools", "create", "-t", &replaced, &format!("{r}/test/att:att"), &format!("{r}/test/att@{other_digest}")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linux/amd64"), "a warning names the replaced platform");
+    let idx = index_of(&skopeo_raw(&replaced));
+    let digests: Vec<&str> = idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(digests, [other_digest.as_str()], "the attestation went with the image it described");
+}
