@@ -21,7 +21,10 @@ fn prerequisite(ok: bool, what: &str) -> bool {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/base-images.py")
+    match std::env::var_os("POLYARCH_FIXTURES") {
+        Some(p) => PathBuf::from(p).join("base-images.py"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/base-images.py"),
+    }
 }
 
 #[test]

@@ -72,7 +72,10 @@ pub fn reference(domain: &str, path: &str, tag: Option<&str>) -> Reference {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    match std::env::var_os("POLYARCH_FIXTURES") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+    }
 }
 
 fn script() -> PathBuf {
