@@ -72,7 +72,7 @@ async fn fetch_image(client: &Client, store: &Store, pinned: &Reference, raw: &R
     let mut layers = Vec::new();
     for (desc, diff_id) in m.layers.iter().zip(&image.diff_ids) {
         if !store.exists(&desc.digest)? {
-            ensure_blob(client, store, pinned, desc, u64::MAX).await?;
+            stream_blob(client, store, pinned, desc).await?;
         }
         let mut desc = desc.clone();
         if desc.media_type == mt::DOCKER_LAYER_GZIP {
@@ -87,9 +87,33 @@ async fn ensure_blob(client: &Client, store: &Store, r: &Reference, desc: &Descr
     if store.exists(&desc.digest)? {
         return Ok(store.read_bytes(desc, limit)?.to_vec());
     }
-    let bytes = client.get_blob_bytes(r, desc, limit).await.map_err(|e| Error::registry(format!("fetching {}", desc.digest), e))?;
+    let bytes = client
+        .get_blob_bytes(r, desc, limit)
+        .await
+        .map_err(|e| Error::registry(format!("fetching {}", desc.digest), e))?;
     polyarch_store::copy_blob(store, desc, &mut &bytes[..])?;
     Ok(bytes.to_vec())
+}
+
+/// Streams a layer into the store through a verified writer (the registry
+/// stream checks size and digest as bytes arrive; the writer again on commit).
+async fn stream_blob(client: &Client, store: &Store, r: &Reference, desc: &Descriptor) -> Result<()> {
+    use futures_util::StreamExt;
+    use polyarch_store::BlobSink;
+    use std::io::Write;
+    let mut stream =
+        client.get_blob(r, desc).await.map_err(|e| Error::registry(format!("fetching {}", desc.digest), e))?;
+    let mut w = match store.writer(desc) {
+        Ok(w) => w,
+        Err(e) if e.kind() == polyarch_store::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::registry(format!("fetching {}", desc.digest), e))?;
+        w.write_all(&chunk).map_err(|e| Error::layer("storing", e))?;
+    }
+    w.commit(desc.size, &desc.digest)?;
+    Ok(())
 }
 
 /// Reads a manifest already in the store as a base image (used when the
@@ -101,6 +125,7 @@ pub fn from_store(store: &Store, manifest: &Descriptor, pinned: Reference) -> Re
     };
     let config = store.read_bytes(&m.config, MAX_CONFIG)?;
     let image = Image::from_base(&config)?;
-    let layers = m.layers.iter().zip(&image.diff_ids).map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() }).collect();
+    let layers =
+        m.layers.iter().zip(&image.diff_ids).map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() }).collect();
     Ok(BaseImage { pinned, manifest: raw.descriptor(), image, layers })
 }

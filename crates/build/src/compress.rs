@@ -102,7 +102,9 @@ mod tests {
         xz.write_all(&plain).unwrap();
         let xz = xz.finish().unwrap();
         let zs = zstd::encode_all(&plain[..], 3).unwrap();
-        for (data, fmt) in [(&plain, Format::Plain), (&gz, Format::Gzip), (&bz, Format::Bzip2), (&xz, Format::Xz), (&zs, Format::Zstd)] {
+        for (data, fmt) in
+            [(&plain, Format::Plain), (&gz, Format::Gzip), (&bz, Format::Bzip2), (&xz, Format::Xz), (&zs, Format::Zstd)]
+        {
             assert_eq!(detect(data), fmt);
             let mut out = Vec::new();
             decompress(&data[..]).unwrap().read_to_end(&mut out).unwrap();

@@ -359,7 +359,12 @@ mod tests {
         assert_eq!(go_duration(500_000_000), "500ms");
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
         assert_eq!(go_quoted_list(&["a b".into(), "c\"".into()]), r#"["a b" "c\""]"#);
-        let h = Healthcheck { test: vec!["CMD-SHELL".into(), "true".into()], interval: 5_000_000_000, retries: 3, ..Default::default() };
+        let h = Healthcheck {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 5_000_000_000,
+            retries: 3,
+            ..Default::default()
+        };
         assert_eq!(
             healthcheck_text(&h),
             "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}"

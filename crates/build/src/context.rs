@@ -99,7 +99,18 @@ mod tests {
         let pats = ignore_patterns(r, None).unwrap();
         let fs = from_dir(r, &pats).unwrap();
         let paths: Vec<&String> = fs.iter().map(|(k, _)| k).collect();
-        assert_eq!(paths, [".dockerignore", "Dockerfile", "Dockerfile.dockerignore", "logs", "logs/keep", "logs/keep/k.log", "main.go"]);
+        assert_eq!(
+            paths,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "Dockerfile.dockerignore",
+                "logs",
+                "logs/keep",
+                "logs/keep/k.log",
+                "main.go"
+            ]
+        );
         let pats = ignore_patterns(r, Some(&r.join("Dockerfile"))).unwrap();
         assert_eq!(pats, ["*.go"]);
         let fs = from_dir(r, &pats).unwrap();

@@ -8,7 +8,8 @@
 //! - missing parents are created `0755`, owned by the `--chown` user;
 //! - `--chmod` applies to every copied file and directory;
 //! - the last component of a source is followed when it is a symlink;
-//! - wildcards (`*`, `?`, `[...]`) match per path component;
+//! - wildcards (`*`, `?`, `[...]`) match per path component; a wildcard
+//!   matching nothing copies nothing;
 //! - `--exclude` patterns match paths relative to the source;
 //! - `--parents` keeps the source's path (below a `/./` pivot if any);
 //! - ADD unpacks local tar archives (plain, gzip, bzip2, xz, zstd) into
@@ -61,9 +62,9 @@ impl std::fmt::Display for CopyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CopyError::NotFound(p) => write!(f, "{}: not found", polyarch_dockerfile::go_quote(p)),
-            CopyError::NeedsDirectory => {
-                f.write_str("When using COPY with more than one source file, the destination must be a directory and end with a /")
-            }
+            CopyError::NeedsDirectory => f.write_str(
+                "When using COPY with more than one source file, the destination must be a directory and end with a /",
+            ),
             CopyError::BadPattern(p) => write!(f, "invalid exclude pattern {}", polyarch_dockerfile::go_quote(p)),
         }
     }
@@ -129,9 +130,7 @@ impl Copier<'_> {
                 .filter(|k| !self.excluded(k))
                 .cloned()
                 .collect();
-            if found.is_empty() {
-                return Err(CopyError::NotFound(format!("/{full}")));
-            }
+            // BuildKit allows empty wildcards: nothing is copied.
             found
         } else {
             vec![full.clone()]
@@ -171,8 +170,7 @@ impl Copier<'_> {
         if is_dir_src {
             self.mkdir_all(&d);
             let target = self.merged.resolve(&d, true).unwrap_or(d);
-            let below: Vec<(String, Node)> =
-                self.src.children(resolved).map(|(k, n)| (k.clone(), n.clone())).collect();
+            let below: Vec<(String, Node)> = self.src.children(resolved).map(|(k, n)| (k.clone(), n.clone())).collect();
             let prefix_len = if resolved.is_empty() { 0 } else { resolved.len() + 1 };
             for (k, n) in below {
                 let rel = &k[prefix_len..];
@@ -320,7 +318,12 @@ mod tests {
     }
 
     fn run(sources: &[&str], dest: &str) -> Result<Vec<String>, CopyError> {
-        run_spec(CopySpec { sources: sources.iter().map(|s| s.to_string()).collect(), dest: dest.into(), now: 9, ..Default::default() })
+        run_spec(CopySpec {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: dest.into(),
+            now: 9,
+            ..Default::default()
+        })
     }
 
     fn run_spec(spec: CopySpec) -> Result<Vec<String>, CopyError> {
@@ -340,7 +343,12 @@ mod tests {
     fn directory_contents_are_copied() {
         assert_eq!(run(&["dir"], "/app").unwrap(), ["app", "app/sub", "app/sub/y.txt", "app/x"]);
         assert_eq!(run(&["."], "/").unwrap().len(), 7);
-        let p = plan(&ctx(), &target(), &CopySpec { sources: vec!["dir".into()], dest: "/app".into(), now: 9, ..Default::default() }).unwrap();
+        let p = plan(
+            &ctx(),
+            &target(),
+            &CopySpec { sources: vec!["dir".into()], dest: "/app".into(), now: 9, ..Default::default() },
+        )
+        .unwrap();
         let app = p.changes.get("app").unwrap();
         assert_eq!((app.mode, app.mtime), (0o755, 9), "created with MkdirAll, not the source's mode");
         assert_eq!(p.changes.get("app/sub").unwrap().mode, 0o755);
@@ -355,14 +363,19 @@ mod tests {
     #[test]
     fn missing_sources_and_wildcards() {
         assert_eq!(run(&["nope"], "/x").unwrap_err().to_string(), "\"/nope\": not found");
-        assert_eq!(run(&["*.md"], "/x/"), Err(CopyError::NotFound("/*.md".into())));
+        assert_eq!(run(&["*.md"], "/x/").unwrap(), Vec::<String>::new(), "an empty wildcard copies nothing");
         assert_eq!(run(&["*.txt"], "/x/").unwrap(), ["x", "x/a.txt", "x/b.txt"]);
         assert_eq!(run(&["d?r"], "/x/").unwrap(), ["x", "x/sub", "x/sub/y.txt", "x/x"]);
     }
 
     #[test]
     fn symlink_source_is_followed() {
-        let p = plan(&ctx(), &target(), &CopySpec { sources: vec!["link".into()], dest: "/l".into(), ..Default::default() }).unwrap();
+        let p = plan(
+            &ctx(),
+            &target(),
+            &CopySpec { sources: vec!["link".into()], dest: "/l".into(), ..Default::default() },
+        )
+        .unwrap();
         assert!(matches!(p.changes.get("l").unwrap().kind, Kind::File(_)));
     }
 
@@ -383,9 +396,15 @@ mod tests {
         assert_eq!((o.uid, o.gid, o.mode), (10, 20, 0o755));
         let x = p.changes.get("o/x").unwrap();
         assert_eq!((x.uid, x.gid, x.mode), (10, 20, 0o640));
-        let parents = CopySpec { sources: vec!["dir/sub/y.txt".into()], dest: "/p/".into(), parents: true, ..Default::default() };
+        let parents =
+            CopySpec { sources: vec!["dir/sub/y.txt".into()], dest: "/p/".into(), parents: true, ..Default::default() };
         assert_eq!(run_spec(parents).unwrap(), ["p", "p/dir", "p/dir/sub", "p/dir/sub/y.txt"]);
-        let pivot = CopySpec { sources: vec!["dir/./sub/y.txt".into()], dest: "/p/".into(), parents: true, ..Default::default() };
+        let pivot = CopySpec {
+            sources: vec!["dir/./sub/y.txt".into()],
+            dest: "/p/".into(),
+            parents: true,
+            ..Default::default()
+        };
         assert_eq!(run_spec(pivot).unwrap(), ["p", "p/sub", "p/sub/y.txt"]);
     }
 
@@ -412,7 +431,8 @@ mod tests {
         let gz = crate::layer::compress(&raw, crate::layer::Compression::Gzip).unwrap();
         let mut src = MemFs::new();
         src.insert("a.tar.gz".into(), file_node(&gz, 0o644, 0));
-        let spec = CopySpec { sources: vec!["a.tar.gz".into()], dest: "/opt".into(), unpack: true, ..Default::default() };
+        let spec =
+            CopySpec { sources: vec!["a.tar.gz".into()], dest: "/opt".into(), unpack: true, ..Default::default() };
         let p = plan(&src, &target(), &spec).unwrap();
         let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
         assert_eq!(paths, ["opt", "opt/pkg", "opt/pkg/f"]);

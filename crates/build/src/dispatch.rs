@@ -70,10 +70,8 @@ impl Builder {
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
         let froms = instructions::expand_from(&df, ast.escape, &build_args, &builtins).map_err(df_err)?;
         let global_args = global_args(&df, ast.escape, &build_args, &builtins);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let mut run = Run {
             b: self,
             opts,
@@ -93,6 +91,7 @@ impl Builder {
             df,
         };
         let needed = run.needed(target);
+        run.prefetch(&needed).await?;
         for i in 0..=target {
             if needed.contains(&i) {
                 run.stage(i).await?;
@@ -218,13 +217,16 @@ impl Run<'_> {
         self.emit(Event::Done { id, elapsed: t.elapsed() });
     }
 
-    /// The stage a name (or index) refers to, if it is defined before `before`.
-    fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
+    /// The stage a `--from` name (or index) refers to, if it is defined
+    /// before `before`.
+    pub(crate) fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
+        self.base_stage(name, before).or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+    }
+
+    /// The stage a FROM names (by name only), if defined before `before`.
+    fn base_stage(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_lowercase();
-        if let Some(i) = self.df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
-            return Some(i);
-        }
-        name.parse::<usize>().ok().filter(|i| *i < before)
+        self.df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 
     /// Stages the target needs: its base and `--from` stages, transitively.
@@ -235,7 +237,7 @@ impl Run<'_> {
             if std::mem::replace(&mut seen[i], true) {
                 continue;
             }
-            if let Some(j) = self.stage_named(&self.froms[i].0, i) {
+            if let Some(j) = self.base_stage(&self.froms[i].0, i) {
                 todo.push(j);
             }
             for (j, _) in self.df.dependencies(i) {
@@ -251,25 +253,79 @@ impl Run<'_> {
         if let Some((img, _)) = self.images.get(&key) {
             return Ok(img.clone());
         }
+        let img = self.fetch_image(name, platform, line).await?;
+        self.images.insert(key, (img.clone(), None));
+        Ok(img)
+    }
+
+    /// Resolves every registry image the needed stages name (FROM and
+    /// `COPY --from`) at once, so that independent stages do not wait on
+    /// each other's registry round trips.
+    async fn prefetch(&mut self, needed: &[usize]) -> Result<()> {
+        use polyarch_dockerfile::instructions::Instruction;
+        let mut wanted: Vec<(String, String, Platform, usize)> = Vec::new();
+        for &i in needed {
+            let (base, spec) = &self.froms[i];
+            let platform = match spec {
+                Some(p) => match Platform::parse(p) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+                None => self.opts.platform.clone(),
+            };
+            let stage = &self.df.stages[i];
+            let mut names = Vec::new();
+            if !base.eq_ignore_ascii_case("scratch") && self.base_stage(base, i).is_none() {
+                names.push((base.clone(), stage.line));
+            }
+            for c in &stage.commands {
+                if let Instruction::Copy(cp) = &c.instruction {
+                    if let Some(f) = cp.from.as_ref().filter(|f| !f.contains('$')) {
+                        if self.stage_named(f, self.df.stages.len()).is_none() {
+                            names.push((f.clone(), c.start_line));
+                        }
+                    }
+                }
+            }
+            for (n, line) in names {
+                let key = format!("{n}|{}", platform.format());
+                if !wanted.iter().any(|w| w.0 == key) && !self.images.contains_key(&key) {
+                    wanted.push((key, n, platform.clone(), line));
+                }
+            }
+        }
+        let results =
+            futures_util::future::join_all(wanted.iter().map(|(_, n, p, line)| self.fetch_image(n, p, *line))).await;
+        for ((key, ..), r) in wanted.into_iter().zip(results) {
+            self.images.insert(key, (r?, None));
+        }
+        Ok(())
+    }
+
+    async fn fetch_image(&self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
         let loc = self.loc(line);
         let reference = Reference::parse_normalized(name)
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
         let step = self.start(format!("[internal] load metadata for {reference}"));
         let Some(client) = &self.b.client else {
-            return Err(loc.error(ErrorKind::NotFound, format!("{reference}: no registry access configured"), Some(name)));
+            return Err(loc.error(
+                ErrorKind::NotFound,
+                format!("{reference}: no registry access configured"),
+                Some(name),
+            ));
         };
-        let img = base::pull(client, &self.b.store, &reference, platform)
-            .await
-            .map_err(|e| loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name)))?;
+        let img = base::pull(client, &self.b.store, &reference, platform).await.map_err(|e| {
+            loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name))
+        })?;
         self.done(step);
-        self.images.insert(key, (img.clone(), None));
         Ok(img)
     }
 
     /// The file system of an image pulled with [`Run::image`].
     pub(crate) fn image_fs(&mut self, img: &BaseImage) -> Result<MemFs> {
-        let key = self.images.iter().find(|(_, (i, _))| i.manifest.digest == img.manifest.digest).map(|(k, _)| k.clone());
+        let key =
+            self.images.iter().find(|(_, (i, _))| i.manifest.digest == img.manifest.digest).map(|(k, _)| k.clone());
         if let Some(k) = &key {
             if let Some((_, Some(fs))) = self.images.get(k) {
                 return Ok(fs.clone());
@@ -297,7 +353,7 @@ impl Run<'_> {
         let mut commands: Vec<Command> = Vec::new();
         let mut st = if base_name.eq_ignore_ascii_case("scratch") {
             StageState::new(name, platform.clone(), Image::scratch(&platform), Vec::new(), "scratch".into())
-        } else if let Some(j) = self.stage_named(&base_name, i) {
+        } else if let Some(j) = self.base_stage(&base_name, i) {
             let Some(prev) = self.stages[j].clone() else {
                 return Err(loc.error(ErrorKind::Dockerfile, format!("stage {base_name} was not built"), None));
             };
@@ -413,6 +469,29 @@ impl Run<'_> {
         self.lex.process_word(word, &env).map_err(|e| self.loc(line).error(ErrorKind::Dockerfile, e.to_string(), None))
     }
 
+    /// Expands variables in here-document text: quotes are kept, as
+    /// BuildKit expands with `SkipProcessQuotes`.
+    pub(crate) fn expand_text(&self, st: &StageState, text: &str, line: usize) -> Result<String> {
+        let env = self.env(st);
+        let mut out = String::new();
+        for (i, part) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(
+                &expand_keeping_quotes(&self.lex, part, &env)
+                    .map_err(|m| self.loc(line).error(ErrorKind::Dockerfile, m, None))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Instruction text for progress, with variables expanded as BuildKit
+    /// names its steps (the text as written when expansion fails).
+    pub(crate) fn display_words(&self, st: &StageState, text: &str) -> String {
+        expand_keeping_quotes(&self.lex, text, &self.env(st)).unwrap_or_else(|_| text.to_string())
+    }
+
     /// The stage's file system, read from its layers on first use.
     pub(crate) fn stage_fs<'s>(&self, st: &'s mut StageState) -> Result<&'s mut MemFs> {
         if st.fs.is_none() {
@@ -424,7 +503,20 @@ impl Run<'_> {
 
 impl StageState {
     fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
-        StageState { name, platform, image, layers, fs: None, key, args: Vec::new(), cmd_set: false, index: 0, total: 1, layers_before_step: 0, pending: Vec::new() }
+        StageState {
+            name,
+            platform,
+            image,
+            layers,
+            fs: None,
+            key,
+            args: Vec::new(),
+            cmd_set: false,
+            index: 0,
+            total: 1,
+            layers_before_step: 0,
+            pending: Vec::new(),
+        }
     }
 
     /// `[name k/n] text` as BuildKit names vertices.
@@ -459,7 +551,43 @@ pub fn load_fs(store: &Store, layers: &[Layer]) -> Result<MemFs> {
 
 /// Reads a stored image (manifest descriptor) as config and layers.
 pub fn read_image(store: &Store, manifest: &Descriptor) -> Result<(Image, Vec<Layer>)> {
-    let img = base::from_store(store, manifest, Reference::parse_normalized("local/image").map_err(|e| Error::Option(e.to_string()))?)?;
+    let img = base::from_store(
+        store,
+        manifest,
+        Reference::parse_normalized("local/image").map_err(|e| Error::Option(e.to_string()))?,
+    )?;
     Ok((img.image, img.layers))
 }
 
+/// Expands `$VAR` forms in `text` while keeping quote characters literal.
+fn expand_keeping_quotes(lex: &Lex, text: &str, env: &HashMap<String, String>) -> std::result::Result<String, String> {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '\'' | '"' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    lex.process_word(&escaped, env).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_expansion_keeps_quotes() {
+        let lex = Lex::new('\\');
+        let env: HashMap<String, String> = [("A".to_string(), "x y".to_string())].into_iter().collect();
+        assert_eq!(expand_keeping_quotes(&lex, r#"echo "$A" '${A}'  end"#, &env).unwrap(), r#"echo "x y" 'x y'  end"#);
+    }
+
+    #[test]
+    fn builtin_platform_args() {
+        let m = builtin_args(&Platform::new("linux", "arm", Some("v7")));
+        assert_eq!(m["TARGETPLATFORM"], "linux/arm/v7");
+        assert_eq!(m["TARGETARCH"], "arm");
+        assert_eq!(m["TARGETVARIANT"], "v7");
+        assert!(m.contains_key("BUILDPLATFORM"));
+    }
+}

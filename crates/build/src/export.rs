@@ -3,7 +3,7 @@
 //! tar or a directory, and a registry push.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use polyarch_oci::{media_type as mt, Descriptor, IndexManifest, Platform, Reference};
@@ -76,6 +76,18 @@ impl<W: Write> TarWriter<W> {
         self.b.append(&h, data).map_err(|e| Error::layer("writing", e))
     }
 
+    /// A blob from the store, streamed.
+    fn blob(&mut self, store: &Store, d: &Descriptor) -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(blob_path(d)).map_err(|e| Error::layer("writing", e))?;
+        h.set_size(d.size);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        let r = store.open(d)?;
+        self.b.append(&h, r.take(d.size)).map_err(|e| Error::layer("writing", e))
+    }
+
     fn dir(&mut self, path: &str) -> Result<()> {
         let mut h = tar::Header::new_ustar();
         h.set_path(path).map_err(|e| Error::layer("writing", e))?;
@@ -106,8 +118,7 @@ pub fn write_oci_tar<W: Write>(store: &Store, r: &BuildResult, names: &[String],
     t.dir("blobs/")?;
     t.dir("blobs/sha256/")?;
     for d in blobs(r) {
-        let data = store.read_bytes(&d, u64::MAX)?;
-        t.file(&blob_path(&d), &data)?;
+        t.blob(store, &d)?;
     }
     t.finish()
 }
@@ -120,8 +131,9 @@ pub fn write_oci_dir(store: &Store, r: &BuildResult, names: &[String], dest: &Pa
     write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     write(&dest.join("index.json"), &index_json(r, names)?)?;
     for d in blobs(r) {
-        let data = store.read_bytes(&d, u64::MAX)?;
-        write(&dest.join(blob_path(&d)), &data)?;
+        let path = dest.join(blob_path(&d));
+        let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
 }
@@ -135,8 +147,7 @@ pub fn write_docker_tar<W: Write>(store: &Store, r: &BuildResult, names: &[Strin
     t.dir("blobs/")?;
     t.dir("blobs/sha256/")?;
     for d in blobs(r) {
-        let data = store.read_bytes(&d, u64::MAX)?;
-        t.file(&blob_path(&d), &data)?;
+        t.blob(store, &d)?;
     }
     let tags: Vec<String> = names
         .iter()
@@ -191,7 +202,10 @@ pub async fn push(client: &Client, store: &Store, r: &BuildResult, names: &[Stri
         all.extend(r.layers.iter().map(|l| l.desc.clone()));
         for d in &all {
             let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-            client.push_blob(&reference, d, &data).await.map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
+            client
+                .push_blob(&reference, d, &data)
+                .await
+                .map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
         }
         let raw = store.get_manifest(&r.manifest)?;
         client.put_manifest(&reference, &raw).await.map_err(|e| Error::registry(format!("pushing {reference}"), e))?;

@@ -165,7 +165,10 @@ mod tests {
         let long = format!("{}/file", "d".repeat(150));
         vec![
             ("app".into(), Node::dir(0o755, 0, 0, 5)),
-            ("app/f".into(), Node { kind: Kind::File(Arc::new(b"hi".to_vec())), mode: 0o640, uid: 1000, gid: 2000, mtime: 7 }),
+            (
+                "app/f".into(),
+                Node { kind: Kind::File(Arc::new(b"hi".to_vec())), mode: 0o640, uid: 1000, gid: 2000, mtime: 7 },
+            ),
             ("app/l".into(), Node { kind: Kind::Symlink("f".into()), mode: 0o777, uid: 0, gid: 0, mtime: 7 }),
             (long, Node { kind: Kind::File(Arc::new(vec![])), mode: 0o644, uid: 9_999_999, gid: 0, mtime: 0 }),
         ]

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Download {
     /// The bytes.
     pub data: Vec<u8>,
-    /// The file name: the last path segment of the URL (BuildKit also
-    /// honours `Content-Disposition`, which this does too).
+    /// The file name: the last path segment of the URL, as BuildKit names
+    /// it (`__unnamed__` when there is none).
     pub name: String,
     /// `Last-Modified`, seconds since the epoch.
     pub mtime: Option<i64>,
@@ -21,19 +21,9 @@ pub(crate) async fn fetch(url: &str) -> Result<Download> {
     if !resp.status().is_success() {
         return Err(http(format!("invalid response status {}", resp.status().as_u16())));
     }
-    let disposition = resp
-        .headers()
-        .get("content-disposition")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("filename=")))
-        .map(|f| f.trim_matches('"').to_string());
-    let mtime = resp
-        .headers()
-        .get("last-modified")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date);
+    let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(parse_http_date);
     let data = resp.bytes().await.map_err(|e| http(e.to_string()))?.to_vec();
-    let name = disposition.filter(|n| !n.is_empty() && !n.contains('/')).unwrap_or_else(|| url_name(url));
+    let name = url_name(url);
     Ok(Download { data, name, mtime })
 }
 
@@ -82,6 +72,9 @@ mod tests {
         assert_eq!(url_name("http://h:1/a/b.tar.gz?x=1"), "b.tar.gz");
         assert_eq!(url_name("https://h/"), "__unnamed__");
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(crate::config::rfc3339(parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap()), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            crate::config::rfc3339(parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap()),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }

@@ -72,7 +72,10 @@ mod tests {
     fn fs() -> MemFs {
         let mut fs = MemFs::new();
         fs.insert("etc".into(), crate::fs::Node::dir(0o755, 0, 0, 0));
-        fs.insert("etc/passwd".into(), file_node(b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n", 0o644, 0));
+        fs.insert(
+            "etc/passwd".into(),
+            file_node(b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n", 0o644, 0),
+        );
         fs.insert("etc/group".into(), file_node(b"root:x:0:\nstaff:x:50:\n", 0o644, 0));
         fs
     }

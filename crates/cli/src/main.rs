@@ -51,9 +51,19 @@ enum Command {
     Du(cmd::images::DuArgs),
     /// Remove blobs no image references (as `docker image prune`).
     Prune(cmd::images::PruneArgs),
+    /// Run a command in a new container from an image (as `docker run --rm`).
+    Run(cmd::run::RunArgs),
     /// Troubleshooting commands that print JSON.
     #[command(subcommand)]
     Debug(cmd::debug::DebugCommand),
+    /// Show, install and remove QEMU emulators in binfmt_misc (as tonistiigi/binfmt).
+    #[command(subcommand)]
+    Binfmt(cmd::binfmt::BinfmtCommand),
+    /// Check what multi-platform builds need, with a fix for each problem.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Show the local builder and its platforms (as `docker buildx ls`).
+    #[command(subcommand)]
+    Builder(cmd::builder::BuilderCommand),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +92,11 @@ fn main() -> ExitCode {
         Command::Load(a) => cmd::archive::load(g, a),
         Command::Du(a) => cmd::images::du(g, a),
         Command::Prune(a) => cmd::images::prune(g, a),
+        Command::Run(a) => cmd::run::run(g, a),
         Command::Debug(c) => cmd::debug::run(g, c),
+        Command::Binfmt(c) => cmd::binfmt::run(g, c),
+        Command::Doctor(a) => cmd::doctor::run(g, a),
+        Command::Builder(c) => cmd::builder::run(g, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -68,7 +68,8 @@ fn raw_config(archive: &Path) -> serde_json::Value {
         let bytes = std::fs::read(dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
         serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
     };
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
     let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
     blob(manifest["config"]["digest"].as_str().unwrap())
 }
@@ -159,13 +160,28 @@ fn busybox_image_into_store_and_oci_archive() {
     let dest = format!("type=oci,dest={}", oci.display());
     let (_, err) = build(
         &env,
-        &["-t", "app:1", "--label", "extra=yes", "--metadata-file", s(&meta), "--iidfile", s(&iid), "-o", "type=image", "-o", &dest, s(&ctx)],
+        &[
+            "-t",
+            "app:1",
+            "--label",
+            "extra=yes",
+            "--metadata-file",
+            s(&meta),
+            "--iidfile",
+            s(&iid),
+            "-o",
+            "type=image",
+            "-o",
+            &dest,
+            s(&ctx),
+        ],
     );
     assert!(err.contains("[internal] load metadata for docker.io/library/busybox:latest"), "{err}");
     assert!(err.contains("#4 [stage-1 2/6] WORKDIR /app") || err.contains("WORKDIR /app"), "{err}");
 
     // The store has the name; the metadata file and iidfile agree with it.
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
     let entry = index["manifests"]
         .as_array()
         .unwrap()
@@ -177,6 +193,10 @@ fn busybox_image_into_store_and_oci_archive() {
     assert_eq!(meta["image.name"], "docker.io/library/app:1");
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), entry["digest"].as_str().unwrap());
     assert!(meta["containerimage.config.digest"].as_str().unwrap().starts_with("sha256:"));
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "app:1"])).unwrap();
+    assert_eq!(inspect[0]["Id"], entry["digest"]);
+    assert_eq!(inspect[0]["Config"]["config"]["WorkingDir"], "/app");
+    assert_eq!(inspect[0]["Config"]["config"]["User"], "nobody");
 
     // Config fields as BuildKit writes them.
     let cfg = skopeo_config(&oci);
@@ -190,7 +210,10 @@ fn busybox_image_into_store_and_oci_archive() {
     assert_eq!(c["StopSignal"], "SIGTERM");
     assert_eq!(c["Labels"], serde_json::json!({"extra": "yes", "stage": "base"}));
     let raw = raw_config(&oci);
-    assert_eq!(raw["config"]["Healthcheck"], serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 3}));
+    assert_eq!(
+        raw["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 3})
+    );
     let env_list: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(env_list.contains(&"APP=/app") && env_list.contains(&"VERSION=1.0"), "{env_list:?}");
     assert!(env_list.iter().any(|e| e.starts_with("PATH=")), "{env_list:?}");
@@ -207,15 +230,18 @@ fn busybox_image_into_store_and_oci_archive() {
             ("ARG VERSION=1.0", true),
             ("ENV APP=/app VERSION=1.0", true),
             ("WORKDIR /app", false),
-            ("COPY hello.txt ./ # buildkit", false),
+            ("COPY --chown=nobody:nobody hello.txt ./ # buildkit", false),
             ("COPY conf/ conf/ # buildkit", false),
-            ("COPY secret.txt /etc/secret.txt # buildkit", false),
+            ("COPY --chmod=600 secret.txt /etc/secret.txt # buildkit", false),
             ("COPY *.md /docs/ # buildkit", false),
             ("USER nobody", true),
             ("EXPOSE map[53/udp:{} 8080/tcp:{}]", true),
             ("VOLUME [/data]", true),
             ("STOPSIGNAL SIGTERM", true),
-            ("HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}", true),
+            (
+                "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+                true
+            ),
             ("ENTRYPOINT [\"/bin/sh\" \"-c\"]", true),
             ("CMD [\"echo $VERSION\"]", true),
         ]
@@ -252,7 +278,16 @@ fn scratch_image_local_and_tar_outputs() {
     make_tar(&ctx.join("pkg.tar"), &[("pkg/readme", "inside\n")], "");
     let local = env.dir.path().join("local");
     let tarout = env.dir.path().join("rootfs.tar");
-    build(&env, &["-o", &format!("type=local,dest={}", local.display()), "-o", &format!("type=tar,dest={}", tarout.display()), s(&ctx)]);
+    build(
+        &env,
+        &[
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=tar,dest={}", tarout.display()),
+            s(&ctx),
+        ],
+    );
     let t = tree(&local);
     let keys: Vec<&String> = t.keys().collect();
     assert_eq!(keys, ["data", "data/x", "opt", "opt/pkg", "opt/pkg/readme", "srv", "usr", "usr/bin", "usr/bin/tool"]);
@@ -295,7 +330,8 @@ fn make_tar(path: &Path, files: &[(&str, &str)], compress: &str) {
 #[test]
 fn add_extracts_every_compression_and_downloads_with_checksum() {
     let Some((env, _reg)) = mirrored() else { return };
-    let formats = [("plain.tar", ""), ("g.tar.gz", "gzip"), ("b.tar.bz2", "bzip2"), ("x.tar.xz", "xz"), ("z.tar.zst", "zstd")];
+    let formats =
+        [("plain.tar", ""), ("g.tar.gz", "gzip"), ("b.tar.bz2", "bzip2"), ("x.tar.xz", "xz"), ("z.tar.zst", "zstd")];
     for (_, prog) in &formats {
         if !prog.is_empty() && !require(have(prog), prog) {
             return;
@@ -376,7 +412,16 @@ fn reproducible_with_source_date_epoch() {
     let cfg = skopeo_config(&oci);
     assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
     let local = env.dir.path().join("local");
-    build(&env, &["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-o", &format!("type=local,dest={},rewrite-timestamp=true", local.display()), s(&ctx1)]);
+    build(
+        &env,
+        &[
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+            "-o",
+            &format!("type=local,dest={},rewrite-timestamp=true", local.display()),
+            s(&ctx1),
+        ],
+    );
     assert_eq!(std::fs::metadata(local.join("src/f.txt")).unwrap().mtime(), 1_700_000_000);
     assert_eq!(std::fs::metadata(local.join("w")).unwrap().mtime(), 1_700_000_000);
 }
@@ -440,7 +485,12 @@ fn context_from_stdin_tar() {
     let ctx = context(
         &env,
         "ctx",
-        &[("Dockerfile", "FROM scratch\nCOPY . /c/\n"), ("keep.txt", "k"), ("skip.txt", "s"), (".dockerignore", "skip.txt\n")],
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY . /c/\n"),
+            ("keep.txt", "k"),
+            ("skip.txt", "s"),
+            (".dockerignore", "skip.txt\n"),
+        ],
     );
     let tar = sh(Command::new("tar").arg("-cf").arg(env.dir.path().join("ctx.tar")).arg("-C").arg(&ctx).arg("."));
     assert!(tar.is_empty());
@@ -460,7 +510,11 @@ fn context_from_stdin_tar() {
 fn onbuild_triggers_run_in_the_child_and_push_works() {
     let Some((env, reg)) = mirrored() else { return };
     let parent = format!("{}/test/onbuild:1", reg.host);
-    let ctx = context(&env, "p", &[("Dockerfile", "FROM busybox\nONBUILD COPY marker.txt /marker.txt\nONBUILD ENV CHILD=1\n")]);
+    let ctx = context(
+        &env,
+        "p",
+        &[("Dockerfile", "FROM busybox\nONBUILD COPY marker.txt /marker.txt\nONBUILD ENV CHILD=1\n")],
+    );
     build(&env, &["-t", &parent, "--push", s(&ctx)]);
     let raw = skopeo_raw(&parent);
     assert!(String::from_utf8_lossy(&raw).contains("application/vnd.oci.image.manifest.v1+json"));
@@ -490,7 +544,12 @@ fn errors_name_file_line_and_column() {
     let err = case("FROM scratch\nCOPY --chwon=1 ok.txt /\n", &[]);
     assert!(err.contains("Dockerfile:2:6: unknown flag: chwon"), "{err}");
     let err = case("FROM scratch\n\nCOPY ok.txt /nope /dst/\n", &[]);
-    assert!(err.contains("\"/nope\": not found") && err.contains("Dockerfile:3:") && err.contains("COPY ok.txt /nope /dst/"), "{err}");
+    assert!(
+        err.contains("\"/nope\": not found")
+            && err.contains("Dockerfile:3:")
+            && err.contains("COPY ok.txt /nope /dst/"),
+        "{err}"
+    );
     let err = case("FROM scratch AS a\n", &["--target", "zzz"]);
     assert!(err.contains("target stage \"zzz\" could not be found"), "{err}");
     let err = case("FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n", &[]);
@@ -535,7 +594,18 @@ fn differential_against_buildah() {
         c.args(args);
         sh(&mut c)
     };
-    buildah(&["build", "--format", "oci", "--tls-verify=false", "--layers", "-f", s(&ctx.join("Dockerfile")), "-t", "diff:1", s(&ctx)]);
+    buildah(&[
+        "build",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        "--layers",
+        "-f",
+        s(&ctx.join("Dockerfile")),
+        "-t",
+        "diff:1",
+        s(&ctx),
+    ]);
     buildah(&["push", "diff:1", &format!("oci-archive:{}:diff:1", theirs_archive.display())]);
     let theirs = umoci_unpack(&theirs_archive, "diff:1", &env.dir.path().join("theirs"));
 
@@ -577,7 +647,18 @@ LABEL g=$G over=$OVER local=$LOCAL
 "#;
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let oci = env.dir.path().join("a.tar");
-    build(&env, &["--platform", "linux/arm64", "--build-arg", "OVER=cli", "-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+    build(
+        &env,
+        &[
+            "--platform",
+            "linux/arm64",
+            "--build-arg",
+            "OVER=cli",
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            s(&ctx),
+        ],
+    );
     let cfg = raw_config(&oci);
     assert_eq!(cfg["architecture"], "arm64");
     assert_eq!(cfg["variant"], "v8");
@@ -592,4 +673,202 @@ LABEL g=$G over=$OVER local=$LOCAL
     assert!(!envs.iter().any(|e| e.starts_with("G=") || e.starts_with("OVER=")), "ARGs are not kept in Env: {envs:?}");
     let history = cfg["history"].to_string();
     assert!(history.contains("ARG OVER=cli") && history.contains("ARG G=global"), "{history}");
+}
+
+#[test]
+fn docker_archive_oci_directory_and_zstd() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let docker = env.dir.path().join("d.tar");
+    let ocidir = env.dir.path().join("layout");
+    build(
+        &env,
+        &[
+            "-t",
+            "out:2",
+            "-o",
+            &format!("type=docker,dest={}", docker.display()),
+            "-o",
+            &format!("type=oci,dest={},tar=false,compression=zstd", ocidir.display()),
+            s(&ctx),
+        ],
+    );
+    let d: serde_json::Value = serde_json::from_str(&sh(
+        Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", docker.display())])
+    ))
+    .unwrap();
+    let listing = sh(Command::new("tar").arg("-xOf").arg(&docker).arg("manifest.json"));
+    let mj: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(mj[0]["RepoTags"], serde_json::json!(["out:2"]), "{mj}");
+    assert_eq!(d["Layers"].as_array().unwrap().len(), 2);
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}:2", ocidir.display())]));
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let ours = m["layers"].as_array().unwrap().last().unwrap()["mediaType"].as_str().unwrap().to_string();
+    assert_eq!(ours, "application/vnd.oci.image.layer.v1.tar+zstd");
+}
+
+#[test]
+fn copy_exclude_parents_link_and_build_arg_from_env() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = "FROM busybox\nARG FROMENV\nCOPY --exclude=*.tmp --exclude=skip src/ /ex/\nCOPY --parents a/b/c.txt a/d.txt /par/\nCOPY --link --chmod=0751 src/keep.txt /etc/linked\nLABEL fromenv=$FROMENV\n";
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("Dockerfile", df),
+            ("src/keep.txt", "k"),
+            ("src/x.tmp", "t"),
+            ("src/skip/y", "y"),
+            ("a/b/c.txt", "c"),
+            ("a/d.txt", "d"),
+        ],
+    );
+    let local = env.dir.path().join("local");
+    let oci = env.dir.path().join("o.tar");
+    let out = env
+        .cmd(&[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            "FROMENV",
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            s(&ctx),
+        ])
+        .env("FROMENV", "from-the-environment")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = tree(&local);
+    assert!(t.contains_key("ex/keep.txt") && !t.contains_key("ex/x.tmp") && !t.contains_key("ex/skip"), "{t:?}");
+    assert!(t.contains_key("par/a/b/c.txt") && t.contains_key("par/a/d.txt"), "{t:?}");
+    assert!(t["etc/linked"].contains(" 751 "), "{}", t["etc/linked"]);
+    assert!(t["etc/passwd"].starts_with("f "), "the linked layer keeps what is below it");
+    assert_eq!(raw_config(&oci)["config"]["Labels"]["fromenv"], "from-the-environment");
+}
+
+/// A second differential build: stages, `COPY --from`, ADD of a local
+/// archive, wildcards, symlinks and empty directories inside copied trees,
+/// copies into existing directories.
+#[test]
+fn differential_against_buildah_multistage() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+        return;
+    }
+    let df = format!(
+        "FROM {r}/library/busybox:latest AS tools\nCOPY tree /opt/tree\nCOPY *.cfg /etc/\n\nFROM {r}/library/busybox:latest\nCOPY --from=tools /opt/tree /srv/tree\nCOPY --from=tools /etc/a.cfg /etc/b.cfg /etc/\nADD pkg.tar.gz /usr/local/\nCOPY tree/nested/ /bin/\nENV PATH=/srv/tree:$PATH\nCMD sh\n",
+        r = reg.host
+    );
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("Dockerfile", &df),
+            ("tree/top.txt", "t\n"),
+            ("tree/nested/deep.txt", "d\n"),
+            ("a.cfg", "a\n"),
+            ("b.cfg", "b\n"),
+        ],
+    );
+    std::fs::create_dir_all(ctx.join("tree/empty")).unwrap();
+    std::os::unix::fs::symlink("nested/deep.txt", ctx.join("tree/rel-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("tree/abs-link")).unwrap();
+    std::fs::set_permissions(ctx.join("tree/nested"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    make_tar(&ctx.join("pkg.tar.gz"), &[("share/pkg/data", "payload\n"), ("bin/pkgtool", "#!/bin/sh\n")], "gzip");
+
+    let oci = env.dir.path().join("ours.tar");
+    build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "multi:1", s(&ctx)]);
+    let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
+
+    let storage = env.dir.path().join("buildah");
+    let theirs_archive = env.dir.path().join("theirs.tar");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
+        c.args(args);
+        sh(&mut c)
+    };
+    buildah(&[
+        "build",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        "-f",
+        s(&ctx.join("Dockerfile")),
+        "-t",
+        "multi:1",
+        s(&ctx),
+    ]);
+    buildah(&["push", "multi:1", &format!("oci-archive:{}:multi:1", theirs_archive.display())]);
+    let theirs = umoci_unpack(&theirs_archive, "multi:1", &env.dir.path().join("theirs"));
+
+    let (a, b) = (tree(&ours), tree(&theirs));
+    let mut diffs = Vec::new();
+    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        if a.get(k) != b.get(k) {
+            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
+        }
+    }
+    assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
+    let (oc, tc) = (skopeo_config(&oci), skopeo_config(&theirs_archive));
+    for field in ["Env", "Cmd", "Entrypoint", "WorkingDir", "User"] {
+        assert_eq!(oc["config"][field], tc["config"][field], "config field {field}");
+    }
+}
+
+#[test]
+fn copy_here_documents() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = "FROM scratch\nARG NAME=world\nCOPY <<EOF /greet.txt\nhello $NAME \"quoted\"\nEOF\nCOPY <<'RAW' /raw.txt\nkeep $NAME\nRAW\nCOPY --chmod=755 <<A <<B /multi/\nfirst\nA\nsecond\nB\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let local = env.dir.path().join("local");
+    let oci = env.dir.path().join("h.tar");
+    build(
+        &env,
+        &[
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            s(&ctx),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(local.join("greet.txt")).unwrap(), "hello world \"quoted\"\n");
+    assert_eq!(std::fs::read_to_string(local.join("raw.txt")).unwrap(), "keep $NAME\n");
+    assert_eq!(std::fs::read_to_string(local.join("multi/A")).unwrap(), "first\n");
+    assert_eq!(std::fs::read_to_string(local.join("multi/B")).unwrap(), "second\n");
+    let t = tree(&local);
+    assert!(t["greet.txt"].contains(" 644 ") && t["multi/B"].contains(" 755 "), "{t:?}");
+    let history = raw_config(&oci)["history"].to_string();
+    assert!(history.contains("COPY <<EOF /greet.txt # buildkit"), "{history}");
+}
+
+#[test]
+fn progress_modes() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nARG D=/dst\nCOPY f.txt $D\n"), ("f.txt", "f")]);
+    let (_, plain) = build(&env, &[s(&ctx)]);
+    assert!(plain.contains("#1 [internal] load build definition from Dockerfile\n#1 DONE"), "{plain}");
+    assert!(plain.contains("#3 [stage-0 1/2] FROM scratch"), "{plain}");
+    assert!(plain.contains("#4 [stage-0 2/2] COPY f.txt /dst\n#4 DONE "), "step names show expanded words: {plain}");
+    let (_, again) = build(&env, &[s(&ctx)]);
+    assert!(again.contains("#4 [stage-0 2/2] COPY f.txt /dst\n#4 CACHED"), "{again}");
+    let out = env.run(&["build", "--progress", "rawjson", s(&ctx)]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|v| v["cached"] == true && v["vertex"] == 4), "{lines:?}");
+    let out = env.run(&["build", "--progress", "tty", s(&ctx)]);
+    let tty = String::from_utf8_lossy(&out.stderr);
+    assert!(tty.contains(" => CACHED [stage-0 2/2] COPY f.txt /dst") && tty.contains("FINISHED"), "{tty}");
 }

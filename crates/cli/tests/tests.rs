@@ -7,3 +7,5 @@ mod imagetools;
 mod failures;
 mod store;
 mod build;
+mod emu;
+mod run;

@@ -39,7 +39,10 @@ impl Run<'_> {
             let Some(mut other) = self.stages[j].take() else {
                 return Err(self.loc(line).error(
                     ErrorKind::Dockerfile,
-                    format!("cannot copy from stage {from:?}, it needs to be defined before current stage {:?}", st.name),
+                    format!(
+                        "cannot copy from stage {from:?}, it needs to be defined before current stage {:?}",
+                        st.name
+                    ),
                     Some(&from),
                 ));
             };
@@ -55,34 +58,12 @@ impl Run<'_> {
 
     pub(super) async fn copy(&mut self, st: &mut StageState, cmd: &Command, c: &Copy, add: bool) -> Result<()> {
         let line = cmd.start_line;
-        let loc = self.loc(line);
         let verb = if add { "ADD" } else { "COPY" };
-        if !c.contents.is_empty() {
-            return Err(loc.error(ErrorKind::Unsupported, format!("{verb} with here-documents is not supported yet"), None));
-        }
-        let mut sources = Vec::new();
-        for s in &c.sources {
-            sources.push(self.expand(st, s, line)?);
-        }
-        let dest_raw = self.expand(st, &c.dest, line)?;
-        let dest = dest_path(&st.image.config.working_dir, &dest_raw);
-        let mut excludes = Vec::new();
-        for e in &c.excludes {
-            excludes.push(self.expand(st, e, line)?);
-        }
-        let chmod = match &c.chmod {
-            Some(m) => {
-                let m = self.expand(st, m, line)?;
-                Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
-                    loc.error(ErrorKind::Invalid, format!("invalid chmod parameter: {m}"), Some(&m))
-                })?)
-            }
-            None => None,
-        };
-        let name = st.prefix(&format!("{verb} {}", cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim()));
+        let args = self.copy_args(st, c, line)?;
+        let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
+        let name = st.prefix(&format!("{verb} {}", self.display_words(st, rest)));
         let step = self.start(name);
-        let result = self.copy_inner(st, c, add, line, sources, dest, excludes, chmod, &dest_raw).await;
-        match result {
+        match self.copy_run(st, c, add, line, args).await {
             Ok(cached) => {
                 if cached {
                     self.emit(Event::Cached { id: step.0 });
@@ -97,140 +78,156 @@ impl Run<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_inner(
-        &mut self,
-        st: &mut StageState,
-        c: &Copy,
-        add: bool,
-        line: usize,
-        sources: Vec<String>,
-        dest: String,
-        excludes: Vec<String>,
-        chmod: Option<u32>,
-        dest_raw: &str,
-    ) -> Result<bool> {
+    /// Expands and checks the words of COPY/ADD.
+    fn copy_args(&self, st: &StageState, c: &Copy, line: usize) -> Result<CopyArgs> {
+        let loc = self.loc(line);
+        let mut sources = Vec::new();
+        for s in &c.sources {
+            sources.push(self.expand(st, s, line)?);
+        }
+        let dest_raw = self.expand(st, &c.dest, line)?;
+        let mut excludes = Vec::new();
+        for e in &c.excludes {
+            excludes.push(self.expand(st, e, line)?);
+        }
+        let chmod_text = match &c.chmod {
+            Some(m) => Some(self.expand(st, m, line)?),
+            None => None,
+        };
+        let chmod = match &chmod_text {
+            Some(m) => Some(u32::from_str_radix(m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
+                let msg = format!("invalid chmod parameter: '{m}'. it should be octal string and between 0 and 07777");
+                loc.error(ErrorKind::Invalid, msg, Some(m))
+            })?),
+            None => None,
+        };
+        let chown = match &c.chown {
+            Some(s) => Some(self.expand(st, s, line)?),
+            None => None,
+        };
+        let checksum = match &c.checksum {
+            Some(s) => Some(self.expand(st, s, line)?),
+            None => None,
+        };
+        if checksum.is_some() {
+            if sources.len() != 1 {
+                return Err(loc.error(ErrorKind::Invalid, "checksum can't be specified for multiple sources", None));
+            }
+            if !is_url(&sources[0]) {
+                return Err(loc.error(ErrorKind::Invalid, "checksum can't be specified for non-HTTP(S) sources", None));
+            }
+        }
+        let dest = dest_path(&st.image.config.working_dir, &dest_raw);
+        if sources.len() + c.contents.len() > 1 && !dest.ends_with('/') {
+            return Err(loc.error(ErrorKind::Invalid, copy::CopyError::NeedsDirectory.to_string(), None));
+        }
+        Ok(CopyArgs { sources, dest, dest_raw, excludes, chmod, chmod_text, chown, checksum })
+    }
+
+    async fn copy_run(&mut self, st: &mut StageState, c: &Copy, add: bool, line: usize, a: CopyArgs) -> Result<bool> {
         let loc = self.loc(line);
         let verb = if add { "ADD" } else { "COPY" };
         let target = self.stage_fs(st)?.clone();
-        let chown = match &c.chown {
+        let chown = match &a.chown {
             Some(spec) => {
-                let spec = self.expand(st, spec, line)?;
-                Some(crate::users::resolve(&target, &spec).map_err(|m| loc.error(ErrorKind::Invalid, m, Some(&spec)))?)
+                Some(crate::users::resolve(&target, spec).map_err(|m| loc.error(ErrorKind::Invalid, m, Some(spec)))?)
             }
             None => None,
         };
-        let (urls, local): (Vec<String>, Vec<String>) =
-            sources.iter().cloned().partition(|s| add && (s.starts_with("http://") || s.starts_with("https://")));
+        let (urls, local): (Vec<String>, Vec<String>) = a.sources.iter().cloned().partition(|s| add && is_url(s));
+        if let Some(u) = a.sources.iter().find(|s| !add && is_url(s)) {
+            return Err(loc.error(ErrorKind::Invalid, "source can't be a URL for COPY", Some(u)));
+        }
         if let Some(g) = local.iter().find(|s| add && (s.starts_with("git@") || s.ends_with(".git"))) {
             return Err(loc.error(ErrorKind::Unsupported, format!("ADD from git ({g}) is not supported yet"), Some(g)));
         }
-        if sources.len() > 1 && !dest.ends_with('/') {
-            return Err(loc.error(ErrorKind::Invalid, copy::CopyError::NeedsDirectory.to_string(), None));
+        let spec = CopySpec {
+            sources: Vec::new(),
+            dest: a.dest.clone(),
+            chown,
+            chmod: a.chmod,
+            excludes: a.excludes.clone(),
+            parents: c.parents,
+            unpack: add && c.unpack != Some(false),
+            keep_owner: false,
+            now: 0,
+        };
+        let mut jobs: Vec<(Arc<MemFs>, CopySpec)> = Vec::new();
+        let mut label = String::new();
+        if !local.is_empty() {
+            let src = self.copy_source(st, c, line).await?;
+            label.push_str(&src.label);
+            let sources = if c.parents {
+                local.iter().map(|s| s.trim_start_matches('/').to_string()).collect()
+            } else {
+                local.iter().map(|s| clean(s)).collect()
+            };
+            jobs.push((src.fs, CopySpec { sources, keep_owner: src.keep_owner, ..spec.clone() }));
         }
-        // Sources: the context or a stage/image, plus downloads.
-        let mut src_fs: MemFs;
-        let mut label;
-        let keep_owner;
-        let mut local_sources: Vec<String> = local.iter().map(|s| clean(s)).collect();
-        if !local.is_empty() || urls.is_empty() {
-            let s = self.copy_source(st, c, line).await?;
-            src_fs = (*s.fs).clone();
-            label = s.label;
-            keep_owner = s.keep_owner;
-        } else {
-            src_fs = MemFs::new();
-            label = "urls".into();
-            keep_owner = false;
-        }
-        if c.parents {
-            // Keep a `/./` pivot visible to the planner.
-            local_sources = local.iter().map(|s| s.trim_start_matches('/').to_string()).collect();
-        }
-        for (n, url) in urls.iter().enumerate() {
+        for url in &urls {
             let dl = crate::remote::fetch(url).await.map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(url)))?;
-            if let Some(sum) = &c.checksum {
-                let sum = self.expand(st, sum, line)?;
+            if let Some(sum) = &a.checksum {
                 let actual = polyarch_oci::Digest::sha256(&dl.data);
-                if actual.to_string() != sum {
-                    let e = Error::Checksum { url: url.clone(), expected: sum, actual };
+                if &actual.to_string() != sum {
+                    let e = Error::Checksum { url: url.clone(), expected: sum.clone(), actual };
                     return Err(loc.error(ErrorKind::Invalid, e.to_string(), Some(url)));
                 }
             }
-            // Downloads are staged under a private name and copied like files.
-            let staged = format!(".polyarch-url-{n}");
-            src_fs.insert(staged.clone(), Node { kind: Kind::File(Arc::new(dl.data)), mode: 0o600, uid: 0, gid: 0, mtime: dl.mtime.unwrap_or(0) });
-            let d = if dest.ends_with('/') { format!("{dest}{}", dl.name) } else { dest.clone() };
             label.push_str(&format!("|url:{url}"));
-            local_sources.push(staged);
-            // A URL's file keeps its name even when the destination is a directory.
-            if sources.len() == 1 {
-                return self.finish_copy(st, verb, &src_fs, &target, CopySpec {
-                    sources: local_sources,
-                    dest: d,
-                    chown,
-                    chmod,
-                    excludes,
-                    parents: false,
-                    unpack: false,
-                    keep_owner,
-                    now: 0,
-                }, c, &sources, dest_raw, &label, line).await;
-            }
+            let mut fs = MemFs::new();
+            let node =
+                Node { kind: Kind::File(Arc::new(dl.data)), mode: 0o600, uid: 0, gid: 0, mtime: dl.mtime.unwrap_or(0) };
+            fs.insert(dl.name.clone(), node);
+            // Downloads are never unpacked.
+            jobs.push((
+                Arc::new(fs),
+                CopySpec { sources: vec![dl.name], unpack: false, parents: false, ..spec.clone() },
+            ));
         }
-        let spec = CopySpec {
-            sources: local_sources,
-            dest,
-            chown,
-            chmod,
-            excludes,
-            parents: c.parents,
-            unpack: add && c.unpack != Some(false),
-            keep_owner,
-            now: 0,
-        };
-        self.finish_copy(st, verb, &src_fs, &target, spec, c, &sources, dest_raw, &label, line).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_copy(
-        &mut self,
-        st: &mut StageState,
-        verb: &str,
-        src: &MemFs,
-        target: &MemFs,
-        spec: CopySpec,
-        c: &Copy,
-        sources: &[String],
-        dest_raw: &str,
-        label: &str,
-        line: usize,
-    ) -> Result<bool> {
-        let loc = self.loc(line);
+        if !c.contents.is_empty() {
+            // Here-documents become files (0644, as BuildKit's Mkfile).
+            let mut fs = MemFs::new();
+            let mut names = Vec::new();
+            for f in &c.contents {
+                let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
+                fs.insert(
+                    f.name.clone(),
+                    Node { kind: Kind::File(Arc::new(data.into_bytes())), mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+                );
+                names.push(f.name.clone());
+                label.push_str(&format!("|heredoc:{}", f.name));
+            }
+            jobs.push((Arc::new(fs), CopySpec { sources: names, unpack: false, parents: false, ..spec.clone() }));
+        }
+        let link = c.link && a.chmod.is_none();
         let empty = MemFs::new();
-        let base = if c.link { &empty } else { target };
-        let plan = |now: i64| {
-            let mut s = spec.clone();
-            s.now = now;
-            copy::plan(src, base, &s).map_err(|e| {
-                let token = match &e {
-                    copy::CopyError::NotFound(p) => sources.iter().find(|s| clean(s) == clean(p)).cloned(),
-                    _ => None,
-                };
-                let kind = if matches!(e, copy::CopyError::NotFound(_)) { ErrorKind::NotFound } else { ErrorKind::Invalid };
-                loc.error(kind, e.to_string(), token.as_deref())
-            })
-        };
+        let base = if link { &empty } else { &target };
+        let plan = |now: i64| plan_jobs(&jobs, base, now).map_err(|e| copy_error(&loc, e, &a.sources));
         let probe = plan(0)?;
         let mut key = KeyBuilder::new(&st.key, &st.platform);
         key.part(verb)
-            .part(&format!("{:?}", (&spec.sources, &spec.dest, spec.chown, spec.chmod, &spec.excludes, spec.parents, spec.unpack, c.link)))
-            .part(label)
+            .part(&format!(
+                "{:?}",
+                (&a.sources, &a.dest, spec.chown, spec.chmod, &spec.excludes, spec.parents, spec.unpack, link)
+            ))
+            .part(&label)
             .part(&content_digest(&probe.changes));
         let key = self.layer_key(key);
-        let history = format!("{verb} {} {dest_raw} # buildkit", sources.join(" "));
+        let mut history = String::from(verb);
+        if c.parents {
+            history.push_str(" --parents");
+        }
+        if let Some(ch) = &a.chown {
+            history.push_str(&format!(" --chown={ch}"));
+        }
+        if let Some(m) = &a.chmod_text {
+            history.push_str(&format!(" --chmod={m}"));
+        }
+        let mut words = a.sources.clone();
+        words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
+        history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
         let planned = plan(self.now);
-        let (cached, ran_at) = self.apply_step(st, &key, || planned.map(|p| (p, c.link)))?;
+        let (cached, ran_at) = self.apply_step(st, &key, || planned.map(|p| (p, link)))?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
     }
@@ -318,6 +315,47 @@ impl Run<'_> {
     }
 }
 
+/// The expanded words of a COPY or ADD.
+struct CopyArgs {
+    sources: Vec<String>,
+    dest: String,
+    dest_raw: String,
+    excludes: Vec<String>,
+    chmod: Option<u32>,
+    chmod_text: Option<String>,
+    chown: Option<String>,
+    checksum: Option<String>,
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Plans each source group in turn, each on top of the previous result.
+fn plan_jobs(jobs: &[(Arc<MemFs>, CopySpec)], base: &MemFs, now: i64) -> std::result::Result<Planned, copy::CopyError> {
+    let mut merged = base.clone();
+    let mut changes = MemFs::new();
+    for (src, spec) in jobs {
+        let mut spec = spec.clone();
+        spec.now = now;
+        let p = copy::plan(src, &merged, &spec)?;
+        for (k, n) in p.changes.iter() {
+            changes.insert(k.clone(), n.clone());
+        }
+        merged = p.merged;
+    }
+    Ok(Planned { changes, merged })
+}
+
+fn copy_error(loc: &crate::error::Location, e: copy::CopyError, sources: &[String]) -> Error {
+    let token = match &e {
+        copy::CopyError::NotFound(p) => sources.iter().find(|s| clean(s) == clean(p)).cloned(),
+        _ => None,
+    };
+    let kind = if matches!(e, copy::CopyError::NotFound(_)) { ErrorKind::NotFound } else { ErrorKind::Invalid };
+    loc.error(kind, e.to_string(), token.as_deref())
+}
+
 fn push_layer(st: &mut StageState, layer: Layer) {
     st.image.diff_ids.push(layer.diff_id.clone());
     st.layers.push(layer);
@@ -326,8 +364,10 @@ fn push_layer(st: &mut StageState, layer: Layer) {
 /// The absolute destination of COPY/ADD: relative to the working directory,
 /// keeping a trailing `/` (also for `.` and `..`) that marks a directory.
 pub(crate) fn dest_path(workdir: &str, dest: &str) -> String {
-    let dir_syntax = dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
-    let joined = if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+    let dir_syntax =
+        dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
+    let joined =
+        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
     let c = format!("/{}", clean(&joined));
     if dir_syntax && c != "/" {
         format!("{c}/")
@@ -338,7 +378,11 @@ pub(crate) fn dest_path(workdir: &str, dest: &str) -> String {
 
 /// BuildKit's `NormalizeWorkdir`: relative paths join the current one.
 pub(crate) fn normalize_workdir(current: &str, p: &str) -> String {
-    let joined = if p.starts_with('/') { p.to_string() } else { format!("{}/{p}", if current.is_empty() { "/" } else { current }) };
+    let joined = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("{}/{p}", if current.is_empty() { "/" } else { current })
+    };
     format!("/{}", clean(&joined))
 }
 

@@ -61,7 +61,8 @@ impl Run<'_> {
                         .process_words(p, &env)
                         .map_err(|e| self.loc(line).error(ErrorKind::Dockerfile, e.to_string(), None))?;
                     for w in words {
-                        let ps = parse_port_spec(&w).map_err(|m| self.loc(line).error(ErrorKind::Invalid, m, Some(&w)))?;
+                        let ps =
+                            parse_port_spec(&w).map_err(|m| self.loc(line).error(ErrorKind::Invalid, m, Some(&w)))?;
                         all.extend(ps);
                     }
                 }
@@ -78,7 +79,11 @@ impl Run<'_> {
                 for v in vols {
                     let v = self.expand(st, v, line)?;
                     if v.is_empty() {
-                        return Err(self.loc(line).error(ErrorKind::Invalid, "VOLUME specified can not be an empty string", None));
+                        return Err(self.loc(line).error(
+                            ErrorKind::Invalid,
+                            "VOLUME specified can not be an empty string",
+                            None,
+                        ));
                     }
                     st.image.config.volumes.insert(v.clone(), Empty {});
                     vs.push(v);
@@ -139,7 +144,11 @@ impl Run<'_> {
                 st.image.config.on_build.push(expr.clone());
                 return Ok(());
             }
-            Instruction::From(_) | Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
+            Instruction::From(_)
+            | Instruction::Run(_)
+            | Instruction::Copy(_)
+            | Instruction::Add(_)
+            | Instruction::Workdir(_) => {
                 return Ok(());
             }
         };

@@ -47,6 +47,9 @@ pub struct BuildArgs {
     /// Progress output: auto, tty, plain, quiet or rawjson.
     #[arg(long, default_value = "auto", value_parser = ["auto", "tty", "plain", "quiet", "rawjson"])]
     progress: String,
+    /// Print only the image digest (`--progress quiet`).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Write build results (digests, names) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
@@ -206,20 +209,38 @@ impl Progress {
             "auto" => "plain",
             m => m,
         };
-        Progress { mode: mode.to_string(), start: Instant::now(), cached: Default::default(), names: Default::default(), last: Default::default() }
+        Progress {
+            mode: mode.to_string(),
+            start: Instant::now(),
+            cached: Default::default(),
+            names: Default::default(),
+            last: Default::default(),
+        }
     }
 
-    /// Library steps are numbered from 1; the build definition step is #1
-    /// here, so they shift by one.
+    /// Library steps are numbered from 1; the build definition and the
+    /// build context are #1 and #2 here, so they shift by two.
     fn lib_event(&self, e: Event) {
         let e = match e {
-            Event::Started { id, name } => Event::Started { id: id + 1, name },
-            Event::Cached { id } => Event::Cached { id: id + 1 },
-            Event::Done { id, elapsed } => Event::Done { id: id + 1, elapsed },
-            Event::Failed { id, message } => Event::Failed { id: id + 1, message },
+            Event::Started { id, name } => Event::Started { id: id + 2, name },
+            Event::Cached { id } => Event::Cached { id: id + 2 },
+            Event::Done { id, elapsed } => Event::Done { id: id + 2, elapsed },
+            Event::Failed { id, message } => Event::Failed { id: id + 2, message },
             other => other,
         };
         self.event(&e);
+    }
+
+    /// BuildKit's `transferring context: N B` line, in plain mode.
+    fn context_size(&self, id: usize, ctx: &MemFs) {
+        if self.mode != "plain" {
+            return;
+        }
+        let bytes: usize = ctx
+            .iter()
+            .map(|(p, n)| p.len() + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
+            .sum();
+        eprintln!("#{id} transferring context: {bytes}B done");
     }
 
     fn next_id(&self) -> usize {
@@ -237,7 +258,9 @@ impl Progress {
                 let v = match e {
                     Event::Started { id, name } => serde_json::json!({"vertex": id, "name": name, "started": true}),
                     Event::Cached { id } => serde_json::json!({"vertex": id, "cached": true}),
-                    Event::Done { id, elapsed } => serde_json::json!({"vertex": id, "completed": true, "duration": elapsed.as_secs_f64()}),
+                    Event::Done { id, elapsed } => {
+                        serde_json::json!({"vertex": id, "completed": true, "duration": elapsed.as_secs_f64()})
+                    }
                     Event::Failed { id, message } => serde_json::json!({"vertex": id, "error": message}),
                     _ => return,
                 };
@@ -292,7 +315,10 @@ impl Progress {
     }
 }
 
-pub fn run(global: &GlobalArgs, a: BuildArgs) -> Result<u8> {
+pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
+    if a.quiet {
+        a.progress = "quiet".into();
+    }
     let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
     if a.push {
         match outputs.iter_mut().find(|o| o.kind == "image") {
@@ -333,6 +359,9 @@ pub fn run(global: &GlobalArgs, a: BuildArgs) -> Result<u8> {
     let p = progress.clone();
     p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
     p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });
+    p.event(&Event::Started { id: 2, name: "[internal] load build context".into() });
+    p.context_size(2, &ctx);
+    p.event(&Event::Done { id: 2, elapsed: t0.elapsed() });
 
     let opts = BuildOptions {
         dockerfile,
@@ -350,7 +379,8 @@ pub fn run(global: &GlobalArgs, a: BuildArgs) -> Result<u8> {
     let store = Store::open(context::data_root(global)).context("opening the local store")?;
     let client = context::client(global, a.insecure)?;
     let sink = progress.clone();
-    let builder = Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
+    let builder =
+        Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
     let result = rt.block_on(builder.build(&opts));
     let result = match result {
@@ -369,7 +399,9 @@ pub fn run(global: &GlobalArgs, a: BuildArgs) -> Result<u8> {
     }
     progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
     progress.finish(true);
-    eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
+    if a.progress != "quiet" {
+        eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
+    }
 
     let digest = result.manifest.digest.to_string();
     if let Some(path) = &a.iidfile {
@@ -459,7 +491,10 @@ mod tests {
     #[test]
     fn output_specs() {
         let o = parse_output("type=oci,dest=out.tar,compression=zstd").unwrap();
-        assert_eq!((o.kind.as_str(), o.dest.as_deref(), o.compression.as_deref()), ("oci", Some("out.tar"), Some("zstd")));
+        assert_eq!(
+            (o.kind.as_str(), o.dest.as_deref(), o.compression.as_deref()),
+            ("oci", Some("out.tar"), Some("zstd"))
+        );
         let o = parse_output("type=registry,name=r/x:1").unwrap();
         assert_eq!((o.kind.as_str(), o.push, o.names.clone()), ("image", true, vec!["r/x:1".to_string()]));
         assert_eq!(parse_output("outdir").unwrap().kind, "local");

@@ -16,6 +16,10 @@ pub mod output;
 pub mod archive;
 pub mod images;
 pub mod pull;
+pub mod run;
+pub mod binfmt;
+pub mod builder;
+pub mod doctor;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,371 @@
+//! `polyarch run`: run a command in a new container from a stored image,
+//! as `docker run --rm` does, with no daemon.
+//!
+//! The image is looked up in the local store and pulled for the platform
+//! when missing (`--pull`). Its layers are unpacked once into shared
+//! snapshots under `ROOT/snapshots/{overlay,naive}`, keyed by chain id, so
+//! later runs and other images with the same base reuse them. Each run
+//! gets an active snapshot on top, mounted under `ROOT/exec/mnt`, and runs
+//! the process with runc (see `polyarch_exec`). The exit code is the
+//! process's.
+//!
+//! There is no container state to keep: the container, its snapshot and
+//! mount are removed when the process exits, with or without `--rm`
+//! (accepted for Docker compatibility). What a killed polyarch left behind
+//! is removed by the next `run`.
+//!
+//! Foreign platforms run under the kernel's binfmt_misc QEMU handlers;
+//! without one, the run fails with a message naming the platform and the
+//! fix. Exit codes as Docker's: 125 when polyarch fails, 126 when the
+//! program cannot be executed, 127 when it is not found.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use polyarch_exec::{Cancel, ErrorKind, Executor, NetworkMode, ProcessIo, ProcessSpec, RuncExecutor, RuncExecutorBuilder};
+use polyarch_oci::{Descriptor, Digest, Platform};
+use polyarch_snapshot::{apply_layer, NaiveSnapshotter, OverlaySnapshotter, Snapshotter, UnpackOptions};
+use polyarch_store::{BlobSource, Store};
+use polyarch_transfer::local::{self, LocalImage};
+use polyarch_transfer::PlatformSelection;
+use serde_json::Value;
+
+use super::context::{self, parse_tagged};
+use super::images::{familiar, open_store};
+use super::GlobalArgs;
+
+/// When to pull the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    /// Pull when the store lacks the image for the platform.
+    Missing,
+    /// Pull before every run.
+    Always,
+    /// Never pull; fail when the image is missing.
+    Never,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Accepted for Docker compatibility: containers are always removed.
+    #[arg(long)]
+    rm: bool,
+    /// Run the image for this platform (default: the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container (created if missing).
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// User: name, uid, name:group or uid:gid.
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Network: `host` (the default, as `docker build`) or `none` (loopback only).
+    #[arg(long, default_value = "host")]
+    network: NetworkMode,
+    /// Override the image's entrypoint ("" for none); resets its CMD.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// When to pull the image.
+    #[arg(long, value_enum, default_value = "missing")]
+    pull: PullPolicy,
+    /// Keep stdin open for the process.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// The OCI runtime: a name in PATH or a path (default runc).
+    #[arg(long, value_name = "NAME|PATH")]
+    runtime: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// The command and its arguments (default: the image's CMD).
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
+    match run_container(global, &a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(125)
+        }
+    }
+}
+
+fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?,
+        None => Platform::host(),
+    };
+    let root = context::data_root(global);
+    let store = open_store(global)?;
+    let rt = context::runtime()?;
+    let image = find_image(global, &store, &rt, a, &platform)?;
+    let exec = RuncExecutorBuilder::new(root.join("exec"))
+        .with_runtime(a.runtime.as_deref())
+        .with_kill_grace(std::time::Duration::from_secs(10))
+        .build()?;
+    let snapshotter = snapshotter(&root)?;
+    exec.cleanup_stale().context("removing what earlier runs left behind")?;
+    remove_stale_snapshots(snapshotter.as_ref(), &exec);
+    let top = unpack(&store, snapshotter.as_ref(), &image)?;
+    let process = process_spec(a, &image)?;
+    let cancel = Cancel::new();
+    let _in_runtime = rt.enter();
+    watch_signals(&rt, cancel.clone());
+    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, a.interactive, cancel);
+    match status {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast_ref::<polyarch_exec::Error>() {
+            // The runtime has already printed its own message on the
+            // container's (inherited) stderr.
+            Some(polyarch_exec::Error::ExecFormat { .. }) => {
+                eprintln!("error: {}", exec_format_hint(&image.platform()));
+                Ok(126)
+            }
+            Some(polyarch_exec::Error::ProgramNotFound { .. }) => Ok(127),
+            Some(err) if err.kind() == ErrorKind::Cancelled => Ok(130),
+            _ => Err(e),
+        },
+    }
+}
+
+/// The stored image for the platform, pulled as `--pull` says.
+fn find_image(
+    global: &GlobalArgs,
+    store: &Store,
+    rt: &tokio::runtime::Runtime,
+    a: &RunArgs,
+    platform: &Platform,
+) -> Result<LocalImage> {
+    let local_image = || -> Result<Option<LocalImage>> {
+        let Ok((name, desc)) = super::images::lookup(store, &a.image) else { return Ok(None) };
+        match local::image_for(store, &name, &desc, Some(platform)) {
+            Ok(img) => Ok(Some(img)),
+            Err(e) if e.kind() == polyarch_transfer::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if a.pull != PullPolicy::Always {
+        if let Some(img) = local_image()? {
+            return Ok(img);
+        }
+        if a.pull == PullPolicy::Never {
+            bail!("no such image for {}: {} (and --pull never)", platform.format(), a.image);
+        }
+        eprintln!("Unable to find image '{}' locally", a.image);
+    }
+    let reference = parse_tagged(&a.image)?;
+    let client = context::client(global, false)?;
+    let selection = PlatformSelection::One(platform.clone());
+    let pulled = rt.block_on(polyarch_transfer::pull(&client, store, &reference, &selection, &polyarch_transfer::event::ignore))?;
+    eprintln!("Digest: {}", pulled.descriptor.digest);
+    eprintln!("Status: Downloaded newer image for {}", familiar(&pulled.name));
+    Ok(local::image_for(store, &pulled.name, &pulled.descriptor, Some(platform))?)
+}
+
+/// The overlay snapshotter when overlayfs works under the root, else the
+/// naive one (full copies).
+fn snapshotter(root: &Path) -> Result<Box<dyn Snapshotter>> {
+    let overlay = root.join("snapshots/overlay");
+    if OverlaySnapshotter::supported(&overlay) {
+        return Ok(Box::new(OverlaySnapshotter::new(&overlay)?));
+    }
+    Ok(Box::new(NaiveSnapshotter::new(root.join("snapshots/naive"))?))
+}
+
+/// Active snapshots of runs whose polyarch process died.
+fn remove_stale_snapshots(s: &dyn Snapshotter, exec: &RuncExecutor) {
+    let Ok(all) = s.list() else { return };
+    for info in all {
+        if info.key.starts_with("run-") && exec.is_stale(&info.key) {
+            let _ = s.remove(&info.key);
+        }
+    }
+}
+
+/// Unpacks the image's layers as a chain of committed snapshots (each
+/// once, shared by later runs) and returns the top chain id.
+fn unpack(store: &Store, s: &dyn Snapshotter, image: &LocalImage) -> Result<Option<String>> {
+    let manifest = image.manifest.as_image().context("not an image manifest")?;
+    let diff_ids: Vec<Digest> = image
+        .config
+        .extra
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::parse).collect::<Result<Vec<Digest>, _>>())
+        .transpose()
+        .context("invalid rootfs.diff_ids in the image config")?
+        .unwrap_or_default();
+    if diff_ids.len() != manifest.layers.len() {
+        bail!("the image has {} layers but its config lists {} diff_ids", manifest.layers.len(), diff_ids.len());
+    }
+    let opts = UnpackOptions::new();
+    let mut parent: Option<String> = None;
+    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+        parent = Some(apply(store, s, parent.as_deref(), layer, diff_id, &opts)?);
+    }
+    Ok(parent)
+}
+
+fn apply(
+    store: &Store,
+    s: &dyn Snapshotter,
+    parent: Option<&str>,
+    layer: &Descriptor,
+    diff_id: &Digest,
+    opts: &UnpackOptions,
+) -> Result<String> {
+    let blob = store.open(layer).with_context(|| format!("opening layer {}", layer.digest))?;
+    let mut tar = polyarch_snapshot::decompress(blob).with_context(|| format!("reading layer {}", layer.digest))?;
+    apply_layer(s, parent, diff_id, &mut tar, opts).with_context(|| format!("unpacking layer {}", layer.digest))
+}
+
+/// Prepares an active snapshot, mounts it and runs the process; the
+/// mount and the snapshot are removed however the run ends.
+fn run_in_snapshot(
+    exec: &RuncExecutor,
+    s: &dyn Snapshotter,
+    top: &Option<String>,
+    mut process: ProcessSpec,
+    stdin: bool,
+    cancel: Cancel,
+) -> Result<u8> {
+    let mount_point = exec.mount_point()?;
+    let key = format!("run-{}", mount_point.id());
+    process.hostname = Digest::sha256(key.as_bytes()).hex()[..12].to_string();
+    let mount = s.prepare(&key, top.as_deref()).context("preparing the container's snapshot")?;
+    let result = (|| -> Result<u8> {
+        let guard = mount.mount(mount_point.path()).context("mounting the container's root file system")?;
+        let io = ProcessIo::inherit().with_cancel(cancel);
+        let io = if stdin { io.with_stdin_inherited() } else { io };
+        let status = exec.run(mount_point.path(), &[], &process, io);
+        guard.unmount().context("unmounting the container's root file system")?;
+        Ok(u8::try_from(status?.code() & 0xff).unwrap_or(255))
+    })();
+    let removed = s.remove(&key).context("removing the container's snapshot");
+    drop(mount_point);
+    let code = result?;
+    removed?;
+    Ok(code)
+}
+
+/// The process from the image config and the flags, with Docker's rules.
+fn process_spec(a: &RunArgs, image: &LocalImage) -> Result<ProcessSpec> {
+    let cfg = image.config.extra.get("config").cloned().unwrap_or(Value::Null);
+    let strings = |key: &str| -> Vec<String> {
+        cfg.get(key)
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let string = |key: &str| cfg.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let args = command_line(strings("Entrypoint"), strings("Cmd"), a.entrypoint.as_deref(), &a.command);
+    if args.is_empty() {
+        bail!("no command specified (the image has no CMD or ENTRYPOINT)");
+    }
+    let env = merge_env(strings("Env"), &a.env, |k| std::env::var(k).ok());
+    let cwd = a.workdir.clone().unwrap_or_else(|| string("WorkingDir"));
+    Ok(ProcessSpec::new(args)
+        .with_env(env)
+        .with_cwd(if cwd.is_empty() { "/".to_string() } else { cwd })
+        .with_user(a.user.clone().unwrap_or_else(|| string("User")))
+        .with_network(a.network))
+}
+
+/// Docker's rules: `--entrypoint` replaces the image's and drops its CMD
+/// (`""` means none); arguments given replace CMD.
+pub fn command_line(entrypoint: Vec<String>, cmd: Vec<String>, flag: Option<&str>, given: &[String]) -> Vec<String> {
+    let (entrypoint, cmd) = match flag {
+        Some("") => (Vec::new(), given.to_vec()),
+        Some(e) => (vec![e.to_string()], given.to_vec()),
+        None if given.is_empty() => (entrypoint, cmd),
+        None => (entrypoint, given.to_vec()),
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// The image's environment with `-e` entries applied: `K=V` sets, `K`
+/// copies the value from `lookup` (and is dropped when unset there).
+pub fn merge_env(image: Vec<String>, flags: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let mut env = image;
+    for f in flags {
+        let entry = match f.split_once('=') {
+            Some(_) => f.clone(),
+            None => match lookup(f) {
+                Some(v) => format!("{f}={v}"),
+                None => continue,
+            },
+        };
+        let k = key(&entry);
+        match env.iter_mut().find(|e| key(e) == k) {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    }
+    env
+}
+
+/// Stops the container on SIGINT or SIGTERM instead of leaving it behind.
+fn watch_signals(rt: &tokio::runtime::Runtime, cancel: Cancel) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    rt.spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        cancel.cancel();
+    });
+}
+
+/// How to make `platform` executable here.
+fn exec_format_hint(platform: &Platform) -> String {
+    format!(
+        "exec format error: the kernel cannot execute {} programs (no binfmt_misc handler for {} is \
+         registered); register one with `polyarch binfmt install {}` or `apt-get install qemu-user-static`.",
+        platform.format(),
+        platform.architecture,
+        platform.architecture
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn docker_rules_for_entrypoint_and_cmd() {
+        let (ep, cmd) = (v(&["/entry"]), v(&["default"]));
+        assert_eq!(command_line(ep.clone(), cmd.clone(), None, &[]), ["/entry", "default"]);
+        assert_eq!(command_line(ep.clone(), cmd.clone(), None, &v(&["x", "y"])), ["/entry", "x", "y"]);
+        assert_eq!(command_line(ep.clone(), cmd.clone(), Some("/bin/sh"), &[]), ["/bin/sh"]);
+        assert_eq!(command_line(ep.clone(), cmd.clone(), Some("/bin/sh"), &v(&["-c", "id"])), ["/bin/sh", "-c", "id"]);
+        assert_eq!(command_line(ep, cmd, Some(""), &v(&["ls"])), ["ls"]);
+        assert!(command_line(vec![], vec![], None, &[]).is_empty());
+    }
+
+    #[test]
+    fn env_flags_override_the_image() {
+        let image = v(&["PATH=/bin", "A=1"]);
+        let got = merge_env(image, &v(&["A=2", "B=3", "HOME", "UNSET"]), |k| (k == "HOME").then(|| "/h".to_string()));
+        assert_eq!(got, ["PATH=/bin", "A=2", "B=3", "HOME=/h"]);
+    }
+
+    #[test]
+    fn the_hint_names_the_platform_and_the_fix() {
+        let h = exec_format_hint(&Platform::parse("linux/s390x").unwrap());
+        assert!(h.contains("linux/s390x") && h.contains("polyarch binfmt install s390x") && h.contains("qemu-user-static"));
+    }
+}

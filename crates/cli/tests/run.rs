@@ -1,0 +1,228 @@
+//! `polyarch run` against the real registry fixture: native and emulated
+//! platforms (checked against podman for some), exit codes, isolation,
+//! flags, and no mount or container left behind. These need root, runc
+//! and binfmt_misc QEMU handlers; under `CI=true` a missing one fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{have, require, shared_registry, Env, Registry};
+
+fn busybox(reg: &Registry) -> String {
+    format!("{}/library/busybox:latest", reg.host)
+}
+
+fn root_and_runc() -> bool {
+    require(rustix_is_root(), "running as root") && require(have("runc"), "runc (apt-get install runc)")
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY-free check through /proc: uid 0 in the "Uid:" line.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// A binfmt_misc handler for a QEMU architecture name is registered and enabled.
+fn binfmt(qemu_arch: &str) -> bool {
+    let p = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu_arch}"));
+    let ok = std::fs::read_to_string(&p).is_ok_and(|s| s.starts_with("enabled"));
+    require(ok, &format!("{} (apt-get install qemu-user-static)", p.display()))
+}
+
+/// No mount of this environment remains, the runtime has no container,
+/// and every snapshot left is a committed (shared) one.
+fn assert_clean(env: &Env) {
+    let root = env.root();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let r = root.to_string_lossy().into_owned();
+    assert!(!mounts.lines().any(|l| l.contains(&r)), "mounts left:\n{mounts}");
+    let runtime = root.join("exec/runtime");
+    if runtime.exists() {
+        let out = Command::new("runc").arg("--root").arg(&runtime).args(["list", "-q"]).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "runc containers left");
+    }
+    for dir in ["exec/bundles", "exec/mnt"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
+            let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+            assert!(left.is_empty(), "{dir} left: {left:?}");
+        }
+    }
+    for kind in ["overlay", "naive"] {
+        if let Ok(rd) = std::fs::read_dir(root.join("snapshots").join(kind).join("metadata")) {
+            for e in rd {
+                let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                assert!(text.contains("\"kind\":\"committed\""), "snapshot left: {text}");
+            }
+        }
+    }
+}
+
+/// `polyarch run ARGS`, returning (exit code, stdout, stderr).
+fn run(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+fn uname(env: &Env, img: &str, platform: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["--rm", "--platform", platform, img];
+    args.extend_from_slice(cmd);
+    let (code, out, err) = run(env, &args);
+    assert_eq!(code, 0, "run {platform} {cmd:?}: {err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn run_native_and_emulated_platforms() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let wanted = [("aarch64", "linux/arm64", "aarch64"), ("arm", "linux/arm/v7", "armv7l"), ("ppc64le", "linux/ppc64le", "ppc64le"), ("s390x", "linux/s390x", "s390x")];
+    if !wanted.iter().all(|(q, _, _)| binfmt(q)) {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    assert_eq!(uname(&env, &img, "linux/amd64", &["uname", "-m"]), "x86_64");
+    for (_, platform, machine) in wanted {
+        assert_eq!(uname(&env, &img, platform, &["uname", "-m"]), machine, "{platform}");
+    }
+    // linux/386 runs natively on x86_64; its 32-bit personality says i686.
+    assert_eq!(uname(&env, &img, "linux/386", &["uname", "-m"]), "x86_64");
+    assert_eq!(uname(&env, &img, "linux/386", &["linux32", "uname", "-m"]), "i686");
+    // The ELF really is the platform's: busybox reports its own build.
+    let file = uname(&env, &img, "linux/s390x", &["sh", "-c", "od -An -tx1 -j18 -N2 /bin/busybox"]);
+    assert_eq!(file.split_whitespace().collect::<Vec<_>>(), ["00", "16"], "e_machine EM_S390 (big endian)");
+    assert_clean(&env);
+}
+
+#[test]
+fn run_matches_podman() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() || !require(have("podman"), "podman (apt-get install podman)") {
+        return;
+    }
+    if !binfmt("aarch64") || !binfmt("s390x") {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    for platform in ["linux/amd64", "linux/arm64", "linux/s390x"] {
+        let ours = uname(&env, &img, platform, &["uname", "-m"]);
+        let out = Command::new("podman")
+            .args(["--runtime", "runc", "run", "--rm", "--pull=always", "--tls-verify=false"])
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--platform", platform, &img])
+            .args(["uname", "-m"])
+            .output()
+            .expect("running podman");
+        assert!(out.status.success(), "podman {platform}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ours, "{platform}");
+    }
+    assert_clean(&env);
+}
+
+#[test]
+fn run_passes_exit_codes_through() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    assert_eq!(run(&env, &[&img, "sh", "-c", "exit 7"]).0, 7);
+    assert_eq!(run(&env, &["--rm", &img, "false"]).0, 1);
+    assert_eq!(run(&env, &[&img, "true"]).0, 0);
+    // The image's CMD (`sh`) with no stdin exits at once.
+    assert_eq!(run(&env, &[&img]).0, 0);
+    let (code, _, err) = run(&env, &[&img, "no-such-program"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    let (code, _, err) = run(&env, &["-u", "ghost", &img, "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("unable to find user ghost"), "{err}");
+    assert_clean(&env);
+}
+
+#[test]
+fn run_isolates_the_container() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    let marker = tempfile::Builder::new().prefix("polyarch-marker-").tempfile_in("/tmp").unwrap();
+    let name = marker.path().to_string_lossy().into_owned();
+    assert!(Path::new(&name).exists());
+    let (code, out, _) = run(&env, &[&img, "sh", "-c", &format!("test -e {name} && echo visible || echo hidden")]);
+    assert_eq!((code, out.trim()), (0, "hidden"));
+    let devs = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+    let (_, none, _) = run(&env, &["--network", "none", &img, "sh", "-c", devs]);
+    assert_eq!(none.trim(), "lo");
+    let (_, host, _) = run(&env, &["--network", "host", &img, "sh", "-c", devs]);
+    assert!(host.lines().count() > 1, "host networking: {host}");
+    let (_, ps, _) = run(&env, &[&img, "ps", "-o", "pid,comm"]);
+    let pids: Vec<&str> = ps.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(pids, ["1"], "only the process itself in its pid namespace: {ps}");
+    let (_, hn, _) = run(&env, &[&img, "hostname"]);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(hn.trim(), host_name.trim());
+    assert_eq!(hn.trim().len(), 12);
+    // Writes go to the run's own snapshot, never to the shared image.
+    assert_eq!(run(&env, &[&img, "sh", "-c", "echo x > /etc/written"]).0, 0);
+    assert_eq!(run(&env, &[&img, "test", "-e", "/etc/written"]).0, 1);
+    assert_clean(&env);
+}
+
+#[test]
+fn run_applies_env_workdir_user_and_entrypoint() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    let (code, out, err) =
+        run(&env, &["-e", "A=1", "-e", "PATH=/bin", "-w", "/w/x", "-u", "nobody", &img, "sh", "-c", "echo $A $PATH; pwd; id -u; id -g"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1 /bin\n/w/x\n65534\n65534\n");
+    let (_, out, _) = run(&env, &["-u", "0:65534", &img, "sh", "-c", "id -u; id -g"]);
+    assert_eq!(out, "0\n65534\n");
+    let (_, out, _) = run(&env, &[&img, "sh", "-c", "echo $PATH; pwd; id -u"]);
+    assert_eq!(out, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/\n0\n");
+    let (_, out, _) = run(&env, &["--entrypoint", "echo", &img, "a", "b"]);
+    assert_eq!(out, "a b\n");
+    let (_, out, _) = run(&env, &["--entrypoint", "/bin/hostname", &img]);
+    assert_eq!(out.trim().len(), 12, "--entrypoint resets CMD: {out}");
+    assert_clean(&env);
+}
+
+#[test]
+fn run_pull_policies() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    let (code, _, err) = run(&env, &["--pull", "never", &img, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no such image") && err.contains("--pull never"), "{err}");
+    let (code, _, err) = run(&env, &[&img, "true"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("Unable to find image"), "{err}");
+    let (code, _, err) = run(&env, &["--pull", "never", &img, "true"]);
+    assert_eq!((code, err.as_str()), (0, ""), "the stored image runs without pulling");
+    let (code, _, err) = run(&env, &["--pull", "always", &img, "true"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("Digest: sha256:") && !err.contains("Unable to find"), "{err}");
+    let (code, _, err) = run(&env, &["--platform", "linux/sparc64", &img, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("linux/sparc64"), "{err}");
+    assert_clean(&env);
+}

@@ -1,0 +1,469 @@
+//! [`RuncExecutor`]: each run writes an OCI bundle (config.json from
+//! [`crate::spec`], copies of the host's resolv.conf and hosts) under the
+//! state directory and runs `RUNTIME --root STATE/runtime run --bundle B
+//! ID` in the foreground, as BuildKit's `runcexecutor` does through
+//! go-runc. The runtime's own errors go to a JSON log in the bundle, so
+//! they are told apart from the process's exit code.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{io_at, Error, Result};
+use crate::process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Sink};
+use crate::runtime::Runtime;
+use crate::state::{self, Cleanup, State};
+use crate::sys::{Linux, Syscalls};
+use crate::{rlimit, rootfs, spec, user, Executor};
+
+/// How often a running container is checked for exit, cancellation and
+/// timeout.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Configures a [`RuncExecutor`].
+#[derive(Debug)]
+pub struct RuncExecutorBuilder {
+    state_dir: PathBuf,
+    runtime: Option<String>,
+    sys: Arc<dyn Syscalls>,
+    grace: Duration,
+}
+
+impl RuncExecutorBuilder {
+    /// An executor keeping its state under `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> RuncExecutorBuilder {
+        RuncExecutorBuilder {
+            state_dir: state_dir.into(),
+            runtime: None,
+            sys: Arc::new(Linux),
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// The runtime by name (looked up in `PATH`) or path. Default: runc,
+    /// else crun. Any runtime other than runc must pass a probe run first
+    /// (crun 1.8 refuses hybrid cgroup v1/v2 hosts).
+    pub fn with_runtime(mut self, runtime: Option<&str>) -> Self {
+        self.runtime = runtime.map(str::to_string);
+        self
+    }
+
+    /// Host syscalls (a [`crate::sys::Recording`] in tests).
+    pub fn with_syscalls(mut self, sys: Arc<dyn Syscalls>) -> Self {
+        self.sys = sys;
+        self
+    }
+
+    /// How long a cancelled container gets between SIGTERM and SIGKILL.
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Opens the state directory, finds the runtime and probes it.
+    pub fn build(self) -> Result<RuncExecutor> {
+        let state = State::open(&self.state_dir)?;
+        let root = state.runtime_root();
+        let runtime = match self.runtime.as_deref() {
+            Some(name) => Runtime::locate(name, &root)?,
+            None => Runtime::locate("runc", &root).or_else(|e| Runtime::locate("crun", &root).map_err(|_| e))?,
+        };
+        let exec = RuncExecutor { runtime, state, sys: self.sys, grace: self.grace };
+        if !exec.runtime.is_runc() {
+            exec.probe()?;
+        }
+        Ok(exec)
+    }
+}
+
+/// Runs processes in containers with runc (or a compatible runtime).
+#[derive(Debug)]
+pub struct RuncExecutor {
+    runtime: Runtime,
+    state: State,
+    sys: Arc<dyn Syscalls>,
+    grace: Duration,
+}
+
+impl RuncExecutor {
+    /// The runtime in use.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Removes containers, bundles and mounts left by polyarch processes
+    /// that died without cleaning up.
+    pub fn cleanup_stale(&self) -> Result<Cleanup> {
+        self.state.cleanup_stale(&self.runtime, self.sys.as_ref())
+    }
+
+    /// Whether a name made from an id of [`RuncExecutor::mount_point`]
+    /// belongs to a process that is gone (for callers' own leftovers,
+    /// such as active snapshots keyed by that id).
+    pub fn is_stale(&self, name: &str) -> bool {
+        state::is_stale(name, self.sys.as_ref())
+    }
+
+    /// A fresh empty directory under the state directory to mount a root
+    /// file system on. Dropping it detaches whatever is still mounted
+    /// below and removes it; [`RuncExecutor::cleanup_stale`] does the same
+    /// for a dead owner.
+    pub fn mount_point(&self) -> Result<MountPoint> {
+        let id = self.state.new_id(self.sys.as_ref());
+        let path = self.state.mount_point(&id);
+        fs::create_dir_all(&path).map_err(io_at(&path))?;
+        Ok(MountPoint { id, path, sys: self.sys.clone() })
+    }
+
+    /// Runs `/bin/true` from the host's `/usr` in a throwaway container:
+    /// a runtime that cannot (crun 1.8 on hybrid cgroups) fails here
+    /// rather than on the first real run.
+    pub fn probe(&self) -> Result<()> {
+        let mnt = self.mount_point()?;
+        let mounts = host_usr_mounts(mnt.path())?;
+        let failed = |reason: String| Error::RuntimeProbe { runtime: self.runtime.path().to_path_buf(), reason };
+        match self.run(mnt.path(), &mounts, &ProcessSpec::new(["/bin/true"]), ProcessIo::null()) {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(failed(s.to_string())),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
+    fn prepare(&self, id: &str, bundle: &Path, rootfs: &Path, mounts: &[MountSpec], p: &ProcessSpec) -> Result<()> {
+        if p.args.is_empty() {
+            return Err(Error::InvalidProcess { reason: "no command given".into() });
+        }
+        let rootfs = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
+        let user = user::resolve(&rootfs, &p.user)?;
+        if !p.readonly_rootfs {
+            rootfs::mkdir_all(&rootfs, &p.cwd)?;
+        }
+        fs::create_dir_all(bundle).map_err(io_at(bundle))?;
+        let resolv_conf = bundle.join("resolv.conf");
+        let hosts = bundle.join("hosts");
+        write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
+        write(&hosts, &hosts_file(p.network, &p.hostname))?;
+        let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
+        let input = spec::Input {
+            rootfs: &rootfs,
+            process: p,
+            user: &user,
+            rlimits: &rlimits,
+            mounts,
+            resolv_conf,
+            hosts,
+            cgroups_path: PathBuf::from("/polyarch").join(id),
+        };
+        let config = bundle.join("config.json");
+        spec::build(&input)?.save(&config).map_err(|e| Error::Io {
+            path: config.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// Waits for the runtime to exit, stopping the container when the run
+    /// is cancelled or times out.
+    fn wait(&self, child: &mut Child, id: &str, cancel: Option<&Cancel>, timeout: Option<Duration>) -> Result<Waited> {
+        let started = Instant::now();
+        let mut stopping: Option<(Stop, Instant)> = None;
+        let mut killed = false;
+        loop {
+            if let Some(st) = child.try_wait().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })? {
+                use std::os::unix::process::ExitStatusExt;
+                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                return Ok(Waited { status: ExitStatus(code), stop: stopping.map(|(s, _)| s) });
+            }
+            match stopping {
+                None => {
+                    let reason = if cancel.is_some_and(Cancel::is_cancelled) {
+                        Some(Stop::Cancelled)
+                    } else if timeout.is_some_and(|t| started.elapsed() >= t) {
+                        Some(Stop::TimedOut)
+                    } else {
+                        None
+                    };
+                    if let Some(r) = reason {
+                        self.runtime.kill(id, "TERM");
+                        stopping = Some((r, Instant::now()));
+                    }
+                }
+                Some((_, at)) if !killed && at.elapsed() >= self.grace => {
+                    if !self.runtime.kill(id, "KILL") {
+                        // Not created yet or already gone: stop the runtime itself.
+                        let _ = child.kill();
+                    }
+                    killed = true;
+                }
+                Some((_, at)) if at.elapsed() >= self.grace * 2 + Duration::from_secs(1) => {
+                    let _ = child.kill();
+                }
+                Some(_) => {}
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Executor for RuncExecutor {
+    fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus> {
+        let id = self.state.new_id(self.sys.as_ref());
+        let bundle = self.state.bundle(&id);
+        let _guard = ContainerGuard { runtime: &self.runtime, id: &id, bundle: &bundle, sys: self.sys.as_ref() };
+        self.prepare(&id, &bundle, rootfs, mounts, process)?;
+        let log = bundle.join("log.json");
+        let mut cmd = self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
+        cmd.arg("run").arg("--bundle").arg(&bundle).arg("--pid-file").arg(bundle.join("pid")).arg(&id);
+        cmd.stdin(if io.stdin_inherit { Stdio::inherit() } else { Stdio::null() });
+        cmd.stdout(stdio(&io.stdout)).stderr(stdio(&io.stderr));
+        let mut child = cmd.spawn().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let ProcessIo { stdout, stderr, cancel, timeout, .. } = io;
+        let waited = thread::scope(|s| {
+            let pumps = [
+                out.zip(sink(stdout)).map(|(r, f)| s.spawn(move || pump(Pipe::Out(r), f))),
+                err.zip(sink(stderr)).map(|(r, f)| s.spawn(move || pump(Pipe::Err(r), f))),
+            ];
+            let waited = self.wait(&mut child, &id, cancel.as_ref(), timeout);
+            for p in pumps.into_iter().flatten() {
+                let _ = p.join();
+            }
+            waited
+        })?;
+        match waited.stop {
+            Some(Stop::Cancelled) => return Err(Error::Cancelled { id: id.clone() }),
+            Some(Stop::TimedOut) => return Err(Error::TimedOut { id: id.clone(), after: timeout.unwrap_or_default() }),
+            None => {}
+        }
+        if waited.status.success() {
+            return Ok(waited.status);
+        }
+        match runtime_error(&log) {
+            Some(message) => Err(classify(id.clone(), &process.args[0], message)),
+            None => Ok(waited.status),
+        }
+    }
+}
+
+struct Waited {
+    status: ExitStatus,
+    stop: Option<Stop>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Cancelled,
+    TimedOut,
+}
+
+fn stdio(o: &Output<'_>) -> Stdio {
+    match o {
+        Output::Inherit => Stdio::inherit(),
+        Output::Null => Stdio::null(),
+        Output::Callback(_) => Stdio::piped(),
+    }
+}
+
+fn sink(o: Output<'_>) -> Option<Sink<'_>> {
+    match o {
+        Output::Callback(f) => Some(f),
+        _ => None,
+    }
+}
+
+enum Pipe {
+    Out(ChildStdout),
+    Err(ChildStderr),
+}
+
+fn pump(mut pipe: Pipe, mut f: Sink<'_>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match &mut pipe {
+            Pipe::Out(r) => r.read(&mut buf),
+            Pipe::Err(r) => r.read(&mut buf),
+        };
+        match n {
+            Ok(0) => return,
+            Ok(n) => f(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The last error the runtime logged (`{"level":"error","msg":...}` lines).
+pub(crate) fn runtime_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .next_back()
+}
+
+fn classify(id: String, program: &str, message: String) -> Error {
+    if message.contains("exec format error") {
+        Error::ExecFormat { id, program: program.to_string() }
+    } else if message.contains("executable file not found") || message.contains("no such file or directory") && message.contains("exec") {
+        Error::ProgramNotFound { id, message }
+    } else {
+        Error::Start { id, message }
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).map_err(io_at(path))
+}
+
+/// A host file's bytes, empty when it is missing.
+fn host_file(path: &str) -> Vec<u8> {
+    fs::read(path).unwrap_or_default()
+}
+
+/// `/etc/hosts` for the container: the host's with host networking (names
+/// resolve as on the host), a loopback-only file otherwise; both name the
+/// container's host name.
+fn hosts_file(network: NetworkMode, hostname: &str) -> Vec<u8> {
+    let mut text = match network {
+        NetworkMode::Host => String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned(),
+        NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if !hostname.is_empty() {
+        text.push_str(&format!("127.0.0.1\t{hostname}\n"));
+    }
+    text.into_bytes()
+}
+
+/// Mounts that make an empty directory a usable root with the host's
+/// `/usr` read-only: `/usr` bound, `/bin`, `/lib`... as the host has them
+/// (symlinks on a merged-/usr host, else bound too). For probes and tests.
+pub fn host_usr_mounts(root: &Path) -> Result<Vec<MountSpec>> {
+    let mut mounts = vec![MountSpec::bind("/usr", "/usr", true)];
+    for name in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(name);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&host).map_err(io_at(&host))?;
+                let link = root.join(name);
+                if fs::symlink_metadata(&link).is_err() {
+                    std::os::unix::fs::symlink(&target, &link).map_err(io_at(&link))?;
+                }
+            }
+            Ok(m) if m.is_dir() => mounts.push(MountSpec::bind(&host, &host, true)),
+            _ => {}
+        }
+    }
+    Ok(mounts)
+}
+
+/// Deletes the container and its bundle however the run ends.
+struct ContainerGuard<'a> {
+    runtime: &'a Runtime,
+    id: &'a str,
+    bundle: &'a Path,
+    sys: &'a dyn Syscalls,
+}
+
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        // `run` deletes the container itself when it exits; these matter
+        // when the runtime was killed or failed half-way.
+        if self.runtime.root().join(self.id).exists() {
+            self.runtime.kill(self.id, "KILL");
+            self.runtime.delete(self.id);
+        }
+        let _ = state::remove_unmounted(self.bundle, self.sys, &mut Cleanup::default());
+    }
+}
+
+/// A directory to mount a root file system on; see
+/// [`RuncExecutor::mount_point`].
+#[derive(Debug)]
+pub struct MountPoint {
+    id: String,
+    path: PathBuf,
+    sys: Arc<dyn Syscalls>,
+}
+
+impl MountPoint {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its id (`pa-PID-START-SEQ`), to name related state after.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let _ = state::remove_unmounted(&self.path, self.sys.as_ref(), &mut Cleanup::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_come_from_the_json_log() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("log.json");
+        assert_eq!(runtime_error(&log), None);
+        fs::write(
+            &log,
+            concat!(
+                "{\"level\":\"warning\",\"msg\":\"cgroup v1 is deprecated\",\"time\":\"t\"}\n",
+                "{\"level\":\"error\",\"msg\":\"runc run failed: unable to start container process: exec: \\\"/x\\\": exec format error\",\"time\":\"t\"}\n",
+            ),
+        )
+        .unwrap();
+        let msg = runtime_error(&log).unwrap();
+        assert!(msg.contains("exec format error"));
+        assert!(matches!(classify("c".into(), "/x", msg), Error::ExecFormat { program, .. } if program == "/x"));
+        let nf = "runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
+        assert_eq!(classify("c".into(), "nope", nf.into()).kind(), crate::ErrorKind::NotFound);
+        assert_eq!(classify("c".into(), "x", "cgroups: bad".into()).kind(), crate::ErrorKind::Runtime);
+    }
+
+    #[test]
+    fn a_runtime_failing_its_probe_is_refused_with_its_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("fake-crun");
+        let script = "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --log ] && log=$2; shift; done\n\
+            echo '{\"level\":\"error\",\"msg\":\"cgroups in hybrid mode not supported\"}' > \"$log\"\nexit 1\n";
+        fs::write(&bin, script).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let state = t.path().join("state");
+        let err = RuncExecutorBuilder::new(&state).with_runtime(bin.to_str()).build().unwrap_err();
+        assert!(matches!(&err, Error::RuntimeProbe { reason, .. } if reason.contains("hybrid mode")), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Runtime);
+        for sub in ["bundles", "mnt"] {
+            assert_eq!(fs::read_dir(state.join(sub)).unwrap().count(), 0, "{sub} left behind");
+        }
+    }
+
+    #[test]
+    fn hosts_files_name_the_container() {
+        let none = String::from_utf8(hosts_file(NetworkMode::None, "box")).unwrap();
+        assert_eq!(none, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tbox\n");
+        let host = String::from_utf8(hosts_file(NetworkMode::Host, "box")).unwrap();
+        assert!(host.ends_with("127.0.0.1\tbox\n"));
+        assert!(host.starts_with(&String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned()));
+    }
+}

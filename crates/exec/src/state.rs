@@ -1,0 +1,254 @@
+//! polyarch's executor state directory and the names in it:
+//!
+//! ```text
+//! STATE/runtime/       the runtime's --root (one directory per container)
+//! STATE/bundles/ID/    config.json, resolv.conf, hosts, pid, log
+//! STATE/mnt/ID/        mount points callers use for root file systems
+//! ```
+//!
+//! Every ID is `pa-PID-START-SEQ`: the owning polyarch process and its
+//! start time (so a reused pid is not mistaken for the owner) and a
+//! counter. [`State::cleanup_stale`] removes what dead owners left.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{io_at, Error, Result};
+use crate::runtime::Runtime;
+use crate::sys::Syscalls;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The directories of the executor's state.
+#[derive(Debug, Clone)]
+pub struct State {
+    dir: PathBuf,
+}
+
+/// What [`State::cleanup_stale`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Containers deleted from the runtime.
+    pub containers: Vec<String>,
+    /// Mount points detached.
+    pub mounts: Vec<PathBuf>,
+    /// Bundle and mount directories removed.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl State {
+    /// Opens (creating) the state under `dir`.
+    pub fn open(dir: &Path) -> Result<State> {
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(io_at(dir))?.join(dir)
+        };
+        for sub in ["runtime", "bundles", "mnt"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        Ok(State { dir })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The runtime's `--root`.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.dir.join("runtime")
+    }
+
+    /// Where the bundle of container `id` lives.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join("bundles").join(id)
+    }
+
+    /// Where the mount point `id` lives.
+    pub fn mount_point(&self, id: &str) -> PathBuf {
+        self.dir.join("mnt").join(id)
+    }
+
+    /// A fresh id owned by this process.
+    pub fn new_id(&self, sys: &dyn Syscalls) -> String {
+        let pid = std::process::id();
+        let start = sys.process_start_time(pid).unwrap_or(0);
+        format!("pa-{pid}-{start}-{}", SEQ.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Removes the containers, mounts, bundles and mount directories whose
+    /// owner process is gone. Mount directories are removed only once
+    /// nothing is mounted below them.
+    pub fn cleanup_stale(&self, runtime: &Runtime, sys: &dyn Syscalls) -> Result<Cleanup> {
+        let mut done = Cleanup::default();
+        for id in stale_entries(&self.runtime_root(), sys)? {
+            runtime.kill(&id, "KILL");
+            if runtime.delete(&id) {
+                done.containers.push(id);
+            }
+        }
+        for base in [self.dir.join("bundles"), self.dir.join("mnt")] {
+            for id in stale_entries(&base, sys)? {
+                remove_unmounted(&base.join(id), sys, &mut done)?;
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Whether `id` names something of a process that no longer runs. Names
+/// that are not polyarch ids are never stale.
+pub fn is_stale(id: &str, sys: &dyn Syscalls) -> bool {
+    let Some((pid, start)) = owner(id) else { return false };
+    sys.process_start_time(pid) != Some(start)
+}
+
+/// The owner `(pid, start time)` encoded in an id.
+pub fn owner(id: &str) -> Option<(u32, u64)> {
+    let pos = id.find("pa-")?;
+    let mut parts = id[pos + 3..].split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    Some((pid, start))
+}
+
+fn stale_entries(dir: &Path, sys: &dyn Syscalls) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_at(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(io_at(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pa-") && is_stale(&name, sys) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Detaches every mount below `dir`, then removes it if nothing is left
+/// mounted (never deleting through a mount).
+pub(crate) fn remove_unmounted(dir: &Path, sys: &dyn Syscalls, done: &mut Cleanup) -> Result<()> {
+    for m in sys.mounts_under(dir).map_err(io_at(dir))? {
+        if sys.unmount(&m).is_ok() {
+            done.mounts.push(m);
+        }
+    }
+    if !sys.mounts_under(dir).map_err(io_at(dir))?.is_empty() {
+        return Err(Error::Io { path: dir.to_path_buf(), source: std::io::Error::other("still mounted") });
+    }
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {
+            done.dirs.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_at(dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Recording;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ids_name_their_owner() {
+        let sys = Recording::new().with_process(std::process::id(), 77);
+        let t = tempfile::tempdir().unwrap();
+        let s = State::open(t.path()).unwrap();
+        let a = s.new_id(&sys);
+        let b = s.new_id(&sys);
+        assert_ne!(a, b);
+        assert_eq!(owner(&a), Some((std::process::id(), 77)));
+        assert!(!is_stale(&a, &sys));
+        assert_eq!(owner(&format!("run-{a}")), Some((std::process::id(), 77)));
+        assert!(is_stale("pa-1-5-0", &sys), "pid 1 is not running with start time 5 here");
+        assert!(!is_stale("somebody-elses", &sys));
+        assert_eq!(owner("pa-x-1-2"), None);
+    }
+
+    /// A fake runtime that appends its arguments to a log, so that the
+    /// exact commands are checked without runc.
+    fn fake_runtime(dir: &Path) -> (Runtime, PathBuf) {
+        let log = dir.join("calls");
+        let bin = dir.join("fake-runc");
+        fs::write(&bin, format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display())).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        (Runtime::locate(bin.to_str().unwrap(), &dir.join("state/runtime")).unwrap(), log)
+    }
+
+    #[test]
+    fn cleanup_removes_only_what_dead_owners_left() {
+        let t = tempfile::tempdir().unwrap();
+        let s = State::open(&t.path().join("state")).unwrap();
+        let (rt, log) = fake_runtime(t.path());
+        let (live, dead) = ("pa-10-100-0", "pa-20-200-3");
+        for id in [live, dead] {
+            fs::create_dir_all(s.runtime_root().join(id)).unwrap();
+            fs::create_dir_all(s.bundle(id)).unwrap();
+            fs::create_dir_all(s.mount_point(id).join("proc")).unwrap();
+        }
+        fs::create_dir_all(s.bundle("not-ours")).unwrap();
+        let dead_mnt = s.mount_point(dead);
+        let sys = Recording::new()
+            .with_process(10, 100)
+            .with_process(20, 999) // pid reused by another process
+            .with_mount(&dead_mnt)
+            .with_mount(dead_mnt.join("proc"))
+            .with_mount(s.mount_point(live));
+        let done = s.cleanup_stale(&rt, &sys).unwrap();
+        assert_eq!(done.containers, [dead]);
+        assert_eq!(done.mounts, [dead_mnt.join("proc"), dead_mnt.clone()]);
+        assert_eq!(done.dirs, [s.bundle(dead), dead_mnt.clone()]);
+        let root = s.runtime_root();
+        let calls = fs::read_to_string(log).unwrap();
+        assert_eq!(
+            calls,
+            format!("--root {r} kill {dead} KILL\n--root {r} delete --force {dead}\n", r = root.display())
+        );
+        assert!(s.bundle(live).exists() && s.mount_point(live).exists() && s.bundle("not-ours").exists());
+        assert!(!s.bundle(dead).exists() && !dead_mnt.exists());
+    }
+
+    #[test]
+    fn a_mount_that_will_not_go_keeps_its_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let s = State::open(t.path()).unwrap();
+        let dir = s.mount_point("pa-20-200-0");
+        fs::create_dir_all(dir.join("x")).unwrap();
+        fs::write(dir.join("x/file"), b"keep").unwrap();
+        // The recording host reports a mount below that unmount cannot find.
+        let sys = StuckMount(Recording::new(), dir.clone());
+        let err = remove_unmounted(&dir, &sys, &mut Cleanup::default()).unwrap_err();
+        assert!(err.to_string().contains("still mounted"), "{err}");
+        assert!(dir.join("x/file").exists());
+    }
+
+    #[derive(Debug)]
+    struct StuckMount(Recording, PathBuf);
+
+    impl Syscalls for StuckMount {
+        fn hard_limit(&self, r: crate::rlimit::Resource) -> Option<u64> {
+            self.0.hard_limit(r)
+        }
+        fn process_start_time(&self, pid: u32) -> Option<u64> {
+            self.0.process_start_time(pid)
+        }
+        fn mounts_under(&self, _dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+            Ok(vec![self.1.clone()])
+        }
+        fn unmount(&self, _path: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(16))
+        }
+    }
+}
