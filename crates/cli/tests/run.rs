@@ -13,11 +13,11 @@ fn busybox(reg: &Registry) -> String {
 }
 
 fn root_and_runc() -> bool {
-    require(rustix_is_root(), "running as root") && require(have("runc"), "runc (apt-get install runc)")
+    require(is_root(), "running as root") && require(have("runc"), "runc (apt-get install runc)")
 }
 
-fn rustix_is_root() -> bool {
-    // SAFETY-free check through /proc: uid 0 in the "Uid:" line.
+/// Real uid 0, from the `Uid:` line of /proc/self/status.
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
@@ -224,5 +224,95 @@ fn run_pull_policies() {
     let (code, _, err) = run(&env, &["--platform", "linux/sparc64", &img, "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("linux/sparc64"), "{err}");
+    assert_clean(&env);
+}
+
+/// Waits until `root` has a running container; returns its id.
+fn wait_for_container(root: &Path) -> String {
+    let runtime = root.join("exec/runtime");
+    for _ in 0..500 {
+        if let Ok(out) = Command::new("runc").arg("--root").arg(&runtime).args(["list", "-q"]).output() {
+            let ids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !ids.is_empty() {
+                return ids;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no container started under {}", runtime.display());
+}
+
+#[test]
+fn run_stops_the_container_on_sigint() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    env.ok(&["pull", "-q", &img]);
+    let script = "trap 'echo stopping; exit 3' TERM; echo up; while :; do sleep 0.1; done";
+    let mut child = env
+        .cmd(&["run", &img, "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_container(&env.root());
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(out, "up\nstopping\n", "the container got SIGTERM");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+    assert_clean(&env);
+}
+
+#[test]
+fn run_cleans_up_after_a_killed_polyarch() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    env.ok(&["pull", "-q", &img]);
+    let mut child = env.cmd(&["run", &img, "sleep", "600"]).spawn().unwrap();
+    let id = wait_for_container(&env.root());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let root = env.root().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(mounts.lines().any(|l| l.contains(&root)), "the killed run's mount is still there");
+    // The next run removes the container, its mount and its snapshot.
+    assert_eq!(run(&env, &[&img, "true"]).0, 0);
+    let left = Command::new("runc").arg("--root").arg(env.root().join("exec/runtime")).args(["list", "-q"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&left.stdout).contains(&id));
+    assert_clean(&env);
+}
+
+#[test]
+fn run_picks_the_runtime_by_probing() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    let (code, _, err) = run(&env, &["--runtime", "/nonexistent/runc", &img, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no OCI runtime \"/nonexistent/runc\""), "{err}");
+    if have("crun") {
+        // crun runs only if its probe container does (crun 1.8 refuses
+        // hybrid cgroup hosts); either way nothing is left behind.
+        let (code, out, err) = run(&env, &["--runtime", "crun", &img, "uname", "-m"]);
+        if code == 0 {
+            assert_eq!(out.trim(), "x86_64");
+        } else {
+            assert_eq!(code, 125, "{err}");
+            assert!(err.contains("crun does not work here"), "{err}");
+        }
+    }
     assert_clean(&env);
 }

@@ -92,10 +92,17 @@ fn ser_hex_opt<S: serde::Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok,
 }
 
 fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("invalid hex {s:?}"));
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string())).collect()
+    let bad = || format!("invalid hex {s:?}");
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+            if text.len() != 2 || !pair.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad());
+            }
+            u8::from_str_radix(text, 16).map_err(|_| bad())
+        })
+        .collect()
 }
 
 /// An installed handler, as its file under the mount point describes it.
@@ -400,9 +407,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_handler_files() {
-        for text in ["", "maybe\n", "enabled\nflags: F\nmagic 00\n", "enabled\ninterpreter /x\nmagic 0g\n",
-            "enabled\ninterpreter /x\nflags: Z\nmagic 00\n", "enabled\ninterpreter /x\n"]
-        {
+        for text in [
+            "",
+            "maybe\n",
+            "enabled\nflags: F\nmagic 00\n",
+            "enabled\ninterpreter /x\nmagic 0g\n",
+            "enabled\ninterpreter /x\nflags: Z\nmagic 00\n",
+            "enabled\ninterpreter /x\n",
+        ] {
             let err = Handler::parse("h", text, Path::new("/b/h")).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Invalid, "{text:?}");
             assert!(err.to_string().starts_with("/b/h: "), "{err}");

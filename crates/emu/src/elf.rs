@@ -111,8 +111,8 @@ pub fn build(spec: &ElfSpec) -> Vec<u8> {
     o.u16(shentsize); // e_shentsize
     o.u16(0); // e_shnum
     o.u16(0); // e_shstrndx (SHN_UNDEF)
-    // The one program header: the whole file, read+execute, at LOAD_ADDR.
-    // ELF64 moves p_flags up to the second field.
+              // The one program header: the whole file, read+execute, at LOAD_ADDR.
+              // ELF64 moves p_flags up to the second field.
     o.u32(PT_LOAD);
     if spec.class64 {
         o.u32(PF_RX);

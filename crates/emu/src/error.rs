@@ -96,7 +96,9 @@ pub enum Error {
         interp: String,
     },
     /// A handler for the architecture exists but cannot serve containers.
-    #[error("handler {name} exists with flags {flags:?}{disabled}; it needs F (pass replace to re-register it)")]
+    #[error(
+        "handler {name} exists with flags {flags:?}{disabled}; containers need an enabled handler with F, replace it"
+    )]
     NeedsReplace {
         /// The handler.
         name: String,

@@ -26,8 +26,8 @@ pub use arch::Arch;
 pub use binfmt::{BinfmtMisc, Flags, Handler, Registration, Rule};
 pub use error::{Error, ErrorKind};
 pub use install::{
-    find_interpreter, install, uninstall, InstallAction, InstallOptions, InstallReport, Interpreter,
-    UninstallAction, UninstallReport,
+    find_interpreter, install, uninstall, InstallAction, InstallOptions, InstallReport, Interpreter, UninstallAction,
+    UninstallReport,
 };
 pub use probe::{probe, probe_all, probe_platform, ProbeOptions, ProbeResult};
 pub use status::{status, EmulatorStatus, Status};

@@ -74,6 +74,9 @@ pub fn probe(arch: Arch, opts: &ProbeOptions) -> Result<ProbeResult, Error> {
             Ok(None) => (false, format!("timed out after {:?}", opts.timeout)),
             Err(e) => (false, format!("waiting: {e}")),
         },
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            (false, format!("{e} (is {} mounted noexec?)", opts.dir.display()))
+        }
         Err(e) => (false, e.to_string()),
     };
     Ok(ProbeResult { arch, executes, detail })
@@ -192,6 +195,24 @@ mod tests {
         assert_eq!(rs.iter().map(|r| r.arch).collect::<Vec<_>>(), archs);
     }
 
+    #[test]
+    fn a_noexec_directory_is_reported_as_not_executing() {
+        use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+        if !crate::host::is_root() {
+            assert!(!in_ci(), "prerequisite missing under CI=true: root");
+            eprintln!("skipping: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        mount("tmpfs", dir.path(), "tmpfs", MountFlags::NOEXEC, None).unwrap();
+        let host = Arch::host().unwrap();
+        let r = probe(host, &ProbeOptions::default().with_dir(dir.path()));
+        unmount(dir.path(), UnmountFlags::DETACH).unwrap();
+        let r = r.unwrap();
+        assert!(!r.executes, "{r:?}");
+        assert!(r.detail.contains("mounted noexec?"), "{r:?}");
+    }
+
     fn in_ci() -> bool {
         std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
     }
@@ -205,7 +226,11 @@ mod tests {
         for a in Arch::ALL {
             let qemu = PathBuf::from(format!("/usr/bin/qemu-{}-static", a.qemu_name()));
             if !qemu.exists() {
-                assert!(!in_ci(), "prerequisite missing under CI=true: {} (apt-get install qemu-user-static)", qemu.display());
+                assert!(
+                    !in_ci(),
+                    "prerequisite missing under CI=true: {} (apt-get install qemu-user-static)",
+                    qemu.display()
+                );
                 eprintln!("skipping {a}: {} missing", qemu.display());
                 continue;
             }

@@ -258,7 +258,7 @@ fn stale_state_of_dead_owners_is_cleaned() {
     assert!(ok.success());
     let done = f.exec.cleanup_stale().unwrap();
     assert_eq!(done.containers, [id]);
-    assert_eq!(done.mounts, [dead_mnt.clone()]);
+    assert_eq!(done.mounts, std::slice::from_ref(&dead_mnt));
     assert!(!dead_mnt.exists() && !bundle.exists());
     f.assert_clean();
 }
@@ -276,5 +276,57 @@ fn mount_points_unmount_on_drop() {
     assert!(!f.exec.is_stale(mp.id()));
     drop(mp);
     assert!(!Path::new(&path).exists());
+    f.assert_clean();
+}
+
+/// An ELF executable header for a machine no binfmt handler serves
+/// (IA-64), so the kernel answers ENOEXEC.
+fn foreign_elf() -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    h[16] = 2; // ET_EXEC
+    h[18] = 50; // EM_IA_64
+    h[20] = 1; // EV_CURRENT
+    h[52] = 64; // e_ehsize
+    h[54] = 56; // e_phentsize
+    h
+}
+
+#[test]
+fn programs_for_unserved_architectures_fail_with_exec_format() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let prog = f.rootfs.join("foreign");
+    std::fs::write(&prog, foreign_elf()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = f.exec.run(&f.rootfs, &f.mounts(), &ProcessSpec::new(["/foreign"]), ProcessIo::null()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ExecFormat, "{e}");
+    assert!(e.to_string().contains("/foreign"), "{e}");
+    f.assert_clean();
+}
+
+#[test]
+fn extra_mounts_and_a_read_only_root() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let shared = f.rootfs.parent().unwrap().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::create_dir_all(f.rootfs.join("tmp")).unwrap();
+    let mut mounts = f.mounts();
+    mounts.push(MountSpec::bind(&shared, "/cache", false));
+    mounts.push(MountSpec::tmpfs("/tmp"));
+    let p = script("echo hi > /cache/out; echo t > /tmp/t; touch /etc/x 2>/dev/null && echo root-rw || echo root-ro")
+        .with_readonly_rootfs(true);
+    let out = Mutex::new(String::new());
+    let io = ProcessIo::null().with_stdout(|b| out.lock().unwrap().push_str(&String::from_utf8_lossy(b)));
+    assert!(f.exec.run(&f.rootfs, &mounts, &p, io).unwrap().success());
+    assert_eq!(out.into_inner().unwrap(), "root-ro\n");
+    assert_eq!(std::fs::read_to_string(shared.join("out")).unwrap(), "hi\n");
+    assert!(!f.rootfs.join("tmp/t").exists(), "the tmpfs took the write");
     f.assert_clean();
 }

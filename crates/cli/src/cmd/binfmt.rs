@@ -233,8 +233,9 @@ fn install(args: InstallArgs) -> Result<u8> {
             !all || Some(a) == Arch::host() || polyarch_emu::find_interpreter(a, args.qemu_dir.as_deref()).is_ok()
         })
         .collect();
-    let reports = polyarch_emu::install(&archs, &opts)
-        .context("binfmt_misc is needed (run as root, or: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)")?;
+    let reports = polyarch_emu::install(&archs, &opts).context(
+        "binfmt_misc is needed (run as root, or: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)",
+    )?;
     let mut failed = false;
     let probe = ProbeOptions::default();
     for r in reports {
@@ -263,9 +264,12 @@ fn install(args: InstallArgs) -> Result<u8> {
             Err(e) => {
                 failed = true;
                 let hint = match e.kind() {
-                    polyarch_emu::ErrorKind::NotFound => " (apt-get install -y qemu-user-static)",
-                    polyarch_emu::ErrorKind::PermissionDenied => " (run as root)",
-                    _ => "",
+                    polyarch_emu::ErrorKind::NotFound => " (apt-get install -y qemu-user-static)".to_string(),
+                    polyarch_emu::ErrorKind::PermissionDenied => " (run as root)".to_string(),
+                    polyarch_emu::ErrorKind::Conflict if matches!(e, polyarch_emu::Error::NeedsReplace { .. }) => {
+                        format!(" (polyarch binfmt install --replace {name})")
+                    }
+                    _ => String::new(),
                 };
                 outln(&format!("{name}: error: {e}{hint}"));
             }

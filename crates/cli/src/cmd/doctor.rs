@@ -138,7 +138,8 @@ fn emulator(e: &EmulatorStatus) -> Check {
         };
     }
     if let Some(h) = e.handlers.first() {
-        let why = if h.handler.enabled { "lacks the F flag, so it does not work inside containers" } else { "is disabled" };
+        let why =
+            if h.handler.enabled { "lacks the F flag, so it does not work inside containers" } else { "is disabled" };
         return check(
             name,
             Level::Fail,
@@ -161,15 +162,8 @@ fn emulator(e: &EmulatorStatus) -> Check {
     check(name, Level::Fail, format!("no emulator registered: {}", e.probe.detail), Some(fix))
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 fn overlay(root: &Path) -> Check {
-    if !is_root() {
+    if !host::is_root() {
         return check("overlayfs", Level::Fail, "mounting needs root", Some("run polyarch as root".into()));
     }
     match host::check_overlay(root) {
@@ -180,7 +174,10 @@ fn overlay(root: &Path) -> Check {
 
 fn namespaces() -> Vec<Check> {
     let tmp = std::env::temp_dir();
-    let mnt = match host::check_unshare(false, &tmp) {
+    // Without root, a mount namespace comes with a user namespace.
+    let rootless = !host::is_root();
+    let mnt = match host::check_unshare(rootless, &tmp) {
+        Ok(()) if rootless => check("mount namespace", Level::Ok, "unshare(CLONE_NEWUSER|CLONE_NEWNS) works", None),
         Ok(()) => check("mount namespace", Level::Ok, "unshare(CLONE_NEWNS) works", None),
         Err(e) => check("mount namespace", Level::Fail, e.to_string(), Some("run polyarch as root".into())),
     };
@@ -189,7 +186,7 @@ fn namespaces() -> Vec<Check> {
         // Root builds do not need user namespaces; rootless ones do.
         Err(e) => check(
             "user namespace",
-            if is_root() { Level::Warn } else { Level::Fail },
+            if host::is_root() { Level::Warn } else { Level::Fail },
             e.to_string(),
             Some("sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1".into()),
         ),
@@ -242,8 +239,7 @@ fn registry_config(global: &GlobalArgs) -> Check {
 }
 
 fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
 fn docker_config() -> Check {
