@@ -104,8 +104,8 @@ impl ImageConfig {
 /// A parsed manifest of either kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
-    Image(ImageManifest),
-    Index(IndexManifest),
+    Image(Box<ImageManifest>),
+    Index(Box<IndexManifest>),
 }
 
 /// A manifest as bytes, with its media type and the digest of those bytes.
@@ -165,11 +165,13 @@ impl RawManifest {
             }
         };
         let parsed = if mt::is_index(&media_type) {
-            Manifest::Index(serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: "index", source })?)
+            Manifest::Index(Box::new(
+                serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: "index", source })?,
+            ))
         } else if mt::is_image_manifest(&media_type) || probe.config.is_some() {
-            Manifest::Image(
+            Manifest::Image(Box::new(
                 serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: "image manifest", source })?,
-            )
+            ))
         } else {
             return Err(Error::UnsupportedMediaType { media_type, hint: None });
         };
