@@ -1,0 +1,56 @@
+//! Dependencies point down: each workspace crate may depend only on crates
+//! of a lower layer (see docs/design.md).
+
+use std::path::Path;
+
+/// Layer of each crate; a crate may depend only on crates of lower layers.
+const LAYERS: &[(&str, u32)] = &[
+    ("polyarch-oci", 0),
+    ("polyarch-dockerfile", 1),
+    ("polyarch-registry", 1),
+    ("polyarch-store", 1),
+    ("polyarch-emu", 2),
+    ("polyarch-exec", 2),
+    ("polyarch-index", 2),
+    ("polyarch-snapshot", 2),
+    ("polyarch-transfer", 2),
+    ("polyarch-build", 3),
+    ("polyarch", 4),
+];
+
+fn layer(name: &str) -> Option<u32> {
+    LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+}
+
+#[test]
+fn dependencies_point_down() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{}: no package name", manifest.display()));
+        let own = layer(name).unwrap_or_else(|| panic!("crate {name} has no layer in LAYERS: add it"));
+        let mut section = "";
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            if section != "[dependencies]" {
+                continue;
+            }
+            let dep = line.split(['=', '.', ' ']).next().unwrap_or("");
+            if let Some(l) = dep.starts_with("polyarch").then(|| layer(dep)).flatten() {
+                assert!(l < own, "{name} (layer {own}) must not depend on {dep} (layer {l})");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} crates found");
+}
