@@ -82,7 +82,12 @@ fn run_native_and_emulated_platforms() {
     if !root_and_runc() {
         return;
     }
-    let wanted = [("aarch64", "linux/arm64", "aarch64"), ("arm", "linux/arm/v7", "armv7l"), ("ppc64le", "linux/ppc64le", "ppc64le"), ("s390x", "linux/s390x", "s390x")];
+    let wanted = [
+        ("aarch64", "linux/arm64", "aarch64"),
+        ("arm", "linux/arm/v7", "armv7l"),
+        ("ppc64le", "linux/ppc64le", "ppc64le"),
+        ("s390x", "linux/s390x", "s390x"),
+    ];
     if !wanted.iter().all(|(q, _, _)| binfmt(q)) {
         return;
     }
@@ -187,8 +192,23 @@ fn run_applies_env_workdir_user_and_entrypoint() {
     }
     let env = Env::new();
     let img = busybox(reg);
-    let (code, out, err) =
-        run(&env, &["-e", "A=1", "-e", "PATH=/bin", "-w", "/w/x", "-u", "nobody", &img, "sh", "-c", "echo $A $PATH; pwd; id -u; id -g"]);
+    let (code, out, err) = run(
+        &env,
+        &[
+            "-e",
+            "A=1",
+            "-e",
+            "PATH=/bin",
+            "-w",
+            "/w/x",
+            "-u",
+            "nobody",
+            &img,
+            "sh",
+            "-c",
+            "echo $A $PATH; pwd; id -u; id -g",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1 /bin\n/w/x\n65534\n65534\n");
     let (_, out, _) = run(&env, &["-u", "0:65534", &img, "sh", "-c", "id -u; id -g"]);
@@ -252,11 +272,7 @@ fn run_stops_the_container_on_sigint() {
     let img = busybox(reg);
     env.ok(&["pull", "-q", &img]);
     let script = "trap 'echo stopping; exit 3' TERM; echo up; while :; do sleep 0.1; done";
-    let mut child = env
-        .cmd(&["run", &img, "sh", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.cmd(&["run", &img, "sh", "-c", script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     wait_for_container(&env.root());
     let started = std::time::Instant::now();
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
@@ -287,7 +303,8 @@ fn run_cleans_up_after_a_killed_polyarch() {
     assert!(mounts.lines().any(|l| l.contains(&root)), "the killed run's mount is still there");
     // The next run removes the container, its mount and its snapshot.
     assert_eq!(run(&env, &[&img, "true"]).0, 0);
-    let left = Command::new("runc").arg("--root").arg(env.root().join("exec/runtime")).args(["list", "-q"]).output().unwrap();
+    let left =
+        Command::new("runc").arg("--root").arg(env.root().join("exec/runtime")).args(["list", "-q"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&left.stdout).contains(&id));
     assert_clean(&env);
 }
@@ -313,6 +330,75 @@ fn run_picks_the_runtime_by_probing() {
             assert_eq!(code, 125, "{err}");
             assert!(err.contains("crun does not work here"), "{err}");
         }
+    }
+    assert_clean(&env);
+}
+
+#[test]
+fn run_explains_platforms_the_kernel_cannot_execute() {
+    if !root_and_runc() || !require(have("python3"), "python3") {
+        return;
+    }
+    let env = Env::new();
+    let archive = env.dir.path().join("foreign.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/foreign_image.py");
+    let made = Command::new("python3").arg(&script).arg(&archive).arg("docker.io/library/foreign:1").status().unwrap();
+    assert!(made.success());
+    env.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let (code, _, err) = run(&env, &["--pull", "never", "--platform", "linux/ia64", "foreign:1"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("exec format error"), "{err}");
+    assert!(err.contains("linux/ia64") && err.contains("polyarch binfmt install ia64"), "{err}");
+    assert!(err.contains("apt-get install qemu-user-static"), "{err}");
+    // Without --platform the host's is wanted, which the image lacks.
+    let (code, _, err) = run(&env, &["--pull", "never", "foreign:1"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("linux/ia64"), "{err}");
+    assert_clean(&env);
+}
+
+#[test]
+fn run_limits_read_only_root_and_hostname() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    let (code, out, err) = run(&env, &["--ulimit", "nofile=100:200", &img, "sh", "-c", "ulimit -Sn; ulimit -Hn"]);
+    assert_eq!((code, out.as_str()), (0, "100\n200\n"), "{err}");
+    // Above polyarch's own hard limit: lowered to it instead of failing.
+    let host = Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    let (code, out, err) = run(&env, &["--ulimit", "nofile=1073741816", &img, "sh", "-c", "ulimit -Sn; ulimit -Hn"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{hard}\n{hard}\n"));
+    let (code, _, err) = run(&env, &["--ulimit", "bogus=1", &img, "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown ulimit name \"bogus\""), "{err}");
+    assert_eq!(run(&env, &["--read-only", &img, "touch", "/x"]).0, 1);
+    assert_eq!(run(&env, &[&img, "touch", "/x"]).0, 0);
+    let (_, out, _) = run(&env, &["--hostname", "box", &img, "hostname"]);
+    assert_eq!(out, "box\n");
+    assert_clean(&env);
+}
+
+#[test]
+fn run_with_either_snapshotter() {
+    let Some(reg) = shared_registry() else { return };
+    if !root_and_runc() || !binfmt("aarch64") {
+        return;
+    }
+    let env = Env::new();
+    let img = busybox(reg);
+    for s in ["naive", "overlay"] {
+        let (code, out, err) = run(&env, &["--snapshotter", s, "--platform", "linux/arm64", &img, "uname", "-m"]);
+        assert_eq!((code, out.as_str()), (0, "aarch64\n"), "{s}: {err}");
+        assert_eq!(run(&env, &["--snapshotter", s, &img, "sh", "-c", "echo x > /etc/passwd"]).0, 0);
+        let (code, out, _) =
+            run(&env, &["--snapshotter", s, &img, "sh", "-c", "grep -q ^root: /etc/passwd && echo intact"]);
+        assert_eq!((code, out.as_str()), (0, "intact\n"), "{s}: a run's writes stay in its own snapshot");
+        assert!(env.root().join("snapshots").join(s).join("metadata").is_dir(), "{s} was used");
     }
     assert_clean(&env);
 }

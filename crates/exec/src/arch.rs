@@ -74,7 +74,7 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 
 /// The machines this host runs without emulation.
 pub fn native_machines() -> Vec<u16> {
-    let own = std::fs::read("/proc/self/exe").ok().and_then(|b| elf_machine(&b[..b.len().min(64)]));
+    let own = header(Path::new("/proc/self/exe")).and_then(|b| elf_machine(&b));
     match own {
         Some(EM_X86_64) => vec![EM_X86_64, EM_386],
         Some(m) => vec![m],
@@ -85,10 +85,7 @@ pub fn native_machines() -> Vec<u16> {
 /// The registered, enabled binfmt_misc magic handlers.
 pub fn handlers() -> Vec<Handler> {
     let Ok(rd) = std::fs::read_dir("/proc/sys/fs/binfmt_misc") else { return Vec::new() };
-    rd.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|t| Handler::parse(&t))
-        .collect()
+    rd.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).filter_map(|t| Handler::parse(&t)).collect()
 }
 
 /// Whether the file starting with `header` is an ELF program that neither
@@ -145,7 +142,8 @@ mod tests {
         h[4] = class_data[0];
         h[5] = class_data[1];
         h[6] = 1;
-        let (t, m) = if big { (2u16.to_be_bytes(), machine.to_be_bytes()) } else { (2u16.to_le_bytes(), machine.to_le_bytes()) };
+        let (t, m) =
+            if big { (2u16.to_be_bytes(), machine.to_be_bytes()) } else { (2u16.to_le_bytes(), machine.to_le_bytes()) };
         h[16..18].copy_from_slice(&t);
         h[18..20].copy_from_slice(&m);
         h

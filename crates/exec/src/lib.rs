@@ -9,6 +9,7 @@
 //! namespace with only `lo` for [`NetworkMode::None`]), `/proc`, a minimal
 //! `/dev`, read-only `/sys`, the host's resolv.conf and hosts, masked and
 //! read-only `/proc` paths, resource limits within the caller's own.
+//! Docker's seccomp and AppArmor profiles are not applied.
 //!
 //! Foreign-architecture programs run through the kernel's binfmt_misc
 //! handlers; with the `F` flag the interpreter is opened at registration,
@@ -18,10 +19,35 @@
 //! Nothing outlives a run: the container is killed and deleted and its
 //! bundle removed when `run` returns, also on error, cancellation
 //! ([`Cancel`]) or timeout; [`RuncExecutor::cleanup_stale`] removes what a
-//! killed polyarch process left behind.
+//! killed polyarch process left behind. Mount targets the runtime had to
+//! create in the rootfs are removed again when still empty
+//! ([`stubs`]), so a diff of the rootfs holds only what the process wrote.
+//!
+//! A `RUN` step, with output streamed to a callback:
+//!
+//! ```no_run
+//! use polyarch_exec::{Executor, MountSpec, ProcessIo, ProcessSpec, RuncExecutorBuilder};
+//!
+//! # fn main() -> polyarch_exec::Result<()> {
+//! let exec = RuncExecutorBuilder::new("/var/lib/polyarch/exec").build()?;
+//! exec.cleanup_stale()?;
+//! let rootfs = exec.mount_point()?; // mount the step's active snapshot here
+//! let process = ProcessSpec::new(["/bin/sh", "-c", "apk add curl"])
+//!     .with_env(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+//!     .with_cwd("/src")
+//!     .with_user("app");
+//! let cache = [MountSpec::bind("/var/cache/polyarch/apk", "/var/cache/apk", false)];
+//! let mut log = Vec::new();
+//! let io = ProcessIo::null().with_stdout(|b| log.extend_from_slice(b));
+//! let status = exec.run(rootfs.path(), &cache, &process, io)?;
+//! assert!(status.success(), "RUN failed with {status}");
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
+pub mod arch;
 pub mod error;
 pub mod process;
 pub mod rlimit;
@@ -30,6 +56,7 @@ pub mod runc;
 pub mod runtime;
 pub mod spec;
 pub mod state;
+pub mod stubs;
 pub mod sys;
 pub mod user;
 
@@ -47,6 +74,12 @@ pub trait Executor: Send + Sync {
     /// returns how it exited. A non-zero exit is an `Ok`; `Err` means the
     /// process could not be started or was stopped (cancelled, timed out).
     fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus>;
+}
+
+impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
+    fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus> {
+        (**self).run(rootfs, mounts, process, io)
+    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use crate::error::{io_at, Error, Result};
 use crate::process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Sink};
 use crate::runtime::Runtime;
 use crate::state::{self, Cleanup, State};
+use crate::stubs::Stubs;
 use crate::sys::{Linux, Syscalls};
-use crate::{rlimit, rootfs, spec, user, Executor};
+use crate::{arch, rlimit, rootfs, spec, user, Executor};
 
 /// How often a running container is checked for exit, cancellation and
 /// timeout.
@@ -164,10 +165,9 @@ impl RuncExecutor {
             cgroups_path: PathBuf::from("/polyarch").join(id),
         };
         let config = bundle.join("config.json");
-        spec::build(&input)?.save(&config).map_err(|e| Error::Io {
-            path: config.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        spec::build(&input)?
+            .save(&config)
+            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })
     }
 
     /// Waits for the runtime to exit, stopping the container when the run
@@ -177,7 +177,9 @@ impl RuncExecutor {
         let mut stopping: Option<(Stop, Instant)> = None;
         let mut killed = false;
         loop {
-            if let Some(st) = child.try_wait().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })? {
+            if let Some(st) =
+                child.try_wait().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?
+            {
                 use std::os::unix::process::ExitStatusExt;
                 let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
                 return Ok(Waited { status: ExitStatus(code), stop: stopping.map(|(s, _)| s) });
@@ -218,9 +220,14 @@ impl Executor for RuncExecutor {
         let id = self.state.new_id(self.sys.as_ref());
         let bundle = self.state.bundle(&id);
         let _guard = ContainerGuard { runtime: &self.runtime, id: &id, bundle: &bundle, sys: self.sys.as_ref() };
+        let stub_targets = [Path::new("/etc/resolv.conf"), Path::new("/etc/hosts")];
+        let canonical = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
+        let _stubs =
+            Stubs::record(&canonical, stub_targets.into_iter().chain(mounts.iter().map(|m| m.destination.as_path())));
         self.prepare(&id, &bundle, rootfs, mounts, process)?;
         let log = bundle.join("log.json");
-        let mut cmd = self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
+        let mut cmd =
+            self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
         cmd.arg("run").arg("--bundle").arg(&bundle).arg("--pid-file").arg(bundle.join("pid")).arg(&id);
         cmd.stdin(if io.stdin_inherit { Stdio::inherit() } else { Stdio::null() });
         cmd.stdout(stdio(&io.stdout)).stderr(stdio(&io.stderr));
@@ -248,6 +255,9 @@ impl Executor for RuncExecutor {
         }
         match runtime_error(&log) {
             Some(message) => Err(classify(id.clone(), &process.args[0], message)),
+            None if never_ran(rootfs, process) => {
+                Err(Error::ExecFormat { id: id.clone(), program: process.args[0].clone() })
+            }
             None => Ok(waited.status),
         }
     }
@@ -313,11 +323,23 @@ pub(crate) fn runtime_error(log: &Path) -> Option<String> {
 fn classify(id: String, program: &str, message: String) -> Error {
     if message.contains("exec format error") {
         Error::ExecFormat { id, program: program.to_string() }
-    } else if message.contains("executable file not found") || message.contains("no such file or directory") && message.contains("exec") {
+    } else if message.contains("executable file not found")
+        || (message.contains("no such file or directory") && message.contains("exec"))
+    {
         Error::ProgramNotFound { id, message }
     } else {
         Error::Start { id, message }
     }
+}
+
+/// Whether the program is an ELF file this host cannot execute (runc 1.1
+/// reports that `execve` failure only on the container's stderr).
+fn never_ran(rootfs: &Path, p: &ProcessSpec) -> bool {
+    let env = spec::environment(&p.env, "/");
+    let Some(header) = arch::find_program(rootfs, &p.args[0], &env).and_then(|f| arch::header(&f)) else {
+        return false;
+    };
+    arch::unexecutable(&header, &arch::native_machines(), &arch::handlers())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -435,7 +457,8 @@ mod tests {
         let msg = runtime_error(&log).unwrap();
         assert!(msg.contains("exec format error"));
         assert!(matches!(classify("c".into(), "/x", msg), Error::ExecFormat { program, .. } if program == "/x"));
-        let nf = "runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
+        let nf =
+            "runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
         assert_eq!(classify("c".into(), "nope", nf.into()).kind(), crate::ErrorKind::NotFound);
         assert_eq!(classify("c".into(), "x", "cgroups: bad".into()).kind(), crate::ErrorKind::Runtime);
     }

@@ -102,8 +102,7 @@ mod tests {
         assert_eq!(find_in_path("fake-runtime", Some(t.path().as_os_str())), Some(bin.clone()));
         let r = Runtime::locate(bin.to_str().unwrap(), Path::new("/state")).unwrap();
         assert!(!r.is_runc());
-        let args: Vec<String> =
-            r.command(["list"]).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = r.command(["list"]).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, ["--root", "/state", "list"]);
         let e = Runtime::locate("/nonexistent/runc", Path::new("/s")).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFound);

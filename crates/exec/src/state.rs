@@ -35,16 +35,15 @@ pub struct Cleanup {
     pub mounts: Vec<PathBuf>,
     /// Bundle and mount directories removed.
     pub dirs: Vec<PathBuf>,
+    /// What could not be removed (left for a later attempt), with why.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl State {
     /// Opens (creating) the state under `dir`.
     pub fn open(dir: &Path) -> Result<State> {
-        let dir = if dir.is_absolute() {
-            dir.to_path_buf()
-        } else {
-            std::env::current_dir().map_err(io_at(dir))?.join(dir)
-        };
+        let dir =
+            if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(io_at(dir))?.join(dir) };
         for sub in ["runtime", "bundles", "mnt"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
@@ -81,7 +80,8 @@ impl State {
 
     /// Removes the containers, mounts, bundles and mount directories whose
     /// owner process is gone. Mount directories are removed only once
-    /// nothing is mounted below them.
+    /// nothing is mounted below them; one that cannot be is reported in
+    /// [`Cleanup::failed`] and the rest is still cleaned.
     pub fn cleanup_stale(&self, runtime: &Runtime, sys: &dyn Syscalls) -> Result<Cleanup> {
         let mut done = Cleanup::default();
         for id in stale_entries(&self.runtime_root(), sys)? {
@@ -92,7 +92,10 @@ impl State {
         }
         for base in [self.dir.join("bundles"), self.dir.join("mnt")] {
             for id in stale_entries(&base, sys)? {
-                remove_unmounted(&base.join(id), sys, &mut done)?;
+                let dir = base.join(id);
+                if let Err(e) = remove_unmounted(&dir, sys, &mut done) {
+                    done.failed.push((dir, e.to_string()));
+                }
             }
         }
         Ok(done)
@@ -218,6 +221,22 @@ mod tests {
         );
         assert!(s.bundle(live).exists() && s.mount_point(live).exists() && s.bundle("not-ours").exists());
         assert!(!s.bundle(dead).exists() && !dead_mnt.exists());
+        assert!(done.failed.is_empty());
+    }
+
+    #[test]
+    fn a_stuck_mount_is_reported_and_the_rest_cleaned() {
+        let t = tempfile::tempdir().unwrap();
+        let s = State::open(t.path()).unwrap();
+        let (rt, _) = fake_runtime(t.path());
+        let stuck = s.mount_point("pa-20-200-0");
+        fs::create_dir_all(stuck.join("x")).unwrap();
+        fs::create_dir_all(s.bundle("pa-20-200-1")).unwrap();
+        let done = s.cleanup_stale(&rt, &StuckMount(Recording::new(), stuck.clone())).unwrap();
+        assert_eq!(done.failed.len(), 1, "{done:?}");
+        assert_eq!(done.failed[0].0, stuck);
+        assert!(stuck.join("x").exists(), "nothing is deleted through a mount");
+        assert!(!s.bundle("pa-20-200-1").exists(), "the bundle went anyway");
     }
 
     #[test]
@@ -244,8 +263,8 @@ mod tests {
         fn process_start_time(&self, pid: u32) -> Option<u64> {
             self.0.process_start_time(pid)
         }
-        fn mounts_under(&self, _dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-            Ok(vec![self.1.clone()])
+        fn mounts_under(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+            Ok(if self.1.starts_with(dir) { vec![self.1.clone()] } else { Vec::new() })
         }
         fn unmount(&self, _path: &Path) -> std::io::Result<()> {
             Err(std::io::Error::from_raw_os_error(16))

@@ -42,7 +42,11 @@ impl Fixture {
         let state = dir.path().join("state");
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
         let exec = RuncExecutorBuilder::new(&state).with_kill_grace(Duration::from_millis(300)).build().unwrap();
         Fixture { _dir: dir, state, rootfs, exec }
@@ -65,7 +69,8 @@ impl Fixture {
     }
 
     fn assert_clean(&self) {
-        let list = Command::new("runc").arg("--root").arg(self.state.join("runtime")).args(["list", "-q"]).output().unwrap();
+        let list =
+            Command::new("runc").arg("--root").arg(self.state.join("runtime")).args(["list", "-q"]).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "", "runc containers left");
         let bundles: Vec<_> = std::fs::read_dir(self.state.join("bundles")).unwrap().collect();
         assert!(bundles.is_empty(), "bundles left: {bundles:?}");
@@ -90,6 +95,11 @@ fn output_is_streamed_and_exit_codes_pass_through() {
     assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
     let (code, out, _) = f.sh(script("exit 255"));
     assert_eq!((code, out.as_str()), (255, ""));
+    // Mount targets the runtime had to create are gone again.
+    for stub in ["etc/resolv.conf", "etc/hosts", "usr"] {
+        assert!(!f.rootfs.join(stub).exists(), "{stub} stub left in the rootfs");
+    }
+    assert!(f.rootfs.join("etc/passwd").exists());
     f.assert_clean();
 }
 
@@ -109,7 +119,16 @@ fn environment_cwd_user_and_hostname() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
-        ["bar", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "/home/app", "/work/dir", "1000", "1000", "1000 10", "box"]
+        [
+            "bar",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "/home/app",
+            "/work/dir",
+            "1000",
+            "1000",
+            "1000 10",
+            "box"
+        ]
     );
     assert!(f.rootfs.join("work/dir").is_dir(), "the working directory is created in the rootfs");
     let (_, out, _) = f.sh(script("id -u; id -g").with_user("4242:77"));
@@ -195,7 +214,10 @@ fn cancel_and_timeout_kill_the_container() {
     }
     let f = Fixture::new();
     let started = Instant::now();
-    let e = f.exec.run(&f.rootfs, &f.mounts(), &script("sleep 60"), ProcessIo::null().with_timeout(Duration::from_millis(300))).unwrap_err();
+    let e = f
+        .exec
+        .run(&f.rootfs, &f.mounts(), &script("sleep 60"), ProcessIo::null().with_timeout(Duration::from_millis(300)))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let cancel = Cancel::new();
@@ -207,8 +229,18 @@ fn cancel_and_timeout_kill_the_container() {
     let started = Instant::now();
     let seen = Arc::new(Mutex::new(String::new()));
     let s = seen.clone();
-    let io = ProcessIo::null().with_cancel(cancel).with_stdout(move |b| s.lock().unwrap().push_str(&String::from_utf8_lossy(b)));
-    let e = f.exec.run(&f.rootfs, &f.mounts(), &script("trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done"), io).unwrap_err();
+    let io = ProcessIo::null()
+        .with_cancel(cancel)
+        .with_stdout(move |b| s.lock().unwrap().push_str(&String::from_utf8_lossy(b)));
+    let e = f
+        .exec
+        .run(
+            &f.rootfs,
+            &f.mounts(),
+            &script("trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done"),
+            io,
+        )
+        .unwrap_err();
     t.join().unwrap();
     assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -328,5 +360,6 @@ fn extra_mounts_and_a_read_only_root() {
     assert_eq!(out.into_inner().unwrap(), "root-ro\n");
     assert_eq!(std::fs::read_to_string(shared.join("out")).unwrap(), "hi\n");
     assert!(!f.rootfs.join("tmp/t").exists(), "the tmpfs took the write");
+    assert!(!f.rootfs.join("cache").exists(), "the empty mount stub was removed");
     f.assert_clean();
 }

@@ -23,7 +23,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use polyarch_exec::{Cancel, ErrorKind, Executor, NetworkMode, ProcessIo, ProcessSpec, RuncExecutor, RuncExecutorBuilder};
+use polyarch_exec::{
+    Cancel, ErrorKind, Executor, NetworkMode, ProcessIo, ProcessSpec, Resource, Rlimit, RuncExecutor,
+    RuncExecutorBuilder,
+};
 use polyarch_oci::{Descriptor, Digest, Platform};
 use polyarch_snapshot::{apply_layer, NaiveSnapshotter, OverlaySnapshotter, Snapshotter, UnpackOptions};
 use polyarch_store::{BlobSource, Store};
@@ -44,6 +47,17 @@ pub enum PullPolicy {
     Always,
     /// Never pull; fail when the image is missing.
     Never,
+}
+
+/// Which snapshotter holds the image layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotterChoice {
+    /// Overlay when overlayfs works under the root, else naive.
+    Auto,
+    /// overlayfs: layers are shared, each run gets an upper directory.
+    Overlay,
+    /// Plain directories: each run gets a full copy.
+    Naive,
 }
 
 #[derive(Args)]
@@ -75,9 +89,24 @@ pub struct RunArgs {
     /// Keep stdin open for the process.
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// A resource limit, `NAME=SOFT[:HARD]` (`nofile=1024:2048`); lowered to
+    /// polyarch's own hard limit when above it.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    ulimits: Vec<Rlimit>,
+    /// Mount the container's root file system read-only.
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// The container's host name (default: 12 hex digits, as Docker's).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// How image layers are stacked: `overlay` (shared read-only layers),
+    /// `naive` (full copies), or `auto` (overlay when it works here).
+    #[arg(long, value_enum, default_value = "auto")]
+    snapshotter: SnapshotterChoice,
     /// The OCI runtime: a name in PATH or a path (default runc).
     #[arg(long, value_name = "NAME|PATH")]
     runtime: Option<String>,
+    /// The image: a stored name or ID, or a reference to pull.
     #[arg(value_name = "IMAGE")]
     image: String,
     /// The command and its arguments (default: the image's CMD).
@@ -108,8 +137,11 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
         .with_runtime(a.runtime.as_deref())
         .with_kill_grace(std::time::Duration::from_secs(10))
         .build()?;
-    let snapshotter = snapshotter(&root)?;
-    exec.cleanup_stale().context("removing what earlier runs left behind")?;
+    let snapshotter = snapshotter(&root, a.snapshotter)?;
+    let cleaned = exec.cleanup_stale().context("removing what earlier runs left behind")?;
+    for (path, why) in cleaned.failed {
+        eprintln!("warning: cannot remove {} left by an earlier run: {why}", path.display());
+    }
     remove_stale_snapshots(snapshotter.as_ref(), &exec);
     let top = unpack(&store, snapshotter.as_ref(), &image)?;
     let process = process_spec(a, &image)?;
@@ -161,17 +193,31 @@ fn find_image(
     let reference = parse_tagged(&a.image)?;
     let client = context::client(global, false)?;
     let selection = PlatformSelection::One(platform.clone());
-    let pulled = rt.block_on(polyarch_transfer::pull(&client, store, &reference, &selection, &polyarch_transfer::event::ignore))?;
+    let pulled = rt.block_on(polyarch_transfer::pull(
+        &client,
+        store,
+        &reference,
+        &selection,
+        &polyarch_transfer::event::ignore,
+    ))?;
     eprintln!("Digest: {}", pulled.descriptor.digest);
     eprintln!("Status: Downloaded newer image for {}", familiar(&pulled.name));
     Ok(local::image_for(store, &pulled.name, &pulled.descriptor, Some(platform))?)
 }
 
-/// The overlay snapshotter when overlayfs works under the root, else the
-/// naive one (full copies).
-fn snapshotter(root: &Path) -> Result<Box<dyn Snapshotter>> {
+/// The snapshotter asked for; `auto` picks overlay when overlayfs works
+/// under the root, else the naive one (full copies).
+fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapshotter>> {
     let overlay = root.join("snapshots/overlay");
-    if OverlaySnapshotter::supported(&overlay) {
+    let use_overlay = match choice {
+        SnapshotterChoice::Auto => OverlaySnapshotter::supported(&overlay),
+        SnapshotterChoice::Overlay => {
+            OverlaySnapshotter::check(&overlay).context("the overlay snapshotter does not work here")?;
+            true
+        }
+        SnapshotterChoice::Naive => false,
+    };
+    if use_overlay {
         return Ok(Box::new(OverlaySnapshotter::new(&overlay)?));
     }
     Ok(Box::new(NaiveSnapshotter::new(root.join("snapshots/naive"))?))
@@ -237,7 +283,9 @@ fn run_in_snapshot(
 ) -> Result<u8> {
     let mount_point = exec.mount_point()?;
     let key = format!("run-{}", mount_point.id());
-    process.hostname = Digest::sha256(key.as_bytes()).hex()[..12].to_string();
+    if process.hostname.is_empty() {
+        process.hostname = Digest::sha256(key.as_bytes()).hex()[..12].to_string();
+    }
     let mount = s.prepare(&key, top.as_deref()).context("preparing the container's snapshot")?;
     let result = (|| -> Result<u8> {
         let guard = mount.mount(mount_point.path()).context("mounting the container's root file system")?;
@@ -270,11 +318,30 @@ fn process_spec(a: &RunArgs, image: &LocalImage) -> Result<ProcessSpec> {
     }
     let env = merge_env(strings("Env"), &a.env, |k| std::env::var(k).ok());
     let cwd = a.workdir.clone().unwrap_or_else(|| string("WorkingDir"));
-    Ok(ProcessSpec::new(args)
+    let mut process = ProcessSpec::new(args)
         .with_env(env)
         .with_cwd(if cwd.is_empty() { "/".to_string() } else { cwd })
         .with_user(a.user.clone().unwrap_or_else(|| string("User")))
-        .with_network(a.network))
+        .with_network(a.network)
+        .with_readonly_rootfs(a.read_only)
+        .with_hostname(a.hostname.clone().unwrap_or_default());
+    process.rlimits = a.ulimits.clone();
+    Ok(process)
+}
+
+/// Docker's `--ulimit NAME=SOFT[:HARD]` (HARD defaults to SOFT).
+pub fn parse_ulimit(s: &str) -> Result<Rlimit, String> {
+    let (name, values) = s.split_once('=').ok_or_else(|| format!("invalid ulimit {s:?}: want NAME=SOFT[:HARD]"))?;
+    let resource = Resource::from_name(name).ok_or_else(|| format!("unknown ulimit name {name:?}"))?;
+    let num = |v: &str| v.parse::<u64>().map_err(|_| format!("invalid ulimit value {v:?} in {s:?}"));
+    let (soft, hard) = match values.split_once(':') {
+        Some((soft, hard)) => (num(soft)?, num(hard)?),
+        None => (num(values)?, num(values)?),
+    };
+    if soft > hard {
+        return Err(format!("ulimit soft limit {soft} is above the hard limit {hard}"));
+    }
+    Ok(Rlimit { resource, soft, hard })
 }
 
 /// Docker's rules: `--entrypoint` replaces the image's and drops its CMD
@@ -364,8 +431,20 @@ mod tests {
     }
 
     #[test]
+    fn ulimits_parse_as_dockers() {
+        assert_eq!(parse_ulimit("nofile=100:200"), Ok(Rlimit { resource: Resource::Nofile, soft: 100, hard: 200 }));
+        assert_eq!(parse_ulimit("nproc=50"), Ok(Rlimit { resource: Resource::Nproc, soft: 50, hard: 50 }));
+        assert!(parse_ulimit("nofile=200:100").unwrap_err().contains("above"));
+        assert!(parse_ulimit("files=1").unwrap_err().contains("files"));
+        assert!(parse_ulimit("nofile").is_err());
+        assert!(parse_ulimit("nofile=x").is_err());
+    }
+
+    #[test]
     fn the_hint_names_the_platform_and_the_fix() {
         let h = exec_format_hint(&Platform::parse("linux/s390x").unwrap());
-        assert!(h.contains("linux/s390x") && h.contains("polyarch binfmt install s390x") && h.contains("qemu-user-static"));
+        assert!(
+            h.contains("linux/s390x") && h.contains("polyarch binfmt install s390x") && h.contains("qemu-user-static")
+        );
     }
 }
