@@ -48,7 +48,13 @@ pub async fn pull(client: &Client, store: &Store, reference: &Reference, platfor
                 }
             }
             let Some(chosen) = best else {
-                return Err(Error::NoPlatform { reference: name, platform: platform.format() });
+                let offered = index
+                    .manifests
+                    .iter()
+                    .filter(|d| !d.is_attestation())
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.format()))
+                    .collect();
+                return Err(Error::NoPlatform { reference: name, platform: platform.format(), offered });
             };
             let r = reference.with_digest(chosen.digest.clone());
             client.get_manifest(&r).await.map_err(|e| Error::registry(format!("resolving {name}"), e))?
@@ -62,7 +68,11 @@ pub async fn pull(client: &Client, store: &Store, reference: &Reference, platfor
 
 async fn fetch_image(client: &Client, store: &Store, pinned: &Reference, raw: &RawManifest) -> Result<BaseImage> {
     let Some(m) = raw.as_image() else {
-        return Err(Error::NoPlatform { reference: pinned.to_string(), platform: "(not an image)".into() });
+        return Err(Error::NoPlatform {
+            reference: pinned.to_string(),
+            platform: "(not an image)".into(),
+            offered: Vec::new(),
+        });
     };
     let config = ensure_blob(client, store, pinned, &m.config, MAX_CONFIG).await?;
     let image = Image::from_base(&config)?;
@@ -121,7 +131,11 @@ async fn stream_blob(client: &Client, store: &Store, r: &Reference, desc: &Descr
 pub fn from_store(store: &Store, manifest: &Descriptor, pinned: Reference) -> Result<BaseImage> {
     let raw = store.get_manifest(manifest)?;
     let Some(m) = raw.as_image() else {
-        return Err(Error::NoPlatform { reference: pinned.to_string(), platform: "(not an image)".into() });
+        return Err(Error::NoPlatform {
+            reference: pinned.to_string(),
+            platform: "(not an image)".into(),
+            offered: Vec::new(),
+        });
     };
     let config = store.read_bytes(&m.config, MAX_CONFIG)?;
     let image = Image::from_base(&config)?;

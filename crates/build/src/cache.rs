@@ -3,8 +3,19 @@
 //! the platform and the content of the files it reads. Records map keys to
 //! the layer the step produced and live beside the store's content, so a
 //! record whose blob was pruned is a miss.
+//!
+//! Builds running at the same time in one process (the platforms of a
+//! multi-platform build) share work through an in-flight map: the first
+//! build that misses a key claims it, and another build asking for the same
+//! key waits until the claim is settled and then reads the record, so a
+//! step whose key is the same for several platforms runs once (as
+//! BuildKit's solver merges equal vertices, bk/solver/scheduler.go).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use polyarch_oci::{Digest, Platform};
 use polyarch_store::{BlobSource, Store};
@@ -86,17 +97,63 @@ pub struct Record {
     pub created: Option<i64>,
 }
 
+/// How long a build waits for another build's claim before doing the work
+/// itself; claims are released when their build ends, so this only bounds
+/// the cost of an unforeseen wait cycle.
+const CLAIM_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// Keys some build is computing: (cache directory, key) → owner.
+struct InFlight {
+    claims: Mutex<HashMap<(PathBuf, String), u64>>,
+    settled: Condvar,
+}
+
+fn in_flight() -> &'static InFlight {
+    static MAP: OnceLock<InFlight> = OnceLock::new();
+    MAP.get_or_init(|| InFlight { claims: Mutex::new(HashMap::new()), settled: Condvar::new() })
+}
+
+/// One build's identity in the in-flight map; its claims are released when
+/// the last handle of its cache is dropped (the build ended, failed or not).
+#[derive(Debug)]
+struct Owner(u64);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let f = in_flight();
+        if let Ok(mut claims) = f.claims.lock() {
+            claims.retain(|_, owner| *owner != self.0);
+        }
+        f.settled.notify_all();
+    }
+}
+
+/// Blocks the current thread without starving an async runtime: on a
+/// multi-thread runtime the worker hands its other tasks to another thread.
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Cache records under `<store root>/build-cache`.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
     store: Store,
+    owner: Arc<Owner>,
 }
 
 impl Cache {
-    /// The cache of `store`.
+    /// The cache of `store`, for one build.
     pub fn new(store: &Store) -> Cache {
-        Cache { dir: store.root().join("build-cache"), store: store.clone() }
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Cache {
+            dir: store.root().join("build-cache"),
+            store: store.clone(),
+            owner: Arc::new(Owner(NEXT.fetch_add(1, Ordering::Relaxed))),
+        }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -104,7 +161,34 @@ impl Cache {
     }
 
     /// The record for `key`, if it and its blob are present.
+    ///
+    /// On a miss the key is claimed for this build until [`Cache::put`] or
+    /// the end of the build; while another build holds the claim this
+    /// waits for it and then reads its record.
     pub fn get(&self, key: &str) -> Option<Record> {
+        let deadline = Instant::now() + CLAIM_WAIT;
+        loop {
+            if let Some(rec) = self.read(key) {
+                return Some(rec);
+            }
+            let f = in_flight();
+            let slot = (self.dir.clone(), key.to_string());
+            let Ok(mut claims) = f.claims.lock() else { return None };
+            match claims.get(&slot) {
+                Some(owner) if *owner != self.owner.0 && Instant::now() < deadline => {
+                    let waited = block(|| f.settled.wait_timeout(claims, Duration::from_millis(500)));
+                    drop(waited);
+                }
+                Some(_) => return None,
+                None => {
+                    claims.insert(slot, self.owner.0);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn read(&self, key: &str) -> Option<Record> {
         let bytes = std::fs::read(self.path(key)).ok()?;
         let rec: Record = serde_json::from_slice(&bytes).ok()?;
         match &rec.layer {
@@ -113,8 +197,21 @@ impl Cache {
         }
     }
 
-    /// Stores the record for `key` (atomically).
+    /// Stores the record for `key` (atomically) and settles its claim.
     pub fn put(&self, key: &str, rec: &Record) -> Result<()> {
+        let written = self.write(key, rec);
+        let f = in_flight();
+        if let Ok(mut claims) = f.claims.lock() {
+            let slot = (self.dir.clone(), key.to_string());
+            if claims.get(&slot) == Some(&self.owner.0) {
+                claims.remove(&slot);
+            }
+        }
+        f.settled.notify_all();
+        written
+    }
+
+    fn write(&self, key: &str, rec: &Record) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let bytes = serde_json::to_vec(rec).map_err(|source| Error::Json { what: "cache record", source })?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
@@ -159,6 +256,33 @@ mod tests {
         assert_ne!(content_digest(&a), content_digest(&b));
         b.insert("f".into(), file_node(b"x", 0o600, 2));
         assert_ne!(content_digest(&a), content_digest(&b));
+    }
+
+    #[test]
+    fn a_second_build_waits_for_the_first_claim() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let first = Cache::new(&store);
+        let second = Cache::new(&store);
+        assert!(first.get("sha256:aa").is_none(), "a miss claims the key");
+        let waiter = std::thread::spawn(move || second.get("sha256:aa"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!waiter.is_finished(), "the second build waits for the claim");
+        first.put("sha256:aa", &Record { layer: None, created: Some(7) }).unwrap();
+        assert_eq!(waiter.join().unwrap(), Some(Record { layer: None, created: Some(7) }));
+    }
+
+    #[test]
+    fn claims_end_with_their_build() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let first = Cache::new(&store);
+        let second = Cache::new(&store);
+        assert!(first.get("sha256:bb").is_none());
+        let waiter = std::thread::spawn(move || second.get("sha256:bb"));
+        std::thread::sleep(Duration::from_millis(200));
+        drop(first);
+        assert_eq!(waiter.join().unwrap(), None, "the claim passes to the waiter, which finds no record");
     }
 
     #[test]

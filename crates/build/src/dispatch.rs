@@ -4,6 +4,7 @@
 
 mod fsops;
 mod meta;
+mod run;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -393,13 +394,8 @@ impl Run<'_> {
 
     async fn dispatch(&mut self, st: &mut StageState, cmd: &Command) -> Result<()> {
         use instructions::Instruction as I;
-        let loc = self.loc(cmd.start_line);
         match &cmd.instruction {
-            I::Run(_) => Err(loc.error(
-                ErrorKind::Unsupported,
-                format!("RUN is not supported yet (line {})", cmd.start_line),
-                Some("RUN"),
-            )),
+            I::Run(r) => self.run(st, cmd, r).await,
             I::Copy(c) => self.copy(st, cmd, c, false).await,
             I::Add(c) => self.copy(st, cmd, c, true).await,
             I::Workdir(p) => self.workdir(st, cmd, p),

@@ -75,12 +75,34 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A base image has no manifest for the platform.
-    #[error("{reference}: no image for platform {platform}")]
+    #[error("{reference}: no image for platform {platform}{}", offered_list(.offered))]
     NoPlatform {
         /// The image.
         reference: String,
         /// The platform asked for.
         platform: String,
+        /// The platforms the image's index offers (empty when unknown).
+        offered: Vec<String>,
+    },
+    /// A platform whose RUN steps must execute here cannot.
+    #[error(
+        "{platform} cannot execute programs on this machine ({detail}); RUN steps for it need an emulator: run `{fix}`"
+    )]
+    Emulation {
+        /// The platform.
+        platform: String,
+        /// What the probe saw.
+        detail: String,
+        /// The command that fixes it.
+        fix: String,
+    },
+    /// One platform of a multi-platform build failed.
+    #[error("[{platform}] {source}")]
+    ForPlatform {
+        /// The platform.
+        platform: String,
+        /// Why.
+        source: Box<Error>,
     },
     /// A download failed.
     #[error("downloading {url}: {message}")]
@@ -108,6 +130,15 @@ impl From<polyarch_store::Error> for Error {
     }
 }
 
+/// `" (the image offers linux/amd64, linux/arm64)"`, or nothing.
+fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        String::new()
+    } else {
+        format!(" (the image offers {})", offered.join(", "))
+    }
+}
+
 /// The crate result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -118,6 +149,8 @@ impl Error {
             Error::At { kind, .. } => *kind,
             Error::Option(_) | Error::Checksum { .. } => ErrorKind::Invalid,
             Error::NoPlatform { .. } => ErrorKind::NotFound,
+            Error::Emulation { .. } => ErrorKind::Unsupported,
+            Error::ForPlatform { source, .. } => source.kind(),
             Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
             Error::Registry { source, .. } if source.kind() == polyarch_registry::ErrorKind::NotFound => {
                 ErrorKind::NotFound
@@ -142,6 +175,7 @@ impl Error {
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
             Error::At { diagnostic, .. } => Some(diagnostic),
+            Error::ForPlatform { source, .. } => source.diagnostic(),
             _ => None,
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use polyarch_oci::{media_type as mt, Descriptor, IndexManifest, Platform, Reference};
+use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
 use polyarch_store::{BlobSource, Store};
 
@@ -226,4 +226,305 @@ pub fn complete(store: &Store, r: &BuildResult) -> Result<bool> {
 /// The platform string for reports.
 pub fn platform_string(p: &Platform) -> String {
     p.format()
+}
+
+/// A multi-platform image: an index over one image per platform, as
+/// `docker buildx build --platform a,b` exports it.
+#[derive(Debug, Clone)]
+pub struct IndexImage {
+    /// The index in the store (OCI index or Docker manifest list).
+    pub index: Descriptor,
+    /// The index as written.
+    pub raw: RawManifest,
+    /// Per platform, in the order built.
+    pub children: Vec<IndexChild>,
+}
+
+/// One platform of an [`IndexImage`].
+#[derive(Debug, Clone)]
+pub struct IndexChild {
+    /// The image manifest as the index lists it (with the platform).
+    pub manifest: Descriptor,
+    /// Its config blob.
+    pub config: Descriptor,
+    /// Its layers, base first.
+    pub layers: Vec<Descriptor>,
+    /// The build that produced it.
+    pub result: BuildResult,
+}
+
+impl IndexChild {
+    /// Every blob, config first, the manifest last.
+    fn blobs(&self) -> Vec<Descriptor> {
+        let mut v = vec![self.config.clone()];
+        v.extend(self.layers.iter().cloned());
+        v.push(self.manifest.clone());
+        v
+    }
+}
+
+/// Docker media types for an image built with OCI ones
+/// (`oci-mediatypes=false`); zstd layers have none.
+fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descriptor, Vec<Descriptor>)> {
+    let mut config = r.config.clone();
+    config.media_type = mt::DOCKER_CONFIG.into();
+    let mut layers = Vec::new();
+    for l in &r.layers {
+        let mut d = l.desc.clone();
+        d.media_type = match d.media_type.as_str() {
+            mt::OCI_LAYER_GZIP | mt::DOCKER_LAYER_GZIP => mt::DOCKER_LAYER_GZIP.into(),
+            other => {
+                return Err(Error::Option(format!(
+                    "oci-mediatypes=false: a layer of type {other} has no Docker media type (use compression=gzip)"
+                )))
+            }
+        };
+        layers.push(d);
+    }
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::DOCKER_MANIFEST.into()),
+        artifact_type: None,
+        config: config.clone(),
+        layers: layers.clone(),
+        subject: None,
+        annotations: None,
+        extra: Default::default(),
+    };
+    let raw = RawManifest::from_image(&manifest).map_err(|e| Error::Layer(e.to_string()))?;
+    Ok((store.put_manifest(&raw)?, config, layers))
+}
+
+/// Writes the index over `results` to the store: an OCI index whose
+/// children keep OCI media types, or with `docker_types` a Docker manifest
+/// list whose children use Docker media types too (as buildx with
+/// `oci-mediatypes=false`). Every entry carries its platform.
+pub fn assemble_index(store: &Store, results: &[BuildResult], docker_types: bool) -> Result<IndexImage> {
+    let mut children = Vec::new();
+    for r in results {
+        let (mut manifest, config, layers) = if docker_types {
+            docker_child(store, r)?
+        } else {
+            (r.manifest.clone(), r.config.clone(), r.layers.iter().map(|l| l.desc.clone()).collect())
+        };
+        manifest.platform = Some(r.platform.clone());
+        children.push(IndexChild { manifest, config, layers, result: r.clone() });
+    }
+    let mut idx = IndexManifest::new(if docker_types { mt::DOCKER_MANIFEST_LIST } else { mt::OCI_INDEX });
+    idx.manifests = children.iter().map(|c| c.manifest.clone()).collect();
+    let raw = RawManifest::from_index(&idx).map_err(|e| Error::Layer(e.to_string()))?;
+    let index = store.put_manifest(&raw)?;
+    Ok(IndexImage { index, raw, children })
+}
+
+/// Tags the index in the store under each name.
+pub fn tag_index(store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
+    for n in names {
+        store.tag(n, &img.index)?;
+    }
+    Ok(())
+}
+
+/// Pushes every child (blobs, then the manifest by digest) and then the
+/// index under each reference, so that no tag ever names missing content.
+pub async fn push_index(client: &Client, store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
+    for n in names {
+        let reference = Reference::parse_normalized(n)
+            .map_err(|e| Error::Option(format!("invalid reference {n:?}: {e}")))?
+            .with_default_tag();
+        for c in &img.children {
+            for d in std::iter::once(&c.config).chain(&c.layers) {
+                let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
+                client
+                    .push_blob(&reference, d, &data)
+                    .await
+                    .map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
+            }
+            let raw = store.get_manifest(&c.manifest)?;
+            let at = reference.with_digest(c.manifest.digest.clone());
+            client.put_manifest(&at, &raw).await.map_err(|e| Error::registry(format!("pushing {at}"), e))?;
+        }
+        client
+            .put_manifest(&reference, &img.raw)
+            .await
+            .map_err(|e| Error::registry(format!("pushing {reference}"), e))?;
+    }
+    Ok(())
+}
+
+/// `index.json` of an OCI layout holding the index, once per name.
+fn layout_index(img: &IndexImage, names: &[String]) -> Result<Vec<u8>> {
+    let mut top = IndexManifest::new(mt::OCI_INDEX);
+    let mut named = |name: Option<&str>| {
+        let mut d = img.index.clone();
+        d.platform = None;
+        if let Some(n) = name {
+            let mut a = BTreeMap::new();
+            a.insert(IMAGE_NAME.to_string(), n.to_string());
+            if let Some(tag) = Reference::parse_normalized(n).ok().and_then(|r| r.tag) {
+                a.insert(REF_NAME.to_string(), tag);
+            }
+            d.annotations = Some(a);
+        }
+        top.manifests.push(d);
+    };
+    if names.is_empty() {
+        named(None);
+    }
+    for n in names {
+        named(Some(n));
+    }
+    serde_json::to_vec(&top).map_err(|source| Error::Json { what: "index", source })
+}
+
+fn index_blobs(img: &IndexImage) -> Vec<Descriptor> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for d in img.children.iter().flat_map(IndexChild::blobs).chain(std::iter::once(img.index.clone())) {
+        if seen.insert(d.digest.clone()) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Writes an OCI image layout tar holding the index (`type=oci`).
+pub fn write_oci_index_tar<W: Write>(store: &Store, img: &IndexImage, names: &[String], w: W) -> Result<W> {
+    let mut t = TarWriter::new(w);
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    t.file("index.json", &layout_index(img, names)?)?;
+    t.dir("blobs/")?;
+    t.dir("blobs/sha256/")?;
+    for d in index_blobs(img) {
+        t.blob(store, &d)?;
+    }
+    t.finish()
+}
+
+/// Writes an OCI image layout directory holding the index
+/// (`type=oci,tar=false`).
+pub fn write_oci_index_dir(store: &Store, img: &IndexImage, names: &[String], dest: &Path) -> Result<()> {
+    let blobs_dir = dest.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs_dir).map_err(|e| Error::io(&blobs_dir, e))?;
+    let write = |p: &Path, data: &[u8]| std::fs::write(p, data).map_err(|e| Error::io(p, e));
+    write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write(&dest.join("index.json"), &layout_index(img, names)?)?;
+    for d in index_blobs(img) {
+        let path = dest.join(blob_path(&d));
+        let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The directory buildx writes a platform's files to: `linux_arm_v7`.
+pub fn platform_dir(p: &Platform) -> String {
+    p.format().replace('/', "_")
+}
+
+/// Writes each platform's root file system into its own subdirectory of
+/// `dest` (`type=local` with several platforms).
+pub fn write_local_platforms(store: &Store, results: &[BuildResult], dest: &Path) -> Result<()> {
+    for r in results {
+        write_local(store, r, &dest.join(platform_dir(&r.platform)))?;
+    }
+    Ok(())
+}
+
+/// Writes each platform's root file system under its own directory in one
+/// tar (`type=tar` with several platforms).
+pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], mut w: W) -> Result<W> {
+    let mut all = MemFs::new();
+    for r in results {
+        let dir = platform_dir(&r.platform);
+        let fs = rootfs(store, r)?;
+        let mut top = crate::fs::Node { kind: crate::fs::Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0 };
+        if let Some(root) = fs.iter().find(|(p, _)| p.is_empty()).map(|(_, n)| n.clone()) {
+            top = root;
+        }
+        all.insert(dir.clone(), top);
+        for (p, n) in fs.iter().filter(|(p, _)| !p.is_empty()) {
+            all.insert(format!("{dir}/{p}"), n.clone());
+        }
+    }
+    let tar = tar_entries(all.iter().map(|(p, n)| (p.as_str(), n)))?;
+    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
+    Ok(w)
+}
+
+/// The name a platform's image gets in a multi-platform Docker archive:
+/// the tag with the platform appended (`app:1.0` → `app:1.0-linux-arm-v7`).
+pub fn platform_tag(name: &str, p: &Platform) -> Result<String> {
+    let r = Reference::parse_normalized(name)
+        .map_err(|e| Error::Option(format!("invalid reference {name:?}: {e}")))?
+        .with_default_tag();
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let suffix = p.format().replace('/', "-");
+    let tagged = Reference { tag: Some(format!("{tag}-{suffix}")), digest: None, ..r };
+    Ok(tagged.familiar_string())
+}
+
+/// Each platform of a Docker archive and the names it is loaded as.
+pub type Loaded = Vec<(Platform, Vec<String>)>;
+
+/// Writes a `docker load` archive with one image per platform, each under
+/// its platform's tags ([`platform_tag`]), since `docker load` (without the
+/// containerd store) and `podman load` load images, not indexes. Returns
+/// what each platform is loaded as.
+pub fn write_docker_platforms<W: Write>(
+    store: &Store,
+    results: &[BuildResult],
+    names: &[String],
+    w: W,
+) -> Result<(W, Loaded)> {
+    let mut t = TarWriter::new(w);
+    let mut loaded = Vec::new();
+    let mut idx = IndexManifest::new(mt::OCI_INDEX);
+    let mut manifest_json = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    t.dir("blobs/")?;
+    t.dir("blobs/sha256/")?;
+    for r in results {
+        let tags = names.iter().map(|n| platform_tag(n, &r.platform)).collect::<Result<Vec<_>>>()?;
+        for d in blobs(r) {
+            if seen.insert(d.digest.clone()) {
+                t.blob(store, &d)?;
+            }
+        }
+        if tags.is_empty() {
+            idx.manifests.push(entry(r, None));
+        }
+        for tag in &tags {
+            let full = Reference::parse_normalized(tag).map(|r| r.to_string()).unwrap_or_else(|_| tag.clone());
+            idx.manifests.push(entry(r, Some(&full)));
+        }
+        manifest_json.push(serde_json::json!({
+            "Config": blob_path(&r.config),
+            "RepoTags": tags,
+            "Layers": r.layers.iter().map(|l| blob_path(&l.desc)).collect::<Vec<_>>(),
+        }));
+        loaded.push((r.platform.clone(), tags));
+    }
+    t.file("index.json", &serde_json::to_vec(&idx).map_err(|source| Error::Json { what: "index", source })?)?;
+    let bytes = serde_json::to_vec(&manifest_json).map_err(|source| Error::Json { what: "manifest.json", source })?;
+    t.file("manifest.json", &bytes)?;
+    Ok((t.finish()?, loaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_names_as_buildx() {
+        assert_eq!(platform_dir(&Platform::new("linux", "arm", Some("v7"))), "linux_arm_v7");
+        assert_eq!(platform_dir(&Platform::new("linux", "arm64", None)), "linux_arm64");
+        let p = Platform::new("linux", "arm", Some("v7"));
+        assert_eq!(platform_tag("docker.io/library/app:1.0", &p).unwrap(), "app:1.0-linux-arm-v7");
+        assert_eq!(
+            platform_tag("reg.example:5000/team/app", &p).unwrap(),
+            "reg.example:5000/team/app:latest-linux-arm-v7"
+        );
+    }
 }

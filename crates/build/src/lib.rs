@@ -7,6 +7,9 @@
 //! - [`config`]: the image config as BuildKit writes it.
 //! - [`layer`], [`compress`], [`fs`]: deterministic layers and trees.
 //! - [`cache`]: content-keyed step cache.
+//! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
+//!   commands, output; trees on disk and their differences.
+//! - [`multi`]: several platforms at once, one scheduler.
 //! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
 //!
 //! The library never prints: progress goes to an [`Event`] sink.
@@ -22,7 +25,10 @@ pub mod error;
 pub mod export;
 pub mod fs;
 pub mod layer;
+pub mod multi;
 mod remote;
+pub mod materialize;
+pub mod process;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -66,6 +72,15 @@ pub enum Event {
         /// Why.
         message: String,
     },
+    /// A line a step's process wrote (stdout or stderr).
+    Log {
+        /// Step number.
+        id: usize,
+        /// Time since the step started.
+        elapsed: Duration,
+        /// The line, without its newline.
+        line: String,
+    },
 }
 
 /// Where events go.
@@ -96,6 +111,16 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Clamp file times in new layers to `SOURCE_DATE_EPOCH`.
     pub rewrite_timestamp: bool,
+    /// The network of RUN steps without `--network` (`--network`).
+    pub network: polyarch_exec::NetworkMode,
+    /// Secrets for `RUN --mount=type=secret`, by id (`--secret`).
+    pub secrets: BTreeMap<String, process::SecretSource>,
+    /// The OCI runtime for RUN steps, by name or path (default runc).
+    pub runtime: Option<String>,
+    /// How RUN steps get their root file system (`--snapshotter`).
+    pub snapshotter: process::SnapshotterKind,
+    /// Stages whose RUN steps ignore the cache (`--no-cache-filter`).
+    pub no_cache_filter: Vec<String>,
 }
 
 impl BuildOptions {
@@ -114,6 +139,11 @@ impl BuildOptions {
             compression: Compression::Gzip,
             source_date_epoch: None,
             rewrite_timestamp: false,
+            network: polyarch_exec::NetworkMode::Host,
+            secrets: BTreeMap::new(),
+            runtime: None,
+            snapshotter: process::SnapshotterKind::default(),
+            no_cache_filter: Vec::new(),
         }
     }
 

@@ -124,9 +124,11 @@ fn errors_are_located() {
         let opts = BuildOptions::new(df.as_bytes().to_vec()).with_platform(Platform::new("linux", "amd64", None));
         rt.block_on(Builder::new(store.clone()).build(&opts)).unwrap_err()
     };
-    let e = run("FROM scratch\nRUN true\n");
+    let e = run("FROM scratch\nRUN --security=insecure true\n");
     assert_eq!(e.kind(), polyarch_build::ErrorKind::Unsupported);
-    assert_eq!(e.to_string(), "Dockerfile:2:1: RUN is not supported yet (line 2)\n   2 | RUN true\n     | ^^^");
+    let d = e.diagnostic().unwrap();
+    assert_eq!((d.line, d.column), (2, 16), "{e}");
+    assert!(d.message.starts_with("security mode \"insecure\" is not allowed"), "{e}");
     let e = run("FROM scratch\nCOPY missing /x\n");
     assert_eq!(e.kind(), polyarch_build::ErrorKind::NotFound);
     let d = e.diagnostic().unwrap();

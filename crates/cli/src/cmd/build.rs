@@ -1,4 +1,5 @@
-//! `polyarch build`: a Dockerfile build for one platform, with the flags of
+//! `polyarch build`: a Dockerfile build for one platform or several (one
+//! index, see [`multi`]), with the flags of
 //! `docker buildx build` (`-f`, `--target`, `--build-arg`, `--label`, `-t`,
 //! `--no-cache`, `--platform`, `--progress`, `--metadata-file`,
 //! `--iidfile`, `-o/--output`, `--push`).
@@ -17,6 +18,8 @@ use polyarch_store::Store;
 
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
+
+mod multi;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -41,9 +44,13 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
-    /// The target platform (one; default the host's).
-    #[arg(long, value_name = "PLATFORM")]
-    platform: Option<String>,
+    /// The target platforms: a comma list, repeatable; `local` is this
+    /// machine's (default). Several build one index.
+    #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
+    platforms: Vec<String>,
+    /// How many platforms build at once (default: from cores and memory).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// Progress output: auto, tty, plain, quiet or rawjson.
     #[arg(long, default_value = "auto", value_parser = ["auto", "tty", "plain", "quiet", "rawjson"])]
     progress: String,
@@ -67,6 +74,21 @@ pub struct BuildArgs {
     /// Allow plain HTTP and unverified TLS for registries.
     #[arg(long)]
     insecure: bool,
+    /// The network of RUN steps: host, none or default (host).
+    #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
+    network: String,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable).
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    secrets: Vec<String>,
+    /// The OCI runtime for RUN steps, by name or path (default runc).
+    #[arg(long, value_name = "NAME|PATH")]
+    runtime: Option<String>,
+    /// How RUN steps get their root file system: auto, overlay or naive.
+    #[arg(long, default_value = "auto", value_name = "KIND")]
+    snapshotter: String,
+    /// Do not use the cache for RUN steps of this stage (repeatable).
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    no_cache_filter: Vec<String>,
 }
 
 /// One `--output`.
@@ -79,6 +101,8 @@ struct OutputSpec {
     tar: bool,
     compression: Option<String>,
     rewrite_timestamp: bool,
+    /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
+    oci_mediatypes: Option<bool>,
 }
 
 fn parse_bool(k: &str, v: &str) -> Result<bool> {
@@ -110,8 +134,9 @@ fn parse_output(s: &str) -> Result<OutputSpec> {
             "tar" => o.tar = parse_bool(k, v)?,
             "compression" => o.compression = Some(v.to_string()),
             "rewrite-timestamp" => o.rewrite_timestamp = parse_bool(k, v)?,
-            // Accepted for compatibility; polyarch always writes OCI media types.
-            "oci-mediatypes" | "compression-level" | "force-compression" | "unpack" | "store" => {}
+            // With one platform polyarch always writes OCI media types.
+            "oci-mediatypes" => o.oci_mediatypes = Some(parse_bool(k, v)?),
+            "compression-level" | "force-compression" | "unpack" | "store" => {}
             other => bail!("unknown output attribute {other:?} in {s:?}"),
         }
     }
@@ -153,6 +178,16 @@ fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<Str
 }
 
 /// The Dockerfile, its display name, and the context.
+/// `--secret` values by id.
+fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::process::SecretSource>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (id, src) = polyarch_build::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
+        out.insert(id, src);
+    }
+    Ok(out)
+}
+
 fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
     if a.context == "-" {
         let mut buf = Vec::new();
@@ -226,6 +261,7 @@ impl Progress {
             Event::Cached { id } => Event::Cached { id: id + 2 },
             Event::Done { id, elapsed } => Event::Done { id: id + 2, elapsed },
             Event::Failed { id, message } => Event::Failed { id: id + 2, message },
+            Event::Log { id, elapsed, line } => Event::Log { id: id + 2, elapsed, line },
             other => other,
         };
         self.event(&e);
@@ -262,6 +298,9 @@ impl Progress {
                         serde_json::json!({"vertex": id, "completed": true, "duration": elapsed.as_secs_f64()})
                     }
                     Event::Failed { id, message } => serde_json::json!({"vertex": id, "error": message}),
+                    Event::Log { id, elapsed, line } => {
+                        serde_json::json!({"vertex": id, "log": line, "elapsed": elapsed.as_secs_f64()})
+                    }
                     _ => return,
                 };
                 let _ = writeln!(err, "{v}");
@@ -302,6 +341,9 @@ impl Progress {
                 Event::Failed { id, message } => {
                     let _ = writeln!(err, "#{id} ERROR: {message}");
                 }
+                Event::Log { id, elapsed, line } => {
+                    let _ = writeln!(err, "#{id} {:.3} {line}", elapsed.as_secs_f64());
+                }
                 _ => {}
             },
         }
@@ -336,10 +378,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     };
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
     let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
-    let platform = match &a.platform {
-        Some(p) if p.contains(',') => bail!("--platform: one platform only (got {p:?})"),
-        Some(p) => Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?.normalize(),
-        None => Platform::host(),
+    let platforms = polyarch_build::multi::parse_platforms(&a.platforms)?;
+    let platform = match platforms.as_slice() {
+        [] => Platform::host(),
+        [p, ..] => p.clone(),
     };
     let mut build_args = parse_kv(&a.build_args, "--build-arg", true)?;
     if !build_args.contains_key("SOURCE_DATE_EPOCH") {
@@ -375,6 +417,11 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         compression,
         source_date_epoch,
         rewrite_timestamp,
+        network: a.network.parse().map_err(anyhow::Error::msg).context("--network")?,
+        secrets: parse_secrets(&a.secrets)?,
+        runtime: a.runtime.clone(),
+        snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
+        no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
     };
     let store = Store::open(context::data_root(global)).context("opening the local store")?;
     let client = context::client(global, a.insecure)?;
@@ -382,6 +429,25 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
+    let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
+    if let Err(e) =
+        polyarch_build::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_build::multi::probe_host)
+    {
+        progress.finish(false);
+        return Err(e.into());
+    }
+    if platforms.len() > 1 {
+        let jobs = a.jobs.unwrap_or_else(polyarch_build::multi::default_jobs);
+        let run = multi::Multi {
+            rt: &rt,
+            client: &client,
+            store: &store,
+            progress: &progress,
+            outputs: &outputs,
+            tags: &tags,
+        };
+        return run.build(&opts, &platforms, jobs, &a);
+    }
     let result = rt.block_on(builder.build(&opts));
     let result = match result {
         Ok(r) => r,

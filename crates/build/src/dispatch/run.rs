@@ -1,0 +1,508 @@
+//! RUN: the command runs through the OCI runtime on the stage's tree
+//! written to a directory; what it changed becomes the step's layer (with
+//! whiteouts for deletions) and goes back into the stage's tree. Keyed by
+//! the parent key, the command, the environment and ARGs reaching it, the
+//! user, working directory, network, platform and the mounts (bind sources
+//! by content; never secrets), as BuildKit keys an ExecOp.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use polyarch_dockerfile::instructions::{self, Command, Mount};
+use polyarch_exec::{Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutor, RuncExecutorBuilder};
+use polyarch_store::BlobSource;
+use tempfile::TempDir;
+
+use super::{Run, StageState};
+use crate::cache::{content_digest, KeyBuilder, Record};
+use crate::error::{ErrorKind, Location, Result};
+use crate::fs::{clean, join, Kind, MemFs};
+use crate::layer::{store_layer, tar_entries, Layer};
+use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root};
+use crate::process::SnapshotterKind;
+use crate::process::{cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output};
+use crate::Event;
+
+/// Paths the runtime may create in the root file system to mount on.
+const RUNTIME_STUBS: [&str; 6] = ["proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname"];
+
+/// Mounts of one run, with the host files that back them (removed on drop).
+#[derive(Default)]
+struct Mounts {
+    specs: Vec<MountSpec>,
+    /// Destinations, as clean paths, to remove again when left empty.
+    stubs: Vec<String>,
+    /// Cache-key parts.
+    key: Vec<String>,
+    /// Secrets exposed as environment variables.
+    env: Vec<String>,
+    temps: Vec<TempDir>,
+    locks: Vec<CacheLock>,
+}
+
+/// The command of a RUN, as run and as recorded.
+struct Prepared {
+    args: Vec<String>,
+    /// A script file (name, content) mounted at `/dev/pipes/`.
+    pipe: Option<(String, String)>,
+    network: NetworkMode,
+}
+
+impl Run<'_> {
+    pub(super) async fn run(&mut self, st: &mut StageState, cmd: &Command, r: &instructions::Run) -> Result<()> {
+        let rest = cmd.original.split_once(char::is_whitespace).map(|x| x.1).unwrap_or("").trim();
+        let first = rest.lines().next().unwrap_or("");
+        let name = st.prefix(&format!("RUN {}", self.display_words(st, first)));
+        let step = self.start(name.clone());
+        match self.run_step(st, cmd, r, step.0, &name).await {
+            Ok(cached) => {
+                if cached {
+                    self.emit(Event::Cached { id: step.0 });
+                }
+                self.done(step);
+                Ok(())
+            }
+            Err(e) => {
+                self.emit(Event::Failed { id: step.0, message: e.to_string() });
+                Err(e)
+            }
+        }
+    }
+
+    fn prepare_command(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> Result<Prepared> {
+        let loc = self.loc(cmd.start_line);
+        let network = match r.network.as_deref() {
+            None | Some("default") => self.opts.network,
+            Some("host") => NetworkMode::Host,
+            Some("none") => NetworkMode::None,
+            Some(other) => {
+                return Err(loc.error(ErrorKind::Invalid, format!("unsupported network mode {other:?}"), Some(other)))
+            }
+        };
+        if let Some(s) = r.security.as_deref().filter(|s| *s != "sandbox") {
+            let msg =
+                format!("security mode {s:?} is not allowed: it needs an entitlement this builder does not grant");
+            return Err(loc.error(ErrorKind::Unsupported, msg, Some(s)));
+        }
+        let shell = &st.image.config.shell;
+        let files = &r.cmd.files;
+        // Here-documents as BuildKit's dispatchRun turns them into commands.
+        let (script, pipe) = match files.first() {
+            None => (None, None),
+            Some(_) if r.cmd.args.len() != 1 || !r.cmd.prepend_shell => {
+                return Err(loc.error(ErrorKind::Dockerfile, "parsing produced an invalid run command", None))
+            }
+            Some(f) if is_lone_heredoc(&r.cmd.args[0]) => {
+                let data = if f.chomp { chomp(&f.data) } else { f.data.clone() };
+                if data.starts_with("#!") {
+                    (Some(format!("/dev/pipes/{}", f.name)), Some((f.name.clone(), data)))
+                } else {
+                    (Some(data), None)
+                }
+            }
+            Some(_) => {
+                let mut full = r.cmd.args[0].clone();
+                for f in files {
+                    full.push_str(&format!("\n{}{}", f.data, f.name));
+                }
+                (Some(full), None)
+            }
+        };
+        Ok(Prepared { args: command_args(&r.cmd, shell, script), pipe, network })
+    }
+
+    /// Returns whether the step came from the cache.
+    async fn run_step(
+        &mut self,
+        st: &mut StageState,
+        cmd: &Command,
+        r: &instructions::Run,
+        id: usize,
+        name: &str,
+    ) -> Result<bool> {
+        let line = cmd.start_line;
+        let p = self.prepare_command(st, cmd, r)?;
+        let mut mounts = Mounts::default();
+        for m in &r.mounts {
+            self.mount(st, m, line, &mut mounts).await?;
+        }
+        if let Some((file, data)) = &p.pipe {
+            let dir = temp_in(&self.b.store.root().join("run"))?;
+            write_file(&dir.path().join(file), data.as_bytes(), 0o755, (0, 0))?;
+            mounts.specs.push(MountSpec::bind(dir.path(), "/dev/pipes", true));
+            mounts.temps.push(dir);
+        }
+        let config = &st.image.config;
+        let cwd = if config.working_dir.is_empty() { "/".to_string() } else { config.working_dir.clone() };
+        let mut process = ProcessSpec::new(p.args.clone())
+            .with_env(run_env(&config.env, &st.args))
+            .with_cwd(cwd)
+            .with_user(config.user.clone())
+            .with_network(p.network);
+        let key = self.run_key(st, &p, &process, &mounts);
+        let history = format!("RUN {} # buildkit", history_command(&p.args, &st.args));
+        st.layers_before_step = st.image.diff_ids.len();
+        let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
+        if !no_cache {
+            if let Some(rec) = self.cache.get(&key) {
+                if let Some(layer) = &rec.layer {
+                    let rd = self.b.store.open(&layer.desc)?;
+                    self.stage_fs(st)?.apply_layer(rd)?;
+                    st.image.diff_ids.push(layer.diff_id.clone());
+                    st.layers.push(layer.clone());
+                }
+                st.key = key;
+                self.cached += 1;
+                self.commit_fs(st, history, rec.created.unwrap_or(self.now));
+                return Ok(true);
+            }
+        }
+        // Secrets reach the process, never the key.
+        process.env.extend(mounts.env.iter().cloned());
+        let before = self.stage_fs(st)?.clone();
+        let after = self.execute(st, &before, &process, &mounts, (id, name), line)?;
+        drop(mounts);
+        let layer = self.commit_changes(st, &before, &after)?;
+        self.cache.put(&key, &Record { layer, created: Some(self.now) })?;
+        st.key = key;
+        self.executed += 1;
+        self.commit_fs(st, history, self.now);
+        Ok(false)
+    }
+
+    /// The cache key: parent, command, environment and ARGs, user, working
+    /// directory, network, mounts (without secret values), platform.
+    fn run_key(&self, st: &StageState, p: &Prepared, process: &ProcessSpec, mounts: &Mounts) -> String {
+        let mut key = KeyBuilder::new(&st.key, &st.platform);
+        key.part("RUN")
+            .part(&p.args.join("\0"))
+            .part(&process.env.join("\0"))
+            .part(&process.user)
+            .part(&process.cwd)
+            .part(&format!("{:?}", p.network))
+            .part(&mounts.key.join("\0"));
+        if let Some((_, data)) = &p.pipe {
+            key.part(data);
+        }
+        key.part(self.opts.compression.name());
+        key.part(&format!("{:?}|{}", self.opts.source_date_epoch, self.opts.rewrite_timestamp));
+        key.finish()
+    }
+
+    /// Runs the process on `before` and returns the tree it left, without
+    /// the runtime's and the mounts' stubs.
+    fn execute(
+        &self,
+        st: &StageState,
+        before: &MemFs,
+        process: &ProcessSpec,
+        mounts: &Mounts,
+        (id, name): (usize, &str),
+        line: usize,
+    ) -> Result<MemFs> {
+        let loc = self.loc(line);
+        let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
+            .with_runtime(self.opts.runtime.as_deref())
+            .build()
+            .map_err(|e| loc.error(exec_kind(&e), format!("preparing the OCI runtime: {e}"), None))?;
+        // Containers and mounts of polyarch processes that were killed; a
+        // failure here concerns them, not this run.
+        let _ = exec.cleanup_stale();
+        let root = self.root(&exec, st, before)?;
+        let output = Output::new(self.b.events.clone(), id);
+        let (out, err) = (output.clone(), output.clone());
+        let io = ProcessIo::default().with_stdout(move |b| out.push(b)).with_stderr(move |b| err.push(b));
+        let status = block(|| exec.run(&root.path(), &mounts.specs, process, io));
+        output.flush();
+        let platform = st.platform.format();
+        let status = status.map_err(|e| loc.error(exec_kind(&e), format!("{name} ({platform}): {e}"), None))?;
+        if !status.success() {
+            return Err(failure(&loc, name, &platform, &process.args, status.code(), &output.tail()));
+        }
+        let mut after = root.finish(before)?;
+        let mut stubs: Vec<String> = RUNTIME_STUBS.iter().map(|s| s.to_string()).collect();
+        stubs.extend(mounts.stubs.iter().cloned());
+        remove_stubs(before, &mut after, &stubs);
+        Ok(after)
+    }
+
+    /// Writes the layer of the changes from `before` to `after` (none when
+    /// nothing changed) and applies it to the stage.
+    fn commit_changes(&mut self, st: &mut StageState, before: &MemFs, after: &MemFs) -> Result<Option<Layer>> {
+        let changes = diff(before, after);
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let mut entries = layer_entries(&changes, after, self.now);
+        if let (true, Some(epoch)) = (self.opts.rewrite_timestamp, self.opts.source_date_epoch) {
+            for (_, n) in entries.iter_mut() {
+                n.mtime = n.mtime.min(epoch);
+            }
+        }
+        let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
+        let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
+        self.stage_fs(st)?.apply_layer(&tar[..])?;
+        st.image.diff_ids.push(layer.diff_id.clone());
+        st.layers.push(layer.clone());
+        Ok(Some(layer))
+    }
+
+    /// The step's root file system, by the configured snapshotter.
+    fn root(&self, exec: &RuncExecutor, st: &StageState, before: &MemFs) -> Result<Root> {
+        let tmp = self.b.store.root().join("run");
+        let mount_point =
+            || exec.mount_point().map_err(|e| crate::Error::io(&tmp, std::io::Error::other(e.to_string())));
+        match self.opts.snapshotter {
+            SnapshotterKind::Naive => Root::naive(before, &tmp),
+            SnapshotterKind::Overlay => Root::overlay(&self.b.store, &st.layers, &tmp, mount_point()?),
+            SnapshotterKind::Auto => {
+                match Root::overlay(&self.b.store, &st.layers, &tmp, mount_point()?) {
+                    Ok(r) => Ok(r),
+                    // A store on overlayfs or without mount rights: write the tree.
+                    Err(_) => Root::naive(before, &tmp),
+                }
+            }
+        }
+    }
+
+    /// Prepares one `--mount`.
+    async fn mount(&mut self, st: &mut StageState, m: &Mount, line: usize, out: &mut Mounts) -> Result<()> {
+        let loc = self.loc(line);
+        let opt = |v: &Option<String>| v.as_ref().map(|s| self.expand(st, s, line)).transpose();
+        let target = opt(&m.target)?;
+        let source = opt(&m.source)?;
+        let from = opt(&m.from)?;
+        let id = opt(&m.id)?;
+        let workdir = st.image.config.working_dir.clone();
+        let abs = |t: &str| format!("/{}", clean(&if t.starts_with('/') { t.to_string() } else { join(&workdir, t) }));
+        let need_target = || loc.error(ErrorKind::Invalid, format!("mount type {} requires a target", m.r#type), None);
+        match m.r#type.as_str() {
+            "bind" => {
+                let target = abs(&target.ok_or_else(need_target)?);
+                self.bind_mount(st, m, (from, source, target), line, out).await?;
+            }
+            "cache" => {
+                let target = abs(&target.ok_or_else(need_target)?);
+                if from.is_some() {
+                    return Err(loc.error(ErrorKind::Unsupported, "cache mounts with from= are not supported", None));
+                }
+                self.cache_mount(st, m, id, target, &loc, out)?;
+            }
+            "tmpfs" => {
+                let target = abs(&target.ok_or_else(need_target)?);
+                let mut spec = MountSpec::tmpfs(&target);
+                if let Some(size) = &m.size {
+                    spec.options.push(format!("size={size}"));
+                }
+                out.key.push(format!("tmpfs|{target}|{:?}", m.size));
+                out.specs.push(spec);
+                out.stubs.push(clean(&target));
+            }
+            "secret" => self.secret(m, id, target, &abs, &loc, out)?,
+            other => {
+                let msg = format!("mount type {other:?} is not supported");
+                return Err(loc.error(ErrorKind::Unsupported, msg, Some(other)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `type=bind` mount: a copy of the source (context, stage or
+    /// image), keyed by its content; writes to it are discarded.
+    async fn bind_mount(
+        &mut self,
+        st: &mut StageState,
+        m: &Mount,
+        (from, source, target): (Option<String>, Option<String>, String),
+        line: usize,
+        out: &mut Mounts,
+    ) -> Result<()> {
+        let loc = self.loc(line);
+        let root = self.b.store.root().join("run");
+        let (fs, label) = self.mount_source(st, from.as_deref(), line).await?;
+        let src = clean(source.as_deref().unwrap_or("/"));
+        let Some(resolved) = fs.resolve(&src, true) else {
+            return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None));
+        };
+        let sub = subtree(&fs, &resolved);
+        let rw = m.read_only == Some(false);
+        let dir = temp_in(&root)?;
+        let host = match (resolved.is_empty(), fs.get(&resolved).map(|n| &n.kind)) {
+            (false, Some(Kind::File(data))) => {
+                let node = fs.get(&resolved).map(|n| (n.mode, n.uid, n.gid)).unwrap_or((0o644, 0, 0));
+                let f = dir.path().join("file");
+                write_file(&f, data, node.0, (node.1, node.2))?;
+                f
+            }
+            (true, _) | (_, Some(Kind::Dir)) => {
+                let d = dir.path().join("dir");
+                sub.write_to_dir(&d)?;
+                d
+            }
+            _ => return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None)),
+        };
+        out.key.push(format!("bind|{target}|{rw}|{label}|{src}|{}", content_digest(&sub)));
+        out.specs.push(MountSpec::bind(host, &target, !rw));
+        out.stubs.push(clean(&target));
+        out.temps.push(dir);
+        Ok(())
+    }
+
+    /// A `type=cache` mount: a directory under the store root kept across
+    /// builds, per id and platform.
+    fn cache_mount(
+        &self,
+        st: &StageState,
+        m: &Mount,
+        id: Option<String>,
+        target: String,
+        loc: &Location,
+        out: &mut Mounts,
+    ) -> Result<()> {
+        let root = self.b.store.root().join("run");
+        let cid = id.filter(|i| !i.is_empty()).unwrap_or_else(|| target.clone());
+        let sharing = m.sharing.clone().unwrap_or_else(|| "shared".into());
+        let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+        let mode = m.mode.unwrap_or(0o755);
+        let dir = cache_dir(self.b.store.root(), &format!("{cid}|{}", st.platform.format()), owner, mode)?;
+        let host: PathBuf = match sharing.as_str() {
+            "shared" => dir,
+            "locked" => {
+                out.locks.push(CacheLock::acquire(&dir)?);
+                dir
+            }
+            "private" => match CacheLock::try_acquire(&dir)? {
+                Some(l) => {
+                    out.locks.push(l);
+                    dir
+                }
+                None => {
+                    let t = temp_in(&root)?;
+                    let p = t.path().to_path_buf();
+                    out.temps.push(t);
+                    p
+                }
+            },
+            other => {
+                let msg = format!("invalid cache sharing mode {other:?}");
+                return Err(loc.error(ErrorKind::Invalid, msg, Some(other)));
+            }
+        };
+        out.key.push(format!("cache|{target}|{cid}|{sharing}|{mode:o}|{owner:?}"));
+        out.specs.push(MountSpec::bind(host, &target, m.read_only == Some(true)));
+        out.stubs.push(clean(&target));
+        Ok(())
+    }
+
+    /// A `type=secret` mount: a file outside the root, bound read-only,
+    /// and/or an environment variable. Only its id and target are keyed.
+    fn secret(
+        &self,
+        m: &Mount,
+        id: Option<String>,
+        target: Option<String>,
+        abs: &dyn Fn(&str) -> String,
+        loc: &Location,
+        out: &mut Mounts,
+    ) -> Result<()> {
+        let sid = match (&id, &target) {
+            (Some(i), _) if !i.is_empty() => i.clone(),
+            (_, Some(t)) => crate::fs::base(&clean(t)).to_string(),
+            _ => return Err(loc.error(ErrorKind::Invalid, "secret mount requires an id or a target", None)),
+        };
+        let target = match (&target, &m.env) {
+            (Some(t), _) => Some(abs(t)),
+            (None, Some(_)) => None,
+            (None, None) => Some(format!("/run/secrets/{sid}")),
+        };
+        out.key.push(format!("secret|{sid}|{target:?}|{:?}", m.env));
+        let value = match self.opts.secrets.get(&sid).map(|s| s.read()) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) if m.required => {
+                return Err(loc.error(ErrorKind::NotFound, format!("secret {sid}: {e}"), None));
+            }
+            None if m.required => {
+                return Err(loc.error(ErrorKind::NotFound, format!("secret {sid} not found"), None));
+            }
+            _ => return Ok(()),
+        };
+        if let Some(var) = &m.env {
+            out.env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+        }
+        if let Some(target) = target {
+            let dir = temp_in(&self.b.store.root().join("run"))?;
+            let f = dir.path().join("secret");
+            let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+            write_file(&f, &value, m.mode.unwrap_or(0o400), owner)?;
+            out.specs.push(MountSpec::bind(&f, &target, true));
+            out.stubs.push(clean(&target));
+            out.temps.push(dir);
+        }
+        Ok(())
+    }
+
+    /// The tree a bind mount reads from: the context, a stage or an image.
+    async fn mount_source(&mut self, st: &StageState, from: Option<&str>, line: usize) -> Result<(Arc<MemFs>, String)> {
+        let Some(from) = from else {
+            return Ok((self.opts.context.clone(), "context".into()));
+        };
+        if let Some(j) = self.stage_named(from, self.stages.len()) {
+            let Some(mut other) = self.stages[j].take() else {
+                let msg = format!("cannot mount from stage {from:?}: it is not built before {:?}", st.name);
+                return Err(self.loc(line).error(ErrorKind::Dockerfile, msg, Some(from)));
+            };
+            let fs = self.stage_fs(&mut other).map(|f| f.clone());
+            let key = other.key.clone();
+            self.stages[j] = Some(other);
+            return Ok((Arc::new(fs?), format!("stage:{key}")));
+        }
+        let img = self.image(from, &st.platform.clone(), line).await?;
+        let fs = self.image_fs(&img)?;
+        Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))
+    }
+}
+
+fn temp_in(dir: &std::path::Path) -> Result<TempDir> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    TempDir::new_in(dir).map_err(|e| crate::Error::io(dir, e))
+}
+
+fn write_file(path: &std::path::Path, data: &[u8], mode: u32, owner: (u64, u64)) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data).map_err(|e| crate::Error::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| crate::Error::io(path, e))?;
+    if crate::fs::is_root() {
+        std::os::unix::fs::chown(path, Some(owner.0 as u32), Some(owner.1 as u32))
+            .map_err(|e| crate::Error::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Blocks without starving an async runtime's other tasks.
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn exec_kind(e: &polyarch_exec::Error) -> ErrorKind {
+    match e.kind() {
+        polyarch_exec::ErrorKind::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// BuildKit's message for a process that exited non-zero, with the step,
+/// platform and the last lines it wrote.
+fn failure(loc: &Location, step: &str, platform: &str, args: &[String], code: i32, tail: &[String]) -> crate::Error {
+    let mut msg =
+        format!("process {:?} did not complete successfully: exit code: {code} ({step}, {platform})", args.join(" "));
+    if !tail.is_empty() {
+        msg.push_str("\nlast output:");
+        for l in tail {
+            msg.push_str(&format!("\n  {l}"));
+        }
+    }
+    loc.error(ErrorKind::Invalid, msg, None)
+}

@@ -1,0 +1,498 @@
+//! A stage's tree on disk for a RUN step, and back. [`Root`] is either the
+//! tree written to a directory (naive) or an overlay of the stage's layers,
+//! each unpacked once per diff_id under the store root and shared by every
+//! later step and build (overlay); after the run [`Root::finish`] gives the
+//! new tree, read whole or from the overlay's upper directory. [`diff`]
+//! compares it with the tree the step started from and [`layer_entries`]
+//! turns the difference into layer entries with OCI whiteouts for
+//! deletions, parents included as containerd's archive writer does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polyarch_exec::MountPoint;
+use polyarch_snapshot::{Change, Mount, MountGuard, UnpackOptions, WhiteoutMode};
+use polyarch_store::{BlobSource, Store};
+use tempfile::TempDir;
+
+use crate::error::{Error, Result};
+use crate::fs::{base, join, parent, Kind, MemFs, Node};
+use crate::layer::Layer;
+
+/// The longest overlay option string: the kernel reads one page.
+const MAX_OVERLAY_OPTIONS: usize = 4000;
+
+/// A RUN step's root file system on disk; removed (and unmounted) on drop.
+pub enum Root {
+    /// The whole tree, written out.
+    Naive(TempDir),
+    /// Layers below, the step's changes in `upper`.
+    Overlay {
+        /// The mount, undone before the upper directory is read.
+        guard: Option<MountGuard>,
+        /// Where it is mounted.
+        target: MountPoint,
+        /// Upper and work directories.
+        dirs: TempDir,
+    },
+}
+
+impl Root {
+    /// Writes `tree` below a new directory in `tmp`.
+    pub fn naive(tree: &MemFs, tmp: &Path) -> Result<Root> {
+        let dir = temp_in(tmp)?;
+        tree.write_to_dir(&dir.path().join("rootfs"))?;
+        Ok(Root::Naive(dir))
+    }
+
+    /// Mounts `layers` (each unpacked once under the store root) with a
+    /// new upper directory in `tmp` at `target`.
+    pub fn overlay(store: &Store, layers: &[Layer], tmp: &Path, target: MountPoint) -> Result<Root> {
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for l in layers.iter().rev() {
+            lowers.push(layer_dir(store, l)?);
+        }
+        let dirs = temp_in(tmp)?;
+        let (upper, work) = (dirs.path().join("upper"), dirs.path().join("work"));
+        for d in [&upper, &work] {
+            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+        }
+        if lowers.is_empty() {
+            let empty = dirs.path().join("empty");
+            std::fs::create_dir(&empty).map_err(|e| Error::io(&empty, e))?;
+            lowers.push(empty);
+        }
+        let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        let options = vec![
+            format!("lowerdir={}", lowerdir.join(":")),
+            format!("upperdir={}", upper.display()),
+            format!("workdir={}", work.display()),
+        ];
+        if options.iter().map(|o| o.len() + 1).sum::<usize>() > MAX_OVERLAY_OPTIONS {
+            return Err(Error::io(target.path(), std::io::Error::other("too many layers for one overlay mount")));
+        }
+        let m = Mount { kind: "overlay".into(), source: "overlay".into(), options };
+        let guard = m.mount(target.path()).map_err(|e| snapshot_error(target.path(), e))?;
+        Ok(Root::Overlay { guard: Some(guard), target, dirs })
+    }
+
+    /// The directory to run in.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Root::Naive(d) => d.path().join("rootfs"),
+            Root::Overlay { target, .. } => target.path().to_path_buf(),
+        }
+    }
+
+    /// The tree after the run: `before` with what the run changed.
+    pub fn finish(mut self, before: &MemFs) -> Result<MemFs> {
+        match &mut self {
+            Root::Naive(d) => read_tree(&d.path().join("rootfs")),
+            Root::Overlay { guard, dirs, target } => {
+                if let Some(g) = guard.take() {
+                    g.unmount().map_err(|e| snapshot_error(target.path(), e))?;
+                }
+                apply_upper(before, &dirs.path().join("upper"))
+            }
+        }
+    }
+}
+
+fn temp_in(dir: &Path) -> Result<TempDir> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    TempDir::new_in(dir).map_err(|e| Error::io(dir, e))
+}
+
+fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
+    Error::io(path, std::io::Error::other(e.to_string()))
+}
+
+/// The layer unpacked with overlay whiteouts, once per diff_id.
+fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
+    let root = store.root().join("run-layers");
+    let dir = root.join(layer.diff_id.to_string().replace(':', "-"));
+    if dir.exists() {
+        return Ok(dir);
+    }
+    let tmp = temp_in(&root)?;
+    let r = store.open(&layer.desc)?;
+    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
+    polyarch_snapshot::unpack_compressed(r, tmp.path(), &opts).map_err(|e| snapshot_error(tmp.path(), e))?;
+    let made = tmp.keep();
+    if let Err(e) = std::fs::rename(&made, &dir) {
+        let _ = std::fs::remove_dir_all(&made);
+        if !dir.exists() {
+            return Err(Error::io(&dir, e));
+        }
+    }
+    Ok(dir)
+}
+
+/// `before` with an overlay upper directory's changes applied.
+pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
+    let mut tree = before.clone();
+    let changes = polyarch_snapshot::changes_overlay_upper(upper).map_err(|e| snapshot_error(upper, e))?;
+    for c in changes {
+        match c {
+            Change::Delete(p) => tree.remove_tree(&p.to_string_lossy()),
+            Change::Opaque(p) => {
+                let p = p.to_string_lossy().into_owned();
+                let below: Vec<String> = tree.children(&p).map(|(k, _)| k.clone()).collect();
+                for k in below {
+                    tree.remove_tree(&k);
+                }
+            }
+            Change::Add(p) => {
+                let rel = p.to_string_lossy().into_owned();
+                if let Some(node) = node_at(&upper.join(&p))? {
+                    tree.insert(rel, node);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(tree)
+}
+
+/// The entry at `full`, `None` for sockets, fifos and devices.
+fn node_at(full: &Path) -> Result<Option<Node>> {
+    let md = std::fs::symlink_metadata(full).map_err(|e| Error::io(full, e))?;
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        let t = std::fs::read_link(full).map_err(|e| Error::io(full, e))?;
+        Kind::Symlink(t.to_string_lossy().into_owned())
+    } else if ft.is_file() {
+        Kind::File(Arc::new(std::fs::read(full).map_err(|e| Error::io(full, e))?))
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Node { kind, mode: md.mode() & 0o7777, uid: md.uid().into(), gid: md.gid().into(), mtime: md.mtime() }))
+}
+
+/// Reads the tree below `root` with modes, owners and times. Sockets,
+/// fifos and devices are left out, as a layer built from a [`MemFs`]
+/// cannot hold them.
+pub fn read_tree(root: &Path) -> Result<MemFs> {
+    let mut fs = MemFs::new();
+    read_into(&mut fs, root, "")?;
+    Ok(fs)
+}
+
+fn read_into(fs: &mut MemFs, root: &Path, rel: &str) -> Result<()> {
+    let dir = root.join(rel);
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let e = e.map_err(|e| Error::io(&dir, e))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        let path = join(rel, &name);
+        let full = root.join(&path);
+        let Some(node) = node_at(&full)? else {
+            continue;
+        };
+        let is_dir = node.is_dir();
+        fs.insert(path.clone(), node);
+        if is_dir {
+            read_into(fs, root, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a step changed: new or modified entries and deleted paths (only
+/// the topmost of a deleted subtree).
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    /// Added or modified entries, with their new metadata.
+    pub changed: MemFs,
+    /// Deleted paths.
+    pub deleted: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// Whether two entries differ in what a layer records. A symbolic link's
+/// own time is left out: writing a tree cannot set it.
+fn differs(a: &Node, b: &Node) -> bool {
+    if a.mode != b.mode || a.uid != b.uid || a.gid != b.gid {
+        return true;
+    }
+    match (&a.kind, &b.kind) {
+        (Kind::Symlink(x), Kind::Symlink(y)) => x != y,
+        (Kind::File(x), Kind::File(y)) => a.mtime != b.mtime || !(Arc::ptr_eq(x, y) || x == y),
+        (Kind::Dir, Kind::Dir) => a.mtime != b.mtime,
+        _ => true,
+    }
+}
+
+/// The changes from `before` to `after`.
+pub fn diff(before: &MemFs, after: &MemFs) -> Changes {
+    let mut out = Changes::default();
+    for (p, n) in after.iter() {
+        if before.get(p).is_none_or(|old| differs(old, n)) {
+            out.changed.insert(p.clone(), n.clone());
+        }
+    }
+    for (p, _) in before.iter() {
+        if after.get(p).is_some() {
+            continue;
+        }
+        let par = parent(p);
+        // Below a deleted (or replaced) directory only the top counts.
+        if par.is_empty() || after.get(par).is_some_and(Node::is_dir) && before.get(par).is_some_and(Node::is_dir) {
+            out.deleted.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Removes the empty files and directories the runtime created as mount
+/// points (`paths`, and their parents up to what existed before), and puts
+/// back the times of directories that only changed because of them (also
+/// when the runtime removed its stubs itself), as BuildKit removes its
+/// mount stubs.
+pub fn remove_stubs(before: &MemFs, after: &mut MemFs, paths: &[String]) {
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    for p in paths {
+        let mut cur = p.clone();
+        while !cur.is_empty() && before.get(&cur).is_none() {
+            // A stub the runtime already removed still touched its parent.
+            let empty = match after.get(&cur).map(|n| &n.kind) {
+                None => true,
+                Some(Kind::Dir) => after.children(&cur).next().is_none(),
+                Some(Kind::File(d)) => d.is_empty(),
+                Some(Kind::Symlink(_)) => false,
+            };
+            if !empty {
+                break;
+            }
+            after.remove_tree(&cur);
+            cur = parent(&cur).to_string();
+            touched.insert(cur.clone());
+        }
+    }
+    for dir in touched {
+        if let (Some(old), Some(now)) = (before.get(&dir), after.get(&dir).cloned()) {
+            let same_children = names(before, &dir) == names(after, &dir);
+            if same_children && now.is_dir() && old.is_dir() {
+                after.insert(dir.clone(), Node { mtime: old.mtime, ..now });
+            }
+        }
+    }
+}
+
+fn names(fs: &MemFs, dir: &str) -> BTreeSet<String> {
+    let depth = if dir.is_empty() { 0 } else { dir.matches('/').count() + 1 };
+    fs.children(dir).filter(|(k, _)| k.matches('/').count() == depth).map(|(k, _)| k.clone()).collect()
+}
+
+/// The entries of the layer for `changes` on top of `before`, giving
+/// `after`: changed entries, `.wh.` files for deletions, and every parent
+/// directory of either with its metadata in `after`. Sorted by path.
+pub fn layer_entries(changes: &Changes, after: &MemFs, whiteout_mtime: i64) -> Vec<(String, Node)> {
+    let mut out: BTreeMap<String, Node> = BTreeMap::new();
+    let add_parents = |out: &mut BTreeMap<String, Node>, p: &str| {
+        let mut q = parent(p);
+        while !q.is_empty() && !out.contains_key(q) {
+            let node = after.get(q).cloned().unwrap_or_else(|| Node::dir(0o755, 0, 0, 0));
+            out.insert(q.to_string(), node);
+            q = parent(q);
+        }
+    };
+    for (p, n) in changes.changed.iter() {
+        out.insert(p.clone(), n.clone());
+        add_parents(&mut out, p);
+    }
+    for p in &changes.deleted {
+        let wh = join(parent(p), &format!(".wh.{}", base(p)));
+        let node = Node { kind: Kind::File(Arc::new(Vec::new())), mode: 0, uid: 0, gid: 0, mtime: whiteout_mtime };
+        out.insert(wh.clone(), node);
+        add_parents(&mut out, &wh);
+    }
+    out.into_iter().collect()
+}
+
+/// The entries below `dir` (a clean path; `""` for the root), re-rooted.
+pub fn subtree(fs: &MemFs, dir: &str) -> MemFs {
+    if dir.is_empty() {
+        return fs.clone();
+    }
+    let mut out = MemFs::new();
+    let prefix = format!("{dir}/");
+    for (k, n) in fs.children(dir) {
+        if let Some(rel) = k.strip_prefix(&prefix) {
+            out.insert(rel.to_string(), n.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &str, mtime: i64) -> Node {
+        Node { kind: Kind::File(Arc::new(data.as_bytes().to_vec())), mode: 0o644, uid: 0, gid: 0, mtime }
+    }
+
+    fn tree(entries: &[(&str, Node)]) -> MemFs {
+        let mut fs = MemFs::new();
+        for (p, n) in entries {
+            fs.insert(p.to_string(), n.clone());
+        }
+        fs
+    }
+
+    #[test]
+    fn diff_finds_additions_changes_and_topmost_deletions() {
+        let d = Node::dir(0o755, 0, 0, 1);
+        let before = tree(&[
+            ("a", d.clone()),
+            ("a/keep", file("k", 1)),
+            ("a/edit", file("1", 1)),
+            ("gone", d.clone()),
+            ("gone/x", file("x", 1)),
+            ("b", d.clone()),
+            ("b/rm", file("r", 1)),
+        ]);
+        let after = tree(&[
+            ("a", d.clone()),
+            ("a/keep", file("k", 1)),
+            ("a/edit", file("2", 1)),
+            ("a/new", file("n", 5)),
+            ("b", Node::dir(0o755, 0, 0, 9)),
+        ]);
+        let c = diff(&before, &after);
+        let changed: Vec<&String> = c.changed.iter().map(|(k, _)| k).collect();
+        assert_eq!(changed, ["a/edit", "a/new", "b"]);
+        assert_eq!(c.deleted, ["b/rm", "gone"]);
+        let entries = layer_entries(&c, &after, 0);
+        let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, [".wh.gone", "a", "a/edit", "a/new", "b", "b/.wh.rm"]);
+    }
+
+    #[test]
+    fn applying_the_layer_gives_the_new_tree() {
+        let d = Node::dir(0o755, 0, 0, 1);
+        let before = tree(&[("bin", d.clone()), ("bin/ls", file("ls", 1)), ("bin/sh", file("sh", 1))]);
+        let after = tree(&[("bin", Node::dir(0o755, 0, 0, 3)), ("bin/sh", file("sh", 1)), ("hi", file("hi\n", 3))]);
+        let c = diff(&before, &after);
+        let entries = layer_entries(&c, &after, 0);
+        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+        let mut got = before.clone();
+        got.apply_layer(&tar[..]).unwrap();
+        let a: Vec<(&String, &Node)> = got.iter().collect();
+        let b: Vec<(&String, &Node)> = after.iter().collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn stubs_are_removed_and_parent_times_restored() {
+        let before = tree(&[("etc", Node::dir(0o755, 0, 0, 1)), ("etc/passwd", file("root", 1))]);
+        let mut after = tree(&[
+            ("etc", Node::dir(0o755, 0, 0, 7)),
+            ("etc/passwd", file("root", 1)),
+            ("etc/hosts", file("", 7)),
+            ("run", Node::dir(0o755, 0, 0, 7)),
+            ("run/secrets", Node::dir(0o755, 0, 0, 7)),
+            ("run/secrets/tok", file("", 7)),
+            ("proc", Node::dir(0o755, 0, 0, 7)),
+            ("proc/x", file("not a stub", 7)),
+        ]);
+        remove_stubs(&before, &mut after, &["etc/hosts".into(), "run/secrets/tok".into(), "proc".into()]);
+        let mut gone = before.clone();
+        gone.insert("etc".into(), Node::dir(0o755, 0, 0, 9));
+        remove_stubs(&before, &mut gone, &["etc/resolv.conf".into()]);
+        assert_eq!(gone.get("etc").unwrap().mtime, 1, "a stub removed by the runtime still restores the time");
+        let paths: Vec<&String> = after.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["etc", "etc/passwd", "proc", "proc/x"]);
+        assert_eq!(after.get("etc").unwrap().mtime, 1);
+    }
+
+    #[test]
+    fn read_tree_keeps_owners_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        std::fs::write(d.path().join("x/f"), b"data").unwrap();
+        std::os::unix::fs::symlink("x/f", d.path().join("l")).unwrap();
+        let fs = read_tree(d.path()).unwrap();
+        assert_eq!(fs.read("l").unwrap().as_slice(), b"data");
+        let me = std::fs::metadata(d.path().join("x/f")).unwrap();
+        assert_eq!(fs.get("x/f").unwrap().uid, u64::from(me.uid()));
+        assert_eq!(fs.get("l").unwrap().kind, Kind::Symlink("x/f".into()));
+    }
+
+    #[test]
+    fn subtrees_are_rerooted() {
+        let mut fs = MemFs::new();
+        fs.insert("a".into(), Node::dir(0o755, 0, 0, 0));
+        fs.insert("a/b".into(), crate::copy::file_node(b"x", 0o644, 0));
+        fs.insert("ab".into(), crate::copy::file_node(b"y", 0o644, 0));
+        let s = subtree(&fs, "a");
+        let paths: Vec<&String> = s.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["b"]);
+        assert_eq!(subtree(&fs, "").len(), 3);
+    }
+
+    /// An overlay of two stored layers: deleting a file, replacing a
+    /// directory (opaque) and adding files read back as the same tree as
+    /// doing it in memory; the naive root agrees.
+    #[test]
+    fn overlay_and_naive_roots_read_back_the_same_changes() {
+        if !crate::fs::is_root() {
+            assert!(std::env::var("CI").is_err(), "needs root under CI");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("store")).unwrap();
+        let dir = Node::dir(0o755, 0, 0, 1);
+        let l1 = tree(&[("a", dir.clone()), ("a/x", file("x", 1)), ("a/y", file("y", 1)), ("b", dir.clone())]);
+        let l2 = tree(&[("b", dir.clone()), ("b/z", file("z", 1))]);
+        let mut layers = Vec::new();
+        let mut before = MemFs::new();
+        for l in [&l1, &l2] {
+            let entries: Vec<(String, Node)> = l.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
+            let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+            layers.push(crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap());
+            before.apply_layer(&tar[..]).unwrap();
+        }
+        let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
+        let tmp = d.path().join("run");
+        let mut results = Vec::new();
+        for overlay in [true, false] {
+            let root = if overlay {
+                Root::overlay(&store, &layers, &tmp, exec.mount_point().unwrap()).unwrap()
+            } else {
+                Root::naive(&before, &tmp).unwrap()
+            };
+            let p = root.path();
+            assert_eq!(std::fs::read_to_string(p.join("b/z")).unwrap(), "z");
+            std::fs::remove_file(p.join("a/x")).unwrap();
+            std::fs::remove_dir_all(p.join("b")).unwrap();
+            std::fs::create_dir(p.join("b")).unwrap();
+            std::fs::write(p.join("b/new"), "n").unwrap();
+            std::fs::write(p.join("top"), "t").unwrap();
+            let after = root.finish(&before).unwrap();
+            let paths: Vec<String> = after.iter().map(|(k, _)| k.clone()).collect();
+            assert_eq!(paths, ["a", "a/y", "b", "b/new", "top"], "overlay: {overlay}");
+            let c = diff(&before, &after);
+            assert_eq!(c.deleted, ["a/x", "b/z"], "overlay: {overlay}");
+            results.push(after.iter().map(|(k, n)| (k.clone(), n.kind.clone(), n.mode)).collect::<Vec<_>>());
+        }
+        assert_eq!(results[0], results[1]);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "temporary directories removed");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(!mounts.contains(d.path().to_str().unwrap()), "nothing left mounted");
+    }
+}

@@ -1,0 +1,452 @@
+//! Multi-platform builds, as `docker buildx build --platform a,b,c`: the
+//! requested platforms parsed and normalised, a check that every platform
+//! whose RUN steps must execute here can, and one build per platform under
+//! a single scheduler with a bound on how many run at once (as in
+//! containers/buildah imagebuildah/build.go). Steps whose cache key is the
+//! same for several platforms (a `FROM --platform=$BUILDPLATFORM` stage, a
+//! COPY of the same files) run once: see [`crate::cache`].
+//!
+//! The per-platform results become one index in [`crate::export`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use polyarch_dockerfile::instructions::{self, Instruction};
+use polyarch_oci::Platform;
+use polyarch_registry::Client;
+use polyarch_store::Store;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{BuildOptions, BuildResult, Builder, Event, EventSink};
+
+/// Parses `--platform` values as buildx does: each value may be a comma
+/// list, `local` is the platform of this machine, and every spelling
+/// containerd accepts is normalised (`linux/aarch64` → `linux/arm64`).
+/// Duplicates after normalisation are dropped; the order is kept.
+pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let p = if item == "local" {
+            Platform::host().normalize()
+        } else {
+            Platform::parse(item).map_err(|e| Error::Option(format!("invalid platform {item:?}: {e}")))?.normalize()
+        };
+        if !out.iter().any(|o| o.format() == p.format()) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// How many platform builds run at once by default: one per core, but no
+/// more than one per GiB of available memory, and at least one.
+pub fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| (kb / (1024 * 1024)) as usize);
+    match mem_gib {
+        Some(m) => cores.min(m).max(1),
+        None => cores.max(1),
+    }
+}
+
+/// Why a platform cannot execute programs on this machine, and what fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrunnable {
+    /// What the probe saw (`Exec format error (os error 8)`).
+    pub detail: String,
+    /// The command that fixes it.
+    pub fix: String,
+}
+
+/// Decides whether a platform executes here.
+pub type Prober<'a> = dyn Fn(&Platform) -> std::result::Result<(), Unrunnable> + 'a;
+
+/// The prober that executes a tiny program of the platform's architecture
+/// (`polyarch_emu::probe_platform`); the fix names `polyarch binfmt
+/// install ARCH`, preceded by installing QEMU when no static emulator is
+/// on this machine.
+pub fn probe_host(platform: &Platform) -> std::result::Result<(), Unrunnable> {
+    let Some(arch) = polyarch_emu::Arch::from_platform(platform) else {
+        return Err(Unrunnable {
+            detail: format!("no emulator is known for {}", platform.format()),
+            fix: "build it on a machine of that platform".into(),
+        });
+    };
+    let opts = polyarch_emu::ProbeOptions::default();
+    match polyarch_emu::probe_platform(platform, &opts) {
+        Ok(r) if r.executes => Ok(()),
+        Ok(r) => {
+            let install = format!("polyarch binfmt install {}", arch.name());
+            let fix = match polyarch_emu::find_interpreter(arch, None) {
+                Ok(_) => install,
+                Err(_) => format!("apt-get install qemu-user-static, then {install}"),
+            };
+            Err(Unrunnable { detail: r.detail, fix })
+        }
+        Err(e) => Err(Unrunnable { detail: e.to_string(), fix: format!("polyarch binfmt install {}", arch.name()) }),
+    }
+}
+
+/// The automatic platform arguments for a build for `target` on `build`.
+fn platform_args(target: &Platform, build: &Platform) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (prefix, p) in [("TARGET", target.normalize()), ("BUILD", build.normalize())] {
+        m.insert(format!("{prefix}PLATFORM"), p.format());
+        m.insert(format!("{prefix}OS"), p.os.clone());
+        m.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        m.insert(format!("{prefix}VARIANT"), p.variant_str().to_string());
+    }
+    m
+}
+
+/// The platforms whose programs RUN steps of the needed stages execute
+/// when building `opts` for `target` on `host`: a stage runs on its
+/// `FROM --platform`, on its base stage's platform, or on the target.
+pub fn run_platforms(opts: &BuildOptions, target: &Platform, host: &Platform) -> Result<Vec<Platform>> {
+    let source = String::from_utf8_lossy(&opts.dockerfile);
+    let invalid = |e: polyarch_dockerfile::Error| Error::At {
+        kind: ErrorKind::Dockerfile,
+        diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
+    };
+    let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(invalid)?;
+    let df = instructions::parse(&ast).map_err(invalid)?;
+    let last = df.target(opts.target.as_deref()).map_err(invalid)?;
+    df.check_cycles().map_err(invalid)?;
+    let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
+    let froms =
+        instructions::expand_from(&df, ast.escape, &build_args, &platform_args(target, host)).map_err(invalid)?;
+    let stage_of = |name: &str, before: usize| {
+        let lower = name.to_lowercase();
+        df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+    };
+    let mut platforms: Vec<Platform> = Vec::with_capacity(df.stages.len());
+    for (i, f) in froms.iter().enumerate() {
+        let p = match (&f.platform, stage_of(&f.base, i)) {
+            // A bad `--platform` fails that stage in the build, with its line.
+            (Some(spec), _) => Platform::parse(spec).map(|p| p.normalize()).unwrap_or_else(|_| target.clone()),
+            (None, Some(j)) => platforms[j].clone(),
+            (None, None) => target.clone(),
+        };
+        platforms.push(p);
+    }
+    let mut needed = vec![false; df.stages.len()];
+    let mut todo = vec![last];
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut needed[i], true) {
+            continue;
+        }
+        todo.extend(stage_of(&froms[i].base, i));
+        todo.extend(df.dependencies(i).into_iter().map(|(j, _)| j));
+    }
+    let mut out: Vec<Platform> = Vec::new();
+    for (i, stage) in df.stages.iter().enumerate() {
+        let runs = stage.commands.iter().any(|c| matches!(c.instruction, Instruction::Run(_)));
+        if needed[i] && runs && !out.iter().any(|p| p.format() == platforms[i].format()) {
+            out.push(platforms[i].clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks, before anything is built, that every platform whose RUN steps
+/// execute here and whose architecture is not this machine's can execute
+/// (with `probe`); the first that cannot stops the build with its fix.
+pub fn check_emulation(opts: &BuildOptions, targets: &[Platform], host: &Platform, probe: &Prober<'_>) -> Result<()> {
+    let host_arch = polyarch_emu::Arch::from_platform(host);
+    let mut checked: Vec<String> = Vec::new();
+    for t in targets {
+        for p in run_platforms(opts, t, host)? {
+            let native = host_arch.is_some() && polyarch_emu::Arch::from_platform(&p) == host_arch;
+            if native || checked.contains(&p.format()) {
+                continue;
+            }
+            checked.push(p.format());
+            if let Err(u) = probe(&p) {
+                return Err(Error::Emulation { platform: p.format(), detail: u.detail, fix: u.fix });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a multi-platform build produced: one result per platform, in the
+/// order asked for.
+#[derive(Debug, Clone)]
+pub struct MultiResult {
+    /// Per platform.
+    pub images: Vec<BuildResult>,
+}
+
+impl MultiResult {
+    /// Filesystem steps that ran, over all platforms.
+    pub fn executed(&self) -> usize {
+        self.images.iter().map(|r| r.executed).sum()
+    }
+
+    /// Filesystem steps served from the cache, over all platforms.
+    pub fn cached(&self) -> usize {
+        self.images.iter().map(|r| r.cached).sum()
+    }
+}
+
+/// Step numbers of all platforms in one sequence, and step names that say
+/// which platform they belong to (`[linux/arm64 stage-0 2/3] COPY a b`).
+struct Numbering {
+    next: usize,
+    ids: HashMap<(usize, usize), usize>,
+}
+
+fn platform_name(platform: &str, name: &str) -> String {
+    match name.strip_prefix('[') {
+        Some(rest) => format!("[{platform} {rest}"),
+        None => format!("[{platform}] {name}"),
+    }
+}
+
+fn platform_sink(out: EventSink, numbering: Arc<Mutex<Numbering>>, index: usize, platform: String) -> EventSink {
+    Arc::new(move |e: Event| {
+        let Ok(mut n) = numbering.lock() else { return };
+        let mut global = |id: usize| {
+            let next = n.next + 1;
+            let g = *n.ids.entry((index, id)).or_insert(next);
+            n.next = n.next.max(g);
+            g
+        };
+        let e = match e {
+            Event::Started { id, name } => Event::Started { id: global(id), name: platform_name(&platform, &name) },
+            Event::Cached { id } => Event::Cached { id: global(id) },
+            Event::Done { id, elapsed } => Event::Done { id: global(id), elapsed },
+            Event::Failed { id, message } => Event::Failed { id: global(id), message },
+            Event::Log { id, elapsed, line } => Event::Log { id: global(id), elapsed, line },
+        };
+        drop(n);
+        out(e)
+    })
+}
+
+/// Runs the builds of several platforms against one store.
+pub struct MultiBuilder {
+    store: Store,
+    client: Option<Client>,
+    events: EventSink,
+    jobs: usize,
+}
+
+impl MultiBuilder {
+    /// A builder writing to `store`, with no registry access, no events and
+    /// [`default_jobs`] builds at once.
+    pub fn new(store: Store) -> MultiBuilder {
+        MultiBuilder { store, client: None, events: Arc::new(|_| {}), jobs: default_jobs() }
+    }
+
+    /// Sets the registry client used to pull base images.
+    pub fn with_client(mut self, client: Client) -> MultiBuilder {
+        self.client = Some(client);
+        self
+    }
+
+    /// Sets where progress events go; step numbers run across platforms.
+    pub fn with_events(mut self, sink: EventSink) -> MultiBuilder {
+        self.events = sink;
+        self
+    }
+
+    /// Sets how many platforms build at once (at least one).
+    pub fn with_jobs(mut self, jobs: usize) -> MultiBuilder {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Builds `opts` for every platform in `platforms`. The first failure
+    /// stops the others and is returned naming its platform. Must run on a
+    /// multi-thread tokio runtime, where platforms build in parallel.
+    pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
+        let numbering = Arc::new(Mutex::new(Numbering { next: 0, ids: HashMap::new() }));
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.jobs));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, p) in platforms.iter().enumerate() {
+            let sink = platform_sink(self.events.clone(), numbering.clone(), i, p.format());
+            let mut b = Builder::new(self.store.clone()).with_events(sink);
+            if let Some(c) = &self.client {
+                b = b.with_client(c.clone());
+            }
+            let o = opts.clone().with_platform(p.clone());
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                (i, b.build(&o).await)
+            });
+        }
+        let mut done: Vec<Option<BuildResult>> = platforms.iter().map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            let (i, r) = joined.map_err(|e| Error::Option(format!("a platform build stopped: {e}")))?;
+            match r {
+                Ok(r) => done[i] = Some(r),
+                Err(e) => {
+                    set.abort_all();
+                    let platform = platforms.get(i).map(|p| p.format()).unwrap_or_default();
+                    return Err(Error::ForPlatform { platform, source: Box::new(e) });
+                }
+            }
+        }
+        let images = done.into_iter().flatten().collect::<Vec<_>>();
+        if images.len() != platforms.len() {
+            return Err(Error::Option("a platform build produced no result".into()));
+        }
+        Ok(MultiResult { images })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap().normalize()
+    }
+
+    #[test]
+    fn platform_lists_as_buildx() {
+        let got = parse_platforms(&[
+            "linux/amd64,linux/aarch64".into(),
+            "linux/arm64".into(),
+            "linux/armhf, linux/arm/v7".into(),
+            "local".into(),
+        ])
+        .unwrap();
+        let names: Vec<String> = got.iter().map(|p| p.format()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+        assert!(parse_platforms(&["linux/amd64,linux/*".into()]).is_err());
+        assert_eq!(parse_platforms(&["".into()]).unwrap(), Vec::<Platform>::new());
+    }
+
+    const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox AS build\nRUN make\n\
+                         FROM busybox AS unused\nRUN true\n\
+                         FROM busybox\nCOPY --from=build /out /out\n";
+
+    #[test]
+    fn run_platforms_follow_from_platform_and_needed_stages() {
+        let host = p("linux/amd64");
+        let opts = BuildOptions::new(CROSS);
+        let got = run_platforms(&opts, &p("linux/arm64"), &host).unwrap();
+        assert_eq!(got, vec![host.clone()], "the build stage runs on the build platform; the unused stage not at all");
+        let opts = BuildOptions::new("FROM busybox AS base\nRUN true\nFROM base\nCOPY a b\n");
+        assert_eq!(run_platforms(&opts, &p("linux/s390x"), &host).unwrap(), vec![p("linux/s390x")]);
+        let opts = BuildOptions::new("FROM busybox\nCOPY a b\n");
+        assert!(run_platforms(&opts, &p("linux/s390x"), &host).unwrap().is_empty());
+    }
+
+    #[test]
+    fn emulation_is_probed_for_foreign_run_platforms_only() {
+        let host = p("linux/amd64");
+        let probed = RefCell::new(Vec::new());
+        let fails = |pl: &Platform| {
+            probed.borrow_mut().push(pl.format());
+            Err(Unrunnable { detail: "Exec format error".into(), fix: "polyarch binfmt install arm64".into() })
+        };
+        let run = BuildOptions::new("FROM busybox\nRUN true\n");
+        let err = check_emulation(&run, &[p("linux/amd64"), p("linux/arm64")], &host, &fails).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("linux/arm64") && msg.contains("polyarch binfmt install arm64"), "{msg}");
+        assert!(matches!(err, Error::Emulation { .. }) && err.kind() == ErrorKind::Unsupported);
+        assert_eq!(*probed.borrow(), ["linux/arm64"], "the native platform is not probed");
+
+        probed.borrow_mut().clear();
+        let copy_only = BuildOptions::new("FROM busybox\nCOPY a b\n");
+        check_emulation(&copy_only, &[p("linux/arm64"), p("linux/s390x")], &host, &fails).unwrap();
+        let cross = BuildOptions::new(CROSS);
+        check_emulation(&cross, &[p("linux/arm64"), p("linux/s390x")], &host, &fails).unwrap();
+        assert!(probed.borrow().is_empty(), "nothing runs on a foreign platform");
+
+        let works = |pl: &Platform| {
+            probed.borrow_mut().push(pl.format());
+            Ok(())
+        };
+        check_emulation(&run, &[p("linux/arm64"), p("linux/arm/v7"), p("linux/arm64")], &host, &works).unwrap();
+        assert_eq!(*probed.borrow(), ["linux/arm64", "linux/arm/v7"], "each platform is probed once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_shared_by_platforms_runs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ctx = crate::MemFs::new();
+        ctx.insert("a".into(), crate::copy::file_node(b"shared", 0o644, 1));
+        let df = "FROM --platform=linux/amd64 scratch AS b\nCOPY a /a\nFROM scratch\nCOPY --from=b /a /a\n";
+        let opts = BuildOptions::new(df).with_context(ctx);
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let n = names.clone();
+        let sink: EventSink = Arc::new(move |e| {
+            if let Event::Started { name, .. } = e {
+                n.lock().unwrap().push(name);
+            }
+        });
+        let targets = [p("linux/arm64"), p("linux/s390x"), p("linux/arm/v7")];
+        let r = MultiBuilder::new(store.clone()).with_events(sink).with_jobs(3).build(&opts, &targets).await.unwrap();
+        let built: Vec<String> = r.images.iter().map(|i| i.platform.format()).collect();
+        assert_eq!(built, ["linux/arm64", "linux/s390x", "linux/arm/v7"]);
+        assert_eq!((r.executed(), r.cached()), (1 + 3, 2), "the build stage's COPY runs once");
+        let names = names.lock().unwrap().clone();
+        for t in &targets {
+            assert!(names.contains(&format!("[{} b 2/2] COPY a /a", t.format())), "{names:?}");
+        }
+        let again = MultiBuilder::new(store).with_jobs(1).build(&opts, &targets).await.unwrap();
+        assert_eq!((again.executed(), again.cached()), (0, 6));
+        for (a, b) in r.images.iter().zip(&again.images) {
+            assert_eq!(a.manifest.digest, b.manifest.digest);
+        }
+    }
+
+    #[test]
+    fn dockerfile_errors_keep_their_location() {
+        let opts = BuildOptions::new("FROM scratch\nFORM busybox\n");
+        let err = run_platforms(&opts, &p("linux/arm64"), &p("linux/amd64")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Dockerfile);
+        assert!(err.to_string().contains("Dockerfile:2:1: unknown instruction: FORM"), "{err}");
+    }
+
+    #[test]
+    fn step_names_carry_the_platform() {
+        assert_eq!(platform_name("linux/arm64", "[stage-0 2/3] COPY a b"), "[linux/arm64 stage-0 2/3] COPY a b");
+        assert_eq!(
+            platform_name("linux/arm/v7", "[internal] load metadata for x"),
+            "[linux/arm/v7 internal] load metadata for x"
+        );
+    }
+
+    #[test]
+    fn steps_of_platforms_are_numbered_in_one_sequence() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let out: EventSink = Arc::new(move |e| s.lock().unwrap().push(e));
+        let n = Arc::new(Mutex::new(Numbering { next: 0, ids: HashMap::new() }));
+        let a = platform_sink(out.clone(), n.clone(), 0, "linux/amd64".into());
+        let b = platform_sink(out, n, 1, "linux/arm64".into());
+        a(Event::Started { id: 1, name: "[x 1/1] FROM".into() });
+        b(Event::Started { id: 1, name: "[x 1/1] FROM".into() });
+        b(Event::Cached { id: 1 });
+        a(Event::Cached { id: 1 });
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![
+                Event::Started { id: 1, name: "[linux/amd64 x 1/1] FROM".into() },
+                Event::Started { id: 2, name: "[linux/arm64 x 1/1] FROM".into() },
+                Event::Cached { id: 2 },
+                Event::Cached { id: 1 },
+            ]
+        );
+    }
+}

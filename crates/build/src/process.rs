@@ -1,0 +1,353 @@
+//! What RUN steps need besides the instruction: secrets given to the
+//! build, how the root file system is made, cache-mount directories kept
+//! under the store root, the command line BuildKit would run and the
+//! process's output as events.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use polyarch_dockerfile::instructions::CmdLine;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::{Event, EventSink};
+
+/// How many lines of output a failure shows.
+const TAIL: usize = 6;
+
+/// Where a secret's value comes from (`--secret id=ID,src=FILE|env=VAR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file on the host.
+    File(PathBuf),
+    /// An environment variable of the builder.
+    Env(String),
+}
+
+impl SecretSource {
+    /// Parses the value of `--secret`: `id=ID` with `src=`/`source=` or
+    /// `env=`; with neither, the environment variable named like the id,
+    /// as buildx does. Returns the id and the source.
+    pub fn parse(spec: &str) -> std::result::Result<(String, SecretSource), String> {
+        let mut id = None;
+        let mut src = None;
+        for field in spec.split(',') {
+            let (k, v) = field.split_once('=').ok_or_else(|| format!("invalid secret field {field:?}"))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(SecretSource::File(PathBuf::from(v))),
+                "env" => src = Some(SecretSource::Env(v.to_string())),
+                "type" if v == "file" || v == "env" => {}
+                other => return Err(format!("unexpected key {other:?} in secret {spec:?}")),
+            }
+        }
+        let id = id.filter(|i| !i.is_empty()).ok_or_else(|| format!("secret {spec:?} has no id"))?;
+        let src = src.unwrap_or_else(|| SecretSource::Env(id.clone()));
+        Ok((id, src))
+    }
+
+    /// The secret's bytes.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            SecretSource::File(p) => std::fs::read(p),
+            SecretSource::Env(v) => std::env::var(v).map(String::into_bytes).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("environment variable {v} unset"))
+            }),
+        }
+    }
+}
+
+/// How a RUN step's root file system is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnapshotterKind {
+    /// Overlay when the store's file system allows it, else naive.
+    #[default]
+    Auto,
+    /// An overlay of the stage's layers, each unpacked once under the
+    /// store root; the changes are read from the upper directory.
+    Overlay,
+    /// The tree is written to a directory and compared after the run.
+    Naive,
+}
+
+impl std::str::FromStr for SnapshotterKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<SnapshotterKind, String> {
+        match s {
+            "auto" => Ok(SnapshotterKind::Auto),
+            "overlay" | "overlayfs" => Ok(SnapshotterKind::Overlay),
+            "naive" | "native" => Ok(SnapshotterKind::Naive),
+            other => Err(format!("unsupported snapshotter {other:?} (want auto, overlay or naive)")),
+        }
+    }
+}
+
+/// The arguments BuildKit runs for a RUN command line: exec form as is,
+/// shell form after `shell` (default `/bin/sh -c`).
+pub fn command_args(cmd: &CmdLine, shell: &[String], script: Option<String>) -> Vec<String> {
+    let args = match script {
+        Some(s) => vec![s],
+        None => cmd.args.clone(),
+    };
+    if !cmd.prepend_shell {
+        return args;
+    }
+    let mut out: Vec<String> = if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
+    out.push(args.join(" "));
+    out
+}
+
+/// Whether a shell-form command is only a here-document marker
+/// (`<<EOF`, `<<-"EOF"`), as BuildKit's `MustParseHeredoc` checks.
+pub fn is_lone_heredoc(arg: &str) -> bool {
+    let Some(rest) = arg.trim().strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let word = rest.trim_matches(|c| c == '"' || c == '\'');
+    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// BuildKit's `ChompHeredocContent`: leading tabs of every line removed.
+pub fn chomp(data: &str) -> String {
+    data.split('\n').map(|l| l.trim_start_matches('\t')).collect::<Vec<_>>().join("\n")
+}
+
+/// A cache mount's directory under the store root, by id: kept across
+/// builds. Created with `mode`, owned by `uid:gid`, when new.
+pub fn cache_dir(store_root: &Path, id: &str, owner: (u64, u64), mode: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    let dir = store_root.join("cache-mounts").join(name);
+    if !dir.exists() {
+        let parent = store_root.join("cache-mounts");
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let tmp = tempfile::TempDir::new_in(&parent).map_err(|e| Error::io(&parent, e))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        if crate::fs::is_root() {
+            std::os::unix::fs::chown(tmp.path(), Some(owner.0 as u32), Some(owner.1 as u32))
+                .map_err(|e| Error::io(tmp.path(), e))?;
+        }
+        let made = tmp.keep();
+        if std::fs::rename(&made, &dir).is_err() {
+            // Another build made it first.
+            let _ = std::fs::remove_dir_all(&made);
+        }
+    }
+    Ok(dir)
+}
+
+/// An exclusive lock on a cache mount (`sharing=locked`), held until
+/// dropped.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: File,
+}
+
+impl CacheLock {
+    /// Waits for the lock of the cache directory `dir`.
+    pub fn acquire(dir: &Path) -> Result<CacheLock> {
+        let path = dir.with_extension("lock");
+        let f =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        f.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(CacheLock { _file: f })
+    }
+
+    /// Takes the lock if free.
+    pub fn try_acquire(dir: &Path) -> Result<Option<CacheLock>> {
+        let path = dir.with_extension("lock");
+        let f =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(CacheLock { _file: f })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// `KEY=VALUE` entries for RUN: the image's environment, then the ARGs in
+/// scope that no ENV shadows (BuildKit passes those to the process too).
+pub fn run_env(image_env: &[String], args: &[(String, Option<String>)]) -> Vec<String> {
+    let mut out: Vec<String> = image_env.to_vec();
+    let mut seen: BTreeMap<String, usize> =
+        out.iter().enumerate().map(|(i, e)| (e.split_once('=').map_or(e.as_str(), |x| x.0).to_string(), i)).collect();
+    for (k, v) in args {
+        let Some(v) = v else { continue };
+        if image_env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |x| x.0) == k) {
+            continue;
+        }
+        match seen.get(k) {
+            Some(&i) => out[i] = format!("{k}={v}"),
+            None => {
+                seen.insert(k.clone(), out.len());
+                out.push(format!("{k}={v}"));
+            }
+        }
+    }
+    out
+}
+
+/// BuildKit's `runCommandString`: `|N K=V ... args` when ARGs are in scope.
+pub fn history_command(args: &[String], build_args: &[(String, Option<String>)]) -> String {
+    let mut vars: Vec<String> = Vec::new();
+    for (k, v) in build_args {
+        let kv = format!("{k}={}", v.clone().unwrap_or_default());
+        match vars.iter().position(|x| x.split_once('=').is_some_and(|(a, _)| a == k)) {
+            Some(i) => vars[i] = kv,
+            None => vars.push(kv),
+        }
+    }
+    let mut words = Vec::new();
+    if !vars.is_empty() {
+        words.push(format!("|{}", vars.len()));
+        words.extend(vars);
+    }
+    words.extend(args.iter().cloned());
+    words.join(" ")
+}
+
+/// Splits a process's output into lines, sends each as an event and keeps
+/// the last few for an error message.
+#[derive(Clone)]
+pub(crate) struct Output {
+    inner: Arc<Mutex<OutputState>>,
+}
+
+struct OutputState {
+    events: EventSink,
+    id: usize,
+    start: Instant,
+    partial: Vec<u8>,
+    tail: VecDeque<String>,
+}
+
+impl Output {
+    pub(crate) fn new(events: EventSink, id: usize) -> Output {
+        let state = OutputState { events, id, start: Instant::now(), partial: Vec::new(), tail: VecDeque::new() };
+        Output { inner: Arc::new(Mutex::new(state)) }
+    }
+
+    pub(crate) fn push(&self, bytes: &[u8]) {
+        let Ok(mut s) = self.inner.lock() else { return };
+        s.partial.extend_from_slice(bytes);
+        while let Some(i) = s.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = s.partial.drain(..=i).collect();
+            s.line(&line[..line.len() - 1]);
+        }
+    }
+
+    pub(crate) fn flush(&self) {
+        let Ok(mut s) = self.inner.lock() else { return };
+        if !s.partial.is_empty() {
+            let rest = std::mem::take(&mut s.partial);
+            s.line(&rest);
+        }
+    }
+
+    pub(crate) fn tail(&self) -> Vec<String> {
+        self.inner.lock().map(|s| s.tail.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl OutputState {
+    fn line(&mut self, raw: &[u8]) {
+        let text = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
+        if self.tail.len() == TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(text.clone());
+        let elapsed: Duration = self.start.elapsed();
+        (self.events)(Event::Log { id: self.id, elapsed, line: text });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str], shell: bool) -> CmdLine {
+        CmdLine { args: args.iter().map(|s| s.to_string()).collect(), prepend_shell: shell, files: Vec::new() }
+    }
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(command_args(&cmd(&["echo hi"], true), &[], None), ["/bin/sh", "-c", "echo hi"]);
+        let bash = vec!["/bin/bash".to_string(), "-xc".to_string()];
+        assert_eq!(command_args(&cmd(&["echo hi"], true), &bash, None), ["/bin/bash", "-xc", "echo hi"]);
+        assert_eq!(command_args(&cmd(&["ls", "-l"], false), &bash, None), ["ls", "-l"]);
+        assert_eq!(command_args(&cmd(&["<<EOF"], true), &[], Some("echo a\n".into())), ["/bin/sh", "-c", "echo a\n"]);
+    }
+
+    #[test]
+    fn heredoc_markers() {
+        assert!(is_lone_heredoc("<<EOF"));
+        assert!(is_lone_heredoc("<<-\"EOT\""));
+        assert!(!is_lone_heredoc("cat <<EOF"));
+        assert!(!is_lone_heredoc("<<EOF > /x"));
+        assert_eq!(chomp("\t\techo\n\tx"), "echo\nx");
+    }
+
+    #[test]
+    fn secret_specs() {
+        assert_eq!(SecretSource::parse("id=a,src=/f").unwrap(), ("a".into(), SecretSource::File("/f".into())));
+        assert_eq!(SecretSource::parse("id=a,env=V").unwrap(), ("a".into(), SecretSource::Env("V".into())));
+        assert_eq!(SecretSource::parse("id=TOKEN").unwrap(), ("TOKEN".into(), SecretSource::Env("TOKEN".into())));
+        assert!(SecretSource::parse("src=/f").is_err());
+        assert!(SecretSource::parse("id=a,bogus=1").is_err());
+    }
+
+    #[test]
+    fn env_and_history() {
+        let args = vec![("A".to_string(), Some("1".to_string())), ("P".into(), Some("x".into())), ("U".into(), None)];
+        let env = run_env(&["PATH=/bin".to_string(), "P=env".to_string()], &args);
+        assert_eq!(env, ["PATH=/bin", "P=env", "A=1"]);
+        let h = history_command(&["/bin/sh".into(), "-c".into(), "true".into()], &args);
+        assert_eq!(h, "|3 A=1 P=x U= /bin/sh -c true");
+        assert_eq!(history_command(&["ls".into()], &[]), "ls");
+    }
+
+    #[test]
+    fn cache_dirs_persist() {
+        let d = tempfile::tempdir().unwrap();
+        let a = cache_dir(d.path(), "/root/.cache", (0, 0), 0o755).unwrap();
+        std::fs::write(a.join("f"), b"1").unwrap();
+        let b = cache_dir(d.path(), "/root/.cache", (0, 0), 0o755).unwrap();
+        assert_eq!(a, b);
+        assert!(b.join("f").exists());
+        assert_ne!(cache_dir(d.path(), "other", (0, 0), 0o755).unwrap(), a);
+        let l = CacheLock::acquire(&a).unwrap();
+        assert!(CacheLock::try_acquire(&a).unwrap().is_none());
+        drop(l);
+        assert!(CacheLock::try_acquire(&a).unwrap().is_some());
+    }
+
+    #[test]
+    fn output_is_split_into_lines_and_keeps_a_tail() {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s2 = seen.clone();
+        let sink: EventSink = Arc::new(move |e| {
+            if let Event::Log { line, id: 4, .. } = e {
+                s2.lock().unwrap().push(line);
+            }
+        });
+        let out = Output::new(sink, 4);
+        out.push(b"a\nb");
+        out.push(b"c\r\n");
+        for i in 0..10 {
+            out.push(format!("{i}\n").as_bytes());
+        }
+        out.push(b"end");
+        out.flush();
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(&got[..3], ["a", "bc", "0"]);
+        assert_eq!(got.last().map(String::as_str), Some("end"));
+        assert_eq!(out.tail(), ["5", "6", "7", "8", "9", "end"]);
+    }
+}

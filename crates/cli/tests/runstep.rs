@@ -1,0 +1,485 @@
+//! RUN steps in `polyarch build` against the real registry (busybox
+//! through a docker.io mirror): files, whiteouts, environment, users,
+//! here-documents, networks, secrets, cache and bind mounts, failures,
+//! the cache, foreign platforms through binfmt, and a differential build
+//! with buildah. Every test checks that no mount and no container is left.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// An environment whose config sends docker.io to the fixture registry;
+/// `None` (skip) when a prerequisite is missing outside CI.
+fn mirrored() -> Option<(Env, &'static Registry)> {
+    if !require(fs_root(), "root (RUN needs an OCI runtime)") || !require(have("runc"), "runc") {
+        return None;
+    }
+    let reg = shared_registry()?;
+    let env = Env::new();
+    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
+    Some((env, reg))
+}
+
+fn fs_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.dir.path().join(name);
+    for (p, c) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, c).unwrap();
+    }
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `executed N step(s), M cached` from the build's stderr.
+fn counts(stderr: &str) -> (usize, usize) {
+    let line = stderr.lines().find(|l| l.starts_with("executed ")).unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let n: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+fn build(env: &Env, args: &[&str]) -> String {
+    let mut full = vec!["build", "--progress", "plain"];
+    full.extend_from_slice(args);
+    let out = env.run(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
+    assert_clean(env);
+    stderr
+}
+
+/// Builds `ctx` into a new local directory and returns it with stderr.
+fn build_local(env: &Env, ctx: &Path, extra: &[&str]) -> (PathBuf, String) {
+    let dest = tempfile::Builder::new().prefix("out-").tempdir_in(env.dir.path()).unwrap().keep();
+    let spec = format!("type=local,dest={}", dest.display());
+    let mut args = vec!["-o", spec.as_str()];
+    args.extend_from_slice(extra);
+    args.push(s(ctx));
+    let err = build(env, &args);
+    (dest, err)
+}
+
+/// No mount below the data root and no container of its runtime remain.
+fn assert_clean(env: &Env) {
+    let root = env.root();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(root.to_str().unwrap())).collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    let state = root.join("exec/runtime");
+    if state.exists() {
+        let out = sh(Command::new("runc").arg("--root").arg(&state).args(["list", "-q"]));
+        assert!(out.trim().is_empty(), "containers left: {out}");
+    }
+    let run = root.join("run");
+    if run.exists() {
+        let n = std::fs::read_dir(&run).unwrap().count();
+        assert_eq!(n, 0, "temporary directories left under {}", run.display());
+    }
+}
+
+fn read(dir: &Path, p: &str) -> String {
+    std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "aarch64" => "aarch64",
+        other => panic!("unexpected host {other}"),
+    }
+}
+
+#[test]
+fn run_writes_files_and_whiteouts() {
+    let mut entries = Vec::new();
+    for snapshotter in ["overlay", "naive"] {
+        let Some((env, _)) = mirrored() else { return };
+        entries.push(files_and_whiteouts(&env, snapshotter));
+        let unpacked = env.root().join("run-layers");
+        assert_eq!(unpacked.exists(), snapshotter == "overlay", "{snapshotter}: layers unpacked for overlay only");
+    }
+    assert_eq!(entries[0], entries[1], "both snapshotters give the same layer entries");
+}
+
+/// Builds with `snapshotter`; returns the entry names of the RUN layers.
+fn files_and_whiteouts(env: &Env, snapshotter: &str) -> Vec<Vec<String>> {
+    let df = "FROM busybox\nRUN echo hi > /hi && uname -m > /arch && mkdir -p /gone/sub && echo z > /gone/sub/z\nRUN rm /bin/ls && mkdir -p /d/e && echo x > /d/e/f && rm -r /gone\n";
+    let ctx = context(env, "ctx", &[("Dockerfile", df)]);
+    let (out, err) = build_local(env, &ctx, &["--snapshotter", snapshotter]);
+    assert_eq!(read(&out, "hi"), "hi\n");
+    assert_eq!(read(&out, "arch").trim(), host_arch());
+    assert_eq!(read(&out, "d/e/f"), "x\n");
+    assert!(!out.join("bin/ls").exists(), "ls removed");
+    assert!(!out.join("gone").exists(), "gone removed");
+    assert!(out.join("bin/sh").exists());
+    assert_eq!(counts(&err).0, 2, "{err}");
+
+    // The second layer holds whiteouts for bin/ls and gone, not its content.
+    let oci = env.dir.path().join("img.tar");
+    build(env, &["--snapshotter", snapshotter, "-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+    let layers = layer_entries(&oci);
+    let run_layers = layers[layers.len() - 2..].to_vec();
+    assert!(run_layers[1].contains(&"bin/.wh.ls".to_string()), "{run_layers:?}");
+    assert!(run_layers[1].contains(&".wh.gone".to_string()), "{run_layers:?}");
+    assert!(!run_layers[1].iter().any(|p| p.starts_with("gone/")), "{run_layers:?}");
+    assert!(run_layers[0].contains(&"hi".to_string()) && run_layers[0].contains(&"arch".to_string()));
+    let stubs =
+        |p: &String| p.starts_with("proc") || p.starts_with("sys") || p.starts_with("dev") || p.starts_with("etc");
+    assert!(!run_layers.iter().flatten().any(stubs), "{run_layers:?}");
+    run_layers
+}
+
+/// The entry names of every layer of the image in an OCI archive.
+fn layer_entries(archive: &Path) -> Vec<Vec<String>> {
+    layer_blobs(archive)
+        .iter()
+        .map(|tar| {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("layer.tar");
+            std::fs::write(&f, tar).unwrap();
+            sh(Command::new("tar").arg("-tf").arg(&f)).lines().map(|l| l.trim_end_matches('/').to_string()).collect()
+        })
+        .collect()
+}
+
+/// The uncompressed layer tars of the image in an OCI archive.
+fn layer_blobs(archive: &Path) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    let path = |d: &str| dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let json = |d: &str| serde_json::from_slice::<serde_json::Value>(&std::fs::read(path(d)).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let manifest = json(index["manifests"][0]["digest"].as_str().unwrap());
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let out = Command::new("gzip").arg("-dc").arg(path(l["digest"].as_str().unwrap())).output().unwrap();
+            assert!(out.status.success());
+            out.stdout
+        })
+        .collect()
+}
+
+#[test]
+fn environment_user_workdir_and_heredocs() {
+    let Some((env, _)) = mirrored() else { return };
+    let df = r#"FROM busybox
+ARG A=from-arg
+ARG SHADOWED=arg
+ENV E=from-env SHADOWED=env
+RUN echo "$A $E $SHADOWED" > /vars
+WORKDIR /work/dir
+RUN pwd > here
+USER nobody
+RUN id -u > /tmp/uid && id -g > /tmp/gid
+USER root
+RUN <<EOF
+echo one > /heredoc
+echo two >> /heredoc
+EOF
+RUN <<EOF
+#!/bin/sh
+echo "script $0" > /script
+EOF
+RUN ["/bin/sh", "-c", "echo exec > /exec"]
+RUN cat <<EOF > /catted
+a $E
+EOF
+SHELL ["/bin/sh", "-xc"]
+RUN echo shell > /shell
+"#;
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let (out, err) = build_local(&env, &ctx, &["--build-arg", "A=cli"]);
+    assert_eq!(read(&out, "vars"), "cli from-env env\n");
+    assert_eq!(read(&out, "work/dir/here"), "/work/dir\n");
+    assert_eq!(read(&out, "tmp/uid"), "65534\n");
+    assert_eq!(read(&out, "tmp/gid"), "65534\n");
+    assert_eq!(read(&out, "heredoc"), "one\ntwo\n");
+    assert_eq!(read(&out, "script"), "script /dev/pipes/EOF\n");
+    assert_eq!(read(&out, "exec"), "exec\n");
+    assert_eq!(read(&out, "catted"), "a from-env\n", "a here-document the shell reads");
+    assert_eq!(read(&out, "shell"), "shell\n");
+    // `sh -x` traces to stderr, which streams as step output.
+    assert!(err.lines().any(|l| l.starts_with('#') && l.ends_with("+ echo shell")), "{err}");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let Some((env, _)) = mirrored() else { return };
+    let df =
+        "FROM busybox\nRUN --network=none cat /proc/net/dev > /none\nRUN --network=host cat /proc/net/dev > /host\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let (out, _) = build_local(&env, &ctx, &[]);
+    let ifaces = |t: &str| -> Vec<String> {
+        t.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_string()).collect()
+    };
+    assert_eq!(ifaces(&read(&out, "none")), ["lo"]);
+    assert!(ifaces(&read(&out, "host")).len() > 1, "host network sees the host's interfaces");
+
+    // --network none on the command line applies to every RUN.
+    let ctx2 = context(&env, "ctx2", &[("Dockerfile", "FROM busybox\nRUN cat /proc/net/dev > /d\n")]);
+    let (out, _) = build_local(&env, &ctx2, &["--network", "none"]);
+    assert_eq!(ifaces(&read(&out, "d")), ["lo"]);
+}
+
+#[test]
+fn secrets_are_readable_but_never_stored() {
+    let Some((env, _)) = mirrored() else { return };
+    let value = "s3cr3t-value-4711";
+    let file = env.dir.path().join("secret.txt");
+    std::fs::write(&file, value).unwrap();
+    let df = "FROM busybox\nRUN --mount=type=secret,id=tok tr a-z A-Z < /run/secrets/tok > /upper && wc -c < /run/secrets/tok > /len\nRUN --mount=type=secret,id=envtok,env=TOKEN,required=true sh -c 'test \"$TOKEN\" = from-env && echo ok > /env-ok'\nRUN --mount=type=secret,id=tok,target=/etc/app.key stat -c %a /etc/app.key > /mode\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let secret = format!("id=tok,src={}", file.display());
+    let oci = env.dir.path().join("img.tar");
+    let local = env.dir.path().join("local");
+    let mut cmd = env.cmd(&[
+        "build",
+        "--progress",
+        "plain",
+        "--secret",
+        &secret,
+        "--secret",
+        "id=envtok,env=POLYARCH_TEST_TOKEN",
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        s(&ctx),
+    ]);
+    cmd.env("POLYARCH_TEST_TOKEN", "from-env");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_clean(&env);
+    for tar in layer_blobs(&oci) {
+        assert!(!tar.windows(value.len()).any(|w| w == value.as_bytes()), "the secret is in a layer");
+        assert!(!tar.windows(8).any(|w| w == b"from-env"), "the env secret is in a layer");
+    }
+    let names: Vec<String> = layer_entries(&oci).into_iter().flatten().collect();
+    let get = |n: &str| read(&local, n);
+    assert_eq!(get("len").trim(), value.len().to_string());
+    assert_eq!(get("upper"), value.to_uppercase(), "the process could read it");
+    assert_eq!(get("env-ok"), "ok\n");
+    assert_eq!(get("mode"), "400\n");
+    assert!(!names.iter().any(|p| p.starts_with("run/secrets") || p == "etc/app.key"), "no mount stub: {names:?}");
+}
+
+#[test]
+fn cache_mounts_persist_and_bind_mounts_read_the_context() {
+    let Some((env, _)) = mirrored() else { return };
+    let df = "FROM busybox\nRUN --mount=type=cache,target=/cache echo $RANDOM-$$ >> /cache/log && cat /cache/log > /seen\nRUN --mount=type=bind,source=data,target=/src cat /src/a > /from-bind && (touch /src/x 2>/dev/null && echo rw || echo ro) > /bind-mode\nRUN --mount=type=bind,source=data,target=/src,rw touch /src/x && echo done > /rw\nRUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df), ("data/a", "from context\n")]);
+    let (out, _) = build_local(&env, &ctx, &[]);
+    assert_eq!(read(&out, "seen").lines().count(), 1);
+    assert_eq!(read(&out, "from-bind"), "from context\n");
+    assert_eq!(read(&out, "bind-mode"), "ro\n");
+    assert_eq!(read(&out, "rw"), "done\n");
+    assert!(!out.join("src").exists() && !out.join("cache").exists() && !out.join("scratch").exists(), "no stubs");
+    assert!(!ctx.join("data/x").exists(), "rw bind writes are discarded");
+    // Without the cache, the cache mount keeps what the first build wrote.
+    let (out, _) = build_local(&env, &ctx, &["--no-cache"]);
+    assert_eq!(read(&out, "seen").lines().count(), 2);
+    // A bind mount from another stage.
+    let staged = "FROM busybox AS gen\nRUN echo generated > /g\nFROM busybox\nRUN --mount=type=bind,from=gen,source=/g,target=/in/g cat /in/g > /copied\n";
+    let ctx2 = context(&env, "ctx2", &[("Dockerfile", staged)]);
+    let (out2, _) = build_local(&env, &ctx2, &[]);
+    assert_eq!(read(&out2, "copied"), "generated\n");
+    assert!(!out2.join("in").exists() && !out2.join("g").exists());
+    // Changing the bind source re-runs the step that reads it.
+    std::fs::write(ctx.join("data/a"), "changed\n").unwrap();
+    let (out, err) = build_local(&env, &ctx, &[]);
+    assert_eq!(read(&out, "from-bind"), "changed\n");
+    assert_eq!(counts(&err), (3, 1), "{err}");
+}
+
+#[test]
+fn failing_run_reports_command_and_exit_code() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx =
+        context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo before\nRUN echo some output && exit 3\n")]);
+    let out = env.run(&["build", "--progress", "plain", s(&ctx)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(r#"process "/bin/sh -c echo some output && exit 3" did not complete successfully: exit code: 3"#),
+        "{err}"
+    );
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("[stage-0 3/3] RUN echo some output && exit 3"), "{err}");
+    assert!(err.contains(&format!("linux/{}", if host_arch() == "x86_64" { "amd64" } else { "arm64" })), "{err}");
+    assert!(err.contains("  some output"), "last output lines: {err}");
+    // Output streams as BuildKit's plain progress shows it.
+    assert!(err.lines().any(|l| l.starts_with("#") && l.split(' ').nth(2) == Some("before")), "{err}");
+    // An unknown runtime is named.
+    let err = env.fails(&["build", "--progress", "plain", "--runtime", "no-such-runtime-x", s(&ctx)]);
+    assert!(err.contains("no-such-runtime-x"), "{err}");
+    assert_clean(&env);
+}
+
+#[test]
+fn cache_skips_unchanged_runs_and_reruns_after_a_change() {
+    let Some((env, _)) = mirrored() else { return };
+    let df = "FROM busybox\nRUN echo a > /a\nCOPY f /f\nRUN cat /f > /g\nRUN echo done > /done\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df), ("f", "1\n")]);
+    let (_, err) = build_local(&env, &ctx, &[]);
+    assert_eq!(counts(&err), (4, 0), "{err}");
+    let (out, err) = build_local(&env, &ctx, &[]);
+    assert_eq!(counts(&err), (0, 4), "{err}");
+    assert_eq!(read(&out, "g"), "1\n");
+    std::fs::write(ctx.join("f"), "2\n").unwrap();
+    let (out, err) = build_local(&env, &ctx, &[]);
+    assert_eq!(counts(&err), (3, 1), "{err}");
+    assert_eq!(read(&out, "g"), "2\n");
+    // --no-cache-filter re-runs the RUN steps of that stage only.
+    let (_, err) = build_local(&env, &ctx, &["--no-cache-filter", "stage-0"]);
+    assert_eq!(counts(&err), (3, 1), "{err}");
+}
+
+#[test]
+fn foreign_platform_runs_under_emulation() {
+    let Some((env, _)) = mirrored() else { return };
+    let handler = if host_arch() == "x86_64" { "qemu-aarch64" } else { "qemu-x86_64" };
+    let registered = std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/{handler}"))
+        .is_ok_and(|t| t.contains("enabled") && t.lines().any(|l| l.starts_with("flags:") && l.contains('F')));
+    if !require(registered, &format!("binfmt handler {handler} with the F flag")) {
+        return;
+    }
+    let (platform, want) = if host_arch() == "x86_64" { ("linux/arm64", "aarch64") } else { ("linux/amd64", "x86_64") };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN uname -m > /arch && uname -m\n")]);
+    let (out, err) = build_local(&env, &ctx, &["--platform", platform]);
+    assert_eq!(read(&out, "arch").trim(), want);
+    assert!(err.lines().any(|l| l.starts_with('#') && l.ends_with(&format!(" {want}"))), "{err}");
+}
+
+/// A comparable description of a file tree: path → (type, mode, uid, gid, content or link).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let desc = if md.file_type().is_symlink() {
+            format!("l {}", std::fs::read_link(&p).unwrap().display())
+        } else if md.is_dir() {
+            "d".to_string()
+        } else {
+            format!("f {}", polyarch_oci::Digest::sha256(&std::fs::read(&p).unwrap()))
+        };
+        let mode = if md.file_type().is_symlink() { 0 } else { md.permissions().mode() & 0o7777 };
+        out.insert(rel, format!("{desc} {mode:o} {}:{}", md.uid(), md.gid()));
+        if md.is_dir() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+fn umoci_unpack(archive: &Path, tag: &str, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&layout));
+    let bundle = work.join("bundle");
+    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    bundle.join("rootfs")
+}
+
+/// The same Dockerfile with RUN steps built by buildah and by polyarch:
+/// the same file trees and config fields.
+#[test]
+fn differential_against_buildah_with_run() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+        return;
+    }
+    let df = format!(
+        "FROM {}/library/busybox:latest\nENV A=1\nARG B=2\nWORKDIR /app\nCOPY one.txt ./\nRUN echo \"$A$B\" > ab && mkdir -p /opt/x && echo y > /opt/x/y && chmod 640 /opt/x/y\nRUN rm /bin/ls /bin/vi && ln -s /app/ab /ab-link\nRUN echo app:x:1234:1234::/tmp:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group && chown app:app /opt/x/y\nUSER app\nRUN echo mine > /tmp/mine\nUSER root\nRUN rm -rf /opt/x && mkdir /opt/x && echo new > /opt/x/z\nCMD [\"sh\"]\n",
+        reg.host
+    );
+    let ctx = context(&env, "ctx", &[("Dockerfile", &df), ("one.txt", "1\n")]);
+    let oci = env.dir.path().join("ours.tar");
+    build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "diff:1", s(&ctx)]);
+    let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
+
+    let storage = env.dir.path().join("buildah");
+    let theirs_archive = env.dir.path().join("theirs.tar");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
+        c.args(args);
+        sh(&mut c)
+    };
+    buildah(&[
+        "build",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        "--layers",
+        "--isolation=oci",
+        "--runtime",
+        "runc",
+        "-f",
+        s(&ctx.join("Dockerfile")),
+        "-t",
+        "diff:1",
+        s(&ctx),
+    ]);
+    buildah(&["push", "diff:1", &format!("oci-archive:{}:diff:1", theirs_archive.display())]);
+    let theirs = umoci_unpack(&theirs_archive, "diff:1", &env.dir.path().join("theirs"));
+
+    let (a, b) = (tree(&ours), tree(&theirs));
+    let mut diffs = Vec::new();
+    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        // buildah leaves empty mount points for the files it binds
+        // (/etc/hosts...); BuildKit removes its stubs, and so do we.
+        let empty = "f sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let stub = ["etc/hostname", "etc/hosts", "etc/resolv.conf"].contains(&k.as_str());
+        if stub && !a.contains_key(k) && b.get(k).is_some_and(|d| d.starts_with(empty)) {
+            continue;
+        }
+        // ... and the empty /run it mounts its secrets directory in.
+        let run_stub =
+            k == "run" && b.get(k).is_some_and(|d| d.starts_with("d ")) && !b.keys().any(|x| x.starts_with("run/"));
+        if run_stub && !a.contains_key(k) {
+            continue;
+        }
+        if a.get(k) != b.get(k) {
+            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
+        }
+    }
+    assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
+    assert_eq!(std::fs::read_to_string(ours.join("app/ab")).unwrap(), "12\n");
+
+    let cfg = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&sh(Command::new("skopeo").args([
+            "inspect",
+            "--config",
+            &format!("oci-archive:{}", p.display()),
+        ])))
+        .unwrap()
+    };
+    let (ours_cfg, theirs_cfg) = (cfg(&oci), cfg(&theirs_archive));
+    for field in ["User", "WorkingDir", "Cmd", "Env"] {
+        assert_eq!(ours_cfg["config"][field], theirs_cfg["config"][field], "config field {field}");
+    }
+}
