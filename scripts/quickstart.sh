@@ -44,26 +44,67 @@ host_deb=$(ls "$work/debs"/busybox-static_*_amd64.deb | head -1)
 rm -rf "$work/host" && dpkg-deb -x "$host_deb" "$work/host"
 applets=$("$work/host/bin/busybox" --list)
 
-tags=()
+# A registry on loopback (Debian's docker-registry) to hold the base image.
+port=${POLYARCH_QUICKSTART_PORT:-5055}
+mkdir -p "$work/registry"
+cat > "$work/registry/config.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry/data}}
+http: {addr: 127.0.0.1:$port, secret: quickstart}
+YAML
+if ! curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; then
+  setsid docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 </dev/null &
+  echo $! > "$work/registry/pid"
+  for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+fi
+REG=127.0.0.1:$port
+
+# One context with a root filesystem per platform; TARGETARCH/TARGETVARIANT pick it.
+ctx=$work/base
+rm -rf "$ctx" && mkdir -p "$ctx"
+platforms=()
 for entry in "${PLATFORMS[@]}"; do
   arch=${entry%%:*} platform=${entry#*:}
-  ctx=$work/ctx-$arch
-  rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
-  dpkg-deb -x "$(ls "$work/debs"/busybox-static_*_"$arch".deb | head -1)" "$ctx/rootfs"
-  for a in $applets; do [ -e "$ctx/rootfs/bin/$a" ] || ln -s busybox "$ctx/rootfs/bin/$a"; done
-  mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/rootfs/root"
-  chmod 1777 "$ctx/rootfs/tmp"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$ctx/rootfs/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' > "$ctx/rootfs/etc/group"
-  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+  platforms+=("$platform")
+  p=${platform#linux/}; dir=$ctx/rootfs/${p//\//}
+  mkdir -p "$dir"
+  dpkg-deb -x "$(ls "$work/debs"/busybox-static_*_"$arch".deb | head -1)" "$dir"
+  for a in $applets; do [ -e "$dir/bin/$a" ] || ln -s busybox "$dir/bin/$a"; done
+  mkdir -p "$dir/etc" "$dir/tmp" "$dir/root"
+  chmod 1777 "$dir/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$dir/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$dir/etc/group"
+done
+cat > "$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
-COPY rootfs/ /
+ARG TARGETARCH
+ARG TARGETVARIANT
+COPY rootfs/${TARGETARCH}${TARGETVARIANT}/ /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CMD ["sh"]
 DOCKERFILE
-  echo "== polyarch build --platform $platform"
-  "$PA" build --progress plain --platform "$platform" -t "quickstart/busybox:$arch" "$ctx"
-done
+list=$(IFS=,; echo "${platforms[*]}")
+echo "== the multi-arch base image: polyarch build --platform $list --push"
+"$PA" build --progress plain --platform "$list" -t "$REG/quickstart/busybox:latest" --push "$ctx"
+
+echo "== the main job: a multi-platform build with RUN steps (foreign ones under QEMU), into the local store"
+"$PA" binfmt install all >/dev/null || true
+app=$work/app
+mkdir -p "$app"
+cat > "$app/Dockerfile" <<DOCKERFILE
+FROM $REG/quickstart/busybox:latest
+ARG TARGETPLATFORM
+RUN echo "built for \$TARGETPLATFORM on \$(uname -m)" > /built.txt
+CMD ["cat", "/built.txt"]
+DOCKERFILE
+"$PA" build --progress plain --platform "$list" -t quickstart/hello:latest "$app"
 
 echo "== the local store"
 "$PA" images
+echo "== each platform's image, run with polyarch run"
+for platform in "${platforms[@]}"; do
+  printf '%-16s uname -m: %-8s %s\n' "$platform" \
+    "$("$PA" run --rm --platform "$platform" quickstart/hello:latest uname -m)" \
+    "$("$PA" run --rm --platform "$platform" quickstart/hello:latest)"
+done
