@@ -56,6 +56,8 @@ YAML
 if ! curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; then
   setsid docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 </dev/null &
   echo $! > "$work/registry/pid"
+  # Stop the registry this script started when it ends (its data stays in $work/registry).
+  trap 'kill "$(cat "$work/registry/pid")" 2>/dev/null || true' EXIT
   for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
 fi
 REG=127.0.0.1:$port

@@ -189,6 +189,10 @@ RUN pwd > here
 USER nobody
 RUN id -u > /tmp/uid && id -g > /tmp/gid
 USER root
+RUN echo app:x:1000:1000::/tmp:/bin/sh >> /etc/passwd && echo extra:x:2000:app >> /etc/group
+USER app
+RUN id -G > /tmp/groups
+USER root
 RUN <<EOF
 echo one > /heredoc
 echo two >> /heredoc
@@ -210,6 +214,7 @@ RUN echo shell > /shell
     assert_eq!(read(&out, "work/dir/here"), "/work/dir\n");
     assert_eq!(read(&out, "tmp/uid"), "65534\n");
     assert_eq!(read(&out, "tmp/gid"), "65534\n");
+    assert_eq!(read(&out, "tmp/groups"), "1000 2000\n", "supplementary groups from /etc/group");
     assert_eq!(read(&out, "heredoc"), "one\ntwo\n");
     assert_eq!(read(&out, "script"), "script /dev/pipes/EOF\n");
     assert_eq!(read(&out, "exec"), "exec\n");
@@ -482,4 +487,17 @@ fn differential_against_buildah_with_run() {
     for field in ["User", "WorkingDir", "Cmd", "Env"] {
         assert_eq!(ours_cfg["config"][field], theirs_cfg["config"][field], "config field {field}");
     }
+    // History as BuildKit writes it: ARGs in scope, then the command.
+    let runs: Vec<&str> = ours_cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .filter(|c| c.starts_with("RUN "))
+        .collect();
+    assert_eq!(runs.len(), 5, "{runs:?}");
+    assert!(
+        runs[0].starts_with("RUN |1 B=2 /bin/sh -c echo \"$A$B\" > ab") && runs[0].ends_with(" # buildkit"),
+        "{runs:?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! RUN: the command runs through the OCI runtime on the stage's tree
-//! written to a directory; what it changed becomes the step's layer (with
+//! RUN: the command runs through the OCI runtime on the stage's tree (an
+//! overlay of its unpacked layers, or the tree written to a directory, see
+//! [`crate::materialize`]); what it changed becomes the step's layer (with
 //! whiteouts for deletions) and goes back into the stage's tree. Keyed by
 //! the parent key, the command, the environment and ARGs reaching it, the
 //! user, working directory, network, platform and the mounts (bind sources
@@ -19,8 +20,9 @@ use crate::error::{ErrorKind, Location, Result};
 use crate::fs::{clean, join, Kind, MemFs};
 use crate::layer::{store_layer, tar_entries, Layer};
 use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root};
-use crate::process::SnapshotterKind;
-use crate::process::{cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output};
+use crate::process::{
+    cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
+};
 use crate::Event;
 
 /// Paths the runtime may create in the root file system to mount on.
@@ -286,7 +288,7 @@ impl Run<'_> {
                 if from.is_some() {
                     return Err(loc.error(ErrorKind::Unsupported, "cache mounts with from= are not supported", None));
                 }
-                self.cache_mount(st, m, id, target, &loc, out)?;
+                self.cache_mount(m, id, target, &loc, out)?;
             }
             "tmpfs" => {
                 let target = abs(&target.ok_or_else(need_target)?);
@@ -349,10 +351,10 @@ impl Run<'_> {
     }
 
     /// A `type=cache` mount: a directory under the store root kept across
-    /// builds, per id and platform.
+    /// builds, per id; shared by every platform, as BuildKit's (put
+    /// `$TARGETPLATFORM` in the id to separate them).
     fn cache_mount(
         &self,
-        st: &StageState,
         m: &Mount,
         id: Option<String>,
         target: String,
@@ -364,7 +366,7 @@ impl Run<'_> {
         let sharing = m.sharing.clone().unwrap_or_else(|| "shared".into());
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         let mode = m.mode.unwrap_or(0o755);
-        let dir = cache_dir(self.b.store.root(), &format!("{cid}|{}", st.platform.format()), owner, mode)?;
+        let dir = cache_dir(self.b.store.root(), &cid, owner, mode)?;
         let host: PathBuf = match sharing.as_str() {
             "shared" => dir,
             "locked" => {
