@@ -416,3 +416,67 @@ fn run_steps_execute_per_platform() {
         assert_eq!(std::fs::read_to_string(out.join(dir).join("machine")).unwrap(), format!("{machine}\n"), "{stderr}");
     }
 }
+
+/// The whole multi-platform path: RUN steps for six platforms (foreign ones
+/// under QEMU), pushed to the registry, each platform's image run with
+/// `polyarch run` and with podman, the index checked with skopeo and
+/// `docker manifest inspect`.
+#[test]
+fn six_platforms_with_run_pushed_and_run_everywhere() {
+    if !require(is_root(), "root (RUN needs an OCI runtime)")
+        || !require(have("runc"), "runc")
+        || !require(have("podman"), "podman")
+        || !require(have("docker"), "the docker client")
+    {
+        return;
+    }
+    let Some((env, reg)) = mirrored() else { return };
+    let dockerfile = "FROM busybox\nARG TARGETPLATFORM\nRUN echo \"$TARGETPLATFORM $(uname -m)\" > /built\nCMD [\"cat\", \"/built\"]\n";
+    let ctx = context(&env, "ctx6", &[("Dockerfile", dockerfile)]);
+    let image = format!("{}/test/six-run:v1", reg.host);
+    let expected = [
+        ("linux/amd64", "x86_64"),
+        ("linux/arm64", "aarch64"),
+        ("linux/arm/v7", "armv7l"),
+        ("linux/ppc64le", "ppc64le"),
+        ("linux/s390x", "s390x"),
+        // i386 binaries run natively on an x86_64 kernel, which reports x86_64.
+        ("linux/386", "x86_64"),
+    ];
+    let list: Vec<&str> = expected.iter().map(|(p, _)| *p).collect();
+    build(&env, &["--platform", &list.join(","), "-t", &image, "--push", s(&ctx)]);
+
+    let index = json(&skopeo_raw(&image));
+    let mut got = platforms_of(&index);
+    got.sort();
+    let mut want: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "{index}");
+    let docker = std::process::Command::new("docker")
+        .args(["manifest", "inspect", "--insecure", &image])
+        .env("DOCKER_CONFIG", env.docker_config())
+        .output()
+        .unwrap();
+    assert!(docker.status.success(), "{}", String::from_utf8_lossy(&docker.stderr));
+    assert_eq!(json(&docker.stdout)["manifests"].as_array().unwrap().len(), 6);
+
+    let podman_root = env.dir.path().join("podman");
+    for (platform, machine) in expected {
+        let ours = env.ok(&["run", "--rm", "--pull", "always", "--platform", platform, &image]);
+        assert_eq!(ours.trim(), format!("{platform} {machine}"), "built file of {platform}");
+        let live = env.ok(&["run", "--rm", "--platform", platform, &image, "uname", "-m"]);
+        assert_eq!(live.trim(), machine, "polyarch run --platform {platform}");
+        let out = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(podman_root.join("root"))
+            .arg("--runroot")
+            .arg(podman_root.join("run"))
+            .args(["--runtime", "runc", "run", "--rm", "--pull=always", "--tls-verify=false"])
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--platform", platform, &image])
+            .args(["uname", "-m"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman {platform}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), machine, "podman run --platform {platform}");
+    }
+}
