@@ -2,32 +2,69 @@
 # Times the same Dockerfile builds with polyarch and buildah, in one run, and
 # prints a Markdown table of medians and ratios (polyarch / buildah).
 #
-#   bench/build.sh [RUNS]        (default 3)
+#   bench/build.sh [RUNS]                 (default 3)
+#   CASES="run multi" bench/build.sh 1    (a selection of cases; default all)
+#   POLYARCH=path/to/polyarch bench/build.sh   (a prebuilt binary, no cargo build)
 #
 # Cases:
 #   copy   a multi-stage build without RUN: 2,000 small files and 4 files of
 #          8 MiB copied through a stage, ENV/LABEL/WORKDIR/USER metadata.
-# Columns: cold (empty store/storage: base image pulled, nothing cached) and
-# warm (the same build again, nothing changed).
-# Needs: buildah, docker-registry, python3, ../shared/fixtures.
+#          Columns: cold and warm.
+#   run    a single-platform (local) build with RUN: three RUN steps write and
+#          read 4,000 files with shell loops, a COPY of 500 context files, a
+#          RUN that reads the copied files. Columns: cold, warm, and changed
+#          (one context file edited: only the COPY and the RUN after it run).
+#   multi  the Dockerfile of `run` for linux/amd64, linux/arm64 and
+#          linux/arm/v7 (foreign RUN steps under QEMU through binfmt), one
+#          index: `polyarch build --platform` against `buildah build
+#          --platform ... --manifest`. Columns: cold and warm.
+# cold: empty store/storage (base image pulled, nothing cached); warm: the
+# same build again, nothing changed.
+# buildah runs RUN steps with runc (`--runtime runc`), as polyarch does.
+# Needs: buildah, runc, qemu-user-static binfmt handlers, docker-registry,
+# python3, ../shared/fixtures.
 set -euo pipefail
 RUNS=${1:-3}
+CASES=${CASES:-copy run multi}
 here=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=${POLYARCH_FIXTURES:-$here/../shared/fixtures}
 work=$(mktemp -d /tmp/polyarch-bench-build.XXXXXX)
-trap '"$fixtures/registry.sh" stop --port 5311 --dir "$work/reg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+bh() { local d=$1; shift; buildah --root "$d/root" --runroot "$d/run" --storage-driver overlay "$@"; }
+bh_clean() { # removes buildah containers and unmounts what it left under DIR
+  [ -d "$1/root" ] || return 0
+  bh "$1" rm --all >/dev/null 2>&1 || true
+  bh "$1" rmi --all --force >/dev/null 2>&1 || true
+  awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+cleanup() {
+  for d in "$work"/bh*; do [ -d "$d" ] && bh_clean "$d"; done
+  awk -v p="$work/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  "$fixtures/registry.sh" stop --port 5311 --dir "$work/reg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+has() { [[ " $CASES " == *" $1 "* ]]; }
 
-cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch
-PA="$here/target/release/polyarch"
+if [ -n "${POLYARCH:-}" ]; then PA=$POLYARCH   # a prebuilt binary
+else cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch; PA="$here/target/release/polyarch"; fi
 eval "$("$fixtures/registry.sh" start --port 5311 --dir "$work/reg")"
 python3 "$fixtures/base-images.py" "$REGISTRY" >/dev/null 2>&1
 
-# The context.
+now() { date +%s.%N; }
+declare -A T
+measure() { # KEY CMD...: times CMD; on failure shows its output and stops
+  local key=$1; shift; local t0 t1; t0=$(now)
+  if ! "$@" >"$work/log" 2>&1; then echo "bench: $key failed:" >&2; tail -20 "$work/log" >&2; exit 1; fi
+  t1=$(now); T[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') "; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+fresh() { for d in "$@"; do bh_clean "$d"; rm -rf "$d"; done; }
+
+# The contexts.
 ctx=$work/ctx
-mkdir -p "$ctx/small" "$ctx/big"
-python3 - "$ctx" <<'PY'
+mkdir -p "$ctx/small" "$ctx/big" "$work/rctx/src"
+python3 - "$ctx" "$work/rctx" <<'PY'
 import os, sys
-ctx = sys.argv[1]
+ctx, rctx = sys.argv[1], sys.argv[2]
 for i in range(2000):
     d = os.path.join(ctx, "small", f"d{i % 40:02d}")
     os.makedirs(d, exist_ok=True)
@@ -36,6 +73,11 @@ for i in range(2000):
 for i in range(4):
     with open(os.path.join(ctx, "big", f"blob{i}.bin"), "wb") as f:
         f.write(os.urandom(8 << 20))
+for i in range(500):
+    d = os.path.join(rctx, "src", f"m{i % 10}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"s{i:03d}.txt"), "w") as f:
+        f.write(f"source {i}\n" * (i % 20 + 1))
 PY
 cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM $REGISTRY/library/busybox:latest AS assets
@@ -51,31 +93,65 @@ COPY --from=assets /assets /srv/app/assets
 USER nobody
 CMD ["sh"]
 DOCKERFILE
+# No ARG and no BUILDPLATFORM/TARGETPLATFORM: the FROM resolves per platform.
+cat > "$work/rctx/Dockerfile" <<DOCKERFILE
+FROM $REGISTRY/library/busybox:latest
+RUN mkdir -p /data/a && for i in \$(seq 1 2000); do echo "a \$i" > /data/a/f\$i; done
+RUN mkdir -p /data/b && for i in \$(seq 1 2000); do echo "b \$i \$(( i * i ))" > /data/b/f\$i; done
+RUN for d in a b; do cat /data/\$d/* | wc -l > /data/\$d.count; done && du -s /data > /data/du.txt
+COPY src/ /src/
+RUN find /src -type f | wc -l > /src.count && cat /src/*/* | md5sum > /src.sum && sort -r /src/*/* | head -3
+CMD ["sh"]
+DOCKERFILE
 
-now() { date +%s.%N; }
-declare -A T
-measure() { local key=$1; shift; local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); T[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') "; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
-pa_build() { POLYARCH_ROOT=$1 "$PA" build --progress quiet -t bench/copy:latest "$ctx"; }
-bh_build() { buildah --root "$1/root" --runroot "$1/run" --storage-driver overlay bud --layers --quiet \
-               --tls-verify=false --format oci -t bench/copy:latest "$ctx"; }
+MULTI=linux/amd64,linux/arm64,linux/arm/v7
+pa_copy()  { POLYARCH_ROOT=$1 "$PA" build --progress quiet -t bench/copy:latest "$ctx"; }
+bh_copy()  { bh "$1" bud --layers --quiet --tls-verify=false --format oci -t bench/copy:latest "$ctx"; }
+pa_run()   { POLYARCH_ROOT=$1 "$PA" build --progress quiet -t bench/run:latest "$work/rctx"; }
+bh_run()   { bh "$1" bud --layers --quiet --runtime runc --tls-verify=false --format oci -t bench/run:latest "$work/rctx"; }
+pa_multi() { POLYARCH_ROOT=$1 "$PA" build --progress quiet --platform "$MULTI" -t bench/multi:latest "$work/rctx"; }
+bh_multi() { bh "$1" build --layers --quiet --runtime runc --tls-verify=false --format oci \
+               --platform "$MULTI" --manifest bench/multi:latest "$work/rctx"; }
+touch_ctx() { echo "changed $1 $(now)" >> "$work/rctx/src/m3/s003.txt"; }
 
 for i in $(seq 1 "$RUNS"); do
-  rm -rf "$work/pa" "$work/bh"
-  measure pa-cold pa_build "$work/pa"
-  measure pa-warm pa_build "$work/pa"
-  measure bh-cold bh_build "$work/bh"
-  measure bh-warm bh_build "$work/bh"
-  buildah --root "$work/bh/root" --runroot "$work/bh/run" --storage-driver overlay rm --all >/dev/null 2>&1 || true
+  if has copy; then
+    fresh "$work/pa" "$work/bh"
+    measure copy-pa-cold pa_copy "$work/pa"
+    measure copy-pa-warm pa_copy "$work/pa"
+    measure copy-bh-cold bh_copy "$work/bh"
+    measure copy-bh-warm bh_copy "$work/bh"
+  fi
+  if has run; then
+    fresh "$work/pa" "$work/bh"
+    measure run-pa-cold pa_run "$work/pa"
+    measure run-pa-warm pa_run "$work/pa"
+    measure run-bh-cold bh_run "$work/bh"
+    measure run-bh-warm bh_run "$work/bh"
+    touch_ctx "$i"
+    measure run-pa-changed pa_run "$work/pa"
+    measure run-bh-changed bh_run "$work/bh"
+  fi
+  if has multi; then
+    fresh "$work/pa" "$work/bh"
+    measure multi-pa-cold pa_multi "$work/pa"
+    measure multi-pa-warm pa_multi "$work/pa"
+    measure multi-bh-cold bh_multi "$work/bh"
+    measure multi-bh-warm bh_multi "$work/bh"
+  fi
+  fresh "$work/pa" "$work/bh"
 done
 
-row() { local p b; p=$(median <<<"${T[$2]}"); b=$(median <<<"${T[$3]}")
+row() { [ -n "${T[$2]:-}" ] || return 0; local p b; p=$(median <<<"${T[$2]}"); b=$(median <<<"${T[$3]}")
   printf '| %s | %.3f s | %.3f s | %.2f |\n' "$1" "$p" "$b" "$(awk -v a="$p" -v b="$b" 'BEGIN{print a/b}')"; }
-echo "polyarch $("$PA" --version | awk '{print $2}'), $(buildah --version); $RUNS runs each, medians; $(nproc) cores"
+echo "polyarch $("$PA" --version | awk '{print $2}'), $(buildah --version), $(runc --version | head -1); $RUNS runs each, medians; $(nproc) cores; cases: $CASES"
 echo
 echo "| build | polyarch | buildah | polyarch / buildah |"
 echo "|---|---|---|---|"
-row "multi-stage COPY build, cold" pa-cold bh-cold
-row "multi-stage COPY build, warm (nothing changed)" pa-warm bh-warm
-umount -R "$work/bh" 2>/dev/null || true
+row "multi-stage COPY build, cold" copy-pa-cold copy-bh-cold
+row "multi-stage COPY build, warm (nothing changed)" copy-pa-warm copy-bh-warm
+row "RUN build, cold" run-pa-cold run-bh-cold
+row "RUN build, warm (nothing changed)" run-pa-warm run-bh-warm
+row "RUN build, one context file changed" run-pa-changed run-bh-changed
+row "3-platform RUN build, cold" multi-pa-cold multi-bh-cold
+row "3-platform RUN build, warm (nothing changed)" multi-pa-warm multi-bh-warm

@@ -274,13 +274,18 @@ fn run_stops_the_container_on_sigint() {
     let script = "trap 'echo stopping; exit 3' TERM; echo up; while :; do sleep 0.1; done";
     let mut child = env.cmd(&["run", &img, "sh", "-c", script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     wait_for_container(&env.root());
+    // Signal only once the shell has set its trap and said so.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first, "up\n");
     let started = std::time::Instant::now();
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let status = child.wait().unwrap();
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
     assert_eq!(status.code(), Some(130));
-    assert_eq!(out, "up\nstopping\n", "the container got SIGTERM");
+    assert_eq!(out, "stopping\n", "the container got SIGTERM");
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
     assert_clean(&env);
 }
