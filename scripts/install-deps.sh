@@ -10,6 +10,7 @@ PKGS=(
   runc                                 # the OCI runtime RUN steps and `polyarch run` use
   qemu-user-static binfmt-support      # user-mode emulators for foreign platforms
   podman uidmap                        # an independent runtime the tests run images with
+  openssh-server openssh-client        # a real ssh node for the builder tests
 )
 
 missing=()

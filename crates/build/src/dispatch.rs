@@ -22,10 +22,12 @@ use crate::cache::Cache;
 use crate::config::{rfc3339, Image};
 use crate::error::{Error, ErrorKind, Location, Result};
 use crate::fs::MemFs;
+use crate::graph::{self, Graph};
 use crate::layer::Layer;
 use crate::{BuildOptions, BuildResult, Event, EventSink};
 
 /// Runs builds against a store, pulling base images with a registry client.
+#[derive(Clone)]
 pub struct Builder {
     store: Store,
     client: Option<Client>,
@@ -85,19 +87,26 @@ impl Builder {
             images: HashMap::new(),
             executed: 0,
             cached: 0,
-            step: AtomicUsize::new(0),
+            step: Arc::new(AtomicUsize::new(0)),
             global_args,
             builtins,
             froms: froms.into_iter().map(|f| (f.base, f.platform)).collect(),
             df,
         };
-        let needed = run.needed(target);
+        let needed: Vec<usize> = run.needed(target).into_iter().filter(|i| *i <= target).collect();
         run.prefetch(&needed).await?;
-        for i in 0..=target {
-            if needed.contains(&i) {
-                run.stage(i).await?;
-            }
-        }
+        let graph = Graph::new(&needed, |i| run.stage_deps(i, &needed));
+        let shared = (Arc::new(self.clone()), Arc::new(opts.clone()));
+        graph::schedule(
+            &graph,
+            &mut run,
+            |run, i| run.job(graph.deps(i), &shared).build(i),
+            |run, i, out| {
+                run.absorb(i, out);
+                Ok(())
+            },
+        )
+        .await?;
         run.finish(target)
     }
 }
@@ -175,7 +184,7 @@ pub(crate) struct Run<'a> {
     pub(crate) images: HashMap<String, (BaseImage, Option<MemFs>)>,
     pub(crate) executed: usize,
     pub(crate) cached: usize,
-    pub(crate) step: AtomicUsize,
+    pub(crate) step: Arc<AtomicUsize>,
     pub(crate) global_args: HashMap<String, String>,
     pub(crate) builtins: HashMap<String, String>,
     pub(crate) froms: Vec<(String, Option<String>)>,
@@ -246,6 +255,88 @@ impl Run<'_> {
             }
         }
         (0..seen.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// The stages stage `i` reads from: its FROM base and `--from` stages;
+    /// every earlier needed stage when a `--from` is only known after
+    /// expansion or the base image carries ONBUILD triggers.
+    fn stage_deps(&self, i: usize, needed: &[usize]) -> Vec<usize> {
+        use polyarch_dockerfile::instructions::Instruction;
+        let (base, spec) = &self.froms[i];
+        let mut deps: Vec<usize> = self.base_stage(base, i).into_iter().collect();
+        deps.extend(self.df.dependencies(i).into_iter().map(|(j, _)| j));
+        let mut unknown = false;
+        for c in &self.df.stages[i].commands {
+            let froms: Vec<&str> = match &c.instruction {
+                Instruction::Copy(cp) | Instruction::Add(cp) => cp.from.iter().map(String::as_str).collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+                _ => Vec::new(),
+            };
+            for f in froms {
+                unknown |= f.contains('$');
+                deps.extend(self.stage_named(f, i));
+            }
+        }
+        let platform =
+            spec.as_deref().and_then(|p| Platform::parse(p).ok()).unwrap_or_else(|| self.opts.platform.clone());
+        let triggers = self
+            .images
+            .get(&format!("{base}|{}", platform.format()))
+            .is_none_or(|(img, _)| !img.image.config.on_build.is_empty());
+        if unknown || (triggers && !base.eq_ignore_ascii_case("scratch") && self.base_stage(base, i).is_none()) {
+            deps.extend(needed.iter().copied().filter(|j| *j < i));
+        }
+        deps
+    }
+
+    /// An owned copy of what stage `i` needs to build on its own task: the
+    /// states of the stages it reads from (`deps`) and the pulled images.
+    fn job(&self, deps: &[usize], shared: &(Arc<Builder>, Arc<BuildOptions>)) -> Job {
+        let stages =
+            (0..self.stages.len()).map(|j| if deps.contains(&j) { self.stages[j].clone() } else { None }).collect();
+        Job {
+            b: shared.0.clone(),
+            opts: shared.1.clone(),
+            df: self.df.clone(),
+            lines: self.lines.clone(),
+            lex: self.lex.clone(),
+            cache: self.cache.clone(),
+            now: self.now,
+            stages,
+            images: self.images.clone(),
+            step: self.step.clone(),
+            global_args: self.global_args.clone(),
+            builtins: self.builtins.clone(),
+            froms: self.froms.clone(),
+        }
+    }
+
+    /// Takes a built stage's state, counts and caches back.
+    fn absorb(&mut self, i: usize, out: StageOut) {
+        self.executed += out.executed;
+        self.cached += out.cached;
+        if let Some(t) = out.latest {
+            self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
+        }
+        for (k, v) in out.images {
+            match self.images.get_mut(&k) {
+                Some(e) if e.1.is_none() => e.1 = v.1,
+                Some(_) => {}
+                None => {
+                    self.images.insert(k, v);
+                }
+            }
+        }
+        for (j, st) in out.stages.into_iter().enumerate() {
+            if let (Some(Some(mine)), Some(theirs)) = (self.stages.get_mut(j), st) {
+                if mine.fs.is_none() {
+                    mine.fs = theirs.fs;
+                }
+            }
+        }
+        if let Some(slot) = self.stages.get_mut(i) {
+            *slot = out.state;
+        }
     }
 
     /// Pulls (once per build) an image for `platform`.
@@ -494,6 +585,68 @@ impl Run<'_> {
             st.fs = Some(load_fs(&self.b.store, &st.layers)?);
         }
         Ok(st.fs.get_or_insert_with(MemFs::new))
+    }
+}
+
+/// What one stage's task owns: a [`Run`] for that stage alone.
+struct Job {
+    b: Arc<Builder>,
+    opts: Arc<BuildOptions>,
+    df: Dockerfile,
+    lines: Vec<String>,
+    lex: Lex,
+    cache: Cache,
+    now: i64,
+    stages: Vec<Option<StageState>>,
+    images: HashMap<String, (BaseImage, Option<MemFs>)>,
+    step: Arc<AtomicUsize>,
+    global_args: HashMap<String, String>,
+    builtins: HashMap<String, String>,
+    froms: Vec<(String, Option<String>)>,
+}
+
+/// A stage's task's result, merged into the build by [`Run::absorb`].
+struct StageOut {
+    state: Option<StageState>,
+    stages: Vec<Option<StageState>>,
+    images: HashMap<String, (BaseImage, Option<MemFs>)>,
+    executed: usize,
+    cached: usize,
+    latest: Option<i64>,
+}
+
+impl Job {
+    /// Builds stage `i`.
+    async fn build(self, i: usize) -> Result<StageOut> {
+        let Job { b, opts, df, lines, lex, cache, now, stages, images, step, global_args, builtins, froms } = self;
+        let mut run = Run {
+            b: &b,
+            opts: &opts,
+            df,
+            lines,
+            lex,
+            cache,
+            latest: None,
+            now,
+            stages,
+            images,
+            executed: 0,
+            cached: 0,
+            step,
+            global_args,
+            builtins,
+            froms,
+        };
+        run.stage(i).await?;
+        let state = run.stages.get_mut(i).and_then(Option::take);
+        Ok(StageOut {
+            state,
+            stages: run.stages,
+            images: run.images,
+            executed: run.executed,
+            cached: run.cached,
+            latest: run.latest,
+        })
     }
 }
 

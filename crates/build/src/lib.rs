@@ -24,6 +24,7 @@ pub mod dispatch;
 pub mod error;
 pub mod export;
 pub mod fs;
+mod graph;
 pub mod layer;
 pub mod multi;
 mod remote;

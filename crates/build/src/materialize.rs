@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use polyarch_exec::MountPoint;
@@ -100,9 +101,35 @@ impl Root {
     }
 }
 
+/// A new directory in `dir` named after this process, `pa-PID-START-SEQ`
+/// as the executor names its state, so that [`cleanup_stale`] can tell
+/// when its owner is gone.
 fn temp_in(dir: &Path) -> Result<TempDir> {
+    use polyarch_exec::sys::Syscalls as _;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    TempDir::new_in(dir).map_err(|e| Error::io(dir, e))
+    let pid = std::process::id();
+    let start = polyarch_exec::sys::Linux.process_start_time(pid).unwrap_or(0);
+    let name = format!("pa-{pid}-{start}-{}", SEQ.fetch_add(1, Ordering::SeqCst));
+    tempfile::Builder::new().prefix(&name).rand_bytes(0).tempdir_in(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Removes the directories in `tmp` (the store's `run/`) whose owning
+/// polyarch process is gone, as a killed build leaves them; names of
+/// other forms and of live processes are kept. Returns what was removed.
+pub fn cleanup_stale(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(tmp) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !polyarch_exec::state::is_stale(&name, &polyarch_exec::sys::Linux) {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
@@ -380,6 +407,19 @@ mod tests {
         let entries = layer_entries(&c, &after, 0);
         let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".wh.gone", "a", "a/edit", "a/new", "b", "b/.wh.rm"]);
+    }
+
+    #[test]
+    fn stale_temp_dirs_are_those_of_dead_owners() {
+        let d = tempfile::tempdir().unwrap();
+        let mine = temp_in(d.path()).unwrap();
+        let dead = d.path().join("pa-999999999-1-0");
+        let other = d.path().join("cache");
+        for p in [&dead, &other] {
+            std::fs::create_dir_all(p.join("upper")).unwrap();
+        }
+        assert_eq!(cleanup_stale(d.path()), std::slice::from_ref(&dead));
+        assert!(mine.path().exists() && other.exists() && !dead.exists());
     }
 
     #[test]

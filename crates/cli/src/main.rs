@@ -1,6 +1,7 @@
 //! `polyarch`: build, assemble, check and ship multi-architecture container
 //! images, with no daemon.
 
+mod builders;
 mod cmd;
 mod progress;
 
@@ -61,9 +62,12 @@ enum Command {
     Binfmt(cmd::binfmt::BinfmtCommand),
     /// Check what multi-platform builds need, with a fix for each problem.
     Doctor(cmd::doctor::DoctorArgs),
-    /// Show the local builder and its platforms (as `docker buildx ls`).
+    /// Manage builders and their nodes (as `docker buildx create/use/inspect/ls/rm/stop`).
     #[command(subcommand)]
     Builder(cmd::builder::BuilderCommand),
+    /// Runs on a build node for another machine's polyarch.
+    #[command(hide = true)]
+    Worker(cmd::worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Binfmt(c) => cmd::binfmt::run(g, c),
         Command::Doctor(a) => cmd::doctor::run(g, a),
         Command::Builder(c) => cmd::builder::run(g, c),
+        Command::Worker(a) => cmd::worker::run(g, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -11,4 +11,6 @@ mod build;
 mod emu;
 mod run;
 mod runstep;
+mod interrupt;
 mod multiplatform;
+mod builders;

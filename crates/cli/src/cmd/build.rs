@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
 use polyarch_build::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
+use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
 use polyarch_store::Store;
 
@@ -89,6 +90,9 @@ pub struct BuildArgs {
     /// Do not use the cache for RUN steps of this stage (repeatable).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
+    /// The builder to use (default: the one chosen with `polyarch builder use`).
+    #[arg(long, env = "POLYARCH_BUILDER", value_name = "NAME")]
+    builder: Option<String>,
 }
 
 /// One `--output`.
@@ -358,6 +362,7 @@ impl Progress {
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
+    crate::builders::check_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
     }
@@ -429,6 +434,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
+    let exec_dir = store.root().join("exec");
+    cleanup_stale(&exec_dir, opts.runtime.as_deref(), &store.root().join("run"));
+    let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Err(e) =
         polyarch_build::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_build::multi::probe_host)
@@ -446,14 +454,24 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             outputs: &outputs,
             tags: &tags,
         };
-        return run.build(&opts, &platforms, jobs, &a);
+        let built = run.build(&opts, &platforms, jobs, &a);
+        return if cancel.is_cancelled() { Ok(130) } else { built };
     }
-    let result = rt.block_on(builder.build(&opts));
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = builder.build(&opts) => Some(r),
+            _ = interrupted(&cancel) => None,
+        }
+    });
     let result = match result {
-        Ok(r) => r,
-        Err(e) => {
+        Some(Ok(r)) if !cancel.is_cancelled() => r,
+        Some(Err(e)) if !cancel.is_cancelled() => {
             progress.finish(false);
             return Err(e.into());
+        }
+        _ => {
+            progress.finish(false);
+            return Ok(130);
         }
     };
     let t = Instant::now();
@@ -480,6 +498,59 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         println!("{digest}");
     }
     Ok(0)
+}
+
+/// Removes the containers, mounts and directories that killed polyarch
+/// processes left in the store; failures concern them, not this build.
+fn cleanup_stale(exec_dir: &Path, runtime: Option<&str>, run_dir: &Path) {
+    if exec_dir.exists() {
+        if let Ok(exec) = RuncExecutorBuilder::new(exec_dir).with_runtime(runtime).build() {
+            let _ = exec.cleanup_stale();
+        }
+    }
+    polyarch_build::materialize::cleanup_stale(run_dir);
+}
+
+/// On SIGINT or SIGTERM, cancels the build: this process's RUN containers
+/// are killed until it exits, so a step fails and undoes its mounts and
+/// directories as the build unwinds.
+fn watch_signals(rt: &tokio::runtime::Runtime, exec_dir: PathBuf, runtime: Option<String>) -> Cancel {
+    use tokio::signal::unix::{signal, SignalKind};
+    let cancel = Cancel::new();
+    let _entered = rt.enter();
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return cancel;
+    };
+    let c = cancel.clone();
+    rt.spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        c.cancel();
+        std::thread::spawn(move || {
+            let Ok(exec) = RuncExecutorBuilder::new(&exec_dir).with_runtime(runtime.as_deref()).build() else {
+                return;
+            };
+            loop {
+                let own = std::fs::read_dir(exec.state().runtime_root()).into_iter().flatten().flatten();
+                for id in own.filter_map(|e| e.file_name().into_string().ok()) {
+                    if polyarch_exec::state::owner(&id).is_some_and(|(pid, _)| pid == std::process::id()) {
+                        exec.runtime().kill(&id, "KILL");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    });
+    cancel
+}
+
+/// Resolves once `cancel` fired.
+async fn interrupted(cancel: &Cancel) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn export_one(

@@ -1,21 +1,81 @@
-//! `polyarch builder`: the local build node and the platforms it runs, in
-//! the layout of `docker buildx ls`.
+//! `polyarch builder`: builders and their nodes (as `docker buildx
+//! create/use/inspect/ls/rm/stop`). The default builder is the local node,
+//! always present; others are stored by [`crate::builders`].
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use polyarch_emu::{host, Arch, Status};
-use serde_json::json;
+use polyarch_oci::Platform;
+use serde_json::{json, Value};
 
 use super::binfmt::{host_status, out, outln, table, StatusFormat};
 use super::GlobalArgs;
-
-/// polyarch's version, in the column where buildx shows BuildKit's.
-const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+use crate::builders::{self, Builder, Endpoint, Node, NodeStatus, Store, DEFAULT, DRIVER, VERSION};
 
 #[derive(Subcommand)]
 pub enum BuilderCommand {
+    /// Create a builder, or add a node to one (as `docker buildx create`).
+    Create(CreateArgs),
+    /// Make a builder the default for builds (as `docker buildx use`).
+    Use(UseArgs),
+    /// Show a builder and its nodes (as `docker buildx inspect`).
+    Inspect(InspectArgs),
     /// List builders and their platforms (as `docker buildx ls`).
     Ls(LsArgs),
+    /// Remove a builder (as `docker buildx rm`).
+    Rm(NameArg),
+    /// Mark a builder's nodes inactive (as `docker buildx stop`).
+    Stop(NameArg),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The node's endpoint: `local` or `ssh://[user@]host[:port]`.
+    #[arg(value_name = "ENDPOINT", default_value = "local")]
+    endpoint: String,
+    /// The builder's name (default: the first free `builderN`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The node's name (default: the builder's name and the node's index).
+    #[arg(long)]
+    node: Option<String>,
+    /// Platforms the node builds for (comma list, repeatable).
+    #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
+    platforms: Vec<String>,
+    /// Add the node to an existing builder (a node of the same name is replaced).
+    #[arg(long)]
+    append: bool,
+    /// Make the builder the default one.
+    #[arg(long = "use")]
+    use_it: bool,
+    /// Probe the nodes now.
+    #[arg(long)]
+    bootstrap: bool,
+    /// The `polyarch` program on an ssh node (default: `polyarch` on its PATH,
+    /// or POLYARCH_REMOTE_BIN).
+    #[arg(long, value_name = "PATH")]
+    remote_polyarch: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UseArgs {
+    /// The builder.
+    name: String,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The builder (default: POLYARCH_BUILDER or the one chosen with `use`).
+    name: Option<String>,
+    /// Probe the nodes first.
+    #[arg(long)]
+    bootstrap: bool,
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    /// The builder (default: POLYARCH_BUILDER or the one chosen with `use`).
+    name: Option<String>,
 }
 
 #[derive(Args)]
@@ -26,11 +86,230 @@ pub struct LsArgs {
 }
 
 pub fn run(_global: &GlobalArgs, cmd: BuilderCommand) -> Result<u8> {
+    let store = Store::from_env()?;
     match cmd {
-        BuilderCommand::Ls(a) => ls(a),
+        BuilderCommand::Create(a) => create(&store, a),
+        BuilderCommand::Use(a) => use_builder(&store, &a.name),
+        BuilderCommand::Inspect(a) => inspect(&store, a),
+        BuilderCommand::Ls(a) => ls(&store, a),
+        BuilderCommand::Rm(a) => rm(&store, a.name),
+        BuilderCommand::Stop(a) => stop(&store, a.name),
     }
 }
 
+/// `POLYARCH_BUILDER`, when set.
+fn env_builder() -> Option<String> {
+    std::env::var("POLYARCH_BUILDER").ok().filter(|s| !s.is_empty())
+}
+
+/// The name a command without one acts on.
+fn chosen(store: &Store, name: Option<String>) -> Result<String> {
+    match name.or_else(env_builder) {
+        Some(n) => Ok(n),
+        None => Ok(store.current()?.unwrap_or_else(|| DEFAULT.to_string())),
+    }
+}
+
+fn parse_platforms(list: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for p in list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+        let f = Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?.normalize().format();
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+fn create(store: &Store, a: CreateArgs) -> Result<u8> {
+    let endpoint = Endpoint::parse(&a.endpoint)?;
+    let platforms = parse_platforms(&a.platforms)?;
+    for n in a.name.iter().chain(&a.node) {
+        builders::validate_name(n)?;
+    }
+    let name = match a.name {
+        Some(n) if builders::is_default(&n) => bail!("{n:?} is the default builder's name; choose another"),
+        Some(n) => n,
+        None if a.append => bail!("--append needs --name of the builder to add the node to"),
+        None => (0..).map(|i| format!("builder{i}")).find(|n| !matches!(store.get(n), Ok(Some(_)))).unwrap_or_default(),
+    };
+    let mut b = match (store.get(&name)?, a.append) {
+        (Some(b), true) => b,
+        (Some(_), false) => bail!("builder {name:?} exists; use --append to add a node to it"),
+        (None, true) => bail!("no builder {name:?} to append to"),
+        (None, false) => Builder { name: name.clone(), driver: DRIVER.to_string(), nodes: Vec::new() },
+    };
+    let node_name = match a.node {
+        Some(n) => n,
+        None => (b.nodes.len()..)
+            .map(|i| format!("{name}{i}"))
+            .find(|n| !b.nodes.iter().any(|x| &x.name == n))
+            .unwrap_or_default(),
+    };
+    let node = Node {
+        name: node_name.clone(),
+        endpoint,
+        platforms,
+        remote_bin: a.remote_polyarch,
+        state: NodeStatus::Inactive,
+    };
+    match b.nodes.iter_mut().find(|n| n.name == node_name) {
+        Some(existing) => *existing = node,
+        None => b.nodes.push(node),
+    }
+    let failed = if a.bootstrap { bootstrap(&mut b) } else { Vec::new() };
+    store.put(&b)?;
+    if a.use_it {
+        store.set_current(Some(&name))?;
+    }
+    outln(&name);
+    fail_on(&failed)
+}
+
+/// Probes every node; returns the reasons of those that failed.
+fn bootstrap(b: &mut Builder) -> Vec<String> {
+    let local = || super::worker::local_probe();
+    let mut failed = Vec::new();
+    for n in &mut b.nodes {
+        n.state = builders::probe_node(n, &local);
+        if let NodeStatus::Error { reason } = &n.state {
+            failed.push(reason.clone());
+        }
+    }
+    failed
+}
+
+fn fail_on(failed: &[String]) -> Result<u8> {
+    match failed {
+        [] => Ok(0),
+        _ => bail!("bootstrap failed: {}", failed.join("; ")),
+    }
+}
+
+fn use_builder(store: &Store, name: &str) -> Result<u8> {
+    if !builders::is_default(name) && store.get(name)?.is_none() {
+        bail!("no builder {name:?} found (see `polyarch builder ls`)");
+    }
+    store.set_current(Some(name))?;
+    Ok(0)
+}
+
+fn rm(store: &Store, name: Option<String>) -> Result<u8> {
+    let name = chosen(store, name)?;
+    if builders::is_default(&name) {
+        bail!("the default builder cannot be removed");
+    }
+    if !store.remove(&name)? {
+        bail!("no builder {name:?} found (see `polyarch builder ls`)");
+    }
+    Ok(0)
+}
+
+fn stop(store: &Store, name: Option<String>) -> Result<u8> {
+    let name = chosen(store, name)?;
+    if builders::is_default(&name) {
+        // The local node runs nothing between commands: nothing to stop.
+        return Ok(0);
+    }
+    let Some(mut b) = store.get(&name)? else {
+        bail!("no builder {name:?} found (see `polyarch builder ls`)");
+    };
+    for n in &mut b.nodes {
+        n.state = NodeStatus::Inactive;
+    }
+    store.put(&b)?;
+    Ok(0)
+}
+
+/// What the commands show of one node.
+struct NodeView {
+    name: String,
+    endpoint: String,
+    status: &'static str,
+    error: Option<String>,
+    version: String,
+    /// Table form: declared platforms starred; amd64 levels folded.
+    shown: Vec<String>,
+    /// Every platform, in order.
+    all: Vec<String>,
+    declared: Vec<String>,
+    native: Vec<String>,
+    emulated: Vec<String>,
+}
+
+/// The default builder's node, from this machine's live state.
+fn default_node() -> Result<NodeView> {
+    let s = host_status(None)?;
+    let level = if s.native().contains(&Arch::Amd64) { host::host_amd64_level() } else { 1 };
+    let (shown, all) = node_platforms(&s, level);
+    let fmt = |archs: Vec<Arch>| archs.into_iter().flat_map(|a| a.platforms()).map(|p| p.format()).collect();
+    Ok(NodeView {
+        name: DEFAULT.to_string(),
+        endpoint: "local".to_string(),
+        status: "running",
+        error: None,
+        version: VERSION.to_string(),
+        shown,
+        all,
+        declared: Vec::new(),
+        native: fmt(s.native()),
+        emulated: fmt(s.emulated()),
+    })
+}
+
+fn stored_node(n: &Node) -> NodeView {
+    let (version, native, emulated) = match &n.state {
+        NodeStatus::Running { probe } => (probe.version.clone(), probe.native.clone(), probe.emulated.clone()),
+        _ => (String::new(), Vec::new(), Vec::new()),
+    };
+    let ps = n.platforms();
+    NodeView {
+        name: n.name.clone(),
+        endpoint: n.endpoint.to_string(),
+        status: n.state.word(),
+        error: match &n.state {
+            NodeStatus::Error { reason } => Some(reason.clone()),
+            _ => None,
+        },
+        version,
+        shown: ps.iter().map(|(p, _)| if n.platforms.contains(p) { format!("{p}*") } else { p.clone() }).collect(),
+        all: ps.into_iter().map(|(p, _)| p).collect(),
+        declared: n.platforms.clone(),
+        native,
+        emulated,
+    }
+}
+
+/// Every builder with its nodes: the default first, then stored ones by name.
+fn all_builders(store: &Store) -> Result<Vec<(String, Vec<NodeView>)>> {
+    let mut out = vec![(DEFAULT.to_string(), vec![default_node()?])];
+    for b in store.list()? {
+        out.push((b.name.clone(), b.nodes.iter().map(stored_node).collect()));
+    }
+    Ok(out)
+}
+
+fn current_name(store: &Store) -> Result<String> {
+    match env_builder() {
+        Some(n) if builders::is_default(&n) => Ok(DEFAULT.to_string()),
+        Some(n) => Ok(n),
+        None => Ok(store.current()?.unwrap_or_else(|| DEFAULT.to_string())),
+    }
+}
+
+fn node_json(n: &NodeView) -> Value {
+    json!({
+        "name": n.name,
+        "endpoint": n.endpoint,
+        "status": n.status,
+        "error": n.error,
+        "version": n.version,
+        "platforms": n.all,
+        "declared": n.declared,
+        "native": n.native,
+        "emulated": n.emulated,
+    })
+}
 /// The node's platforms: native ones first (the host's first), then
 /// emulated ones. amd64 stands for its microarchitecture levels too,
 /// which the table folds into `(+N)` as buildx does.
@@ -53,31 +332,89 @@ fn node_platforms(s: &Status, amd64_level: u8) -> (Vec<String>, Vec<String>) {
     (table, all)
 }
 
-fn ls(args: LsArgs) -> Result<u8> {
-    let s = host_status(None)?;
-    let level = if s.native().contains(&Arch::Amd64) { host::host_amd64_level() } else { 1 };
-    let (shown, all) = node_platforms(&s, level);
+fn ls(store: &Store, args: LsArgs) -> Result<u8> {
+    let current = current_name(store)?;
+    let builders = all_builders(store)?;
     if args.format == StatusFormat::Json {
-        let doc = json!([{
-            "name": "default",
-            "driver": "polyarch",
-            "current": true,
-            "nodes": [{
-                "name": "default",
-                "endpoint": "local",
-                "status": "running",
-                "version": VERSION,
-                "platforms": all,
-            }],
-        }]);
+        let doc: Vec<Value> = builders
+            .iter()
+            .map(|(name, nodes)| {
+                json!({
+                    "name": name,
+                    "driver": DRIVER,
+                    "current": *name == current,
+                    "nodes": nodes.iter().map(node_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         outln(&serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
-    let rows = vec![
-        ["NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "POLYARCH", "PLATFORMS"].map(String::from).to_vec(),
-        ["default*", "polyarch", "", "", ""].map(String::from).to_vec(),
-        [" \\_ default", " \\_ local", "running", VERSION, &shown.join(", ")].map(String::from).to_vec(),
-    ];
+    let mut rows = vec![["NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "POLYARCH", "PLATFORMS"].map(String::from).to_vec()];
+    for (name, nodes) in &builders {
+        let mark = if *name == current { "*" } else { "" };
+        rows.push(vec![format!("{name}{mark}"), DRIVER.to_string(), String::new(), String::new(), String::new()]);
+        for n in nodes {
+            rows.push(vec![
+                format!(" \\_ {}", n.name),
+                format!(" \\_ {}", n.endpoint),
+                n.status.to_string(),
+                n.version.clone(),
+                n.shown.join(", "),
+            ]);
+        }
+    }
     out(&table(&rows));
+    for (_, nodes) in &builders {
+        for e in nodes.iter().filter_map(|n| n.error.as_deref()) {
+            eprintln!("warning: {e}");
+        }
+    }
     Ok(0)
+}
+
+fn inspect(store: &Store, a: InspectArgs) -> Result<u8> {
+    let name = chosen(store, a.name)?;
+    let mut failed = Vec::new();
+    let nodes = if builders::is_default(&name) {
+        vec![default_node()?]
+    } else {
+        let Some(mut b) = store.get(&name)? else {
+            bail!("no builder {name:?} found (see `polyarch builder ls`)");
+        };
+        if a.bootstrap {
+            failed = bootstrap(&mut b);
+            store.put(&b)?;
+        }
+        b.nodes.iter().map(stored_node).collect()
+    };
+    let name = if builders::is_default(&name) { DEFAULT.to_string() } else { name };
+    let mut text = format!("Name:          {name}\nDriver:        {DRIVER}\n\nNodes:\n");
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "Name:          {}\nEndpoint:      {}\nStatus:        {}\n",
+            n.name, n.endpoint, n.status
+        ));
+        if let Some(e) = &n.error {
+            text.push_str(&format!("Error:         {e}\n"));
+        }
+        if !n.version.is_empty() {
+            text.push_str(&format!("Polyarch:      {}\n", n.version));
+        }
+        let marked: Vec<String> = n
+            .all
+            .iter()
+            .map(|p| match (n.declared.contains(p), n.emulated.contains(p)) {
+                (true, _) => format!("{p}*"),
+                (false, true) => format!("{p} (emulated)"),
+                (false, false) => p.clone(),
+            })
+            .collect();
+        text.push_str(&format!("Platforms:     {}\n", marked.join(", ")));
+    }
+    out(&text);
+    fail_on(&failed)
 }

@@ -20,6 +20,7 @@ pub mod run;
 pub mod binfmt;
 pub mod builder;
 pub mod doctor;
+pub mod worker;
 
 use std::path::PathBuf;
 
