@@ -480,3 +480,21 @@ fn six_platforms_with_run_pushed_and_run_everywhere() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), machine, "podman run --platform {platform}");
     }
 }
+
+/// `--load` puts the result in the local store even when another output is
+/// named; several platforms are stored as one index.
+#[test]
+fn load_stores_the_index_beside_other_outputs() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx_no_run = context(&env, "ctx-load2", &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nCOPY Dockerfile /d-$TARGETARCH\n")]);
+    let archive = env.dir.path().join("load.tar");
+    let spec = format!("type=oci,dest={}", s(&archive));
+    build(&env, &["--platform", "linux/amd64,linux/arm64", "-o", &spec, "--load", "-t", "multi/load:v1", s(&ctx_no_run)]);
+    assert!(archive.exists());
+    let images = env.ok(&["images"]);
+    let line = images.lines().find(|l| l.contains("multi/load")).unwrap_or_else(|| panic!("{images}"));
+    assert!(line.contains("linux/amd64") && line.contains("linux/arm64"), "{line}");
+    // Without --load, the named output alone.
+    build(&env, &["--platform", "linux/amd64,linux/arm64", "-o", &spec, "-t", "multi/noload:v1", s(&ctx_no_run)]);
+    assert!(!env.ok(&["images"]).contains("multi/noload"));
+}

@@ -351,9 +351,12 @@ fn cache_skips_unchanged_runs_and_reruns_after_a_change() {
     let (out, err) = build_local(&env, &ctx, &[]);
     assert_eq!(counts(&err), (3, 1), "{err}");
     assert_eq!(read(&out, "g"), "2\n");
-    // --no-cache-filter re-runs the RUN steps of that stage only.
+    // --no-cache-filter re-runs every step of that stage, as buildx does.
     let (_, err) = build_local(&env, &ctx, &["--no-cache-filter", "stage-0"]);
-    assert_eq!(counts(&err), (3, 1), "{err}");
+    assert_eq!(counts(&err), (4, 0), "{err}");
+    // Another stage's name leaves this one cached.
+    let (_, err) = build_local(&env, &ctx, &["--no-cache-filter", "other"]);
+    assert_eq!(counts(&err), (0, 4), "{err}");
 }
 
 #[test]

@@ -247,7 +247,8 @@ impl Run<'_> {
         plan: impl FnOnce() -> Result<(Planned, bool)>,
     ) -> Result<(bool, i64)> {
         st.layers_before_step = st.image.diff_ids.len();
-        if !self.opts.no_cache {
+        let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
+        if !no_cache {
             if let Some(rec) = self.cache.get(key) {
                 if let Some(layer) = &rec.layer {
                     let r = self.b.store.open(&layer.desc)?;

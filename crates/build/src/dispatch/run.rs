@@ -464,9 +464,10 @@ impl Run<'_> {
     }
 }
 
+/// Named after this process so that a later build can tell, after a kill,
+/// that its owner is gone and remove it.
 fn temp_in(dir: &std::path::Path) -> Result<TempDir> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    TempDir::new_in(dir).map_err(|e| crate::Error::io(dir, e))
+    crate::materialize::temp_in(dir)
 }
 
 fn write_file(path: &std::path::Path, data: &[u8], mode: u32, owner: (u64, u64)) -> Result<()> {

@@ -72,6 +72,11 @@ pub struct BuildArgs {
     /// Shorthand for `--output=type=registry`.
     #[arg(long)]
     push: bool,
+    /// Also put the result in the local store (buildx's `--load`; with no
+    /// daemon, the store is where images are loaded). A multi-platform
+    /// build is stored as one index, not only its host platform.
+    #[arg(long)]
+    load: bool,
     /// Allow plain HTTP and unverified TLS for registries.
     #[arg(long)]
     insecure: bool,
@@ -373,7 +378,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             None => outputs.push(OutputSpec { kind: "image".into(), push: true, tar: true, ..Default::default() }),
         }
     }
-    if outputs.is_empty() {
+    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == "image")) {
         outputs.push(OutputSpec { kind: "image".into(), tar: true, ..Default::default() });
     }
     let compression = match outputs.iter().find_map(|o| o.compression.clone()).as_deref() {
