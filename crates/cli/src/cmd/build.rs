@@ -331,6 +331,9 @@ impl Progress {
                     let name = self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
                     let _ = writeln!(err, " => ERROR {name}\n{message}");
                 }
+                Event::Log { id, elapsed, line } => {
+                    let _ = writeln!(err, " #{id} {:.3} {line}", elapsed.as_secs_f64());
+                }
                 _ => {}
             },
             _ => match e {
