@@ -77,6 +77,20 @@ impl Registry {
                 }
                 panic!("registry.sh start failed: {err}");
             }
+            // The shared registry lives in a static, which is never dropped:
+            // a watchdog stops it when this test process exits.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" stop --port "$3" --dir "$4" >/dev/null 2>&1; rm -rf "$4""#)
+                .arg("watchdog")
+                .arg(std::process::id().to_string())
+                .arg(&script)
+                .arg(port.to_string())
+                .arg(dir.path())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
             let env = String::from_utf8_lossy(&out.stdout).to_string();
             let get = |k: &str| {
                 env.lines()
