@@ -110,32 +110,42 @@ fn blob_path(d: &Descriptor) -> String {
     format!("blobs/{alg}/{hex}")
 }
 
-/// Writes an OCI image layout tar to `w` (`type=oci`).
-pub fn write_oci_tar<W: Write>(store: &Store, r: &BuildResult, names: &[String], w: W) -> Result<W> {
+/// An OCI image layout as a tar: `oci-layout`, `index.json` and `blobs`.
+fn layout_tar<W: Write>(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, w: W) -> Result<W> {
     let mut t = TarWriter::new(w);
     t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    t.file("index.json", &index_json(r, names)?)?;
+    t.file("index.json", index_json)?;
     t.dir("blobs/")?;
     t.dir("blobs/sha256/")?;
-    for d in blobs(r) {
+    for d in blobs {
         t.blob(store, &d)?;
     }
     t.finish()
 }
 
-/// Writes an OCI image layout directory (`type=oci,tar=false`).
-pub fn write_oci_dir(store: &Store, r: &BuildResult, names: &[String], dest: &Path) -> Result<()> {
+/// An OCI image layout as a directory.
+fn layout_dir(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, dest: &Path) -> Result<()> {
     let blobs_dir = dest.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs_dir).map_err(|e| Error::io(&blobs_dir, e))?;
     let write = |p: &Path, data: &[u8]| std::fs::write(p, data).map_err(|e| Error::io(p, e));
     write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    write(&dest.join("index.json"), &index_json(r, names)?)?;
-    for d in blobs(r) {
+    write(&dest.join("index.json"), index_json)?;
+    for d in blobs {
         let path = dest.join(blob_path(&d));
         let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
+}
+
+/// Writes an OCI image layout tar to `w` (`type=oci`).
+pub fn write_oci_tar<W: Write>(store: &Store, r: &BuildResult, names: &[String], w: W) -> Result<W> {
+    layout_tar(store, &index_json(r, names)?, blobs(r), w)
+}
+
+/// Writes an OCI image layout directory (`type=oci,tar=false`).
+pub fn write_oci_dir(store: &Store, r: &BuildResult, names: &[String], dest: &Path) -> Result<()> {
+    layout_dir(store, &index_json(r, names)?, blobs(r), dest)
 }
 
 /// Writes a `docker load` archive (`type=docker`): an OCI layout plus
@@ -390,31 +400,13 @@ fn index_blobs(img: &IndexImage) -> Vec<Descriptor> {
 
 /// Writes an OCI image layout tar holding the index (`type=oci`).
 pub fn write_oci_index_tar<W: Write>(store: &Store, img: &IndexImage, names: &[String], w: W) -> Result<W> {
-    let mut t = TarWriter::new(w);
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    t.file("index.json", &layout_index(img, names)?)?;
-    t.dir("blobs/")?;
-    t.dir("blobs/sha256/")?;
-    for d in index_blobs(img) {
-        t.blob(store, &d)?;
-    }
-    t.finish()
+    layout_tar(store, &layout_index(img, names)?, index_blobs(img), w)
 }
 
 /// Writes an OCI image layout directory holding the index
 /// (`type=oci,tar=false`).
 pub fn write_oci_index_dir(store: &Store, img: &IndexImage, names: &[String], dest: &Path) -> Result<()> {
-    let blobs_dir = dest.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs_dir).map_err(|e| Error::io(&blobs_dir, e))?;
-    let write = |p: &Path, data: &[u8]| std::fs::write(p, data).map_err(|e| Error::io(p, e));
-    write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    write(&dest.join("index.json"), &layout_index(img, names)?)?;
-    for d in index_blobs(img) {
-        let path = dest.join(blob_path(&d));
-        let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
+    layout_dir(store, &layout_index(img, names)?, index_blobs(img), dest)
 }
 
 /// The directory buildx writes a platform's files to: `linux_arm_v7`.
