@@ -10,36 +10,6 @@ use std::process::{Command, Stdio};
 
 use crate::util::*;
 
-/// An environment whose config sends docker.io to the fixture registry.
-fn mirrored() -> Option<(Env, &'static Registry)> {
-    let reg = shared_registry()?;
-    let env = Env::new();
-    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
-    Some((env, reg))
-}
-
-/// Writes `files` (path → content) under a new context directory.
-fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = env.dir.path().join(name);
-    for (p, c) in files {
-        let path = dir.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, c).unwrap();
-    }
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `executed N step(s), M cached` from the build's stderr.
-fn counts(stderr: &str) -> (usize, usize) {
-    let line = stderr.lines().find(|l| l.starts_with("executed ")).unwrap_or_else(|| panic!("no summary in {stderr}"));
-    let n: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
-    (n[0], n[1])
-}
-
 fn build(env: &Env, args: &[&str]) -> (String, String) {
     let mut full = vec!["build", "--progress", "plain"];
     full.extend_from_slice(args);

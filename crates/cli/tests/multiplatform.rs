@@ -3,7 +3,6 @@
 //! manifest list, as an OCI archive, as per-platform directories and Docker
 //! archives; shared work runs once; a platform the base lacks is an error.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use polyarch_oci::{media_type as mt, Descriptor, RawManifest};
@@ -37,27 +36,6 @@ EOF
 ENV BUILT_FOR=$TARGETPLATFORM
 ";
 
-fn mirrored() -> Option<(Env, &'static Registry)> {
-    let reg = shared_registry()?;
-    let env = Env::new();
-    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
-    Some((env, reg))
-}
-
-fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = env.dir.path().join(name);
-    for (p, c) in files {
-        let path = dir.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, c).unwrap();
-    }
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn build(env: &Env, args: &[&str]) -> String {
     let mut full = vec!["build", "--progress", "plain"];
     full.extend_from_slice(args);
@@ -65,13 +43,6 @@ fn build(env: &Env, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
     stderr
-}
-
-/// `executed N step(s), M cached`.
-fn counts(stderr: &str) -> (usize, usize) {
-    let line = stderr.lines().find(|l| l.starts_with("executed ")).unwrap_or_else(|| panic!("no summary in {stderr}"));
-    let n: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
-    (n[0], n[1])
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
