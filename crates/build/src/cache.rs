@@ -62,10 +62,12 @@ impl KeyBuilder {
 }
 
 /// The digest of a tree's content: paths, types, modes, owners, link
-/// targets and file bytes; times are left out, as BuildKit's content
-/// checksums do.
+/// targets, file bytes, extended attributes and which files are hard links
+/// of an earlier path; times are left out, as BuildKit's content checksums
+/// do. A tree without attributes or hard links digests as it always did.
 pub fn content_digest(fs: &MemFs) -> String {
     let mut h = Sha256::new();
+    let mut firsts: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
     for (p, n) in fs.iter() {
         h.update(p.as_bytes());
         h.update([0]);
@@ -80,6 +82,18 @@ pub fn content_digest(fs: &MemFs) -> String {
                 h.update(b"f");
                 h.update(Sha256::digest(d.as_slice()));
             }
+        }
+        // Links and attributes follow a `\0/`, which no path starts with.
+        if let Some(first) = n.link.map(|g| *firsts.entry(g).or_insert(p.as_str())).filter(|f| *f != p) {
+            h.update(b"\0/h");
+            h.update(first.as_bytes());
+        }
+        for (k, v) in &n.xattrs {
+            h.update(b"\0/x");
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v);
         }
         h.update([0]);
     }
@@ -256,6 +270,31 @@ mod tests {
         assert_ne!(content_digest(&a), content_digest(&b));
         b.insert("f".into(), file_node(b"x", 0o600, 2));
         assert_ne!(content_digest(&a), content_digest(&b));
+    }
+
+    #[test]
+    fn content_digest_covers_links_and_xattrs() {
+        let mut a = MemFs::new();
+        a.insert("f".into(), file_node(b"x", 0o644, 1));
+        a.insert("g".into(), file_node(b"x", 0o644, 1));
+        let plain = content_digest(&a);
+        let mut b = a.clone();
+        let g = crate::fs::new_link_group();
+        for p in ["f", "g"] {
+            b.insert(p.into(), crate::fs::Node { link: Some(g), ..file_node(b"x", 0o644, 1) });
+        }
+        assert_ne!(content_digest(&b), plain, "g is a hard link of f");
+        let mut c = b.clone();
+        let other = crate::fs::new_link_group();
+        for p in ["f", "g"] {
+            c.insert(p.into(), crate::fs::Node { link: Some(other), ..file_node(b"x", 0o644, 1) });
+        }
+        assert_eq!(content_digest(&c), content_digest(&b), "group ids do not count, only who links to whom");
+        let mut x = a.clone();
+        let mut n = file_node(b"x", 0o644, 1);
+        n.xattrs.insert("user.a".into(), b"1".to_vec());
+        x.insert("f".into(), n);
+        assert_ne!(content_digest(&x), plain);
     }
 
     #[test]

@@ -89,6 +89,10 @@ struct Copier<'a> {
     changes: MemFs,
     spec: &'a CopySpec,
     excludes: Option<PatternMatcher>,
+    /// Source hard-link groups mapped to this copy's own groups: files
+    /// linked in the source stay linked with each other, not with copies
+    /// made by other instructions.
+    groups: std::collections::HashMap<u64, u64>,
 }
 
 /// Plans the copy of `spec` from `src` onto `target`.
@@ -101,7 +105,8 @@ pub fn plan(src: &MemFs, target: &MemFs, spec: &CopySpec) -> Result<Planned, Cop
     } else {
         Some(PatternMatcher::new(&spec.excludes).map_err(|_| CopyError::BadPattern(spec.excludes.join(",")))?)
     };
-    let mut c = Copier { src, merged: target.clone(), changes: MemFs::new(), spec, excludes };
+    let mut c =
+        Copier { src, merged: target.clone(), changes: MemFs::new(), spec, excludes, groups: Default::default() };
     for s in &spec.sources {
         c.copy_source(s)?;
     }
@@ -238,9 +243,12 @@ impl Copier<'_> {
         self.insert(path, node);
     }
 
-    fn insert(&mut self, path: String, node: Node) {
+    fn insert(&mut self, path: String, mut node: Node) {
         if path.is_empty() {
             return;
+        }
+        if let Some(g) = node.link {
+            node.link = Some(*self.groups.entry(g).or_insert_with(crate::fs::new_link_group));
         }
         // A directory over an existing directory keeps what is inside.
         self.merged.insert(path.clone(), node.clone());
@@ -291,7 +299,7 @@ pub fn layer_entries(changes: &MemFs, merged: &MemFs) -> Vec<(String, Node)> {
 
 /// A file with `data`, for tests and inline content.
 pub fn file_node(data: &[u8], mode: u32, mtime: i64) -> Node {
-    Node { kind: Kind::File(Arc::new(data.to_vec())), mode, uid: 0, gid: 0, mtime }
+    Node::new(Kind::File(Arc::new(data.to_vec())), mode, 0, 0, mtime)
 }
 
 #[cfg(test)]
@@ -306,7 +314,7 @@ mod tests {
         fs.insert("dir/x".into(), file_node(b"x", 0o755, 1));
         fs.insert("dir/sub".into(), Node::dir(0o755, 0, 0, 1));
         fs.insert("dir/sub/y.txt".into(), file_node(b"y", 0o644, 1));
-        fs.insert("link".into(), Node { kind: Kind::Symlink("a.txt".into()), mode: 0o777, uid: 0, gid: 0, mtime: 1 });
+        fs.insert("link".into(), Node::new(Kind::Symlink("a.txt".into()), 0o777, 0, 0, 1));
         fs
     }
 
@@ -415,6 +423,39 @@ mod tests {
         let e = layer_entries(&p.changes, &target());
         assert_eq!(e.len(), 2);
         assert_eq!((e[0].0.as_str(), e[0].1.mode, e[0].1.uid), ("existing", 0o750, 5));
+    }
+
+    #[test]
+    fn hard_links_stay_linked_within_one_copy() {
+        let mut src = ctx();
+        let g = crate::fs::new_link_group();
+        let linked = Node { link: Some(g), ..file_node(b"same", 0o644, 1) };
+        src.insert("h1".into(), linked.clone());
+        src.insert("h2".into(), linked);
+        let spec = CopySpec { sources: vec!["h1".into(), "h2".into()], dest: "/d/".into(), ..Default::default() };
+        let p = plan(&src, &target(), &spec).unwrap();
+        let (a, b) = (p.changes.get("d/h1").unwrap(), p.changes.get("d/h2").unwrap());
+        assert!(a.same_inode(b), "both copies share one group");
+        assert_ne!(a.link, Some(g), "a copy's group is its own");
+        let tar = crate::layer::tar_entries(p.changes.iter().map(|(k, n)| (k.as_str(), n))).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        let kinds: Vec<(String, tar::EntryType)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("d/".to_string(), tar::EntryType::Directory),
+                ("d/h1".to_string(), tar::EntryType::Regular),
+                ("d/h2".to_string(), tar::EntryType::Link)
+            ]
+        );
+        let one = CopySpec { sources: vec!["h2".into()], dest: "/e/".into(), ..Default::default() };
+        let q = plan(&src, &p.merged, &one).unwrap();
+        assert_ne!(q.changes.get("e/h2").unwrap().link, a.link, "another copy is another inode");
     }
 
     #[test]

@@ -430,7 +430,7 @@ pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResul
     for r in results {
         let dir = platform_dir(&r.platform);
         let fs = rootfs(store, r)?;
-        let mut top = crate::fs::Node { kind: crate::fs::Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0 };
+        let mut top = crate::fs::Node::dir(0o755, 0, 0, 0);
         if let Some(root) = fs.iter().find(|(p, _)| p.is_empty()).map(|(_, n)| n.clone()) {
             top = root;
         }

@@ -2,11 +2,15 @@
 //! or an unpacked layer holds, with numeric owners, modes and times.
 //!
 //! Layers are applied with OCI whiteout rules; hard links are resolved to
-//! the content they point at, so every regular file carries its bytes.
+//! the content they point at, so every regular file carries its bytes, and
+//! the members of a hard-link group share a [`Node::link`] id so that a
+//! layer holding two of them writes the second as a tar hard link.
+//! Extended attributes travel with each entry (PAX `SCHILY.xattr.*`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -35,12 +39,43 @@ pub struct Node {
     pub gid: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Extended attributes by name (`user.x`, `security.capability`).
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Hard-link group: entries with the same id were one inode where they
+    /// were read from (see [`new_link_group`]); `None` for a single link.
+    pub link: Option<u64>,
+}
+
+/// A process-wide unique hard-link group id. Ids never reach a layer:
+/// only which paths share one does, so layers stay deterministic.
+pub fn new_link_group() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Node {
+    /// An entry without extended attributes or hard links.
+    pub fn new(kind: Kind, mode: u32, uid: u64, gid: u64, mtime: i64) -> Node {
+        Node { kind, mode, uid, gid, mtime, xattrs: BTreeMap::new(), link: None }
+    }
+
     /// A directory with `mode`, owned by `uid:gid`.
     pub fn dir(mode: u32, uid: u64, gid: u64, mtime: i64) -> Node {
-        Node { kind: Kind::Dir, mode, uid, gid, mtime }
+        Node::new(Kind::Dir, mode, uid, gid, mtime)
+    }
+
+    /// Whether `other` can be written as a hard link to `self`: same
+    /// group, content and metadata.
+    pub fn same_inode(&self, other: &Node) -> bool {
+        let same_kind = match (&self.kind, &other.kind) {
+            (Kind::File(a), Kind::File(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        };
+        same_kind
+            && self.link.is_some()
+            && self.link == other.link
+            && (self.mode, self.uid, self.gid, self.mtime) == (other.mode, other.uid, other.gid, other.mtime)
+            && self.xattrs == other.xattrs
     }
 
     /// Whether this is a directory.
@@ -211,6 +246,7 @@ impl MemFs {
                 self.remove_tree(&join(parent(&path), victim));
                 continue;
             }
+            let xattrs = pax_xattrs(&mut entry)?;
             let h = entry.header();
             let mode = h.mode().unwrap_or(0o644) & 0o7777;
             let uid = h.uid().unwrap_or(0);
@@ -224,10 +260,18 @@ impl MemFs {
                 }
                 tar::EntryType::Link => {
                     let t = entry.link_name_bytes().map(|b| clean(&String::from_utf8_lossy(&b))).unwrap_or_default();
-                    match self.nodes.get(&t) {
-                        Some(n) => n.kind.clone(),
-                        None => return Err(Error::Layer(format!("hard link {path} to missing {t}"))),
+                    let Some(target) = self.nodes.get_mut(&t) else {
+                        return Err(Error::Layer(format!("hard link {path} to missing {t}")));
+                    };
+                    // A hard link is the target's inode: its content,
+                    // metadata and attributes, and now a shared group.
+                    if matches!(target.kind, Kind::File(_)) {
+                        target.link.get_or_insert_with(new_link_group);
                     }
+                    let node = target.clone();
+                    self.ensure_parents(&path, 0);
+                    self.insert(path, node);
+                    continue;
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mut data = Vec::with_capacity(h.size().unwrap_or(0) as usize);
@@ -238,7 +282,7 @@ impl MemFs {
                 _ => continue,
             };
             self.ensure_parents(&path, 0);
-            self.insert(path, Node { kind, mode, uid, gid, mtime });
+            self.insert(path, Node { xattrs, ..Node::new(kind, mode, uid, gid, mtime) });
         }
         Ok(())
     }
@@ -260,11 +304,17 @@ impl MemFs {
     /// are left out (directories are still walked when `descend` says so).
     pub fn from_dir(root: &Path, keep: &dyn Fn(&str, bool) -> (bool, bool)) -> Result<MemFs> {
         let mut fs = MemFs::new();
-        fs.read_dir_into(root, "", keep)?;
+        fs.read_dir_into(root, "", keep, &mut Inodes::default())?;
         Ok(fs)
     }
 
-    fn read_dir_into(&mut self, root: &Path, rel: &str, keep: &dyn Fn(&str, bool) -> (bool, bool)) -> Result<()> {
+    fn read_dir_into(
+        &mut self,
+        root: &Path,
+        rel: &str,
+        keep: &dyn Fn(&str, bool) -> (bool, bool),
+        inodes: &mut Inodes,
+    ) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         let dir = root.join(rel);
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -280,6 +330,7 @@ impl MemFs {
             let md = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
             let is_dir = md.is_dir();
             let (include, descend) = keep(&path, is_dir);
+            let mut link = None;
             let kind = if is_dir {
                 Kind::Dir
             } else if md.file_type().is_symlink() {
@@ -289,17 +340,20 @@ impl MemFs {
                 if !include {
                     continue;
                 }
-                Kind::File(Arc::new(std::fs::read(&full).map_err(|e| Error::io(&full, e))?))
+                let (data, group) = inodes.file(&full, &md)?;
+                link = group;
+                Kind::File(data)
             } else {
                 continue;
             };
-            let node = Node { kind, mode: md.mode() & 0o7777, uid: 0, gid: 0, mtime: md.mtime() };
+            let node =
+                Node { xattrs: read_xattrs(&full), link, ..Node::new(kind, md.mode() & 0o7777, 0, 0, md.mtime()) };
             if include {
                 self.ensure_parents(&path, 0);
                 self.nodes.insert(path.clone(), node);
             }
             if is_dir && descend {
-                self.read_dir_into(root, &path, keep)?;
+                self.read_dir_into(root, &path, keep, inodes)?;
             }
         }
         Ok(())
@@ -319,8 +373,17 @@ impl MemFs {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
         let root = is_root();
+        let mut firsts: HashMap<u64, (&String, &Node)> = HashMap::new();
         for (path, node) in &self.nodes {
             let full = dest.join(path);
+            let first = node.link.and_then(|g| firsts.get(&g)).filter(|(_, f)| f.same_inode(node));
+            // Should linking fail, the member is written as a file of its own.
+            if first.is_some_and(|(first, _)| std::fs::hard_link(dest.join(first), &full).is_ok()) {
+                continue;
+            }
+            if let Some(g) = node.link {
+                firsts.entry(g).or_insert((path, node));
+            }
             match &node.kind {
                 Kind::Dir => match std::fs::create_dir(&full) {
                     Ok(()) => {}
@@ -336,6 +399,12 @@ impl MemFs {
             if !matches!(node.kind, Kind::Symlink(_)) {
                 std::fs::set_permissions(&full, std::fs::Permissions::from_mode(node.mode))
                     .map_err(|e| Error::io(&full, e))?;
+            }
+            // After the owner: changing it clears `security.capability`.
+            // Best effort, as a file system or an unprivileged process may
+            // refuse some namespaces.
+            for (k, v) in &node.xattrs {
+                let _ = rustix::fs::lsetxattr(&full, k.as_str(), v, rustix::fs::XattrFlags::empty());
             }
         }
         // Times last, deepest first, so that writing children does not
@@ -354,6 +423,76 @@ impl MemFs {
     }
 }
 
+/// Hard-link groups of files read from disk, keyed by device and inode,
+/// with the content read for the first member (shared by the others).
+#[derive(Debug, Default)]
+pub(crate) struct Inodes(HashMap<DevIno, (u64, Arc<Vec<u8>>)>);
+
+/// A file's device and inode numbers.
+type DevIno = (u64, u64);
+
+impl Inodes {
+    /// The content of the regular file `full` and, when it has more than
+    /// one link, its group; a group's content is read once.
+    pub(crate) fn file(&mut self, full: &Path, md: &std::fs::Metadata) -> Result<(Arc<Vec<u8>>, Option<u64>)> {
+        use std::os::unix::fs::MetadataExt;
+        let read = || std::fs::read(full).map(Arc::new).map_err(|e| Error::io(full, e));
+        if md.nlink() < 2 {
+            return Ok((read()?, None));
+        }
+        if let Some((g, data)) = self.0.get(&(md.dev(), md.ino())) {
+            return Ok((data.clone(), Some(*g)));
+        }
+        let (g, data) = (new_link_group(), read()?);
+        self.0.insert((md.dev(), md.ino()), (g, data.clone()));
+        Ok((data, Some(g)))
+    }
+}
+
+/// Whether an attribute belongs to the file rather than to the host: not
+/// the overlay file system's bookkeeping nor the host's SELinux label.
+fn portable_xattr(name: &str) -> bool {
+    !(name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == "security.selinux")
+}
+
+/// The extended attributes of `path` (not following a symlink); empty when
+/// the file system has none or does not support them.
+pub(crate) fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(n) = rustix::fs::llistxattr_query(path) else { return out };
+    if n == 0 {
+        return out;
+    }
+    let mut names = vec![0u8; n];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else { return out };
+    for name in names[..n.min(names.len())].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        if !portable_xattr(name) {
+            continue;
+        }
+        let Ok(len) = rustix::fs::lgetxattr_query(path, name) else { continue };
+        let mut value = vec![0u8; len];
+        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
+            value.truncate(len);
+            out.insert(name.to_string(), value);
+        }
+    }
+    out
+}
+
+/// The `SCHILY.xattr.*` PAX records of a tar entry.
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let Some(exts) = entry.pax_extensions().map_err(|e| Error::layer("reading", e))? else { return Ok(out) };
+    for ext in exts {
+        let ext = ext.map_err(|e| Error::layer("reading", e))?;
+        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+            out.insert(name.to_string(), ext.value_bytes().to_vec());
+        }
+    }
+    Ok(out)
+}
+
 /// Whether the process runs as root (owners can be set).
 pub fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status carries the effective uid.
@@ -368,7 +507,7 @@ mod tests {
     use super::*;
 
     fn file(data: &str) -> Node {
-        Node { kind: Kind::File(Arc::new(data.as_bytes().to_vec())), mode: 0o644, uid: 0, gid: 0, mtime: 0 }
+        Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, 0)
     }
 
     #[test]
@@ -427,5 +566,117 @@ mod tests {
         assert_eq!(paths, ["a", "a/n"]);
         fs.insert("a".into(), file("now a file"));
         assert_eq!(fs.len(), 1);
+    }
+
+    /// A tar with `a` (xattrs `user.x=1` and a binary capability), `b` a
+    /// hard link to it and `c` a plain file, as Go's archive/tar writes them.
+    fn linked_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let cap: &[u8] = &[1, 0, 0, 2, 0x20, 0, 0, 0];
+        b.append_pax_extensions([("SCHILY.xattr.user.x", &b"1"[..]), ("SCHILY.xattr.security.capability", cap)])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("a").unwrap();
+        h.set_size(3);
+        h.set_mode(0o755);
+        h.set_mtime(5);
+        h.set_cksum();
+        b.append(&h, &b"abc"[..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("b").unwrap();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_link_name("a").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("c").unwrap();
+        h.set_size(3);
+        h.set_cksum();
+        b.append(&h, &b"abc"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_in_keeps_links_and_xattrs() {
+        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
+        let (a, b, c) = (fs.get("a").unwrap(), fs.get("b").unwrap(), fs.get("c").unwrap());
+        assert_eq!(a.xattrs.get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
+        assert_eq!(a.xattrs.get("security.capability").map(Vec::len), Some(8));
+        assert!(a.link.is_some() && a.same_inode(b), "b is a's inode: {b:?}");
+        assert_eq!((b.mode, b.mtime), (0o755, 5), "a link has its target's metadata");
+        assert_eq!(c.link, None);
+        assert!(!a.same_inode(c));
+    }
+
+    #[test]
+    fn tar_out_writes_one_hard_link_and_pax_xattrs() {
+        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
+        let out = crate::layer::tar_entries(fs.iter().map(|(k, n)| (k.as_str(), n))).unwrap();
+        assert_eq!(out, crate::layer::tar_entries(fs.iter().map(|(k, n)| (k.as_str(), n))).unwrap());
+        let mut ar = tar::Archive::new(&out[..]);
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut x: Vec<String> = Vec::new();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                x = exts.map(|r| r.unwrap().key().unwrap().to_string()).collect();
+            }
+            let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+            seen.push((e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type(), link, x));
+        }
+        let xa = vec!["SCHILY.xattr.security.capability".to_string(), "SCHILY.xattr.user.x".to_string()];
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), tar::EntryType::Regular, None, xa.clone()),
+                ("b".into(), tar::EntryType::Link, Some("a".into()), xa),
+                ("c".into(), tar::EntryType::Regular, None, vec![]),
+            ]
+        );
+        let back = MemFs::from_tar(&out[..]).unwrap();
+        assert!(back.get("a").unwrap().same_inode(back.get("b").unwrap()));
+        assert_eq!(back.get("b").unwrap().xattrs, fs.get("a").unwrap().xattrs);
+    }
+
+    #[test]
+    fn a_changed_member_is_written_in_full() {
+        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
+        let a = fs.get("a").unwrap().clone();
+        let b = Node { kind: Kind::File(Arc::new(b"new".to_vec())), ..a.clone() };
+        let out = crate::layer::tar_entries([("a", &a), ("b", &b)]).unwrap();
+        let back = MemFs::from_tar(&out[..]).unwrap();
+        assert_eq!(back.read("b").unwrap().as_slice(), b"new");
+        // Only the second member present: a regular file.
+        let out = crate::layer::tar_entries([("b", &a)]).unwrap();
+        assert_eq!(MemFs::from_tar(&out[..]).unwrap().read("b").unwrap().as_slice(), b"abc");
+    }
+
+    #[test]
+    fn from_dir_and_write_to_dir_keep_links_and_xattrs() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        std::fs::write(d.path().join("c"), b"x").unwrap();
+        let xattrs = rustix::fs::lsetxattr(d.path().join("a"), "user.x", b"1", rustix::fs::XattrFlags::empty());
+        if xattrs.is_err() && std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("user xattrs are not supported in {}: {xattrs:?}", d.path().display());
+        }
+        let fs = MemFs::from_dir(d.path(), &|_, _| (true, true)).unwrap();
+        let (a, b, c) = (fs.get("a").unwrap(), fs.get("b").unwrap(), fs.get("c").unwrap());
+        assert!(a.same_inode(b));
+        assert_eq!(c.link, None);
+        if xattrs.is_ok() {
+            assert_eq!(b.xattrs.get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
+        }
+        let out = tempfile::tempdir().unwrap();
+        fs.write_to_dir(out.path()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &str| std::fs::metadata(out.path().join(p)).unwrap().ino();
+        assert_eq!(ino("a"), ino("b"));
+        assert_ne!(ino("a"), ino("c"));
+        if xattrs.is_ok() {
+            assert_eq!(read_xattrs(&out.path().join("b")).get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
+        }
     }
 }

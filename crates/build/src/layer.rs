@@ -1,7 +1,10 @@
 //! Deterministic layers: entries in path order, numeric owners, no user or
-//! group names, PAX records only where USTAR cannot hold a value; the
-//! compressed blob and the uncompressed `diff_id` come out of one pass.
+//! group names, PAX records only where USTAR cannot hold a value and for
+//! extended attributes (`SCHILY.xattr.*`), hard links within a layer as tar
+//! link entries; the compressed blob and the uncompressed `diff_id` come
+//! out of one pass.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use polyarch_oci::{Descriptor, Digest};
@@ -48,21 +51,34 @@ pub struct Layer {
     pub diff_id: Digest,
 }
 
-/// Serialises `entries` (paths relative to the root, sorted) as a tar.
+/// Serialises `entries` (paths relative to the root, sorted) as a tar. A
+/// file of a hard-link group whose first member (in path order) is in the
+/// same tar is written as a hard link to it, as a file-system diff would.
 pub fn tar_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Node)>) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
+    let mut firsts: HashMap<u64, (&str, &Node)> = HashMap::new();
     for (path, node) in entries {
-        append(&mut b, path, node).map_err(|e| Error::layer("writing", e))?;
+        let mut link_to = None;
+        if let (Some(g), Kind::File(_)) = (node.link, &node.kind) {
+            match firsts.get(&g) {
+                Some((first, n)) if n.same_inode(node) => link_to = Some(*first),
+                Some(_) => {}
+                None => {
+                    firsts.insert(g, (path, node));
+                }
+            }
+        }
+        append(&mut b, path, node, link_to).map_err(|e| Error::layer("writing", e))?;
     }
     b.into_inner().map_err(|e| Error::layer("writing", e))
 }
 
-fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, node: &Node) -> std::io::Result<()> {
+fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, node: &Node, link_to: Option<&str>) -> std::io::Result<()> {
     let mut h = tar::Header::new_ustar();
     let name = if node.is_dir() { format!("{path}/") } else { path.to_string() };
-    let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
     if h.set_path(&name).is_err() {
-        pax.push(("path", name.clone().into_bytes()));
+        pax.push(("path".into(), name.clone().into_bytes()));
         let short: String = name.chars().rev().take(90).collect::<String>().chars().rev().collect();
         h.set_path(short.trim_start_matches('/'))?;
     }
@@ -70,35 +86,50 @@ fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, node: &Node) -> std::io::Re
     set_id(&mut h, &mut pax, node.uid, "uid");
     set_id(&mut h, &mut pax, node.gid, "gid");
     h.set_mtime(node.mtime.max(0) as u64);
-    let data: &[u8] = match &node.kind {
-        Kind::Dir => {
+    let data: &[u8] = match (&node.kind, link_to) {
+        (Kind::Dir, _) => {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             &[]
         }
-        Kind::Symlink(t) => {
+        (Kind::Symlink(t), _) => {
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
-            if h.set_link_name(t).is_err() {
-                pax.push(("linkpath", t.clone().into_bytes()));
-                h.set_link_name("x")?;
-            }
+            set_link(&mut h, &mut pax, t)?;
             &[]
         }
-        Kind::File(d) => {
+        (Kind::File(_), Some(first)) => {
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            set_link(&mut h, &mut pax, first)?;
+            &[]
+        }
+        (Kind::File(d), None) => {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(d.len() as u64);
             d.as_slice()
         }
     };
+    for (k, v) in &node.xattrs {
+        pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+    }
     if !pax.is_empty() {
-        b.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
     }
     h.set_cksum();
     b.append(&h, data)
 }
 
-fn set_id(h: &mut tar::Header, pax: &mut Vec<(&'static str, Vec<u8>)>, id: u64, key: &'static str) {
+/// Sets a link target, in a PAX `linkpath` record when USTAR cannot hold it.
+fn set_link(h: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: &str) -> std::io::Result<()> {
+    if h.set_link_name(target).is_err() {
+        pax.push(("linkpath".into(), target.as_bytes().to_vec()));
+        h.set_link_name("x")?;
+    }
+    Ok(())
+}
+
+fn set_id(h: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, id: u64, key: &'static str) {
     // USTAR holds 7 octal digits.
     let fits = id < 0o7777777;
     let v = if fits { id } else { 0 };
@@ -108,7 +139,7 @@ fn set_id(h: &mut tar::Header, pax: &mut Vec<(&'static str, Vec<u8>)>, id: u64, 
         h.set_gid(v);
     }
     if !fits {
-        pax.push((key, id.to_string().into_bytes()));
+        pax.push((key.to_string(), id.to_string().into_bytes()));
     }
 }
 
@@ -165,12 +196,9 @@ mod tests {
         let long = format!("{}/file", "d".repeat(150));
         vec![
             ("app".into(), Node::dir(0o755, 0, 0, 5)),
-            (
-                "app/f".into(),
-                Node { kind: Kind::File(Arc::new(b"hi".to_vec())), mode: 0o640, uid: 1000, gid: 2000, mtime: 7 },
-            ),
-            ("app/l".into(), Node { kind: Kind::Symlink("f".into()), mode: 0o777, uid: 0, gid: 0, mtime: 7 }),
-            (long, Node { kind: Kind::File(Arc::new(vec![])), mode: 0o644, uid: 9_999_999, gid: 0, mtime: 0 }),
+            ("app/f".into(), Node::new(Kind::File(Arc::new(b"hi".to_vec())), 0o640, 1000, 2000, 7)),
+            ("app/l".into(), Node::new(Kind::Symlink("f".into()), 0o777, 0, 0, 7)),
+            (long, Node::new(Kind::File(Arc::new(vec![])), 0o644, 9_999_999, 0, 0)),
         ]
     }
 

@@ -26,10 +26,10 @@ pub mod export;
 pub mod fs;
 mod graph;
 pub mod layer;
-pub mod multi;
-mod remote;
 pub mod materialize;
+pub mod multi;
 pub mod process;
+mod remote;
 pub mod users;
 
 use std::collections::BTreeMap;

@@ -197,7 +197,8 @@ fn node_at(full: &Path) -> Result<Option<Node>> {
     } else {
         return Ok(None);
     };
-    Ok(Some(Node { kind, mode: md.mode() & 0o7777, uid: md.uid().into(), gid: md.gid().into(), mtime: md.mtime() }))
+    let node = Node::new(kind, md.mode() & 0o7777, md.uid().into(), md.gid().into(), md.mtime());
+    Ok(Some(Node { xattrs: crate::fs::read_xattrs(full), ..node }))
 }
 
 /// Reads the tree below `root` with modes, owners and times. Sockets,
@@ -252,7 +253,7 @@ impl Changes {
 /// Whether two entries differ in what a layer records. A symbolic link's
 /// own time is left out: writing a tree cannot set it.
 fn differs(a: &Node, b: &Node) -> bool {
-    if a.mode != b.mode || a.uid != b.uid || a.gid != b.gid {
+    if a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs != b.xattrs {
         return true;
     }
     match (&a.kind, &b.kind) {
@@ -343,7 +344,7 @@ pub fn layer_entries(changes: &Changes, after: &MemFs, whiteout_mtime: i64) -> V
     }
     for p in &changes.deleted {
         let wh = join(parent(p), &format!(".wh.{}", base(p)));
-        let node = Node { kind: Kind::File(Arc::new(Vec::new())), mode: 0, uid: 0, gid: 0, mtime: whiteout_mtime };
+        let node = Node::new(Kind::File(Arc::new(Vec::new())), 0, 0, 0, whiteout_mtime);
         out.insert(wh.clone(), node);
         add_parents(&mut out, &wh);
     }
@@ -370,7 +371,7 @@ mod tests {
     use super::*;
 
     fn file(data: &str, mtime: i64) -> Node {
-        Node { kind: Kind::File(Arc::new(data.as_bytes().to_vec())), mode: 0o644, uid: 0, gid: 0, mtime }
+        Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, mtime)
     }
 
     fn tree(entries: &[(&str, Node)]) -> MemFs {

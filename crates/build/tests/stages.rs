@@ -20,7 +20,7 @@ COPY --from=b /b /b2
 ";
 
 fn file(data: &str) -> Node {
-    Node { kind: Kind::File(Arc::new(data.as_bytes().to_vec())), mode: 0o644, uid: 0, gid: 0, mtime: 0 }
+    Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, 0)
 }
 
 fn options() -> BuildOptions {

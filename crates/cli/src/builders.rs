@@ -187,6 +187,10 @@ pub struct Builder {
     #[serde(default = "driver")]
     pub driver: String,
     pub nodes: Vec<Node>,
+    /// The registry configuration given with `--config` (the TOML text, as
+    /// the client's config file), applied on every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 fn driver() -> String {
@@ -339,30 +343,20 @@ impl Store {
     }
 }
 
-/// Checks that `build` can use the chosen builder: the default one and
-/// builders of local nodes build here; remote nodes are not supported yet.
-pub fn check_build(explicit: Option<&str>) -> Result<()> {
+/// The builder `build` uses when it has remote nodes; `None` builds here
+/// (the default builder, or builders of local nodes only).
+pub fn for_build(explicit: Option<&str>) -> Result<Option<Builder>> {
     let explicit = explicit.filter(|n| !n.is_empty());
     if explicit.is_none_or(is_default)
         && std::env::var_os("XDG_CONFIG_HOME").is_none()
         && std::env::var_os("HOME").is_none()
     {
-        return Ok(());
+        return Ok(None);
     }
     let Some(b) = Store::from_env()?.resolve(explicit)? else {
-        return Ok(());
+        return Ok(None);
     };
-    let remote = b.remote_nodes();
-    if !remote.is_empty() {
-        let nodes: Vec<String> = remote.iter().map(|n| format!("{} ({})", n.name, n.endpoint)).collect();
-        bail!(
-            "builder {:?} has remote nodes ({}): distributing builds to remote nodes is not supported yet; \
-             use `--builder default` or `polyarch builder use default`",
-            b.name,
-            nodes.join(", ")
-        );
-    }
-    Ok(())
+    Ok(Some(b).filter(|b| !b.remote_nodes().is_empty()))
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -393,6 +387,16 @@ fn ssh_command() -> Vec<String> {
 
 /// The argument vector that runs `polyarch worker --probe` on a node.
 pub fn probe_command(node: &Node) -> Option<Vec<String>> {
+    remote_command(node, &["worker", "--probe"])
+}
+
+/// The argument vector that runs `polyarch worker --stdio` on a node.
+pub fn worker_command(node: &Node) -> Option<Vec<String>> {
+    remote_command(node, &["worker", "--stdio"])
+}
+
+/// `ssh [options] [-p port] -- [user@]host polyarch ARGS...`.
+fn remote_command(node: &Node, args: &[&str]) -> Option<Vec<String>> {
     let Endpoint::Ssh { user, host, port } = &node.endpoint else {
         return None;
     };
@@ -408,7 +412,7 @@ pub fn probe_command(node: &Node) -> Option<Vec<String>> {
     });
     let bin = node.remote_bin.clone().or_else(|| std::env::var("POLYARCH_REMOTE_BIN").ok().filter(|s| !s.is_empty()));
     argv.push(bin.unwrap_or_else(|| "polyarch".to_string()));
-    argv.extend(["worker", "--probe"].map(String::from));
+    argv.extend(args.iter().map(|a| a.to_string()));
     Some(argv)
 }
 
@@ -520,9 +524,14 @@ mod tests {
                 emulated: vec!["linux/arm64".into(), "linux/riscv64".into()],
             },
         };
-        let b = Builder { name: "b".into(), driver: DRIVER.into(), nodes: vec![n, node("b1", "local")] };
+        let b = Builder {
+            name: "b".into(),
+            driver: DRIVER.into(),
+            nodes: vec![n, node("b1", "local")],
+            config: Some("[registry.\"docker.io\"]\nmirrors = [\"127.0.0.1:5000\"]\n".into()),
+        };
         store.put(&b).unwrap();
-        store.put(&Builder { name: "a".into(), driver: DRIVER.into(), nodes: vec![] }).unwrap();
+        store.put(&Builder { name: "a".into(), driver: DRIVER.into(), nodes: vec![], config: None }).unwrap();
         assert_eq!(store.get("b").unwrap().as_ref(), Some(&b));
         assert_eq!(store.list().unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         // No temporary files are left behind.
@@ -585,6 +594,7 @@ mod tests {
         ];
         assert_eq!(&argv[argv.len() - tail.len()..], tail);
         assert!(probe_command(&node("l", "local")).is_none());
+        assert_eq!(worker_command(&n).unwrap().last().map(String::as_str), Some("--stdio"));
     }
 
     #[test]

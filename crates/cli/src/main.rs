@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "polyarch", version, about = "Build, assemble, check and ship multi-architecture container images, with no daemon")]
+#[command(
+    name = "polyarch",
+    version,
+    about = "Build, assemble, check and ship multi-architecture container images, with no daemon"
+)]
 struct Cli {
     #[command(flatten)]
     global: cmd::GlobalArgs,

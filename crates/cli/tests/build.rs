@@ -842,3 +842,120 @@ fn progress_modes() {
     let tty = String::from_utf8_lossy(&out.stderr);
     assert!(tty.contains(" => CACHED [stage-0 2/2] COPY f.txt /dst") && tty.contains("FINISHED"), "{tty}");
 }
+
+/// The entries of a layer blob as `(name, type, link, xattrs)`, read with
+/// Python's tarfile (type `0` regular, `1` hard link, `5` directory).
+fn layer_entries(blob: &Path) -> Vec<(String, String, String, BTreeMap<String, String>)> {
+    let script = r#"
+import json, sys, tarfile
+out = []
+with tarfile.open(sys.argv[1], "r:*") as t:
+    for m in t.getmembers():
+        x = {k[len("SCHILY.xattr."):]: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+        out.append([m.name, m.type.decode(), m.linkname, x])
+print(json.dumps(out))
+"#;
+    let json = sh(Command::new("python3").arg("-c").arg(script).arg(blob));
+    serde_json::from_str(&json).unwrap()
+}
+
+/// The blob of the last layer of the only image in an OCI layout directory.
+fn last_layer(layout: &Path) -> PathBuf {
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let read = |p: PathBuf| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap();
+    let index = read(layout.join("index.json"));
+    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    blob(manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap())
+}
+
+#[test]
+fn copy_keeps_hard_links_and_xattrs() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(have("python3"), "python3") {
+        return;
+    }
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", "FROM scratch\nCOPY a b c /dst/\n"), ("a", "same inode\n"), ("c", "other\n")],
+    );
+    std::fs::hard_link(ctx.join("a"), ctx.join("b")).unwrap();
+    let set = Command::new("python3")
+        .args(["-c", "import os, sys; os.setxattr(sys.argv[1], 'user.polyarch', b'kept')"])
+        .arg(ctx.join("c"))
+        .output()
+        .unwrap();
+    let why = format!("user xattrs in {}: {}", ctx.display(), String::from_utf8_lossy(&set.stderr));
+    if !require(set.status.success(), &why) {
+        return;
+    }
+    let layout = env.dir.path().join("layout");
+    build(&env, &["-o", &format!("type=oci,tar=false,dest={}", layout.display()), s(&ctx)]);
+    let entries = layer_entries(&last_layer(&layout));
+    let names: Vec<(&str, &str, &str)> =
+        entries.iter().map(|(n, t, l, _)| (n.as_str(), t.as_str(), l.as_str())).collect();
+    assert_eq!(
+        names,
+        [("dst", "5", ""), ("dst/a", "0", ""), ("dst/b", "1", "dst/a"), ("dst/c", "0", "")],
+        "b is a hard link to a in the layer"
+    );
+    let c = &entries[3].3;
+    assert_eq!(c.get("user.polyarch").map(String::as_str), Some("kept"), "{entries:?}");
+    assert!(entries[1].3.is_empty(), "{entries:?}");
+    // The same layer again: deterministic bytes, so the step is cached.
+    let (_, again) = build(&env, &["-o", &format!("type=oci,tar=false,dest={}", layout.display()), s(&ctx)]);
+    assert!(again.contains("CACHED"), "{again}");
+}
+
+/// The pieces of a tty rendering: bars redraw after `\r` and cursor
+/// moves, and lines are padded to the terminal's width, so all of these
+/// end a piece here.
+fn screen_lines(tty: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = tty.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            while chars.next().is_some_and(|c| c.is_ascii_digit()) {}
+            plain.push('\n');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.split(['\n', '\r']).flat_map(|l| l.split("   ")).map(String::from).collect()
+}
+
+#[test]
+fn tty_progress_draws_bars_for_pulls_and_pushes() {
+    let Some((env, reg)) = mirrored() else { return };
+    let target = format!("{}/test/tty-progress:1", reg.host);
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "fresh layer\n")]);
+    let out = env.run(&["build", "--progress", "tty", "-t", &target, "--push", s(&ctx)]);
+    let tty = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{tty}");
+    let raw = skopeo_raw(&target);
+    let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let layers: Vec<String> =
+        m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
+    let short = |d: &str| d.chars().take("sha256:".len() + 12).collect::<String>();
+    let lines = screen_lines(&tty);
+    let drawn = |digest: &str, word: &str| {
+        let d = short(digest);
+        lines.iter().any(|l| l.contains(&d) && l.contains(word) && l.contains(" / "))
+    };
+    assert!(tty.contains("\x1b["), "bars are drawn with cursor control: {tty:?}");
+    let base = &layers[0];
+    assert!(drawn(base, "pulling"), "a bar while the base layer {base} is pulled: {tty:?}");
+    let done = |digest: &str| {
+        lines.iter().any(|l| l.starts_with(&format!(" => => {} ", short(digest))) && l.ends_with(" done"))
+    };
+    assert!(done(base), "a line once the base layer is in: {tty:?}");
+    let ours = layers.last().unwrap();
+    assert!(drawn(ours, "pushing"), "a bar while the new layer {ours} is pushed: {tty:?}");
+    assert!(done(ours), "{tty:?}");
+    assert!(lines.iter().any(|l| *l == " => [stage-0 2/2] COPY f /f"), "finished steps stay as lines: {tty:?}");
+    assert!(tty.contains("[+] Building ") && tty.contains(" FINISHED"), "{tty:?}");
+    // Plain output has no bars.
+    let (_, plain) = build(&env, &["-t", &target, s(&ctx)]);
+    assert!(!plain.contains("\x1b[") && !plain.contains("pulling"), "{plain}");
+}

@@ -1,14 +1,10 @@
 //! `polyarch builder create/use/inspect/ls/rm/stop`, `worker --probe`, and a
 //! node reached through a real sshd on 127.0.0.1.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-use crate::util::{free_port, have, require, sh, Env};
+use crate::util::ssh::Sshd;
+use crate::util::{free_port, require, Env};
 
 fn ls_json(env: &Env) -> Value {
     serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).expect("ls JSON")
@@ -77,14 +73,18 @@ fn create_use_ls_inspect_stop_rm_round_trip() {
         "{inspect}"
     );
 
-    // A builder with a remote node cannot build yet; the error names it.
+    // The host's platform builds on the local node; a platform no node
+    // offers fails, listing what each offers, before anything is built.
     let ctx = env.dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
-    let err = env.fails(&["build", ctx.to_str().unwrap()]);
-    assert!(err.contains("builder \"multi\"") && err.contains("not supported yet"), "{err}");
-    let err = env.fails(&["build", "--builder", "multi", ctx.to_str().unwrap()]);
-    assert!(err.contains("distributing builds to remote nodes is not supported yet"), "{err}");
+    let out = env.run(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("builds on node multi0 (local)"), "{err}");
+    let err = env.fails(&["build", "--platform", "windows/amd64", ctx.to_str().unwrap()]);
+    assert!(err.contains("builder \"multi\" cannot build every platform"), "{err}");
+    assert!(err.contains("windows/amd64: no node of builder multi builds it (multi0 [linux/arm64, "), "{err}");
+    assert!(err.contains("; far [])"), "{err}");
     let err = env.fails(&["build", "--builder", "nope", ctx.to_str().unwrap()]);
     assert!(err.contains("no builder \"nope\""), "{err}");
 
@@ -137,83 +137,6 @@ fn worker_probe_prints_the_version_and_platforms() {
     assert_eq!(v["native"][0], host.as_str());
     assert!(v["emulated"].is_array(), "{v}");
     assert!(env.fails(&["worker"]).contains("--probe"));
-}
-
-/// An sshd on 127.0.0.1 that accepts one generated key; stopped on drop.
-struct Sshd {
-    child: Child,
-    pid_file: PathBuf,
-    port: u16,
-    key: PathBuf,
-}
-
-impl Sshd {
-    fn start(dir: &Path) -> Option<Sshd> {
-        if !require(Path::new("/usr/sbin/sshd").exists(), "/usr/sbin/sshd (apt-get install openssh-server)")
-            || !require(have("ssh-keygen") && have("ssh"), "ssh and ssh-keygen (apt-get install openssh-client)")
-            || !require(polyarch_emu::host::is_root(), "root (sshd logs in as root)")
-        {
-            return None;
-        }
-        let key = dir.join("id_ed25519");
-        for (k, comment) in [(dir.join("host_ed25519"), "host"), (key.clone(), "client")] {
-            sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(&k));
-        }
-        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).unwrap();
-        // sshd needs its privilege separation directory.
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let pid_file = dir.join("sshd.pid");
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "ListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {}\n",
-                dir.join("host_ed25519").display(),
-                dir.join("authorized_keys").display(),
-                pid_file.display()
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .args(["-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("starting sshd");
-        let sshd = Sshd { child, pid_file, port, key };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen: {}",
-                std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(sshd)
-    }
-
-    fn ssh_command(&self) -> String {
-        format!(
-            "ssh -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-            self.key.display()
-        )
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -15,7 +15,9 @@ fn registry_down_mid_push_pushes_no_index() {
     let proxy = DyingProxy::start(dst.host.clone(), 400_000);
     let target = format!("127.0.0.1:{}/test/dying:v1", proxy.port);
     env.ok(&[
-        "manifest", "create", &target,
+        "manifest",
+        "create",
+        &target,
         &format!("{}/library/busybox:latest-amd64", src.host),
         &format!("{}/library/busybox:latest-arm64", src.host),
     ]);
@@ -58,7 +60,8 @@ fn digest_mismatch_and_oversized_manifest_are_refused() {
     let err = env.fails(&["imagetools", "inspect", &format!("127.0.0.1:{port}/x/y@{wrong}")]);
     assert!(err.contains(wrong) && err.to_lowercase().contains("digest"), "{err}");
 
-    let mut big = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"pad":""#.to_vec();
+    let mut big =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"pad":""#.to_vec();
     big.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
     big.extend_from_slice(b"\"}");
     let port = fake_registry(big, "application/vnd.oci.image.index.v1+json");

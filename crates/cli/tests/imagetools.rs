@@ -25,12 +25,18 @@ fn inspect_human_raw_and_json() {
     assert_eq!(raw.stdout, skopeo_raw(&src), "--raw is byte for byte what the registry serves");
 
     let human = env.ok(&["imagetools", "inspect", &src]);
-    assert!(human.starts_with(&format!("Name:      {src}\nMediaType: application/vnd.oci.image.index.v1+json\nDigest:    sha256:")), "{human}");
+    assert!(
+        human.starts_with(&format!(
+            "Name:      {src}\nMediaType: application/vnd.oci.image.index.v1+json\nDigest:    sha256:"
+        )),
+        "{human}"
+    );
     assert!(human.contains("\nManifests:\n  Name:      "), "{human}");
     assert!(human.contains("  Platform:  linux/arm/v7\n"), "{human}");
     assert_eq!(human.matches("Platform:").count(), 9, "{human}");
 
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&["imagetools", "inspect", "--format", "json", &src])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["imagetools", "inspect", "--format", "json", &src])).unwrap();
     assert_eq!(json["manifest"]["digest"].as_str().unwrap(), sha256_hex(&raw.stdout));
     assert_eq!(json["manifest"]["manifests"].as_array().unwrap().len(), 9);
 
@@ -48,7 +54,12 @@ fn create_across_repositories_with_two_tags_and_append() {
     let t2 = format!("{r}/test/tools-b:v1");
     let digest = env
         .ok(&[
-            "imagetools", "create", "-t", &t1, "-t", &t2,
+            "imagetools",
+            "create",
+            "-t",
+            &t1,
+            "-t",
+            &t2,
             &format!("{r}/library/busybox:latest-amd64"),
             &format!("{r}/library/busybox:latest-arm64"),
         ])
@@ -65,7 +76,11 @@ fn create_across_repositories_with_two_tags_and_append() {
 
     // --append adds to what the first tag holds; a later source wins per platform.
     let out = env.run(&[
-        "imagetools", "create", "--append", "-t", &t1,
+        "imagetools",
+        "create",
+        "--append",
+        "-t",
+        &t1,
         &format!("{r}/library/busybox:latest-s390x"),
         &format!("{r}/library/busybox:latest-amd64"),
     ]);
@@ -81,7 +96,12 @@ fn create_across_repositories_with_two_tags_and_append() {
 
     // Annotations go on the index.
     env.ok(&[
-        "imagetools", "create", "-t", &t3, "--annotation", "index:org.opencontainers.image.title=tools",
+        "imagetools",
+        "create",
+        "-t",
+        &t3,
+        "--annotation",
+        "index:org.opencontainers.image.title=tools",
         &format!("{r}/library/busybox:latest-386"),
     ]);
     assert_eq!(index_of(&skopeo_raw(&t3))["annotations"]["org.opencontainers.image.title"], "tools");
@@ -148,7 +168,13 @@ fn attestations_are_shown_with_their_image_and_follow_it() {
     let env = Env::new();
     let r = &reg.host;
     // The amd64 image in the repository, then an attestation manifest about it.
-    env.ok(&["imagetools", "create", "-t", &format!("{r}/test/att:base"), &format!("{r}/library/busybox:latest-amd64")]);
+    env.ok(&[
+        "imagetools",
+        "create",
+        "-t",
+        &format!("{r}/test/att:base"),
+        &format!("{r}/library/busybox:latest-amd64"),
+    ]);
     let image = index_of(&skopeo_raw(&format!("{r}/test/att:base")))["manifests"][0].clone();
     let config = curl_blob(r, "test/att", b"{}");
     let statement = curl_blob(r, "test/att", br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#);
@@ -187,16 +213,25 @@ fn attestations_are_shown_with_their_image_and_follow_it() {
     env.ok(&["imagetools", "create", "-t", &kept, &format!("{r}/test/att:att")]);
     assert_eq!(skopeo_raw(&kept), index);
     // Another amd64 image: the same config and layer, a manifest annotation more.
-    let mut other: serde_json::Value = serde_json::from_slice(&skopeo_raw(&format!("{r}/library/busybox:latest-amd64"))).unwrap();
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{r}/library/busybox:latest-amd64"))).unwrap();
     other["annotations"] = serde_json::json!({"org.example.rebuilt": "yes"});
     let other = serde_json::to_vec(&other).unwrap();
     let other_digest = sha256_hex(&other);
     curl_manifest(r, "test/att", &other_digest, "application/vnd.oci.image.manifest.v1+json", &other);
     let replaced = format!("{r}/test/att-replaced:v1");
-    let out = env.run(&["imagetools", "create", "-t", &replaced, &format!("{r}/test/att:att"), &format!("{r}/test/att@{other_digest}")]);
+    let out = env.run(&[
+        "imagetools",
+        "create",
+        "-t",
+        &replaced,
+        &format!("{r}/test/att:att"),
+        &format!("{r}/test/att@{other_digest}"),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("linux/amd64"), "a warning names the replaced platform");
     let idx = index_of(&skopeo_raw(&replaced));
-    let digests: Vec<&str> = idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    let digests: Vec<&str> =
+        idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
     assert_eq!(digests, [other_digest.as_str()], "the attestation went with the image it described");
 }

@@ -15,7 +15,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("polyarch-snapshot", 2),
     ("polyarch-transfer", 2),
     ("polyarch-build", 3),
-    ("polyarch", 4),
+    ("polyarch-remote", 4),
+    ("polyarch", 5),
 ];
 
 fn layer(name: &str) -> Option<u32> {

@@ -457,10 +457,14 @@ fn six_platforms_with_run_pushed_and_run_everywhere() {
 #[test]
 fn load_stores_the_index_beside_other_outputs() {
     let Some((env, _)) = mirrored() else { return };
-    let ctx_no_run = context(&env, "ctx-load2", &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nCOPY Dockerfile /d-$TARGETARCH\n")]);
+    let ctx_no_run =
+        context(&env, "ctx-load2", &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nCOPY Dockerfile /d-$TARGETARCH\n")]);
     let archive = env.dir.path().join("load.tar");
     let spec = format!("type=oci,dest={}", s(&archive));
-    build(&env, &["--platform", "linux/amd64,linux/arm64", "-o", &spec, "--load", "-t", "multi/load:v1", s(&ctx_no_run)]);
+    build(
+        &env,
+        &["--platform", "linux/amd64,linux/arm64", "-o", &spec, "--load", "-t", "multi/load:v1", s(&ctx_no_run)],
+    );
     assert!(archive.exists());
     let images = env.ok(&["images"]);
     let line = images.lines().find(|l| l.contains("multi/load")).unwrap_or_else(|| panic!("{images}"));

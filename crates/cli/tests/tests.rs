@@ -2,15 +2,16 @@
 
 mod util;
 
-mod manifest;
-mod imagetools;
-mod failures;
-mod layering;
-mod store;
 mod build;
+mod builders;
 mod emu;
+mod failures;
+mod imagetools;
+mod interrupt;
+mod layering;
+mod manifest;
+mod multiplatform;
+mod nodes;
 mod run;
 mod runstep;
-mod interrupt;
-mod multiplatform;
-mod builders;
+mod store;

@@ -25,7 +25,10 @@ enum Atom {
     Char(char),
     /// `.`: any character but a newline (Go's default flags).
     Any,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
     Group(Vec<Node>),
     Begin,
     End,
@@ -101,9 +104,7 @@ fn parse_seq(chars: &[char], pos: &mut usize, depth: usize) -> Result<Vec<Node>,
                         *pos += 1;
                         continue;
                     }
-                    _ => {
-                        return Err(format!("error parsing regexp: missing argument to repetition operator: `{c}`"))
-                    }
+                    _ => return Err(format!("error parsing regexp: missing argument to repetition operator: `{c}`")),
                 }
             }
             '.' => Atom::Any,
@@ -188,9 +189,7 @@ fn repeat(node: &Node, count: usize, text: &[char], pos: usize, k: &mut dyn FnMu
         return match_atom(&node.atom, text, pos, &mut |p| repeat(node, count + 1, text, p, k));
     }
     if node.greedy {
-        if can_more
-            && match_atom(&node.atom, text, pos, &mut |p| p != pos && repeat(node, count + 1, text, p, k))
-        {
+        if can_more && match_atom(&node.atom, text, pos, &mut |p| p != pos && repeat(node, count + 1, text, p, k)) {
             return true;
         }
         k(pos)

@@ -2,7 +2,9 @@
 //! `testdata/<case>/result.json` (the `debug dockerfile` JSON) and, when a
 //! `result` file exists, to BuildKit's s-expression dump; every
 //! `testdata-negative/<case>/Dockerfile` must be rejected with the message
-//! in `error.txt`. `UPDATE_GOLDEN=1` rewrites `result.json` and `error.txt`.
+//! in `error.txt` and, when a `lines.txt` file exists, located at the
+//! `start-end` line range it holds (BuildKit's range for the same file).
+//! `UPDATE_GOLDEN=1` rewrites `result.json` and `error.txt`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,16 +24,21 @@ fn update() -> bool {
     std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1")
 }
 
-fn reject(src: &[u8]) -> Option<String> {
+fn reject(src: &[u8]) -> Option<polyarch_dockerfile::Error> {
     let ast = match polyarch_dockerfile::parse(src) {
         Ok(a) => a,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(e),
     };
     let df = match polyarch_dockerfile::instructions::parse(&ast) {
         Ok(d) => d,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(e),
     };
-    df.check_cycles().err().map(|e| e.to_string())
+    df.check_cycles().err()
+}
+
+/// `start-end` from `lines.txt`, if the case has one.
+fn want_lines(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join("lines.txt")).ok().map(|s| s.trim().to_string())
 }
 
 #[test]
@@ -74,10 +81,17 @@ fn negative_cases() {
     for dir in &all {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let src = fs::read(dir.join("Dockerfile")).unwrap_or_default();
-        let Some(got) = reject(&src) else {
+        let Some(err) = reject(&src) else {
             failures.push(format!("{name}: accepted"));
             continue;
         };
+        let got = err.to_string();
+        if let Some(want) = want_lines(dir) {
+            let lines = err.lines().map(|(a, b)| format!("{a}-{b}")).unwrap_or_default();
+            if lines != want {
+                failures.push(format!("{name}: want lines {want}, got {lines:?}"));
+            }
+        }
         let want_path = dir.join("error.txt");
         if update() {
             fs::write(&want_path, format!("{got}\n")).unwrap_or_else(|e| panic!("{e}"));

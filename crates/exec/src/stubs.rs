@@ -99,7 +99,11 @@ mod tests {
         assert!(!r.join("cache").exists());
         assert!(r.join("data/keep/file").exists());
         assert_eq!(fs::read(r.join("etc/hosts")).unwrap(), b"existing");
-        assert_eq!(fs::metadata(r.join("etc")).unwrap().modified().unwrap(), old, "removing the stub keeps the parent's times");
+        assert_eq!(
+            fs::metadata(r.join("etc")).unwrap().modified().unwrap(),
+            old,
+            "removing the stub keeps the parent's times"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub enum Error {
     EntryNotFound { list: String, image: String },
     #[error("{reference} is a multi-platform index ({count} platforms), not a single image: name one platform's image (e.g. {reference}@<digest> from `polyarch imagetools inspect {reference}`), pass --flatten to take its platform entries, or use `polyarch imagetools create` to merge indexes")]
     SourceIsIndex { reference: String, count: usize },
-    #[error("{reference}: the image config says neither os nor architecture; set them with `polyarch manifest annotate`")]
+    #[error(
+        "{reference}: the image config says neither os nor architecture; set them with `polyarch manifest annotate`"
+    )]
     NoPlatform { reference: String },
     #[error("invalid platform for {image}: {reason}")]
     InvalidPlatform { image: String, reason: String },
@@ -55,7 +57,9 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ListNotFound { .. } | Error::EntryNotFound { .. } | Error::MissingChild { .. } => ErrorKind::NotFound,
+            Error::ListNotFound { .. } | Error::EntryNotFound { .. } | Error::MissingChild { .. } => {
+                ErrorKind::NotFound
+            }
             Error::ListExists { .. } => ErrorKind::AlreadyExists,
             Error::Registry(_) => ErrorKind::Registry,
             Error::Io { .. } => ErrorKind::Io,

@@ -50,9 +50,7 @@ impl LocalList {
 
     /// The entry for an image reference (by its source name or digest).
     pub fn entry_mut(&mut self, source: &str, digest: Option<&Digest>) -> Option<&mut ListEntry> {
-        self.entries
-            .iter_mut()
-            .find(|e| e.source == source || digest.is_some_and(|d| &e.descriptor.digest == d))
+        self.entries.iter_mut().find(|e| e.source == source || digest.is_some_and(|d| &e.descriptor.digest == d))
     }
 }
 
@@ -97,11 +95,8 @@ impl ListStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let corrupt = |reason: String| Error::ListCorrupt {
-            name: name.to_string(),
-            path: path.display().to_string(),
-            reason,
-        };
+        let corrupt =
+            |reason: String| Error::ListCorrupt { name: name.to_string(), path: path.display().to_string(), reason };
         let file: ListFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let mut list = LocalList::new(file.name);
         for e in file.entries {
@@ -131,10 +126,8 @@ impl ListStore {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Io {
-            path: self.dir.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| Error::Io { path: self.dir.display().to_string(), source: std::io::Error::other(e) })?;
         let path = self.path(&list.name);
         write_atomic(&path, &bytes)
     }

@@ -60,15 +60,15 @@ impl Annotation {
     pub fn parse(input: &str) -> Result<Annotation, Error> {
         let bad = |reason: &str| Error::InvalidAnnotation { input: input.to_string(), reason: reason.to_string() };
         let (kv_start, target) = match input.find(':') {
-            Some(colon) if input[..colon].chars().all(|c| c.is_ascii_alphanumeric() || "-[]/,_.".contains(c))
-                && !input[..colon].contains('=') =>
+            Some(colon)
+                if input[..colon].chars().all(|c| c.is_ascii_alphanumeric() || "-[]/,_.".contains(c))
+                    && !input[..colon].contains('=') =>
             {
                 let typ = &input[..colon];
                 let (name, platform) = match typ.find('[') {
                     Some(open) => {
                         let close = typ.strip_suffix(']').ok_or_else(|| bad("unclosed '[' in the annotation type"))?;
-                        let p = Platform::parse(&close[open + 1..])
-                            .map_err(|e| bad(&format!("bad platform: {e}")))?;
+                        let p = Platform::parse(&close[open + 1..]).map_err(|e| bad(&format!("bad platform: {e}")))?;
                         (&typ[..open], Some(p))
                     }
                     None => (typ, None),
@@ -141,7 +141,8 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
         return Err(Error::AnnotationsNeedOci { what: "--annotation".to_string() });
     }
     if let [only] = sources {
-        if only.manifest.is_index() && opts.annotations.is_empty() && only.manifest.media_type() == format.media_type() {
+        if only.manifest.is_index() && opts.annotations.is_empty() && only.manifest.media_type() == format.media_type()
+        {
             let n = only.manifest.as_index().map(|i| i.manifests.len()).unwrap_or(0);
             return Ok(Merged { index: only.manifest.clone(), origins: vec![0; n], warnings: vec![], verbatim: true });
         }
@@ -235,13 +236,17 @@ mod tests {
     }
 
     fn src(n: u8, platform: &str) -> Source {
-        Source { name: format!("img:{n}"), manifest: image(n, false), platform: Some(Platform::parse(platform).unwrap()) }
+        Source {
+            name: format!("img:{n}"),
+            manifest: image(n, false),
+            platform: Some(Platform::parse(platform).unwrap()),
+        }
     }
 
     #[test]
     fn later_source_wins_per_platform() {
-        let m = merge(&[src(1, "linux/amd64"), src(2, "linux/arm64"), src(3, "linux/amd64")], &Default::default())
-            .unwrap();
+        let m =
+            merge(&[src(1, "linux/amd64"), src(2, "linux/arm64"), src(3, "linux/amd64")], &Default::default()).unwrap();
         let idx = m.index.as_index().unwrap();
         assert_eq!(idx.manifests.len(), 2);
         assert_eq!(idx.manifests[0].digest, image(3, false).digest().clone());
@@ -253,12 +258,21 @@ mod tests {
 
     #[test]
     fn docker_sources_give_a_docker_list_and_single_index_is_verbatim() {
-        let a = Source { name: "a".into(), manifest: image(1, true), platform: Some(Platform::new("linux", "amd64", None)) };
-        let b = Source { name: "b".into(), manifest: image(2, true), platform: Some(Platform::new("linux", "arm64", None)) };
+        let a = Source {
+            name: "a".into(),
+            manifest: image(1, true),
+            platform: Some(Platform::new("linux", "amd64", None)),
+        };
+        let b = Source {
+            name: "b".into(),
+            manifest: image(2, true),
+            platform: Some(Platform::new("linux", "arm64", None)),
+        };
         let m = merge(&[a, b], &Default::default()).unwrap();
         assert_eq!(m.index.media_type(), mt::DOCKER_MANIFEST_LIST);
-        let again = merge(&[Source { name: "i".into(), manifest: m.index.clone(), platform: None }], &Default::default())
-            .unwrap();
+        let again =
+            merge(&[Source { name: "i".into(), manifest: m.index.clone(), platform: None }], &Default::default())
+                .unwrap();
         assert!(again.verbatim);
         assert_eq!(again.index.digest(), m.index.digest());
         let oci = merge(
@@ -273,7 +287,10 @@ mod tests {
     #[test]
     fn annotations() {
         let a = Annotation::parse("org.opencontainers.image.title=x=y").unwrap();
-        assert_eq!((a.target.clone(), a.key.as_str(), a.value.as_str()), (AnnotationTarget::Index, "org.opencontainers.image.title", "x=y"));
+        assert_eq!(
+            (a.target.clone(), a.key.as_str(), a.value.as_str()),
+            (AnnotationTarget::Index, "org.opencontainers.image.title", "x=y")
+        );
         let d = Annotation::parse("manifest-descriptor[linux/arm64]:k=v").unwrap();
         assert!(matches!(d.target, AnnotationTarget::ManifestDescriptor(Some(_))));
         assert!(Annotation::parse("manifest:k=v").is_err());

@@ -110,9 +110,7 @@ impl FromStr for Digest {
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            other => {
-                return Err(Error::UnsupportedAlgorithm { input: s.to_string(), algorithm: other.to_string() })
-            }
+            other => return Err(Error::UnsupportedAlgorithm { input: s.to_string(), algorithm: other.to_string() }),
         };
         if hex.len() != algorithm.hex_len() {
             return Err(invalid("wrong length of the hex part"));
@@ -197,7 +195,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        for bad in ["", "sha256", "sha256:abc", "SHA256:00", &EMPTY.to_uppercase(), "md5:d41d8cd98f00b204e9800998ecf8427e"] {
+        for bad in
+            ["", "sha256", "sha256:abc", "SHA256:00", &EMPTY.to_uppercase(), "md5:d41d8cd98f00b204e9800998ecf8427e"]
+        {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
         assert!(matches!("md5:00".parse::<Digest>(), Err(Error::UnsupportedAlgorithm { .. })));

@@ -140,9 +140,9 @@ impl RawManifest {
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge { size: bytes.len() as u64, limit: MAX_MANIFEST_SIZE });
         }
-        let probe: Probe =
-            serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: "manifest", source })?;
-        if probe.schema_version == Some(1) || content_type.is_some_and(|c| c != "application/json" && mt::is_schema1(c)) {
+        let probe: Probe = serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: "manifest", source })?;
+        if probe.schema_version == Some(1) || content_type.is_some_and(|c| c != "application/json" && mt::is_schema1(c))
+        {
             return Err(Error::UnsupportedMediaType {
                 media_type: content_type.unwrap_or(mt::DOCKER_SCHEMA1_MANIFEST).to_string(),
                 hint: Some("Docker schema 1 manifests are deprecated and not supported; push the image again with a current client"),

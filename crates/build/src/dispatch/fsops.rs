@@ -175,8 +175,7 @@ impl Run<'_> {
             }
             label.push_str(&format!("|url:{url}"));
             let mut fs = MemFs::new();
-            let node =
-                Node { kind: Kind::File(Arc::new(dl.data)), mode: 0o600, uid: 0, gid: 0, mtime: dl.mtime.unwrap_or(0) };
+            let node = Node::new(Kind::File(Arc::new(dl.data)), 0o600, 0, 0, dl.mtime.unwrap_or(0));
             fs.insert(dl.name.clone(), node);
             // Downloads are never unpacked.
             jobs.push((
@@ -190,10 +189,7 @@ impl Run<'_> {
             let mut names = Vec::new();
             for f in &c.contents {
                 let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
-                fs.insert(
-                    f.name.clone(),
-                    Node { kind: Kind::File(Arc::new(data.into_bytes())), mode: 0o644, uid: 0, gid: 0, mtime: 0 },
-                );
+                fs.insert(f.name.clone(), Node::new(Kind::File(Arc::new(data.into_bytes())), 0o644, 0, 0, 0));
                 names.push(f.name.clone());
                 label.push_str(&format!("|heredoc:{}", f.name));
             }

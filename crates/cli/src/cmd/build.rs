@@ -21,6 +21,7 @@ use super::context::{self, parse_tagged};
 use super::GlobalArgs;
 
 mod multi;
+mod nodes;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -98,6 +99,10 @@ pub struct BuildArgs {
     /// The builder to use (default: the one chosen with `polyarch builder use`).
     #[arg(long, env = "POLYARCH_BUILDER", value_name = "NAME")]
     builder: Option<String>,
+    /// Build here, under emulation, the platforms of builder nodes that are
+    /// unreachable or fail (with a warning), instead of failing.
+    #[arg(long)]
+    fallback_emulation: bool,
 }
 
 /// One `--output`.
@@ -191,7 +196,8 @@ fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<Str
 fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::process::SecretSource>> {
     let mut out = BTreeMap::new();
     for item in items {
-        let (id, src) = polyarch_build::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
+        let (id, src) =
+            polyarch_build::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
         out.insert(id, src);
     }
     Ok(out)
@@ -236,7 +242,10 @@ fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
     Ok((df, name, ctx))
 }
 
-/// Renders build events on stderr.
+/// Renders build events on stderr. In tty mode the view is live: finished
+/// steps are lines, and below them a bar per running step and per blob a
+/// base image pull or a push is moving (fed by the registry client's byte
+/// counts), as BuildKit's tty view.
 struct Progress {
     mode: String,
     start: Instant,
@@ -244,21 +253,104 @@ struct Progress {
     names: Mutex<BTreeMap<usize, String>>,
     /// The highest step number shown, so that the export step comes next.
     last: std::sync::atomic::AtomicUsize,
+    /// tty mode: the bars; lines are printed above them.
+    live: Option<indicatif::MultiProgress>,
+    /// tty mode: whether bars tick on their own (a real terminal).
+    ticking: bool,
+    /// tty mode: one bar per running step and per blob on the move.
+    bars: Mutex<std::collections::HashMap<BarKey, indicatif::ProgressBar>>,
+}
+
+/// What a live bar shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BarKey {
+    /// A running step.
+    Step(usize),
+    /// A blob being pulled or pushed.
+    Blob(polyarch_oci::Digest),
+}
+
+/// ANSI output to stderr whatever it is, for `--progress tty` into a pipe
+/// or a file (a terminal gets indicatif's own target).
+#[derive(Debug)]
+struct AnsiStderr;
+
+impl AnsiStderr {
+    fn put(&self, s: &str) -> std::io::Result<()> {
+        std::io::stderr().write_all(s.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for AnsiStderr {
+    fn width(&self) -> u16 {
+        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(120)
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}A"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}B"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}C"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}D"))?;
+        }
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 impl Progress {
     fn new(mode: &str) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
         let mode = match mode {
-            "auto" if std::io::stderr().is_terminal() => "tty",
+            "auto" if terminal => "tty",
             "auto" => "plain",
             m => m,
         };
+        let live = (mode == "tty")
+            .then(|| {
+                // `--progress tty` asked for by name draws even into a pipe.
+                let target = if terminal {
+                    indicatif::ProgressDrawTarget::stderr_with_hz(10)
+                } else {
+                    indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 10)
+                };
+                indicatif::MultiProgress::with_draw_target(target)
+            })
+            .filter(|m| !m.is_hidden());
         Progress {
             mode: mode.to_string(),
             start: Instant::now(),
             cached: Default::default(),
             names: Default::default(),
             last: Default::default(),
+            live,
+            ticking: terminal,
+            bars: Default::default(),
         }
     }
 
@@ -296,6 +388,11 @@ impl Progress {
         if let Event::Started { id, .. } = e {
             self.last.fetch_max(*id, std::sync::atomic::Ordering::SeqCst);
         }
+        if self.mode == "tty" {
+            // Not under the stderr lock: bars draw from other threads.
+            self.tty_event(e);
+            return;
+        }
         let mut err = std::io::stderr().lock();
         match self.mode.as_str() {
             "quiet" => {}
@@ -314,28 +411,6 @@ impl Progress {
                 };
                 let _ = writeln!(err, "{v}");
             }
-            "tty" => match e {
-                Event::Started { id, name } => {
-                    self.names.lock().map(|mut n| n.insert(*id, name.clone())).ok();
-                }
-                Event::Cached { id } => {
-                    self.cached.lock().map(|mut c| c.insert(*id)).ok();
-                }
-                Event::Done { id, elapsed } => {
-                    let name = self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
-                    let cached = self.cached.lock().is_ok_and(|c| c.contains(id));
-                    let label = if cached { format!("CACHED {name}") } else { name };
-                    let _ = writeln!(err, " => {label:<70} {:.1}s", elapsed.as_secs_f64());
-                }
-                Event::Failed { id, message } => {
-                    let name = self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
-                    let _ = writeln!(err, " => ERROR {name}\n{message}");
-                }
-                Event::Log { id, elapsed, line } => {
-                    let _ = writeln!(err, " #{id} {:.3} {line}", elapsed.as_secs_f64());
-                }
-                _ => {}
-            },
             _ => match e {
                 Event::Started { id, name } => {
                     let _ = writeln!(err, "#{id} {name}");
@@ -361,16 +436,152 @@ impl Progress {
         }
     }
 
+    fn tty_event(&self, e: &Event) {
+        let name = |id: &usize| self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
+        match e {
+            Event::Started { id, name } => {
+                self.names.lock().map(|mut n| n.insert(*id, name.clone())).ok();
+                self.step_bar(*id, name);
+            }
+            Event::Cached { id } => {
+                self.cached.lock().map(|mut c| c.insert(*id)).ok();
+            }
+            Event::Done { id, elapsed } => {
+                self.end_bar(&BarKey::Step(*id));
+                let cached = self.cached.lock().is_ok_and(|c| c.contains(id));
+                let label = if cached { format!("CACHED {}", name(id)) } else { name(id) };
+                self.line(&format!(" => {label:<70} {:.1}s", elapsed.as_secs_f64()));
+            }
+            Event::Failed { id, message } => {
+                self.end_bar(&BarKey::Step(*id));
+                self.line(&format!(" => ERROR {}\n{message}", name(id)));
+            }
+            Event::Log { id, elapsed, line } => {
+                self.line(&format!(" #{id} {:.3} {line}", elapsed.as_secs_f64()));
+            }
+            _ => {}
+        }
+    }
+
+    /// A line: above the bars in tty mode.
+    fn line(&self, s: &str) {
+        match &self.live {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr(), "{s}");
+            }
+        }
+    }
+
+    fn add_bar(&self, bar: indicatif::ProgressBar, template: &str) -> Option<indicatif::ProgressBar> {
+        let m = self.live.as_ref()?;
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = m.add(bar.with_style(style));
+        if self.ticking {
+            bar.enable_steady_tick(Duration::from_millis(100));
+        }
+        Some(bar)
+    }
+
+    /// The bar of a running step, replaced by its line when it ends.
+    fn step_bar(&self, id: usize, name: &str) {
+        let Some(bar) = self.add_bar(indicatif::ProgressBar::new_spinner(), " => {msg} {elapsed}") else { return };
+        bar.set_message(name.to_string());
+        self.bars.lock().map(|mut b| b.insert(BarKey::Step(id), bar)).ok();
+    }
+
+    /// Takes a bar off the screen.
+    fn end_bar(&self, key: &BarKey) {
+        let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(key)) else { return };
+        // A last forced draw shows the final state once; a line follows.
+        bar.finish();
+        if let Some(m) = &self.live {
+            m.remove(&bar);
+        }
+    }
+
+    /// Byte counts from the registry client: a bar per blob while it
+    /// moves, then a line (`=> => sha256:0123456789ab 2.2MB / 2.2MB done`).
+    fn registry(&self, e: &polyarch_registry::Event) {
+        if self.live.is_none() {
+            return;
+        }
+        let short = crate::progress::short;
+        match e {
+            polyarch_registry::Event::Bytes { digest, direction, transferred, total } => {
+                let verb = match direction {
+                    polyarch_registry::Direction::Download => "pulling",
+                    polyarch_registry::Direction::Upload => "pushing",
+                };
+                let bar = self.blob_bar(digest, *total, verb);
+                if let Some(b) = &bar {
+                    b.set_position(*transferred);
+                }
+                if transferred >= total {
+                    self.end_bar(&BarKey::Blob(digest.clone()));
+                    let size = super::images::human_size(*total);
+                    self.line(&format!(" => => {} {size} / {size} done", short(digest)));
+                }
+            }
+            polyarch_registry::Event::Skipped { digest } => {
+                self.end_bar(&BarKey::Blob(digest.clone()));
+                self.line(&format!(" => => {} already exists", short(digest)));
+            }
+            polyarch_registry::Event::Mounted { digest, from } => {
+                self.end_bar(&BarKey::Blob(digest.clone()));
+                self.line(&format!(" => => {} mounted from {from}", short(digest)));
+            }
+            _ => {}
+        }
+    }
+
+    fn blob_bar(&self, digest: &polyarch_oci::Digest, total: u64, verb: &str) -> Option<indicatif::ProgressBar> {
+        let key = BarKey::Blob(digest.clone());
+        let mut bars = self.bars.lock().ok()?;
+        if let Some(b) = bars.get(&key) {
+            return Some(b.clone());
+        }
+        let template = " => => {prefix} {bar:30} {decimal_bytes} / {decimal_total_bytes} {msg}";
+        let bar = self.add_bar(indicatif::ProgressBar::new(total), template)?;
+        bar.set_prefix(crate::progress::short(digest));
+        bar.set_message(verb.to_string());
+        bars.insert(key, bar.clone());
+        Some(bar)
+    }
+
     fn finish(&self, ok: bool) {
         if self.mode == "tty" {
+            let keys: Vec<BarKey> = self.bars.lock().map(|b| b.keys().cloned().collect()).unwrap_or_default();
+            for k in keys {
+                self.end_bar(&k);
+            }
             let state = if ok { "FINISHED" } else { "FAILED" };
-            eprintln!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64());
+            self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
         }
     }
 }
 
+/// The registry client of a build; its byte counts feed `progress`.
+fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -> Result<polyarch_registry::Client> {
+    let config = context::registry_config(global)?;
+    let docker = polyarch_registry::DockerConfig::load().context("reading the docker config")?;
+    let p = progress.clone();
+    let client = polyarch_registry::ClientBuilder::new()
+        .with_config(config)
+        .with_docker_config(docker)
+        .with_insecure(insecure)
+        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
+        .with_progress(move |e| p.registry(&e))
+        .build()?;
+    Ok(client)
+}
+
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
-    crate::builders::check_build(a.builder.as_deref())?;
+    let remote_builder = crate::builders::for_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
     }
@@ -437,7 +648,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
     };
     let store = Store::open(context::data_root(global)).context("opening the local store")?;
-    let client = context::client(global, a.insecure)?;
+    let client = build_client(global, a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
@@ -446,6 +657,11 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     cleanup_stale(&exec_dir, opts.runtime.as_deref(), &store.root().join("run"));
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
+    if let Some(b) = &remote_builder {
+        let run = nodes::Nodes { global, rt: &rt, store: &store, progress: &progress, outputs: &outputs, tags: &tags };
+        let built = run.build(b, &opts, &targets, &a, &cancel);
+        return if cancel.is_cancelled() { Ok(130) } else { built };
+    }
     if let Err(e) =
         polyarch_build::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_build::multi::probe_host)
     {
@@ -461,6 +677,8 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             progress: &progress,
             outputs: &outputs,
             tags: &tags,
+            push: None,
+            tag: true,
         };
         let built = run.build(&opts, &platforms, jobs, &a);
         return if cancel.is_cancelled() { Ok(130) } else { built };
@@ -482,12 +700,27 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             return Ok(130);
         }
     };
+    export_single(&rt, &client, &store, &progress, &outputs, &tags, &result, &a)
+}
+
+/// Exports a one-platform result to every output and writes the reports.
+#[allow(clippy::too_many_arguments)]
+fn export_single(
+    rt: &tokio::runtime::Runtime,
+    client: &polyarch_registry::Client,
+    store: &Store,
+    progress: &Progress,
+    outputs: &[OutputSpec],
+    tags: &[String],
+    result: &BuildResult,
+    a: &BuildArgs,
+) -> Result<u8> {
     let t = Instant::now();
     let export_id = progress.next_id();
     progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
     let mut names_out: Vec<String> = Vec::new();
-    for o in &outputs {
-        export_one(&rt, &client, &store, &result, o, &tags, &mut names_out)?;
+    for o in outputs {
+        export_one(rt, client, store, result, o, tags, &mut names_out)?;
     }
     progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
     progress.finish(true);
@@ -500,7 +733,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         std::fs::write(path, &digest).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.metadata_file {
-        write_metadata(path, &result, &names_out)?;
+        write_metadata(path, result, &names_out)?;
     }
     if a.progress == "quiet" {
         println!("{digest}");
@@ -510,7 +743,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
 
 /// Removes the containers, mounts and directories that killed polyarch
 /// processes left in the store; failures concern them, not this build.
-fn cleanup_stale(exec_dir: &Path, runtime: Option<&str>, run_dir: &Path) {
+pub(crate) fn cleanup_stale(exec_dir: &Path, runtime: Option<&str>, run_dir: &Path) {
     if exec_dir.exists() {
         if let Ok(exec) = RuncExecutorBuilder::new(exec_dir).with_runtime(runtime).build() {
             let _ = exec.cleanup_stale();
@@ -536,22 +769,28 @@ fn watch_signals(rt: &tokio::runtime::Runtime, exec_dir: PathBuf, runtime: Optio
             _ = term.recv() => {}
         }
         c.cancel();
-        std::thread::spawn(move || {
-            let Ok(exec) = RuncExecutorBuilder::new(&exec_dir).with_runtime(runtime.as_deref()).build() else {
-                return;
-            };
-            loop {
-                let own = std::fs::read_dir(exec.state().runtime_root()).into_iter().flatten().flatten();
-                for id in own.filter_map(|e| e.file_name().into_string().ok()) {
-                    if polyarch_exec::state::owner(&id).is_some_and(|(pid, _)| pid == std::process::id()) {
-                        exec.runtime().kill(&id, "KILL");
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        spawn_container_killer(exec_dir, runtime);
     });
     cancel
+}
+
+/// Kills this process's RUN containers, again and again until it exits,
+/// so that running steps fail and undo their mounts as the build unwinds.
+pub(crate) fn spawn_container_killer(exec_dir: PathBuf, runtime: Option<String>) {
+    std::thread::spawn(move || {
+        let Ok(exec) = RuncExecutorBuilder::new(&exec_dir).with_runtime(runtime.as_deref()).build() else {
+            return;
+        };
+        loop {
+            let own = std::fs::read_dir(exec.state().runtime_root()).into_iter().flatten().flatten();
+            for id in own.filter_map(|e| e.file_name().into_string().ok()) {
+                if polyarch_exec::state::owner(&id).is_some_and(|(pid, _)| pid == std::process::id()) {
+                    exec.runtime().kill(&id, "KILL");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
 }
 
 /// Resolves once `cancel` fired.

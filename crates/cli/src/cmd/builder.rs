@@ -51,6 +51,10 @@ pub struct CreateArgs {
     /// Probe the nodes now.
     #[arg(long)]
     bootstrap: bool,
+    /// Registry configuration for every node of the builder (the file shape
+    /// of polyarch's config: mirrors, insecure registries, CAs).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// The `polyarch` program on an ssh node (default: `polyarch` on its PATH,
     /// or POLYARCH_REMOTE_BIN).
     #[arg(long, value_name = "PATH")]
@@ -137,8 +141,13 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
         (Some(b), true) => b,
         (Some(_), false) => bail!("builder {name:?} exists; use --append to add a node to it"),
         (None, true) => bail!("no builder {name:?} to append to"),
-        (None, false) => Builder { name: name.clone(), driver: DRIVER.to_string(), nodes: Vec::new() },
+        (None, false) => Builder { name: name.clone(), driver: DRIVER.to_string(), nodes: Vec::new(), config: None },
     };
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        polyarch_registry::RegistryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        b.config = Some(text);
+    }
     let node_name = match a.node {
         Some(n) => n,
         None => (b.nodes.len()..)

@@ -22,7 +22,12 @@ pub fn registry_config(global: &GlobalArgs) -> Result<RegistryConfig> {
 
 /// A registry client for this command.
 pub fn client(global: &GlobalArgs, insecure: bool) -> Result<Client> {
-    let config = registry_config(global)?;
+    client_with(registry_config(global)?, insecure)
+}
+
+/// A registry client with the given configuration and the docker config's
+/// credentials.
+pub fn client_with(config: RegistryConfig, insecure: bool) -> Result<Client> {
     let docker = DockerConfig::load().context("reading the docker config")?;
     let client = ClientBuilder::new()
         .with_config(config)

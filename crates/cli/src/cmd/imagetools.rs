@@ -93,9 +93,8 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
     let rt = context::runtime()?;
     let mut fetched: Vec<Fetched> = Vec::new();
     if a.append {
-        let existing = rt
-            .block_on(resolve::fetch(&client, &tags[0]))
-            .with_context(|| format!("--append: reading {}", tags[0]))?;
+        let existing =
+            rt.block_on(resolve::fetch(&client, &tags[0])).with_context(|| format!("--append: reading {}", tags[0]))?;
         fetched.push(existing);
     }
     let sources = rt.block_on(futures_util::future::try_join_all(refs.iter().map(|r| resolve::fetch(&client, r))))?;
@@ -231,7 +230,10 @@ fn human(r: &Reference, m: &RawManifest) -> String {
             &[
                 ("Name", with_digest(r, att).to_string()),
                 ("MediaType", att.media_type.clone()),
-                ("Attestation", format!("of {} (not in this index)", att.annotation(ANNOTATION_REFERENCE_DIGEST).unwrap_or("?"))),
+                (
+                    "Attestation",
+                    format!("of {} (not in this index)", att.annotation(ANNOTATION_REFERENCE_DIGEST).unwrap_or("?")),
+                ),
             ],
         ));
     }

@@ -134,11 +134,16 @@ fn create(global: &GlobalArgs, lists: &ListStore, a: CreateArgs) -> Result<u8> {
                     if d.is_attestation() || child.manifest.is_index() {
                         continue;
                     }
-                    list.upsert(ListEntry { source: child.source.to_string(), descriptor: d, manifest: child.manifest });
+                    list.upsert(ListEntry {
+                        source: child.source.to_string(),
+                        descriptor: d,
+                        manifest: child.manifest,
+                    });
                 }
             }
             None => {
-                let platform = f.platform.ok_or_else(|| polyarch_index::Error::NoPlatform { reference: source.clone() })?;
+                let platform =
+                    f.platform.ok_or_else(|| polyarch_index::Error::NoPlatform { reference: source.clone() })?;
                 let descriptor = f.manifest.descriptor().with_platform(Some(platform));
                 list.upsert(ListEntry { source, descriptor, manifest: f.manifest });
             }
@@ -151,8 +156,21 @@ fn create(global: &GlobalArgs, lists: &ListStore, a: CreateArgs) -> Result<u8> {
 
 /// OS and architecture values Go (and so docker) knows.
 const KNOWN_OS: &[&str] = &[
-    "aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux", "netbsd", "openbsd", "plan9",
-    "solaris", "wasip1", "windows",
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
 ];
 const KNOWN_ARCH: &[&str] = &[
     "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64", "ppc64le", "riscv64",
@@ -161,9 +179,7 @@ const KNOWN_ARCH: &[&str] = &[
 
 fn annotate(lists: &ListStore, a: AnnotateArgs) -> Result<u8> {
     let name = parse_tagged(&a.list)?.to_string();
-    let mut list = lists
-        .get(&name)?
-        .ok_or_else(|| polyarch_index::Error::ListNotFound { name: name.clone() })?;
+    let mut list = lists.get(&name)?.ok_or_else(|| polyarch_index::Error::ListNotFound { name: name.clone() })?;
     let image_ref = parse_tagged(&a.image)?;
     let image = image_ref.to_string();
     let entry = list
@@ -281,15 +297,16 @@ fn inspect(global: &GlobalArgs, lists: &ListStore, a: InspectArgs) -> Result<u8>
 fn push(global: &GlobalArgs, lists: &ListStore, a: PushArgs) -> Result<u8> {
     let target = parse_tagged(&a.list)?;
     let name = target.to_string();
-    let list = lists
-        .get(&name)?
-        .ok_or_else(|| polyarch_index::Error::ListNotFound { name: name.clone() })?;
+    let list = lists.get(&name)?.ok_or_else(|| polyarch_index::Error::ListNotFound { name: name.clone() })?;
     if list.entries.is_empty() {
         bail!("manifest list {name} has no images");
     }
     for e in &list.entries {
         if e.descriptor.platform.as_ref().is_none_or(|p: &Platform| p.os.is_empty() || p.architecture.is_empty()) {
-            bail!("{} in {name} has no platform: set one with `polyarch manifest annotate --os .. --arch ..`", e.source);
+            bail!(
+                "{} in {name} has no platform: set one with `polyarch manifest annotate --os .. --arch ..`",
+                e.source
+            );
         }
     }
     let index = list_index(&list)?;

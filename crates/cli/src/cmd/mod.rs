@@ -1,7 +1,10 @@
 //! One module per command group. Each exposes clap argument types and a
 //! `run` function that returns the process exit code.
 
+pub mod archive;
+pub mod binfmt;
 pub mod build;
+pub mod builder;
 pub mod context;
 pub mod debug;
 pub mod debug_dockerfile;
@@ -9,17 +12,14 @@ pub mod debug_expand;
 pub mod debug_ignore;
 pub mod debug_platform;
 pub mod debug_reference;
+pub mod doctor;
+pub mod images;
 pub mod imagetools;
 pub mod login;
 pub mod manifest;
 pub mod output;
-pub mod archive;
-pub mod images;
 pub mod pull;
 pub mod run;
-pub mod binfmt;
-pub mod builder;
-pub mod doctor;
 pub mod worker;
 
 use std::path::PathBuf;

@@ -1,8 +1,10 @@
 //! `polyarch worker`: what a build node runs on behalf of another machine's
 //! polyarch. `--probe` reports the node's version and the platforms it
-//! executes, as one JSON line, for `builder create --bootstrap`.
+//! executes, as one JSON line, for `builder create --bootstrap`; `--stdio`
+//! serves builds over stdin and stdout (see `polyarch_remote`), into this
+//! node's store.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use polyarch_emu::{Arch, Status};
 
@@ -13,15 +15,47 @@ use crate::builders::{Probe, VERSION};
 #[derive(Args)]
 pub struct WorkerArgs {
     /// Print this node's version and native and emulated platforms as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stdio")]
     probe: bool,
+    /// Serve builds for another machine's polyarch on stdin and stdout.
+    #[arg(long)]
+    stdio: bool,
 }
 
-pub fn run(_global: &GlobalArgs, args: WorkerArgs) -> Result<u8> {
+pub fn run(global: &GlobalArgs, args: WorkerArgs) -> Result<u8> {
+    if args.stdio {
+        return serve(global);
+    }
     if !args.probe {
-        bail!("nothing to do: `polyarch worker` needs --probe");
+        bail!("nothing to do: `polyarch worker` needs --probe or --stdio");
     }
     outln(&serde_json::to_string(&local_probe()?)?);
+    Ok(0)
+}
+
+fn serve(global: &GlobalArgs) -> Result<u8> {
+    let store = polyarch_store::Store::open(super::context::data_root(global)).context("opening the node's store")?;
+    let exec_dir = store.root().join("exec");
+    super::build::cleanup_stale(&exec_dir, None, &store.root().join("run"));
+    let rt = super::context::runtime()?;
+    let own_config = super::context::registry_config(global)?;
+    let worker = polyarch_remote::worker::Worker {
+        store,
+        version: VERSION.to_string(),
+        probe: serde_json::to_value(local_probe()?)?,
+        client: Box::new(move |text, insecure| {
+            let config = match text {
+                Some(t) => {
+                    polyarch_registry::RegistryConfig::parse(t).map_err(|e| format!("the builder's config: {e}"))?
+                }
+                None => own_config.clone(),
+            };
+            super::context::client_with(config, insecure).map_err(|e| format!("{e:#}"))
+        }),
+        on_hangup: Box::new(move || super::build::spawn_container_killer(exec_dir.clone(), None)),
+    };
+    polyarch_remote::worker::serve(worker, &rt, Box::new(std::io::stdin()), Box::new(std::io::stdout()))
+        .context("serving the build session")?;
     Ok(0)
 }
 

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod net;
+pub mod ssh;
 
 /// Where the shared fixture scripts live.
 pub fn fixtures_dir() -> PathBuf {
@@ -92,11 +93,8 @@ impl Registry {
                 .stderr(std::process::Stdio::null())
                 .spawn();
             let env = String::from_utf8_lossy(&out.stdout).to_string();
-            let get = |k: &str| {
-                env.lines()
-                    .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-                    .map(|s| s.to_string())
-            };
+            let get =
+                |k: &str| env.lines().find_map(|l| l.strip_prefix(&format!("export {k}="))).map(|s| s.to_string());
             return Some(Registry {
                 host: get("REGISTRY").expect("REGISTRY line"),
                 dir,

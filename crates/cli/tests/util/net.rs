@@ -41,10 +41,8 @@ impl DyingProxy {
 }
 
 fn pipe(client: TcpStream, server: TcpStream, down: Arc<AtomicBool>, sent: Arc<AtomicUsize>, limit: usize) {
-    let pairs = [
-        (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true),
-        (server, client, false),
-    ];
+    let pairs =
+        [(client.try_clone().expect("clone"), server.try_clone().expect("clone"), true), (server, client, false)];
     for (mut from, mut to, upstream) in pairs {
         let down = down.clone();
         let sent = sent.clone();
@@ -96,7 +94,9 @@ pub fn fake_registry(body: Vec<u8>, content_type: &'static str) -> u16 {
                     }
                     // A TLS ClientHello: answer like a plain HTTP server would.
                     if req.is_empty() && buf[0] == 0x16 {
-                        let _ = conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+                        let _ = conn.write_all(
+                            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                        );
                         return;
                     }
                     req.extend_from_slice(&buf[..n]);

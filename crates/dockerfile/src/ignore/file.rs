@@ -49,7 +49,10 @@ mod tests {
     fn ignorefile_read_all_table() {
         // ignorefile_test.go TestReadAll
         let content = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
-        assert_eq!(read_all(content), vec!["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]);
+        assert_eq!(
+            read_all(content),
+            vec!["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]
+        );
         assert!(read_all("").is_empty());
     }
 }

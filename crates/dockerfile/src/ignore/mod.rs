@@ -207,12 +207,14 @@ impl PatternMatcher {
                 return Err(Error::Pattern { pattern: p, message: "syntax error in pattern".into() });
             }
             let match_type = compile(&p);
-            let regex = match &match_type {
-                MatchType::Regexp(s) => Some(
-                    Regex::new(s).map_err(|_| Error::Pattern { pattern: p.clone(), message: "syntax error in pattern".into() })?,
-                ),
-                _ => None,
-            };
+            let regex =
+                match &match_type {
+                    MatchType::Regexp(s) => Some(Regex::new(s).map_err(|_| Error::Pattern {
+                        pattern: p.clone(),
+                        message: "syntax error in pattern".into(),
+                    })?),
+                    _ => None,
+                };
             pm.patterns.push(Pattern { cleaned: p, exclusion, match_type, regex });
         }
         Ok(pm)

@@ -210,7 +210,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("unknown instruction: FORM", "FORM", &["FROM", "RUN"], false), "unknown instruction: FORM (did you mean FROM?)");
+        assert_eq!(
+            suggest("unknown instruction: FORM", "FORM", &["FROM", "RUN"], false),
+            "unknown instruction: FORM (did you mean FROM?)"
+        );
         assert_eq!(suggest("x", "runn", &["RUN"], false), "x (did you mean run?)");
         assert_eq!(suggest("x", "zzzzz", &["RUN"], false), "x");
         assert_eq!(distance("kitten", "sitting"), 3);

@@ -272,7 +272,8 @@ fn healthcheck(req: &mut Req) -> R<Healthcheck> {
     }
     let typ = req.args[0].to_uppercase();
     let args = &req.args[1..];
-    let mut h = Healthcheck { test: Vec::new(), interval: 0, timeout: 0, start_period: 0, start_interval: 0, retries: 0 };
+    let mut h =
+        Healthcheck { test: Vec::new(), interval: 0, timeout: 0, start_period: 0, start_interval: 0, retries: 0 };
     if typ == "NONE" {
         if !args.is_empty() {
             return Err("HEALTHCHECK NONE takes no arguments".into());
@@ -304,7 +305,8 @@ fn healthcheck(req: &mut Req) -> R<Healthcheck> {
         if d < 1_000_000 {
             return Err(format!("Interval {} cannot be less than 1ms", crate::go_quote(name)).into());
         }
-        u64::try_from(d).map_err(|_| InstrError::from(format!("Interval {} cannot be less than 1ms", crate::go_quote(name))))
+        u64::try_from(d)
+            .map_err(|_| InstrError::from(format!("Interval {} cannot be less than 1ms", crate::go_quote(name))))
     };
     h.interval = interval("interval")?;
     h.timeout = interval("timeout")?;

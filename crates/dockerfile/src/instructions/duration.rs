@@ -50,9 +50,13 @@ pub fn parse_duration(s: &str) -> Result<i128, String> {
             "h" => 3600e9,
             _ => return Err(format!("time: unknown unit {} in duration {}", go_quote(unit), go_quote(orig))),
         };
-        let num: f64 = format!("{}.{}", if int_part.is_empty() { "0" } else { int_part }, if frac_part.is_empty() { "0" } else { frac_part })
-            .parse()
-            .map_err(|_| invalid())?;
+        let num: f64 = format!(
+            "{}.{}",
+            if int_part.is_empty() { "0" } else { int_part },
+            if frac_part.is_empty() { "0" } else { frac_part }
+        )
+        .parse()
+        .map_err(|_| invalid())?;
         total += num * scale;
     }
     if total > i64::MAX as f64 {

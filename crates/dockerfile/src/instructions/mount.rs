@@ -38,8 +38,22 @@ pub struct Mount {
 
 const TYPES: [&str; 5] = ["bind", "cache", "tmpfs", "secret", "ssh"];
 const KEYS: [&str; 16] = [
-    "type", "from", "source", "src", "target", "dst", "destination", "readonly", "ro", "readwrite", "rw", "required",
-    "size", "id", "sharing", "mode",
+    "type",
+    "from",
+    "source",
+    "src",
+    "target",
+    "dst",
+    "destination",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "required",
+    "size",
+    "id",
+    "sharing",
+    "mode",
 ];
 
 /// Splits CSV fields, honouring double quotes like `encoding/csv`.
@@ -139,7 +153,10 @@ mod tests {
     #[test]
     fn mounts() {
         let m = parse_mount("type=cache,target=/root/.cache,sharing=locked,id=x").unwrap();
-        assert_eq!((m.r#type.as_str(), m.target.as_deref(), m.sharing.as_deref()), ("cache", Some("/root/.cache"), Some("locked")));
+        assert_eq!(
+            (m.r#type.as_str(), m.target.as_deref(), m.sharing.as_deref()),
+            ("cache", Some("/root/.cache"), Some("locked"))
+        );
         let m = parse_mount("target=/src,ro,from=build").unwrap();
         assert_eq!((m.r#type.as_str(), m.read_only, m.from.as_deref()), ("bind", Some(true), Some("build")));
         let m = parse_mount("type=secret,id=tok,required").unwrap();
@@ -148,6 +165,9 @@ mod tests {
         assert_eq!(parse_mount("type=cahce").unwrap_err(), "unsupported mount type \"cahce\" (did you mean cache?)");
         assert_eq!(parse_mount("type=bind,required").unwrap_err(), "unexpected key 'required' for mount type 'bind'");
         assert_eq!(parse_mount("target").unwrap_err(), "invalid field 'target' must be a key=value pair");
-        assert_eq!(parse_mount("tagret=/x").unwrap_err(), "unexpected key 'tagret' in 'tagret=/x' (did you mean target?)");
+        assert_eq!(
+            parse_mount("tagret=/x").unwrap_err(),
+            "unexpected key 'tagret' in 'tagret=/x' (did you mean target?)"
+        );
     }
 }

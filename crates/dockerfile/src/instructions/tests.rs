@@ -20,8 +20,14 @@ fn first(s: &str) -> Instruction {
 fn argument_count_errors() {
     assert_eq!(msg("FROM"), "FROM requires either one or three arguments");
     assert_eq!(msg("FROM a b"), "FROM requires either one or three arguments");
-    assert_eq!(msg("FROM a AS 1x"), "invalid name for build stage: \"1x\", name can't start with a number or contain symbols");
-    assert_eq!(msg("FROM a\nCOPY x"), "COPY requires at least two arguments, but only one was provided. Destination could not be determined.");
+    assert_eq!(
+        msg("FROM a AS 1x"),
+        "invalid name for build stage: \"1x\", name can't start with a number or contain symbols"
+    );
+    assert_eq!(
+        msg("FROM a\nCOPY x"),
+        "COPY requires at least two arguments, but only one was provided. Destination could not be determined."
+    );
     assert_eq!(msg("FROM a\nENV"), "ENV requires at least one argument");
     assert_eq!(msg("FROM a\nUSER"), "USER requires exactly one argument");
     assert_eq!(msg("FROM a\nWORKDIR"), "WORKDIR requires exactly one argument");
@@ -56,7 +62,10 @@ fn unknown_things() {
     let e = df("FROM a\nCOPY --chwon=1 a b").unwrap_err();
     assert_eq!(e.lines(), Some((2, 2)));
     let r = e.diagnostic("Dockerfile", "FROM a\nCOPY --chwon=1 a b").render();
-    assert_eq!(r, "Dockerfile:2:6: unknown flag: chwon (did you mean chown?)\n   2 | COPY --chwon=1 a b\n     |      ^^^^^^^");
+    assert_eq!(
+        r,
+        "Dockerfile:2:6: unknown flag: chwon (did you mean chown?)\n   2 | COPY --chwon=1 a b\n     |      ^^^^^^^"
+    );
 }
 
 #[test]
@@ -71,7 +80,8 @@ fn copy_and_add_flags() {
     assert!(c.link && c.parents);
     assert_eq!(c.excludes, vec!["*.md", "x"]);
     assert_eq!((c.sources.clone(), c.dest.as_str()), (vec!["a".to_string(), "b".to_string()], "/dst/"));
-    let Instruction::Add(a) = first("ADD --checksum=sha256:abc --keep-git-dir=true --unpack=false https://x/y.git /src")
+    let Instruction::Add(a) =
+        first("ADD --checksum=sha256:abc --keep-git-dir=true --unpack=false https://x/y.git /src")
     else {
         panic!()
     };
@@ -127,9 +137,9 @@ fn simple_instructions() {
     assert_eq!(first("STOPSIGNAL SIGTERM"), Instruction::Stopsignal("SIGTERM".into()));
     assert_eq!(first("MAINTAINER me <me@x>"), Instruction::Maintainer("me <me@x>".into()));
     assert_eq!(first("onbuild run echo hi"), Instruction::Onbuild("run echo hi".into()));
-    let Instruction::Healthcheck(h) =
-        first("HEALTHCHECK --interval=30s --timeout=5s --start-period=1m --start-interval=2s --retries=3 CMD curl -f x")
-    else {
+    let Instruction::Healthcheck(h) = first(
+        "HEALTHCHECK --interval=30s --timeout=5s --start-period=1m --start-interval=2s --retries=3 CMD curl -f x",
+    ) else {
         panic!()
     };
     assert_eq!(h.test, vec!["CMD-SHELL", "curl -f x"]);
@@ -185,7 +195,8 @@ fn from_expansion() {
 
 #[test]
 fn serializes() {
-    let d = df("ARG A=1\nFROM a AS b\nENV X=1\nRUN --mount=type=cache,target=/c make\nEXPOSE 80\nHEALTHCHECK NONE\n").unwrap();
+    let d = df("ARG A=1\nFROM a AS b\nENV X=1\nRUN --mount=type=cache,target=/c make\nEXPOSE 80\nHEALTHCHECK NONE\n")
+        .unwrap();
     let v = serde_json::to_value(&d).unwrap();
     assert_eq!(v["stages"][0]["commands"][0]["instruction"]["env"][0]["key"], "X");
     assert_eq!(v["stages"][0]["commands"][1]["instruction"]["run"]["mounts"][0]["type"], "cache");
@@ -218,7 +229,9 @@ fn bk_no_destination_argument() {
     for c in ["ADD", "COPY"] {
         assert_eq!(
             node_err(&format!("{c} arg1")),
-            format!("{c} requires at least two arguments, but only one was provided. Destination could not be determined.")
+            format!(
+                "{c} requires at least two arguments, but only one was provided. Destination could not be determined."
+            )
         );
     }
 }

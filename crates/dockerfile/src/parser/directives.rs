@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn matches_like_the_regexp() {
         assert_eq!(match_directive("escape=`"), Some(("escape".into(), "`".into())));
-        assert_eq!(match_directive("Syntax = docker/dockerfile:1  "), Some(("Syntax".into(), "docker/dockerfile:1".into())));
+        assert_eq!(
+            match_directive("Syntax = docker/dockerfile:1  "),
+            Some(("Syntax".into(), "docker/dockerfile:1".into()))
+        );
         assert_eq!(match_directive("escape=   "), Some(("escape".into(), " ".into())));
         assert_eq!(match_directive("escape="), None);
         assert_eq!(match_directive("1abc=x"), None);

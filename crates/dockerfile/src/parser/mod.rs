@@ -16,8 +16,8 @@ use crate::compat::{is_space, trim_space};
 use crate::Error;
 use directives::DirectiveParser;
 use line::{
-    parse_health_config, parse_maybe_json, parse_maybe_json_to_list, parse_name_val, parse_strings_whitespace_delimited,
-    parse_words, split_command,
+    parse_health_config, parse_maybe_json, parse_maybe_json_to_list, parse_name_val,
+    parse_strings_whitespace_delimited, parse_words, split_command,
 };
 
 /// BuildKit's longest accepted physical line, `bufio.MaxScanTokenSize - 1`.
@@ -209,7 +209,10 @@ pub fn parse(input: &[u8]) -> Result<ParseResult, Error> {
                 comments.push(c.to_string());
             }
         }
-        let (first, directive) = process_line(&mut d, tok, true).map_err(|e| syntax(e, current + 1, current + 1))?;
+        // BuildKit locates a directive error at the count of lines read
+        // before the offending one, i.e. one line above it (line 0 for the
+        // first line); match it so that diagnostics point where BuildKit's do.
+        let (first, directive) = process_line(&mut d, tok, true).map_err(|e| syntax(e, current, current))?;
         if directive {
             comments.pop();
         }
@@ -223,7 +226,7 @@ pub fn parse(input: &[u8]) -> Result<ParseResult, Error> {
         let mut empty_continuation = false;
         while !eol {
             let Some(tok) = lines.next() else { break };
-            let (p, _) = process_line(&mut d, tok, false).map_err(|e| syntax(e, current + 1, current + 1))?;
+            let (p, _) = process_line(&mut d, tok, false).map_err(|e| syntax(e, current, current))?;
             current += 1;
             if is_comment(tok) {
                 continue;
@@ -280,7 +283,11 @@ pub fn parse(input: &[u8]) -> Result<ParseResult, Error> {
         return Err(syntax("file with no instructions", current, current));
     }
     if lines.too_long {
-        return Err(syntax(format!("dockerfile line greater than max allowed size of {MAX_LINE_LEN}"), current, current));
+        return Err(syntax(
+            format!("dockerfile line greater than max allowed size of {MAX_LINE_LEN}"),
+            current,
+            current,
+        ));
     }
     Ok(ParseResult { nodes, directives: d.found, escape: d.escape, warnings })
 }

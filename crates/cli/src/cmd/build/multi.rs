@@ -18,6 +18,10 @@ use polyarch_store::Store;
 
 use super::{parse_tagged, with_dest, BuildArgs, OutputSpec, Progress};
 
+/// Pushes an index under names, children first (remote builds, where
+/// nodes push their own children).
+pub(super) type PushIndex<'a> = dyn Fn(&IndexImage, &[String]) -> Result<()> + 'a;
+
 /// What a multi-platform build needs from the command.
 pub(super) struct Multi<'a> {
     pub rt: &'a tokio::runtime::Runtime,
@@ -26,6 +30,11 @@ pub(super) struct Multi<'a> {
     pub progress: &'a Arc<Progress>,
     pub outputs: &'a [OutputSpec],
     pub tags: &'a [String],
+    /// How `push=true` pushes; default: every blob from the local store.
+    pub push: Option<&'a PushIndex<'a>>,
+    /// Whether `type=image` names the index in the local store (not when
+    /// the store lacks the layers other nodes built and pushed).
+    pub tag: bool,
 }
 
 impl Multi<'_> {
@@ -47,6 +56,13 @@ impl Multi<'_> {
                 return Err(e.into());
             }
         };
+        self.export(&result, a)
+    }
+
+    /// Assembles the index over `result`, exports it to every output and
+    /// writes the reports.
+    pub fn export(&self, result: &MultiResult, a: &BuildArgs) -> Result<u8> {
+        let result = result.clone();
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
         let img = export::assemble_index(self.store, &result.images, docker_types)?;
         let t = Instant::now();
@@ -84,12 +100,17 @@ impl Multi<'_> {
         let store = self.store;
         match o.kind.as_str() {
             "image" => {
-                export::tag_index(store, img, &names)?;
+                if self.tag || !o.push {
+                    export::tag_index(store, img, &names)?;
+                }
                 if o.push {
                     if names.is_empty() {
                         bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
                     }
-                    self.rt.block_on(export::push_index(self.client, store, img, &names))?;
+                    match self.push {
+                        Some(push) => push(img, &names)?,
+                        None => self.rt.block_on(export::push_index(self.client, store, img, &names))?,
+                    }
                 }
                 names_out.extend(names);
             }

@@ -1,0 +1,291 @@
+//! Builds on a builder with two nodes: this machine and a second node
+//! reached through a real sshd on 127.0.0.1, running polyarch with its own
+//! store. Each node builds one platform; the index is pushed to the
+//! registry fixture once both children exist; a node killed mid-build
+//! fails its platform by name and nothing is pushed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::ssh::Sshd;
+use crate::util::{context, mirrored, require, s, Env, Registry};
+
+/// The far node: a wrapper that runs this polyarch with the node's own
+/// store and records the worker's pid.
+struct FarNode {
+    store: PathBuf,
+    pid_file: PathBuf,
+    program: PathBuf,
+}
+
+impl FarNode {
+    fn new(dir: &Path) -> FarNode {
+        let store = dir.join("far-store");
+        let pid_file = dir.join("far-worker.pid");
+        let program = dir.join("far-polyarch");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nPOLYARCH_ROOT={} exec {} \"$@\"\n",
+                pid_file.display(),
+                store.display(),
+                env!("CARGO_BIN_EXE_polyarch")
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FarNode { store, pid_file, program }
+    }
+
+    fn has_blob(&self, digest: &str) -> bool {
+        blob(&self.store, digest).exists()
+    }
+}
+
+fn blob(root: &Path, digest: &str) -> PathBuf {
+    root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+/// The builder `duo`: `here` (this machine, linux/amd64) and `far` (ssh,
+/// linux/arm64), with the test's registry config for every node.
+fn duo(env: &Env, sshd: &Sshd, far: &FarNode) {
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    env.ok(&["builder", "create", "--name", "duo", "--node", "here", "--platform", "linux/amd64", "local"]);
+    env.ok(&[
+        "builder",
+        "create",
+        "--name",
+        "duo",
+        "--append",
+        "--node",
+        "far",
+        "--platform",
+        "linux/arm64",
+        "--config",
+        s(&env.config_file()),
+        "--remote-polyarch",
+        s(&far.program),
+        &endpoint,
+    ]);
+}
+
+fn setup() -> Option<(Env, &'static Registry, Sshd, FarNode)> {
+    let (env, reg) = mirrored()?;
+    if !require(polyarch_emu::host::is_root(), "root (RUN steps and sshd)") {
+        return None;
+    }
+    let sshd = Sshd::start(env.dir.path())?;
+    let far = FarNode::new(env.dir.path());
+    duo(&env, &sshd, &far);
+    Some((env, reg, sshd, far))
+}
+
+fn tags_exist(reg: &Registry, repo: &str) -> bool {
+    Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false", &format!("docker://{}/{repo}", reg.host)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn two_nodes_build_one_platform_each_and_push_the_index() {
+    let Some((env, reg, sshd, far)) = setup() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY hello.txt /hello.txt\nRUN uname -m > /arch\n"),
+            ("hello.txt", "hello from a node\n"),
+            ("unused.bin", &"x".repeat(100_000)),
+        ],
+    );
+    let image = format!("{}/nodes/app:1", reg.host);
+    let meta = env.dir.path().join("meta.json");
+    let build = |extra: &[&str]| {
+        let mut args =
+            vec!["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        args.push(s(&ctx));
+        let out = env.cmd(&args).env("POLYARCH_SSH", sshd.ssh_command()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed:\n{stderr}");
+        stderr
+    };
+    let stderr = build(&["-t", &image, "--push", "--metadata-file", s(&meta)]);
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    assert!(stderr.contains("linux/amd64 builds on node here (local) (declared)"), "{stderr}");
+    assert!(stderr.contains(&format!("linux/arm64 builds on node far ({endpoint}) (declared)")), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far stage-0 3/3] RUN uname -m > /arch"), "{stderr}");
+    assert!(stderr.contains("[linux/amd64@here stage-0 3/3] RUN uname -m > /arch"), "{stderr}");
+    // Only the file COPY reads travels, not the unused one.
+    assert!(stderr.contains("context of 1 entries, 1 contents sent (18 bytes)"), "{stderr}");
+
+    let meta: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let digest = |p: &str| meta["polyarch.platforms"][p]["digest"].as_str().unwrap().to_string();
+    let (amd, arm) = (digest("linux/amd64"), digest("linux/arm64"));
+    assert!(far.has_blob(&arm), "the far node's store holds its image");
+    assert!(!far.has_blob(&amd), "the far node did not build linux/amd64");
+    assert!(blob(&env.root(), &amd).exists(), "this machine's store holds its image");
+    // With --push alone the far node pushed its layers itself: they never
+    // came to this machine.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(blob(&far.store, &arm)).unwrap()).unwrap();
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
+    assert!(far.has_blob(&top) && !blob(&env.root(), &top).exists(), "layer {top}");
+
+    // The index in the registry names both children, and each runs.
+    let raw = crate::util::skopeo_raw(&image);
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let children: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["platform"]["architecture"].as_str().unwrap().into(), m["digest"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(children, [("amd64".to_string(), amd), ("arm64".to_string(), arm)]);
+    let client = Env::new();
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = client.ok(&["run", "--rm", "--platform", platform, &image, "cat", "/arch"]);
+        assert_eq!(out.trim(), arch, "{platform}");
+        let out = client.ok(&["run", "--rm", "--platform", platform, &image, "cat", "/hello.txt"]);
+        assert_eq!(out, "hello from a node\n");
+    }
+
+    // Again: everything cached on both nodes, and no content travels twice.
+    let stderr = build(&["-t", &image, "--push"]);
+    assert!(stderr.contains("context of 1 entries, 0 contents sent (0 bytes), 1 already there"), "{stderr}");
+    assert!(!stderr.contains("DONE") || stderr.matches("CACHED").count() >= 4, "{stderr}");
+
+    // Without --push the results come back into this machine's store.
+    let stderr = build(&["-t", "nodes/local:1"]);
+    assert!(stderr.contains("result blobs fetched"), "{stderr}");
+    let images = env.ok(&["images"]);
+    assert!(images.contains("nodes/local"), "{images}");
+    let out = env.ok(&["run", "--rm", "--platform", "linux/arm64", "nodes/local:1", "cat", "/arch"]);
+    assert_eq!(out.trim(), "aarch64");
+}
+
+#[test]
+fn a_node_killed_mid_build_fails_its_platform_and_nothing_is_pushed() {
+    let Some((env, reg, sshd, far)) = setup() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nRUN [ \"$TARGETARCH\" != arm64 ] || sleep 61\n")],
+    );
+    let image = format!("{}/nodes/killed:1", reg.host);
+    let child = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(["-t", &image, "--push", s(&ctx)])
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the far node's RUN step, then kill its worker.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Command::new("pgrep").args(["-f", "sleep 61"]).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "the far node's RUN step never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = std::fs::read_to_string(&far.pid_file).unwrap();
+    assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap().success());
+    let t = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(t.elapsed() < Duration::from_secs(30), "the client noticed late");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    assert!(stderr.contains(&format!("linux/arm64 on node far ({endpoint}): the worker went away")), "{stderr}");
+    assert!(stderr.contains("nothing was exported or pushed"), "{stderr}");
+    assert!(!tags_exist(reg, "nodes/killed"), "nothing may be pushed when a platform failed");
+
+    // The next session on the node removes what the killed worker left.
+    let ctx2 = context(&env, "ctx2", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", s(&ctx2)])
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("pgrep").args(["-f", "sleep 61"]).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "the killed worker's container is still running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_interrupted_client_stops_the_remote_build_and_leaves_nothing_running() {
+    let Some((env, _reg, sshd, _far)) = setup() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nRUN [ \"$TARGETARCH\" != arm64 ] || sleep 62\n")],
+    );
+    let child = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", s(&ctx)])
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Command::new("pgrep").args(["-f", "sleep 62"]).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "the far node's RUN step never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    // The node's worker saw its client go and killed its RUN container.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Command::new("pgrep").args(["-f", "sleep 62"]).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "the far node's RUN step is still running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_unreachable_node_fails_by_name_or_falls_back_to_emulation() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(polyarch_emu::host::is_root(), "root (RUN steps)") {
+        return;
+    }
+    let closed = format!("ssh://root@127.0.0.1:{}", crate::util::free_port());
+    env.ok(&["builder", "create", "--name", "gone", "--node", "here", "--platform", "linux/amd64", "local"]);
+    env.ok(&[
+        "builder",
+        "create",
+        "--name",
+        "gone",
+        "--append",
+        "--node",
+        "dead",
+        "--platform",
+        "linux/arm64",
+        &closed,
+    ]);
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN uname -m > /arch\n")]);
+    let image = format!("{}/nodes/fallback:1", reg.host);
+    let args = ["build", "--builder", "gone", "--platform", "linux/amd64,linux/arm64", "-t", &image, "--push"];
+    let mut failing = args.to_vec();
+    failing.push(s(&ctx));
+    let stderr = env.fails(&failing);
+    assert!(stderr.contains(&format!("linux/arm64: node dead ({closed}) is unreachable")), "{stderr}");
+    assert!(!tags_exist(reg, "nodes/fallback"));
+
+    let mut fallback = args.to_vec();
+    fallback.extend(["--fallback-emulation", s(&ctx)]);
+    let out = env.run(&fallback);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("WARNING: node dead") && stderr.contains("builds here instead"), "{stderr}");
+    let out = Env::new().ok(&["run", "--rm", "--platform", "linux/arm64", &image, "cat", "/arch"]);
+    assert_eq!(out.trim(), "aarch64");
+}

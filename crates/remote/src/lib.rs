@@ -1,0 +1,27 @@
+//! `polyarch-remote`: builds on other machines.
+//!
+//! A node is any machine where `polyarch worker --stdio` can be started,
+//! usually through the system `ssh` client. The two ends speak the framed
+//! protocol of [`wire`] over the worker's stdin and stdout:
+//!
+//! 1. `Hello` both ways: versions, and the node's platforms (its probe).
+//! 2. `Context`: the metadata of the context files the build reads
+//!    ([`context::needed`]); the worker answers `Need` with the contents it
+//!    does not hold yet, which are then sent once each, by digest.
+//! 3. `Build`: the worker builds the platforms given to it into its own
+//!    store, streaming progress `Event`s, and answers `Built` or `Failed`.
+//! 4. `Fetch`: blobs the client's store lacks come back, verified.
+//! 5. `Push`: the worker pushes its images by digest; the client pushes the
+//!    index once every child exists.
+//!
+//! [`schedule`] decides which node builds which platform. The library never
+//! prints; the CLI renders events.
+
+pub mod context;
+pub mod error;
+pub mod schedule;
+pub mod session;
+pub mod wire;
+pub mod worker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,262 @@
+//! The client's side of a node: `polyarch worker --stdio` started through
+//! a command (the system `ssh`), spoken to over its stdin and stdout.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, BufWriter};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use polyarch_oci::{Descriptor, Digest};
+use polyarch_store::{BlobSink, Store};
+
+use crate::context::Content;
+use crate::error::{Error, Result};
+use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, PROTOCOL};
+
+/// Kills a session's process from another thread.
+#[derive(Clone)]
+pub struct Killer(Arc<Mutex<Child>>);
+
+impl Killer {
+    /// Kills the process (the ssh client, which ends the remote worker).
+    pub fn kill(&self) {
+        if let Ok(mut c) = self.0.lock() {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// What sending a context moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Context entries described.
+    pub entries: usize,
+    /// File contents sent (the node lacked them).
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// File contents the node already held.
+    pub reused: usize,
+}
+
+/// A connected node.
+pub struct Session {
+    node: String,
+    child: Arc<Mutex<Child>>,
+    input: BufWriter<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The node's polyarch version.
+    pub version: String,
+    /// The node's platforms, as `polyarch worker --probe` prints them.
+    pub probe: Option<serde_json::Value>,
+}
+
+impl Session {
+    /// Starts `argv` (which runs `polyarch worker --stdio` on the node) and
+    /// exchanges hellos. `node` names the node in errors.
+    pub fn connect(node: &str, argv: &[String], version: &str) -> Result<Session> {
+        let lost = |reason: String| Error::Node { node: node.to_string(), reason };
+        let (prog, args) = argv.split_first().ok_or_else(|| lost("no command".into()))?;
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| lost(format!("running {prog}: {e}")))?;
+        let input = BufWriter::new(child.stdin.take().expect("piped stdin"));
+        let output = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped stdout"));
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == 20 {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                }
+            });
+        }
+        let mut s = Session {
+            node: node.to_string(),
+            child: Arc::new(Mutex::new(child)),
+            input,
+            output,
+            stderr,
+            version: String::new(),
+            probe: None,
+        };
+        s.send(&Msg::Hello { protocol: PROTOCOL, version: version.to_string(), probe: None }, "connecting")?;
+        match s.recv("connecting")? {
+            Msg::Hello { version, probe, .. } => {
+                s.version = version;
+                s.probe = probe;
+                Ok(s)
+            }
+            Msg::Failed { message, .. } => Err(s.lost("connecting", message)),
+            other => Err(s.lost("connecting", format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// The node's name and endpoint.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A handle that kills the session's process.
+    pub fn killer(&self) -> Killer {
+        Killer(self.child.clone())
+    }
+
+    /// A node error for a broken session: what was being done, what broke,
+    /// how the process ended and the last thing it wrote on stderr.
+    fn lost(&self, doing: &str, what: impl std::fmt::Display) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut status = None;
+        while Instant::now() < deadline {
+            match self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten()) {
+                Some(s) => {
+                    status = Some(s);
+                    break;
+                }
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        // Give the stderr reader a moment to catch the last line.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut reason = format!("{what} while {doing}");
+        if let Some(s) = status {
+            reason.push_str(&format!("; the worker's connection ended ({s})"));
+        }
+        let tail: Vec<String> = self.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
+            reason.push_str(&format!(": {}", last.trim()));
+        }
+        Error::Node { node: self.node.clone(), reason }
+    }
+
+    fn send(&mut self, m: &Msg, doing: &str) -> Result<()> {
+        wire::write_msg(&mut self.input, m).map_err(|e| self.lost(doing, format!("the node stopped listening ({e})")))
+    }
+
+    fn recv(&mut self, doing: &str) -> Result<Msg> {
+        match wire::read_frame(&mut self.output) {
+            Ok(Some(Frame::Msg(m))) => Ok(m),
+            Ok(Some(Frame::Data(_))) => Err(self.lost(doing, "unexpected blob data")),
+            Ok(None) => Err(self.lost(doing, "the worker went away")),
+            Err(e) => Err(self.lost(doing, format!("the worker went away ({e})"))),
+        }
+    }
+
+    /// Describes the context and sends the contents the node lacks, plus
+    /// `extra` blobs (the Dockerfile), each once.
+    pub fn send_context(&mut self, entries: Vec<Entry>, contents: &[Content], extra: &[Content]) -> Result<Sent> {
+        let doing = "sending the build context";
+        let mut sent = Sent { entries: entries.len(), ..Sent::default() };
+        let extra_digests = extra.iter().map(|(d, _)| d.clone()).collect();
+        self.send(&Msg::Context { entries, extra: extra_digests }, doing)?;
+        let need = match self.recv(doing)? {
+            Msg::Need { digests } => digests,
+            other => return Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+        };
+        let all = contents.iter().chain(extra);
+        for d in &need {
+            let Some((_, data)) = all.clone().find(|(c, _)| c == d) else {
+                return Err(self.lost(doing, format!("the node asked for unknown content {d}")));
+            };
+            if let Err(e) = wire::write_blob(&mut self.input, d, data.len() as u64, &mut &data[..]) {
+                return Err(self.lost(doing, format!("the node stopped listening ({e})")));
+            }
+            if contents.iter().any(|(c, _)| c == d) {
+                sent.blobs += 1;
+                sent.bytes += data.len() as u64;
+            }
+        }
+        sent.reused = contents.len() - sent.blobs;
+        Ok(sent)
+    }
+
+    /// Builds on the node, handing its progress events to `on_event`.
+    pub fn build(&mut self, spec: &BuildSpec, on_event: &mut dyn FnMut(polyarch_build::Event)) -> Result<Vec<Built>> {
+        let doing = format!("building {}", spec.platforms.join(", "));
+        self.send(&Msg::Build(Box::new(spec.clone())), &doing)?;
+        loop {
+            match self.recv(&doing)? {
+                Msg::Event { event } => on_event(event.into_event()),
+                Msg::Built { images } => return Ok(images),
+                Msg::Failed { platform, message } => return Err(Error::Build { platform, message }),
+                other => return Err(self.lost(&doing, format!("unexpected answer {other:?}"))),
+            }
+        }
+    }
+
+    /// Fetches `blobs` into `store`, each verified; returns the bytes moved.
+    pub fn fetch(&mut self, blobs: &[Descriptor], store: &Store) -> Result<u64> {
+        let doing = "fetching results";
+        self.send(&Msg::Fetch { blobs: blobs.to_vec() }, doing)?;
+        let mut bytes = 0;
+        for want in blobs {
+            let (digest, size) = match self.recv(doing)? {
+                Msg::Blob { digest, size } if digest == want.digest && size == want.size => (digest, size),
+                other => return Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+            };
+            let mut writer = match store.writer(want) {
+                Ok(w) => Some(w),
+                Err(e) if e.is_already_exists() => None,
+                Err(e) => return Err(e.into()),
+            };
+            let read = match writer.as_mut() {
+                Some(w) => wire::read_blob_data(&mut self.output, size, w),
+                None => wire::read_blob_data(&mut self.output, size, &mut std::io::sink()),
+            };
+            read.map_err(|e| self.lost(doing, format!("the worker went away ({e})")))?;
+            if let Some(w) = writer {
+                w.commit(size, &digest)?;
+            }
+            bytes += size;
+        }
+        match self.recv(doing)? {
+            Msg::Fetched => Ok(bytes),
+            other => Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Asks the node to push the images of `manifests` to every name.
+    pub fn push(&mut self, names: &[String], manifests: &[Digest]) -> Result<()> {
+        let doing = "pushing";
+        self.send(&Msg::Push { names: names.to_vec(), manifests: manifests.to_vec() }, doing)?;
+        match self.recv(doing)? {
+            Msg::Pushed => Ok(()),
+            Msg::Failed { platform, message } => Err(Error::Build { platform, message }),
+            other => Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Ends the session.
+    pub fn close(mut self) {
+        let _ = wire::write_msg(&mut self.input, &Msg::Bye);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten()).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

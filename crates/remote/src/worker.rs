@@ -1,0 +1,275 @@
+//! The node's side: `polyarch worker --stdio` serves one session on its
+//! stdin and stdout, building into the node's own store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+
+use polyarch_build::multi::{check_emulation, probe_host, MultiBuilder};
+use polyarch_build::{BuildOptions, BuildResult, Compression, Event};
+use polyarch_oci::{Descriptor, Digest, Platform, Reference};
+use polyarch_registry::Client;
+use polyarch_store::{BlobSink, BlobSource, Store};
+
+use crate::context::{rebuild, CONTENT_TYPE};
+use crate::error::{Error, Result};
+use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, WireEvent, PROTOCOL};
+
+/// Makes the node's registry client from the builder's configuration
+/// (TOML, as the client's config file) and `--insecure`.
+pub type ClientFactory = dyn Fn(Option<&str>, bool) -> std::result::Result<Client, String> + Send + Sync;
+
+/// What a worker needs from the program that runs it.
+pub struct Worker {
+    /// The node's store.
+    pub store: Store,
+    /// polyarch's version.
+    pub version: String,
+    /// The node's platforms, sent in the hello.
+    pub probe: serde_json::Value,
+    /// Registry clients.
+    pub client: Box<ClientFactory>,
+    /// Called when the client goes away (stdin ends) so that a running
+    /// build stops: the caller kills this process's RUN containers.
+    pub on_hangup: Box<dyn Fn() + Send + Sync>,
+}
+
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn send(out: &Out, m: &Msg) -> Result<()> {
+    let mut w = out.lock().map_err(|_| Error::Protocol("output lock poisoned".into()))?;
+    wire::write_msg(&mut **w, m).map_err(|e| Error::Protocol(format!("writing to the client: {e}")))
+}
+
+fn recv(rx: &Receiver<Frame>) -> Option<Frame> {
+    rx.recv().ok()
+}
+
+fn recv_blob(rx: &Receiver<Frame>, store: &Store, digest: &Digest, size: u64) -> Result<()> {
+    let desc = Descriptor::new(CONTENT_TYPE, digest.clone(), size);
+    let mut writer = match store.writer(&desc) {
+        Ok(w) => Some(w),
+        Err(e) if e.is_already_exists() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut left = size;
+    while left > 0 {
+        match recv(rx) {
+            Some(Frame::Data(d)) if d.len() as u64 <= left => {
+                left -= d.len() as u64;
+                if let Some(w) = writer.as_mut() {
+                    w.write_all(&d).map_err(|e| Error::Protocol(format!("writing {digest}: {e}")))?;
+                }
+            }
+            Some(_) => return Err(Error::Protocol(format!("{digest}: bad blob data"))),
+            None => return Err(Error::Protocol("the client went away".into())),
+        }
+    }
+    if let Some(w) = writer {
+        w.commit(size, digest)?;
+    }
+    Ok(())
+}
+
+/// Serves one session until `Bye` or the end of `input`.
+pub fn serve(
+    worker: Worker,
+    rt: &tokio::runtime::Runtime,
+    input: Box<dyn Read + Send>,
+    output: Box<dyn Write + Send>,
+) -> Result<()> {
+    let worker = Arc::new(worker);
+    let out: Out = Arc::new(Mutex::new(output));
+    let (tx, rx) = mpsc::sync_channel::<Frame>(64);
+    let w = worker.clone();
+    std::thread::spawn(move || {
+        let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+        while let Ok(Some(f)) = wire::read_frame(&mut input) {
+            if tx.send(f).is_err() {
+                return;
+            }
+        }
+        drop(tx);
+        (w.on_hangup)();
+    });
+
+    match recv(&rx) {
+        Some(Frame::Msg(Msg::Hello { protocol, .. })) if protocol == PROTOCOL => {}
+        Some(Frame::Msg(Msg::Hello { protocol, .. })) => {
+            let message = format!("protocol {protocol} is not spoken here (this node speaks {PROTOCOL})");
+            send(&out, &Msg::Failed { platform: None, message: message.clone() })?;
+            return Err(Error::Protocol(message));
+        }
+        _ => return Err(Error::Protocol("expected a hello".into())),
+    }
+    send(&out, &Msg::Hello { protocol: PROTOCOL, version: worker.version.clone(), probe: Some(worker.probe.clone()) })?;
+
+    let store = &worker.store;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut built: HashMap<Digest, BuildResult> = HashMap::new();
+    let mut client: Option<Client> = None;
+    loop {
+        let msg = match recv(&rx) {
+            Some(Frame::Msg(m)) => m,
+            Some(Frame::Data(_)) => return Err(Error::Protocol("unexpected blob data".into())),
+            None => return Ok(()),
+        };
+        match msg {
+            Msg::Context { entries: e, extra } => {
+                let mut need = BTreeSet::new();
+                for d in e.iter().filter_map(|e| e.digest.as_ref()).chain(&extra) {
+                    if !store.exists(d)? {
+                        need.insert(d.clone());
+                    }
+                }
+                entries = e;
+                send(&out, &Msg::Need { digests: need.into_iter().collect() })?;
+            }
+            Msg::Blob { digest, size } => recv_blob(&rx, store, &digest, size)?,
+            Msg::Build(spec) => {
+                let reply = match build(&worker, rt, &spec, &entries, &out, &mut client) {
+                    Ok(results) => {
+                        let images = results.iter().map(built_of).collect();
+                        for r in results {
+                            built.insert(r.manifest.digest.clone(), r);
+                        }
+                        Msg::Built { images }
+                    }
+                    Err(Error::Build { platform, message }) => Msg::Failed { platform, message },
+                    Err(e) => Msg::Failed { platform: None, message: e.to_string() },
+                };
+                send(&out, &reply)?;
+            }
+            Msg::Fetch { blobs } => {
+                for d in &blobs {
+                    let mut r = store.open(d)?;
+                    let mut w = out.lock().map_err(|_| Error::Protocol("output lock poisoned".into()))?;
+                    wire::write_blob(&mut **w, &d.digest, d.size, &mut r)
+                        .map_err(|e| Error::Protocol(format!("sending {}: {e}", d.digest)))?;
+                }
+                send(&out, &Msg::Fetched)?;
+            }
+            Msg::Push { names, manifests } => {
+                let reply = match push(rt, client.as_ref(), store, &built, &names, &manifests) {
+                    Ok(()) => Msg::Pushed,
+                    Err(e) => Msg::Failed { platform: None, message: e.to_string() },
+                };
+                send(&out, &reply)?;
+            }
+            Msg::Bye => return Ok(()),
+            other => return Err(Error::Protocol(format!("unexpected message {other:?}"))),
+        }
+    }
+}
+
+fn built_of(r: &BuildResult) -> Built {
+    Built {
+        platform: r.platform.format(),
+        manifest: r.manifest.clone(),
+        config: r.config.clone(),
+        layers: r.layers.iter().map(|l| (l.desc.clone(), l.diff_id.clone())).collect(),
+        executed: r.executed,
+        cached: r.cached,
+    }
+}
+
+fn build(
+    worker: &Worker,
+    rt: &tokio::runtime::Runtime,
+    spec: &BuildSpec,
+    entries: &[Entry],
+    out: &Out,
+    client: &mut Option<Client>,
+) -> Result<Vec<BuildResult>> {
+    let failed = |platform: Option<String>, message: String| Error::Build { platform, message };
+    let store = &worker.store;
+    let dockerfile = store
+        .read_bytes(&Descriptor::new(CONTENT_TYPE, spec.dockerfile.clone(), spec.dockerfile_size), 16 << 20)
+        .map_err(|e| failed(None, format!("reading the Dockerfile: {e}")))?;
+    let context = rebuild(entries, store)?;
+    let c = (worker.client)(spec.registry_config.as_deref(), spec.insecure).map_err(|e| failed(None, e))?;
+    *client = Some(c.clone());
+    let platforms = spec
+        .platforms
+        .iter()
+        .map(|p| Platform::parse(p).map(|p| p.normalize()).map_err(|e| failed(Some(p.clone()), e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut opts = BuildOptions::new(dockerfile.to_vec()).with_context(context);
+    opts.dockerfile_name = spec.dockerfile_name.clone();
+    opts.target = spec.target.clone();
+    opts.build_args = spec.build_args.clone();
+    opts.labels = spec.labels.clone();
+    opts.no_cache = spec.no_cache;
+    opts.compression = if spec.compression == "zstd" { Compression::Zstd } else { Compression::Gzip };
+    opts.source_date_epoch = spec.source_date_epoch;
+    opts.rewrite_timestamp = spec.rewrite_timestamp;
+    opts.network = spec.network.parse().map_err(|e| failed(None, format!("--network: {e}")))?;
+    opts.runtime = spec.runtime.clone();
+    opts.snapshotter = spec.snapshotter.parse().map_err(|e| failed(None, format!("--snapshotter: {e}")))?;
+    opts.no_cache_filter = spec.no_cache_filter.clone();
+    if let Some(p) = platforms.first() {
+        opts.platform = p.clone();
+    }
+    check_emulation(&opts, &platforms, &Platform::host(), &probe_host).map_err(|e| failed(None, e.to_string()))?;
+    let sink_out = out.clone();
+    let sink = Arc::new(move |e: Event| {
+        if let Some(event) = WireEvent::from_event(&e) {
+            let _ = send(&sink_out, &Msg::Event { event });
+        }
+    });
+    let mut b = MultiBuilder::new(store.clone()).with_client(c).with_events(sink);
+    if let Some(j) = spec.jobs {
+        b = b.with_jobs(j);
+    }
+    let r = rt.block_on(b.build(&opts, &platforms)).map_err(|e| {
+        let platform = match &e {
+            polyarch_build::Error::ForPlatform { platform, .. } => Some(platform.clone()),
+            _ => None,
+        };
+        failed(platform, e.to_string())
+    })?;
+    Ok(r.images)
+}
+
+/// Pushes the images of `manifests` (blobs, then each manifest by digest)
+/// to the repository of every name.
+fn push(
+    rt: &tokio::runtime::Runtime,
+    client: Option<&Client>,
+    store: &Store,
+    built: &HashMap<Digest, BuildResult>,
+    names: &[String],
+    manifests: &[Digest],
+) -> Result<()> {
+    let client = client.ok_or_else(|| Error::Protocol("push before any build".into()))?;
+    let results = manifests
+        .iter()
+        .map(|d| built.get(d).ok_or_else(|| Error::Protocol(format!("{d} was not built in this session"))))
+        .collect::<Result<Vec<_>>>()?;
+    rt.block_on(async {
+        for n in names {
+            let reference = Reference::parse_normalized(n)
+                .map_err(|e| Error::Protocol(format!("invalid reference {n:?}: {e}")))?
+                .with_default_tag();
+            for r in &results {
+                push_image(client, store, r, &reference).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Pushes one image's config and layers, then its manifest by digest.
+pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, reference: &Reference) -> Result<()> {
+    let registry =
+        |what: String, e: polyarch_registry::Error| Error::Build { platform: None, message: format!("{what}: {e}") };
+    for d in std::iter::once(&r.config).chain(r.layers.iter().map(|l| &l.desc)) {
+        let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
+        client.push_blob(reference, d, &data).await.map_err(|e| registry(format!("pushing {}", d.digest), e))?;
+    }
+    let raw = store.get_manifest(&r.manifest)?;
+    let at = reference.with_digest(r.manifest.digest.clone());
+    client.put_manifest(&at, &raw).await.map_err(|e| registry(format!("pushing {at}"), e))?;
+    Ok(())
+}
