@@ -19,7 +19,7 @@ use polyarch_store::{BlobSource, Store};
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
-use crate::fs::{base, join, parent, Kind, MemFs, Node};
+use crate::fs::{base, join, parent, Inodes, Kind, MemFs, Node};
 use crate::layer::Layer;
 
 /// The longest overlay option string: the kernel reads one page.
@@ -161,6 +161,7 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     let mut tree = before.clone();
     let changes = polyarch_snapshot::changes_overlay_upper(upper).map_err(|e| snapshot_error(upper, e))?;
+    let mut inodes = Inodes::default();
     for c in changes {
         match c {
             Change::Delete(p) => tree.remove_tree(&p.to_string_lossy()),
@@ -173,7 +174,7 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
             }
             Change::Add(p) => {
                 let rel = p.to_string_lossy().into_owned();
-                if let Some(node) = node_at(&upper.join(&p))? {
+                if let Some(node) = node_at(&upper.join(&p), &mut inodes)? {
                     tree.insert(rel, node);
                 }
             }
@@ -183,22 +184,26 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     Ok(tree)
 }
 
-/// The entry at `full`, `None` for sockets, fifos and devices.
-fn node_at(full: &Path) -> Result<Option<Node>> {
+/// The entry at `full`, `None` for sockets, fifos and devices; files with
+/// several links read in one pass share a hard-link group.
+fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
     let md = std::fs::symlink_metadata(full).map_err(|e| Error::io(full, e))?;
     let ft = md.file_type();
+    let mut link = None;
     let kind = if ft.is_dir() {
         Kind::Dir
     } else if ft.is_symlink() {
         let t = std::fs::read_link(full).map_err(|e| Error::io(full, e))?;
         Kind::Symlink(t.to_string_lossy().into_owned())
     } else if ft.is_file() {
-        Kind::File(Arc::new(std::fs::read(full).map_err(|e| Error::io(full, e))?))
+        let (data, group) = inodes.file(full, &md)?;
+        link = group;
+        Kind::File(data)
     } else {
         return Ok(None);
     };
     let node = Node::new(kind, md.mode() & 0o7777, md.uid().into(), md.gid().into(), md.mtime());
-    Ok(Some(Node { xattrs: crate::fs::read_xattrs(full), ..node }))
+    Ok(Some(Node { xattrs: crate::fs::read_xattrs(full), link, ..node }))
 }
 
 /// Reads the tree below `root` with modes, owners and times. Sockets,
@@ -206,11 +211,11 @@ fn node_at(full: &Path) -> Result<Option<Node>> {
 /// cannot hold them.
 pub fn read_tree(root: &Path) -> Result<MemFs> {
     let mut fs = MemFs::new();
-    read_into(&mut fs, root, "")?;
+    read_into(&mut fs, root, "", &mut Inodes::default())?;
     Ok(fs)
 }
 
-fn read_into(fs: &mut MemFs, root: &Path, rel: &str) -> Result<()> {
+fn read_into(fs: &mut MemFs, root: &Path, rel: &str, inodes: &mut Inodes) -> Result<()> {
     let dir = root.join(rel);
     let mut names = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
@@ -221,13 +226,13 @@ fn read_into(fs: &mut MemFs, root: &Path, rel: &str) -> Result<()> {
     for name in names {
         let path = join(rel, &name);
         let full = root.join(&path);
-        let Some(node) = node_at(&full)? else {
+        let Some(node) = node_at(&full, inodes)? else {
             continue;
         };
         let is_dir = node.is_dir();
         fs.insert(path.clone(), node);
         if is_dir {
-            read_into(fs, root, &path)?;
+            read_into(fs, root, &path, inodes)?;
         }
     }
     Ok(())

@@ -93,6 +93,23 @@ fn run_writes_files_and_whiteouts() {
     assert_eq!(entries[0], entries[1], "both snapshotters give the same layer entries");
 }
 
+#[test]
+fn hard_links_made_by_run_stay_hard_links() {
+    for snapshotter in ["overlay", "naive"] {
+        let Some((env, _)) = mirrored() else { return };
+        let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo hi > /a && ln /a /b\n")]);
+        let oci = env.dir.path().join("img.tar");
+        build(&env, &["--snapshotter", snapshotter, "-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+        let last = layer_blobs(&oci).pop().unwrap();
+        let f = env.dir.path().join("layer.tar");
+        std::fs::write(&f, last).unwrap();
+        let listing = sh(Command::new("tar").arg("-tvf").arg(&f));
+        let lines: Vec<&str> = listing.lines().collect();
+        assert!(lines.iter().any(|l| l.starts_with('-') && l.ends_with(" a")), "{snapshotter}: {listing}");
+        assert!(lines.iter().any(|l| l.starts_with('h') && l.ends_with(" b link to a")), "{snapshotter}: {listing}");
+    }
+}
+
 /// Builds with `snapshotter`; returns the entry names of the RUN layers.
 fn files_and_whiteouts(env: &Env, snapshotter: &str) -> Vec<Vec<String>> {
     let df = "FROM busybox\nRUN echo hi > /hi && uname -m > /arch && mkdir -p /gone/sub && echo z > /gone/sub/z\nRUN rm /bin/ls && mkdir -p /d/e && echo x > /d/e/f && rm -r /gone\n";
