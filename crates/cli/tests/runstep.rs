@@ -94,6 +94,18 @@ fn run_writes_files_and_whiteouts() {
 }
 
 #[test]
+fn run_steps_get_dockers_seccomp_restrictions() {
+    let Some((env, _)) = mirrored() else { return };
+    let df = "FROM busybox\nRUN unshare -U true 2>/err; echo \"rc=$?\" > /unshare; cat /err >> /unshare; \
+              (echo threads; sleep 0 & wait) > /ok\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let (out, _) = build_local(&env, &ctx, &[]);
+    let got = read(&out, "unshare");
+    assert!(got.starts_with("rc=1\n") && got.contains("Operation not permitted"), "{got}");
+    assert_eq!(read(&out, "ok"), "threads\n");
+}
+
+#[test]
 fn hard_links_made_by_run_stay_hard_links() {
     for snapshotter in ["overlay", "naive"] {
         let Some((env, _)) = mirrored() else { return };

@@ -54,6 +54,7 @@ pub mod rlimit;
 pub mod rootfs;
 pub mod runc;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod stubs;

@@ -1,6 +1,7 @@
 //! config.json for a run: the OCI runtime spec (runtime-spec `config.md`)
 //! with Docker's and BuildKit's defaults — capabilities, devices, masked
-//! and read-only paths, `/proc`, `/dev`, `/sys` mounts, namespaces — built
+//! and read-only paths, `/proc`, `/dev`, `/sys` mounts, namespaces, the
+//! seccomp filter of [`crate::seccomp`] — built
 //! from `oci-spec`'s types. Pure: no I/O, so every field is unit tested.
 
 use std::collections::HashSet;
@@ -130,6 +131,7 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
         .cgroups_path(&input.cgroups_path)
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .seccomp(crate::seccomp::default_profile()?)
         .build()?;
     Ok(SpecBuilder::default()
         .version("1.0.2")
