@@ -88,17 +88,92 @@ impl Root {
     }
 
     /// The tree after the run: `before` with what the run changed.
-    pub fn finish(mut self, before: &MemFs) -> Result<MemFs> {
+    pub fn finish(self, before: &MemFs) -> Result<MemFs> {
+        self.finish_keeping_upper(before).map(|(tree, _)| tree)
+    }
+
+    /// As [`Root::finish`], also giving an overlay's upper directory, which
+    /// can become the unpacked form of the step's layer ([`Upper::install`]).
+    pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Option<Upper>)> {
         match &mut self {
-            Root::Naive(d) => read_tree(&d.path().join("rootfs")),
+            Root::Naive(d) => Ok((read_tree(&d.path().join("rootfs"))?, None)),
             Root::Overlay { guard, dirs, target } => {
                 if let Some(g) = guard.take() {
                     g.unmount().map_err(|e| snapshot_error(target.path(), e))?;
                 }
-                apply_upper(before, &dirs.path().join("upper"))
+                let tree = apply_upper(before, &dirs.path().join("upper"))?;
+                let Root::Overlay { dirs, .. } = self else { unreachable!() };
+                Ok((tree, Some(Upper { dirs })))
             }
         }
     }
+}
+
+/// An overlay upper directory after its run: what the step changed, with
+/// overlay whiteouts. Removed on drop unless installed.
+pub struct Upper {
+    dirs: TempDir,
+}
+
+impl Upper {
+    /// Makes this directory the unpacked form of `layer` (whose entries are
+    /// `entries`) for later overlay mounts, as Docker's overlay2 driver turns
+    /// a container's upper directory into an image layer, instead of
+    /// unpacking the layer again: what the layer does not hold (runtime
+    /// stubs, mount targets, copied-up files that did not change, special
+    /// files) is removed first. Returns whether it was installed; when the
+    /// layer is already unpacked, or anything is unexpected, it is not, and
+    /// the layer is unpacked from its blob when needed.
+    pub fn install(self, store: &Store, layer: &Layer, entries: &[(String, Node)]) -> bool {
+        let dir = layer_dir_path(store, layer);
+        if dir.exists() {
+            return false;
+        }
+        let upper = self.dirs.path().join("upper");
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        let mut whiteouts: BTreeSet<String> = BTreeSet::new();
+        for (p, _) in entries {
+            match base(p).strip_prefix(".wh.") {
+                Some(name) if name != ".wh..opq" => {
+                    whiteouts.insert(join(parent(p), name));
+                }
+                _ => {
+                    keep.insert(p.clone());
+                }
+            }
+        }
+        if prune_upper(&upper, "", &keep, &whiteouts).is_err() {
+            return false;
+        }
+        let Some(root) = dir.parent() else { return false };
+        if std::fs::create_dir_all(root).is_err() {
+            return false;
+        }
+        std::fs::rename(&upper, &dir).is_ok()
+    }
+}
+
+/// Removes from the upper directory `root` what is neither an entry to
+/// keep nor a whiteout (a 0/0 character device) of a deleted path.
+fn prune_upper(root: &Path, rel: &str, keep: &BTreeSet<String>, whiteouts: &BTreeSet<String>) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for e in std::fs::read_dir(root.join(rel))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = join(rel, &name);
+        let ft = e.file_type()?;
+        if keep.contains(&path) && !ft.is_char_device() {
+            if ft.is_dir() {
+                prune_upper(root, &path, keep, whiteouts)?;
+            }
+        } else if whiteouts.contains(&path) && ft.is_char_device() && e.metadata()?.rdev() == 0 {
+        } else if ft.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A new directory in `dir` named after this process, `pa-PID-START-SEQ`
@@ -136,10 +211,15 @@ fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
+/// Where a layer is unpacked with overlay whiteouts.
+fn layer_dir_path(store: &Store, layer: &Layer) -> PathBuf {
+    store.root().join("run-layers").join(layer.diff_id.to_string().replace(':', "-"))
+}
+
 /// The layer unpacked with overlay whiteouts, once per diff_id.
 fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
+    let dir = layer_dir_path(store, layer);
     let root = store.root().join("run-layers");
-    let dir = root.join(layer.diff_id.to_string().replace(':', "-"));
     if dir.exists() {
         return Ok(dir);
     }
@@ -489,6 +569,84 @@ mod tests {
         let paths: Vec<&String> = s.iter().map(|(k, _)| k).collect();
         assert_eq!(paths, ["b"]);
         assert_eq!(subtree(&fs, "").len(), 3);
+    }
+
+    /// What a directory holds, for comparing unpacked layers.
+    fn listing(root: &Path) -> Vec<String> {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = Vec::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                let what = if md.is_dir() {
+                    todo.push(e.path());
+                    "dir".to_string()
+                } else if md.file_type().is_char_device() {
+                    format!("char {}", md.rdev())
+                } else if md.file_type().is_symlink() {
+                    format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+                } else {
+                    format!("file {:?}", std::fs::read(e.path()).unwrap())
+                };
+                out.push(format!("{rel} {what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The upper directory installed as a layer's unpacked form holds what
+    /// unpacking the layer's blob gives: stubs and unchanged copies gone,
+    /// whiteouts kept.
+    #[test]
+    fn an_installed_upper_is_the_unpacked_layer() {
+        if !crate::fs::is_root() {
+            assert!(std::env::var("CI").is_err(), "needs root under CI");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("store")).unwrap();
+        let dir = Node::dir(0o755, 0, 0, 1);
+        let base = tree(&[("a", dir.clone()), ("a/x", file("x", 1)), ("a/y", file("y", 1)), ("etc", dir.clone())]);
+        let entries: Vec<(String, Node)> = base.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
+        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+        let l1 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
+        let mut before = MemFs::new();
+        before.apply_layer(&tar[..]).unwrap();
+        let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
+        let root = Root::overlay(&store, &[l1], &d.path().join("run"), exec.mount_point().unwrap()).unwrap();
+        let p = root.path();
+        std::fs::remove_file(p.join("a/x")).unwrap();
+        std::fs::write(p.join("a/new"), "n").unwrap();
+        std::fs::create_dir_all(p.join("proc")).unwrap();
+        std::fs::create_dir_all(p.join("kept/sub")).unwrap();
+        std::fs::write(p.join("etc/hosts"), "").unwrap();
+        std::fs::hard_link(p.join("a/new"), p.join("twin")).unwrap();
+        let (mut after, upper) = root.finish_keeping_upper(&before).unwrap();
+        remove_stubs(&before, &mut after, &["proc".to_string(), "etc/hosts".to_string()]);
+        let changes = diff(&before, &after);
+        let entries = layer_entries(&changes, &after, 0);
+        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+        let l2 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
+        assert!(upper.unwrap().install(&store, &l2, &entries));
+        let installed = listing(&layer_dir_path(&store, &l2));
+        let fresh = d.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
+        polyarch_snapshot::unpack_compressed(store.open(&l2.desc).unwrap(), &fresh, &opts).unwrap();
+        let unpacked = listing(&fresh);
+        let names = |l: &[String]| l.iter().map(|x| x.split(' ').next().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&installed), ["a", "a/new", "a/x", "kept", "kept/sub", "twin"], "{installed:?}");
+        assert_eq!(names(&installed), names(&unpacked));
+        for (i, u) in installed.iter().zip(&unpacked) {
+            if !i.starts_with("a ") {
+                assert_eq!(i, u);
+            }
+        }
+        assert_eq!(std::fs::read_dir(d.path().join("run")).unwrap().count(), 0, "temporary directories removed");
     }
 
     /// An overlay of two stored layers: deleting a file, replacing a

@@ -19,7 +19,7 @@ use crate::cache::{content_digest, KeyBuilder, Record};
 use crate::error::{ErrorKind, Location, Result};
 use crate::fs::{clean, join, Kind, MemFs};
 use crate::layer::{store_layer, tar_entries, Layer};
-use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root};
+use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper};
 use crate::process::{
     cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
 };
@@ -162,9 +162,9 @@ impl Run<'_> {
         // Secrets reach the process, never the key.
         process.env.extend(mounts.env.iter().cloned());
         let before = self.stage_fs(st)?.clone();
-        let after = self.execute(st, &before, &process, &mounts, (id, name), line)?;
+        let (after, upper) = self.execute(st, &before, &process, &mounts, (id, name), line)?;
         drop(mounts);
-        let layer = self.commit_changes(st, &before, &after)?;
+        let layer = self.commit_changes(st, &before, &after, upper)?;
         self.cache.put(&key, &Record { layer, created: Some(self.now) })?;
         st.key = key;
         self.executed += 1;
@@ -192,7 +192,7 @@ impl Run<'_> {
     }
 
     /// Runs the process on `before` and returns the tree it left, without
-    /// the runtime's and the mounts' stubs.
+    /// the runtime's and the mounts' stubs, and an overlay's upper directory.
     fn execute(
         &self,
         st: &StageState,
@@ -201,7 +201,7 @@ impl Run<'_> {
         mounts: &Mounts,
         (id, name): (usize, &str),
         line: usize,
-    ) -> Result<MemFs> {
+    ) -> Result<(MemFs, Option<Upper>)> {
         let loc = self.loc(line);
         let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
             .with_runtime(self.opts.runtime.as_deref())
@@ -221,16 +221,24 @@ impl Run<'_> {
         if !status.success() {
             return Err(failure(&loc, name, &platform, &process.args, status.code(), &output.tail()));
         }
-        let mut after = root.finish(before)?;
+        let (mut after, upper) = root.finish_keeping_upper(before)?;
         let mut stubs: Vec<String> = RUNTIME_STUBS.iter().map(|s| s.to_string()).collect();
         stubs.extend(mounts.stubs.iter().cloned());
         remove_stubs(before, &mut after, &stubs);
-        Ok(after)
+        Ok((after, upper))
     }
 
     /// Writes the layer of the changes from `before` to `after` (none when
-    /// nothing changed) and applies it to the stage.
-    fn commit_changes(&mut self, st: &mut StageState, before: &MemFs, after: &MemFs) -> Result<Option<Layer>> {
+    /// nothing changed) and applies it to the stage. The run's overlay upper
+    /// directory becomes the layer's unpacked form for later steps, unless
+    /// timestamps are rewritten (the layer's times then differ from it).
+    fn commit_changes(
+        &mut self,
+        st: &mut StageState,
+        before: &MemFs,
+        after: &MemFs,
+        upper: Option<Upper>,
+    ) -> Result<Option<Layer>> {
         let changes = diff(before, after);
         if changes.is_empty() {
             return Ok(None);
@@ -243,6 +251,9 @@ impl Run<'_> {
         }
         let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
         let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
+        if let Some(u) = upper.filter(|_| !self.opts.rewrite_timestamp) {
+            u.install(&self.b.store, &layer, &entries);
+        }
         self.stage_fs(st)?.apply_layer(&tar[..])?;
         st.image.diff_ids.push(layer.diff_id.clone());
         st.layers.push(layer.clone());
