@@ -18,14 +18,24 @@
 #          linux/arm/v7 (foreign RUN steps under QEMU through binfmt), one
 #          index: `polyarch build --platform` against `buildah build
 #          --platform ... --manifest`. Columns: cold and warm.
-# cold: empty store/storage (base image pulled, nothing cached); warm: the
-# same build again, nothing changed.
+#   nodes  polyarch only: the Dockerfile of `run` for linux/amd64 and
+#          linux/arm64, built (a) by one local node (the default builder)
+#          and (b) by a builder of two nodes: this machine pinned to
+#          linux/amd64 and a second node reached over ssh on 127.0.0.1
+#          (an sshd the script starts on port $SSH_PORT, default 5322, with
+#          generated keys) pinned to linux/arm64, with its own store.
+#          Columns: cold and warm; ratio two nodes / one node, in a table
+#          of its own. On one machine both nodes share the same cores.
+# cold: empty store/storage (base image pulled, nothing cached; for nodes,
+# both nodes' stores); warm: the same build again, nothing changed.
 # buildah runs RUN steps with runc (`--runtime runc`), as polyarch does.
 # Needs: buildah, runc, qemu-user-static binfmt handlers, docker-registry,
-# python3, ../shared/fixtures.
+# python3, ../shared/fixtures; for nodes: openssh-server (/usr/sbin/sshd),
+# openssh-client (ssh, ssh-keygen), root (the ssh node logs in as root).
 set -euo pipefail
 RUNS=${1:-3}
-CASES=${CASES:-copy run multi}
+CASES=${CASES:-copy run multi nodes}
+SSH_PORT=${SSH_PORT:-5322}
 here=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=${POLYARCH_FIXTURES:-$here/../shared/fixtures}
 work=$(mktemp -d /tmp/polyarch-bench-build.XXXXXX)
@@ -37,6 +47,7 @@ bh_clean() { # removes buildah containers and unmounts what it left under DIR
   awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 cleanup() {
+  if [ -n "${sshd_pid:-}" ]; then kill "$sshd_pid" 2>/dev/null || true; wait "$sshd_pid" 2>/dev/null || true; fi
   for d in "$work"/bh*; do [ -d "$d" ] && bh_clean "$d"; done
   awk -v p="$work/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   "$fixtures/registry.sh" stop --port 5311 --dir "$work/reg" >/dev/null 2>&1 || true
@@ -45,7 +56,7 @@ cleanup() {
 trap cleanup EXIT
 has() { [[ " $CASES " == *" $1 "* ]]; }
 
-if [ -n "${POLYARCH:-}" ]; then PA=$POLYARCH   # a prebuilt binary
+if [ -n "${POLYARCH:-}" ]; then PA=$(realpath "$POLYARCH")   # a prebuilt binary
 else cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch; PA="$here/target/release/polyarch"; fi
 eval "$("$fixtures/registry.sh" start --port 5311 --dir "$work/reg")"
 python3 "$fixtures/base-images.py" "$REGISTRY" >/dev/null 2>&1
@@ -114,6 +125,48 @@ bh_multi() { bh "$1" build --layers --quiet --runtime runc --tls-verify=false --
                --platform "$MULTI" --manifest bench/multi:latest "$work/rctx"; }
 touch_ctx() { echo "changed $1 $(now)" >> "$work/rctx/src/m3/s003.txt"; }
 
+# nodes: an sshd on 127.0.0.1 for the second node, and the builder `duo`.
+NODES=linux/amd64,linux/arm64
+if has nodes; then
+  s=$work/ssh; mkdir -p "$s" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -C host -f "$s/host_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C client -f "$s/id_ed25519"
+  cp "$s/id_ed25519.pub" "$s/authorized_keys"
+  cat > "$s/sshd_config" <<SSHD
+ListenAddress 127.0.0.1
+HostKey $s/host_ed25519
+AuthorizedKeysFile $s/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+PidFile $s/sshd.pid
+SSHD
+  if (exec 3<>"/dev/tcp/127.0.0.1/$SSH_PORT") 2>/dev/null; then
+    echo "bench: port $SSH_PORT is taken; set SSH_PORT" >&2; exit 1; fi
+  /usr/sbin/sshd -D -e -f "$s/sshd_config" -p "$SSH_PORT" </dev/null >/dev/null 2>"$s/sshd.log" &
+  sshd_pid=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SSH_PORT") 2>/dev/null && break; sleep 0.1; done
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$SSH_PORT") 2>/dev/null; then
+    echo "bench: sshd did not listen:" >&2; cat "$s/sshd.log" >&2; exit 1; fi
+  # The far node's polyarch: the same binary with its own store.
+  printf '#!/bin/sh\nPOLYARCH_ROOT=%s exec %s "$@"\n' "$work/far-store" "$PA" > "$work/far-polyarch"
+  chmod +x "$work/far-polyarch"
+  export XDG_CONFIG_HOME=$work/xdg POLYARCH_SSH="ssh -i $s/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+  unset POLYARCH_BUILDER
+  "$PA" builder create --name duo --node here --platform linux/amd64 local >/dev/null
+  "$PA" builder create --name duo --append --node far --platform linux/arm64 \
+    --remote-polyarch "$work/far-polyarch" "ssh://root@127.0.0.1:$SSH_PORT" >/dev/null
+fi
+pa_one()   { POLYARCH_ROOT=$1 "$PA" build --builder default --progress quiet --platform "$NODES" -t bench/nodes:latest "$work/rctx"; }
+pa_two()   { POLYARCH_ROOT=$1 "$PA" build --builder duo --progress quiet --platform "$NODES" -t bench/nodes:latest "$work/rctx"; }
+pa_fresh() { # empty polyarch stores: unmounts what is left under each DIR, removes it
+  for d in "$@"; do
+    awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$d"
+  done; }
+
 for i in $(seq 1 "$RUNS"); do
   if has copy; then
     fresh "$work/pa" "$work/bh"
@@ -139,19 +192,39 @@ for i in $(seq 1 "$RUNS"); do
     measure multi-bh-cold bh_multi "$work/bh"
     measure multi-bh-warm bh_multi "$work/bh"
   fi
+  if has nodes; then # one node first in odd runs, two nodes first in even ones
+    for n in $( ((i % 2)) && echo one two || echo two one); do
+      pa_fresh "$work/pa" "$work/far-store"
+      measure "nodes-$n-cold" "pa_$n" "$work/pa"
+      measure "nodes-$n-warm" "pa_$n" "$work/pa"
+    done
+    pa_fresh "$work/pa" "$work/far-store"
+  fi
   fresh "$work/pa" "$work/bh"
 done
 
 row() { [ -n "${T[$2]:-}" ] || return 0; local p b; p=$(median <<<"${T[$2]}"); b=$(median <<<"${T[$3]}")
   printf '| %s | %.3f s | %.3f s | %.2f |\n' "$1" "$p" "$b" "$(awk -v a="$p" -v b="$b" 'BEGIN{print a/b}')"; }
+row_nodes() { # the same, with the ratio of the second column to the first
+  [ -n "${T[$2]:-}" ] || return 0; local o t; o=$(median <<<"${T[$2]}"); t=$(median <<<"${T[$3]}")
+  printf '| %s | %.3f s | %.3f s | %.2f |\n' "$1" "$o" "$t" "$(awk -v a="$o" -v b="$t" 'BEGIN{print b/a}')"; }
 echo "polyarch $("$PA" --version | awk '{print $2}'), $(buildah --version), $(runc --version | head -1); $RUNS runs each, medians; $(nproc) cores; cases: $CASES"
-echo
-echo "| build | polyarch | buildah | polyarch / buildah |"
-echo "|---|---|---|---|"
-row "multi-stage COPY build, cold" copy-pa-cold copy-bh-cold
-row "multi-stage COPY build, warm (nothing changed)" copy-pa-warm copy-bh-warm
-row "RUN build, cold" run-pa-cold run-bh-cold
-row "RUN build, warm (nothing changed)" run-pa-warm run-bh-warm
-row "RUN build, one context file changed" run-pa-changed run-bh-changed
-row "3-platform RUN build, cold" multi-pa-cold multi-bh-cold
-row "3-platform RUN build, warm (nothing changed)" multi-pa-warm multi-bh-warm
+if has copy || has run || has multi; then
+  echo
+  echo "| build | polyarch | buildah | polyarch / buildah |"
+  echo "|---|---|---|---|"
+  row "multi-stage COPY build, cold" copy-pa-cold copy-bh-cold
+  row "multi-stage COPY build, warm (nothing changed)" copy-pa-warm copy-bh-warm
+  row "RUN build, cold" run-pa-cold run-bh-cold
+  row "RUN build, warm (nothing changed)" run-pa-warm run-bh-warm
+  row "RUN build, one context file changed" run-pa-changed run-bh-changed
+  row "3-platform RUN build, cold" multi-pa-cold multi-bh-cold
+  row "3-platform RUN build, warm (nothing changed)" multi-pa-warm multi-bh-warm
+fi
+if has nodes; then
+  echo
+  echo "| build | one node | two nodes | two nodes / one node |"
+  echo "|---|---|---|---|"
+  row_nodes "2-platform RUN build, cold" nodes-one-cold nodes-two-cold
+  row_nodes "2-platform RUN build, warm (nothing changed)" nodes-one-warm nodes-two-warm
+fi
