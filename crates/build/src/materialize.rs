@@ -237,6 +237,53 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Removes the unpacked layers (`run-layers/`) that no image left in the
+/// store uses: their diff_ids are in no config reachable from the store's
+/// references. Run after [`Store::prune`]. Returns how many directories
+/// went and their size in bytes.
+pub fn prune_unpacked(store: &Store) -> Result<(usize, u64)> {
+    let root = store.root().join("run-layers");
+    let Ok(entries) = std::fs::read_dir(&root) else { return Ok((0, 0)) };
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    for d in store.referenced_blobs()? {
+        let Ok(info) = store.stat(&d) else { continue };
+        if info.size > 4 << 20 {
+            continue;
+        }
+        let desc = polyarch_oci::Descriptor::new("application/octet-stream", d, info.size);
+        let Ok(bytes) = store.read_bytes(&desc, info.size) else { continue };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
+        for id in v["rootfs"]["diff_ids"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
+            keep.insert(id.replace(':', "-"));
+        }
+    }
+    let (mut count, mut bytes) = (0, 0);
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("sha256-") || keep.contains(&name) {
+            continue;
+        }
+        let size = dir_size(&e.path());
+        if std::fs::remove_dir_all(e.path()).is_ok() {
+            count += 1;
+            bytes += size;
+        }
+    }
+    Ok((count, bytes))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => total += dir_size(&e.path()),
+            Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => {}
+        }
+    }
+    total
+}
+
 /// `before` with an overlay upper directory's changes applied.
 pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     let mut tree = before.clone();

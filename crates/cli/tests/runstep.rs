@@ -106,6 +106,30 @@ fn run_steps_get_dockers_seccomp_restrictions() {
 }
 
 #[test]
+fn prune_removes_unpacked_layers_no_image_uses() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\n")]);
+    build(&env, &["-t", "prune/me:1", s(&ctx)]);
+    let unpacked = || -> Vec<String> {
+        let dir = env.root().join("run-layers");
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.retain(|n| n.starts_with("sha256-"));
+        v.sort();
+        v
+    };
+    let before = unpacked();
+    assert!(before.len() >= 2, "the base layer and the first RUN layer are unpacked: {before:?}");
+    let out = env.ok(&["prune"]);
+    assert_eq!(unpacked(), before, "a tagged image keeps its unpacked layers: {out}");
+    env.ok(&["rmi", "prune/me:1"]);
+    let out = env.ok(&["prune"]);
+    assert!(out.contains("Deleted unpacked layers:"), "{out}");
+    assert!(unpacked().is_empty(), "{:?}", unpacked());
+}
+
+#[test]
 fn hard_links_made_by_run_stay_hard_links() {
     for snapshotter in ["overlay", "naive"] {
         let Some((env, _)) = mirrored() else { return };

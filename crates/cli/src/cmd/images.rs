@@ -534,7 +534,11 @@ pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes));
+    let (dirs, unpacked) = polyarch_build::materialize::prune_unpacked(&store).context("pruning unpacked layers")?;
+    if dirs > 0 {
+        println!("Deleted unpacked layers: {dirs} ({})\n", human_size(unpacked));
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes + unpacked));
     Ok(0)
 }
 
