@@ -84,6 +84,27 @@ fn setup() -> Option<(Env, &'static Registry, Sshd, FarNode)> {
     Some((env, reg, sshd, far))
 }
 
+/// Waits until a process whose command line has `pattern` runs (`true`)
+/// or is gone (`false`); `what` names the wait in the failure.
+fn wait_for_process(pattern: &str, running: bool, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Command::new("pgrep").args(["-f", pattern]).status().unwrap().success() != running {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts a two-platform build on `duo` with `args` in the background.
+fn spawn_build(env: &Env, sshd: &Sshd, args: &[&str]) -> std::process::Child {
+    env.cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(args)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn tags_exist(reg: &Registry, repo: &str) -> bool {
     Command::new("skopeo")
         .args(["list-tags", "--tls-verify=false", &format!("docker://{}/{repo}", reg.host)])
@@ -179,20 +200,9 @@ fn a_node_killed_mid_build_fails_its_platform_and_nothing_is_pushed() {
         &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nRUN [ \"$TARGETARCH\" != arm64 ] || sleep 61\n")],
     );
     let image = format!("{}/nodes/killed:1", reg.host);
-    let child = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
-        .args(["-t", &image, "--push", s(&ctx)])
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_build(&env, &sshd, &["-t", &image, "--push", s(&ctx)]);
     // Wait for the far node's RUN step, then kill its worker.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !Command::new("pgrep").args(["-f", "sleep 61"]).status().unwrap().success() {
-        assert!(Instant::now() < deadline, "the far node's RUN step never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 61", true, 60, "the far node's RUN step never started");
     let pid = std::fs::read_to_string(&far.pid_file).unwrap();
     assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap().success());
     let t = Instant::now();
@@ -213,11 +223,7 @@ fn a_node_killed_mid_build_fails_its_platform_and_nothing_is_pushed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Command::new("pgrep").args(["-f", "sleep 61"]).status().unwrap().success() {
-        assert!(Instant::now() < deadline, "the killed worker's container is still running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 61", false, 10, "the killed worker's container is still running");
 }
 
 #[test]
@@ -228,27 +234,13 @@ fn an_interrupted_client_stops_the_remote_build_and_leaves_nothing_running() {
         "ctx",
         &[("Dockerfile", "FROM busybox\nARG TARGETARCH\nRUN [ \"$TARGETARCH\" != arm64 ] || sleep 62\n")],
     );
-    let child = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", s(&ctx)])
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !Command::new("pgrep").args(["-f", "sleep 62"]).status().unwrap().success() {
-        assert!(Instant::now() < deadline, "the far node's RUN step never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = spawn_build(&env, &sshd, &[s(&ctx)]);
+    wait_for_process("sleep 62", true, 60, "the far node's RUN step never started");
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     // The node's worker saw its client go and killed its RUN container.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Command::new("pgrep").args(["-f", "sleep 62"]).status().unwrap().success() {
-        assert!(Instant::now() < deadline, "the far node's RUN step is still running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_process("sleep 62", false, 15, "the far node's RUN step is still running");
 }
 
 #[test]
