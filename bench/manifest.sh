@@ -3,6 +3,7 @@
 # one run, and prints a Markdown table of medians and ratios.
 #
 #   bench/manifest.sh [RUNS]      (default 5 runs of each)
+#   POLYARCH=path/to/polyarch bench/manifest.sh   (a prebuilt binary, no cargo build)
 #
 # 1. 7-platform `manifest create` + `annotate` + `push`: polyarch vs `docker manifest`.
 # 2. Copying the 9-platform busybox index to a new repository of the same
@@ -18,8 +19,8 @@ trap '"$fixtures/registry.sh" stop --port 5301 --dir "$work/reg1" >/dev/null 2>&
       "$fixtures/registry.sh" stop --port 5302 --dir "$work/reg2" >/dev/null 2>&1 || true;
       rm -rf "$work"' EXIT
 
-cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch
-PA="$here/target/release/polyarch"
+if [ -n "${POLYARCH:-}" ]; then PA=$(realpath "$POLYARCH")   # a prebuilt binary
+else cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch; PA="$here/target/release/polyarch"; fi
 eval "$("$fixtures/registry.sh" start --port 5301 --dir "$work/reg1")"
 R1=$REGISTRY
 eval "$("$fixtures/registry.sh" start --port 5302 --dir "$work/reg2")"
