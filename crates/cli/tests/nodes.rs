@@ -140,6 +140,10 @@ fn two_nodes_build_one_platform_each_and_push_the_index() {
     };
     let stderr = build(&["-t", &image, "--push", "--metadata-file", s(&meta)]);
     let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    // The build found the far node running: `builder ls` says so.
+    let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
+    let far_node = &ls[1]["nodes"][1];
+    assert_eq!((far_node["name"].as_str(), far_node["status"].as_str()), (Some("far"), Some("running")), "{ls}");
     assert!(stderr.contains("linux/amd64 builds on node here (local) (declared)"), "{stderr}");
     assert!(stderr.contains(&format!("linux/arm64 builds on node far ({endpoint}) (declared)")), "{stderr}");
     assert!(stderr.contains("[linux/arm64@far stage-0 3/3] RUN uname -m > /arch"), "{stderr}");

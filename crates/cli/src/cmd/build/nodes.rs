@@ -125,6 +125,27 @@ fn offer_of(m: &Member<'_>, local: &serde_json::Value) -> Offer {
     }
 }
 
+/// Stores what connecting found out about each ssh node (running with its
+/// platforms, or the error), as `builder inspect --bootstrap` would, so
+/// that `builder ls` shows it; a failure to store it is not the build's.
+fn record_status(b: &Builder, members: &[Member<'_>]) {
+    let mut updated = b.clone();
+    for (node, m) in updated.nodes.iter_mut().zip(members) {
+        if let Some(reason) = &m.down {
+            node.state = NodeStatus::Error { reason: format!("node {}: {reason}", m.label) };
+        } else if let Some(probe) = m.session.as_ref().and_then(|s| s.probe.clone()) {
+            if let Ok(probe) = serde_json::from_value(probe) {
+                node.state = NodeStatus::Running { probe };
+            }
+        }
+    }
+    if updated != *b {
+        if let Ok(store) = crate::builders::Store::from_env() {
+            let _ = store.put(&updated);
+        }
+    }
+}
+
 /// A remote node's work and its outcome.
 struct Job {
     member: usize,
@@ -192,6 +213,7 @@ impl Nodes<'_> {
             bail!("--secret is not supported with builder {:?}: its remote nodes would need the secret values", b.name);
         }
         let mut members = self.connect(b);
+        record_status(b, &members);
         let local_probe = serde_json::to_value(crate::cmd::worker::local_probe()?)?;
         let offers: Vec<Offer> = members.iter().map(|m| offer_of(m, &local_probe)).collect();
         let placements = schedule::assign(targets, &offers);
