@@ -248,9 +248,7 @@ mod tests {
     use crate::ErrorKind;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        (dir, s)
+        crate::testsuite::temp_store()
     }
 
     fn entries(tar_bytes: &[u8]) -> Vec<String> {

@@ -192,9 +192,7 @@ mod tests {
     use crate::testsuite::{random_image, random_index, random_layer, Rng};
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        (dir, s)
+        crate::testsuite::temp_store()
     }
 
     #[test]

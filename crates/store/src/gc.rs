@@ -239,9 +239,7 @@ mod tests {
     use std::io::Write;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        (dir, s)
+        crate::testsuite::temp_store()
     }
 
     #[test]

@@ -12,6 +12,13 @@ use polyarch_oci::{media_type as mt, Descriptor, Digest, ImageManifest, IndexMan
 use crate::error::{Error, Result};
 use crate::{BlobSink, BlobSource, ErrorKind, Store};
 
+/// A store in a new temporary directory (kept as long as the guard).
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(dir.path()).expect("opening the store");
+    (dir, store)
+}
+
 /// A small deterministic generator, so fakes are reproducible.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -175,9 +175,7 @@ mod tests {
     use polyarch_store::testsuite::{random_image, random_index};
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        (dir, s)
+        polyarch_store::testsuite::temp_store()
     }
 
     #[test]
