@@ -244,19 +244,7 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 pub fn prune_unpacked(store: &Store) -> Result<(usize, u64)> {
     let root = store.root().join("run-layers");
     let Ok(entries) = std::fs::read_dir(&root) else { return Ok((0, 0)) };
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    for d in store.referenced_blobs()? {
-        let Ok(info) = store.stat(&d) else { continue };
-        if info.size > 4 << 20 {
-            continue;
-        }
-        let desc = polyarch_oci::Descriptor::new("application/octet-stream", d, info.size);
-        let Ok(bytes) = store.read_bytes(&desc, info.size) else { continue };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
-        for id in v["rootfs"]["diff_ids"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
-            keep.insert(id.replace(':', "-"));
-        }
-    }
+    let keep: BTreeSet<String> = stored_diff_ids(store)?.into_iter().flatten().map(|id| id.replace(':', "-")).collect();
     let (mut count, mut bytes) = (0, 0);
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -270,6 +258,25 @@ pub fn prune_unpacked(store: &Store) -> Result<(usize, u64)> {
         }
     }
     Ok((count, bytes))
+}
+
+/// The `rootfs.diff_ids` of every image config reachable from the store's
+/// references, one list per config, base layer first.
+pub fn stored_diff_ids(store: &Store) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for d in store.referenced_blobs()? {
+        let Ok(info) = store.stat(&d) else { continue };
+        if info.size > 4 << 20 {
+            continue;
+        }
+        let desc = polyarch_oci::Descriptor::new("application/octet-stream", d, info.size);
+        let Ok(bytes) = store.read_bytes(&desc, info.size) else { continue };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
+        if let Some(ids) = v["rootfs"]["diff_ids"].as_array() {
+            out.push(ids.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+        }
+    }
+    Ok(out)
 }
 
 fn dir_size(dir: &Path) -> u64 {

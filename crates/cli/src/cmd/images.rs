@@ -538,6 +538,10 @@ pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
     if dirs > 0 {
         println!("Deleted unpacked layers: {dirs} ({})\n", human_size(unpacked));
     }
+    let snapshots = super::run::prune_snapshots(&store).context("pruning run snapshots")?;
+    if snapshots > 0 {
+        println!("Deleted run snapshots: {snapshots}\n");
+    }
     println!("Total reclaimed space: {}", human_size(report.bytes + unpacked));
     Ok(0)
 }

@@ -223,6 +223,54 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
     Ok(Box::new(NaiveSnapshotter::new(root.join("snapshots/naive"))?))
 }
 
+/// Removes the committed snapshots of `polyarch run` (under
+/// `ROOT/snapshots/`) that are no chain of a stored image's layers, leaves
+/// first; snapshots of running containers stay. Returns how many went.
+pub fn prune_snapshots(store: &Store) -> Result<usize> {
+    let mut keep = std::collections::BTreeSet::new();
+    for ids in polyarch_build::materialize::stored_diff_ids(store)? {
+        let mut parent: Option<String> = None;
+        for id in ids {
+            let Ok(d) = id.parse::<Digest>() else { break };
+            let c = polyarch_snapshot::chain_id(parent.as_deref(), &d);
+            keep.insert(c.clone());
+            parent = Some(c);
+        }
+    }
+    let mut removed = 0;
+    for kind in ["overlay", "naive"] {
+        let dir = store.root().join("snapshots").join(kind);
+        if !dir.exists() {
+            continue;
+        }
+        let s: Box<dyn Snapshotter> = match kind {
+            "overlay" => Box::new(OverlaySnapshotter::new(&dir)?),
+            _ => Box::new(NaiveSnapshotter::new(&dir)?),
+        };
+        // A parent goes once its children have: repeat while that helps.
+        loop {
+            let all = s.list()?;
+            let parents: std::collections::BTreeSet<String> = all.iter().filter_map(|i| i.parent.clone()).collect();
+            let leaves: Vec<String> = all
+                .iter()
+                .filter(|i| i.kind == polyarch_snapshot::Kind::Committed)
+                .filter(|i| !keep.contains(&i.key) && !parents.contains(&i.key))
+                .map(|i| i.key.clone())
+                .collect();
+            let before = removed;
+            for k in leaves {
+                if s.remove(&k).is_ok() {
+                    removed += 1;
+                }
+            }
+            if removed == before {
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Active snapshots of runs whose polyarch process died.
 fn remove_stale_snapshots(s: &dyn Snapshotter, exec: &RuncExecutor) {
     let Ok(all) = s.list() else { return };
