@@ -242,22 +242,56 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 /// references. Run after [`Store::prune`]. Returns how many directories
 /// went and their size in bytes.
 pub fn prune_unpacked(store: &Store) -> Result<(usize, u64)> {
-    let root = store.root().join("run-layers");
-    let Ok(entries) = std::fs::read_dir(&root) else { return Ok((0, 0)) };
-    let keep: BTreeSet<String> = stored_diff_ids(store)?.into_iter().flatten().map(|id| id.replace(':', "-")).collect();
     let (mut count, mut bytes) = (0, 0);
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("sha256-") || keep.contains(&name) {
-            continue;
-        }
-        let size = dir_size(&e.path());
-        if std::fs::remove_dir_all(e.path()).is_ok() {
+    for (path, size, used) in scan_unpacked(store)? {
+        if !used && std::fs::remove_dir_all(&path).is_ok() {
             count += 1;
             bytes += size;
         }
     }
     Ok((count, bytes))
+}
+
+/// What the unpacked layers (`run-layers/`) take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpackedUsage {
+    /// Directories.
+    pub dirs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Directories no stored image uses ([`prune_unpacked`] removes them).
+    pub unused_dirs: usize,
+    /// Their bytes.
+    pub unused_bytes: u64,
+}
+
+/// Measures the unpacked layers.
+pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
+    let mut u = UnpackedUsage::default();
+    for (_, size, used) in scan_unpacked(store)? {
+        u.dirs += 1;
+        u.bytes += size;
+        if !used {
+            u.unused_dirs += 1;
+            u.unused_bytes += size;
+        }
+    }
+    Ok(u)
+}
+
+/// Every unpacked layer with its size and whether a stored image uses it.
+fn scan_unpacked(store: &Store) -> Result<Vec<(PathBuf, u64, bool)>> {
+    let root = store.root().join("run-layers");
+    let Ok(entries) = std::fs::read_dir(&root) else { return Ok(Vec::new()) };
+    let keep: BTreeSet<String> = stored_diff_ids(store)?.into_iter().flatten().map(|id| id.replace(':', "-")).collect();
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("sha256-") {
+            out.push((e.path(), dir_size(&e.path()), keep.contains(&name)));
+        }
+    }
+    Ok(out)
 }
 
 /// The `rootfs.diff_ids` of every image config reachable from the store's

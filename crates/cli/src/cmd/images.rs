@@ -482,6 +482,7 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
     let store = open_store(global)?;
     let du = store.du().context("measuring the store")?;
     let images = store.list()?.len();
+    let unpacked = polyarch_build::materialize::unpacked_usage(&store).context("measuring unpacked layers")?;
     if a.format == ListFormat::Json {
         let v = json!({
             "Images": images,
@@ -492,6 +493,9 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
             "ReclaimableBytes": du.reclaimable_bytes(),
             "TempFiles": du.ingest_files,
             "TempBytes": du.ingest_bytes,
+            "UnpackedLayers": unpacked.dirs,
+            "UnpackedBytes": unpacked.bytes,
+            "UnpackedReclaimableBytes": unpacked.unused_bytes,
         });
         println!("{v}");
         return Ok(0);
@@ -511,6 +515,13 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
             du.referenced_blobs.to_string(),
             human_size4(du.bytes),
             format!("{} ({})", human_size4(reclaim), percent(reclaim, du.bytes)),
+        ],
+        vec![
+            "Unpacked layers".to_string(),
+            unpacked.dirs.to_string(),
+            (unpacked.dirs - unpacked.unused_dirs).to_string(),
+            human_size4(unpacked.bytes),
+            format!("{} ({})", human_size4(unpacked.unused_bytes), percent(unpacked.unused_bytes, unpacked.bytes)),
         ],
         vec![
             "Temp files".to_string(),
