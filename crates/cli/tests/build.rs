@@ -8,26 +8,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::util::build_ok as build;
+use crate::util::image::{buildah_build, buildah_prerequisites, skopeo_config, tree, tree_diffs, umoci_unpack};
 use crate::util::*;
-
-fn build(env: &Env, args: &[&str]) -> (String, String) {
-    let mut full = vec!["build", "--progress", "plain"];
-    full.extend_from_slice(args);
-    let out = env.run(&full);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
-}
 
 fn build_fails(env: &Env, args: &[&str]) -> String {
     let mut full = vec!["build", "--progress", "plain"];
     full.extend_from_slice(args);
     env.fails(&full)
-}
-
-fn skopeo_config(archive: &Path) -> serde_json::Value {
-    let out = sh(Command::new("skopeo").args(["inspect", "--config", &format!("oci-archive:{}", archive.display())]));
-    serde_json::from_str(&out).unwrap()
 }
 
 /// The config blob of the (only) image in an OCI archive, as stored.
@@ -42,44 +30,6 @@ fn raw_config(archive: &Path) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
     let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
     blob(manifest["config"]["digest"].as_str().unwrap())
-}
-
-/// Unpacks an OCI archive with umoci and returns the rootfs directory.
-fn umoci_unpack(archive: &Path, tag: &str, work: &Path) -> PathBuf {
-    let layout = work.join("layout");
-    std::fs::create_dir_all(&layout).unwrap();
-    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&layout));
-    let bundle = work.join("bundle");
-    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
-    bundle.join("rootfs")
-}
-
-/// A comparable description of a file tree: path → (type, mode, uid, gid, content or link).
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for p in entries {
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        let md = std::fs::symlink_metadata(&p).unwrap();
-        let desc = if md.file_type().is_symlink() {
-            format!("l {}", std::fs::read_link(&p).unwrap().display())
-        } else if md.is_dir() {
-            "d".to_string()
-        } else {
-            format!("f {}", polyarch_oci::Digest::sha256(&std::fs::read(&p).unwrap()))
-        };
-        let mode = if md.file_type().is_symlink() { 0 } else { md.permissions().mode() & 0o7777 };
-        out.insert(rel, format!("{desc} {mode:o} {}:{}", md.uid(), md.gid()));
-        if md.is_dir() {
-            walk(root, &p, out);
-        }
-    }
 }
 
 const APP_DOCKERFILE: &str = r#"ARG BASE=busybox
@@ -262,16 +212,12 @@ fn scratch_image_local_and_tar_outputs() {
     let keys: Vec<&String> = t.keys().collect();
     assert_eq!(keys, ["data", "data/x", "opt", "opt/pkg", "opt/pkg/readme", "srv", "usr", "usr/bin", "usr/bin/tool"]);
     assert!(t["usr/bin/tool"].contains(" 755 "), "{}", t["usr/bin/tool"]);
-    if fs_root() {
+    if is_root() {
         assert!(t["data/x"].ends_with("1000:2000"), "{}", t["data/x"]);
         assert!(t["data"].ends_with("1000:2000"), "created dest dir takes the --chown owner: {}", t["data"]);
     }
     let listing = sh(Command::new("tar").arg("-tvf").arg(&tarout));
     assert!(listing.contains("opt/pkg/readme") && listing.contains("1000/2000"), "{listing}");
-}
-
-fn fs_root() -> bool {
-    sh(Command::new("id").arg("-u")).trim() == "0"
 }
 
 /// Writes a tar archive with `files`, compressed with `compress` (a program
@@ -537,7 +483,7 @@ fn errors_name_file_line_and_column() {
 #[test]
 fn differential_against_buildah() {
     let Some((env, reg)) = mirrored() else { return };
-    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+    if !buildah_prerequisites() {
         return;
     }
     let df = format!(
@@ -556,36 +502,10 @@ fn differential_against_buildah() {
     build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "diff:1", s(&ctx)]);
     let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
 
-    let storage = env.dir.path().join("buildah");
-    let theirs_archive = env.dir.path().join("theirs.tar");
-    let buildah = |args: &[&str]| {
-        let mut c = Command::new("buildah");
-        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
-        c.args(args);
-        sh(&mut c)
-    };
-    buildah(&[
-        "build",
-        "--format",
-        "oci",
-        "--tls-verify=false",
-        "--layers",
-        "-f",
-        s(&ctx.join("Dockerfile")),
-        "-t",
-        "diff:1",
-        s(&ctx),
-    ]);
-    buildah(&["push", "diff:1", &format!("oci-archive:{}:diff:1", theirs_archive.display())]);
-    let theirs = umoci_unpack(&theirs_archive, "diff:1", &env.dir.path().join("theirs"));
+    let (theirs_archive, theirs) = buildah_build(env.dir.path(), &ctx, &["--layers"], "diff:1");
 
     let (a, b) = (tree(&ours), tree(&theirs));
-    let mut diffs = Vec::new();
-    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
-        if a.get(k) != b.get(k) {
-            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
-        }
-    }
+    let diffs = tree_diffs(&a, &b, |_| false);
     assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
 
     let ours_cfg = skopeo_config(&oci);
@@ -729,7 +649,7 @@ fn copy_exclude_parents_link_and_build_arg_from_env() {
 #[test]
 fn differential_against_buildah_multistage() {
     let Some((env, reg)) = mirrored() else { return };
-    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+    if !buildah_prerequisites() {
         return;
     }
     let df = format!(
@@ -757,35 +677,10 @@ fn differential_against_buildah_multistage() {
     build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "multi:1", s(&ctx)]);
     let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
 
-    let storage = env.dir.path().join("buildah");
-    let theirs_archive = env.dir.path().join("theirs.tar");
-    let buildah = |args: &[&str]| {
-        let mut c = Command::new("buildah");
-        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
-        c.args(args);
-        sh(&mut c)
-    };
-    buildah(&[
-        "build",
-        "--format",
-        "oci",
-        "--tls-verify=false",
-        "-f",
-        s(&ctx.join("Dockerfile")),
-        "-t",
-        "multi:1",
-        s(&ctx),
-    ]);
-    buildah(&["push", "multi:1", &format!("oci-archive:{}:multi:1", theirs_archive.display())]);
-    let theirs = umoci_unpack(&theirs_archive, "multi:1", &env.dir.path().join("theirs"));
+    let (theirs_archive, theirs) = buildah_build(env.dir.path(), &ctx, &[], "multi:1");
 
     let (a, b) = (tree(&ours), tree(&theirs));
-    let mut diffs = Vec::new();
-    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
-        if a.get(k) != b.get(k) {
-            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
-        }
-    }
+    let diffs = tree_diffs(&a, &b, |_| false);
     assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
     let (oc, tc) = (skopeo_config(&oci), skopeo_config(&theirs_archive));
     for field in ["Env", "Cmd", "Entrypoint", "WorkingDir", "User"] {

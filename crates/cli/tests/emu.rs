@@ -8,20 +8,13 @@ use polyarch_emu::binfmt::{BinfmtMisc, Handler};
 use polyarch_emu::Arch;
 use serde_json::Value;
 
-use crate::util::{require, Env};
+use crate::util::{is_root, require, Env};
 
 /// binfmt_misc is global: tests that change or depend on it take turns.
 static BINFMT: Mutex<()> = Mutex::new(());
 
 fn lock() -> MutexGuard<'static, ()> {
     BINFMT.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }
 
 /// Root and the static emulators of the architectures used here.

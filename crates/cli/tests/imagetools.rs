@@ -19,7 +19,7 @@ fn archs(index: &serde_json::Value) -> Vec<String> {
 fn inspect_human_raw_and_json() {
     let Some(reg) = shared_registry() else { return };
     let env = Env::new();
-    let src = format!("{}/library/busybox:latest", reg.host);
+    let src = busybox(reg);
     let raw = env.run(&["imagetools", "inspect", "--raw", &src]);
     assert!(raw.status.success());
     assert_eq!(raw.stdout, skopeo_raw(&src), "--raw is byte for byte what the registry serves");

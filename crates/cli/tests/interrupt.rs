@@ -2,33 +2,14 @@
 //! container, undoes mounts and temporary directories and exits 130; after
 //! SIGKILL the next build removes what the killed one left.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// An environment whose config sends docker.io to the fixture registry;
-/// `None` (skip) when a prerequisite is missing outside CI.
-fn mirrored() -> Option<Env> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    if !require(root, "root (RUN needs an OCI runtime)") || !require(have("runc"), "runc") {
-        return None;
-    }
-    let reg = shared_registry()?;
-    let env = Env::new();
-    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
-    Some(env)
-}
-
 fn context(env: &Env, name: &str, dockerfile: &str) -> PathBuf {
-    let dir = env.dir.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
-    dir
+    crate::util::context(env, name, &[("Dockerfile", dockerfile)])
 }
 
 /// Pids of processes whose command line is exactly `args`.
@@ -75,24 +56,6 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// No mount below the data root, no container of its runtime and no
-/// temporary directory remain.
-fn assert_clean(root: &Path) {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(root.to_str().unwrap())).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
-    let state = root.join("exec/runtime");
-    if state.exists() {
-        let out = sh(Command::new("runc").arg("--root").arg(&state).args(["list", "-q"]));
-        assert!(out.trim().is_empty(), "containers left: {out}");
-    }
-    let run = root.join("run");
-    if run.exists() {
-        let left: Vec<_> = std::fs::read_dir(&run).unwrap().flatten().map(|e| e.path()).collect();
-        assert!(left.is_empty(), "temporary directories left: {left:?}");
-    }
-}
-
 /// The sleeper's processes are gone (within a moment); kills survivors
 /// so that a failure leaves nothing running.
 fn assert_no_process(args: &[&str]) {
@@ -116,26 +79,26 @@ fn assert_usable(env: &Env) {
 
 #[test]
 fn sigterm_stops_the_run_and_cleans_up() {
-    let Some(env) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let mut child = start_sleeping(&env, "1231");
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     let status = wait_exit(&mut child, Duration::from_secs(15));
     assert_no_process(&["sleep", "1231"]);
     assert_eq!(status.code(), Some(130), "{status}");
-    assert_clean(&env.root());
+    assert_clean_root(&env.root());
     assert_usable(&env);
-    assert_clean(&env.root());
+    assert_clean_root(&env.root());
 }
 
 #[test]
 fn the_next_build_cleans_what_sigkill_left() {
-    let Some(env) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let mut child = start_sleeping(&env, "1232");
     child.kill().unwrap();
     let _ = child.wait();
     assert!(!processes(&["sleep", "1232"]).is_empty(), "the container should survive its killed builder");
     assert_usable(&env);
-    assert_clean(&env.root());
+    assert_clean_root(&env.root());
     assert_no_process(&["sleep", "1232"]);
 }

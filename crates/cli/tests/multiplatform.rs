@@ -37,12 +37,7 @@ ENV BUILT_FOR=$TARGETPLATFORM
 ";
 
 fn build(env: &Env, args: &[&str]) -> String {
-    let mut full = vec!["build", "--progress", "plain"];
-    full.extend_from_slice(args);
-    let out = env.run(&full);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
-    stderr
+    build_ok(env, args).1
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
@@ -363,21 +358,11 @@ fn a_platform_the_base_lacks_is_named() {
     assert!(err.contains("the image offers linux/amd64") && err.contains("linux/s390x"), "{err}");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
 /// RUN steps of foreign platforms pass the emulator check and execute
 /// under emulation, each platform in its own image.
 #[test]
 fn run_steps_execute_per_platform() {
-    if !require(is_root(), "root (RUN needs an OCI runtime)") || !require(have("runc"), "runc") {
-        return;
-    }
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let dockerfile = "FROM busybox\nRUN uname -m > /machine\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
     let out = env.dir.path().join("out");
@@ -394,11 +379,7 @@ fn run_steps_execute_per_platform() {
 /// `docker manifest inspect`.
 #[test]
 fn six_platforms_with_run_pushed_and_run_everywhere() {
-    if !require(is_root(), "root (RUN needs an OCI runtime)")
-        || !require(have("runc"), "runc")
-        || !require(have("podman"), "podman")
-        || !require(have("docker"), "the docker client")
-    {
+    if !runc_prerequisites() || !require(have("podman"), "podman") || !require(have("docker"), "the docker client") {
         return;
     }
     let Some((env, reg)) = mirrored() else { return };

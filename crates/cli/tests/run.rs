@@ -6,21 +6,20 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{have, require, shared_registry, Env, Registry};
-
-fn busybox(reg: &Registry) -> String {
-    format!("{}/library/busybox:latest", reg.host)
-}
+use crate::util::{assert_no_mounts_or_containers, busybox, have, is_root, require, shared_registry, Env};
 
 fn root_and_runc() -> bool {
     require(is_root(), "running as root") && require(have("runc"), "runc (apt-get install runc)")
 }
 
-/// Real uid 0, from the `Uid:` line of /proc/self/status.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
+/// A new environment and the fixture's busybox; `None` (skip) when the
+/// registry, root or runc is missing outside CI.
+fn setup() -> Option<(Env, String)> {
+    let reg = shared_registry()?;
+    if !root_and_runc() {
+        return None;
+    }
+    Some((Env::new(), busybox(reg)))
 }
 
 /// A binfmt_misc handler for a QEMU architecture name is registered and enabled.
@@ -34,15 +33,7 @@ fn binfmt(qemu_arch: &str) -> bool {
 /// and every snapshot left is a committed (shared) one.
 fn assert_clean(env: &Env) {
     let root = env.root();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let r = root.to_string_lossy().into_owned();
-    assert!(!mounts.lines().any(|l| l.contains(&r)), "mounts left:\n{mounts}");
-    let runtime = root.join("exec/runtime");
-    if runtime.exists() {
-        let out = Command::new("runc").arg("--root").arg(&runtime).args(["list", "-q"]).output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "runc containers left");
-    }
+    assert_no_mounts_or_containers(&root);
     for dir in ["exec/bundles", "exec/mnt"] {
         if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
             let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
@@ -78,10 +69,7 @@ fn uname(env: &Env, img: &str, platform: &str, cmd: &[&str]) -> String {
 
 #[test]
 fn run_native_and_emulated_platforms() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
+    let Some((env, img)) = setup() else { return };
     let wanted = [
         ("aarch64", "linux/arm64", "aarch64"),
         ("arm", "linux/arm/v7", "armv7l"),
@@ -91,8 +79,6 @@ fn run_native_and_emulated_platforms() {
     if !wanted.iter().all(|(q, _, _)| binfmt(q)) {
         return;
     }
-    let env = Env::new();
-    let img = busybox(reg);
     assert_eq!(uname(&env, &img, "linux/amd64", &["uname", "-m"]), "x86_64");
     for (_, platform, machine) in wanted {
         assert_eq!(uname(&env, &img, platform, &["uname", "-m"]), machine, "{platform}");
@@ -108,15 +94,13 @@ fn run_native_and_emulated_platforms() {
 
 #[test]
 fn run_matches_podman() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() || !require(have("podman"), "podman (apt-get install podman)") {
+    let Some((env, img)) = setup() else { return };
+    if !require(have("podman"), "podman (apt-get install podman)") {
         return;
     }
     if !binfmt("aarch64") || !binfmt("s390x") {
         return;
     }
-    let env = Env::new();
-    let img = busybox(reg);
     for platform in ["linux/amd64", "linux/arm64", "linux/s390x"] {
         let ours = uname(&env, &img, platform, &["uname", "-m"]);
         let out = Command::new("podman")
@@ -133,12 +117,7 @@ fn run_matches_podman() {
 
 #[test]
 fn run_passes_exit_codes_through() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     assert_eq!(run(&env, &[&img, "sh", "-c", "exit 7"]).0, 7);
     assert_eq!(run(&env, &["--rm", &img, "false"]).0, 1);
     assert_eq!(run(&env, &[&img, "true"]).0, 0);
@@ -155,12 +134,7 @@ fn run_passes_exit_codes_through() {
 
 #[test]
 fn run_isolates_the_container() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     let marker = tempfile::Builder::new().prefix("polyarch-marker-").tempfile_in("/tmp").unwrap();
     let name = marker.path().to_string_lossy().into_owned();
     assert!(Path::new(&name).exists());
@@ -186,12 +160,7 @@ fn run_isolates_the_container() {
 
 #[test]
 fn run_applies_env_workdir_user_and_entrypoint() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     let (code, out, err) = run(
         &env,
         &[
@@ -224,12 +193,7 @@ fn run_applies_env_workdir_user_and_entrypoint() {
 
 #[test]
 fn run_pull_policies() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     let (code, _, err) = run(&env, &["--pull", "never", &img, "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("no such image") && err.contains("--pull never"), "{err}");
@@ -264,12 +228,7 @@ fn wait_for_container(root: &Path) -> String {
 
 #[test]
 fn run_stops_the_container_on_sigint() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     env.ok(&["pull", "-q", &img]);
     let script = "trap 'echo stopping; exit 3' TERM; echo up; while :; do sleep 0.1; done";
     let mut child = env.cmd(&["run", &img, "sh", "-c", script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
@@ -292,12 +251,7 @@ fn run_stops_the_container_on_sigint() {
 
 #[test]
 fn run_cleans_up_after_a_killed_polyarch() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     env.ok(&["pull", "-q", &img]);
     let mut child = env.cmd(&["run", &img, "sleep", "600"]).spawn().unwrap();
     let id = wait_for_container(&env.root());
@@ -316,12 +270,7 @@ fn run_cleans_up_after_a_killed_polyarch() {
 
 #[test]
 fn run_picks_the_runtime_by_probing() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     let (code, _, err) = run(&env, &["--runtime", "/nonexistent/runc", &img, "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("no OCI runtime \"/nonexistent/runc\""), "{err}");
@@ -364,12 +313,7 @@ fn run_explains_platforms_the_kernel_cannot_execute() {
 
 #[test]
 fn run_limits_read_only_root_and_hostname() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() {
-        return;
-    }
-    let env = Env::new();
-    let img = busybox(reg);
+    let Some((env, img)) = setup() else { return };
     let (code, out, err) = run(&env, &["--ulimit", "nofile=100:200", &img, "sh", "-c", "ulimit -Sn; ulimit -Hn"]);
     assert_eq!((code, out.as_str()), (0, "100\n200\n"), "{err}");
     // Above polyarch's own hard limit: lowered to it instead of failing.
@@ -390,12 +334,10 @@ fn run_limits_read_only_root_and_hostname() {
 
 #[test]
 fn run_with_either_snapshotter() {
-    let Some(reg) = shared_registry() else { return };
-    if !root_and_runc() || !binfmt("aarch64") {
+    let Some((env, img)) = setup() else { return };
+    if !binfmt("aarch64") {
         return;
     }
-    let env = Env::new();
-    let img = busybox(reg);
     for s in ["naive", "overlay"] {
         let (code, out, err) = run(&env, &["--snapshotter", s, "--platform", "linux/arm64", &img, "uname", "-m"]);
         assert_eq!((code, out.as_str()), (0, "aarch64\n"), "{s}: {err}");

@@ -4,39 +4,15 @@
 //! the cache, foreign platforms through binfmt, and a differential build
 //! with buildah. Every test checks that no mount and no container is left.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::util::image::{buildah_build, buildah_prerequisites, skopeo_config, tree, tree_diffs, umoci_unpack};
 use crate::util::*;
 
-/// An environment whose config sends docker.io to the fixture registry;
-/// `None` (skip) when a prerequisite is missing outside CI.
-fn mirrored() -> Option<(Env, &'static Registry)> {
-    if !require(fs_root(), "root (RUN needs an OCI runtime)") || !require(have("runc"), "runc") {
-        return None;
-    }
-    let reg = shared_registry()?;
-    let env = Env::new();
-    std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
-    Some((env, reg))
-}
-
-fn fs_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
 fn build(env: &Env, args: &[&str]) -> String {
-    let mut full = vec!["build", "--progress", "plain"];
-    full.extend_from_slice(args);
-    let out = env.run(&full);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
-    assert_clean(env);
+    let (_, stderr) = build_ok(env, args);
+    assert_clean_root(&env.root());
     stderr
 }
 
@@ -49,24 +25,6 @@ fn build_local(env: &Env, ctx: &Path, extra: &[&str]) -> (PathBuf, String) {
     args.push(s(ctx));
     let err = build(env, &args);
     (dest, err)
-}
-
-/// No mount below the data root and no container of its runtime remain.
-fn assert_clean(env: &Env) {
-    let root = env.root();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(root.to_str().unwrap())).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
-    let state = root.join("exec/runtime");
-    if state.exists() {
-        let out = sh(Command::new("runc").arg("--root").arg(&state).args(["list", "-q"]));
-        assert!(out.trim().is_empty(), "containers left: {out}");
-    }
-    let run = root.join("run");
-    if run.exists() {
-        let n = std::fs::read_dir(&run).unwrap().count();
-        assert_eq!(n, 0, "temporary directories left under {}", run.display());
-    }
 }
 
 fn read(dir: &Path, p: &str) -> String {
@@ -85,7 +43,7 @@ fn host_arch() -> &'static str {
 fn run_writes_files_and_whiteouts() {
     let mut entries = Vec::new();
     for snapshotter in ["overlay", "naive"] {
-        let Some((env, _)) = mirrored() else { return };
+        let Some((env, _)) = mirrored_for_run() else { return };
         entries.push(files_and_whiteouts(&env, snapshotter));
         let unpacked = env.root().join("run-layers");
         assert_eq!(unpacked.exists(), snapshotter == "overlay", "{snapshotter}: layers unpacked for overlay only");
@@ -95,7 +53,7 @@ fn run_writes_files_and_whiteouts() {
 
 #[test]
 fn run_steps_get_dockers_seccomp_restrictions() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let df = "FROM busybox\nRUN unshare -U true 2>/err; echo \"rc=$?\" > /unshare; cat /err >> /unshare; \
               (echo threads; sleep 0 & wait) > /ok\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
@@ -106,8 +64,8 @@ fn run_steps_get_dockers_seccomp_restrictions() {
 }
 
 #[test]
-fn prune_removes_unpacked_layers_no_image_uses() {
-    let Some((env, _)) = mirrored() else { return };
+fn prune_removes_unpacked_layers_and_run_snapshots_no_image_uses() {
+    let Some((env, _)) = mirrored_for_run() else { return };
     let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\n")]);
     build(&env, &["-t", "prune/me:1", s(&ctx)]);
     let unpacked = || -> Vec<String> {
@@ -119,20 +77,33 @@ fn prune_removes_unpacked_layers_no_image_uses() {
         v.sort();
         v
     };
+    assert_eq!(env.ok(&["run", "--rm", "prune/me:1", "cat", "/a", "/b"]), "a\nb\n");
+    let snapshots = || -> usize {
+        ["overlay", "naive"]
+            .iter()
+            .map(|k| std::fs::read_dir(env.root().join("snapshots").join(k).join("snapshots")).map_or(0, |d| d.count()))
+            .sum()
+    };
     let before = unpacked();
     assert!(before.len() >= 2, "the base layer and the first RUN layer are unpacked: {before:?}");
+    let runs = snapshots();
+    assert!(runs >= 3, "polyarch run unpacked the image's three layers: {runs}");
     let out = env.ok(&["prune"]);
     assert_eq!(unpacked(), before, "a tagged image keeps its unpacked layers: {out}");
+    assert_eq!(snapshots(), runs, "and its run snapshots: {out}");
     env.ok(&["rmi", "prune/me:1"]);
+    let du: serde_json::Value = serde_json::from_str(&env.ok(&["du", "--format", "json"])).unwrap();
+    assert_eq!(du["UnpackedBytes"], du["UnpackedReclaimableBytes"], "{du}");
     let out = env.ok(&["prune"]);
-    assert!(out.contains("Deleted unpacked layers:"), "{out}");
+    assert!(out.contains("Deleted unpacked layers:") && out.contains("Deleted run snapshots:"), "{out}");
     assert!(unpacked().is_empty(), "{:?}", unpacked());
+    assert_eq!(snapshots(), 0, "{out}");
 }
 
 #[test]
 fn hard_links_made_by_run_stay_hard_links() {
     for snapshotter in ["overlay", "naive"] {
-        let Some((env, _)) = mirrored() else { return };
+        let Some((env, _)) = mirrored_for_run() else { return };
         let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo hi > /a && ln /a /b\n")]);
         let oci = env.dir.path().join("img.tar");
         build(&env, &["--snapshotter", snapshotter, "-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
@@ -210,7 +181,7 @@ fn layer_blobs(archive: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn environment_user_workdir_and_heredocs() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let df = r#"FROM busybox
 ARG A=from-arg
 ARG SHADOWED=arg
@@ -258,7 +229,7 @@ RUN echo shell > /shell
 
 #[test]
 fn network_none_has_only_loopback() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let df =
         "FROM busybox\nRUN --network=none cat /proc/net/dev > /none\nRUN --network=host cat /proc/net/dev > /host\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
@@ -277,7 +248,7 @@ fn network_none_has_only_loopback() {
 
 #[test]
 fn secrets_are_readable_but_never_stored() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let value = "s3cr3t-value-4711";
     let file = env.dir.path().join("secret.txt");
     std::fs::write(&file, value).unwrap();
@@ -303,7 +274,7 @@ fn secrets_are_readable_but_never_stored() {
     cmd.env("POLYARCH_TEST_TOKEN", "from-env");
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_clean(&env);
+    assert_clean_root(&env.root());
     for tar in layer_blobs(&oci) {
         assert!(!tar.windows(value.len()).any(|w| w == value.as_bytes()), "the secret is in a layer");
         assert!(!tar.windows(8).any(|w| w == b"from-env"), "the env secret is in a layer");
@@ -319,7 +290,7 @@ fn secrets_are_readable_but_never_stored() {
 
 #[test]
 fn cache_mounts_persist_and_bind_mounts_read_the_context() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let df = "FROM busybox\nRUN --mount=type=cache,target=/cache echo $RANDOM-$$ >> /cache/log && cat /cache/log > /seen\nRUN --mount=type=bind,source=data,target=/src cat /src/a > /from-bind && (touch /src/x 2>/dev/null && echo rw || echo ro) > /bind-mode\nRUN --mount=type=bind,source=data,target=/src,rw touch /src/x && echo done > /rw\nRUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df), ("data/a", "from context\n")]);
     let (out, _) = build_local(&env, &ctx, &[]);
@@ -347,7 +318,7 @@ fn cache_mounts_persist_and_bind_mounts_read_the_context() {
 
 #[test]
 fn failing_run_reports_command_and_exit_code() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let ctx =
         context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo before\nRUN echo some output && exit 3\n")]);
     let out = env.run(&["build", "--progress", "plain", s(&ctx)]);
@@ -366,12 +337,12 @@ fn failing_run_reports_command_and_exit_code() {
     // An unknown runtime is named.
     let err = env.fails(&["build", "--progress", "plain", "--runtime", "no-such-runtime-x", s(&ctx)]);
     assert!(err.contains("no-such-runtime-x"), "{err}");
-    assert_clean(&env);
+    assert_clean_root(&env.root());
 }
 
 #[test]
 fn cache_skips_unchanged_runs_and_reruns_after_a_change() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let df = "FROM busybox\nRUN echo a > /a\nCOPY f /f\nRUN cat /f > /g\nRUN echo done > /done\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df), ("f", "1\n")]);
     let (_, err) = build_local(&env, &ctx, &[]);
@@ -393,7 +364,7 @@ fn cache_skips_unchanged_runs_and_reruns_after_a_change() {
 
 #[test]
 fn foreign_platform_runs_under_emulation() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, _)) = mirrored_for_run() else { return };
     let handler = if host_arch() == "x86_64" { "qemu-aarch64" } else { "qemu-x86_64" };
     let registered = std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/{handler}"))
         .is_ok_and(|t| t.contains("enabled") && t.lines().any(|l| l.starts_with("flags:") && l.contains('F')));
@@ -407,49 +378,12 @@ fn foreign_platform_runs_under_emulation() {
     assert!(err.lines().any(|l| l.starts_with('#') && l.ends_with(&format!(" {want}"))), "{err}");
 }
 
-/// A comparable description of a file tree: path → (type, mode, uid, gid, content or link).
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for p in entries {
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        let md = std::fs::symlink_metadata(&p).unwrap();
-        let desc = if md.file_type().is_symlink() {
-            format!("l {}", std::fs::read_link(&p).unwrap().display())
-        } else if md.is_dir() {
-            "d".to_string()
-        } else {
-            format!("f {}", polyarch_oci::Digest::sha256(&std::fs::read(&p).unwrap()))
-        };
-        let mode = if md.file_type().is_symlink() { 0 } else { md.permissions().mode() & 0o7777 };
-        out.insert(rel, format!("{desc} {mode:o} {}:{}", md.uid(), md.gid()));
-        if md.is_dir() {
-            walk(root, &p, out);
-        }
-    }
-}
-
-fn umoci_unpack(archive: &Path, tag: &str, work: &Path) -> PathBuf {
-    let layout = work.join("layout");
-    std::fs::create_dir_all(&layout).unwrap();
-    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&layout));
-    let bundle = work.join("bundle");
-    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
-    bundle.join("rootfs")
-}
-
 /// The same Dockerfile with RUN steps built by buildah and by polyarch:
 /// the same file trees and config fields.
 #[test]
 fn differential_against_buildah_with_run() {
-    let Some((env, reg)) = mirrored() else { return };
-    if !require(have("buildah"), "buildah (apt-get install buildah)") || !require(have("umoci"), "umoci") {
+    let Some((env, reg)) = mirrored_for_run() else { return };
+    if !buildah_prerequisites() {
         return;
     }
     let df = format!(
@@ -461,64 +395,27 @@ fn differential_against_buildah_with_run() {
     build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), "-t", "diff:1", s(&ctx)]);
     let ours = umoci_unpack(&oci, "1", &env.dir.path().join("ours"));
 
-    let storage = env.dir.path().join("buildah");
-    let theirs_archive = env.dir.path().join("theirs.tar");
-    let buildah = |args: &[&str]| {
-        let mut c = Command::new("buildah");
-        c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).arg("--storage-driver=vfs");
-        c.args(args);
-        sh(&mut c)
-    };
-    buildah(&[
-        "build",
-        "--format",
-        "oci",
-        "--tls-verify=false",
-        "--layers",
-        "--isolation=oci",
-        "--runtime",
-        "runc",
-        "-f",
-        s(&ctx.join("Dockerfile")),
-        "-t",
-        "diff:1",
-        s(&ctx),
-    ]);
-    buildah(&["push", "diff:1", &format!("oci-archive:{}:diff:1", theirs_archive.display())]);
-    let theirs = umoci_unpack(&theirs_archive, "diff:1", &env.dir.path().join("theirs"));
+    let flags = ["--layers", "--isolation=oci", "--runtime", "runc"];
+    let (theirs_archive, theirs) = buildah_build(env.dir.path(), &ctx, &flags, "diff:1");
 
     let (a, b) = (tree(&ours), tree(&theirs));
-    let mut diffs = Vec::new();
-    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+    let diffs = tree_diffs(&a, &b, |k| {
         // buildah leaves empty mount points for the files it binds
         // (/etc/hosts...); BuildKit removes its stubs, and so do we.
         let empty = "f sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let stub = ["etc/hostname", "etc/hosts", "etc/resolv.conf"].contains(&k.as_str());
         if stub && !a.contains_key(k) && b.get(k).is_some_and(|d| d.starts_with(empty)) {
-            continue;
+            return true;
         }
         // ... and the empty /run it mounts its secrets directory in.
         let run_stub =
             k == "run" && b.get(k).is_some_and(|d| d.starts_with("d ")) && !b.keys().any(|x| x.starts_with("run/"));
-        if run_stub && !a.contains_key(k) {
-            continue;
-        }
-        if a.get(k) != b.get(k) {
-            diffs.push(format!("{k}: ours {:?} buildah {:?}", a.get(k), b.get(k)));
-        }
-    }
+        run_stub && !a.contains_key(k)
+    });
     assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
     assert_eq!(std::fs::read_to_string(ours.join("app/ab")).unwrap(), "12\n");
 
-    let cfg = |p: &Path| -> serde_json::Value {
-        serde_json::from_str(&sh(Command::new("skopeo").args([
-            "inspect",
-            "--config",
-            &format!("oci-archive:{}", p.display()),
-        ])))
-        .unwrap()
-    };
-    let (ours_cfg, theirs_cfg) = (cfg(&oci), cfg(&theirs_archive));
+    let (ours_cfg, theirs_cfg) = (skopeo_config(&oci), skopeo_config(&theirs_archive));
     for field in ["User", "WorkingDir", "Cmd", "Env"] {
         assert_eq!(ours_cfg["config"][field], theirs_cfg["config"][field], "config field {field}");
     }

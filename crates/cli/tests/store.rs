@@ -22,8 +22,10 @@ fn du(env: &Env) -> serde_json::Value {
     json(&env.ok(&["du", "--format", "json"]))
 }
 
-fn busybox(reg: &Registry) -> String {
-    format!("{}/library/busybox:latest", reg.host)
+/// The shared registry, a new environment and the registry's busybox.
+fn setup() -> Option<(&'static Registry, Env, String)> {
+    let reg = shared_registry()?;
+    Some((reg, Env::new(), busybox(reg)))
 }
 
 /// The index the registry serves for busybox, as JSON, and its digest.
@@ -46,9 +48,7 @@ fn child_digest(index: &serde_json::Value, arch: &str, variant: Option<&str>) ->
 
 #[test]
 fn pull_one_platform_then_all() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     let (index, digest) = busybox_index(reg);
     let out = env.ok(&["pull", "--platform", "linux/arm64", &src]);
     assert!(out.contains(&format!("Digest: {digest}\n")), "{out}");
@@ -109,9 +109,7 @@ fn plain_progress_lines_when_not_a_terminal() {
 
 #[test]
 fn inspect_picks_the_platform() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     let (index, digest) = busybox_index(reg);
     env.ok(&["pull", "-q", "--all-platforms", &src]);
     let out = env.ok(&["inspect", "--platform", "linux/arm/v7", &src]);
@@ -137,9 +135,7 @@ fn inspect_picks_the_platform() {
 
 #[test]
 fn push_all_platforms_keeps_the_index_digest() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     let (index, digest) = busybox_index(reg);
     env.ok(&["pull", "-q", "--all-platforms", &src]);
     let dst = format!("{}/test/store-all:v1", reg.host);
@@ -177,9 +173,7 @@ fn push_all_platforms_keeps_the_index_digest() {
 
 #[test]
 fn push_of_a_partial_index() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     let (index, _) = busybox_index(reg);
     env.ok(&["pull", "-q", "--platform", "linux/arm64", &src]);
     let dst = format!("{}/test/store-one:v1", reg.host);
@@ -207,9 +201,7 @@ fn push_of_a_partial_index() {
 
 #[test]
 fn save_oci_is_readable_by_skopeo_and_umoci() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     let (_, digest) = busybox_index(reg);
     env.ok(&["pull", "-q", "--all-platforms", &src]);
     let file = env.dir.path().join("busybox-oci.tar");
@@ -233,9 +225,7 @@ fn save_oci_is_readable_by_skopeo_and_umoci() {
 
 #[test]
 fn save_docker_then_load_into_a_fresh_root() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((_, env, src)) = setup() else { return };
     env.ok(&["pull", "-q", "--platform", "linux/arm/v7", &src]);
     let file = env.dir.path().join("busybox-docker.tar");
     let f = file.to_str().unwrap();
@@ -264,9 +254,7 @@ fn save_docker_then_load_into_a_fresh_root() {
 
 #[test]
 fn rmi_then_prune_frees_blobs() {
-    let Some(reg) = shared_registry() else { return };
-    let env = Env::new();
-    let src = busybox(reg);
+    let Some((reg, env, src)) = setup() else { return };
     env.ok(&["pull", "-q", "--platform", "linux/amd64", &src]);
     let other = format!("{}/test/store-rmi:v1", reg.host);
     env.ok(&["tag", &src, &other]);

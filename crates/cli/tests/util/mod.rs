@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod image;
 pub mod net;
 pub mod ssh;
 
@@ -39,6 +40,16 @@ pub fn require(ok: bool, what: &str) -> bool {
 
 pub fn have(cmd: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
+}
+
+/// The effective uid is 0.
+pub fn is_root() -> bool {
+    polyarch_emu::host::is_root()
+}
+
+/// Root and runc, which RUN steps need; checked with [`require`].
+pub fn runc_prerequisites() -> bool {
+    require(is_root(), "root (RUN needs an OCI runtime)") && require(have("runc"), "runc")
 }
 
 pub fn free_port() -> u16 {
@@ -155,6 +166,11 @@ pub fn shared_registry() -> Option<&'static Registry> {
     .as_ref()
 }
 
+/// The multi-arch busybox image on `reg`.
+pub fn busybox(reg: &Registry) -> String {
+    format!("{}/library/busybox:latest", reg.host)
+}
+
 /// A polyarch invocation with its own state directories.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -251,6 +267,50 @@ pub fn mirrored() -> Option<(Env, &'static Registry)> {
     let env = Env::new();
     std::fs::write(env.config_file(), format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.host)).unwrap();
     Some((env, reg))
+}
+
+/// [`mirrored`] for builds with RUN steps: `None` (skip) when root or runc
+/// is missing outside CI.
+pub fn mirrored_for_run() -> Option<(Env, &'static Registry)> {
+    if !runc_prerequisites() {
+        return None;
+    }
+    mirrored()
+}
+
+/// `polyarch build --progress plain ARGS`, asserting success; returns
+/// (stdout, stderr).
+pub fn build_ok(env: &Env, args: &[&str]) -> (String, String) {
+    let mut full = vec!["build", "--progress", "plain"];
+    full.extend_from_slice(args);
+    let out = env.run(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "polyarch {full:?} failed:\n{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// No mount below the data root `root` and no container of its runtime
+/// remain.
+pub fn assert_no_mounts_or_containers(root: &Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(root.to_str().unwrap())).collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    let state = root.join("exec/runtime");
+    if state.exists() {
+        let out = sh(Command::new("runc").arg("--root").arg(&state).args(["list", "-q"]));
+        assert!(out.trim().is_empty(), "containers left: {out}");
+    }
+}
+
+/// [`assert_no_mounts_or_containers`], and no temporary directory remains
+/// under `root/run`.
+pub fn assert_clean_root(root: &Path) {
+    assert_no_mounts_or_containers(root);
+    let run = root.join("run");
+    if run.exists() {
+        let left: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(left.is_empty(), "temporary directories left under {}: {left:?}", run.display());
+    }
 }
 
 /// Writes `files` (path → content) under a new context directory.
