@@ -248,6 +248,24 @@ fn an_interrupted_client_stops_the_remote_build_and_leaves_nothing_running() {
 }
 
 #[test]
+fn a_platform_failing_here_stops_the_nodes() {
+    let Some((env, _reg, sshd, _far)) = setup() else { return };
+    let df =
+        "FROM busybox\nARG TARGETARCH\nRUN if [ \"$TARGETARCH\" = arm64 ]; then sleep 63; else sleep 2; exit 3; fi\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let started = Instant::now();
+    let child = spawn_build(&env, &sshd, &[s(&ctx)]);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(50), "the build waited for the far node's step: {stderr}");
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+    assert!(stderr.contains("linux/arm64 on node far") && stderr.contains("stopped, as a platform built here failed"));
+    // The far node's step was stopped, not waited for.
+    wait_for_process("sleep 63", false, 15, "the far node's RUN step is still running");
+}
+
+#[test]
 fn an_unreachable_node_fails_by_name_or_falls_back_to_emulation() {
     let Some((env, reg)) = mirrored() else { return };
     if !require(polyarch_emu::host::is_root(), "root (RUN steps)") {

@@ -292,6 +292,7 @@ impl Nodes<'_> {
         let mut jobs: Vec<Job> = Vec::new();
         let mut local_result: Option<polyarch_build::Result<MultiResult>> = None;
         let done = AtomicBool::new(false);
+        let stop_nodes = AtomicBool::new(false);
         std::thread::scope(|sc| {
             let mut handles = Vec::new();
             let mut killers = Vec::new();
@@ -320,10 +321,10 @@ impl Nodes<'_> {
                     Job { member: i, platforms, session, result }
                 }));
             }
-            let done = &done;
+            let (done, stop_nodes) = (&done, &stop_nodes);
             sc.spawn(move || {
                 while !done.load(Ordering::SeqCst) {
-                    if cancel.is_cancelled() {
+                    if cancel.is_cancelled() || stop_nodes.load(Ordering::SeqCst) {
                         killers.iter().for_each(|k| k.kill());
                         return;
                     }
@@ -349,7 +350,10 @@ impl Nodes<'_> {
                     .with_client(client.clone())
                     .with_events(sink)
                     .with_jobs(a.jobs.unwrap_or_else(polyarch_build::multi::default_jobs));
-                local_result = Some(self.rt.block_on(builder.build(opts, &here_platforms)));
+                let r = self.rt.block_on(builder.build(opts, &here_platforms));
+                // A platform failed here: the nodes' work is of no use.
+                stop_nodes.store(r.is_err(), Ordering::SeqCst);
+                local_result = Some(r);
             }
             for h in handles {
                 jobs.push(h.join().expect("node thread"));
@@ -377,6 +381,9 @@ impl Nodes<'_> {
             let list = job.platforms.iter().map(|p| p.format()).collect::<Vec<_>>().join(", ");
             match &job.result {
                 Ok(_) => {}
+                Err(e) if e.is_node_failure() && stop_nodes.load(Ordering::SeqCst) => {
+                    failures.push(format!("{list} on node {label}: stopped, as a platform built here failed"))
+                }
                 Err(e) if e.is_node_failure() && a.fallback_emulation => {
                     eprintln!("WARNING: {e}: {list} builds here instead (--fallback-emulation)");
                     fallback.extend(job.platforms.iter().cloned());
