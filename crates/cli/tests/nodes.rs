@@ -193,6 +193,26 @@ fn two_nodes_build_one_platform_each_and_push_the_index() {
     assert!(images.contains("nodes/local"), "{images}");
     let out = env.ok(&["run", "--rm", "--platform", "linux/arm64", "nodes/local:1", "cat", "/arch"]);
     assert_eq!(out.trim(), "aarch64");
+
+    // One platform, built and pushed by the far node: a single manifest
+    // under the tag, whose layers never came here.
+    let ctx_one = context(&env, "one", &[("Dockerfile", "FROM busybox\nRUN uname -m > /arch && echo one > /one\n")]);
+    let one = format!("{}/nodes/one:1", reg.host);
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/arm64", "--progress", "plain"])
+        .args(["-t", &one, "--push", "--iidfile", s(&env.dir.path().join("iid")), s(&ctx_one)])
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: Value = serde_json::from_slice(&crate::util::skopeo_raw(&one)).unwrap();
+    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{manifest}");
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
+    assert!(far.has_blob(&top) && !blob(&env.root(), &top).exists(), "layer {top}");
+    let iid = std::fs::read_to_string(env.dir.path().join("iid")).unwrap();
+    assert_eq!(iid, crate::util::sha256_hex(&crate::util::skopeo_raw(&one)));
+    let out = client.ok(&["run", "--rm", "--platform", "linux/arm64", &one, "cat", "/arch"]);
+    assert_eq!(out.trim(), "aarch64");
 }
 
 #[test]

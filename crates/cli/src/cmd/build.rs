@@ -700,8 +700,12 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             return Ok(130);
         }
     };
-    export_single(&rt, &client, &store, &progress, &outputs, &tags, &result, &a)
+    export_single(&rt, &client, &store, &progress, &outputs, &tags, &result, &a, None)
 }
+
+/// How `push=true` pushes a one-platform image built on a node (which
+/// pushes its own blobs); the local store then lacks its layers.
+type PushImage<'a> = dyn Fn(&BuildResult, &[String]) -> Result<()> + 'a;
 
 /// Exports a one-platform result to every output and writes the reports.
 #[allow(clippy::too_many_arguments)]
@@ -714,13 +718,14 @@ fn export_single(
     tags: &[String],
     result: &BuildResult,
     a: &BuildArgs,
+    push: Option<&PushImage<'_>>,
 ) -> Result<u8> {
     let t = Instant::now();
     let export_id = progress.next_id();
     progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
     let mut names_out: Vec<String> = Vec::new();
     for o in outputs {
-        export_one(rt, client, store, result, o, tags, &mut names_out)?;
+        export_one(rt, client, store, result, o, tags, &mut names_out, push)?;
     }
     progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
     progress.finish(true);
@@ -800,6 +805,7 @@ async fn interrupted(cancel: &Cancel) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn export_one(
     rt: &tokio::runtime::Runtime,
     client: &polyarch_registry::Client,
@@ -808,6 +814,7 @@ fn export_one(
     o: &OutputSpec,
     tags: &[String],
     names_out: &mut Vec<String>,
+    push: Option<&PushImage<'_>>,
 ) -> Result<()> {
     let names: Vec<String> = if o.names.is_empty() {
         tags.to_vec()
@@ -817,12 +824,17 @@ fn export_one(
     let dest = o.dest.as_deref().unwrap_or("");
     match o.kind.as_str() {
         "image" => {
-            export::tag(store, r, &names)?;
+            if push.is_none() || !o.push {
+                export::tag(store, r, &names)?;
+            }
             if o.push {
                 if names.is_empty() {
                     bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
                 }
-                rt.block_on(export::push(client, store, r, &names))?;
+                match push {
+                    Some(push) => push(r, &names)?,
+                    None => rt.block_on(export::push(client, store, r, &names))?,
+                }
             }
             names_out.extend(names);
         }

@@ -416,7 +416,7 @@ impl Nodes<'_> {
         // `--push` alone only manifests and configs (nodes push the rest).
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
         let push_only = self.outputs.iter().all(|o| o.kind == "image" && o.push) && !a.load;
-        let full = targets.len() == 1 || docker_types || !push_only;
+        let full = docker_types || !push_only;
         let mut pushers: Vec<Mutex<(Session, Vec<Digest>)>> = Vec::new();
         for job in jobs {
             let Ok(built) = job.result else { continue };
@@ -452,7 +452,19 @@ impl Nodes<'_> {
             .collect::<Result<_>>()?;
 
         let code = if targets.len() == 1 {
-            super::export_single(self.rt, &client, self.store, self.progress, self.outputs, self.tags, &results[0], a)
+            let remote_push = |r: &BuildResult, names: &[String]| self.push_image(&client, &pushers, r, names);
+            let push: Option<&super::PushImage<'_>> = if full { None } else { Some(&remote_push) };
+            super::export_single(
+                self.rt,
+                &client,
+                self.store,
+                self.progress,
+                self.outputs,
+                self.tags,
+                &results[0],
+                a,
+                push,
+            )
         } else {
             let remote_push = |img: &IndexImage, names: &[String]| self.push(&client, &pushers, img, names);
             let multi = Multi {
@@ -518,6 +530,38 @@ impl Nodes<'_> {
             platform,
             executed: img.executed,
             cached: img.cached,
+        })
+    }
+
+    /// Pushes a one-platform image under every name: the node that built
+    /// it pushes its blobs and manifest by digest, then each name is set
+    /// here; an image built here is pushed from the local store.
+    fn push_image(
+        &self,
+        client: &Client,
+        pushers: &[Mutex<(Session, Vec<Digest>)>],
+        r: &BuildResult,
+        names: &[String],
+    ) -> Result<()> {
+        let digest = &r.manifest.digest;
+        let Some(p) = pushers.iter().find(|p| p.lock().is_ok_and(|p| p.1.contains(digest))) else {
+            return Ok(self.rt.block_on(polyarch_build::export::push(client, self.store, r, names))?);
+        };
+        {
+            let mut guard = p.lock().map_err(|_| anyhow!("a node session broke"))?;
+            let session = &mut guard.0;
+            let node = session.node().to_string();
+            session.push(names, std::slice::from_ref(digest)).map_err(|e| anyhow!("node {node}: {e}"))?;
+        }
+        let raw = self.store.get_manifest(&r.manifest)?;
+        self.rt.block_on(async {
+            for n in names {
+                let reference = Reference::parse_normalized(n)
+                    .with_context(|| format!("invalid reference {n:?}"))?
+                    .with_default_tag();
+                client.put_manifest(&reference, &raw).await.with_context(|| format!("pushing {reference}"))?;
+            }
+            Ok(())
         })
     }
 
