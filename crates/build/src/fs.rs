@@ -480,15 +480,29 @@ pub(crate) fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The `SCHILY.xattr.*` PAX records of a tar entry.
+/// The extended attributes of a tar entry: PAX `SCHILY.xattr.NAME` records
+/// and bsdtar's `LIBARCHIVE.xattr.NAME` ones, read as the unpacker reads
+/// them ([`polyarch_snapshot::pax_xattr`]; `SCHILY` wins).
 fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<BTreeMap<String, Vec<u8>>> {
+    use polyarch_snapshot::XattrRecord;
     let mut out = BTreeMap::new();
+    let mut libarchive = BTreeMap::new();
     let Some(exts) = entry.pax_extensions().map_err(|e| Error::layer("reading", e))? else { return Ok(out) };
     for ext in exts {
         let ext = ext.map_err(|e| Error::layer("reading", e))?;
-        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-            out.insert(name.to_string(), ext.value_bytes().to_vec());
+        let Ok(key) = ext.key() else { continue };
+        match polyarch_snapshot::pax_xattr(key, ext.value_bytes()) {
+            Some((name, value, XattrRecord::Schily)) => {
+                out.insert(name, value);
+            }
+            Some((name, value, XattrRecord::Libarchive)) => {
+                libarchive.insert(name, value);
+            }
+            None => {}
         }
+    }
+    for (k, v) in libarchive {
+        out.entry(k).or_insert(v);
     }
     Ok(out)
 }
@@ -595,6 +609,29 @@ mod tests {
         h.set_cksum();
         b.append(&h, &b"abc"[..]).unwrap();
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn libarchive_xattr_records_are_read() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("LIBARCHIVE.xattr.user.from%20bsdtar", &b"dmFsdWU="[..]),
+            ("LIBARCHIVE.xattr.user.both", &b"bGli"[..]),
+            ("LIBARCHIVE.xattr.user.unpadded", &b"dmFsdWU"[..]),
+            ("SCHILY.xattr.user.both", &b"schily"[..]),
+        ])
+        .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        let fs = MemFs::from_tar(&b.into_inner().unwrap()[..]).unwrap();
+        let x = &fs.get("f").unwrap().xattrs;
+        assert_eq!(x.get("user.from bsdtar").map(Vec::as_slice), Some(&b"value"[..]));
+        assert_eq!(x.get("user.both").map(Vec::as_slice), Some(&b"schily"[..]), "SCHILY wins");
+        assert_eq!(x.get("user.unpadded").map(Vec::as_slice), Some(&b"value"[..]));
     }
 
     #[test]

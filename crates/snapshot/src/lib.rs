@@ -23,7 +23,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use layer::{store_layer, FileSource, LayerBuilder, LayerInfo, LayerOptions, Meta};
 pub use mount::{Mount, MountGuard};
 pub use snapshot::{apply_layer, chain_id, Info, Kind, NaiveSnapshotter, OverlaySnapshotter, Snapshotter, Usage};
-pub use unpack::{unpack, unpack_compressed, IdMap, UnpackOptions, UnpackStats, WhiteoutMode};
+pub use unpack::{pax_xattr, unpack, unpack_compressed, IdMap, UnpackOptions, UnpackStats, WhiteoutMode, XattrRecord};
 
 #[cfg(test)]
 mod tests {

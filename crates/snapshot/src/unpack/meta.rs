@@ -15,6 +15,49 @@ use crate::path::proc_path;
 /// The PAX record prefix that carries extended attributes.
 pub(crate) const PAX_XATTR: &str = "SCHILY.xattr.";
 
+/// Where a PAX record's extended attribute came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrRecord {
+    /// `SCHILY.xattr.NAME` (GNU tar, Go's archive/tar): the raw value.
+    Schily,
+    /// `LIBARCHIVE.xattr.NAME` (bsdtar): the name percent-encoded, the value
+    /// base64; a `SCHILY` record of the same name wins over it.
+    Libarchive,
+}
+
+/// The extended attribute a PAX record carries, if it carries one.
+pub fn pax_xattr(key: &str, value: &[u8]) -> Option<(String, Vec<u8>, XattrRecord)> {
+    use base64::Engine as _;
+    if let Some(name) = key.strip_prefix(PAX_XATTR) {
+        return Some((name.to_string(), value.to_vec(), XattrRecord::Schily));
+    }
+    let name = percent_decode(key.strip_prefix("LIBARCHIVE.xattr.")?)?;
+    // Padded or not: the padding is dropped before decoding.
+    let text = value.trim_ascii();
+    let end = text.iter().rposition(|c| *c != b'=').map_or(0, |i| i + 1);
+    let value = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text[..end]).ok()?;
+    Some((name, value, XattrRecord::Libarchive))
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or a name that is
+/// not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// What an entry says about itself beyond type and content.
 #[derive(Debug, Default)]
 pub(crate) struct EntryMeta {
@@ -49,8 +92,13 @@ impl EntryMeta {
                 "gid" => m.gid = id(parse_num(value, raw)?, raw)?,
                 "mtime" => m.mtime = parse_secs(value, raw)?,
                 k => {
-                    if let Some(name) = k.strip_prefix(PAX_XATTR) {
-                        m.xattrs.push((name.to_string(), value.to_vec()));
+                    if let Some((name, value, from)) = pax_xattr(k, value) {
+                        let known = m.xattrs.iter().position(|(n, _)| *n == name);
+                        match (known, from) {
+                            (None, _) => m.xattrs.push((name, value)),
+                            (Some(i), XattrRecord::Schily) => m.xattrs[i].1 = value,
+                            (Some(_), XattrRecord::Libarchive) => {}
+                        }
                     }
                 }
             }

@@ -10,6 +10,8 @@
 //! ignored, as containerd's `archive/tar.go` does.
 
 pub(crate) mod meta;
+
+pub use meta::{pax_xattr, XattrRecord};
 #[cfg(test)]
 mod tests;
 

@@ -395,3 +395,16 @@ fn overlay_mode_writes_overlay_whiteouts() {
     assert_eq!(md.rdev(), 0);
     assert_eq!(crate::fsmeta::get_xattr(&s.root().join("o"), "trusted.overlay.opaque").ok(), Some(b"y".to_vec()));
 }
+
+#[test]
+fn xattr_records_of_gnu_tar_and_bsdtar() {
+    use super::{pax_xattr, XattrRecord};
+    assert_eq!(pax_xattr("SCHILY.xattr.user.a", b"v"), Some(("user.a".into(), b"v".to_vec(), XattrRecord::Schily)));
+    assert_eq!(
+        pax_xattr("LIBARCHIVE.xattr.user.a%3Db", b"dmFsdWU="),
+        Some(("user.a=b".into(), b"value".to_vec(), XattrRecord::Libarchive))
+    );
+    assert_eq!(pax_xattr("LIBARCHIVE.xattr.user.x", b"dmFsdWU").map(|x| x.1), Some(b"value".to_vec()));
+    assert_eq!(pax_xattr("LIBARCHIVE.xattr.bad%4", b""), None);
+    assert_eq!(pax_xattr("uid", b"0"), None);
+}
