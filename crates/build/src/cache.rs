@@ -195,6 +195,12 @@ impl Cache {
                 }
                 Some(_) => return None,
                 None => {
+                    // The record may have been written (and its claim
+                    // released) since the read above: look again under
+                    // the lock before claiming the work.
+                    if let Some(rec) = self.read(key) {
+                        return Some(rec);
+                    }
                     claims.insert(slot, self.owner.0);
                     return None;
                 }
