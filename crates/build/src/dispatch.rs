@@ -227,6 +227,24 @@ impl Run<'_> {
         self.emit(Event::Done { id, elapsed: t.elapsed() });
     }
 
+    /// Ends a filesystem step by its outcome (whether it came from the
+    /// cache): `Cached` then `Done`, or `Failed` with the error.
+    pub(crate) fn end_step(&self, step: (usize, Instant), outcome: Result<bool>) -> Result<()> {
+        match outcome {
+            Ok(cached) => {
+                if cached {
+                    self.emit(Event::Cached { id: step.0 });
+                }
+                self.done(step);
+                Ok(())
+            }
+            Err(e) => {
+                self.emit(Event::Failed { id: step.0, message: e.to_string() });
+                Err(e)
+            }
+        }
+    }
+
     /// The stage a `--from` name (or index) refers to, if it is defined
     /// before `before`.
     pub(crate) fn stage_named(&self, name: &str, before: usize) -> Option<usize> {

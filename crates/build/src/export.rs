@@ -205,21 +205,41 @@ pub fn tag(store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
 /// Pushes the image to each reference (`push=true`, `type=registry`).
 pub async fn push(client: &Client, store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
     for n in names {
-        let reference = Reference::parse_normalized(n)
-            .map_err(|e| Error::Option(format!("invalid reference {n:?}: {e}")))?
-            .with_default_tag();
-        let mut all = vec![r.config.clone()];
-        all.extend(r.layers.iter().map(|l| l.desc.clone()));
-        for d in &all {
-            let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-            client
-                .push_blob(&reference, d, &data)
-                .await
-                .map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
-        }
-        let raw = store.get_manifest(&r.manifest)?;
-        client.put_manifest(&reference, &raw).await.map_err(|e| Error::registry(format!("pushing {reference}"), e))?;
+        push_image(client, store, r, &parse_name(n)?).await?;
     }
+    Ok(())
+}
+
+/// A name as a reference with a tag (`latest` when it has none).
+fn parse_name(n: &str) -> Result<Reference> {
+    Ok(Reference::parse_normalized(n)
+        .map_err(|e| Error::Option(format!("invalid reference {n:?}: {e}")))?
+        .with_default_tag())
+}
+
+/// Pushes one image's config and layers, then its manifest at `at` (a tag,
+/// or the manifest's digest).
+pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
+    let layers: Vec<Descriptor> = r.layers.iter().map(|l| l.desc.clone()).collect();
+    push_parts(client, store, &r.config, &layers, &r.manifest, at).await
+}
+
+/// Pushes `config` and `layers` from the store, then the manifest `manifest`
+/// at `at`.
+async fn push_parts(
+    client: &Client,
+    store: &Store,
+    config: &Descriptor,
+    layers: &[Descriptor],
+    manifest: &Descriptor,
+    at: &Reference,
+) -> Result<()> {
+    for d in std::iter::once(config).chain(layers) {
+        let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
+        client.push_blob(at, d, &data).await.map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
+    }
+    let raw = store.get_manifest(manifest)?;
+    client.put_manifest(at, &raw).await.map_err(|e| Error::registry(format!("pushing {at}"), e))?;
     Ok(())
 }
 
@@ -339,20 +359,10 @@ pub fn tag_index(store: &Store, img: &IndexImage, names: &[String]) -> Result<()
 /// index under each reference, so that no tag ever names missing content.
 pub async fn push_index(client: &Client, store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
     for n in names {
-        let reference = Reference::parse_normalized(n)
-            .map_err(|e| Error::Option(format!("invalid reference {n:?}: {e}")))?
-            .with_default_tag();
+        let reference = parse_name(n)?;
         for c in &img.children {
-            for d in std::iter::once(&c.config).chain(&c.layers) {
-                let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-                client
-                    .push_blob(&reference, d, &data)
-                    .await
-                    .map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
-            }
-            let raw = store.get_manifest(&c.manifest)?;
             let at = reference.with_digest(c.manifest.digest.clone());
-            client.put_manifest(&at, &raw).await.map_err(|e| Error::registry(format!("pushing {at}"), e))?;
+            push_parts(client, store, &c.config, &c.layers, &c.manifest, &at).await?;
         }
         client
             .put_manifest(&reference, &img.raw)

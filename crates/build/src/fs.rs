@@ -316,15 +316,7 @@ impl MemFs {
         inodes: &mut Inodes,
     ) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let dir = root.join(rel);
-        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut names: Vec<String> = Vec::new();
-        for e in rd {
-            let e = e.map_err(|e| Error::io(&dir, e))?;
-            names.push(e.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        for name in names {
+        for name in sorted_names(&root.join(rel))? {
             let path = join(rel, &name);
             let full = root.join(&path);
             let md = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
@@ -421,6 +413,17 @@ impl MemFs {
         }
         Ok(())
     }
+}
+
+/// The names in a directory, sorted.
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Hard-link groups of files read from disk, keyed by device and inode,

@@ -162,15 +162,13 @@ fn prune_upper(root: &Path, rel: &str, keep: &BTreeSet<String>, whiteouts: &BTre
         let name = e.file_name().to_string_lossy().into_owned();
         let path = join(rel, &name);
         let ft = e.file_type()?;
-        if keep.contains(&path) && !ft.is_char_device() {
-            if ft.is_dir() {
-                prune_upper(root, &path, keep, whiteouts)?;
-            }
-        } else if whiteouts.contains(&path) && ft.is_char_device() && e.metadata()?.rdev() == 0 {
-        } else if ft.is_dir() {
-            std::fs::remove_dir_all(e.path())?;
-        } else {
-            std::fs::remove_file(e.path())?;
+        let whiteout = ft.is_char_device() && e.metadata()?.rdev() == 0;
+        let kept = if whiteout { whiteouts.contains(&path) } else { keep.contains(&path) && !ft.is_char_device() };
+        match (kept, ft.is_dir()) {
+            (true, true) => prune_upper(root, &path, keep, whiteouts)?,
+            (true, false) => {}
+            (false, true) => std::fs::remove_dir_all(e.path())?,
+            (false, false) => std::fs::remove_file(e.path())?,
         }
     }
     Ok(())
@@ -238,12 +236,12 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 }
 
 /// Removes the unpacked layers (`run-layers/`) that no image left in the
-/// store uses: their diff_ids are in no config reachable from the store's
-/// references. Run after [`Store::prune`]. Returns how many directories
+/// store uses: their diff_ids are in none of `stored` ([`stored_diff_ids`]
+/// after [`Store::prune`]). Returns how many directories
 /// went and their size in bytes.
-pub fn prune_unpacked(store: &Store) -> Result<(usize, u64)> {
+pub fn prune_unpacked(store: &Store, stored: &[Vec<String>]) -> Result<(usize, u64)> {
     let (mut count, mut bytes) = (0, 0);
-    for (path, size, used) in scan_unpacked(store)? {
+    for (path, size, used) in scan_unpacked(store, stored) {
         if !used && std::fs::remove_dir_all(&path).is_ok() {
             count += 1;
             bytes += size;
@@ -268,7 +266,7 @@ pub struct UnpackedUsage {
 /// Measures the unpacked layers.
 pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
     let mut u = UnpackedUsage::default();
-    for (_, size, used) in scan_unpacked(store)? {
+    for (_, size, used) in scan_unpacked(store, &stored_diff_ids(store)?) {
         u.dirs += 1;
         u.bytes += size;
         if !used {
@@ -279,11 +277,12 @@ pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
     Ok(u)
 }
 
-/// Every unpacked layer with its size and whether a stored image uses it.
-fn scan_unpacked(store: &Store) -> Result<Vec<(PathBuf, u64, bool)>> {
+/// Every unpacked layer with its size and whether an image of `stored`
+/// (the diff_ids of [`stored_diff_ids`]) uses it.
+fn scan_unpacked(store: &Store, stored: &[Vec<String>]) -> Vec<(PathBuf, u64, bool)> {
     let root = store.root().join("run-layers");
-    let Ok(entries) = std::fs::read_dir(&root) else { return Ok(Vec::new()) };
-    let keep: BTreeSet<String> = stored_diff_ids(store)?.into_iter().flatten().map(|id| id.replace(':', "-")).collect();
+    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
+    let keep: BTreeSet<String> = stored.iter().flatten().map(|id| id.replace(':', "-")).collect();
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -291,7 +290,7 @@ fn scan_unpacked(store: &Store) -> Result<Vec<(PathBuf, u64, bool)>> {
             out.push((e.path(), dir_size(&e.path()), keep.contains(&name)));
         }
     }
-    Ok(out)
+    out
 }
 
 /// The `rootfs.diff_ids` of every image config reachable from the store's
@@ -384,14 +383,7 @@ pub fn read_tree(root: &Path) -> Result<MemFs> {
 }
 
 fn read_into(fs: &mut MemFs, root: &Path, rel: &str, inodes: &mut Inodes) -> Result<()> {
-    let dir = root.join(rel);
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let e = e.map_err(|e| Error::io(&dir, e))?;
-        names.push(e.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    for name in names {
+    for name in crate::fs::sorted_names(&root.join(rel))? {
         let path = join(rel, &name);
         let full = root.join(&path);
         let Some(node) = node_at(&full, inodes)? else {
@@ -659,6 +651,13 @@ mod tests {
         assert_eq!(subtree(&fs, "").len(), 3);
     }
 
+    /// Stores `tree` as a layer and applies it to `below`.
+    fn stack_layer(store: &Store, tree: &MemFs, below: &mut MemFs) -> Layer {
+        let tar = crate::layer::tar_entries(tree.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+        below.apply_layer(&tar[..]).unwrap();
+        crate::layer::store_layer(store, &tar, crate::Compression::Gzip).unwrap()
+    }
+
     /// What a directory holds, for comparing unpacked layers.
     fn listing(root: &Path) -> Vec<String> {
         use std::os::unix::fs::FileTypeExt;
@@ -699,11 +698,8 @@ mod tests {
         let store = Store::open(d.path().join("store")).unwrap();
         let dir = Node::dir(0o755, 0, 0, 1);
         let base = tree(&[("a", dir.clone()), ("a/x", file("x", 1)), ("a/y", file("y", 1)), ("etc", dir.clone())]);
-        let entries: Vec<(String, Node)> = base.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
-        let l1 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
         let mut before = MemFs::new();
-        before.apply_layer(&tar[..]).unwrap();
+        let l1 = stack_layer(&store, &base, &mut before);
         let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
         let root = Root::overlay(&store, &[l1], &d.path().join("run"), exec.mount_point().unwrap()).unwrap();
         let p = root.path();
@@ -754,10 +750,7 @@ mod tests {
         let mut layers = Vec::new();
         let mut before = MemFs::new();
         for l in [&l1, &l2] {
-            let entries: Vec<(String, Node)> = l.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-            let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
-            layers.push(crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap());
-            before.apply_layer(&tar[..]).unwrap();
+            layers.push(stack_layer(&store, l, &mut before));
         }
         let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
         let tmp = d.path().join("run");

@@ -200,9 +200,10 @@ impl MultiResult {
     }
 }
 
-/// Step numbers of all platforms in one sequence, and step names that say
-/// which platform they belong to (`[linux/arm64 stage-0 2/3] COPY a b`).
-struct Numbering {
+/// Step numbers of several builds (platforms, build nodes) in one
+/// sequence: each (source, step) gets the next number when first seen.
+#[derive(Debug, Default)]
+pub struct StepNumbers {
     next: usize,
     ids: HashMap<(usize, usize), usize>,
 }
@@ -214,17 +215,25 @@ fn platform_name(platform: &str, name: &str) -> String {
     }
 }
 
-fn platform_sink(out: EventSink, numbering: Arc<Mutex<Numbering>>, index: usize, platform: String) -> EventSink {
+/// A sink for the events of build `source`: their step numbers move into
+/// `numbers`' sequence and started steps are renamed with `rename`, then
+/// they go to `out`.
+pub fn renumbered(
+    out: EventSink,
+    numbers: Arc<Mutex<StepNumbers>>,
+    source: usize,
+    rename: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> EventSink {
     Arc::new(move |e: Event| {
-        let Ok(mut n) = numbering.lock() else { return };
+        let Ok(mut n) = numbers.lock() else { return };
         let mut global = |id: usize| {
             let next = n.next + 1;
-            let g = *n.ids.entry((index, id)).or_insert(next);
+            let g = *n.ids.entry((source, id)).or_insert(next);
             n.next = n.next.max(g);
             g
         };
         let e = match e {
-            Event::Started { id, name } => Event::Started { id: global(id), name: platform_name(&platform, &name) },
+            Event::Started { id, name } => Event::Started { id: global(id), name: rename(&name) },
             Event::Cached { id } => Event::Cached { id: global(id) },
             Event::Done { id, elapsed } => Event::Done { id: global(id), elapsed },
             Event::Failed { id, message } => Event::Failed { id: global(id), message },
@@ -233,6 +242,12 @@ fn platform_sink(out: EventSink, numbering: Arc<Mutex<Numbering>>, index: usize,
         drop(n);
         out(e)
     })
+}
+
+/// Step names that say which platform they belong to
+/// (`[linux/arm64 stage-0 2/3] COPY a b`).
+fn platform_sink(out: EventSink, numbers: Arc<Mutex<StepNumbers>>, index: usize, platform: String) -> EventSink {
+    renumbered(out, numbers, index, move |name| platform_name(&platform, name))
 }
 
 /// Runs the builds of several platforms against one store.
@@ -272,7 +287,7 @@ impl MultiBuilder {
     /// stops the others and is returned naming its platform. Must run on a
     /// multi-thread tokio runtime, where platforms build in parallel.
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
-        let numbering = Arc::new(Mutex::new(Numbering { next: 0, ids: HashMap::new() }));
+        let numbering = Arc::new(Mutex::new(StepNumbers::default()));
         let permits = Arc::new(tokio::sync::Semaphore::new(self.jobs));
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
@@ -431,7 +446,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         let out: EventSink = Arc::new(move |e| s.lock().unwrap().push(e));
-        let n = Arc::new(Mutex::new(Numbering { next: 0, ids: HashMap::new() }));
+        let n = Arc::new(Mutex::new(StepNumbers::default()));
         let a = platform_sink(out.clone(), n.clone(), 0, "linux/amd64".into());
         let b = platform_sink(out, n, 1, "linux/arm64".into());
         a(Event::Started { id: 1, name: "[x 1/1] FROM".into() });

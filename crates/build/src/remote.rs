@@ -52,14 +52,7 @@ pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
     if hms.len() != 3 {
         return None;
     }
-    // days_from_civil
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::config::days_from_civil(year, month, day);
     Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 

@@ -253,23 +253,12 @@ fn push(
                 .map_err(|e| Error::Protocol(format!("invalid reference {n:?}: {e}")))?
                 .with_default_tag();
             for r in &results {
-                push_image(client, store, r, &reference).await?;
+                let at = reference.with_digest(r.manifest.digest.clone());
+                polyarch_build::export::push_image(client, store, r, &at)
+                    .await
+                    .map_err(|e| Error::Build { platform: None, message: e.to_string() })?;
             }
         }
         Ok(())
     })
-}
-
-/// Pushes one image's config and layers, then its manifest by digest.
-pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, reference: &Reference) -> Result<()> {
-    let registry =
-        |what: String, e: polyarch_registry::Error| Error::Build { platform: None, message: format!("{what}: {e}") };
-    for d in std::iter::once(&r.config).chain(r.layers.iter().map(|l| &l.desc)) {
-        let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-        client.push_blob(reference, d, &data).await.map_err(|e| registry(format!("pushing {}", d.digest), e))?;
-    }
-    let raw = store.get_manifest(&r.manifest)?;
-    let at = reference.with_digest(r.manifest.digest.clone());
-    client.put_manifest(&at, &raw).await.map_err(|e| registry(format!("pushing {at}"), e))?;
-    Ok(())
 }

@@ -63,19 +63,8 @@ impl Run<'_> {
         let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
         let name = st.prefix(&format!("{verb} {}", self.display_words(st, rest)));
         let step = self.start(name);
-        match self.copy_run(st, c, add, line, args).await {
-            Ok(cached) => {
-                if cached {
-                    self.emit(Event::Cached { id: step.0 });
-                }
-                self.done(step);
-                Ok(())
-            }
-            Err(e) => {
-                self.emit(Event::Failed { id: step.0, message: e.to_string() });
-                Err(e)
-            }
-        }
+        let outcome = self.copy_run(st, c, add, line, args).await;
+        self.end_step(step, outcome)
     }
 
     /// Expands and checks the words of COPY/ADD.

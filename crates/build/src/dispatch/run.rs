@@ -23,7 +23,6 @@ use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper
 use crate::process::{
     cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
 };
-use crate::Event;
 
 /// Paths the runtime may create in the root file system to mount on.
 const RUNTIME_STUBS: [&str; 6] = ["proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname"];
@@ -56,19 +55,8 @@ impl Run<'_> {
         let first = rest.lines().next().unwrap_or("");
         let name = st.prefix(&format!("RUN {}", self.display_words(st, first)));
         let step = self.start(name.clone());
-        match self.run_step(st, cmd, r, step.0, &name).await {
-            Ok(cached) => {
-                if cached {
-                    self.emit(Event::Cached { id: step.0 });
-                }
-                self.done(step);
-                Ok(())
-            }
-            Err(e) => {
-                self.emit(Event::Failed { id: step.0, message: e.to_string() });
-                Err(e)
-            }
-        }
+        let outcome = self.run_step(st, cmd, r, step.0, &name).await;
+        self.end_step(step, outcome)
     }
 
     fn prepare_command(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> Result<Prepared> {

@@ -567,17 +567,9 @@ impl Progress {
 
 /// The registry client of a build; its byte counts feed `progress`.
 fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -> Result<polyarch_registry::Client> {
-    let config = context::registry_config(global)?;
-    let docker = polyarch_registry::DockerConfig::load().context("reading the docker config")?;
+    let builder = context::client_builder(context::registry_config(global)?, insecure)?;
     let p = progress.clone();
-    let client = polyarch_registry::ClientBuilder::new()
-        .with_config(config)
-        .with_docker_config(docker)
-        .with_insecure(insecure)
-        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
-        .with_progress(move |e| p.registry(&e))
-        .build()?;
-    Ok(client)
+    Ok(builder.with_progress(move |e| p.registry(&e)).build()?)
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {

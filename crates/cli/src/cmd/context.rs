@@ -28,14 +28,17 @@ pub fn client(global: &GlobalArgs, insecure: bool) -> Result<Client> {
 /// A registry client with the given configuration and the docker config's
 /// credentials.
 pub fn client_with(config: RegistryConfig, insecure: bool) -> Result<Client> {
+    Ok(client_builder(config, insecure)?.build()?)
+}
+
+/// The builder of [`client_with`], for callers that add a progress sink.
+pub fn client_builder(config: RegistryConfig, insecure: bool) -> Result<ClientBuilder> {
     let docker = DockerConfig::load().context("reading the docker config")?;
-    let client = ClientBuilder::new()
+    Ok(ClientBuilder::new()
         .with_config(config)
         .with_docker_config(docker)
         .with_insecure(insecure)
-        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    Ok(client)
+        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION"))))
 }
 
 /// Parses a reference as docker does (docker.io default, `library/`).

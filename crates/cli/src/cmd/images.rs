@@ -207,14 +207,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // Days from civil (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
+    let days = polyarch_build::config::days_from_civil(y, mo, d);
     Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
 }
 
@@ -545,11 +538,13 @@ pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
         }
         println!();
     }
-    let (dirs, unpacked) = polyarch_build::materialize::prune_unpacked(&store).context("pruning unpacked layers")?;
+    let stored = polyarch_build::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let (dirs, unpacked) =
+        polyarch_build::materialize::prune_unpacked(&store, &stored).context("pruning unpacked layers")?;
     if dirs > 0 {
         println!("Deleted unpacked layers: {dirs} ({})\n", human_size(unpacked));
     }
-    let snapshots = super::run::prune_snapshots(&store).context("pruning run snapshots")?;
+    let snapshots = super::run::prune_snapshots(&store, &stored).context("pruning run snapshots")?;
     if snapshots > 0 {
         println!("Deleted run snapshots: {snapshots}\n");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use polyarch_oci::Platform;
-use polyarch_registry::{Client, ClientBuilder, DockerConfig};
+use polyarch_registry::Client;
 use polyarch_transfer::{PlatformSelection, PushOptions};
 
 use super::context::{self, parse_tagged};
@@ -57,16 +57,8 @@ fn parse_platform(p: &str) -> Result<Platform> {
 
 /// A registry client whose byte counts feed `progress`.
 fn client_with_progress(global: &GlobalArgs, insecure: bool, progress: Arc<Progress>) -> Result<Client> {
-    let config = context::registry_config(global)?;
-    let docker = DockerConfig::load().context("reading the docker config")?;
-    let client = ClientBuilder::new()
-        .with_config(config)
-        .with_docker_config(docker)
-        .with_insecure(insecure)
-        .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION")))
-        .with_progress(move |e| progress.registry(&e))
-        .build()?;
-    Ok(client)
+    let builder = context::client_builder(context::registry_config(global)?, insecure)?;
+    Ok(builder.with_progress(move |e| progress.registry(&e)).build()?)
 }
 
 pub fn pull(global: &GlobalArgs, a: PullArgs) -> Result<u8> {

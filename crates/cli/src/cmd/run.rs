@@ -224,11 +224,11 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
 }
 
 /// Removes the committed snapshots of `polyarch run` (under
-/// `ROOT/snapshots/`) that are no chain of a stored image's layers, leaves
-/// first; snapshots of running containers stay. Returns how many went.
-pub fn prune_snapshots(store: &Store) -> Result<usize> {
+/// `ROOT/snapshots/`) that are no chain of the layers of `stored` (the
+/// diff_ids of the store's images), leaves first; snapshots of running containers stay. Returns how many went.
+pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
     let mut keep = std::collections::BTreeSet::new();
-    for ids in polyarch_build::materialize::stored_diff_ids(store)? {
+    for ids in stored {
         let mut parent: Option<String> = None;
         for id in ids {
             let Ok(d) = id.parse::<Digest>() else { break };

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use polyarch_build::export::IndexImage;
-use polyarch_build::multi::{check_emulation, probe_host, MultiBuilder, MultiResult};
-use polyarch_build::{config::Image, BuildOptions, BuildResult, Compression, Event, EventSink, Layer};
+use polyarch_build::multi::{check_emulation, probe_host, renumbered, MultiBuilder, MultiResult, StepNumbers};
+use polyarch_build::{config::Image, BuildOptions, BuildResult, Compression, EventSink, Layer};
 use polyarch_exec::Cancel;
 use polyarch_oci::{Descriptor, Digest, Platform, Reference};
 use polyarch_registry::Client;
@@ -54,11 +54,8 @@ struct Member<'b> {
 /// which node built which platform (`[linux/arm64@arm1 stage-0 2/3] ...`).
 struct Steps {
     progress: Arc<Progress>,
-    /// The last number given, and the number of each (source, step).
-    ids: Mutex<(usize, StepIds)>,
+    numbers: Arc<Mutex<StepNumbers>>,
 }
-
-type StepIds = HashMap<(usize, usize), usize>;
 
 /// `[linux/arm64 stage-0 2/3] RUN x` on `arm1` → `[linux/arm64@arm1 stage-0 2/3] RUN x`.
 fn on_node(name: &str, node: &str) -> String {
@@ -72,30 +69,11 @@ fn on_node(name: &str, node: &str) -> String {
 }
 
 impl Steps {
-    fn sink(self: &Arc<Self>, source: usize, node: String) -> EventSink {
-        let steps = self.clone();
-        Arc::new(move |e: Event| steps.event(source, &node, e))
-    }
-
-    fn event(&self, source: usize, node: &str, e: Event) {
-        let Ok(mut ids) = self.ids.lock() else { return };
-        let (next, map) = &mut *ids;
-        let mut global = |id: usize| {
-            *map.entry((source, id)).or_insert_with(|| {
-                *next += 1;
-                *next
-            })
-        };
-        let e = match e {
-            Event::Started { id, name } => Event::Started { id: global(id), name: on_node(&name, node) },
-            Event::Cached { id } => Event::Cached { id: global(id) },
-            Event::Done { id, elapsed } => Event::Done { id: global(id), elapsed },
-            Event::Failed { id, message } => Event::Failed { id: global(id), message },
-            Event::Log { id, elapsed, line } => Event::Log { id: global(id), elapsed, line },
-            _ => return,
-        };
-        drop(ids);
-        self.progress.lib_event(e);
+    /// The sink of build `source`, whose steps are named with `node(name)`.
+    fn sink(&self, source: usize, node: impl Fn(&str) -> String + Send + Sync + 'static) -> EventSink {
+        let progress = self.progress.clone();
+        let out: EventSink = Arc::new(move |e| progress.lib_event(e));
+        renumbered(out, self.numbers.clone(), source, move |name| on_node(name, &node(name)))
     }
 }
 
@@ -284,10 +262,10 @@ impl Nodes<'_> {
         let client = self.client(b, a.insecure)?;
         let spec = self.spec(b, opts, a)?;
         let dockerfile = Arc::new(opts.dockerfile.clone());
-        let df_digest = Digest::sha256(&dockerfile);
+        let df_digest = spec.dockerfile.clone();
         let needed = polyarch_remote::context::needed(&opts.dockerfile, &opts.context);
         let (entries, contents) = polyarch_remote::context::entries(&opts.context, &needed);
-        let steps = Arc::new(Steps { progress: self.progress.clone(), ids: Mutex::new((0, HashMap::new())) });
+        let steps = Steps { progress: self.progress.clone(), numbers: Arc::default() };
 
         let mut jobs: Vec<Job> = Vec::new();
         let mut local_result: Option<polyarch_build::Result<MultiResult>> = None;
@@ -303,7 +281,8 @@ impl Nodes<'_> {
                 spec.platforms = platforms.iter().map(|p| p.format()).collect();
                 let (entries, contents, dockerfile, df_digest) =
                     (entries.clone(), &contents, dockerfile.clone(), df_digest.clone());
-                let sink = steps.sink(i + 1, members[i].node.name.clone());
+                let node = members[i].node.name.clone();
+                let sink = steps.sink(i + 1, move |_| node.clone());
                 let label = members[i].label.clone();
                 let progress = self.progress.clone();
                 let platforms = platforms.clone();
@@ -333,18 +312,10 @@ impl Nodes<'_> {
             });
             if !here.is_empty() {
                 let names: HashMap<String, String> = here.iter().map(|(p, n)| (p.format(), n.clone())).collect();
-                let progress = steps.clone();
-                let sink: EventSink = Arc::new(move |e: Event| {
-                    let node = match &e {
-                        Event::Started { name, .. } => name
-                            .strip_prefix('[')
-                            .and_then(|r| r.split([' ', ']']).next())
-                            .and_then(|p| names.get(p))
-                            .cloned()
-                            .unwrap_or_else(|| "local".into()),
-                        _ => "local".into(),
-                    };
-                    progress.event(0, &node, e)
+                // Step names start with the platform, which says the node.
+                let sink = steps.sink(0, move |name| {
+                    let platform = name.strip_prefix('[').and_then(|r| r.split([' ', ']']).next());
+                    platform.and_then(|p| names.get(p)).cloned().unwrap_or_else(|| "local".into())
                 });
                 let builder = MultiBuilder::new(self.store.clone())
                     .with_client(client.clone())
@@ -400,7 +371,7 @@ impl Nodes<'_> {
             check_emulation(opts, &fallback, &Platform::host(), &probe_host)?;
             let builder = MultiBuilder::new(self.store.clone())
                 .with_client(client.clone())
-                .with_events(steps.sink(usize::MAX, "local".into()))
+                .with_events(steps.sink(usize::MAX, |_| "local".into()))
                 .with_jobs(a.jobs.unwrap_or_else(polyarch_build::multi::default_jobs));
             match self.rt.block_on(builder.build(opts, &fallback)) {
                 Ok(r) => images.extend(r.images.into_iter().map(|i| (i.platform.format(), i))),
@@ -596,7 +567,8 @@ impl Nodes<'_> {
                     .with_context(|| format!("invalid reference {n:?}"))?
                     .with_default_tag();
                 for c in img.children.iter().filter(|c| !remote.contains(&c.result.manifest.digest)) {
-                    polyarch_remote::worker::push_image(client, self.store, &c.result, &reference).await?;
+                    let at = reference.with_digest(c.result.manifest.digest.clone());
+                    polyarch_build::export::push_image(client, self.store, &c.result, &at).await?;
                 }
                 client.put_manifest(&reference, &img.raw).await.with_context(|| format!("pushing {reference}"))?;
             }
