@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use polyarch_emu::binfmt::BinfmtMisc;
-use polyarch_emu::{Arch, EmulatorStatus, InstallAction, InstallOptions, ProbeOptions, Status, UninstallAction};
+use polyarch_emu::{
+    Arch, EmulatorStatus, Failure, InstallAction, InstallOptions, ProbeOptions, Status, UninstallAction,
+};
 use serde_json::{json, Value};
 
 use super::GlobalArgs;
@@ -50,11 +52,13 @@ pub struct InstallArgs {
     /// Look for `qemu-<arch>-static` only in this directory.
     #[arg(long, value_name = "DIR")]
     qemu_dir: Option<PathBuf>,
-    /// Re-register handlers without the F flag, or disabled ones.
-    #[arg(long)]
-    replace: bool,
-    /// Also set the P flag (preserve argv[0]; needs QEMU 6.1 or later).
-    #[arg(long)]
+    /// Replace handlers that are wrong: disabled, without F or P, or with a
+    /// missing or dynamically linked emulator (as
+    /// multiarch/qemu-user-static --reset).
+    #[arg(long, alias = "replace")]
+    reset: bool,
+    /// Kept for compatibility: P is set whenever the emulator takes it.
+    #[arg(long, hide = true)]
     preserve_argv0: bool,
 }
 
@@ -102,7 +106,7 @@ fn platforms(archs: &[Arch]) -> Vec<String> {
 
 /// One architecture's JSON object.
 pub fn emulator_json(e: &EmulatorStatus) -> Value {
-    let h = e.serving().or(e.handlers.first());
+    let h = e.shown();
     json!({
         "arch": e.arch.name(),
         "platforms": platforms(&[e.arch]),
@@ -117,9 +121,12 @@ pub fn emulator_json(e: &EmulatorStatus) -> Value {
         "handlers": e.handlers.iter().map(|h| h.handler.name.clone()).collect::<Vec<_>>(),
         "available": e.available.as_ref().ok().map(|i| i.path.display().to_string()),
         "available_error": e.available.as_ref().err(),
+        "problems": h.map(|h| h.problems.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
         "native": e.native,
         "executes": e.executes(),
         "probe": e.probe.detail,
+        "failure": e.probe.failure,
+        "fix": e.fix,
     })
 }
 
@@ -192,15 +199,21 @@ fn status(args: StatusArgs) -> Result<u8> {
     };
     outln(&format!("binfmt_misc: {} ({state})", s.mount.display()));
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let mut rows = vec![["PLATFORMS", "HANDLER", "FLAGS", "STATIC", "ENABLED", "EXECUTES", "INTERPRETER"]
+    let mut rows = vec![["PLATFORMS", "HANDLER", "FLAGS", "STATIC", "ENABLED", "EXECUTES", "INTERPRETER", "PROBLEMS"]
         .map(String::from)
         .to_vec()];
+    let mut fixes = Vec::new();
     for e in &s.emulators {
-        let h = e.serving().or(e.handlers.first());
-        let executes = match (e.executes(), e.native) {
-            (true, true) => "native".to_string(),
-            (x, _) => yes(x),
+        let h = e.shown();
+        let executes = match (e.executes(), e.native, e.probe.failure) {
+            (true, true, _) => "native".to_string(),
+            (_, _, Some(Failure::Argv0Lost | Failure::ReexecFailed)) => "broken".to_string(),
+            (x, _, _) => yes(x),
         };
+        let problems = h.map(|h| h.problems.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default();
+        if let (Some(fix), false) = (&e.fix, e.handlers.is_empty()) {
+            fixes.push(format!("{}: {}; fix: {fix}", platforms(&[e.arch]).join(","), e.probe.detail));
+        }
         rows.push(vec![
             platforms(&[e.arch]).join(","),
             h.map(|h| h.handler.name.clone()).unwrap_or_else(|| "-".into()),
@@ -209,9 +222,13 @@ fn status(args: StatusArgs) -> Result<u8> {
             h.map(|h| yes(h.handler.enabled)).unwrap_or_else(|| "-".into()),
             executes,
             h.map(|h| h.handler.interpreter.display().to_string()).unwrap_or_else(|| "-".into()),
+            if problems.is_empty() { "-".to_string() } else { problems.join("; ") },
         ]);
     }
     out(&table(&rows));
+    for f in &fixes {
+        outln(f);
+    }
     let mut supported = platforms(&s.native());
     supported.extend(platforms(&s.emulated()));
     outln(&format!("supported: {}", supported.join(", ")));
@@ -220,12 +237,7 @@ fn status(args: StatusArgs) -> Result<u8> {
 
 fn install(args: InstallArgs) -> Result<u8> {
     let (archs, all) = parse_archs(&args.archs)?;
-    let opts = InstallOptions {
-        qemu_dir: args.qemu_dir.clone(),
-        replace: args.replace,
-        preserve_argv0: args.preserve_argv0,
-        ..InstallOptions::default()
-    };
+    let opts = InstallOptions { qemu_dir: args.qemu_dir.clone(), reset: args.reset, ..InstallOptions::default() };
     // `all` means every architecture an emulator is found for.
     let archs: Vec<Arch> = archs
         .into_iter()
@@ -245,11 +257,15 @@ fn install(args: InstallArgs) -> Result<u8> {
             Ok(action) => {
                 let what = match &action {
                     InstallAction::AlreadyInstalled { handler } => format!("already installed ({handler})"),
-                    InstallAction::Registered { handler, interpreter, replaced } if replaced.is_empty() => {
-                        format!("installed {handler} -> {}", interpreter.display())
-                    }
-                    InstallAction::Registered { handler, interpreter, replaced } => {
-                        format!("installed {handler} -> {} (replaced {})", interpreter.display(), replaced.join(", "))
+                    InstallAction::Registered { handler, interpreter, flags, replaced, argv0_note } => {
+                        let mut w = format!("installed {handler} -> {} (flags {flags})", interpreter.display());
+                        if !replaced.is_empty() {
+                            w.push_str(&format!(" (replaced {})", replaced.join(", ")));
+                        }
+                        if let Some(note) = argv0_note {
+                            w.push_str(&format!(" without P, so argv[0] is lost: {note}"));
+                        }
+                        w
                     }
                     InstallAction::Native => String::new(),
                 };
@@ -267,7 +283,7 @@ fn install(args: InstallArgs) -> Result<u8> {
                     polyarch_emu::ErrorKind::NotFound => " (apt-get install -y qemu-user-static)".to_string(),
                     polyarch_emu::ErrorKind::PermissionDenied => " (run as root)".to_string(),
                     polyarch_emu::ErrorKind::Conflict if matches!(e, polyarch_emu::Error::NeedsReplace { .. }) => {
-                        format!(" (polyarch binfmt install --replace {name})")
+                        format!(" (polyarch binfmt install --reset {name})")
                     }
                     _ => String::new(),
                 };
