@@ -20,7 +20,7 @@ done
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "install-deps: missing ${missing[*]}; run as root (sudo $0)" >&2
+    echo "install-deps: missing ${missing[*]}; run this script as root (bash $0)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive

@@ -86,7 +86,7 @@ pub enum Error {
     },
     /// A platform whose RUN steps must execute here cannot.
     #[error(
-        "{platform} cannot execute programs on this machine ({detail}); RUN steps for it need an emulator: run `{fix}`"
+        "{platform} cannot execute RUN steps on this machine ({detail}); they need a working emulator: run `{fix}`"
     )]
     Emulation {
         /// The platform.

@@ -245,37 +245,101 @@ echo "left: $(ls $B | tr '\n' ' ')"
     assert_eq!(lines(&out, "left:"), ["left: jar register status "], "{out}");
 }
 
+/// Runs `script` with bash as root of a new user namespace that maps the
+/// ids 0-65535 (so runc can set up containers), with its own mount and
+/// network namespaces and binfmt_misc instance (`$B`, mounted): builds
+/// run there against the handlers the script registers. `vars` are
+/// environment variables. Returns stdout and stderr.
+fn in_private_root(script: &str, vars: &[(&str, &str)]) -> Option<(String, String)> {
+    in_private_binfmt("true", &[])?;
+    if !require(crate::util::have("ip"), "ip (iproute2)") {
+        return None;
+    }
+    // unshare execs bash before the id maps exist; the second exec, after
+    // they are written, gives it root's capabilities in the namespace.
+    let wrapper = r#"fifo=$(mktemp -u); mkfifo "$fifo"
+unshare --user --mount --net --propagation private bash -c 'read -r _ < "$1"; rm -f "$1"; exec bash -ec "$2"' _ "$fifo" "$SCRIPT" &
+pid=$!
+while [ "$(readlink /proc/$pid/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.01; done
+echo "0 0 65536" > /proc/$pid/uid_map
+echo "0 0 65536" > /proc/$pid/gid_map
+echo go > "$fifo"
+wait $pid"#;
+    let setup = "B=/proc/sys/fs/binfmt_misc\nmount -t binfmt_misc binfmt_misc $B\nip link set lo up\n";
+    let out = std::process::Command::new("bash")
+        .args(["-ec", wrapper])
+        .env("SCRIPT", format!("{setup}{script}"))
+        .env("PA", env!("CARGO_BIN_EXE_polyarch"))
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running bash");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "{script}\nstdout: {stdout}\nstderr: {stderr}");
+    Some((stdout, stderr))
+}
+
 /// Busybox's shell re-executes applets through /proc/self/exe with the
-/// applet's name as argv[0]: under handlers that lose argv[0], `sleep 1`
-/// runs as `sh 1`. With the handlers `scripts/test.sh` registers (through
-/// `polyarch binfmt install --reset`), every applet gets its name.
+/// applet's name as argv[0]: under handlers that lose argv[0] (what
+/// `binfmt install` registered before), `sleep 1` runs as `sh 1`. In a
+/// private binfmt_misc: such handlers stop the build before any step,
+/// with the fix; after `polyarch binfmt install --reset` every applet
+/// gets its name on every platform.
 #[test]
 fn emulated_busybox_applets_get_their_argv0() {
-    let Some((env, _)) = mirrored_for_run() else { return };
-    let status: Value = serde_json::from_str(&env.ok(&["binfmt", "status", "--format", "json"])).unwrap();
-    let archs = ["arm64", "arm", "ppc64le", "s390x"];
-    for a in archs {
-        let e = emulator(&status, a);
-        let ok = e["executes"] == true || e["native"] == true;
-        if !require(ok, &format!("a working {a} handler ({}: {})", e["probe"], e["fix"])) {
-            return;
-        }
-    }
+    let Some((env, reg)) = mirrored_for_run() else { return };
     let df = "FROM busybox\nRUN sleep 1 && od -An -tx1 -N4 /bin/busybox > /od && echo a b | cut -d' ' -f2 > /cut \
               && basename /x/y > /basename && sh -c 'wc -c < /od' > /wc\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let out = env.dir.path().join("out");
-    let spec = format!("type=local,dest={}", s(&out));
-    let platforms = "linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x";
-    crate::util::build_ok(&env, &["--platform", platforms, "-o", &spec, s(&ctx)]);
-    crate::util::assert_clean_root(&env.root());
+    let broken = line(Arch::Arm64, "/usr/bin/qemu-aarch64-static", "OCF");
+    let script = r#"docker-registry serve "$REGDIR/config.yml" > "$REGDIR/in-namespace.log" 2>&1 &
+trap "kill $!" EXIT
+for _ in $(seq 100); do curl -s -o /dev/null "http://$REGISTRY/v2/" && break; sleep 0.1; done
+printf '%s' "$BROKEN" > $B/register
+if "$PA" build --progress plain --platform "$PLATFORMS" "$CTX" > "$OUT.broken" 2>&1; then echo "broken: built"; fi
+sed 's/^/broken: /' "$OUT.broken"
+"$PA" binfmt install --reset arm64,arm,ppc64le,s390x
+"$PA" build --progress plain --platform "$PLATFORMS" -o "type=local,dest=$OUT" "$CTX" 2>&1 | tail -3
+"#;
+    let mut vars: Vec<(String, String)> = env
+        .cmd(&[])
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect();
+    for (k, v) in [
+        ("REGDIR", s(reg.dir.path())),
+        ("REGISTRY", reg.host.as_str()),
+        ("BROKEN", broken.as_str()),
+        ("PLATFORMS", "linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x"),
+        ("CTX", s(&ctx)),
+        ("OUT", s(&out)),
+    ] {
+        vars.push((k.to_string(), v.to_string()));
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let Some((stdout, stderr)) = in_private_root(script, &vars) else { return };
+    let err = lines(&stdout, "broken: error: ");
+    assert_eq!(err.len(), 1, "{stdout}\n{stderr}");
+    assert!(err[0].contains("linux/arm64 cannot execute RUN steps") && err[0].contains("argv[0]"), "{stdout}");
+    assert!(err[0].ends_with("run `polyarch binfmt install --reset arm64`"), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.starts_with("broken: #") && l.contains("stage-0")), "a step ran: {stdout}");
+    assert!(
+        stdout.contains(
+            "arm64: installed qemu-aarch64 -> /usr/libexec/qemu-binfmt/aarch64-binfmt-P (flags POCF) \
+         (replaced qemu-aarch64); executes"
+        ),
+        "{stdout}"
+    );
     for d in ["linux_arm64", "linux_arm_v7", "linux_ppc64le", "linux_s390x"] {
-        let read = |f: &str| std::fs::read_to_string(out.join(d).join(f)).unwrap_or_else(|e| panic!("{d}/{f}: {e}"));
+        let read =
+            |f: &str| std::fs::read_to_string(out.join(d).join(f)).unwrap_or_else(|e| panic!("{d}/{f}: {e}\n{stdout}"));
         assert_eq!(read("od"), " 7f 45 4c 46\n", "{d}");
         assert_eq!(read("cut"), "b\n", "{d}");
         assert_eq!(read("basename"), "y\n", "{d}");
         assert_eq!(read("wc").trim(), "13", "{d}");
     }
+    crate::util::assert_clean_root(&env.root());
 }
 
 #[test]
