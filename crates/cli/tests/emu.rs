@@ -353,6 +353,30 @@ fn unknown_architectures_are_rejected() {
     assert!(err.contains("did you mean \"arm64\"?"), "{err}");
 }
 
+/// A mistyped platform is an error naming the closest architecture,
+/// before anything is pulled or built (no registry is configured here:
+/// any pull would fail differently).
+#[test]
+fn platform_typos_name_the_closest_architecture_first() {
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let typo = |args: &[&str], close: &str| {
+        let out = env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(&format!("; did you mean \"{close}\"?")), "{args:?}: {err}");
+        assert!(!err.contains("registry") && !err.contains("#1 "), "{args:?}: {err}");
+    };
+    typo(&["build", "--platform", "linux/amd46", s(&ctx)], "amd64");
+    typo(&["build", "--platform", "linux/amd64,linux/arm65", s(&ctx)], "arm64");
+    typo(&["run", "--platform", "linux/arm65", "busybox", "true"], "arm64");
+    typo(&["pull", "--platform", "linux/s309x", "busybox"], "s390x");
+    typo(&["builder", "create", "--name", "x", "--platform", "linux/ppc64el"], "ppc64le");
+    let err = env.fails(&["build", "--platform", "linux/amd46", s(&ctx)]);
+    assert!(err.contains("unknown architecture \"amd46\""), "{err}");
+    assert!(!err.contains("build it on a machine"), "{err}");
+}
+
 const CHECKS: [&str; 10] = [
     "kernel",
     "binfmt_misc",
