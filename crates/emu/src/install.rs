@@ -199,6 +199,10 @@ pub fn remedy(arch: Arch, probed: &ProbeResult, qemu_dir: Option<&Path>) -> Opti
         format!("polyarch binfmt install {arch}")
     };
     Some(match find_interpreter(arch, qemu_dir) {
+        // A handler can only keep argv[0] with an emulator that takes P.
+        Ok(i) if !i.preserve_argv0 && probed.failure == Some(Failure::Argv0Lost) => {
+            format!("apt-get install -y qemu-user-static (QEMU 6.1 or later) && {install}")
+        }
         Ok(_) => install,
         Err(_) => format!("apt-get install -y qemu-user-static && {install}"),
     })
