@@ -171,8 +171,14 @@ fn broken_handlers_are_reported_and_reset() {
     let mut vars = vec![];
     let mut script = String::new();
     for (arch, q) in QEMUS {
-        let flags = if arch == "s390x" { "" } else { "OCF" };
-        vars.push((q, line(Arch::parse(arch).unwrap(), &format!("/usr/bin/qemu-{q}-static"), flags)));
+        let (interpreter, flags) = match arch {
+            "s390x" => (format!("/usr/bin/qemu-{q}-static"), ""),
+            "riscv64" => (format!("/nonexistent/qemu-{q}-static"), "P"),
+            // A dynamically linked program in the emulator's place.
+            "mips64le" => ("/usr/bin/true".to_string(), "PF"),
+            _ => (format!("/usr/bin/qemu-{q}-static"), "OCF"),
+        };
+        vars.push((q, line(Arch::parse(arch).unwrap(), &interpreter, flags)));
         script.push_str(&format!("printf '%s' \"${q}\" > $B/register\n"));
     }
     script.push_str(&format!(
@@ -192,8 +198,18 @@ for h in aarch64 s390x; do echo "now $h: $(sed -n 2,3p $B/qemu-$h | tr '\n' ' ')
     assert_eq!(arm64["failure"], "argv0_lost", "{arm64}");
     assert_eq!(arm64["fix"], "polyarch binfmt install --reset arm64", "{arm64}");
     assert!(arm64["problems"][0].as_str().unwrap().starts_with("no P flag"), "{arm64}");
-    let s390x = emulator(&status, "s390x");
-    assert!(s390x["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().starts_with("no F flag")));
+    let problems = |arch: &str| -> Vec<String> {
+        let e = emulator(&status, arch);
+        assert_eq!(
+            (&e["executes"], &e["fix"]),
+            (&Value::Bool(false), &Value::from(format!("polyarch binfmt install --reset {arch}"))),
+            "{e}"
+        );
+        e["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
+    };
+    assert!(problems("s390x").iter().any(|p| p.starts_with("no F flag")), "{:?}", problems("s390x"));
+    assert!(problems("riscv64").contains(&"its interpreter is missing".to_string()), "{:?}", problems("riscv64"));
+    assert_eq!(problems("mips64le"), ["its interpreter is dynamically linked"]);
     let row = lines(&out, "table linux/arm64 ");
     assert!(row.len() == 1 && row[0].contains(" broken ") && row[0].contains("no P flag"), "{out}");
     let fix = lines(&out, "table linux/arm64: runs, but argv[0]");
