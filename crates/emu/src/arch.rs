@@ -146,8 +146,15 @@ fn alias(s: &str) -> Option<Arch> {
 }
 
 impl Arch {
-    /// Every architecture, native candidates first, in buildkit's order,
-    /// then the others Debian's qemu-user-static emulates.
+    /// The architectures buildkit and tonistiigi/binfmt emulate: the ones
+    /// images are commonly published for.
+    pub fn is_common(self) -> bool {
+        Arch::ALL[..10].contains(&self)
+    }
+
+    /// Every architecture, native candidates first, in buildkit's order
+    /// (the [`Arch::is_common`] ones), then the others Debian's
+    /// qemu-user-static emulates.
     pub const ALL: [Arch; 21] = [
         Arch::Amd64,
         Arch::Arm64,
@@ -512,5 +519,6 @@ mod tests {
         assert_eq!(Arch::Mips64le.handler_name(), "qemu-mips64el");
         assert!(Arch::I386.maybe_native_on(Arch::Amd64));
         assert!(!Arch::Arm64.maybe_native_on(Arch::Amd64));
+        assert!(Arch::Arm.is_common() && Arch::Loong64.is_common() && !Arch::Sparc64.is_common());
     }
 }

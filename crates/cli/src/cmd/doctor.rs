@@ -125,8 +125,10 @@ fn emulator(e: &EmulatorStatus) -> Check {
                 Some("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc".into()),
             );
         }
-        // Not every architecture is needed: a missing one is a warning.
-        return check(name, Level::Warn, format!("no emulator registered: {}", e.probe.detail), e.fix.clone());
+        // Images are commonly published for buildkit's architectures; the
+        // others Debian emulates are a warning when missing.
+        let level = if e.arch.is_common() { Level::Fail } else { Level::Warn };
+        return check(name, level, format!("no emulator registered: {}", e.probe.detail), e.fix.clone());
     };
     let d =
         format!("{} ({}, flags {:?})", h.handler.name, h.handler.interpreter.display(), h.handler.flags.to_string());
