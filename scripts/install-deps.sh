@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   ca-certificates curl jq openssl git gcc pkg-config
+  iproute2                             # loopback in the namespaces the emulation tests make
   docker-registry apache2-utils        # the test registry (../shared/fixtures/registry.sh)
   skopeo umoci buildah                 # independent clients and peers the tests check results with
   runc                                 # the OCI runtime RUN steps and `polyarch run` use

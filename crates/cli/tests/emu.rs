@@ -251,9 +251,13 @@ fn uninstall_removes_only_qemu_handlers() {
 "$PA" binfmt uninstall mips64le
 "$PA" binfmt status --format json | tr -d '\n' | sed 's/^/json /'; echo
 "$PA" doctor | grep --no-group-separator -A1 -E 'emulator linux/(mips64le|sparc64):' | sed 's/^/doctor /'
+"$PA" build --platform linux/sparc64 "$CTX" 2>&1 | sed 's/^/build /' || true
 echo "left: $(ls $B | tr '\n' ' ')"
 "#;
-    let Some(out) = in_private_binfmt(script, &[]) else { return };
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let vars = [("CTX", s(&ctx).to_string()), ("POLYARCH_ROOT", s(&env.root()).to_string())];
+    let Some(out) = in_private_binfmt(script, &vars) else { return };
     assert_eq!(lines(&out, "mips64le: removed"), ["mips64le: removed qemu-mips64el"], "{out}");
     assert_eq!(lines(&out, "mips64le: qemu"), ["mips64le: qemu-mips64el not installed"], "{out}");
     let status: Value = serde_json::from_str(lines(&out, "json ")[0].strip_prefix("json ").unwrap()).unwrap();
@@ -270,6 +274,11 @@ echo "left: $(ls $B | tr '\n' ' ')"
     assert_eq!(doctor[1].trim(), "fix: polyarch binfmt install mips64le");
     assert!(doctor[2].starts_with("[warn] emulator linux/sparc64: no emulator registered"), "{out}");
     assert_eq!(doctor[3].trim(), "fix: polyarch binfmt install sparc64");
+    // The build stops before anything is pulled, with the same command.
+    let build = lines(&out, "build error: ");
+    assert_eq!(build.len(), 1, "{out}");
+    assert!(build[0].contains("linux/sparc64 cannot execute RUN steps"), "{out}");
+    assert!(build[0].ends_with("run `polyarch binfmt install sparc64`"), "{out}");
 }
 
 /// Runs `script` with bash as root of a new user namespace that maps the
