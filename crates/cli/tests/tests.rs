@@ -10,6 +10,7 @@ mod foreign;
 mod imagetools;
 mod interrupt;
 mod layering;
+mod localbase;
 mod manifest;
 mod multiplatform;
 mod nodes;

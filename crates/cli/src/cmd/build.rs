@@ -1,7 +1,7 @@
 //! `polyarch build`: a Dockerfile build for one platform or several (one
 //! index, see [`multi`]), with the flags of
 //! `docker buildx build` (`-f`, `--target`, `--build-arg`, `--label`, `-t`,
-//! `--no-cache`, `--platform`, `--progress`, `--metadata-file`,
+//! `--no-cache`, `--pull`, `--platform`, `--progress`, `--metadata-file`,
 //! `--iidfile`, `-o/--output`, `--push`).
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
+use polyarch_build::base::ResolveMode;
 use polyarch_build::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
@@ -46,6 +47,11 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Always ask the registry for the images the build names (FROM,
+    /// COPY --from, RUN --mount=from); without it a stored image with the
+    /// platform is used, and the registry asked otherwise.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pull: bool,
     /// The target platforms: a comma list, repeatable; `local` is this
     /// machine's (default). Several build one index.
     #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
@@ -638,6 +644,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         runtime: a.runtime.clone(),
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
+        resolve_mode: if a.pull { ResolveMode::Pull } else { ResolveMode::PreferLocal },
     };
     let store = Store::open(context::data_root(global)).context("opening the local store")?;
     let client = build_client(global, a.insecure, &progress)?;
