@@ -17,3 +17,4 @@ mod nodes;
 mod run;
 mod runstep;
 mod store;
+mod tty;

@@ -12,6 +12,9 @@
 //! the process with runc (see `polyarch_exec`). The exit code is the
 //! process's.
 //!
+//! `-t` gives the process a terminal and `-i` keeps stdin open, as
+//! `docker run -it` (see [`tty`]).
+//!
 //! There is no container state to keep: the container, its snapshot and
 //! mount are removed when the process exits, with or without `--rm`
 //! (accepted for Docker compatibility). What a killed polyarch left behind
@@ -41,6 +44,7 @@ use super::images::open_store;
 use super::GlobalArgs;
 
 mod image;
+mod tty;
 
 /// When to pull the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,9 +94,12 @@ pub struct RunArgs {
     /// When to pull the image.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
-    /// Keep stdin open for the process.
+    /// Keep stdin open for the process (with `-t`, typed into its terminal).
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Give the process a terminal (a pseudo-TTY).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// A resource limit, `NAME=SOFT[:HARD]` (`nofile=1024:2048`); lowered to
     /// polyarch's own hard limit when above it.
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
@@ -152,7 +159,10 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     let cancel = Cancel::new();
     let _in_runtime = rt.enter();
     watch_signals(&rt, cancel.clone());
-    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, a.interactive, cancel);
+    let streams = tty::Streams::new(&rt, a.tty, a.interactive)?;
+    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, &streams, cancel);
+    // The caller's terminal leaves raw mode before anything is printed.
+    drop(streams);
     match status {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast_ref::<polyarch_exec::Error>() {
@@ -290,7 +300,7 @@ fn run_in_snapshot(
     s: &dyn Snapshotter,
     top: &Option<String>,
     mut process: ProcessSpec,
-    stdin: bool,
+    streams: &tty::Streams,
     cancel: Cancel,
 ) -> Result<u8> {
     let mount_point = exec.mount_point()?;
@@ -301,8 +311,7 @@ fn run_in_snapshot(
     let mount = s.prepare(&key, top.as_deref()).context("preparing the container's snapshot")?;
     let result = (|| -> Result<u8> {
         let guard = mount.mount(mount_point.path()).context("mounting the container's root file system")?;
-        let io = ProcessIo::inherit().with_cancel(cancel);
-        let io = if stdin { io.with_stdin_inherited() } else { io };
+        let io = streams.io(ProcessIo::inherit().with_cancel(cancel));
         let status = exec.run(mount_point.path(), &[], &process, io);
         guard.unmount().context("unmounting the container's root file system")?;
         Ok(u8::try_from(status?.code() & 0xff).unwrap_or(255))
