@@ -89,7 +89,8 @@ fn pull_prefers_the_registry_and_unknown_names_fail_with_both_answers() {
     let ctx = context(&env, "child", &[("Dockerfile", &df)]);
     build_ok(&env, &["-t", "child:local", s(&ctx)]);
     assert_eq!(cat(&env, &["child:local"], "/seen"), "local\n");
-    build_ok(&env, &["--pull", "-t", "child:pulled", s(&ctx)]);
+    // `--pull` takes no separate value: the context after it stays the context.
+    build_ok(&env, &["-t", "child:pulled", "--pull", s(&ctx)]);
     assert_eq!(cat(&env, &["child:pulled"], "/seen"), "registry\n");
     build_ok(&env, &["--pull=false", "-t", "child:again", s(&ctx)]);
     assert_eq!(cat(&env, &["child:again"], "/seen"), "local\n");
