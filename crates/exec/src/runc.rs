@@ -3,7 +3,8 @@
 //! state directory and runs `RUNTIME --root STATE/runtime run --bundle B
 //! ID` in the foreground, as BuildKit's `runcexecutor` does through
 //! go-runc. The runtime's own errors go to a JSON log in the bundle, so
-//! they are told apart from the process's exit code.
+//! they are told apart from the process's exit code. A run with a
+//! terminal runs detached with a console socket instead ([`crate::console`]).
 
 use std::fs;
 use std::io::Read;
@@ -86,7 +87,7 @@ impl RuncExecutorBuilder {
 pub struct RuncExecutor {
     pub(crate) runtime: Runtime,
     state: State,
-    pub(crate) sys: Arc<dyn Syscalls>,
+    sys: Arc<dyn Syscalls>,
     grace: Duration,
 }
 
