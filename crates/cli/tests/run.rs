@@ -212,7 +212,7 @@ fn run_pull_policies() {
 }
 
 /// Waits until `root` has a running container; returns its id.
-fn wait_for_container(root: &Path) -> String {
+pub fn wait_for_container(root: &Path) -> String {
     let runtime = root.join("exec/runtime");
     for _ in 0..500 {
         if let Ok(out) = Command::new("runc").arg("--root").arg(&runtime).args(["list", "-q"]).output() {

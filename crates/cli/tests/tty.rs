@@ -164,3 +164,28 @@ fn run_t_without_i_and_i_without_t() {
     }
     crate::util::assert_no_mounts_or_containers(&env.root());
 }
+
+#[test]
+fn a_stopped_or_killed_terminal_run_leaves_nothing_behind() {
+    let Some((env, img)) = setup() else { return };
+    // SIGTERM: the container is stopped, the caller's terminal restored.
+    let (master, slave) = pty(24, 80);
+    let before = termios::tcgetattr(&slave).unwrap();
+    let mut screen = Screen::new(&master);
+    let script = "trap 'echo stopping; exit 3' TERM; echo up; while :; do sleep 0.1; done";
+    let mut child = spawn_on(&env, &slave, &["-it", &img, "sh", "-c", script]);
+    screen.wait_for("up\r\n");
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(wait_exit(&mut child), 130);
+    screen.wait_for("stopping\r\n");
+    assert_eq!(termios::tcgetattr(&slave).unwrap().local_modes, before.local_modes);
+    crate::util::assert_no_mounts_or_containers(&env.root());
+    // SIGKILL: the detached container outlives polyarch until the next run.
+    let mut child = env.cmd(&["run", "-t", &img, "sleep", "600"]).stdout(Stdio::null()).spawn().unwrap();
+    crate::run::wait_for_container(&env.root());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(run(&env, &[&img, "true"]).0, 0);
+    crate::util::assert_no_mounts_or_containers(&env.root());
+}
