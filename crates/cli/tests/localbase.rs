@@ -34,7 +34,11 @@ fn from_copy_from_and_mount_from_a_stored_image() {
     let Some((env, _)) = mirrored_for_run() else { return };
     let base = format!("{NOWHERE}/local/base:1");
     let ctx = context(&env, "base", &[("Dockerfile", "FROM busybox\nRUN echo stored > /base.txt\n")]);
-    build_ok(&env, &["-t", &base, s(&ctx)]);
+    build_ok(&env, &["-t", &base, "-t", "mybase", s(&ctx)]);
+    // A short name is normalised as the build's -t stored it.
+    let short = context(&env, "short", &[("Dockerfile", "FROM mybase\nRUN cp /base.txt /short.txt\n")]);
+    build_ok(&env, &["-t", "short:1", s(&short)]);
+    assert_eq!(cat(&env, &["short:1"], "/short.txt"), "stored\n");
     let df = format!(
         "FROM {base}\nCOPY --from={base} /base.txt /copied.txt\n\
          RUN --mount=from={base},target=/m cat /m/base.txt > /mounted.txt\n"
