@@ -9,6 +9,7 @@ mod failures;
 mod imagetools;
 mod interrupt;
 mod layering;
+mod leftovers;
 mod manifest;
 mod multiplatform;
 mod nodes;

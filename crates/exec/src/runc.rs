@@ -104,7 +104,7 @@ impl RuncExecutor {
     /// Removes containers, bundles and mounts left by polyarch processes
     /// that died without cleaning up.
     pub fn cleanup_stale(&self) -> Result<Cleanup> {
-        self.state.cleanup_stale(&self.runtime, self.sys.as_ref())
+        self.state.cleanup_stale(Some(&self.runtime), self.sys.as_ref())
     }
 
     /// Whether a name made from an id of [`RuncExecutor::mount_point`]
@@ -121,7 +121,7 @@ impl RuncExecutor {
     pub fn mount_point(&self) -> Result<MountPoint> {
         let id = self.state.new_id(self.sys.as_ref());
         let path = self.state.mount_point(&id);
-        fs::create_dir_all(&path).map_err(io_at(&path))?;
+        state::private_dir(&path)?;
         Ok(MountPoint { id, path, sys: self.sys.clone() })
     }
 
@@ -148,7 +148,7 @@ impl RuncExecutor {
         if !p.readonly_rootfs {
             rootfs::mkdir_all(&rootfs, &p.cwd)?;
         }
-        fs::create_dir_all(bundle).map_err(io_at(bundle))?;
+        state::private_dir(bundle)?;
         let resolv_conf = bundle.join("resolv.conf");
         let hosts = bundle.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
@@ -165,9 +165,9 @@ impl RuncExecutor {
             cgroups_path: PathBuf::from("/polyarch").join(id),
         };
         let config = bundle.join("config.json");
-        spec::build(&input)?
-            .save(&config)
-            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })
+        let json = serde_json::to_vec(&spec::build(&input)?)
+            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })?;
+        write_private(&config, &json)
     }
 
     /// Waits for the runtime to exit, stopping the container when the run
@@ -344,6 +344,16 @@ fn never_ran(rootfs: &Path, p: &ProcessSpec) -> bool {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).map_err(io_at(path))
+}
+
+/// Writes a new file only its owner can read (0600 from its creation on,
+/// never wider): the bundle's config holds the process's environment,
+/// secrets included.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_at(path))?;
+    f.write_all(bytes).map_err(io_at(path))
 }
 
 /// A host file's bytes, empty when it is missing.

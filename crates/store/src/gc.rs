@@ -62,6 +62,9 @@ pub struct DiskUsage {
     pub ingest_files: usize,
     /// Their total size.
     pub ingest_bytes: u64,
+    /// Every regular file under the root (on its file system), whatever
+    /// made it: blobs, temp files, unpacked trees, state.
+    pub total_bytes: u64,
 }
 
 impl DiskUsage {
@@ -162,14 +165,26 @@ impl Store {
     }
 
     fn prune_ingest(&self, opts: &PruneOptions, report: &mut PruneReport) -> Result<()> {
+        let (files, bytes) = self.reclaim_ingest(opts.ingest_grace)?;
+        report.ingest_removed += files;
+        report.bytes += bytes;
+        Ok(())
+    }
+
+    /// Removes the temp files in `ingest/` that no live writer holds (a
+    /// writer's lock ends with its process, killed or not) and that are
+    /// older than `grace` (a writer locks its file just after making it).
+    /// Returns how many went and their bytes.
+    pub fn reclaim_ingest(&self, grace: Duration) -> Result<(usize, u64)> {
         let dir = self.root().join("ingest");
         let now = SystemTime::now();
+        let (mut files, mut bytes) = (0, 0);
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
             let Ok(file) = fs::File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
             let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
-            if !meta.is_file() || age < opts.ingest_grace {
+            if !meta.is_file() || age < grace {
                 continue;
             }
             // A live writer holds an exclusive lock on its temp file.
@@ -178,14 +193,14 @@ impl Store {
             }
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    report.ingest_removed += 1;
-                    report.bytes += meta.len();
+                    files += 1;
+                    bytes += meta.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::Io { path, source: e }),
             }
         }
-        Ok(())
+        Ok((files, bytes))
     }
 
     /// Temp files of `index.json` left by a killed process. Only called
@@ -219,8 +234,33 @@ impl Store {
                 du.ingest_bytes += m.len();
             }
         }
+        du.total_bytes = tree_bytes(self.root());
         Ok(du)
     }
+}
+
+/// The bytes of every regular file below `dir`, without following
+/// symlinks or crossing into other file systems (mounts of running
+/// containers).
+pub fn tree_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = fs::symlink_metadata(dir) else { return 0 };
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }
 
 fn ignore_not_found(e: io::Error) -> io::Result<()> {
@@ -315,6 +355,19 @@ mod tests {
         live.write_all(b"ve").unwrap();
         live.commit(4, &desc.digest).unwrap();
         assert_eq!(s.du().unwrap().ingest_files, 1);
+    }
+
+    #[test]
+    fn du_counts_everything_under_the_root() {
+        let (_d, s) = store();
+        let img = random_image(&s, 2, 5).unwrap();
+        s.tag("a", &img).unwrap();
+        let before = s.du().unwrap();
+        assert!(before.total_bytes >= before.bytes, "{before:?}");
+        let stray = s.root().join("snapshots/x/deep");
+        fs::create_dir_all(&stray).unwrap();
+        fs::write(stray.join("f"), vec![0u8; 10_000]).unwrap();
+        assert_eq!(s.du().unwrap().total_bytes, before.total_bytes + 10_000);
     }
 
     #[test]
