@@ -12,6 +12,7 @@ mod layering;
 mod leftovers;
 mod manifest;
 mod multiplatform;
+mod naming;
 mod nodes;
 mod run;
 mod runstep;
