@@ -2,6 +2,7 @@
 
 mod util;
 
+mod archives;
 mod build;
 mod builders;
 mod emu;

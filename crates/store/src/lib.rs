@@ -17,6 +17,7 @@ pub mod layout;
 pub mod refs;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+mod verify;
 mod writer;
 
 use std::fs::{self, File};

@@ -50,12 +50,13 @@ impl LocalWriter {
     }
 
     /// Commits under whatever digest the content has; for archive entries
-    /// whose digest is not known up front. Returns digest and size.
-    pub(crate) fn commit_computed(self) -> Result<(Digest, u64)> {
+    /// whose digest is not known up front. Returns digest, size and whether
+    /// the blob is new here.
+    pub(crate) fn commit_computed(self) -> Result<(Digest, u64, bool)> {
         let (tmp, hasher, written, root) = self.into_temp()?;
         let digest = hasher.finish();
-        finish(tmp, &root, &digest)?;
-        Ok((digest, written))
+        let new = finish(tmp, &root, &digest)?;
+        Ok((digest, written, new))
     }
 }
 
@@ -87,7 +88,7 @@ impl Ingest for LocalWriter {
         if &actual != expected {
             return Err(Error::DigestMismatch { expected: expected.clone(), actual });
         }
-        finish(tmp, &root, expected)
+        finish(tmp, &root, expected).map(drop)
     }
 }
 
@@ -106,10 +107,11 @@ fn rehash(tmp: &NamedTempFile, like: &Digest) -> Result<Digest> {
 
 /// Syncs the verified temp file and renames it into place, unless the blob
 /// is already there (then the temp file is dropped and this succeeds).
-fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result<()> {
+/// Returns whether it was put in place.
+fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result<bool> {
     let target = blob_path(root, digest);
     if target.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let parent = target.parent().map(PathBuf::from).unwrap_or_else(|| root.to_path_buf());
     fs::create_dir_all(&parent).map_err(io_at(&parent))?;
@@ -117,5 +119,5 @@ fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result
     // Blobs are immutable; make that visible in their mode.
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o444)).map_err(io_at(tmp.path()))?;
     tmp.persist(&target).map_err(|e| Error::Io { path: target.clone(), source: e.error })?;
-    sync_dir(&parent)
+    sync_dir(&parent).map(|()| true)
 }
