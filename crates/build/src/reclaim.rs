@@ -23,10 +23,6 @@ use polyarch_exec::sys::{Linux, Syscalls};
 use polyarch_snapshot::{Kind, NaiveSnapshotter, OverlaySnapshotter, Snapshotter};
 use polyarch_store::Store;
 
-/// Temp files in `ingest/` younger than this are left: a writer locks its
-/// file just after making it.
-const INGEST_GRACE: Duration = Duration::from_secs(10);
-
 /// What [`reclaim`] removed, and what it could not.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reclaimed {
@@ -96,7 +92,7 @@ fn reclaim_with(store: &Store, runtime: Option<&str>, sys: &dyn Syscalls) -> Rec
     for (kind, dir) in snapshot_roots(root) {
         reclaim_snapshots(kind, &dir, sys, &mut done);
     }
-    match store.reclaim_ingest(INGEST_GRACE) {
+    match store.reclaim_ingest(Duration::ZERO) {
         Ok(t) => done.temp_files = t,
         Err(e) => done.failed.push((root.join("ingest"), e.to_string())),
     }

@@ -225,3 +225,29 @@ fn a_run_killed_while_unpacking_is_reclaimed_by_images() {
     assert!(after["TotalBytes"].as_u64() < paused["TotalBytes"].as_u64(), "{paused} → {after}");
     assert_clean_root(&env.root());
 }
+
+#[test]
+fn a_pull_killed_mid_download_leaves_no_temp_file_after_the_next_command() {
+    let Some(reg) = shared_registry() else { return };
+    let env = Env::new();
+    let proxy = crate::util::net::StallingProxy::start(reg.host.clone(), 200_000);
+    let src = format!("127.0.0.1:{}/library/busybox:latest", proxy.port);
+    let mut child = env
+        .cmd(&["pull", "-q", "--platform", "linux/amd64", &src])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting polyarch pull");
+    let ingest = env.root().join("ingest");
+    wait_for("a partial download", &mut child, || {
+        files(&ingest).into_iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)).then_some(())
+    });
+    let live = du(&env);
+    assert!(live["TempFiles"].as_u64().unwrap() > 0, "a live download is kept and counted: {live}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(!files(&ingest).is_empty(), "the killed pull leaves its temp file");
+    env.ok(&["images"]);
+    assert_eq!(files(&ingest), Vec::<PathBuf>::new(), "images must remove the killed pull's temp files");
+    drop(proxy);
+}

@@ -173,8 +173,9 @@ impl Store {
 
     /// Removes the temp files in `ingest/` that no live writer holds (a
     /// writer's lock ends with its process, killed or not) and that are
-    /// older than `grace` (a writer locks its file just after making it).
-    /// Returns how many went and their bytes.
+    /// older than `grace`. A writer whose new file goes before it locked it
+    /// makes another, so no grace is needed for safety. Returns how many
+    /// went and their bytes.
     pub fn reclaim_ingest(&self, grace: Duration) -> Result<(usize, u64)> {
         let dir = self.root().join("ingest");
         let now = SystemTime::now();
@@ -355,6 +356,22 @@ mod tests {
         live.write_all(b"ve").unwrap();
         live.commit(4, &desc.digest).unwrap();
         assert_eq!(s.du().unwrap().ingest_files, 1);
+    }
+
+    #[test]
+    fn reclaim_takes_unheld_temp_files_at_once_and_leaves_live_writers() {
+        let (_d, s) = store();
+        let desc = Descriptor::new(mt::OCI_CONFIG, Digest::sha256(b"live"), 4);
+        let mut live = s.writer(&desc).unwrap();
+        live.write_all(b"li").unwrap();
+        live.flush().unwrap();
+        let dead = s.root().join("ingest").join("dead.tmp");
+        fs::write(&dead, b"123").unwrap();
+        assert_eq!(s.reclaim_ingest(Duration::ZERO).unwrap(), (1, 3));
+        assert!(!dead.exists());
+        live.write_all(b"ve").unwrap();
+        live.commit(4, &desc.digest).unwrap();
+        assert!(s.exists(&desc.digest).unwrap());
     }
 
     #[test]

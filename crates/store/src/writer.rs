@@ -28,9 +28,17 @@ impl LocalWriter {
     /// Starts a temp file under `root/ingest`, hashing with `algorithm`.
     pub(crate) fn create(root: PathBuf, algorithm: Algorithm, hint: &str) -> Result<LocalWriter> {
         let ingest = root.join("ingest");
-        let tmp = tempfile::Builder::new().prefix(&format!("{hint}.")).tempfile_in(&ingest).map_err(io_at(&ingest))?;
-        fs4::FileExt::try_lock(tmp.as_file())
-            .map_err(|e| Error::Io { path: tmp.path().to_path_buf(), source: e.into() })?;
+        let tmp = loop {
+            let tmp =
+                tempfile::Builder::new().prefix(&format!("{hint}.")).tempfile_in(&ingest).map_err(io_at(&ingest))?;
+            fs4::FileExt::try_lock(tmp.as_file())
+                .map_err(|e| Error::Io { path: tmp.path().to_path_buf(), source: e.into() })?;
+            // Before it was locked, the file looked abandoned and may have
+            // been removed ([`crate::Store::reclaim_ingest`]): start another.
+            if still_named(&tmp) {
+                break tmp;
+            }
+        };
         Ok(LocalWriter {
             file: BufWriter::with_capacity(128 * 1024, tmp),
             hasher: Digester::new(algorithm),
@@ -89,6 +97,15 @@ impl Ingest for LocalWriter {
             return Err(Error::DigestMismatch { expected: expected.clone(), actual });
         }
         finish(tmp, &root, expected).map(drop)
+    }
+}
+
+/// Whether the temp file's path still names the open file.
+fn still_named(tmp: &NamedTempFile) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(tmp.path()), tmp.as_file().metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
