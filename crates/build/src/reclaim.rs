@@ -96,6 +96,9 @@ fn reclaim_with(store: &Store, runtime: Option<&str>, sys: &dyn Syscalls) -> Rec
         Ok(t) => done.temp_files = t,
         Err(e) => done.failed.push((root.join("ingest"), e.to_string())),
     }
+    if let Err(e) = store.reclaim_index_temps() {
+        done.failed.push((root.join("index.json"), e.to_string()));
+    }
     done
 }
 
@@ -235,6 +238,7 @@ mod tests {
             }
         }
         std::fs::create_dir_all(root.join("run/other")).unwrap();
+        std::fs::write(root.join(".index.json.x1"), b"{").unwrap();
         let s = open_snapshotter("naive", &root.join("snapshots/naive")).unwrap();
         for key in ["run-pa-20-200-1", "run-pa-10-100-1", "extract-20-5-0-sha256:aa"] {
             s.prepare(key, None).unwrap();
@@ -249,6 +253,7 @@ mod tests {
         assert!(root.join("run").join(live).exists() && root.join("run/other").exists());
         let keys: Vec<String> = s.list().unwrap().into_iter().map(|i| i.key).collect();
         assert_eq!(keys, ["run-pa-10-100-1"]);
+        assert!(!root.join(".index.json.x1").exists());
         assert!(reclaim_with(&store, None, &sys).is_empty());
     }
 }

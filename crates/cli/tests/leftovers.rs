@@ -73,6 +73,9 @@ fn the_store_root_is_private_new_or_not() {
     let given = other.dir.path().join("given/data");
     other.ok(&["--root", s(&given), "du"]);
     assert_eq!(mode(&given), 0o700, "a --root directory");
+    let lists = Env::new();
+    lists.run(&["manifest", "rm", "example.com/no/such:list"]);
+    assert_eq!(mode(&lists.root()), 0o700, "a root made for manifest lists");
 }
 
 const SECRET: &str = "polyarch-secret-value-58213";
@@ -250,4 +253,42 @@ fn a_pull_killed_mid_download_leaves_no_temp_file_after_the_next_command() {
     env.ok(&["images"]);
     assert_eq!(files(&ingest), Vec::<PathBuf>::new(), "images must remove the killed pull's temp files");
     drop(proxy);
+}
+
+/// Keys of active snapshots (runs, unpacks) of `polyarch run`.
+fn active_snapshots(root: &Path) -> Vec<String> {
+    let mut keys = Vec::new();
+    for kind in ["overlay", "naive"] {
+        for f in files(&root.join("snapshots").join(kind).join("metadata")) {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            if v["kind"] != "committed" {
+                keys.push(v["key"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn a_run_killed_while_running_is_reclaimed_by_the_next_command() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let mut child = env
+        .cmd(&["run", "busybox", "sleep", "1238"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting polyarch run");
+    wait_for("the container", &mut child, || {
+        (!crate::interrupt::processes(&["sleep", "1238"]).is_empty()).then_some(())
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(!runc_list(&env.root()).trim().is_empty(), "the container outlives its killed run");
+    assert!(!active_snapshots(&env.root()).is_empty(), "so does its snapshot");
+    env.ok(&["images"]);
+    assert_eq!(runc_list(&env.root()).trim(), "");
+    assert_eq!(mounts_below(&env.root()), Vec::<String>::new());
+    assert_eq!(active_snapshots(&env.root()), Vec::<String>::new());
+    assert_no_process(&["sleep", "1238"]);
+    assert_clean_root(&env.root());
 }

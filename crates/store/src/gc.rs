@@ -204,6 +204,13 @@ impl Store {
         Ok((files, bytes))
     }
 
+    /// Removes the temp files of `index.json` a killed process left; waits
+    /// for the index lock, under which every live writer makes its own.
+    pub fn reclaim_index_temps(&self) -> Result<()> {
+        let _index = self.lock_index()?;
+        self.prune_index_temps()
+    }
+
     /// Temp files of `index.json` left by a killed process. Only called
     /// with the index lock held, so none of them is being written.
     fn prune_index_temps(&self) -> Result<()> {
