@@ -175,23 +175,89 @@ pub fn snapshot_usage(root: &Path, stored: &[Vec<String>]) -> SnapshotUsage {
 
 /// Removes the active snapshots of dead owners: those of runs
 /// (`run-pa-PID-START-SEQ`) and those being unpacked
-/// (`extract-PID-NANOS-SEQ-CHAIN`).
+/// (`extract-PID-NANOS-SEQ-CHAIN`), then what a snapshotter killed
+/// half-way through a change left with no record.
 fn reclaim_snapshots(kind: &str, dir: &Path, sys: &dyn Syscalls, done: &mut Reclaimed) {
     let s = match open_snapshotter(kind, dir) {
         Ok(s) => s,
         Err(e) => return done.failed.push((dir.to_path_buf(), e.to_string())),
     };
     let Ok(all) = s.list() else { return };
-    for info in all.into_iter().filter(|i| i.kind != Kind::Committed) {
+    let ids = record_ids(dir);
+    for info in all.iter().filter(|i| i.kind != Kind::Committed) {
         if !snapshot_is_stale(&info.key, sys) {
             continue;
         }
-        match s.remove(&info.key) {
-            Ok(()) => done.snapshots.push(info.key),
-            Err(e) => done.failed.push((dir.join(&info.key), e.to_string())),
+        // A commit killed between writing the committed record and
+        // dropping the active one leaves both naming one directory: only
+        // the stale record goes then.
+        let id = ids.iter().find(|r| r.0 == info.key).map(|r| &r.1);
+        let shared = id.is_some_and(|id| ids.iter().any(|r| r.0 != info.key && &r.1 == id));
+        let removed = if shared {
+            let meta =
+                dir.join("metadata").join(format!("{}.json", polyarch_oci::Digest::sha256(info.key.as_bytes()).hex()));
+            std::fs::remove_file(&meta).map_err(|e| e.to_string())
+        } else {
+            s.remove(&info.key).map_err(|e| e.to_string())
+        };
+        match removed {
+            Ok(()) => done.snapshots.push(info.key.clone()),
+            Err(e) => done.failed.push((dir.join(&info.key), e)),
+        }
+    }
+    remove_orphans(dir, &record_ids(dir), done);
+}
+
+/// `(key, id)` of every snapshot record (`metadata/*.json`, see
+/// `polyarch_snapshot`'s records).
+fn record_ids(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join("metadata")).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap_or_default()) else {
+            continue;
+        };
+        if let (Some(k), Some(id)) = (v["key"].as_str(), v["id"].as_str()) {
+            out.push((k.to_string(), id.to_string()));
+        }
+    }
+    out
+}
+
+/// Snapshot directories no record names and record temp files, older than
+/// [`ORPHAN_GRACE`] (a snapshotter makes the directory, then its record,
+/// at once; removes the record, then the directory).
+fn remove_orphans(dir: &Path, ids: &[(String, String)], done: &mut Reclaimed) {
+    let old = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= ORPHAN_GRACE))
+    };
+    for e in std::fs::read_dir(dir.join("snapshots")).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let p = e.path();
+        if ids.iter().any(|r| r.1 == name) || !old(&p) {
+            continue;
+        }
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => done.dirs.push(p),
+            Err(e) => done.failed.push((p, e.to_string())),
+        }
+    }
+    for e in std::fs::read_dir(dir.join("metadata")).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") && old(&p) && std::fs::remove_file(&p).is_ok() {
+            done.temp_files.0 += 1;
         }
     }
 }
+
+/// How old a snapshot directory without a record must be to be taken for
+/// one a killed snapshotter left.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether an active snapshot's key names an owner that is gone. Keys of
 /// other forms are never stale.
@@ -243,17 +309,52 @@ mod tests {
         for key in ["run-pa-20-200-1", "run-pa-10-100-1", "extract-20-5-0-sha256:aa"] {
             s.prepare(key, None).unwrap();
         }
+        // A commit of extract-20-6 killed half-way: two records, one directory.
+        s.prepare("extract-20-6-0-sha256:bb", None).unwrap();
+        s.commit("sha256:bb", "extract-20-6-0-sha256:bb").unwrap();
+        let ids = record_ids(&root.join("snapshots/naive"));
+        let id = ids.iter().find(|r| r.0 == "sha256:bb").unwrap().1.clone();
+        let meta = |k: &str| {
+            root.join("snapshots/naive/metadata")
+                .join(format!("{}.json", polyarch_oci::Digest::sha256(k.as_bytes()).hex()))
+        };
+        let half = serde_json::json!({"key": "extract-20-6-0-sha256:bb", "id": id, "kind": "active", "parent": null});
+        std::fs::write(meta("extract-20-6-0-sha256:bb"), serde_json::to_vec(&half).unwrap()).unwrap();
         let sys = Recording::new().with_process(10, 100);
         let done = reclaim_with(&store, Some("/nonexistent/runtime"), &sys);
+        assert!(root.join("snapshots/naive/snapshots").join(&id).is_dir(), "the committed snapshot keeps its tree");
         assert!(done.failed.is_empty(), "{done:?}");
         assert_eq!(done.dirs, [root.join("run").join(dead), root.join("run-layers").join(dead)]);
         let mut gone = done.snapshots.clone();
         gone.sort();
-        assert_eq!(gone, ["extract-20-5-0-sha256:aa", "run-pa-20-200-1"]);
+        assert_eq!(gone, ["extract-20-5-0-sha256:aa", "extract-20-6-0-sha256:bb", "run-pa-20-200-1"]);
         assert!(root.join("run").join(live).exists() && root.join("run/other").exists());
         let keys: Vec<String> = s.list().unwrap().into_iter().map(|i| i.key).collect();
-        assert_eq!(keys, ["run-pa-10-100-1"]);
+        assert_eq!(keys, ["run-pa-10-100-1", "sha256:bb"]);
         assert!(!root.join(".index.json.x1").exists());
         assert!(reclaim_with(&store, None, &sys).is_empty());
+    }
+
+    #[test]
+    fn old_snapshot_directories_without_a_record_go() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("root")).unwrap();
+        let dir = store.root().join("snapshots/naive");
+        let s = open_snapshotter("naive", &dir).unwrap();
+        s.prepare("kept", None).unwrap();
+        let (orphan, young, tmp) =
+            (dir.join("snapshots/sorphan"), dir.join("snapshots/syoung"), dir.join("metadata/.tmp1"));
+        std::fs::create_dir_all(orphan.join("big")).unwrap();
+        std::fs::create_dir_all(&young).unwrap();
+        std::fs::write(&tmp, b"{").unwrap();
+        for p in [&orphan, &tmp] {
+            let ok = std::process::Command::new("touch").args(["-d", "2000-01-01"]).arg(p).status().unwrap();
+            assert!(ok.success());
+        }
+        let done = reclaim_with(&store, None, &Recording::new());
+        assert_eq!(done.dirs, std::slice::from_ref(&orphan));
+        assert!(!orphan.exists() && !tmp.exists() && young.exists());
+        assert_eq!(s.list().unwrap().len(), 1);
+        assert!(s.mounts("kept").is_ok());
     }
 }

@@ -103,7 +103,9 @@ fn bundle_config(env: &Env, child: &mut Child) -> PathBuf {
 }
 
 fn assert_private(config: &Path) {
-    assert_eq!(mode(config), 0o600, "{}", config.display());
+    for f in files(config.parent().unwrap()) {
+        assert_eq!(mode(&f), 0o600, "every file of the bundle: {}", f.display());
+    }
     let mut dir = config.parent().unwrap().to_path_buf();
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     while dir.pop() && dir.starts_with("/tmp/") {
@@ -173,27 +175,34 @@ fn a_killed_build_step_is_reclaimed_by_du() {
     assert_eq!(mounts_below(&env.root()), Vec::<String>::new());
     assert_no_process(&["sleep", "1237"]);
     assert_clean_root(&env.root());
-    for sub in ["exec/bundles", "exec/mnt", "exec/runtime"] {
+    for sub in ["exec/bundles", "exec/etc", "exec/mnt", "exec/runtime"] {
         let left: Vec<_> = std::fs::read_dir(env.root().join(sub)).unwrap().flatten().map(|e| e.path()).collect();
         assert!(left.is_empty(), "{sub}: {left:?}");
     }
     assert!(after["OtherBytes"].as_u64() < live["OtherBytes"].as_u64(), "{live} → {after}");
 }
 
-/// Keys of the snapshots of `polyarch run` being unpacked.
-fn extracting(root: &Path) -> Vec<String> {
-    let mut keys = Vec::new();
+/// The snapshot records of `polyarch run` (`metadata/*.json` of each
+/// snapshotter).
+fn snapshot_records(root: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
     for kind in ["overlay", "naive"] {
         for f in files(&root.join("snapshots").join(kind).join("metadata")) {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&f).unwrap_or_default()) else {
+            if f.extension().is_none_or(|x| x != "json") {
                 continue;
-            };
-            if let Some(k) = v["key"].as_str().filter(|k| k.starts_with("extract-")) {
-                keys.push(k.to_string());
+            }
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&f).unwrap_or_default()) {
+                out.push(v);
             }
         }
     }
-    keys
+    out
+}
+
+/// Keys of the snapshots of `polyarch run` being unpacked.
+fn extracting(root: &Path) -> Vec<String> {
+    let records = snapshot_records(root);
+    records.iter().filter_map(|v| v["key"].as_str()).filter(|k| k.starts_with("extract-")).map(String::from).collect()
 }
 
 #[test]
@@ -201,7 +210,7 @@ fn a_run_killed_while_unpacking_is_reclaimed_by_images() {
     let Some((env, _)) = mirrored_for_run() else { return };
     // A layer that takes a while to unpack: many files and some bytes.
     let df =
-        "FROM busybox\nRUN mkdir /many && cd /many && seq 1 30000 | xargs touch && head -c 50000000 /dev/zero > /big\n";
+        "FROM busybox\nRUN mkdir /many && cd /many && seq 1 20000 | xargs touch && head -c 30000000 /dev/zero > /big\n";
     let ctx = context(&env, "big", &[("Dockerfile", df)]);
     build_ok(&env, &["-t", "big:1", s(&ctx)]);
     let before = du(&env);
@@ -257,16 +266,8 @@ fn a_pull_killed_mid_download_leaves_no_temp_file_after_the_next_command() {
 
 /// Keys of active snapshots (runs, unpacks) of `polyarch run`.
 fn active_snapshots(root: &Path) -> Vec<String> {
-    let mut keys = Vec::new();
-    for kind in ["overlay", "naive"] {
-        for f in files(&root.join("snapshots").join(kind).join("metadata")) {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-            if v["kind"] != "committed" {
-                keys.push(v["key"].as_str().unwrap().to_string());
-            }
-        }
-    }
-    keys
+    let records = snapshot_records(root);
+    records.iter().filter(|v| v["kind"] != "committed").filter_map(|v| v["key"].as_str()).map(String::from).collect()
 }
 
 #[test]

@@ -149,8 +149,12 @@ impl RuncExecutor {
             rootfs::mkdir_all(&rootfs, &p.cwd)?;
         }
         state::private_dir(bundle)?;
-        let resolv_conf = bundle.join("resolv.conf");
-        let hosts = bundle.join("hosts");
+        // The runtime appends to its log; made here, it is 0600 too.
+        write_private(&bundle.join("log.json"), b"")?;
+        let files = self.state.files(id);
+        state::private_dir(&files)?;
+        let resolv_conf = files.join("resolv.conf");
+        let hosts = files.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
         write(&hosts, &hosts_file(p.network, &p.hostname))?;
         let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
@@ -219,7 +223,9 @@ impl Executor for RuncExecutor {
     fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus> {
         let id = self.state.new_id(self.sys.as_ref());
         let bundle = self.state.bundle(&id);
-        let _guard = ContainerGuard { runtime: &self.runtime, id: &id, bundle: &bundle, sys: self.sys.as_ref() };
+        let files = self.state.files(&id);
+        let _guard =
+            ContainerGuard { runtime: &self.runtime, id: &id, dirs: [&bundle, &files], sys: self.sys.as_ref() };
         let stub_targets = [Path::new("/etc/resolv.conf"), Path::new("/etc/hosts")];
         let canonical = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
         let _stubs =
@@ -228,7 +234,7 @@ impl Executor for RuncExecutor {
         let log = bundle.join("log.json");
         let mut cmd =
             self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
-        cmd.arg("run").arg("--bundle").arg(&bundle).arg("--pid-file").arg(bundle.join("pid")).arg(&id);
+        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&id);
         cmd.stdin(if io.stdin_inherit { Stdio::inherit() } else { Stdio::null() });
         cmd.stdout(stdio(&io.stdout)).stderr(stdio(&io.stderr));
         let mut child = cmd.spawn().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
@@ -400,11 +406,11 @@ pub fn host_usr_mounts(root: &Path) -> Result<Vec<MountSpec>> {
     Ok(mounts)
 }
 
-/// Deletes the container and its bundle however the run ends.
+/// Deletes the container, its bundle and its files however the run ends.
 struct ContainerGuard<'a> {
     runtime: &'a Runtime,
     id: &'a str,
-    bundle: &'a Path,
+    dirs: [&'a Path; 2],
     sys: &'a dyn Syscalls,
 }
 
@@ -416,7 +422,9 @@ impl Drop for ContainerGuard<'_> {
             self.runtime.kill(self.id, "KILL");
             self.runtime.delete(self.id);
         }
-        let _ = state::remove_unmounted(self.bundle, self.sys, &mut Cleanup::default());
+        for dir in self.dirs {
+            let _ = state::remove_unmounted(dir, self.sys, &mut Cleanup::default());
+        }
     }
 }
 
@@ -486,7 +494,7 @@ mod tests {
         let err = RuncExecutorBuilder::new(&state).with_runtime(bin.to_str()).build().unwrap_err();
         assert!(matches!(&err, Error::RuntimeProbe { reason, .. } if reason.contains("hybrid mode")), "{err}");
         assert_eq!(err.kind(), crate::ErrorKind::Runtime);
-        for sub in ["bundles", "mnt"] {
+        for sub in ["bundles", "etc", "mnt"] {
             assert_eq!(fs::read_dir(state.join(sub)).unwrap().count(), 0, "{sub} left behind");
         }
     }

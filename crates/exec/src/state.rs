@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! STATE/runtime/       the runtime's --root (one directory per container)
-//! STATE/bundles/ID/    config.json, resolv.conf, hosts, pid, log
+//! STATE/bundles/ID/    config.json and the runtime's log, for root alone (0600)
+//! STATE/etc/ID/        resolv.conf and hosts, bound into the container (0644)
 //! STATE/mnt/ID/        mount points callers use for root file systems
 //! ```
 //!
@@ -48,7 +49,7 @@ impl State {
             fs::create_dir_all(parent).map_err(io_at(parent))?;
         }
         private_dir(&dir)?;
-        for sub in ["runtime", "bundles", "mnt"] {
+        for sub in ["runtime", "bundles", "etc", "mnt"] {
             private_dir(&dir.join(sub))?;
         }
         Ok(State { dir })
@@ -67,6 +68,12 @@ impl State {
     /// Where the bundle of container `id` lives.
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.dir.join("bundles").join(id)
+    }
+
+    /// Where the files container `id` sees (resolv.conf, hosts) live: apart
+    /// from its bundle, since its processes of any user read them.
+    pub fn files(&self, id: &str) -> PathBuf {
+        self.dir.join("etc").join(id)
     }
 
     /// Where the mount point `id` lives.
@@ -97,7 +104,7 @@ impl State {
                 }
             }
         }
-        for base in [self.dir.join("bundles"), self.dir.join("mnt")] {
+        for base in [self.dir.join("bundles"), self.dir.join("etc"), self.dir.join("mnt")] {
             done.absorb(remove_stale_in(&base, sys)?);
         }
         Ok(done)
@@ -263,7 +270,9 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let s = State::open(&dir).unwrap();
-        for d in [s.dir().to_path_buf(), s.runtime_root(), s.dir().join("bundles"), s.dir().join("mnt")] {
+        for d in
+            [s.dir().to_path_buf(), s.runtime_root(), s.dir().join("bundles"), s.dir().join("etc"), s.dir().join("mnt")]
+        {
             assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700, "{}", d.display());
         }
     }
