@@ -128,3 +128,21 @@ fn load_refuses_repo_tags_that_are_no_references() {
         refused(&pack(&dir, "badtag.tar"), &[&format!("{bad:?}")]);
     }
 }
+
+#[test]
+fn load_refuses_oci_image_names_that_are_no_references() {
+    let Some((_env, dir)) = saved("oci") else { return };
+    let original = read_json(&dir.join("index.json"));
+    for (key, bad) in [
+        ("io.containerd.image.name", "../../../x:1"),
+        ("io.containerd.image.name", "UPPER:x"),
+        ("org.opencontainers.image.ref.name", "../../x"),
+    ] {
+        let mut index = original.clone();
+        let ann = index["manifests"][0]["annotations"].as_object_mut().unwrap();
+        ann.remove("io.containerd.image.name");
+        ann.insert(key.into(), bad.into());
+        write_json(&dir.join("index.json"), &index);
+        refused(&pack(&dir, "badname.tar"), &[&format!("{bad:?}")]);
+    }
+}

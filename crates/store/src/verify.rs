@@ -64,6 +64,10 @@ pub(crate) fn verify_image(store: &Store, image: &ImageManifest) -> Result<()> {
         if !store.exists(&layer.digest)? && mt::is_non_distributable(&layer.media_type) {
             continue;
         }
+        let size = store.stat(&layer.digest)?.size;
+        if size != layer.size {
+            return Err(Error::SizeMismatch { digest: layer.digest.clone(), expected: layer.size, actual: size });
+        }
         let actual = uncompressed_digest(store, layer, &expected)?;
         if actual != expected {
             return Err(Error::LayerMismatch { layer: layer.digest.clone(), expected, actual });
