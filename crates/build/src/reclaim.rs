@@ -198,7 +198,11 @@ fn reclaim_snapshots(kind: &str, dir: &Path, sys: &dyn Syscalls, done: &mut Recl
                 dir.join("metadata").join(format!("{}.json", polyarch_oci::Digest::sha256(info.key.as_bytes()).hex()));
             std::fs::remove_file(&meta).map_err(|e| e.to_string())
         } else {
-            s.remove(&info.key).map_err(|e| e.to_string())
+            match s.remove(&info.key) {
+                // Another command took it back first.
+                Err(e) if e.kind() == polyarch_snapshot::ErrorKind::NotFound => continue,
+                r => r.map_err(|e| e.to_string()),
+            }
         };
         match removed {
             Ok(()) => done.snapshots.push(info.key.clone()),

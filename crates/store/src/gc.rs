@@ -204,11 +204,14 @@ impl Store {
         Ok((files, bytes))
     }
 
-    /// Removes the temp files of `index.json` a killed process left; waits
-    /// for the index lock, under which every live writer makes its own.
+    /// Removes the temp files of `index.json` a killed process left, under
+    /// the index lock (every live writer makes its own under it); when
+    /// another process holds the lock, a later call does it.
     pub fn reclaim_index_temps(&self) -> Result<()> {
-        let _index = self.lock_index()?;
-        self.prune_index_temps()
+        match FileLock::try_exclusive(self.root().join("locks").join("index.lock"))? {
+            Some(_index) => self.prune_index_temps(),
+            None => Ok(()),
+        }
     }
 
     /// Temp files of `index.json` left by a killed process. Only called
