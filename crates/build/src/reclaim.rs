@@ -11,7 +11,9 @@
 //! A clean exit removes its own work; [`reclaim`], run whenever a command
 //! opens the store, removes the work of owners that are gone: containers
 //! are killed and deleted, mounts detached, then directories, snapshots
-//! and temp files removed.
+//! and temp files removed. What has no owner in its name (temp files of
+//! atomic writes, snapshot directories a snapshotter had not recorded
+//! yet) goes once it is older than any live write of it can be.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,9 @@ fn reclaim_with(store: &Store, runtime: Option<&str>, sys: &dyn Syscalls) -> Rec
     }
     for (kind, dir) in snapshot_roots(root) {
         reclaim_snapshots(kind, &dir, sys, &mut done);
+    }
+    for dir in [root.join("build-cache"), root.join("cache-mounts"), root.to_path_buf()] {
+        remove_old_temps(&dir, &mut done);
     }
     match store.reclaim_ingest(Duration::ZERO) {
         Ok(t) => done.temp_files = t,
@@ -259,6 +264,35 @@ fn remove_orphans(dir: &Path, ids: &[(String, String)], done: &mut Reclaimed) {
     }
 }
 
+/// Temp files and directories (`.tmp…`, made by a write or a check that is
+/// renamed or removed at once when it ends) older than [`ORPHAN_GRACE`]:
+/// what a process killed in the middle left.
+fn remove_old_temps(dir: &Path, done: &mut Reclaimed) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(".tmp") || name.starts_with("overlay-check")) {
+            continue;
+        }
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.modified().ok().and_then(|t| t.elapsed().ok()).is_none_or(|age| age < ORPHAN_GRACE) {
+            continue;
+        }
+        if meta.is_dir() {
+            match state::remove_tree(&p, &Linux) {
+                Ok(c) => done.absorb(c),
+                Err(e) => done.failed.push((p, e.to_string())),
+            }
+            continue;
+        }
+        match std::fs::remove_file(&p) {
+            Ok(()) => done.temp_files.0 += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => done.failed.push((p, e.to_string())),
+        }
+    }
+}
+
 /// How old a snapshot directory without a record must be to be taken for
 /// one a killed snapshotter left.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
@@ -351,13 +385,21 @@ mod tests {
         std::fs::create_dir_all(orphan.join("big")).unwrap();
         std::fs::create_dir_all(&young).unwrap();
         std::fs::write(&tmp, b"{").unwrap();
-        for p in [&orphan, &tmp] {
+        let record_tmp = store.root().join("build-cache/.tmpX");
+        std::fs::create_dir_all(record_tmp.parent().unwrap()).unwrap();
+        std::fs::write(&record_tmp, b"{").unwrap();
+        let mount_tmp = store.root().join("cache-mounts/.tmpY");
+        std::fs::create_dir_all(mount_tmp.join("sub")).unwrap();
+        let young_tmp = store.root().join("cache-mounts/.tmpZ");
+        std::fs::create_dir_all(&young_tmp).unwrap();
+        for p in [&orphan, &tmp, &record_tmp, &mount_tmp] {
             let ok = std::process::Command::new("touch").args(["-d", "2000-01-01"]).arg(p).status().unwrap();
             assert!(ok.success());
         }
         let done = reclaim_with(&store, None, &Recording::new());
-        assert_eq!(done.dirs, std::slice::from_ref(&orphan));
+        assert_eq!(done.dirs, [orphan.clone(), mount_tmp.clone()]);
         assert!(!orphan.exists() && !tmp.exists() && young.exists());
+        assert!(!record_tmp.exists() && !mount_tmp.exists() && young_tmp.exists());
         assert_eq!(s.list().unwrap().len(), 1);
         assert!(s.mounts("kept").is_ok());
     }

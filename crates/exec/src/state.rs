@@ -136,6 +136,14 @@ pub fn remove_stale_in(dir: &Path, sys: &dyn Syscalls) -> Result<Cleanup> {
     Ok(done)
 }
 
+/// Detaches whatever is mounted at or below `dir`, then removes it (never
+/// deleting through a mount).
+pub fn remove_tree(dir: &Path, sys: &dyn Syscalls) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    remove_unmounted(dir, sys, &mut done)?;
+    Ok(done)
+}
+
 /// Whether something process `pid` made at `created` (nanoseconds since
 /// the epoch, as names without a start time record it) was made by a
 /// process that is gone: none runs with that pid, or the one that does
