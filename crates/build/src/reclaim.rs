@@ -36,7 +36,8 @@ pub struct Reclaimed {
     pub dirs: Vec<PathBuf>,
     /// Snapshots removed, by key.
     pub snapshots: Vec<String>,
-    /// Blob temp files removed, and their bytes.
+    /// Temp files removed, and the bytes of those that were blobs being
+    /// written.
     pub temp_files: (usize, u64),
     /// What could not be removed (left for a later attempt), with why.
     pub failed: Vec<(PathBuf, String)>,
