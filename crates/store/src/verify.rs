@@ -134,6 +134,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn uncompressed_digests_of_every_compression() {
+        use std::io::Write;
+        let (_d, s) = crate::testsuite::temp_store();
+        let tar = crate::testsuite::random_layer(&mut crate::testsuite::Rng::new(3)).unwrap();
+        let want = Digest::sha256(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let zst = zstd::stream::encode_all(&tar[..], 1).unwrap();
+        for (media_type, bytes) in
+            [(mt::OCI_LAYER_TAR, tar.clone()), (mt::OCI_LAYER_GZIP, gz.finish().unwrap()), (mt::OCI_LAYER_ZSTD, zst)]
+        {
+            let desc = s.put_bytes(media_type, &bytes).unwrap();
+            assert_eq!(uncompressed_digest(&s, &desc, &want).unwrap(), want, "{media_type}");
+        }
+    }
+
+    #[test]
     fn repo_tags_are_references() {
         assert_eq!(repo_tag("manifest.json", "busybox:1").unwrap(), "docker.io/library/busybox:1");
         assert_eq!(repo_tag("manifest.json", "reg:5000/a/b").unwrap(), "reg:5000/a/b:latest");
