@@ -29,6 +29,7 @@ pub mod layer;
 pub mod materialize;
 pub mod multi;
 pub mod process;
+pub mod reclaim;
 mod remote;
 pub mod users;
 

@@ -188,21 +188,12 @@ pub(crate) fn temp_in(dir: &Path) -> Result<TempDir> {
 }
 
 /// Removes the directories in `tmp` (the store's `run/`) whose owning
-/// polyarch process is gone, as a killed build leaves them; names of
-/// other forms and of live processes are kept. Returns what was removed.
+/// polyarch process is gone, as a killed build leaves them, detaching
+/// anything mounted below first; names of other forms and of live
+/// processes are kept. Returns what was removed. See
+/// [`crate::reclaim`], which does this for every directory of the store.
 pub fn cleanup_stale(tmp: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(tmp) else { return Vec::new() };
-    let mut removed = Vec::new();
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !polyarch_exec::state::is_stale(&name, &polyarch_exec::sys::Linux) {
-            continue;
-        }
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed.push(entry.path());
-        }
-    }
-    removed
+    polyarch_exec::state::remove_stale_in(tmp, &polyarch_exec::sys::Linux).map(|c| c.dirs).unwrap_or_default()
 }
 
 fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod archives;
 mod build;
 mod builders;
 mod emu;
@@ -11,8 +12,10 @@ mod imagetools;
 mod interrupt;
 mod layering;
 mod localbase;
+mod leftovers;
 mod manifest;
 mod multiplatform;
+mod naming;
 mod nodes;
 mod run;
 mod runstep;

@@ -105,7 +105,7 @@ impl RuncExecutor {
     /// Removes containers, bundles and mounts left by polyarch processes
     /// that died without cleaning up.
     pub fn cleanup_stale(&self) -> Result<Cleanup> {
-        self.state.cleanup_stale(&self.runtime, self.sys.as_ref())
+        self.state.cleanup_stale(Some(&self.runtime), self.sys.as_ref())
     }
 
     /// Whether a name made from an id of [`RuncExecutor::mount_point`]
@@ -122,7 +122,7 @@ impl RuncExecutor {
     pub fn mount_point(&self) -> Result<MountPoint> {
         let id = self.state.new_id(self.sys.as_ref());
         let path = self.state.mount_point(&id);
-        fs::create_dir_all(&path).map_err(io_at(&path))?;
+        state::private_dir(&path)?;
         Ok(MountPoint { id, path, sys: self.sys.clone() })
     }
 
@@ -157,9 +157,13 @@ impl RuncExecutor {
         if !p.readonly_rootfs {
             rootfs::mkdir_all(&rootfs, &p.cwd)?;
         }
-        fs::create_dir_all(bundle).map_err(io_at(bundle))?;
-        let resolv_conf = bundle.join("resolv.conf");
-        let hosts = bundle.join("hosts");
+        state::private_dir(bundle)?;
+        // The runtime appends to its log; made here, it is 0600 too.
+        write_private(&bundle.join("log.json"), b"")?;
+        let files = self.state.files(id);
+        state::private_dir(&files)?;
+        let resolv_conf = files.join("resolv.conf");
+        let hosts = files.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
         write(&hosts, &hosts_file(p.network, &p.hostname))?;
         let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
@@ -176,9 +180,9 @@ impl RuncExecutor {
             console_size: io.terminal.as_ref().and_then(|t| t.size),
         };
         let config = bundle.join("config.json");
-        spec::build(&input)?
-            .save(&config)
-            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })
+        let json = serde_json::to_vec(&spec::build(&input)?)
+            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })?;
+        write_private(&config, &json)
     }
 
     /// Waits for the runtime to exit, stopping the container when the run
@@ -260,7 +264,9 @@ impl Executor for RuncExecutor {
     fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus> {
         let id = self.state.new_id(self.sys.as_ref());
         let bundle = self.state.bundle(&id);
-        let _guard = ContainerGuard { runtime: &self.runtime, id: &id, bundle: &bundle, sys: self.sys.as_ref() };
+        let files = self.state.files(&id);
+        let _guard =
+            ContainerGuard { runtime: &self.runtime, id: &id, dirs: [&bundle, &files], sys: self.sys.as_ref() };
         let stub_targets = [Path::new("/etc/resolv.conf"), Path::new("/etc/hosts")];
         let canonical = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
         let _stubs =
@@ -272,7 +278,7 @@ impl Executor for RuncExecutor {
         let log = bundle.join("log.json");
         let mut cmd =
             self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
-        cmd.arg("run").arg("--bundle").arg(&bundle).arg("--pid-file").arg(bundle.join("pid")).arg(&id);
+        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&id);
         cmd.stdin(if io.stdin_inherit { Stdio::inherit() } else { Stdio::null() });
         cmd.stdout(stdio(&io.stdout)).stderr(stdio(&io.stderr));
         let mut child = cmd.spawn().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
@@ -402,6 +408,16 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).map_err(io_at(path))
 }
 
+/// Writes a new file only its owner can read (0600 from its creation on,
+/// never wider): the bundle's config holds the process's environment,
+/// secrets included.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_at(path))?;
+    f.write_all(bytes).map_err(io_at(path))
+}
+
 /// A host file's bytes, empty when it is missing.
 fn host_file(path: &str) -> Vec<u8> {
     fs::read(path).unwrap_or_default()
@@ -446,11 +462,11 @@ pub fn host_usr_mounts(root: &Path) -> Result<Vec<MountSpec>> {
     Ok(mounts)
 }
 
-/// Deletes the container and its bundle however the run ends.
+/// Deletes the container, its bundle and its files however the run ends.
 struct ContainerGuard<'a> {
     runtime: &'a Runtime,
     id: &'a str,
-    bundle: &'a Path,
+    dirs: [&'a Path; 2],
     sys: &'a dyn Syscalls,
 }
 
@@ -462,7 +478,9 @@ impl Drop for ContainerGuard<'_> {
             self.runtime.kill(self.id, "KILL");
             self.runtime.delete(self.id);
         }
-        let _ = state::remove_unmounted(self.bundle, self.sys, &mut Cleanup::default());
+        for dir in self.dirs {
+            let _ = state::remove_unmounted(dir, self.sys, &mut Cleanup::default());
+        }
     }
 }
 
@@ -532,7 +550,7 @@ mod tests {
         let err = RuncExecutorBuilder::new(&state).with_runtime(bin.to_str()).build().unwrap_err();
         assert!(matches!(&err, Error::RuntimeProbe { reason, .. } if reason.contains("hybrid mode")), "{err}");
         assert_eq!(err.kind(), crate::ErrorKind::Runtime);
-        for sub in ["bundles", "mnt"] {
+        for sub in ["bundles", "etc", "mnt"] {
             assert_eq!(fs::read_dir(state.join(sub)).unwrap().count(), 0, "{sub} left behind");
         }
     }

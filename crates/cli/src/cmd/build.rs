@@ -664,14 +664,13 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
     };
-    let store = Store::open(context::data_root(global)).context("opening the local store")?;
+    let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
     let exec_dir = store.root().join("exec");
-    cleanup_stale(&exec_dir, opts.runtime.as_deref(), &store.root().join("run"));
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
@@ -761,17 +760,6 @@ fn export_single(
         println!("{digest}");
     }
     Ok(0)
-}
-
-/// Removes the containers, mounts and directories that killed polyarch
-/// processes left in the store; failures concern them, not this build.
-pub(crate) fn cleanup_stale(exec_dir: &Path, runtime: Option<&str>, run_dir: &Path) {
-    if exec_dir.exists() {
-        if let Ok(exec) = RuncExecutorBuilder::new(exec_dir).with_runtime(runtime).build() {
-            let _ = exec.cleanup_stale();
-        }
-    }
-    polyarch_build::materialize::cleanup_stale(run_dir);
 }
 
 /// On SIGINT or SIGTERM, cancels the build: this process's RUN containers

@@ -15,6 +15,15 @@ pub fn data_root(global: &GlobalArgs) -> PathBuf {
     global.root.clone().unwrap_or_else(polyarch_store::default_root)
 }
 
+/// [`data_root`], made (if missing) and kept readable by its owner only,
+/// as the store keeps it: for commands that write below it without
+/// opening the store.
+pub fn private_data_root(global: &GlobalArgs) -> Result<PathBuf> {
+    let root = data_root(global);
+    polyarch_store::private_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
+}
+
 /// The registry configuration of `--config`/`POLYARCH_CONFIG` or the default file.
 pub fn registry_config(global: &GlobalArgs) -> Result<RegistryConfig> {
     RegistryConfig::load(global.config.as_deref()).context("reading the polyarch config")

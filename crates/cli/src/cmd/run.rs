@@ -153,7 +153,6 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     for (path, why) in cleaned.failed {
         eprintln!("warning: cannot remove {} left by an earlier run: {why}", path.display());
     }
-    remove_stale_snapshots(snapshotter.as_ref(), &exec);
     let top = unpack(&store, snapshotter.as_ref(), &image)?;
     let process = process_spec(a, &image)?;
     let cancel = Cancel::new();
@@ -201,16 +200,7 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
 /// `ROOT/snapshots/`) that are no chain of the layers of `stored` (the
 /// diff_ids of the store's images), leaves first; snapshots of running containers stay. Returns how many went.
 pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
-    let mut keep = std::collections::BTreeSet::new();
-    for ids in stored {
-        let mut parent: Option<String> = None;
-        for id in ids {
-            let Ok(d) = id.parse::<Digest>() else { break };
-            let c = polyarch_snapshot::chain_id(parent.as_deref(), &d);
-            keep.insert(c.clone());
-            parent = Some(c);
-        }
-    }
+    let keep = polyarch_build::reclaim::kept_chains(stored);
     let mut removed = 0;
     for kind in ["overlay", "naive"] {
         let dir = store.root().join("snapshots").join(kind);
@@ -243,16 +233,6 @@ pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
         }
     }
     Ok(removed)
-}
-
-/// Active snapshots of runs whose polyarch process died.
-fn remove_stale_snapshots(s: &dyn Snapshotter, exec: &RuncExecutor) {
-    let Ok(all) = s.list() else { return };
-    for info in all {
-        if info.key.starts_with("run-") && exec.is_stale(&info.key) {
-            let _ = s.remove(&info.key);
-        }
-    }
 }
 
 /// Unpacks the image's layers as a chain of committed snapshots (each
