@@ -5,6 +5,7 @@ mod util;
 mod build;
 mod builders;
 mod emu;
+mod escape;
 mod failures;
 mod imagetools;
 mod interrupt;
