@@ -124,19 +124,29 @@ fn layout_tar<W: Write>(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>
     t.finish()
 }
 
-/// An OCI image layout as a directory.
+/// An OCI image layout as a directory, written through the rooted writer
+/// like every tree (see [`write_tree`]).
 fn layout_dir(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, dest: &Path) -> Result<()> {
-    let blobs_dir = dest.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs_dir).map_err(|e| Error::io(&blobs_dir, e))?;
-    let write = |p: &Path, data: &[u8]| std::fs::write(p, data).map_err(|e| Error::io(p, e));
-    write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    write(&dest.join("index.json"), index_json)?;
+    let root = Root::create(dest).map_err(|e| snapshot_err(dest, e))?;
+    let write = |name: &str, data: &mut dyn Read| -> Result<()> {
+        let slot = root.slot(name.as_bytes()).map_err(|e| snapshot_err(dest, e))?;
+        slot.write_file(data).and_then(|_| slot.set_mode(0o644)).map_err(|e| snapshot_err(dest, e))
+    };
+    write("oci-layout", &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
+    write("index.json", &mut &index_json[..])?;
     for d in blobs {
-        let path = dest.join(blob_path(&d));
-        let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
+        write(&blob_path(&d), &mut store.open(&d)?)?;
     }
     Ok(())
+}
+
+/// The snapshot crate's error as ours; `dest` names the tree for the
+/// errors that carry no path.
+fn snapshot_err(dest: &Path, e: polyarch_snapshot::Error) -> Error {
+    match e {
+        polyarch_snapshot::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::io(dest, std::io::Error::other(other.to_string())),
+    }
 }
 
 /// Writes an OCI image layout tar to `w` (`type=oci`).
@@ -200,10 +210,7 @@ pub fn write_local(store: &Store, r: &BuildResult, dest: &Path) -> Result<()> {
 /// write lands outside `dest` whatever the tree's links say. Owners are
 /// set when running as root; modes, xattrs and times are set.
 pub(crate) fn write_tree(tree: &MemFs, dest: &Path) -> Result<()> {
-    let err = |e: polyarch_snapshot::Error| match e {
-        polyarch_snapshot::Error::Io { path, source } => Error::Io { path, source },
-        other => Error::io(dest, std::io::Error::other(other.to_string())),
-    };
+    let err = |e| snapshot_err(dest, e);
     let root = Root::create(dest).map_err(err)?;
     let owners = crate::fs::is_root();
     let mut firsts: HashMap<u64, (&str, &Node)> = HashMap::new();
