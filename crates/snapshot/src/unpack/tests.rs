@@ -402,3 +402,32 @@ fn xattr_records_of_gnu_tar_and_bsdtar() {
     assert_eq!(pax_xattr("LIBARCHIVE.xattr.bad%4", b""), None);
     assert_eq!(pax_xattr("uid", b"0"), None);
 }
+
+#[test]
+fn overlay_entries_resolve_through_the_lowers() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    fs::create_dir_all(lower.join("usr/lib")).unwrap();
+    fs::set_permissions(lower.join("usr/lib"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(lower.join("usr/lib/libc.so"), b"libc").unwrap();
+    symlink("usr/lib", lower.join("lib")).unwrap();
+    symlink("/usr/lib/libc.so", lower.join("libc")).unwrap();
+    fs::create_dir(&upper).unwrap();
+    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay).with_lowers(vec![lower.clone()]);
+    let tar = RawTar::new().file("lib/newfile", b"new").hardlink("hl", "lib/libc.so").file("libc", b"f").bytes();
+    unpack(&tar[..], &upper, &opts).unwrap();
+    // Not a directory `lib` that would hide the lower's symlink.
+    assert!(!upper.join("lib").exists());
+    assert_eq!(read(upper.join("usr/lib/newfile")), "new");
+    assert_eq!(fs::metadata(upper.join("usr/lib")).unwrap().mode() & 0o7777, 0o750, "copied up with its metadata");
+    // The hard link's lower target was copied up and linked.
+    assert_eq!(
+        fs::metadata(upper.join("hl")).unwrap().ino(),
+        fs::metadata(upper.join("usr/lib/libc.so")).unwrap().ino()
+    );
+    // A file replaces the lower's symlink; nothing in the lower changed.
+    assert_eq!(read(upper.join("libc")), "f");
+    assert_eq!(read(lower.join("usr/lib/libc.so")), "libc");
+    assert!(!lower.join("usr/lib/newfile").exists());
+}
