@@ -6,6 +6,7 @@ mod archives;
 mod build;
 mod builders;
 mod emu;
+mod escape;
 mod failures;
 mod foreign;
 mod imagetools;

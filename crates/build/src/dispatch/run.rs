@@ -259,7 +259,8 @@ impl Run<'_> {
         let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
         let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
         if let Some(u) = upper.filter(|_| !self.opts.rewrite_timestamp) {
-            u.install(&self.b.store, &layer, &entries);
+            let chain: Vec<Layer> = st.layers.iter().cloned().chain([layer.clone()]).collect();
+            u.install(&self.b.store, &chain, &entries);
         }
         self.stage_fs(st)?.apply_layer(&tar[..])?;
         st.image.diff_ids.push(layer.diff_id.clone());

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod hostile;
 pub mod image;
 pub mod net;
 pub mod ssh;
