@@ -8,6 +8,8 @@ thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
     static CAP: Cell<isize> = const { Cell::new(isize::MAX) };
+    /// The running case's input and where to save it if the cap is hit.
+    static STASH: Cell<Option<(*const [u8], *const [u8])>> = const { Cell::new(None) };
 }
 
 /// The counting allocator. A fuzz test binary installs it with
@@ -19,6 +21,8 @@ fn grow(by: usize) -> bool {
     LIVE.try_with(|live| {
         let now = live.get().saturating_add(by);
         if now > CAP.with(Cell::get) {
+            CAP.with(|c| c.set(isize::MAX));
+            save_stash(by);
             return false;
         }
         live.set(now);
@@ -80,6 +84,26 @@ pub(crate) fn arm(cap: usize) -> isize {
 pub(crate) fn disarm(start: isize) -> usize {
     CAP.with(|c| c.set(isize::MAX));
     PEAK.with(Cell::get).saturating_sub(start).max(0) as usize
+}
+
+/// Records the running case's input and the file to save it to when it
+/// hits the cap (the process aborts then, before any report could be made).
+pub(crate) fn stash(input: Option<(&[u8], &[u8])>) {
+    STASH.with(|s| s.set(input.map(|(i, p)| (i as *const [u8], p as *const [u8]))));
+}
+
+fn save_stash(asked: isize) {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let Some((input, path)) = STASH.with(Cell::take) else { return };
+    // SAFETY: `stash` is set only for the duration of a case, while both
+    // slices are borrowed by the caller.
+    let (input, path) = unsafe { (&*input, &*path) };
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    let saved = std::fs::File::create(path).and_then(|mut f| f.write_all(input)).is_ok();
+    let mut err = std::io::stderr();
+    let _ = err.write_all(b"fuzz case over the memory cap (asked ");
+    let _ = write!(err, "{asked} bytes); input {}: {}\n", if saved { "saved" } else { "NOT saved" }, path.display());
 }
 
 /// Whether [`Counting`] is this process's global allocator.

@@ -121,6 +121,7 @@ impl Fuzz {
     /// first case that panics, takes too long or allocates too much.
     pub fn run(mut self, f: impl Fn(&[u8])) -> Report {
         install_hook();
+        let _ = std::fs::create_dir_all(self.out_dir());
         assert!(
             alloc::installed(),
             "fuzz target {}: the test binary must install the counting allocator: \
@@ -160,11 +161,14 @@ impl Fuzz {
     fn check(&self, input: &[u8], f: &dyn Fn(&[u8])) -> Result<usize, String> {
         let limit = self.mem_base.saturating_add(self.mem_per_byte.saturating_mul(input.len()));
         QUIET.with(|q| *q.borrow_mut() = Some(String::new()));
+        let crash = self.crash_path(input);
+        alloc::stash(Some((input, crash.as_os_str().as_encoded_bytes())));
         let mark = alloc::arm(HARD_CAP.max(limit.saturating_mul(4)));
         let t = Instant::now();
         let res = catch_unwind(AssertUnwindSafe(|| f(input)));
         let took = t.elapsed();
         let peak = alloc::disarm(mark);
+        alloc::stash(None);
         let place = QUIET.with(|q| q.borrow_mut().take()).unwrap_or_default();
         if let Err(payload) = res {
             let msg = payload
@@ -186,13 +190,20 @@ impl Fuzz {
         Ok(peak)
     }
 
-    fn fail(&self, input: &[u8], case: u64, what: &str) -> ! {
-        let dir = std::env::var_os("POLYARCH_FUZZ_OUT")
+    fn out_dir(&self) -> PathBuf {
+        std::env::var_os("POLYARCH_FUZZ_OUT")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("polyarch-fuzz"))
-            .join(&self.name);
-        let path = dir.join(format!("crash-{:016x}", fnv(input)));
-        let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, input));
+            .join(&self.name)
+    }
+
+    fn crash_path(&self, input: &[u8]) -> PathBuf {
+        self.out_dir().join(format!("crash-{:016x}", fnv(input)))
+    }
+
+    fn fail(&self, input: &[u8], case: u64, what: &str) -> ! {
+        let path = self.crash_path(input);
+        let saved = std::fs::create_dir_all(self.out_dir()).and_then(|_| std::fs::write(&path, input));
         let preview: String = String::from_utf8_lossy(&input[..input.len().min(200)]).escape_debug().collect();
         panic!(
             "fuzz target {}: case {case} (seed {}) {what}\n  input {} ({}): \"{preview}\"\n  \
