@@ -6,6 +6,7 @@ mod build;
 mod builders;
 mod emu;
 mod failures;
+mod faults;
 mod imagetools;
 mod interrupt;
 mod layering;

@@ -1,6 +1,7 @@
 //! The registry client: construction, ping, manifests and tags.
 
 use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -37,7 +38,35 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     chunk_threshold: u64,
     chunk_size: usize,
+    timeouts: Timeouts,
     progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
+}
+
+/// How long the client waits on the network before a request counts as
+/// failed (and is retried like a dropped connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Setting up a connection (TCP and TLS).
+    pub connect: Duration,
+    /// Waiting for any bytes: the response's head, then each read of its
+    /// body. A registry that accepts a request and goes silent is given up
+    /// on after this long.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(30), read: Duration::from_secs(120) }
+    }
+}
+
+impl Timeouts {
+    /// Both bounds at most `read`: the connect timeout stays 30 s unless
+    /// `read` is shorter.
+    pub fn with_read(read: Duration) -> Timeouts {
+        let d = Timeouts::default();
+        Timeouts { connect: d.connect.min(read), read }
+    }
 }
 
 impl Default for ClientBuilder {
@@ -59,6 +88,7 @@ impl ClientBuilder {
             retry: RetryPolicy::default(),
             chunk_threshold: 32 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
+            timeouts: Timeouts::default(),
             progress: None,
         }
     }
@@ -101,6 +131,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Network timeouts (default: 30 s to connect, 120 s without a byte).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
     /// The size of one chunk of a chunked upload (held in memory).
     pub fn with_chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes.max(1);
@@ -129,6 +165,7 @@ impl ClientBuilder {
             self.retry,
             self.chunk_threshold,
             self.chunk_size,
+            self.timeouts,
             self.progress,
         );
         Ok(Client { inner: Arc::new(inner) })

@@ -18,7 +18,7 @@ use crate::challenge::{self, Challenge, Scopes};
 use crate::config::Mirror;
 use crate::error::{is_tls_error, parse_error_body, short_reason};
 use crate::retry::{parse_retry_after, retryable_status};
-use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy};
+use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy, Timeouts};
 
 /// How to pick `http` or `https` for a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,7 @@ pub(crate) struct Inner {
     pub retry: RetryPolicy,
     pub chunk_threshold: u64,
     pub chunk_size: usize,
+    pub timeouts: Timeouts,
     pub progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
     http: Mutex<HashMap<(bool, Vec<PathBuf>), reqwest::Client>>,
     hosts: Mutex<HashMap<String, HostState>>,
@@ -122,6 +123,7 @@ impl Inner {
         retry: RetryPolicy,
         chunk_threshold: u64,
         chunk_size: usize,
+        timeouts: Timeouts,
         progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
     ) -> Inner {
         Inner {
@@ -132,6 +134,7 @@ impl Inner {
             retry,
             chunk_threshold,
             chunk_size,
+            timeouts,
             progress,
             http: Mutex::default(),
             hosts: Mutex::default(),
@@ -199,8 +202,8 @@ impl Inner {
         }
         let mut b = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
+            .connect_timeout(self.timeouts.connect)
+            .read_timeout(self.timeouts.read)
             .tls_danger_accept_invalid_certs(ep.skip_verify);
         if !certs.is_empty() {
             b = b.tls_certs_merge(certs);
@@ -574,7 +577,7 @@ impl Inner {
 
 fn gave_up(e: Error, attempts: u32) -> Error {
     if attempts > 1 {
-        Error::GaveUp { attempts, source: Box::new(e) }
+        Error::GaveUp { attempts, last: Box::new(e) }
     } else {
         e
     }
@@ -641,7 +644,17 @@ mod tests {
             "#,
         )
         .unwrap();
-        let inner = Inner::new(cfg, false, DockerConfig::empty(), "t".into(), RetryPolicy::fast(), 1, 1, None);
+        let inner = Inner::new(
+            cfg,
+            false,
+            DockerConfig::empty(),
+            "t".into(),
+            RetryPolicy::fast(),
+            1,
+            1,
+            Timeouts::default(),
+            None,
+        );
         let eps = inner.pull_endpoints("docker.io");
         assert_eq!(eps.len(), 3);
         assert_eq!((eps[0].host.as_str(), eps[0].schemes, eps[0].mirror), ("127.0.0.1:5000", Schemes::Http, true));
@@ -665,6 +678,7 @@ mod tests {
             RetryPolicy::fast(),
             1,
             1,
+            Timeouts::default(),
             None,
         );
         let q = insecure.origin("quay.io");

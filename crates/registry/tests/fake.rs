@@ -126,6 +126,9 @@ async fn unavailable_forever_gives_up_within_the_bound() {
     assert_eq!(e.kind(), ErrorKind::Temporary);
     assert!(matches!(e, Error::GaveUp { attempts: 5, .. }), "{e:?}");
     assert!(e.to_string().contains("gave up after 5 attempts"), "{e}");
+    // The last failure is in the message once, not repeated as a cause.
+    assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+    assert_eq!(e.to_string().matches("503").count(), 1, "{e}");
     assert_eq!(fake.requests_to("/v2/x/manifests/v1").len(), 5);
 }
 
