@@ -103,7 +103,7 @@ fn save_stash(asked: isize) {
     let saved = std::fs::File::create(path).and_then(|mut f| f.write_all(input)).is_ok();
     let mut err = std::io::stderr();
     let _ = err.write_all(b"fuzz case over the memory cap (asked ");
-    let _ = write!(err, "{asked} bytes); input {}: {}\n", if saved { "saved" } else { "NOT saved" }, path.display());
+    let _ = writeln!(err, "{asked} bytes); input {}: {}", if saved { "saved" } else { "NOT saved" }, path.display());
 }
 
 /// Whether [`Counting`] is this process's global allocator.
