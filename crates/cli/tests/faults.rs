@@ -62,12 +62,14 @@ fn pull_retries_transient_faults() {
             Rule::on(Some("GET"), "/blobs/", Fault::Reset),
             Rule::on(Some("GET"), "/blobs/", Fault::Truncate(100)),
             Rule::on(Some("GET"), "/blobs/", Fault::Status(502, None)),
+            Rule::on(Some("GET"), "/manifests/latest", Fault::Truncate(50)),
+            Rule::on(Some("GET"), "/manifests/sha256:", Fault::Truncate(50)),
         ],
     );
     let env = Env::new();
     let image = format!("{}/library/busybox:latest", proxy.host());
     ok(&env, &proxy, &["pull", "-q", "--platform", "linux/arm64", &image]);
-    assert_fired(&proxy, &[1, 1, 1, 1, 1]);
+    assert_fired(&proxy, &[1, 1, 1, 1, 1, 1, 1]);
     // What was stored is whole: the same digests the registry serves.
     let inspect = env.ok(&["inspect", "--platform", "linux/arm64", &image]);
     assert!(inspect.contains("arm64"), "{inspect}");

@@ -575,6 +575,46 @@ impl Inner {
     }
 }
 
+/// How one attempt of [`Inner::retry_body`] failed.
+pub(crate) enum BodyFailure {
+    /// The connection failed while the body was read (a reset, a body cut
+    /// short, a timeout): the request is worth sending again.
+    Cut(Error),
+    /// Anything else, final (the request's own retries are done).
+    Final(Error),
+}
+
+impl From<Error> for BodyFailure {
+    fn from(e: Error) -> BodyFailure {
+        BodyFailure::Final(e)
+    }
+}
+
+impl Inner {
+    /// Runs `op` (a request through [`Inner::execute`] and the reading of
+    /// its body) again when the body was cut short, within the retry
+    /// policy, as a dropped connection before the response is.
+    pub async fn retry_body<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, BodyFailure>>,
+    {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(BodyFailure::Final(e)) => return Err(e),
+                Err(BodyFailure::Cut(e)) => match self.retry.next_wait(attempt, start.elapsed(), None) {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => return Err(gave_up(e, attempt)),
+                },
+            }
+        }
+    }
+}
+
 fn gave_up(e: Error, attempts: u32) -> Error {
     if attempts > 1 {
         Error::GaveUp { attempts, last: Box::new(e) }

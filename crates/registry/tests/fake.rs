@@ -182,6 +182,35 @@ async fn connection_dropped_every_time_is_a_temporary_error() {
 }
 
 #[tokio::test]
+async fn manifest_and_tag_list_cut_short_are_fetched_again() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    let fake = serve(move |req| {
+        ping(req).unwrap_or_else(|| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) % 2 == 0;
+            let (ct, body): (&str, Vec<u8>) = match req.route() {
+                "/v2/x/tags/list" => ("application/json", br#"{"name":"x","tags":["a","b"]}"#.to_vec()),
+                _ => (media_type::OCI_MANIFEST, MANIFEST.as_bytes().to_vec()),
+            };
+            let headers = vec![("Content-Type".to_string(), ct.to_string())];
+            if first {
+                // Every other answer stops a few bytes in.
+                Reply::Cut { status: 200, headers, len: body.len(), body: body[..20].to_vec() }
+            } else {
+                Reply::Full { status: 200, headers, body }
+            }
+        })
+    })
+    .await;
+    let c = client(RegistryConfig::default());
+    let m = c.get_manifest(&reference(&fake.host(), "x", Some("v1"))).await.unwrap();
+    assert_eq!(m.bytes().as_ref(), MANIFEST.as_bytes());
+    assert_eq!(fake.requests_to("/v2/x/manifests/v1").len(), 2);
+    assert_eq!(c.tags(&reference(&fake.host(), "x", None)).await.unwrap(), ["a", "b"]);
+    assert_eq!(fake.requests_to("/v2/x/tags/list").len(), 2);
+}
+
+#[tokio::test]
 async fn redirect_to_storage_drops_authorization() {
     let storage = serve(|_| Reply::status(200, "layer-bytes")).await;
     let storage_host = format!("localhost:{}", storage.port);
