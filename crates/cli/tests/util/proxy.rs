@@ -210,11 +210,13 @@ fn reset(s: TcpStream) {
 
 fn serve_tcp(client: TcpStream, shared: Arc<Shared>) {
     let _ = client.set_read_timeout(Some(Duration::from_millis(50)));
-    let fault = shared.pick("", "");
+    // A Truncate rule counts the cuts it made, not the connections it
+    // watched: it is taken when its limit is passed.
+    let fault = shared.pick_tcp();
     shared.note(format!("connection: {fault:?}"));
     match fault {
-        Some(Fault::Hang) => return hang(client, &shared),
-        Some(Fault::Reset) => {
+        Some((Fault::Hang, _)) => return hang(client, &shared),
+        Some((Fault::Reset, _)) => {
             let mut b = [0u8; 1];
             while client.peek(&mut b).is_err() && !shared.stopped() {}
             return reset(client);
@@ -223,12 +225,8 @@ fn serve_tcp(client: TcpStream, shared: Arc<Shared>) {
     }
     let Ok(server) = TcpStream::connect(&shared.upstream) else { return };
     let _ = server.set_read_timeout(Some(Duration::from_millis(50)));
-    let cut = match fault {
-        Some(Fault::Truncate(n)) => n,
-        _ => usize::MAX,
-    };
     let die = match fault {
-        Some(Fault::DieAfter(n)) => n,
+        Some((Fault::DieAfter(n), _)) => n,
         _ => usize::MAX,
     };
     let (c2, s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
@@ -241,9 +239,21 @@ fn serve_tcp(client: TcpStream, shared: Arc<Shared>) {
         }
     });
     let mut down = 0usize;
+    let mut watching = if fault.is_none() { shared.truncations() } else { Vec::new() };
     pump(server, client, &shared, |n| {
         down += n;
-        down > cut
+        let mut cut = false;
+        watching.retain(|&(limit, i)| {
+            if down <= limit || cut {
+                return down <= limit;
+            }
+            cut = shared.rules[i].take();
+            if cut {
+                shared.note(format!("connection cut after {limit} bytes"));
+            }
+            false
+        });
+        cut
     });
     let _ = up.join();
 }
@@ -471,6 +481,30 @@ fn serve_http(mut client: TcpStream, shared: Arc<Shared>) {
 }
 
 impl Shared {
+    /// The fault for a new connection (TCP mode) and its rule: the first
+    /// rule with firings left, [`Fault::Truncate`] rules aside.
+    fn pick_tcp(&self) -> Option<(Fault, usize)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !matches!(r.fault, Fault::Truncate(_)) && r.take())
+            .map(|(i, r)| (r.fault, i))
+    }
+
+    /// The [`Fault::Truncate`] rules with cuts left, as (limit, rule): a
+    /// connection watches them all and is cut by the first whose limit it
+    /// passes while a cut is left (so the counter counts real cuts).
+    fn truncations(&self) -> Vec<(usize, usize)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r.fault {
+                Fault::Truncate(n) if r.left.load(Ordering::SeqCst) > 0 => Some((n, i)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Takes a [`Fault::Reset`] rule matching a request that was only
     /// peeked at.
     fn pick_peeked(&self, method: &str, path: &str) -> Option<Fault> {
