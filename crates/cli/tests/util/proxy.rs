@@ -165,8 +165,10 @@ impl Drop for FaultProxy {
 }
 
 impl Shared {
+    /// The fault for a request that was read (resets were taken when it
+    /// was peeked at, see [`Shared::pick_peeked`]).
     fn pick(&self, method: &str, path: &str) -> Option<Fault> {
-        self.rules.iter().find(|r| r.matches(method, path) && r.take()).map(|r| r.fault)
+        self.rules.iter().find(|r| r.fault != Fault::Reset && r.matches(method, path) && r.take()).map(|r| r.fault)
     }
 
     fn note(&self, line: String) {
@@ -305,75 +307,99 @@ fn parse_head(raw: &[u8]) -> (String, Vec<(String, String)>) {
     (first, headers)
 }
 
-/// Reads one message: its head, then a body by `Content-Length`, chunked
-/// framing (kept raw), or until EOF when `to_eof` and neither is given.
+/// Bytes read from a socket and not used yet.
+struct Input<'a> {
+    s: &'a mut TcpStream,
+    pending: &'a mut Vec<u8>,
+    shared: &'a Shared,
+}
+
+impl Input<'_> {
+    /// Reads until `pending` holds at least `want` bytes (`None` at EOF).
+    fn fill(&mut self, want: usize) -> Option<()> {
+        let mut buf = [0u8; 65536];
+        while self.pending.len() < want {
+            let n = read_some(self.s, &mut buf, self.shared).ok().filter(|n| *n > 0)?;
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        Some(())
+    }
+
+    /// The end of the line starting at `at` (after its CRLF).
+    fn line_end(&mut self, at: usize) -> Option<usize> {
+        loop {
+            if let Some(i) = self.pending[at..].windows(2).position(|w| w == b"\r\n") {
+                return Some(at + i + 2);
+            }
+            self.fill(self.pending.len() + 1)?;
+        }
+    }
+
+    /// The length of a chunked body at the start of `pending`: chunks of a
+    /// size line, data and CRLF; the last has size 0 and a trailer that
+    /// ends with an empty line.
+    fn chunked_len(&mut self) -> Option<usize> {
+        let mut at = 0;
+        loop {
+            let end = self.line_end(at)?;
+            let text = String::from_utf8_lossy(&self.pending[at..end - 2]).to_string();
+            let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16).ok()?;
+            if size == 0 {
+                let mut t = end;
+                loop {
+                    let next = self.line_end(t)?;
+                    if next == t + 2 {
+                        return Some(next);
+                    }
+                    t = next;
+                }
+            }
+            self.fill(end + size + 2)?;
+            at = end + size + 2;
+        }
+    }
+
+    /// Everything until EOF.
+    fn rest(&mut self) -> Vec<u8> {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = read_some(self.s, &mut buf, self.shared) {
+            if n == 0 {
+                break;
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        std::mem::take(self.pending)
+    }
+}
+
+/// Reads one message: its head, then (unless `no_body`, for answers to
+/// HEAD) a body by `Content-Length`, by chunked framing (kept raw), or, for
+/// a response with neither, until EOF.
 fn read_message(s: &mut TcpStream, pending: &mut Vec<u8>, shared: &Shared, no_body: bool) -> Option<Message> {
-    let mut buf = [0u8; 65536];
+    let mut input = Input { s, pending, shared };
     let end = loop {
-        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = input.pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let n = read_some(s, &mut buf, shared).ok().filter(|n| *n > 0)?;
-        pending.extend_from_slice(&buf[..n]);
+        input.fill(input.pending.len() + 1)?;
     };
-    let head: Vec<u8> = pending.drain(..end).collect();
+    let head: Vec<u8> = input.pending.drain(..end).collect();
     let (first, headers) = parse_head(&head[..end - 4]);
     let mut m = Message { first, headers, head, body: Vec::new() };
     let chunked = m.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     let length = m.header("content-length").and_then(|v| v.parse::<usize>().ok());
-    let mut fill = |pending: &mut Vec<u8>, want: usize| -> Option<()> {
-        while pending.len() < want {
-            let n = read_some(s, &mut buf, shared).ok().filter(|n| *n > 0)?;
-            pending.extend_from_slice(&buf[..n]);
+    let len = match (no_body, chunked, length) {
+        (true, _, _) => 0,
+        (false, true, _) => input.chunked_len()?,
+        (false, false, Some(len)) => len,
+        (false, false, None) if m.first.starts_with("HTTP/") => {
+            m.body = input.rest();
+            return Some(m);
         }
-        Some(())
+        _ => 0,
     };
-    if no_body {
-    } else if chunked {
-        // Walk the chunks: size line, data, CRLF; the last is size 0 and
-        // its trailer ends with an empty line.
-        let mut at = 0;
-        loop {
-            let line_end = loop {
-                if let Some(i) = pending[at..].windows(2).position(|w| w == b"\r\n") {
-                    break at + i + 2;
-                }
-                fill(pending, pending.len() + 1)?;
-            };
-            let size_text = String::from_utf8_lossy(&pending[at..line_end - 2]).to_string();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).ok()?;
-            if size == 0 {
-                let mut t = line_end;
-                loop {
-                    fill(pending, t + 2)?;
-                    if &pending[t..t + 2] == b"\r\n" {
-                        at = t + 2;
-                        break;
-                    }
-                    match pending[t..].windows(2).position(|w| w == b"\r\n") {
-                        Some(i) => t += i + 2,
-                        None => fill(pending, pending.len() + 1)?,
-                    }
-                }
-                break;
-            }
-            fill(pending, line_end + size + 2)?;
-            at = line_end + size + 2;
-        }
-        m.body = pending.drain(..at).collect();
-    } else if let Some(len) = length {
-        fill(pending, len)?;
-        m.body = pending.drain(..len).collect();
-    } else if m.first.starts_with("HTTP/") {
-        // A response without length: the body ends at EOF.
-        while let Ok(n) = read_some(s, &mut buf, shared) {
-            if n == 0 {
-                break;
-            }
-            pending.extend_from_slice(&buf[..n]);
-        }
-        m.body = std::mem::take(pending);
-    }
+    input.fill(len)?;
+    m.body = input.pending.drain(..len).collect();
     Some(m)
 }
 
@@ -414,51 +440,66 @@ fn peek_head(client: &TcpStream, shared: &Shared) -> Option<(String, String)> {
     }
 }
 
+/// What to do with a connection before its next request is read.
+enum Gate {
+    Read,
+    Close,
+    Reset,
+}
+
+/// Looks at the next request without reading it: a TLS hello is answered
+/// as a plain HTTP server does, and a matching [`Fault::Reset`] resets.
+fn gate(client: &mut TcpStream, shared: &Shared) -> Gate {
+    let Some((method, path)) = peek_head(client, shared) else { return Gate::Close };
+    if method == "TLS" {
+        let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+        let mut rest = [0u8; 4096];
+        let _ = client.read(&mut rest);
+        return Gate::Close;
+    }
+    if shared.pick_peeked(&method, &path).is_some() {
+        shared.note(format!("{method} {path} -> reset"));
+        return Gate::Reset;
+    }
+    Gate::Read
+}
+
+/// Sends `req` upstream (connecting on first use) and reads the answer.
+fn exchange(server: &mut Option<TcpStream>, pending: &mut Vec<u8>, req: &Message, shared: &Shared) -> Option<Message> {
+    if server.is_none() {
+        let s = TcpStream::connect(&shared.upstream).ok()?;
+        let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+        *server = Some(s);
+    }
+    let up = server.as_mut()?;
+    up.write_all(&req.head).and_then(|_| up.write_all(&req.body)).ok()?;
+    read_message(up, pending, shared, req.first.starts_with("HEAD "))
+}
+
 fn serve_http(mut client: TcpStream, shared: Arc<Shared>) {
     let _ = client.set_read_timeout(Some(Duration::from_millis(50)));
     let mut server: Option<TcpStream> = None;
     let (mut from_client, mut from_server) = (Vec::new(), Vec::new());
     loop {
         if from_client.is_empty() {
-            let Some((method, path)) = peek_head(&client, &shared) else { return };
-            if method == "TLS" {
-                let _ = client
-                    .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
-                let mut rest = [0u8; 4096];
-                let _ = client.read(&mut rest);
-                return;
-            }
-            if shared.pick_peeked(&method, &path).is_some() {
-                shared.note(format!("{method} {path} -> reset"));
-                return reset(client);
+            match gate(&mut client, &shared) {
+                Gate::Read => {}
+                Gate::Close => return,
+                Gate::Reset => return reset(client),
             }
         }
         let Some(req) = read_message(&mut client, &mut from_client, &shared, false) else { return };
         let mut parts = req.first.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        let fault = shared.pick(&method, &path).filter(|f| *f != Fault::Reset);
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let fault = shared.pick(method, path);
         shared.note(format!("{method} {path} -> {fault:?}"));
         match fault {
-            Some(Fault::Status(code, ra)) => {
-                if client.write_all(&status_reply(code, ra)).is_err() {
-                    return;
-                }
-                continue;
-            }
+            Some(Fault::Status(code, ra)) if client.write_all(&status_reply(code, ra)).is_ok() => continue,
+            Some(Fault::Status(..)) => return,
             Some(Fault::Hang) => return hang(client, &shared),
             _ => {}
         }
-        if server.is_none() {
-            server = TcpStream::connect(&shared.upstream).ok();
-            if let Some(s) = &server {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-            }
-        }
-        let Some(up) = server.as_mut() else { return };
-        if up.write_all(&req.head).and_then(|_| up.write_all(&req.body)).is_err() {
-            return;
-        }
-        let Some(mut resp) = read_message(up, &mut from_server, &shared, method == "HEAD") else { return };
+        let Some(mut resp) = exchange(&mut server, &mut from_server, &req, &shared) else { return };
         let no_more = !resp.first.starts_with("HTTP/1.1")
             || resp.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         match fault {
