@@ -315,3 +315,18 @@ fn tls_registry_through_byte_level_faults() {
     assert!(err.contains(&proxy.host()), "{err}");
     assert!(!api::complete_or_absent(&dst, "test/tls", "v3"));
 }
+
+#[test]
+fn a_bad_timeout_value_is_named() {
+    let env = Env::new();
+    for bad in ["soon", "0", "-3"] {
+        let out = env
+            .cmd(&["imagetools", "inspect", "127.0.0.1:1/x/y:z"])
+            .env("POLYARCH_REGISTRY_TIMEOUT", bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("POLYARCH_REGISTRY_TIMEOUT") && err.contains(bad), "{err}");
+    }
+}
