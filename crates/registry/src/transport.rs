@@ -407,6 +407,7 @@ impl Inner {
         Box::pin(self.fetch_token(ep, target, ch, scopes))
     }
 
+    /// A token for `scopes`, asked for again when the answer is cut short.
     async fn fetch_token(
         &self,
         ep: &Endpoint,
@@ -414,6 +415,16 @@ impl Inner {
         ch: &Challenge,
         scopes: &Scopes,
     ) -> Result<Token, Error> {
+        self.retry_body(|| self.fetch_token_once(ep, target, ch, scopes)).await
+    }
+
+    async fn fetch_token_once(
+        &self,
+        ep: &Endpoint,
+        target: &Target,
+        ch: &Challenge,
+        scopes: &Scopes,
+    ) -> Result<Token, BodyFailure> {
         let realm = ch.param("realm").filter(|r| !r.is_empty()).ok_or_else(|| Error::InvalidResponse {
             registry: ep.host.clone(),
             reason: "bearer challenge without realm".into(),
@@ -492,7 +503,7 @@ impl Inner {
         resp: Response,
         attempts: u32,
         had_credentials: bool,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, BodyFailure> {
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let errors = parse_error_body(&read_limited(resp, 64 * 1024).await.unwrap_or_default());
@@ -501,10 +512,11 @@ impl Inner {
                 reference: target.reference.clone(),
                 had_credentials,
                 errors,
-            });
+            }
+            .into());
         }
         if !status.is_success() {
-            return Err(self.status_error(resp, target, attempts).await);
+            return Err(self.status_error(resp, target, attempts).await.into());
         }
         #[derive(Deserialize)]
         struct Body {
@@ -515,7 +527,9 @@ impl Inner {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let bytes = read_limited(resp, 1024 * 1024).await.map_err(|e| self.transport_error(ep, target, &e))?;
+        let bytes = read_limited(resp, 1024 * 1024)
+            .await
+            .map_err(|e| BodyFailure::Cut(self.transport_error(ep, target, &e)))?;
         let b: Body = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
             registry: ep.host.clone(),
             reason: format!("token response: {e}"),
@@ -525,7 +539,8 @@ impl Inner {
             return Err(Error::InvalidResponse {
                 registry: ep.host.clone(),
                 reason: "token response without token".into(),
-            });
+            }
+            .into());
         }
         // Refresh a little early; 60 s is the spec's default lifetime.
         let life = Duration::from_secs(b.expires_in.filter(|e| *e > 0).unwrap_or(60));

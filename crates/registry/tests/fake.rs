@@ -313,6 +313,36 @@ async fn identity_token_uses_oauth2_post() {
 }
 
 #[tokio::test]
+async fn token_answer_cut_short_is_asked_for_again() {
+    let fake = Arc::new(Mutex::new(String::new()));
+    let host = fake.clone();
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    let server = serve(move |req| {
+        let challenge = format!(r#"Bearer realm="http://{}/token",service="svc""#, host.lock().unwrap());
+        match req.route() {
+            "/token" => {
+                let body = br#"{"token":"ok","expires_in":60}"#.to_vec();
+                if t2.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Cut { status: 200, headers: vec![], len: body.len(), body: body[..5].to_vec() }
+                } else {
+                    Reply::status(200, body)
+                }
+            }
+            _ if req.header("Authorization") == Some("Bearer ok") => {
+                Reply::with(200, &[("Content-Type", media_type::OCI_MANIFEST)], MANIFEST)
+            }
+            _ => Reply::with(401, &[("WWW-Authenticate", challenge.as_str())], ""),
+        }
+    })
+    .await;
+    *fake.lock().unwrap() = server.host();
+    let c = client(RegistryConfig::default());
+    c.get_manifest(&reference(&server.host(), "x", Some("v1"))).await.unwrap();
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn failed_chunk_restarts_the_upload_from_post() {
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
     let desc = blob_desc(&data);
