@@ -187,7 +187,7 @@ async fn manifest_and_tag_list_cut_short_are_fetched_again() {
     let seen = n.clone();
     let fake = serve(move |req| {
         ping(req).unwrap_or_else(|| {
-            let first = seen.fetch_add(1, Ordering::SeqCst) % 2 == 0;
+            let first = seen.fetch_add(1, Ordering::SeqCst) & 1 == 0;
             let (ct, body): (&str, Vec<u8>) = match req.route() {
                 "/v2/x/tags/list" => ("application/json", br#"{"name":"x","tags":["a","b"]}"#.to_vec()),
                 _ => (media_type::OCI_MANIFEST, MANIFEST.as_bytes().to_vec()),
