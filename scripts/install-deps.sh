@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   ca-certificates curl jq openssl git gcc pkg-config
+  iproute2                             # loopback in the namespaces the emulation tests make
   docker-registry apache2-utils        # the test registry (../shared/fixtures/registry.sh)
   skopeo umoci buildah                 # independent clients and peers the tests check results with
   runc                                 # the OCI runtime RUN steps and `polyarch run` use
@@ -20,7 +21,7 @@ done
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "install-deps: missing ${missing[*]}; run as root (sudo $0)" >&2
+    echo "install-deps: missing ${missing[*]}; run this script as root (bash $0)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# polyarch quickstart, on a fresh Debian 12 machine, with no Docker Hub and no
-# Docker engine:
-#   1. installs what polyarch needs and builds it;
-#   2. makes busybox root filesystems for six architectures from Debian's
-#      busybox-static packages (a private apt configuration: the host's dpkg
-#      architectures are not touched);
-#   3. builds one image per platform with `polyarch build` (FROM scratch),
-#      into the local store and into a registry on loopback;
-#   4. joins them into one multi-platform index with `polyarch imagetools
-#      create` and shows it with `polyarch imagetools inspect`.
+# polyarch quickstart, as root on a fresh Debian 12 machine (no sudo needed),
+# with no Docker Hub and no Docker engine:
+#   1. installs what polyarch needs (scripts/install-deps.sh) and builds it;
+#   2. downloads Debian's busybox-static for six architectures (a private apt
+#      configuration: the host's dpkg architectures are not touched) and
+#      makes a root filesystem of each;
+#   3. builds them into one multi-arch busybox base image with `polyarch
+#      build --platform ... --push` (FROM scratch), pushed to a registry it
+#      starts on loopback (and stops when it ends);
+#   4. registers QEMU's emulators with `polyarch binfmt install --reset all`
+#      (replacing handlers that would lose argv[0]);
+#   5. builds a Dockerfile with a RUN step on that base for all six
+#      platforms (foreign ones under QEMU) into the local store;
+#   6. lists the store with `polyarch images` and runs each platform's image
+#      with `polyarch run` (its `uname -m` and what the RUN step wrote).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${POLYARCH_QUICKSTART_DIR:-/tmp/polyarch-quickstart}
@@ -91,7 +96,7 @@ echo "== the multi-arch base image: polyarch build --platform $list --push"
 "$PA" build --progress plain --platform "$list" -t "$REG/quickstart/busybox:latest" --push "$ctx"
 
 echo "== the main job: a multi-platform build with RUN steps (foreign ones under QEMU), into the local store"
-"$PA" binfmt install all >/dev/null || true
+"$PA" binfmt install --reset all || true
 app=$work/app
 mkdir -p "$app"
 cat > "$app/Dockerfile" <<DOCKERFILE

@@ -122,6 +122,8 @@ pub struct BuildOptions {
     pub snapshotter: process::SnapshotterKind,
     /// Stages whose RUN steps ignore the cache (`--no-cache-filter`).
     pub no_cache_filter: Vec<String>,
+    /// Where named images are looked for (`--pull`).
+    pub resolve_mode: base::ResolveMode,
 }
 
 impl BuildOptions {
@@ -145,6 +147,7 @@ impl BuildOptions {
             runtime: None,
             snapshotter: process::SnapshotterKind::default(),
             no_cache_filter: Vec::new(),
+            resolve_mode: base::ResolveMode::default(),
         }
     }
 

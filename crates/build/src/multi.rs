@@ -32,7 +32,7 @@ pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
         let p = if item == "local" {
             Platform::host().normalize()
         } else {
-            Platform::parse(item).map_err(|e| Error::Option(format!("invalid platform {item:?}: {e}")))?.normalize()
+            Platform::parse(item).map_err(|e| Error::Option(e.to_string()))?.normalize()
         };
         if !out.iter().any(|o| o.format() == p.format()) {
             out.push(p);
@@ -73,25 +73,24 @@ pub struct Unrunnable {
 pub type Prober<'a> = dyn Fn(&Platform) -> std::result::Result<(), Unrunnable> + 'a;
 
 /// The prober that executes a tiny program of the platform's architecture
-/// (`polyarch_emu::probe_platform`); the fix names `polyarch binfmt
-/// install ARCH`, preceded by installing QEMU when no static emulator is
-/// on this machine.
+/// (`polyarch_emu::probe_platform`), which also checks that `argv[0]`
+/// arrives and a re-exec through `/proc/self/exe` works; the fix is
+/// `polyarch_emu::remedy`'s (`polyarch binfmt install ARCH`, `--reset`
+/// for a wrong handler, after installing QEMU when it is missing). A
+/// platform no QEMU emulates here needs a node of that platform.
 pub fn probe_host(platform: &Platform) -> std::result::Result<(), Unrunnable> {
     let Some(arch) = polyarch_emu::Arch::from_platform(platform) else {
+        let p = platform.format();
         return Err(Unrunnable {
-            detail: format!("no emulator is known for {}", platform.format()),
-            fix: "build it on a machine of that platform".into(),
+            detail: format!("polyarch has no emulator for {p}"),
+            fix: format!("polyarch builder create --append --name NAME --platform {p} ssh://USER@HOST (a node of {p})"),
         });
     };
     let opts = polyarch_emu::ProbeOptions::default();
     match polyarch_emu::probe_platform(platform, &opts) {
         Ok(r) if r.executes => Ok(()),
         Ok(r) => {
-            let install = format!("polyarch binfmt install {}", arch.name());
-            let fix = match polyarch_emu::find_interpreter(arch, None) {
-                Ok(_) => install,
-                Err(_) => format!("apt-get install qemu-user-static, then {install}"),
-            };
+            let fix = polyarch_emu::remedy(arch, &r, None).unwrap_or_default();
             Err(Unrunnable { detail: r.detail, fix })
         }
         Err(e) => Err(Unrunnable { detail: e.to_string(), fix: format!("polyarch binfmt install {}", arch.name()) }),

@@ -51,6 +51,8 @@ fn create_annotate_push_inspect_amend() {
     env.ok(&["manifest", "annotate", "--os", "linux", "--arch", "arm", "--variant", "v7", &list, &img("armv7")]);
     let err = env.fails(&["manifest", "annotate", "--arch", "nonsense", &list, &img("armv7")]);
     assert!(err.contains("nonsense"), "{err}");
+    let err = env.fails(&["manifest", "annotate", "--arch", "amd46", &list, &img("armv7")]);
+    assert!(err.contains("unknown os/arch combination linux/amd46; did you mean \"amd64\"?"), "{err}");
 
     // Local inspect shows the list with platforms taken from the configs.
     let local: serde_json::Value = serde_json::from_str(&env.ok(&["manifest", "inspect", &list])).unwrap();

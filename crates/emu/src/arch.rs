@@ -6,10 +6,13 @@
 use polyarch_oci::Platform;
 use serde::Serialize;
 
+use crate::code;
 use crate::elf::{self, ElfSpec};
 use crate::Error;
 
-/// A CPU architecture, named as Go and OCI platforms name it.
+/// A CPU architecture, named as Go and OCI platforms name it, or as
+/// Debian does where Go has no name (`riscv32`, `m68k`, `alpha`, `hppa`,
+/// `sh4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(into = "&'static str")]
 pub enum Arch {
@@ -33,6 +36,28 @@ pub enum Arch {
     Mips64,
     /// `loong64` (`loongarch64`).
     Loong64,
+    /// `mips` (32-bit big-endian, o32 ABI).
+    Mips,
+    /// `mipsle` (`mipsel`, o32 ABI).
+    Mipsle,
+    /// `ppc64` (big-endian).
+    Ppc64,
+    /// `ppc` (32-bit PowerPC).
+    Ppc,
+    /// `sparc64` (SPARC V9).
+    Sparc64,
+    /// `sparc` (32-bit).
+    Sparc,
+    /// `riscv32`.
+    Riscv32,
+    /// `m68k` (Motorola 680x0).
+    M68k,
+    /// `alpha`.
+    Alpha,
+    /// `hppa` (PA-RISC).
+    Hppa,
+    /// `sh4` (SuperH, little-endian).
+    Sh4,
 }
 
 impl From<Arch> for &'static str {
@@ -47,8 +72,9 @@ impl std::fmt::Display for Arch {
     }
 }
 
-/// Masks from qemu-binfmt-conf.sh as tonistiigi/binfmt uses them: the
-/// OS ABI byte is ignored, and `e_type` matches both `ET_EXEC` and `ET_DYN`.
+/// Masks from qemu-binfmt-conf.sh as tonistiigi/binfmt and Debian use
+/// them: the OS ABI byte is ignored, and `e_type` matches both `ET_EXEC`
+/// and `ET_DYN`.
 const MASK_STRICT_IDENT: [u8; 20] = [
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff,
     0xff,
@@ -63,9 +89,19 @@ const MASK_PPC64LE: [u8; 20] = [
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff,
     0x00,
 ];
-/// s390x is big-endian: `e_type`'s low byte is the second one.
-const MASK_S390X: [u8; 20] = [
+/// Big-endian architectures: `e_type`'s low byte is the second one.
+const MASK_STRICT_BE: [u8; 20] = [
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff,
+    0xff,
+];
+/// Big-endian, checking the top bits of the ABI version (ppc, sparc).
+const MASK_BE_ABI: [u8; 20] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff,
+    0xff,
+];
+/// Little-endian, checking the top bits of the ABI version (sh4).
+const MASK_LE_ABI: [u8; 20] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff,
     0xff,
 ];
 /// mips64el ignores the ABI version byte too.
@@ -78,20 +114,48 @@ const MASK_MIPS64: [u8; 20] = [
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff,
     0xff,
 ];
+/// 32-bit mips reaches into `e_flags` (offset 36) so that n32 programs
+/// (`EF_MIPS_ABI2`, 0x20) go to the n32 emulator; big-endian, 40 bytes.
+const MASK_MIPS: [u8; 40] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff,
+    0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
+];
+/// The same for little-endian mipsel: 37 bytes.
+const MASK_MIPSLE: [u8; 37] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff,
+    0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20,
+];
 /// loongarch64 keeps only the top bits of the OS ABI byte.
 const MASK_LOONG64: [u8; 20] = [
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff,
     0xff,
 ];
 
-/// Instruction words in the target's byte order.
-fn words(words: &[u32], big_endian: bool) -> Vec<u8> {
-    words.iter().flat_map(|w| if big_endian { w.to_be_bytes() } else { w.to_le_bytes() }).collect()
+/// The names [`Arch::parse`] takes besides Go's and QEMU's.
+fn alias(s: &str) -> Option<Arch> {
+    Some(match s {
+        "x86-64" | "x64" => Arch::Amd64,
+        "i686" | "i586" | "i486" | "x86" => Arch::I386,
+        "armhf" | "armel" | "armv7" | "armv7l" | "armv6" | "armv6l" | "armv5" => Arch::Arm,
+        "ppc64el" => Arch::Ppc64le,
+        "powerpc64" => Arch::Ppc64,
+        "powerpc" => Arch::Ppc,
+        "parisc" => Arch::Hppa,
+        _ => return None,
+    })
 }
 
 impl Arch {
-    /// Every architecture, native candidates first, in buildkit's order.
-    pub const ALL: [Arch; 10] = [
+    /// The architectures buildkit and tonistiigi/binfmt emulate: the ones
+    /// images are commonly published for.
+    pub fn is_common(self) -> bool {
+        Arch::ALL[..10].contains(&self)
+    }
+
+    /// Every architecture, native candidates first, in buildkit's order
+    /// (the [`Arch::is_common`] ones), then the others Debian's
+    /// qemu-user-static emulates.
+    pub const ALL: [Arch; 21] = [
         Arch::Amd64,
         Arch::Arm64,
         Arch::Riscv64,
@@ -102,9 +166,20 @@ impl Arch {
         Arch::Mips64,
         Arch::Loong64,
         Arch::Arm,
+        Arch::Mips,
+        Arch::Mipsle,
+        Arch::Ppc64,
+        Arch::Ppc,
+        Arch::Sparc64,
+        Arch::Sparc,
+        Arch::Riscv32,
+        Arch::M68k,
+        Arch::Alpha,
+        Arch::Hppa,
+        Arch::Sh4,
     ];
 
-    /// Go's name (`arm64`).
+    /// The platform architecture name (`arm64`).
     pub fn name(self) -> &'static str {
         match self {
             Arch::Amd64 => "amd64",
@@ -117,6 +192,17 @@ impl Arch {
             Arch::Mips64le => "mips64le",
             Arch::Mips64 => "mips64",
             Arch::Loong64 => "loong64",
+            Arch::Mips => "mips",
+            Arch::Mipsle => "mipsle",
+            Arch::Ppc64 => "ppc64",
+            Arch::Ppc => "ppc",
+            Arch::Sparc64 => "sparc64",
+            Arch::Sparc => "sparc",
+            Arch::Riscv32 => "riscv32",
+            Arch::M68k => "m68k",
+            Arch::Alpha => "alpha",
+            Arch::Hppa => "hppa",
+            Arch::Sh4 => "sh4",
         }
     }
 
@@ -126,13 +212,10 @@ impl Arch {
             Arch::Amd64 => "x86_64",
             Arch::I386 => "i386",
             Arch::Arm64 => "aarch64",
-            Arch::Arm => "arm",
-            Arch::Riscv64 => "riscv64",
-            Arch::Ppc64le => "ppc64le",
-            Arch::S390x => "s390x",
             Arch::Mips64le => "mips64el",
-            Arch::Mips64 => "mips64",
             Arch::Loong64 => "loongarch64",
+            Arch::Mipsle => "mipsel",
+            a => a.name(),
         }
     }
 
@@ -151,24 +234,32 @@ impl Arch {
         }
     }
 
+    /// Every name [`Arch::parse`] knows, for suggestions.
+    fn names() -> impl Iterator<Item = &'static str> {
+        Arch::ALL.into_iter().flat_map(|a| [a.name(), a.qemu_name()])
+    }
+
     /// Parses a name: Go's (`arm64`), QEMU's (`aarch64`, `qemu-aarch64`) or
-    /// a platform (`linux/arm/v7`).
+    /// a platform (`linux/arm/v7`). An unknown one is an error that names
+    /// the closest known architecture.
     pub fn parse(input: &str) -> Result<Arch, Error> {
         let s = input.trim();
         let s = s.strip_prefix("qemu-").unwrap_or(s);
         let direct = Arch::ALL.into_iter().find(|a| a.name() == s || a.qemu_name() == s);
-        let alias = || match s {
-            "x86-64" | "x64" => Some(Arch::Amd64),
-            "i686" | "i586" | "i486" | "x86" => Some(Arch::I386),
-            "armhf" | "armel" | "armv7" | "armv7l" | "armv6" | "armv6l" | "armv5" => Some(Arch::Arm),
-            "ppc64el" => Some(Arch::Ppc64le),
-            _ => None,
-        };
         let platform = || Platform::parse(s).ok().and_then(|p| Arch::from_platform(&p));
-        direct.or_else(alias).or_else(platform).ok_or_else(|| Error::UnknownArch {
+        direct.or_else(|| alias(s)).or_else(platform).ok_or_else(|| Arch::unknown(input))
+    }
+
+    /// The error for an architecture (or platform) no emulator is known
+    /// for, with the closest known name.
+    pub fn unknown(input: &str) -> Error {
+        let arch = input.trim().split('/').nth(1).unwrap_or(input.trim());
+        let arch = arch.strip_prefix("qemu-").unwrap_or(arch);
+        Error::UnknownArch {
             name: input.to_string(),
+            suggestion: polyarch_oci::platform::closest(arch, Arch::names()).map(str::to_string),
             known: Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
-        })
+        }
     }
 
     /// The architecture that runs `platform`, for Linux platforms.
@@ -192,10 +283,18 @@ impl Arch {
             "aarch64" => Some(Arch::Arm64),
             "arm" => Some(Arch::Arm),
             "riscv64" => Some(Arch::Riscv64),
+            "riscv32" => Some(Arch::Riscv32),
             "powerpc64" if little => Some(Arch::Ppc64le),
+            "powerpc64" => Some(Arch::Ppc64),
+            "powerpc" => Some(Arch::Ppc),
             "s390x" => Some(Arch::S390x),
             "mips64" if little => Some(Arch::Mips64le),
             "mips64" => Some(Arch::Mips64),
+            "mips" if little => Some(Arch::Mipsle),
+            "mips" => Some(Arch::Mips),
+            "sparc64" => Some(Arch::Sparc64),
+            "sparc" => Some(Arch::Sparc),
+            "m68k" => Some(Arch::M68k),
             "loongarch64" => Some(Arch::Loong64),
             _ => None,
         }
@@ -204,64 +303,79 @@ impl Arch {
     /// Whether a `host` kernel may run this architecture without an
     /// emulator (a 32-bit compat mode); a probe decides.
     pub fn maybe_native_on(self, host: Arch) -> bool {
-        self == host || matches!((host, self), (Arch::Amd64, Arch::I386) | (Arch::Arm64, Arch::Arm))
+        use Arch::*;
+        self == host
+            || matches!(
+                (host, self),
+                (Amd64, I386) | (Arm64, Arm) | (Ppc64, Ppc) | (Sparc64, Sparc) | (Mips64, Mips) | (Mips64le, Mipsle)
+            )
     }
 
     /// The bytes `binfmt_misc` compares: `e_ident`, `e_type` (`ET_EXEC`)
-    /// and `e_machine` of this architecture.
-    pub fn magic(self) -> [u8; 20] {
-        let probe = self.probe_program();
-        let mut m = [0; 20];
-        m.copy_from_slice(&probe[..20]);
+    /// and `e_machine` of this architecture, then zeros as far as
+    /// [`Arch::mask`] reaches (for 32-bit mips, the n32 bit of `e_flags`
+    /// must be clear).
+    pub fn magic(self) -> Vec<u8> {
+        let mut m = self.probe_program()[..20].to_vec();
+        m.resize(self.mask().len(), 0);
         m
     }
 
     /// Which bits of [`Arch::magic`] must match.
-    pub fn mask(self) -> [u8; 20] {
+    pub fn mask(self) -> Vec<u8> {
         match self {
-            Arch::Amd64 | Arch::I386 => MASK_X86,
-            Arch::Arm64 | Arch::Arm | Arch::Riscv64 => MASK_STRICT_IDENT,
-            Arch::Ppc64le => MASK_PPC64LE,
-            Arch::S390x => MASK_S390X,
-            Arch::Mips64le => MASK_MIPS64LE,
-            Arch::Mips64 => MASK_MIPS64,
-            Arch::Loong64 => MASK_LOONG64,
+            Arch::Amd64 | Arch::I386 => MASK_X86.to_vec(),
+            Arch::Arm64 | Arch::Arm | Arch::Riscv64 | Arch::Riscv32 | Arch::Alpha => MASK_STRICT_IDENT.to_vec(),
+            Arch::Ppc64le => MASK_PPC64LE.to_vec(),
+            Arch::S390x | Arch::M68k | Arch::Hppa => MASK_STRICT_BE.to_vec(),
+            Arch::Ppc64 | Arch::Ppc | Arch::Sparc64 | Arch::Sparc => MASK_BE_ABI.to_vec(),
+            Arch::Sh4 => MASK_LE_ABI.to_vec(),
+            Arch::Mips64le => MASK_MIPS64LE.to_vec(),
+            Arch::Mips64 => MASK_MIPS64.to_vec(),
+            Arch::Mips => MASK_MIPS.to_vec(),
+            Arch::Mipsle => MASK_MIPSLE.to_vec(),
+            Arch::Loong64 => MASK_LOONG64.to_vec(),
         }
     }
 
-    /// The probe's ELF identity and its `exit(0)` code. Each sequence puts
-    /// 0 in the first argument register and the `exit` system call number
-    /// in the number register, then traps.
+    /// The probe's ELF identity and code (see [`crate::code`]):
+    /// `(ELF64, big-endian, e_machine, e_flags)`.
     pub fn probe_spec(self) -> ElfSpec {
         let (class64, big_endian, machine, flags, code) = match self {
-            // mov eax, 60 (exit); xor edi, edi; syscall
-            Arch::Amd64 => (true, false, 62, 0, vec![0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05]),
-            // mov eax, 1 (exit); xor ebx, ebx; int 0x80
-            Arch::I386 => (false, false, 3, 0, vec![0xb8, 0x01, 0, 0, 0, 0x31, 0xdb, 0xcd, 0x80]),
-            // movz x0, #0; movz x8, #93 (exit); svc #0
-            Arch::Arm64 => (true, false, 183, 0, words(&[0xd280_0000, 0xd280_0ba8, 0xd400_0001], false)),
-            // ARM (not Thumb) state, ARMv4 encodings, EABI version 5
-            // (e_flags 0x05000000): mov r0, #0; mov r7, #1 (exit); svc #0
-            Arch::Arm => (false, false, 40, 0x0500_0000, words(&[0xe3a0_0000, 0xe3a0_7001, 0xef00_0000], false)),
-            // addi a0, zero, 0; addi a7, zero, 93 (exit); ecall
-            Arch::Riscv64 => (true, false, 243, 0, words(&[0x0000_0513, 0x05d0_0893, 0x0000_0073], false)),
-            // ELFv2 ABI (e_flags 2, so the entry is code, not a function
-            // descriptor): addi r0, 0, 1 (exit); addi r3, 0, 0; sc
-            Arch::Ppc64le => (true, false, 21, 2, words(&[0x3800_0001, 0x3860_0000, 0x4400_0002], false)),
-            // lghi %r2, 0; svc 1 (exit): 4 + 2 bytes
-            Arch::S390x => (true, true, 22, 0, vec![0xa7, 0x29, 0x00, 0x00, 0x0a, 0x01]),
-            // n64 ABI, MIPS64r2 (e_flags 0x80000007):
-            // addiu a0, zero, 0; addiu v0, zero, 5058 (exit); syscall
-            Arch::Mips64le => (true, false, 8, 0x8000_0007, words(&[0x2404_0000, 0x2402_13c2, 0x0000_000c], false)),
-            Arch::Mips64 => (true, true, 8, 0x8000_0007, words(&[0x2404_0000, 0x2402_13c2, 0x0000_000c], true)),
-            // LP64D ABI, object ABI v1 (e_flags 0x43):
-            // addi.w $a0, $zero, 0; addi.w $a7, $zero, 93 (exit); syscall 0
-            Arch::Loong64 => (true, false, 258, 0x43, words(&[0x0280_0004, 0x0281_740b, 0x002b_0000], false)),
+            Arch::Amd64 => (true, false, 62, 0, code::AMD64),
+            Arch::I386 => (false, false, 3, 0, code::I386),
+            Arch::Arm64 => (true, false, 183, 0, code::ARM64),
+            // ARM (not Thumb) state, ARMv4 encodings, EABI version 5.
+            Arch::Arm => (false, false, 40, 0x0500_0000, code::ARM),
+            Arch::Riscv64 => (true, false, 243, 0, code::RISCV64),
+            Arch::Riscv32 => (false, false, 243, 0, code::RISCV32),
+            // ELFv2 ABI (e_flags 2): the entry is code, not a function
+            // descriptor, in both byte orders.
+            Arch::Ppc64le => (true, false, 21, 2, code::PPC64LE),
+            Arch::Ppc64 => (true, true, 21, 2, code::PPC64),
+            Arch::Ppc => (false, true, 20, 0, code::PPC),
+            Arch::S390x => (true, true, 22, 0, code::S390X),
+            // n64 ABI, MIPS64r2 (e_flags 0x80000007).
+            Arch::Mips64le => (true, false, 8, 0x8000_0007, code::MIPS64LE),
+            Arch::Mips64 => (true, true, 8, 0x8000_0007, code::MIPS64),
+            // o32 ABI, MIPS32r2 (e_flags 0x70001007, no EF_MIPS_ABI2).
+            Arch::Mips => (false, true, 8, 0x7000_1007, code::MIPS),
+            Arch::Mipsle => (false, false, 8, 0x7000_1007, code::MIPSLE),
+            // LP64D ABI, object ABI v1 (e_flags 0x43).
+            Arch::Loong64 => (true, false, 258, 0x43, code::LOONG64),
+            Arch::Sparc64 => (true, true, 43, 0, code::SPARC64),
+            Arch::Sparc => (false, true, 2, 0, code::SPARC),
+            Arch::M68k => (false, true, 4, 0, code::M68K),
+            Arch::Alpha => (true, false, 0x9026, 0, code::ALPHA),
+            // PA-RISC 1.1 (e_flags 0x210).
+            Arch::Hppa => (false, true, 15, 0x210, code::HPPA),
+            Arch::Sh4 => (false, false, 42, 0, code::SH4),
         };
-        ElfSpec { class64, big_endian, machine, flags, code }
+        ElfSpec { class64, big_endian, machine, flags, code: code.to_vec() }
     }
 
-    /// A static executable for this architecture that exits with status 0.
+    /// A static executable for this architecture that checks `argv[0]`
+    /// and re-executes itself (see [`crate::code`]).
     pub fn probe_program(self) -> Vec<u8> {
         elf::build(&self.probe_spec())
     }
@@ -301,10 +415,48 @@ mod tests {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
+    /// Magic and mask of Debian 12's qemu-user-static handlers
+    /// (/proc/sys/fs/binfmt_misc/qemu-*) for the architectures
+    /// tonistiigi/binfmt does not register.
+    const DEBIAN: [(Arch, &str, &str); 11] = [
+        (
+            Arch::Mips,
+            "7f454c46010201000000000000000000000200080000000000000000000000000000000000000000",
+            "ffffffffffffff00fefffffffffffffffffeffff0000000000000000000000000000000000000020",
+        ),
+        (
+            Arch::Mipsle,
+            "7f454c46010101000000000000000000020008000000000000000000000000000000000000",
+            "ffffffffffffff00fefffffffffffffffeffffff0000000000000000000000000000000020",
+        ),
+        (Arch::Ppc64, "7f454c4602020100000000000000000000020015", "fffffffffffffffcfffffffffffffffffffeffff"),
+        (Arch::Ppc, "7f454c4601020100000000000000000000020014", "fffffffffffffffcfffffffffffffffffffeffff"),
+        (Arch::Sparc64, "7f454c460202010000000000000000000002002b", "fffffffffffffffcfffffffffffffffffffeffff"),
+        (Arch::Sparc, "7f454c4601020100000000000000000000020002", "fffffffffffffffcfffffffffffffffffffeffff"),
+        (Arch::Riscv32, "7f454c460101010000000000000000000200f300", "ffffffffffffff00fffffffffffffffffeffffff"),
+        (Arch::M68k, "7f454c4601020100000000000000000000020004", "ffffffffffffff00fffffffffffffffffffeffff"),
+        (Arch::Alpha, "7f454c4602010100000000000000000002002690", "ffffffffffffff00fffffffffffffffffeffffff"),
+        (Arch::Hppa, "7f454c460102010000000000000000000002000f", "ffffffffffffff00fffffffffffffffffffeffff"),
+        (Arch::Sh4, "7f454c4601010100000000000000000002002a00", "fffffffffffffffcfffffffffffffffffeffffff"),
+    ];
+
     #[test]
     fn magic_is_the_reference_table() {
         for (a, m) in REFERENCE_MAGIC {
             assert_eq!(hex(&a.magic()), m, "{a}");
+        }
+        for (a, m, k) in DEBIAN {
+            assert_eq!((hex(&a.magic()), hex(&a.mask())), (m.to_string(), k.to_string()), "{a}");
+        }
+    }
+
+    #[test]
+    fn every_probe_fits_before_its_path() {
+        for a in Arch::ALL {
+            let spec = a.probe_spec();
+            let header = if spec.class64 { 64 + 56 } else { 52 + 32 };
+            assert!(header + spec.code.len() <= crate::elf::PATH_OFFSET as usize, "{a}");
+            assert!(spec.code.len() % 2 == 0 || a == Arch::Amd64 || a == Arch::I386 || a == Arch::M68k, "{a}");
         }
     }
 
@@ -345,9 +497,16 @@ mod tests {
         assert_eq!(Arch::parse("mips64el").unwrap(), Arch::Mips64le);
         assert_eq!(Arch::parse("loongarch64").unwrap(), Arch::Loong64);
         assert_eq!(Arch::parse("linux/ppc64le").unwrap(), Arch::Ppc64le);
-        let err = Arch::parse("sparc").unwrap_err();
+        assert_eq!(Arch::parse("sparc64").unwrap(), Arch::Sparc64);
+        assert_eq!(Arch::parse("mipsel").unwrap(), Arch::Mipsle);
+        assert_eq!(Arch::parse("qemu-hppa").unwrap(), Arch::Hppa);
+        assert_eq!(Arch::parse("linux/sh4").unwrap(), Arch::Sh4);
+        let err = Arch::parse("amd46").unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Invalid);
+        assert!(err.to_string().contains("did you mean \"amd64\"?"), "{err}");
         assert!(err.to_string().contains("riscv64"), "{err}");
+        let err = Arch::parse("linux/arm65").unwrap_err();
+        assert!(err.to_string().contains("\"linux/arm65\"") && err.to_string().contains("\"arm64\""), "{err}");
         assert!(Arch::from_platform(&Platform::new("windows", "amd64", None)).is_none());
         assert!(Arch::from_platform(&Platform::new("linux", "arm", Some("v8"))).is_none());
     }
@@ -360,5 +519,6 @@ mod tests {
         assert_eq!(Arch::Mips64le.handler_name(), "qemu-mips64el");
         assert!(Arch::I386.maybe_native_on(Arch::Amd64));
         assert!(!Arch::Arm64.maybe_native_on(Arch::Amd64));
+        assert!(Arch::Arm.is_common() && Arch::Loong64.is_common() && !Arch::Sparc64.is_common());
     }
 }

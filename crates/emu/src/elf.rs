@@ -1,13 +1,15 @@
 //! Minimal ELF executables and ELF inspection.
 //!
 //! A probe is the smallest file the kernel (or QEMU) will execute: an ELF
-//! header, one program header and a few instructions that call `exit(0)`.
-//! The whole file is mapped read+execute at [`LOAD_ADDR`]:
+//! header, one program header, a few instructions (see [`crate::code`])
+//! and the path they re-execute. The whole file is mapped read+execute at
+//! [`LOAD_ADDR`]:
 //!
 //! ```text
 //! offset 0            ELF header      (52 bytes for ELF32, 64 for ELF64)
 //! offset ehsize       PT_LOAD header  (32 bytes for ELF32, 56 for ELF64)
 //! offset ehsize+phsz  machine code    (entry point = LOAD_ADDR + offset)
+//! offset PATH_OFFSET  "/proc/self/exe\0" (at PATH_ADDR)
 //! ```
 //!
 //! Both header sizes are multiples of 4, so the code is aligned for every
@@ -22,6 +24,13 @@ use crate::Error;
 /// Where probes are loaded: above `vm.mmap_min_addr`, and a multiple of
 /// every page size in use (4 KiB, 16 KiB on loongarch64, 64 KiB on ppc64le).
 pub const LOAD_ADDR: u64 = 0x40_0000;
+
+/// Where the path the probes re-execute starts in the file.
+pub const PATH_OFFSET: u64 = 0x100;
+/// Its address once loaded: the constant the probes' code loads.
+pub const PATH_ADDR: u64 = LOAD_ADDR + PATH_OFFSET;
+/// The path, NUL-terminated.
+const PATH: &[u8] = b"/proc/self/exe\0";
 
 /// `ET_EXEC`.
 const ET_EXEC: u16 = 2;
@@ -86,11 +95,12 @@ fn sizes(class64: bool) -> (u16, u16, u16) {
 }
 
 /// Builds an executable from `spec`, laid out as described in the module
-/// documentation.
+/// documentation; code that would overlap the path is cut short there
+/// (a unit test keeps every probe well below).
 pub fn build(spec: &ElfSpec) -> Vec<u8> {
     let (ehsize, phentsize, shentsize) = sizes(spec.class64);
     let code_off = u64::from(ehsize) + u64::from(phentsize);
-    let total = code_off + spec.code.len() as u64;
+    let total = PATH_OFFSET + PATH.len() as u64;
     let mut o = Out { buf: Vec::with_capacity(total as usize), big: spec.big_endian };
     // e_ident: magic, class, data, EV_CURRENT, ELFOSABI_SYSV, ABI version 0, padding.
     o.buf.extend_from_slice(b"\x7fELF");
@@ -127,6 +137,8 @@ pub fn build(spec: &ElfSpec) -> Vec<u8> {
     }
     o.addr(spec.class64, SEGMENT_ALIGN); // p_align
     o.buf.extend_from_slice(&spec.code);
+    o.buf.resize(PATH_OFFSET as usize, 0);
+    o.buf.extend_from_slice(PATH);
     o.buf
 }
 
@@ -279,7 +291,7 @@ mod tests {
     #[test]
     fn elf64_layout() {
         let b = build(&spec(true, false));
-        assert_eq!(b.len(), 64 + 56 + 6);
+        assert_eq!(b.len(), 0x100 + 15);
         assert_eq!(&b[..8], b"\x7fELF\x02\x01\x01\x00");
         assert_eq!(&b[16..20], &[2, 0, 0x34, 0x12]);
         let info = header_info(&b).expect("header");
@@ -292,13 +304,14 @@ mod tests {
         assert_eq!(u64::from_le_bytes(b[80..88].try_into().unwrap()), LOAD_ADDR);
         assert_eq!(u64::from_le_bytes(b[96..104].try_into().unwrap()), b.len() as u64);
         assert_eq!(u64::from_le_bytes(b[104..112].try_into().unwrap()), b.len() as u64);
-        assert_eq!(&b[120..], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(&b[120..126], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(&b[0x100..], b"/proc/self/exe\0");
     }
 
     #[test]
     fn elf32_big_endian_layout() {
         let b = build(&spec(false, true));
-        assert_eq!(b.len(), 52 + 32 + 6);
+        assert_eq!(b.len(), 0x100 + 15);
         assert_eq!(&b[..8], b"\x7fELF\x01\x02\x01\x00");
         assert_eq!(&b[16..20], &[0, 2, 0x12, 0x34]);
         assert_eq!(u32::from_be_bytes(b[24..28].try_into().unwrap()), (LOAD_ADDR + 84) as u32);

@@ -48,10 +48,12 @@ pub enum Error {
         reason: String,
     },
     /// An architecture or platform polyarch has no emulator for.
-    #[error("unknown architecture {name:?} (known: {known})")]
+    #[error("unknown architecture {name:?}{} (known: {known})", suggestion.as_ref().map(|s| format!("; did you mean {s:?}?")).unwrap_or_default())]
     UnknownArch {
         /// What was asked for.
         name: String,
+        /// The closest known name, if one is close.
+        suggestion: Option<String>,
         /// The names polyarch knows.
         known: String,
     },
@@ -95,17 +97,17 @@ pub enum Error {
         /// Its `PT_INTERP`.
         interp: String,
     },
-    /// A handler for the architecture exists but cannot serve containers.
-    #[error(
-        "handler {name} exists with flags {flags:?}{disabled}; containers need an enabled handler with F, replace it"
-    )]
+    /// A handler for the architecture exists but is wrong for builds.
+    #[error("handler {name} (flags {flags:?}, interpreter {}) is wrong: {reasons}", interpreter.display())]
     NeedsReplace {
         /// The handler.
         name: String,
         /// Its flags.
         flags: String,
-        /// `", disabled"` when it is disabled.
-        disabled: String,
+        /// Its interpreter.
+        interpreter: PathBuf,
+        /// What is wrong with it, `; `-separated.
+        reasons: String,
     },
     /// An overlay mount could not be made or did not behave.
     #[error("overlay file system at {path}: {reason}")]

@@ -3,7 +3,6 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 use rustix::thread::UnshareFlags;
@@ -62,18 +61,14 @@ pub fn check_unshare(user: bool, probe_dir: &Path) -> Result<(), Error> {
         flags |= UnshareFlags::NEWUSER;
         names.push_str("|CLONE_NEWUSER");
     }
-    let host = Arch::host().ok_or_else(|| Error::UnknownArch {
-        name: std::env::consts::ARCH.to_string(),
-        known: Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
-    })?;
+    let host = Arch::host().ok_or_else(|| Arch::unknown(std::env::consts::ARCH))?;
     let tmp = tempfile::Builder::new()
         .prefix("polyarch-unshare-")
         .tempdir_in(probe_dir)
         .map_err(|e| Error::io(probe_dir, e))?;
     let exe = tmp.path().join("true");
     crate::probe::write_executable(&exe, &host.probe_program())?;
-    let mut cmd = Command::new(&exe);
-    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut cmd = crate::probe::command(&exe);
     // SAFETY: the closure runs in the forked child before exec and only
     // makes the unshare system call, which is async-signal-safe; no file
     // descriptor table is unshared.
@@ -83,10 +78,9 @@ pub fn check_unshare(user: bool, probe_dir: &Path) -> Result<(), Error> {
     let status = crate::probe::spawn_with_retry(&mut cmd)
         .and_then(|mut c| c.wait())
         .map_err(|source| Error::Unshare { flags: names.clone(), source })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Unshare { flags: names, source: std::io::Error::other(format!("child ended with {status}")) })
+    match crate::probe::judge(status) {
+        (None, _) => Ok(()),
+        (Some(_), detail) => Err(Error::Unshare { flags: names, source: std::io::Error::other(detail) }),
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`arch`]: the architectures polyarch knows, their ELF magic and mask
 //!   (as qemu's scripts/qemu-binfmt-conf.sh and tonistiigi/binfmt).
 //! - [`binfmt`]: the `binfmt_misc` file system: handlers, registration.
-//! - [`elf`]: tiny static `exit(0)` executables and ELF inspection.
-//! - [`probe`]: run those executables to see what executes.
+//! - [`code`]: the probes' machine code, which checks `argv[0]` and a
+//!   re-exec through `/proc/self/exe`.
+//! - [`elf`]: tiny static executables around that code; ELF inspection.
+//! - [`probe`]: run those executables to see what executes, and how well.
 //! - [`install`]: register and remove QEMU handlers.
 //! - [`host`]: other host checks a multi-platform build depends on.
 //!
@@ -15,6 +17,7 @@
 
 pub mod arch;
 pub mod binfmt;
+pub mod code;
 pub mod elf;
 mod error;
 pub mod host;
@@ -26,8 +29,8 @@ pub use arch::Arch;
 pub use binfmt::{BinfmtMisc, Flags, Handler, Registration, Rule};
 pub use error::{Error, ErrorKind};
 pub use install::{
-    find_interpreter, install, uninstall, InstallAction, InstallOptions, InstallReport, Interpreter, UninstallAction,
-    UninstallReport,
+    find_interpreter, handler_problems, install, remedy, uninstall, HandlerProblem, InstallAction, InstallOptions,
+    InstallReport, Interpreter, UninstallAction, UninstallReport,
 };
-pub use probe::{probe, probe_all, probe_platform, ProbeOptions, ProbeResult};
+pub use probe::{probe, probe_all, probe_platform, Failure, ProbeOptions, ProbeResult};
 pub use status::{status, EmulatorStatus, Status};

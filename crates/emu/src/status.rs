@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::binfmt::{BinfmtMisc, Handler};
-use crate::install::{find_interpreter, Interpreter};
+use crate::install::{find_interpreter, handler_problems, remedy, HandlerProblem, Interpreter};
 use crate::probe::{probe_all, ProbeOptions, ProbeResult};
 use crate::{elf, Arch, Error};
 
@@ -18,6 +18,8 @@ pub struct HandlerInfo {
     /// Whether its interpreter is statically linked; `None` when it cannot
     /// be read (e.g. deleted after an `F` registration).
     pub interpreter_static: Option<bool>,
+    /// What is wrong with it for builds; empty when it is right.
+    pub problems: Vec<HandlerProblem>,
 }
 
 /// One architecture.
@@ -36,12 +38,20 @@ pub struct EmulatorStatus {
     /// The probe ran and the kernel needed no handler: the host
     /// architecture, or a compat mode (386 on amd64) with no handler.
     pub native: bool,
+    /// The command that makes it execute, when it does not.
+    pub fix: Option<String>,
 }
 
 impl EmulatorStatus {
     /// The handler that serves containers: enabled, with `F`.
     pub fn serving(&self) -> Option<&HandlerInfo> {
         self.handlers.iter().find(|h| h.handler.enabled && h.handler.flags.fix_binary)
+    }
+
+    /// The handler shown for this architecture: the serving one, else the
+    /// first.
+    pub fn shown(&self) -> Option<&HandlerInfo> {
+        self.serving().or(self.handlers.first())
     }
 
     /// Whether programs of this architecture execute.
@@ -99,9 +109,16 @@ pub fn status(fs: &BinfmtMisc, qemu_dir: Option<&Path>, probe_opts: &ProbeOption
             let matching: Vec<HandlerInfo> = handlers
                 .iter()
                 .filter(|h| h.matches(&program))
-                .map(|h| HandlerInfo {
-                    interpreter_static: elf::inspect(&h.interpreter).ok().map(|i| i.is_static()),
-                    handler: h.clone(),
+                .map(|h| {
+                    let mut problems = handler_problems(h);
+                    if problems.is_empty() && !probe.executes {
+                        problems.push(HandlerProblem::ProbeFails(probe.detail.clone()));
+                    }
+                    HandlerInfo {
+                        interpreter_static: elf::inspect(&h.interpreter).ok().map(|i| i.is_static()),
+                        handler: h.clone(),
+                        problems,
+                    }
                 })
                 .collect();
             let handled = matching.iter().any(|h| h.handler.enabled) && enabled == Some(true);
@@ -114,6 +131,7 @@ pub fn status(fs: &BinfmtMisc, qemu_dir: Option<&Path>, probe_opts: &ProbeOption
                 name: arch.handler_name(),
                 handlers: matching,
                 available: find_interpreter(arch, qemu_dir).map_err(|e| e.to_string()),
+                fix: remedy(arch, &probe, qemu_dir),
                 probe,
                 native,
             }

@@ -3,7 +3,8 @@
 //! state directory and runs `RUNTIME --root STATE/runtime run --bundle B
 //! ID` in the foreground, as BuildKit's `runcexecutor` does through
 //! go-runc. The runtime's own errors go to a JSON log in the bundle, so
-//! they are told apart from the process's exit code.
+//! they are told apart from the process's exit code. A run with a
+//! terminal runs detached with a console socket instead ([`crate::console`]).
 
 use std::fs;
 use std::io::Read;
@@ -84,7 +85,7 @@ impl RuncExecutorBuilder {
 /// Runs processes in containers with runc (or a compatible runtime).
 #[derive(Debug)]
 pub struct RuncExecutor {
-    runtime: Runtime,
+    pub(crate) runtime: Runtime,
     state: State,
     sys: Arc<dyn Syscalls>,
     grace: Duration,
@@ -139,7 +140,15 @@ impl RuncExecutor {
         }
     }
 
-    fn prepare(&self, id: &str, bundle: &Path, rootfs: &Path, mounts: &[MountSpec], p: &ProcessSpec) -> Result<()> {
+    fn prepare(
+        &self,
+        id: &str,
+        bundle: &Path,
+        rootfs: &Path,
+        mounts: &[MountSpec],
+        p: &ProcessSpec,
+        io: &ProcessIo<'_>,
+    ) -> Result<()> {
         if p.args.is_empty() {
             return Err(Error::InvalidProcess { reason: "no command given".into() });
         }
@@ -163,6 +172,8 @@ impl RuncExecutor {
             resolv_conf,
             hosts,
             cgroups_path: PathBuf::from("/polyarch").join(id),
+            terminal: io.terminal.is_some(),
+            console_size: io.terminal.as_ref().and_then(|t| t.size),
         };
         let config = bundle.join("config.json");
         spec::build(&input)?
@@ -172,18 +183,48 @@ impl RuncExecutor {
 
     /// Waits for the runtime to exit, stopping the container when the run
     /// is cancelled or times out.
-    fn wait(&self, child: &mut Child, id: &str, cancel: Option<&Cancel>, timeout: Option<Duration>) -> Result<Waited> {
+    pub(crate) fn wait(
+        &self,
+        child: &mut Child,
+        id: &str,
+        cancel: Option<&Cancel>,
+        timeout: Option<Duration>,
+    ) -> Result<Waited> {
+        use std::os::unix::process::ExitStatusExt;
+        let child = std::cell::RefCell::new(child);
+        let mut exited = || -> Result<Option<ExitStatus>> {
+            let st = child
+                .borrow_mut()
+                .try_wait()
+                .map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
+            Ok(st.map(|st| ExitStatus(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))))
+        };
+        let kill = || {
+            let _ = child.borrow_mut().kill();
+        };
+        self.wait_for(&mut exited, &kill, id, cancel, timeout, &mut || {})
+    }
+
+    /// Polls `exited` until it returns a status, stopping the container
+    /// when the run is cancelled or times out (`kill` when the runtime
+    /// cannot), and calling `tick` on every poll.
+    pub(crate) fn wait_for(
+        &self,
+        exited: &mut dyn FnMut() -> Result<Option<ExitStatus>>,
+        kill: &dyn Fn(),
+        id: &str,
+        cancel: Option<&Cancel>,
+        timeout: Option<Duration>,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Waited> {
         let started = Instant::now();
         let mut stopping: Option<(Stop, Instant)> = None;
         let mut killed = false;
         loop {
-            if let Some(st) =
-                child.try_wait().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?
-            {
-                use std::os::unix::process::ExitStatusExt;
-                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
-                return Ok(Waited { status: ExitStatus(code), stop: stopping.map(|(s, _)| s) });
+            if let Some(status) = exited()? {
+                return Ok(Waited { status, stop: stopping.map(|(s, _)| s) });
             }
+            tick();
             match stopping {
                 None => {
                     let reason = if cancel.is_some_and(Cancel::is_cancelled) {
@@ -201,12 +242,12 @@ impl RuncExecutor {
                 Some((_, at)) if !killed && at.elapsed() >= self.grace => {
                     if !self.runtime.kill(id, "KILL") {
                         // Not created yet or already gone: stop the runtime itself.
-                        let _ = child.kill();
+                        kill();
                     }
                     killed = true;
                 }
                 Some((_, at)) if at.elapsed() >= self.grace * 2 + Duration::from_secs(1) => {
-                    let _ = child.kill();
+                    kill();
                 }
                 Some(_) => {}
             }
@@ -224,7 +265,10 @@ impl Executor for RuncExecutor {
         let canonical = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
         let _stubs =
             Stubs::record(&canonical, stub_targets.into_iter().chain(mounts.iter().map(|m| m.destination.as_path())));
-        self.prepare(&id, &bundle, rootfs, mounts, process)?;
+        self.prepare(&id, &bundle, rootfs, mounts, process, &io)?;
+        if io.terminal.is_some() {
+            return self.run_with_terminal(&id, &bundle, rootfs, process, io);
+        }
         let log = bundle.join("log.json");
         let mut cmd =
             self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
@@ -250,31 +294,43 @@ impl Executor for RuncExecutor {
             Some(Stop::TimedOut) => return Err(Error::TimedOut { id: id.clone(), after: timeout.unwrap_or_default() }),
             None => {}
         }
-        if waited.status.success() {
-            return Ok(waited.status);
-        }
-        match runtime_error(&log) {
-            Some(message) => Err(classify(id.clone(), &process.args[0], message)),
-            None if never_ran(rootfs, process) => {
-                Err(Error::ExecFormat { id: id.clone(), program: process.args[0].clone() })
-            }
-            None => Ok(waited.status),
-        }
+        outcome(&id, rootfs, process, &log, waited.status)
     }
 }
 
-struct Waited {
+/// How a run that was not stopped ended: its status, or the runtime's
+/// error when it failed to start the process.
+pub(crate) fn outcome(
+    id: &str,
+    rootfs: &Path,
+    process: &ProcessSpec,
+    log: &Path,
     status: ExitStatus,
-    stop: Option<Stop>,
+) -> Result<ExitStatus> {
+    if status.success() {
+        return Ok(status);
+    }
+    match runtime_error(log) {
+        Some(message) => Err(classify(id.to_string(), &process.args[0], message)),
+        None if never_ran(rootfs, process) => {
+            Err(Error::ExecFormat { id: id.to_string(), program: process.args[0].clone() })
+        }
+        None => Ok(status),
+    }
+}
+
+pub(crate) struct Waited {
+    pub(crate) status: ExitStatus,
+    pub(crate) stop: Option<Stop>,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Stop {
+pub(crate) enum Stop {
     Cancelled,
     TimedOut,
 }
 
-fn stdio(o: &Output<'_>) -> Stdio {
+pub(crate) fn stdio(o: &Output<'_>) -> Stdio {
     match o {
         Output::Inherit => Stdio::inherit(),
         Output::Null => Stdio::null(),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+pub use database::{closest, KNOWN_ARCHS};
 pub use matcher::Matcher;
 
 /// An OCI platform. Field names on the wire follow the image spec
@@ -203,10 +204,25 @@ impl Platform {
         self.os_features.as_deref().unwrap_or(&[])
     }
 
-    /// Parses a specifier as containerd's `Parse`, completing a lone OS or
-    /// architecture from [`Platform::host`].
+    /// Parses a specifier as a user gives it: containerd's `Parse`,
+    /// completing a lone OS or architecture from [`Platform::host`], and
+    /// then an architecture no one builds for (`linux/amd46`) is an error
+    /// naming the closest known one. [`Platform::parse_with_host`] keeps
+    /// containerd's leniency.
     pub fn parse(specifier: &str) -> Result<Platform, Error> {
-        Platform::parse_with_host(specifier, &Platform::host())
+        let p = Platform::parse_with_host(specifier, &Platform::host())?;
+        if database::is_user_arch(&p.architecture) {
+            return Ok(p);
+        }
+        let hint = closest(&p.architecture, KNOWN_ARCHS).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+        Err(Error::InvalidPlatform {
+            input: specifier.to_string(),
+            reason: format!(
+                "unknown architecture {:?}{hint} (known: {})",
+                p.architecture,
+                KNOWN_ARCHS[..16].join(", ")
+            ),
+        })
     }
 
     /// Parses a specifier as containerd's `Parse`, with `host` standing in
@@ -261,7 +277,8 @@ impl Platform {
                     p.os = host.os.clone();
                     return Ok(p);
                 }
-                Err(invalid("unknown operating system or architecture".to_string()))
+                let hint = closest(single, KNOWN_ARCHS).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                Err(invalid(format!("unknown operating system or architecture{hint}")))
             }
             [_, arch] => {
                 let (arch, variant) = database::normalize_arch(arch, "");
@@ -635,6 +652,29 @@ mod tests {
         assert!(err.contains("unknown operating system or architecture"), "{err}");
         let err = Platform::parse("linux/arm/v7/x").unwrap_err().to_string();
         assert!(err.contains("cannot parse platform specifier"), "{err}");
+    }
+
+    #[test]
+    fn unknown_architectures_name_the_closest_known_one() {
+        for (input, close) in [
+            ("linux/amd46", "amd64"),
+            ("linux/arm65", "arm64"),
+            ("linux/ppc64el/x", "ppc64le"),
+            ("linux/s309x", "s390x"),
+            ("windows/amd46", "amd64"),
+            ("amd46", "amd64"),
+        ] {
+            let err = Platform::parse(input).unwrap_err().to_string();
+            assert!(err.contains(&format!("did you mean {close:?}?")), "{input}: {err}");
+            assert!(err.starts_with(&format!("invalid platform {input:?}")), "{err}");
+        }
+        let err = Platform::parse("linux/qwertyuiop").unwrap_err().to_string();
+        assert!(err.contains("unknown architecture \"qwertyuiop\"") && !err.contains("did you mean"), "{err}");
+        for ok in ["linux/sparc64", "linux/m68k", "linux/riscv32", "linux/aarch64", "linux/x86_64", "linux/armhf"] {
+            Platform::parse(ok).unwrap();
+        }
+        assert_eq!(closest("mipsel", KNOWN_ARCHS), Some("mipsle"));
+        assert_eq!(closest("zz", KNOWN_ARCHS), None);
     }
 
     #[test]

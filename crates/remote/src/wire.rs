@@ -74,6 +74,9 @@ pub struct BuildSpec {
     pub platforms: Vec<String>,
     /// `--no-cache`.
     pub no_cache: bool,
+    /// `--pull`: base images from the registry, never the node's store.
+    #[serde(default)]
+    pub pull: bool,
     /// `gzip` or `zstd`.
     pub compression: String,
     /// `SOURCE_DATE_EPOCH`.

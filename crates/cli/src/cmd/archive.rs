@@ -56,11 +56,8 @@ fn write_archive(store: &Store, a: &SaveArgs, names: &[(String, Descriptor)], w:
             store.export_oci_archive(&refs, w)?;
         }
         ArchiveFormat::Docker => {
-            let platform = a
-                .platform
-                .as_deref()
-                .map(|p| Platform::parse(p).with_context(|| format!("invalid platform {p:?}")))
-                .transpose()?;
+            let platform =
+                a.platform.as_deref().map(|p| Platform::parse(p).map_err(anyhow::Error::from)).transpose()?;
             let mut images = Vec::new();
             for (name, desc) in names {
                 let img =

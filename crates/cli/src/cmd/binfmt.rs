@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use polyarch_emu::binfmt::BinfmtMisc;
-use polyarch_emu::{Arch, EmulatorStatus, InstallAction, InstallOptions, ProbeOptions, Status, UninstallAction};
+use polyarch_emu::{
+    Arch, EmulatorStatus, Failure, InstallAction, InstallOptions, ProbeOptions, Status, UninstallAction,
+};
 use serde_json::{json, Value};
 
 use super::GlobalArgs;
@@ -50,11 +52,13 @@ pub struct InstallArgs {
     /// Look for `qemu-<arch>-static` only in this directory.
     #[arg(long, value_name = "DIR")]
     qemu_dir: Option<PathBuf>,
-    /// Re-register handlers without the F flag, or disabled ones.
-    #[arg(long)]
-    replace: bool,
-    /// Also set the P flag (preserve argv[0]; needs QEMU 6.1 or later).
-    #[arg(long)]
+    /// Replace handlers that are wrong: disabled, without F or P, or with a
+    /// missing or dynamically linked emulator (as
+    /// multiarch/qemu-user-static --reset).
+    #[arg(long, alias = "replace")]
+    reset: bool,
+    /// Kept for compatibility: P is set whenever the emulator takes it.
+    #[arg(long, hide = true)]
     preserve_argv0: bool,
 }
 
@@ -102,7 +106,7 @@ fn platforms(archs: &[Arch]) -> Vec<String> {
 
 /// One architecture's JSON object.
 pub fn emulator_json(e: &EmulatorStatus) -> Value {
-    let h = e.serving().or(e.handlers.first());
+    let h = e.shown();
     json!({
         "arch": e.arch.name(),
         "platforms": platforms(&[e.arch]),
@@ -117,9 +121,12 @@ pub fn emulator_json(e: &EmulatorStatus) -> Value {
         "handlers": e.handlers.iter().map(|h| h.handler.name.clone()).collect::<Vec<_>>(),
         "available": e.available.as_ref().ok().map(|i| i.path.display().to_string()),
         "available_error": e.available.as_ref().err(),
+        "problems": h.map(|h| h.problems.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
         "native": e.native,
         "executes": e.executes(),
         "probe": e.probe.detail,
+        "failure": e.probe.failure,
+        "fix": e.fix,
     })
 }
 
@@ -179,6 +186,28 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One architecture's row of the status table.
+fn status_row(e: &EmulatorStatus) -> Vec<String> {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let h = e.shown();
+    let executes = match (e.executes(), e.native, e.probe.failure) {
+        (true, true, _) => "native".to_string(),
+        (_, _, Some(Failure::Argv0Lost | Failure::ReexecFailed)) => "broken".to_string(),
+        (x, _, _) => yes(x),
+    };
+    let problems = h.map(|h| h.problems.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default();
+    vec![
+        platforms(&[e.arch]).join(","),
+        h.map(|h| h.handler.name.clone()).unwrap_or_else(|| "-".into()),
+        h.map(|h| h.handler.flags.to_string()).filter(|f| !f.is_empty()).unwrap_or_else(|| "-".into()),
+        h.and_then(|h| h.interpreter_static).map(yes).unwrap_or_else(|| "-".into()),
+        h.map(|h| yes(h.handler.enabled)).unwrap_or_else(|| "-".into()),
+        executes,
+        h.map(|h| h.handler.interpreter.display().to_string()).unwrap_or_else(|| "-".into()),
+        if problems.is_empty() { "-".to_string() } else { problems.join("; ") },
+    ]
+}
+
 fn status(args: StatusArgs) -> Result<u8> {
     let s = host_status(args.qemu_dir.as_deref())?;
     if args.format == StatusFormat::Json {
@@ -191,27 +220,19 @@ fn status(args: StatusArgs) -> Result<u8> {
         _ => "mounted, enabled".to_string(),
     };
     outln(&format!("binfmt_misc: {} ({state})", s.mount.display()));
-    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let mut rows = vec![["PLATFORMS", "HANDLER", "FLAGS", "STATIC", "ENABLED", "EXECUTES", "INTERPRETER"]
+    let mut rows = vec![["PLATFORMS", "HANDLER", "FLAGS", "STATIC", "ENABLED", "EXECUTES", "INTERPRETER", "PROBLEMS"]
         .map(String::from)
         .to_vec()];
-    for e in &s.emulators {
-        let h = e.serving().or(e.handlers.first());
-        let executes = match (e.executes(), e.native) {
-            (true, true) => "native".to_string(),
-            (x, _) => yes(x),
-        };
-        rows.push(vec![
-            platforms(&[e.arch]).join(","),
-            h.map(|h| h.handler.name.clone()).unwrap_or_else(|| "-".into()),
-            h.map(|h| h.handler.flags.to_string()).filter(|f| !f.is_empty()).unwrap_or_else(|| "-".into()),
-            h.and_then(|h| h.interpreter_static).map(yes).unwrap_or_else(|| "-".into()),
-            h.map(|h| yes(h.handler.enabled)).unwrap_or_else(|| "-".into()),
-            executes,
-            h.map(|h| h.handler.interpreter.display().to_string()).unwrap_or_else(|| "-".into()),
-        ]);
-    }
+    rows.extend(s.emulators.iter().map(status_row));
+    // How to fix each architecture whose handler is there but wrong.
+    let fixes = s.emulators.iter().filter(|e| !e.handlers.is_empty()).filter_map(|e| {
+        e.fix.as_ref().map(|fix| format!("{}: {}; fix: {fix}", platforms(&[e.arch]).join(","), e.probe.detail))
+    });
+    let fixes: Vec<String> = fixes.collect();
     out(&table(&rows));
+    for f in &fixes {
+        outln(f);
+    }
     let mut supported = platforms(&s.native());
     supported.extend(platforms(&s.emulated()));
     outln(&format!("supported: {}", supported.join(", ")));
@@ -220,12 +241,7 @@ fn status(args: StatusArgs) -> Result<u8> {
 
 fn install(args: InstallArgs) -> Result<u8> {
     let (archs, all) = parse_archs(&args.archs)?;
-    let opts = InstallOptions {
-        qemu_dir: args.qemu_dir.clone(),
-        replace: args.replace,
-        preserve_argv0: args.preserve_argv0,
-        ..InstallOptions::default()
-    };
+    let opts = InstallOptions { qemu_dir: args.qemu_dir.clone(), reset: args.reset, ..InstallOptions::default() };
     // `all` means every architecture an emulator is found for.
     let archs: Vec<Arch> = archs
         .into_iter()
@@ -236,46 +252,51 @@ fn install(args: InstallArgs) -> Result<u8> {
     let reports = polyarch_emu::install(&archs, &opts).context(
         "binfmt_misc is needed (run as root, or: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)",
     )?;
-    let mut failed = false;
     let probe = ProbeOptions::default();
+    let mut failed = false;
     for r in reports {
-        let name = r.arch.name();
-        match r.result {
-            Ok(InstallAction::Native) => outln(&format!("{name}: native, no emulator needed")),
-            Ok(action) => {
-                let what = match &action {
-                    InstallAction::AlreadyInstalled { handler } => format!("already installed ({handler})"),
-                    InstallAction::Registered { handler, interpreter, replaced } if replaced.is_empty() => {
-                        format!("installed {handler} -> {}", interpreter.display())
-                    }
-                    InstallAction::Registered { handler, interpreter, replaced } => {
-                        format!("installed {handler} -> {} (replaced {})", interpreter.display(), replaced.join(", "))
-                    }
-                    InstallAction::Native => String::new(),
-                };
-                let p = polyarch_emu::probe(r.arch, &probe)?;
-                if p.executes {
-                    outln(&format!("{name}: {what}; executes"));
-                } else {
-                    failed = true;
-                    outln(&format!("{name}: {what}; does NOT execute: {}", p.detail));
-                }
-            }
-            Err(e) => {
-                failed = true;
-                let hint = match e.kind() {
-                    polyarch_emu::ErrorKind::NotFound => " (apt-get install -y qemu-user-static)".to_string(),
-                    polyarch_emu::ErrorKind::PermissionDenied => " (run as root)".to_string(),
-                    polyarch_emu::ErrorKind::Conflict if matches!(e, polyarch_emu::Error::NeedsReplace { .. }) => {
-                        format!(" (polyarch binfmt install --replace {name})")
-                    }
-                    _ => String::new(),
-                };
-                outln(&format!("{name}: error: {e}{hint}"));
-            }
-        }
+        let (line, ok) = install_line(r, &probe)?;
+        outln(&line);
+        failed |= !ok;
     }
     Ok(u8::from(failed))
+}
+
+/// What `install` says for one architecture, and whether it went well:
+/// a registered or kept handler is probed again.
+fn install_line(r: polyarch_emu::InstallReport, probe: &ProbeOptions) -> Result<(String, bool)> {
+    let name = r.arch.name();
+    let what = match r.result {
+        Ok(InstallAction::Native) => return Ok((format!("{name}: native, no emulator needed"), true)),
+        Ok(InstallAction::AlreadyInstalled { handler }) => format!("already installed ({handler})"),
+        Ok(InstallAction::Registered { handler, interpreter, flags, replaced, argv0_note }) => {
+            let mut w = format!("installed {handler} -> {} (flags {flags})", interpreter.display());
+            if !replaced.is_empty() {
+                w.push_str(&format!(" (replaced {})", replaced.join(", ")));
+            }
+            if let Some(note) = argv0_note {
+                w.push_str(&format!(" without P, so argv[0] is lost: {note}"));
+            }
+            w
+        }
+        Err(e) => {
+            let hint = match e.kind() {
+                polyarch_emu::ErrorKind::NotFound => " (apt-get install -y qemu-user-static)".to_string(),
+                polyarch_emu::ErrorKind::PermissionDenied => " (run as root)".to_string(),
+                polyarch_emu::ErrorKind::Conflict if matches!(e, polyarch_emu::Error::NeedsReplace { .. }) => {
+                    format!(" (polyarch binfmt install --reset {name})")
+                }
+                _ => String::new(),
+            };
+            return Ok((format!("{name}: error: {e}{hint}"), false));
+        }
+    };
+    let p = polyarch_emu::probe(r.arch, probe)?;
+    Ok(if p.executes {
+        (format!("{name}: {what}; executes"), true)
+    } else {
+        (format!("{name}: {what}; does NOT execute: {}", p.detail), false)
+    })
 }
 
 fn uninstall(args: UninstallArgs) -> Result<u8> {

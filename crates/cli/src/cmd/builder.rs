@@ -117,7 +117,7 @@ fn chosen(store: &Store, name: Option<String>) -> Result<String> {
 fn parse_platforms(list: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for p in list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
-        let f = Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?.normalize().format();
+        let f = Platform::parse(p).map_err(anyhow::Error::from)?.normalize().format();
         if !out.contains(&f) {
             out.push(f);
         }

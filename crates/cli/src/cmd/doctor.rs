@@ -113,53 +113,34 @@ fn binfmt_mount(s: &Status) -> Check {
 
 fn emulator(e: &EmulatorStatus) -> Check {
     let name = format!("emulator {}", e.arch.platforms().iter().map(|p| p.format()).collect::<Vec<_>>().join(","));
-    let arch = e.arch.name();
-    let install = format!("polyarch binfmt install {arch}");
-    let apt = "apt-get install -y qemu-user-static";
     if e.executes() && e.native {
         return check(name, Level::Ok, "runs natively", None);
     }
-    if let Some(h) = e.serving() {
-        let d = format!("{} ({}, flags {})", h.handler.name, h.handler.interpreter.display(), h.handler.flags);
-        return match (e.executes(), h.interpreter_static) {
-            (true, Some(false)) => check(
+    let Some(h) = e.shown() else {
+        if e.executes() {
+            return check(
                 name,
-                Level::Fail,
-                format!("{d}: the emulator is dynamically linked and will not run inside containers"),
-                Some(format!("{apt} && polyarch binfmt install --replace {arch}")),
-            ),
-            (true, _) => check(name, Level::Ok, d, None),
-            (false, _) => check(
-                name,
-                Level::Fail,
-                format!("{d}: probe failed: {}", e.probe.detail),
-                Some(format!("{apt} && polyarch binfmt install --replace {arch}")),
-            ),
-        };
-    }
-    if let Some(h) = e.handlers.first() {
-        let why =
-            if h.handler.enabled { "lacks the F flag, so it does not work inside containers" } else { "is disabled" };
-        return check(
-            name,
-            Level::Fail,
-            format!("handler {} (flags {:?}) {why}", h.handler.name, h.handler.flags.to_string()),
-            Some(format!("polyarch binfmt install --replace {arch}")),
-        );
-    }
-    if e.executes() {
-        return check(
-            name,
-            Level::Warn,
-            "executes, but its handler cannot be checked while binfmt_misc is not mounted",
-            Some("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc".into()),
-        );
-    }
-    let fix = match &e.available {
-        Ok(_) => install,
-        Err(_) => format!("{apt} && {install}"),
+                Level::Warn,
+                "executes, but its handler cannot be checked while binfmt_misc is not mounted",
+                Some("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc".into()),
+            );
+        }
+        // Images are commonly published for buildkit's architectures; the
+        // others Debian emulates are a warning when missing.
+        let level = if e.arch.is_common() { Level::Fail } else { Level::Warn };
+        return check(name, level, format!("no emulator registered: {}", e.probe.detail), e.fix.clone());
     };
-    check(name, Level::Fail, format!("no emulator registered: {}", e.probe.detail), Some(fix))
+    let d =
+        format!("{} ({}, flags {:?})", h.handler.name, h.handler.interpreter.display(), h.handler.flags.to_string());
+    if e.executes() && h.problems.is_empty() {
+        return check(name, Level::Ok, format!("{d}: {}", e.probe.detail), None);
+    }
+    let mut why: Vec<String> = h.problems.iter().map(ToString::to_string).collect();
+    if !e.executes() && !why.iter().any(|w| w.contains(&e.probe.detail)) {
+        why.push(format!("probe: {}", e.probe.detail));
+    }
+    let fix = e.fix.clone().or_else(|| Some(format!("polyarch binfmt install --reset {}", e.arch.name())));
+    check(name, Level::Fail, format!("{d}: {}", why.join("; ")), fix)
 }
 
 fn overlay(root: &Path) -> Check {

@@ -377,11 +377,7 @@ fn inspect_one(store: &Store, input: &str, platform: Option<&Platform>) -> Resul
 
 pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
     let store = open_store(global)?;
-    let platform = a
-        .platform
-        .as_deref()
-        .map(|p| Platform::parse(p).with_context(|| format!("invalid platform {p:?}")))
-        .transpose()?;
+    let platform = a.platform.as_deref().map(|p| Platform::parse(p).map_err(anyhow::Error::from)).transpose()?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for input in &a.images {

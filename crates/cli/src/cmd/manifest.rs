@@ -203,9 +203,15 @@ fn annotate(lists: &ListStore, a: AnnotateArgs) -> Result<u8> {
     }
     let n = p.normalize();
     if !KNOWN_OS.contains(&n.os.as_str()) || !KNOWN_ARCH.contains(&n.architecture.as_str()) {
+        let close = |known: &[&'static str], v: &str| {
+            polyarch_oci::platform::closest(v, known.iter().copied())
+                .filter(|c| !known.contains(&v) && c != &v)
+                .map(|c| format!("; did you mean {c:?}?"))
+        };
+        let hint = close(KNOWN_OS, &n.os).or_else(|| close(KNOWN_ARCH, &n.architecture)).unwrap_or_default();
         return Err(polyarch_index::Error::InvalidPlatform {
             image,
-            reason: format!("unknown os/arch combination {}/{}", p.os, p.architecture),
+            reason: format!("unknown os/arch combination {}/{}{hint}", p.os, p.architecture),
         }
         .into());
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
@@ -52,7 +52,7 @@ pub struct PushArgs {
 }
 
 fn parse_platform(p: &str) -> Result<Platform> {
-    Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))
+    Platform::parse(p).map_err(anyhow::Error::from)
 }
 
 /// A registry client whose byte counts feed `progress`.

@@ -56,6 +56,90 @@ pub(crate) fn is_known_arch(arch: &str) -> bool {
     )
 }
 
+/// Architectures Go has no name for that Linux distributions build for
+/// (Debian's ports), most of which QEMU emulates: accepted where a user
+/// names a platform.
+const DISTRIBUTION_ARCHS: [&str; 6] = ["riscv32", "m68k", "alpha", "hppa", "sh4", "ia64"];
+
+/// Every architecture a user may name in a platform: Go's, then
+/// [`DISTRIBUTION_ARCHS`].
+pub const KNOWN_ARCHS: [&str; 30] = [
+    "amd64",
+    "arm64",
+    "arm",
+    "386",
+    "ppc64le",
+    "s390x",
+    "riscv64",
+    "mips64le",
+    "mips64",
+    "loong64",
+    "mips",
+    "mipsle",
+    "ppc64",
+    "ppc",
+    "sparc64",
+    "sparc",
+    "amd64p32",
+    "armbe",
+    "arm64be",
+    "mips64p32",
+    "mips64p32le",
+    "riscv",
+    "s390",
+    "wasm",
+    "riscv32",
+    "m68k",
+    "alpha",
+    "hppa",
+    "sh4",
+    "ia64",
+];
+
+/// Whether `arch` (already normalised) is one a user may name.
+pub(crate) fn is_user_arch(arch: &str) -> bool {
+    is_known_arch(arch) || DISTRIBUTION_ARCHS.contains(&arch)
+}
+
+/// The candidate closest to `input` by edit distance (a swap of two
+/// neighbours counts once, so `amd46` is one step from `amd64`), if it is
+/// close enough to be a typo: at most 2 steps, and fewer than half the
+/// input's length.
+pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let input = input.to_ascii_lowercase();
+    let limit = 2.min(input.chars().count().saturating_sub(1) / 2).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (distance(&input, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions,
+/// substitutions and transpositions of neighbours.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// Lower-cases `os` and maps `macos` to `darwin`; an empty OS is the
 /// running machine's.
 pub(crate) fn normalize_os(os: &str) -> String {
