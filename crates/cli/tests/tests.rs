@@ -8,6 +8,7 @@ mod builders;
 mod emu;
 mod escape;
 mod failures;
+mod faults;
 mod foreign;
 mod imagetools;
 mod interrupt;
