@@ -12,7 +12,7 @@ use polyarch_store::{BlobSource, Store};
 
 use crate::error::{Error, Result};
 use crate::fs::MemFs;
-use crate::layer::tar_entries;
+use crate::layer::write_tar;
 use crate::BuildResult;
 
 /// The OCI annotation with the reference name.
@@ -180,11 +180,9 @@ pub fn rootfs(store: &Store, r: &BuildResult) -> Result<MemFs> {
 }
 
 /// Writes the root file system as a tar (`type=tar`).
-pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, mut w: W) -> Result<W> {
+pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, w: W) -> Result<W> {
     let fs = rootfs(store, r)?;
-    let tar = tar_entries(fs.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, fs.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// Writes the root file system into a directory (`type=local`).
@@ -435,7 +433,7 @@ pub fn write_local_platforms(store: &Store, results: &[BuildResult], dest: &Path
 
 /// Writes each platform's root file system under its own directory in one
 /// tar (`type=tar` with several platforms).
-pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], mut w: W) -> Result<W> {
+pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], w: W) -> Result<W> {
     let mut all = MemFs::new();
     for r in results {
         let dir = platform_dir(&r.platform);
@@ -449,9 +447,7 @@ pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResul
             all.insert(format!("{dir}/{p}"), n.clone());
         }
     }
-    let tar = tar_entries(all.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, all.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// The name a platform's image gets in a multi-platform Docker archive:

@@ -1,8 +1,11 @@
 //! A stage's tree on disk for a RUN step, and back. [`Root`] is either the
 //! tree written to a directory (naive) or an overlay of the stage's layers,
 //! each unpacked once per diff_id under the store root and shared by every
-//! later step and build (overlay); after the run [`Root::finish`] gives the
-//! new tree, read whole or from the overlay's upper directory. [`diff`]
+//! later step and build (overlay); after the run
+//! [`Root::finish_keeping_upper`] gives the new tree, read whole or from
+//! the overlay's upper directory, whose file contents refer to the files
+//! there (kept by the returned [`Upper`]). [`apply_stored`] applies a
+//! stored layer to a tree with contents in its unpacked directory. [`diff`]
 //! compares it with the tree the step started from and [`layer_entries`]
 //! turns the difference into layer entries with OCI whiteouts for
 //! deletions, parents included as containerd's archive writer does.
@@ -19,7 +22,7 @@ use polyarch_store::{BlobSource, Store};
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
-use crate::fs::{base, join, parent, Inodes, Kind, MemFs, Node};
+use crate::fs::{base, join, parent, Backing, Content, Inodes, Kind, MemFs, Node, Spill, TarApply};
 use crate::layer::Layer;
 
 /// The longest overlay option string: the kernel reads one page.
@@ -87,32 +90,35 @@ impl Root {
         }
     }
 
-    /// The tree after the run: `before` with what the run changed.
-    pub fn finish(self, before: &MemFs) -> Result<MemFs> {
-        self.finish_keeping_upper(before).map(|(tree, _)| tree)
-    }
-
-    /// As [`Root::finish`], also giving an overlay's upper directory, which
-    /// can become the unpacked form of the step's layer ([`Upper::install`]).
-    pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Option<Upper>)> {
+    /// The tree after the run: `before` with what the run changed, and
+    /// the directory its new contents are in, which must be kept while the
+    /// tree is read; an overlay's upper directory can become the unpacked
+    /// form of the step's layer ([`Upper::install`]).
+    pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Upper)> {
         match &mut self {
-            Root::Naive(d) => Ok((read_tree(&d.path().join("rootfs"))?, None)),
+            Root::Naive(d) => {
+                let tree = read_tree(&d.path().join("rootfs"))?;
+                let Root::Naive(dirs) = self else { unreachable!() };
+                Ok((tree, Upper { dirs, overlay: false }))
+            }
             Root::Overlay { guard, dirs, target } => {
                 if let Some(g) = guard.take() {
                     g.unmount().map_err(|e| snapshot_error(target.path(), e))?;
                 }
                 let tree = apply_upper(before, &dirs.path().join("upper"))?;
                 let Root::Overlay { dirs, .. } = self else { unreachable!() };
-                Ok((tree, Some(Upper { dirs })))
+                Ok((tree, Upper { dirs, overlay: true }))
             }
         }
     }
 }
 
-/// An overlay upper directory after its run: what the step changed, with
-/// overlay whiteouts. Removed on drop unless installed.
+/// A run's directory after the run: an overlay's upper directory (what the
+/// step changed, with overlay whiteouts) or the naive root. Removed on
+/// drop unless installed.
 pub struct Upper {
     dirs: TempDir,
+    overlay: bool,
 }
 
 impl Upper {
@@ -126,7 +132,7 @@ impl Upper {
     /// the layer is unpacked from its blob when needed.
     pub fn install(self, store: &Store, layer: &Layer, entries: &[(String, Node)]) -> bool {
         let dir = layer_dir_path(store, layer);
-        if dir.exists() {
+        if !self.overlay || dir.exists() {
             return false;
         }
         let upper = self.dirs.path().join("upper");
@@ -163,7 +169,7 @@ fn prune_upper(root: &Path, rel: &str, keep: &BTreeSet<String>, whiteouts: &BTre
         let path = join(rel, &name);
         let ft = e.file_type()?;
         let whiteout = ft.is_char_device() && e.metadata()?.rdev() == 0;
-        let kept = if whiteout { whiteouts.contains(&path) } else { keep.contains(&path) && !ft.is_char_device() };
+        let kept = if whiteout { whiteouts.contains(&path) } else { keep.contains(&path) };
         match (kept, ft.is_dir()) {
             (true, true) => prune_upper(root, &path, keep, whiteouts)?,
             (true, false) => {}
@@ -212,6 +218,32 @@ fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
 /// Where a layer is unpacked with overlay whiteouts.
 fn layer_dir_path(store: &Store, layer: &Layer) -> PathBuf {
     store.root().join("run-layers").join(layer.diff_id.to_string().replace(':', "-"))
+}
+
+/// Applies the stored `layer` to `fs`, file contents referring to the
+/// layer's unpacked directory (shared with overlay mounts; unpacked now
+/// when `unpack` and not yet there). Otherwise, or when it cannot be
+/// unpacked here, contents are spilled under the store's `run/`.
+pub fn apply_stored(fs: &mut MemFs, store: &Store, layer: &Layer, unpack: bool) -> Result<()> {
+    let path = layer_dir_path(store, layer);
+    let dir = if path.exists() {
+        Ok(path)
+    } else if unpack {
+        layer_dir(store, layer)
+    } else {
+        Err(Error::Option("not unpacked".into()))
+    };
+    match dir {
+        Ok(dir) => {
+            let dir = Arc::new(dir);
+            fs.apply_tar(store.open(&layer.desc)?, &TarApply::layer(Backing::Dir(&dir)))?;
+        }
+        Err(_) => {
+            let spill = Spill::new(store.root().join("run"));
+            fs.apply_tar(store.open(&layer.desc)?, &TarApply::layer(Backing::Spill(&spill)))?;
+        }
+    }
+    Ok(())
 }
 
 /// The layer unpacked with overlay whiteouts, once per diff_id.
@@ -328,7 +360,7 @@ fn dir_size(dir: &Path) -> u64 {
 pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     let mut tree = before.clone();
     let changes = polyarch_snapshot::changes_overlay_upper(upper).map_err(|e| snapshot_error(upper, e))?;
-    let mut inodes = Inodes::default();
+    let mut inodes = Inodes::new(Arc::new(upper.to_path_buf()));
     for c in changes {
         match c {
             Change::Delete(p) => tree.remove_tree(&p.to_string_lossy()),
@@ -341,7 +373,7 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
             }
             Change::Add(p) => {
                 let rel = p.to_string_lossy().into_owned();
-                if let Some(node) = node_at(&upper.join(&p), &mut inodes)? {
+                if let Some(node) = node_at(&upper.join(&p), &rel, &mut inodes)? {
                     tree.insert(rel, node);
                 }
             }
@@ -351,9 +383,11 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     Ok(tree)
 }
 
-/// The entry at `full`, `None` for sockets, fifos and devices; files with
-/// several links read in one pass share a hard-link group.
-fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
+/// The entry at `full` (`rel` below the root `inodes` reads), `None` for
+/// sockets; files with several links read in one pass share a hard-link
+/// group.
+fn node_at(full: &Path, rel: &str, inodes: &mut Inodes) -> Result<Option<Node>> {
+    use std::os::unix::fs::FileTypeExt;
     let md = std::fs::symlink_metadata(full).map_err(|e| Error::io(full, e))?;
     let ft = md.file_type();
     let mut link = None;
@@ -363,9 +397,15 @@ fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
         let t = std::fs::read_link(full).map_err(|e| Error::io(full, e))?;
         Kind::Symlink(t.to_string_lossy().into_owned())
     } else if ft.is_file() {
-        let (data, group) = inodes.file(full, &md)?;
+        let (data, group) = inodes.file(rel, &md);
         link = group;
         Kind::File(data)
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let dev = md.rdev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        Kind::Device { block: ft.is_block_device(), major, minor }
+    } else if ft.is_fifo() {
+        Kind::Fifo
     } else {
         return Ok(None);
     };
@@ -373,12 +413,11 @@ fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
     Ok(Some(Node { xattrs: crate::fs::read_xattrs(full), link, ..node }))
 }
 
-/// Reads the tree below `root` with modes, owners and times. Sockets,
-/// fifos and devices are left out, as a layer built from a [`MemFs`]
-/// cannot hold them.
+/// Reads the tree below `root` with modes, owners and times; contents
+/// refer to the files there. Sockets are left out, as tar leaves them.
 pub fn read_tree(root: &Path) -> Result<MemFs> {
     let mut fs = MemFs::new();
-    read_into(&mut fs, root, "", &mut Inodes::default())?;
+    read_into(&mut fs, root, "", &mut Inodes::new(Arc::new(root.to_path_buf())))?;
     Ok(fs)
 }
 
@@ -386,7 +425,7 @@ fn read_into(fs: &mut MemFs, root: &Path, rel: &str, inodes: &mut Inodes) -> Res
     for name in crate::fs::sorted_names(&root.join(rel))? {
         let path = join(rel, &name);
         let full = root.join(&path);
-        let Some(node) = node_at(&full, inodes)? else {
+        let Some(node) = node_at(&full, &path, inodes)? else {
             continue;
         };
         let is_dir = node.is_dir();
@@ -423,8 +462,9 @@ fn differs(a: &Node, b: &Node) -> bool {
     }
     match (&a.kind, &b.kind) {
         (Kind::Symlink(x), Kind::Symlink(y)) => x != y,
-        (Kind::File(x), Kind::File(y)) => a.mtime != b.mtime || !(Arc::ptr_eq(x, y) || x == y),
-        (Kind::Dir, Kind::Dir) => a.mtime != b.mtime,
+        (Kind::File(x), Kind::File(y)) => a.mtime != b.mtime || !x.same(y),
+        (Kind::Dir, Kind::Dir) | (Kind::Fifo, Kind::Fifo) => a.mtime != b.mtime,
+        (Kind::Device { .. }, Kind::Device { .. }) => a.mtime != b.mtime || a.kind != b.kind,
         _ => true,
     }
 }
@@ -465,7 +505,7 @@ pub fn remove_stubs(before: &MemFs, after: &mut MemFs, paths: &[String]) {
                 None => true,
                 Some(Kind::Dir) => after.children(&cur).next().is_none(),
                 Some(Kind::File(d)) => d.is_empty(),
-                Some(Kind::Symlink(_)) => false,
+                Some(_) => false,
             };
             if !empty {
                 break;
@@ -509,7 +549,7 @@ pub fn layer_entries(changes: &Changes, after: &MemFs, whiteout_mtime: i64) -> V
     }
     for p in &changes.deleted {
         let wh = join(parent(p), &format!(".wh.{}", base(p)));
-        let node = Node::new(Kind::File(Arc::new(Vec::new())), 0, 0, 0, whiteout_mtime);
+        let node = Node::new(Kind::File(Content::bytes(Vec::new())), 0, 0, 0, whiteout_mtime);
         out.insert(wh.clone(), node);
         add_parents(&mut out, &wh);
     }
@@ -536,7 +576,7 @@ mod tests {
     use super::*;
 
     fn file(data: &str, mtime: i64) -> Node {
-        Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, mtime)
+        Node::new(Kind::File(Content::bytes(data.as_bytes())), 0o644, 0, 0, mtime)
     }
 
     fn tree(entries: &[(&str, Node)]) -> MemFs {
@@ -715,7 +755,7 @@ mod tests {
         let entries = layer_entries(&changes, &after, 0);
         let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
         let l2 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
-        assert!(upper.unwrap().install(&store, &l2, &entries));
+        assert!(upper.install(&store, &l2, &entries));
         let installed = listing(&layer_dir_path(&store, &l2));
         let fresh = d.path().join("fresh");
         std::fs::create_dir(&fresh).unwrap();
@@ -768,12 +808,16 @@ mod tests {
             std::fs::create_dir(p.join("b")).unwrap();
             std::fs::write(p.join("b/new"), "n").unwrap();
             std::fs::write(p.join("top"), "t").unwrap();
-            let after = root.finish(&before).unwrap();
+            let (after, _kept) = root.finish_keeping_upper(&before).unwrap();
             let paths: Vec<String> = after.iter().map(|(k, _)| k.clone()).collect();
             assert_eq!(paths, ["a", "a/y", "b", "b/new", "top"], "overlay: {overlay}");
             let c = diff(&before, &after);
             assert_eq!(c.deleted, ["a/x", "b/z"], "overlay: {overlay}");
-            results.push(after.iter().map(|(k, n)| (k.clone(), n.kind.clone(), n.mode)).collect::<Vec<_>>());
+            let kind = |k: &Kind| match k {
+                Kind::File(c) => format!("file {:?}", c.read_all().unwrap()),
+                k => format!("{k:?}"),
+            };
+            results.push(after.iter().map(|(k, n)| (k.clone(), kind(&n.kind), n.mode)).collect::<Vec<_>>());
         }
         assert_eq!(results[0], results[1]);
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "temporary directories removed");

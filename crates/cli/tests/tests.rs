@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod builders;
+mod buildfs;
 mod emu;
 mod failures;
 mod imagetools;

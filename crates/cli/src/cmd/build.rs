@@ -205,9 +205,7 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::pr
 
 fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
     if a.context == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading the build context from stdin")?;
-        let all = bctx::from_tar(&buf[..]).context("reading the build context archive")?;
+        let all = bctx::from_tar(std::io::stdin().lock()).context("reading the build context archive from stdin")?;
         let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
         let inner = polyarch_build::fs::clean(&name);
         let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
@@ -373,9 +371,9 @@ impl Progress {
         if self.mode != "plain" {
             return;
         }
-        let bytes: usize = ctx
+        let bytes: u64 = ctx
             .iter()
-            .map(|(p, n)| p.len() + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
+            .map(|(p, n)| p.len() as u64 + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
             .sum();
         eprintln!("#{id} transferring context: {bytes}B done");
     }
