@@ -51,11 +51,15 @@ BUSYBOX=$REGISTRY/library/busybox:latest
 declare -A RSS
 peak() { # KEY CMD...: runs CMD under GNU time, keeps its peak RSS in KiB
   local key=$1; shift
+  echo "bench: $key: $*" >&2
   if ! /usr/bin/time -v -o "$work/time" "$@" >"$work/log" 2>&1; then
     echo "bench: $key failed:" >&2; tail -20 "$work/log" >&2; exit 1; fi
   RSS[$key]=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time"); }
-pa() { local root=$1; shift; POLYARCH_ROOT=$root "$PA" build --progress quiet "$@"; }
-bb() { local root=$1; shift; bh "$root" bud --layers --quiet --runtime runc --tls-verify=false --format oci "$@"; }
+# The commands measured, as programs (GNU time runs no shell function).
+pa() { local root=$1; shift; echo env "POLYARCH_ROOT=$root" "$PA" build --progress quiet "$@"; }
+bb() { local root=$1; shift
+  echo buildah --root "$root/root" --runroot "$root/run" --storage-driver overlay \
+    bud --layers --quiet --runtime runc --tls-verify=false --format oci "$@"; }
 
 # Contexts.
 mkdir -p "$work/base/files" "$work/from" "$work/copy" "$work/zeros" "$work/bomb"
@@ -76,28 +80,28 @@ printf 'FROM %s\nCOPY --from=%s/bench/zeros:latest /zeros /z\n' "$BUSYBOX" "$REG
 
 # The images the cases start from.
 if has base || has from; then
-  pa "$work/seed" -t "$REGISTRY/bench/big:latest" --push "$work/base"; fresh "$work/seed"; fi
-if has bomb; then pa "$work/seed" -t "$REGISTRY/bench/zeros:latest" --push "$work/zeros"; fresh "$work/seed"; fi
+  $(pa "$work/seed" -t "$REGISTRY/bench/big:latest" --push "$work/base") >/dev/null; fresh "$work/seed"; fi
+if has bomb; then $(pa "$work/seed" -t "$REGISTRY/bench/zeros:latest" --push "$work/zeros") >/dev/null; fresh "$work/seed"; fi
 
 if has base; then
   fresh "$work/pa" "$work/bh"
-  peak base-pa pa "$work/pa" -t bench/base:latest "$work/base"
-  peak base-bh bb "$work/bh" -t bench/base:latest "$work/base"
+  peak base-pa $(pa "$work/pa" -t bench/base:latest "$work/base")
+  peak base-bh $(bb "$work/bh" -t bench/base:latest "$work/base")
 fi
 if has from; then
   fresh "$work/pa" "$work/bh"
-  peak from-pa pa "$work/pa" -t bench/from:latest "$work/from"
-  peak from-bh bb "$work/bh" -t bench/from:latest "$work/from"
+  peak from-pa $(pa "$work/pa" -t bench/from:latest "$work/from")
+  peak from-bh $(bb "$work/bh" -t bench/from:latest "$work/from")
 fi
 if has copy; then
   fresh "$work/pa" "$work/bh"
-  peak copy-pa pa "$work/pa" -t bench/copy:latest "$work/copy"
-  peak copy-bh bb "$work/bh" -t bench/copy:latest "$work/copy"
+  peak copy-pa $(pa "$work/pa" -t bench/copy:latest "$work/copy")
+  peak copy-bh $(bb "$work/bh" -t bench/copy:latest "$work/copy")
 fi
 if has bomb; then
   fresh "$work/pa" "$work/bh"
-  peak bomb-pa pa "$work/pa" -t bench/bomb:latest "$work/bomb"
-  peak bomb-bh bb "$work/bh" -t bench/bomb:latest "$work/bomb"
+  peak bomb-pa $(pa "$work/pa" -t bench/bomb:latest "$work/bomb")
+  peak bomb-bh $(bb "$work/bh" -t bench/bomb:latest "$work/bomb")
 fi
 fresh "$work/pa" "$work/bh"
 

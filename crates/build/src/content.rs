@@ -277,8 +277,11 @@ fn open_in_root(root: &Path, rel: &Path) -> Result<File> {
 #[derive(Debug)]
 pub struct Spill {
     dir: PathBuf,
-    file: Mutex<Option<(Arc<File>, u64)>>,
+    file: Mutex<Option<Tail>>,
 }
+
+/// A spill file and where its next content starts.
+type Tail = (Arc<File>, u64);
 
 impl Spill {
     /// A spill in `dir` (made when first needed).
@@ -315,7 +318,7 @@ impl Spill {
         Ok(c)
     }
 
-    fn state(&self) -> Result<std::sync::MutexGuard<'_, Option<(Arc<File>, u64)>>> {
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, Option<Tail>>> {
         self.file.lock().map_err(|_| Error::io(&self.dir, io::Error::other("spill lock poisoned")))
     }
 

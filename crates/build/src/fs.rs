@@ -429,7 +429,7 @@ fn write_node(full: &Path, node: &Node, root: bool) -> Result<bool> {
             Err(e) => return Err(Error::io(full, e)),
         },
         Kind::File(c) => {
-            let mut f = std::fs::File::create_new(full).map_err(|e| Error::io(full, e))?;
+            let mut f = std::fs::File::create(full).map_err(|e| Error::io(full, e))?;
             c.copy_to(&mut f)?;
         }
         Kind::Symlink(t) => std::os::unix::fs::symlink(t, full).map_err(|e| Error::io(full, e))?,

@@ -148,3 +148,50 @@ fn devices_and_fifos_survive_run_copy_from_and_outputs() {
 fn rustix_dev(major: u64, minor: u64) -> u64 {
     ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
 }
+
+/// Peak resident memory of `polyarch ARGS` in KiB, from GNU time.
+fn peak_rss_kib(env: &Env, args: &[&str]) -> u64 {
+    let pa = env.cmd(args);
+    let report = env.dir.path().join("time.txt");
+    let mut time = Command::new("/usr/bin/time");
+    time.arg("-v").arg("-o").arg(&report).arg(pa.get_program()).args(pa.get_args());
+    for (k, v) in pa.get_envs() {
+        match v {
+            Some(v) => time.env(k, v),
+            None => time.env_remove(k),
+        };
+    }
+    let out = time.output().unwrap();
+    assert!(out.status.success(), "polyarch {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&report).unwrap();
+    let line = text.lines().find(|l| l.contains("Maximum resident set size")).unwrap_or_else(|| panic!("{text}"));
+    line.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+/// A COPY of a file much larger than the bound, ADD of an archive holding
+/// one, and a COPY --from the image holding it: no file is ever held whole
+/// in memory (before, each of these held it two or three times).
+#[test]
+fn large_files_are_streamed_not_held_in_memory() {
+    if !require(have("/usr/bin/time"), "GNU time (/usr/bin/time)") {
+        return;
+    }
+    let Some((env, reg)) = mirrored() else { return };
+    const SIZE: u64 = 64 << 20;
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nCOPY big.bin /\nADD big.tar /t/\n")]);
+    std::fs::File::create(ctx.join("big.bin")).unwrap().set_len(SIZE).unwrap();
+    sh(Command::new("tar").arg("-cf").arg(ctx.join("big.tar")).arg("-C").arg(&ctx).arg("big.bin"));
+    let image = format!("{}/streamed/big:1", reg.host);
+    let kib = peak_rss_kib(&env, &["build", "--progress", "quiet", "-t", &image, "--push", s(&ctx)]);
+    assert!(kib < 48 << 10, "peak RSS {kib} KiB for a {SIZE}-byte file");
+    let df = format!("FROM scratch\nCOPY --from={image} /t/big.bin /again\n");
+    let from = context(&env, "from", &[("Dockerfile", &df)]);
+    std::fs::remove_dir_all(env.root()).unwrap();
+    let local = env.dir.path().join("local");
+    let kib = peak_rss_kib(
+        &env,
+        &["build", "--progress", "quiet", "-o", &format!("type=local,dest={}", local.display()), s(&from)],
+    );
+    assert!(kib < 48 << 10, "peak RSS {kib} KiB copying a {SIZE}-byte file from an image");
+    assert_eq!(std::fs::metadata(local.join("again")).unwrap().len(), SIZE);
+}
