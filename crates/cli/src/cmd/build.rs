@@ -203,9 +203,13 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::pr
     Ok(out)
 }
 
-fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
+/// The Dockerfile, its name and the context; the contents of a context
+/// read from stdin are spilled under `tmp`.
+fn load_context(a: &BuildArgs, tmp: &std::path::Path) -> Result<(Vec<u8>, String, MemFs)> {
     if a.context == "-" {
-        let all = bctx::from_tar(std::io::stdin().lock()).context("reading the build context archive from stdin")?;
+        let spill = polyarch_build::fs::Spill::new(tmp);
+        let all = bctx::from_tar_in(std::io::stdin().lock(), &spill)
+            .context("reading the build context archive from stdin")?;
         let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
         let inner = polyarch_build::fs::clean(&name);
         let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
@@ -611,7 +615,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
 
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
-    let (dockerfile, name, ctx) = load_context(&a)?;
+    let (dockerfile, name, ctx) = load_context(&a, &context::data_root(global).join("run"))?;
     let p = progress.clone();
     p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
     p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });
