@@ -190,8 +190,8 @@ impl Run<'_> {
         let link = c.link && a.chmod.is_none();
         let empty = MemFs::new();
         let base = if link { &empty } else { &target };
-        let plan = |now: i64| plan_jobs(&jobs, base, now).map_err(|e| copy_error(&loc, e, &a.sources));
-        let probe = plan(0)?;
+        // One plan serves the key and the layer: the key leaves times out.
+        let planned = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
         let mut key = KeyBuilder::new(&st.key, &st.platform);
         key.part(verb)
             .part(&format!(
@@ -199,7 +199,7 @@ impl Run<'_> {
                 (&a.sources, &a.dest, spec.chown, spec.chmod, &spec.excludes, spec.parents, spec.unpack, link)
             ))
             .part(&label)
-            .part(&content_digest(&probe.changes)?);
+            .part(&content_digest(&planned.changes)?);
         let key = self.layer_key(key);
         let mut history = String::from(verb);
         if c.parents {
@@ -214,8 +214,7 @@ impl Run<'_> {
         let mut words = a.sources.clone();
         words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
         history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
-        let planned = plan(self.now);
-        let (cached, ran_at) = self.apply_step(st, &key, || planned.map(|p| (p, link)))?;
+        let (cached, ran_at) = self.apply_step(st, &key, || Ok((planned, link)))?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
     }
