@@ -248,7 +248,15 @@ fn open_in_root(root: &Path, rel: &Path) -> Result<File> {
         .map_err(|e| Error::io(root, io::Error::from_raw_os_error(e.raw_os_error())))?;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let fd = match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
+    // openat2 answers EAGAIN when a rename raced it: try again.
+    let mut tries = 0;
+    let opened = loop {
+        match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
+            Err(rustix::io::Errno::AGAIN) if tries < 8 => tries += 1,
+            r => break r,
+        }
+    };
+    let fd = match opened {
         Ok(fd) => fd,
         // Kernels before 5.6: no symlink may be on the way.
         Err(rustix::io::Errno::NOSYS) => {
