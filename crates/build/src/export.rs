@@ -9,11 +9,12 @@ use std::path::Path;
 use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
 use polyarch_snapshot::Root;
+use rustix::fs::FileType;
 use polyarch_store::{BlobSource, Store};
 
 use crate::error::{Error, Result};
 use crate::fs::{Kind, MemFs, Node};
-use crate::layer::tar_entries;
+use crate::layer::write_tar;
 use crate::BuildResult;
 
 /// The OCI annotation with the reference name.
@@ -191,11 +192,9 @@ pub fn rootfs(store: &Store, r: &BuildResult) -> Result<MemFs> {
 }
 
 /// Writes the root file system as a tar (`type=tar`).
-pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, mut w: W) -> Result<W> {
+pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, w: W) -> Result<W> {
     let fs = rootfs(store, r)?;
-    let tar = tar_entries(fs.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, fs.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// Writes the root file system into a directory (`type=local`).
@@ -225,11 +224,19 @@ pub(crate) fn write_tree(tree: &MemFs, dest: &Path) -> Result<()> {
             firsts.entry(g).or_insert((path, node));
         }
         match &node.kind {
-            Kind::Dir => slot.make_dir(),
-            Kind::File(data) => slot.write_file(&mut data.as_slice()).map(|_| ()),
-            Kind::Symlink(t) => slot.symlink(t.as_bytes()),
+            Kind::Dir => slot.make_dir().map_err(err)?,
+            Kind::File(content) => {
+                slot.write_file(&mut content.open()?).map_err(err)?;
+            }
+            Kind::Symlink(t) => slot.symlink(t.as_bytes()).map_err(err)?,
+            Kind::Fifo => slot.make_node(FileType::Fifo, 0).map_err(err)?,
+            // A device node can only be made by root; elsewhere it is left out.
+            Kind::Device { .. } if !owners => continue,
+            Kind::Device { block, major, minor } => {
+                let ft = if *block { FileType::BlockDevice } else { FileType::CharacterDevice };
+                slot.make_node(ft, rustix::fs::makedev(*major, *minor)).map_err(err)?
+            }
         }
-        .map_err(err)?;
         if owners {
             let _ = slot.set_owner(node.uid as u32, node.gid as u32);
         }
@@ -500,7 +507,7 @@ pub fn write_local_platforms(store: &Store, results: &[BuildResult], dest: &Path
 
 /// Writes each platform's root file system under its own directory in one
 /// tar (`type=tar` with several platforms).
-pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], mut w: W) -> Result<W> {
+pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], w: W) -> Result<W> {
     let mut all = MemFs::new();
     for r in results {
         let dir = platform_dir(&r.platform);
@@ -514,9 +521,7 @@ pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResul
             all.insert(format!("{dir}/{p}"), n.clone());
         }
     }
-    let tar = tar_entries(all.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, all.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// The name a platform's image gets in a multi-platform Docker archive:

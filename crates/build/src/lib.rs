@@ -18,6 +18,7 @@ pub mod base;
 pub mod cache;
 pub mod compress;
 pub mod config;
+pub mod content;
 pub mod context;
 pub mod copy;
 pub mod dispatch;

@@ -5,6 +5,7 @@ mod util;
 mod archives;
 mod build;
 mod builders;
+mod buildfs;
 mod emu;
 mod escape;
 mod failures;

@@ -27,6 +27,9 @@ pub enum Error {
     /// The protocol, on the worker's side.
     #[error("{0}")]
     Protocol(String),
+    /// A context file could not be read.
+    #[error("reading the build context: {0}")]
+    Context(Box<polyarch_build::Error>),
 }
 
 impl Error {

@@ -169,12 +169,13 @@ impl Session {
             let Some((_, data)) = all.clone().find(|(c, _)| c == d) else {
                 return Err(self.lost(doing, format!("the node asked for unknown content {d}")));
             };
-            if let Err(e) = wire::write_blob(&mut self.input, d, data.len() as u64, &mut &data[..]) {
+            let mut r = data.open().map_err(|e| Error::Context(Box::new(e)))?;
+            if let Err(e) = wire::write_blob(&mut self.input, d, data.len(), &mut r) {
                 return Err(self.lost(doing, format!("the node stopped listening ({e})")));
             }
             if contents.iter().any(|(c, _)| c == d) {
                 sent.blobs += 1;
-                sent.bytes += data.len() as u64;
+                sent.bytes += data.len();
             }
         }
         sent.reused = contents.len() - sent.blobs;

@@ -115,7 +115,7 @@ impl Slot {
     }
 
     /// Makes a device node or FIFO (mode 0600 until [`Slot::set_mode`]).
-    pub(crate) fn make_node(&self, kind: FileType, dev: u64) -> Result<()> {
+    pub fn make_node(&self, kind: FileType, dev: u64) -> Result<()> {
         self.clear_for(false)?;
         rfs::mknodat(&self.dir, &self.name, kind, Mode::from_raw_mode(0o600), dev).map_err(self.err())
     }

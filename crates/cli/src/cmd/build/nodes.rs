@@ -261,10 +261,10 @@ impl Nodes<'_> {
 
         let client = self.client(b, a.insecure)?;
         let spec = self.spec(b, opts, a)?;
-        let dockerfile = Arc::new(opts.dockerfile.clone());
+        let dockerfile = polyarch_build::fs::Content::bytes(opts.dockerfile.clone());
         let df_digest = spec.dockerfile.clone();
         let needed = polyarch_remote::context::needed(&opts.dockerfile, &opts.context);
-        let (entries, contents) = polyarch_remote::context::entries(&opts.context, &needed);
+        let (entries, contents) = polyarch_remote::context::entries(&opts.context, &needed)?;
         let steps = Steps { progress: self.progress.clone(), numbers: Arc::default() };
 
         let mut jobs: Vec<Job> = Vec::new();
