@@ -156,12 +156,12 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
     for e in entries {
         let path = clean(&e.path);
         if path.is_empty() || path.starts_with("..") || path != e.path {
-            return Err(Error::Protocol(format!("bad context path {:?}", e.path)));
+            return Err(Error::Session { message: format!("bad context path {:?}", e.path) });
         }
         let mut node: Node = match e.kind.as_str() {
             "dir" => Node::dir(e.mode, e.uid, e.gid, e.mtime),
             "file" => {
-                let d = e.digest.clone().ok_or_else(|| Error::Protocol(format!("{}: no digest", e.path)))?;
+                let d = e.digest.clone().ok_or_else(|| Error::Session { message: format!("{}: no digest", e.path) })?;
                 let data = store.read_bytes(&Descriptor::new(CONTENT_TYPE, d, e.size), e.size)?;
                 file_node(&data, e.mode, e.mtime)
             }
@@ -170,7 +170,7 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
                 n.kind = Kind::Symlink(e.target.clone().unwrap_or_default());
                 n
             }
-            k => return Err(Error::Protocol(format!("{}: unknown entry kind {k:?}", e.path))),
+            k => return Err(Error::Session { message: format!("{}: unknown entry kind {k:?}", e.path) }),
         };
         node.mode = e.mode;
         node.uid = e.uid;
