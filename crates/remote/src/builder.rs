@@ -541,6 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_errors_are_typed_and_name_the_endpoint() {
+        let e = Endpoint::parse("tcp://h:1234").unwrap_err();
+        assert!(matches!(&e, Error::UnsupportedEndpoint { endpoint } if endpoint == "tcp://h:1234"), "{e:?}");
+        let e = Endpoint::parse("ssh://h:x").unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Invalid);
+        assert_eq!(e.to_string(), r#"invalid endpoint "ssh://h:x": bad port "x""#);
+        let e = validate_name("a/b").unwrap_err();
+        assert!(matches!(&e, Error::InvalidName { name } if name == "a/b"), "{e:?}");
+    }
+
+    #[test]
+    fn a_corrupt_or_missing_builder_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("builders"));
+        let e = store.resolve(Some("gone")).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "no builder \"gone\" found (see `polyarch builder ls`)");
+        store.put(&Builder::new("bad")).unwrap();
+        std::fs::write(store.dir().join("bad.json"), "{").unwrap();
+        let e = store.get("bad").unwrap_err();
+        assert!(matches!(&e, Error::Json { path, .. } if path.ends_with("bad.json")), "{e:?}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Io);
+    }
+
+    #[test]
     fn names_are_checked() {
         for ok in ["b", "b0", "my-builder_1.x"] {
             validate_name(ok).unwrap();

@@ -302,3 +302,107 @@ impl Drop for Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::wire::WireError;
+
+    fn node() -> NodeId {
+        NodeId { name: "n".into(), endpoint: "ssh://h".into() }
+    }
+
+    /// A worker that answers with `msgs` whatever it is sent.
+    fn replaying(dir: &tempfile::TempDir, msgs: &[Msg]) -> Vec<String> {
+        let path = dir.path().join("answers");
+        let mut bytes = Vec::new();
+        for m in msgs {
+            wire::write_msg(&mut bytes, m).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let script = format!("cat '{}'; cat >/dev/null", path.display());
+        vec!["sh".into(), "-c".into(), script]
+    }
+
+    fn hello(protocol: u32) -> Msg {
+        Msg::Hello { protocol, version: "v0".into(), probe: None }
+    }
+
+    fn spec(platforms: &[&str]) -> BuildSpec {
+        BuildSpec {
+            dockerfile: Digest::sha256(b"FROM x"),
+            dockerfile_size: 6,
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            no_cache: false,
+            compression: "gzip".into(),
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+            network: "default".into(),
+            runtime: None,
+            snapshotter: "auto".into(),
+            no_cache_filter: vec![],
+            registry_config: None,
+            insecure: false,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn a_worker_that_ends_at_once_is_unreachable_with_its_last_words() {
+        let argv: Vec<String> = ["sh", "-c", "echo 'no route to host' >&2; exit 3"].map(String::from).to_vec();
+        let e = Session::connect(&node(), &argv, "v0").err().expect("connected to nothing");
+        assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+        assert!(e.is_node_failure());
+        assert_eq!(e.node(), Some(&node()));
+        assert!(e.to_string().contains("no route to host"), "{e}");
+    }
+
+    #[test]
+    fn another_protocol_version_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Session::connect(&node(), &replaying(&dir, &[hello(PROTOCOL + 1)]), "v0").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        assert!(e.to_string().contains(&format!("protocol {} is not spoken here", PROTOCOL + 1)), "{e}");
+        let refused = Msg::Failed { error: WireError::Version { got: PROTOCOL, speaks: PROTOCOL - 1 } };
+        let e = Session::connect(&node(), &replaying(&dir, &[refused]), "v0").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    }
+
+    #[test]
+    fn a_build_failure_on_the_node_is_typed_with_its_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = WireError::Build { platform: Some("linux/arm64".into()), message: "exit code: 3".into() };
+        let argv = replaying(&dir, &[hello(PROTOCOL), Msg::Failed { error: error.clone() }]);
+        let mut s = Session::connect(&node(), &argv, "v0").unwrap();
+        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &mut |_, _| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Build);
+        assert!(!e.is_node_failure());
+        assert_eq!(e.platforms(), ["linux/arm64"]);
+        let Error::Failed { error: got, platforms, .. } = &e else { panic!("{e:?}") };
+        assert_eq!((**got).clone(), error);
+        assert_eq!(platforms, &["linux/arm64", "linux/s390x"]);
+        assert_eq!(e.to_string(), "linux/arm64 on node n (ssh://h): exit code: 3");
+    }
+
+    #[test]
+    fn a_worker_gone_mid_build_is_a_node_failure_of_its_platforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello");
+        let mut bytes = Vec::new();
+        wire::write_msg(&mut bytes, &hello(PROTOCOL)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let argv = vec!["sh".into(), "-c".into(), format!("cat '{}'; head -c 1 >/dev/null", path.display())];
+        let mut s = Session::connect(&node(), &argv, "v0").unwrap();
+        let mut events = 0;
+        let e = s.build(&spec(&["linux/arm64"]), &mut |_, _| events += 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NodeFailed, "{e}");
+        assert_eq!(e.platforms(), ["linux/arm64"]);
+        assert!(e.to_string().starts_with("linux/arm64 on node n (ssh://h): the worker went away"), "{e}");
+        assert_eq!(events, 0);
+    }
+}

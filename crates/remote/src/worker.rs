@@ -275,3 +275,104 @@ fn push(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Output the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frames(msgs: &[Msg]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            wire::write_msg(&mut out, m).unwrap();
+        }
+        out
+    }
+
+    /// Serves `input` with a worker whose registry configuration always
+    /// fails; returns the outcome and every message the worker wrote.
+    fn serve_bytes(input: Vec<u8>) -> (Result<()>, Vec<Msg>) {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = Worker {
+            store: Store::open(dir.path().join("store")).unwrap(),
+            version: "v0".into(),
+            probe: serde_json::json!({"native": ["linux/amd64"]}),
+            client: Box::new(|_, _| Err("no registry here".into())),
+            on_hangup: Box::new(|| {}),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let out = Captured::default();
+        let r = serve(worker, &rt, Box::new(std::io::Cursor::new(input)), Box::new(out.clone()));
+        let bytes = out.0.lock().unwrap().clone();
+        let mut read = &bytes[..];
+        let mut got = Vec::new();
+        while let Some(Frame::Msg(m)) = wire::read_frame(&mut read).unwrap() {
+            got.push(m);
+        }
+        (r, got)
+    }
+
+    fn spec(dockerfile: &[u8]) -> BuildSpec {
+        BuildSpec {
+            dockerfile: Digest::sha256(dockerfile),
+            dockerfile_size: dockerfile.len() as u64,
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            platforms: vec!["linux/amd64".into()],
+            no_cache: false,
+            compression: "gzip".into(),
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+            network: "default".into(),
+            runtime: None,
+            snapshotter: "auto".into(),
+            no_cache_filter: vec![],
+            registry_config: None,
+            insecure: false,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn a_client_of_another_protocol_gets_a_typed_refusal() {
+        let (r, got) = serve_bytes(frames(&[Msg::Hello { protocol: PROTOCOL + 1, version: "v9".into(), probe: None }]));
+        assert_eq!(r.unwrap_err().kind(), crate::error::ErrorKind::Protocol);
+        assert_eq!(got, [Msg::Failed { error: WireError::Version { got: PROTOCOL + 1, speaks: PROTOCOL } }]);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_served_fails_typed_and_the_session_goes_on() {
+        let df = b"FROM busybox\n".to_vec();
+        let digest = Digest::sha256(&df);
+        let hello = Msg::Hello { protocol: PROTOCOL, version: "v0".into(), probe: None };
+        let mut input = frames(&[hello, Msg::Context { entries: vec![], extra: vec![digest.clone()] }]);
+        wire::write_blob(&mut input, &digest, df.len() as u64, &mut &df[..]).unwrap();
+        let push = Msg::Push { names: vec!["r/x:1".into()], manifests: vec![digest.clone()] };
+        input.extend(frames(&[Msg::Build(Box::new(spec(&df))), push, Msg::Bye]));
+        let (r, got) = serve_bytes(input);
+        r.unwrap();
+        assert!(matches!(&got[0], Msg::Hello { protocol: PROTOCOL, .. }), "{got:?}");
+        assert_eq!(got[1], Msg::Need { digests: vec![digest] });
+        let request =
+            WireError::Request { what: "the registry configuration".into(), message: "no registry here".into() };
+        assert_eq!(got[2], Msg::Failed { error: request });
+        let push = WireError::Protocol { message: "push before any build".into() };
+        assert_eq!(got[3], Msg::Failed { error: push });
+        assert_eq!(got.len(), 4);
+    }
+}
