@@ -16,6 +16,7 @@ use polyarch_oci::Platform;
 use polyarch_registry::Client;
 use polyarch_remote::builder::{self, Builder};
 use polyarch_remote::event::{Event, Fallback};
+use polyarch_remote::push::Pushers;
 use polyarch_remote::schedule::How;
 use polyarch_remote::{ErrorKind, NodeBuild};
 use polyarch_store::Store;
@@ -138,31 +139,37 @@ impl Nodes<'_> {
                 };
             }
         };
-        let (rt, store, nodes) = (self.rt, self.store, &pushers);
-        let code = if targets.len() == 1 {
+        let code = self.export(&client, images, &pushers, full, docker_types, a);
+        pushers.close();
+        code
+    }
+
+    /// Exports the results; with `push=true`, nodes push what they built
+    /// unless every blob came back (`full`) and must be pushed from here.
+    fn export(
+        &self,
+        client: &Client,
+        images: Vec<BuildResult>,
+        pushers: &Pushers,
+        full: bool,
+        docker_types: bool,
+        a: &BuildArgs,
+    ) -> Result<u8> {
+        let (rt, store) = (self.rt, self.store);
+        if images.len() == 1 {
             let remote_push = |r: &BuildResult, names: &[String]| -> Result<()> {
-                Ok(nodes.push_image(rt, &client, store, r, names)?)
+                Ok(pushers.push_image(rt, client, store, r, names)?)
             };
             let push: Option<&super::PushImage<'_>> = if full { None } else { Some(&remote_push) };
-            super::export_single(
-                self.rt,
-                &client,
-                self.store,
-                self.progress,
-                self.outputs,
-                self.tags,
-                &images[0],
-                a,
-                push,
-            )
+            super::export_single(rt, client, store, self.progress, self.outputs, self.tags, &images[0], a, push)
         } else {
             let remote_push = |img: &IndexImage, names: &[String]| -> Result<()> {
-                Ok(nodes.push_index(rt, &client, store, img, names)?)
+                Ok(pushers.push_index(rt, client, store, img, names)?)
             };
             let multi = Multi {
-                rt: self.rt,
-                client: &client,
-                store: self.store,
+                rt,
+                client,
+                store,
                 progress: self.progress,
                 outputs: self.outputs,
                 tags: self.tags,
@@ -170,9 +177,7 @@ impl Nodes<'_> {
                 tag: full,
             };
             multi.export(&MultiResult { images }, a)
-        };
-        pushers.close();
-        code
+        }
     }
 }
 
