@@ -223,7 +223,9 @@ impl<'a> NodeBuild<'a> {
                         };
                         match Session::connect(&id, &argv, &self.version) {
                             Ok(s) => Member { id, session: Some(s), down: None },
-                            Err(Error::Unreachable { reason, .. }) => Member { id, session: None, down: Some(reason) },
+                            Err(Error::Unreachable { reason, .. } | Error::Protocol { message: reason, .. }) => {
+                                Member { id, session: None, down: Some(reason) }
+                            }
                             Err(e) => Member { id, session: None, down: Some(e.to_string()) },
                         }
                     })
