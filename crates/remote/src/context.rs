@@ -155,14 +155,14 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
     for e in entries {
         let path = clean(&e.path);
         if path.is_empty() || path.starts_with("..") || path != e.path {
-            return Err(Error::Protocol(format!("bad context path {:?}", e.path)));
+            return Err(Error::Session { message: format!("bad context path {:?}", e.path) });
         }
         let mut node: Node = match e.kind.as_str() {
             "dir" => Node::dir(e.mode, e.uid, e.gid, e.mtime),
             "file" => {
-                let d = e.digest.clone().ok_or_else(|| Error::Protocol(format!("{}: no digest", e.path)))?;
+                let d = e.digest.clone().ok_or_else(|| Error::Session { message: format!("{}: no digest", e.path) })?;
                 if store.stat(&d)?.size != e.size {
-                    return Err(Error::Protocol(format!("{}: content {d} is not {} bytes", e.path, e.size)));
+                    return Err(Error::Session { message: format!("{}: content {d} is not {} bytes", e.path, e.size) });
                 }
                 let mut n = file_node(b"", e.mode, e.mtime);
                 n.kind = Kind::File(polyarch_build::fs::Content::file(&store.blob_path(&d), e.size));
@@ -173,7 +173,7 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
                 n.kind = Kind::Symlink(e.target.clone().unwrap_or_default());
                 n
             }
-            k => return Err(Error::Protocol(format!("{}: unknown entry kind {k:?}", e.path))),
+            k => return Err(Error::Session { message: format!("{}: unknown entry kind {k:?}", e.path) }),
         };
         node.mode = e.mode;
         node.uid = e.uid;

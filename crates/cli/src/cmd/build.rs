@@ -599,7 +599,7 @@ fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
-    let remote_builder = crate::builders::for_build(a.builder.as_deref())?;
+    let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
     }
