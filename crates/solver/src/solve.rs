@@ -10,6 +10,7 @@
 //! cancelling the token stops everything at its next await point.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -187,6 +188,7 @@ struct Run<'a, W: Worker> {
     tasks: HashMap<tokio::task::Id, usize>,
     slots: HashMap<Class, Arc<Semaphore>>,
     token: CancelToken,
+    in_flight: InFlight<W::Output>,
     first_error: Option<Error>,
     executed: usize,
     cached: usize,
@@ -217,6 +219,7 @@ impl<'a, W: Worker> Run<'a, W> {
             tasks: HashMap::new(),
             slots,
             token: solver.cancel.child(),
+            in_flight: InFlight::default(),
             first_error: None,
             executed: 0,
             cached: 0,
@@ -355,10 +358,14 @@ impl<'a, W: Worker> Run<'a, W> {
             checksum: self.solver.checksum.clone(),
             progress: self.solver.progress.clone(),
             token: self.token.clone(),
+            in_flight: self.in_flight.clone(),
         };
         step.run(inputs, slots)
     }
 }
+
+/// Results of one solve being produced, by cache key.
+type InFlight<R> = Arc<std::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<R>>>>>;
 
 /// Everything one vertex's task needs, owned.
 struct Step<W: Worker> {
@@ -372,11 +379,40 @@ struct Step<W: Worker> {
     checksum: Arc<dyn ContentChecksum<W::Output>>,
     progress: Arc<dyn ProgressSink>,
     token: CancelToken,
+    in_flight: InFlight<W::Output>,
 }
 
 impl<W: Worker> Step<W> {
     async fn run(self, inputs: Vec<(W::Output, Digest)>, slots: Arc<Semaphore>) -> Result<Outcome<W::Output>> {
         let key = self.key(&inputs).await?;
+        // Vertices of other digests may have the same key (a COPY of equal
+        // files from other directories): one of them produces the result,
+        // the others wait for it, as BuildKit merges edges by cache key.
+        let cell = self.in_flight.lock().ok().map(|mut m| m.entry(key.clone()).or_default().clone());
+        let Some(cell) = cell else { return self.produce(key, inputs, slots).await };
+        let (tried, produced) = (AtomicBool::new(false), AtomicBool::new(false));
+        let result = cell
+            .get_or_try_init(|| async {
+                tried.store(true, Ordering::SeqCst);
+                let o = self.produce(key.clone(), inputs, slots).await?;
+                produced.store(!o.cached, Ordering::SeqCst);
+                Ok::<_, Error>(o.result)
+            })
+            .await?
+            .clone();
+        if !tried.load(Ordering::SeqCst) {
+            self.progress.event(Event::Cached { vertex: self.info.clone(), key: key.clone() });
+        }
+        Ok(Outcome { result, key, cached: !produced.load(Ordering::SeqCst) })
+    }
+
+    /// Looks the key up and, on a miss, executes the vertex and records it.
+    async fn produce(
+        &self,
+        key: Digest,
+        inputs: Vec<(W::Output, Digest)>,
+        slots: Arc<Semaphore>,
+    ) -> Result<Outcome<W::Output>> {
         if !self.ignore_cache {
             let (cache, k) = (self.cache.clone(), key.clone());
             let found = blocking(move || cache.lookup(&k)).await.map_err(|e| self.cache_error(e))?;
@@ -447,6 +483,12 @@ impl<W: Worker> Step<W> {
             vertex.cache_key(&list, &deps, content.as_ref())
         })
         .await
+        .map_err(|e| match e {
+            Error::Task { reason, .. } => {
+                Error::Task { vertex: self.vertex.name().to_string(), platform: self.platform_list.clone(), reason }
+            }
+            e => e,
+        })
     }
 }
 

@@ -408,3 +408,48 @@ async fn events_name_the_vertex_its_platforms_and_inputs() {
     assert_eq!(info.platforms, ["linux/arm64"]);
     assert_eq!(info.inputs, [g.get(root).unwrap().digest().clone()]);
 }
+
+/// Checksums the selected content by the input's result alone.
+struct ByResult;
+
+impl ContentChecksum<String> for ByResult {
+    fn source(&self, _: &Vertex) -> Result<Option<Digest>, crate::BoxError> {
+        Ok(Some(Digest::sha256(b"context")))
+    }
+
+    fn selection(&self, _: &Vertex, _: usize, r: &String, _: &Selector) -> Result<Option<Digest>, crate::BoxError> {
+        Ok(Some(Digest::sha256(r.as_bytes())))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertices_with_one_key_run_once_in_a_solve() {
+    let mut g = Graph::new();
+    let from = image(&mut g, "busybox", "linux/amd64");
+    let onto = image(&mut g, "scratch", "linux/amd64");
+    let copies: Vec<VertexId> = ["/a/out", "/b/out", "/c/out"]
+        .iter()
+        .map(|path| {
+            let op = Op::Copy(Copy { source: 0, dest: Some(1), paths: vec![path.to_string()], ..Copy::default() });
+            g.add(VertexSpec::new(op, p("linux/amd64")).with_inputs([from, onto]).with_name(format!("COPY {path}")))
+                .unwrap()
+        })
+        .collect();
+    let digests: Vec<&Digest> = copies.iter().map(|c| g.get(*c).unwrap().digest()).collect();
+    assert!(digests[0] != digests[1] && digests[1] != digests[2], "three vertices");
+    let rec = Arc::new(Recorder::with_delay(Duration::from_millis(50)));
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let ev = events.clone();
+    let sol = Solver::new(rec.clone(), Arc::new(MemoryCache::new()))
+        .with_checksum(Arc::new(ByResult))
+        .with_progress(Arc::new(move |e| ev.lock().unwrap().push(e)))
+        .solve(&g)
+        .await
+        .unwrap();
+    assert_eq!((sol.executed(), sol.cached()), (3, 2), "two images and one of the copies");
+    let keys: Vec<&Digest> = copies.iter().map(|c| sol.key(*c).unwrap()).collect();
+    assert!(keys[0] == keys[1] && keys[1] == keys[2]);
+    assert_eq!(sol.result(copies[0]), sol.result(copies[2]));
+    let cached = events.lock().unwrap().iter().filter(|e| matches!(e, Event::Cached { .. })).count();
+    assert_eq!(cached, 2, "the copies that waited are reported as cached");
+}
