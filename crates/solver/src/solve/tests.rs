@@ -258,9 +258,12 @@ fn failing_graph() -> (Graph, VertexId, VertexId) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_cancels_dependents_and_the_rest_and_names_vertex_and_platform() {
     let (g, after, slow) = failing_graph();
+    // The failing step takes a while, so the slow one is usually running
+    // when it fails.
     let rec = Arc::new(Recorder {
         fail: Some("RUN false"),
         slow: Some(("RUN sleep", Duration::from_secs(30))),
+        delay: Duration::from_millis(100),
         ..Recorder::default()
     });
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
@@ -277,8 +280,12 @@ async fn a_failure_cancels_dependents_and_the_rest_and_names_vertex_and_platform
     assert!(msg.contains("RUN false") && msg.contains("linux/arm64") && msg.contains("exited with 2"), "{msg}");
     let after = g.get(after).unwrap();
     assert_eq!(rec.runs_of(after.digest()), 0, "the dependent never ran");
-    assert!(rec.dropped.load(Ordering::SeqCst), "the slow job was stopped");
+    let slow_v = g.get(slow).unwrap();
+    assert_eq!(rec.runs_of(slow_v.digest()), 0, "the slow job did not finish");
     let events = events.lock().unwrap();
+    let slow_started =
+        events.iter().any(|e| matches!(e, Event::Started { vertex, .. } if vertex.digest == *slow_v.digest()));
+    assert!(!slow_started || rec.dropped.load(Ordering::SeqCst), "the slow job started and was stopped");
     let cancelled: Vec<&str> =
         events.iter().filter(|e| matches!(e, Event::Cancelled { .. })).map(|e| e.vertex().name.as_str()).collect();
     assert!(cancelled.contains(&after.name()) && cancelled.contains(&g.get(slow).unwrap().name()), "{cancelled:?}");
@@ -363,12 +370,19 @@ async fn cancelling_stops_the_solve_promptly() {
     independent(&mut g, 4, "linux/amd64", "hang");
     let rec = Arc::new(Recorder { slow: Some(("hang", Duration::from_secs(60))), ..Recorder::default() });
     let token = CancelToken::new();
-    let s = Solver::new(rec.clone(), Arc::new(MemoryCache::new())).with_cancel(token.clone());
+    // Cancel shortly after the first job started.
     let t = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        t.cancel();
-    });
+    let sink = move |e: Event| {
+        if matches!(e, Event::Started { ref vertex, .. } if vertex.name.contains("hang")) {
+            let t = t.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                t.cancel();
+            });
+        }
+    };
+    let s =
+        Solver::new(rec.clone(), Arc::new(MemoryCache::new())).with_cancel(token.clone()).with_progress(Arc::new(sink));
     let started = Instant::now();
     let err = tokio::time::timeout(Duration::from_secs(10), s.solve(&g)).await.unwrap().unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
