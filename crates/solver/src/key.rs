@@ -52,6 +52,17 @@ impl DepKey {
     }
 }
 
+/// Version tag of a key with the solver's salt mixed in.
+const SALTED_VERSION: &str = "polyarch.salted.v0";
+
+/// `key` with `salt` mixed in; `key` itself when `salt` is empty.
+pub fn salted(key: Digest, salt: &str) -> Result<Digest> {
+    if salt.is_empty() {
+        return Ok(key);
+    }
+    digest_of(&json!({ "type": SALTED_VERSION, "key": key, "salt": salt }), "salted key")
+}
+
 /// The canonical JSON encoding of `value`: object keys sorted by their
 /// bytes at every level, no whitespace. Independent of map insertion order
 /// (serde_json keeps insertion order in this workspace).

@@ -41,6 +41,7 @@ pub enum FailurePolicy {
 #[derive(Debug, Clone)]
 pub struct Solution<R> {
     done: Vec<Option<(R, Digest)>>,
+    from_cache: Vec<bool>,
     targets: Vec<(Platform, VertexId)>,
     executed: usize,
     cached: usize,
@@ -55,6 +56,12 @@ impl<R> Solution<R> {
     /// The cache key of vertex `id`, if it was needed.
     pub fn key(&self, id: VertexId) -> Option<&Digest> {
         self.done.get(id.index()).and_then(Option::as_ref).map(|(_, k)| k)
+    }
+
+    /// Whether vertex `id`'s result came from the cache (or from another
+    /// vertex of the same key) instead of its own execution.
+    pub fn was_cached(&self, id: VertexId) -> bool {
+        self.from_cache.get(id.index()).copied().unwrap_or(false)
     }
 
     /// The result of each target, in the order they were asked for.
@@ -87,6 +94,7 @@ pub struct Solver<W: Worker> {
     limits: HashMap<Class, usize>,
     failure: FailurePolicy,
     cancel: CancelToken,
+    salt: String,
 }
 
 impl<W: Worker> Solver<W> {
@@ -103,6 +111,7 @@ impl<W: Worker> Solver<W> {
             limits,
             failure: FailurePolicy::default(),
             cancel: CancelToken::new(),
+            salt: String::new(),
         }
     }
 
@@ -142,6 +151,14 @@ impl<W: Worker> Solver<W> {
         self
     }
 
+    /// Mixes `salt` into every cache key: what the worker's results depend
+    /// on beyond the graph (a layer compression, a timestamp policy), so
+    /// results made another way are never reused. Empty by default.
+    pub fn with_key_salt(mut self, salt: impl Into<String>) -> Solver<W> {
+        self.salt = salt.into();
+        self
+    }
+
     /// Sets the token that cancels solves.
     pub fn with_cancel(mut self, cancel: CancelToken) -> Solver<W> {
         self.cancel = cancel;
@@ -164,7 +181,7 @@ impl<W: Worker> Solver<W> {
             return Err(e);
         }
         let targets = graph.targets().iter().map(|t| (t.platform.clone(), t.vertex)).collect();
-        Ok(Solution { done: run.done, targets, executed: run.executed, cached: run.cached })
+        Ok(Solution { done: run.done, from_cache: run.from_cache, targets, executed: run.executed, cached: run.cached })
     }
 }
 
@@ -184,6 +201,7 @@ struct Run<'a, W: Worker> {
     /// Failed, skipped or reported as cancelled: never to be reported again.
     ended: Vec<bool>,
     done: Vec<Option<(W::Output, Digest)>>,
+    from_cache: Vec<bool>,
     set: JoinSet<(usize, Result<Outcome<W::Output>>)>,
     tasks: HashMap<tokio::task::Id, usize>,
     slots: HashMap<Class, Arc<Semaphore>>,
@@ -215,6 +233,7 @@ impl<'a, W: Worker> Run<'a, W> {
             started: vec![false; n],
             ended: vec![false; n],
             done: (0..n).map(|_| None).collect(),
+            from_cache: vec![false; n],
             set: JoinSet::new(),
             tasks: HashMap::new(),
             slots,
@@ -267,8 +286,9 @@ impl<'a, W: Worker> Run<'a, W> {
                     } else {
                         self.executed += 1;
                     }
-                    if let Some(slot) = self.done.get_mut(i) {
+                    if let (Some(slot), Some(c)) = (self.done.get_mut(i), self.from_cache.get_mut(i)) {
                         *slot = Some((o.result, o.key));
+                        *c = o.cached;
                     }
                 }
                 Err(e) => self.failed(i, e)?,
@@ -359,6 +379,7 @@ impl<'a, W: Worker> Run<'a, W> {
             progress: self.solver.progress.clone(),
             token: self.token.clone(),
             in_flight: self.in_flight.clone(),
+            salt: self.solver.salt.clone(),
         };
         step.run(inputs, slots)
     }
@@ -380,6 +401,7 @@ struct Step<W: Worker> {
     progress: Arc<dyn ProgressSink>,
     token: CancelToken,
     in_flight: InFlight<W::Output>,
+    salt: String,
 }
 
 impl<W: Worker> Step<W> {
@@ -461,6 +483,7 @@ impl<W: Worker> Step<W> {
     /// The vertex's cache key, with the checksums of what it reads.
     async fn key(&self, inputs: &[(W::Output, Digest)]) -> Result<Digest> {
         let (checksum, vertex, list) = (self.checksum.clone(), self.vertex.clone(), self.platform_list.clone());
+        let salt = self.salt.clone();
         let inputs = inputs.to_vec();
         blocking(move || {
             let fail = |source| Error::Checksum {
@@ -480,7 +503,8 @@ impl<W: Worker> Step<W> {
                 deps.push(DepKey::new(key.clone()).with_checksum(combine(sums)?));
             }
             let content = checksum.source(&vertex).map_err(fail)?;
-            vertex.cache_key(&list, &deps, content.as_ref())
+            let key = vertex.cache_key(&list, &deps, content.as_ref())?;
+            key::salted(key, &salt)
         })
         .await
         .map_err(|e| match e {

@@ -467,3 +467,21 @@ async fn vertices_with_one_key_run_once_in_a_solve() {
     let cached = events.lock().unwrap().iter().filter(|e| matches!(e, Event::Cached { .. })).count();
     assert_eq!(cached, 2, "the copies that waited are reported as cached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_salt_keeps_results_made_another_way_apart() {
+    let mut g = Graph::new();
+    let ids = independent(&mut g, 2, "linux/amd64", "step");
+    let rec = Arc::new(Recorder::default());
+    let cache = Arc::new(MemoryCache::new());
+    let gzip = || Solver::new(rec.clone(), cache.clone()).with_key_salt("compression=gzip");
+    let first = gzip().solve(&g).await.unwrap();
+    assert_eq!(first.executed(), 3);
+    assert!(!first.was_cached(ids[0]));
+    let again = gzip().solve(&g).await.unwrap();
+    assert_eq!(again.executed(), 0);
+    assert!(again.was_cached(ids[0]) && again.key(ids[0]) == first.key(ids[0]));
+    let zstd = Solver::new(rec, cache).with_key_salt("compression=zstd").solve(&g).await.unwrap();
+    assert_eq!(zstd.executed(), 3, "another salt, other keys");
+    assert_ne!(zstd.key(ids[0]), first.key(ids[0]));
+}
