@@ -197,6 +197,12 @@ struct Run<'a, W: Worker> {
     solver: &'a Solver<W>,
     graph: &'a Graph,
     needed: Vec<bool>,
+    /// Per vertex: inputs not done yet (an input read twice counts twice).
+    waiting: Vec<usize>,
+    /// Per vertex: the vertices that read it, once per read.
+    dependents: Vec<Vec<usize>>,
+    /// Needed vertices whose inputs are done, to start in index order.
+    ready: std::collections::BTreeSet<usize>,
     started: Vec<bool>,
     /// Failed, skipped or reported as cancelled: never to be reported again.
     ended: Vec<bool>,
@@ -226,10 +232,21 @@ impl<'a, W: Worker> Run<'a, W> {
             }
         }
         let slots = solver.limits.iter().map(|(c, n)| (*c, Arc::new(Semaphore::new(*n)))).collect();
+        let mut dependents = vec![Vec::new(); n];
+        for v in graph.vertices() {
+            for x in v.inputs() {
+                dependents[x.index()].push(v.id().index());
+            }
+        }
+        let waiting: Vec<usize> = graph.vertices().map(|v| v.inputs().len()).collect();
+        let ready = (0..n).filter(|&k| needed[k] && waiting[k] == 0).collect();
         Run {
             solver,
             graph,
             needed,
+            waiting,
+            dependents,
+            ready,
             started: vec![false; n],
             ended: vec![false; n],
             done: (0..n).map(|_| None).collect(),
@@ -290,6 +307,7 @@ impl<'a, W: Worker> Run<'a, W> {
                         *slot = Some((o.result, o.key));
                         *c = o.cached;
                     }
+                    self.release(i);
                 }
                 Err(e) => self.failed(i, e)?,
             }
@@ -343,11 +361,21 @@ impl<'a, W: Worker> Run<'a, W> {
         }
     }
 
+    /// Vertex `i` is done: its dependents wait for one input less.
+    fn release(&mut self, i: usize) {
+        for &d in self.dependents.get(i).map_or(&[][..], Vec::as_slice) {
+            self.waiting[d] = self.waiting[d].saturating_sub(1);
+            if self.waiting[d] == 0 && self.needed[d] {
+                self.ready.insert(d);
+            }
+        }
+    }
+
     /// Starts every needed vertex whose inputs are all done.
     fn start_ready(&mut self) {
-        for v in self.graph.vertices() {
-            let k = v.id().index();
-            if !self.needed[k] || self.started[k] || self.ended[k] {
+        while let Some(k) = self.ready.pop_first() {
+            let Ok(v) = self.graph.get(VertexId(k)) else { continue };
+            if self.started[k] || self.ended[k] {
                 continue;
             }
             let inputs: Option<Vec<(W::Output, Digest)>> =

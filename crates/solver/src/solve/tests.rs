@@ -95,7 +95,9 @@ impl Worker for Recorder {
             Some((name, d)) if v.name().contains(name) => d,
             _ => self.delay,
         };
-        tokio::time::sleep(delay).await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         *self.running.lock().unwrap().entry(class).or_default() -= 1;
         guard.1 = false;
         if self.panic.is_some_and(|n| v.name().contains(n)) {
@@ -484,4 +486,40 @@ async fn a_key_salt_keeps_results_made_another_way_apart() {
     let zstd = Solver::new(rec, cache).with_key_salt("compression=zstd").solve(&g).await.unwrap();
     assert_eq!(zstd.executed(), 3, "another salt, other keys");
     assert_ne!(zstd.key(ids[0]), first.key(ids[0]));
+}
+
+/// Measures the scheduler's own cost on a graph of 6 platforms × 2000
+/// steps over a shared chain of 2000 (`cargo test -p polyarch-solver
+/// --release -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scheduler_overhead_on_a_large_graph() {
+    let mut g = Graph::new();
+    let mut shared = image(&mut g, "golang", "linux/amd64");
+    for i in 0..2000 {
+        shared = exec_on(&mut g, shared, "linux/amd64", &["step", &i.to_string()], &format!("shared {i}"));
+    }
+    for t in TARGETS {
+        let base = image(&mut g, "alpine", t);
+        let mut last = copy_onto(&mut g, shared, base, t, "copy");
+        for i in 0..2000 {
+            let op = Op::Mkfile(Mkfile { input: Some(0), path: format!("/f{i}"), mode: 0o644, ..Mkfile::default() });
+            last = g.add(VertexSpec::new(op, p(t)).with_inputs([last]).with_name(format!("[{t}] {i}"))).unwrap();
+        }
+        g.target(p(t), last).unwrap();
+    }
+    let rec = Arc::new(Recorder::default());
+    let cache = Arc::new(MemoryCache::new());
+    let started = Instant::now();
+    let sol = Solver::new(rec.clone(), cache.clone()).with_jobs(2).solve(&g).await.unwrap();
+    let cold = started.elapsed();
+    let started = Instant::now();
+    let again = Solver::new(rec, cache).with_jobs(2).solve(&g).await.unwrap();
+    eprintln!(
+        "{} vertices: {} executed in {cold:?}, {} cached in {:?}",
+        g.len(),
+        sol.executed(),
+        again.cached(),
+        started.elapsed()
+    );
 }
