@@ -2,8 +2,8 @@
 //! versioned canonical cache keys, and one scheduler that runs the whole
 //! graph. It knows no Dockerfile; a frontend turns one into a [`Graph`].
 //!
-//! - [`op`]: the ops ([`Op::Exec`], file ops, [`Op::Source`]), as
-//!   BuildKit's LLB.
+//! - [`op`]: the ops ([`Op::Exec`], file ops, [`Op::Merge`],
+//!   [`Op::Source`]), as BuildKit's LLB.
 //! - [`graph`]: vertices (op, inputs, platform) with an identity digest;
 //!   equal vertices of several platforms are one vertex.
 //! - [`key`]: cache keys from the normalised op, a per-op version tag, the

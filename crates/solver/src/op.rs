@@ -1,7 +1,8 @@
 //! Typed operations, as BuildKit's LLB ops (solver/pb/ops.proto): an
-//! [`Exec`] of a process on mounts, file actions ([`Copy`], [`Mkdir`],
-//! [`Mkfile`], [`Rm`], [`Symlink`]) and [`Source`]s (an image, the build
-//! context, a git repository, an http download).
+//! [`Exec`] of a process on mounts, file actions ([`Copy`](struct@Copy), [`Mkdir`],
+//! [`Mkfile`], [`Rm`], [`Symlink`]), a [`Merge`] of inputs and
+//! [`Source`]s (an image, the build context, a git repository, an http
+//! download).
 //!
 //! Inputs are named by their position in the vertex's input list
 //! ([`crate::graph::VertexSpec::inputs`]), so an op is a plain value that
@@ -29,6 +30,9 @@ pub enum Op {
     Rm(Rm),
     /// Make a symbolic link.
     Symlink(Symlink),
+    /// Lay inputs over each other (`COPY --link` onto its base), as
+    /// BuildKit's MergeOp.
+    Merge(Merge),
     /// Bring files in from outside the graph.
     Source(Source),
 }
@@ -43,6 +47,7 @@ impl Op {
             Op::Mkfile(_) => "mkfile",
             Op::Rm(_) => "rm",
             Op::Symlink(_) => "symlink",
+            Op::Merge(_) => "merge",
             Op::Source(Source::Image(_)) => "source.image",
             Op::Source(Source::Context(_)) => "source.context",
             Op::Source(Source::Git(_)) => "source.git",
@@ -60,6 +65,7 @@ impl Op {
             Op::Mkfile(_) => "polyarch.file.mkfile.v0",
             Op::Rm(_) => "polyarch.file.rm.v0",
             Op::Symlink(_) => "polyarch.file.symlink.v0",
+            Op::Merge(_) => "polyarch.merge.v0",
             Op::Source(Source::Image(_)) => "polyarch.source.image.v0",
             Op::Source(Source::Context(_)) => "polyarch.source.context.v0",
             Op::Source(Source::Git(_)) => "polyarch.source.git.v0",
@@ -88,6 +94,9 @@ impl Op {
             | Op::Rm(Rm { input, .. })
             | Op::Symlink(Symlink { input, .. }) => {
                 input.iter().map(|&input| InputUse { input, selector: None, content_based: false }).collect()
+            }
+            Op::Merge(m) => {
+                m.inputs.iter().map(|&input| InputUse { input, selector: None, content_based: false }).collect()
             }
             Op::Source(_) => Vec::new(),
         }
@@ -409,6 +418,13 @@ pub struct Symlink {
     pub owner: Option<Owner>,
     /// Its modification time.
     pub timestamp: Option<i64>,
+}
+
+/// Inputs laid over each other, later ones over earlier ones.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Merge {
+    /// Input positions, bottom first.
+    pub inputs: Vec<usize>,
 }
 
 /// Files from outside the graph.

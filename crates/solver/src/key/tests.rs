@@ -167,6 +167,7 @@ fn all_ops() -> Vec<(&'static str, Op)> {
                 gid: 0,
             })),
         ),
+        ("merge", Op::Merge(Merge { inputs: vec![0, 1] })),
     ]
 }
 
@@ -384,6 +385,13 @@ fn file_op_keys() {
         vec![],
     );
     assert_eq!(key_as(&Op::Symlink(ln.clone()), "linux/s390x", "a"), key(&Op::Symlink(ln)));
+}
+
+#[test]
+fn merge_keys() {
+    let m = Op::Merge(Merge { inputs: vec![0, 1] });
+    check(m.clone(), vec![("order", Op::Merge(Merge { inputs: vec![1, 0] }))], vec![]);
+    assert_eq!(key_as(&m, "linux/s390x", "a"), key(&m), "platform is not keyed");
 }
 
 #[test]
