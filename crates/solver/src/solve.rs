@@ -323,12 +323,15 @@ impl<'a, W: Worker> Run<'a, W> {
 
     /// Records the failure of vertex `i`; returns it when the solve stops.
     fn failed(&mut self, i: usize, e: Error) -> Result<()> {
+        if matches!(e, Error::Cancelled) {
+            return Err(e);
+        }
         if let Ok(v) = self.graph.get(VertexId(i)) {
             if !std::mem::replace(&mut self.ended[i], true) {
                 self.solver.progress.event(Event::Failed { vertex: self.info(v), message: e.to_string() });
             }
         }
-        if self.solver.failure == FailurePolicy::CancelAll || matches!(e, Error::Cancelled) {
+        if self.solver.failure == FailurePolicy::CancelAll {
             return Err(e);
         }
         self.skip_dependents(i);

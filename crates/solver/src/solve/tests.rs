@@ -374,7 +374,10 @@ async fn cancelling_stops_the_solve_promptly() {
     let token = CancelToken::new();
     // Cancel shortly after the first job started.
     let t = token.clone();
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let ev = events.clone();
     let sink = move |e: Event| {
+        ev.lock().unwrap().push(e.clone());
         if matches!(e, Event::Started { ref vertex, .. } if vertex.name.contains("hang")) {
             let t = t.clone();
             tokio::spawn(async move {
@@ -391,6 +394,10 @@ async fn cancelling_stops_the_solve_promptly() {
     assert_eq!(err.kind(), ErrorKind::Cancelled);
     assert!(rec.dropped.load(Ordering::SeqCst), "running jobs were stopped");
     assert_eq!(rec.total(), 1, "only the image finished");
+    let events = events.lock().unwrap();
+    let cancelled = events.iter().filter(|e| matches!(e, Event::Cancelled { .. })).count();
+    assert_eq!(cancelled, 4, "every unfinished step is reported: {events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })), "a cancelled step did not fail");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
