@@ -28,6 +28,6 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use graph::{Graph, Target, Vertex, VertexId, VertexSpec};
 pub use key::DepKey;
 pub use op::Op;
-pub use progress::{Event, NoProgress, ProgressSink, VertexInfo};
+pub use progress::{Event, NoProgress, ProgressSink, Stream, VertexInfo};
 pub use solve::{FailurePolicy, Solution, Solver};
 pub use worker::{Class, ContentChecksum, Job, NoChecksum, Worker};

@@ -17,6 +17,15 @@ pub struct VertexInfo {
     pub inputs: Vec<Digest>,
 }
 
+/// An output stream of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
 /// What happened to a vertex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,6 +58,15 @@ pub enum Event {
         /// The error, as text.
         message: String,
     },
+    /// Output of its process, sent by the worker ([`crate::Job::log`]).
+    Log {
+        /// The vertex.
+        vertex: VertexInfo,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes, as written.
+        data: Vec<u8>,
+    },
     /// It was stopped or never started because the solve was cancelled or
     /// an input failed.
     Cancelled {
@@ -65,6 +83,7 @@ impl Event {
             | Event::Cached { vertex, .. }
             | Event::Completed { vertex, .. }
             | Event::Failed { vertex, .. }
+            | Event::Log { vertex, .. }
             | Event::Cancelled { vertex } => vertex,
         }
     }

@@ -326,10 +326,9 @@ impl<'a, W: Worker> Run<'a, W> {
         if matches!(e, Error::Cancelled) {
             return Err(e);
         }
-        if let Ok(v) = self.graph.get(VertexId(i)) {
-            if !std::mem::replace(&mut self.ended[i], true) {
-                self.solver.progress.event(Event::Failed { vertex: self.info(v), message: e.to_string() });
-            }
+        let Ok(v) = self.graph.get(VertexId(i)) else { return Err(e) };
+        if !std::mem::replace(&mut self.ended[i], true) {
+            self.solver.progress.event(Event::Failed { vertex: self.info(v), message: e.to_string() });
         }
         if self.solver.failure == FailurePolicy::CancelAll {
             return Err(e);
@@ -485,6 +484,8 @@ impl<W: Worker> Step<W> {
             key: key.clone(),
             platforms: self.platforms.clone(),
             cancel: self.token.clone(),
+            info: self.info.clone(),
+            progress: self.progress.clone(),
         };
         let started = Instant::now();
         let result = tokio::select! {

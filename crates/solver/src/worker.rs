@@ -11,6 +11,7 @@ use crate::cancel::CancelToken;
 use crate::error::BoxError;
 use crate::graph::Vertex;
 use crate::op::{Op, Selector};
+use crate::progress::{Event, ProgressSink, Stream, VertexInfo};
 
 /// Which concurrency limit a vertex's execution counts against.
 ///
@@ -50,7 +51,7 @@ impl Class {
 }
 
 /// One execution asked of a worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Job<R> {
     /// The vertex.
     pub vertex: Arc<Vertex>,
@@ -63,6 +64,27 @@ pub struct Job<R> {
     /// Cancelled when the solve stops; the worker should then end its
     /// process and clean up promptly (its future is also dropped).
     pub cancel: CancelToken,
+    pub(crate) info: VertexInfo,
+    pub(crate) progress: Arc<dyn ProgressSink>,
+}
+
+impl<R> Job<R> {
+    /// Sends output of the vertex's process to the solve's progress sink.
+    pub fn log(&self, stream: Stream, data: &[u8]) {
+        self.progress.event(Event::Log { vertex: self.info.clone(), stream, data: data.to_vec() });
+    }
+}
+
+impl<R: std::fmt::Debug> std::fmt::Debug for Job<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("vertex", &self.vertex)
+            .field("inputs", &self.inputs)
+            .field("key", &self.key)
+            .field("platforms", &self.platforms)
+            .field("cancel", &self.cancel)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Executes vertices. Results are cheap to clone (a handle to a snapshot

@@ -106,6 +106,7 @@ impl Worker for Recorder {
         if self.fail.is_some_and(|n| v.name().contains(n)) {
             return Err(Boom(v.name().to_string()));
         }
+        job.log(crate::Stream::Stdout, v.name().as_bytes());
         *self.runs.lock().unwrap().entry(v.digest().clone()).or_default() += 1;
         self.order.lock().unwrap().push(v.name().to_string());
         Ok(format!("{}({})", v.name(), job.inputs.join(",")))
@@ -425,7 +426,8 @@ async fn events_name_the_vertex_its_platforms_and_inputs() {
         .unwrap();
     let events = events.lock().unwrap();
     let of_run: Vec<&Event> = events.iter().filter(|e| e.vertex().name == "RUN true").collect();
-    assert!(matches!(of_run[..], [Event::Started { .. }, Event::Completed { .. }]), "{of_run:?}");
+    assert!(matches!(of_run[..], [Event::Started { .. }, Event::Log { .. }, Event::Completed { .. }]), "{of_run:?}");
+    assert!(matches!(of_run[1], Event::Log { stream: crate::Stream::Stdout, data, .. } if data == b"RUN true"));
     let info = of_run[0].vertex();
     assert_eq!(&info.digest, g.get(run).unwrap().digest());
     assert_eq!(info.platforms, ["linux/arm64"]);
