@@ -35,6 +35,10 @@ pub enum Error {
     /// An op refers to an input position the vertex does not have.
     #[error("vertex {vertex:?} ({op}): the op reads input {input}, but the vertex has {inputs} inputs")]
     InputOutOfRange { vertex: String, op: &'static str, input: usize, inputs: usize },
+    /// A cache key was asked for with another number of input parts than
+    /// the vertex has inputs.
+    #[error("vertex {vertex:?}: {given} input keys given for {inputs} inputs")]
+    InputKeys { vertex: String, given: usize, inputs: usize },
     /// A target or lookup names a vertex index the graph does not have.
     #[error("no vertex {index} in this graph of {len} vertices")]
     UnknownVertex { index: usize, len: usize },
@@ -90,9 +94,10 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::UnknownInput { .. } | Error::InputOutOfRange { .. } | Error::UnknownVertex { .. } => {
-                ErrorKind::Invalid
-            }
+            Error::UnknownInput { .. }
+            | Error::InputOutOfRange { .. }
+            | Error::InputKeys { .. }
+            | Error::UnknownVertex { .. } => ErrorKind::Invalid,
             Error::Encode { .. } | Error::Task { .. } => ErrorKind::Internal,
             Error::Unresolved { .. } | Error::MissingChecksum { .. } => ErrorKind::Unresolved,
             Error::Exec { .. } | Error::Checksum { .. } => ErrorKind::Failed,
@@ -106,6 +111,7 @@ impl Error {
         match self {
             Error::UnknownInput { vertex, .. }
             | Error::InputOutOfRange { vertex, .. }
+            | Error::InputKeys { vertex, .. }
             | Error::Unresolved { vertex, .. }
             | Error::MissingChecksum { vertex, .. }
             | Error::Exec { vertex, .. }

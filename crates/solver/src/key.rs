@@ -156,6 +156,10 @@ impl Vertex {
     /// in order) and, for a context or an http source without a checksum,
     /// the checksum of the source's content.
     pub fn cache_key(&self, platforms: &str, deps: &[DepKey], content: Option<&Digest>) -> Result<Digest> {
+        if deps.len() != self.inputs().len() {
+            let (vertex, given, inputs) = (self.name().to_string(), deps.len(), self.inputs().len());
+            return Err(Error::InputKeys { vertex, given, inputs });
+        }
         self.check_resolved(platforms, content)?;
         let uses = self.op().input_uses();
         let source_checksummed = match self.op() {

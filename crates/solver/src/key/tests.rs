@@ -479,6 +479,15 @@ fn a_source_content_is_keyed_and_unresolved_sources_are_refused() {
 }
 
 #[test]
+fn input_keys_must_match_the_inputs() {
+    let (mut g, ids) = with_inputs();
+    let id = g.add(VertexSpec::new(Op::Copy(copy()), p("linux/amd64")).with_inputs(ids).with_name("COPY")).unwrap();
+    let e = g.get(id).unwrap().cache_key("t", &deps(1, false), None).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+    assert!(e.to_string().contains("COPY") && e.to_string().contains("1 input keys given for 2 inputs"), "{e}");
+}
+
+#[test]
 fn base_names_as_go() {
     for (a, b) in [("/a/b", "b"), ("a/b/", "b"), ("/", "/"), ("", "."), ("x", "x"), ("src/*.go", "*.go")] {
         assert_eq!(base_name(a), b, "{a}");
