@@ -524,6 +524,7 @@ async fn scheduler_overhead_on_a_large_graph() {
     let cold = started.elapsed();
     let started = Instant::now();
     let again = Solver::new(rec, cache).with_jobs(2).solve(&g).await.unwrap();
+    assert_eq!((sol.executed(), again.cached(), again.executed()), (g.len(), g.len(), 0));
     eprintln!(
         "{} vertices: {} executed in {cold:?}, {} cached in {:?}",
         g.len(),
