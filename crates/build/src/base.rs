@@ -1,9 +1,13 @@
-//! Base images: resolved for a platform from their index, pulled into the
-//! store (mirrors apply through the registry client), and read back as a
-//! config plus layers.
+//! Base images: the images a build names (`FROM`, `COPY --from`,
+//! `RUN --mount=from`), resolved for a platform from the local store or a
+//! registry as the [`ResolveMode`] says, pulled into the store (mirrors
+//! apply through the registry client), and read back as a config plus
+//! layers.
 //!
-//! This is a small adapter over the registry client and the store; a
-//! shared pull API may replace it.
+//! A stored image is found by name (as `polyarch build -t`, `pull` or
+//! `load` stored it) or by the digest of any stored manifest; in an index
+//! each platform takes its own child (as `polyarch_transfer::local`
+//! chooses it for `run` and the other commands).
 
 use polyarch_oci::{media_type as mt, Descriptor, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
@@ -12,6 +16,100 @@ use polyarch_store::{BlobSource, Store};
 use crate::config::Image;
 use crate::error::{Error, Result};
 use crate::layer::Layer;
+
+/// Where images named by a build are looked for, as BuildKit's
+/// `image-resolve-mode` with Docker's engine: `default` (and `local`) use
+/// the stored image when it has the wanted platform and ask the registry
+/// otherwise; `pull` (buildx `--pull`) always asks the registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResolveMode {
+    /// The stored image when it has the platform, else the registry.
+    #[default]
+    PreferLocal,
+    /// The registry, always (the image is fetched again if it changed).
+    Pull,
+}
+
+impl std::str::FromStr for ResolveMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<ResolveMode, String> {
+        match s {
+            "default" | "local" => Ok(ResolveMode::PreferLocal),
+            "pull" => Ok(ResolveMode::Pull),
+            other => Err(format!("invalid image resolve mode {other:?} (want default, pull or local)")),
+        }
+    }
+}
+
+/// The image `reference` names for `platform`: from the store unless
+/// `mode` is [`ResolveMode::Pull`] or the store lacks it for the platform,
+/// else from the registry through `client` (none: no registry access).
+/// When both fail, the error says why each did.
+pub async fn resolve(
+    client: Option<&Client>,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    mode: ResolveMode,
+) -> Result<BaseImage> {
+    let local = match mode {
+        ResolveMode::Pull => None,
+        ResolveMode::PreferLocal => match stored(store, reference, platform)? {
+            Ok(desc) => return from_store(store, &desc, reference.with_digest(desc.digest.clone())),
+            Err(why) => Some(why),
+        },
+    };
+    let remote = match client {
+        Some(client) => pull(client, store, reference, platform).await,
+        None => Err(Error::Option("no registry access configured".into())),
+    };
+    match (remote, local) {
+        (Ok(img), _) => Ok(img),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(local)) => Err(Error::NotFound {
+            reference: reference.to_string(),
+            platform: platform.format(),
+            local,
+            registry: Box::new(e),
+        }),
+    }
+}
+
+/// The stored image manifest of `reference` for `platform`, or why there
+/// is none (an error only when the store itself fails).
+fn stored(
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<std::result::Result<Descriptor, String>> {
+    use polyarch_transfer::{local, Error as T};
+    let name = reference.to_string();
+    let top = match (store.resolve(&name)?, &reference.digest) {
+        (Some(d), _) => d,
+        (None, Some(digest)) => match local::manifest_by_digest(store, digest).map_err(Error::local)? {
+            Some(d) => d,
+            None => return Ok(Err(format!("no manifest {digest}"))),
+        },
+        (None, None) => return Ok(Err("no image of that name".into())),
+    };
+    let image = match local::image_for(store, &name, &top, Some(platform)) {
+        Ok(image) => image,
+        Err(T::NoMatchingPlatform { available, .. }) => {
+            return Ok(Err(format!("it is stored for {} only", available.join(", "))))
+        }
+        Err(T::PlatformMismatch { actual, .. }) => return Ok(Err(format!("it is stored for {actual} only"))),
+        Err(T::MissingContent { .. }) => return Ok(Err(format!("its {} image is not stored", platform.format()))),
+        Err(e) => return Err(Error::local(e)),
+    };
+    let manifest = image.manifest.as_image().map(|m| m.layers.clone()).unwrap_or_default();
+    for layer in &manifest {
+        if !store.exists(&layer.digest)? {
+            return Ok(Err(format!("its layer {} is not stored", layer.digest)));
+        }
+    }
+    Ok(Ok(image.descriptor))
+}
 
 /// Images refuse configs larger than this.
 const MAX_CONFIG: u64 = 8 * 1024 * 1024;
@@ -142,4 +240,61 @@ pub fn from_store(store: &Store, manifest: &Descriptor, pinned: Reference) -> Re
     let layers =
         m.layers.iter().zip(&image.diff_ids).map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() }).collect();
     Ok(BaseImage { pinned, manifest: raw.descriptor(), image, layers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polyarch_store::testsuite::{random_index, temp_store};
+
+    fn platform(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn resolve_modes_parse_as_buildkits() {
+        assert_eq!("default".parse::<ResolveMode>(), Ok(ResolveMode::PreferLocal));
+        assert_eq!("local".parse::<ResolveMode>(), Ok(ResolveMode::PreferLocal));
+        assert_eq!("pull".parse::<ResolveMode>(), Ok(ResolveMode::Pull));
+        assert!("always".parse::<ResolveMode>().unwrap_err().contains("always"));
+    }
+
+    #[test]
+    fn each_platform_finds_its_own_stored_child() {
+        let (_d, store) = temp_store();
+        let idx = random_index(&store, 2, 1, 5).unwrap();
+        store.tag("example.com/a:1", &idx).unwrap();
+        let children = store.get_manifest(&idx).unwrap().as_index().unwrap().manifests.clone();
+        let r = Reference::parse_normalized("example.com/a:1").unwrap();
+        for (child, p) in children.iter().zip(["linux/amd64", "linux/arm64"]) {
+            assert_eq!(stored(&store, &r, &platform(p)).unwrap().unwrap().digest, child.digest, "{p}");
+        }
+        let why = stored(&store, &r, &platform("linux/s390x")).unwrap().unwrap_err();
+        assert_eq!(why, "it is stored for linux/amd64, linux/arm64 only");
+        let unknown = Reference::parse_normalized("example.com/b:1").unwrap();
+        assert_eq!(stored(&store, &unknown, &platform("linux/amd64")).unwrap().unwrap_err(), "no image of that name");
+        // By digest, a child no name points at.
+        let by_digest = unknown.with_digest(children[1].digest.clone());
+        assert_eq!(stored(&store, &by_digest, &platform("linux/arm64")).unwrap().unwrap().digest, children[1].digest);
+        // A child whose manifest is gone is not stored for its platform.
+        store.delete_blob(&children[0].digest).unwrap();
+        let why = stored(&store, &r, &platform("linux/amd64")).unwrap().unwrap_err();
+        assert_eq!(why, "its linux/amd64 image is not stored");
+    }
+
+    #[test]
+    fn with_neither_place_the_error_says_both() {
+        let (_d, store) = temp_store();
+        let r = Reference::parse_normalized("example.com/none:1").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let err = rt.block_on(resolve(None, &store, &r, &platform("linux/arm64"), ResolveMode::PreferLocal));
+        let text = err.unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "example.com/none:1 for linux/arm64 is not in the local store (no image of that name), and the \
+             registry answered: no registry access configured"
+        );
+        let err = rt.block_on(resolve(None, &store, &r, &platform("linux/arm64"), ResolveMode::Pull)).unwrap_err();
+        assert_eq!(err.to_string(), "no registry access configured");
+    }
 }

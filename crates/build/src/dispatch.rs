@@ -418,16 +418,11 @@ impl Run<'_> {
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
         let step = self.start(format!("[internal] load metadata for {reference}"));
-        let Some(client) = &self.b.client else {
-            return Err(loc.error(
-                ErrorKind::NotFound,
-                format!("{reference}: no registry access configured"),
-                Some(name),
-            ));
-        };
-        let img = base::pull(client, &self.b.store, &reference, platform).await.map_err(|e| {
-            loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name))
-        })?;
+        let mode = self.opts.resolve_mode;
+        let img =
+            base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await.map_err(|e| {
+                loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name))
+            })?;
         self.done(step);
         Ok(img)
     }

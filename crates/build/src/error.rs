@@ -105,6 +105,21 @@ pub enum Error {
         source: Box<Error>,
     },
     /// A download failed.
+    /// An image neither the store nor the registry has for the platform.
+    #[error("{reference} for {platform} is not in the local store ({local}), and the registry answered: {registry}")]
+    NotFound {
+        /// The reference.
+        reference: String,
+        /// The platform wanted.
+        platform: String,
+        /// Why the store has no image for it.
+        local: String,
+        /// What the registry answered.
+        registry: Box<Error>,
+    },
+    /// Reading an image from the store failed.
+    #[error(transparent)]
+    Local(Box<polyarch_transfer::Error>),
     #[error("downloading {url}: {message}")]
     Http {
         /// The URL.
@@ -148,7 +163,7 @@ impl Error {
         match self {
             Error::At { kind, .. } => *kind,
             Error::Option(_) | Error::Checksum { .. } => ErrorKind::Invalid,
-            Error::NoPlatform { .. } => ErrorKind::NotFound,
+            Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),
             Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
@@ -165,6 +180,10 @@ impl Error {
 
     pub(crate) fn layer(what: &'static str, source: std::io::Error) -> Error {
         Error::LayerIo { what, source }
+    }
+
+    pub(crate) fn local(e: polyarch_transfer::Error) -> Error {
+        Error::Local(Box::new(e))
     }
 
     pub(crate) fn registry(what: impl Into<String>, source: polyarch_registry::Error) -> Error {

@@ -359,59 +359,11 @@ impl MemFs {
         Ok(fs)
     }
 
-    /// Writes the tree below `dest`. Owners are set when running as root;
+    /// Writes the tree below `dest`, never outside it (see
+    /// [`crate::export::write_tree`]). Owners are set when running as root;
     /// file and directory times are set.
     pub fn write_to_dir(&self, dest: &Path) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
-        let root = is_root();
-        let mut firsts: HashMap<u64, (&String, &Node)> = HashMap::new();
-        for (path, node) in &self.nodes {
-            let full = dest.join(path);
-            let first = node.link.and_then(|g| firsts.get(&g)).filter(|(_, f)| f.same_inode(node));
-            // Should linking fail, the member is written as a file of its own.
-            if first.is_some_and(|(first, _)| std::fs::hard_link(dest.join(first), &full).is_ok()) {
-                continue;
-            }
-            if let Some(g) = node.link {
-                firsts.entry(g).or_insert((path, node));
-            }
-            match &node.kind {
-                Kind::Dir => match std::fs::create_dir(&full) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io(&full, e)),
-                },
-                Kind::File(data) => std::fs::write(&full, data.as_slice()).map_err(|e| Error::io(&full, e))?,
-                Kind::Symlink(t) => std::os::unix::fs::symlink(t, &full).map_err(|e| Error::io(&full, e))?,
-            }
-            if root {
-                let _ = std::os::unix::fs::lchown(&full, Some(node.uid as u32), Some(node.gid as u32));
-            }
-            if !matches!(node.kind, Kind::Symlink(_)) {
-                std::fs::set_permissions(&full, std::fs::Permissions::from_mode(node.mode))
-                    .map_err(|e| Error::io(&full, e))?;
-            }
-            // After the owner: changing it clears `security.capability`.
-            // Best effort, as a file system or an unprivileged process may
-            // refuse some namespaces.
-            for (k, v) in &node.xattrs {
-                let _ = rustix::fs::lsetxattr(&full, k.as_str(), v, rustix::fs::XattrFlags::empty());
-            }
-        }
-        // Times last, deepest first, so that writing children does not
-        // change a directory's time again.
-        for (path, node) in self.nodes.iter().rev() {
-            if matches!(node.kind, Kind::Symlink(_)) {
-                continue;
-            }
-            let full = dest.join(path);
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(node.mtime.max(0) as u64);
-            if let Ok(f) = std::fs::File::open(&full) {
-                let _ = f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t));
-            }
-        }
-        Ok(())
+        crate::export::write_tree(self, dest)
     }
 }
 

@@ -29,6 +29,7 @@ pub mod layer;
 pub mod materialize;
 pub mod multi;
 pub mod process;
+pub mod reclaim;
 mod remote;
 pub mod users;
 
@@ -122,6 +123,8 @@ pub struct BuildOptions {
     pub snapshotter: process::SnapshotterKind,
     /// Stages whose RUN steps ignore the cache (`--no-cache-filter`).
     pub no_cache_filter: Vec<String>,
+    /// Where named images are looked for (`--pull`).
+    pub resolve_mode: base::ResolveMode,
 }
 
 impl BuildOptions {
@@ -145,6 +148,7 @@ impl BuildOptions {
             runtime: None,
             snapshotter: process::SnapshotterKind::default(),
             no_cache_filter: Vec::new(),
+            resolve_mode: base::ResolveMode::default(),
         }
     }
 

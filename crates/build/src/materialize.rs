@@ -48,12 +48,15 @@ impl Root {
         Ok(Root::Naive(dir))
     }
 
-    /// Mounts `layers` (each unpacked once under the store root) with a
-    /// new upper directory in `tmp` at `target`.
+    /// Mounts `layers` (each unpacked once under the store root, through
+    /// the merged view of the layers below it) with a new upper directory
+    /// in `tmp` at `target`.
     pub fn overlay(store: &Store, layers: &[Layer], tmp: &Path, target: MountPoint) -> Result<Root> {
+        // Nearest first, as `lowerdir` lists them.
         let mut lowers: Vec<PathBuf> = Vec::new();
-        for l in layers.iter().rev() {
-            lowers.push(layer_dir(store, l)?);
+        for i in 0..layers.len() {
+            let dir = layer_dir(store, &layers[..=i], &lowers)?;
+            lowers.insert(0, dir);
         }
         let dirs = temp_in(tmp)?;
         let (upper, work) = (dirs.path().join("upper"), dirs.path().join("work"));
@@ -116,16 +119,16 @@ pub struct Upper {
 }
 
 impl Upper {
-    /// Makes this directory the unpacked form of `layer` (whose entries are
-    /// `entries`) for later overlay mounts, as Docker's overlay2 driver turns
+    /// Makes this directory the unpacked form of the last layer of `chain`
+    /// (whose entries are `entries`) for later overlay mounts, as Docker's overlay2 driver turns
     /// a container's upper directory into an image layer, instead of
     /// unpacking the layer again: what the layer does not hold (runtime
     /// stubs, mount targets, copied-up files that did not change, special
     /// files) is removed first. Returns whether it was installed; when the
     /// layer is already unpacked, or anything is unexpected, it is not, and
     /// the layer is unpacked from its blob when needed.
-    pub fn install(self, store: &Store, layer: &Layer, entries: &[(String, Node)]) -> bool {
-        let dir = layer_dir_path(store, layer);
+    pub fn install(self, store: &Store, chain: &[Layer], entries: &[(String, Node)]) -> bool {
+        let dir = layer_dir_path(store, chain);
         if dir.exists() {
             return false;
         }
@@ -188,42 +191,50 @@ pub(crate) fn temp_in(dir: &Path) -> Result<TempDir> {
 }
 
 /// Removes the directories in `tmp` (the store's `run/`) whose owning
-/// polyarch process is gone, as a killed build leaves them; names of
-/// other forms and of live processes are kept. Returns what was removed.
+/// polyarch process is gone, as a killed build leaves them, detaching
+/// anything mounted below first; names of other forms and of live
+/// processes are kept. Returns what was removed. See
+/// [`crate::reclaim`], which does this for every directory of the store.
 pub fn cleanup_stale(tmp: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(tmp) else { return Vec::new() };
-    let mut removed = Vec::new();
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !polyarch_exec::state::is_stale(&name, &polyarch_exec::sys::Linux) {
-            continue;
-        }
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed.push(entry.path());
-        }
-    }
-    removed
+    polyarch_exec::state::remove_stale_in(tmp, &polyarch_exec::sys::Linux).map(|c| c.dirs).unwrap_or_default()
 }
 
 fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
-/// Where a layer is unpacked with overlay whiteouts.
-fn layer_dir_path(store: &Store, layer: &Layer) -> PathBuf {
-    store.root().join("run-layers").join(layer.diff_id.to_string().replace(':', "-"))
+/// The chain ids (as directory names) of each prefix of `diff_ids`.
+fn chain_names<'a>(diff_ids: impl IntoIterator<Item = &'a polyarch_oci::Digest>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut parent: Option<String> = None;
+    for d in diff_ids {
+        let c = polyarch_snapshot::chain_id(parent.as_deref(), d);
+        out.push(c.replace(':', "-"));
+        parent = Some(c);
+    }
+    out
 }
 
-/// The layer unpacked with overlay whiteouts, once per diff_id.
-fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
-    let dir = layer_dir_path(store, layer);
+/// Where the last layer of `chain` is unpacked with overlay whiteouts: by
+/// chain id, since where its entries land depends on the layers below (a
+/// base layer's chain id is its diff_id).
+fn layer_dir_path(store: &Store, chain: &[Layer]) -> PathBuf {
+    let name = chain_names(chain.iter().map(|l| &l.diff_id)).pop().unwrap_or_default();
+    store.root().join("run-layers").join(name)
+}
+
+/// The last layer of `chain` unpacked with overlay whiteouts over
+/// `lowers` (the unpacked layers below it, nearest first), once per chain.
+fn layer_dir(store: &Store, chain: &[Layer], lowers: &[PathBuf]) -> Result<PathBuf> {
+    let Some(layer) = chain.last() else { return Err(Error::io(store.root(), std::io::ErrorKind::NotFound.into())) };
+    let dir = layer_dir_path(store, chain);
     let root = store.root().join("run-layers");
     if dir.exists() {
         return Ok(dir);
     }
     let tmp = temp_in(&root)?;
     let r = store.open(&layer.desc)?;
-    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
+    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay).with_lowers(lowers.to_vec());
     polyarch_snapshot::unpack_compressed(r, tmp.path(), &opts).map_err(|e| snapshot_error(tmp.path(), e))?;
     let made = tmp.keep();
     if let Err(e) = std::fs::rename(&made, &dir) {
@@ -236,7 +247,7 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 }
 
 /// Removes the unpacked layers (`run-layers/`) that no image left in the
-/// store uses: their diff_ids are in none of `stored` ([`stored_diff_ids`]
+/// store uses: their chain ids are made from none of `stored` ([`stored_diff_ids`]
 /// after [`Store::prune`]). Returns how many directories
 /// went and their size in bytes.
 pub fn prune_unpacked(store: &Store, stored: &[Vec<String>]) -> Result<(usize, u64)> {
@@ -282,7 +293,8 @@ pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
 fn scan_unpacked(store: &Store, stored: &[Vec<String>]) -> Vec<(PathBuf, u64, bool)> {
     let root = store.root().join("run-layers");
     let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
-    let keep: BTreeSet<String> = stored.iter().flatten().map(|id| id.replace(':', "-")).collect();
+    let ids = |list: &Vec<String>| list.iter().filter_map(|id| id.parse().ok()).collect::<Vec<polyarch_oci::Digest>>();
+    let keep: BTreeSet<String> = stored.iter().flat_map(|list| chain_names(&ids(list))).collect();
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -701,7 +713,8 @@ mod tests {
         let mut before = MemFs::new();
         let l1 = stack_layer(&store, &base, &mut before);
         let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
-        let root = Root::overlay(&store, &[l1], &d.path().join("run"), exec.mount_point().unwrap()).unwrap();
+        let root = Root::overlay(&store, std::slice::from_ref(&l1), &d.path().join("run"), exec.mount_point().unwrap())
+            .unwrap();
         let p = root.path();
         std::fs::remove_file(p.join("a/x")).unwrap();
         std::fs::write(p.join("a/new"), "n").unwrap();
@@ -715,8 +728,8 @@ mod tests {
         let entries = layer_entries(&changes, &after, 0);
         let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
         let l2 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
-        assert!(upper.unwrap().install(&store, &l2, &entries));
-        let installed = listing(&layer_dir_path(&store, &l2));
+        assert!(upper.unwrap().install(&store, &[l1.clone(), l2.clone()], &entries));
+        let installed = listing(&layer_dir_path(&store, &[l1.clone(), l2.clone()]));
         let fresh = d.path().join("fresh");
         std::fs::create_dir(&fresh).unwrap();
         let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);

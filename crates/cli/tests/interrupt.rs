@@ -13,7 +13,7 @@ fn context(env: &Env, name: &str, dockerfile: &str) -> PathBuf {
 }
 
 /// Pids of processes whose command line is exactly `args`.
-fn processes(args: &[&str]) -> Vec<u32> {
+pub(crate) fn processes(args: &[&str]) -> Vec<u32> {
     let want: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
     let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
     rd.flatten()
@@ -23,7 +23,7 @@ fn processes(args: &[&str]) -> Vec<u32> {
 }
 
 /// Starts a build whose RUN sleeps for `secs` and waits until it sleeps.
-fn start_sleeping(env: &Env, secs: &str) -> Child {
+pub(crate) fn start_sleeping(env: &Env, secs: &str) -> Child {
     let ctx = context(env, &format!("sleep-{secs}"), &format!("FROM busybox\nRUN sleep {secs}\n"));
     let mut child = env
         .cmd(&["build", "--progress", "plain", "-o", "type=image,name=sleeper", ctx.to_str().unwrap()])
@@ -42,7 +42,7 @@ fn start_sleeping(env: &Env, secs: &str) -> Child {
     child
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -58,7 +58,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 
 /// The sleeper's processes are gone (within a moment); kills survivors
 /// so that a failure leaves nothing running.
-fn assert_no_process(args: &[&str]) {
+pub(crate) fn assert_no_process(args: &[&str]) {
     let start = Instant::now();
     while !processes(args).is_empty() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(100));

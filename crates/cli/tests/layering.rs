@@ -6,6 +6,7 @@ use std::path::Path;
 /// Layer of each crate; a crate may depend only on crates of lower layers.
 const LAYERS: &[(&str, u32)] = &[
     ("polyarch-oci", 0),
+    ("polyarch-fuzzing", 0),
     ("polyarch-dockerfile", 1),
     ("polyarch-registry", 1),
     ("polyarch-store", 1),

@@ -2,16 +2,24 @@
 
 mod util;
 
+mod archives;
 mod build;
 mod builders;
 mod emu;
+mod escape;
 mod failures;
+mod faults;
+mod foreign;
 mod imagetools;
 mod interrupt;
 mod layering;
+mod leftovers;
+mod localbase;
 mod manifest;
 mod multiplatform;
+mod naming;
 mod nodes;
 mod run;
 mod runstep;
 mod store;
+mod tty;

@@ -118,13 +118,23 @@ pub enum Error {
         /// The timeout.
         after: Duration,
     },
+    /// The container's terminal could not be set up or served.
+    #[error("container {id}: {what}: {source}")]
+    Console {
+        /// The container id.
+        id: String,
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } | Error::Spawn { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::Spawn { .. } | Error::Console { .. } => ErrorKind::Io,
             Error::RuntimeNotFound { .. }
             | Error::UserNotFound { .. }
             | Error::GroupNotFound { .. }

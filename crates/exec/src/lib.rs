@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod console;
 pub mod error;
 pub mod process;
 pub mod rlimit;
@@ -63,8 +64,11 @@ pub mod user;
 
 use std::path::Path;
 
+pub use console::RawMode;
 pub use error::{Error, ErrorKind, Result};
-pub use process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Rlimit};
+pub use process::{
+    Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Resize, Rlimit, Terminal, WindowSize,
+};
 pub use rlimit::Resource;
 pub use runc::{MountPoint, RuncExecutor, RuncExecutorBuilder};
 pub use state::Cleanup;

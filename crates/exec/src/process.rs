@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::rlimit::Resource;
@@ -218,6 +218,53 @@ impl Cancel {
     }
 }
 
+/// A terminal's window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Lines.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// Window size changes for a run's terminal: set from another thread (on
+/// `SIGWINCH`, say) and applied by the run within a poll interval.
+#[derive(Debug, Clone, Default)]
+pub struct Resize(Arc<Mutex<Option<WindowSize>>>);
+
+impl Resize {
+    /// A handle with no change pending.
+    pub fn new() -> Resize {
+        Resize::default()
+    }
+
+    /// Asks for the terminal to become `size`.
+    pub fn set(&self, size: WindowSize) {
+        if let Ok(mut pending) = self.0.lock() {
+            *pending = Some(size);
+        }
+    }
+
+    /// The size asked for since the last call, if any.
+    pub fn take(&self) -> Option<WindowSize> {
+        self.0.lock().ok().and_then(|mut pending| pending.take())
+    }
+}
+
+/// A pseudo-terminal for the process, as `docker run -t`: the runtime
+/// creates it in the container (its stdin, stdout and stderr) and hands
+/// the master side over its console socket; what the terminal shows goes
+/// to [`ProcessIo::stdout`].
+#[derive(Debug, Clone, Default)]
+pub struct Terminal {
+    /// The initial window size (none: the kernel's default, 0x0).
+    pub size: Option<WindowSize>,
+    /// Copy the caller's stdin to the terminal (`-i`).
+    pub stdin: bool,
+    /// Later window size changes.
+    pub resize: Resize,
+}
+
 /// Standard streams and lifetime control of one run.
 #[derive(Debug, Default)]
 pub struct ProcessIo<'a> {
@@ -231,6 +278,9 @@ pub struct ProcessIo<'a> {
     pub cancel: Option<Cancel>,
     /// Kills the run after this long.
     pub timeout: Option<Duration>,
+    /// A terminal instead of separate streams (`stdin_inherit` and
+    /// `stderr` then do not apply).
+    pub terminal: Option<Terminal>,
 }
 
 impl<'a> ProcessIo<'a> {
@@ -273,6 +323,12 @@ impl<'a> ProcessIo<'a> {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Gives the process a terminal.
+    pub fn with_terminal(mut self, terminal: Terminal) -> Self {
+        self.terminal = Some(terminal);
+        self
+    }
 }
 
 /// How the process ended: its exit code, or 128 + the signal that killed
@@ -307,6 +363,16 @@ mod tests {
         assert_eq!("host".parse::<NetworkMode>(), Ok(NetworkMode::Host));
         assert_eq!("none".parse::<NetworkMode>(), Ok(NetworkMode::None));
         assert!("bridge".parse::<NetworkMode>().unwrap_err().contains("bridge"));
+    }
+
+    #[test]
+    fn resizes_are_taken_once() {
+        let r = Resize::new();
+        assert_eq!(r.take(), None);
+        r.clone().set(WindowSize { rows: 1, cols: 2 });
+        r.set(WindowSize { rows: 30, cols: 100 });
+        assert_eq!(r.take(), Some(WindowSize { rows: 30, cols: 100 }));
+        assert_eq!(r.take(), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! state directory and runs `RUNTIME --root STATE/runtime run --bundle B
 //! ID` in the foreground, as BuildKit's `runcexecutor` does through
 //! go-runc. The runtime's own errors go to a JSON log in the bundle, so
-//! they are told apart from the process's exit code.
+//! they are told apart from the process's exit code. A run with a
+//! terminal runs detached with a console socket instead ([`crate::console`]).
 
 use std::fs;
 use std::io::Read;
@@ -84,7 +85,7 @@ impl RuncExecutorBuilder {
 /// Runs processes in containers with runc (or a compatible runtime).
 #[derive(Debug)]
 pub struct RuncExecutor {
-    runtime: Runtime,
+    pub(crate) runtime: Runtime,
     state: State,
     sys: Arc<dyn Syscalls>,
     grace: Duration,
@@ -104,7 +105,7 @@ impl RuncExecutor {
     /// Removes containers, bundles and mounts left by polyarch processes
     /// that died without cleaning up.
     pub fn cleanup_stale(&self) -> Result<Cleanup> {
-        self.state.cleanup_stale(&self.runtime, self.sys.as_ref())
+        self.state.cleanup_stale(Some(&self.runtime), self.sys.as_ref())
     }
 
     /// Whether a name made from an id of [`RuncExecutor::mount_point`]
@@ -121,7 +122,7 @@ impl RuncExecutor {
     pub fn mount_point(&self) -> Result<MountPoint> {
         let id = self.state.new_id(self.sys.as_ref());
         let path = self.state.mount_point(&id);
-        fs::create_dir_all(&path).map_err(io_at(&path))?;
+        state::private_dir(&path)?;
         Ok(MountPoint { id, path, sys: self.sys.clone() })
     }
 
@@ -139,7 +140,15 @@ impl RuncExecutor {
         }
     }
 
-    fn prepare(&self, id: &str, bundle: &Path, rootfs: &Path, mounts: &[MountSpec], p: &ProcessSpec) -> Result<()> {
+    fn prepare(
+        &self,
+        id: &str,
+        bundle: &Path,
+        rootfs: &Path,
+        mounts: &[MountSpec],
+        p: &ProcessSpec,
+        io: &ProcessIo<'_>,
+    ) -> Result<()> {
         if p.args.is_empty() {
             return Err(Error::InvalidProcess { reason: "no command given".into() });
         }
@@ -148,9 +157,13 @@ impl RuncExecutor {
         if !p.readonly_rootfs {
             rootfs::mkdir_all(&rootfs, &p.cwd)?;
         }
-        fs::create_dir_all(bundle).map_err(io_at(bundle))?;
-        let resolv_conf = bundle.join("resolv.conf");
-        let hosts = bundle.join("hosts");
+        state::private_dir(bundle)?;
+        // The runtime appends to its log; made here, it is 0600 too.
+        write_private(&bundle.join("log.json"), b"")?;
+        let files = self.state.files(id);
+        state::private_dir(&files)?;
+        let resolv_conf = files.join("resolv.conf");
+        let hosts = files.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
         write(&hosts, &hosts_file(p.network, &p.hostname))?;
         let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
@@ -163,27 +176,59 @@ impl RuncExecutor {
             resolv_conf,
             hosts,
             cgroups_path: PathBuf::from("/polyarch").join(id),
+            terminal: io.terminal.is_some(),
+            console_size: io.terminal.as_ref().and_then(|t| t.size),
         };
         let config = bundle.join("config.json");
-        spec::build(&input)?
-            .save(&config)
-            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })
+        let json = serde_json::to_vec(&spec::build(&input)?)
+            .map_err(|e| Error::Io { path: config.clone(), source: std::io::Error::other(e.to_string()) })?;
+        write_private(&config, &json)
     }
 
     /// Waits for the runtime to exit, stopping the container when the run
     /// is cancelled or times out.
-    fn wait(&self, child: &mut Child, id: &str, cancel: Option<&Cancel>, timeout: Option<Duration>) -> Result<Waited> {
+    pub(crate) fn wait(
+        &self,
+        child: &mut Child,
+        id: &str,
+        cancel: Option<&Cancel>,
+        timeout: Option<Duration>,
+    ) -> Result<Waited> {
+        use std::os::unix::process::ExitStatusExt;
+        let child = std::cell::RefCell::new(child);
+        let mut exited = || -> Result<Option<ExitStatus>> {
+            let st = child
+                .borrow_mut()
+                .try_wait()
+                .map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
+            Ok(st.map(|st| ExitStatus(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))))
+        };
+        let kill = || {
+            let _ = child.borrow_mut().kill();
+        };
+        self.wait_for(&mut exited, &kill, id, cancel, timeout, &mut || {})
+    }
+
+    /// Polls `exited` until it returns a status, stopping the container
+    /// when the run is cancelled or times out (`kill` when the runtime
+    /// cannot), and calling `tick` on every poll.
+    pub(crate) fn wait_for(
+        &self,
+        exited: &mut dyn FnMut() -> Result<Option<ExitStatus>>,
+        kill: &dyn Fn(),
+        id: &str,
+        cancel: Option<&Cancel>,
+        timeout: Option<Duration>,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Waited> {
         let started = Instant::now();
         let mut stopping: Option<(Stop, Instant)> = None;
         let mut killed = false;
         loop {
-            if let Some(st) =
-                child.try_wait().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?
-            {
-                use std::os::unix::process::ExitStatusExt;
-                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
-                return Ok(Waited { status: ExitStatus(code), stop: stopping.map(|(s, _)| s) });
+            if let Some(status) = exited()? {
+                return Ok(Waited { status, stop: stopping.map(|(s, _)| s) });
             }
+            tick();
             match stopping {
                 None => {
                     let reason = if cancel.is_some_and(Cancel::is_cancelled) {
@@ -201,12 +246,12 @@ impl RuncExecutor {
                 Some((_, at)) if !killed && at.elapsed() >= self.grace => {
                     if !self.runtime.kill(id, "KILL") {
                         // Not created yet or already gone: stop the runtime itself.
-                        let _ = child.kill();
+                        kill();
                     }
                     killed = true;
                 }
                 Some((_, at)) if at.elapsed() >= self.grace * 2 + Duration::from_secs(1) => {
-                    let _ = child.kill();
+                    kill();
                 }
                 Some(_) => {}
             }
@@ -219,16 +264,21 @@ impl Executor for RuncExecutor {
     fn run(&self, rootfs: &Path, mounts: &[MountSpec], process: &ProcessSpec, io: ProcessIo<'_>) -> Result<ExitStatus> {
         let id = self.state.new_id(self.sys.as_ref());
         let bundle = self.state.bundle(&id);
-        let _guard = ContainerGuard { runtime: &self.runtime, id: &id, bundle: &bundle, sys: self.sys.as_ref() };
+        let files = self.state.files(&id);
+        let _guard =
+            ContainerGuard { runtime: &self.runtime, id: &id, dirs: [&bundle, &files], sys: self.sys.as_ref() };
         let stub_targets = [Path::new("/etc/resolv.conf"), Path::new("/etc/hosts")];
         let canonical = fs::canonicalize(rootfs).map_err(io_at(rootfs))?;
         let _stubs =
             Stubs::record(&canonical, stub_targets.into_iter().chain(mounts.iter().map(|m| m.destination.as_path())));
-        self.prepare(&id, &bundle, rootfs, mounts, process)?;
+        self.prepare(&id, &bundle, rootfs, mounts, process, &io)?;
+        if io.terminal.is_some() {
+            return self.run_with_terminal(&id, &bundle, rootfs, process, io);
+        }
         let log = bundle.join("log.json");
         let mut cmd =
             self.runtime.command(["--log".as_ref(), log.as_os_str(), "--log-format".as_ref(), "json".as_ref()]);
-        cmd.arg("run").arg("--bundle").arg(&bundle).arg("--pid-file").arg(bundle.join("pid")).arg(&id);
+        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&id);
         cmd.stdin(if io.stdin_inherit { Stdio::inherit() } else { Stdio::null() });
         cmd.stdout(stdio(&io.stdout)).stderr(stdio(&io.stderr));
         let mut child = cmd.spawn().map_err(|e| Error::Spawn { program: self.runtime.path().into(), source: e })?;
@@ -250,31 +300,43 @@ impl Executor for RuncExecutor {
             Some(Stop::TimedOut) => return Err(Error::TimedOut { id: id.clone(), after: timeout.unwrap_or_default() }),
             None => {}
         }
-        if waited.status.success() {
-            return Ok(waited.status);
-        }
-        match runtime_error(&log) {
-            Some(message) => Err(classify(id.clone(), &process.args[0], message)),
-            None if never_ran(rootfs, process) => {
-                Err(Error::ExecFormat { id: id.clone(), program: process.args[0].clone() })
-            }
-            None => Ok(waited.status),
-        }
+        outcome(&id, rootfs, process, &log, waited.status)
     }
 }
 
-struct Waited {
+/// How a run that was not stopped ended: its status, or the runtime's
+/// error when it failed to start the process.
+pub(crate) fn outcome(
+    id: &str,
+    rootfs: &Path,
+    process: &ProcessSpec,
+    log: &Path,
     status: ExitStatus,
-    stop: Option<Stop>,
+) -> Result<ExitStatus> {
+    if status.success() {
+        return Ok(status);
+    }
+    match runtime_error(log) {
+        Some(message) => Err(classify(id.to_string(), &process.args[0], message)),
+        None if never_ran(rootfs, process) => {
+            Err(Error::ExecFormat { id: id.to_string(), program: process.args[0].clone() })
+        }
+        None => Ok(status),
+    }
+}
+
+pub(crate) struct Waited {
+    pub(crate) status: ExitStatus,
+    pub(crate) stop: Option<Stop>,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Stop {
+pub(crate) enum Stop {
     Cancelled,
     TimedOut,
 }
 
-fn stdio(o: &Output<'_>) -> Stdio {
+pub(crate) fn stdio(o: &Output<'_>) -> Stdio {
     match o {
         Output::Inherit => Stdio::inherit(),
         Output::Null => Stdio::null(),
@@ -346,6 +408,16 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).map_err(io_at(path))
 }
 
+/// Writes a new file only its owner can read (0600 from its creation on,
+/// never wider): the bundle's config holds the process's environment,
+/// secrets included.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_at(path))?;
+    f.write_all(bytes).map_err(io_at(path))
+}
+
 /// A host file's bytes, empty when it is missing.
 fn host_file(path: &str) -> Vec<u8> {
     fs::read(path).unwrap_or_default()
@@ -390,11 +462,11 @@ pub fn host_usr_mounts(root: &Path) -> Result<Vec<MountSpec>> {
     Ok(mounts)
 }
 
-/// Deletes the container and its bundle however the run ends.
+/// Deletes the container, its bundle and its files however the run ends.
 struct ContainerGuard<'a> {
     runtime: &'a Runtime,
     id: &'a str,
-    bundle: &'a Path,
+    dirs: [&'a Path; 2],
     sys: &'a dyn Syscalls,
 }
 
@@ -406,7 +478,9 @@ impl Drop for ContainerGuard<'_> {
             self.runtime.kill(self.id, "KILL");
             self.runtime.delete(self.id);
         }
-        let _ = state::remove_unmounted(self.bundle, self.sys, &mut Cleanup::default());
+        for dir in self.dirs {
+            let _ = state::remove_unmounted(dir, self.sys, &mut Cleanup::default());
+        }
     }
 }
 
@@ -476,7 +550,7 @@ mod tests {
         let err = RuncExecutorBuilder::new(&state).with_runtime(bin.to_str()).build().unwrap_err();
         assert!(matches!(&err, Error::RuntimeProbe { reason, .. } if reason.contains("hybrid mode")), "{err}");
         assert_eq!(err.kind(), crate::ErrorKind::Runtime);
-        for sub in ["bundles", "mnt"] {
+        for sub in ["bundles", "etc", "mnt"] {
             assert_eq!(fs::read_dir(state.join(sub)).unwrap().count(), 0, "{sub} left behind");
         }
     }

@@ -8,13 +8,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
+    BoxBuilder, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
     MountBuilder, PosixRlimitBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::Result;
-use crate::process::{MountSpec, NetworkMode, ProcessSpec, Rlimit};
+use crate::process::{MountSpec, NetworkMode, ProcessSpec, Rlimit, WindowSize};
 use crate::user::User;
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`, the same
@@ -77,6 +77,10 @@ pub struct Input<'a> {
     pub hosts: PathBuf,
     /// The cgroup path (`/polyarch/<id>`).
     pub cgroups_path: PathBuf,
+    /// Give the process a terminal.
+    pub terminal: bool,
+    /// The terminal's initial size, if known.
+    pub console_size: Option<WindowSize>,
 }
 
 /// Assembles the spec.
@@ -100,8 +104,13 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
         .iter()
         .map(|r| PosixRlimitBuilder::default().typ(r.resource.oci()).soft(r.soft).hard(r.hard).build())
         .collect::<Result<Vec<_>, _>>()?;
-    let process = ProcessBuilder::default()
-        .terminal(false)
+    let mut process = ProcessBuilder::default();
+    if let Some(size) = input.console_size.filter(|_| input.terminal) {
+        let console = BoxBuilder::default().height(u64::from(size.rows)).width(u64::from(size.cols)).build()?;
+        process = process.console_size(console);
+    }
+    let process = process
+        .terminal(input.terminal)
         .user(user)
         .args(p.args.clone())
         .env(environment(&p.env, &input.user.home))
@@ -272,8 +281,34 @@ mod tests {
             resolv_conf: "/state/bundles/x/resolv.conf".into(),
             hosts: "/state/bundles/x/hosts".into(),
             cgroups_path: "/polyarch/x".into(),
+            terminal: false,
+            console_size: None,
         };
         serde_json::to_value(build(&input).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_terminal_with_its_size() {
+        let p = ProcessSpec::new(["sh"]);
+        let user = User { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() };
+        let input = Input {
+            rootfs: Path::new("/r"),
+            process: &p,
+            user: &user,
+            rlimits: &[],
+            mounts: &[],
+            resolv_conf: "/b/resolv.conf".into(),
+            hosts: "/b/hosts".into(),
+            cgroups_path: "/polyarch/x".into(),
+            terminal: true,
+            console_size: Some(WindowSize { rows: 40, cols: 132 }),
+        };
+        let v = serde_json::to_value(build(&input).unwrap()).unwrap();
+        assert_eq!(v["process"]["terminal"], true);
+        assert_eq!(v["process"]["consoleSize"], serde_json::json!({"height": 40, "width": 132}));
+        let v = serde_json::to_value(build(&Input { terminal: false, ..input }).unwrap()).unwrap();
+        assert_eq!(v["process"]["terminal"], false);
+        assert!(v["process"].get("consoleSize").is_none());
     }
 
     fn strings(v: &serde_json::Value) -> Vec<String> {

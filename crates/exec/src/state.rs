@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! STATE/runtime/       the runtime's --root (one directory per container)
-//! STATE/bundles/ID/    config.json, resolv.conf, hosts, pid, log
+//! STATE/bundles/ID/    config.json and the runtime's log, for root alone (0600)
+//! STATE/etc/ID/        resolv.conf and hosts, bound into the container (0644)
 //! STATE/mnt/ID/        mount points callers use for root file systems
 //! ```
 //!
@@ -44,9 +45,12 @@ impl State {
     pub fn open(dir: &Path) -> Result<State> {
         let dir =
             if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(io_at(dir))?.join(dir) };
-        for sub in ["runtime", "bundles", "mnt"] {
-            let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        private_dir(&dir)?;
+        for sub in ["runtime", "bundles", "etc", "mnt"] {
+            private_dir(&dir.join(sub))?;
         }
         Ok(State { dir })
     }
@@ -66,6 +70,12 @@ impl State {
         self.dir.join("bundles").join(id)
     }
 
+    /// Where the files container `id` sees (resolv.conf, hosts) live: apart
+    /// from its bundle, since its processes of any user read them.
+    pub fn files(&self, id: &str) -> PathBuf {
+        self.dir.join("etc").join(id)
+    }
+
     /// Where the mount point `id` lives.
     pub fn mount_point(&self, id: &str) -> PathBuf {
         self.dir.join("mnt").join(id)
@@ -81,25 +91,96 @@ impl State {
     /// Removes the containers, mounts, bundles and mount directories whose
     /// owner process is gone. Mount directories are removed only once
     /// nothing is mounted below them; one that cannot be is reported in
-    /// [`Cleanup::failed`] and the rest is still cleaned.
-    pub fn cleanup_stale(&self, runtime: &Runtime, sys: &dyn Syscalls) -> Result<Cleanup> {
+    /// [`Cleanup::failed`] and the rest is still cleaned. Without a
+    /// runtime, containers are left (their directories too) and the rest
+    /// is cleaned.
+    pub fn cleanup_stale(&self, runtime: Option<&Runtime>, sys: &dyn Syscalls) -> Result<Cleanup> {
         let mut done = Cleanup::default();
-        for id in stale_entries(&self.runtime_root(), sys)? {
-            runtime.kill(&id, "KILL");
-            if runtime.delete(&id) {
-                done.containers.push(id);
-            }
-        }
-        for base in [self.dir.join("bundles"), self.dir.join("mnt")] {
-            for id in stale_entries(&base, sys)? {
-                let dir = base.join(id);
-                if let Err(e) = remove_unmounted(&dir, sys, &mut done) {
-                    done.failed.push((dir, e.to_string()));
+        if let Some(runtime) = runtime {
+            for id in stale_entries(&self.runtime_root(), sys)? {
+                runtime.kill(&id, "KILL");
+                if runtime.delete(&id) {
+                    done.containers.push(id);
                 }
             }
         }
+        for base in [self.dir.join("bundles"), self.dir.join("etc"), self.dir.join("mnt")] {
+            done.absorb(remove_stale_in(&base, sys)?);
+        }
         Ok(done)
     }
+}
+
+impl Cleanup {
+    /// Adds what `other` did to this.
+    pub fn absorb(&mut self, other: Cleanup) {
+        self.containers.extend(other.containers);
+        self.mounts.extend(other.mounts);
+        self.dirs.extend(other.dirs);
+        self.failed.extend(other.failed);
+    }
+}
+
+/// Removes the entries of `dir` named after a dead owner (`pa-PID-START-…`,
+/// see [`owner`]): whatever is mounted below each is detached first, and
+/// nothing is deleted through a mount. For any directory of per-process
+/// work, the executor's or a caller's.
+pub fn remove_stale_in(dir: &Path, sys: &dyn Syscalls) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    for id in stale_entries(dir, sys)? {
+        let path = dir.join(id);
+        if let Err(e) = remove_unmounted(&path, sys, &mut done) {
+            done.failed.push((path, e.to_string()));
+        }
+    }
+    Ok(done)
+}
+
+/// Detaches whatever is mounted at or below `dir`, then removes it (never
+/// deleting through a mount).
+pub fn remove_tree(dir: &Path, sys: &dyn Syscalls) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    remove_unmounted(dir, sys, &mut done)?;
+    Ok(done)
+}
+
+/// Whether something process `pid` made at `created` (nanoseconds since
+/// the epoch, as names without a start time record it) was made by a
+/// process that is gone: none runs with that pid, or the one that does
+/// started after it was made (the pid was reused).
+pub fn is_stale_since(pid: u32, created: u128, sys: &dyn Syscalls) -> bool {
+    let Some(ticks) = sys.process_start_time(pid) else { return true };
+    let Some(boot) = boot_time() else { return false };
+    // USER_HZ is 100 for /proc on every Linux; one second of slack covers
+    // the boot time's resolution.
+    let started = (u128::from(boot) * 100 + u128::from(ticks)) * 10_000_000;
+    created + 2_000_000_000 < started
+}
+
+/// The host's boot time (`btime` of /proc/stat), seconds since the epoch.
+fn boot_time() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Mode of every directory of the state: bundles hold the process's
+/// environment (secrets included), mount points the image's files.
+pub const PRIVATE_MODE: u32 = 0o700;
+
+/// Creates `dir` (its parent must exist) readable by its owner only, and
+/// makes an existing one so.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(PRIVATE_MODE).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_at(dir)(e)),
+    }
+    let meta = fs::metadata(dir).map_err(io_at(dir))?;
+    if meta.permissions().mode() & 0o7777 != PRIVATE_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_MODE)).map_err(io_at(dir))?;
+    }
+    Ok(())
 }
 
 /// Whether `id` names something of a process that no longer runs. Names
@@ -119,6 +200,7 @@ pub fn owner(id: &str) -> Option<(u32, u64)> {
     Some((pid, start))
 }
 
+/// Names in `dir` of a dead owner.
 fn stale_entries(dir: &Path, sys: &dyn Syscalls) -> Result<Vec<String>> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -180,6 +262,29 @@ mod tests {
         assert_eq!(owner("pa-x-1-2"), None);
     }
 
+    #[test]
+    fn a_reused_pid_is_no_live_owner() {
+        let me = std::process::id();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        assert!(!is_stale_since(me, now, &crate::sys::Linux), "made by this process just now");
+        assert!(is_stale_since(me, now - 3600 * 1_000_000_000 * 24 * 365, &crate::sys::Linux), "before it started");
+        assert!(is_stale_since(20, now, &Recording::new()), "no such process");
+    }
+
+    #[test]
+    fn state_directories_are_private() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("state");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let s = State::open(&dir).unwrap();
+        for d in
+            [s.dir().to_path_buf(), s.runtime_root(), s.dir().join("bundles"), s.dir().join("etc"), s.dir().join("mnt")]
+        {
+            assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o7777, 0o700, "{}", d.display());
+        }
+    }
+
     /// A fake runtime that appends its arguments to a log, so that the
     /// exact commands are checked without runc.
     fn fake_runtime(dir: &Path) -> (Runtime, PathBuf) {
@@ -209,7 +314,7 @@ mod tests {
             .with_mount(&dead_mnt)
             .with_mount(dead_mnt.join("proc"))
             .with_mount(s.mount_point(live));
-        let done = s.cleanup_stale(&rt, &sys).unwrap();
+        let done = s.cleanup_stale(Some(&rt), &sys).unwrap();
         assert_eq!(done.containers, [dead]);
         assert_eq!(done.mounts, [dead_mnt.join("proc"), dead_mnt.clone()]);
         assert_eq!(done.dirs, [s.bundle(dead), dead_mnt.clone()]);
@@ -232,7 +337,7 @@ mod tests {
         let stuck = s.mount_point("pa-20-200-0");
         fs::create_dir_all(stuck.join("x")).unwrap();
         fs::create_dir_all(s.bundle("pa-20-200-1")).unwrap();
-        let done = s.cleanup_stale(&rt, &StuckMount(Recording::new(), stuck.clone())).unwrap();
+        let done = s.cleanup_stale(Some(&rt), &StuckMount(Recording::new(), stuck.clone())).unwrap();
         assert_eq!(done.failed.len(), 1, "{done:?}");
         assert_eq!(done.failed[0].0, stuck);
         assert!(stuck.join("x").exists(), "nothing is deleted through a mount");

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use polyarch_exec::runc::host_usr_mounts;
 use polyarch_exec::{
-    Cancel, ErrorKind, Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, Resource, RuncExecutor,
-    RuncExecutorBuilder,
+    Cancel, ErrorKind, Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, Resize, Resource, RuncExecutor,
+    RuncExecutorBuilder, Terminal, WindowSize,
 };
 
 fn in_ci() -> bool {
@@ -361,5 +361,59 @@ fn extra_mounts_and_a_read_only_root() {
     assert_eq!(std::fs::read_to_string(shared.join("out")).unwrap(), "hi\n");
     assert!(!f.rootfs.join("tmp/t").exists(), "the tmpfs took the write");
     assert!(!f.rootfs.join("cache").exists(), "the empty mount stub was removed");
+    f.assert_clean();
+}
+
+/// A terminal run's screen, with the terminal of `size`.
+fn on_terminal(
+    f: &Fixture,
+    p: &ProcessSpec,
+    size: Option<WindowSize>,
+    cancel: Option<Cancel>,
+) -> (Result<i32, polyarch_exec::Error>, String) {
+    let screen = Mutex::new(Vec::new());
+    let terminal = Terminal { size, stdin: false, resize: Resize::new() };
+    let mut io = ProcessIo::null().with_stdout(|b| screen.lock().unwrap().extend_from_slice(b)).with_terminal(terminal);
+    if let Some(c) = cancel {
+        io = io.with_cancel(c);
+    }
+    let status = f.exec.run(&f.rootfs, &f.mounts(), p, io).map(|s| s.code());
+    (status, String::from_utf8_lossy(&screen.into_inner().unwrap()).into_owned())
+}
+
+#[test]
+fn a_terminal_of_its_own_with_the_size_asked_for() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let size = WindowSize { rows: 33, cols: 101 };
+    let (status, screen) = on_terminal(&f, &script("tty; stty size; echo err >&2; exit 4"), Some(size), None);
+    assert_eq!(status.unwrap(), 4, "the exit code is kept: {screen}");
+    assert_eq!(screen, "/dev/pts/0\r\n33 101\r\nerr\r\n", "stdout and stderr are the terminal");
+    let (status, _) = on_terminal(&f, &ProcessSpec::new(["no-such-program"]), None, None);
+    assert_eq!(status.unwrap_err().kind(), ErrorKind::NotFound);
+    f.assert_clean();
+}
+
+#[test]
+fn a_cancelled_terminal_run_stops_its_container() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        c.cancel();
+    });
+    let started = Instant::now();
+    let p = script("trap 'echo term; exit 143' TERM; echo up; while :; do sleep 0.05; done");
+    let (status, screen) = on_terminal(&f, &p, None, Some(cancel));
+    t.join().unwrap();
+    assert_eq!(status.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(screen, "up\r\nterm\r\n", "SIGTERM comes first");
     f.assert_clean();
 }

@@ -74,6 +74,9 @@ pub struct BuildSpec {
     pub platforms: Vec<String>,
     /// `--no-cache`.
     pub no_cache: bool,
+    /// `--pull`: base images from the registry, never the node's store.
+    #[serde(default)]
+    pub pull: bool,
     /// `gzip` or `zstd`.
     pub compression: String,
     /// `SOURCE_DATE_EPOCH`.
@@ -322,8 +325,13 @@ pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<Frame>> {
     if len > MAX_FRAME {
         return Err(bad(format!("frame of {len} bytes is over the limit")));
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload)?;
+    // The buffer grows with the bytes that arrive: a header alone never
+    // makes it allocate the length it announces.
+    let mut payload = Vec::with_capacity((len as usize).min(64 * 1024));
+    r.take(u64::from(len)).read_to_end(&mut payload)?;
+    if payload.len() < len as usize {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+    }
     match head[0] {
         FRAME_MSG => {
             serde_json::from_slice(&payload).map(|m| Some(Frame::Msg(m))).map_err(|e| bad(format!("bad message: {e}")))

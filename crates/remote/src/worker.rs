@@ -201,6 +201,9 @@ fn build(
     opts.build_args = spec.build_args.clone();
     opts.labels = spec.labels.clone();
     opts.no_cache = spec.no_cache;
+    if spec.pull {
+        opts.resolve_mode = polyarch_build::base::ResolveMode::Pull;
+    }
     opts.compression = if spec.compression == "zstd" { Compression::Zstd } else { Compression::Gzip };
     opts.source_date_epoch = spec.source_date_epoch;
     opts.rewrite_timestamp = spec.rewrite_timestamp;

@@ -171,19 +171,40 @@ impl Store {
     /// Loads an OCI layout tar or a `docker save` tar: stores every blob,
     /// verified, and tags each named image. Returns the names and what
     /// they now point at. Entries without a name are stored but not tagged.
+    /// Nothing is named before every image passed its checks (blobs match
+    /// their digests, layers their config's diff_ids, names are valid
+    /// references); when one fails, the blobs this load added go again.
     pub fn import_archive<R: Read>(&self, r: R) -> Result<Vec<(String, Descriptor)>> {
         let _lease = self.lease()?;
-        let scanned = self.scan_archive(r)?;
-        if let Some(index) = scanned.meta.get("index.json") {
-            self.import_oci_index(index)
-        } else if let Some(manifest) = scanned.meta.get("manifest.json") {
-            crate::docker::import_manifest_json(self, manifest, &scanned)
-        } else {
-            Err(archive_err("index.json", "the archive has neither index.json nor manifest.json"))
+        let mut fresh = Vec::new();
+        let result = self.scan_archive(r, &mut fresh).and_then(|scanned| {
+            if let Some(index) = scanned.meta.get("index.json") {
+                if let Some(manifest) = scanned.meta.get("manifest.json") {
+                    crate::docker::check_repo_tags(manifest)?;
+                }
+                self.import_oci_index(index)
+            } else if let Some(manifest) = scanned.meta.get("manifest.json") {
+                crate::docker::import_manifest_json(self, manifest, &scanned, &mut fresh)
+            } else {
+                Err(archive_err("index.json", "the archive has neither index.json nor manifest.json"))
+            }
+        });
+        if result.is_err() {
+            self.forget(&fresh);
+        }
+        result
+    }
+
+    /// Removes blobs an import added when it fails, unless a reference
+    /// reaches them meanwhile.
+    fn forget(&self, fresh: &[Digest]) {
+        let Ok(keep) = self.referenced_blobs() else { return };
+        for d in fresh.iter().filter(|d| !keep.contains(d)) {
+            let _ = self.delete_blob(d);
         }
     }
 
-    fn scan_archive<R: Read>(&self, r: R) -> Result<Scanned> {
+    fn scan_archive<R: Read>(&self, r: R, fresh: &mut Vec<Digest>) -> Result<Scanned> {
         let mut archive = tar::Archive::new(r);
         let mut scanned = Scanned::default();
         let entries = archive.entries().map_err(tar_err("(start)"))?;
@@ -206,7 +227,11 @@ impl Store {
             let size = entry.size();
             if let Some(digest) = blob_digest(&path) {
                 let desc = Descriptor::new("", digest.clone(), size);
+                let new = !self.exists(&digest)?;
                 copy_blob(self, &desc, &mut entry)?;
+                if new {
+                    fresh.push(digest.clone());
+                }
                 scanned.files.insert(path, (digest, size));
             } else if matches!(path.as_str(), "index.json" | "manifest.json" | "oci-layout" | "repositories") {
                 if size > MAX_META_SIZE {
@@ -218,8 +243,11 @@ impl Store {
             } else if path.ends_with(".tar") || path.ends_with(".json") {
                 let mut w = self.ingest_unknown()?;
                 io::copy(&mut entry, &mut w).map_err(tar_err(&path))?;
-                let found = w.commit_computed()?;
-                scanned.files.insert(path, found);
+                let (digest, size, new) = w.commit_computed()?;
+                if new {
+                    fresh.push(digest.clone());
+                }
+                scanned.files.insert(path, (digest, size));
             }
         }
         Ok(scanned)
@@ -227,12 +255,18 @@ impl Store {
 
     fn import_oci_index(&self, bytes: &[u8]) -> Result<Vec<(String, Descriptor)>> {
         let index: IndexManifest = serde_json::from_slice(bytes).map_err(|e| archive_err("index.json", e))?;
-        let mut out = Vec::new();
+        let mut named = Vec::new();
         for desc in &index.manifests {
+            let full = desc.annotation(crate::layout::ANNOTATION_IMAGE_NAME).is_some();
             let Some(name) = entry_name(desc).map(str::to_string) else { continue };
+            crate::verify::index_name(&name, full)?;
             // Everything the image needs must have been in the archive (or
-            // already here) before it gets a name.
-            self.walk(std::slice::from_ref(desc), Missing::Fail)?;
+            // already here), and match, before it gets a name.
+            crate::verify::verify_tree(self, desc)?;
+            named.push((name, desc));
+        }
+        let mut out = Vec::new();
+        for (name, desc) in named {
             self.tag(&name, desc)?;
             let tagged = self.resolve(&name)?.ok_or_else(|| Error::RefNotFound { name: name.clone() })?;
             out.push((name, tagged));
@@ -338,6 +372,39 @@ mod tests {
         assert_eq!(dst.import_archive(&incomplete[..]).unwrap_err().kind(), ErrorKind::NotFound);
         assert!(dst.list().unwrap().is_empty());
         assert!(dst.import_archive(&b""[..]).is_err());
+    }
+
+    #[test]
+    fn an_oci_image_whose_layer_is_not_its_diff_id_is_refused() {
+        let (_a, src) = store();
+        let layer = src
+            .put_bytes(mt::OCI_LAYER_TAR, &crate::testsuite::random_layer(&mut crate::testsuite::Rng::new(1)).unwrap())
+            .unwrap();
+        let wrong = Digest::sha256(b"something else");
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [wrong.to_string()]}});
+        let config = src.put_bytes(mt::OCI_CONFIG, &serde_json::to_vec(&config).unwrap()).unwrap();
+        let manifest = polyarch_oci::ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.to_string()),
+            artifact_type: None,
+            config: config.clone(),
+            layers: vec![layer.clone()],
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        };
+        let desc = src.put_manifest(&polyarch_oci::RawManifest::from_image(&manifest).unwrap()).unwrap();
+        src.tag("example.com/bad:1", &desc).unwrap();
+        let mut tar_bytes = Vec::new();
+        src.export_oci_archive(&["example.com/bad:1"], &mut tar_bytes).unwrap();
+        let (_b, dst) = store();
+        let err = dst.import_archive(&tar_bytes[..]).unwrap_err();
+        assert!(
+            matches!(&err, Error::LayerMismatch { layer: l, expected, .. } if *l == layer.digest && *expected == wrong),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&wrong.to_string()) && err.to_string().contains(&layer.digest.to_string()));
+        assert!(dst.list().unwrap().is_empty() && dst.blobs().unwrap().is_empty());
     }
 
     #[test]

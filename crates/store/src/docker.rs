@@ -29,23 +29,7 @@ fn archive_err(entry: &str, reason: impl ToString) -> Error {
     Error::Archive { entry: entry.to_string(), reason: reason.to_string() }
 }
 
-/// `busybox:latest` → `docker.io/library/busybox:latest`, as the Docker
-/// CLI reads names; names with a registry host are kept.
-pub(crate) fn normalize_name(name: &str) -> String {
-    let full = match name.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => name.to_string(),
-        Some(_) => format!("docker.io/{name}"),
-        None => format!("docker.io/library/{name}"),
-    };
-    let last = full.rsplit('/').next().unwrap_or_default();
-    if last.contains([':', '@']) {
-        full
-    } else {
-        format!("{full}:latest")
-    }
-}
-
-/// The inverse: `docker.io/library/busybox:latest` → `busybox:latest`.
+/// The familiar form of a stored name: `docker.io/library/busybox:latest` → `busybox:latest`.
 /// Names pinned by digest have no tag to write and give `None`.
 pub(crate) fn familiar_name(name: &str) -> Option<String> {
     if name.contains('@') {
@@ -84,47 +68,28 @@ fn layer_media_type(store: &Store, desc: &Descriptor) -> Result<&'static str> {
     })
 }
 
-/// Converts each `manifest.json` entry to an OCI image manifest, stores it
-/// and tags it with each of its repo tags.
+/// Converts each `manifest.json` entry to an OCI image manifest, checks
+/// all of them (config digests, layers against diff_ids, repo tags), then
+/// stores them and tags each with its repo tags.
 pub(crate) fn import_manifest_json(
     store: &Store,
     bytes: &[u8],
     scanned: &Scanned,
+    fresh: &mut Vec<polyarch_oci::Digest>,
 ) -> Result<Vec<(String, Descriptor)>> {
     let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| archive_err("manifest.json", e))?;
-    let mut out = Vec::new();
+    let mut images = Vec::new();
     for entry in entries {
-        let find = |path: &str| {
-            scanned
-                .lookup(path)
-                .cloned()
-                .ok_or_else(|| archive_err(path, "listed in manifest.json but not in the archive"))
-        };
-        let (config_digest, config_size) = find(&entry.config)?;
-        let config = Descriptor::new(mt::OCI_CONFIG, config_digest, config_size);
-        let config_bytes = store.read_bytes(&config, MAX_CONFIG_SIZE)?;
-        let platform = ImageConfig::from_slice(&config_bytes).map_err(|e| archive_err(&entry.config, e))?.platform();
-        let mut layers = Vec::new();
-        for path in &entry.layers {
-            let (digest, size) = find(path)?;
-            let mut desc = Descriptor::new("", digest, size);
-            desc.media_type = layer_media_type(store, &desc)?.to_string();
-            layers.push(desc);
-        }
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.to_string()),
-            artifact_type: None,
-            config,
-            layers,
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
-        let raw = RawManifest::from_image(&manifest).map_err(|e| archive_err("manifest.json", e))?;
+        images.push(convert(store, entry, scanned)?);
+    }
+    let mut out = Vec::new();
+    for (raw, platform, names) in images {
+        let new = !store.exists(raw.digest())?;
         let desc = store.put_manifest(&raw)?.with_platform(Some(platform));
-        for tag in entry.repo_tags.unwrap_or_default() {
-            let name = normalize_name(&tag);
+        if new {
+            fresh.push(desc.digest.clone());
+        }
+        for name in names {
             store.tag(&name, &desc)?;
             let tagged = store.resolve(&name)?.ok_or_else(|| Error::RefNotFound { name: name.clone() })?;
             out.push((name, tagged));
@@ -133,8 +98,65 @@ pub(crate) fn import_manifest_json(
     Ok(out)
 }
 
-/// Configs are JSON documents; bound what is read into memory.
-const MAX_CONFIG_SIZE: u64 = 64 * 1024 * 1024;
+/// Checks the repo tags of `manifest.json` when the archive's names come
+/// from its `index.json` (Docker 25 writes both): an archive naming an
+/// image with what is no reference is refused either way.
+pub(crate) fn check_repo_tags(bytes: &[u8]) -> Result<()> {
+    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| archive_err("manifest.json", e))?;
+    for tag in entries.iter().flat_map(|e| e.repo_tags.iter().flatten()) {
+        crate::verify::repo_tag("manifest.json", tag)?;
+    }
+    Ok(())
+}
+
+/// One `manifest.json` entry as an OCI manifest, its platform and its
+/// names, checked.
+fn convert(
+    store: &Store,
+    entry: Entry,
+    scanned: &Scanned,
+) -> Result<(RawManifest, polyarch_oci::Platform, Vec<String>)> {
+    let find = |path: &str| {
+        scanned.lookup(path).cloned().ok_or_else(|| archive_err(path, "listed in manifest.json but not in the archive"))
+    };
+    let (config_digest, config_size) = find(&entry.config)?;
+    // `<hex>.json` (older docker save) names the config by its digest.
+    let stem = entry.config.rsplit('/').next().unwrap_or_default().trim_end_matches(".json");
+    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != config_digest.hex() {
+        return Err(archive_err(&entry.config, format!("the config's content hashes to {config_digest}")));
+    }
+    let config = Descriptor::new(mt::OCI_CONFIG, config_digest, config_size);
+    let config_bytes = store.read_bytes(&config, MAX_CONFIG_SIZE)?;
+    let platform = ImageConfig::from_slice(&config_bytes).map_err(|e| archive_err(&entry.config, e))?.platform();
+    let mut layers = Vec::new();
+    for path in &entry.layers {
+        let (digest, size) = find(path)?;
+        let mut desc = Descriptor::new("", digest, size);
+        desc.media_type = layer_media_type(store, &desc)?.to_string();
+        layers.push(desc);
+    }
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.to_string()),
+        artifact_type: None,
+        config,
+        layers,
+        subject: None,
+        annotations: None,
+        extra: Default::default(),
+    };
+    crate::verify::verify_image(store, &manifest)?;
+    let names = entry
+        .repo_tags
+        .unwrap_or_default()
+        .iter()
+        .map(|t| crate::verify::repo_tag("manifest.json", t))
+        .collect::<Result<Vec<_>>>()?;
+    let raw = RawManifest::from_image(&manifest).map_err(|e| archive_err("manifest.json", e))?;
+    Ok((raw, platform, names))
+}
+
+use crate::verify::MAX_CONFIG_SIZE;
 
 impl Store {
     /// Writes a `docker save` tar (Docker 25 layout: blobs by digest,
@@ -197,10 +219,11 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(normalize_name("busybox:1"), "docker.io/library/busybox:1");
-        assert_eq!(normalize_name("me/app"), "docker.io/me/app:latest");
-        assert_eq!(normalize_name("localhost:5000/app:v"), "localhost:5000/app:v");
-        assert_eq!(normalize_name("ghcr.io/o/r:t"), "ghcr.io/o/r:t");
+        let normalize = |t: &str| crate::verify::repo_tag("manifest.json", t).unwrap();
+        assert_eq!(normalize("busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(normalize("me/app"), "docker.io/me/app:latest");
+        assert_eq!(normalize("localhost:5000/app:v"), "localhost:5000/app:v");
+        assert_eq!(normalize("ghcr.io/o/r:t"), "ghcr.io/o/r:t");
         assert_eq!(familiar_name("docker.io/library/busybox:1").as_deref(), Some("busybox:1"));
         assert_eq!(familiar_name("docker.io/me/app:latest").as_deref(), Some("me/app:latest"));
         assert_eq!(familiar_name("localhost:5000/app").as_deref(), Some("localhost:5000/app:latest"));
@@ -211,9 +234,18 @@ mod tests {
     /// Builds a pre-25 `docker save` tar: `<id>/layer.tar`, `<hex>.json`,
     /// a symlinked repeated layer, and manifest.json.
     fn legacy_archive() -> (Vec<u8>, Vec<u8>) {
+        legacy_archive_with(&["busybox:latest", "example.com/x/y:2"], false)
+    }
+
+    /// A legacy `docker save` archive with these repo tags, whose layer is
+    /// not the one its config names when `tampered`.
+    fn legacy_archive_with(tags: &[&str], tampered: bool) -> (Vec<u8>, Vec<u8>) {
         let mut rng = Rng::new(4);
-        let layer = random_layer(&mut rng).unwrap();
+        let mut layer = random_layer(&mut rng).unwrap();
         let diff = polyarch_oci::Digest::sha256(&layer).to_string();
+        if tampered {
+            layer[520] ^= 1;
+        }
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": "arm64", "os": "linux", "variant": "v8",
             "rootfs": {"type": "layers", "diff_ids": [diff, diff]},
@@ -232,7 +264,7 @@ mod tests {
         add(&format!("{cfg_hex}.json"), &config);
         let manifest = serde_json::json!([{
             "Config": format!("{cfg_hex}.json"),
-            "RepoTags": ["busybox:latest", "example.com/x/y:2"],
+            "RepoTags": tags,
             "Layers": ["aaa/layer.tar", "bbb/layer.tar"],
         }]);
         add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
@@ -261,6 +293,32 @@ mod tests {
         assert_eq!(img.config.media_type, mt::OCI_CONFIG);
         // VERSION files and the like are not kept as referenced content.
         assert_eq!(s.du().unwrap().referenced_blobs, 3);
+    }
+
+    #[test]
+    fn a_layer_that_is_not_its_diff_id_is_refused_and_nothing_stored() {
+        let (_d, s) = store();
+        let (tar_bytes, layer) = legacy_archive_with(&["app:1"], true);
+        let err = s.import_archive(&tar_bytes[..]).unwrap_err();
+        let layer_digest = polyarch_oci::Digest::sha256(&layer);
+        assert!(matches!(&err, Error::LayerMismatch { layer, .. } if *layer == layer_digest), "{err}");
+        assert!(err.to_string().contains(&layer_digest.to_string()), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
+        assert!(s.list().unwrap().is_empty());
+        assert_eq!(s.blobs().unwrap(), vec![], "the refused archive's blobs go again");
+    }
+
+    #[test]
+    fn repo_tags_that_are_no_references_are_refused_and_nothing_stored() {
+        for bad in ["../../../x:1", "UPPER:x", "a:b:c:d"] {
+            let (_d, s) = store();
+            let (tar_bytes, _) = legacy_archive_with(&["good:1", bad], false);
+            let err = s.import_archive(&tar_bytes[..]).unwrap_err();
+            assert!(matches!(&err, Error::BadArchiveName { name, .. } if name == bad), "{err}");
+            assert!(err.to_string().contains(bad), "{err}");
+            assert!(s.list().unwrap().is_empty(), "{bad}: nothing named");
+            assert_eq!(s.blobs().unwrap(), vec![], "{bad}: nothing stored");
+        }
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub enum Error {
     /// A file of the layout (index.json, oci-layout) does not parse.
     #[error("{path}: {reason}")]
     CorruptLayout { path: PathBuf, reason: String },
+    /// An image's layer does not unpack to what its config says.
+    #[error("layer {layer} does not match its image's config: its uncompressed digest is {actual}, the config's diff_id is {expected}")]
+    LayerMismatch { layer: Digest, expected: Digest, actual: Digest },
+    /// An image's config lists another number of diff_ids than it has layers.
+    #[error("image config {config} lists {diff_ids} diff_ids for {layers} layers")]
+    LayerCount { config: Digest, diff_ids: usize, layers: usize },
+    /// A name an archive gives an image is not a valid reference.
+    #[error("archive entry {entry:?}: invalid image name {name:?}: {reason}")]
+    BadArchiveName { entry: String, name: String, reason: String },
     /// An archive being imported is malformed.
     #[error("archive entry {entry:?}: {reason}")]
     Archive { entry: String, reason: String },
@@ -91,7 +100,9 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::NotAnImage { .. }
             | Error::NotAManifest { .. }
-            | Error::Archive { .. } => ErrorKind::Invalid,
+            | Error::Archive { .. }
+            | Error::BadArchiveName { .. } => ErrorKind::Invalid,
+            Error::LayerMismatch { .. } | Error::LayerCount { .. } => ErrorKind::Corrupt,
             Error::CorruptBlob { .. } | Error::Manifest { .. } | Error::CorruptLayout { .. } => ErrorKind::Corrupt,
             Error::Io { .. } => ErrorKind::Io,
         }

@@ -62,6 +62,9 @@ pub struct DiskUsage {
     pub ingest_files: usize,
     /// Their total size.
     pub ingest_bytes: u64,
+    /// Every regular file under the root (on its file system), whatever
+    /// made it: blobs, temp files, unpacked trees, state.
+    pub total_bytes: u64,
 }
 
 impl DiskUsage {
@@ -162,14 +165,27 @@ impl Store {
     }
 
     fn prune_ingest(&self, opts: &PruneOptions, report: &mut PruneReport) -> Result<()> {
+        let (files, bytes) = self.reclaim_ingest(opts.ingest_grace)?;
+        report.ingest_removed += files;
+        report.bytes += bytes;
+        Ok(())
+    }
+
+    /// Removes the temp files in `ingest/` that no live writer holds (a
+    /// writer's lock ends with its process, killed or not) and that are
+    /// older than `grace`. A writer whose new file goes before it locked it
+    /// makes another, so no grace is needed for safety. Returns how many
+    /// went and their bytes.
+    pub fn reclaim_ingest(&self, grace: Duration) -> Result<(usize, u64)> {
         let dir = self.root().join("ingest");
         let now = SystemTime::now();
+        let (mut files, mut bytes) = (0, 0);
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
             let Ok(file) = fs::File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
             let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
-            if !meta.is_file() || age < opts.ingest_grace {
+            if !meta.is_file() || age < grace {
                 continue;
             }
             // A live writer holds an exclusive lock on its temp file.
@@ -178,14 +194,24 @@ impl Store {
             }
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    report.ingest_removed += 1;
-                    report.bytes += meta.len();
+                    files += 1;
+                    bytes += meta.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::Io { path, source: e }),
             }
         }
-        Ok(())
+        Ok((files, bytes))
+    }
+
+    /// Removes the temp files of `index.json` a killed process left, under
+    /// the index lock (every live writer makes its own under it); when
+    /// another process holds the lock, a later call does it.
+    pub fn reclaim_index_temps(&self) -> Result<()> {
+        match FileLock::try_exclusive(self.root().join("locks").join("index.lock"))? {
+            Some(_index) => self.prune_index_temps(),
+            None => Ok(()),
+        }
     }
 
     /// Temp files of `index.json` left by a killed process. Only called
@@ -219,8 +245,33 @@ impl Store {
                 du.ingest_bytes += m.len();
             }
         }
+        du.total_bytes = tree_bytes(self.root());
         Ok(du)
     }
+}
+
+/// The bytes of every regular file below `dir`, without following
+/// symlinks or crossing into other file systems (mounts of running
+/// containers).
+pub fn tree_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = fs::symlink_metadata(dir) else { return 0 };
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }
 
 fn ignore_not_found(e: io::Error) -> io::Result<()> {
@@ -315,6 +366,35 @@ mod tests {
         live.write_all(b"ve").unwrap();
         live.commit(4, &desc.digest).unwrap();
         assert_eq!(s.du().unwrap().ingest_files, 1);
+    }
+
+    #[test]
+    fn reclaim_takes_unheld_temp_files_at_once_and_leaves_live_writers() {
+        let (_d, s) = store();
+        let desc = Descriptor::new(mt::OCI_CONFIG, Digest::sha256(b"live"), 4);
+        let mut live = s.writer(&desc).unwrap();
+        live.write_all(b"li").unwrap();
+        live.flush().unwrap();
+        let dead = s.root().join("ingest").join("dead.tmp");
+        fs::write(&dead, b"123").unwrap();
+        assert_eq!(s.reclaim_ingest(Duration::ZERO).unwrap(), (1, 3));
+        assert!(!dead.exists());
+        live.write_all(b"ve").unwrap();
+        live.commit(4, &desc.digest).unwrap();
+        assert!(s.exists(&desc.digest).unwrap());
+    }
+
+    #[test]
+    fn du_counts_everything_under_the_root() {
+        let (_d, s) = store();
+        let img = random_image(&s, 2, 5).unwrap();
+        s.tag("a", &img).unwrap();
+        let before = s.du().unwrap();
+        assert!(before.total_bytes >= before.bytes, "{before:?}");
+        let stray = s.root().join("snapshots/x/deep");
+        fs::create_dir_all(&stray).unwrap();
+        fs::write(stray.join("f"), vec![0u8; 10_000]).unwrap();
+        assert_eq!(s.du().unwrap().total_bytes, before.total_bytes + 10_000);
     }
 
     #[test]

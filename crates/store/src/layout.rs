@@ -21,8 +21,15 @@ pub(crate) fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs").join(digest.algorithm().name()).join(digest.hex())
 }
 
-/// Creates what is missing of the layout under `root`.
+/// Mode of the store root: unpacked images keep their files' modes (setuid
+/// programs, device nodes), so no other user may reach anything below it,
+/// as containerd's and BuildKit's state directories are kept.
+pub const ROOT_MODE: u32 = 0o700;
+
+/// Creates what is missing of the layout under `root`, and makes the root
+/// itself (new or not) reachable by its owner only.
 pub(crate) fn init(root: &Path) -> Result<()> {
+    private_dir(root)?;
     for dir in ["blobs/sha256", "ingest", "locks"] {
         let p = root.join(dir);
         fs::create_dir_all(&p).map_err(io_at(&p))?;
@@ -35,6 +42,25 @@ pub(crate) fn init(root: &Path) -> Result<()> {
         }
         Err(e) => Err(Error::Io { path: layout, source: e }),
     }
+}
+
+/// Creates `dir` (and missing parents, with the default mode) and sets its
+/// own mode to [`ROOT_MODE`] whether it was new or not.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_at(parent))?;
+    }
+    match fs::DirBuilder::new().mode(ROOT_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(Error::Io { path: dir.to_path_buf(), source: e }),
+    }
+    let meta = fs::metadata(dir).map_err(io_at(dir))?;
+    if meta.permissions().mode() & 0o7777 != ROOT_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(ROOT_MODE)).map_err(io_at(dir))?;
+    }
+    Ok(())
 }
 
 fn check_layout_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -110,5 +136,22 @@ mod tests {
         init(dir.path()).unwrap();
         fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"2.0.0"}"#).unwrap();
         assert!(matches!(init(dir.path()), Err(Error::CorruptLayout { .. })));
+    }
+
+    #[test]
+    fn the_root_is_private_new_or_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b/store");
+        init(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let old = dir.path().join("old");
+        fs::create_dir(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o4777)).unwrap();
+        init(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(init(&dir.path().join("file")).is_err());
     }
 }

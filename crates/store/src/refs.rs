@@ -28,6 +28,15 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
+    /// The lock if nobody holds it now, else `None`.
+    pub(crate) fn try_exclusive(path: PathBuf) -> Result<Option<FileLock>> {
+        let file = open_lock_file(&path)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Some(FileLock { _file: file })),
+            Err(_) => Ok(None),
+        }
+    }
+
     pub(crate) fn shared(path: PathBuf) -> Result<FileLock> {
         let file = open_lock_file(&path)?;
         fs4::FileExt::lock_shared(&file).map_err(io_at(&path))?;

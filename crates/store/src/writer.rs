@@ -28,9 +28,17 @@ impl LocalWriter {
     /// Starts a temp file under `root/ingest`, hashing with `algorithm`.
     pub(crate) fn create(root: PathBuf, algorithm: Algorithm, hint: &str) -> Result<LocalWriter> {
         let ingest = root.join("ingest");
-        let tmp = tempfile::Builder::new().prefix(&format!("{hint}.")).tempfile_in(&ingest).map_err(io_at(&ingest))?;
-        fs4::FileExt::try_lock(tmp.as_file())
-            .map_err(|e| Error::Io { path: tmp.path().to_path_buf(), source: e.into() })?;
+        let tmp = loop {
+            let tmp =
+                tempfile::Builder::new().prefix(&format!("{hint}.")).tempfile_in(&ingest).map_err(io_at(&ingest))?;
+            fs4::FileExt::try_lock(tmp.as_file())
+                .map_err(|e| Error::Io { path: tmp.path().to_path_buf(), source: e.into() })?;
+            // Before it was locked, the file looked abandoned and may have
+            // been removed ([`crate::Store::reclaim_ingest`]): start another.
+            if still_named(&tmp) {
+                break tmp;
+            }
+        };
         Ok(LocalWriter {
             file: BufWriter::with_capacity(128 * 1024, tmp),
             hasher: Digester::new(algorithm),
@@ -50,12 +58,13 @@ impl LocalWriter {
     }
 
     /// Commits under whatever digest the content has; for archive entries
-    /// whose digest is not known up front. Returns digest and size.
-    pub(crate) fn commit_computed(self) -> Result<(Digest, u64)> {
+    /// whose digest is not known up front. Returns digest, size and whether
+    /// the blob is new here.
+    pub(crate) fn commit_computed(self) -> Result<(Digest, u64, bool)> {
         let (tmp, hasher, written, root) = self.into_temp()?;
         let digest = hasher.finish();
-        finish(tmp, &root, &digest)?;
-        Ok((digest, written))
+        let new = finish(tmp, &root, &digest)?;
+        Ok((digest, written, new))
     }
 }
 
@@ -87,7 +96,16 @@ impl Ingest for LocalWriter {
         if &actual != expected {
             return Err(Error::DigestMismatch { expected: expected.clone(), actual });
         }
-        finish(tmp, &root, expected)
+        finish(tmp, &root, expected).map(drop)
+    }
+}
+
+/// Whether the temp file's path still names the open file.
+fn still_named(tmp: &NamedTempFile) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(tmp.path()), tmp.as_file().metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -106,10 +124,11 @@ fn rehash(tmp: &NamedTempFile, like: &Digest) -> Result<Digest> {
 
 /// Syncs the verified temp file and renames it into place, unless the blob
 /// is already there (then the temp file is dropped and this succeeds).
-fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result<()> {
+/// Returns whether it was put in place.
+fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result<bool> {
     let target = blob_path(root, digest);
     if target.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let parent = target.parent().map(PathBuf::from).unwrap_or_else(|| root.to_path_buf());
     fs::create_dir_all(&parent).map_err(io_at(&parent))?;
@@ -117,5 +136,5 @@ fn finish(tmp: NamedTempFile, root: &std::path::Path, digest: &Digest) -> Result
     // Blobs are immutable; make that visible in their mode.
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o444)).map_err(io_at(tmp.path()))?;
     tmp.persist(&target).map_err(|e| Error::Io { path: target.clone(), source: e.error })?;
-    sync_dir(&parent)
+    sync_dir(&parent).map(|()| true)
 }

@@ -52,6 +52,18 @@ pub fn find_by_id(store: &Store, id: &str) -> Result<Vec<(String, Descriptor)>> 
     Ok(store.list()?.into_iter().filter(|(_, d)| d.digest.hex().starts_with(hex)).collect())
 }
 
+/// The manifest or index stored under `digest` whether or not a name
+/// points at it (a child of a stored index, say); `None` when absent.
+pub fn manifest_by_digest(store: &Store, digest: &Digest) -> Result<Option<Descriptor>> {
+    let info = match store.stat(digest) {
+        Ok(info) => info,
+        Err(e) if e.kind() == polyarch_store::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let m = store.get_manifest(&Descriptor::new("", digest.clone(), info.size))?;
+    Ok(Some(m.descriptor()))
+}
+
 /// Reads and parses the config of an image manifest.
 pub fn read_config(store: &Store, name: &str, config: &Descriptor) -> Result<(bytes::Bytes, ImageConfig)> {
     let bytes = store.read_bytes(config, MAX_CONFIG_SIZE)?;
@@ -214,6 +226,18 @@ mod tests {
         let total: u64 = s.blobs().unwrap().iter().map(|b| b.size).sum();
         assert_eq!(image_size(&s, &img).unwrap(), total);
         assert_eq!(present_blobs(&s, &img).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn children_are_found_by_digest() {
+        let (_d, s) = store();
+        let idx = random_index(&s, 2, 1, 3).unwrap();
+        let child = s.get_manifest(&idx).unwrap().as_index().unwrap().manifests[1].clone();
+        let found = manifest_by_digest(&s, &child.digest).unwrap().unwrap();
+        assert_eq!((found.digest.clone(), found.size), (child.digest.clone(), child.size));
+        let img = image_for(&s, "x", &found, None).unwrap();
+        assert_eq!(img.platform().architecture, "arm64");
+        assert!(manifest_by_digest(&s, &Digest::sha256(b"absent")).unwrap().is_none());
     }
 
     #[test]

@@ -51,12 +51,31 @@ struct Prepared {
 
 impl Run<'_> {
     pub(super) async fn run(&mut self, st: &mut StageState, cmd: &Command, r: &instructions::Run) -> Result<()> {
-        let rest = cmd.original.split_once(char::is_whitespace).map(|x| x.1).unwrap_or("").trim();
-        let first = rest.lines().next().unwrap_or("");
-        let name = st.prefix(&format!("RUN {}", self.display_words(st, first)));
+        let name = st.prefix(&self.step_name(st, cmd, r));
         let step = self.start(name.clone());
         let outcome = self.run_step(st, cmd, r, step.0, &name).await;
         self.end_step(step, outcome)
+    }
+
+    /// The step's name as BuildKit gives an exec vertex: the instruction as
+    /// written (its `--mount`, `--network` flags and quotes kept), a lone
+    /// here-document's first line after it, and only the variables the
+    /// build defines expanded, so that shell variables show as written.
+    fn step_name(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> String {
+        let mut text = cmd.original.trim().to_string();
+        if let (Some(f), Some(arg)) = (r.cmd.files.first(), r.cmd.args.first()) {
+            if is_lone_heredoc(arg) {
+                text.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
+            }
+        }
+        let mut lex = self.lex.clone();
+        lex.raw_quotes = true;
+        lex.skip_unset_env = true;
+        let shown = lex.process_word(&text, &self.env(st)).unwrap_or(text);
+        match shown.split_once(' ') {
+            Some((verb, rest)) => format!("{} {rest}", verb.to_uppercase()),
+            None => shown.to_uppercase(),
+        }
     }
 
     fn prepare_command(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> Result<Prepared> {
@@ -240,7 +259,8 @@ impl Run<'_> {
         let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
         let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
         if let Some(u) = upper.filter(|_| !self.opts.rewrite_timestamp) {
-            u.install(&self.b.store, &layer, &entries);
+            let chain: Vec<Layer> = st.layers.iter().cloned().chain([layer.clone()]).collect();
+            u.install(&self.b.store, &chain, &entries);
         }
         self.stage_fs(st)?.apply_layer(&tar[..])?;
         st.image.diff_ids.push(layer.diff_id.clone());
@@ -460,6 +480,19 @@ impl Run<'_> {
         let img = self.image(from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img)?;
         Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))
+    }
+}
+
+/// A here-document's first line, with `...` when more follow (BuildKit's
+/// `summarizeHeredoc`).
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim().replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let first = lines.next().unwrap_or("").to_string();
+    if lines.next().is_some() {
+        first + "..."
+    } else {
+        first
     }
 }
 

@@ -1,7 +1,7 @@
 //! `polyarch build`: a Dockerfile build for one platform or several (one
 //! index, see [`multi`]), with the flags of
 //! `docker buildx build` (`-f`, `--target`, `--build-arg`, `--label`, `-t`,
-//! `--no-cache`, `--platform`, `--progress`, `--metadata-file`,
+//! `--no-cache`, `--pull`, `--platform`, `--progress`, `--metadata-file`,
 //! `--iidfile`, `-o/--output`, `--push`).
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
+use polyarch_build::base::ResolveMode;
 use polyarch_build::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
@@ -46,6 +47,20 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Always ask the registry for the images the build names (FROM,
+    /// COPY --from, RUN --mount=from); without it (`--pull=false`, or
+    /// BuildKit's `default`/`local`) a stored image with the platform is
+    /// used, and the registry asked otherwise.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_name = "BOOL|MODE",
+        value_parser = parse_pull
+    )]
+    pull: ResolveMode,
     /// The target platforms: a comma list, repeatable; `local` is this
     /// machine's (default). Several build one index.
     #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
@@ -124,6 +139,15 @@ fn parse_bool(k: &str, v: &str) -> Result<bool> {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),
         _ => bail!("invalid value {v:?} for {k}: want true or false"),
+    }
+}
+
+/// `--pull`: a boolean as buildx's, or a BuildKit image resolve mode.
+fn parse_pull(s: &str) -> Result<ResolveMode, String> {
+    match s {
+        "true" | "1" | "always" => Ok(ResolveMode::Pull),
+        "false" | "0" | "missing" => Ok(ResolveMode::PreferLocal),
+        other => other.parse(),
     }
 }
 
@@ -638,15 +662,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         runtime: a.runtime.clone(),
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
+        resolve_mode: a.pull,
     };
-    let store = Store::open(context::data_root(global)).context("opening the local store")?;
+    let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
     let exec_dir = store.root().join("exec");
-    cleanup_stale(&exec_dir, opts.runtime.as_deref(), &store.root().join("run"));
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
@@ -736,17 +760,6 @@ fn export_single(
         println!("{digest}");
     }
     Ok(0)
-}
-
-/// Removes the containers, mounts and directories that killed polyarch
-/// processes left in the store; failures concern them, not this build.
-pub(crate) fn cleanup_stale(exec_dir: &Path, runtime: Option<&str>, run_dir: &Path) {
-    if exec_dir.exists() {
-        if let Ok(exec) = RuncExecutorBuilder::new(exec_dir).with_runtime(runtime).build() {
-            let _ = exec.cleanup_stale();
-        }
-    }
-    polyarch_build::materialize::cleanup_stale(run_dir);
 }
 
 /// On SIGINT or SIGTERM, cancels the build: this process's RUN containers
@@ -875,6 +888,17 @@ fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_takes_booleans_and_buildkit_modes() {
+        for v in ["true", "always", "pull"] {
+            assert_eq!(parse_pull(v), Ok(ResolveMode::Pull), "{v}");
+        }
+        for v in ["false", "missing", "default", "local"] {
+            assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
+        }
+        assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
+    }
 
     #[test]
     fn output_specs() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use polyarch_oci::Reference;
-use polyarch_registry::{Client, ClientBuilder, DockerConfig, RegistryConfig};
+use polyarch_registry::{Client, ClientBuilder, DockerConfig, RegistryConfig, Timeouts};
 
 use super::GlobalArgs;
 
@@ -13,6 +13,15 @@ use super::GlobalArgs;
 /// for root, else `$XDG_DATA_HOME/polyarch`.
 pub fn data_root(global: &GlobalArgs) -> PathBuf {
     global.root.clone().unwrap_or_else(polyarch_store::default_root)
+}
+
+/// [`data_root`], made (if missing) and kept readable by its owner only,
+/// as the store keeps it: for commands that write below it without
+/// opening the store.
+pub fn private_data_root(global: &GlobalArgs) -> Result<PathBuf> {
+    let root = data_root(global);
+    polyarch_store::private_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
 }
 
 /// The registry configuration of `--config`/`POLYARCH_CONFIG` or the default file.
@@ -38,7 +47,21 @@ pub fn client_builder(config: RegistryConfig, insecure: bool) -> Result<ClientBu
         .with_config(config)
         .with_docker_config(docker)
         .with_insecure(insecure)
+        .with_timeouts(timeouts()?)
         .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION"))))
+}
+
+/// The network timeouts: `POLYARCH_REGISTRY_TIMEOUT` seconds without a byte
+/// from a registry (and at most that to connect), else the defaults.
+pub fn timeouts() -> Result<Timeouts> {
+    const VAR: &str = "POLYARCH_REGISTRY_TIMEOUT";
+    let Some(raw) = std::env::var_os(VAR).filter(|v| !v.is_empty()) else { return Ok(Timeouts::default()) };
+    let text = raw.to_string_lossy();
+    let secs = text.trim().trim_end_matches('s').parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0);
+    match secs {
+        Some(s) => Ok(Timeouts::with_read(std::time::Duration::from_secs_f64(s.min(86_400.0)))),
+        None => anyhow::bail!("{VAR}={text:?}: expected a positive number of seconds"),
+    }
 }
 
 /// Parses a reference as docker does (docker.io default, `library/`).

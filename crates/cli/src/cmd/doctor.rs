@@ -55,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: DoctorArgs) -> Result<u8> {
         }
         Err(e) => checks.push(check("binfmt_misc", Level::Fail, format!("{e:#}"), None)),
     }
-    let root = context::data_root(global);
+    let root = context::private_data_root(global).unwrap_or_else(|_| context::data_root(global));
     checks.push(overlay(&root));
     checks.extend(namespaces());
     checks.push(runtime());

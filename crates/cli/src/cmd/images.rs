@@ -81,10 +81,23 @@ pub struct PruneArgs {
     force: bool,
 }
 
-/// Opens the store under `--root`.
+/// Opens the store under `--root` and takes back what killed polyarch
+/// processes left in it (containers, mounts, directories, snapshots, temp
+/// files), so that whatever command comes next after a kill cleans up.
 pub fn open_store(global: &GlobalArgs) -> Result<Store> {
+    open_store_with(global, None)
+}
+
+/// [`open_store`], stopping leftover containers with `runtime` (default
+/// runc, else crun).
+pub fn open_store_with(global: &GlobalArgs, runtime: Option<&str>) -> Result<Store> {
     let root = context::data_root(global);
-    Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+    let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let done = polyarch_build::reclaim::reclaim(&store, runtime);
+    for (path, why) in done.failed {
+        eprintln!("warning: cannot remove {} left by a killed polyarch process: {why}", path.display());
+    }
+    Ok(store)
 }
 
 /// The stored names `input` stands for: a name as given, a name as Docker
@@ -472,6 +485,11 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
     let du = store.du().context("measuring the store")?;
     let images = store.list()?.len();
     let unpacked = polyarch_build::materialize::unpacked_usage(&store).context("measuring unpacked layers")?;
+    let stored = polyarch_build::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let snaps = polyarch_build::reclaim::snapshot_usage(store.root(), &stored);
+    // Everything else on disk: state of running work, temp directories,
+    // cache mounts, what a killed process left; none of it is an image.
+    let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + unpacked.bytes + snaps.bytes);
     if a.format == ListFormat::Json {
         let v = json!({
             "Images": images,
@@ -485,6 +503,11 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
             "UnpackedLayers": unpacked.dirs,
             "UnpackedBytes": unpacked.bytes,
             "UnpackedReclaimableBytes": unpacked.unused_bytes,
+            "RunSnapshots": snaps.snapshots,
+            "RunSnapshotBytes": snaps.bytes,
+            "RunSnapshotReclaimableBytes": snaps.reclaimable_bytes,
+            "OtherBytes": other,
+            "TotalBytes": du.total_bytes,
         });
         println!("{v}");
         return Ok(0);
@@ -519,6 +542,14 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
             human_size4(du.ingest_bytes),
             human_size4(du.ingest_bytes),
         ],
+        vec![
+            "Run snapshots".to_string(),
+            snaps.snapshots.to_string(),
+            snaps.used.to_string(),
+            human_size4(snaps.bytes),
+            format!("{} ({})", human_size4(snaps.reclaimable_bytes), percent(snaps.reclaimable_bytes, snaps.bytes)),
+        ],
+        vec!["Other".to_string(), "-".to_string(), "-".to_string(), human_size4(other), human_size4(other)],
     ];
     emit(&table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows))?;
     Ok(0)

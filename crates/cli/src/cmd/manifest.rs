@@ -94,7 +94,7 @@ pub struct RmArgs {
 }
 
 pub fn run(global: &GlobalArgs, cmd: ManifestCommand) -> Result<u8> {
-    let lists = ListStore::new(context::data_root(global).join("manifests"));
+    let lists = ListStore::new(context::private_data_root(global)?.join("manifests"));
     match cmd {
         ManifestCommand::Create(a) => create(global, &lists, a),
         ManifestCommand::Annotate(a) => annotate(&lists, a),

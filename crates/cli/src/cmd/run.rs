@@ -1,13 +1,19 @@
 //! `polyarch run`: run a command in a new container from a stored image,
 //! as `docker run --rm` does, with no daemon.
 //!
-//! The image is looked up in the local store and pulled for the platform
-//! when missing (`--pull`). Its layers are unpacked once into shared
+//! The image is looked up in the local store (by name, ID, or the digest
+//! of any stored manifest, such as an index child) and pulled for the
+//! platform when missing (`--pull`); see [`image`]. Without `--platform`
+//! an image stored only for foreign platforms runs under emulation, after
+//! Docker's warning. Its layers are unpacked once into shared
 //! snapshots under `ROOT/snapshots/{overlay,naive}`, keyed by chain id, so
 //! later runs and other images with the same base reuse them. Each run
 //! gets an active snapshot on top, mounted under `ROOT/exec/mnt`, and runs
 //! the process with runc (see `polyarch_exec`). The exit code is the
 //! process's.
+//!
+//! `-t` gives the process a terminal and `-i` keeps stdin open, as
+//! `docker run -it` (see [`tty`]).
 //!
 //! There is no container state to keep: the container, its snapshot and
 //! mount are removed when the process exits, with or without `--rm`
@@ -30,13 +36,15 @@ use polyarch_exec::{
 use polyarch_oci::{Descriptor, Digest, Platform};
 use polyarch_snapshot::{apply_layer, NaiveSnapshotter, OverlaySnapshotter, Snapshotter, UnpackOptions};
 use polyarch_store::{BlobSource, Store};
-use polyarch_transfer::local::{self, LocalImage};
-use polyarch_transfer::PlatformSelection;
+use polyarch_transfer::local::LocalImage;
 use serde_json::Value;
 
-use super::context::{self, parse_tagged};
-use super::images::{familiar, open_store};
+use super::context;
+use super::images::open_store;
 use super::GlobalArgs;
+
+mod image;
+mod tty;
 
 /// When to pull the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -86,9 +94,12 @@ pub struct RunArgs {
     /// When to pull the image.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
-    /// Keep stdin open for the process.
+    /// Keep stdin open for the process (with `-t`, typed into its terminal).
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Give the process a terminal (a pseudo-TTY).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// A resource limit, `NAME=SOFT[:HARD]` (`nofile=1024:2048`); lowered to
     /// polyarch's own hard limit when above it.
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
@@ -126,13 +137,13 @@ pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
 
 fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     let platform = match &a.platform {
-        Some(p) => Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?,
-        None => Platform::host(),
+        Some(p) => Some(Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?),
+        None => None,
     };
     let root = context::data_root(global);
     let store = open_store(global)?;
     let rt = context::runtime()?;
-    let image = find_image(global, &store, &rt, a, &platform)?;
+    let image = image::find(global, &store, &rt, &a.image, platform.as_ref(), a.pull)?;
     let exec = RuncExecutorBuilder::new(root.join("exec"))
         .with_runtime(a.runtime.as_deref())
         .with_kill_grace(std::time::Duration::from_secs(10))
@@ -142,13 +153,15 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     for (path, why) in cleaned.failed {
         eprintln!("warning: cannot remove {} left by an earlier run: {why}", path.display());
     }
-    remove_stale_snapshots(snapshotter.as_ref(), &exec);
     let top = unpack(&store, snapshotter.as_ref(), &image)?;
     let process = process_spec(a, &image)?;
     let cancel = Cancel::new();
     let _in_runtime = rt.enter();
     watch_signals(&rt, cancel.clone());
-    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, a.interactive, cancel);
+    let streams = tty::Streams::new(&rt, a.tty, a.interactive)?;
+    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, &streams, cancel);
+    // The caller's terminal leaves raw mode before anything is printed.
+    drop(streams);
     match status {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast_ref::<polyarch_exec::Error>() {
@@ -163,46 +176,6 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
             _ => Err(e),
         },
     }
-}
-
-/// The stored image for the platform, pulled as `--pull` says.
-fn find_image(
-    global: &GlobalArgs,
-    store: &Store,
-    rt: &tokio::runtime::Runtime,
-    a: &RunArgs,
-    platform: &Platform,
-) -> Result<LocalImage> {
-    let local_image = || -> Result<Option<LocalImage>> {
-        let Ok((name, desc)) = super::images::lookup(store, &a.image) else { return Ok(None) };
-        match local::image_for(store, &name, &desc, Some(platform)) {
-            Ok(img) => Ok(Some(img)),
-            Err(e) if e.kind() == polyarch_transfer::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    };
-    if a.pull != PullPolicy::Always {
-        if let Some(img) = local_image()? {
-            return Ok(img);
-        }
-        if a.pull == PullPolicy::Never {
-            bail!("no such image for {}: {} (and --pull never)", platform.format(), a.image);
-        }
-        eprintln!("Unable to find image '{}' locally", a.image);
-    }
-    let reference = parse_tagged(&a.image)?;
-    let client = context::client(global, false)?;
-    let selection = PlatformSelection::One(platform.clone());
-    let pulled = rt.block_on(polyarch_transfer::pull(
-        &client,
-        store,
-        &reference,
-        &selection,
-        &polyarch_transfer::event::ignore,
-    ))?;
-    eprintln!("Digest: {}", pulled.descriptor.digest);
-    eprintln!("Status: Downloaded newer image for {}", familiar(&pulled.name));
-    Ok(local::image_for(store, &pulled.name, &pulled.descriptor, Some(platform))?)
 }
 
 /// The snapshotter asked for; `auto` picks overlay when overlayfs works
@@ -227,16 +200,7 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
 /// `ROOT/snapshots/`) that are no chain of the layers of `stored` (the
 /// diff_ids of the store's images), leaves first; snapshots of running containers stay. Returns how many went.
 pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
-    let mut keep = std::collections::BTreeSet::new();
-    for ids in stored {
-        let mut parent: Option<String> = None;
-        for id in ids {
-            let Ok(d) = id.parse::<Digest>() else { break };
-            let c = polyarch_snapshot::chain_id(parent.as_deref(), &d);
-            keep.insert(c.clone());
-            parent = Some(c);
-        }
-    }
+    let keep = polyarch_build::reclaim::kept_chains(stored);
     let mut removed = 0;
     for kind in ["overlay", "naive"] {
         let dir = store.root().join("snapshots").join(kind);
@@ -269,16 +233,6 @@ pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
         }
     }
     Ok(removed)
-}
-
-/// Active snapshots of runs whose polyarch process died.
-fn remove_stale_snapshots(s: &dyn Snapshotter, exec: &RuncExecutor) {
-    let Ok(all) = s.list() else { return };
-    for info in all {
-        if info.key.starts_with("run-") && exec.is_stale(&info.key) {
-            let _ = s.remove(&info.key);
-        }
-    }
 }
 
 /// Unpacks the image's layers as a chain of committed snapshots (each
@@ -326,7 +280,7 @@ fn run_in_snapshot(
     s: &dyn Snapshotter,
     top: &Option<String>,
     mut process: ProcessSpec,
-    stdin: bool,
+    streams: &tty::Streams,
     cancel: Cancel,
 ) -> Result<u8> {
     let mount_point = exec.mount_point()?;
@@ -337,8 +291,7 @@ fn run_in_snapshot(
     let mount = s.prepare(&key, top.as_deref()).context("preparing the container's snapshot")?;
     let result = (|| -> Result<u8> {
         let guard = mount.mount(mount_point.path()).context("mounting the container's root file system")?;
-        let io = ProcessIo::inherit().with_cancel(cancel);
-        let io = if stdin { io.with_stdin_inherited() } else { io };
+        let io = streams.io(ProcessIo::inherit().with_cancel(cancel));
         let status = exec.run(mount_point.path(), &[], &process, io);
         guard.unmount().context("unmounting the container's root file system")?;
         Ok(u8::try_from(status?.code() & 0xff).unwrap_or(255))

@@ -34,9 +34,8 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> Result<u8> {
 }
 
 fn serve(global: &GlobalArgs) -> Result<u8> {
-    let store = polyarch_store::Store::open(super::context::data_root(global)).context("opening the node's store")?;
+    let store = super::images::open_store(global).context("opening the node's store")?;
     let exec_dir = store.root().join("exec");
-    super::build::cleanup_stale(&exec_dir, None, &store.root().join("run"));
     let rt = super::context::runtime()?;
     let own_config = super::context::registry_config(global)?;
     let worker = polyarch_remote::worker::Worker {

@@ -469,6 +469,7 @@ impl Nodes<'_> {
             labels: opts.labels.clone(),
             platforms: Vec::new(),
             no_cache: opts.no_cache,
+            pull: opts.resolve_mode == polyarch_build::base::ResolveMode::Pull,
             compression: match opts.compression {
                 Compression::Zstd => "zstd".into(),
                 _ => "gzip".into(),
