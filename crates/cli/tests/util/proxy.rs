@@ -36,6 +36,10 @@ pub enum Fault {
     /// TCP: once this many bytes went upstream over all connections, every
     /// connection is dropped and the proxy stops listening.
     DieAfter(usize),
+    /// TCP: once this many bytes went downstream on a connection, it stays
+    /// open and silent until the proxy stops (a download that stalls
+    /// half-way).
+    StallAfter(usize),
 }
 
 /// A fault for the requests it matches, a number of times.
@@ -240,10 +244,21 @@ fn serve_tcp(client: TcpStream, shared: Arc<Shared>) {
             sh.stop.store(true, Ordering::SeqCst);
         }
     });
+    let stall = match fault {
+        Some((Fault::StallAfter(n), _)) => n,
+        _ => usize::MAX,
+    };
     let mut down = 0usize;
     let mut watching = if fault.is_none() { shared.truncations() } else { Vec::new() };
     pump(server, client, &shared, |n| {
         down += n;
+        if down > stall {
+            shared.note(format!("connection stalled after {stall} bytes"));
+            while !shared.stopped() {
+                thread::sleep(Duration::from_millis(20));
+            }
+            return true;
+        }
         let mut cut = false;
         watching.retain(|&(limit, i)| {
             if down <= limit || cut {
