@@ -137,7 +137,7 @@ pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
 
 fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     let platform = match &a.platform {
-        Some(p) => Some(Platform::parse(p).with_context(|| format!("invalid platform {p:?}"))?),
+        Some(p) => Some(Platform::parse(p)?),
         None => None,
     };
     let root = context::data_root(global);
