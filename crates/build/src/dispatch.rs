@@ -68,6 +68,7 @@ impl Builder {
         let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(df_err)?;
         let df = instructions::parse(&ast).map_err(df_err)?;
         let target = df.target(opts.target.as_deref()).map_err(df_err)?;
+        df.check_sources().map_err(df_err)?;
         df.check_cycles().map_err(df_err)?;
         let builtins = builtin_args(&opts.platform);
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
@@ -267,12 +268,31 @@ impl Run<'_> {
             }
             if let Some(j) = self.base_stage(&self.froms[i].0, i) {
                 todo.push(j);
+                todo.extend(self.trigger_sources(j));
             }
             for (j, _) in self.df.dependencies(i) {
                 todo.push(j);
             }
         }
         (0..seen.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// The stages the ONBUILD triggers of stage `j` read from (they run in
+    /// the stages based on `j`).
+    fn trigger_sources(&self, j: usize) -> Vec<usize> {
+        use polyarch_dockerfile::instructions::Instruction;
+        let mut out = Vec::new();
+        for c in &self.df.stages[j].commands {
+            let Instruction::Onbuild(expr) = &c.instruction else { continue };
+            let Ok(cmd) = parse_trigger(expr, c.start_line) else { continue };
+            let froms: Vec<&str> = match &cmd.instruction {
+                Instruction::Copy(cp) | Instruction::Add(cp) => cp.from.iter().map(String::as_str).collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+                _ => Vec::new(),
+            };
+            out.extend(froms.into_iter().filter_map(|f| self.df.stage_index(f)));
+        }
+        out
     }
 
     /// The stages stage `i` reads from: its FROM base and `--from` stages;
@@ -282,6 +302,9 @@ impl Run<'_> {
         use polyarch_dockerfile::instructions::Instruction;
         let (base, spec) = &self.froms[i];
         let mut deps: Vec<usize> = self.base_stage(base, i).into_iter().collect();
+        if let Some(j) = self.base_stage(base, i) {
+            deps.extend(self.trigger_sources(j));
+        }
         deps.extend(self.df.dependencies(i).into_iter().map(|(j, _)| j));
         let mut unknown = false;
         for c in &self.df.stages[i].commands {
@@ -462,10 +485,14 @@ impl Run<'_> {
             let Some(prev) = self.stages[j].clone() else {
                 return Err(loc.error(ErrorKind::Dockerfile, format!("stage {base_name} was not built"), None));
             };
+            // As BuildKit's `dispatchState.init`: the child keeps the
+            // parent's ARGs and runs its ONBUILD triggers, which do not
+            // carry over into the child's config.
             let mut s = prev;
             s.name = name;
-            s.image.config.on_build.clear();
-            s.args.clear();
+            for t in std::mem::take(&mut s.image.config.on_build) {
+                commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
+            }
             s.cmd_set = false;
             s
         } else {

@@ -33,7 +33,7 @@ fn reject(src: &[u8]) -> Option<polyarch_dockerfile::Error> {
         Ok(d) => d,
         Err(e) => return Some(e),
     };
-    df.check_cycles().err()
+    df.check_sources().and_then(|()| df.check_cycles()).err()
 }
 
 /// `start-end` from `lines.txt`, if the case has one.
