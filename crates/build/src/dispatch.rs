@@ -57,6 +57,11 @@ impl Builder {
         &self.store
     }
 
+    /// The registry client, if any.
+    pub(crate) fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
     /// Builds the target stage of `opts` and stores the image (not tagged).
     pub async fn build(&self, opts: &BuildOptions) -> Result<BuildResult> {
         let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
@@ -113,7 +118,7 @@ impl Builder {
 }
 
 /// TARGETPLATFORM and friends, BUILDPLATFORM and friends.
-fn builtin_args(target: &Platform) -> HashMap<String, String> {
+pub(crate) fn builtin_args(target: &Platform) -> HashMap<String, String> {
     let mut m = HashMap::new();
     for (prefix, p) in [("TARGET", target.normalize()), ("BUILD", Platform::host().normalize())] {
         m.insert(format!("{prefix}PLATFORM"), p.format());

@@ -19,5 +19,6 @@ mod naming;
 mod nodes;
 mod run;
 mod runstep;
+mod semantics;
 mod store;
 mod tty;

@@ -21,6 +21,7 @@ use polyarch_store::Store;
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
 
+mod check;
 mod multi;
 mod nodes;
 
@@ -118,6 +119,13 @@ pub struct BuildArgs {
     /// unreachable or fail (with a warning), instead of failing.
     #[arg(long)]
     fallback_emulation: bool,
+    /// Run the build checks and print their warnings instead of building
+    /// (`--call=check`); exits 1 when there are warnings.
+    #[arg(long)]
+    check: bool,
+    /// What to run: `build` (default) or `check`.
+    #[arg(long, value_name = "METHOD", default_value = "build")]
+    call: String,
 }
 
 /// One `--output`.
@@ -273,6 +281,8 @@ fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
 struct Progress {
     mode: String,
     start: Instant,
+    /// Build check warnings, printed when the build finishes.
+    warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
     cached: Mutex<std::collections::HashSet<usize>>,
     names: Mutex<BTreeMap<usize, String>>,
     /// The highest step number shown, so that the export step comes next.
@@ -369,6 +379,7 @@ impl Progress {
         Progress {
             mode: mode.to_string(),
             start: Instant::now(),
+            warnings: Mutex::new(None),
             cached: Default::default(),
             names: Default::default(),
             last: Default::default(),
@@ -586,6 +597,16 @@ impl Progress {
             let state = if ok { "FINISHED" } else { "FAILED" };
             self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
         }
+        if let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) {
+            check::print_after(&rep, &self.mode);
+        }
+    }
+
+    /// Warnings to print once the build finishes.
+    fn set_warnings(&self, report: polyarch_dockerfile::lint::Report) {
+        if let Ok(mut w) = self.warnings.lock() {
+            *w = Some(report);
+        }
     }
 }
 
@@ -597,6 +618,7 @@ fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
+    let method = check::method(&a)?;
     let remote_builder = crate::builders::for_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
@@ -670,6 +692,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
+    if method == check::Method::Check {
+        return check::run(&rt, &builder, &opts, &a);
+    }
+    let report = check::report(&rt, &builder, &opts, &a)?;
+    if let Err(e) = check::before_build(&report, &a.progress) {
+        progress.finish(false);
+        return Err(e);
+    }
+    progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };

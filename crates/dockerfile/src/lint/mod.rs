@@ -6,12 +6,14 @@
 //! returns every [`Warning`] the configuration does not skip.
 
 mod check;
+mod render;
 pub mod rules;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 
+pub use render::render;
 pub use rules::Rule;
 
 use crate::parser::ParseResult;

@@ -239,3 +239,31 @@ fn kebab(name: &str) -> String {
     }
     out.replace("jsonargs", "json-args")
 }
+
+#[test]
+fn render_as_buildx_check() {
+    let src = "FROM busybox as b\nRUN true\nRUN true\nRUN true\nRUN true\nRUN true\nMAINTAINER me\n";
+    let ast = crate::parse(src.as_bytes()).unwrap();
+    let rep = lint(&ast, &Options::default()).unwrap();
+    let want = "
+WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/
+'as' and 'FROM' keywords' casing do not match
+Dockerfile:1
+--------------------
+   1 | >>> FROM busybox as b
+   2 |     RUN true
+   3 |     RUN true
+--------------------
+
+WARNING: MaintainerDeprecated - https://docs.docker.com/go/dockerfile/rule/maintainer-deprecated/
+Maintainer instruction is deprecated in favor of using label
+Dockerfile:7
+--------------------
+   5 |     RUN true
+   6 |     RUN true
+   7 | >>> MAINTAINER me
+   8 |     
+--------------------
+";
+    assert_eq!(render(&rep.warnings, "Dockerfile", src), want);
+}

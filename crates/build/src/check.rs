@@ -1,0 +1,66 @@
+//! Build checks of a build's Dockerfile (`--check`, and the warnings of a
+//! build): BuildKit's linter, with the variables of the base images
+//! resolved so that UndefinedVar knows them.
+
+use std::collections::HashMap;
+
+use polyarch_dockerfile::ignore::PatternMatcher;
+use polyarch_dockerfile::instructions;
+use polyarch_dockerfile::lint::{self, Config, Options, Report};
+use polyarch_oci::{Platform, Reference};
+
+use crate::base::{self, ResolveMode};
+use crate::dispatch::{builtin_args, Builder};
+use crate::error::{Error, ErrorKind, Result};
+use crate::BuildOptions;
+
+/// The build argument that replaces the `# check=` directive.
+pub const CHECK_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
+
+impl Builder {
+    /// Runs the build checks on `opts`' Dockerfile without building; base
+    /// images are resolved (from the store when they are there) for their
+    /// variables. `ignore` holds the context's `.dockerignore`, for
+    /// CopyIgnoredFile.
+    pub async fn check(&self, opts: &BuildOptions, ignore: Option<&PatternMatcher>) -> Result<Report> {
+        let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
+        let df_err = |e: polyarch_dockerfile::Error| Error::At {
+            kind: ErrorKind::Dockerfile,
+            diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
+        };
+        let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(df_err)?;
+        let df = instructions::parse(&ast).map_err(df_err)?;
+        let builtins = builtin_args(&opts.platform);
+        let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
+        let froms = instructions::expand_from(&df, ast.escape, &build_args, &builtins).map_err(df_err)?;
+        let envs = futures_util::future::join_all(froms.iter().enumerate().map(|(i, f)| {
+            let is_stage = df.stages[..i].iter().any(|s| s.name.as_deref() == Some(f.base.to_lowercase().as_str()));
+            let platform = match &f.platform {
+                Some(p) => Platform::parse(p).ok(),
+                None => Some(opts.platform.clone()),
+            };
+            self.base_env(&f.base, platform, is_stage)
+        }))
+        .await;
+        let config = match build_args.get(CHECK_ARG) {
+            Some(v) => {
+                Some(Config::parse(v).map_err(|e| Error::Option(format!("failed to parse check options: {e}")))?)
+            }
+            None => None,
+        };
+        let base_env = |i: usize| envs.get(i).cloned().flatten();
+        let lint_opts = Options { build_args, builtins, base_env: Some(&base_env), ignore, config };
+        lint::lint(&ast, &lint_opts).map_err(df_err)
+    }
+
+    /// The environment of a registry image a stage starts from (`None`
+    /// for scratch, a stage, or an image that cannot be resolved).
+    async fn base_env(&self, name: &str, platform: Option<Platform>, is_stage: bool) -> Option<Vec<String>> {
+        if is_stage || name.eq_ignore_ascii_case("scratch") {
+            return None;
+        }
+        let reference = Reference::parse_normalized(name).ok()?.with_default_tag();
+        let img = base::resolve(self.client(), self.store(), &reference, &platform?, ResolveMode::PreferLocal).await;
+        img.ok().map(|i| i.image.config.env)
+    }
+}
