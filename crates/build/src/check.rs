@@ -21,8 +21,15 @@ impl Builder {
     /// Runs the build checks on `opts`' Dockerfile without building; base
     /// images are resolved (from the store when they are there) for their
     /// variables. `ignore` holds the context's `.dockerignore`, for
-    /// CopyIgnoredFile.
-    pub async fn check(&self, opts: &BuildOptions, ignore: Option<&PatternMatcher>) -> Result<Report> {
+    /// CopyIgnoredFile. Instructions are checked in the stages a build of
+    /// the target needs, or in all of them when `all_stages` (BuildKit's
+    /// `--check` without `--target`).
+    pub async fn check(
+        &self,
+        opts: &BuildOptions,
+        ignore: Option<&PatternMatcher>,
+        all_stages: bool,
+    ) -> Result<Report> {
         let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
         let df_err = |e: polyarch_dockerfile::Error| Error::At {
             kind: ErrorKind::Dockerfile,
@@ -48,8 +55,10 @@ impl Builder {
             }
             None => None,
         };
+        let stages =
+            if all_stages { None } else { Some(reachable(&df, df.target(opts.target.as_deref()).map_err(df_err)?)) };
         let base_env = |i: usize| envs.get(i).cloned().flatten();
-        let lint_opts = Options { build_args, builtins, base_env: Some(&base_env), ignore, config };
+        let lint_opts = Options { build_args, builtins, base_env: Some(&base_env), ignore, config, stages };
         lint::lint(&ast, &lint_opts).map_err(df_err)
     }
 
@@ -63,4 +72,20 @@ impl Builder {
         let img = base::resolve(self.client(), self.store(), &reference, &platform?, ResolveMode::PreferLocal).await;
         img.ok().map(|i| i.image.config.env)
     }
+}
+
+/// The stages a build of `target` dispatches: it and, transitively, the
+/// stages it is based on or copies from.
+fn reachable(df: &instructions::Dockerfile, target: usize) -> Vec<usize> {
+    let mut seen = vec![target];
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        for (j, _) in df.dependencies(i) {
+            if !seen.contains(&j) {
+                seen.push(j);
+                todo.push(j);
+            }
+        }
+    }
+    seen
 }

@@ -186,6 +186,13 @@ Dockerfile:2
     );
     let (code, out) = check(&env, &ok, &["--check"]);
     assert_eq!((code, out.as_str()), (Some(0), "Check complete, no warnings found.\n"));
+    // With --target only the stages it needs have their instructions checked.
+    let two = context(&env, "two", &[("Dockerfile", "FROM scratch AS a\nCMD echo x\nFROM scratch AS b\nCMD echo y\n")]);
+    let (code, out) = check(&env, &two, &["--check"]);
+    assert_eq!(code, Some(1));
+    assert!(out.starts_with("Check complete, 2 warnings have been found!\n"), "{out}");
+    let (_, out) = check(&env, &two, &["--check", "--target", "a"]);
+    assert!(out.starts_with("Check complete, 1 warning has been found!\n") && out.contains("Dockerfile:2\n"), "{out}");
     // Another method is refused by name.
     let err = env.fails(&["build", "--call=outline", s(&ctx)]);
     assert!(err.contains("--call=outline is not supported"), "{err}");

@@ -695,7 +695,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
-    let report = check::report(&rt, &builder, &opts, &a)?;
+    let report = check::report(&rt, &builder, &opts, &a, false)?;
     if let Err(e) = check::before_build(&report, &a.progress) {
         progress.finish(false);
         return Err(e);

@@ -52,15 +52,17 @@ pub(super) struct Checker<'a> {
     config: &'a Config,
     lex: Lex,
     out: Vec<Warning>,
+    /// Set while walking a stage that is not dispatched.
+    quiet: bool,
 }
 
 impl<'a> Checker<'a> {
     pub(super) fn new(ast: &'a ParseResult, opts: &'a Options<'a>, config: &'a Config) -> Checker<'a> {
-        Checker { ast, opts, config, lex: Lex::new(ast.escape), out: Vec::new() }
+        Checker { ast, opts, config, lex: Lex::new(ast.escape), out: Vec::new(), quiet: false }
     }
 
     fn warn(&mut self, cfg: &Config, rule: Rule, message: String, lines: (usize, usize)) {
-        if cfg.enabled(&rule) {
+        if cfg.enabled(&rule) && !self.quiet {
             self.out.push(Warning {
                 rule: rule.name,
                 description: rule.description,
@@ -374,6 +376,7 @@ impl Checker<'_> {
                     st
                 };
                 current = Some((f.name.clone(), st, Once::default()));
+                self.quiet = self.opts.stages.as_ref().is_some_and(|s| !s.contains(&index));
                 index += 1;
                 continue;
             }
@@ -382,6 +385,7 @@ impl Checker<'_> {
             self.command(cmd, cfg, &mut st_local, once, globals);
             *st = st_local;
         }
+        self.quiet = false;
         Ok(())
     }
 

@@ -162,6 +162,10 @@ pub struct Options<'a> {
     pub ignore: Option<&'a crate::ignore::PatternMatcher>,
     /// `BUILDKIT_DOCKERFILE_CHECK`: replaces the `# check=` directive.
     pub config: Option<Config>,
+    /// The stages whose instructions are checked (those a build of the
+    /// target dispatches); `None` checks all, as `--check` without
+    /// `--target`. The rules on the FROM lines and names check all stages.
+    pub stages: Option<Vec<usize>>,
 }
 
 /// The outcome of [`lint`].

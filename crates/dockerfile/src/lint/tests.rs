@@ -267,3 +267,19 @@ Dockerfile:7
 ";
     assert_eq!(render(&rep.warnings, "Dockerfile", src), want);
 }
+
+#[test]
+fn only_dispatched_stages_have_their_instructions_checked() {
+    let src = "FROM busybox AS a\nCMD echo a\nFROM busybox AS B\nCMD echo b\n";
+    let ast = crate::parse(src.as_bytes()).unwrap();
+    let opts = Options { stages: Some(vec![0]), ..Options::default() };
+    let got: Vec<String> = lint(&ast, &opts).unwrap().warnings.iter().map(Warning::short).collect();
+    // The name rule checks every stage; CMD only in the stage built.
+    assert_eq!(
+        got,
+        [
+            "StageNameCasing: Stage name 'B' should be lowercase (line 3)",
+            "JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 2)",
+        ]
+    );
+}

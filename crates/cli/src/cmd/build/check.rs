@@ -54,20 +54,22 @@ fn ignore_matcher(a: &BuildArgs) -> Result<Option<PatternMatcher>> {
     Ok(Some(PatternMatcher::new(&patterns)?))
 }
 
-/// Runs the checks.
+/// Runs the checks: on the stages the target needs, or on all of them
+/// (`all_stages`, as `--check` without `--target`).
 pub(super) fn report(
     rt: &tokio::runtime::Runtime,
     builder: &Builder,
     opts: &BuildOptions,
     a: &BuildArgs,
+    all_stages: bool,
 ) -> Result<Report> {
     let ignore = ignore_matcher(a)?;
-    Ok(rt.block_on(builder.check(opts, ignore.as_ref()))?)
+    Ok(rt.block_on(builder.check(opts, ignore.as_ref(), all_stages))?)
 }
 
 /// `--check`: prints the result on stdout; exits 1 when there are warnings.
 pub(super) fn run(rt: &tokio::runtime::Runtime, builder: &Builder, opts: &BuildOptions, a: &BuildArgs) -> Result<u8> {
-    let rep = report(rt, builder, opts, a)?;
+    let rep = report(rt, builder, opts, a, a.target.as_deref().is_none_or(str::is_empty))?;
     let source = String::from_utf8_lossy(&opts.dockerfile);
     let n = rep.warnings.len();
     if n == 0 {
