@@ -40,13 +40,17 @@ impl Builder {
         let builtins = builtin_args(&opts.platform);
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
         let froms = instructions::expand_from(&df, ast.escape, &build_args, &builtins).map_err(df_err)?;
+        let stages =
+            if all_stages { None } else { Some(reachable(&df, df.target(opts.target.as_deref()).map_err(df_err)?)) };
+        // Only the images of the stages checked are resolved.
         let envs = futures_util::future::join_all(froms.iter().enumerate().map(|(i, f)| {
             let is_stage = df.stages[..i].iter().any(|s| s.name.as_deref() == Some(f.base.to_lowercase().as_str()));
+            let skip = is_stage || stages.as_ref().is_some_and(|s| !s.contains(&i));
             let platform = match &f.platform {
                 Some(p) => Platform::parse(p).ok(),
                 None => Some(opts.platform.clone()),
             };
-            self.base_env(&f.base, platform, is_stage)
+            self.base_env(&f.base, platform, skip)
         }))
         .await;
         let config = match build_args.get(CHECK_ARG) {
@@ -63,9 +67,10 @@ impl Builder {
     }
 
     /// The environment of a registry image a stage starts from (`None`
-    /// for scratch, a stage, or an image that cannot be resolved).
-    async fn base_env(&self, name: &str, platform: Option<Platform>, is_stage: bool) -> Option<Vec<String>> {
-        if is_stage || name.eq_ignore_ascii_case("scratch") {
+    /// for scratch, a stage, a stage not checked, or an image that cannot
+    /// be resolved: without a registry client only stored images are).
+    async fn base_env(&self, name: &str, platform: Option<Platform>, skip: bool) -> Option<Vec<String>> {
+        if skip || name.eq_ignore_ascii_case("scratch") {
             return None;
         }
         let reference = Reference::parse_normalized(name).ok()?.with_default_tag();

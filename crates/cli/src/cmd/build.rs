@@ -695,7 +695,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
-    let report = check::report(&rt, &builder, &opts, &a, false)?;
+    // A build on nodes checks with the images stored here only.
+    let checker = if remote_builder.is_some() { Builder::new(store.clone()) } else { builder.clone() };
+    let report = check::report(&rt, &checker, &opts, &a, false)?;
     if let Err(e) = check::before_build(&report, &a.progress) {
         progress.finish(false);
         return Err(e);

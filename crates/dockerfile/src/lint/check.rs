@@ -111,7 +111,7 @@ impl<'a> Checker<'a> {
             self.default_base(node, cmd, ncfg, &defaults);
         }
         for (node, cmd, ncfg) in &froms {
-            self.from_args(node, cmd, ncfg, &globals, &declared);
+            self.check_from_args(node, cmd, ncfg, &globals, &declared);
         }
         self.dispatch(&items, &globals)?;
         Ok(self.out)
@@ -135,7 +135,7 @@ impl<'a> Checker<'a> {
                     self.warn(cfg, r::FROM_AS_CASING, r::from_as_casing(&node.cmd, &node.args[1]), lines);
                 }
                 if let Some(name) = &f.name {
-                    self.description(cfg, "FROM", &[name.clone()], &node.prev_comment, lines);
+                    self.description(cfg, "FROM", std::slice::from_ref(name), &node.prev_comment, lines);
                 }
             }
             Instruction::Arg(args) => {
@@ -233,7 +233,7 @@ impl<'a> Checker<'a> {
     }
 
     /// UndefinedArgInFrom, RedundantTargetPlatform, FromPlatformFlagConstDisallowed.
-    fn from_args(
+    fn check_from_args(
         &mut self,
         _node: &Node,
         cmd: &Command,
