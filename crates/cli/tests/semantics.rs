@@ -193,6 +193,14 @@ Dockerfile:2
     assert!(out.starts_with("Check complete, 2 warnings have been found!\n"), "{out}");
     let (_, out) = check(&env, &two, &["--check", "--target", "a"]);
     assert!(out.starts_with("Check complete, 1 warning has been found!\n") && out.contains("Dockerfile:2\n"), "{out}");
+    // The stages with their description comments, the last the default.
+    let df = "# base The base stage\nFROM scratch AS base\n\n# other words\nFROM scratch AS release-build\n";
+    let t = context(&env, "targets", &[("Dockerfile", df)]);
+    let out = env.ok(&["build", "--call=targets", s(&t)]);
+    assert_eq!(
+        out,
+        "TARGET                  DESCRIPTION\nbase                    The base stage\nrelease-build (default) \n"
+    );
     // Another method is refused by name.
     let err = env.fails(&["build", "--call=outline", s(&ctx)]);
     assert!(err.contains("--call=outline is not supported"), "{err}");

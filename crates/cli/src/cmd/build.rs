@@ -123,7 +123,7 @@ pub struct BuildArgs {
     /// (`--call=check`); exits 1 when there are warnings.
     #[arg(long)]
     check: bool,
-    /// What to run: `build` (default) or `check`.
+    /// What to run: `build` (default), `check` or `targets`.
     #[arg(long, value_name = "METHOD", default_value = "build")]
     call: String,
 }
@@ -660,6 +660,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
     let (dockerfile, name, ctx) = load_context(&a)?;
+    if method == check::Method::Targets {
+        return check::targets(&dockerfile, &name);
+    }
     let p = progress.clone();
     p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
     p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });

@@ -1,6 +1,6 @@
 //! `--check` / `--call=check` (the build checks without building, printed
-//! as `buildx build --check` prints them) and the warnings printed after a
-//! build, as buildx's `printWarnings`.
+//! as `buildx build --check` prints them), `--call=targets`, and the
+//! warnings printed after a build, as buildx's `printWarnings`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use super::BuildArgs;
 pub(super) enum Method {
     Build,
     Check,
+    Targets,
 }
 
 /// `--check` is `--call=check`; `build` is the default; the other
@@ -29,10 +30,11 @@ pub(super) fn method(a: &BuildArgs) -> Result<Method> {
     match name {
         "" | "build" => Ok(Method::Build),
         "check" | "lint" => Ok(Method::Check),
-        "outline" | "targets" | "subrequests.describe" => {
-            bail!("--call={name} is not supported by polyarch (supported: build, check)")
+        "targets" => Ok(Method::Targets),
+        "outline" | "subrequests.describe" => {
+            bail!("--call={name} is not supported by polyarch (supported: build, check, targets)")
         }
-        other => bail!("invalid --call {other:?}: want build or check"),
+        other => bail!("invalid --call {other:?}: want build, check or targets"),
     }
 }
 
@@ -106,4 +108,36 @@ pub(super) fn print_after(rep: &Report, progress: &str) {
         out.push_str(&format!(" - {}\n", w.short()));
     }
     eprint!("{out}");
+}
+
+/// `--call=targets`: the stages with their description comments
+/// (`# name text` right above the FROM), the last one the default, in
+/// buildx's `TARGET  DESCRIPTION` table.
+pub(super) fn targets(dockerfile: &[u8], file: &str) -> Result<u8> {
+    use polyarch_dockerfile::instructions::{parse_instruction, Instruction};
+    let source = String::from_utf8_lossy(dockerfile);
+    let diag = |e: polyarch_dockerfile::Error| anyhow::anyhow!("{}", e.diagnostic(file, &source).render());
+    let ast = polyarch_dockerfile::parse(dockerfile).map_err(diag)?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for node in &ast.nodes {
+        let Instruction::From(f) = parse_instruction(node).map_err(diag)?.instruction else { continue };
+        let name = f.name.unwrap_or_default();
+        let prefix = format!("{name} ");
+        let desc = if name.is_empty() {
+            String::new()
+        } else {
+            node.prev_comment.iter().find_map(|c| c.strip_prefix(&prefix)).unwrap_or("").to_string()
+        };
+        rows.push((name, desc));
+    }
+    if let Some(last) = rows.last_mut() {
+        last.0 = if last.0.is_empty() { "(default)".into() } else { format!("{} (default)", last.0) };
+    }
+    let width = rows.iter().map(|r| r.0.chars().count()).chain(["TARGET".len()]).max().unwrap_or(0) + 1;
+    let mut out = format!("{:<width$}DESCRIPTION\n", "TARGET");
+    for (name, desc) in rows {
+        out.push_str(&format!("{name:<width$}{desc}\n"));
+    }
+    print!("{out}");
+    Ok(0)
 }
