@@ -173,6 +173,8 @@ pub(crate) struct StageState {
     pub(crate) layers_before_step: usize,
     /// History entries of metadata steps, whose time is the image's.
     pub(crate) pending: Vec<usize>,
+    /// The step being dispatched is an ONBUILD trigger.
+    pub(crate) on_build: bool,
 }
 
 pub(crate) struct Run<'a> {
@@ -511,6 +513,7 @@ impl Run<'_> {
             s.platform = platform.clone();
             s
         };
+        let triggers = commands.len();
         commands.extend(stage.commands.iter().cloned());
         st.index = 0;
         st.total = 1 + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
@@ -521,9 +524,11 @@ impl Run<'_> {
         };
         let step = self.start(st.prefix(&from_text));
         self.done(step);
-        for cmd in &commands {
+        for (k, cmd) in commands.iter().enumerate() {
+            st.on_build = k < triggers;
             self.dispatch(&mut st, cmd).await?;
         }
+        st.on_build = false;
         self.stages[i] = Some(st);
         Ok(())
     }
@@ -710,14 +715,17 @@ impl StageState {
             total: 1,
             layers_before_step: 0,
             pending: Vec::new(),
+            on_build: false,
         }
     }
 
-    /// `[name k/n] text` as BuildKit names vertices.
+    /// `[name k/n] text` as BuildKit names vertices (`ONBUILD ` before
+    /// the text of a trigger's step, as its `prefixCommand`).
     pub(crate) fn prefix(&mut self, text: &str) -> String {
         self.index += 1;
         let width = self.total.to_string().len();
-        format!("[{} {:>width$}/{}] {text}", self.name, self.index, self.total)
+        let onbuild = if self.on_build { "ONBUILD " } else { "" };
+        format!("[{} {:>width$}/{}] {onbuild}{text}", self.name, self.index, self.total)
     }
 }
 

@@ -65,11 +65,15 @@ fn a_stage_based_on_a_stage_inherits_its_args_and_runs_its_onbuild_triggers() {
 #[test]
 fn run_in_a_child_stage_sees_the_parents_args() {
     let Some((env, _reg)) = mirrored_for_run() else { return };
-    let df = "FROM busybox AS parent\nARG V=from-parent\nFROM parent\nRUN echo \"v=$V\" > /v.txt\n";
+    let df = "FROM busybox AS parent\nARG V=from-parent\nONBUILD RUN echo \"t=$V\" > /t.txt\n\
+              FROM parent\nRUN echo \"v=$V\" > /v.txt\n";
     let ctx = context(&env, "run", &[("Dockerfile", df)]);
     let out = env.dir.path().join("local");
-    build(&env, &["-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
+    let (_, stderr) = build(&env, &["-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
     assert_eq!(std::fs::read_to_string(out.join("v.txt")).unwrap(), "v=from-parent\n");
+    assert_eq!(std::fs::read_to_string(out.join("t.txt")).unwrap(), "t=from-parent\n");
+    // The trigger's step is named as BuildKit names it.
+    assert!(stderr.contains("[stage-1 2/3] ONBUILD RUN echo \"t=from-parent\" > /t.txt"), "{stderr}");
 }
 
 #[test]
