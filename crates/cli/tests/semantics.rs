@@ -222,6 +222,7 @@ fn a_build_prints_its_warnings_and_error_true_fails_it() {
         ),
         "{stderr}"
     );
+    assert!(stderr.contains("#1 WARN: StageNameCasing: Stage name 'Base' should be lowercase (line 1)\n"), "{stderr}");
     let bad =
         context(&env, "err", &[("Dockerfile", "# check=error=true\nFROM scratch as b\nCOPY a.txt /\n"), ("a.txt", "")]);
     let err =

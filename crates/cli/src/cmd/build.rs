@@ -705,6 +705,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         progress.finish(false);
         return Err(e);
     }
+    check::print_inline(&progress, &report);
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());

@@ -141,3 +141,14 @@ pub(super) fn targets(dockerfile: &[u8], file: &str) -> Result<u8> {
     print!("{out}");
     Ok(0)
 }
+
+/// The warnings under the `[internal] load build definition` step
+/// (`#1 WARN: ...`), as BuildKit's plain progress shows them.
+pub(super) fn print_inline(progress: &super::Progress, rep: &Report) {
+    if progress.mode != "plain" {
+        return;
+    }
+    for w in &rep.warnings {
+        progress.line(&format!("#1 WARN: {}", w.short()));
+    }
+}
