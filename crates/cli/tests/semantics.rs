@@ -241,3 +241,31 @@ fn a_build_prints_its_warnings_and_error_true_fails_it() {
     ]);
     assert!(err.contains("lint violation found for rules: StageNameCasing"), "{err}");
 }
+
+#[test]
+fn env_and_label_pairs_match_buildah() {
+    use crate::util::image::{buildah_build, buildah_prerequisites};
+    let Some((env, reg)) = mirrored() else { return };
+    if !buildah_prerequisites() {
+        return;
+    }
+    let df = format!(
+        "FROM {} AS parent\nARG V=p\nENV a=1\nENV a=10 d=$a\nLABEL x=$a y=$d\nFROM parent\nLABEL v=$V\n",
+        busybox(reg)
+    );
+    let ctx = context(&env, "bud", &[("Dockerfile", &df)]);
+    let oci = env.dir.path().join("ours.tar");
+    build(&env, &["-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+    let (theirs, _) = buildah_build(env.dir.path(), &ctx, &[], "sem:1");
+    let (ours, theirs) = (skopeo_config(&oci), skopeo_config(&theirs));
+    assert_eq!(env_of(&ours), env_of(&theirs));
+    for k in ["x", "y"] {
+        assert_eq!(
+            ours["config"]["Labels"][k], theirs["config"]["Labels"][k],
+            "label {k}: ours {ours} theirs {theirs}"
+        );
+    }
+    // buildah (1.28) gives the child an empty V; BuildKit, the reference,
+    // inherits the parent's ARG.
+    assert_eq!(ours["config"]["Labels"]["v"], "p");
+}
