@@ -471,6 +471,7 @@ impl Checker<'_> {
                 let mut words: Vec<&str> = Vec::new();
                 words.extend(c.chown.as_deref());
                 words.extend(c.chmod.as_deref());
+                words.extend(c.checksum.as_deref());
                 words.extend(c.sources.iter().map(String::as_str));
                 words.push(&c.dest);
                 self.expand_check(cfg, st, &words, lines);
@@ -483,6 +484,17 @@ impl Checker<'_> {
                 }
             }
             Instruction::User(w) | Instruction::Stopsignal(w) => self.expand_check(cfg, st, &[w], lines),
+            Instruction::Run(run) => {
+                // The mount options are expanded (`setMountState`); the
+                // command is left to the shell.
+                let words: Vec<&str> = run
+                    .mounts
+                    .iter()
+                    .flat_map(|m| [m.from.as_deref(), m.source.as_deref(), m.target.as_deref(), m.id.as_deref()])
+                    .flatten()
+                    .collect();
+                self.expand_check(cfg, st, &words, lines);
+            }
             Instruction::Volume(v) => {
                 let words: Vec<&str> = v.iter().map(String::as_str).collect();
                 self.expand_check(cfg, st, &words, lines);

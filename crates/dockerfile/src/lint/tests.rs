@@ -111,6 +111,10 @@ fn undefined_var() {
         run("FROM busybox\nARG FOO=1\nCOPY $FOOO /x\nENV P=$PATH\n"),
         ["UndefinedVar: Usage of undefined variable '$FOOO' (did you mean $FOO?) (line 3)"]
     );
+    assert_eq!(
+        run("FROM busybox\nRUN --mount=type=cache,target=/c/$DIRR true\n"),
+        ["UndefinedVar: Usage of undefined variable '$DIRR' (line 2)"]
+    );
     // Declared without a value counts as defined; RUN is left to the shell.
     assert!(run("FROM busybox\nARG X\nLABEL a=$X\nRUN echo $NOPE\n").is_empty());
     // A stage based on another sees its variables.
