@@ -269,3 +269,14 @@ fn env_and_label_pairs_match_buildah() {
     // inherits the parent's ARG.
     assert_eq!(ours["config"]["Labels"]["v"], "p");
 }
+
+#[test]
+fn a_parent_trigger_copying_from_a_stage_builds_that_stage_first() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = "FROM busybox AS src\nFROM scratch AS parent\nONBUILD COPY --from=src /bin/busybox /copied\n\
+              FROM parent\n";
+    let ctx = context(&env, "trig", &[("Dockerfile", df)]);
+    let out = env.dir.path().join("t");
+    build(&env, &["-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
+    assert!(out.join("copied").is_file());
+}
