@@ -182,6 +182,16 @@ fn copy_ignored_file() {
             "CopyIgnoredFile: Attempting to Add file \"build/x\" that is excluded by .dockerignore (line 3)",
         ]
     );
+    // The context root is only "ignored" by a pattern excluding everything.
+    let dot = |pats: &[&str]| {
+        let m = crate::ignore::PatternMatcher::new(pats).unwrap();
+        run_with("FROM scratch\nCOPY . .\n", &Options { ignore: Some(&m), ..Options::default() })
+    };
+    assert!(dot(&[".*"]).is_empty());
+    assert_eq!(
+        dot(&["*"]),
+        ["CopyIgnoredFile: Attempting to Copy file \".\" that is excluded by .dockerignore (line 2)"]
+    );
     let m = crate::ignore::PatternMatcher::new(&["secret.txt", "!keep"]).unwrap();
     let opts = Options { ignore: Some(&m), ..Options::default() };
     assert!(run_with("FROM busybox\nCOPY secret.txt /\n", &opts).is_empty());
