@@ -107,11 +107,11 @@ impl<'a> Checker<'a> {
         declared.extend(globals.keys().cloned());
         let froms: Vec<&(&Node, Command, Config)> =
             items.iter().filter(|(_, c, _)| matches!(c.instruction, Instruction::From(_))).collect();
-        for (node, cmd, ncfg) in &froms {
-            self.default_base(node, cmd, ncfg, &defaults);
+        for (_, cmd, ncfg) in &froms {
+            self.default_base(cmd, ncfg, &defaults);
         }
-        for (node, cmd, ncfg) in &froms {
-            self.check_from_args(node, cmd, ncfg, &globals, &declared);
+        for (_, cmd, ncfg) in &froms {
+            self.check_from_args(cmd, ncfg, &globals, &declared);
         }
         self.dispatch(&items, &globals)?;
         Ok(self.out)
@@ -219,7 +219,7 @@ impl<'a> Checker<'a> {
     }
 
     /// InvalidDefaultArgInFrom: the base with only default values.
-    fn default_base(&mut self, _node: &Node, cmd: &Command, cfg: &Config, defaults: &HashMap<String, String>) {
+    fn default_base(&mut self, cmd: &Command, cfg: &Config, defaults: &HashMap<String, String>) {
         let Instruction::From(f) = &cmd.instruction else { return };
         let Ok(res) = self.lex.process(&f.base, defaults) else { return };
         if !valid_reference(&res.result) {
@@ -235,7 +235,6 @@ impl<'a> Checker<'a> {
     /// UndefinedArgInFrom, RedundantTargetPlatform, FromPlatformFlagConstDisallowed.
     fn check_from_args(
         &mut self,
-        _node: &Node,
         cmd: &Command,
         cfg: &Config,
         globals: &HashMap<String, String>,
