@@ -48,11 +48,13 @@ fn env_and_label_pairs_expand_with_the_environment_before_the_instruction() {
 fn a_stage_based_on_a_stage_inherits_its_args_and_runs_its_onbuild_triggers() {
     let Some((env, _reg)) = mirrored() else { return };
     let df = "FROM busybox AS parent\nARG V=from-parent\nONBUILD LABEL trig=$V\nONBUILD ENV T=1\n\
-              FROM parent AS child\nLABEL v=$V\n";
+              FROM parent AS child\nLABEL v=$V\nARG V\nLABEL again=$V\n";
     let cfg = config_of(&env, df, &[]);
     let labels = &cfg["config"]["Labels"];
     assert_eq!(labels["v"], "from-parent", "{cfg}");
     assert_eq!(labels["trig"], "from-parent", "{cfg}");
+    // Declared again without a value, it keeps the value in scope.
+    assert_eq!(labels["again"], "from-parent", "{cfg}");
     assert!(env_of(&cfg).contains(&"T=1".to_string()), "{cfg}");
     assert!(cfg["config"]["OnBuild"].is_null(), "triggers do not carry over: {}", cfg["config"]);
     // The parent itself does not run its own triggers.
