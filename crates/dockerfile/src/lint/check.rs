@@ -21,6 +21,8 @@ struct StageEnv {
     known: bool,
     shell: bool,
     workdir_set: bool,
+    /// ONBUILD expressions declared in the stage.
+    triggers: Vec<String>,
 }
 
 impl StageEnv {
@@ -273,6 +275,15 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// An ONBUILD expression as the one instruction it holds.
+fn parse_trigger(expr: &str) -> Option<Command> {
+    let ast = crate::parse(expr.as_bytes()).ok()?;
+    match ast.nodes.as_slice() {
+        [node] => parse_instruction(node).ok(),
+        _ => None,
+    }
+}
+
 /// BuildKit's `doesFromCaseMatchAsCase`.
 fn from_matches_as(from: &str, r#as: &str) -> bool {
     let lower = from == from.to_lowercase();
@@ -359,33 +370,46 @@ impl Checker<'_> {
                 }
                 let base = self.lex.process_word(&f.base, globals).unwrap_or_else(|_| f.base.clone());
                 let lower = base.to_lowercase();
-                let st = if let Some((_, parent)) =
-                    finished.iter().rev().find(|(n, _)| n.as_deref() == Some(lower.as_str()))
-                {
-                    parent.clone()
-                } else if lower == "scratch" {
-                    StageEnv { known: true, ..StageEnv::default() }
-                } else {
-                    let env = self.opts.base_env.and_then(|f| f(index));
-                    let mut st = StageEnv { known: env.is_some(), ..StageEnv::default() };
-                    for e in env.unwrap_or_default() {
-                        let (k, v) = e.split_once('=').unwrap_or((&e, ""));
-                        st.set(k, v);
-                    }
-                    st
+                let parent = finished.iter().rev().find(|(n, _)| n.as_deref() == Some(lower.as_str()));
+                let mut st = match parent {
+                    Some((_, p)) => StageEnv { triggers: Vec::new(), ..p.clone() },
+                    None if lower == "scratch" => StageEnv { known: true, ..StageEnv::default() },
+                    None => self.image_env(index),
                 };
-                current = Some((f.name.clone(), st, Once::default()));
+                let triggers = parent.map(|(_, p)| p.triggers.clone()).unwrap_or_default();
                 self.quiet = self.opts.stages.as_ref().is_some_and(|s| !s.contains(&index));
                 index += 1;
+                // The parent's ONBUILD triggers run first, at the FROM line.
+                let mut once = Once::default();
+                for t in triggers {
+                    let Some(mut tc) = parse_trigger(&t) else { continue };
+                    (tc.start_line, tc.end_line) = (cmd.start_line, cmd.end_line);
+                    self.command(&tc, cfg, &mut st, &mut once, globals);
+                }
+                current = Some((f.name.clone(), st, once));
                 continue;
             }
             let Some((_, st, once)) = current.as_mut() else { continue };
+            if let Instruction::Onbuild(expr) = &cmd.instruction {
+                st.triggers.push(expr.clone());
+            }
             let mut st_local = std::mem::take(st);
             self.command(cmd, cfg, &mut st_local, once, globals);
             *st = st_local;
         }
         self.quiet = false;
         Ok(())
+    }
+
+    /// The variables of the registry image stage `index` starts from.
+    fn image_env(&self, index: usize) -> StageEnv {
+        let env = self.opts.base_env.and_then(|f| f(index));
+        let mut st = StageEnv { known: env.is_some(), ..StageEnv::default() };
+        for e in env.unwrap_or_default() {
+            let (k, v) = e.split_once('=').unwrap_or((&e, ""));
+            st.set(k, v);
+        }
+        st
     }
 
     /// UndefinedVar for the variables `words` use.

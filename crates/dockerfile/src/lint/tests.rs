@@ -297,3 +297,11 @@ fn only_dispatched_stages_have_their_instructions_checked() {
         ]
     );
 }
+
+#[test]
+fn parent_triggers_are_checked_in_the_child() {
+    assert_eq!(
+        run("FROM busybox AS p\nONBUILD CMD echo hi\nFROM p\n"),
+        ["JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 3)"]
+    );
+}
