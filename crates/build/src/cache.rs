@@ -65,7 +65,8 @@ impl KeyBuilder {
 /// targets, file bytes, extended attributes and which files are hard links
 /// of an earlier path; times are left out, as BuildKit's content checksums
 /// do. A tree without attributes or hard links digests as it always did.
-pub fn content_digest(fs: &MemFs) -> String {
+/// File contents are hashed by streaming (once per content).
+pub fn content_digest(fs: &MemFs) -> Result<String> {
     let mut h = Sha256::new();
     let mut firsts: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
     for (p, n) in fs.iter() {
@@ -80,8 +81,13 @@ pub fn content_digest(fs: &MemFs) -> String {
             }
             Kind::File(d) => {
                 h.update(b"f");
-                h.update(Sha256::digest(d.as_slice()));
+                h.update(d.sha256()?);
             }
+            Kind::Device { block, major, minor } => {
+                h.update(if *block { b"b" } else { b"c" });
+                h.update(format!("{major}:{minor}").as_bytes());
+            }
+            Kind::Fifo => h.update(b"p"),
         }
         // Links and attributes follow a `\0/`, which no path starts with.
         if let Some(first) = n.link.map(|g| *firsts.entry(g).or_insert(p.as_str())).filter(|f| *f != p) {
@@ -97,7 +103,7 @@ pub fn content_digest(fs: &MemFs) -> String {
         }
         h.update([0]);
     }
-    format!("sha256:{}", hex::encode(h.finalize()))
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// What a cached step produced.
@@ -271,11 +277,11 @@ mod tests {
         a.insert("f".into(), file_node(b"x", 0o644, 1));
         let mut b = MemFs::new();
         b.insert("f".into(), file_node(b"x", 0o644, 2));
-        assert_eq!(content_digest(&a), content_digest(&b));
+        assert_eq!(content_digest(&a).unwrap(), content_digest(&b).unwrap());
         b.insert("f".into(), file_node(b"y", 0o644, 2));
-        assert_ne!(content_digest(&a), content_digest(&b));
+        assert_ne!(content_digest(&a).unwrap(), content_digest(&b).unwrap());
         b.insert("f".into(), file_node(b"x", 0o600, 2));
-        assert_ne!(content_digest(&a), content_digest(&b));
+        assert_ne!(content_digest(&a).unwrap(), content_digest(&b).unwrap());
     }
 
     #[test]
@@ -283,24 +289,28 @@ mod tests {
         let mut a = MemFs::new();
         a.insert("f".into(), file_node(b"x", 0o644, 1));
         a.insert("g".into(), file_node(b"x", 0o644, 1));
-        let plain = content_digest(&a);
+        let plain = content_digest(&a).unwrap();
         let mut b = a.clone();
         let g = crate::fs::new_link_group();
         for p in ["f", "g"] {
             b.insert(p.into(), crate::fs::Node { link: Some(g), ..file_node(b"x", 0o644, 1) });
         }
-        assert_ne!(content_digest(&b), plain, "g is a hard link of f");
+        assert_ne!(content_digest(&b).unwrap(), plain, "g is a hard link of f");
         let mut c = b.clone();
         let other = crate::fs::new_link_group();
         for p in ["f", "g"] {
             c.insert(p.into(), crate::fs::Node { link: Some(other), ..file_node(b"x", 0o644, 1) });
         }
-        assert_eq!(content_digest(&c), content_digest(&b), "group ids do not count, only who links to whom");
+        assert_eq!(
+            content_digest(&c).unwrap(),
+            content_digest(&b).unwrap(),
+            "group ids do not count, only who links to whom"
+        );
         let mut x = a.clone();
         let mut n = file_node(b"x", 0o644, 1);
         n.xattrs.insert("user.a".into(), b"1".to_vec());
         x.insert("f".into(), n);
-        assert_ne!(content_digest(&x), plain);
+        assert_ne!(content_digest(&x).unwrap(), plain);
     }
 
     #[test]

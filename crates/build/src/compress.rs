@@ -47,9 +47,10 @@ pub fn decompress<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     })
 }
 
-/// Whether `data` is a tar archive once decompressed: the ustar magic at
-/// offset 257 of the first header, or a valid old-style header checksum.
-pub fn is_tar(data: &[u8]) -> bool {
+/// Whether the stream is a tar archive once decompressed: the ustar magic
+/// at offset 257 of the first header, or a valid old-style header
+/// checksum. Reads at most the first header's worth of output.
+pub fn is_tar(data: impl Read) -> bool {
     let Ok(mut r) = decompress(data) else { return false };
     let mut block = vec![0u8; 512];
     let mut n = 0;
@@ -109,9 +110,9 @@ mod tests {
             let mut out = Vec::new();
             decompress(&data[..]).unwrap().read_to_end(&mut out).unwrap();
             assert_eq!(out, plain, "{fmt:?}");
-            assert!(is_tar(data), "{fmt:?}");
+            assert!(is_tar(&data[..]), "{fmt:?}");
         }
-        assert!(!is_tar(b"just some text that is not an archive"));
-        assert!(!is_tar(&[0u8; 1024]));
+        assert!(!is_tar(&b"just some text that is not an archive"[..]));
+        assert!(!is_tar(&[0u8; 1024][..]));
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use polyarch_dockerfile::ignore::{read_all, PatternMatcher};
 
 use crate::error::{Error, Result};
-use crate::fs::MemFs;
+use crate::fs::{MemFs, Spill};
 
 /// Reads the ignore patterns for a Dockerfile: `<Dockerfile>.dockerignore`
 /// beside it wins over `.dockerignore` at the context root.
@@ -50,8 +50,15 @@ pub fn from_dir(root: &Path, patterns: &[String]) -> Result<MemFs> {
 
 /// Loads a context sent as a tar stream (compressed or not). The whole
 /// archive is returned; apply [`filter`] once the ignore file is read.
+/// File contents are spilled to the system's temporary directory.
 pub fn from_tar(reader: impl Read) -> Result<MemFs> {
-    let fs = MemFs::from_tar(reader)?;
+    from_tar_in(reader, &Spill::temp())
+}
+
+/// As [`from_tar`], file contents spilled to `spill` (under the store's
+/// `run/`).
+pub fn from_tar_in(reader: impl Read, spill: &Spill) -> Result<MemFs> {
+    let fs = MemFs::from_tar_in(reader, spill)?;
     Ok(normalize_owners(fs))
 }
 

@@ -13,7 +13,13 @@
 //! - `--exclude` patterns match paths relative to the source;
 //! - `--parents` keeps the source's path (below a `/./` pivot if any);
 //! - ADD unpacks local tar archives (plain, gzip, bzip2, xz, zstd) into
-//!   the destination directory.
+//!   the destination directory, which is the archive's `/`: each entry goes
+//!   where its path resolves with symlinks followed inside that directory,
+//!   as BuildKit's unpacking (a chrooted untar) puts it;
+//! - copied entries go where their path resolves in the target, symlinks
+//!   of the lower layers followed inside the root (a directory onto a
+//!   symlink to a directory merges into the directory), so nothing is ever
+//!   written below a symlink.
 //!
 //! The result is the set of entries that change, applied to `target`.
 
@@ -21,7 +27,7 @@ use std::sync::Arc;
 
 use polyarch_dockerfile::ignore::PatternMatcher;
 
-use crate::fs::{base, clean, join, parent, Kind, MemFs, Node};
+use crate::fs::{base, clean, join, parent, Backing, Content, Kind, MemFs, Node, Spill, TarApply};
 
 /// What to copy where, with names already expanded.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +51,9 @@ pub struct CopySpec {
     pub keep_owner: bool,
     /// The time given to directories this copy creates.
     pub now: i64,
+    /// Where the entries of unpacked archives go (the system's temporary
+    /// directory when unset).
+    pub spill: Option<Arc<Spill>>,
 }
 
 /// Why a copy could not be planned.
@@ -56,6 +65,8 @@ pub enum CopyError {
     NeedsDirectory,
     /// An `--exclude` pattern is malformed.
     BadPattern(String),
+    /// A destination path goes through a file.
+    NotADirectory(String),
 }
 
 impl std::fmt::Display for CopyError {
@@ -66,6 +77,9 @@ impl std::fmt::Display for CopyError {
                 "When using COPY with more than one source file, the destination must be a directory and end with a /",
             ),
             CopyError::BadPattern(p) => write!(f, "invalid exclude pattern {}", polyarch_dockerfile::go_quote(p)),
+            CopyError::NotADirectory(p) => {
+                write!(f, "cannot copy to {}: a parent is not a directory", polyarch_dockerfile::go_quote(p))
+            }
         }
     }
 }
@@ -161,12 +175,12 @@ impl Copier<'_> {
             } else {
                 self.spec.dest.clone()
             };
-            self.copy_one(&m, &resolved, &dest);
+            self.copy_one(&m, &resolved, &dest)?;
         }
         Ok(())
     }
 
-    fn copy_one(&mut self, name: &str, resolved: &str, dest: &str) {
+    fn copy_one(&mut self, name: &str, resolved: &str, dest: &str) -> Result<(), CopyError> {
         let dir_syntax = dest.ends_with('/');
         let d = clean(dest);
         let is_dir_src = resolved.is_empty() || self.src.get(resolved).is_some_and(Node::is_dir);
@@ -182,13 +196,13 @@ impl Copier<'_> {
                 if self.excluded(rel) {
                     continue;
                 }
-                self.put(join(&target, rel), n);
+                self.put(join(&target, rel), n)?;
             }
-            return;
+            return Ok(());
         }
-        let Some(node) = self.src.get(resolved).cloned() else { return };
+        let Some(node) = self.src.get(resolved).cloned() else { return Ok(()) };
         if self.spec.unpack && self.unpack(&node, &d) {
-            return;
+            return Ok(());
         }
         let dst = if dir_syntax || target_is_dir {
             self.mkdir_all(&d);
@@ -199,31 +213,65 @@ impl Copier<'_> {
             let p = self.merged.resolve(parent(&d), true).unwrap_or_else(|| parent(&d).to_string());
             join(&p, base(&d))
         };
-        self.put(dst, node);
+        self.put(dst, node)
     }
 
-    /// ADD: unpacks `node` into directory `d` if it is a tar archive.
+    /// ADD: unpacks `node` into directory `d` if it is a tar archive, each
+    /// entry at its path resolved inside `d`. An archive that turns out
+    /// unreadable is copied as a file, as BuildKit does.
     fn unpack(&mut self, node: &Node, d: &str) -> bool {
-        let Kind::File(data) = &node.kind else { return false };
-        if !crate::compress::is_tar(data) {
+        let Kind::File(c) = &node.kind else { return false };
+        if !c.open().is_ok_and(crate::compress::is_tar) {
             return false;
         }
-        let Ok(archive) = MemFs::from_tar(&data[..]) else { return false };
-        self.mkdir_all(d);
-        let t = self.merged.resolve(d, true).unwrap_or_else(|| d.to_string());
-        for (k, n) in archive.iter() {
+        let temp;
+        let spill = match &self.spec.spill {
+            Some(s) => s.as_ref(),
+            None => {
+                temp = Spill::temp();
+                &temp
+            }
+        };
+        let mut merged = self.merged.clone();
+        let mut changes = self.changes.clone();
+        let owner = self.spec.chown.unwrap_or((0, 0));
+        mkdir_all(&mut merged, &mut changes, d, owner, self.spec.now);
+        let t = merged.resolve(d, true).unwrap_or_else(|| d.to_string());
+        let opts = TarApply { backing: Backing::Spill(spill), root: t, whiteouts: false };
+        let Ok(written) = c.open().and_then(|r| merged.apply_tar(r, &opts)) else { return false };
+        for p in written {
+            let Some(n) = merged.get(&p) else { continue };
             let mut n = n.clone();
             if let Some((u, g)) = self.spec.chown {
                 n.uid = u;
                 n.gid = g;
+                merged.insert(p.clone(), n.clone());
             }
-            self.insert(join(&t, k), n);
+            changes.insert(p, n);
         }
+        self.merged = merged;
+        self.changes = changes;
         true
     }
 
+    /// Where a copied entry at `path` goes in the target: its parents'
+    /// symlinks followed inside the root; a directory onto a symlink to a
+    /// directory goes into that directory.
+    fn place(&self, path: &str, node: &Node) -> Result<String, CopyError> {
+        let Some(p) = self.merged.resolve_entry("", path) else {
+            return Err(CopyError::NotADirectory(format!("/{path}")));
+        };
+        if node.is_dir() {
+            if let Some(t) = self.merged.resolve(&p, true).filter(|t| self.merged.get(t).is_some_and(Node::is_dir)) {
+                return Ok(t);
+            }
+        }
+        Ok(p)
+    }
+
     /// Adds one copied entry with the owner and mode rules applied.
-    fn put(&mut self, path: String, mut node: Node) {
+    fn put(&mut self, path: String, mut node: Node) -> Result<(), CopyError> {
+        let path = self.place(&path, &node)?;
         match self.spec.chown {
             Some((u, g)) => {
                 node.uid = u;
@@ -241,6 +289,7 @@ impl Copier<'_> {
             }
         }
         self.insert(path, node);
+        Ok(())
     }
 
     fn insert(&mut self, path: String, mut node: Node) {
@@ -299,7 +348,7 @@ pub fn layer_entries(changes: &MemFs, merged: &MemFs) -> Vec<(String, Node)> {
 
 /// A file with `data`, for tests and inline content.
 pub fn file_node(data: &[u8], mode: u32, mtime: i64) -> Node {
-    Node::new(Kind::File(Arc::new(data.to_vec())), mode, 0, 0, mtime)
+    Node::new(Kind::File(Content::bytes(data)), mode, 0, 0, mtime)
 }
 
 #[cfg(test)]
@@ -481,5 +530,58 @@ mod tests {
         let spec = CopySpec { unpack: false, ..spec };
         let p = plan(&src, &target(), &spec).unwrap();
         assert!(matches!(p.changes.get("opt").unwrap().kind, Kind::File(_)));
+    }
+
+    fn below_no_symlink(changes: &MemFs, merged: &MemFs) {
+        for (p, _) in layer_entries(changes, merged) {
+            let mut q = parent(&p);
+            while !q.is_empty() {
+                assert!(merged.get(q).is_some_and(Node::is_dir), "{p} is below {q}, not a directory");
+                q = parent(q);
+            }
+        }
+    }
+
+    #[test]
+    fn add_of_a_hostile_archive_stays_in_the_destination() {
+        let tar =
+            crate::fs::tests::tar_of(&[("link", "->/etc"), ("link/file", "1"), ("up", "->../.."), ("up/f2", "2")]);
+        let mut src = MemFs::new();
+        src.insert("evil.tar".into(), file_node(&tar, 0o644, 0));
+        let spec =
+            CopySpec { sources: vec!["evil.tar".into()], dest: "/x/".into(), unpack: true, ..Default::default() };
+        let p = plan(&src, &target(), &spec).unwrap();
+        let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["x", "x/etc", "x/etc/file", "x/f2", "x/link", "x/up"]);
+        assert!(p.merged.get("etc/file").is_none(), "the lower /etc is not written");
+        below_no_symlink(&p.changes, &p.merged);
+        let entries = layer_entries(&p.changes, &p.merged);
+        crate::layer::tar_entries(entries.iter().map(|(k, n)| (k.as_str(), n))).unwrap();
+    }
+
+    #[test]
+    fn copies_follow_symlinks_of_the_target() {
+        let mut t = target();
+        t.insert("usr".into(), Node::dir(0o755, 0, 0, 0));
+        t.insert("usr/bin".into(), Node::dir(0o755, 0, 0, 0));
+        t.insert("bin".into(), Node::new(Kind::Symlink("usr/bin".into()), 0o777, 0, 0, 0));
+        t.insert("out".into(), Node::new(Kind::Symlink("/etc".into()), 0o777, 0, 0, 0));
+        let mut src = MemFs::new();
+        src.insert("root".into(), Node::dir(0o755, 0, 0, 0));
+        src.insert("root/bin".into(), Node::dir(0o700, 0, 0, 0));
+        src.insert("root/bin/tool".into(), file_node(b"t", 0o755, 0));
+        src.insert("root/out".into(), Node::dir(0o755, 0, 0, 0));
+        src.insert("root/out/sub".into(), Node::dir(0o755, 0, 0, 0));
+        src.insert("root/out/sub/f".into(), file_node(b"f", 0o644, 0));
+        let spec = CopySpec { sources: vec!["root".into()], dest: "/".into(), ..Default::default() };
+        let p = plan(&src, &t, &spec).unwrap();
+        let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["etc", "etc/sub", "etc/sub/f", "usr/bin", "usr/bin/tool"]);
+        assert_eq!(p.merged.get("bin").unwrap().kind, Kind::Symlink("usr/bin".into()), "the link stays");
+        below_no_symlink(&p.changes, &p.merged);
+        let spec = CopySpec { sources: vec!["root/bin/tool".into()], dest: "/out/deep/".into(), ..Default::default() };
+        let p = plan(&src, &t, &spec).unwrap();
+        let paths: Vec<&String> = p.changes.iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["etc/deep", "etc/deep/tool"]);
     }
 }

@@ -15,7 +15,7 @@ use polyarch_dockerfile::instructions::{self, Command, Dockerfile};
 use polyarch_dockerfile::Lex;
 use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
-use polyarch_store::{BlobSource, Store};
+use polyarch_store::Store;
 
 use crate::base::{self, BaseImage};
 use crate::cache::Cache;
@@ -466,7 +466,7 @@ impl Run<'_> {
                 return Ok(fs.clone());
             }
         }
-        let fs = load_fs(&self.b.store, &img.layers)?;
+        let fs = load_fs_with(&self.b.store, &img.layers, self.unpack_layers())?;
         if let Some(k) = key {
             if let Some(entry) = self.images.get_mut(&k) {
                 entry.1 = Some(fs.clone());
@@ -629,10 +629,16 @@ impl Run<'_> {
         expand_keeping_quotes(&self.lex, text, &self.env(st)).unwrap_or_else(|_| text.to_string())
     }
 
+    /// Whether layers are unpacked under the store root for their contents
+    /// (they are for overlay mounts anyway); the naive snapshotter spills.
+    pub(crate) fn unpack_layers(&self) -> bool {
+        self.opts.snapshotter != crate::process::SnapshotterKind::Naive
+    }
+
     /// The stage's file system, read from its layers on first use.
     pub(crate) fn stage_fs<'s>(&self, st: &'s mut StageState) -> Result<&'s mut MemFs> {
         if st.fs.is_none() {
-            st.fs = Some(load_fs(&self.b.store, &st.layers)?);
+            st.fs = Some(load_fs_with(&self.b.store, &st.layers, self.unpack_layers())?);
         }
         Ok(st.fs.get_or_insert_with(MemFs::new))
     }
@@ -741,12 +747,18 @@ fn parse_trigger(text: &str, line: usize) -> std::result::Result<Command, String
     Ok(cmd)
 }
 
-/// Reads a root file system from layers in the store.
+/// Reads a root file system from layers in the store; file contents stay
+/// in the layers' unpacked directories where they exist, or are spilled
+/// ([`crate::materialize::apply_stored`]).
 pub fn load_fs(store: &Store, layers: &[Layer]) -> Result<MemFs> {
+    load_fs_with(store, layers, false)
+}
+
+/// As [`load_fs`], unpacking the layers that are not yet when `unpack`.
+pub fn load_fs_with(store: &Store, layers: &[Layer], unpack: bool) -> Result<MemFs> {
     let mut fs = MemFs::new();
-    for l in layers {
-        let r = store.open(&l.desc)?;
-        fs.apply_layer(r)?;
+    for (i, l) in layers.iter().enumerate() {
+        crate::materialize::apply_stored(&mut fs, store, &layers[..i], l, unpack)?;
     }
     Ok(fs)
 }

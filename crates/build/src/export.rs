@@ -2,17 +2,19 @@
 //! layout (tar or directory), a Docker archive, the root file system as a
 //! tar or a directory, and a registry push.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 
 use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
+use polyarch_snapshot::Root;
 use polyarch_store::{BlobSource, Store};
+use rustix::fs::FileType;
 
 use crate::error::{Error, Result};
-use crate::fs::MemFs;
-use crate::layer::tar_entries;
+use crate::fs::{Kind, MemFs, Node};
+use crate::layer::write_tar;
 use crate::BuildResult;
 
 /// The OCI annotation with the reference name.
@@ -123,19 +125,29 @@ fn layout_tar<W: Write>(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>
     t.finish()
 }
 
-/// An OCI image layout as a directory.
+/// An OCI image layout as a directory, written through the rooted writer
+/// like every tree (see [`write_tree`]).
 fn layout_dir(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, dest: &Path) -> Result<()> {
-    let blobs_dir = dest.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs_dir).map_err(|e| Error::io(&blobs_dir, e))?;
-    let write = |p: &Path, data: &[u8]| std::fs::write(p, data).map_err(|e| Error::io(p, e));
-    write(&dest.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    write(&dest.join("index.json"), index_json)?;
+    let root = Root::create(dest).map_err(|e| snapshot_err(dest, e))?;
+    let write = |name: &str, data: &mut dyn Read| -> Result<()> {
+        let slot = root.slot(name.as_bytes()).map_err(|e| snapshot_err(dest, e))?;
+        slot.write_file(data).and_then(|_| slot.set_mode(0o644)).map_err(|e| snapshot_err(dest, e))
+    };
+    write("oci-layout", &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
+    write("index.json", &mut &index_json[..])?;
     for d in blobs {
-        let path = dest.join(blob_path(&d));
-        let mut out = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        std::io::copy(&mut store.open(&d)?, &mut out).map_err(|e| Error::io(&path, e))?;
+        write(&blob_path(&d), &mut store.open(&d)?)?;
     }
     Ok(())
+}
+
+/// The snapshot crate's error as ours; `dest` names the tree for the
+/// errors that carry no path.
+fn snapshot_err(dest: &Path, e: polyarch_snapshot::Error) -> Error {
+    match e {
+        polyarch_snapshot::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::io(dest, std::io::Error::other(other.to_string())),
+    }
 }
 
 /// Writes an OCI image layout tar to `w` (`type=oci`).
@@ -180,16 +192,76 @@ pub fn rootfs(store: &Store, r: &BuildResult) -> Result<MemFs> {
 }
 
 /// Writes the root file system as a tar (`type=tar`).
-pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, mut w: W) -> Result<W> {
+pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, w: W) -> Result<W> {
     let fs = rootfs(store, r)?;
-    let tar = tar_entries(fs.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, fs.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// Writes the root file system into a directory (`type=local`).
 pub fn write_local(store: &Store, r: &BuildResult, dest: &Path) -> Result<()> {
-    rootfs(store, r)?.write_to_dir(dest)
+    write_tree(&rootfs(store, r)?, dest)
+}
+
+/// Writes `tree` below `dest` (made if missing). Every entry goes through
+/// the snapshot crate's rooted writer: its parents resolve inside `dest`
+/// (a symlink in the tree, absolute or climbing with `..`, is followed as
+/// if `dest` were `/`), and nothing follows the entry's own name, so no
+/// write lands outside `dest` whatever the tree's links say. Owners are
+/// set when running as root; modes, xattrs and times are set.
+pub(crate) fn write_tree(tree: &MemFs, dest: &Path) -> Result<()> {
+    let err = |e| snapshot_err(dest, e);
+    let root = Root::create(dest).map_err(err)?;
+    let owners = crate::fs::is_root();
+    let mut firsts: HashMap<u64, (&str, &Node)> = HashMap::new();
+    for (path, node) in tree.iter() {
+        let slot = root.slot(path.as_bytes()).map_err(err)?;
+        let first = node.link.and_then(|g| firsts.get(&g)).filter(|(_, f)| f.same_inode(node));
+        // Should linking fail, the member is written as a file of its own.
+        if first.is_some_and(|(first, _)| root.slot(first.as_bytes()).and_then(|t| slot.hard_link(&t)).is_ok()) {
+            continue;
+        }
+        if let Some(g) = node.link {
+            firsts.entry(g).or_insert((path, node));
+        }
+        match &node.kind {
+            Kind::Dir => slot.make_dir().map_err(err)?,
+            Kind::File(content) => {
+                slot.write_file(&mut content.open()?).map_err(err)?;
+            }
+            Kind::Symlink(t) => slot.symlink(t.as_bytes()).map_err(err)?,
+            Kind::Fifo => slot.make_node(FileType::Fifo, 0).map_err(err)?,
+            // A device node can only be made by root; elsewhere it is left out.
+            Kind::Device { .. } if !owners => continue,
+            Kind::Device { block, major, minor } => {
+                let ft = if *block { FileType::BlockDevice } else { FileType::CharacterDevice };
+                slot.make_node(ft, rustix::fs::makedev(*major, *minor)).map_err(err)?
+            }
+        }
+        if owners {
+            let _ = slot.set_owner(node.uid as u32, node.gid as u32);
+        }
+        if !matches!(node.kind, Kind::Symlink(_)) {
+            slot.set_mode(node.mode).map_err(err)?;
+        }
+        // After the owner: changing it clears `security.capability`. Best
+        // effort, as a file system or an unprivileged process may refuse
+        // some namespaces.
+        for (k, v) in &node.xattrs {
+            let _ = slot.set_xattr(k, v);
+        }
+    }
+    // Times last, deepest first, so that writing children does not change
+    // a directory's time again.
+    let all: Vec<(&String, &Node)> = tree.iter().collect();
+    for (path, node) in all.into_iter().rev() {
+        if matches!(node.kind, Kind::Symlink(_)) {
+            continue;
+        }
+        if let Ok(slot) = root.slot(path.as_bytes()) {
+            let _ = slot.set_mtime(node.mtime.max(0));
+        }
+    }
+    Ok(())
 }
 
 /// Tags the image in the store under each name (`type=image`, default).
@@ -435,7 +507,7 @@ pub fn write_local_platforms(store: &Store, results: &[BuildResult], dest: &Path
 
 /// Writes each platform's root file system under its own directory in one
 /// tar (`type=tar` with several platforms).
-pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], mut w: W) -> Result<W> {
+pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], w: W) -> Result<W> {
     let mut all = MemFs::new();
     for r in results {
         let dir = platform_dir(&r.platform);
@@ -449,9 +521,7 @@ pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResul
             all.insert(format!("{dir}/{p}"), n.clone());
         }
     }
-    let tar = tar_entries(all.iter().map(|(p, n)| (p.as_str(), n)))?;
-    w.write_all(&tar).map_err(|e| Error::layer("writing", e))?;
-    Ok(w)
+    write_tar(w, all.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// The name a platform's image gets in a multi-platform Docker archive:

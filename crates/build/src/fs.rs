@@ -1,29 +1,48 @@
 //! An in-memory file tree: what a stage's root filesystem, a build context
 //! or an unpacked layer holds, with numeric owners, modes and times.
 //!
-//! Layers are applied with OCI whiteout rules; hard links are resolved to
-//! the content they point at, so every regular file carries its bytes, and
-//! the members of a hard-link group share a [`Node::link`] id so that a
-//! layer holding two of them writes the second as a tar hard link.
+//! Only metadata lives in memory: a regular file's bytes are a
+//! [`Content`], a reference to where they are (an unpacked layer, the
+//! context, a spill file). Layers are applied with OCI whiteout rules, each
+//! entry at its path resolved inside the root ([`apply`]), so no entry is
+//! ever below a symlink; hard links are resolved to the content they point
+//! at, and the members of a hard-link group share a [`Node::link`] id so
+//! that a layer holding two of them writes the second as a tar hard link.
 //! Extended attributes travel with each entry (PAX `SCHILY.xattr.*`).
+//! Device nodes and FIFOs are kept; sockets are skipped, as tar does.
+
+mod apply;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use crate::content::{Content, Spill};
 use crate::error::{Error, Result};
+pub use apply::{Backing, TarApply};
 
 /// What a path is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// A regular file with its content.
-    File(Arc<Vec<u8>>),
+    File(Content),
     /// A directory.
     Dir,
     /// A symbolic link and its target, as written.
     Symlink(String),
+    /// A character (`block == false`) or block device.
+    Device {
+        /// Block rather than character device.
+        block: bool,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
 }
 
 /// One entry of a tree.
@@ -68,7 +87,7 @@ impl Node {
     /// group, content and metadata.
     pub fn same_inode(&self, other: &Node) -> bool {
         let same_kind = match (&self.kind, &other.kind) {
-            (Kind::File(a), Kind::File(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Kind::File(a), Kind::File(b)) => a.same(b),
             _ => false,
         };
         same_kind
@@ -182,12 +201,27 @@ impl MemFs {
     /// `follow_last`) inside the tree, as a chroot would. `None` when a
     /// component is missing or the links loop.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
+        self.walk("", path, follow_last, false)
+    }
+
+    /// Where an entry `path` of an archive unpacked at `root` goes: its
+    /// parents' symlinks followed with `root` as `/` (absolute targets and
+    /// `..` never leave it), missing parents taken as directories to make,
+    /// the last component not followed. `None` when a parent is a file or
+    /// the links loop. The result is never below a symlink.
+    pub fn resolve_entry(&self, root: &str, path: &str) -> Option<String> {
+        self.walk(root, path, false, true)
+    }
+
+    fn walk(&self, root: &str, path: &str, follow_last: bool, create: bool) -> Option<String> {
         let mut todo: Vec<String> = clean(path).split('/').filter(|s| !s.is_empty()).map(String::from).rev().collect();
-        let mut cur = String::new();
+        let mut cur = root.to_string();
         let mut hops = 0;
         while let Some(part) = todo.pop() {
             if part == ".." {
-                cur = parent(&cur).to_string();
+                if cur != root {
+                    cur = parent(&cur).to_string();
+                }
                 continue;
             }
             let next = join(&cur, &part);
@@ -199,112 +233,78 @@ impl MemFs {
                         return None;
                     }
                     if target.starts_with('/') {
-                        cur = String::new();
+                        cur = root.to_string();
                     }
                     for p in target.split('/').filter(|s| !s.is_empty() && *s != ".").rev() {
                         todo.push(p.to_string());
                     }
                 }
+                Some(Kind::Dir) => cur = next,
+                Some(_) if last => cur = next,
+                Some(_) if create => return None,
                 Some(_) => cur = next,
-                None if last => return Some(next),
+                None if last || create => cur = next,
                 None => return None,
             }
         }
         Some(cur)
     }
 
-    /// Reads a regular file, following symlinks.
-    pub fn read(&self, path: &str) -> Option<Arc<Vec<u8>>> {
+    /// Reads a regular file whole, following symlinks (for small files:
+    /// `/etc/passwd`, a Dockerfile); `None` when missing or unreadable.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.content(path)?.read_all().ok()
+    }
+
+    /// The content of a regular file, following symlinks.
+    pub fn content(&self, path: &str) -> Option<&Content> {
         let p = self.resolve(path, true)?;
         match &self.nodes.get(&p)?.kind {
-            Kind::File(data) => Some(data.clone()),
+            Kind::File(c) => Some(c),
             _ => None,
         }
     }
 
-    /// Applies one layer (a tar stream, compressed or not) with whiteouts.
-    pub fn apply_layer(&mut self, reader: impl Read) -> Result<()> {
-        let mut ar = tar::Archive::new(crate::compress::decompress(reader)?);
-        let entries = ar.entries().map_err(|e| Error::layer("reading", e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| Error::layer("reading", e))?;
-            let raw = entry.path_bytes();
-            let path = clean(&String::from_utf8_lossy(&raw));
-            if path.is_empty() {
-                continue;
-            }
-            let name = base(&path);
-            if name == ".wh..wh..opq" {
-                let dir = parent(&path).to_string();
-                let below: Vec<String> = self.children(&dir).map(|(k, _)| k.clone()).collect();
-                for k in below {
-                    self.nodes.remove(&k);
-                }
-                continue;
-            }
-            if let Some(victim) = name.strip_prefix(".wh.") {
-                self.remove_tree(&join(parent(&path), victim));
-                continue;
-            }
-            let xattrs = pax_xattrs(&mut entry)?;
-            let h = entry.header();
-            let mode = h.mode().unwrap_or(0o644) & 0o7777;
-            let uid = h.uid().unwrap_or(0);
-            let gid = h.gid().unwrap_or(0);
-            let mtime = h.mtime().unwrap_or(0) as i64;
-            let kind = match h.entry_type() {
-                tar::EntryType::Directory => Kind::Dir,
-                tar::EntryType::Symlink => {
-                    let t = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned());
-                    Kind::Symlink(t.unwrap_or_default())
-                }
-                tar::EntryType::Link => {
-                    let t = entry.link_name_bytes().map(|b| clean(&String::from_utf8_lossy(&b))).unwrap_or_default();
-                    let Some(target) = self.nodes.get_mut(&t) else {
-                        return Err(Error::Layer(format!("hard link {path} to missing {t}")));
-                    };
-                    // A hard link is the target's inode: its content,
-                    // metadata and attributes, and now a shared group.
-                    if matches!(target.kind, Kind::File(_)) {
-                        target.link.get_or_insert_with(new_link_group);
-                    }
-                    let node = target.clone();
-                    self.ensure_parents(&path, 0);
-                    self.insert(path, node);
-                    continue;
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mut data = Vec::with_capacity(h.size().unwrap_or(0) as usize);
-                    entry.read_to_end(&mut data).map_err(|e| Error::layer("reading", e))?;
-                    Kind::File(Arc::new(data))
-                }
-                // Devices and fifos cannot be represented; they are skipped.
-                _ => continue,
-            };
+    /// Applies layer entries (sorted, as [`crate::layer::write_tar`] writes
+    /// them, without whiteouts) as unpacking their layer would: each at its
+    /// path resolved inside the root.
+    pub fn apply_entries(&mut self, entries: &[(String, Node)]) {
+        for (p, n) in entries {
+            let path = self.resolve_entry("", p).unwrap_or_else(|| p.clone());
             self.ensure_parents(&path, 0);
-            self.insert(path, Node { xattrs, ..Node::new(kind, mode, uid, gid, mtime) });
+            self.insert(path, n.clone());
         }
-        Ok(())
+    }
+
+    /// Applies one layer (a tar stream, compressed or not) with whiteouts;
+    /// file contents go to a spill file in the temporary directory.
+    pub fn apply_layer(&mut self, reader: impl Read) -> Result<()> {
+        let spill = Spill::temp();
+        self.apply_tar(reader, &TarApply::layer(Backing::Spill(&spill))).map(|_| ())
     }
 
     /// Creates missing parents of `path` as `0755` root-owned directories.
-    fn ensure_parents(&mut self, path: &str, mtime: i64) {
+    /// Returns the directories made, topmost first.
+    fn ensure_parents(&mut self, path: &str, mtime: i64) -> Vec<String> {
         let mut p = parent(path);
         let mut missing = Vec::new();
         while !p.is_empty() && !self.nodes.contains_key(p) {
             missing.push(p.to_string());
             p = parent(p);
         }
-        for m in missing {
-            self.nodes.insert(m, Node::dir(0o755, 0, 0, mtime));
+        missing.reverse();
+        for m in &missing {
+            self.nodes.insert(m.clone(), Node::dir(0o755, 0, 0, mtime));
         }
+        missing
     }
 
     /// Reads a directory from disk. Entries for which `keep` answers false
     /// are left out (directories are still walked when `descend` says so).
     pub fn from_dir(root: &Path, keep: &dyn Fn(&str, bool) -> (bool, bool)) -> Result<MemFs> {
         let mut fs = MemFs::new();
-        fs.read_dir_into(root, "", keep, &mut Inodes::default())?;
+        let mut inodes = Inodes::new(Arc::new(root.to_path_buf()));
+        fs.read_dir_into(root, "", keep, &mut inodes)?;
         Ok(fs)
     }
 
@@ -332,7 +332,7 @@ impl MemFs {
                 if !include {
                     continue;
                 }
-                let (data, group) = inodes.file(&full, &md)?;
+                let (data, group) = inodes.file(&path, &md);
                 link = group;
                 Kind::File(data)
             } else {
@@ -354,64 +354,21 @@ impl MemFs {
     /// Reads a tar stream (compressed or not) as a tree, without whiteout
     /// processing beyond what [`MemFs::apply_layer`] does.
     pub fn from_tar(reader: impl Read) -> Result<MemFs> {
+        MemFs::from_tar_in(reader, &Spill::temp())
+    }
+
+    /// As [`MemFs::from_tar`], file contents spilled to `spill`.
+    pub fn from_tar_in(reader: impl Read, spill: &Spill) -> Result<MemFs> {
         let mut fs = MemFs::new();
-        fs.apply_layer(reader)?;
+        fs.apply_tar(reader, &TarApply::layer(Backing::Spill(spill)))?;
         Ok(fs)
     }
 
-    /// Writes the tree below `dest`. Owners are set when running as root;
+    /// Writes the tree below `dest`, never outside it (see
+    /// [`crate::export::write_tree`]). Owners are set when running as root;
     /// file and directory times are set.
     pub fn write_to_dir(&self, dest: &Path) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
-        let root = is_root();
-        let mut firsts: HashMap<u64, (&String, &Node)> = HashMap::new();
-        for (path, node) in &self.nodes {
-            let full = dest.join(path);
-            let first = node.link.and_then(|g| firsts.get(&g)).filter(|(_, f)| f.same_inode(node));
-            // Should linking fail, the member is written as a file of its own.
-            if first.is_some_and(|(first, _)| std::fs::hard_link(dest.join(first), &full).is_ok()) {
-                continue;
-            }
-            if let Some(g) = node.link {
-                firsts.entry(g).or_insert((path, node));
-            }
-            match &node.kind {
-                Kind::Dir => match std::fs::create_dir(&full) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io(&full, e)),
-                },
-                Kind::File(data) => std::fs::write(&full, data.as_slice()).map_err(|e| Error::io(&full, e))?,
-                Kind::Symlink(t) => std::os::unix::fs::symlink(t, &full).map_err(|e| Error::io(&full, e))?,
-            }
-            if root {
-                let _ = std::os::unix::fs::lchown(&full, Some(node.uid as u32), Some(node.gid as u32));
-            }
-            if !matches!(node.kind, Kind::Symlink(_)) {
-                std::fs::set_permissions(&full, std::fs::Permissions::from_mode(node.mode))
-                    .map_err(|e| Error::io(&full, e))?;
-            }
-            // After the owner: changing it clears `security.capability`.
-            // Best effort, as a file system or an unprivileged process may
-            // refuse some namespaces.
-            for (k, v) in &node.xattrs {
-                let _ = rustix::fs::lsetxattr(&full, k.as_str(), v, rustix::fs::XattrFlags::empty());
-            }
-        }
-        // Times last, deepest first, so that writing children does not
-        // change a directory's time again.
-        for (path, node) in self.nodes.iter().rev() {
-            if matches!(node.kind, Kind::Symlink(_)) {
-                continue;
-            }
-            let full = dest.join(path);
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(node.mtime.max(0) as u64);
-            if let Ok(f) = std::fs::File::open(&full) {
-                let _ = f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t));
-            }
-        }
-        Ok(())
+        crate::export::write_tree(self, dest)
     }
 }
 
@@ -426,29 +383,38 @@ pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Hard-link groups of files read from disk, keyed by device and inode,
-/// with the content read for the first member (shared by the others).
-#[derive(Debug, Default)]
-pub(crate) struct Inodes(HashMap<DevIno, (u64, Arc<Vec<u8>>)>);
+/// Contents of files read from a directory, as references below its root,
+/// and their hard-link groups, keyed by device and inode (the first
+/// member's content is shared by the others).
+#[derive(Debug)]
+pub(crate) struct Inodes {
+    root: Arc<PathBuf>,
+    seen: HashMap<DevIno, (u64, Content)>,
+}
 
 /// A file's device and inode numbers.
 type DevIno = (u64, u64);
 
 impl Inodes {
-    /// The content of the regular file `full` and, when it has more than
-    /// one link, its group; a group's content is read once.
-    pub(crate) fn file(&mut self, full: &Path, md: &std::fs::Metadata) -> Result<(Arc<Vec<u8>>, Option<u64>)> {
+    /// Contents below `root`.
+    pub(crate) fn new(root: Arc<PathBuf>) -> Inodes {
+        Inodes { root, seen: HashMap::new() }
+    }
+
+    /// The content of the regular file `rel` (below the root) and, when it
+    /// has more than one link, its group.
+    pub(crate) fn file(&mut self, rel: &str, md: &std::fs::Metadata) -> (Content, Option<u64>) {
         use std::os::unix::fs::MetadataExt;
-        let read = || std::fs::read(full).map(Arc::new).map_err(|e| Error::io(full, e));
+        let content = || Content::rooted(self.root.clone(), rel, md.len());
         if md.nlink() < 2 {
-            return Ok((read()?, None));
+            return (content(), None);
         }
-        if let Some((g, data)) = self.0.get(&(md.dev(), md.ino())) {
-            return Ok((data.clone(), Some(*g)));
+        if let Some((g, c)) = self.seen.get(&(md.dev(), md.ino())) {
+            return (c.clone(), Some(*g));
         }
-        let (g, data) = (new_link_group(), read()?);
-        self.0.insert((md.dev(), md.ino()), (g, data.clone()));
-        Ok((data, Some(g)))
+        let (g, c) = (new_link_group(), content());
+        self.seen.insert((md.dev(), md.ino()), (g, c.clone()));
+        (c, Some(g))
     }
 }
 
@@ -483,33 +449,6 @@ pub(crate) fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The extended attributes of a tar entry: PAX `SCHILY.xattr.NAME` records
-/// and bsdtar's `LIBARCHIVE.xattr.NAME` ones, read as the unpacker reads
-/// them ([`polyarch_snapshot::pax_xattr`]; `SCHILY` wins).
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<BTreeMap<String, Vec<u8>>> {
-    use polyarch_snapshot::XattrRecord;
-    let mut out = BTreeMap::new();
-    let mut libarchive = BTreeMap::new();
-    let Some(exts) = entry.pax_extensions().map_err(|e| Error::layer("reading", e))? else { return Ok(out) };
-    for ext in exts {
-        let ext = ext.map_err(|e| Error::layer("reading", e))?;
-        let Ok(key) = ext.key() else { continue };
-        match polyarch_snapshot::pax_xattr(key, ext.value_bytes()) {
-            Some((name, value, XattrRecord::Schily)) => {
-                out.insert(name, value);
-            }
-            Some((name, value, XattrRecord::Libarchive)) => {
-                libarchive.insert(name, value);
-            }
-            None => {}
-        }
-    }
-    for (k, v) in libarchive {
-        out.entry(k).or_insert(v);
-    }
-    Ok(out)
-}
-
 /// Whether the process runs as root (owners can be set).
 pub fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status carries the effective uid.
@@ -520,203 +459,4 @@ pub fn is_root() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(data: &str) -> Node {
-        Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, 0)
-    }
-
-    #[test]
-    fn clean_paths() {
-        assert_eq!(clean("/a//b/./c/"), "a/b/c");
-        assert_eq!(clean("../../x"), "x");
-        assert_eq!(clean("/"), "");
-        assert_eq!(parent("a/b"), "a");
-        assert_eq!(parent("a"), "");
-        assert_eq!(base("a/b"), "b");
-    }
-
-    #[test]
-    fn resolve_follows_links_inside_the_root() {
-        let mut fs = MemFs::new();
-        fs.insert("usr".into(), Node::dir(0o755, 0, 0, 0));
-        fs.insert("usr/bin".into(), Node::dir(0o755, 0, 0, 0));
-        fs.insert("bin".into(), Node { kind: Kind::Symlink("/usr/bin".into()), ..file("") });
-        fs.insert("usr/bin/sh".into(), file("x"));
-        fs.insert("up".into(), Node { kind: Kind::Symlink("../../..".into()), ..file("") });
-        assert_eq!(fs.resolve("/bin/sh", true).as_deref(), Some("usr/bin/sh"));
-        assert_eq!(fs.resolve("bin", false).as_deref(), Some("bin"));
-        assert_eq!(fs.resolve("bin/new", true).as_deref(), Some("usr/bin/new"));
-        assert_eq!(fs.resolve("up/bin/sh", true).as_deref(), Some("usr/bin/sh"));
-        assert_eq!(fs.resolve("nope/x", true), None);
-        assert_eq!(fs.read("bin/sh").unwrap().as_slice(), b"x");
-    }
-
-    #[test]
-    fn whiteouts_and_replacement() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8]| {
-            let mut h = tar::Header::new_ustar();
-            h.set_path(path).unwrap();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append(&h, data).unwrap();
-        };
-        add("a/x", b"1");
-        add("a/y", b"2");
-        add("b/z", b"3");
-        let l1 = b.into_inner().unwrap();
-        let mut fs = MemFs::from_tar(&l1[..]).unwrap();
-        assert_eq!(fs.get("a").unwrap().mode, 0o755, "implicit parents");
-        let mut b = tar::Builder::new(Vec::new());
-        for (p, d) in [("a/.wh..wh..opq", &b""[..]), ("a/n", b"4"), (".wh.b", b"")] {
-            let mut h = tar::Header::new_ustar();
-            h.set_path(p).unwrap();
-            h.set_size(d.len() as u64);
-            h.set_cksum();
-            b.append(&h, d).unwrap();
-        }
-        fs.apply_layer(&b.into_inner().unwrap()[..]).unwrap();
-        let paths: Vec<&String> = fs.iter().map(|(k, _)| k).collect();
-        assert_eq!(paths, ["a", "a/n"]);
-        fs.insert("a".into(), file("now a file"));
-        assert_eq!(fs.len(), 1);
-    }
-
-    /// A tar with `a` (xattrs `user.x=1` and a binary capability), `b` a
-    /// hard link to it and `c` a plain file, as Go's archive/tar writes them.
-    fn linked_tar() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let cap: &[u8] = &[1, 0, 0, 2, 0x20, 0, 0, 0];
-        b.append_pax_extensions([("SCHILY.xattr.user.x", &b"1"[..]), ("SCHILY.xattr.security.capability", cap)])
-            .unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_path("a").unwrap();
-        h.set_size(3);
-        h.set_mode(0o755);
-        h.set_mtime(5);
-        h.set_cksum();
-        b.append(&h, &b"abc"[..]).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_path("b").unwrap();
-        h.set_entry_type(tar::EntryType::Link);
-        h.set_link_name("a").unwrap();
-        h.set_size(0);
-        h.set_cksum();
-        b.append(&h, &b""[..]).unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_path("c").unwrap();
-        h.set_size(3);
-        h.set_cksum();
-        b.append(&h, &b"abc"[..]).unwrap();
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn libarchive_xattr_records_are_read() {
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_pax_extensions([
-            ("LIBARCHIVE.xattr.user.from%20bsdtar", &b"dmFsdWU="[..]),
-            ("LIBARCHIVE.xattr.user.both", &b"bGli"[..]),
-            ("LIBARCHIVE.xattr.user.unpadded", &b"dmFsdWU"[..]),
-            ("SCHILY.xattr.user.both", &b"schily"[..]),
-        ])
-        .unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_path("f").unwrap();
-        h.set_size(0);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append(&h, &[][..]).unwrap();
-        let fs = MemFs::from_tar(&b.into_inner().unwrap()[..]).unwrap();
-        let x = &fs.get("f").unwrap().xattrs;
-        assert_eq!(x.get("user.from bsdtar").map(Vec::as_slice), Some(&b"value"[..]));
-        assert_eq!(x.get("user.both").map(Vec::as_slice), Some(&b"schily"[..]), "SCHILY wins");
-        assert_eq!(x.get("user.unpadded").map(Vec::as_slice), Some(&b"value"[..]));
-    }
-
-    #[test]
-    fn tar_in_keeps_links_and_xattrs() {
-        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
-        let (a, b, c) = (fs.get("a").unwrap(), fs.get("b").unwrap(), fs.get("c").unwrap());
-        assert_eq!(a.xattrs.get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
-        assert_eq!(a.xattrs.get("security.capability").map(Vec::len), Some(8));
-        assert!(a.link.is_some() && a.same_inode(b), "b is a's inode: {b:?}");
-        assert_eq!((b.mode, b.mtime), (0o755, 5), "a link has its target's metadata");
-        assert_eq!(c.link, None);
-        assert!(!a.same_inode(c));
-    }
-
-    #[test]
-    fn tar_out_writes_one_hard_link_and_pax_xattrs() {
-        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
-        let out = crate::layer::tar_entries(fs.iter().map(|(k, n)| (k.as_str(), n))).unwrap();
-        assert_eq!(out, crate::layer::tar_entries(fs.iter().map(|(k, n)| (k.as_str(), n))).unwrap());
-        let mut ar = tar::Archive::new(&out[..]);
-        let mut seen = Vec::new();
-        for e in ar.entries().unwrap() {
-            let mut e = e.unwrap();
-            let mut x: Vec<String> = Vec::new();
-            if let Some(exts) = e.pax_extensions().unwrap() {
-                x = exts.map(|r| r.unwrap().key().unwrap().to_string()).collect();
-            }
-            let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
-            seen.push((e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type(), link, x));
-        }
-        let xa = vec!["SCHILY.xattr.security.capability".to_string(), "SCHILY.xattr.user.x".to_string()];
-        assert_eq!(
-            seen,
-            [
-                ("a".into(), tar::EntryType::Regular, None, xa.clone()),
-                ("b".into(), tar::EntryType::Link, Some("a".into()), xa),
-                ("c".into(), tar::EntryType::Regular, None, vec![]),
-            ]
-        );
-        let back = MemFs::from_tar(&out[..]).unwrap();
-        assert!(back.get("a").unwrap().same_inode(back.get("b").unwrap()));
-        assert_eq!(back.get("b").unwrap().xattrs, fs.get("a").unwrap().xattrs);
-    }
-
-    #[test]
-    fn a_changed_member_is_written_in_full() {
-        let fs = MemFs::from_tar(&linked_tar()[..]).unwrap();
-        let a = fs.get("a").unwrap().clone();
-        let b = Node { kind: Kind::File(Arc::new(b"new".to_vec())), ..a.clone() };
-        let out = crate::layer::tar_entries([("a", &a), ("b", &b)]).unwrap();
-        let back = MemFs::from_tar(&out[..]).unwrap();
-        assert_eq!(back.read("b").unwrap().as_slice(), b"new");
-        // Only the second member present: a regular file.
-        let out = crate::layer::tar_entries([("b", &a)]).unwrap();
-        assert_eq!(MemFs::from_tar(&out[..]).unwrap().read("b").unwrap().as_slice(), b"abc");
-    }
-
-    #[test]
-    fn from_dir_and_write_to_dir_keep_links_and_xattrs() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a"), b"x").unwrap();
-        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
-        std::fs::write(d.path().join("c"), b"x").unwrap();
-        let xattrs = rustix::fs::lsetxattr(d.path().join("a"), "user.x", b"1", rustix::fs::XattrFlags::empty());
-        if xattrs.is_err() && std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("user xattrs are not supported in {}: {xattrs:?}", d.path().display());
-        }
-        let fs = MemFs::from_dir(d.path(), &|_, _| (true, true)).unwrap();
-        let (a, b, c) = (fs.get("a").unwrap(), fs.get("b").unwrap(), fs.get("c").unwrap());
-        assert!(a.same_inode(b));
-        assert_eq!(c.link, None);
-        if xattrs.is_ok() {
-            assert_eq!(b.xattrs.get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
-        }
-        let out = tempfile::tempdir().unwrap();
-        fs.write_to_dir(out.path()).unwrap();
-        use std::os::unix::fs::MetadataExt;
-        let ino = |p: &str| std::fs::metadata(out.path().join(p)).unwrap().ino();
-        assert_eq!(ino("a"), ino("b"));
-        assert_ne!(ino("a"), ino("c"));
-        if xattrs.is_ok() {
-            assert_eq!(read_xattrs(&out.path().join("b")).get("user.x").map(Vec::as_slice), Some(&b"1"[..]));
-        }
-    }
-}
+pub(crate) mod tests;

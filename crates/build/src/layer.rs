@@ -2,17 +2,23 @@
 //! group names, PAX records only where USTAR cannot hold a value and for
 //! extended attributes (`SCHILY.xattr.*`), hard links within a layer as tar
 //! link entries; the compressed blob and the uncompressed `diff_id` come
-//! out of one pass.
+//! out of one pass that streams each file's content from where it is into
+//! the compressor and a temporary file, hashing as it goes.
+//!
+//! A layer never holds an entry below a symlink (or below any other entry
+//! that is not a directory): such an entry would be unpacked through the
+//! link, and writing one is an error.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Seek, Write};
+use std::path::Path;
 
 use polyarch_oci::{Descriptor, Digest};
 use polyarch_store::Store;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fs::{Kind, Node};
+use crate::fs::{parent, Kind, Node};
 
 /// How layers are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,13 +57,26 @@ pub struct Layer {
     pub diff_id: Digest,
 }
 
-/// Serialises `entries` (paths relative to the root, sorted) as a tar. A
-/// file of a hard-link group whose first member (in path order) is in the
-/// same tar is written as a hard link to it, as a file-system diff would.
+/// Serialises `entries` (paths relative to the root, sorted) as a tar in
+/// memory, for small trees and tests; see [`write_tar`].
 pub fn tar_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Node)>) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+    write_tar(Vec::new(), entries)
+}
+
+/// Writes `entries` (paths relative to the root, sorted) as a tar into
+/// `w`, streaming file contents. A file of a hard-link group whose first
+/// member (in path order) is in the same tar is written as a hard link to
+/// it, as a file-system diff would. An entry below a symlink or a file of
+/// the same tar is an error.
+pub fn write_tar<'a, W: Write>(w: W, entries: impl IntoIterator<Item = (&'a str, &'a Node)>) -> Result<W> {
+    let mut b = tar::Builder::new(w);
     let mut firsts: HashMap<u64, (&str, &Node)> = HashMap::new();
+    let mut leaves: HashMap<&str, &'static str> = HashMap::new();
     for (path, node) in entries {
+        check_parents(&leaves, path)?;
+        if let Some(what) = leaf_kind(&node.kind) {
+            leaves.insert(path, what);
+        }
         let mut link_to = None;
         if let (Some(g), Kind::File(_)) = (node.link, &node.kind) {
             match firsts.get(&g) {
@@ -68,56 +87,86 @@ pub fn tar_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Node)>) -
                 }
             }
         }
-        append(&mut b, path, node, link_to).map_err(|e| Error::layer("writing", e))?;
+        append(&mut b, path, node, link_to)?;
     }
     b.into_inner().map_err(|e| Error::layer("writing", e))
 }
 
-fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, node: &Node, link_to: Option<&str>) -> std::io::Result<()> {
+/// What an entry other entries cannot be below is, for messages.
+fn leaf_kind(kind: &Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Dir => None,
+        Kind::Symlink(_) => Some("symlink"),
+        Kind::File(_) => Some("file"),
+        Kind::Device { .. } => Some("device"),
+        Kind::Fifo => Some("fifo"),
+    }
+}
+
+/// Fails when a parent of `path` is a symlink (or another non-directory)
+/// written earlier in the same layer.
+fn check_parents(leaves: &HashMap<&str, &'static str>, path: &str) -> Result<()> {
+    let mut p = parent(path);
+    while !p.is_empty() {
+        if let Some(what) = leaves.get(p) {
+            return Err(Error::Layer(format!(
+                "entry {path:?} is below the {what} {p:?}; a layer must not hold entries below a symlink"
+            )));
+        }
+        p = parent(p);
+    }
+    Ok(())
+}
+
+fn append<W: Write>(b: &mut tar::Builder<W>, path: &str, node: &Node, link_to: Option<&str>) -> Result<()> {
+    let io = |e| Error::layer("writing", e);
     let mut h = tar::Header::new_ustar();
     let name = if node.is_dir() { format!("{path}/") } else { path.to_string() };
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
     if h.set_path(&name).is_err() {
         pax.push(("path".into(), name.clone().into_bytes()));
         let short: String = name.chars().rev().take(90).collect::<String>().chars().rev().collect();
-        h.set_path(short.trim_start_matches('/'))?;
+        h.set_path(short.trim_start_matches('/')).map_err(io)?;
     }
     h.set_mode(node.mode);
     set_id(&mut h, &mut pax, node.uid, "uid");
     set_id(&mut h, &mut pax, node.gid, "gid");
     h.set_mtime(node.mtime.max(0) as u64);
-    let data: &[u8] = match (&node.kind, link_to) {
-        (Kind::Dir, _) => {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_size(0);
-            &[]
-        }
+    h.set_size(0);
+    let mut data: Option<&crate::content::Content> = None;
+    match (&node.kind, link_to) {
+        (Kind::Dir, _) => h.set_entry_type(tar::EntryType::Directory),
         (Kind::Symlink(t), _) => {
             h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            set_link(&mut h, &mut pax, t)?;
-            &[]
+            set_link(&mut h, &mut pax, t).map_err(io)?;
         }
         (Kind::File(_), Some(first)) => {
             h.set_entry_type(tar::EntryType::Link);
-            h.set_size(0);
-            set_link(&mut h, &mut pax, first)?;
-            &[]
+            set_link(&mut h, &mut pax, first).map_err(io)?;
         }
-        (Kind::File(d), None) => {
+        (Kind::File(c), None) => {
             h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(d.len() as u64);
-            d.as_slice()
+            h.set_size(c.len());
+            data = Some(c);
         }
-    };
+        (Kind::Device { block, major, minor }, _) => {
+            h.set_entry_type(if *block { tar::EntryType::Block } else { tar::EntryType::Char });
+            h.set_device_major(*major).map_err(io)?;
+            h.set_device_minor(*minor).map_err(io)?;
+        }
+        (Kind::Fifo, _) => h.set_entry_type(tar::EntryType::Fifo),
+    }
     for (k, v) in &node.xattrs {
         pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
     }
     if !pax.is_empty() {
-        b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(io)?;
     }
     h.set_cksum();
-    b.append(&h, data)
+    match data {
+        Some(c) => b.append(&h, c.open()?).map_err(|e| Error::io(&c.location(), e)),
+        None => b.append(&h, std::io::empty()).map_err(io),
+    }
 }
 
 /// Sets a link target, in a PAX `linkpath` record when USTAR cannot hold it.
@@ -161,7 +210,122 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Compresses `tar` and stores it; returns the layer.
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing { inner, hash: Sha256::new(), size: 0 }
+    }
+
+    fn finish(self) -> (W, Digest, u64) {
+        let hex = hex::encode(self.hash.finalize());
+        let digest = format!("sha256:{hex}").parse().unwrap_or_else(|_| Digest::sha256(b""));
+        (self.inner, digest, self.size)
+    }
+}
+
+/// How many bytes the compressor is given at a time. The compressed bytes
+/// depend on where the input is cut, so it is always cut here, whatever
+/// sizes the tar is written in.
+const CHUNK: usize = 64 * 1024;
+
+/// Feeds `inner` in chunks of exactly [`CHUNK`] bytes (the last one
+/// shorter).
+struct Chunked<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Chunked<W> {
+    fn new(inner: W) -> Chunked<W> {
+        Chunked { inner, buf: Vec::with_capacity(CHUNK) }
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        self.inner.write_all(&self.buf)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == CHUNK {
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A compressor writing into `W`.
+enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Deterministic: no gzip name or time.
+    fn new(out: W, compression: Compression) -> std::io::Result<Encoder<W>> {
+        Ok(match compression {
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::default()))
+            }
+            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
+        })
+    }
+
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Gzip(g) => g.finish(),
+            Encoder::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Gzip(g) => g.write(buf),
+            Encoder::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Gzip(g) => g.flush(),
+            Encoder::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// Writes `entries` as a layer into the store: the tar streams through the
+/// compressor into an unnamed temporary file in `tmp` (the store's `run/`),
+/// hashed on both sides, and is then committed as a verified blob.
+pub fn write_layer<'a>(
+    store: &Store,
+    tmp: &Path,
+    entries: impl IntoIterator<Item = (&'a str, &'a Node)>,
+    compression: Compression,
+) -> Result<Layer> {
+    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
+    let enc = Encoder::new(Hashing::new(std::io::BufWriter::new(file)), compression)
+        .map_err(|e| Error::layer("compressing", e))?;
+    let tar = write_tar(Hashing::new(Chunked::new(enc)), entries)?;
+    let (chunked, diff_id, _) = tar.finish();
+    let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
+    let out = enc.finish().map_err(|e| Error::layer("compressing", e))?;
+    let (buf, digest, size) = out.finish();
+    let mut file = buf.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    file.rewind().map_err(|e| Error::io(tmp, e))?;
+    let desc = Descriptor::new(compression.media_type(), digest, size);
+    polyarch_store::copy_blob(store, &desc, &mut file)?;
+    Ok(Layer { desc, diff_id })
+}
+
+/// Compresses an in-memory `tar` and stores it; returns the layer.
 pub fn store_layer(store: &Store, tar: &[u8], compression: Compression) -> Result<Layer> {
     let diff_id = Digest::sha256(tar);
     let blob = compress(tar, compression)?;
@@ -171,34 +335,25 @@ pub fn store_layer(store: &Store, tar: &[u8], compression: Compression) -> Resul
 
 /// Compresses bytes deterministically (no gzip name or time).
 pub fn compress(tar: &[u8], compression: Compression) -> Result<Vec<u8>> {
-    let out = Hashing { inner: Vec::new(), hash: Sha256::new(), size: 0 };
-    let out = match compression {
-        Compression::Gzip => {
-            let mut gz = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::default());
-            gz.write_all(tar).map_err(|e| Error::layer("compressing", e))?;
-            gz.finish().map_err(|e| Error::layer("compressing", e))?
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(out, 3).map_err(|e| Error::layer("compressing", e))?;
-            z.write_all(tar).map_err(|e| Error::layer("compressing", e))?;
-            z.finish().map_err(|e| Error::layer("compressing", e))?
-        }
-    };
-    Ok(out.inner)
+    let enc = Encoder::new(Vec::new(), compression).map_err(|e| Error::layer("compressing", e))?;
+    let mut chunked = Chunked::new(enc);
+    chunked.write_all(tar).map_err(|e| Error::layer("compressing", e))?;
+    let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
+    enc.finish().map_err(|e| Error::layer("compressing", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use polyarch_store::BlobSource;
 
     fn entries() -> Vec<(String, Node)> {
         let long = format!("{}/file", "d".repeat(150));
         vec![
             ("app".into(), Node::dir(0o755, 0, 0, 5)),
-            ("app/f".into(), Node::new(Kind::File(Arc::new(b"hi".to_vec())), 0o640, 1000, 2000, 7)),
+            ("app/f".into(), Node::new(Kind::File(crate::fs::Content::bytes(&b"hi"[..])), 0o640, 1000, 2000, 7)),
             ("app/l".into(), Node::new(Kind::Symlink("f".into()), 0o777, 0, 0, 7)),
-            (long, Node::new(Kind::File(Arc::new(vec![])), 0o644, 9_999_999, 0, 0)),
+            (long, Node::new(Kind::File(crate::fs::Content::bytes(Vec::new())), 0o644, 9_999_999, 0, 0)),
         ]
     }
 
@@ -217,5 +372,47 @@ mod tests {
         assert_eq!(compress(&a, Compression::Gzip).unwrap(), compress(&b, Compression::Gzip).unwrap());
         let z = compress(&a, Compression::Zstd).unwrap();
         assert_eq!(crate::compress::detect(&z), crate::compress::Format::Zstd);
+    }
+
+    #[test]
+    fn an_entry_below_a_symlink_is_refused() {
+        let link = Node::new(Kind::Symlink("/etc".into()), 0o777, 0, 0, 0);
+        let file = Node::new(Kind::File(crate::fs::Content::bytes(&b"x"[..])), 0o644, 0, 0, 0);
+        let dir = Node::dir(0o755, 0, 0, 0);
+        let e = tar_entries([("a", &dir), ("a/link", &link), ("a/link/passwd", &file)]).unwrap_err().to_string();
+        assert!(e.contains("\"a/link/passwd\" is below the symlink \"a/link\""), "{e}");
+        let e = tar_entries([("f", &file), ("f/x", &file)]).unwrap_err().to_string();
+        assert!(e.contains("below the file \"f\""), "{e}");
+        // A sibling whose name starts like the link is fine.
+        assert!(tar_entries([("a", &dir), ("a/link", &link), ("a/link-2", &file), ("a/link.d/x", &file)]).is_ok());
+    }
+
+    #[test]
+    fn layers_stream_from_contents_into_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("store")).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(d.path().join("big"), &data).unwrap();
+        let root = std::sync::Arc::new(d.path().to_path_buf());
+        let big = Node::new(Kind::File(crate::fs::Content::rooted(root, "big", data.len() as u64)), 0o644, 0, 0, 0);
+        let entries = [("big", &big)];
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let layer = write_layer(&store, &d.path().join("tmp"), entries, c).unwrap();
+            let tar = tar_entries(entries).unwrap();
+            assert_eq!(layer.diff_id, Digest::sha256(&tar), "{c:?}");
+            assert_eq!(layer, store_layer(&store, &tar, c).unwrap(), "the same blob as compressing in memory");
+            let back = crate::fs::MemFs::from_tar(store.open(&layer.desc).unwrap()).unwrap();
+            assert_eq!(back.read("big").unwrap(), data);
+        }
+        assert_eq!(std::fs::read_dir(d.path().join("tmp")).unwrap().count(), 0, "no temporary file left");
+        let short = Node::new(
+            Kind::File(crate::fs::Content::rooted(std::sync::Arc::new(d.path().to_path_buf()), "big", 4_000_000)),
+            0o644,
+            0,
+            0,
+            0,
+        );
+        let e = write_layer(&store, &d.path().join("tmp"), [("big", &short)], Compression::Gzip).unwrap_err();
+        assert!(e.to_string().contains("shorter than recorded"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod check;
 pub mod compress;
 pub mod config;
+pub mod content;
 pub mod context;
 pub mod copy;
 pub mod dispatch;

@@ -1,8 +1,11 @@
 //! A stage's tree on disk for a RUN step, and back. [`Root`] is either the
 //! tree written to a directory (naive) or an overlay of the stage's layers,
 //! each unpacked once per diff_id under the store root and shared by every
-//! later step and build (overlay); after the run [`Root::finish`] gives the
-//! new tree, read whole or from the overlay's upper directory. [`diff`]
+//! later step and build (overlay); after the run
+//! [`Root::finish_keeping_upper`] gives the new tree, read whole or from
+//! the overlay's upper directory, whose file contents refer to the files
+//! there (kept by the returned [`Upper`]). [`apply_stored`] applies a
+//! stored layer to a tree with contents in its unpacked directory. [`diff`]
 //! compares it with the tree the step started from and [`layer_entries`]
 //! turns the difference into layer entries with OCI whiteouts for
 //! deletions, parents included as containerd's archive writer does.
@@ -19,7 +22,7 @@ use polyarch_store::{BlobSource, Store};
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
-use crate::fs::{base, join, parent, Inodes, Kind, MemFs, Node};
+use crate::fs::{base, join, parent, Backing, Content, Inodes, Kind, MemFs, Node, Spill, TarApply};
 use crate::layer::Layer;
 
 /// The longest overlay option string: the kernel reads one page.
@@ -48,13 +51,12 @@ impl Root {
         Ok(Root::Naive(dir))
     }
 
-    /// Mounts `layers` (each unpacked once under the store root) with a
-    /// new upper directory in `tmp` at `target`.
+    /// Mounts `layers` (each unpacked once under the store root, through
+    /// the merged view of the layers below it) with a new upper directory
+    /// in `tmp` at `target`.
     pub fn overlay(store: &Store, layers: &[Layer], tmp: &Path, target: MountPoint) -> Result<Root> {
-        let mut lowers: Vec<PathBuf> = Vec::new();
-        for l in layers.iter().rev() {
-            lowers.push(layer_dir(store, l)?);
-        }
+        // Nearest first, as `lowerdir` lists them.
+        let mut lowers = layer_dirs(store, layers)?;
         let dirs = temp_in(tmp)?;
         let (upper, work) = (dirs.path().join("upper"), dirs.path().join("work"));
         for d in [&upper, &work] {
@@ -87,46 +89,49 @@ impl Root {
         }
     }
 
-    /// The tree after the run: `before` with what the run changed.
-    pub fn finish(self, before: &MemFs) -> Result<MemFs> {
-        self.finish_keeping_upper(before).map(|(tree, _)| tree)
-    }
-
-    /// As [`Root::finish`], also giving an overlay's upper directory, which
-    /// can become the unpacked form of the step's layer ([`Upper::install`]).
-    pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Option<Upper>)> {
+    /// The tree after the run: `before` with what the run changed, and
+    /// the directory its new contents are in, which must be kept while the
+    /// tree is read; an overlay's upper directory can become the unpacked
+    /// form of the step's layer ([`Upper::install`]).
+    pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Upper)> {
         match &mut self {
-            Root::Naive(d) => Ok((read_tree(&d.path().join("rootfs"))?, None)),
+            Root::Naive(d) => {
+                let tree = read_tree(&d.path().join("rootfs"))?;
+                let Root::Naive(dirs) = self else { unreachable!() };
+                Ok((tree, Upper { dirs, overlay: false }))
+            }
             Root::Overlay { guard, dirs, target } => {
                 if let Some(g) = guard.take() {
                     g.unmount().map_err(|e| snapshot_error(target.path(), e))?;
                 }
                 let tree = apply_upper(before, &dirs.path().join("upper"))?;
                 let Root::Overlay { dirs, .. } = self else { unreachable!() };
-                Ok((tree, Some(Upper { dirs })))
+                Ok((tree, Upper { dirs, overlay: true }))
             }
         }
     }
 }
 
-/// An overlay upper directory after its run: what the step changed, with
-/// overlay whiteouts. Removed on drop unless installed.
+/// A run's directory after the run: an overlay's upper directory (what the
+/// step changed, with overlay whiteouts) or the naive root. Removed on
+/// drop unless installed.
 pub struct Upper {
     dirs: TempDir,
+    overlay: bool,
 }
 
 impl Upper {
-    /// Makes this directory the unpacked form of `layer` (whose entries are
-    /// `entries`) for later overlay mounts, as Docker's overlay2 driver turns
+    /// Makes this directory the unpacked form of the last layer of `chain`
+    /// (whose entries are `entries`) for later overlay mounts, as Docker's overlay2 driver turns
     /// a container's upper directory into an image layer, instead of
     /// unpacking the layer again: what the layer does not hold (runtime
     /// stubs, mount targets, copied-up files that did not change, special
     /// files) is removed first. Returns whether it was installed; when the
     /// layer is already unpacked, or anything is unexpected, it is not, and
     /// the layer is unpacked from its blob when needed.
-    pub fn install(self, store: &Store, layer: &Layer, entries: &[(String, Node)]) -> bool {
-        let dir = layer_dir_path(store, layer);
-        if dir.exists() {
+    pub fn install(self, store: &Store, chain: &[Layer], entries: &[(String, Node)]) -> bool {
+        let dir = layer_dir_path(store, chain);
+        if !self.overlay || dir.exists() {
             return false;
         }
         let upper = self.dirs.path().join("upper");
@@ -163,7 +168,7 @@ fn prune_upper(root: &Path, rel: &str, keep: &BTreeSet<String>, whiteouts: &BTre
         let path = join(rel, &name);
         let ft = e.file_type()?;
         let whiteout = ft.is_char_device() && e.metadata()?.rdev() == 0;
-        let kept = if whiteout { whiteouts.contains(&path) } else { keep.contains(&path) && !ft.is_char_device() };
+        let kept = if whiteout { whiteouts.contains(&path) } else { keep.contains(&path) };
         match (kept, ft.is_dir()) {
             (true, true) => prune_upper(root, &path, keep, whiteouts)?,
             (true, false) => {}
@@ -200,21 +205,77 @@ fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
-/// Where a layer is unpacked with overlay whiteouts.
-fn layer_dir_path(store: &Store, layer: &Layer) -> PathBuf {
-    store.root().join("run-layers").join(layer.diff_id.to_string().replace(':', "-"))
+/// The chain ids (as directory names) of each prefix of `diff_ids`.
+fn chain_names<'a>(diff_ids: impl IntoIterator<Item = &'a polyarch_oci::Digest>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut parent: Option<String> = None;
+    for d in diff_ids {
+        let c = polyarch_snapshot::chain_id(parent.as_deref(), d);
+        out.push(c.replace(':', "-"));
+        parent = Some(c);
+    }
+    out
 }
 
-/// The layer unpacked with overlay whiteouts, once per diff_id.
-fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
-    let dir = layer_dir_path(store, layer);
+/// Where the last layer of `chain` is unpacked with overlay whiteouts: by
+/// chain id, since where its entries land depends on the layers below (a
+/// base layer's chain id is its diff_id).
+fn layer_dir_path(store: &Store, chain: &[Layer]) -> PathBuf {
+    let name = chain_names(chain.iter().map(|l| &l.diff_id)).pop().unwrap_or_default();
+    store.root().join("run-layers").join(name)
+}
+
+/// Applies the stored `layer` (over the layers `below` it) to `fs`, file
+/// contents referring to the layer's unpacked directory (shared with
+/// overlay mounts; unpacked now when `unpack` and not yet there).
+/// Otherwise, or when it cannot be unpacked here, contents are spilled
+/// under the store's `run/`.
+pub fn apply_stored(fs: &mut MemFs, store: &Store, below: &[Layer], layer: &Layer, unpack: bool) -> Result<()> {
+    let chain: Vec<Layer> = below.iter().chain([layer]).cloned().collect();
+    let path = layer_dir_path(store, &chain);
+    let dir = if path.exists() {
+        Ok(path)
+    } else if unpack {
+        layer_dirs(store, &chain).and_then(|mut d| d.drain(..1).next().ok_or_else(|| Error::Option("no layer".into())))
+    } else {
+        Err(Error::Option("not unpacked".into()))
+    };
+    match dir {
+        Ok(dir) => {
+            let dir = Arc::new(dir);
+            fs.apply_tar(store.open(&layer.desc)?, &TarApply::layer(Backing::Dir(&dir)))?;
+        }
+        Err(_) => {
+            let spill = Spill::new(store.root().join("run"));
+            fs.apply_tar(store.open(&layer.desc)?, &TarApply::layer(Backing::Spill(&spill)))?;
+        }
+    }
+    Ok(())
+}
+
+/// The unpacked directories of every layer of `chain` (unpacked when
+/// missing), nearest first, as `lowerdir` lists them.
+fn layer_dirs(store: &Store, chain: &[Layer]) -> Result<Vec<PathBuf>> {
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    for i in 0..chain.len() {
+        let dir = layer_dir(store, &chain[..=i], &lowers)?;
+        lowers.insert(0, dir);
+    }
+    Ok(lowers)
+}
+
+/// The last layer of `chain` unpacked with overlay whiteouts over
+/// `lowers` (the unpacked layers below it, nearest first), once per chain.
+fn layer_dir(store: &Store, chain: &[Layer], lowers: &[PathBuf]) -> Result<PathBuf> {
+    let Some(layer) = chain.last() else { return Err(Error::io(store.root(), std::io::ErrorKind::NotFound.into())) };
+    let dir = layer_dir_path(store, chain);
     let root = store.root().join("run-layers");
     if dir.exists() {
         return Ok(dir);
     }
     let tmp = temp_in(&root)?;
     let r = store.open(&layer.desc)?;
-    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
+    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay).with_lowers(lowers.to_vec());
     polyarch_snapshot::unpack_compressed(r, tmp.path(), &opts).map_err(|e| snapshot_error(tmp.path(), e))?;
     let made = tmp.keep();
     if let Err(e) = std::fs::rename(&made, &dir) {
@@ -227,7 +288,7 @@ fn layer_dir(store: &Store, layer: &Layer) -> Result<PathBuf> {
 }
 
 /// Removes the unpacked layers (`run-layers/`) that no image left in the
-/// store uses: their diff_ids are in none of `stored` ([`stored_diff_ids`]
+/// store uses: their chain ids are made from none of `stored` ([`stored_diff_ids`]
 /// after [`Store::prune`]). Returns how many directories
 /// went and their size in bytes.
 pub fn prune_unpacked(store: &Store, stored: &[Vec<String>]) -> Result<(usize, u64)> {
@@ -273,7 +334,8 @@ pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
 fn scan_unpacked(store: &Store, stored: &[Vec<String>]) -> Vec<(PathBuf, u64, bool)> {
     let root = store.root().join("run-layers");
     let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
-    let keep: BTreeSet<String> = stored.iter().flatten().map(|id| id.replace(':', "-")).collect();
+    let ids = |list: &Vec<String>| list.iter().filter_map(|id| id.parse().ok()).collect::<Vec<polyarch_oci::Digest>>();
+    let keep: BTreeSet<String> = stored.iter().flat_map(|list| chain_names(&ids(list))).collect();
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -319,7 +381,7 @@ fn dir_size(dir: &Path) -> u64 {
 pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     let mut tree = before.clone();
     let changes = polyarch_snapshot::changes_overlay_upper(upper).map_err(|e| snapshot_error(upper, e))?;
-    let mut inodes = Inodes::default();
+    let mut inodes = Inodes::new(Arc::new(upper.to_path_buf()));
     for c in changes {
         match c {
             Change::Delete(p) => tree.remove_tree(&p.to_string_lossy()),
@@ -332,7 +394,7 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
             }
             Change::Add(p) => {
                 let rel = p.to_string_lossy().into_owned();
-                if let Some(node) = node_at(&upper.join(&p), &mut inodes)? {
+                if let Some(node) = node_at(&upper.join(&p), &rel, &mut inodes)? {
                     tree.insert(rel, node);
                 }
             }
@@ -342,9 +404,11 @@ pub fn apply_upper(before: &MemFs, upper: &Path) -> Result<MemFs> {
     Ok(tree)
 }
 
-/// The entry at `full`, `None` for sockets, fifos and devices; files with
-/// several links read in one pass share a hard-link group.
-fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
+/// The entry at `full` (`rel` below the root `inodes` reads), `None` for
+/// sockets; files with several links read in one pass share a hard-link
+/// group.
+fn node_at(full: &Path, rel: &str, inodes: &mut Inodes) -> Result<Option<Node>> {
+    use std::os::unix::fs::FileTypeExt;
     let md = std::fs::symlink_metadata(full).map_err(|e| Error::io(full, e))?;
     let ft = md.file_type();
     let mut link = None;
@@ -354,9 +418,15 @@ fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
         let t = std::fs::read_link(full).map_err(|e| Error::io(full, e))?;
         Kind::Symlink(t.to_string_lossy().into_owned())
     } else if ft.is_file() {
-        let (data, group) = inodes.file(full, &md)?;
+        let (data, group) = inodes.file(rel, &md);
         link = group;
         Kind::File(data)
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let dev = md.rdev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        Kind::Device { block: ft.is_block_device(), major, minor }
+    } else if ft.is_fifo() {
+        Kind::Fifo
     } else {
         return Ok(None);
     };
@@ -364,12 +434,11 @@ fn node_at(full: &Path, inodes: &mut Inodes) -> Result<Option<Node>> {
     Ok(Some(Node { xattrs: crate::fs::read_xattrs(full), link, ..node }))
 }
 
-/// Reads the tree below `root` with modes, owners and times. Sockets,
-/// fifos and devices are left out, as a layer built from a [`MemFs`]
-/// cannot hold them.
+/// Reads the tree below `root` with modes, owners and times; contents
+/// refer to the files there. Sockets are left out, as tar leaves them.
 pub fn read_tree(root: &Path) -> Result<MemFs> {
     let mut fs = MemFs::new();
-    read_into(&mut fs, root, "", &mut Inodes::default())?;
+    read_into(&mut fs, root, "", &mut Inodes::new(Arc::new(root.to_path_buf())))?;
     Ok(fs)
 }
 
@@ -377,7 +446,7 @@ fn read_into(fs: &mut MemFs, root: &Path, rel: &str, inodes: &mut Inodes) -> Res
     for name in crate::fs::sorted_names(&root.join(rel))? {
         let path = join(rel, &name);
         let full = root.join(&path);
-        let Some(node) = node_at(&full, inodes)? else {
+        let Some(node) = node_at(&full, &path, inodes)? else {
             continue;
         };
         let is_dir = node.is_dir();
@@ -414,8 +483,9 @@ fn differs(a: &Node, b: &Node) -> bool {
     }
     match (&a.kind, &b.kind) {
         (Kind::Symlink(x), Kind::Symlink(y)) => x != y,
-        (Kind::File(x), Kind::File(y)) => a.mtime != b.mtime || !(Arc::ptr_eq(x, y) || x == y),
-        (Kind::Dir, Kind::Dir) => a.mtime != b.mtime,
+        (Kind::File(x), Kind::File(y)) => a.mtime != b.mtime || !x.same(y),
+        (Kind::Dir, Kind::Dir) | (Kind::Fifo, Kind::Fifo) => a.mtime != b.mtime,
+        (Kind::Device { .. }, Kind::Device { .. }) => a.mtime != b.mtime || a.kind != b.kind,
         _ => true,
     }
 }
@@ -456,7 +526,7 @@ pub fn remove_stubs(before: &MemFs, after: &mut MemFs, paths: &[String]) {
                 None => true,
                 Some(Kind::Dir) => after.children(&cur).next().is_none(),
                 Some(Kind::File(d)) => d.is_empty(),
-                Some(Kind::Symlink(_)) => false,
+                Some(_) => false,
             };
             if !empty {
                 break;
@@ -500,7 +570,7 @@ pub fn layer_entries(changes: &Changes, after: &MemFs, whiteout_mtime: i64) -> V
     }
     for p in &changes.deleted {
         let wh = join(parent(p), &format!(".wh.{}", base(p)));
-        let node = Node::new(Kind::File(Arc::new(Vec::new())), 0, 0, 0, whiteout_mtime);
+        let node = Node::new(Kind::File(Content::bytes(Vec::new())), 0, 0, 0, whiteout_mtime);
         out.insert(wh.clone(), node);
         add_parents(&mut out, &wh);
     }
@@ -523,252 +593,4 @@ pub fn subtree(fs: &MemFs, dir: &str) -> MemFs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(data: &str, mtime: i64) -> Node {
-        Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, mtime)
-    }
-
-    fn tree(entries: &[(&str, Node)]) -> MemFs {
-        let mut fs = MemFs::new();
-        for (p, n) in entries {
-            fs.insert(p.to_string(), n.clone());
-        }
-        fs
-    }
-
-    #[test]
-    fn diff_finds_additions_changes_and_topmost_deletions() {
-        let d = Node::dir(0o755, 0, 0, 1);
-        let before = tree(&[
-            ("a", d.clone()),
-            ("a/keep", file("k", 1)),
-            ("a/edit", file("1", 1)),
-            ("gone", d.clone()),
-            ("gone/x", file("x", 1)),
-            ("b", d.clone()),
-            ("b/rm", file("r", 1)),
-        ]);
-        let after = tree(&[
-            ("a", d.clone()),
-            ("a/keep", file("k", 1)),
-            ("a/edit", file("2", 1)),
-            ("a/new", file("n", 5)),
-            ("b", Node::dir(0o755, 0, 0, 9)),
-        ]);
-        let c = diff(&before, &after);
-        let changed: Vec<&String> = c.changed.iter().map(|(k, _)| k).collect();
-        assert_eq!(changed, ["a/edit", "a/new", "b"]);
-        assert_eq!(c.deleted, ["b/rm", "gone"]);
-        let entries = layer_entries(&c, &after, 0);
-        let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, [".wh.gone", "a", "a/edit", "a/new", "b", "b/.wh.rm"]);
-    }
-
-    #[test]
-    fn stale_temp_dirs_are_those_of_dead_owners() {
-        let d = tempfile::tempdir().unwrap();
-        let mine = temp_in(d.path()).unwrap();
-        let dead = d.path().join("pa-999999999-1-0");
-        let other = d.path().join("cache");
-        for p in [&dead, &other] {
-            std::fs::create_dir_all(p.join("upper")).unwrap();
-        }
-        assert_eq!(cleanup_stale(d.path()), std::slice::from_ref(&dead));
-        assert!(mine.path().exists() && other.exists() && !dead.exists());
-    }
-
-    #[test]
-    fn applying_the_layer_gives_the_new_tree() {
-        let d = Node::dir(0o755, 0, 0, 1);
-        let before = tree(&[("bin", d.clone()), ("bin/ls", file("ls", 1)), ("bin/sh", file("sh", 1))]);
-        let after = tree(&[("bin", Node::dir(0o755, 0, 0, 3)), ("bin/sh", file("sh", 1)), ("hi", file("hi\n", 3))]);
-        let c = diff(&before, &after);
-        let entries = layer_entries(&c, &after, 0);
-        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
-        let mut got = before.clone();
-        got.apply_layer(&tar[..]).unwrap();
-        let a: Vec<(&String, &Node)> = got.iter().collect();
-        let b: Vec<(&String, &Node)> = after.iter().collect();
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn stubs_are_removed_and_parent_times_restored() {
-        let before = tree(&[("etc", Node::dir(0o755, 0, 0, 1)), ("etc/passwd", file("root", 1))]);
-        let mut after = tree(&[
-            ("etc", Node::dir(0o755, 0, 0, 7)),
-            ("etc/passwd", file("root", 1)),
-            ("etc/hosts", file("", 7)),
-            ("run", Node::dir(0o755, 0, 0, 7)),
-            ("run/secrets", Node::dir(0o755, 0, 0, 7)),
-            ("run/secrets/tok", file("", 7)),
-            ("proc", Node::dir(0o755, 0, 0, 7)),
-            ("proc/x", file("not a stub", 7)),
-        ]);
-        remove_stubs(&before, &mut after, &["etc/hosts".into(), "run/secrets/tok".into(), "proc".into()]);
-        let mut gone = before.clone();
-        gone.insert("etc".into(), Node::dir(0o755, 0, 0, 9));
-        remove_stubs(&before, &mut gone, &["etc/resolv.conf".into()]);
-        assert_eq!(gone.get("etc").unwrap().mtime, 1, "a stub removed by the runtime still restores the time");
-        let paths: Vec<&String> = after.iter().map(|(k, _)| k).collect();
-        assert_eq!(paths, ["etc", "etc/passwd", "proc", "proc/x"]);
-        assert_eq!(after.get("etc").unwrap().mtime, 1);
-    }
-
-    #[test]
-    fn read_tree_keeps_owners_and_links() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("x")).unwrap();
-        std::fs::write(d.path().join("x/f"), b"data").unwrap();
-        std::os::unix::fs::symlink("x/f", d.path().join("l")).unwrap();
-        let fs = read_tree(d.path()).unwrap();
-        assert_eq!(fs.read("l").unwrap().as_slice(), b"data");
-        let me = std::fs::metadata(d.path().join("x/f")).unwrap();
-        assert_eq!(fs.get("x/f").unwrap().uid, u64::from(me.uid()));
-        assert_eq!(fs.get("l").unwrap().kind, Kind::Symlink("x/f".into()));
-    }
-
-    #[test]
-    fn subtrees_are_rerooted() {
-        let mut fs = MemFs::new();
-        fs.insert("a".into(), Node::dir(0o755, 0, 0, 0));
-        fs.insert("a/b".into(), crate::copy::file_node(b"x", 0o644, 0));
-        fs.insert("ab".into(), crate::copy::file_node(b"y", 0o644, 0));
-        let s = subtree(&fs, "a");
-        let paths: Vec<&String> = s.iter().map(|(k, _)| k).collect();
-        assert_eq!(paths, ["b"]);
-        assert_eq!(subtree(&fs, "").len(), 3);
-    }
-
-    /// Stores `tree` as a layer and applies it to `below`.
-    fn stack_layer(store: &Store, tree: &MemFs, below: &mut MemFs) -> Layer {
-        let tar = crate::layer::tar_entries(tree.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
-        below.apply_layer(&tar[..]).unwrap();
-        crate::layer::store_layer(store, &tar, crate::Compression::Gzip).unwrap()
-    }
-
-    /// What a directory holds, for comparing unpacked layers.
-    fn listing(root: &Path) -> Vec<String> {
-        use std::os::unix::fs::FileTypeExt;
-        let mut out = Vec::new();
-        let mut todo = vec![root.to_path_buf()];
-        while let Some(d) = todo.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let md = std::fs::symlink_metadata(e.path()).unwrap();
-                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-                let what = if md.is_dir() {
-                    todo.push(e.path());
-                    "dir".to_string()
-                } else if md.file_type().is_char_device() {
-                    format!("char {}", md.rdev())
-                } else if md.file_type().is_symlink() {
-                    format!("link {}", std::fs::read_link(e.path()).unwrap().display())
-                } else {
-                    format!("file {:?}", std::fs::read(e.path()).unwrap())
-                };
-                out.push(format!("{rel} {what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()));
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// The upper directory installed as a layer's unpacked form holds what
-    /// unpacking the layer's blob gives: stubs and unchanged copies gone,
-    /// whiteouts kept.
-    #[test]
-    fn an_installed_upper_is_the_unpacked_layer() {
-        if !crate::fs::is_root() {
-            assert!(std::env::var("CI").is_err(), "needs root under CI");
-            return;
-        }
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path().join("store")).unwrap();
-        let dir = Node::dir(0o755, 0, 0, 1);
-        let base = tree(&[("a", dir.clone()), ("a/x", file("x", 1)), ("a/y", file("y", 1)), ("etc", dir.clone())]);
-        let mut before = MemFs::new();
-        let l1 = stack_layer(&store, &base, &mut before);
-        let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
-        let root = Root::overlay(&store, &[l1], &d.path().join("run"), exec.mount_point().unwrap()).unwrap();
-        let p = root.path();
-        std::fs::remove_file(p.join("a/x")).unwrap();
-        std::fs::write(p.join("a/new"), "n").unwrap();
-        std::fs::create_dir_all(p.join("proc")).unwrap();
-        std::fs::create_dir_all(p.join("kept/sub")).unwrap();
-        std::fs::write(p.join("etc/hosts"), "").unwrap();
-        std::fs::hard_link(p.join("a/new"), p.join("twin")).unwrap();
-        let (mut after, upper) = root.finish_keeping_upper(&before).unwrap();
-        remove_stubs(&before, &mut after, &["proc".to_string(), "etc/hosts".to_string()]);
-        let changes = diff(&before, &after);
-        let entries = layer_entries(&changes, &after, 0);
-        let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
-        let l2 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
-        assert!(upper.unwrap().install(&store, &l2, &entries));
-        let installed = listing(&layer_dir_path(&store, &l2));
-        let fresh = d.path().join("fresh");
-        std::fs::create_dir(&fresh).unwrap();
-        let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
-        polyarch_snapshot::unpack_compressed(store.open(&l2.desc).unwrap(), &fresh, &opts).unwrap();
-        let unpacked = listing(&fresh);
-        let names = |l: &[String]| l.iter().map(|x| x.split(' ').next().unwrap().to_string()).collect::<Vec<_>>();
-        assert_eq!(names(&installed), ["a", "a/new", "a/x", "kept", "kept/sub", "twin"], "{installed:?}");
-        assert_eq!(names(&installed), names(&unpacked));
-        for (i, u) in installed.iter().zip(&unpacked) {
-            if !i.starts_with("a ") {
-                assert_eq!(i, u);
-            }
-        }
-        assert_eq!(std::fs::read_dir(d.path().join("run")).unwrap().count(), 0, "temporary directories removed");
-    }
-
-    /// An overlay of two stored layers: deleting a file, replacing a
-    /// directory (opaque) and adding files read back as the same tree as
-    /// doing it in memory; the naive root agrees.
-    #[test]
-    fn overlay_and_naive_roots_read_back_the_same_changes() {
-        if !crate::fs::is_root() {
-            assert!(std::env::var("CI").is_err(), "needs root under CI");
-            return;
-        }
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path().join("store")).unwrap();
-        let dir = Node::dir(0o755, 0, 0, 1);
-        let l1 = tree(&[("a", dir.clone()), ("a/x", file("x", 1)), ("a/y", file("y", 1)), ("b", dir.clone())]);
-        let l2 = tree(&[("b", dir.clone()), ("b/z", file("z", 1))]);
-        let mut layers = Vec::new();
-        let mut before = MemFs::new();
-        for l in [&l1, &l2] {
-            layers.push(stack_layer(&store, l, &mut before));
-        }
-        let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
-        let tmp = d.path().join("run");
-        let mut results = Vec::new();
-        for overlay in [true, false] {
-            let root = if overlay {
-                Root::overlay(&store, &layers, &tmp, exec.mount_point().unwrap()).unwrap()
-            } else {
-                Root::naive(&before, &tmp).unwrap()
-            };
-            let p = root.path();
-            assert_eq!(std::fs::read_to_string(p.join("b/z")).unwrap(), "z");
-            std::fs::remove_file(p.join("a/x")).unwrap();
-            std::fs::remove_dir_all(p.join("b")).unwrap();
-            std::fs::create_dir(p.join("b")).unwrap();
-            std::fs::write(p.join("b/new"), "n").unwrap();
-            std::fs::write(p.join("top"), "t").unwrap();
-            let after = root.finish(&before).unwrap();
-            let paths: Vec<String> = after.iter().map(|(k, _)| k.clone()).collect();
-            assert_eq!(paths, ["a", "a/y", "b", "b/new", "top"], "overlay: {overlay}");
-            let c = diff(&before, &after);
-            assert_eq!(c.deleted, ["a/x", "b/z"], "overlay: {overlay}");
-            results.push(after.iter().map(|(k, n)| (k.clone(), n.kind.clone(), n.mode)).collect::<Vec<_>>());
-        }
-        assert_eq!(results[0], results[1]);
-        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "temporary directories removed");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        assert!(!mounts.contains(d.path().to_str().unwrap()), "nothing left mounted");
-    }
-}
+mod tests;

@@ -1,11 +1,14 @@
 //! ADD from an http(s) URL.
 
+use std::io::Write;
+
 use crate::error::{Error, Result};
+use crate::fs::{Content, Spill};
 
 /// A downloaded file.
 pub(crate) struct Download {
-    /// The bytes.
-    pub data: Vec<u8>,
+    /// The bytes, streamed into a spill file.
+    pub data: Content,
     /// The file name: the last path segment of the URL, as BuildKit names
     /// it (`__unnamed__` when there is none).
     pub name: String,
@@ -13,16 +16,20 @@ pub(crate) struct Download {
     pub mtime: Option<i64>,
 }
 
-pub(crate) async fn fetch(url: &str) -> Result<Download> {
+pub(crate) async fn fetch(url: &str, spill: &Spill) -> Result<Download> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = |message: String| Error::Http { url: url.to_string(), message };
     let client = reqwest::Client::builder().build().map_err(|e| http(e.to_string()))?;
-    let resp = client.get(url).send().await.map_err(|e| http(e.to_string()))?;
+    let mut resp = client.get(url).send().await.map_err(|e| http(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(http(format!("invalid response status {}", resp.status().as_u16())));
     }
     let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(parse_http_date);
-    let data = resp.bytes().await.map_err(|e| http(e.to_string()))?.to_vec();
+    let mut w = spill.writer()?;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| http(e.to_string()))? {
+        w.write_all(&chunk).map_err(|e| http(e.to_string()))?;
+    }
+    let data = w.finish()?;
     let name = url_name(url);
     Ok(Download { data, name, mtime })
 }

@@ -101,7 +101,7 @@ fn same_inputs_same_digest_and_cache_counts() {
     // One changed file: the steps from the first that reads it run again.
     let mut changed = (*opts.context).clone();
     let mut node = changed.get("dir/x.txt").unwrap().clone();
-    node.kind = Kind::File(Arc::new(b"y\n".to_vec()));
+    node.kind = Kind::File(polyarch_build::fs::Content::bytes(&b"y\n"[..]));
     changed.insert("dir/x.txt".into(), node);
     let opts2 = options(&case).with_context(changed);
     let (third, _) = build(&store, &opts2);

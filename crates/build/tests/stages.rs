@@ -20,7 +20,7 @@ COPY --from=b /b /b2
 ";
 
 fn file(data: &str) -> Node {
-    Node::new(Kind::File(Arc::new(data.as_bytes().to_vec())), 0o644, 0, 0, 0)
+    Node::new(Kind::File(polyarch_build::fs::Content::bytes(data.as_bytes())), 0o644, 0, 0, 0)
 }
 
 fn options() -> BuildOptions {

@@ -1,7 +1,6 @@
 //! `polyarch`: build, assemble, check and ship multi-architecture container
 //! images, with no daemon.
 
-mod builders;
 mod cmd;
 mod progress;
 

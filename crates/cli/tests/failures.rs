@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::util::net::{fake_registry, DyingProxy};
+use crate::util::net::fake_registry;
+use crate::util::proxy::{Fault, FaultProxy, Rule};
 use crate::util::*;
 
 #[test]
@@ -12,7 +13,7 @@ fn registry_down_mid_push_pushes_no_index() {
     let Some(src) = shared_registry() else { return };
     let Some(dst) = Registry::start(&[]) else { return };
     let env = Env::new();
-    let proxy = DyingProxy::start(dst.host.clone(), 400_000);
+    let proxy = FaultProxy::tcp(&dst.host, vec![Rule::conn(Fault::DieAfter(400_000)).always()]);
     let target = format!("127.0.0.1:{}/test/dying:v1", proxy.port);
     env.ok(&[
         "manifest",
@@ -23,7 +24,7 @@ fn registry_down_mid_push_pushes_no_index() {
     ]);
     let err = env.fails(&["manifest", "push", &target]);
     assert!(err.contains(&format!("127.0.0.1:{}", proxy.port)), "the error names the registry: {err}");
-    assert!(proxy.down.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(proxy.down(), "the proxy died: {}", proxy.log());
     // Straight to the real registry: no tag was written.
     let out = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/test/dying:v1", dst.host)])

@@ -6,9 +6,11 @@ use std::path::Path;
 /// Layer of each crate; a crate may depend only on crates of lower layers.
 const LAYERS: &[(&str, u32)] = &[
     ("polyarch-oci", 0),
+    ("polyarch-fuzzing", 0),
     ("polyarch-dockerfile", 1),
     ("polyarch-registry", 1),
     ("polyarch-store", 1),
+    ("polyarch-solver", 1),
     ("polyarch-emu", 2),
     ("polyarch-exec", 2),
     ("polyarch-index", 2),
@@ -51,7 +53,26 @@ fn dependencies_point_down() {
                 assert!(l < own, "{name} (layer {own}) must not depend on {dep} (layer {l})");
             }
         }
+        if name == "polyarch-solver" {
+            solver_deps(&text);
+        }
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} crates found");
+}
+
+/// The solver knows no Dockerfile, store or registry: of the workspace's
+/// crates it uses only the image model.
+fn solver_deps(manifest: &str) {
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let dep = line.split(['=', '.', ' ']).next().unwrap_or("");
+        if section == "[dependencies]" && dep.starts_with("polyarch") {
+            assert_eq!(dep, "polyarch-oci", "polyarch-solver must depend on no crate above polyarch-oci");
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::interrupt::{assert_no_process, start_sleeping, wait_exit};
+use crate::util::proxy::{Fault, FaultProxy, Rule};
 use crate::util::*;
 
 fn mode(p: &Path) -> u32 {
@@ -250,8 +251,8 @@ fn a_run_killed_while_unpacking_is_reclaimed_by_images() {
 fn a_pull_killed_mid_download_leaves_no_temp_file_after_the_next_command() {
     let Some(reg) = shared_registry() else { return };
     let env = Env::new();
-    let proxy = crate::util::net::StallingProxy::start(reg.host.clone(), 200_000);
-    let src = format!("127.0.0.1:{}/library/busybox:latest", proxy.port);
+    let proxy = FaultProxy::tcp(&reg.host, vec![Rule::conn(Fault::StallAfter(200_000)).always()]);
+    let src = format!("{}/library/busybox:latest", proxy.host());
     let mut child = env
         .cmd(&["pull", "-q", "--platform", "linux/amd64", &src])
         .stdout(Stdio::null())

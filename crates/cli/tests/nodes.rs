@@ -323,3 +323,22 @@ fn an_unreachable_node_fails_by_name_or_falls_back_to_emulation() {
     let out = Env::new().ok(&["run", "--rm", "--platform", "linux/arm64", &image, "cat", "/arch"]);
     assert_eq!(out.trim(), "aarch64");
 }
+
+#[test]
+fn a_build_error_on_a_node_fails_its_platform_and_is_not_built_again_here() {
+    let Some((env, reg, sshd, _far)) = setup() else { return };
+    let df = "FROM busybox\nARG TARGETARCH\nRUN [ \"$TARGETARCH\" != arm64 ] || exit 4\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let image = format!("{}/nodes/broken:1", reg.host);
+    let child = spawn_build(&env, &sshd, &["--fallback-emulation", "-t", &image, "--push", s(&ctx)]);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    assert!(stderr.contains("[linux/arm64@far stage-0 2/2] RUN"), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains(&format!("on node far ({endpoint}): "))).unwrap_or_default();
+    assert!(line.trim_start().starts_with("linux/arm64 on node far") && line.contains("exit code: 4"), "{stderr}");
+    assert!(!stderr.contains("builds here instead"), "a build error is not a node failure: {stderr}");
+    assert!(stderr.contains("nothing was exported or pushed"), "{stderr}");
+    assert!(!tags_exist(reg, "nodes/broken"), "nothing may be pushed when a platform failed");
+}

@@ -1,15 +1,17 @@
-//! A small backtracking regular-expression engine covering the subset of Go
-//! RE2 syntax that the Dockerfile shell patterns and `.dockerignore` patterns
-//! compile to: literals, `\x` escapes, `.`, `[...]` classes, `(...)` groups,
+//! A small regular-expression engine covering the subset of Go RE2 syntax
+//! that the Dockerfile shell patterns and `.dockerignore` patterns compile
+//! to: literals, `\x` escapes, `.`, `[...]` classes, `(...)` groups,
 //! `^`/`$` anchors and the `*`, `+`, `?` quantifiers (greedy or lazy).
 //!
-//! Matching follows Go's leftmost-first semantics (the same result a
-//! backtracking engine gives), so `.*?` and `.*` behave as in BuildKit.
+//! Patterns compile to a program run by a Pike VM, as RE2 does: threads in
+//! priority order give Go's leftmost-first semantics (so `.*?` and `.*`
+//! behave as in BuildKit), in time linear in the text for a given pattern.
+//! A backtracking matcher took exponential time on `**/**/**/…` patterns.
 
 /// A compiled expression.
 #[derive(Debug, Clone)]
 pub(crate) struct Regex {
-    nodes: Vec<Node>,
+    prog: Vec<Inst>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,19 @@ enum Atom {
     End,
 }
 
+/// One instruction of a compiled program.
+#[derive(Debug, Clone)]
+enum Inst {
+    /// Consumes one character the atom accepts (`Char`, `Any`, `Class`).
+    Consume(Atom),
+    /// Continues at both, the first preferred.
+    Split(usize, usize),
+    Jmp(usize),
+    Begin,
+    End,
+    Match,
+}
+
 impl Regex {
     /// Compiles `src`; the error text follows Go's `regexp/syntax` wording.
     pub(crate) fn new(src: &str) -> Result<Regex, String> {
@@ -43,7 +58,10 @@ impl Regex {
         if pos < chars.len() {
             return Err(format!("error parsing regexp: unexpected ): `{src}`"));
         }
-        Ok(Regex { nodes })
+        let mut prog = Vec::new();
+        compile_seq(&nodes, &mut prog);
+        prog.push(Inst::Match);
+        Ok(Regex { prog })
     }
 
     /// Whether the expression matches anywhere in `text`.
@@ -54,16 +72,128 @@ impl Regex {
 
     /// Leftmost-first match at or after char index `start`, as char indices.
     pub(crate) fn find_chars(&self, text: &[char], start: usize) -> Option<(usize, usize)> {
-        for s in start..=text.len() {
-            let mut end = None;
-            if match_seq(&self.nodes, text, s, &mut |p| {
-                end = Some(p);
-                true
-            }) {
-                return end.map(|e| (s, e));
+        let mut marks = vec![usize::MAX; self.prog.len()];
+        // Threads in priority order: (program counter, where their match began).
+        let mut clist: Vec<(usize, usize)> = Vec::new();
+        let mut nlist: Vec<(usize, usize)> = Vec::new();
+        let mut matched = None;
+        let mut pos = start.min(text.len());
+        loop {
+            if matched.is_none() {
+                // A match starting here ranks below every earlier start.
+                self.add(&mut clist, &mut marks, pos, text.len(), 0, pos);
+            }
+            if matched.is_some() && clist.is_empty() {
+                break;
+            }
+            for &(pc, began) in &clist {
+                match &self.prog[pc] {
+                    Inst::Match => {
+                        // Lower-priority threads are cut off.
+                        matched = Some((began, pos));
+                        break;
+                    }
+                    Inst::Consume(atom) if text.get(pos).is_some_and(|&c| accepts(atom, c)) => {
+                        self.add(&mut nlist, &mut marks, pos + 1, text.len(), pc + 1, began);
+                    }
+                    _ => {}
+                }
+            }
+            if pos >= text.len() {
+                break;
+            }
+            std::mem::swap(&mut clist, &mut nlist);
+            nlist.clear();
+            pos += 1;
+        }
+        matched
+    }
+
+    /// Adds the thread at `pc` and everything it reaches without consuming
+    /// a character at `pos`, in priority order, each instruction once.
+    fn add(
+        &self,
+        list: &mut Vec<(usize, usize)>,
+        marks: &mut [usize],
+        pos: usize,
+        len: usize,
+        pc: usize,
+        began: usize,
+    ) {
+        let mut stack = vec![pc];
+        while let Some(pc) = stack.pop() {
+            if marks[pc] == pos {
+                continue;
+            }
+            marks[pc] = pos;
+            match self.prog[pc] {
+                Inst::Jmp(to) => stack.push(to),
+                Inst::Split(first, second) => {
+                    stack.push(second);
+                    stack.push(first);
+                }
+                Inst::Begin if pos == 0 => stack.push(pc + 1),
+                Inst::End if pos == len => stack.push(pc + 1),
+                Inst::Begin | Inst::End => {}
+                Inst::Consume(_) | Inst::Match => list.push((pc, began)),
             }
         }
-        None
+    }
+}
+
+fn accepts(atom: &Atom, c: char) -> bool {
+    match atom {
+        Atom::Char(want) => c == *want,
+        Atom::Any => c != '\n',
+        Atom::Class { negated, ranges } => ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated,
+        _ => false,
+    }
+}
+
+fn compile_seq(nodes: &[Node], prog: &mut Vec<Inst>) {
+    for node in nodes {
+        compile_node(node, prog);
+    }
+}
+
+fn compile_atom(atom: &Atom, prog: &mut Vec<Inst>) {
+    match atom {
+        Atom::Group(nodes) => compile_seq(nodes, prog),
+        Atom::Begin => prog.push(Inst::Begin),
+        Atom::End => prog.push(Inst::End),
+        other => prog.push(Inst::Consume(other.clone())),
+    }
+}
+
+/// `x` once, `x?`, `x*` or `x+` (the only repetitions the parser makes).
+fn compile_node(node: &Node, prog: &mut Vec<Inst>) {
+    let split = |prog: &mut Vec<Inst>, at: usize, body: usize, out: usize| {
+        prog[at] = if node.greedy { Inst::Split(body, out) } else { Inst::Split(out, body) };
+    };
+    match (node.min, node.max) {
+        (1, Some(1)) => compile_atom(&node.atom, prog),
+        (0, Some(1)) => {
+            let at = prog.len();
+            prog.push(Inst::Jmp(0));
+            compile_atom(&node.atom, prog);
+            let out = prog.len();
+            split(prog, at, at + 1, out);
+        }
+        (0, None) => {
+            let at = prog.len();
+            prog.push(Inst::Jmp(0));
+            compile_atom(&node.atom, prog);
+            prog.push(Inst::Jmp(at));
+            let out = prog.len();
+            split(prog, at, at + 1, out);
+        }
+        _ => {
+            let body = prog.len();
+            compile_atom(&node.atom, prog);
+            let at = prog.len();
+            prog.push(Inst::Jmp(0));
+            split(prog, at, body, at + 1);
+        }
     }
 }
 
@@ -176,48 +306,6 @@ fn class_char(chars: &[char], pos: &mut usize) -> Result<char, String> {
     Ok(c)
 }
 
-fn match_seq(nodes: &[Node], text: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match nodes.split_first() {
-        None => k(pos),
-        Some((node, rest)) => repeat(node, 0, text, pos, &mut |p| match_seq(rest, text, p, k)),
-    }
-}
-
-fn repeat(node: &Node, count: usize, text: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-    let can_more = node.max.is_none_or(|m| count < m);
-    if count < node.min {
-        return match_atom(&node.atom, text, pos, &mut |p| repeat(node, count + 1, text, p, k));
-    }
-    if node.greedy {
-        if can_more && match_atom(&node.atom, text, pos, &mut |p| p != pos && repeat(node, count + 1, text, p, k)) {
-            return true;
-        }
-        k(pos)
-    } else {
-        if k(pos) {
-            return true;
-        }
-        can_more && match_atom(&node.atom, text, pos, &mut |p| p != pos && repeat(node, count + 1, text, p, k))
-    }
-}
-
-fn match_atom(atom: &Atom, text: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match atom {
-        Atom::Char(c) => text.get(pos) == Some(c) && k(pos + 1),
-        Atom::Any => text.get(pos).is_some_and(|&c| c != '\n') && k(pos + 1),
-        Atom::Class { negated, ranges } => match text.get(pos) {
-            Some(&c) => {
-                let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                inside != *negated && k(pos + 1)
-            }
-            None => false,
-        },
-        Atom::Group(nodes) => match_seq(nodes, text, pos, k),
-        Atom::Begin => pos == 0 && k(pos),
-        Atom::End => pos == text.len() && k(pos),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +325,22 @@ mod tests {
         assert_eq!(find("^a[b-d]e$", "ace"), Some((0, 3)));
         assert_eq!(find("^a[^b-d]e$", "ace"), None);
         assert_eq!(find("^.$", "\n"), None);
+        assert_eq!(find("a*?", "aaa"), Some((0, 0)));
+        assert_eq!(find("(a|b)", "b"), None, "no alternation: | is a literal");
+        assert_eq!(find("x(a*)*y", "zxaaay"), Some((1, 6)));
+        assert_eq!(find("$", "abc"), Some((3, 3)));
+    }
+
+    #[test]
+    fn nested_stars_take_linear_time() {
+        // `**/` repeated compiles to nested `(.*/)?`: exponential for a
+        // backtracking matcher, instant here.
+        let re = format!("^{}keep$", "(.*/)?".repeat(60));
+        let text = format!("{}x", "a/".repeat(200));
+        let t = std::time::Instant::now();
+        assert_eq!(find(&re, &text), None);
+        assert_eq!(find(&re, &format!("{}keep", "a/".repeat(200))), Some((0, 404)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The registry client: construction, ping, manifests and tags.
 
 use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -9,7 +10,7 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use reqwest::{Response, StatusCode};
 
 use crate::challenge::{Access, Scopes};
-use crate::transport::{Endpoint, Inner, Target};
+use crate::transport::{BodyFailure, Endpoint, Inner, Target};
 use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy};
 
 /// The header registries use to name the digest of what they serve.
@@ -37,7 +38,35 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     chunk_threshold: u64,
     chunk_size: usize,
+    timeouts: Timeouts,
     progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
+}
+
+/// How long the client waits on the network before a request counts as
+/// failed (and is retried like a dropped connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Setting up a connection (TCP and TLS).
+    pub connect: Duration,
+    /// Waiting for any bytes: the response's head, then each read of its
+    /// body. A registry that accepts a request and goes silent is given up
+    /// on after this long.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(30), read: Duration::from_secs(120) }
+    }
+}
+
+impl Timeouts {
+    /// Both bounds at most `read`: the connect timeout stays 30 s unless
+    /// `read` is shorter.
+    pub fn with_read(read: Duration) -> Timeouts {
+        let d = Timeouts::default();
+        Timeouts { connect: d.connect.min(read), read }
+    }
 }
 
 impl Default for ClientBuilder {
@@ -59,6 +88,7 @@ impl ClientBuilder {
             retry: RetryPolicy::default(),
             chunk_threshold: 32 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
+            timeouts: Timeouts::default(),
             progress: None,
         }
     }
@@ -101,6 +131,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Network timeouts (default: 30 s to connect, 120 s without a byte).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
     /// The size of one chunk of a chunked upload (held in memory).
     pub fn with_chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes.max(1);
@@ -129,6 +165,7 @@ impl ClientBuilder {
             self.retry,
             self.chunk_threshold,
             self.chunk_size,
+            self.timeouts,
             self.progress,
         );
         Ok(Client { inner: Arc::new(inner) })
@@ -244,6 +281,11 @@ impl Client {
     }
 
     async fn get_manifest_at(&self, ep: &Endpoint, r: &Reference) -> Result<RawManifest, Error> {
+        self.inner.retry_body(|| self.get_manifest_once(ep, r)).await
+    }
+
+    /// One request for a manifest; a body cut short is a [`BodyFailure::Cut`].
+    async fn get_manifest_once(&self, ep: &Endpoint, r: &Reference) -> Result<RawManifest, BodyFailure> {
         let reference = ref_string(r);
         let t = target(r, reference.clone());
         let base = self.inner.base(ep, &t).await?;
@@ -253,21 +295,21 @@ impl Client {
         let (resp, attempts) =
             self.inner.execute(ep, &t, Some(&scopes), true, &|c| c.get(&url).header(ACCEPT, &accept)).await?;
         if !resp.status().is_success() {
-            return Err(self.inner.status_error(resp, &t, attempts).await);
+            return Err(self.inner.status_error(resp, &t, attempts).await.into());
         }
         let limit = MAX_MANIFEST_SIZE;
         if let Some(len) = content_length(&resp).filter(|l| *l > limit) {
-            return Err(Error::TooLarge { reference, what: "manifest", size: len, limit });
+            return Err(Error::TooLarge { reference, what: "manifest", size: len, limit }.into());
         }
         let content_type = header(&resp, CONTENT_TYPE).map(str::to_string);
         let header_digest = header(&resp, DIGEST_HEADER).and_then(|d| d.parse::<Digest>().ok());
         let mut body = BytesMut::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.inner.transport_error(ep, &t, &e))?;
+            let chunk = chunk.map_err(|e| BodyFailure::Cut(self.inner.transport_error(ep, &t, &e)))?;
             body.extend_from_slice(&chunk);
             if body.len() as u64 > limit {
-                return Err(Error::TooLarge { reference, what: "manifest", size: body.len() as u64, limit });
+                return Err(Error::TooLarge { reference, what: "manifest", size: body.len() as u64, limit }.into());
             }
         }
         let bytes = body.freeze();
@@ -275,10 +317,11 @@ impl Client {
         if let Some(expected) = expected {
             let actual = expected.of_same_kind(&bytes);
             if actual != expected {
-                return Err(Error::DigestMismatch { reference, expected, actual });
+                return Err(Error::DigestMismatch { reference, expected, actual }.into());
             }
         }
-        RawManifest::from_bytes(bytes, content_type.as_deref()).map_err(|source| Error::Manifest { reference, source })
+        RawManifest::from_bytes(bytes, content_type.as_deref())
+            .map_err(|source| Error::Manifest { reference, source }.into())
     }
 
     /// Asks for a manifest's descriptor without its body; `None` when the
@@ -363,29 +406,40 @@ impl Client {
             .map_err(|e| Error::InvalidReference { reference: t.reference.clone(), reason: url_reason(e) })?;
         let mut tags = Vec::new();
         for _ in 0..10_000 {
-            let u = url.clone();
-            let (resp, attempts) = self.inner.execute(&ep, &t, Some(&scopes), true, &|c| c.get(u.clone())).await?;
-            if !resp.status().is_success() {
-                return Err(self.inner.status_error(resp, &t, attempts).await);
-            }
-            let next = header(&resp, LINK).and_then(next_link).and_then(|l| resp.url().join(&l).ok());
-            let bytes = crate::transport::read_limited(resp, 16 * 1024 * 1024)
-                .await
-                .map_err(|e| self.inner.transport_error(&ep, &t, &e))?;
-            #[derive(serde::Deserialize)]
-            struct List {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let list: List = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::InvalidResponse { registry: ep.host.clone(), reason: format!("tag list: {e}") })?;
-            tags.extend(list.tags.unwrap_or_default());
+            let (page, next) = self.inner.retry_body(|| self.tags_page(&ep, &t, &scopes, &url)).await?;
+            tags.extend(page);
             match next {
                 Some(n) => url = n,
                 None => break,
             }
         }
         Ok(tags)
+    }
+
+    /// One page of a tag list and the URL of the next.
+    async fn tags_page(
+        &self,
+        ep: &Endpoint,
+        t: &Target,
+        scopes: &Scopes,
+        url: &url::Url,
+    ) -> Result<(Vec<String>, Option<url::Url>), BodyFailure> {
+        let (resp, attempts) = self.inner.execute(ep, t, Some(scopes), true, &|c| c.get(url.clone())).await?;
+        if !resp.status().is_success() {
+            return Err(self.inner.status_error(resp, t, attempts).await.into());
+        }
+        let next = header(&resp, LINK).and_then(next_link).and_then(|l| resp.url().join(&l).ok());
+        let bytes = crate::transport::read_limited(resp, 16 * 1024 * 1024)
+            .await
+            .map_err(|e| BodyFailure::Cut(self.inner.transport_error(ep, t, &e)))?;
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let list: List = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidResponse { registry: ep.host.clone(), reason: format!("tag list: {e}") })?;
+        Ok((list.tags.unwrap_or_default(), next))
     }
 }
 

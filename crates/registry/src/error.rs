@@ -238,14 +238,15 @@ pub enum Error {
         /// The cause.
         reason: String,
     },
-    /// A temporary failure persisted past the retry bound.
-    #[error("{source} (gave up after {attempts} attempts)")]
+    /// A temporary failure persisted past the retry bound. The last
+    /// failure is part of the message, not a separate cause, so that an
+    /// error chain names it once.
+    #[error("{last} (gave up after {attempts} attempts)")]
     GaveUp {
         /// How many attempts were made.
         attempts: u32,
         /// The last failure.
-        #[source]
-        source: Box<Error>,
+        last: Box<Error>,
     },
 }
 
@@ -292,7 +293,7 @@ impl Error {
             },
             Error::InvalidResponse { .. } | Error::Config { .. } | Error::InvalidReference { .. } => ErrorKind::Invalid,
             Error::Io { .. } | Error::Source { .. } | Error::CredentialHelper { .. } => ErrorKind::Io,
-            Error::GaveUp { source, .. } => source.kind(),
+            Error::GaveUp { last, .. } => last.kind(),
         }
     }
 
@@ -301,7 +302,7 @@ impl Error {
         match self {
             Error::Status { status, .. } => Some(*status),
             Error::Unauthorized { .. } => Some(401),
-            Error::GaveUp { source, .. } => source.status(),
+            Error::GaveUp { last, .. } => last.status(),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ use crate::challenge::{self, Challenge, Scopes};
 use crate::config::Mirror;
 use crate::error::{is_tls_error, parse_error_body, short_reason};
 use crate::retry::{parse_retry_after, retryable_status};
-use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy};
+use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy, Timeouts};
 
 /// How to pick `http` or `https` for a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,7 @@ pub(crate) struct Inner {
     pub retry: RetryPolicy,
     pub chunk_threshold: u64,
     pub chunk_size: usize,
+    pub timeouts: Timeouts,
     pub progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
     http: Mutex<HashMap<(bool, Vec<PathBuf>), reqwest::Client>>,
     hosts: Mutex<HashMap<String, HostState>>,
@@ -122,6 +123,7 @@ impl Inner {
         retry: RetryPolicy,
         chunk_threshold: u64,
         chunk_size: usize,
+        timeouts: Timeouts,
         progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
     ) -> Inner {
         Inner {
@@ -132,6 +134,7 @@ impl Inner {
             retry,
             chunk_threshold,
             chunk_size,
+            timeouts,
             progress,
             http: Mutex::default(),
             hosts: Mutex::default(),
@@ -199,8 +202,8 @@ impl Inner {
         }
         let mut b = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
+            .connect_timeout(self.timeouts.connect)
+            .read_timeout(self.timeouts.read)
             .tls_danger_accept_invalid_certs(ep.skip_verify);
         if !certs.is_empty() {
             b = b.tls_certs_merge(certs);
@@ -404,6 +407,7 @@ impl Inner {
         Box::pin(self.fetch_token(ep, target, ch, scopes))
     }
 
+    /// A token for `scopes`, asked for again when the answer is cut short.
     async fn fetch_token(
         &self,
         ep: &Endpoint,
@@ -411,6 +415,16 @@ impl Inner {
         ch: &Challenge,
         scopes: &Scopes,
     ) -> Result<Token, Error> {
+        self.retry_body(|| self.fetch_token_once(ep, target, ch, scopes)).await
+    }
+
+    async fn fetch_token_once(
+        &self,
+        ep: &Endpoint,
+        target: &Target,
+        ch: &Challenge,
+        scopes: &Scopes,
+    ) -> Result<Token, BodyFailure> {
         let realm = ch.param("realm").filter(|r| !r.is_empty()).ok_or_else(|| Error::InvalidResponse {
             registry: ep.host.clone(),
             reason: "bearer challenge without realm".into(),
@@ -489,7 +503,7 @@ impl Inner {
         resp: Response,
         attempts: u32,
         had_credentials: bool,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, BodyFailure> {
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let errors = parse_error_body(&read_limited(resp, 64 * 1024).await.unwrap_or_default());
@@ -498,10 +512,11 @@ impl Inner {
                 reference: target.reference.clone(),
                 had_credentials,
                 errors,
-            });
+            }
+            .into());
         }
         if !status.is_success() {
-            return Err(self.status_error(resp, target, attempts).await);
+            return Err(self.status_error(resp, target, attempts).await.into());
         }
         #[derive(Deserialize)]
         struct Body {
@@ -512,7 +527,9 @@ impl Inner {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let bytes = read_limited(resp, 1024 * 1024).await.map_err(|e| self.transport_error(ep, target, &e))?;
+        let bytes = read_limited(resp, 1024 * 1024)
+            .await
+            .map_err(|e| BodyFailure::Cut(self.transport_error(ep, target, &e)))?;
         let b: Body = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
             registry: ep.host.clone(),
             reason: format!("token response: {e}"),
@@ -522,7 +539,8 @@ impl Inner {
             return Err(Error::InvalidResponse {
                 registry: ep.host.clone(),
                 reason: "token response without token".into(),
-            });
+            }
+            .into());
         }
         // Refresh a little early; 60 s is the spec's default lifetime.
         let life = Duration::from_secs(b.expires_in.filter(|e| *e > 0).unwrap_or(60));
@@ -572,9 +590,49 @@ impl Inner {
     }
 }
 
+/// How one attempt of [`Inner::retry_body`] failed.
+pub(crate) enum BodyFailure {
+    /// The connection failed while the body was read (a reset, a body cut
+    /// short, a timeout): the request is worth sending again.
+    Cut(Error),
+    /// Anything else, final (the request's own retries are done).
+    Final(Error),
+}
+
+impl From<Error> for BodyFailure {
+    fn from(e: Error) -> BodyFailure {
+        BodyFailure::Final(e)
+    }
+}
+
+impl Inner {
+    /// Runs `op` (a request through [`Inner::execute`] and the reading of
+    /// its body) again when the body was cut short, within the retry
+    /// policy, as a dropped connection before the response is.
+    pub async fn retry_body<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, BodyFailure>>,
+    {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(BodyFailure::Final(e)) => return Err(e),
+                Err(BodyFailure::Cut(e)) => match self.retry.next_wait(attempt, start.elapsed(), None) {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => return Err(gave_up(e, attempt)),
+                },
+            }
+        }
+    }
+}
+
 fn gave_up(e: Error, attempts: u32) -> Error {
     if attempts > 1 {
-        Error::GaveUp { attempts, source: Box::new(e) }
+        Error::GaveUp { attempts, last: Box::new(e) }
     } else {
         e
     }
@@ -641,7 +699,17 @@ mod tests {
             "#,
         )
         .unwrap();
-        let inner = Inner::new(cfg, false, DockerConfig::empty(), "t".into(), RetryPolicy::fast(), 1, 1, None);
+        let inner = Inner::new(
+            cfg,
+            false,
+            DockerConfig::empty(),
+            "t".into(),
+            RetryPolicy::fast(),
+            1,
+            1,
+            Timeouts::default(),
+            None,
+        );
         let eps = inner.pull_endpoints("docker.io");
         assert_eq!(eps.len(), 3);
         assert_eq!((eps[0].host.as_str(), eps[0].schemes, eps[0].mirror), ("127.0.0.1:5000", Schemes::Http, true));
@@ -665,6 +733,7 @@ mod tests {
             RetryPolicy::fast(),
             1,
             1,
+            Timeouts::default(),
             None,
         );
         let q = insecure.origin("quay.io");

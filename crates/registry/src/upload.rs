@@ -115,7 +115,7 @@ impl Client {
                 Err(e) if e.is_temporary() && !matches!(e, Error::GaveUp { .. }) => {
                     match self.inner.retry.next_wait(attempt, start.elapsed(), None) {
                         Some(w) => tokio::time::sleep(w).await,
-                        None if attempt > 1 => return Err(Error::GaveUp { attempts: attempt, source: Box::new(e) }),
+                        None if attempt > 1 => return Err(Error::GaveUp { attempts: attempt, last: Box::new(e) }),
                         None => return Err(e),
                     }
                 }

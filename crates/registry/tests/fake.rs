@@ -126,6 +126,9 @@ async fn unavailable_forever_gives_up_within_the_bound() {
     assert_eq!(e.kind(), ErrorKind::Temporary);
     assert!(matches!(e, Error::GaveUp { attempts: 5, .. }), "{e:?}");
     assert!(e.to_string().contains("gave up after 5 attempts"), "{e}");
+    // The last failure is in the message once, not repeated as a cause.
+    assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+    assert_eq!(e.to_string().matches("503").count(), 1, "{e}");
     assert_eq!(fake.requests_to("/v2/x/manifests/v1").len(), 5);
 }
 
@@ -176,6 +179,35 @@ async fn connection_dropped_every_time_is_a_temporary_error() {
         c.get_blob(&reference(&fake.host(), "x", None), &blob_desc(&[1; 1000])).await.unwrap().collect().await;
     let e = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Temporary, "{e}");
+}
+
+#[tokio::test]
+async fn manifest_and_tag_list_cut_short_are_fetched_again() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    let fake = serve(move |req| {
+        ping(req).unwrap_or_else(|| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) & 1 == 0;
+            let (ct, body): (&str, Vec<u8>) = match req.route() {
+                "/v2/x/tags/list" => ("application/json", br#"{"name":"x","tags":["a","b"]}"#.to_vec()),
+                _ => (media_type::OCI_MANIFEST, MANIFEST.as_bytes().to_vec()),
+            };
+            let headers = vec![("Content-Type".to_string(), ct.to_string())];
+            if first {
+                // Every other answer stops a few bytes in.
+                Reply::Cut { status: 200, headers, len: body.len(), body: body[..20].to_vec() }
+            } else {
+                Reply::Full { status: 200, headers, body }
+            }
+        })
+    })
+    .await;
+    let c = client(RegistryConfig::default());
+    let m = c.get_manifest(&reference(&fake.host(), "x", Some("v1"))).await.unwrap();
+    assert_eq!(m.bytes().as_ref(), MANIFEST.as_bytes());
+    assert_eq!(fake.requests_to("/v2/x/manifests/v1").len(), 2);
+    assert_eq!(c.tags(&reference(&fake.host(), "x", None)).await.unwrap(), ["a", "b"]);
+    assert_eq!(fake.requests_to("/v2/x/tags/list").len(), 2);
 }
 
 #[tokio::test]
@@ -278,6 +310,36 @@ async fn identity_token_uses_oauth2_post() {
         .unwrap();
     c.get_manifest(&reference(&server.host(), "x", Some("v1"))).await.unwrap();
     c.check_login(&server.host()).await.unwrap();
+}
+
+#[tokio::test]
+async fn token_answer_cut_short_is_asked_for_again() {
+    let fake = Arc::new(Mutex::new(String::new()));
+    let host = fake.clone();
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    let server = serve(move |req| {
+        let challenge = format!(r#"Bearer realm="http://{}/token",service="svc""#, host.lock().unwrap());
+        match req.route() {
+            "/token" => {
+                let body = br#"{"token":"ok","expires_in":60}"#.to_vec();
+                if t2.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Cut { status: 200, headers: vec![], len: body.len(), body: body[..5].to_vec() }
+                } else {
+                    Reply::status(200, body)
+                }
+            }
+            _ if req.header("Authorization") == Some("Bearer ok") => {
+                Reply::with(200, &[("Content-Type", media_type::OCI_MANIFEST)], MANIFEST)
+            }
+            _ => Reply::with(401, &[("WWW-Authenticate", challenge.as_str())], ""),
+        }
+    })
+    .await;
+    *fake.lock().unwrap() = server.host();
+    let c = client(RegistryConfig::default());
+    c.get_manifest(&reference(&server.host(), "x", Some("v1"))).await.unwrap();
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -3,14 +3,13 @@
 //! contents it holds by digest.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use polyarch_build::copy::{file_node, has_wildcards};
 use polyarch_build::fs::{clean, parent, Kind, MemFs, Node};
 use polyarch_dockerfile::ignore::PatternMatcher;
 use polyarch_dockerfile::instructions::{self, Instruction};
-use polyarch_oci::{Descriptor, Digest};
-use polyarch_store::Store;
+use polyarch_oci::Digest;
+use polyarch_store::{BlobSource, Store};
 
 use crate::error::{Error, Result};
 use crate::wire::Entry;
@@ -99,11 +98,11 @@ pub fn needed(dockerfile: &[u8], ctx: &MemFs) -> BTreeSet<String> {
 }
 
 /// A content by digest.
-pub type Content = (Digest, Arc<Vec<u8>>);
+pub type Content = (Digest, polyarch_build::fs::Content);
 
 /// The entries of `paths` in `ctx`, and each distinct file content once,
-/// by digest.
-pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> (Vec<Entry>, Vec<Content>) {
+/// by digest (hashed by streaming).
+pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> Result<(Vec<Entry>, Vec<Content>)> {
     let mut entries = Vec::with_capacity(paths.len());
     let mut contents: Vec<Content> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -124,9 +123,9 @@ pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> (Vec<Entry>, Vec<Conten
         };
         match &n.kind {
             Kind::File(data) => {
-                let d = Digest::sha256(data);
+                let d = data.digest().map_err(|e| Error::Context(Box::new(e)))?;
                 e.kind = "file".into();
-                e.size = data.len() as u64;
+                e.size = data.len();
                 if seen.insert(d.clone()) {
                     contents.push((d.clone(), data.clone()));
                 }
@@ -142,7 +141,7 @@ pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> (Vec<Entry>, Vec<Conten
         }
         entries.push(e);
     }
-    (entries, contents)
+    Ok((entries, contents))
 }
 
 /// The media type context contents are stored under on a node.
@@ -156,21 +155,25 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
     for e in entries {
         let path = clean(&e.path);
         if path.is_empty() || path.starts_with("..") || path != e.path {
-            return Err(Error::Protocol(format!("bad context path {:?}", e.path)));
+            return Err(Error::Session { message: format!("bad context path {:?}", e.path) });
         }
         let mut node: Node = match e.kind.as_str() {
             "dir" => Node::dir(e.mode, e.uid, e.gid, e.mtime),
             "file" => {
-                let d = e.digest.clone().ok_or_else(|| Error::Protocol(format!("{}: no digest", e.path)))?;
-                let data = store.read_bytes(&Descriptor::new(CONTENT_TYPE, d, e.size), e.size)?;
-                file_node(&data, e.mode, e.mtime)
+                let d = e.digest.clone().ok_or_else(|| Error::Session { message: format!("{}: no digest", e.path) })?;
+                if store.stat(&d)?.size != e.size {
+                    return Err(Error::Session { message: format!("{}: content {d} is not {} bytes", e.path, e.size) });
+                }
+                let mut n = file_node(b"", e.mode, e.mtime);
+                n.kind = Kind::File(polyarch_build::fs::Content::file(&store.blob_path(&d), e.size));
+                n
             }
             "symlink" => {
                 let mut n = file_node(b"", e.mode, e.mtime);
                 n.kind = Kind::Symlink(e.target.clone().unwrap_or_default());
                 n
             }
-            k => return Err(Error::Protocol(format!("{}: unknown entry kind {k:?}", e.path))),
+            k => return Err(Error::Session { message: format!("{}: unknown entry kind {k:?}", e.path) }),
         };
         node.mode = e.mode;
         node.uid = e.uid;
@@ -244,11 +247,11 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let c = ctx();
         let paths = needed(b"FROM scratch\nCOPY assets /a\n", &c);
-        let (entries, contents) = entries(&c, &paths);
+        let (entries, contents) = entries(&c, &paths).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(contents.len(), 1, "two files with the same content travel once");
         for (_, data) in &contents {
-            store.put_bytes(CONTENT_TYPE, data).unwrap();
+            store.put_bytes(CONTENT_TYPE, &data.read_all().unwrap()).unwrap();
         }
         let fs = rebuild(&entries, &store).unwrap();
         assert_eq!(fs.read("assets/y.png").unwrap().as_slice(), b"same");
@@ -261,7 +264,7 @@ mod tests {
             n.xattrs.insert("user.k".into(), b"v".to_vec());
             linked.insert(p.into(), n);
         }
-        let (entries2, _) = super::entries(&linked, &paths);
+        let (entries2, _) = super::entries(&linked, &paths).unwrap();
         let fs = rebuild(&entries2, &store).unwrap();
         let (x, y) = (fs.get("assets/x.png").unwrap(), fs.get("assets/y.png").unwrap());
         assert!(x.link.is_some() && x.link == y.link, "hard links stay linked");

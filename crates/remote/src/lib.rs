@@ -14,14 +14,23 @@
 //! 5. `Push`: the worker pushes its images by digest; the client pushes the
 //!    index once every child exists.
 //!
-//! [`schedule`] decides which node builds which platform. The library never
-//! prints; the CLI renders events.
+//! [`schedule`] decides which node builds which platform; [`build`] runs a
+//! whole build on a builder's nodes (placement, fallback to emulation here,
+//! failure classification, fetching results) and [`push`] pushes what they
+//! built, children before the index. [`builder`] is the builder model: the
+//! stored builders, node endpoints, declared platforms and status. The
+//! library never prints; the CLI renders [`event`]s.
 
+pub mod build;
+pub mod builder;
 pub mod context;
 pub mod error;
+pub mod event;
+pub mod push;
 pub mod schedule;
 pub mod session;
 pub mod wire;
 pub mod worker;
 
-pub use error::{Error, Result};
+pub use build::{NodeBuild, Outcome};
+pub use error::{Error, ErrorKind, NodeId, Result};

@@ -11,7 +11,7 @@ use polyarch_oci::{Descriptor, Digest};
 use polyarch_store::{BlobSink, Store};
 
 use crate::context::Content;
-use crate::error::{Error, Result};
+use crate::error::{Error, NodeId, Result};
 use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, PROTOCOL};
 
 /// Kills a session's process from another thread.
@@ -42,7 +42,9 @@ pub struct Sent {
 
 /// A connected node.
 pub struct Session {
-    node: String,
+    node: NodeId,
+    /// Platforms of the build under way, for errors.
+    building: Vec<String>,
     child: Arc<Mutex<Child>>,
     input: BufWriter<ChildStdin>,
     output: BufReader<ChildStdout>,
@@ -55,9 +57,10 @@ pub struct Session {
 
 impl Session {
     /// Starts `argv` (which runs `polyarch worker --stdio` on the node) and
-    /// exchanges hellos. `node` names the node in errors.
-    pub fn connect(node: &str, argv: &[String], version: &str) -> Result<Session> {
-        let lost = |reason: String| Error::Node { node: node.to_string(), reason };
+    /// exchanges hellos. `node` names the node in errors; a node that
+    /// cannot be started or greeted is [`Error::Unreachable`].
+    pub fn connect(node: &NodeId, argv: &[String], version: &str) -> Result<Session> {
+        let lost = |reason: String| Error::Unreachable { node: node.clone(), reason };
         let (prog, args) = argv.split_first().ok_or_else(|| lost("no command".into()))?;
         let mut child = Command::new(prog)
             .args(args)
@@ -83,7 +86,8 @@ impl Session {
             });
         }
         let mut s = Session {
-            node: node.to_string(),
+            node: node.clone(),
+            building: Vec::new(),
             child: Arc::new(Mutex::new(child)),
             input,
             output,
@@ -91,21 +95,38 @@ impl Session {
             version: String::new(),
             probe: None,
         };
-        s.send(&Msg::Hello { protocol: PROTOCOL, version: version.to_string(), probe: None }, "connecting")?;
-        match s.recv("connecting")? {
+        let unreachable = |e: Error| match e {
+            Error::Lost { node, reason, .. } => Error::Unreachable { node, reason },
+            other => other,
+        };
+        let hello = Msg::Hello { protocol: PROTOCOL, version: version.to_string(), probe: None };
+        s.send(&hello, "connecting").map_err(unreachable)?;
+        match s.recv("connecting").map_err(unreachable)? {
+            Msg::Hello { protocol, .. } if protocol != PROTOCOL => Err(Error::Protocol {
+                node: s.node.clone(),
+                message: crate::wire::WireError::Version { got: protocol, speaks: PROTOCOL }.to_string(),
+            }),
             Msg::Hello { version, probe, .. } => {
                 s.version = version;
                 s.probe = probe;
                 Ok(s)
             }
-            Msg::Failed { message, .. } => Err(s.lost("connecting", message)),
-            other => Err(s.lost("connecting", format!("unexpected answer {other:?}"))),
+            Msg::Failed { error } => Err(Error::Protocol { node: s.node.clone(), message: error.to_string() }),
+            other => Err(s.unexpected(&other)),
         }
     }
 
-    /// The node's name and endpoint.
-    pub fn node(&self) -> &str {
+    /// The node.
+    pub fn node(&self) -> &NodeId {
         &self.node
+    }
+
+    fn unexpected(&self, m: &Msg) -> Error {
+        Error::Protocol { node: self.node.clone(), message: format!("unexpected answer {m:?}") }
+    }
+
+    fn failed(&self, error: crate::wire::WireError) -> Error {
+        Error::Failed { node: self.node.clone(), platforms: self.building.clone(), error: Box::new(error) }
     }
 
     /// A handle that kills the session's process.
@@ -137,7 +158,7 @@ impl Session {
         if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
             reason.push_str(&format!(": {}", last.trim()));
         }
-        Error::Node { node: self.node.clone(), reason }
+        Error::Lost { node: self.node.clone(), platforms: self.building.clone(), reason }
     }
 
     fn send(&mut self, m: &Msg, doing: &str) -> Result<()> {
@@ -162,35 +183,56 @@ impl Session {
         self.send(&Msg::Context { entries, extra: extra_digests }, doing)?;
         let need = match self.recv(doing)? {
             Msg::Need { digests } => digests,
-            other => return Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+            other => return Err(self.unexpected(&other)),
         };
         let all = contents.iter().chain(extra);
         for d in &need {
             let Some((_, data)) = all.clone().find(|(c, _)| c == d) else {
                 return Err(self.lost(doing, format!("the node asked for unknown content {d}")));
             };
-            if let Err(e) = wire::write_blob(&mut self.input, d, data.len() as u64, &mut &data[..]) {
+            let mut r = data.open().map_err(|e| Error::Context(Box::new(e)))?;
+            if let Err(e) = wire::write_blob(&mut self.input, d, data.len(), &mut r) {
                 return Err(self.lost(doing, format!("the node stopped listening ({e})")));
             }
             if contents.iter().any(|(c, _)| c == d) {
                 sent.blobs += 1;
-                sent.bytes += data.len() as u64;
+                sent.bytes += data.len();
             }
         }
         sent.reused = contents.len() - sent.blobs;
         Ok(sent)
     }
 
-    /// Builds on the node, handing its progress events to `on_event`.
-    pub fn build(&mut self, spec: &BuildSpec, on_event: &mut dyn FnMut(polyarch_build::Event)) -> Result<Vec<Built>> {
+    /// Builds on the node, handing its progress events to `on_event` with
+    /// the platform of each started step.
+    pub fn build(
+        &mut self,
+        spec: &BuildSpec,
+        on_event: &mut dyn FnMut(Option<String>, polyarch_build::Event),
+    ) -> Result<Vec<Built>> {
         let doing = format!("building {}", spec.platforms.join(", "));
-        self.send(&Msg::Build(Box::new(spec.clone())), &doing)?;
+        self.building = spec.platforms.clone();
+        let result = self.build_loop(spec, &doing, on_event);
+        self.building.clear();
+        result
+    }
+
+    fn build_loop(
+        &mut self,
+        spec: &BuildSpec,
+        doing: &str,
+        on_event: &mut dyn FnMut(Option<String>, polyarch_build::Event),
+    ) -> Result<Vec<Built>> {
+        self.send(&Msg::Build(Box::new(spec.clone())), doing)?;
         loop {
-            match self.recv(&doing)? {
-                Msg::Event { event } => on_event(event.into_event()),
+            match self.recv(doing)? {
+                Msg::Event { event } => {
+                    let (platform, e) = event.into_event();
+                    on_event(platform, e)
+                }
                 Msg::Built { images } => return Ok(images),
-                Msg::Failed { platform, message } => return Err(Error::Build { platform, message }),
-                other => return Err(self.lost(&doing, format!("unexpected answer {other:?}"))),
+                Msg::Failed { error } => return Err(self.failed(error)),
+                other => return Err(self.unexpected(&other)),
             }
         }
     }
@@ -203,7 +245,8 @@ impl Session {
         for want in blobs {
             let (digest, size) = match self.recv(doing)? {
                 Msg::Blob { digest, size } if digest == want.digest && size == want.size => (digest, size),
-                other => return Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+                Msg::Failed { error } => return Err(self.failed(error)),
+                other => return Err(self.unexpected(&other)),
             };
             let mut writer = match store.writer(want) {
                 Ok(w) => Some(w),
@@ -222,7 +265,7 @@ impl Session {
         }
         match self.recv(doing)? {
             Msg::Fetched => Ok(bytes),
-            other => Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+            other => Err(self.unexpected(&other)),
         }
     }
 
@@ -232,8 +275,8 @@ impl Session {
         self.send(&Msg::Push { names: names.to_vec(), manifests: manifests.to_vec() }, doing)?;
         match self.recv(doing)? {
             Msg::Pushed => Ok(()),
-            Msg::Failed { platform, message } => Err(Error::Build { platform, message }),
-            other => Err(self.lost(doing, format!("unexpected answer {other:?}"))),
+            Msg::Failed { error } => Err(self.failed(error)),
+            other => Err(self.unexpected(&other)),
         }
     }
 
@@ -258,5 +301,110 @@ impl Drop for Session {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::wire::WireError;
+
+    fn node() -> NodeId {
+        NodeId { name: "n".into(), endpoint: "ssh://h".into() }
+    }
+
+    /// A worker that answers with `msgs` whatever it is sent.
+    fn replaying(dir: &tempfile::TempDir, msgs: &[Msg]) -> Vec<String> {
+        let path = dir.path().join("answers");
+        let mut bytes = Vec::new();
+        for m in msgs {
+            wire::write_msg(&mut bytes, m).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let script = format!("cat '{}'; cat >/dev/null", path.display());
+        vec!["sh".into(), "-c".into(), script]
+    }
+
+    fn hello(protocol: u32) -> Msg {
+        Msg::Hello { protocol, version: "v0".into(), probe: None }
+    }
+
+    fn spec(platforms: &[&str]) -> BuildSpec {
+        BuildSpec {
+            dockerfile: Digest::sha256(b"FROM x"),
+            dockerfile_size: 6,
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            no_cache: false,
+            pull: false,
+            compression: "gzip".into(),
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+            network: "default".into(),
+            runtime: None,
+            snapshotter: "auto".into(),
+            no_cache_filter: vec![],
+            registry_config: None,
+            insecure: false,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn a_worker_that_ends_at_once_is_unreachable_with_its_last_words() {
+        let argv: Vec<String> = ["sh", "-c", "echo 'no route to host' >&2; exit 3"].map(String::from).to_vec();
+        let e = Session::connect(&node(), &argv, "v0").err().expect("connected to nothing");
+        assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+        assert!(e.is_node_failure());
+        assert_eq!(e.node(), Some(&node()));
+        assert!(e.to_string().contains("no route to host"), "{e}");
+    }
+
+    #[test]
+    fn another_protocol_version_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Session::connect(&node(), &replaying(&dir, &[hello(PROTOCOL + 1)]), "v0").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        assert!(e.to_string().contains(&format!("protocol {} is not spoken here", PROTOCOL + 1)), "{e}");
+        let refused = Msg::Failed { error: WireError::Version { got: PROTOCOL, speaks: PROTOCOL - 1 } };
+        let e = Session::connect(&node(), &replaying(&dir, &[refused]), "v0").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    }
+
+    #[test]
+    fn a_build_failure_on_the_node_is_typed_with_its_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = WireError::Build { platform: Some("linux/arm64".into()), message: "exit code: 3".into() };
+        let argv = replaying(&dir, &[hello(PROTOCOL), Msg::Failed { error: error.clone() }]);
+        let mut s = Session::connect(&node(), &argv, "v0").unwrap();
+        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &mut |_, _| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Build);
+        assert!(!e.is_node_failure());
+        assert_eq!(e.platforms(), ["linux/arm64"]);
+        let Error::Failed { error: got, platforms, .. } = &e else { panic!("{e:?}") };
+        assert_eq!((**got).clone(), error);
+        assert_eq!(platforms, &["linux/arm64", "linux/s390x"]);
+        assert_eq!(e.to_string(), "linux/arm64 on node n (ssh://h): exit code: 3");
+    }
+
+    #[test]
+    fn a_worker_gone_mid_build_is_a_node_failure_of_its_platforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello");
+        let mut bytes = Vec::new();
+        wire::write_msg(&mut bytes, &hello(PROTOCOL)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let argv = vec!["sh".into(), "-c".into(), format!("cat '{}'; head -c 1 >/dev/null", path.display())];
+        let mut s = Session::connect(&node(), &argv, "v0").unwrap();
+        let mut events = 0;
+        let e = s.build(&spec(&["linux/arm64"]), &mut |_, _| events += 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NodeFailed, "{e}");
+        assert_eq!(e.platforms(), ["linux/arm64"]);
+        assert!(e.to_string().starts_with("linux/arm64 on node n (ssh://h): the worker went away"), "{e}");
+        assert_eq!(events, 0);
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use polyarch_oci::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
-/// The protocol's version; both ends must speak the same.
-pub const PROTOCOL: u32 = 1;
+/// The protocol's version; both ends must speak the same. 2: failures are
+/// typed ([`WireError`]) and started steps carry their platform.
+pub const PROTOCOL: u32 = 2;
 /// A message frame.
 pub const FRAME_MSG: u8 = b'M';
 /// A blob data frame.
@@ -124,7 +125,10 @@ pub enum WireEvent {
     Started {
         /// Step number on the node.
         id: usize,
-        /// Its name.
+        /// The platform it belongs to, when it belongs to one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        platform: Option<String>,
+        /// Its name, without the platform (`[stage-0 2/3] RUN x`).
         name: String,
     },
     /// Served from the cache.
@@ -159,12 +163,15 @@ pub enum WireEvent {
 
 impl WireEvent {
     /// The wire form of a build event; events the protocol does not carry
-    /// give `None`.
+    /// give `None`. A started step's platform becomes its own field.
     pub fn from_event(e: &polyarch_build::Event) -> Option<WireEvent> {
         use polyarch_build::Event as E;
         let ms = |d: &Duration| d.as_millis() as u64;
         Some(match e {
-            E::Started { id, name } => WireEvent::Started { id: *id, name: name.clone() },
+            E::Started { id, name } => {
+                let (platform, name) = crate::event::split_platform(name);
+                WireEvent::Started { id: *id, platform, name }
+            }
             E::Cached { id } => WireEvent::Cached { id: *id },
             E::Done { id, elapsed } => WireEvent::Done { id: *id, ms: ms(elapsed) },
             E::Failed { id, message } => WireEvent::Failed { id: *id, message: message.clone() },
@@ -174,15 +181,80 @@ impl WireEvent {
         })
     }
 
-    /// Back to a build event.
-    pub fn into_event(self) -> polyarch_build::Event {
+    /// Back to a build event (a started step named without its platform)
+    /// and the platform of a started step.
+    pub fn into_event(self) -> (Option<String>, polyarch_build::Event) {
         use polyarch_build::Event as E;
         match self {
-            WireEvent::Started { id, name } => E::Started { id, name },
-            WireEvent::Cached { id } => E::Cached { id },
-            WireEvent::Done { id, ms } => E::Done { id, elapsed: Duration::from_millis(ms) },
-            WireEvent::Failed { id, message } => E::Failed { id, message },
-            WireEvent::Log { id, ms, line } => E::Log { id, elapsed: Duration::from_millis(ms), line },
+            WireEvent::Started { id, platform, name } => (platform, E::Started { id, name }),
+            WireEvent::Cached { id } => (None, E::Cached { id }),
+            WireEvent::Done { id, ms } => (None, E::Done { id, elapsed: Duration::from_millis(ms) }),
+            WireEvent::Failed { id, message } => (None, E::Failed { id, message }),
+            WireEvent::Log { id, ms, line } => (None, E::Log { id, elapsed: Duration::from_millis(ms), line }),
+        }
+    }
+}
+
+/// A failure the worker reports: what kind, with its fields, so that the
+/// client branches on the variant and never on message text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WireError {
+    /// The two ends speak different protocol versions.
+    #[error("protocol {got} is not spoken here (this node speaks {speaks})")]
+    Version {
+        /// The client's version.
+        got: u32,
+        /// The worker's.
+        speaks: u32,
+    },
+    /// The build ran and failed: a Dockerfile error or a failing step.
+    #[error("{message}")]
+    Build {
+        /// The platform, when the failure belongs to one.
+        platform: Option<String>,
+        /// The build's error.
+        message: String,
+    },
+    /// The request could not be used (a bad platform, option or registry
+    /// configuration).
+    #[error("{what}: {message}")]
+    Request {
+        /// The field (`--network`, `platform`, `the builder's config`).
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// Pushing an image from the node failed.
+    #[error("pushing {reference}: {message}")]
+    Push {
+        /// The reference pushed to.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// The worker's store failed.
+    #[error("the node's store: {message}")]
+    Store {
+        /// Why.
+        message: String,
+    },
+    /// The request came out of order (a push before any build, a digest
+    /// not built in this session).
+    #[error("{message}")]
+    Protocol {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl WireError {
+    /// The platform the failure concerns, when it concerns one.
+    pub fn platform(&self) -> Option<&str> {
+        match self {
+            WireError::Build { platform, .. } => platform.as_deref(),
+            _ => None,
         }
     }
 }
@@ -235,10 +307,8 @@ pub enum Msg {
     },
     /// The request failed.
     Failed {
-        /// The platform it concerns.
-        platform: Option<String>,
-        /// Why.
-        message: String,
+        /// What failed, typed.
+        error: WireError,
     },
     /// Send these blobs.
     Fetch {
@@ -325,8 +395,13 @@ pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<Frame>> {
     if len > MAX_FRAME {
         return Err(bad(format!("frame of {len} bytes is over the limit")));
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload)?;
+    // The buffer grows with the bytes that arrive: a header alone never
+    // makes it allocate the length it announces.
+    let mut payload = Vec::with_capacity((len as usize).min(64 * 1024));
+    r.take(u64::from(len)).read_to_end(&mut payload)?;
+    if payload.len() < len as usize {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+    }
     match head[0] {
         FRAME_MSG => {
             serde_json::from_slice(&payload).map(|m| Some(Frame::Msg(m))).map_err(|e| bad(format!("bad message: {e}")))
@@ -397,8 +472,36 @@ mod tests {
     fn events_convert_both_ways() {
         let e = polyarch_build::Event::Log { id: 3, elapsed: Duration::from_millis(1500), line: "x".into() };
         let w = WireEvent::from_event(&e).unwrap();
-        assert_eq!(w.clone().into_event(), e);
+        assert_eq!(w.clone().into_event(), (None, e));
         let json = serde_json::to_string(&Msg::Event { event: w }).unwrap();
         assert_eq!(json, r#"{"type":"event","event":{"kind":"log","id":3,"ms":1500,"line":"x"}}"#);
+    }
+
+    #[test]
+    fn started_steps_carry_their_platform_as_a_field() {
+        let e = polyarch_build::Event::Started { id: 2, name: "[linux/arm64 stage-0 2/3] RUN x".into() };
+        let w = WireEvent::from_event(&e).unwrap();
+        let want =
+            WireEvent::Started { id: 2, platform: Some("linux/arm64".into()), name: "[stage-0 2/3] RUN x".into() };
+        assert_eq!(w, want);
+        let (platform, back) = w.into_event();
+        assert_eq!(platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(back, polyarch_build::Event::Started { id: 2, name: "[stage-0 2/3] RUN x".into() });
+    }
+
+    #[test]
+    fn failures_are_typed_messages() {
+        let m = Msg::Failed {
+            error: WireError::Build { platform: Some("linux/arm64".into()), message: "exit code: 3".into() },
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"failed","error":{"kind":"build","platform":"linux/arm64","message":"exit code: 3"}}"#
+        );
+        let back: Msg = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        let v = WireError::Version { got: 1, speaks: PROTOCOL };
+        assert_eq!(v.to_string(), format!("protocol 1 is not spoken here (this node speaks {PROTOCOL})"));
     }
 }

@@ -14,7 +14,7 @@ use polyarch_store::{BlobSink, BlobSource, Store};
 
 use crate::context::{rebuild, CONTENT_TYPE};
 use crate::error::{Error, Result};
-use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, WireEvent, PROTOCOL};
+use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, WireError, WireEvent, PROTOCOL};
 
 /// Makes the node's registry client from the builder's configuration
 /// (TOML, as the client's config file) and `--insecure`.
@@ -37,9 +37,13 @@ pub struct Worker {
 
 type Out = Arc<Mutex<Box<dyn Write + Send>>>;
 
+fn broken(message: impl Into<String>) -> Error {
+    Error::Session { message: message.into() }
+}
+
 fn send(out: &Out, m: &Msg) -> Result<()> {
-    let mut w = out.lock().map_err(|_| Error::Protocol("output lock poisoned".into()))?;
-    wire::write_msg(&mut **w, m).map_err(|e| Error::Protocol(format!("writing to the client: {e}")))
+    let mut w = out.lock().map_err(|_| broken("output lock poisoned"))?;
+    wire::write_msg(&mut **w, m).map_err(|e| broken(format!("writing to the client: {e}")))
 }
 
 fn recv(rx: &Receiver<Frame>) -> Option<Frame> {
@@ -59,11 +63,11 @@ fn recv_blob(rx: &Receiver<Frame>, store: &Store, digest: &Digest, size: u64) ->
             Some(Frame::Data(d)) if d.len() as u64 <= left => {
                 left -= d.len() as u64;
                 if let Some(w) = writer.as_mut() {
-                    w.write_all(&d).map_err(|e| Error::Protocol(format!("writing {digest}: {e}")))?;
+                    w.write_all(&d).map_err(|e| broken(format!("writing {digest}: {e}")))?;
                 }
             }
-            Some(_) => return Err(Error::Protocol(format!("{digest}: bad blob data"))),
-            None => return Err(Error::Protocol("the client went away".into())),
+            Some(_) => return Err(broken(format!("{digest}: bad blob data"))),
+            None => return Err(broken("the client went away")),
         }
     }
     if let Some(w) = writer {
@@ -97,11 +101,11 @@ pub fn serve(
     match recv(&rx) {
         Some(Frame::Msg(Msg::Hello { protocol, .. })) if protocol == PROTOCOL => {}
         Some(Frame::Msg(Msg::Hello { protocol, .. })) => {
-            let message = format!("protocol {protocol} is not spoken here (this node speaks {PROTOCOL})");
-            send(&out, &Msg::Failed { platform: None, message: message.clone() })?;
-            return Err(Error::Protocol(message));
+            let error = WireError::Version { got: protocol, speaks: PROTOCOL };
+            send(&out, &Msg::Failed { error: error.clone() })?;
+            return Err(broken(error.to_string()));
         }
-        _ => return Err(Error::Protocol("expected a hello".into())),
+        _ => return Err(broken("expected a hello")),
     }
     send(&out, &Msg::Hello { protocol: PROTOCOL, version: worker.version.clone(), probe: Some(worker.probe.clone()) })?;
 
@@ -112,7 +116,7 @@ pub fn serve(
     loop {
         let msg = match recv(&rx) {
             Some(Frame::Msg(m)) => m,
-            Some(Frame::Data(_)) => return Err(Error::Protocol("unexpected blob data".into())),
+            Some(Frame::Data(_)) => return Err(broken("unexpected blob data")),
             None => return Ok(()),
         };
         match msg {
@@ -136,29 +140,28 @@ pub fn serve(
                         }
                         Msg::Built { images }
                     }
-                    Err(Error::Build { platform, message }) => Msg::Failed { platform, message },
-                    Err(e) => Msg::Failed { platform: None, message: e.to_string() },
+                    Err(error) => Msg::Failed { error },
                 };
                 send(&out, &reply)?;
             }
             Msg::Fetch { blobs } => {
                 for d in &blobs {
                     let mut r = store.open(d)?;
-                    let mut w = out.lock().map_err(|_| Error::Protocol("output lock poisoned".into()))?;
+                    let mut w = out.lock().map_err(|_| broken("output lock poisoned"))?;
                     wire::write_blob(&mut **w, &d.digest, d.size, &mut r)
-                        .map_err(|e| Error::Protocol(format!("sending {}: {e}", d.digest)))?;
+                        .map_err(|e| broken(format!("sending {}: {e}", d.digest)))?;
                 }
                 send(&out, &Msg::Fetched)?;
             }
             Msg::Push { names, manifests } => {
                 let reply = match push(rt, client.as_ref(), store, &built, &names, &manifests) {
                     Ok(()) => Msg::Pushed,
-                    Err(e) => Msg::Failed { platform: None, message: e.to_string() },
+                    Err(error) => Msg::Failed { error },
                 };
                 send(&out, &reply)?;
             }
             Msg::Bye => return Ok(()),
-            other => return Err(Error::Protocol(format!("unexpected message {other:?}"))),
+            other => return Err(broken(format!("unexpected message {other:?}"))),
         }
     }
 }
@@ -181,20 +184,26 @@ fn build(
     entries: &[Entry],
     out: &Out,
     client: &mut Option<Client>,
-) -> Result<Vec<BuildResult>> {
-    let failed = |platform: Option<String>, message: String| Error::Build { platform, message };
+) -> std::result::Result<Vec<BuildResult>, WireError> {
+    let request = |what: &str, message: String| WireError::Request { what: what.to_string(), message };
     let store = &worker.store;
     let dockerfile = store
         .read_bytes(&Descriptor::new(CONTENT_TYPE, spec.dockerfile.clone(), spec.dockerfile_size), 16 << 20)
-        .map_err(|e| failed(None, format!("reading the Dockerfile: {e}")))?;
-    let context = rebuild(entries, store)?;
-    let c = (worker.client)(spec.registry_config.as_deref(), spec.insecure).map_err(|e| failed(None, e))?;
+        .map_err(|e| WireError::Store { message: format!("reading the Dockerfile: {e}") })?;
+    let context = rebuild(entries, store).map_err(|e| match e {
+        Error::Store(e) => WireError::Store { message: e.to_string() },
+        other => WireError::Protocol { message: other.to_string() },
+    })?;
+    let c = (worker.client)(spec.registry_config.as_deref(), spec.insecure)
+        .map_err(|e| request("the registry configuration", e))?;
     *client = Some(c.clone());
     let platforms = spec
         .platforms
         .iter()
-        .map(|p| Platform::parse(p).map(|p| p.normalize()).map_err(|e| failed(Some(p.clone()), e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|p| {
+            Platform::parse(p).map(|p| p.normalize()).map_err(|e| request(&format!("platform {p:?}"), e.to_string()))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut opts = BuildOptions::new(dockerfile.to_vec()).with_context(context);
     opts.dockerfile_name = spec.dockerfile_name.clone();
     opts.target = spec.target.clone();
@@ -207,14 +216,14 @@ fn build(
     opts.compression = if spec.compression == "zstd" { Compression::Zstd } else { Compression::Gzip };
     opts.source_date_epoch = spec.source_date_epoch;
     opts.rewrite_timestamp = spec.rewrite_timestamp;
-    opts.network = spec.network.parse().map_err(|e| failed(None, format!("--network: {e}")))?;
+    opts.network = spec.network.parse().map_err(|e: String| request("--network", e))?;
     opts.runtime = spec.runtime.clone();
-    opts.snapshotter = spec.snapshotter.parse().map_err(|e| failed(None, format!("--snapshotter: {e}")))?;
+    opts.snapshotter = spec.snapshotter.parse().map_err(|e: String| request("--snapshotter", e))?;
     opts.no_cache_filter = spec.no_cache_filter.clone();
     if let Some(p) = platforms.first() {
         opts.platform = p.clone();
     }
-    check_emulation(&opts, &platforms, &Platform::host(), &probe_host).map_err(|e| failed(None, e.to_string()))?;
+    check_emulation(&opts, &platforms, &Platform::host(), &probe_host).map_err(build_error)?;
     let sink_out = out.clone();
     let sink = Arc::new(move |e: Event| {
         if let Some(event) = WireEvent::from_event(&e) {
@@ -225,14 +234,17 @@ fn build(
     if let Some(j) = spec.jobs {
         b = b.with_jobs(j);
     }
-    let r = rt.block_on(b.build(&opts, &platforms)).map_err(|e| {
-        let platform = match &e {
-            polyarch_build::Error::ForPlatform { platform, .. } => Some(platform.clone()),
-            _ => None,
-        };
-        failed(platform, e.to_string())
-    })?;
+    let r = rt.block_on(b.build(&opts, &platforms)).map_err(build_error)?;
     Ok(r.images)
+}
+
+/// A build error as the wire carries it, with its platform.
+fn build_error(e: polyarch_build::Error) -> WireError {
+    let platform = match &e {
+        polyarch_build::Error::ForPlatform { platform, .. } => Some(platform.clone()),
+        _ => None,
+    };
+    WireError::Build { platform, message: e.to_string() }
 }
 
 /// Pushes the images of `manifests` (blobs, then each manifest by digest)
@@ -244,24 +256,127 @@ fn push(
     built: &HashMap<Digest, BuildResult>,
     names: &[String],
     manifests: &[Digest],
-) -> Result<()> {
-    let client = client.ok_or_else(|| Error::Protocol("push before any build".into()))?;
+) -> std::result::Result<(), WireError> {
+    let protocol = |message: String| WireError::Protocol { message };
+    let client = client.ok_or_else(|| protocol("push before any build".into()))?;
     let results = manifests
         .iter()
-        .map(|d| built.get(d).ok_or_else(|| Error::Protocol(format!("{d} was not built in this session"))))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|d| built.get(d).ok_or_else(|| protocol(format!("{d} was not built in this session"))))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     rt.block_on(async {
         for n in names {
             let reference = Reference::parse_normalized(n)
-                .map_err(|e| Error::Protocol(format!("invalid reference {n:?}: {e}")))?
+                .map_err(|e| WireError::Request { what: format!("reference {n:?}"), message: e.to_string() })?
                 .with_default_tag();
             for r in &results {
                 let at = reference.with_digest(r.manifest.digest.clone());
                 polyarch_build::export::push_image(client, store, r, &at)
                     .await
-                    .map_err(|e| Error::Build { platform: None, message: e.to_string() })?;
+                    .map_err(|e| WireError::Push { reference: at.to_string(), message: e.to_string() })?;
             }
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Output the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frames(msgs: &[Msg]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            wire::write_msg(&mut out, m).unwrap();
+        }
+        out
+    }
+
+    /// Serves `input` with a worker whose registry configuration always
+    /// fails; returns the outcome and every message the worker wrote.
+    fn serve_bytes(input: Vec<u8>) -> (Result<()>, Vec<Msg>) {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = Worker {
+            store: Store::open(dir.path().join("store")).unwrap(),
+            version: "v0".into(),
+            probe: serde_json::json!({"native": ["linux/amd64"]}),
+            client: Box::new(|_, _| Err("no registry here".into())),
+            on_hangup: Box::new(|| {}),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let out = Captured::default();
+        let r = serve(worker, &rt, Box::new(std::io::Cursor::new(input)), Box::new(out.clone()));
+        let bytes = out.0.lock().unwrap().clone();
+        let mut read = &bytes[..];
+        let mut got = Vec::new();
+        while let Some(Frame::Msg(m)) = wire::read_frame(&mut read).unwrap() {
+            got.push(m);
+        }
+        (r, got)
+    }
+
+    fn spec(dockerfile: &[u8]) -> BuildSpec {
+        BuildSpec {
+            dockerfile: Digest::sha256(dockerfile),
+            dockerfile_size: dockerfile.len() as u64,
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            platforms: vec!["linux/amd64".into()],
+            no_cache: false,
+            pull: false,
+            compression: "gzip".into(),
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+            network: "default".into(),
+            runtime: None,
+            snapshotter: "auto".into(),
+            no_cache_filter: vec![],
+            registry_config: None,
+            insecure: false,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn a_client_of_another_protocol_gets_a_typed_refusal() {
+        let (r, got) = serve_bytes(frames(&[Msg::Hello { protocol: PROTOCOL + 1, version: "v9".into(), probe: None }]));
+        assert_eq!(r.unwrap_err().kind(), crate::error::ErrorKind::Protocol);
+        assert_eq!(got, [Msg::Failed { error: WireError::Version { got: PROTOCOL + 1, speaks: PROTOCOL } }]);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_served_fails_typed_and_the_session_goes_on() {
+        let df = b"FROM busybox\n".to_vec();
+        let digest = Digest::sha256(&df);
+        let hello = Msg::Hello { protocol: PROTOCOL, version: "v0".into(), probe: None };
+        let mut input = frames(&[hello, Msg::Context { entries: vec![], extra: vec![digest.clone()] }]);
+        wire::write_blob(&mut input, &digest, df.len() as u64, &mut &df[..]).unwrap();
+        let push = Msg::Push { names: vec!["r/x:1".into()], manifests: vec![digest.clone()] };
+        input.extend(frames(&[Msg::Build(Box::new(spec(&df))), push, Msg::Bye]));
+        let (r, got) = serve_bytes(input);
+        r.unwrap();
+        assert!(matches!(&got[0], Msg::Hello { protocol: PROTOCOL, .. }), "{got:?}");
+        assert_eq!(got[1], Msg::Need { digests: vec![digest] });
+        let request =
+            WireError::Request { what: "the registry configuration".into(), message: "no registry here".into() };
+        assert_eq!(got[2], Msg::Failed { error: request });
+        let push = WireError::Protocol { message: "push before any build".into() };
+        assert_eq!(got[3], Msg::Failed { error: push });
+        assert_eq!(got.len(), 4);
+    }
 }

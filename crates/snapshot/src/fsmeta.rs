@@ -1,14 +1,13 @@
-//! Reading files' metadata into layer entries, and copying trees with
-//! their metadata (for the naive snapshotter).
+//! Reading files' metadata into layer entries, and disk usage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid, CWD};
+use rustix::fs as rfs;
 use rustix::io::Errno;
 
 use crate::layer::{EntryKind, Meta, TarEntry};
@@ -97,68 +96,6 @@ pub(crate) fn entry_for(path: &Path, rel: Vec<u8>, md: &Metadata) -> io::Result<
     Ok(TarEntry { path: rel, kind, meta })
 }
 
-/// Copies the tree at `src` to `dst` (which must not exist) with owners,
-/// modes, times, xattrs, symlinks, special files and the hard links
-/// inside the tree, as `cp -a` does.
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut links = HashMap::new();
-    copy_entry(src, dst, &mut links)
-}
-
-fn copy_entry(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
-    let md = fs::symlink_metadata(src)?;
-    let ft = md.file_type();
-    if ft.is_dir() {
-        fs::create_dir(dst)?;
-        let mut names: Vec<_> = fs::read_dir(src)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
-        names.sort();
-        for n in names {
-            copy_entry(&src.join(&n), &dst.join(&n), links)?;
-        }
-    } else if ft.is_file() {
-        if md.nlink() > 1 {
-            if let Some(first) = links.get(&(md.dev(), md.ino())) {
-                return fs::hard_link(first, dst);
-            }
-            links.insert((md.dev(), md.ino()), dst.to_path_buf());
-        }
-        fs::copy(src, dst)?;
-    } else if ft.is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-    } else {
-        let kind = rfs::FileType::from_raw_mode(md.mode());
-        rfs::mknodat(CWD, dst, kind, Mode::from_raw_mode(0o600), md.rdev())?;
-    }
-    copy_meta(src, dst, &md)
-}
-
-/// Sets owner, mode, xattrs and times of `dst` from `src`, in the order
-/// that keeps setuid bits and file capabilities (chown clears both).
-pub(crate) fn copy_meta(src: &Path, dst: &Path, md: &Metadata) -> io::Result<()> {
-    let (u, g) = (Uid::from_raw(md.uid()), Gid::from_raw(md.gid()));
-    match rfs::chownat(CWD, dst, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(()) => {}
-        // Unprivileged copies keep the copier's ids.
-        Err(Errno::PERM) if !rustix::process::geteuid().is_root() => {}
-        Err(e) => return Err(e.into()),
-    }
-    if !md.file_type().is_symlink() {
-        rfs::chmodat(CWD, dst, Mode::from_raw_mode(md.mode() & 0o7777), AtFlags::empty())?;
-    }
-    for (k, v) in xattrs(src)? {
-        match rfs::lsetxattr(dst, k.as_str(), &v, rfs::XattrFlags::empty()) {
-            Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let times = Timestamps {
-        last_access: Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() as _ },
-        last_modification: Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() as _ },
-    };
-    rfs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
-}
-
 /// Bytes and inodes used by the tree at `path`, hard links counted once.
 pub(crate) fn disk_usage(path: &Path) -> io::Result<(u64, u64)> {
     let mut seen = std::collections::HashSet::new();
@@ -188,6 +125,8 @@ pub(crate) fn bytes(p: &Path) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rooted::copy_tree;
+    use std::path::PathBuf;
 
     #[test]
     fn copy_keeps_metadata_links_and_hardlinks() {

@@ -11,7 +11,7 @@ pub mod error;
 mod fsmeta;
 pub mod layer;
 pub mod mount;
-mod path;
+pub mod rooted;
 pub mod snapshot;
 #[cfg(test)]
 mod testutil;
@@ -22,6 +22,7 @@ pub use diff::{changes_dirs, changes_overlay_upper, diff_dirs, diff_overlay_uppe
 pub use error::{Error, ErrorKind, Result};
 pub use layer::{store_layer, FileSource, LayerBuilder, LayerInfo, LayerOptions, Meta};
 pub use mount::{Mount, MountGuard};
+pub use rooted::{Root, Slot};
 pub use snapshot::{apply_layer, chain_id, Info, Kind, NaiveSnapshotter, OverlaySnapshotter, Snapshotter, Usage};
 pub use unpack::{pax_xattr, unpack, unpack_compressed, IdMap, UnpackOptions, UnpackStats, WhiteoutMode, XattrRecord};
 

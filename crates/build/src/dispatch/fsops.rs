@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use polyarch_dockerfile::instructions::{Command, Copy, Instruction};
-use polyarch_store::BlobSource;
 
 use super::{Run, StageState};
 use crate::cache::{content_digest, KeyBuilder, Record};
 use crate::copy::{self, CopySpec, Planned};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fs::{clean, Kind, MemFs, Node};
-use crate::layer::{store_layer, tar_entries, Layer};
+use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
+use crate::layer::{write_layer, Layer};
 use crate::Event;
 
 /// Whether an instruction becomes a step of its own (and a layer).
@@ -140,6 +139,7 @@ impl Run<'_> {
             unpack: add && c.unpack != Some(false),
             keep_owner: false,
             now: 0,
+            spill: Some(Arc::new(Spill::new(self.b.store.root().join("run")))),
         };
         let mut jobs: Vec<(Arc<MemFs>, CopySpec)> = Vec::new();
         let mut label = String::new();
@@ -154,9 +154,12 @@ impl Run<'_> {
             jobs.push((src.fs, CopySpec { sources, keep_owner: src.keep_owner, ..spec.clone() }));
         }
         for url in &urls {
-            let dl = crate::remote::fetch(url).await.map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(url)))?;
+            let spill = spec.spill.clone().unwrap_or_else(|| Arc::new(Spill::temp()));
+            let dl = crate::remote::fetch(url, &spill)
+                .await
+                .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(url)))?;
             if let Some(sum) = &a.checksum {
-                let actual = polyarch_oci::Digest::sha256(&dl.data);
+                let actual = dl.data.digest()?;
                 if &actual.to_string() != sum {
                     let e = Error::Checksum { url: url.clone(), expected: sum.clone(), actual };
                     return Err(loc.error(ErrorKind::Invalid, e.to_string(), Some(url)));
@@ -164,7 +167,7 @@ impl Run<'_> {
             }
             label.push_str(&format!("|url:{url}"));
             let mut fs = MemFs::new();
-            let node = Node::new(Kind::File(Arc::new(dl.data)), 0o600, 0, 0, dl.mtime.unwrap_or(0));
+            let node = Node::new(Kind::File(dl.data), 0o600, 0, 0, dl.mtime.unwrap_or(0));
             fs.insert(dl.name.clone(), node);
             // Downloads are never unpacked.
             jobs.push((
@@ -178,7 +181,7 @@ impl Run<'_> {
             let mut names = Vec::new();
             for f in &c.contents {
                 let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
-                fs.insert(f.name.clone(), Node::new(Kind::File(Arc::new(data.into_bytes())), 0o644, 0, 0, 0));
+                fs.insert(f.name.clone(), Node::new(Kind::File(Content::bytes(data.into_bytes())), 0o644, 0, 0, 0));
                 names.push(f.name.clone());
                 label.push_str(&format!("|heredoc:{}", f.name));
             }
@@ -187,8 +190,8 @@ impl Run<'_> {
         let link = c.link && a.chmod.is_none();
         let empty = MemFs::new();
         let base = if link { &empty } else { &target };
-        let plan = |now: i64| plan_jobs(&jobs, base, now).map_err(|e| copy_error(&loc, e, &a.sources));
-        let probe = plan(0)?;
+        // One plan serves the key and the layer: the key leaves times out.
+        let planned = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
         let mut key = KeyBuilder::new(&st.key, &st.platform);
         key.part(verb)
             .part(&format!(
@@ -196,7 +199,7 @@ impl Run<'_> {
                 (&a.sources, &a.dest, spec.chown, spec.chmod, &spec.excludes, spec.parents, spec.unpack, link)
             ))
             .part(&label)
-            .part(&content_digest(&probe.changes));
+            .part(&content_digest(&planned.changes)?);
         let key = self.layer_key(key);
         let mut history = String::from(verb);
         if c.parents {
@@ -211,8 +214,7 @@ impl Run<'_> {
         let mut words = a.sources.clone();
         words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
         history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
-        let planned = plan(self.now);
-        let (cached, ran_at) = self.apply_step(st, &key, || planned.map(|p| (p, link)))?;
+        let (cached, ran_at) = self.apply_step(st, &key, || Ok((planned, link)))?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
     }
@@ -236,8 +238,9 @@ impl Run<'_> {
         if !no_cache {
             if let Some(rec) = self.cache.get(key) {
                 if let Some(layer) = &rec.layer {
-                    let r = self.b.store.open(&layer.desc)?;
-                    self.stage_fs(st)?.apply_layer(r)?;
+                    let unpack = self.unpack_layers();
+                    let below = st.layers.clone();
+                    crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     push_layer(st, layer.clone());
                 }
                 st.key = key.to_string();
@@ -257,9 +260,12 @@ impl Run<'_> {
                     }
                 }
             }
-            let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
-            let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
-            self.stage_fs(st)?.apply_layer(&tar[..])?;
+            let tmp = self.b.store.root().join("run");
+            let layer =
+                write_layer(&self.b.store, &tmp, entries.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
+            // The stage's tree is what the layer gives, its contents still
+            // where they were copied from.
+            self.stage_fs(st)?.apply_entries(&entries);
             push_layer(st, layer.clone());
             Some(layer)
         };

@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use polyarch_dockerfile::instructions::{self, Command, Mount};
 use polyarch_exec::{Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutor, RuncExecutorBuilder};
-use polyarch_store::BlobSource;
 use tempfile::TempDir;
 
 use super::{Run, StageState};
 use crate::cache::{content_digest, KeyBuilder, Record};
 use crate::error::{ErrorKind, Location, Result};
 use crate::fs::{clean, join, Kind, MemFs};
-use crate::layer::{store_layer, tar_entries, Layer};
+use crate::layer::{write_layer, Layer};
 use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper};
 use crate::process::{
     cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
@@ -137,7 +136,7 @@ impl Run<'_> {
         }
         if let Some((file, data)) = &p.pipe {
             let dir = temp_in(&self.b.store.root().join("run"))?;
-            write_file(&dir.path().join(file), data.as_bytes(), 0o755, (0, 0))?;
+            write_file(&dir.path().join(file), &mut data.as_bytes(), 0o755, (0, 0))?;
             mounts.specs.push(MountSpec::bind(dir.path(), "/dev/pipes", true));
             mounts.temps.push(dir);
         }
@@ -155,8 +154,9 @@ impl Run<'_> {
         if !no_cache {
             if let Some(rec) = self.cache.get(&key) {
                 if let Some(layer) = &rec.layer {
-                    let rd = self.b.store.open(&layer.desc)?;
-                    self.stage_fs(st)?.apply_layer(rd)?;
+                    let unpack = self.unpack_layers();
+                    let below = st.layers.clone();
+                    crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     st.image.diff_ids.push(layer.diff_id.clone());
                     st.layers.push(layer.clone());
                 }
@@ -208,7 +208,7 @@ impl Run<'_> {
         mounts: &Mounts,
         (id, name): (usize, &str),
         line: usize,
-    ) -> Result<(MemFs, Option<Upper>)> {
+    ) -> Result<(MemFs, Upper)> {
         let loc = self.loc(line);
         let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
             .with_runtime(self.opts.runtime.as_deref())
@@ -236,15 +236,16 @@ impl Run<'_> {
     }
 
     /// Writes the layer of the changes from `before` to `after` (none when
-    /// nothing changed) and applies it to the stage. The run's overlay upper
-    /// directory becomes the layer's unpacked form for later steps, unless
-    /// timestamps are rewritten (the layer's times then differ from it).
+    /// nothing changed; the new contents are read from `upper`) and applies
+    /// it to the stage. The run's overlay upper directory becomes the
+    /// layer's unpacked form for later steps, unless timestamps are
+    /// rewritten (the layer's times then differ from it).
     fn commit_changes(
         &mut self,
         st: &mut StageState,
         before: &MemFs,
         after: &MemFs,
-        upper: Option<Upper>,
+        upper: Upper,
     ) -> Result<Option<Layer>> {
         let changes = diff(before, after);
         if changes.is_empty() {
@@ -256,12 +257,16 @@ impl Run<'_> {
                 n.mtime = n.mtime.min(epoch);
             }
         }
-        let tar = tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n)))?;
-        let layer = store_layer(&self.b.store, &tar, self.opts.compression)?;
-        if let Some(u) = upper.filter(|_| !self.opts.rewrite_timestamp) {
-            u.install(&self.b.store, &layer, &entries);
+        let tmp = self.b.store.root().join("run");
+        let all = entries.iter().map(|(p, n)| (p.as_str(), n));
+        let layer = write_layer(&self.b.store, &tmp, all, self.opts.compression)?;
+        if !self.opts.rewrite_timestamp {
+            let chain: Vec<Layer> = st.layers.iter().cloned().chain([layer.clone()]).collect();
+            upper.install(&self.b.store, &chain, &entries);
         }
-        self.stage_fs(st)?.apply_layer(&tar[..])?;
+        let unpack = self.unpack_layers();
+        let below = st.layers.clone();
+        crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, &layer, unpack)?;
         st.image.diff_ids.push(layer.diff_id.clone());
         st.layers.push(layer.clone());
         Ok(Some(layer))
@@ -351,7 +356,7 @@ impl Run<'_> {
             (false, Some(Kind::File(data))) => {
                 let node = fs.get(&resolved).map(|n| (n.mode, n.uid, n.gid)).unwrap_or((0o644, 0, 0));
                 let f = dir.path().join("file");
-                write_file(&f, data, node.0, (node.1, node.2))?;
+                write_file(&f, &mut data.open()?, node.0, (node.1, node.2))?;
                 f
             }
             (true, _) | (_, Some(Kind::Dir)) => {
@@ -361,7 +366,7 @@ impl Run<'_> {
             }
             _ => return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None)),
         };
-        out.key.push(format!("bind|{target}|{rw}|{label}|{src}|{}", content_digest(&sub)));
+        out.key.push(format!("bind|{target}|{rw}|{label}|{src}|{}", content_digest(&sub)?));
         out.specs.push(MountSpec::bind(host, &target, !rw));
         out.stubs.push(clean(&target));
         out.temps.push(dir);
@@ -453,7 +458,7 @@ impl Run<'_> {
             let dir = temp_in(&self.b.store.root().join("run"))?;
             let f = dir.path().join("secret");
             let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
-            write_file(&f, &value, m.mode.unwrap_or(0o400), owner)?;
+            write_file(&f, &mut &value[..], m.mode.unwrap_or(0o400), owner)?;
             out.specs.push(MountSpec::bind(&f, &target, true));
             out.stubs.push(clean(&target));
             out.temps.push(dir);
@@ -501,9 +506,10 @@ fn temp_in(dir: &std::path::Path) -> Result<TempDir> {
     crate::materialize::temp_in(dir)
 }
 
-fn write_file(path: &std::path::Path, data: &[u8], mode: u32, owner: (u64, u64)) -> Result<()> {
+fn write_file(path: &std::path::Path, data: &mut dyn std::io::Read, mode: u32, owner: (u64, u64)) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, data).map_err(|e| crate::Error::io(path, e))?;
+    let mut f = std::fs::File::create(path).map_err(|e| crate::Error::io(path, e))?;
+    std::io::copy(data, &mut f).map_err(|e| crate::Error::io(path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| crate::Error::io(path, e))?;
     if crate::fs::is_root() {
         std::os::unix::fs::chown(path, Some(owner.0 as u32), Some(owner.1 as u32))

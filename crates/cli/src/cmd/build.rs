@@ -235,11 +235,13 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::pr
     Ok(out)
 }
 
-fn load_context(a: &BuildArgs) -> Result<(Vec<u8>, String, MemFs)> {
+/// The Dockerfile, its name and the context; the contents of a context
+/// read from stdin are spilled under `tmp`.
+fn load_context(a: &BuildArgs, tmp: &std::path::Path) -> Result<(Vec<u8>, String, MemFs)> {
     if a.context == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading the build context from stdin")?;
-        let all = bctx::from_tar(&buf[..]).context("reading the build context archive")?;
+        let spill = polyarch_build::fs::Spill::new(tmp);
+        let all = bctx::from_tar_in(std::io::stdin().lock(), &spill)
+            .context("reading the build context archive from stdin")?;
         let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
         let inner = polyarch_build::fs::clean(&name);
         let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
@@ -408,9 +410,9 @@ impl Progress {
         if self.mode != "plain" {
             return;
         }
-        let bytes: usize = ctx
+        let bytes: u64 = ctx
             .iter()
-            .map(|(p, n)| p.len() + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
+            .map(|(p, n)| p.len() as u64 + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
             .sum();
         eprintln!("#{id} transferring context: {bytes}B done");
     }
@@ -619,7 +621,7 @@ fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let method = check::method(&a)?;
-    let remote_builder = crate::builders::for_build(a.builder.as_deref())?;
+    let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
     }
@@ -659,7 +661,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
 
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
-    let (dockerfile, name, ctx) = load_context(&a)?;
+    let (dockerfile, name, ctx) = load_context(&a, &context::data_root(global).join("run"))?;
     if method == check::Method::Targets {
         return check::targets(&dockerfile, &name);
     }

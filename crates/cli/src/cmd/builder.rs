@@ -1,16 +1,18 @@
 //! `polyarch builder`: builders and their nodes (as `docker buildx
 //! create/use/inspect/ls/rm/stop`). The default builder is the local node,
-//! always present; others are stored by [`crate::builders`].
+//! always present; others are stored by [`polyarch_remote::builder`].
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use polyarch_emu::{host, Arch, Status};
 use polyarch_oci::Platform;
+use polyarch_remote::builder::{
+    self as builders, Builder, Endpoint, Node, NodeStatus, Store, DEFAULT, DRIVER, VERSION,
+};
 use serde_json::{json, Value};
 
 use super::binfmt::{host_status, out, outln, table, StatusFormat};
 use super::GlobalArgs;
-use crate::builders::{self, Builder, Endpoint, Node, NodeStatus, Store, DEFAULT, DRIVER, VERSION};
 
 #[derive(Subcommand)]
 pub enum BuilderCommand {
@@ -141,7 +143,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
         (Some(b), true) => b,
         (Some(_), false) => bail!("builder {name:?} exists; use --append to add a node to it"),
         (None, true) => bail!("no builder {name:?} to append to"),
-        (None, false) => Builder { name: name.clone(), driver: DRIVER.to_string(), nodes: Vec::new(), config: None },
+        (None, false) => Builder::new(&name),
     };
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -177,7 +179,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
 
 /// Probes every node; returns the reasons of those that failed.
 fn bootstrap(b: &mut Builder) -> Vec<String> {
-    let local = || super::worker::local_probe();
+    let local = || super::worker::local_probe().map_err(|e| format!("{e:#}"));
     let mut failed = Vec::new();
     for n in &mut b.nodes {
         n.state = builders::probe_node(n, &local);

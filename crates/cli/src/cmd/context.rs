@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use polyarch_oci::Reference;
-use polyarch_registry::{Client, ClientBuilder, DockerConfig, RegistryConfig};
+use polyarch_registry::{Client, ClientBuilder, DockerConfig, RegistryConfig, Timeouts};
 
 use super::GlobalArgs;
 
@@ -47,7 +47,21 @@ pub fn client_builder(config: RegistryConfig, insecure: bool) -> Result<ClientBu
         .with_config(config)
         .with_docker_config(docker)
         .with_insecure(insecure)
+        .with_timeouts(timeouts()?)
         .with_user_agent(concat!("polyarch/", env!("CARGO_PKG_VERSION"))))
+}
+
+/// The network timeouts: `POLYARCH_REGISTRY_TIMEOUT` seconds without a byte
+/// from a registry (and at most that to connect), else the defaults.
+pub fn timeouts() -> Result<Timeouts> {
+    const VAR: &str = "POLYARCH_REGISTRY_TIMEOUT";
+    let Some(raw) = std::env::var_os(VAR).filter(|v| !v.is_empty()) else { return Ok(Timeouts::default()) };
+    let text = raw.to_string_lossy();
+    let secs = text.trim().trim_end_matches('s').parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0);
+    match secs {
+        Some(s) => Ok(Timeouts::with_read(std::time::Duration::from_secs_f64(s.min(86_400.0)))),
+        None => anyhow::bail!("{VAR}={text:?}: expected a positive number of seconds"),
+    }
 }
 
 /// Parses a reference as docker does (docker.io default, `library/`).

@@ -62,8 +62,12 @@ pub fn login(global: &GlobalArgs, a: LoginArgs) -> Result<u8> {
     let config = context::registry_config(global)?;
     let mut probe = DockerConfig::empty();
     probe.set_credential(&registry, &username, &password);
-    let client =
-        ClientBuilder::new().with_config(config).with_docker_config(probe).with_insecure(a.insecure).build()?;
+    let client = ClientBuilder::new()
+        .with_config(config)
+        .with_docker_config(probe)
+        .with_insecure(a.insecure)
+        .with_timeouts(context::timeouts()?)
+        .build()?;
     context::runtime()?
         .block_on(client.check_login(&registry))
         .with_context(|| format!("login to {registry} as {username}"))?;

@@ -10,7 +10,7 @@ use polyarch_emu::{Arch, Status};
 
 use super::binfmt::{host_status, outln};
 use super::GlobalArgs;
-use crate::builders::{Probe, VERSION};
+use polyarch_remote::builder::{Probe, VERSION};
 
 #[derive(Args)]
 pub struct WorkerArgs {

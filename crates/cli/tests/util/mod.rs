@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod api;
+pub mod hostile;
 pub mod image;
 pub mod net;
+pub mod proxy;
 pub mod ssh;
 
 /// Where the shared fixture scripts live.

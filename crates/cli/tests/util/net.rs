@@ -1,78 +1,10 @@
-//! Network stand-ins for faults a real registry can't be made to show: a
-//! proxy that goes down after some bytes, and a tiny fake registry.
+//! A tiny fake registry for answers a real registry can't be made to give
+//! (faults in front of a real one are [`super::proxy::FaultProxy`]'s job).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
-
-/// Forwards to `upstream` until `limit` bytes went upstream, then drops
-/// every connection and stops listening, like a registry that dies
-/// mid-push.
-pub struct DyingProxy {
-    pub port: u16,
-    pub down: Arc<AtomicBool>,
-}
-
-impl DyingProxy {
-    pub fn start(upstream: String, limit: usize) -> DyingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let down = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let d = down.clone();
-        thread::spawn(move || {
-            while !d.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                        pipe(client, server, d.clone(), sent.clone(), limit);
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            // The listener is dropped here: new connections are refused.
-        });
-        DyingProxy { port, down }
-    }
-}
-
-fn pipe(client: TcpStream, server: TcpStream, down: Arc<AtomicBool>, sent: Arc<AtomicUsize>, limit: usize) {
-    let pairs =
-        [(client.try_clone().expect("clone"), server.try_clone().expect("clone"), true), (server, client, false)];
-    for (mut from, mut to, upstream) in pairs {
-        let down = down.clone();
-        let sent = sent.clone();
-        thread::spawn(move || {
-            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
-            let mut buf = [0u8; 16384];
-            loop {
-                if down.load(Ordering::SeqCst) {
-                    break;
-                }
-                match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if upstream && sent.fetch_add(n, Ordering::SeqCst) + n > limit {
-                            down.store(true, Ordering::SeqCst);
-                            break;
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-        });
-    }
-}
 
 /// A fake registry that answers every manifest request with `body` under
 /// `content_type`, whatever was asked.
@@ -125,75 +57,4 @@ pub fn fake_registry(body: Vec<u8>, content_type: &'static str) -> u16 {
         }
     });
     port
-}
-
-/// Forwards to `upstream`, but holds every byte of the answers after the
-/// first `limit`: a download that stalls half-way, for as long as the
-/// proxy lives.
-pub struct StallingProxy {
-    pub port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl StallingProxy {
-    pub fn start(upstream: String, limit: usize) -> StallingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let received = Arc::new(AtomicUsize::new(0));
-        let s = stop.clone();
-        thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                        stall_pipe(client, server, s.clone(), received.clone(), limit);
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        StallingProxy { port, stop }
-    }
-}
-
-impl Drop for StallingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn stall_pipe(client: TcpStream, server: TcpStream, stop: Arc<AtomicBool>, received: Arc<AtomicUsize>, limit: usize) {
-    let pairs =
-        [(client.try_clone().expect("clone"), server.try_clone().expect("clone"), false), (server, client, true)];
-    for (mut from, mut to, downstream) in pairs {
-        let stop = stop.clone();
-        let received = received.clone();
-        thread::spawn(move || {
-            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
-            let mut buf = [0u8; 4096];
-            while !stop.load(Ordering::SeqCst) {
-                if downstream && received.load(Ordering::SeqCst) >= limit {
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if downstream {
-                            received.fetch_add(n, Ordering::SeqCst);
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-        });
-    }
 }

@@ -263,6 +263,13 @@ fn sibling(p: &Platform, arch: &str, variant: &str) -> Platform {
     }
 }
 
+/// The highest amd64 micro-architecture level (`v4`) and arm version (`v8`)
+/// there are. containerd counts down from whatever number a variant says,
+/// so `linux/arm/v99999999` would list a hundred million platforms; lower
+/// variants are listed from these down instead.
+const AMD64_TOP_LEVEL: i64 = 4;
+const ARM_TOP_VERSION: i64 = 8;
+
 /// containerd's `platformVector`: `p` followed by the platforms it can also
 /// run, best first.
 pub(crate) fn platform_vector(p: &Platform) -> Vec<Platform> {
@@ -271,7 +278,7 @@ pub(crate) fn platform_vector(p: &Platform) -> Vec<Platform> {
     match p.architecture.as_str() {
         "amd64" => {
             if let Some(level) = atoi(variant.strip_prefix('v').unwrap_or(variant)).filter(|&l| l > 1) {
-                for l in (1..level).rev() {
+                for l in (1..level.min(AMD64_TOP_LEVEL + 1)).rev() {
                     vector.push(sibling(p, "amd64", &format!("v{l}")));
                 }
             }
@@ -279,7 +286,7 @@ pub(crate) fn platform_vector(p: &Platform) -> Vec<Platform> {
         }
         "arm" => {
             if let Some(version) = atoi(variant.strip_prefix('v').unwrap_or(variant)).filter(|&v| v > 5) {
-                for v in (5..version).rev() {
+                for v in (5..version.min(ARM_TOP_VERSION + 1)).rev() {
                     vector.push(sibling(p, "arm", &format!("v{v}")));
                 }
             }
@@ -634,6 +641,22 @@ mod tests {
                 ],
             ),
             ("linux/s390x", &["linux/s390x"]),
+            // Variants past the last real one list the real ones below them.
+            (
+                "linux/arm/v88888888",
+                &["linux/arm/v88888888", "linux/arm/v8", "linux/arm/v7", "linux/arm/v6", "linux/arm/v5"],
+            ),
+            (
+                "linux/amd64/v4000000000",
+                &[
+                    "linux/amd64/v4000000000",
+                    "linux/amd64/v4",
+                    "linux/amd64/v3",
+                    "linux/amd64/v2",
+                    "linux/amd64/v1",
+                    "linux/386",
+                ],
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(formats(&platform_vector(&p(input).normalize())), *want, "{input}");

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use super::*;
 use crate::compress::Compression;
-use crate::fsmeta::copy_tree;
+use crate::rooted::copy_tree;
 use crate::testutil::tree;
 use crate::unpack::{unpack, unpack_compressed, UnpackOptions};
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{EntryKind, LayerInfo, LayerOptions, Meta, TarEntry, TarStream};
 use crate::error::{io_at, Error, Result};
-use crate::path::clean;
+use crate::rooted::clean;
 use crate::unpack::{WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 
 /// Where a file entry's content comes from.
@@ -76,7 +76,7 @@ impl LayerBuilder {
         if t.is_empty() {
             return Err(Error::entry(target, "hard link to the root"));
         }
-        let target = crate::path::join(&t).into_os_string().into_encoded_bytes();
+        let target = crate::rooted::join(&t).into_os_string().into_encoded_bytes();
         self.insert(path, EntryKind::Hardlink { target }, meta, None)
     }
 

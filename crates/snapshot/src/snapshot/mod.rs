@@ -9,6 +9,8 @@ mod naive;
 mod overlay;
 mod records;
 #[cfg(test)]
+mod stacks;
+#[cfg(test)]
 mod testsuite;
 
 use std::io::{Read, Write};

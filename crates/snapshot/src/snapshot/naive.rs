@@ -10,9 +10,10 @@ use super::records::{Record, Records};
 use super::{Info, Kind, Snapshotter, Usage};
 use crate::diff::diff_dirs;
 use crate::error::{io_at, Error, Result};
-use crate::fsmeta::{copy_tree, disk_usage};
+use crate::fsmeta::disk_usage;
 use crate::layer::{LayerInfo, LayerOptions};
 use crate::mount::Mount;
+use crate::rooted::copy_tree;
 use crate::unpack::{unpack, UnpackOptions, UnpackStats, WhiteoutMode};
 
 /// Snapshots as full copies under a root directory.

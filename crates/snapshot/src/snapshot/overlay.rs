@@ -176,6 +176,9 @@ impl Snapshotter for OverlaySnapshotter {
         // Whiteouts only mean something over lower layers; with none, the
         // upper directory is the whole tree.
         let mode = if rec.parent.is_some() { WhiteoutMode::Overlay } else { WhiteoutMode::Apply };
-        unpack(layer, &self.fs_dir(&rec), &opts.clone().with_whiteouts(mode))
+        // Entries resolve through the parents' merged view, so the upper
+        // directory makes the same tree the naive snapshotter's copy does.
+        let lowers: Vec<PathBuf> = self.records.ancestors(&rec)?.iter().map(|r| self.fs_dir(r)).collect();
+        unpack(layer, &self.fs_dir(&rec), &opts.clone().with_whiteouts(mode).with_lowers(lowers))
     }
 }

@@ -22,7 +22,7 @@ fn naive(root: &Path) -> Option<Box<dyn Snapshotter>> {
     Some(Box::new(NaiveSnapshotter::new(root).unwrap()))
 }
 
-fn overlay(root: &Path) -> Option<Box<dyn Snapshotter>> {
+pub(super) fn overlay(root: &Path) -> Option<Box<dyn Snapshotter>> {
     match OverlaySnapshotter::check(root) {
         Ok(()) => Some(Box::new(OverlaySnapshotter::new(root).unwrap())),
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("overlayfs is required under CI=true: {e}"),

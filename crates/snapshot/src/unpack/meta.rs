@@ -3,14 +3,13 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, Mode, Timespec, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
 
 use crate::error::{Error, Result};
-use crate::path::proc_path;
 
 /// The PAX record prefix that carries extended attributes.
 pub(crate) const PAX_XATTR: &str = "SCHILY.xattr.";
@@ -105,22 +104,6 @@ impl EntryMeta {
         }
         Ok(m)
     }
-
-    /// Sets the entry's extended attributes. File systems that do not take
-    /// xattrs at all are not an error.
-    pub(crate) fn set_xattrs(&self, dir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
-        if self.xattrs.is_empty() {
-            return Ok(());
-        }
-        let path = proc_path(dir.as_fd(), Some(name));
-        for (k, v) in &self.xattrs {
-            match rfs::lsetxattr(&path, k.as_str(), v, rfs::XattrFlags::empty()) {
-                Ok(()) | Err(Errno::NOTSUP) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A numeric header field; an empty one (all NUL or spaces) is 0, as Go's
@@ -151,12 +134,6 @@ fn parse_secs(v: &[u8], raw: &[u8]) -> Result<i64> {
     whole.parse().map_err(|_| Error::entry(raw, "malformed PAX time"))
 }
 
-/// Sets owner without following a symlink at `name`.
-pub(crate) fn chown(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> std::result::Result<(), Errno> {
-    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    rfs::chownat(dir, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
-}
-
 /// Sets access and modification time to `mtime` (seconds).
 pub(crate) fn set_mtime(dir: &OwnedFd, name: &OsStr, mtime: i64) -> std::result::Result<(), Errno> {
     let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
@@ -164,26 +141,23 @@ pub(crate) fn set_mtime(dir: &OwnedFd, name: &OsStr, mtime: i64) -> std::result:
     rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
 }
 
-/// Creates the device node or FIFO a header describes (mode 0 for now;
-/// the caller sets the mode after the owner).
-pub(crate) fn mknod(dir: &OwnedFd, name: &OsStr, kind: EntryType, h: &tar::Header) -> std::result::Result<(), Errno> {
-    let major = h.device_major().ok().flatten().unwrap_or(0);
-    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-    let ft = match kind {
+/// The file type of a device or FIFO entry.
+pub(crate) fn node_type(kind: EntryType) -> rfs::FileType {
+    match kind {
         EntryType::Char => rfs::FileType::CharacterDevice,
         EntryType::Block => rfs::FileType::BlockDevice,
         _ => rfs::FileType::Fifo,
-    };
-    rfs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor))
+    }
+}
+
+/// The device number a header describes (0 when it has none).
+pub(crate) fn device(h: &tar::Header) -> u64 {
+    let major = h.device_major().ok().flatten().unwrap_or(0);
+    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+    rfs::makedev(major, minor)
 }
 
 /// Writes an overlayfs whiteout: a character device 0/0.
 pub(crate) fn overlay_whiteout(dir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
     rfs::mknodat(dir, name, rfs::FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
-}
-
-/// Marks a directory opaque for overlayfs.
-pub(crate) fn set_overlay_opaque(dir: &OwnedFd) -> std::result::Result<(), Errno> {
-    let path = proc_path(dir.as_fd(), None);
-    rfs::setxattr(&path, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
 }

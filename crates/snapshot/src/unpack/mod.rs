@@ -2,7 +2,7 @@
 //!
 //! Every entry is placed inside the root: names are cleaned so `..` and
 //! absolute paths stay inside, parent directories are opened with
-//! symlinks resolved as if the root were `/` (see [`crate::path`]), and the
+//! symlinks resolved as if the root were `/` (see [`crate::rooted`]), and the
 //! last component is always created with `O_NOFOLLOW`/`*at` calls on the
 //! parent's descriptor. Whiteouts follow the image-spec's layer.md:
 //! `.wh.NAME` deletes `NAME`, `.wh..wh..opq` removes what lower layers put
@@ -17,7 +17,6 @@ mod tests;
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -28,8 +27,9 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use crate::error::{io_at, Error, Result};
-use crate::path::{clean, io_err, list_dir, remove_all_at, Root};
+use crate::error::{errno_at, io_at, Error, Result};
+use crate::rooted::view::{self, Found, Resolved, View};
+use crate::rooted::{clean, copy_node, io_err, join, list_dir, remove_all_at, Root, Slot};
 use meta::EntryMeta;
 
 /// The prefix of a whiteout name.
@@ -63,9 +63,7 @@ pub struct UnpackOptions {
     xattrs: bool,
     id_map: Option<IdMap>,
     whiteouts: WhiteoutMode,
-    /// Resolve without openat2, to test the fallback walk.
-    #[cfg(test)]
-    pub(crate) force_walk: bool,
+    lowers: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for UnpackOptions {
@@ -76,6 +74,7 @@ impl std::fmt::Debug for UnpackOptions {
             .field("xattrs", &self.xattrs)
             .field("id_map", &self.id_map.is_some())
             .field("whiteouts", &self.whiteouts)
+            .field("lowers", &self.lowers)
             .finish()
     }
 }
@@ -97,8 +96,7 @@ impl UnpackOptions {
             xattrs: true,
             id_map: None,
             whiteouts: WhiteoutMode::Apply,
-            #[cfg(test)]
-            force_walk: false,
+            lowers: Vec::new(),
         }
     }
 
@@ -131,6 +129,18 @@ impl UnpackOptions {
         self.whiteouts = mode;
         self
     }
+
+    /// The lower layers (nearest first) the target is an overlay upper
+    /// directory over, with [`WhiteoutMode::Overlay`]: each entry's parent
+    /// directories resolve through the merged view of them and the layer's
+    /// own earlier entries, so the entry lands where applying the layer onto
+    /// the merged tree would put it (a lower `lib -> usr/lib` makes `lib/x`
+    /// land in `usr/lib/x`); directories it needs are copied up with the
+    /// lowers' metadata, as overlayfs does.
+    pub fn with_lowers(mut self, lowers: Vec<PathBuf>) -> Self {
+        self.lowers = lowers;
+        self
+    }
 }
 
 /// What [`unpack`] did.
@@ -159,13 +169,22 @@ pub struct UnpackStats {
 
 /// Applies the uncompressed layer tar `reader` onto `dest`.
 pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats> {
-    #[allow(unused_mut)]
-    let mut root = Root::open(dest)?;
-    #[cfg(test)]
-    if opts.force_walk {
-        root = root.without_openat2();
-    }
-    let mut u = Unpacker { root, opts, stats: UnpackStats::default(), seen: HashSet::new(), dirs: Vec::new() };
+    let root = Root::open(dest)?;
+    let overlay = opts.whiteouts == WhiteoutMode::Overlay;
+    let lowers =
+        if overlay { opts.lowers.iter().map(|p| Root::open(p)).collect::<Result<Vec<_>>>()? } else { Vec::new() };
+    let mut fds = vec![root.fd()];
+    fds.extend(lowers.iter().map(Root::fd));
+    let view = View::new(&fds, overlay).map_err(errno_at(dest))?;
+    let mut u = Unpacker {
+        root: &root,
+        view,
+        overlay,
+        opts,
+        stats: UnpackStats::default(),
+        seen: HashSet::new(),
+        dirs: Vec::new(),
+    };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(io_at(dest))?;
     for entry in entries {
@@ -188,12 +207,15 @@ fn archive_err(dest: &Path, e: io::Error) -> Error {
 }
 
 struct Unpacker<'a> {
-    root: Root,
+    root: &'a Root,
+    /// The target (layer 0) over its lowers, where parents resolve.
+    view: View,
+    overlay: bool,
     opts: &'a UnpackOptions,
     stats: UnpackStats,
-    /// Cleaned paths this layer wrote, which opaque markers keep.
+    /// Resolved paths this layer wrote, which opaque markers keep.
     seen: HashSet<PathBuf>,
-    /// Directories whose mtime is set after their contents.
+    /// Directories (resolved) whose mtime is set after their contents.
     dirs: Vec<(Vec<OsString>, i64)>,
 }
 
@@ -224,174 +246,164 @@ impl Unpacker<'_> {
             return self.whiteout(parent, OsStr::from_bytes(target));
         }
         let meta = EntryMeta::read(entry, &raw)?;
+        let at = self.root.display(&comps);
+        let parent = self.view.resolve(parent).map_err(|e| io_err(at.clone(), e))?;
+        let pfd = parent.open_in(self.root, true).map_err(|e| io_err(at, e))?;
+        let mut rel = parent.comps();
+        rel.push(name.clone());
         // Ancestors count as written too: an opaque marker higher up must
         // not remove the directories this entry lives in.
-        for i in 1..=comps.len() {
-            self.seen.insert(crate::path::join(&comps[..i]));
+        for i in 1..=rel.len() {
+            self.seen.insert(join(&rel[..i]));
         }
-        let pfd = self.root.open_dir(parent, true)?;
-        self.create(entry, &meta, &pfd, &comps, &raw)
+        let slot = Slot::new(pfd, name.clone(), self.root.display(&rel), rel);
+        self.create(entry, &meta, &slot, &parent, &raw)
     }
 
     fn create<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         meta: &EntryMeta,
-        pfd: &OwnedFd,
-        comps: &[OsString],
+        slot: &Slot,
+        parent: &Resolved,
         raw: &[u8],
     ) -> Result<()> {
-        let name = comps.last().map(|c| c.as_os_str()).unwrap_or_default();
-        let at = || self.root.display(comps);
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::Char | EntryType::Block | EntryType::Fifo) && !self.opts.special_files {
             self.stats.skipped_special += 1;
             return Ok(());
         }
-        let is_dir = kind == EntryType::Directory;
-        self.replace_existing(pfd, name, is_dir).map_err(|e| io_err(at(), e))?;
         match kind {
             EntryType::Directory => {
-                match rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(io_err(at(), e)),
+                let before = slot.kind()?;
+                slot.make_dir()?;
+                if self.overlay && before.is_some_and(|k| k != rfs::FileType::Directory) {
+                    self.hide_lower_dir(slot, parent)?;
                 }
                 self.stats.dirs += 1;
             }
-            EntryType::Regular | EntryType::Continuous => self.write_file(entry, pfd, name, raw, at())?,
+            EntryType::Regular | EntryType::Continuous => {
+                let want = entry.size();
+                let n = slot.write_file(entry)?;
+                if n != want {
+                    return Err(Error::entry(raw, "file content is shorter than its header says"));
+                }
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::entry(raw, "symlink without a target"))?;
-                rfs::symlinkat(OsStr::from_bytes(&target), pfd, name).map_err(|e| io_err(at(), e))?;
+                slot.symlink(&target)?;
                 self.stats.symlinks += 1;
             }
-            EntryType::Link => return self.hardlink(entry, pfd, name, raw),
+            EntryType::Link => return self.hardlink(entry, slot, raw),
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                meta::mknod(pfd, name, kind, entry.header()).map_err(|e| io_err(at(), e))?;
+                slot.make_node(meta::node_type(kind), meta::device(entry.header()))?;
                 self.stats.special += 1;
             }
             _ => return Err(Error::entry(raw, "unsupported entry type")),
         }
-        self.apply_meta(meta, pfd, name, kind, comps)
+        self.apply_meta(meta, slot, kind)
     }
 
-    /// Removes whatever is at `name` unless both it and the new entry are
-    /// directories (which merge).
-    fn replace_existing(&self, pfd: &OwnedFd, name: &OsStr, is_dir: bool) -> std::result::Result<(), Errno> {
-        match rfs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if is_dir && rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => Ok(()),
-            Ok(_) => remove_all_at(pfd.as_fd(), name),
-            Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(e),
+    /// A directory made where this layer had put something else (or a
+    /// whiteout) hides what the lowers have there: the entry it replaced
+    /// had replaced theirs, so it is opaque.
+    fn hide_lower_dir(&self, slot: &Slot, parent: &Resolved) -> Result<()> {
+        let dirs = parent.dirs();
+        let lowers = if dirs.first().is_some_and(|(i, _)| *i == 0) { &dirs[1..] } else { dirs };
+        let err = |e| io_err(slot.path().to_path_buf(), e);
+        if let Found::Dir(_) = self.view.lookup(lowers, slot.name()).map_err(err)? {
+            let fd = crate::rooted::open_sub(slot.dir(), slot.name()).map_err(err)?;
+            view::set_opaque(fd.as_fd()).map_err(err)?;
         }
-    }
-
-    fn write_file<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        pfd: &OwnedFd,
-        name: &OsStr,
-        raw: &[u8],
-        at: PathBuf,
-    ) -> Result<()> {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(pfd, name, flags, Mode::from_raw_mode(0o600)).map_err(|e| io_err(at.clone(), e))?;
-        let mut file = File::from(fd);
-        let want = entry.size();
-        let n = io::copy(entry, &mut file).map_err(io_at(&at))?;
-        if n != want {
-            return Err(Error::entry(raw, "file content is shorter than its header says"));
-        }
-        self.stats.files += 1;
-        self.stats.bytes += n;
         Ok(())
     }
 
-    fn hardlink<R: Read>(&mut self, entry: &tar::Entry<'_, R>, pfd: &OwnedFd, name: &OsStr, raw: &[u8]) -> Result<()> {
+    fn hardlink<R: Read>(&mut self, entry: &tar::Entry<'_, R>, slot: &Slot, raw: &[u8]) -> Result<()> {
+        let outside = || Error::entry(raw, "hard link target is not in the layer's root");
         let target = entry.link_name_bytes().ok_or_else(|| Error::entry(raw, "hard link without a target"))?;
         let tcomps = clean(&target);
         let Some((tname, tparent)) = tcomps.split_last() else {
             return Err(Error::entry(raw, "hard link to the root"));
         };
-        let tfd = match self.root.open_dir(tparent, false) {
-            Ok(fd) => fd,
-            Err(_) => return Err(Error::entry(raw, "hard link target is not in the layer's root")),
+        let tres = self.view.resolve(tparent).map_err(|_| outside())?;
+        let err = |e| io_err(self.root.display(&tcomps), e);
+        let layer = match self.view.lookup(tres.dirs(), tname).map_err(err)? {
+            Found::Missing { .. } => return Err(outside()),
+            Found::Dir(_) => return Err(Error::entry(raw, "hard link to a directory")),
+            Found::Symlink(i) | Found::Other(i) => i,
         };
-        match rfs::statat(&tfd, tname.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory => {}
-            Ok(_) => return Err(Error::entry(raw, "hard link to a directory")),
-            Err(_) => return Err(Error::entry(raw, "hard link target is not in the layer's root")),
+        let tdir = tres.open_in(self.root, layer != 0).map_err(err)?;
+        if layer != 0 {
+            // A lower layer's file: copied up first, as overlayfs does.
+            let lower = tres.dirs().iter().find(|(i, _)| *i == layer).map(|(_, fd)| fd.as_fd()).ok_or_else(outside)?;
+            copy_node(lower, tname, tdir.as_fd(), tname).map_err(err)?;
         }
-        rfs::linkat(&tfd, tname.as_os_str(), pfd, name, AtFlags::empty())
-            .map_err(|e| io_err(self.root.path().join(OsStr::from_bytes(raw)), e))?;
+        let mut trel = tres.comps();
+        trel.push(tname.clone());
+        let tslot = Slot::new(tdir, tname.clone(), self.root.display(&trel), trel);
+        slot.hard_link(&tslot)?;
         self.stats.hardlinks += 1;
         Ok(())
     }
 
-    fn apply_meta(
-        &mut self,
-        meta: &EntryMeta,
-        pfd: &OwnedFd,
-        name: &OsStr,
-        kind: EntryType,
-        comps: &[OsString],
-    ) -> Result<()> {
-        let at = || self.root.display(comps);
+    fn apply_meta(&mut self, meta: &EntryMeta, slot: &Slot, kind: EntryType) -> Result<()> {
         if self.opts.same_owner {
             let (uid, gid) = match &self.opts.id_map {
                 Some(map) => map(meta.uid, meta.gid),
                 None => (meta.uid, meta.gid),
             };
-            meta::chown(pfd, name, uid, gid).map_err(|e| io_err(at(), e))?;
+            slot.set_owner(uid, gid)?;
         }
         if kind != EntryType::Symlink {
-            rfs::chmodat(pfd, name, Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty())
-                .map_err(|e| io_err(at(), e))?;
+            slot.set_mode(meta.mode)?;
         }
         if self.opts.xattrs {
-            meta.set_xattrs(pfd, name).map_err(|e| io_err(at(), e))?;
+            for (k, v) in &meta.xattrs {
+                slot.set_xattr(k, v)?;
+            }
         }
         if kind == EntryType::Directory {
-            self.dirs.push((comps.to_vec(), meta.mtime));
+            self.dirs.push((slot.rel().to_vec(), meta.mtime));
             return Ok(());
         }
-        meta::set_mtime(pfd, name, meta.mtime).map_err(|e| io_err(at(), e))
+        slot.set_mtime(meta.mtime)
+    }
+
+    /// The directory `dir` resolved, or `None` when it is in no layer (so
+    /// a whiteout or opaque marker in it has nothing to act on).
+    fn existing(&self, dir: &[OsString]) -> Result<Option<(Resolved, OwnedFd)>> {
+        let at = || self.root.display(dir);
+        let r = match self.view.resolve(dir) {
+            Ok(r) if r.exists() => r,
+            Ok(_) | Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(io_err(at(), e)),
+        };
+        let fd = r.open_in(self.root, self.overlay).map_err(|e| io_err(at(), e))?;
+        Ok(Some((r, fd)))
     }
 
     fn whiteout(&mut self, parent: &[OsString], target: &OsStr) -> Result<()> {
-        let at = |r: &Root| r.display(parent).join(target);
-        match self.opts.whiteouts {
-            WhiteoutMode::Apply => {
-                let pfd = match self.root.open_dir(parent, false) {
-                    Ok(fd) => fd,
-                    Err(e) if is_missing(&e) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                remove_all_at(pfd.as_fd(), target).map_err(|e| io_err(at(&self.root), e))
-            }
-            WhiteoutMode::Overlay => {
-                let pfd = self.root.open_dir(parent, true)?;
-                remove_all_at(pfd.as_fd(), target).map_err(|e| io_err(at(&self.root), e))?;
-                meta::overlay_whiteout(&pfd, target).map_err(|e| io_err(at(&self.root), e))
-            }
+        let Some((r, pfd)) = self.existing(parent)? else { return Ok(()) };
+        let at = self.root.display(&r.comps()).join(target);
+        remove_all_at(pfd.as_fd(), target).map_err(|e| io_err(at.clone(), e))?;
+        if self.overlay {
+            meta::overlay_whiteout(&pfd, target).map_err(|e| io_err(at, e))?;
         }
+        Ok(())
     }
 
     fn opaque(&mut self, dir: &[OsString]) -> Result<()> {
-        match self.opts.whiteouts {
-            WhiteoutMode::Apply => {
-                let fd = match self.root.open_dir(dir, false) {
-                    Ok(fd) => fd,
-                    Err(e) if is_missing(&e) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                let base = crate::path::join(dir);
-                self.remove_unseen(&fd, &base).map_err(|e| io_err(self.root.display(dir), e))
-            }
-            WhiteoutMode::Overlay => {
-                let fd = self.root.open_dir(dir, true)?;
-                meta::set_overlay_opaque(&fd).map_err(|e| io_err(self.root.display(dir), e))
-            }
+        let Some((r, fd)) = self.existing(dir)? else { return Ok(()) };
+        let at = || self.root.display(&r.comps());
+        if self.overlay {
+            view::set_opaque(fd.as_fd()).map_err(|e| io_err(at(), e))?;
         }
+        // In an upper directory too: what the layer did not write there
+        // (copied-up files, earlier whiteouts) goes, as it would from the
+        // merged tree.
+        self.remove_unseen(&fd, &join(&r.comps())).map_err(|e| io_err(at(), e))
     }
 
     /// Removes everything below `fd` that this layer did not write.
@@ -416,7 +428,7 @@ impl Unpacker<'_> {
         let dirs = std::mem::take(&mut self.dirs);
         for (comps, mtime) in dirs.iter().rev() {
             let Some((name, parent)) = comps.split_last() else { continue };
-            let Ok(pfd) = self.root.open_dir(parent, false) else { continue };
+            let Ok(pfd) = self.root.dir_at(parent, false) else { continue };
             match meta::set_mtime(&pfd, name, *mtime) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => return Err(io_err(self.root.display(comps), e)),
@@ -424,8 +436,4 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
-}
-
-fn is_missing(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if matches!(source.raw_os_error(), Some(c) if c == Errno::NOENT.raw_os_error() || c == Errno::NOTDIR.raw_os_error()))
 }
