@@ -57,6 +57,11 @@ impl Builder {
         &self.store
     }
 
+    /// The registry client, if any.
+    pub(crate) fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
     /// Builds the target stage of `opts` and stores the image (not tagged).
     pub async fn build(&self, opts: &BuildOptions) -> Result<BuildResult> {
         let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
@@ -68,6 +73,7 @@ impl Builder {
         let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(df_err)?;
         let df = instructions::parse(&ast).map_err(df_err)?;
         let target = df.target(opts.target.as_deref()).map_err(df_err)?;
+        df.check_sources().map_err(df_err)?;
         df.check_cycles().map_err(df_err)?;
         let builtins = builtin_args(&opts.platform);
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
@@ -112,7 +118,7 @@ impl Builder {
 }
 
 /// TARGETPLATFORM and friends, BUILDPLATFORM and friends.
-fn builtin_args(target: &Platform) -> HashMap<String, String> {
+pub(crate) fn builtin_args(target: &Platform) -> HashMap<String, String> {
     let mut m = HashMap::new();
     for (prefix, p) in [("TARGET", target.normalize()), ("BUILD", Platform::host().normalize())] {
         m.insert(format!("{prefix}PLATFORM"), p.format());
@@ -167,6 +173,8 @@ pub(crate) struct StageState {
     pub(crate) layers_before_step: usize,
     /// History entries of metadata steps, whose time is the image's.
     pub(crate) pending: Vec<usize>,
+    /// The step being dispatched is an ONBUILD trigger.
+    pub(crate) on_build: bool,
 }
 
 pub(crate) struct Run<'a> {
@@ -267,12 +275,31 @@ impl Run<'_> {
             }
             if let Some(j) = self.base_stage(&self.froms[i].0, i) {
                 todo.push(j);
+                todo.extend(self.trigger_sources(j));
             }
             for (j, _) in self.df.dependencies(i) {
                 todo.push(j);
             }
         }
         (0..seen.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// The stages the ONBUILD triggers of stage `j` read from (they run in
+    /// the stages based on `j`).
+    fn trigger_sources(&self, j: usize) -> Vec<usize> {
+        use polyarch_dockerfile::instructions::Instruction;
+        let mut out = Vec::new();
+        for c in &self.df.stages[j].commands {
+            let Instruction::Onbuild(expr) = &c.instruction else { continue };
+            let Ok(cmd) = parse_trigger(expr, c.start_line) else { continue };
+            let froms: Vec<&str> = match &cmd.instruction {
+                Instruction::Copy(cp) | Instruction::Add(cp) => cp.from.iter().map(String::as_str).collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+                _ => Vec::new(),
+            };
+            out.extend(froms.into_iter().filter_map(|f| self.df.stage_index(f)));
+        }
+        out
     }
 
     /// The stages stage `i` reads from: its FROM base and `--from` stages;
@@ -282,6 +309,9 @@ impl Run<'_> {
         use polyarch_dockerfile::instructions::Instruction;
         let (base, spec) = &self.froms[i];
         let mut deps: Vec<usize> = self.base_stage(base, i).into_iter().collect();
+        if let Some(j) = self.base_stage(base, i) {
+            deps.extend(self.trigger_sources(j));
+        }
         deps.extend(self.df.dependencies(i).into_iter().map(|(j, _)| j));
         let mut unknown = false;
         for c in &self.df.stages[i].commands {
@@ -462,10 +492,14 @@ impl Run<'_> {
             let Some(prev) = self.stages[j].clone() else {
                 return Err(loc.error(ErrorKind::Dockerfile, format!("stage {base_name} was not built"), None));
             };
+            // As BuildKit's `dispatchState.init`: the child keeps the
+            // parent's ARGs and runs its ONBUILD triggers, which do not
+            // carry over into the child's config.
             let mut s = prev;
             s.name = name;
-            s.image.config.on_build.clear();
-            s.args.clear();
+            for t in std::mem::take(&mut s.image.config.on_build) {
+                commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
+            }
             s.cmd_set = false;
             s
         } else {
@@ -479,6 +513,7 @@ impl Run<'_> {
             s.platform = platform.clone();
             s
         };
+        let triggers = commands.len();
         commands.extend(stage.commands.iter().cloned());
         st.index = 0;
         st.total = 1 + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
@@ -489,9 +524,11 @@ impl Run<'_> {
         };
         let step = self.start(st.prefix(&from_text));
         self.done(step);
-        for cmd in &commands {
+        for (k, cmd) in commands.iter().enumerate() {
+            st.on_build = k < triggers;
             self.dispatch(&mut st, cmd).await?;
         }
+        st.on_build = false;
         self.stages[i] = Some(st);
         Ok(())
     }
@@ -684,14 +721,17 @@ impl StageState {
             total: 1,
             layers_before_step: 0,
             pending: Vec::new(),
+            on_build: false,
         }
     }
 
-    /// `[name k/n] text` as BuildKit names vertices.
+    /// `[name k/n] text` as BuildKit names vertices (`ONBUILD ` before
+    /// the text of a trigger's step, as its `prefixCommand`).
     pub(crate) fn prefix(&mut self, text: &str) -> String {
         self.index += 1;
         let width = self.total.to_string().len();
-        format!("[{} {:>width$}/{}] {text}", self.name, self.index, self.total)
+        let onbuild = if self.on_build { "ONBUILD " } else { "" };
+        format!("[{} {:>width$}/{}] {onbuild}{text}", self.name, self.index, self.total)
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
 use polyarch_snapshot::Root;
-use rustix::fs::FileType;
 use polyarch_store::{BlobSource, Store};
+use rustix::fs::FileType;
 
 use crate::error::{Error, Result};
 use crate::fs::{Kind, MemFs, Node};

@@ -16,6 +16,7 @@
 
 pub mod base;
 pub mod cache;
+pub mod check;
 pub mod compress;
 pub mod config;
 pub mod content;

@@ -121,6 +121,7 @@ pub fn run_platforms(opts: &BuildOptions, target: &Platform, host: &Platform) ->
     let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(invalid)?;
     let df = instructions::parse(&ast).map_err(invalid)?;
     let last = df.target(opts.target.as_deref()).map_err(invalid)?;
+    df.check_sources().map_err(invalid)?;
     df.check_cycles().map_err(invalid)?;
     let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
     let froms =

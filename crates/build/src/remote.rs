@@ -34,15 +34,40 @@ pub(crate) async fn fetch(url: &str, spill: &Spill) -> Result<Download> {
     Ok(Download { data, name, mtime })
 }
 
-/// The last path segment of a URL, or `__unnamed__` as BuildKit names it.
+/// The file name BuildKit's Dockerfile frontend gives a URL:
+/// `path.Base` of the URL's decoded path (trailing slashes dropped, so
+/// `http://h/dir/` names `dir`), or `__unnamed__` when the path is empty
+/// or `/`. A `Content-Disposition` header is not used: the frontend always
+/// sets the name.
 pub(crate) fn url_name(url: &str) -> String {
     let no_query = url.split(['?', '#']).next().unwrap_or(url);
     let path = no_query.split_once("://").map(|(_, r)| r).unwrap_or(no_query);
     let path = path.split_once('/').map(|(_, p)| p).unwrap_or("");
-    match path.rsplit('/').next() {
+    match percent_decode(path.trim_end_matches('/')).rsplit('/').next() {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => "__unnamed__".to_string(),
     }
+}
+
+/// `%XX` escapes decoded, as Go's `url.URL.Path` holds them (left as
+/// written when malformed).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -71,6 +96,11 @@ mod tests {
     fn names_and_dates() {
         assert_eq!(url_name("http://h:1/a/b.tar.gz?x=1"), "b.tar.gz");
         assert_eq!(url_name("https://h/"), "__unnamed__");
+        assert_eq!(url_name("https://h"), "__unnamed__");
+        assert_eq!(url_name("http://127.0.0.1:80/path/"), "path");
+        assert_eq!(url_name("http://h/a/b//?q=/x"), "b");
+        assert_eq!(url_name("http://h/a%20b"), "a b");
+        assert_eq!(url_name("http://h/x%2"), "x%2");
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(
             crate::config::rfc3339(parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap()),

@@ -9,27 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::build_ok as build;
-use crate::util::image::{buildah_build, buildah_prerequisites, skopeo_config, tree, tree_diffs, umoci_unpack};
+use crate::util::image::{
+    buildah_build, buildah_prerequisites, raw_config, skopeo_config, tree, tree_diffs, umoci_unpack,
+};
 use crate::util::*;
 
 fn build_fails(env: &Env, args: &[&str]) -> String {
     let mut full = vec!["build", "--progress", "plain"];
     full.extend_from_slice(args);
     env.fails(&full)
-}
-
-/// The config blob of the (only) image in an OCI archive, as stored.
-fn raw_config(archive: &Path) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
-    let blob = |d: &str| {
-        let bytes = std::fs::read(dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
-    };
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
-    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
-    blob(manifest["config"]["digest"].as_str().unwrap())
 }
 
 const APP_DOCKERFILE: &str = r#"ARG BASE=busybox

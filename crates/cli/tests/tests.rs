@@ -22,5 +22,6 @@ mod naming;
 mod nodes;
 mod run;
 mod runstep;
+mod semantics;
 mod store;
 mod tty;

@@ -29,7 +29,9 @@ fn node_json(n: &Node) -> Value {
     let mut o = json!({
         "cmd": n.cmd.to_lowercase(),
         "flags": n.flags,
-        "args": n.flat_args(),
+        // As BuildKit's node: an ONBUILD's only child is the instruction it
+        // wraps (`onbuild`), its own argument list is empty.
+        "args": if n.onbuild.is_some() { Vec::new() } else { n.flat_args() },
         "json_form": n.json,
         "heredocs": heredocs,
         "start_line": n.start_line,

@@ -5,6 +5,7 @@
 //! - [`shell`]: word expansion ([`Lex`]).
 //! - [`instructions`]: typed instructions, stages, `--target`, cycles, FROM args.
 //! - [`ignore`]: `.dockerignore` reading and matching.
+//! - [`lint`]: build checks (BuildKit's linter rules).
 //!
 //! ```
 //! # fn main() -> Result<(), polyarch_dockerfile::Error> {
@@ -25,6 +26,7 @@ mod error;
 pub mod ignore;
 pub mod instructions;
 mod json;
+pub mod lint;
 pub mod parser;
 mod re;
 pub mod shell;

@@ -4,7 +4,9 @@
 //! `testdata-negative/<case>/Dockerfile` must be rejected with the message
 //! in `error.txt` and, when a `lines.txt` file exists, located at the
 //! `start-end` line range it holds (BuildKit's range for the same file).
-//! `UPDATE_GOLDEN=1` rewrites `result.json` and `error.txt`.
+//! `testdata-check/<case>/Dockerfile` must give the build-check text in
+//! `check.txt` (`build --check`'s output after its count line).
+//! `UPDATE_GOLDEN=1` rewrites `result.json`, `error.txt` and `check.txt`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ fn reject(src: &[u8]) -> Option<polyarch_dockerfile::Error> {
         Ok(d) => d,
         Err(e) => return Some(e),
     };
-    df.check_cycles().err()
+    df.check_sources().and_then(|()| df.check_cycles()).err()
 }
 
 /// `start-end` from `lines.txt`, if the case has one.
@@ -103,4 +105,34 @@ fn negative_cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `testdata-check/<case>/Dockerfile` → `check.txt`: the `--check` text,
+/// with every base image's environment known to be `PATH` only.
+#[test]
+fn check_cases() {
+    use polyarch_dockerfile::lint;
+    let mut failures = Vec::new();
+    let all = cases("testdata-check");
+    assert!(all.len() >= 5, "only {} cases", all.len());
+    let env = |_: usize| Some(vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_string()]);
+    for dir in &all {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let src = fs::read_to_string(dir.join("Dockerfile")).unwrap_or_default();
+        let ast = polyarch_dockerfile::parse(src.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let builtins = [("TARGETPLATFORM", "linux/amd64"), ("BUILDPLATFORM", "linux/amd64")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let opts = lint::Options { builtins, base_env: Some(&env), ..lint::Options::default() };
+        let report = lint::lint(&ast, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = lint::render(&report.warnings, "Dockerfile", &src);
+        let want_path = dir.join("check.txt");
+        if update() {
+            fs::write(&want_path, &got).unwrap_or_else(|e| panic!("{e}"));
+        } else if fs::read_to_string(&want_path).ok().as_deref() != Some(got.as_str()) {
+            failures.push(format!("{name}: check.txt differs; got:\n{got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

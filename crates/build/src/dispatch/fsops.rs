@@ -280,7 +280,7 @@ impl Run<'_> {
         let p = self.expand(st, p, line)?;
         let wd = normalize_workdir(&st.image.config.working_dir, &p);
         st.image.config.working_dir = wd.clone();
-        if wd == "/" {
+        if polyarch_dockerfile::clean(&wd) == "/" {
             self.commit_meta(st, format!("WORKDIR {wd}"));
             return Ok(());
         }
@@ -295,7 +295,7 @@ impl Run<'_> {
         let (cached, ran_at) = self.apply_step(st, &key, || {
             let mut merged = target.clone();
             let mut changes = MemFs::new();
-            copy::mkdir_all(&mut merged, &mut changes, &wd, owner, now);
+            copy::mkdir_all(&mut merged, &mut changes, &polyarch_dockerfile::clean(&wd), owner, now);
             Ok((Planned { changes, merged }, false))
         })?;
         if cached {
@@ -368,14 +368,15 @@ pub(crate) fn dest_path(workdir: &str, dest: &str) -> String {
     }
 }
 
-/// BuildKit's `NormalizeWorkdir`: relative paths join the current one.
+/// BuildKit's `NormalizeWorkdir` on Linux: an absolute path is kept as
+/// written (`/a/./b/` stays so in the config); a relative one joins the
+/// current one with Go's `path.Join`, which cleans it.
 pub(crate) fn normalize_workdir(current: &str, p: &str) -> String {
-    let joined = if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("{}/{p}", if current.is_empty() { "/" } else { current })
-    };
-    format!("/{}", clean(&joined))
+    if p.starts_with('/') {
+        return p.to_string();
+    }
+    let parent = if current.is_empty() { "/" } else { current };
+    polyarch_dockerfile::clean(&format!("/{parent}/{p}"))
 }
 
 #[cfg(test)]
@@ -394,5 +395,8 @@ mod tests {
         assert_eq!(normalize_workdir("/app", "sub/../x"), "/app/x");
         assert_eq!(normalize_workdir("/app", "/"), "/");
         assert_eq!(normalize_workdir("", "rel"), "/rel");
+        assert_eq!(normalize_workdir("/", "/a/b/./c/../d/"), "/a/b/./c/../d/");
+        assert_eq!(normalize_workdir("/a/./b/", "c/"), "/a/b/c");
+        assert_eq!(normalize_workdir("rel", "x"), "/rel/x");
     }
 }

@@ -1,7 +1,7 @@
 //! Instructions that only change the image config, with BuildKit's
 //! history texts (`dispatchEnv`, `dispatchLabel`, `dispatchCmd`...).
 
-use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction};
+use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction, KeyValue};
 
 use super::{Run, StageState};
 use crate::config::{go_list, go_quoted_list, healthcheck_text, Empty, Healthcheck};
@@ -12,20 +12,20 @@ impl Run<'_> {
         let line = cmd.start_line;
         let text = match ins {
             Instruction::Env(kvs) => {
+                // Every pair expands with the environment from before the
+                // instruction, as BuildKit's `Expand` runs before `dispatchEnv`.
+                let pairs = self.expand_pairs(st, kvs, line)?;
                 let mut msg = String::from("ENV");
-                for kv in kvs {
-                    let k = self.expand(st, &kv.key, line)?;
-                    let v = self.expand(st, &kv.value, line)?;
+                for (k, v) in pairs {
                     msg.push_str(&format!(" {k}={v}"));
                     st.image.add_env(&k, &v);
                 }
                 msg
             }
             Instruction::Label(kvs) => {
+                let pairs = self.expand_pairs(st, kvs, line)?;
                 let mut msg = String::from("LABEL");
-                for kv in kvs {
-                    let k = self.expand(st, &kv.key, line)?;
-                    let v = self.expand(st, &kv.value, line)?;
+                for (k, v) in pairs {
                     msg.push_str(&format!(" {k}={v}"));
                     st.image.config.labels.insert(k, v);
                 }
@@ -47,6 +47,11 @@ impl Run<'_> {
                         Some(v) => format!("{}={v}", a.key),
                         None => a.key.clone(),
                     });
+                    // Without a value the ARG keeps the one already in
+                    // scope (from an earlier ARG or the parent stage), as
+                    // BuildKit only adds to the state's environment.
+                    let value =
+                        value.or_else(|| st.args.iter().find(|(k, _)| k == &a.key).and_then(|(_, v)| v.clone()));
                     st.args.retain(|(k, _)| k != &a.key);
                     st.args.push((a.key.clone(), value));
                 }
@@ -154,6 +159,14 @@ impl Run<'_> {
         };
         self.commit_meta(st, text);
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Expands the keys and values of one ENV or LABEL, all with the
+    /// variables in scope before it (ARG, unlike these, is sequential).
+    fn expand_pairs(&self, st: &StageState, kvs: &[KeyValue], line: usize) -> Result<Vec<(String, String)>> {
+        kvs.iter().map(|kv| Ok((self.expand(st, &kv.key, line)?, self.expand(st, &kv.value, line)?))).collect()
     }
 }
 

@@ -168,8 +168,8 @@ fn an_installed_upper_is_the_unpacked_layer() {
     let mut before = MemFs::new();
     let l1 = stack_layer(&store, &base, &mut before);
     let exec = polyarch_exec::RuncExecutorBuilder::new(d.path().join("exec")).build().unwrap();
-    let root = Root::overlay(&store, std::slice::from_ref(&l1), &d.path().join("run"), exec.mount_point().unwrap())
-        .unwrap();
+    let root =
+        Root::overlay(&store, std::slice::from_ref(&l1), &d.path().join("run"), exec.mount_point().unwrap()).unwrap();
     let p = root.path();
     std::fs::remove_file(p.join("a/x")).unwrap();
     std::fs::write(p.join("a/new"), "n").unwrap();

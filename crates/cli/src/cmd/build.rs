@@ -21,6 +21,7 @@ use polyarch_store::Store;
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
 
+mod check;
 mod multi;
 mod nodes;
 
@@ -118,6 +119,13 @@ pub struct BuildArgs {
     /// unreachable or fail (with a warning), instead of failing.
     #[arg(long)]
     fallback_emulation: bool,
+    /// Run the build checks and print their warnings instead of building
+    /// (`--call=check`); exits 1 when there are warnings.
+    #[arg(long)]
+    check: bool,
+    /// What to run: `build` (default), `check` or `targets`.
+    #[arg(long, value_name = "METHOD", default_value = "build")]
+    call: String,
 }
 
 /// One `--output`.
@@ -275,6 +283,8 @@ fn load_context(a: &BuildArgs, tmp: &std::path::Path) -> Result<(Vec<u8>, String
 struct Progress {
     mode: String,
     start: Instant,
+    /// Build check warnings, printed when the build finishes.
+    warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
     cached: Mutex<std::collections::HashSet<usize>>,
     names: Mutex<BTreeMap<usize, String>>,
     /// The highest step number shown, so that the export step comes next.
@@ -371,6 +381,7 @@ impl Progress {
         Progress {
             mode: mode.to_string(),
             start: Instant::now(),
+            warnings: Mutex::new(None),
             cached: Default::default(),
             names: Default::default(),
             last: Default::default(),
@@ -588,6 +599,16 @@ impl Progress {
             let state = if ok { "FINISHED" } else { "FAILED" };
             self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
         }
+        if let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) {
+            check::print_after(&rep, &self.mode);
+        }
+    }
+
+    /// Warnings to print once the build finishes.
+    fn set_warnings(&self, report: polyarch_dockerfile::lint::Report) {
+        if let Ok(mut w) = self.warnings.lock() {
+            *w = Some(report);
+        }
     }
 }
 
@@ -599,6 +620,7 @@ fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
+    let method = check::method(&a)?;
     let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
     if a.quiet {
         a.progress = "quiet".into();
@@ -640,6 +662,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
     let (dockerfile, name, ctx) = load_context(&a, &context::data_root(global).join("run"))?;
+    if method == check::Method::Targets {
+        return check::targets(&dockerfile, &name);
+    }
     let p = progress.clone();
     p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
     p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });
@@ -672,6 +697,18 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
     let rt = context::runtime()?;
+    if method == check::Method::Check {
+        return check::run(&rt, &builder, &opts, &a);
+    }
+    // A build on nodes checks with the images stored here only.
+    let checker = if remote_builder.is_some() { Builder::new(store.clone()) } else { builder.clone() };
+    let report = check::report(&rt, &checker, &opts, &a, false)?;
+    if let Err(e) = check::before_build(&report, &a.progress) {
+        progress.finish(false);
+        return Err(e);
+    }
+    check::print_inline(&progress, &report);
+    progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };

@@ -37,7 +37,8 @@ pub fn run(args: Args) -> Result<u8> {
         Err(e) => return reject(e),
     };
     if !args.ast_only {
-        let checked = polyarch_dockerfile::instructions::parse(&ast).and_then(|df| df.check_cycles());
+        let checked = polyarch_dockerfile::instructions::parse(&ast)
+            .and_then(|df| df.check_sources().and_then(|()| df.check_cycles()));
         if let Err(e) = checked {
             return reject(e);
         }

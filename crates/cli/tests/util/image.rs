@@ -99,3 +99,17 @@ pub fn buildah_build(work: &Path, ctx: &Path, flags: &[&str], tag: &str) -> (Pat
     let rootfs = umoci_unpack(&archive, tag, &work.join("theirs"));
     (archive, rootfs)
 }
+
+/// The config blob of the (only) image in an OCI archive, as stored.
+pub fn raw_config(archive: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    let blob = |d: &str| {
+        let bytes = std::fs::read(dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    blob(manifest["config"]["digest"].as_str().unwrap())
+}

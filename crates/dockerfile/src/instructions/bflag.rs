@@ -141,6 +141,26 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// BuildKit's `suggest.Search`: the option within edit distance 2 of
+/// `val` (the closest, the first of equals), none when one is equal.
+pub fn search<S: AsRef<str>>(val: &str, options: &[S], case_sensitive: bool) -> Option<String> {
+    let v = if case_sensitive { val.to_string() } else { val.to_lowercase() };
+    let mut best = None;
+    let mut min = 3;
+    for opt in options {
+        let o = if case_sensitive { opt.as_ref().to_string() } else { opt.as_ref().to_lowercase() };
+        if o == v {
+            return None;
+        }
+        let d = distance(&v, &o);
+        if d < min {
+            min = d;
+            best = Some(o);
+        }
+    }
+    best
+}
+
 /// Appends ` (did you mean X?)` when an option is within distance 2.
 pub(crate) fn suggest(message: &str, val: &str, options: &[&str], case_sensitive: bool) -> String {
     let v = if case_sensitive { val.to_string() } else { val.to_lowercase() };

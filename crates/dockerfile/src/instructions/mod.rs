@@ -9,6 +9,7 @@ mod stages;
 
 use serde::Serialize;
 
+pub use bflag::search;
 pub use duration::parse_duration;
 pub use mount::Mount;
 pub use stages::{expand_from, ExpandedFrom, PROXY_ARGS};

@@ -33,7 +33,34 @@ impl Dockerfile {
         if let Some(i) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
             return Some(i);
         }
-        name.parse::<usize>().ok().filter(|i| *i < self.stages.len())
+        go_atoi(name).and_then(|i| usize::try_from(i).ok()).filter(|i| *i < self.stages.len())
+    }
+
+    /// Checks every `COPY --from` as BuildKit's `toCommand` does before
+    /// anything is built: a number is a stage index (`invalid stage index
+    /// N` when there is no such stage), anything else a stage name or an
+    /// image; variables are not expanded there.
+    pub fn check_sources(&self) -> Result<(), Error> {
+        for stage in &self.stages {
+            for cmd in &stage.commands {
+                let Instruction::Copy(c) = &cmd.instruction else { continue };
+                let Some(from) = &c.from else { continue };
+                if from.contains('$') {
+                    return Err(stage_error(
+                        "variable expansion is not supported for --from, define a new stage with FROM using ARG \
+                         from global scope as a workaround"
+                            .into(),
+                        cmd.start_line,
+                    ));
+                }
+                if let Some(i) = go_atoi(from) {
+                    if usize::try_from(i).map_or(true, |i| i >= self.stages.len()) {
+                        return Err(stage_error(format!("invalid stage index {i}"), cmd.start_line));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Resolves `--target`: `None` is the last stage; an unknown name is an
@@ -120,6 +147,15 @@ impl Dockerfile {
     fn display_name(&self, i: usize) -> String {
         self.stages[i].name.clone().unwrap_or_else(|| i.to_string())
     }
+}
+
+/// Go's `strconv.Atoi`: an optional sign and decimal digits.
+fn go_atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok()
 }
 
 /// A FROM line after global ARG expansion.

@@ -32,7 +32,7 @@ fn is_re_space(c: char) -> bool {
 }
 
 /// Matches `^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$` by hand.
-fn match_directive(line: &str) -> Option<(String, String)> {
+pub(crate) fn match_directive(line: &str) -> Option<(String, String)> {
     let name_len = line
         .char_indices()
         .find(|&(i, c)| !(c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))

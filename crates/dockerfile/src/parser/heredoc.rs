@@ -27,6 +27,8 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
         Some(r) => (true, r),
         None => (false, after),
     };
+    // BuildKit's `^(\d*)<<(-?)\s*([^<]*)$`: blanks may follow `<<`.
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b');
     if rest.contains('<') || rest.is_empty() {
         return Ok(None);
     }
@@ -95,6 +97,8 @@ mod tests {
         assert_eq!(h("<<\"EOF\""), Some(("EOF".into(), 0, false, false)));
         assert_eq!(h("<<E\"O\"F"), Some(("EOF".into(), 0, false, false)));
         assert_eq!(h("3<<EOF"), Some(("EOF".into(), 3, true, false)));
+        assert_eq!(h("<< EOF"), Some(("EOF".into(), 0, true, false)));
+        assert_eq!(h("<<-  EOF"), Some(("EOF".into(), 0, true, true)));
         assert_eq!(h("<<"), None);
         assert_eq!(h("<<-"), None);
         assert_eq!(h("<<<EOF"), None);
@@ -107,6 +111,8 @@ mod tests {
         let d = heredocs_from_line("RUN 3<<A cat /dev/fd/3 <<-'B' \"<<C\"").unwrap();
         let names: Vec<_> = d.iter().map(|h| (h.name.as_str(), h.expand, h.chomp)).collect();
         assert_eq!(names, vec![("A", true, false), ("B", false, true)]);
+        let d = heredocs_from_line("RUN <<  EOF  > foo").unwrap();
+        assert_eq!(d.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["EOF"]);
     }
 
     #[test]

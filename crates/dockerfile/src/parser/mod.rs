@@ -14,6 +14,7 @@ pub use heredoc::{chomp_heredoc_content, parse_heredoc, Heredoc};
 
 use crate::compat::{is_space, trim_space};
 use crate::Error;
+pub(crate) use directives::match_directive;
 use directives::DirectiveParser;
 use line::{
     parse_health_config, parse_maybe_json, parse_maybe_json_to_list, parse_name_val,

@@ -197,6 +197,22 @@ impl ShellWord<'_> {
         c
     }
 
+    /// `<<` keeps the blanks after it in the same word (`<<  EOF` is one
+    /// heredoc word), as BuildKit's `processPossibleHeredoc`.
+    fn process_possible_heredoc(&mut self) -> String {
+        self.next();
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.next();
+        let mut out = String::from("<<");
+        while let Some(c) = self.peek().filter(|c| matches!(c, ' ' | '\t' | '\n')) {
+            out.push(c);
+            self.next();
+        }
+        out
+    }
+
     fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), String> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
@@ -218,9 +234,10 @@ impl ShellWord<'_> {
                 return Ok((result, w));
             }
             let quotes = !self.lex.skip_process_quotes;
-            if ch == '$' || (quotes && (ch == '\'' || ch == '"')) {
+            if ch == '$' || ch == '<' || (quotes && (ch == '\'' || ch == '"')) {
                 let tmp = match ch {
                     '$' => self.process_dollar()?,
+                    '<' => self.process_possible_heredoc(),
                     '\'' => self.process_single_quote()?,
                     _ => self.process_double_quote()?,
                 };
