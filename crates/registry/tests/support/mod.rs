@@ -8,6 +8,7 @@
 
 pub mod fake;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,16 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        self.stop();
+        // Stopped under the lock that [`registry`] starts registries under:
+        // a restart on the same port and directory must not find this one
+        // still stopping (registry.sh would take it for running, and the
+        // stop would then take the new user's registry away).
+        if HOLDING.with(Cell::get) {
+            self.stop();
+        } else {
+            let _running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+            self.stop();
+        }
     }
 }
 
@@ -104,6 +114,28 @@ type Slot = (Mode, Weak<Registry>, u16, PathBuf, bool);
 
 static RUNNING: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 
+thread_local! {
+    /// Whether this thread holds [`RUNNING`] (a registry dropped then is
+    /// stopped without taking it again).
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as holding [`RUNNING`] until dropped.
+struct Holding;
+
+impl Holding {
+    fn new() -> Holding {
+        HOLDING.with(|h| h.set(true));
+        Holding
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
+    }
+}
+
 /// A registry of `mode` shared by the tests of this binary (restarted on
 /// the same port and data directory if all users dropped it).
 pub fn registry(mode: Mode) -> Option<Arc<Registry>> {
@@ -115,6 +147,7 @@ pub fn registry(mode: Mode) -> Option<Arc<Registry>> {
         return unavailable("docker-registry is not installed (registry.sh installs it as root)");
     }
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    let _holding = Holding::new();
     if running.is_empty() {
         remove_stale_dirs();
     }
