@@ -195,3 +195,32 @@ fn large_files_are_streamed_not_held_in_memory() {
     assert!(kib < 48 << 10, "peak RSS {kib} KiB copying a {SIZE}-byte file from an image");
     assert_eq!(std::fs::metadata(local.join("again")).unwrap().len(), SIZE);
 }
+
+/// ADD of a gzip bomb from the context (a few hundred KiB unpacking to
+/// 256 MiB of zeros): unpacked as a stream in bounded memory, and fast
+/// enough that a debug build gets through it in seconds.
+#[test]
+fn add_of_a_compressed_bomb_is_streamed_in_bounded_memory() {
+    if !require(have("/usr/bin/time"), "GNU time (/usr/bin/time)") {
+        return;
+    }
+    let env = Env::new();
+    const SIZE: u64 = 256 << 20;
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nADD bomb.tar.gz /x/\n")]);
+    let zeros = env.dir.path().join("zeros");
+    std::fs::File::create(&zeros).unwrap().set_len(SIZE).unwrap();
+    let script = format!("tar -cf - -C {} zeros | gzip -9 > {}", s(env.dir.path()), s(&ctx.join("bomb.tar.gz")));
+    sh(Command::new("sh").arg("-c").arg(&script));
+    std::fs::remove_file(&zeros).unwrap();
+    assert!(std::fs::metadata(ctx.join("bomb.tar.gz")).unwrap().len() < 1 << 20);
+    let out = env.dir.path().join("out.tar");
+    let start = std::time::Instant::now();
+    let spec = format!("type=tar,dest={}", s(&out));
+    let kib = peak_rss_kib(&env, &["build", "--progress", "quiet", "-o", &spec, s(&ctx)]);
+    let took = start.elapsed();
+    assert!(kib < 48 << 10, "peak RSS {kib} KiB unpacking {SIZE} bytes");
+    assert!(took < std::time::Duration::from_secs(60), "{took:?} to unpack {SIZE} bytes");
+    let listing = sh(Command::new("tar").arg("-tvf").arg(&out));
+    assert!(listing.lines().any(|l| l.contains(&SIZE.to_string()) && l.ends_with(" x/zeros")), "{listing}");
+    std::fs::remove_file(&out).unwrap();
+}

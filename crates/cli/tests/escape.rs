@@ -253,3 +253,78 @@ fn a_lower_symlinked_dir_stays_a_symlink_with_both_snapshotters() {
     }
     assert!(outs.windows(2).all(|w| w[0] == w[1]), "builds and runs agree: {outs:?}");
 }
+
+/// Entries of the tar at `path` (compressed or not, read by GNU tar)
+/// lying below a symlink the same tar holds.
+fn entries_below_symlinks(path: &Path) -> Vec<String> {
+    let list = sh(std::process::Command::new("tar").arg("-tvf").arg(path));
+    let mut links = Vec::new();
+    let mut below = Vec::new();
+    for line in list.lines() {
+        // mode, owner, size, date, time, then the name (spaces and all).
+        let mut rest = line;
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+        }
+        let name = rest.trim_start();
+        let name = name.split(" -> ").next().unwrap().trim_end_matches('/').trim_start_matches("./");
+        if links.iter().any(|l: &String| name.starts_with(&format!("{l}/"))) {
+            below.push(name.to_string());
+        }
+        if line.starts_with('l') {
+            links.push(name.to_string());
+        }
+    }
+    below
+}
+
+/// The layer blobs of the one image in the OCI layout tar `archive`,
+/// unpacked into `dir`.
+fn oci_layers(archive: &Path, dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    sh(std::process::Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir));
+    let blob = |d: &str| dir.join("blobs").join(d.replacen(':', "/", 1));
+    let read = |p: PathBuf| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap();
+    let index = read(dir.join("index.json"));
+    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    manifest["layers"].as_array().unwrap().iter().map(|l| blob(l["digest"].as_str().unwrap())).collect()
+}
+
+#[test]
+fn exports_of_steps_through_hostile_links_hold_no_entry_below_a_symlink() {
+    let Some((env, reg)) = mirrored_for_run() else { return };
+    let host = Host::new();
+    let image = hostile_image(reg, &host, "hostile/steps");
+    let before = snapshot(host.dir.path());
+    let df = format!(
+        "FROM {image} AS h\nFROM {image}\nCOPY --from=h /esc/ /c1/\nCOPY --from=h /up /c2\nWORKDIR /esc/../..\n\
+         RUN pwd > /pwd && echo w > /esc/w && echo u > /up/u\n\
+         RUN --mount=type=bind,from=h,source=/esc,target=/m ls /m > /mls\n\
+         RUN --mount=type=cache,target=/up/cache echo c > /up/cache/f && ls /up > /upls\n"
+    );
+    let ctx = context(&env, "ctx", &[("Dockerfile", &df)]);
+    for snapshotter in ["naive", "overlay"] {
+        let tar = env.dir.path().join(format!("tree-{snapshotter}.tar"));
+        let oci = env.dir.path().join(format!("oci-{snapshotter}.tar"));
+        for spec in [format!("type=tar,dest={}", s(&tar)), format!("type=oci,dest={}", s(&oci))] {
+            let args = ["--no-cache", "--snapshotter", snapshotter, "-o", &spec, s(&ctx)];
+            assert!(build_either(&env, &args), "{snapshotter} {spec}");
+            host.assert_untouched(&before, &spec);
+        }
+        assert_eq!(entries_below_symlinks(&tar), Vec::<String>::new(), "{snapshotter}: the exported tree");
+        let tree = crate::util::hostile::files(&std::fs::read(&tar).unwrap());
+        assert_eq!(tree["pwd"], b"/\n", "{snapshotter}: WORKDIR stays in the root");
+        assert_eq!(tree["mls"], b"pwned\npwned2\n", "{snapshotter}");
+        let in_root = &host.path()[1..];
+        assert_eq!(tree[&format!("{in_root}/w")], b"w\n", "{snapshotter}: written inside, where the link leads");
+        assert_eq!(tree[&format!("{in_root}/u")], b"u\n", "{snapshotter}");
+        assert!(tree.contains_key("c1/pwned") && tree.contains_key("c2/pwned2"), "{snapshotter}: {:?}", tree.keys());
+        let layers = oci_layers(&oci, &env.dir.path().join(format!("oci-{snapshotter}")));
+        // The base's two layers are the image's own; every later one is written here.
+        assert!(entries_below_symlinks(&layers[1]).contains(&"esc/pwned".to_string()), "the check sees them");
+        for layer in &layers[2..] {
+            assert_eq!(entries_below_symlinks(layer), Vec::<String>::new(), "{snapshotter}: {}", layer.display());
+        }
+    }
+}

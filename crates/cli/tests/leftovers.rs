@@ -302,3 +302,28 @@ fn a_run_killed_while_running_is_reclaimed_by_the_next_command() {
     assert_no_process(&["sleep", "1238"]);
     assert_clean_root(&env.root());
 }
+
+/// `du -sb` of `dir`, as coreutils counts it.
+fn du_sb(dir: &Path) -> u64 {
+    let out = sh(Command::new("du").arg("-sb").arg(dir));
+    out.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn du_totals_what_du_sb_sees_in_the_store() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    for snapshotter in ["naive", "overlay"] {
+        env.ok(&["run", "--snapshotter", snapshotter, "busybox", "true"]);
+    }
+    // Hard links, symlinks and directories of an unpacked tree count once.
+    let root = env.root();
+    let stray = root.join("snapshots/stray/deep");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("f"), vec![7u8; 50_000]).unwrap();
+    for i in 0..20 {
+        std::fs::hard_link(stray.join("f"), stray.join(format!("h{i}"))).unwrap();
+        std::os::unix::fs::symlink("f", stray.join(format!("l{i}"))).unwrap();
+    }
+    let total = du(&env)["TotalBytes"].as_u64().unwrap();
+    assert_eq!(total, du_sb(&root), "du of polyarch against du -sb of {}", root.display());
+}

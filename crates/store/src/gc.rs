@@ -62,8 +62,8 @@ pub struct DiskUsage {
     pub ingest_files: usize,
     /// Their total size.
     pub ingest_bytes: u64,
-    /// Every regular file under the root (on its file system), whatever
-    /// made it: blobs, temp files, unpacked trees, state.
+    /// Everything under the root (on its file system) as `du -sb` counts
+    /// it, whatever made it: blobs, temp files, unpacked trees, state.
     pub total_bytes: u64,
 }
 
@@ -250,24 +250,25 @@ impl Store {
     }
 }
 
-/// The bytes of every regular file below `dir`, without following
-/// symlinks or crossing into other file systems (mounts of running
-/// containers).
+/// The bytes below `dir` as `du -sb` counts them: the apparent size of
+/// every inode (files, directories, symlinks, `dir` itself), hard links
+/// once, without following symlinks or crossing into other file systems
+/// (mounts of running containers).
 pub fn tree_bytes(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(top) = fs::symlink_metadata(dir) else { return 0 };
-    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = top.len();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d).into_iter().flatten().flatten() {
             let Ok(m) = e.metadata() else { continue };
-            if m.dev() != top.dev() {
+            if m.dev() != top.dev() || (m.nlink() > 1 && !m.is_dir() && !seen.insert(m.ino())) {
                 continue;
             }
+            total += m.len();
             if m.is_dir() {
                 stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
             }
         }
     }
@@ -394,7 +395,13 @@ mod tests {
         let stray = s.root().join("snapshots/x/deep");
         fs::create_dir_all(&stray).unwrap();
         fs::write(stray.join("f"), vec![0u8; 10_000]).unwrap();
-        assert_eq!(s.du().unwrap().total_bytes, before.total_bytes + 10_000);
+        fs::hard_link(stray.join("f"), stray.join("g")).unwrap();
+        std::os::unix::fs::symlink("f", stray.join("l")).unwrap();
+        let dirs: u64 = ["snapshots", "snapshots/x", "snapshots/x/deep"]
+            .iter()
+            .map(|d| fs::metadata(s.root().join(d)).unwrap().len())
+            .sum();
+        assert_eq!(s.du().unwrap().total_bytes, before.total_bytes + dirs + 10_000 + 1);
     }
 
     #[test]
