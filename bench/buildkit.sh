@@ -182,7 +182,8 @@ record_load() { LOADS+="$(cut -d' ' -f1 /proc/loadavg) "; }
 timed() {
   local key=$1; shift; local t0 t1; t0=$(now)
   if ! "$@" >"$work/log" 2>&1; then log "$key failed:"; tail -30 "$work/log" >&2; exit 1; fi
-  t1=$(now); T[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') "; }
+  t1=$(now); T[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') "
+  log "$key $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s (load $(cut -d' ' -f1 /proc/loadavg))"; }
 maxrss() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 keep_rss() { # KEY KiB: the largest over the runs
   local cur=${RSS[$1]:-0}; [ "$2" -gt "$cur" ] && RSS[$1]=$2; return 0; }
