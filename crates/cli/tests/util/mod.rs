@@ -38,7 +38,19 @@ pub fn require(ok: bool, what: &str) -> bool {
         panic!("prerequisite missing under CI=true: {what}");
     }
     eprintln!("skipping: prerequisite missing: {what}");
+    note_skip(what);
     false
+}
+
+/// Adds a line to the file `POLYARCH_SKIPPED` names, if any, so that the
+/// run can say how many tests were skipped and why (scripts/test.sh).
+pub fn note_skip(what: &str) {
+    use std::io::Write as _;
+    if let Some(path) = std::env::var_os("POLYARCH_SKIPPED") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{what}");
+        }
+    }
 }
 
 pub fn have(cmd: &str) -> bool {
