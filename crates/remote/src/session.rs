@@ -331,27 +331,7 @@ mod tests {
     }
 
     fn spec(platforms: &[&str]) -> BuildSpec {
-        BuildSpec {
-            dockerfile: Digest::sha256(b"FROM x"),
-            dockerfile_size: 6,
-            dockerfile_name: "Dockerfile".into(),
-            target: None,
-            build_args: Default::default(),
-            labels: Default::default(),
-            platforms: platforms.iter().map(|p| p.to_string()).collect(),
-            no_cache: false,
-            pull: false,
-            compression: "gzip".into(),
-            source_date_epoch: None,
-            rewrite_timestamp: false,
-            network: "default".into(),
-            runtime: None,
-            snapshotter: "auto".into(),
-            no_cache_filter: vec![],
-            registry_config: None,
-            insecure: false,
-            jobs: None,
-        }
+        BuildSpec::sample(b"FROM x", platforms)
     }
 
     #[test]

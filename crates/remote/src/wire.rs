@@ -429,6 +429,35 @@ pub fn read_blob_data(r: &mut dyn Read, size: u64, w: &mut dyn Write) -> io::Res
 }
 
 #[cfg(test)]
+impl BuildSpec {
+    /// A request for `platforms` with `dockerfile` and defaults elsewhere,
+    /// for tests.
+    pub(crate) fn sample(dockerfile: &[u8], platforms: &[&str]) -> BuildSpec {
+        BuildSpec {
+            dockerfile: Digest::sha256(dockerfile),
+            dockerfile_size: dockerfile.len() as u64,
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: Default::default(),
+            labels: Default::default(),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            no_cache: false,
+            pull: false,
+            compression: "gzip".into(),
+            source_date_epoch: None,
+            rewrite_timestamp: false,
+            network: "default".into(),
+            runtime: None,
+            snapshotter: "auto".into(),
+            no_cache_filter: vec![],
+            registry_config: None,
+            insecure: false,
+            jobs: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -329,27 +329,7 @@ mod tests {
     }
 
     fn spec(dockerfile: &[u8]) -> BuildSpec {
-        BuildSpec {
-            dockerfile: Digest::sha256(dockerfile),
-            dockerfile_size: dockerfile.len() as u64,
-            dockerfile_name: "Dockerfile".into(),
-            target: None,
-            build_args: Default::default(),
-            labels: Default::default(),
-            platforms: vec!["linux/amd64".into()],
-            no_cache: false,
-            pull: false,
-            compression: "gzip".into(),
-            source_date_epoch: None,
-            rewrite_timestamp: false,
-            network: "default".into(),
-            runtime: None,
-            snapshotter: "auto".into(),
-            no_cache_filter: vec![],
-            registry_config: None,
-            insecure: false,
-            jobs: None,
-        }
+        BuildSpec::sample(dockerfile, &["linux/amd64"])
     }
 
     #[test]
