@@ -133,7 +133,7 @@ fn add_of_a_hostile_tar_then_local_export_stays_in_dest() {
     build_either(&env, &["-o", &format!("type=local,dest={}", s(&dest)), s(&ctx)]);
     host.assert_untouched(&before, "ADD then type=local");
     // The local writer alone, with a tree from the same archive.
-    let tree = polyarch_build::fs::MemFs::from_tar(&escaping_layer(&host)[..]).unwrap();
+    let tree = polyarch_builder::fs::MemFs::from_tar(&escaping_layer(&host)[..]).unwrap();
     let direct = env.dir.path().join("direct");
     let _ = tree.write_to_dir(&direct);
     host.assert_untouched(&before, "writing the tar's tree");

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("polyarch-index", 2),
     ("polyarch-snapshot", 2),
     ("polyarch-transfer", 2),
-    ("polyarch-build", 3),
+    ("polyarch-builder", 3),
     ("polyarch-remote", 4),
     ("polyarch", 5),
 ];

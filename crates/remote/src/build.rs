@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use polyarch_build::multi::{check_emulation, probe_host, MultiBuilder, MultiResult};
-use polyarch_build::{config::Image, BuildOptions, BuildResult, Compression, Layer};
+use polyarch_builder::multi::{check_emulation, probe_host, MultiBuilder, MultiResult};
+use polyarch_builder::{config::Image, BuildOptions, BuildResult, Compression, Layer};
 use polyarch_exec::Cancel;
 use polyarch_oci::{Descriptor, Digest, Platform};
 use polyarch_registry::Client;
@@ -281,7 +281,7 @@ impl<'a> NodeBuild<'a> {
             labels: opts.labels.clone(),
             platforms: Vec::new(),
             no_cache: opts.no_cache,
-            pull: opts.resolve_mode == polyarch_build::base::ResolveMode::Pull,
+            pull: opts.resolve_mode == polyarch_builder::base::ResolveMode::Pull,
             compression: match opts.compression {
                 Compression::Zstd => "zstd".into(),
                 _ => "gzip".into(),
@@ -298,11 +298,11 @@ impl<'a> NodeBuild<'a> {
         }
     }
 
-    fn local_builder(&self, sink: polyarch_build::EventSink) -> MultiBuilder {
+    fn local_builder(&self, sink: polyarch_builder::EventSink) -> MultiBuilder {
         MultiBuilder::new(self.store.clone())
             .with_client(self.client.clone())
             .with_events(sink)
-            .with_jobs(self.jobs.unwrap_or_else(polyarch_build::multi::default_jobs))
+            .with_jobs(self.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs))
     }
 
     /// Runs every node's share and this machine's at once. A platform
@@ -316,9 +316,9 @@ impl<'a> NodeBuild<'a> {
         plan: &Plan,
         members: &mut [Member],
         steps: &Steps,
-    ) -> (Vec<Job>, Option<polyarch_build::Result<MultiResult>>, bool) {
+    ) -> (Vec<Job>, Option<polyarch_builder::Result<MultiResult>>, bool) {
         let spec = self.spec(opts);
-        let extra = [(spec.dockerfile.clone(), polyarch_build::fs::Content::bytes(opts.dockerfile.clone()))];
+        let extra = [(spec.dockerfile.clone(), polyarch_builder::fs::Content::bytes(opts.dockerfile.clone()))];
         let (done, stop_nodes) = (AtomicBool::new(false), AtomicBool::new(false));
         let mut jobs = Vec::new();
         let mut local = None;

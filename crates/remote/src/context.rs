@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use polyarch_build::copy::{file_node, has_wildcards};
-use polyarch_build::fs::{clean, parent, Kind, MemFs, Node};
+use polyarch_builder::copy::{file_node, has_wildcards};
+use polyarch_builder::fs::{clean, parent, Kind, MemFs, Node};
 use polyarch_dockerfile::ignore::PatternMatcher;
 use polyarch_dockerfile::instructions::{self, Instruction};
 use polyarch_oci::Digest;
@@ -98,7 +98,7 @@ pub fn needed(dockerfile: &[u8], ctx: &MemFs) -> BTreeSet<String> {
 }
 
 /// A content by digest.
-pub type Content = (Digest, polyarch_build::fs::Content);
+pub type Content = (Digest, polyarch_builder::fs::Content);
 
 /// The entries of `paths` in `ctx`, and each distinct file content once,
 /// by digest (hashed by streaming).
@@ -165,7 +165,7 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
                     return Err(Error::Session { message: format!("{}: content {d} is not {} bytes", e.path, e.size) });
                 }
                 let mut n = file_node(b"", e.mode, e.mtime);
-                n.kind = Kind::File(polyarch_build::fs::Content::file(&store.blob_path(&d), e.size));
+                n.kind = Kind::File(polyarch_builder::fs::Content::file(&store.blob_path(&d), e.size));
                 n
             }
             "symlink" => {
@@ -180,7 +180,7 @@ pub fn rebuild(entries: &[Entry], store: &Store) -> Result<MemFs> {
         node.gid = e.gid;
         node.mtime = e.mtime;
         node.xattrs = e.xattrs.clone();
-        node.link = e.link.map(|g| *groups.entry(g).or_insert_with(polyarch_build::fs::new_link_group));
+        node.link = e.link.map(|g| *groups.entry(g).or_insert_with(polyarch_builder::fs::new_link_group));
         fs.insert(path, node);
     }
     Ok(fs)
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(fs.read("assets/y.png").unwrap().as_slice(), b"same");
         assert_eq!(fs.get("assets").unwrap().mode, 0o755);
         let mut linked = c.clone();
-        let group = polyarch_build::fs::new_link_group();
+        let group = polyarch_builder::fs::new_link_group();
         for p in ["assets/x.png", "assets/y.png"] {
             let mut n = linked.get(p).unwrap().clone();
             n.link = Some(group);

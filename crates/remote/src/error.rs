@@ -149,7 +149,7 @@ pub enum Error {
     },
     /// A platform built on this machine failed.
     #[error(transparent)]
-    Local(#[from] polyarch_build::Error),
+    Local(#[from] polyarch_builder::Error),
     /// At least one platform failed; nothing was exported or pushed.
     #[error("the build failed; nothing was exported or pushed:\n  {}", lines(failures))]
     Build {
@@ -238,7 +238,7 @@ pub enum Error {
     Store(#[from] polyarch_store::Error),
     /// A context file could not be read.
     #[error("reading the build context: {0}")]
-    Context(Box<polyarch_build::Error>),
+    Context(Box<polyarch_builder::Error>),
 }
 
 /// Kinds of [`Error`], to branch on.

@@ -82,14 +82,14 @@ pub enum Event {
         /// The platform, when the step belongs to one.
         platform: Option<String>,
         /// The event.
-        event: polyarch_build::Event,
+        event: polyarch_builder::Event,
     },
 }
 
 /// Where events go.
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// Splits the platform off a step name as [`polyarch_build::multi`] writes
+/// Splits the platform off a step name as [`polyarch_builder::multi`] writes
 /// it (`[linux/arm64 stage-0 2/3] RUN x` → `linux/arm64`,
 /// `[stage-0 2/3] RUN x`; `[linux/arm64] FROM` → `linux/arm64`, `FROM`).
 /// This is the one place the name is read: from here on the platform is
@@ -132,8 +132,8 @@ impl Steps {
 
     /// Hands on step event `e` of `source`, built on `node`; `platform`
     /// is the platform of a started step.
-    pub(crate) fn step(&self, source: usize, node: &str, platform: Option<String>, e: polyarch_build::Event) {
-        use polyarch_build::Event as E;
+    pub(crate) fn step(&self, source: usize, node: &str, platform: Option<String>, e: polyarch_builder::Event) {
+        use polyarch_builder::Event as E;
         let (id, platform, e) = {
             let Ok(mut n) = self.numbers.lock() else { return };
             let local = match &e {
@@ -170,13 +170,13 @@ impl Steps {
         &self,
         source: usize,
         node: impl Fn(Option<&str>) -> String + Send + Sync + 'static,
-    ) -> polyarch_build::EventSink {
+    ) -> polyarch_builder::EventSink {
         let steps = self.clone();
         Arc::new(move |e| {
             let (platform, e) = match e {
-                polyarch_build::Event::Started { id, name } => {
+                polyarch_builder::Event::Started { id, name } => {
                     let (platform, name) = split_platform(&name);
-                    (platform, polyarch_build::Event::Started { id, name })
+                    (platform, polyarch_builder::Event::Started { id, name })
                 }
                 other => (None, other),
             };
@@ -185,8 +185,8 @@ impl Steps {
         })
     }
 
-    fn platform_of(&self, source: usize, e: &polyarch_build::Event) -> Option<String> {
-        use polyarch_build::Event as E;
+    fn platform_of(&self, source: usize, e: &polyarch_builder::Event) -> Option<String> {
+        use polyarch_builder::Event as E;
         let id = match e {
             E::Started { id, .. } | E::Cached { id } | E::Done { id, .. } | E::Failed { id, .. } => *id,
             E::Log { id, .. } => *id,
@@ -200,7 +200,7 @@ impl Steps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polyarch_build::Event as E;
+    use polyarch_builder::Event as E;
 
     #[test]
     fn platforms_split_off_step_names() {

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use polyarch_build::export::IndexImage;
-use polyarch_build::BuildResult;
+use polyarch_builder::export::IndexImage;
+use polyarch_builder::BuildResult;
 use polyarch_oci::{Digest, Reference};
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -62,7 +62,7 @@ impl Pushers {
     ) -> Result<()> {
         let digest = &r.manifest.digest;
         let Some(p) = self.nodes.iter().find(|p| p.lock().is_ok_and(|p| p.1.contains(digest))) else {
-            return Ok(rt.block_on(polyarch_build::export::push(client, store, r, names))?);
+            return Ok(rt.block_on(polyarch_builder::export::push(client, store, r, names))?);
         };
         p.lock().map_err(|e| broken(&e))?.0.push(names, std::slice::from_ref(digest))?;
         let raw = store.get_manifest(&r.manifest)?;
@@ -110,7 +110,7 @@ impl Pushers {
             for reference in &references {
                 for c in img.children.iter().filter(|c| !remote.contains(&c.result.manifest.digest)) {
                     let at = reference.with_digest(c.result.manifest.digest.clone());
-                    polyarch_build::export::push_image(client, store, &c.result, &at).await?;
+                    polyarch_builder::export::push_image(client, store, &c.result, &at).await?;
                 }
                 put_manifest(client, reference, &img.raw).await?;
             }

@@ -208,7 +208,7 @@ impl Session {
     pub fn build(
         &mut self,
         spec: &BuildSpec,
-        on_event: &mut dyn FnMut(Option<String>, polyarch_build::Event),
+        on_event: &mut dyn FnMut(Option<String>, polyarch_builder::Event),
     ) -> Result<Vec<Built>> {
         let doing = format!("building {}", spec.platforms.join(", "));
         self.building = spec.platforms.clone();
@@ -221,7 +221,7 @@ impl Session {
         &mut self,
         spec: &BuildSpec,
         doing: &str,
-        on_event: &mut dyn FnMut(Option<String>, polyarch_build::Event),
+        on_event: &mut dyn FnMut(Option<String>, polyarch_builder::Event),
     ) -> Result<Vec<Built>> {
         self.send(&Msg::Build(Box::new(spec.clone())), doing)?;
         loop {

@@ -117,7 +117,7 @@ pub struct Built {
     pub cached: usize,
 }
 
-/// A progress event, as [`polyarch_build::Event`].
+/// A progress event, as [`polyarch_builder::Event`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WireEvent {
@@ -164,8 +164,8 @@ pub enum WireEvent {
 impl WireEvent {
     /// The wire form of a build event; events the protocol does not carry
     /// give `None`. A started step's platform becomes its own field.
-    pub fn from_event(e: &polyarch_build::Event) -> Option<WireEvent> {
-        use polyarch_build::Event as E;
+    pub fn from_event(e: &polyarch_builder::Event) -> Option<WireEvent> {
+        use polyarch_builder::Event as E;
         let ms = |d: &Duration| d.as_millis() as u64;
         Some(match e {
             E::Started { id, name } => {
@@ -183,8 +183,8 @@ impl WireEvent {
 
     /// Back to a build event (a started step named without its platform)
     /// and the platform of a started step.
-    pub fn into_event(self) -> (Option<String>, polyarch_build::Event) {
-        use polyarch_build::Event as E;
+    pub fn into_event(self) -> (Option<String>, polyarch_builder::Event) {
+        use polyarch_builder::Event as E;
         match self {
             WireEvent::Started { id, platform, name } => (platform, E::Started { id, name }),
             WireEvent::Cached { id } => (None, E::Cached { id }),
@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn events_convert_both_ways() {
-        let e = polyarch_build::Event::Log { id: 3, elapsed: Duration::from_millis(1500), line: "x".into() };
+        let e = polyarch_builder::Event::Log { id: 3, elapsed: Duration::from_millis(1500), line: "x".into() };
         let w = WireEvent::from_event(&e).unwrap();
         assert_eq!(w.clone().into_event(), (None, e));
         let json = serde_json::to_string(&Msg::Event { event: w }).unwrap();
@@ -508,14 +508,14 @@ mod tests {
 
     #[test]
     fn started_steps_carry_their_platform_as_a_field() {
-        let e = polyarch_build::Event::Started { id: 2, name: "[linux/arm64 stage-0 2/3] RUN x".into() };
+        let e = polyarch_builder::Event::Started { id: 2, name: "[linux/arm64 stage-0 2/3] RUN x".into() };
         let w = WireEvent::from_event(&e).unwrap();
         let want =
             WireEvent::Started { id: 2, platform: Some("linux/arm64".into()), name: "[stage-0 2/3] RUN x".into() };
         assert_eq!(w, want);
         let (platform, back) = w.into_event();
         assert_eq!(platform.as_deref(), Some("linux/arm64"));
-        assert_eq!(back, polyarch_build::Event::Started { id: 2, name: "[stage-0 2/3] RUN x".into() });
+        assert_eq!(back, polyarch_builder::Event::Started { id: 2, name: "[stage-0 2/3] RUN x".into() });
     }
 
     #[test]

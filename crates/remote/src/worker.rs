@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 
-use polyarch_build::multi::{check_emulation, probe_host, MultiBuilder};
-use polyarch_build::{BuildOptions, BuildResult, Compression, Event};
+use polyarch_builder::multi::{check_emulation, probe_host, MultiBuilder};
+use polyarch_builder::{BuildOptions, BuildResult, Compression, Event};
 use polyarch_oci::{Descriptor, Digest, Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::{BlobSink, BlobSource, Store};
@@ -211,7 +211,7 @@ fn build(
     opts.labels = spec.labels.clone();
     opts.no_cache = spec.no_cache;
     if spec.pull {
-        opts.resolve_mode = polyarch_build::base::ResolveMode::Pull;
+        opts.resolve_mode = polyarch_builder::base::ResolveMode::Pull;
     }
     opts.compression = if spec.compression == "zstd" { Compression::Zstd } else { Compression::Gzip };
     opts.source_date_epoch = spec.source_date_epoch;
@@ -239,9 +239,9 @@ fn build(
 }
 
 /// A build error as the wire carries it, with its platform.
-fn build_error(e: polyarch_build::Error) -> WireError {
+fn build_error(e: polyarch_builder::Error) -> WireError {
     let platform = match &e {
-        polyarch_build::Error::ForPlatform { platform, .. } => Some(platform.clone()),
+        polyarch_builder::Error::ForPlatform { platform, .. } => Some(platform.clone()),
         _ => None,
     };
     WireError::Build { platform, message: e.to_string() }
@@ -270,7 +270,7 @@ fn push(
                 .with_default_tag();
             for r in &results {
                 let at = reference.with_digest(r.manifest.digest.clone());
-                polyarch_build::export::push_image(client, store, r, &at)
+                polyarch_builder::export::push_image(client, store, r, &at)
                     .await
                     .map_err(|e| WireError::Push { reference: at.to_string(), message: e.to_string() })?;
             }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
-use polyarch_build::base::ResolveMode;
-use polyarch_build::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
+use polyarch_builder::base::ResolveMode;
+use polyarch_builder::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
 use polyarch_store::Store;
@@ -225,11 +225,11 @@ fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<Str
 
 /// The Dockerfile, its display name, and the context.
 /// `--secret` values by id.
-fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::process::SecretSource>> {
+fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::process::SecretSource>> {
     let mut out = BTreeMap::new();
     for item in items {
         let (id, src) =
-            polyarch_build::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
+            polyarch_builder::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
         out.insert(id, src);
     }
     Ok(out)
@@ -239,11 +239,11 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_build::pr
 /// read from stdin are spilled under `tmp`.
 fn load_context(a: &BuildArgs, tmp: &std::path::Path) -> Result<(Vec<u8>, String, MemFs)> {
     if a.context == "-" {
-        let spill = polyarch_build::fs::Spill::new(tmp);
+        let spill = polyarch_builder::fs::Spill::new(tmp);
         let all = bctx::from_tar_in(std::io::stdin().lock(), &spill)
             .context("reading the build context archive from stdin")?;
         let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
-        let inner = polyarch_build::fs::clean(&name);
+        let inner = polyarch_builder::fs::clean(&name);
         let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
         let ignore = all
             .read(&format!("{inner}.dockerignore"))
@@ -412,7 +412,7 @@ impl Progress {
         }
         let bytes: u64 = ctx
             .iter()
-            .map(|(p, n)| p.len() as u64 + if let polyarch_build::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
+            .map(|(p, n)| p.len() as u64 + if let polyarch_builder::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
             .sum();
         eprintln!("#{id} transferring context: {bytes}B done");
     }
@@ -642,7 +642,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     };
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
     let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
-    let platforms = polyarch_build::multi::parse_platforms(&a.platforms)?;
+    let platforms = polyarch_builder::multi::parse_platforms(&a.platforms)?;
     let platform = match platforms.as_slice() {
         [] => Platform::host(),
         [p, ..] => p.clone(),
@@ -718,13 +718,13 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
     if let Err(e) =
-        polyarch_build::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_build::multi::probe_host)
+        polyarch_builder::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_builder::multi::probe_host)
     {
         progress.finish(false);
         return Err(e.into());
     }
     if platforms.len() > 1 {
-        let jobs = a.jobs.unwrap_or_else(polyarch_build::multi::default_jobs);
+        let jobs = a.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs);
         let run = multi::Multi {
             rt: &rt,
             client: &client,
@@ -893,7 +893,7 @@ fn export_one(
 }
 
 /// Runs `f` on the destination file, or stdout for `-`.
-fn with_dest(dest: &str, f: impl FnOnce(&mut dyn Write) -> polyarch_build::Result<()>) -> Result<()> {
+fn with_dest(dest: &str, f: impl FnOnce(&mut dyn Write) -> polyarch_builder::Result<()>) -> Result<()> {
     if dest == "-" {
         let mut out = std::io::stdout().lock();
         f(&mut out)?;

@@ -93,7 +93,7 @@ pub fn open_store(global: &GlobalArgs) -> Result<Store> {
 pub fn open_store_with(global: &GlobalArgs, runtime: Option<&str>) -> Result<Store> {
     let root = context::data_root(global);
     let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
-    let done = polyarch_build::reclaim::reclaim(&store, runtime);
+    let done = polyarch_builder::reclaim::reclaim(&store, runtime);
     for (path, why) in done.failed {
         eprintln!("warning: cannot remove {} left by a killed polyarch process: {why}", path.display());
     }
@@ -220,7 +220,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = polyarch_build::config::days_from_civil(y, mo, d);
+    let days = polyarch_builder::config::days_from_civil(y, mo, d);
     Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
 }
 
@@ -484,9 +484,9 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
     let store = open_store(global)?;
     let du = store.du().context("measuring the store")?;
     let images = store.list()?.len();
-    let unpacked = polyarch_build::materialize::unpacked_usage(&store).context("measuring unpacked layers")?;
-    let stored = polyarch_build::materialize::stored_diff_ids(&store).context("reading the stored images")?;
-    let snaps = polyarch_build::reclaim::snapshot_usage(store.root(), &stored);
+    let unpacked = polyarch_builder::materialize::unpacked_usage(&store).context("measuring unpacked layers")?;
+    let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let snaps = polyarch_builder::reclaim::snapshot_usage(store.root(), &stored);
     // Everything else on disk: state of running work, temp directories,
     // cache mounts, what a killed process left; none of it is an image.
     let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + unpacked.bytes + snaps.bytes);
@@ -565,9 +565,9 @@ pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
         }
         println!();
     }
-    let stored = polyarch_build::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
     let (dirs, unpacked) =
-        polyarch_build::materialize::prune_unpacked(&store, &stored).context("pruning unpacked layers")?;
+        polyarch_builder::materialize::prune_unpacked(&store, &stored).context("pruning unpacked layers")?;
     if dirs > 0 {
         println!("Deleted unpacked layers: {dirs} ({})\n", human_size(unpacked));
     }

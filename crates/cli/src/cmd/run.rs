@@ -200,7 +200,7 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
 /// `ROOT/snapshots/`) that are no chain of the layers of `stored` (the
 /// diff_ids of the store's images), leaves first; snapshots of running containers stay. Returns how many went.
 pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
-    let keep = polyarch_build::reclaim::kept_chains(stored);
+    let keep = polyarch_builder::reclaim::kept_chains(stored);
     let mut removed = 0;
     for kind in ["overlay", "naive"] {
         let dir = store.root().join("snapshots").join(kind);

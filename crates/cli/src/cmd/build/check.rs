@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use polyarch_build::{BuildOptions, Builder};
+use polyarch_builder::{BuildOptions, Builder};
 use polyarch_dockerfile::ignore::PatternMatcher;
 use polyarch_dockerfile::lint::{self, Report};
 
@@ -49,7 +49,7 @@ fn ignore_matcher(a: &BuildArgs) -> Result<Option<PatternMatcher>> {
         Some(f) => Some(PathBuf::from(f)),
         None => Some(root.join("Dockerfile")),
     };
-    let patterns = polyarch_build::context::ignore_patterns(&root, df.as_deref())?;
+    let patterns = polyarch_builder::context::ignore_patterns(&root, df.as_deref())?;
     if patterns.is_empty() {
         return Ok(None);
     }

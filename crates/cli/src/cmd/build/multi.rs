@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use polyarch_build::export::{self, IndexImage};
-use polyarch_build::multi::{MultiBuilder, MultiResult};
-use polyarch_build::{BuildOptions, Event};
+use polyarch_builder::export::{self, IndexImage};
+use polyarch_builder::multi::{MultiBuilder, MultiResult};
+use polyarch_builder::{BuildOptions, Event};
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
 use polyarch_store::Store;

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use polyarch_build::export::IndexImage;
-use polyarch_build::multi::MultiResult;
-use polyarch_build::{BuildOptions, BuildResult, Event as StepEvent};
+use polyarch_builder::export::IndexImage;
+use polyarch_builder::multi::MultiResult;
+use polyarch_builder::{BuildOptions, BuildResult, Event as StepEvent};
 use polyarch_exec::Cancel;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use polyarch_build::fs::{Kind, MemFs, Node};
-use polyarch_build::{BuildOptions, Builder, Event};
+use polyarch_builder::fs::{Kind, MemFs, Node};
+use polyarch_builder::{BuildOptions, Builder, Event};
 use polyarch_oci::Platform;
 use polyarch_store::Store;
 
@@ -20,7 +20,7 @@ COPY --from=b /b /b2
 ";
 
 fn file(data: &str) -> Node {
-    Node::new(Kind::File(polyarch_build::fs::Content::bytes(data.as_bytes())), 0o644, 0, 0, 0)
+    Node::new(Kind::File(polyarch_builder::fs::Content::bytes(data.as_bytes())), 0o644, 0, 0, 0)
 }
 
 fn options() -> BuildOptions {
@@ -33,7 +33,7 @@ fn options() -> BuildOptions {
     o
 }
 
-fn build(store: &Store) -> (polyarch_build::BuildResult, Vec<Event>) {
+fn build(store: &Store) -> (polyarch_builder::BuildResult, Vec<Event>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let builder = Builder::new(store.clone()).with_events(Arc::new(move |e| sink.lock().unwrap().push(e)));
@@ -67,7 +67,7 @@ fn dependents_wait_and_results_do_not_depend_on_scheduling() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (r, events) = build(&store);
-    let fs = polyarch_build::dispatch::load_fs(&store, &r.layers).unwrap();
+    let fs = polyarch_builder::dispatch::load_fs(&store, &r.layers).unwrap();
     assert_eq!(fs.read("/a").unwrap().as_slice(), b"A");
     assert_eq!(fs.read("/b2").unwrap().as_slice(), b"B");
     assert!(fs.get("/x").is_none());

@@ -1,4 +1,4 @@
-//! `polyarch-build`: Dockerfile builds for one platform without a daemon,
+//! `polyarch-builder`: Dockerfile builds for one platform without a daemon,
 //! with BuildKit's semantics.
 //!
 //! - [`context`]: the build context, filtered by `.dockerignore`.

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use polyarch_build::fs::{Kind, MemFs};
-use polyarch_build::{BuildOptions, Builder, Event};
+use polyarch_builder::fs::{Kind, MemFs};
+use polyarch_builder::{BuildOptions, Builder, Event};
 use polyarch_oci::Platform;
 use polyarch_store::{BlobSource, Store};
 
@@ -20,7 +20,7 @@ fn context(dir: &Path) -> MemFs {
     if !dir.exists() {
         return MemFs::new();
     }
-    let loaded = polyarch_build::context::from_dir(dir, &[]).unwrap();
+    let loaded = polyarch_builder::context::from_dir(dir, &[]).unwrap();
     let mut fs = MemFs::new();
     for (p, n) in loaded.iter() {
         let mut n = n.clone();
@@ -39,7 +39,7 @@ fn options(case: &Path) -> BuildOptions {
     o
 }
 
-fn build(store: &Store, opts: &BuildOptions) -> (polyarch_build::BuildResult, Vec<Event>) {
+fn build(store: &Store, opts: &BuildOptions) -> (polyarch_builder::BuildResult, Vec<Event>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let builder = Builder::new(store.clone()).with_events(Arc::new(move |e| sink.lock().unwrap().push(e)));
@@ -101,7 +101,7 @@ fn same_inputs_same_digest_and_cache_counts() {
     // One changed file: the steps from the first that reads it run again.
     let mut changed = (*opts.context).clone();
     let mut node = changed.get("dir/x.txt").unwrap().clone();
-    node.kind = Kind::File(polyarch_build::fs::Content::bytes(&b"y\n"[..]));
+    node.kind = Kind::File(polyarch_builder::fs::Content::bytes(&b"y\n"[..]));
     changed.insert("dir/x.txt".into(), node);
     let opts2 = options(&case).with_context(changed);
     let (third, _) = build(&store, &opts2);
@@ -109,7 +109,7 @@ fn same_inputs_same_digest_and_cache_counts() {
     assert_ne!(third.manifest, first.manifest);
     // zstd layers are other blobs with the same diff ids.
     let mut z = options(&case);
-    z.compression = polyarch_build::Compression::Zstd;
+    z.compression = polyarch_builder::Compression::Zstd;
     let (zr, _) = build(&store, &z);
     assert_eq!(zr.image.diff_ids, first.image.diff_ids);
     assert_ne!(zr.layers[0].desc.digest, first.layers[0].desc.digest);
@@ -125,12 +125,12 @@ fn errors_are_located() {
         rt.block_on(Builder::new(store.clone()).build(&opts)).unwrap_err()
     };
     let e = run("FROM scratch\nRUN --security=insecure true\n");
-    assert_eq!(e.kind(), polyarch_build::ErrorKind::Unsupported);
+    assert_eq!(e.kind(), polyarch_builder::ErrorKind::Unsupported);
     let d = e.diagnostic().unwrap();
     assert_eq!((d.line, d.column), (2, 16), "{e}");
     assert!(d.message.starts_with("security mode \"insecure\" is not allowed"), "{e}");
     let e = run("FROM scratch\nCOPY missing /x\n");
-    assert_eq!(e.kind(), polyarch_build::ErrorKind::NotFound);
+    assert_eq!(e.kind(), polyarch_builder::ErrorKind::NotFound);
     let d = e.diagnostic().unwrap();
     assert_eq!((d.line, d.column, d.message.as_str()), (2, 6, "\"/missing\": not found"));
     let e = run("FROM scratch\nCOPY --chmod=999 a /x\n");
@@ -161,10 +161,10 @@ fn entrypoint_resets_inherited_cmd() {
 #[test]
 fn workdir_is_created_for_the_user() {
     let mut ctx = MemFs::new();
-    ctx.insert("etc".into(), polyarch_build::fs::Node::dir(0o755, 0, 0, 0));
+    ctx.insert("etc".into(), polyarch_builder::fs::Node::dir(0o755, 0, 0, 0));
     ctx.insert(
         "etc/passwd".into(),
-        polyarch_build::copy::file_node(b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n", 0o644, 0),
+        polyarch_builder::copy::file_node(b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n", 0o644, 0),
     );
     let df = "FROM scratch\nCOPY etc /etc\nUSER app\nWORKDIR /home/app/work\nUSER 7:8\nWORKDIR /num\n";
     let opts = BuildOptions::new(df.as_bytes().to_vec())
@@ -173,7 +173,7 @@ fn workdir_is_created_for_the_user() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (r, _) = build(&store, &opts);
-    let fs = polyarch_build::export::rootfs(&store, &r).unwrap();
+    let fs = polyarch_builder::export::rootfs(&store, &r).unwrap();
     for p in ["home", "home/app", "home/app/work"] {
         let n = fs.get(p).unwrap();
         assert_eq!((n.uid, n.gid, n.mode), (1000, 1001, 0o755), "{p}");
