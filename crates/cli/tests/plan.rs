@@ -56,15 +56,16 @@ fn json_plan_of_six_platforms_shares_the_build_stage() {
     for text in ["WORKDIR /src", "COPY main.txt", "RUN cat main.txt"] {
         let v = named(&plan, text);
         assert_eq!(v.len(), 1, "{text}: {v:?}");
-        assert_eq!(v[0]["serves"].as_array().unwrap().len(), 6, "{text}: {}", v[0]);
-        assert_eq!(v[0]["platforms"], serde_json::json!(["linux/amd64"]), "{text} runs on the build platform");
+        let served: Vec<&str> = v[0]["platforms"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        assert_eq!(served, six, "{text}: {}", v[0]);
+        assert_eq!(v[0]["built_for"], serde_json::json!(["linux/amd64"]), "{text} runs on the build platform");
     }
     assert_eq!(named(&plan, "load build context").len(), 1);
     // The step that reads $TARGETARCH, the base and the copy: one per platform.
     for text in ["RUN echo", "COPY --from=build"] {
         let v = named(&plan, text);
         assert_eq!(v.len(), 6, "{text}");
-        let mut served: Vec<&str> = v.iter().map(|v| v["serves"][0].as_str().unwrap()).collect();
+        let mut served: Vec<&str> = v.iter().map(|v| v["platforms"][0].as_str().unwrap()).collect();
         served.sort();
         let mut want = six.clone();
         want.sort();
@@ -80,7 +81,7 @@ fn json_plan_of_six_platforms_shares_the_build_stage() {
         plan["vertices"].as_array().unwrap().iter().filter(|v| v["type"] == "source.image").collect();
     assert_eq!(images.len(), 6, "busybox once per target; the build stage's is linux/amd64's");
     for v in &images {
-        let platform = v["platforms"][0].as_str().unwrap();
+        let platform = v["built_for"][0].as_str().unwrap();
         let resolved = v["op"]["source"]["image"]["resolved"].as_str().unwrap();
         assert_eq!(Some(&resolved.to_string()), children.get(platform), "{platform}");
         assert_eq!(v["op"]["source"]["image"]["reference"], "docker.io/library/busybox:latest");

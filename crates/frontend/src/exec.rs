@@ -106,12 +106,7 @@ impl<R: Resolver> Converter<'_, R> {
 
     /// The process arguments, and a script file for `/dev/pipes` when the
     /// command is a lone here-document starting with `#!`.
-    fn command(
-        &self,
-        st: &StageState,
-        r: &instructions::Run,
-        line: usize,
-    ) -> Result<Prepared> {
+    fn command(&self, st: &StageState, r: &instructions::Run, line: usize) -> Result<Prepared> {
         let files = &r.cmd.files;
         let (script, pipe) = match files.first() {
             None => (None, None),

@@ -162,15 +162,19 @@ pub struct Plan {
 
 impl Plan {
     /// The plan as JSON (`polyarch debug plan`): the graph's vertices (index,
-    /// digest, type, op, inputs, platforms, names) and targets, and the
-    /// image config of each platform.
+    /// digest, type, op, inputs, names), each with `platforms`, the target
+    /// platforms it serves ([`Plan::serves`]), and `built_for`, the
+    /// platforms its op is built for ([`Graph::platforms`]: the build
+    /// platform for a `--platform=$BUILDPLATFORM` stage); the targets; and
+    /// the image config of each platform.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = self.graph.to_json();
         let serves = self.serves();
         if let Some(vertices) = v["vertices"].as_array_mut() {
             for (vertex, platforms) in vertices.iter_mut().zip(&serves) {
                 let names: Vec<String> = platforms.iter().map(Platform::format).collect();
-                vertex["serves"] = json!(names);
+                vertex["built_for"] = vertex["platforms"].take();
+                vertex["platforms"] = json!(names);
             }
         }
         let images: Vec<serde_json::Value> = self

@@ -310,3 +310,41 @@ fn errors_name_the_line_and_column() {
     let e = error_of("FROM busybox\nRUN --network=bridge true\n", &o);
     assert!(e.to_string().contains("unsupported network mode"), "{e}");
 }
+
+#[test]
+fn only_stages_the_target_reaches_are_planned() {
+    let resolver = FakeResolver::default();
+    let df = "FROM missing AS unused\nRUN never\n\
+              FROM busybox AS base\nRUN echo base\n\
+              FROM scratch AS meta\nENV A=1\n\
+              FROM base AS app\nCOPY --from=meta / /\nRUN echo app\n\
+              FROM missing\n";
+    let opts = Options::new(p("linux/amd64")).with_target("app");
+    let plan = block(plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let calls = resolver.calls.lock().unwrap().clone();
+    assert_eq!(calls, ["docker.io/library/busybox:latest|linux/amd64"], "the unused stages' images are not resolved");
+    assert!(named(&plan, "never").is_empty());
+    assert_eq!(named(&plan, "echo base").len(), 1);
+    let app = named(&plan, "echo app");
+    assert_eq!(plan.images[0].vertex, Some(app[0].id()));
+    assert_eq!(plan.graph.targets()[0].vertex, app[0].id());
+    // A config-only target has no vertex, and its config is still planned.
+    let opts = Options::new(p("linux/amd64")).with_target("meta").with_label("k", "v");
+    let plan = block(super::plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    assert_eq!((plan.images[0].vertex, plan.graph.len(), plan.graph.targets().len()), (None, 0, 0));
+    assert!(plan.images[0].config.config.env.contains(&"A=1".to_string()));
+    assert_eq!(plan.images[0].config.config.labels["k"], "v");
+    assert_eq!(plan.to_json()["images"][0]["vertex"], serde_json::Value::Null);
+}
+
+#[test]
+fn json_platforms_are_the_targets_a_vertex_serves() {
+    let (plan, _) = cross_compile();
+    let json = plan.to_json();
+    let v = named(&plan, "go mod download")[0].id().index();
+    assert_eq!(json["vertices"][v]["platforms"], serde_json::json!(SIX));
+    assert_eq!(json["vertices"][v]["built_for"], serde_json::json!(["linux/amd64"]));
+    let dot = plan.to_dot();
+    assert!(dot.contains(&format!("serves 6: {}\"];", SIX.join(", "))), "{dot}");
+    assert_eq!(dot.matches("label=").count(), plan.graph.len() + 6, "a box per vertex, an oval per target");
+}
