@@ -17,7 +17,8 @@ use polyarch_solver::{Graph, VertexId, VertexSpec};
 
 use crate::config::ImageConfig;
 use crate::error::{Error, ErrorKind, Result, Source};
-use crate::{Options, Plan, PlatformImage, Resolver};
+use crate::prefetch::{image_key, Prefetched};
+use crate::{BoxError, Options, Plan, PlatformImage, Resolver};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -25,7 +26,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct PlatformCtx {
     pub(crate) target: Platform,
     builtins: HashMap<String, String>,
-    froms: Vec<ExpandedFrom>,
+    pub(crate) froms: Vec<ExpandedFrom>,
     global: HashMap<String, String>,
 }
 
@@ -63,12 +64,13 @@ pub struct Converter<'a, R> {
     pub(crate) opts: &'a Options,
     pub(crate) src: Source,
     pub(crate) lex: Lex,
-    df: Dockerfile,
+    pub(crate) df: Dockerfile,
     escape: char,
-    target: usize,
-    resolver: &'a R,
+    pub(crate) target: usize,
+    pub(crate) resolver: &'a R,
     pub(crate) graph: Graph,
     images: HashMap<String, Image>,
+    pub(crate) prefetched: Prefetched,
     stages: HashMap<(usize, String), StageState>,
     context: Option<VertexId>,
     multi: bool,
@@ -102,6 +104,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             resolver,
             graph: Graph::new(),
             images: HashMap::new(),
+            prefetched: Prefetched::new(),
             stages: HashMap::new(),
             context: None,
             multi: false,
@@ -113,10 +116,11 @@ impl<'a, R: Resolver> Converter<'a, R> {
     pub async fn convert(mut self) -> Result<Plan> {
         let targets = self.opts.targets();
         self.multi = targets.len() > 1;
+        let pcs = targets.iter().map(|t| self.platform_ctx(t)).collect::<Result<Vec<_>>>()?;
+        self.prefetch(&pcs).await;
         let mut images = Vec::new();
-        for t in targets {
-            let pc = self.platform_ctx(&t)?;
-            let st = self.stage(self.target, &pc).await?;
+        for (t, pc) in targets.into_iter().zip(&pcs) {
+            let st = self.stage(self.target, pc).await?;
             let mut config = st.config;
             for (k, v) in &self.opts.labels {
                 config.config.labels.insert(k.clone(), v.clone());
@@ -235,7 +239,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
     }
 
     /// The stage a FROM names (by name only), if defined before `before`.
-    fn base_stage(&self, name: &str, before: usize) -> Option<usize> {
+    pub(crate) fn base_stage(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_lowercase();
         self.df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
     }
@@ -355,11 +359,15 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 self.src.error(ErrorKind::Invalid, line, format!("invalid reference {name:?}: {e}"), Some(name))
             })?
             .with_default_tag();
-        let key = format!("{reference}|{}", platform.format());
+        let key = image_key(&reference, platform);
         if let Some(img) = self.images.get(&key) {
             return Ok(img.clone());
         }
-        let resolved = self.resolver.resolve(&reference, platform).await.map_err(|source| {
+        let answer = match self.prefetched.remove(&key) {
+            Some(answer) => answer.map_err(BoxError::from),
+            None => self.resolver.resolve(&reference, platform).await,
+        };
+        let resolved = answer.map_err(|source| {
             let message = format!("failed to resolve source metadata for {reference}: {source}");
             let diagnostic = match self.src.error(ErrorKind::Resolve, line, message, Some(name)) {
                 Error::At { diagnostic, .. } => diagnostic,

@@ -21,6 +21,7 @@ mod copy;
 mod error;
 mod exec;
 mod meta;
+mod prefetch;
 pub mod resolve;
 
 use std::collections::BTreeMap;

@@ -348,3 +348,35 @@ fn json_platforms_are_the_targets_a_vertex_serves() {
     assert!(dot.contains(&format!("serves 6: {}\"];", SIX.join(", "))), "{dot}");
     assert_eq!(dot.matches("label=").count(), plan.graph.len() + 6, "a box per vertex, an oval per target");
 }
+
+/// A resolver that takes a while and records how many resolves overlap.
+#[derive(Default)]
+struct SlowResolver {
+    inner: FakeResolver,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Resolver for SlowResolver {
+    async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, BoxError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, SeqCst);
+        self.inner.resolve(reference, platform).await
+    }
+}
+
+#[test]
+fn images_of_every_platform_are_resolved_at_once() {
+    let dir = testdata().join("cross-compile");
+    let df = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    let resolver = SlowResolver::default();
+    let plan = block(plan(df.as_bytes(), &case_options(&dir), &resolver)).unwrap();
+    assert_eq!(plan.images.len(), 6);
+    let calls = resolver.inner.calls.lock().unwrap().len();
+    assert_eq!(calls, 7, "golang once for the build platform, busybox for each target");
+    let most = resolver.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 7, "every resolve is in flight at once");
+}
