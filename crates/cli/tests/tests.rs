@@ -20,6 +20,7 @@ mod manifest;
 mod multiplatform;
 mod naming;
 mod nodes;
+mod plan;
 mod run;
 mod runstep;
 mod semantics;

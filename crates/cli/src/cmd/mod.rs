@@ -10,6 +10,7 @@ pub mod debug;
 pub mod debug_dockerfile;
 pub mod debug_expand;
 pub mod debug_ignore;
+pub mod debug_plan;
 pub mod debug_platform;
 pub mod debug_reference;
 pub mod doctor;
