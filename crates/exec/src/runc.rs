@@ -529,6 +529,16 @@ pub struct MountPoint {
 }
 
 impl MountPoint {
+    /// Takes over `dir`, an empty directory made by the caller (named as
+    /// [`RuncExecutor::mount_point`]'s are, `pa-PID-START-SEQ`, when a
+    /// stale-state sweep of its parent should remove it after a kill):
+    /// dropping it detaches whatever is mounted below and removes it.
+    pub fn adopt(dir: impl Into<PathBuf>) -> MountPoint {
+        let path = dir.into();
+        let id = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        MountPoint { id, path, sys: Arc::new(Linux) }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -690,6 +690,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
+        run: Default::default(),
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
