@@ -21,6 +21,7 @@ mod multiplatform;
 mod naming;
 mod nodes;
 mod run;
+mod runflags;
 mod runstep;
 mod semantics;
 mod store;
