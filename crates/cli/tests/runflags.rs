@@ -96,16 +96,19 @@ fn bad_run_flags_are_named() {
 fn insecure_needs_its_entitlement_and_host_network_none() {
     let Some((env, _)) = mirrored_for_run() else { return };
     let df = "FROM busybox\nRUN --security=insecure grep -E '^(CapEff|Seccomp):' /proc/self/status > /status; \
-              grep ' /sys ' /proc/mounts > /sys-mount\nRUN grep '^CapEff' /proc/self/status > /sandboxed\n";
+              grep ' /sys ' /proc/mounts > /sys-mount; ls /dev/fuse /dev/loop-control > /devs\n\
+              RUN grep '^CapEff' /proc/self/status > /sandboxed; ls /dev/fuse > /no-fuse 2>&1 || true\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let err = env.fails(&["build", "--progress", "plain", s(&ctx)]);
     assert!(err.contains("security.insecure is not allowed") && err.contains("Dockerfile:2"), "{err}");
     assert_clean_root(&env.root());
     let out = build_local(&env, &ctx, &["--allow", "security.insecure"]);
     let status = read(&out, "status");
-    let bounding = std::fs::read_to_string("/proc/self/status").unwrap();
-    let cap_bnd = bounding.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim().to_string();
-    assert!(status.contains(&format!("CapEff:\t{cap_bnd}")), "every capability of the caller: {status}");
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = ours.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim().to_string();
+    assert!(status.contains(&format!("CapEff:\t{cap_eff}")), "every capability of the caller: {status}");
+    assert_eq!(read(&out, "devs"), "/dev/fuse\n/dev/loop-control\n");
+    assert!(read(&out, "no-fuse").contains("No such file"), "{}", read(&out, "no-fuse"));
     assert!(status.contains("Seccomp:\t0"), "no seccomp filter: {status}");
     assert!(read(&out, "sys-mount").contains(" rw,"), "writable /sys: {}", read(&out, "sys-mount"));
     assert_eq!(read(&out, "sandboxed"), "CapEff:\t00000000a80425fb\n", "the next step is sandboxed again");

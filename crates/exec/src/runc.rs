@@ -178,8 +178,9 @@ impl RuncExecutor {
             cgroups_path: cgroups_path(p.cgroup_parent.as_deref(), id)?,
             capabilities: match p.security {
                 SecurityMode::Sandbox => None,
-                SecurityMode::Insecure => Some(spec::bounding_capabilities(&host_file("/proc/self/status"))),
+                SecurityMode::Insecure => Some(spec::effective_capabilities(&host_file("/proc/self/status"))),
             },
+            insecure_devices: !in_user_namespace(),
             terminal: io.terminal.is_some(),
             console_size: io.terminal.as_ref().and_then(|t| t.size),
         };
@@ -428,6 +429,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_at(path))?;
     f.write_all(bytes).map_err(io_at(path))
+}
+
+/// Whether this process runs in a user namespace (its uid map is not the
+/// whole identity range), where device nodes cannot be made.
+fn in_user_namespace() -> bool {
+    let map = String::from_utf8_lossy(&host_file("/proc/self/uid_map")).into_owned();
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
 }
 
 /// A host file's bytes, empty when it is missing.

@@ -84,6 +84,9 @@ pub struct Input<'a> {
     /// The capability set of an insecure process (none: Docker's
     /// defaults).
     pub capabilities: Option<Vec<Capability>>,
+    /// Give an insecure process BuildKit's extra devices (not inside a
+    /// user namespace, where they cannot be made).
+    pub insecure_devices: bool,
 }
 
 /// Assembles the spec.
@@ -99,12 +102,14 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
         Some(all) if insecure => all.iter().copied().collect(),
         _ => DEFAULT_CAPABILITIES.into_iter().collect(),
     };
+    // BuildKit's `WithInsecureSpec` grants every set, ambient too.
+    let extra = if insecure { caps.clone() } else { HashSet::new() };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
-        .inheritable(HashSet::new())
-        .ambient(HashSet::new())
+        .inheritable(extra.clone())
+        .ambient(extra)
         .build()?;
     let rlimits = input
         .rlimits
@@ -140,14 +145,21 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
                 .build()?,
         );
     }
-    let linux = LinuxBuilder::default()
-        .namespaces(namespaces(p.network)?)
-        .devices(devices()?)
-        .cgroups_path(&input.cgroups_path);
+    let mut devs = devices(&DEVICES)?;
+    if insecure && input.insecure_devices {
+        devs.extend(devices(&INSECURE_DEVICES)?);
+        devs.extend(loop_devices()?);
+    }
+    let linux =
+        LinuxBuilder::default().namespaces(namespaces(p.network)?).devices(devs).cgroups_path(&input.cgroups_path);
     let linux = if insecure {
-        let all = LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build()?;
+        let all = |t| LinuxDeviceCgroupBuilder::default().allow(true).typ(t).access("rwm").build();
         linux
-            .resources(LinuxResourcesBuilder::default().devices(vec![all]).build()?)
+            .resources(
+                LinuxResourcesBuilder::default()
+                    .devices(vec![all(LinuxDeviceType::C)?, all(LinuxDeviceType::B)?])
+                    .build()?,
+            )
             .masked_paths(Vec::<String>::new())
             .readonly_paths(Vec::<String>::new())
             .build()?
@@ -272,14 +284,14 @@ const CAPABILITY_BITS: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// The capabilities of a `/proc/PID/status` file's `CapBnd` line: what a
-/// privileged container can get from its caller (as Docker's
-/// `caps.GetAllCapabilities` takes the current process's). Docker's
-/// defaults when the line is missing.
-pub fn bounding_capabilities(status: &[u8]) -> Vec<Capability> {
+/// The capabilities of a `/proc/PID/status` file's `CapEff` line: what a
+/// privileged container can get from its caller (as BuildKit's
+/// `getAllCaps` takes the current process's). Docker's defaults when the
+/// line is missing.
+pub fn effective_capabilities(status: &[u8]) -> Vec<Capability> {
     let text = String::from_utf8_lossy(status);
     let mask =
-        text.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        text.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     let Some(mask) = mask else { return DEFAULT_CAPABILITIES.to_vec() };
     CAPABILITY_BITS
         .iter()
@@ -308,8 +320,36 @@ const DEVICES: [(&str, i64, i64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-fn devices() -> Result<Vec<LinuxDevice>> {
-    Ok(DEVICES
+/// The character devices BuildKit adds in insecure mode
+/// (`security.WithInsecureSpec`): kmsg, cuse, fuse, kvm, tun, loop-control.
+const INSECURE_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/kmsg", 1, 11),
+    ("/dev/cuse", 10, 203),
+    ("/dev/fuse", 10, 229),
+    ("/dev/kvm", 10, 232),
+    ("/dev/net/tun", 10, 200),
+    ("/dev/loop-control", 10, 237),
+];
+
+/// `/dev/loop0` to `/dev/loop7`, for insecure mode.
+fn loop_devices() -> Result<Vec<LinuxDevice>> {
+    (0..8)
+        .map(|i| {
+            Ok(LinuxDeviceBuilder::default()
+                .path(format!("/dev/loop{i}"))
+                .typ(LinuxDeviceType::B)
+                .major(7)
+                .minor(i)
+                .file_mode(0o660u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()?)
+        })
+        .collect()
+}
+
+fn devices(list: &[(&str, i64, i64)]) -> Result<Vec<LinuxDevice>> {
+    Ok(list
         .iter()
         .map(|(path, major, minor)| {
             LinuxDeviceBuilder::default()
@@ -371,6 +411,7 @@ mod tests {
             terminal: false,
             console_size: None,
             capabilities: None,
+            insecure_devices: false,
         };
         serde_json::to_value(build(&input).unwrap()).unwrap()
     }
@@ -379,7 +420,7 @@ mod tests {
     fn an_insecure_process_is_privileged() {
         let p = ProcessSpec::new(["true"]).with_security(SecurityMode::Insecure).with_shm_size(Some(128 << 20));
         let user = User { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() };
-        let caps = bounding_capabilities(b"Name:\tx\nCapBnd:\t000001fffeffffff\n");
+        let caps = effective_capabilities(b"Name:\tx\nCapEff:\t000001fffeffffff\n");
         assert_eq!(caps.len(), 40, "every bit but SYS_RESOURCE's: {caps:?}");
         assert!(caps.contains(&Capability::SysAdmin) && !caps.contains(&Capability::SysResource));
         let input = Input {
@@ -394,12 +435,20 @@ mod tests {
             terminal: false,
             console_size: None,
             capabilities: Some(caps),
+            insecure_devices: true,
         };
         let v = serde_json::to_value(build(&input).unwrap()).unwrap();
         assert!(strings(&v["process"]["capabilities"]["bounding"]).contains(&"CAP_SYS_ADMIN".to_string()));
         assert_eq!(v["process"]["noNewPrivileges"], false);
         assert!(v["linux"].get("seccomp").is_none());
-        assert_eq!(v["linux"]["resources"]["devices"], serde_json::json!([{"allow": true, "access": "rwm"}]));
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": true, "type": "c", "access": "rwm"}, {"allow": true, "type": "b", "access": "rwm"}])
+        );
+        assert!(strings(&v["process"]["capabilities"]["ambient"]).contains(&"CAP_SYS_ADMIN".to_string()));
+        let devs: Vec<&str> =
+            v["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert!(devs.contains(&"/dev/fuse") && devs.contains(&"/dev/loop7") && devs.contains(&"/dev/null"), "{devs:?}");
         assert!(v["linux"]["maskedPaths"].as_array().is_none_or(|a| a.is_empty()));
         let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
         assert!(strings(&sys["options"]).contains(&"rw".to_string()));
@@ -428,6 +477,7 @@ mod tests {
             terminal: true,
             console_size: Some(WindowSize { rows: 40, cols: 132 }),
             capabilities: None,
+            insecure_devices: false,
         };
         let v = serde_json::to_value(build(&input).unwrap()).unwrap();
         assert_eq!(v["process"]["terminal"], true);
