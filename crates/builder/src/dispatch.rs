@@ -32,12 +32,21 @@ pub struct Builder {
     store: Store,
     client: Option<Client>,
     events: EventSink,
+    /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
+    executor: Option<Arc<dyn polyarch_exec::Executor>>,
 }
 
 impl Builder {
     /// A builder writing to `store`, with no registry access and no events.
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}) }
+        Builder { store, client: None, events: Arc::new(|_| {}), executor: None }
+    }
+
+    /// Runs RUN processes with `executor` instead of the OCI runtime of
+    /// `BuildOptions::runtime`.
+    pub fn with_executor(mut self, executor: Arc<dyn polyarch_exec::Executor>) -> Builder {
+        self.executor = Some(executor);
+        self
     }
 
     /// Sets the registry client used to pull base images.
@@ -55,6 +64,11 @@ impl Builder {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The executor given, if any.
+    pub(crate) fn executor(&self) -> Option<Arc<dyn polyarch_exec::Executor>> {
+        self.executor.clone()
     }
 
     /// The registry client, if any.

@@ -36,6 +36,14 @@ pub enum Error {
     /// A build option is wrong.
     #[error("{0}")]
     Option(String),
+    /// An `--ssh` agent could not be reached or started.
+    #[error("--ssh {id}: {reason}")]
+    Ssh {
+        /// The ssh id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(Box<polyarch_store::Error>),
@@ -162,7 +170,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::At { kind, .. } => *kind,
-            Error::Option(_) | Error::Checksum { .. } => ErrorKind::Invalid,
+            Error::Option(_) | Error::Checksum { .. } | Error::Ssh { .. } => ErrorKind::Invalid,
             Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),

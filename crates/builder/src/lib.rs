@@ -9,6 +9,12 @@
 //! - [`cache`]: content-keyed step cache.
 //! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
 //!   commands, output; trees on disk and their differences.
+//! - [`settings`], [`ssh`]: RUN process settings of the build
+//!   (`--add-host`, `--ulimit`, `--allow`, `--ssh`...).
+//!
+//! RUN processes go through a [`polyarch_exec::Executor`]: runc by
+//! default, or the one given to [`Builder::with_executor`] (a recording
+//! fake in tests, see `testing` behind the `testing` feature).
 //! - [`multi`]: several platforms at once, one scheduler.
 //! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
 //!
@@ -33,6 +39,10 @@ pub mod multi;
 pub mod process;
 pub mod reclaim;
 mod remote;
+pub mod settings;
+pub mod ssh;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -127,6 +137,9 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// Where named images are looked for (`--pull`).
     pub resolve_mode: base::ResolveMode,
+    /// How RUN processes are set up (`--add-host`, `--ulimit`,
+    /// `--shm-size`, `--cgroup-parent`, `--allow`, `--ssh`).
+    pub run: settings::RunSettings,
 }
 
 impl BuildOptions {
@@ -151,6 +164,7 @@ impl BuildOptions {
             snapshotter: process::SnapshotterKind::default(),
             no_cache_filter: Vec::new(),
             resolve_mode: base::ResolveMode::default(),
+            run: settings::RunSettings::default(),
         }
     }
 

@@ -22,6 +22,7 @@ mod naming;
 mod nodes;
 mod plan;
 mod run;
+mod runflags;
 mod runstep;
 mod semantics;
 mod store;

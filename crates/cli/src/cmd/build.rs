@@ -24,6 +24,7 @@ use super::GlobalArgs;
 mod check;
 mod multi;
 mod nodes;
+mod run_flags;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -126,6 +127,8 @@ pub struct BuildArgs {
     /// What to run: `build` (default), `check` or `targets`.
     #[arg(long, value_name = "METHOD", default_value = "build")]
     call: String,
+    #[command(flatten)]
+    run_flags: run_flags::RunFlags,
 }
 
 /// One `--output`.
@@ -662,6 +665,8 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
     let (dockerfile, name, ctx) = load_context(&a, &context::data_root(global).join("run"))?;
+    // The agents of `--ssh` serve until the build ends.
+    let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
     if method == check::Method::Targets {
         return check::targets(&dockerfile, &name);
     }
@@ -690,6 +695,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
+        run: run_settings,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
@@ -713,6 +719,13 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
+        if a.run_flags.any() {
+            bail!(
+                "--add-host, --ulimit, --shm-size, --cgroup-parent, --allow and --ssh apply to local builds only: \
+                 builder {:?} builds on nodes, which do not take them yet",
+                b.name
+            );
+        }
         let run = nodes::Nodes { global, rt: &rt, store: &store, progress: &progress, outputs: &outputs, tags: &tags };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
