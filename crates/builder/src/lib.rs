@@ -26,10 +26,12 @@ pub mod dispatch;
 pub mod error;
 pub mod export;
 pub mod fs;
+pub mod git;
 mod graph;
 pub mod layer;
 pub mod materialize;
 pub mod multi;
+pub mod named;
 pub mod process;
 pub mod reclaim;
 mod remote;
@@ -127,6 +129,8 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// Where named images are looked for (`--pull`).
     pub resolve_mode: base::ResolveMode,
+    /// Contexts that replace stages and images by name (`--build-context`).
+    pub named_contexts: named::NamedContexts,
 }
 
 impl BuildOptions {
@@ -151,6 +155,7 @@ impl BuildOptions {
             snapshotter: process::SnapshotterKind::default(),
             no_cache_filter: Vec::new(),
             resolve_mode: base::ResolveMode::default(),
+            named_contexts: named::NamedContexts::new(),
         }
     }
 
