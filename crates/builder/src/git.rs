@@ -83,15 +83,14 @@ impl GitRef {
         self.git(dest, &["init", "-q"])?;
         self.git(dest, &["remote", "add", "origin", &self.remote])?;
         let want = self.reference.as_deref().unwrap_or("HEAD");
+        // Shallow first; servers without shallow support (dumb HTTP) get
+        // a plain fetch of the ref; a commit id the server does not serve
+        // by itself, the whole history.
         let shallow = self.git(dest, &["fetch", "-q", "--depth=1", "--no-tags", "origin", want]);
-        let target = match shallow {
+        let target = match shallow.or_else(|_| self.git(dest, &["fetch", "-q", "--no-tags", "origin", want])) {
             Ok(()) => "FETCH_HEAD".to_string(),
-            Err(first) => {
-                // A commit id the server does not serve by itself: the
-                // whole history, then the commit.
-                if !is_commit_id(want) {
-                    return Err(first);
-                }
+            Err(e) if !is_commit_id(want) => return Err(e),
+            Err(_) => {
                 self.git(dest, &["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"])?;
                 want.to_string()
             }

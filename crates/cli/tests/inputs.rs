@@ -133,6 +133,11 @@ fn git_context_refs_subdirs_and_git_dir() {
     let out = build_local(&env, "keep", &["--build-arg", "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1", &url]);
     assert!(out.join("ctx/.git/HEAD").is_file(), "kept .git");
 
+    // A Git URL as a named context.
+    let ctx = context(&env, "usesrc", &[("Dockerfile", "FROM scratch\nCOPY --from=src a.txt /from-git.txt\n")]);
+    let out = build_local(&env, "named-git", &["--build-context", &format!("src={url}#dev"), s(&ctx)]);
+    assert_eq!(read(out.join("from-git.txt")), "dev");
+
     let err = env.fails(&["build", &format!("{url}#no-such-ref")]);
     assert!(err.contains(&format!("{url}#no-such-ref")) && err.contains("git"), "{err}");
     let err = env.fails(&["build", &format!("{url}#v1:missing")]);
@@ -141,6 +146,35 @@ fn git_context_refs_subdirs_and_git_dir() {
     assert!(err.contains("leaves the repository"), "{err}");
     let err = env.fails(&["build", &daemon.url("nope.git")]);
     assert!(err.contains("nope.git"), "{err}");
+    assert_clean_root(&env.root());
+}
+
+#[test]
+fn git_context_over_dumb_http() {
+    if !require(have("git"), "git") {
+        return;
+    }
+    let env = Env::new();
+    let base = env.dir.path().join("served");
+    make_repo(&env, &base);
+    let bare = base.join("repo.git");
+    git(&bare, &["update-server-info"]);
+    let mut files = BTreeMap::new();
+    let mut todo = vec![bare.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(&base).unwrap().to_str().unwrap().to_string();
+                files.insert(format!("/{rel}"), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let port = http_server(files);
+    let out = build_local(&env, "http", &[&format!("http://127.0.0.1:{port}/repo.git#v1")]);
+    assert_eq!(read(out.join("ctx/a.txt")), "one");
     assert_clean_root(&env.root());
 }
 
@@ -163,7 +197,8 @@ fn http_server(files: BTreeMap<String, Vec<u8>>) -> u16 {
                     }
                 }
                 let head = String::from_utf8_lossy(&req).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path).to_string();
                 let (status, body) = match files.get(&path) {
                     Some(b) => ("200 OK", b.clone()),
                     None => ("404 Not Found", b"not found".to_vec()),

@@ -29,7 +29,9 @@ mod outline;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The build context: a directory, or `-` to read a tar archive from stdin.
+    /// The build context: a directory, a Git URL (`#ref:subdir`), an HTTP(S)
+    /// URL of a tar archive or of a Dockerfile, or `-` (stdin: a tar archive,
+    /// or a Dockerfile and no context).
     #[arg(value_name = "PATH")]
     context: String,
     /// The Dockerfile (default: PATH/Dockerfile; inside the archive for `-`).
