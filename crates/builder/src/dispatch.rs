@@ -113,6 +113,7 @@ impl Builder {
             froms: froms.into_iter().map(|f| (f.base, f.platform)).collect(),
             df,
         };
+        run.replace_named_stages();
         let needed: Vec<usize> = run.needed(target).into_iter().filter(|i| *i <= target).collect();
         run.prefetch(&needed).await?;
         let graph = Graph::new(&needed, |i| run.stage_deps(i, &needed));
@@ -429,13 +430,16 @@ impl Run<'_> {
             };
             let stage = &self.df.stages[i];
             let mut names = Vec::new();
-            if !base.eq_ignore_ascii_case("scratch") && self.base_stage(base, i).is_none() {
+            if !base.eq_ignore_ascii_case("scratch")
+                && self.base_stage(base, i).is_none()
+                && self.named_files(base).is_none()
+            {
                 names.push((base.clone(), stage.line));
             }
             for c in &stage.commands {
                 if let Instruction::Copy(cp) = &c.instruction {
                     if let Some(f) = cp.from.as_ref().filter(|f| !f.contains('$')) {
-                        if self.stage_named(f, self.df.stages.len()).is_none() {
+                        if self.stage_named(f, self.df.stages.len()).is_none() && self.named_files(f).is_none() {
                             names.push((f.clone(), c.start_line));
                         }
                     }
@@ -462,6 +466,11 @@ impl Run<'_> {
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
         let step = self.start(format!("[internal] load metadata for {reference}"));
+        if let Some(img) = self.named_image(name, platform).await {
+            let img = img.map_err(|e| loc.error(e.kind(), format!("build context {name}: {e}"), Some(name)))?;
+            self.done(step);
+            return Ok(img);
+        }
         let mode = self.opts.resolve_mode;
         let img =
             base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await.map_err(|e| {
@@ -515,6 +524,8 @@ impl Run<'_> {
                 commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
             }
             s.cmd_set = false;
+            s
+        } else if let Some(s) = self.files_stage(name.clone(), &base_name, &platform)? {
             s
         } else {
             let img = self.image(&base_name, &platform, stage.line).await?;
@@ -721,7 +732,7 @@ impl Job {
 }
 
 impl StageState {
-    fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
+    pub(crate) fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
         StageState {
             name,
             platform,

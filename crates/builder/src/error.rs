@@ -135,6 +135,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A Git source could not be fetched or checked out.
+    #[error("git context {url}: {message}")]
+    Git {
+        /// The URL with its `#ref:subdir` fragment.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// Downloaded content does not match `--checksum`.
     #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {

@@ -32,10 +32,12 @@ pub mod dispatch;
 pub mod error;
 pub mod export;
 pub mod fs;
+pub mod git;
 mod graph;
 pub mod layer;
 pub mod materialize;
 pub mod multi;
+pub mod named;
 pub mod process;
 pub mod reclaim;
 mod remote;
@@ -140,6 +142,8 @@ pub struct BuildOptions {
     /// How RUN processes are set up (`--add-host`, `--ulimit`,
     /// `--shm-size`, `--cgroup-parent`, `--allow`, `--ssh`).
     pub run: settings::RunSettings,
+    /// Contexts that replace stages and images by name (`--build-context`).
+    pub named_contexts: named::NamedContexts,
 }
 
 impl BuildOptions {
@@ -165,6 +169,7 @@ impl BuildOptions {
             no_cache_filter: Vec::new(),
             resolve_mode: base::ResolveMode::default(),
             run: settings::RunSettings::default(),
+            named_contexts: named::NamedContexts::new(),
         }
     }
 

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile for one platform (as `docker buildx build`).
-    Build(cmd::build::BuildArgs),
+    Build(Box<cmd::build::BuildArgs>),
     /// Assemble, inspect and push local manifest lists (as `docker manifest`).
     #[command(subcommand)]
     Manifest(cmd::manifest::ManifestCommand),
@@ -78,13 +78,20 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            let args: Vec<String> = std::env::args().collect();
+            let named =
+                cmd::build::inputs::unsupported_flag(&args, &e).or_else(|| cmd::build::inputs::unknown_flag(&args, &e));
+            if let Some(message) = named {
+                eprintln!("error: {message}");
+                return ExitCode::from(1);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(g, a),
+        Command::Build(a) => cmd::build::run(g, *a),
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),
@@ -109,6 +116,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            if g.debug {
+                eprintln!("DEBUG: {err:?}");
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }

@@ -12,6 +12,7 @@ mod failures;
 mod faults;
 mod foreign;
 mod imagetools;
+mod inputs;
 mod interrupt;
 mod layering;
 mod leftovers;

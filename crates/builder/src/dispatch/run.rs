@@ -578,6 +578,9 @@ impl Run<'_> {
             self.stages[j] = Some(other);
             return Ok((Arc::new(fs?), format!("stage:{key}")));
         }
+        if let Some(fs) = self.named_files(from) {
+            return Ok((fs, format!("named:{from}")));
+        }
         let img = self.image(from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img)?;
         Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))

@@ -265,6 +265,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 struct Row {
     name: String,
     desc: Descriptor,
+    /// The image ID: the config digest of a one-platform image.
+    id: Descriptor,
     created: Option<String>,
     size: u64,
     platforms: Vec<String>,
@@ -277,7 +279,15 @@ fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
     let platforms = local::present_images(store, name, desc)
         .map(|v| v.iter().map(|(_, p)| p.format()).collect())
         .unwrap_or_default();
-    Ok(Row { name: name.to_string(), desc: desc.clone(), created, size: local::image_size(store, desc)?, platforms })
+    let id = Descriptor::new("", local::image_id(store, desc).unwrap_or_else(|_| desc.digest.clone()), 0);
+    Ok(Row {
+        name: name.to_string(),
+        desc: desc.clone(),
+        id,
+        created,
+        size: local::image_size(store, desc)?,
+        platforms,
+    })
 }
 
 fn matches_filter(name: &str, filter: &str) -> bool {
@@ -298,8 +308,8 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
     if a.quiet {
         let mut seen = BTreeSet::new();
         for r in &rows {
-            if seen.insert(r.desc.digest.clone()) {
-                emit(&format!("{}\n", short_id(&r.desc)))?;
+            if seen.insert(r.id.digest.clone()) {
+                emit(&format!("{}\n", short_id(&r.id)))?;
             }
         }
         return Ok(0);
@@ -313,7 +323,7 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
                     "CreatedAt": r.created.clone().unwrap_or_default(),
                     "CreatedSince": created_since(r.created.as_deref()),
                     "Digest": r.desc.digest.to_string(),
-                    "ID": short_id(&r.desc),
+                    "ID": short_id(&r.id),
                     "Name": r.name,
                     "Platforms": r.platforms,
                     "Repository": repo,
@@ -334,7 +344,7 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
                     vec![
                         repo,
                         tag,
-                        short_id(&r.desc),
+                        short_id(&r.id),
                         created_since(r.created.as_deref()),
                         human_size(r.size),
                         r.platforms.join(","),

@@ -35,4 +35,16 @@ pub struct GlobalArgs {
     /// $XDG_DATA_HOME/polyarch otherwise).
     #[arg(long, global = true, env = "POLYARCH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Debug logs on stderr (as buildx's `-D/--debug`; also `BUILDX_DEBUG=1`).
+    #[arg(short = 'D', long, global = true, env = "BUILDX_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug: bool,
+}
+
+impl GlobalArgs {
+    /// Prints a debug log line on stderr with `-D/--debug`.
+    pub fn debug(&self, message: impl FnOnce() -> String) {
+        if self.debug {
+            eprintln!("DEBUG: {}", message());
+        }
+    }
 }
