@@ -3,6 +3,7 @@
 
 mod cmd;
 mod progress;
+mod template;
 
 use std::process::ExitCode;
 
