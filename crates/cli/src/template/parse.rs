@@ -394,7 +394,7 @@ fn pipe_of(src: &str, pos: usize, text: &str, allow_decl: bool) -> Result<Pipe, 
 }
 
 /// What ended a list of nodes.
-enum End {
+enum Stop {
     Eof,
     End,
     Else(usize, String),
@@ -406,7 +406,7 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn list(&mut self) -> Result<(Vec<Node>, End), Error> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), Error> {
         let mut nodes = Vec::new();
         while let Some(piece) = self.pieces.next() {
             let (pos, action) = match piece {
@@ -423,8 +423,8 @@ impl Parser<'_> {
                 None => (action.as_str(), ""),
             };
             match kw {
-                "end" => return Ok((nodes, End::End)),
-                "else" => return Ok((nodes, End::Else(pos, rest.to_string()))),
+                "end" => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(pos, rest.to_string()))),
                 "if" | "range" | "with" => nodes.push(self.branch(kw, pos, rest)?),
                 "define" | "template" | "block" | "break" | "continue" => {
                     return Err(parse_err(self.src, pos, format!("{{{{{kw}}}}} is not supported")))
@@ -432,7 +432,7 @@ impl Parser<'_> {
                 _ => nodes.push(Node::Action(pipe_of(self.src, pos, &action, true)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn branch(&mut self, kw: &str, pos: usize, rest: &str) -> Result<Node, Error> {
@@ -442,14 +442,14 @@ impl Parser<'_> {
         let pipe = pipe_of(self.src, pos, rest, true)?;
         let (body, end) = self.list()?;
         let otherwise = match end {
-            End::Eof => return Err(parse_err(self.src, pos, format!("unexpected EOF in {kw}"))),
-            End::End => Vec::new(),
-            End::Else(_, r) if r.is_empty() => match self.list()? {
-                (nodes, End::End) => nodes,
+            Stop::Eof => return Err(parse_err(self.src, pos, format!("unexpected EOF in {kw}"))),
+            Stop::End => Vec::new(),
+            Stop::Else(_, r) if r.is_empty() => match self.list()? {
+                (nodes, Stop::End) => nodes,
                 (_, _) => return Err(parse_err(self.src, pos, format!("expected end; found else or EOF in {kw}"))),
             },
             // `{{else if x}}` / `{{else with x}}`: a nested branch that shares our end.
-            End::Else(p, r) => {
+            Stop::Else(p, r) => {
                 let (k2, r2) = r.split_once(|c: char| c.is_whitespace()).unwrap_or((r.as_str(), ""));
                 if k2 != kw || kw == "range" {
                     return Err(parse_err(self.src, p, format!("unexpected {r:?} after else")));
@@ -470,8 +470,8 @@ impl Parser<'_> {
 pub fn parse(src: &str) -> Result<Vec<Node>, Error> {
     let mut p = Parser { src, pieces: split(src)?.into_iter() };
     match p.list()? {
-        (nodes, End::Eof) => Ok(nodes),
-        (_, End::End) => Err(parse_err(src, src.len(), "unexpected {{end}}")),
-        (_, End::Else(pos, _)) => Err(parse_err(src, pos, "unexpected {{else}}")),
+        (nodes, Stop::Eof) => Ok(nodes),
+        (_, Stop::End) => Err(parse_err(src, src.len(), "unexpected {{end}}")),
+        (_, Stop::Else(pos, _)) => Err(parse_err(src, pos, "unexpected {{else}}")),
     }
 }
