@@ -3,10 +3,11 @@
 
 mod cmd;
 mod progress;
+mod template;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -71,11 +72,25 @@ enum Command {
     /// Runs on a build node for another machine's polyarch.
     #[command(hide = true)]
     Worker(cmd::worker::WorkerArgs),
+    /// Show the version and commit (as `docker buildx version`).
+    Version(cmd::version::VersionArgs),
+    /// Print a shell completion script.
+    Completion(cmd::completion::CompletionArgs),
+    /// Write the man pages, one per command.
+    #[command(hide = true)]
+    Man(cmd::completion::ManArgs),
+    /// Install polyarch as a docker CLI plugin (`docker polyarch`, or `docker buildx` with `--as buildx`).
+    InstallPlugin(cmd::plugin::InstallArgs),
+    /// What docker asks a CLI plugin for.
+    #[command(name = "docker-cli-plugin-metadata", hide = true)]
+    PluginMetadata,
 }
 
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error; --help and --version exit 0.
-    let cli = match Cli::try_parse() {
+    // As a docker CLI plugin (docker-polyarch, docker-buildx), docker's way
+    // of calling is turned into polyarch's command line first.
+    let cli = match Cli::try_parse_from(cmd::plugin::argv(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let args: Vec<String> = std::env::args().collect();
@@ -112,6 +127,11 @@ fn main() -> ExitCode {
         Command::Doctor(a) => cmd::doctor::run(g, a),
         Command::Builder(c) => cmd::builder::run(g, c),
         Command::Worker(a) => cmd::worker::run(g, a),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Completion(a) => cmd::completion::completion(a, Cli::command()),
+        Command::Man(a) => cmd::completion::man(a, Cli::command()),
+        Command::InstallPlugin(a) => cmd::plugin::install(a),
+        Command::PluginMetadata => cmd::plugin::metadata(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod binfmt;
 pub mod build;
 pub mod builder;
+pub mod completion;
 pub mod context;
 pub mod debug;
 pub mod debug_dockerfile;
@@ -19,8 +20,10 @@ pub mod imagetools;
 pub mod login;
 pub mod manifest;
 pub mod output;
+pub mod plugin;
 pub mod pull;
 pub mod run;
+pub mod version;
 pub mod worker;
 
 use std::path::PathBuf;
