@@ -238,6 +238,15 @@ mod tests {
     }
 
     #[test]
+    fn docker_global_options_become_the_environment() {
+        // The only test that sets these variables in this process.
+        let out = run(&["/p/docker-polyarch", "-H", "tcp://127.0.0.1:2375", "--context=ctx1", "-D", "polyarch", "du"]);
+        assert_eq!(out, ["polyarch", "du"]);
+        assert_eq!(std::env::var("DOCKER_HOST").unwrap(), "tcp://127.0.0.1:2375");
+        assert_eq!(std::env::var("DOCKER_CONTEXT").unwrap(), "ctx1");
+    }
+
+    #[test]
     fn buildx_commands_are_mapped() {
         let b = |a: &[&str]| {
             let mut full = vec!["/p/docker-buildx", "buildx"];
