@@ -391,9 +391,12 @@ pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
     match a.format {
         Some(Format::Template { template, .. }) => {
             let template = template.with_type("ImageInspect");
-            for v in &out {
-                emit(&format!("{}\n", template.execute(&docker_view(v))?))?;
-            }
+            // Every image is rendered before anything is printed: an error prints nothing.
+            let text = out
+                .iter()
+                .map(|v| Ok(format!("{}\n", template.execute(&docker_view(v))?)))
+                .collect::<Result<String>>()?;
+            emit(&text)?;
         }
         _ => emit(&format!("{}\n", json_indented(&out, b"    ")?))?,
     }
