@@ -61,6 +61,7 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
     if args.get(1).is_some_and(|a| a == METADATA) {
         return vec![program, OsString::from(METADATA)];
     }
+    watch_docker();
     let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let start = match rest.iter().position(|a| *a == name) {
         Some(i) => {
@@ -75,6 +76,27 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
     let mapped = if name == "buildx" { buildx(tail) } else { tail.to_vec() };
     out.extend(mapped.into_iter().map(OsString::from));
     out
+}
+
+/// docker (25 and later) tells a plugin to stop by closing the socket it
+/// names in DOCKER_CLI_PLUGIN_SOCKET, instead of signalling it (a `kill` of
+/// `docker buildx build` would otherwise leave polyarch running). When the
+/// socket closes, polyarch gets the SIGTERM its commands clean up on.
+fn watch_docker() {
+    use std::io::Read as _;
+    use std::os::linux::net::SocketAddrExt as _;
+    let Some(name) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET").filter(|n| !n.is_empty()) else { return };
+    let name = name.to_string_lossy().into_owned();
+    let addr = match name.strip_prefix('@') {
+        Some(abs) => std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()),
+        None => std::os::unix::net::SocketAddr::from_pathname(&name),
+    };
+    let Ok(mut conn) = addr.and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a)) else { return };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+    });
 }
 
 fn set_env(key: &str, value: &str) {
