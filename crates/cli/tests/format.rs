@@ -94,6 +94,11 @@ fn imagetools_inspect_templates_as_buildx() {
     assert_eq!(json(&env.ok(&["imagetools", "inspect", "--format", "json", &src]))["manifest"], manifest);
 
     let images = json(&env.ok(&["imagetools", "inspect", "--format", "{{json .Image}}", &src]));
+    // `{{json .}}` is buildx's whole input: name, manifest and image.
+    let all = json(&env.ok(&["imagetools", "inspect", "--format", "{{json .}}", &src]));
+    assert_eq!(all["name"], src.as_str());
+    assert_eq!(all["manifest"], manifest);
+    assert_eq!(all["image"], images);
     // Keyed by the index's platforms, as buildx's (containerd's Format, so arm64 keeps its v8).
     assert_eq!(images["linux/arm64/v8"]["architecture"], "arm64", "{images}");
     assert_eq!(images["linux/arm/v7"]["variant"], "v7", "{images}");

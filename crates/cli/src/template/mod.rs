@@ -60,9 +60,31 @@ impl Template {
         self
     }
 
-    /// Whether the template's text names `field` (to fetch only what it uses).
-    pub fn mentions(&self, field: &str) -> bool {
-        self.src.contains(field)
+    /// Whether the template may read top-level `field` (`.Image...`), or
+    /// the whole data (`{{json .}}`, `$`): to fetch only what it uses.
+    pub fn may_read(&self, field: &str) -> bool {
+        fn arg(a: &parse::Arg, field: &str) -> bool {
+            match a {
+                parse::Arg::Field(names) | parse::Arg::Var(_, names) => {
+                    names.first().is_none_or(|n| n.eq_ignore_ascii_case(field))
+                }
+                parse::Arg::Sub(p, _) => pipe(p, field),
+                _ => false,
+            }
+        }
+        fn pipe(p: &parse::Pipe, field: &str) -> bool {
+            p.cmds.iter().flatten().any(|a| arg(a, field))
+        }
+        fn nodes(ns: &[parse::Node], field: &str) -> bool {
+            ns.iter().any(|n| match n {
+                parse::Node::Text(_) => false,
+                parse::Node::Action(p) => pipe(p, field),
+                parse::Node::If(b) | parse::Node::Range(b) | parse::Node::With(b) => {
+                    pipe(&b.pipe, field) || nodes(&b.body, field) || nodes(&b.otherwise, field)
+                }
+            })
+        }
+        nodes(&self.nodes, field)
     }
 
     /// Runs the template with `data` as dot and `$`.

@@ -153,3 +153,13 @@ fn formats_as_docker_reads_them() {
     assert_eq!(header_name("ID"), "ID");
     assert_eq!(header_name("RepoTags"), "REPO TAGS");
 }
+
+#[test]
+fn what_a_template_may_read() {
+    let t = |s: &str| Template::parse(s).unwrap();
+    assert!(t("{{json .Image}}").may_read("Image"));
+    assert!(t("{{json .}}").may_read("Image"));
+    assert!(t("{{(index .Image \"linux/amd64\").Os}}").may_read("Image"));
+    assert!(t("{{range .Manifest.Manifests}}{{.}}{{end}}").may_read("Image"), "dot inside range is not known");
+    assert!(!t("{{.Name}} {{json .Manifest}}").may_read("Image"));
+}
