@@ -218,10 +218,12 @@ pub fn truth(v: &Value) -> bool {
     }
 }
 
-/// A value as Go's `%v` prints it (`[a b]`, `map[k:v]`, `<nil>`).
+/// A value as Go's `%v` prints it (`[a b]`, `map[k:v]`); a null (an
+/// absent string or list in the JSON) prints as nothing, as docker's empty
+/// fields do.
 pub fn print(v: &Value) -> String {
     match v {
-        Value::Null => "<no value>".to_string(),
+        Value::Null => String::new(),
         other => inner(other),
     }
 }

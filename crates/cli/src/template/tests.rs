@@ -63,6 +63,7 @@ fn docker_inspect_examples() {
     assert_eq!(run("{{.Config.Env}}"), "[A=1 B=2]");
     assert_eq!(run("{{.Config.Labels}}"), "map[com.example.version:1.0 maintainer:me]");
     assert_eq!(run("{{.Size}}"), "4261234");
+    assert_eq!(run("[{{.Nothing}}]{{json .Nothing}}"), "[]null");
 }
 
 #[test]
