@@ -132,6 +132,18 @@ impl Exec<'_> {
     }
 
     fn cmd(&mut self, cmd: &[Arg], dot: &Value, piped: Option<Value>) -> R<Value> {
+        if let Some(Arg::Func(name)) = cmd.first().filter(|a| matches!(a, Arg::Func(f) if f == "and" || f == "or")) {
+            // Go evaluates `and`/`or` operands only until the answer is known.
+            let want = name == "or";
+            let mut last = Value::Null;
+            for a in &cmd[1..] {
+                last = self.arg(a, dot)?;
+                if truth(&last) == want {
+                    return Ok(last);
+                }
+            }
+            return Ok(piped.unwrap_or(last));
+        }
         if let Some(Arg::Func(name)) = cmd.first() {
             let mut args = cmd[1..].iter().map(|a| self.arg(a, dot)).collect::<R<Vec<_>>>()?;
             args.extend(piped);

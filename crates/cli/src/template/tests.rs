@@ -78,6 +78,9 @@ fn control_structures() {
     assert_eq!(run("{{range .Names}}{{.}}@{{$.Image}} {{end}}"), "web@ubuntu:latest frontend@ubuntu:latest ");
     assert_eq!(run("{{if and .State.Running (eq .State.Status \"running\" \"up\")}}ok{{end}}"), "ok");
     assert_eq!(run("{{if or .Empty .Nothing}}x{{else}}{{not .Empty}}{{end}}"), "true");
+    // Operands after the answer are not evaluated, as in Go.
+    assert_eq!(run("{{if and .Nothing .Nothing.X}}x{{else}}no{{end}}"), "no");
+    assert_eq!(run("{{or .Name .Nothing.X}}"), "/web");
     assert_eq!(run("{{len .Names}} {{if gt .Size 1000}}big{{end}} {{ne .Name \"x\"}}"), "2 big true");
 }
 
