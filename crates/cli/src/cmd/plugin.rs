@@ -63,7 +63,7 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
     }
     watch_docker();
     let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let start = match rest.iter().position(|a| *a == name) {
+    let start = match plugin_position(&rest, &name) {
         Some(i) => {
             docker_globals(&rest[..i]);
             i + 1
@@ -103,6 +103,27 @@ fn set_env(key: &str, value: &str) {
     std::env::set_var(key, value);
 }
 
+/// docker's options that take a value in the next argument.
+const DOCKER_VALUE_OPTIONS: &[&str] =
+    &["-H", "--host", "-c", "--context", "--config", "-l", "--log-level", "--tlscacert", "--tlscert", "--tlskey"];
+
+/// Where the plugin name is among docker's arguments: the first argument
+/// that is not an option or an option's value.
+fn plugin_position(args: &[String], name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == name {
+            return Some(i);
+        }
+        if !a.starts_with('-') {
+            return None;
+        }
+        i += if DOCKER_VALUE_OPTIONS.contains(&a) { 2 } else { 1 };
+    }
+    None
+}
+
 /// docker's global options (`-H`, `--context`, `--config`) as the
 /// environment variables docker itself reads them from; others are
 /// docker's own (`--debug`, `--log-level`, TLS files) and are ignored.
@@ -117,7 +138,9 @@ fn docker_globals(opts: &[String]) {
             "-H" | "--host" => "DOCKER_HOST",
             "-c" | "--context" => "DOCKER_CONTEXT",
             "--config" => "DOCKER_CONFIG",
-            "-l" | "--log-level" | "--tlscacert" | "--tlscert" | "--tlskey" => {
+            f if DOCKER_VALUE_OPTIONS.contains(&f)
+                && !matches!(f, "-H" | "--host" | "-c" | "--context" | "--config") =>
+            {
                 if inline.is_none() {
                     it.next();
                 }
@@ -257,6 +280,9 @@ mod tests {
         assert_eq!(run(&["/p/docker-polyarch", "polyarch", "images"]), ["polyarch", "images"]);
         assert_eq!(run(&["/p/docker-polyarch", METADATA]), ["polyarch", METADATA]);
         assert_eq!(run(&["/p/docker-polyarch", "--debug", "polyarch", "version"]), ["polyarch", "version"]);
+        assert_eq!(run(&["/p/docker-polyarch", "-l", "polyarch", "polyarch", "images"]), ["polyarch", "images"]);
+        // Run directly, not through docker: the arguments are polyarch's.
+        assert_eq!(run(&["/p/docker-polyarch", "images", "polyarch"]), ["polyarch", "images", "polyarch"]);
     }
 
     #[test]
