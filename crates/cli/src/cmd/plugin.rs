@@ -138,9 +138,7 @@ fn docker_globals(opts: &[String]) {
             "-H" | "--host" => "DOCKER_HOST",
             "-c" | "--context" => "DOCKER_CONTEXT",
             "--config" => "DOCKER_CONFIG",
-            f if DOCKER_VALUE_OPTIONS.contains(&f)
-                && !matches!(f, "-H" | "--host" | "-c" | "--context" | "--config") =>
-            {
+            f if DOCKER_VALUE_OPTIONS.contains(&f) => {
                 if inline.is_none() {
                     it.next();
                 }
