@@ -95,6 +95,7 @@ impl Template {
             json_indent: self.json_indent.as_deref(),
             vars: vec![("$".to_string(), data.clone())],
             out: String::new(),
+            dot_type: self.root_type.clone(),
         };
         e.run(&self.nodes, data)?;
         Ok(e.out)

@@ -105,6 +105,14 @@ fn unknown_fields_are_errors_naming_them() {
         fails("x\n  {{.State.Nope}}"),
         "template: :2:4: executing \"\" at <.State.Nope>: can't evaluate field Nope in type State"
     );
+    assert!(fails("{{range .Names}}{{.X}}{{end}}").ends_with("can't evaluate field X in type string"));
+    assert!(fails("{{with .State}}{{.Nope}}{{end}}").ends_with("can't evaluate field Nope in type State"));
+    assert!(
+        fails("{{range .Names}}{{$.Nope}}{{end}}").ends_with("can't evaluate field Nope in type image.InspectResponse")
+    );
+    let v = json!({"Nodes": [{"Name": "n1"}]});
+    let err = Template::parse("{{range .Nodes}}{{.Endpoint}}{{end}}").unwrap().execute(&v).unwrap_err().to_string();
+    assert!(err.ends_with("can't evaluate field Endpoint in type Nodes"), "{err}");
     assert!(fails("{{.Nothing.X}}").contains("nil pointer evaluating Nothing.X"), "{}", fails("{{.Nothing.X}}"));
     assert!(fails("{{.Name.X}}").contains("can't evaluate field X in type string"));
 }
