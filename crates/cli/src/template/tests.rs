@@ -161,6 +161,7 @@ fn formats_as_docker_reads_them() {
         render_rows(&template, true, &rows, &[("ID", "IMAGE ID"), ("CreatedSince", "CREATED")]).unwrap(),
         "IMAGE ID   CREATED\nabc        2 weeks ago\n"
     );
+    assert_eq!(render_rows(&template, true, &[], &[("ID", "IMAGE ID")]).unwrap(), "IMAGE ID   CREATED SINCE\n");
     assert_eq!(header_name("CreatedSince"), "CREATED SINCE");
     assert_eq!(header_name("ID"), "ID");
     assert_eq!(header_name("RepoTags"), "REPO TAGS");
