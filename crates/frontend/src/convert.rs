@@ -81,8 +81,8 @@ pub struct Converter<'a, R> {
 impl<'a, R: Resolver> Converter<'a, R> {
     /// Parses and checks the Dockerfile: syntax, instructions, the target,
     /// `--from` stage indexes and stage cycles.
-    pub fn new(dockerfile: &[u8], opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
-        let src = Source { file: opts.dockerfile_name.clone(), text: String::from_utf8_lossy(dockerfile).into_owned() };
+    pub fn new(dockerfile: &[u8], name: &str, opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
+        let src = Source { file: name.to_string(), text: String::from_utf8_lossy(dockerfile).into_owned() };
         let ast: ParseResult = polyarch_dockerfile::parse(dockerfile).map_err(|e| src.dockerfile(e))?;
         let df = instructions::parse(&ast).map_err(|e| src.dockerfile(e))?;
         let target = df.target(opts.target.as_deref()).map_err(|e| src.dockerfile(e))?;
@@ -367,19 +367,16 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Some(answer) => answer.map_err(BoxError::from),
             None => self.resolver.resolve(&reference, platform).await,
         };
-        let resolved = answer.map_err(|source| {
-            let message = format!("failed to resolve source metadata for {reference}: {source}");
-            let diagnostic = match self.src.error(ErrorKind::Resolve, line, message, Some(name)) {
-                Error::At { diagnostic, .. } => diagnostic,
-                _ => unreachable!("Source::error makes Error::At"),
-            };
-            Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause: source }
+        let (pinned, config) = answer.map_err(|cause| {
+            let message = format!("failed to resolve source metadata for {reference}: {cause}");
+            let diagnostic = self.src.diagnostic(line, message, Some(name));
+            Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause }
         })?;
-        let Some(digest) = resolved.pinned.digest.clone() else {
-            return Err(Error::Unpinned { reference: resolved.pinned.to_string(), platform: platform.format() });
+        let Some(digest) = pinned.digest.clone() else {
+            return Err(Error::Unpinned { reference: pinned.to_string(), platform: platform.format() });
         };
-        let config = ImageConfig::from_base(&resolved.config)
-            .map_err(|source| Error::Config { reference: resolved.pinned.to_string(), source })?;
+        let config = ImageConfig::from_base(&config)
+            .map_err(|source| Error::Config { reference: pinned.to_string(), source })?;
         let pinned = reference.with_digest(digest.clone());
         let op = Op::Source(SourceOp::Image(ImageSource { reference: reference.to_string(), resolved: Some(digest) }));
         let img = Image { op, platform: platform.clone(), pinned: pinned.to_string(), config };

@@ -38,8 +38,6 @@ pub use resolve::{ResolvedImage, Resolver};
 /// What to plan: the options of `polyarch build` that shape the graph.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The Dockerfile's name in errors (`Dockerfile`).
-    pub dockerfile_name: String,
     /// `--target`: the stage to build (the last one when `None`).
     pub target: Option<String>,
     /// `--build-arg`.
@@ -67,7 +65,6 @@ impl Options {
     /// same platform.
     pub fn new(build_platform: Platform) -> Options {
         Options {
-            dockerfile_name: "Dockerfile".into(),
             target: None,
             build_args: BTreeMap::new(),
             platforms: Vec::new(),
@@ -79,12 +76,6 @@ impl Options {
             network: Network::Sandbox,
             source_date_epoch: None,
         }
-    }
-
-    /// Sets the Dockerfile's name.
-    pub fn with_dockerfile_name(mut self, name: impl Into<String>) -> Options {
-        self.dockerfile_name = name.into();
-        self
     }
 
     /// Sets the target stage.
@@ -238,10 +229,11 @@ impl Plan {
     }
 }
 
-/// Plans the build of `dockerfile` (its bytes) for every platform of
-/// `options`, resolving base images through `resolver`.
-pub async fn plan<R: Resolver>(dockerfile: &[u8], options: &Options, resolver: &R) -> Result<Plan> {
-    convert::Converter::new(dockerfile, options, resolver)?.convert().await
+/// Plans the build of `dockerfile` (its bytes; `name` is how errors name
+/// it, e.g. `Dockerfile`) for every platform of `options`, resolving base
+/// images through `resolver`.
+pub async fn plan<R: Resolver>(dockerfile: &[u8], name: &str, options: &Options, resolver: &R) -> Result<Plan> {
+    convert::Converter::new(dockerfile, name, options, resolver)?.convert().await
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Resolver for FakeResolver {
         }
         let pinned = reference.with_digest(Digest::sha256(key.as_bytes()));
         let config = serde_json::to_vec(&FakeResolver::config(reference, platform))?;
-        Ok(ResolvedImage { pinned, config })
+        Ok((pinned, config))
     }
 }
 
@@ -71,7 +71,7 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn plan_text(dockerfile: &str, options: &Options) -> Result<Plan> {
-    block(plan(dockerfile.as_bytes(), options, &FakeResolver::default()))
+    block(plan(dockerfile.as_bytes(), "Dockerfile", options, &FakeResolver::default()))
 }
 
 fn testdata() -> PathBuf {
@@ -238,7 +238,7 @@ fn each_image_is_resolved_once_per_platform() {
     let resolver = FakeResolver::default();
     let df = "FROM busybox AS a\nFROM busybox AS b\nCOPY --from=busybox /bin/sh /sh\nCOPY --from=a / /a\n";
     let opts = Options::new(p("linux/amd64")).with_platforms([p("linux/amd64"), p("linux/arm64")]);
-    let plan = block(plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     let mut calls = resolver.calls.lock().unwrap().clone();
     calls.sort();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -320,7 +320,7 @@ fn only_stages_the_target_reaches_are_planned() {
               FROM base AS app\nCOPY --from=meta / /\nRUN echo app\n\
               FROM missing\n";
     let opts = Options::new(p("linux/amd64")).with_target("app");
-    let plan = block(plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     let calls = resolver.calls.lock().unwrap().clone();
     assert_eq!(calls, ["docker.io/library/busybox:latest|linux/amd64"], "the unused stages' images are not resolved");
     assert!(named(&plan, "never").is_empty());
@@ -330,7 +330,7 @@ fn only_stages_the_target_reaches_are_planned() {
     assert_eq!(plan.graph.targets()[0].vertex, app[0].id());
     // A config-only target has no vertex, and its config is still planned.
     let opts = Options::new(p("linux/amd64")).with_target("meta").with_label("k", "v");
-    let plan = block(super::plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(super::plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     assert_eq!((plan.images[0].vertex, plan.graph.len(), plan.graph.targets().len()), (None, 0, 0));
     assert!(plan.images[0].config.config.env.contains(&"A=1".to_string()));
     assert_eq!(plan.images[0].config.config.labels["k"], "v");
@@ -373,7 +373,7 @@ fn images_of_every_platform_are_resolved_at_once() {
     let dir = testdata().join("cross-compile");
     let df = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
     let resolver = SlowResolver::default();
-    let plan = block(plan(df.as_bytes(), &case_options(&dir), &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &case_options(&dir), &resolver)).unwrap();
     assert_eq!(plan.images.len(), 6);
     let calls = resolver.inner.calls.lock().unwrap().len();
     assert_eq!(calls, 7, "golang once for the build platform, busybox for each target");

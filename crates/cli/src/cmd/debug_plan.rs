@@ -69,7 +69,7 @@ impl Resolver for StoreResolver {
             return Err(format!("{}: not an image manifest", img.pinned).into());
         };
         let config = self.store.read_bytes(&manifest.config, 8 * 1024 * 1024)?.to_vec();
-        Ok(ResolvedImage { pinned: img.pinned, config })
+        Ok((img.pinned, config))
     }
 }
 
@@ -77,7 +77,7 @@ impl Resolver for StoreResolver {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     let (dockerfile, name, df_path) = read_dockerfile(&args)?;
     let platforms = polyarch_builder::multi::parse_platforms(&args.platforms)?;
-    let mut opts = Options::new(Platform::host().normalize()).with_dockerfile_name(name).with_platforms(platforms);
+    let mut opts = Options::new(Platform::host().normalize()).with_platforms(platforms);
     opts.target = args.target.clone();
     opts.build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
         mode: if args.pull { ResolveMode::Pull } else { ResolveMode::PreferLocal },
     };
     let rt = super::context::runtime()?;
-    let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &opts, &resolver))?;
+    let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &name, &opts, &resolver))?;
     let mut out = std::io::stdout().lock();
     match args.format.as_str() {
         "json" => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,
