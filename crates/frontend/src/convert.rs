@@ -60,7 +60,7 @@ pub(crate) struct Image {
 }
 
 /// Turns one Dockerfile into a [`Plan`].
-pub struct Converter<'a, R> {
+pub(crate) struct Converter<'a, R> {
     pub(crate) opts: &'a Options,
     pub(crate) src: Source,
     pub(crate) lex: Lex,
@@ -81,7 +81,7 @@ pub struct Converter<'a, R> {
 impl<'a, R: Resolver> Converter<'a, R> {
     /// Parses and checks the Dockerfile: syntax, instructions, the target,
     /// `--from` stage indexes and stage cycles.
-    pub fn new(dockerfile: &[u8], name: &str, opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
+    pub(crate) fn new(dockerfile: &[u8], name: &str, opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
         let src = Source { file: name.to_string(), text: String::from_utf8_lossy(dockerfile).into_owned() };
         let ast: ParseResult = polyarch_dockerfile::parse(dockerfile).map_err(|e| src.dockerfile(e))?;
         let df = instructions::parse(&ast).map_err(|e| src.dockerfile(e))?;
@@ -113,7 +113,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
     }
 
     /// Converts the target stage for every platform.
-    pub async fn convert(mut self) -> Result<Plan> {
+    pub(crate) async fn convert(mut self) -> Result<Plan> {
         let targets = self.opts.targets();
         self.multi = targets.len() > 1;
         let pcs = targets.iter().map(|t| self.platform_ctx(t)).collect::<Result<Vec<_>>>()?;

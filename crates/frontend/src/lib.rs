@@ -8,15 +8,16 @@
 //! and is one vertex. Beside the graph a [`Plan`] holds each platform's
 //! image config ([`ImageConfig`]): the metadata that is not a vertex.
 //!
-//! - [`convert`]: stages, ARGs, ONBUILD, names, config instructions.
-//! - `exec`: RUN and its mounts; `copy`: COPY and ADD.
+//! - `convert`: stages, ARGs, ONBUILD, step names, WORKDIR; `meta`: the
+//!   instructions that only change the config; `exec`: RUN and its mounts;
+//!   `copy`: COPY and ADD; `prefetch`: base images resolved at once.
 //! - [`config`]: the image config model.
 //! - [`resolve`]: the [`Resolver`] the caller implements for base images.
 //!
 //! Planning does no I/O but the resolver's.
 
 pub mod config;
-pub mod convert;
+mod convert;
 mod copy;
 mod error;
 mod exec;
@@ -27,12 +28,12 @@ pub mod resolve;
 use std::collections::BTreeMap;
 
 use polyarch_oci::Platform;
-use polyarch_solver::op::Network;
 use polyarch_solver::{Graph, VertexId};
 use serde_json::json;
 
 pub use config::ImageConfig;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use polyarch_solver::op::Network;
 pub use resolve::{ResolvedImage, Resolver};
 
 /// What to plan: the options of `polyarch build` that shape the graph.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use polyarch_builder::base::{self, ResolveMode};
-use polyarch_frontend::{BoxError, Options, ResolvedImage, Resolver};
+use polyarch_frontend::{BoxError, Network, Options, ResolvedImage, Resolver};
 use polyarch_oci::{Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -42,6 +42,9 @@ pub struct Args {
     /// Mark the steps of this stage as ignoring the cache (repeatable).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
+    /// The network of RUN steps without `--network`: host, none or default (host), as `build --network`.
+    #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
+    pub network: String,
     /// Always ask the registry for base images, as `build --pull`.
     #[arg(long)]
     pub pull: bool,
@@ -82,6 +85,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     opts.build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
     opts.no_cache = args.no_cache;
+    // As `polyarch build`, whose RUN steps use the host's network by default.
+    opts.network = if args.network == "none" { Network::None } else { Network::Host };
     opts.no_cache_filter = args.no_cache_filter.iter().map(|s| s.to_lowercase()).collect();
     opts.context_excludes = polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?;
     if let Some(Ok(epoch)) = opts.build_args.get("SOURCE_DATE_EPOCH").map(|v| v.parse::<i64>()) {
