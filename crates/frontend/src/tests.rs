@@ -383,3 +383,65 @@ fn images_of_every_platform_are_resolved_at_once() {
     let most = resolver.most.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(most, 7, "every resolve is in flight at once");
 }
+
+/// The environment of the exec named with `text`.
+fn exec_env(plan: &Plan, text: &str) -> Vec<String> {
+    let v = named(plan, text);
+    assert_eq!(v.len(), 1, "{text}: {v:?}");
+    match v[0].op() {
+        Op::Exec(e) => e.env.clone(),
+        other => panic!("{text}: not an exec: {other:?}"),
+    }
+}
+
+#[test]
+fn args_are_scoped_as_buildkit_scopes_them() {
+    let df = "ARG GLOBAL=g\nARG OVER=default\nFROM busybox AS parent\nARG GLOBAL\nARG LOCAL=l-$GLOBAL\n\
+              RUN echo parent\n\
+              FROM parent AS child\nARG OVER\nARG TARGETARCH\nARG NOVALUE\nRUN echo child\n\
+              FROM busybox\nRUN echo last\n";
+    let opts = Options::new(p("linux/amd64")).with_platforms([p("linux/arm64")]).with_build_arg("OVER", "given");
+    let plan = plan_text(df, &opts.clone().with_target("child")).unwrap();
+    let parent = exec_env(&plan, "echo parent");
+    assert!(parent.contains(&"GLOBAL=g".into()) && parent.contains(&"LOCAL=l-g".into()), "{parent:?}");
+    assert!(!parent.iter().any(|e| e.starts_with("OVER=")), "a global ARG is not in scope unless declared: {parent:?}");
+    let child = exec_env(&plan, "echo child");
+    for want in ["GLOBAL=g", "LOCAL=l-g", "OVER=given", "TARGETARCH=arm64"] {
+        assert!(child.contains(&want.to_string()), "{want} in {child:?}");
+    }
+    assert!(!child.iter().any(|e| e.starts_with("NOVALUE")), "an ARG without a value is unset: {child:?}");
+    let plan = plan_text(df, &opts).unwrap();
+    let last = exec_env(&plan, "echo last");
+    assert!(!last.iter().any(|e| e.starts_with("GLOBAL=")), "{last:?}");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_only() {
+    let df = "FROM busybox AS parent\nONBUILD RUN echo trigger\nRUN echo parent\n\
+              FROM parent AS child\nRUN echo child\n\
+              FROM child AS grandchild\nRUN echo grandchild\n\
+              FROM withonbuild:2 AS image\n";
+    let o = Options::new(p("linux/amd64"));
+    let plan = plan_text(df, &o.clone().with_target("grandchild")).unwrap();
+    let trigger = named(&plan, "echo trigger");
+    assert_eq!(trigger.len(), 1, "the trigger runs once, in the child");
+    assert_eq!(plan.graph.names(trigger[0].id()), ["[child 2/3] ONBUILD RUN echo trigger"]);
+    assert_eq!(named(&plan, "echo child")[0].inputs(), [trigger[0].id()], "after the trigger");
+    assert!(plan.images[0].config.config.on_build.is_empty(), "triggers do not carry over");
+    let plan = plan_text(df, &o.with_target("image")).unwrap();
+    assert_eq!(named(&plan, "ONBUILD COPY . /app/src").len(), 1, "a base image's triggers run: {:?}", plan.to_json());
+    assert_eq!(named(&plan, "ONBUILD RUN echo built-ob").len(), 1);
+    let config = &plan.images[0].config.config;
+    assert!(config.on_build.is_empty() && config.working_dir == "/app" && config.user == "app", "{config:?}");
+}
+
+#[test]
+fn no_cache_filter_marks_only_its_stage() {
+    let df = "FROM busybox AS deps\nRUN echo deps\nFROM busybox\nCOPY --from=deps /x /x\nRUN echo app\n";
+    let plan = plan_text(df, &Options::new(p("linux/amd64")).with_no_cache_filter("DEPS")).unwrap();
+    let ignores = |text: &str| plan.graph.ignores_cache(named(&plan, text)[0].id());
+    assert!(ignores("echo deps"));
+    assert!(!ignores("echo app") && !ignores("COPY --from=deps"));
+    let plan = plan_text(df, &Options::new(p("linux/amd64")).with_no_cache(true)).unwrap();
+    assert!(plan.graph.vertices().all(|v| plan.graph.ignores_cache(v.id())), "--no-cache marks every vertex");
+}
