@@ -118,8 +118,14 @@ impl<'a, R: Resolver> Converter<'a, R> {
         self.multi = targets.len() > 1;
         let pcs = targets.iter().map(|t| self.platform_ctx(t)).collect::<Result<Vec<_>>>()?;
         self.prefetch(&pcs).await;
+        let order = self.dependency_order();
         let mut images = Vec::new();
         for (t, pc) in targets.into_iter().zip(&pcs) {
+            // Dependencies first, so that a long chain of stages is not a
+            // deep recursion (only names known after expansion recurse).
+            for &i in &order {
+                self.stage(i, pc).await?;
+            }
             let st = self.stage(self.target, pc).await?;
             let mut config = st.config;
             for (k, v) in &self.opts.labels {
@@ -236,6 +242,30 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Instruction::From(_) => Ok(()),
             other => self.meta(st, cmd, other),
         }
+    }
+
+    /// The stages the target reaches by name (FROM an earlier stage,
+    /// `COPY --from`, `RUN --mount=from`), each after the ones it reads.
+    pub(crate) fn dependency_order(&self) -> Vec<usize> {
+        let mut state = vec![0u8; self.df.stages.len()];
+        let mut out = Vec::new();
+        let mut stack = vec![(self.target, false)];
+        while let Some((i, done)) = stack.pop() {
+            if done {
+                if state[i] != 2 {
+                    state[i] = 2;
+                    out.push(i);
+                }
+                continue;
+            }
+            if state[i] != 0 {
+                continue;
+            }
+            state[i] = 1;
+            stack.push((i, true));
+            stack.extend(self.df.dependencies(i).into_iter().filter(|(j, _)| state[*j] == 0).map(|(j, _)| (j, false)));
+        }
+        out
     }
 
     /// The stage a FROM names (by name only), if defined before `before`.

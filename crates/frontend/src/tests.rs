@@ -445,3 +445,15 @@ fn no_cache_filter_marks_only_its_stage() {
     let plan = plan_text(df, &Options::new(p("linux/amd64")).with_no_cache(true)).unwrap();
     assert!(plan.graph.vertices().all(|v| plan.graph.ignores_cache(v.id())), "--no-cache marks every vertex");
 }
+
+#[test]
+fn a_long_chain_of_stages_is_no_deep_recursion() {
+    let mut df = String::from("FROM scratch AS s0\n");
+    for i in 0..600 {
+        df.push_str(&format!("FROM s{i} AS s{}\nRUN echo {i}\n", i + 1));
+    }
+    // Test threads have small stacks: a recursion per stage would overflow.
+    let plan = plan_text(&df, &Options::new(p("linux/amd64"))).unwrap();
+    assert_eq!(plan.graph.len(), 601, "an empty tree, then a RUN per stage");
+    assert_eq!(plan.images[0].vertex.map(|v| v.index()), Some(600));
+}
