@@ -145,7 +145,7 @@ fn an_image_neither_place_has_fails_at_its_from_line() {
 fn stdin_dockerfile_target_and_build_args() {
     use std::io::Write as _;
     let env = Env::new();
-    let ctx = context(&env, "ctx", &[("x", "x")]);
+    let ctx = context(&env, "ctx", &[("x", "x"), (".dockerignore", "secret.txt\n")]);
     let df = "ARG V=1\nFROM scratch AS a\nARG V\nWORKDIR /w-$V\nCOPY x .\nFROM scratch AS b\nCOPY x /b\n";
     let mut child = env
         .cmd(&["debug", "plan", "-f", "-", "--target", "a", "--build-arg", "V=2", "--label", "k=v", s(&ctx)])
@@ -162,6 +162,7 @@ fn stdin_dockerfile_target_and_build_args() {
     let types: Vec<&str> = vertices.iter().map(|v| v["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["mkdir", "source.context", "copy"], "stage b is not planned: {plan}");
     assert_eq!(vertices[0]["op"]["mkdir"]["path"], "/w-2");
+    assert_eq!(vertices[1]["op"]["source"]["context"]["exclude"], serde_json::json!(["secret.txt"]));
     assert_eq!(vertices[2]["op"]["copy"]["dest_path"], "/w-2/");
     assert_eq!(vertices[2]["names"], serde_json::json!(["[a 3/3] COPY x ."]));
     let config = &plan["images"][0]["config"]["config"];

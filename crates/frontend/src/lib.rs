@@ -115,6 +115,24 @@ impl Options {
         self
     }
 
+    /// Sets the `.dockerignore` patterns of the context.
+    pub fn with_context_excludes(mut self, patterns: impl IntoIterator<Item = String>) -> Options {
+        self.context_excludes = patterns.into_iter().collect();
+        self
+    }
+
+    /// Sets the network of RUN steps without `--network`.
+    pub fn with_network(mut self, network: Network) -> Options {
+        self.network = network;
+        self
+    }
+
+    /// Sets `SOURCE_DATE_EPOCH`.
+    pub fn with_source_date_epoch(mut self, epoch: Option<i64>) -> Options {
+        self.source_date_epoch = epoch;
+        self
+    }
+
     /// The target platforms, normalised; the build platform when none is given.
     pub(crate) fn targets(&self) -> Vec<Platform> {
         let mut out: Vec<Platform> = Vec::new();

@@ -80,18 +80,19 @@ impl Resolver for StoreResolver {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     let (dockerfile, name, df_path) = read_dockerfile(&args)?;
     let platforms = polyarch_builder::multi::parse_platforms(&args.platforms)?;
-    let mut opts = Options::new(Platform::host().normalize()).with_platforms(platforms);
+    let build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    let epoch = build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse::<i64>().ok());
+    let mut opts = Options::new(Platform::host().normalize())
+        .with_platforms(platforms)
+        .with_no_cache(args.no_cache)
+        .with_context_excludes(polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?)
+        // As `polyarch build`, whose RUN steps use the host's network by default.
+        .with_network(if args.network == "none" { Network::None } else { Network::Host })
+        .with_source_date_epoch(epoch);
     opts.target = args.target.clone();
-    opts.build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    opts.build_args = build_args;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
-    opts.no_cache = args.no_cache;
-    // As `polyarch build`, whose RUN steps use the host's network by default.
-    opts.network = if args.network == "none" { Network::None } else { Network::Host };
     opts.no_cache_filter = args.no_cache_filter.iter().map(|s| s.to_lowercase()).collect();
-    opts.context_excludes = polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?;
-    if let Some(Ok(epoch)) = opts.build_args.get("SOURCE_DATE_EPOCH").map(|v| v.parse::<i64>()) {
-        opts.source_date_epoch = Some(epoch);
-    }
     let resolver = StoreResolver {
         store: super::images::open_store(global)?,
         client: super::context::client(global, args.insecure)?,
