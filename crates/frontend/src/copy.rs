@@ -112,7 +112,7 @@ impl<R: Resolver> Converter<'_, R> {
             groups.push(self.download(st, u, w.checksum.clone(), c.unpack == Some(true))?);
         }
         for g in gits {
-            groups.push(self.git(st, g, c.keep_git_dir)?);
+            groups.push(self.git(st, g, c.keep_git_dir, line).await?);
         }
         for f in &c.contents {
             let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
@@ -147,14 +147,19 @@ impl<R: Resolver> Converter<'_, R> {
         Ok(Group { source, paths: vec![format!("/{filename}")], wildcard: false, unpack })
     }
 
-    /// A git source for `spec` (`remote#ref:subdir`); its whole tree is copied.
-    fn git(&mut self, st: &StageState, spec: &str, keep_git_dir: bool) -> Result<Group> {
+    /// A git source for `spec` (`remote#ref:subdir`), pinned to the commit
+    /// the resolver gives; its whole tree is copied.
+    async fn git(&mut self, st: &StageState, spec: &str, keep_git_dir: bool, line: usize) -> Result<Group> {
         let (remote, fragment) = spec.split_once('#').unwrap_or((spec, ""));
         let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+        let commit = self.resolver.resolve_git(remote, reference).await.map_err(|e| {
+            let msg = format!("failed to resolve git {remote}#{reference}: {e}");
+            self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
+        })?;
         let op = Op::Source(Source::Git(GitSource {
             remote: remote.to_string(),
             reference: reference.to_string(),
-            commit: None,
+            commit,
             subdir: subdir.to_string(),
             keep_git_dir,
         }));

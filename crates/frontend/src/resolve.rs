@@ -22,4 +22,16 @@ pub trait Resolver: Send + Sync {
         reference: &Reference,
         platform: &Platform,
     ) -> impl Future<Output = Result<ResolvedImage, BoxError>> + Send;
+
+    /// The commit a branch, tag or commit `reference` of the git repository
+    /// `remote` names, when the resolver can tell (`ADD <repo>.git#ref`);
+    /// `None` (the default) leaves the git vertex unpinned.
+    fn resolve_git(
+        &self,
+        remote: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, BoxError>> + Send {
+        let _ = (remote, reference);
+        async { Ok(None) }
+    }
 }

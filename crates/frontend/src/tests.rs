@@ -58,6 +58,14 @@ impl Resolver for FakeResolver {
         let config = serde_json::to_vec(&FakeResolver::config(reference, platform))?;
         Ok((pinned, config))
     }
+
+    async fn resolve_git(&self, remote: &str, reference: &str) -> Result<Option<String>, BoxError> {
+        if remote.contains("missing") {
+            return Err("repository not found".into());
+        }
+        let d = Digest::sha256(format!("{remote}#{reference}").as_bytes());
+        Ok(Some(d.hex()[..40].to_string()))
+    }
 }
 
 const SIX: [&str; 6] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/386"];
@@ -456,4 +464,61 @@ fn a_long_chain_of_stages_is_no_deep_recursion() {
     let plan = plan_text(&df, &Options::new(p("linux/amd64"))).unwrap();
     assert_eq!(plan.graph.len(), 601, "an empty tree, then a RUN per stage");
     assert_eq!(plan.images[0].vertex.map(|v| v.index()), Some(600));
+}
+
+/// Gives every source a checksum, as a builder digests a context's files
+/// or a download's body.
+struct SourceSum;
+
+impl ContentChecksum<String> for SourceSum {
+    fn source(&self, v: &Vertex) -> Result<Option<Digest>, BoxError> {
+        Ok(Some(Digest::sha256(v.digest().to_string().as_bytes())))
+    }
+
+    fn selection(
+        &self,
+        _: &Vertex,
+        _: usize,
+        _: &String,
+        _: &polyarch_solver::op::Selector,
+    ) -> Result<Option<Digest>, BoxError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn every_golden_plan_is_solved_with_each_vertex_run_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for e in std::fs::read_dir(testdata()).unwrap().filter_map(Result::ok) {
+        let Ok(df) = std::fs::read_to_string(e.path().join("Dockerfile")) else { continue };
+        let plan = plan_text(&df, &case_options(&e.path())).unwrap();
+        let worker = Arc::new(Recorder::default());
+        let solver = Solver::new(worker.clone(), Arc::new(MemoryCache::new())).with_checksum(Arc::new(SourceSum));
+        let solution =
+            rt.block_on(solver.solve(&plan.graph)).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+        let runs = worker.runs.lock().unwrap();
+        assert_eq!(runs.len(), plan.graph.len(), "{}: every vertex runs", e.path().display());
+        assert!(runs.values().all(|n| *n == 1), "{}: {runs:?}", e.path().display());
+        let with_vertex = plan.images.iter().filter(|i| i.vertex.is_some()).count();
+        assert_eq!(solution.targets().len(), with_vertex, "{}", e.path().display());
+    }
+}
+
+#[test]
+fn git_sources_are_pinned_by_the_resolver() {
+    let df = "FROM scratch\nADD https://example.com/r.git#v1:sub /src\n";
+    let plan = plan_text(df, &Options::new(p("linux/amd64"))).unwrap();
+    let git = plan.graph.vertices().find(|v| v.op().type_name() == "source.git").expect("a git vertex");
+    let Op::Source(Source::Git(g)) = git.op() else { panic!() };
+    assert_eq!(
+        (g.remote.as_str(), g.reference.as_str(), g.subdir.as_str()),
+        ("https://example.com/r.git", "v1", "sub")
+    );
+    assert_eq!(g.commit.as_ref().map(String::len), Some(40));
+    let e = error_of("FROM scratch\n\nADD git@example.com:missing.git#main /src\n", &Options::new(p("linux/amd64")));
+    assert_eq!((e.kind(), e.line()), (ErrorKind::Resolve, Some(3)));
+    assert!(
+        e.to_string().contains("failed to resolve git git@example.com:missing.git#main: repository not found"),
+        "{e}"
+    );
 }
