@@ -426,3 +426,27 @@ fn call_outline_text_and_json() {
     assert_eq!(json["args"][1]["name"], "VERSION");
     assert_eq!(json["secrets"][0]["required"], true);
 }
+
+#[test]
+fn invalid_base_image_platform_check() {
+    let Some((env, reg)) = mirrored() else { return };
+    // A one-platform image in the registry, used for another platform.
+    let image = format!("{}/test/amd64-only:1", reg.host);
+    let ctx = context(&env, "one", &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    build_ok(&env, &["--platform", "linux/amd64", "-t", &image, "--push", s(&ctx)]);
+    let user = context(&env, "user", &[("Dockerfile", &format!("FROM {image}\n"))]);
+    let out = env.run(&["build", "--check", "--platform", "linux/arm64", s(&user)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("InvalidBaseImagePlatform"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Base image {image} was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("https://docs.docker.com/go/dockerfile/rule/invalid-base-image-platform/"), "{text}");
+    // The same platform: no warning.
+    let out = env.ok(&["build", "--check", "--platform", "linux/amd64", s(&user)]);
+    assert!(out.contains("no warnings found"), "{out}");
+}

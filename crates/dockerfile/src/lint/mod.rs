@@ -158,6 +158,10 @@ pub struct Options<'a> {
     /// when it is a registry image; `None` leaves UndefinedVar unchecked in
     /// that stage (the image's variables are not known).
     pub base_env: Option<&'a dyn Fn(usize) -> Option<Vec<String>>>,
+    /// For a stage `i` whose registry image has another platform than the
+    /// one it was asked for: the image, the expected and the actual
+    /// platform (InvalidBaseImagePlatform).
+    pub base_platform: Option<&'a dyn Fn(usize) -> Option<(String, String, String)>>,
     /// The `.dockerignore` patterns, for CopyIgnoredFile.
     pub ignore: Option<&'a crate::ignore::PatternMatcher>,
     /// `BUILDKIT_DOCKERFILE_CHECK`: replaces the `# check=` directive.
