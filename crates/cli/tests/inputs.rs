@@ -407,6 +407,15 @@ fn buildx_flags_polyarch_lacks_are_named() {
     // -D: debug logs on stderr.
     let out = env.run(&["-D", "build", s(&ctx)]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("DEBUG: "));
+    // -D expands the build check warnings as buildx --debug does.
+    let warned = context(&env, "warned", &[("Dockerfile", "FROM scratch\nMAINTAINER me\n")]);
+    let (_, err) = build_ok(&env, &[s(&warned)]);
+    assert!(err.contains("1 warning found (use docker --debug to expand):"), "{err}");
+    let out = env.run(&["build", "--debug", "--progress", "plain", s(&warned)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" 1 warning found:\n - MaintainerDeprecated: "), "{err}");
+    assert!(err.contains("More info: https://docs.docker.com/go/dockerfile/rule/maintainer-deprecated/"), "{err}");
+    assert!(err.contains("   2 | >>> MAINTAINER me"), "{err}");
     let err = env.fails(&["build", "-q", "--progress", "plain", s(&ctx)]);
     assert!(err.contains("progress=plain and quiet cannot be used together"), "{err}");
 }

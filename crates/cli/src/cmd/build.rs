@@ -255,6 +255,8 @@ struct Progress {
     start: Instant,
     /// Build check warnings, printed when the build finishes.
     warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
+    /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
+    expand: Mutex<Option<(String, String)>>,
     cached: Mutex<std::collections::HashSet<usize>>,
     names: Mutex<BTreeMap<usize, String>>,
     /// The highest step number shown, so that the export step comes next.
@@ -352,6 +354,7 @@ impl Progress {
             mode: mode.to_string(),
             start: Instant::now(),
             warnings: Mutex::new(None),
+            expand: Mutex::new(None),
             cached: Default::default(),
             names: Default::default(),
             last: Default::default(),
@@ -570,7 +573,8 @@ impl Progress {
             self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
         }
         if let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) {
-            check::print_after(&rep, &self.mode);
+            let expand = self.expand.lock().ok().and_then(|mut e| e.take());
+            check::print_after(&rep, &self.mode, expand.as_ref());
         }
     }
 
@@ -705,6 +709,11 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         return Err(e);
     }
     check::print_inline(&progress, &report);
+    if global.debug {
+        if let Ok(mut e) = progress.expand.lock() {
+            *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+        }
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());

@@ -13,7 +13,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-pub use render::render;
+pub use render::{render, render_expanded};
 pub use rules::Rule;
 
 use crate::parser::ParseResult;
