@@ -45,7 +45,10 @@ impl Builder {
         // Only the images of the stages checked are resolved.
         let envs = futures_util::future::join_all(froms.iter().enumerate().map(|(i, f)| {
             let is_stage = df.stages[..i].iter().any(|s| s.name.as_deref() == Some(f.base.to_lowercase().as_str()));
-            let skip = is_stage || stages.as_ref().is_some_and(|s| !s.contains(&i));
+            // A named context stands for the image, or for the whole stage.
+            let named = opts.named_contexts.get(&f.base).is_some()
+                || df.stages[i].name.as_deref().is_some_and(|n| opts.named_contexts.get(n).is_some());
+            let skip = is_stage || named || stages.as_ref().is_some_and(|s| !s.contains(&i));
             let platform = match &f.platform {
                 Some(p) => Platform::parse(p).ok(),
                 None => Some(opts.platform.clone()),

@@ -655,7 +655,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             "--build-context is not supported with builder nodes yet: build with the local builder (--builder default)"
         );
     }
-    let (dockerfile, name, ctx) = (loaded.dockerfile.clone(), loaded.name.clone(), loaded.context.clone());
+    let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
     global
         .debug(|| format!("Dockerfile {name} ({} bytes), context of {} entries", dockerfile.len(), ctx.iter().count()));
     match method {
@@ -691,7 +691,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
-        named_contexts: loaded.named.clone(),
+        named_contexts: named,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
