@@ -662,7 +662,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         check::Method::Targets => return check::targets(&dockerfile, &name),
         check::Method::Outline => {
             let call = a.inputs.print.as_deref().unwrap_or(&a.call);
-            return outline::print(&dockerfile, &name, call, a.target.as_deref());
+            return outline::print(&dockerfile, &name, call, a.target.as_deref(), &build_args);
         }
         _ => {}
     }

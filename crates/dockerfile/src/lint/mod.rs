@@ -147,6 +147,10 @@ fn parse_go_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// A base image of another platform than asked for: the image, the
+/// expected and the actual platform.
+pub type PlatformMismatch = (String, String, String);
+
 /// What the linter knows beyond the Dockerfile.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -161,7 +165,7 @@ pub struct Options<'a> {
     /// For a stage `i` whose registry image has another platform than the
     /// one it was asked for: the image, the expected and the actual
     /// platform (InvalidBaseImagePlatform).
-    pub base_platform: Option<&'a dyn Fn(usize) -> Option<(String, String, String)>>,
+    pub base_platform: Option<&'a dyn Fn(usize) -> Option<PlatformMismatch>>,
     /// The `.dockerignore` patterns, for CopyIgnoredFile.
     pub ignore: Option<&'a crate::ignore::PatternMatcher>,
     /// `BUILDKIT_DOCKERFILE_CHECK`: replaces the `# check=` directive.
