@@ -459,3 +459,25 @@ fn invalid_base_image_platform_check() {
     let out = env.ok(&["build", "--check", "--platform", "linux/amd64", s(&user)]);
     assert!(out.contains("no warnings found"), "{out}");
 }
+
+#[test]
+fn named_contexts_in_run_mounts() {
+    let Some((env, _reg)) = mirrored_for_run() else { return };
+    let extra = context(&env, "extra", &[("x.txt", "mounted")]);
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=from=extra,target=/e cat /e/x.txt > /out.txt\nFROM scratch\nCOPY --from=0 /out.txt /\n",
+        )],
+    );
+    let named = format!("extra={}", extra.display());
+    let out = build_local(&env, "mounted", &["--build-context", &named, s(&ctx)]);
+    assert_eq!(read(out.join("out.txt")), "mounted");
+    // A changed named context is not served from the cache.
+    std::fs::write(extra.join("x.txt"), "changed").unwrap();
+    let out = build_local(&env, "mounted2", &["--build-context", &named, s(&ctx)]);
+    assert_eq!(read(out.join("out.txt")), "changed");
+    assert_clean_root(&env.root());
+}
