@@ -371,13 +371,20 @@ fn image_id_is_the_config_digest() {
     let config = meta["containerimage.config.digest"].as_str().unwrap();
     assert_ne!(meta["containerimage.digest"], meta["containerimage.config.digest"]);
     assert_eq!(out.trim(), config, "-q prints the image ID");
-    assert_eq!(read(iid), config);
+    assert_eq!(read(iid.clone()), config);
     let id12 = &config[7..19];
     let table = env.ok(&["images"]);
     assert!(table.lines().any(|l| l.starts_with("ids ") && l.contains(id12)), "{table}");
     assert_eq!(env.ok(&["images", "-q"]).trim(), id12);
     // The ID names the image, as docker takes IDs.
     env.ok(&["inspect", id12]);
+    // A failed build leaves no stale ID; local outputs have none.
+    let bad = context(&env, "bad", &[("Dockerfile", "FROM scratch\nCOPY missing /\n")]);
+    env.fails(&["build", "--iidfile", s(&iid), s(&bad)]);
+    assert!(!iid.exists(), "the old image ID file is removed");
+    let dest = format!("type=local,dest={}", env.dir.path().join("l").display());
+    let err = env.fails(&["build", "--iidfile", s(&iid), "-o", &dest, s(&ctx)]);
+    assert!(err.contains("local and tar exporters are incompatible with image ID file"), "{err}");
     // A multi-platform build's ID is its index digest (buildx has no
     // config digest to show).
     let meta2 = env.dir.path().join("meta2.json");

@@ -618,6 +618,18 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         Some(other) => bail!("unsupported compression {other:?} (want gzip or zstd)"),
     };
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
+    if let Some(iid) = &a.iidfile {
+        if a.outputs.iter().any(|o| o.starts_with("type=local") || o.starts_with("type=tar")) {
+            bail!("local and tar exporters are incompatible with image ID file");
+        }
+        // As buildx: no stale ID is left if this build fails.
+        match std::fs::remove_file(iid) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing image ID file {}", iid.display()))
+            }
+            _ => {}
+        }
+    }
     let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
     let platforms = polyarch_builder::multi::parse_platforms(&a.platforms)?;
     let platform = match platforms.as_slice() {
