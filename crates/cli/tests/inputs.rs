@@ -150,6 +150,32 @@ fn git_context_refs_subdirs_and_git_dir() {
 }
 
 #[test]
+fn git_context_with_a_submodule() {
+    if !require(have("git"), "git") {
+        return;
+    }
+    let env = Env::new();
+    let base = env.dir.path().join("served");
+    std::fs::create_dir_all(&base).unwrap();
+    let daemon = GitDaemon::start(&base);
+    let lib = context(&env, "lib-work", &[("lib.txt", "from the submodule")]);
+    git(&lib, &["init", "-q"]);
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    git(&base, &["clone", "-q", "--bare", lib.to_str().unwrap(), "lib.git"]);
+    let app = context(&env, "app-work", &[("Dockerfile", "FROM scratch\nCOPY . /ctx/\n")]);
+    git(&app, &["init", "-q"]);
+    git(&app, &["-c", "protocol.file.allow=always", "submodule", "add", "-q", &daemon.url("lib.git"), "vendor/lib"]);
+    git(&app, &["add", "-A"]);
+    git(&app, &["commit", "-q", "-m", "app"]);
+    git(&base, &["clone", "-q", "--bare", app.to_str().unwrap(), "app.git"]);
+    let out = build_local(&env, "withsub", &[&daemon.url("app.git")]);
+    assert_eq!(read(out.join("ctx/vendor/lib/lib.txt")), "from the submodule");
+    assert!(!out.join("ctx/.git").exists() && !out.join("ctx/vendor/lib/.git").exists(), "no .git of git's");
+    assert_clean_root(&env.root());
+}
+
+#[test]
 fn git_context_over_dumb_http() {
     if !require(have("git"), "git") {
         return;
