@@ -96,9 +96,11 @@ impl Builder {
         let Ok(img) = base::resolve(self.client(), self.store(), &reference, &platform, mode).await else {
             return (None, None);
         };
-        let actual = &img.image.platform;
-        let mismatch = (!platform.only().matches(actual))
-            .then(|| (name.to_string(), platform.normalize().format(), actual.normalize().format()));
+        // As BuildKit's validateBaseImagePlatform: OS and architecture
+        // count, not the variant; both shown normalized (`FormatAll`).
+        let (want, actual) = (platform.normalize(), img.image.platform.normalize());
+        let mismatch = (want.os != actual.os || want.architecture != actual.architecture)
+            .then(|| (name.to_string(), want.format_all(), actual.format_all()));
         (Some(img.image.config.env), mismatch)
     }
 }

@@ -488,8 +488,14 @@ fn invalid_base_image_platform_check() {
         "{text}"
     );
     assert!(text.contains("https://docs.docker.com/go/dockerfile/rule/invalid-base-image-platform/"), "{text}");
-    // The same platform: no warning.
+    // The same platform: no warning; nor another variant only, as BuildKit
+    // compares OS and architecture.
     let out = env.ok(&["build", "--check", "--platform", "linux/amd64", s(&user)]);
+    assert!(out.contains("no warnings found"), "{out}");
+    let v7 = format!("{}/test/armv7-only:1", reg.host);
+    build_ok(&env, &["--platform", "linux/arm/v7", "-t", &v7, "--push", s(&ctx)]);
+    let user7 = context(&env, "user7", &[("Dockerfile", &format!("FROM {v7}\n"))]);
+    let out = env.ok(&["build", "--check", "--platform", "linux/arm/v6", s(&user7)]);
     assert!(out.contains("no warnings found"), "{out}");
 }
 
