@@ -258,6 +258,8 @@ struct Progress {
     start: Instant,
     /// Build check warnings, printed when the build finishes.
     warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
+    /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
+    expand: Mutex<Option<(String, String)>>,
     cached: Mutex<std::collections::HashSet<usize>>,
     names: Mutex<BTreeMap<usize, String>>,
     /// The highest step number shown, so that the export step comes next.
@@ -355,6 +357,7 @@ impl Progress {
             mode: mode.to_string(),
             start: Instant::now(),
             warnings: Mutex::new(None),
+            expand: Mutex::new(None),
             cached: Default::default(),
             names: Default::default(),
             last: Default::default(),
@@ -573,7 +576,8 @@ impl Progress {
             self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
         }
         if let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) {
-            check::print_after(&rep, &self.mode);
+            let expand = self.expand.lock().ok().and_then(|mut e| e.take());
+            check::print_after(&rep, &self.mode, expand.as_ref());
         }
     }
 
@@ -617,6 +621,18 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         Some(other) => bail!("unsupported compression {other:?} (want gzip or zstd)"),
     };
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
+    if let Some(iid) = &a.iidfile {
+        if a.outputs.iter().any(|o| o.starts_with("type=local") || o.starts_with("type=tar")) {
+            bail!("local and tar exporters are incompatible with image ID file");
+        }
+        // As buildx: no stale ID is left if this build fails.
+        match std::fs::remove_file(iid) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing image ID file {}", iid.display()))
+            }
+            _ => {}
+        }
+    }
     let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
     let platforms = polyarch_builder::multi::parse_platforms(&a.platforms)?;
     let platform = match platforms.as_slice() {
@@ -654,7 +670,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             "--build-context is not supported with builder nodes yet: build with the local builder (--builder default)"
         );
     }
-    let (dockerfile, name, ctx) = (loaded.dockerfile.clone(), loaded.name.clone(), loaded.context.clone());
+    let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
     // The agents of `--ssh` serve until the build ends.
     let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
     global
@@ -663,7 +679,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         check::Method::Targets => return check::targets(&dockerfile, &name),
         check::Method::Outline => {
             let call = a.inputs.print.as_deref().unwrap_or(&a.call);
-            return outline::print(&dockerfile, &name, call, a.target.as_deref());
+            return outline::print(&dockerfile, &name, call, a.target.as_deref(), &build_args);
         }
         _ => {}
     }
@@ -693,7 +709,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
         run: run_settings,
-        named_contexts: loaded.named.clone(),
+        named_contexts: named,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
@@ -711,6 +727,11 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         return Err(e);
     }
     check::print_inline(&progress, &report);
+    if global.debug {
+        if let Ok(mut e) = progress.expand.lock() {
+            *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+        }
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());

@@ -91,24 +91,32 @@ pub(super) fn run(rt: &tokio::runtime::Runtime, builder: &Builder, opts: &BuildO
 /// with warnings fails it, as BuildKit fails before solving.
 pub(super) fn before_build(rep: &Report, progress: &str) -> Result<()> {
     if let Some(e) = rep.error() {
-        print_after(rep, progress);
+        print_after(rep, progress, None);
         bail!("{e}");
     }
     Ok(())
 }
 
-/// After a build: buildx's summary of the warnings on stderr.
-pub(super) fn print_after(rep: &Report, progress: &str) {
+/// After a build: buildx's summary of the warnings on stderr; with
+/// `-D/--debug` (`expand`: the Dockerfile's name and text) each warning
+/// with its detail, link and lines, as buildx's `printWarnings`.
+pub(super) fn print_after(rep: &Report, progress: &str, expand: Option<&(String, String)>) {
     if rep.warnings.is_empty() || progress == "quiet" || progress == "rawjson" {
         return;
     }
     let n = rep.warnings.len();
     let head = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
-    let head = format!("{head} (use docker --debug to expand):\n");
+    let head =
+        if expand.is_some() { format!("{head}:\n") } else { format!("{head} (use docker --debug to expand):\n") };
     let head = if std::io::stderr().is_terminal() { format!("\x1b[33m{head}\x1b[0m") } else { head };
     let mut out = format!("\n {head}");
-    for w in &rep.warnings {
-        out.push_str(&format!(" - {}\n", w.short()));
+    match expand {
+        Some((file, source)) => out.push_str(&lint::render_expanded(&rep.warnings, file, source)),
+        None => {
+            for w in &rep.warnings {
+                out.push_str(&format!(" - {}\n", w.short()));
+            }
+        }
     }
     eprint!("{out}");
 }
