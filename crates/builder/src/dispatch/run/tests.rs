@@ -347,3 +347,30 @@ fn ssh_mounts_forward_an_agent_socket() {
     let e = f.build(&exec, &f.options("RUN --mount=type=ssh,required=true y\n")).unwrap_err().to_string();
     assert!(e.contains("no SSH key \"default\" forwarded") && e.contains("Dockerfile:3"), "{e}");
 }
+
+#[test]
+fn a_cross_compiling_build_for_six_platforms_runs_its_build_stage_once() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new().on("compile", |s| {
+        let target = s.process().env.iter().find(|e| e.starts_with("TARGETARCH=")).cloned().unwrap_or_default();
+        s.write("/out/app", target.as_bytes())?;
+        Ok(0)
+    });
+    let df = "FROM --platform=$BUILDPLATFORM scratch AS build\nCOPY . /\nRUN compile\n\
+              FROM scratch\nCOPY --from=build /out /out\n";
+    let mut o = BuildOptions::new(df).with_context(context());
+    o.snapshotter = SnapshotterKind::Naive;
+    let targets: Vec<polyarch_oci::Platform> =
+        ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x", "linux/ppc64le", "linux/riscv64"]
+            .iter()
+            .map(|p| polyarch_oci::Platform::parse(p).unwrap().normalize())
+            .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let multi = crate::multi::MultiBuilder::new(f.store.clone()).with_executor(exec.clone()).with_jobs(3);
+    let r = rt.block_on(multi.build(&o, &targets)).unwrap();
+    assert_eq!(r.images.len(), 6);
+    assert_eq!(exec.count(), 1, "the build stage's RUN is shared by every platform");
+    assert_eq!(exec.last().unwrap().env("TARGETARCH"), None, "no ARG TARGETARCH in the stage");
+    let again = rt.block_on(multi.build(&o, &targets)).unwrap();
+    assert_eq!((exec.count(), again.executed()), (1, 0));
+}
