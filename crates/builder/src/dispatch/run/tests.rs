@@ -374,3 +374,19 @@ fn a_cross_compiling_build_for_six_platforms_runs_its_build_stage_once() {
     let again = rt.block_on(multi.build(&o, &targets)).unwrap();
     assert_eq!((exec.count(), again.executed()), (1, 0));
 }
+
+#[test]
+fn a_private_cache_in_use_gives_the_step_a_directory_of_its_own() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new();
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private first\n");
+    let shared = exec.last().unwrap().mount("/p").unwrap().source.clone();
+    let held = crate::process::CacheLock::acquire(&shared).unwrap();
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private second\n");
+    let own = exec.last().unwrap().mount("/p").unwrap().source.clone();
+    assert_ne!(own, shared, "a private cache held by another step is not shared");
+    assert!(!own.exists(), "the step's own directory goes with the step");
+    drop(held);
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private third\n");
+    assert_eq!(exec.last().unwrap().mount("/p").unwrap().source, shared, "free again: the cache itself");
+}
