@@ -128,7 +128,7 @@ impl Agents {
 const MAX_SOCKET_DIR: usize = 90;
 
 /// A new directory for a socket: below `tmp` (named as
-/// [`crate::materialize::temp_in`] names them, so that a sweep after a
+/// the store's temporary directories are named, so that a sweep after a
 /// kill removes it), or below the system's temporary directory when that
 /// path would be too long for a socket.
 pub fn socket_dir(tmp: &Path) -> Result<TempDir> {
