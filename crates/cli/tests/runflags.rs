@@ -72,6 +72,9 @@ fn hosts_limits_shm_and_cgroup_parent_reach_the_process() {
     let shm = read(&plain, "shm");
     assert_eq!(shm.split_whitespace().nth(1), Some("65536"), "{shm}");
     assert!(read(&plain, "cgroup").contains(":/polyarch/"));
+    let err = env.fails(&["build", "--cgroup-parent", "system.slice:ci:", s(&ctx)]);
+    assert!(err.contains("--cgroup-parent \"system.slice:ci:\" cannot be used") && err.contains("systemd"), "{err}");
+    assert_clean_root(&env.root());
 }
 
 #[test]
