@@ -10,6 +10,7 @@ use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, P
 use polyarch_registry::Client;
 use polyarch_snapshot::Root;
 use polyarch_store::{BlobSource, Store};
+use polyarch_transfer::Content;
 use rustix::fs::FileType;
 
 use crate::error::{Error, Result};
@@ -276,10 +277,8 @@ pub fn tag(store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
 
 /// Pushes the image to each reference (`push=true`, `type=registry`).
 pub async fn push(client: &Client, store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
-    for n in names {
-        push_image(client, store, r, &parse_name(n)?).await?;
-    }
-    Ok(())
+    let tags = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>>>()?;
+    push_to(client, store, &image_content(store, r)?, &tags).await
 }
 
 /// A name as a reference with a tag (`latest` when it has none).
@@ -292,27 +291,24 @@ fn parse_name(n: &str) -> Result<Reference> {
 /// Pushes one image's config and layers, then its manifest at `at` (a tag,
 /// or the manifest's digest).
 pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
-    let layers: Vec<Descriptor> = r.layers.iter().map(|l| l.desc.clone()).collect();
-    push_parts(client, store, &r.config, &layers, &r.manifest, at).await
+    push_to(client, store, &image_content(store, r)?, std::slice::from_ref(at)).await
 }
 
-/// Pushes `config` and `layers` from the store, then the manifest `manifest`
-/// at `at`.
-async fn push_parts(
-    client: &Client,
-    store: &Store,
-    config: &Descriptor,
-    layers: &[Descriptor],
-    manifest: &Descriptor,
-    at: &Reference,
-) -> Result<()> {
-    for d in std::iter::once(config).chain(layers) {
-        let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-        client.push_blob(at, d, &data).await.map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
+fn image_content(store: &Store, r: &BuildResult) -> Result<Content> {
+    let mut desc = r.manifest.clone();
+    desc.platform = Some(r.platform.clone());
+    Ok(Content::image(desc, store.get_manifest(&r.manifest)?))
+}
+
+/// The one push of a build's output: `polyarch_transfer`'s, blobs in
+/// parallel, streamed from the store or mounted, children before tags.
+async fn push_to(client: &Client, store: &Store, content: &Content, tags: &[Reference]) -> Result<()> {
+    match polyarch_transfer::push_content(client, store, content, tags, &polyarch_transfer::event::ignore).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Err(Error::Push { reference: tags.first().map(|t| t.to_string()).unwrap_or_default(), source: Box::new(e) })
+        }
     }
-    let raw = store.get_manifest(manifest)?;
-    client.put_manifest(at, &raw).await.map_err(|e| Error::registry(format!("pushing {at}"), e))?;
-    Ok(())
 }
 
 /// Whether every blob of the image is present (used by tests and checks).
@@ -430,18 +426,10 @@ pub fn tag_index(store: &Store, img: &IndexImage, names: &[String]) -> Result<()
 /// Pushes every child (blobs, then the manifest by digest) and then the
 /// index under each reference, so that no tag ever names missing content.
 pub async fn push_index(client: &Client, store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
-    for n in names {
-        let reference = parse_name(n)?;
-        for c in &img.children {
-            let at = reference.with_digest(c.manifest.digest.clone());
-            push_parts(client, store, &c.config, &c.layers, &c.manifest, &at).await?;
-        }
-        client
-            .put_manifest(&reference, &img.raw)
-            .await
-            .map_err(|e| Error::registry(format!("pushing {reference}"), e))?;
-    }
-    Ok(())
+    let tags = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>>>()?;
+    let images = img.children.iter().map(|c| Ok((c.manifest.clone(), store.get_manifest(&c.manifest)?)));
+    let content = Content { root: img.raw.clone(), images: images.collect::<Result<_>>()? };
+    push_to(client, store, &content, &tags).await
 }
 
 /// `index.json` of an OCI layout holding the index, once per name.
