@@ -10,7 +10,9 @@
 //! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
 //!   commands, output; trees on disk and their differences.
 //! - [`multi`]: several platforms at once, one scheduler.
-//! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
+//! - [`output`], [`export`]: outputs (store, OCI/Docker archives, tar,
+//!   local, registry), parsed from `--output` and applied to one image or
+//!   an index.
 //!
 //! The library never prints: progress goes to an [`Event`] sink.
 
@@ -30,6 +32,7 @@ mod graph;
 pub mod layer;
 pub mod materialize;
 pub mod multi;
+pub mod output;
 pub mod process;
 pub mod reclaim;
 mod remote;

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod annotations;
 mod archives;
 mod build;
 mod builders;

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod compression;
 pub mod content;
 mod docker;
 pub mod error;
