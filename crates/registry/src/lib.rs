@@ -24,7 +24,7 @@ pub use client::{Client, ClientBuilder, Timeouts};
 pub use config::{HostConfig, Mirror, RegistryConfig};
 pub use error::{Error, ErrorKind, RegistryError};
 pub use retry::RetryPolicy;
-pub use sink::{Put, RepoSink};
+pub use sink::{push_tree, BlobOrigin, Pushing, Put, RepoSink, Tree};
 pub use upload::{PushOutcome, PushSource, SourceFn};
 
 use polyarch_oci::Digest;

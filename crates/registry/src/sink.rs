@@ -4,9 +4,12 @@
 //! streamed upload of a [`PushSource`] verified against the descriptor's
 //! size and digest as it goes, reopened from the start when an attempt
 //! fails. Every push of a blob (from the store, from another repository)
-//! goes through [`RepoSink::put_blob`].
+//! goes through [`RepoSink::put_blob`], and every push of an image or
+//! an index (from the store, from other repositories) through
+//! [`push_tree`], which keeps children before the tags that name them.
 
-use polyarch_oci::{Descriptor, Reference};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use polyarch_oci::{media_type as mt, Descriptor, RawManifest, Reference};
 
 use crate::blob::CopyOutcome;
 use crate::upload::PushSource;
@@ -76,4 +79,129 @@ pub struct Put {
     pub outcome: CopyOutcome,
     /// The repository a mounted blob came from.
     pub from: Option<String>,
+}
+
+/// Where the blobs of a push are read from: the local store, or another
+/// repository.
+pub trait BlobOrigin: Send + Sync {
+    /// A re-openable source of the blob's bytes.
+    fn source<'a>(&'a self, desc: &Descriptor) -> Result<Box<dyn PushSource + 'a>, Error>;
+
+    /// Whether the blob can be read here: a non-distributable layer that
+    /// cannot is left to its URLs.
+    fn has(&self, desc: &Descriptor) -> bool;
+
+    /// Repositories of the registry `domain` known to hold the blob, to
+    /// mount it from.
+    fn mounts(&self, desc: &Descriptor, domain: &str) -> Vec<String>;
+
+    /// Called once the repository `repo` holds the blob.
+    fn stored(&self, _desc: &Descriptor, _repo: &Reference) {}
+}
+
+/// What a push writes: the manifest the tags name (an index, or an image
+/// manifest), and the manifests below it, children before the indexes
+/// that list them, each with the descriptor it is listed by.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The manifest the tags point at.
+    pub root: RawManifest,
+    /// The manifests below it (and, for an image, the image itself).
+    pub manifests: Vec<(Descriptor, RawManifest)>,
+}
+
+impl Tree {
+    /// Every blob of `images`, each once, in order.
+    fn blobs<'a>(images: impl Iterator<Item = &'a RawManifest>, origin: &dyn BlobOrigin) -> Vec<Descriptor> {
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for image in images.filter_map(|m| m.as_image()) {
+            for b in std::iter::once(&image.config).chain(&image.layers) {
+                let foreign = mt::is_non_distributable(&b.media_type) && !origin.has(b);
+                if !foreign && !blobs.iter().any(|x| x.digest == b.digest) {
+                    blobs.push(b.clone());
+                }
+            }
+        }
+        blobs
+    }
+
+    /// What `sink`'s repository lacks: the manifests below the root it
+    /// does not have (asked with a `HEAD`), and the root when it is an
+    /// image.
+    async fn missing(&self, client: &Client, sink: &RepoSink) -> Result<Vec<&(Descriptor, RawManifest)>, Error> {
+        let root = self.root.digest();
+        let mut out = Vec::new();
+        for m in &self.manifests {
+            if m.0.digest == *root || client.head_manifest(&sink.at(&m.0)).await?.is_none() {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A step of [`push_tree`], for progress.
+#[derive(Debug)]
+pub enum Pushing<'a> {
+    /// The blob's bytes start going up.
+    Upload(&'a Descriptor),
+    /// The blob is in the repository, as `Put` says.
+    Blob(&'a Descriptor, &'a Put),
+    /// A manifest was written.
+    Manifest(&'a Descriptor),
+}
+
+/// Pushes `tree` under every reference of `tags` (a tag, or a digest):
+/// into each repository they name, for each manifest below the root it
+/// lacks (and for an image root), every blob, `parallel` at a time,
+/// through [`RepoSink::put_blob`] (mounted where `origin` says a
+/// repository of that registry holds it, else streamed from `origin`),
+/// then those manifests by digest, in order; only once every
+/// repository holds all of it is the root written under each tag, so no
+/// tag ever names missing content. Returns what became of each blob.
+pub async fn push_tree(
+    client: &Client,
+    origin: &dyn BlobOrigin,
+    tree: &Tree,
+    tags: &[Reference],
+    parallel: usize,
+    seen: &(dyn Fn(Pushing<'_>) + Send + Sync),
+) -> Result<Vec<Put>, Error> {
+    let mut repos: Vec<RepoSink> = Vec::new();
+    for t in tags {
+        if !repos.iter().any(|r| r.repo() == &t.trimmed()) {
+            repos.push(RepoSink::new(client, t));
+        }
+    }
+    let mut missing = Vec::new();
+    let mut jobs: Vec<(&RepoSink, Descriptor)> = Vec::new();
+    for sink in &repos {
+        let lacking = tree.missing(client, sink).await?;
+        jobs.extend(Tree::blobs(lacking.iter().map(|(_, m)| m), origin).into_iter().map(|b| (sink, b)));
+        missing.push((sink, lacking));
+    }
+    let puts: Vec<Put> = stream::iter(jobs)
+        .map(|(sink, desc)| async move {
+            let source = origin.source(&desc)?;
+            let mounts = origin.mounts(&desc, &sink.repo().domain);
+            let put = sink.put_blob(&desc, &mounts, &*source, &|| seen(Pushing::Upload(&desc))).await?;
+            origin.stored(&desc, sink.repo());
+            seen(Pushing::Blob(&desc, &put));
+            Ok::<_, Error>(put)
+        })
+        .buffer_unordered(parallel.max(1))
+        .try_collect()
+        .await?;
+    let root = tree.root.descriptor();
+    for (sink, lacking) in &missing {
+        for (d, m) in lacking.iter().filter(|(d, _)| d.digest != root.digest) {
+            client.put_manifest(&sink.at(d), m).await?;
+            seen(Pushing::Manifest(d));
+        }
+    }
+    for t in tags {
+        client.put_manifest(t, &tree.root).await?;
+        seen(Pushing::Manifest(&root));
+    }
+    Ok(puts)
 }

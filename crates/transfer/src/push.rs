@@ -23,9 +23,9 @@
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use polyarch_oci::{media_type as mt, Descriptor, Digest, Platform, RawManifest, Reference};
-use polyarch_registry::{ByteStream, Client, CopyOutcome, Direction, PushSource, RepoSink};
+use polyarch_registry::{push_tree, BlobOrigin, ByteStream, Client, CopyOutcome, Direction, PushSource, Pushing, Tree};
 use polyarch_store::{BlobSource, Store};
 use tokio::io::AsyncReadExt;
 
@@ -126,12 +126,12 @@ impl Content {
 }
 
 /// Pushes `content` from the store under every reference of `tags` (a
-/// tag, or a digest for a push by digest). Into each repository the tags
-/// name: every blob, [`PARALLEL`] at a time (mounted from another
-/// repository of the same registry the store notes holds it, such as the
-/// one a base image was pulled from, else streamed from the store), then each image manifest
-/// by digest; only once every repository holds every child is the root
-/// written under each tag, so no tag ever names missing content.
+/// tag, or a digest for a push by digest): the registry's
+/// [`polyarch_registry::push_tree`], [`PARALLEL`] blobs at a time, each
+/// mounted from another repository of the same registry the store notes
+/// holds it (such as the one a base image was pulled from), else streamed
+/// from the store; the tags are written only once every repository holds
+/// every child.
 pub async fn push_content(
     client: &Client,
     store: &Store,
@@ -140,46 +140,78 @@ pub async fn push_content(
     events: EventSink<'_>,
 ) -> Result<Pushed> {
     let root_desc = content.root.descriptor();
-    let mut repos: Vec<RepoSink> = Vec::new();
     for t in tags {
         events(Event::Resolved {
             reference: t.to_string(),
             digest: root_desc.digest.clone(),
             media_type: root_desc.media_type.clone(),
         });
-        if !repos.iter().any(|r| r.repo() == &t.trimmed()) {
-            repos.push(RepoSink::new(client, t));
+    }
+    for b in content.blobs(store)? {
+        if !store.exists(&b.digest)? {
+            return Err(polyarch_store::Error::BlobNotFound { digest: b.digest.clone() }.into());
         }
     }
-    let blobs = content.blobs(store)?;
-    let jobs: Vec<(&RepoSink, &Descriptor)> = repos.iter().flat_map(|r| blobs.iter().map(move |b| (r, b))).collect();
-    let outcomes: Vec<CopyOutcome> = stream::iter(jobs)
-        .map(|(sink, b)| push_blob(sink, store, b, events))
-        .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
-    for sink in &repos {
-        for (d, m) in content.images.iter().filter(|(d, _)| d.digest != root_desc.digest) {
-            client.put_manifest(&sink.at(d), m).await?;
-            events(Event::Manifest { digest: d.digest.clone(), platform: d.platform.clone() });
-        }
-    }
-    for t in tags {
-        client.put_manifest(t, &content.root).await?;
-        events(Event::Manifest { digest: root_desc.digest.clone(), platform: None });
-    }
+    let tree = Tree { root: content.root.clone(), manifests: content.images.clone() };
+    let seen = |step: Pushing<'_>| events(event(step));
+    let puts = push_tree(client, &StoreOrigin { store }, &tree, tags, PARALLEL, &seen).await?;
     let descriptor = match content.images.as_slice() {
         [(d, _)] if d.digest == root_desc.digest => d.clone(),
         _ => root_desc,
     };
+    let count = |o: CopyOutcome| puts.iter().filter(|p| p.outcome == o).count();
     Ok(Pushed {
         reference: tags.first().map(|t| t.to_string()).unwrap_or_default(),
         descriptor,
         platforms: content.images.iter().filter_map(|(d, _)| d.platform.clone()).collect(),
-        uploaded_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Uploaded).count(),
-        mounted_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Mounted).count(),
-        existing_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Existed).count(),
+        uploaded_blobs: count(CopyOutcome::Uploaded),
+        mounted_blobs: count(CopyOutcome::Mounted),
+        existing_blobs: count(CopyOutcome::Existed),
     })
+}
+
+/// A push step as a transfer event.
+fn event(step: Pushing<'_>) -> Event {
+    match step {
+        Pushing::Upload(d) => {
+            Event::BlobStarted { digest: d.digest.clone(), size: d.size, direction: Direction::Upload }
+        }
+        Pushing::Blob(d, put) => {
+            let (digest, size) = (d.digest.clone(), d.size);
+            match put.outcome {
+                CopyOutcome::Existed => Event::BlobExists { digest, size },
+                CopyOutcome::Mounted => Event::BlobMounted { digest, size, from: put.from.clone().unwrap_or_default() },
+                CopyOutcome::Uploaded => Event::BlobDone { digest, size },
+            }
+        }
+        Pushing::Manifest(d) => Event::Manifest { digest: d.digest.clone(), platform: d.platform.clone() },
+    }
+}
+
+/// The store as the origin of a push: blobs are read from their files,
+/// mounted from the repositories the store notes hold them, and noted in
+/// the repositories they were pushed to.
+struct StoreOrigin<'a> {
+    store: &'a Store,
+}
+
+impl BlobOrigin for StoreOrigin<'_> {
+    fn source<'a>(&'a self, desc: &Descriptor) -> Result<Box<dyn PushSource + 'a>, polyarch_registry::Error> {
+        Ok(Box::new(StoreBlob { path: self.store.blob_path(&desc.digest), digest: desc.digest.clone() }))
+    }
+
+    fn has(&self, desc: &Descriptor) -> bool {
+        self.store.exists(&desc.digest).unwrap_or(false)
+    }
+
+    fn mounts(&self, desc: &Descriptor, domain: &str) -> Vec<String> {
+        self.store.sources_on(&desc.digest, domain).unwrap_or_default()
+    }
+
+    fn stored(&self, desc: &Descriptor, repo: &Reference) {
+        // A lost note only costs a later mount.
+        let _ = self.store.add_source(&desc.digest, &repo.domain, &repo.path);
+    }
 }
 
 type Plan = (RawManifest, Vec<(Descriptor, RawManifest)>);
@@ -238,29 +270,6 @@ fn plan(store: &Store, name: &str, desc: &Descriptor, opts: &PushOptions, events
             candidates: several.iter().map(|(_, p)| p.format()).collect(),
         }),
     }
-}
-
-/// Puts one stored blob into the repository of `sink`, mounted from a
-/// repository of that registry the store knows holds it when it can be,
-/// and notes that the repository holds it now.
-async fn push_blob(sink: &RepoSink, store: &Store, desc: &Descriptor, events: EventSink<'_>) -> Result<CopyOutcome> {
-    if !store.exists(&desc.digest)? {
-        return Err(polyarch_store::Error::BlobNotFound { digest: desc.digest.clone() }.into());
-    }
-    let repo = sink.repo();
-    let mounts = store.sources_on(&desc.digest, &repo.domain)?;
-    let source = StoreBlob { path: store.blob_path(&desc.digest), digest: desc.digest.clone() };
-    let started =
-        || events(Event::BlobStarted { digest: desc.digest.clone(), size: desc.size, direction: Direction::Upload });
-    let put = sink.put_blob(desc, &mounts, &source, &started).await?;
-    store.add_source(&desc.digest, &repo.domain, &repo.path)?;
-    let (digest, size) = (desc.digest.clone(), desc.size);
-    events(match (put.outcome, put.from) {
-        (CopyOutcome::Existed, _) => Event::BlobExists { digest, size },
-        (CopyOutcome::Mounted, from) => Event::BlobMounted { digest, size, from: from.unwrap_or_default() },
-        (CopyOutcome::Uploaded, _) => Event::BlobDone { digest, size },
-    });
-    Ok(put.outcome)
 }
 
 /// A stored blob as a re-openable upload source, read in 256 KiB chunks.
