@@ -35,7 +35,7 @@ const IMAGE_NAME: &str = "io.containerd.image.name";
 #[derive(Debug, Clone)]
 pub enum Built {
     /// One image (a build for one platform).
-    Image(BuildResult),
+    Image(Box<BuildResult>),
     /// An index over one image per platform.
     Index(IndexImage),
 }
@@ -299,7 +299,7 @@ pub async fn push(client: &Client, store: &Store, built: &Built, names: &[String
 /// Pushes one image's config and layers, then its manifest at `at` (a tag,
 /// or the manifest's digest).
 pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
-    let built = Built::Image(r.clone());
+    let built = Built::Image(Box::new(r.clone()));
     push_to(client, store, &built.content(store)?, std::slice::from_ref(at)).await
 }
 

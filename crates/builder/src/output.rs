@@ -242,6 +242,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_output_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/out.tar");
+        let d = dest.to_str().unwrap();
+        let failed = to_dest(d, &mut Vec::new(), |w| {
+            w.write_all(b"half").unwrap();
+            Err(Error::Option("stopped".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 0, "no temporary file is left");
+        to_dest(d, &mut Vec::new(), |w| w.write_all(b"whole").map_err(|e| Error::io(Path::new("x"), e))).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        let mut out = Vec::new();
+        to_dest("-", &mut out, |w| w.write_all(b"to stdout").map_err(|e| Error::io(Path::new("x"), e))).unwrap();
+        assert_eq!(out, b"to stdout");
+    }
+
+    #[test]
     fn annotation_attributes_as_buildkit() {
         let o = Output::parse(
             "type=image,annotation.a=1,annotation[linux/arm64].b=2,annotation-index.c=3,annotation-manifest-descriptor[linux/amd64].d=4",

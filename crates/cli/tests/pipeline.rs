@@ -67,7 +67,7 @@ fn peak_kib(cmd: &mut Command) -> u64 {
     let out = cmd.output().expect("running /usr/bin/time");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{cmd:?} failed:\n{err}");
-    err.lines().filter_map(|l| l.trim().strip_prefix("PEAK ")).last().and_then(|v| v.parse().ok()).unwrap()
+    err.lines().filter_map(|l| l.trim().strip_prefix("PEAK ")).next_back().and_then(|v| v.parse().ok()).unwrap()
 }
 
 #[test]

@@ -100,6 +100,10 @@ impl BlobOrigin for FromRepos {
     fn mounts(&self, desc: &Descriptor, domain: &str) -> Vec<String> {
         self.repos.get(&desc.digest).filter(|r| r.domain == domain).map(|r| vec![r.path.clone()]).unwrap_or_default()
     }
+
+    fn trusts_present_manifests(&self) -> bool {
+        true
+    }
 }
 
 /// Loads the children of an index from the repository of `source`.

@@ -97,6 +97,14 @@ pub trait BlobOrigin: Send + Sync {
 
     /// Called once the repository `repo` holds the blob.
     fn stored(&self, _desc: &Descriptor, _repo: &Reference) {}
+
+    /// Whether a manifest the target repository already has is left as it
+    /// is, its blobs unchecked (a copy between repositories, as
+    /// `imagetools create`); else every manifest is written again after
+    /// its blobs were checked (a push from the store).
+    fn trusts_present_manifests(&self) -> bool {
+        false
+    }
 }
 
 /// What a push writes: the manifest the tags name (an index, or an image
@@ -125,14 +133,19 @@ impl Tree {
         blobs
     }
 
-    /// What `sink`'s repository lacks: the manifests below the root it
-    /// does not have (asked with a `HEAD`), and the root when it is an
-    /// image.
-    async fn missing(&self, client: &Client, sink: &RepoSink) -> Result<Vec<&(Descriptor, RawManifest)>, Error> {
+    /// What to write into `sink`'s repository: every manifest, or when
+    /// `trust` those below the root it does not have (asked with a `HEAD`)
+    /// and the root when it is an image.
+    async fn missing(
+        &self,
+        client: &Client,
+        sink: &RepoSink,
+        trust: bool,
+    ) -> Result<Vec<&(Descriptor, RawManifest)>, Error> {
         let root = self.root.digest();
         let mut out = Vec::new();
         for m in &self.manifests {
-            if m.0.digest == *root || client.head_manifest(&sink.at(&m.0)).await?.is_none() {
+            if !trust || m.0.digest == *root || client.head_manifest(&sink.at(&m.0)).await?.is_none() {
                 out.push(m);
             }
         }
@@ -152,8 +165,8 @@ pub enum Pushing<'a> {
 }
 
 /// Pushes `tree` under every reference of `tags` (a tag, or a digest):
-/// into each repository they name, for each manifest below the root it
-/// lacks (and for an image root), every blob, `parallel` at a time,
+/// into each repository they name, for each manifest (or only those it
+/// lacks, when the origin trusts what is there), every blob, `parallel` at a time,
 /// through [`RepoSink::put_blob`] (mounted where `origin` says a
 /// repository of that registry holds it, else streamed from `origin`),
 /// then those manifests by digest, in order; only once every
@@ -176,7 +189,7 @@ pub async fn push_tree(
     let mut missing = Vec::new();
     let mut jobs: Vec<(&RepoSink, Descriptor)> = Vec::new();
     for sink in &repos {
-        let lacking = tree.missing(client, sink).await?;
+        let lacking = tree.missing(client, sink, origin.trusts_present_manifests()).await?;
         jobs.extend(Tree::blobs(lacking.iter().map(|(_, m)| m), origin).into_iter().map(|b| (sink, b)));
         missing.push((sink, lacking));
     }

@@ -733,7 +733,7 @@ fn export_single(
     let t = Instant::now();
     let export_id = progress.next_id();
     progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
-    let names_out = exporter.export(&Built::Image(result.clone()), outputs)?;
+    let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
     progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
     progress.finish(true);
     if a.progress != "quiet" {
