@@ -37,7 +37,7 @@ pub enum Built {
     /// One image (a build for one platform).
     Image(Box<BuildResult>),
     /// An index over one image per platform.
-    Index(IndexImage),
+    Index(Box<IndexImage>),
 }
 
 impl Built {

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile for one platform (as `docker buildx build`).
-    Build(cmd::build::BuildArgs),
+    Build(Box<cmd::build::BuildArgs>),
     /// Assemble, inspect and push local manifest lists (as `docker manifest`).
     #[command(subcommand)]
     Manifest(cmd::manifest::ManifestCommand),
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(g, a),
+        Command::Build(a) => cmd::build::run(g, *a),
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),

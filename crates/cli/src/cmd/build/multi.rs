@@ -87,7 +87,7 @@ impl Multi<'_> {
             push: self.push,
             tag: self.tag,
         };
-        let names_out = exporter.export(&Built::Index(img.clone()), self.outputs)?;
+        let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
         self.progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
         self.progress.finish(true);
         if a.progress != "quiet" {
