@@ -105,3 +105,22 @@ fn a_256_mib_layer_is_pushed_in_bounded_memory() {
     assert!(layer["size"].as_u64().unwrap() > 256 << 20);
     assert!(api::complete_or_absent(reg, "pipeline/big", "1"));
 }
+
+#[test]
+fn platform_split_false_lays_every_platform_into_one_tree() {
+    let Some((env, _)) = mirrored() else { return };
+    let dockerfile = "FROM busybox\nARG TARGETARCH\nCOPY <<EOF /arch-$TARGETARCH\n$TARGETARCH\nEOF\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let out = env.dir.path().join("merged");
+    let tar = env.dir.path().join("merged.tar");
+    let local = format!("type=local,dest={},platform-split=false", s(&out));
+    let tarred = format!("type=tar,dest={},platform-split=false", s(&tar));
+    build_ok(&env, &["--platform", "linux/amd64,linux/arm64", "-o", &local, "-o", &tarred, s(&ctx)]);
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(std::fs::read_to_string(out.join(format!("arch-{arch}"))).unwrap(), format!("{arch}\n"));
+    }
+    assert!(out.join("bin/busybox").exists() && !out.join("linux_amd64").exists());
+    let listing = sh(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(listing.lines().any(|l| l == "arch-amd64") && listing.lines().any(|l| l == "arch-arm64"), "{listing}");
+    assert!(!listing.contains("linux_arm64"), "{listing}");
+}
