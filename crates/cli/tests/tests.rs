@@ -2,6 +2,7 @@
 
 mod util;
 
+mod annotations;
 mod archives;
 mod build;
 mod builders;
@@ -25,6 +26,7 @@ mod naming;
 mod nodes;
 mod plan;
 mod plugin;
+mod pipeline;
 mod run;
 mod runflags;
 mod runstep;

@@ -13,16 +13,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use polyarch_builder::base::ResolveMode;
-use polyarch_builder::{export, BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
+use polyarch_builder::export::Built;
+use polyarch_builder::output::{Output, OutputKind};
+use polyarch_builder::{BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
-use polyarch_store::Store;
 
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
 
+mod annotation;
 mod check;
 pub mod inputs;
+mod export;
 mod multi;
 mod nodes;
 mod outline;
@@ -94,6 +97,8 @@ pub struct BuildArgs {
     /// Shorthand for `--output=type=registry`.
     #[arg(long)]
     push: bool,
+    #[command(flatten)]
+    annotation: annotation::AnnotationArgs,
     /// Also put the result in the local store (buildx's `--load`; with no
     /// daemon, the store is where images are loaded). A multi-platform
     /// build is stored as one index, not only its host platform.
@@ -138,31 +143,9 @@ pub struct BuildArgs {
     inputs: inputs::InputArgs,
 }
 
-/// One `--output`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct OutputSpec {
-    kind: String,
-    dest: Option<String>,
-    names: Vec<String>,
-    push: bool,
-    tar: bool,
-    compression: Option<String>,
-    rewrite_timestamp: bool,
-    /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
-    oci_mediatypes: Option<bool>,
-}
-
 /// A boolean as Go's `strconv.ParseBool` reads it (BuildKit's build args).
 fn truthy(v: &str) -> bool {
     matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True")
-}
-
-fn parse_bool(k: &str, v: &str) -> Result<bool> {
-    match v {
-        "true" | "1" | "" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => bail!("invalid value {v:?} for {k}: want true or false"),
-    }
 }
 
 /// `--pull`: a boolean as buildx's, or a BuildKit image resolve mode.
@@ -172,52 +155,6 @@ fn parse_pull(s: &str) -> Result<ResolveMode, String> {
         "false" | "0" | "missing" => Ok(ResolveMode::PreferLocal),
         other => other.parse(),
     }
-}
-
-/// Parses buildx's `--output` syntax.
-fn parse_output(s: &str) -> Result<OutputSpec> {
-    if !s.contains('=') {
-        // buildx: `-` is a tar on stdout, anything else a local directory.
-        return Ok(if s == "-" {
-            OutputSpec { kind: "tar".into(), dest: Some("-".into()), tar: true, ..Default::default() }
-        } else {
-            OutputSpec { kind: "local".into(), dest: Some(s.into()), tar: true, ..Default::default() }
-        });
-    }
-    let mut o = OutputSpec { tar: true, ..Default::default() };
-    for field in s.split(',') {
-        let (k, v) = field.split_once('=').unwrap_or((field, ""));
-        match k.trim() {
-            "type" => o.kind = v.to_string(),
-            "dest" => o.dest = Some(v.to_string()),
-            "name" | "names" => o.names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
-            "push" => o.push = parse_bool(k, v)?,
-            "tar" => o.tar = parse_bool(k, v)?,
-            "compression" => o.compression = Some(v.to_string()),
-            "rewrite-timestamp" => o.rewrite_timestamp = parse_bool(k, v)?,
-            // With one platform polyarch always writes OCI media types.
-            "oci-mediatypes" => o.oci_mediatypes = Some(parse_bool(k, v)?),
-            "compression-level" | "force-compression" | "unpack" | "store" => {}
-            other => bail!("unknown output attribute {other:?} in {s:?}"),
-        }
-    }
-    if o.kind.is_empty() {
-        bail!("--output {s:?}: type is required");
-    }
-    if o.kind == "registry" {
-        o.kind = "image".into();
-        o.push = true;
-    }
-    match o.kind.as_str() {
-        "image" => {}
-        "oci" | "docker" | "tar" | "local" => {
-            if o.dest.is_none() {
-                bail!("--output type={}: dest is required", o.kind);
-            }
-        }
-        other => bail!("unknown output type {other:?} (want image, registry, oci, docker, tar or local)"),
-    }
-    Ok(o)
 }
 
 pub(crate) fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
@@ -605,21 +542,19 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         }
         a.progress = "quiet".into();
     }
-    let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
+    let mut outputs = a.outputs.iter().map(|o| Output::parse(o)).collect::<Result<Vec<_>, _>>()?;
     if a.push {
-        match outputs.iter_mut().find(|o| o.kind == "image") {
+        match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
             Some(o) => o.push = true,
-            None => outputs.push(OutputSpec { kind: "image".into(), push: true, tar: true, ..Default::default() }),
+            None => outputs.push(Output { push: true, ..Output::of(OutputKind::Image) }),
         }
     }
-    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == "image")) {
-        outputs.push(OutputSpec { kind: "image".into(), tar: true, ..Default::default() });
+    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == OutputKind::Image)) {
+        outputs.push(Output::of(OutputKind::Image));
     }
-    let compression = match outputs.iter().find_map(|o| o.compression.clone()).as_deref() {
-        None | Some("gzip") => Compression::Gzip,
-        Some("zstd") => Compression::Zstd,
-        Some(other) => bail!("unsupported compression {other:?} (want gzip or zstd)"),
-    };
+    let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
+    let mut annotations = a.annotation.parse()?;
+    annotations.extend(outputs.iter().flat_map(|o| o.annotations.iter().cloned()));
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
     if let Some(iid) = &a.iidfile {
         if a.outputs.iter().any(|o| o.starts_with("type=local") || o.starts_with("type=tar")) {
@@ -744,13 +679,24 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
                 b.name
             );
         }
-        let run = nodes::Nodes { global, rt: &rt, store: &store, progress: &progress, outputs: &outputs, tags: &tags };
+        let run = nodes::Nodes {
+            global,
+            rt: &rt,
+            store: &store,
+            progress: &progress,
+            outputs: &outputs,
+            tags: &tags,
+            annotations: &annotations,
+        };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
-    if let Err(e) =
-        polyarch_builder::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_builder::multi::probe_host)
-    {
+    if let Err(e) = polyarch_builder::multi::check_emulation(
+        &opts,
+        &targets,
+        &Platform::host(),
+        &polyarch_builder::multi::probe_host,
+    ) {
         progress.finish(false);
         return Err(e.into());
     }
@@ -763,6 +709,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             progress: &progress,
             outputs: &outputs,
             tags: &tags,
+            annotations: &annotations,
             push: None,
             tag: true,
         };
@@ -786,33 +733,38 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             return Ok(130);
         }
     };
-    export_single(&rt, &client, &store, &progress, &outputs, &tags, &result, &a, None)
+    let exporter = export::Exporter {
+        rt: &rt,
+        client: &client,
+        store: &store,
+        progress: &progress,
+        tags: &tags,
+        annotations: &annotations,
+        push: None,
+        tag: true,
+    };
+    export_single(&exporter, &outputs, &result, &a)
 }
 
-/// How `push=true` pushes a one-platform image built on a node (which
-/// pushes its own blobs); the local store then lacks its layers.
-type PushImage<'a> = dyn Fn(&BuildResult, &[String]) -> Result<()> + 'a;
-
 /// Exports a one-platform result to every output and writes the reports.
-#[allow(clippy::too_many_arguments)]
 fn export_single(
-    rt: &tokio::runtime::Runtime,
-    client: &polyarch_registry::Client,
-    store: &Store,
-    progress: &Progress,
-    outputs: &[OutputSpec],
-    tags: &[String],
+    exporter: &export::Exporter<'_>,
+    outputs: &[Output],
     result: &BuildResult,
     a: &BuildArgs,
-    push: Option<&PushImage<'_>>,
 ) -> Result<u8> {
+    let progress = exporter.progress;
+    let annotations = exporter.annotations;
+    let docker_types = outputs.iter().any(|o| o.oci_mediatypes == Some(false));
+    if let Err(e) = polyarch_builder::export::check_annotations(annotations, false, docker_types) {
+        progress.finish(false);
+        return Err(e.into());
+    }
+    let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
     let export_id = progress.next_id();
     progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
-    let mut names_out: Vec<String> = Vec::new();
-    for o in outputs {
-        export_one(rt, client, store, result, o, tags, &mut names_out, push)?;
-    }
+    let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
     progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
     progress.finish(true);
     if a.progress != "quiet" {
@@ -825,7 +777,7 @@ fn export_single(
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.metadata_file {
-        write_metadata(path, result, &names_out)?;
+        write_metadata(path, &result, &names_out)?;
     }
     if a.progress == "quiet" {
         println!("{id}");
@@ -881,67 +833,6 @@ async fn interrupted(cancel: &Cancel) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export_one(
-    rt: &tokio::runtime::Runtime,
-    client: &polyarch_registry::Client,
-    store: &Store,
-    r: &BuildResult,
-    o: &OutputSpec,
-    tags: &[String],
-    names_out: &mut Vec<String>,
-    push: Option<&PushImage<'_>>,
-) -> Result<()> {
-    let names: Vec<String> = if o.names.is_empty() {
-        tags.to_vec()
-    } else {
-        o.names.iter().map(|n| parse_tagged(n).map(|r| r.to_string())).collect::<Result<_>>()?
-    };
-    let dest = o.dest.as_deref().unwrap_or("");
-    match o.kind.as_str() {
-        "image" => {
-            if push.is_none() || !o.push {
-                export::tag(store, r, &names)?;
-            }
-            if o.push {
-                if names.is_empty() {
-                    bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
-                }
-                match push {
-                    Some(push) => push(r, &names)?,
-                    None => rt.block_on(export::push(client, store, r, &names))?,
-                }
-            }
-            names_out.extend(names);
-        }
-        "oci" if !o.tar => export::write_oci_dir(store, r, &names, Path::new(dest))?,
-        "oci" => with_dest(dest, |w| export::write_oci_tar(store, r, &names, w).map(|_| ()))?,
-        "docker" => with_dest(dest, |w| export::write_docker_tar(store, r, &names, w).map(|_| ()))?,
-        "tar" => with_dest(dest, |w| export::write_rootfs_tar(store, r, w).map(|_| ()))?,
-        "local" => export::write_local(store, r, Path::new(dest))?,
-        other => bail!("unknown output type {other:?}"),
-    }
-    Ok(())
-}
-
-/// Runs `f` on the destination file, or stdout for `-`.
-fn with_dest(dest: &str, f: impl FnOnce(&mut dyn Write) -> polyarch_builder::Result<()>) -> Result<()> {
-    if dest == "-" {
-        let mut out = std::io::stdout().lock();
-        f(&mut out)?;
-        out.flush()?;
-        return Ok(());
-    }
-    let path = Path::new(dest);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {dest}"))?);
-    f(&mut file)?;
-    file.flush()?;
-    Ok(())
-}
-
 fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> {
     let mut desc = r.manifest.clone();
     desc.platform = Some(r.platform.clone());
@@ -969,22 +860,5 @@ mod tests {
             assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
         }
         assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
-    }
-
-    #[test]
-    fn output_specs() {
-        let o = parse_output("type=oci,dest=out.tar,compression=zstd").unwrap();
-        assert_eq!(
-            (o.kind.as_str(), o.dest.as_deref(), o.compression.as_deref()),
-            ("oci", Some("out.tar"), Some("zstd"))
-        );
-        let o = parse_output("type=registry,name=r/x:1").unwrap();
-        assert_eq!((o.kind.as_str(), o.push, o.names.clone()), ("image", true, vec!["r/x:1".to_string()]));
-        assert_eq!(parse_output("outdir").unwrap().kind, "local");
-        assert_eq!(parse_output("-").unwrap().kind, "tar");
-        assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
-        assert!(parse_output("type=oci").is_err());
-        assert!(parse_output("type=nope,dest=x").is_err());
-        assert!(parse_output("type=local,dest=x,bogus=1").is_err());
     }
 }
