@@ -117,6 +117,30 @@ pub struct Record {
     pub created: Option<i64>,
 }
 
+/// A record as its file holds it: the record, and what `du` and `prune`
+/// read (when it was made and last used, how often, by which step). The
+/// file is rewritten whole through a rename on every use; it is not synced,
+/// as a lost update only makes a record look older.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stored {
+    #[serde(flatten)]
+    pub(crate) rec: Record,
+    /// When it was written (wall clock, unlike `created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) made: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_used: Option<i64>,
+    #[serde(default)]
+    pub(crate) usage_count: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) description: String,
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 /// How long a build waits for another build's claim before doing the work
 /// itself; claims are released when their build ends, so this only bounds
 /// the cost of an unforeseen wait cycle.
@@ -163,6 +187,9 @@ pub struct Cache {
     dir: PathBuf,
     store: Store,
     owner: Arc<Owner>,
+    /// Keeps `prune` from removing what this build reads or writes until
+    /// the build ends (`None` if the lock file could not be opened).
+    _lease: Arc<Option<polyarch_store::Lease>>,
 }
 
 impl Cache {
@@ -173,6 +200,7 @@ impl Cache {
             dir: store.root().join("build-cache"),
             store: store.clone(),
             owner: Arc::new(Owner(NEXT.fetch_add(1, Ordering::Relaxed))),
+            _lease: Arc::new(store.lease().ok()),
         }
     }
 
@@ -214,18 +242,39 @@ impl Cache {
         }
     }
 
+    /// The record of `key` if its blob is there; a hit counts as a use.
     fn read(&self, key: &str) -> Option<Record> {
         let bytes = std::fs::read(self.path(key)).ok()?;
-        let rec: Record = serde_json::from_slice(&bytes).ok()?;
-        match &rec.layer {
-            Some(l) if !self.store.exists(&l.desc.digest).unwrap_or(false) => None,
-            _ => Some(rec),
+        let mut stored: Stored = serde_json::from_slice(&bytes).ok()?;
+        if let Some(l) = &stored.rec.layer {
+            if !self.store.exists(&l.desc.digest).unwrap_or(false) {
+                return None;
+            }
         }
+        stored.last_used = Some(now());
+        stored.usage_count += 1;
+        // A failed update leaves the record as it was: still a hit.
+        let _ = self.write(key, &stored);
+        Some(stored.rec)
     }
 
     /// Stores the record for `key` (atomically) and settles its claim.
     pub fn put(&self, key: &str, rec: &Record) -> Result<()> {
-        let written = self.write(key, rec);
+        self.put_described(key, rec, "")
+    }
+
+    /// [`Cache::put`] with the step that made the record, as `du --verbose`
+    /// shows it.
+    pub fn put_described(&self, key: &str, rec: &Record, description: &str) -> Result<()> {
+        let t = now();
+        let stored = Stored {
+            rec: rec.clone(),
+            made: Some(t),
+            last_used: Some(t),
+            usage_count: 1,
+            description: description.into(),
+        };
+        let written = self.write(key, &stored);
         let f = in_flight();
         if let Ok(mut claims) = f.claims.lock() {
             let slot = (self.dir.clone(), key.to_string());
@@ -237,7 +286,7 @@ impl Cache {
         written
     }
 
-    fn write(&self, key: &str, rec: &Record) -> Result<()> {
+    fn write(&self, key: &str, rec: &Stored) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let bytes = serde_json::to_vec(rec).map_err(|source| Error::Json { what: "cache record", source })?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;

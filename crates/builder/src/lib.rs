@@ -39,6 +39,7 @@ pub mod materialize;
 pub mod multi;
 pub mod named;
 pub mod process;
+pub mod prune;
 pub mod reclaim;
 mod remote;
 pub mod settings;
