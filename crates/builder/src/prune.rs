@@ -118,9 +118,16 @@ pub struct Pruned {
 }
 
 /// Applies `policies` in turn (each to what the ones before left) at `now`,
-/// removes the records they pick, then every blob that no image and no
-/// record left needs.
-pub fn prune(store: &Store, gc: &GcGuard, policies: &[Policy], disk: DiskStat, now: i64) -> Result<Pruned> {
+/// removes the records they pick, then (when some went, or `sweep`) every
+/// blob that no image and no record left needs.
+pub fn prune(
+    store: &Store,
+    gc: &GcGuard,
+    policies: &[Policy],
+    disk: DiskStat,
+    now: i64,
+    sweep: bool,
+) -> Result<Pruned> {
     let mut left = records(store)?;
     let mut gone: Vec<CacheRecord> = Vec::new();
     for policy in policies {
@@ -138,7 +145,9 @@ pub fn prune(store: &Store, gc: &GcGuard, policies: &[Policy], disk: DiskStat, n
         remove(store, &r, |d| keep.contains(d) || referenced.contains(d))?;
         pruned.records.push(r.entry);
     }
-    pruned.blobs = store.prune_locked(gc, &PruneOptions { keep, ..PruneOptions::default() })?;
+    if sweep || !pruned.records.is_empty() {
+        pruned.blobs = store.prune_locked(gc, &PruneOptions { keep, ..PruneOptions::default() })?;
+    }
     Ok(pruned)
 }
 
@@ -200,7 +209,7 @@ mod tests {
         let gc = store.gc_lock().unwrap();
         let mut p = Policy::default();
         p.filters.add("id=aa").unwrap();
-        let pruned = prune(&store, &gc, &[p], DiskStat::default(), cache_now()).unwrap();
+        let pruned = prune(&store, &gc, &[p], DiskStat::default(), cache_now(), true).unwrap();
         assert_eq!(pruned.records.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["aa"]);
         assert!(!store.exists(&a).unwrap() && store.exists(&b).unwrap(), "the kept record keeps its blob");
         assert_eq!(records(&store).unwrap().len(), 1);
@@ -219,8 +228,8 @@ mod tests {
         let gc = store.gc_lock().unwrap();
         let mut p = Policy::default();
         p.filters.add("type=regular").unwrap();
-        assert!(prune(&store, &gc, &[p], DiskStat::default(), cache_now()).unwrap().records.is_empty());
-        let pruned = prune(&store, &gc, &[Policy::default()], DiskStat::default(), cache_now()).unwrap();
+        assert!(prune(&store, &gc, &[p], DiskStat::default(), cache_now(), true).unwrap().records.is_empty());
+        let pruned = prune(&store, &gc, &[Policy::default()], DiskStat::default(), cache_now(), true).unwrap();
         assert_eq!(pruned.records.len(), 1);
         assert_eq!(std::fs::read_dir(store.root().join("cache-mounts")).unwrap().count(), 0);
     }

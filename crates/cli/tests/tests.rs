@@ -25,6 +25,7 @@ mod naming;
 mod nodes;
 mod plan;
 mod plugin;
+mod prune;
 mod run;
 mod runflags;
 mod runstep;

@@ -727,9 +727,12 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
-    if let Err(e) =
-        polyarch_builder::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_builder::multi::probe_host)
-    {
+    if let Err(e) = polyarch_builder::multi::check_emulation(
+        &opts,
+        &targets,
+        &Platform::host(),
+        &polyarch_builder::multi::probe_host,
+    ) {
         progress.finish(false);
         return Err(e.into());
     }
