@@ -16,7 +16,7 @@ use polyarch_oci::Digest;
 use polyarch_store::retention::{self, DiskStat, Entry, Policy, RecordType};
 use polyarch_store::{BlobSource, GcGuard, PruneOptions, PruneReport, Store};
 
-use crate::cache::Stored;
+use crate::cache::{write_stored, Stored, USES};
 use crate::error::{Error, Result};
 
 /// How many hex digits of a record's key or a mount's name its ID shows
@@ -41,17 +41,69 @@ pub fn records(store: &Store) -> Result<Vec<CacheRecord>> {
     Ok(out)
 }
 
-fn step_records(store: &Store, referenced: &BTreeSet<Digest>) -> Vec<CacheRecord> {
-    let dir = store.root().join("build-cache");
+/// The hits the log holds: key hex → (last, count).
+fn read_uses(dir: &Path) -> std::collections::HashMap<String, (i64, u64)> {
+    let mut uses = std::collections::HashMap::new();
+    let text = std::fs::read_to_string(dir.join(USES)).unwrap_or_default();
+    for line in text.lines() {
+        let Some((hex, t)) = line.split_once(' ') else { continue };
+        let Ok(t) = t.parse::<i64>() else { continue };
+        let u = uses.entry(hex.to_string()).or_insert((t, 0));
+        u.0 = u.0.max(t);
+        u.1 += 1;
+    }
+    uses
+}
+
+/// Each record file with the hits of the log folded in.
+fn stored_records(dir: &Path) -> Vec<(String, Stored)> {
+    let uses = read_uses(dir);
     let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if name.starts_with('.') || name == USES {
             continue;
         }
         let Ok(bytes) = std::fs::read(e.path()) else { continue };
-        let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) else { continue };
-        let modified = mtime(&e.path());
+        let Ok(mut stored) = serde_json::from_slice::<Stored>(&bytes) else { continue };
+        if stored.last_used.is_none() {
+            stored.last_used = mtime(&e.path());
+        }
+        if let Some((t, n)) = uses.get(&name) {
+            stored.last_used = stored.last_used.max(Some(*t));
+            stored.usage_count = stored.usage_count.max(1) + n;
+        }
+        out.push((name, stored));
+    }
+    out
+}
+
+/// Folds the hit log into the record files and empties it. Only under the
+/// gc lock: no build is appending meanwhile.
+pub fn compact(store: &Store, _gc: &GcGuard) -> Result<()> {
+    let dir = store.root().join("build-cache");
+    if read_uses(&dir).is_empty() {
+        return Ok(());
+    }
+    let used = read_uses(&dir);
+    for (name, stored) in stored_records(&dir).into_iter().filter(|(n, _)| used.contains_key(n)) {
+        write_stored(&dir, &dir.join(&name), &stored)?;
+    }
+    let log = dir.join(USES);
+    std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))
+}
+
+/// The bytes of the hit log (to compact it when it grows).
+pub fn uses_log_bytes(store: &Store) -> u64 {
+    std::fs::metadata(store.root().join("build-cache").join(USES)).map_or(0, |m| m.len())
+}
+
+fn step_records(store: &Store, referenced: &BTreeSet<Digest>) -> Vec<CacheRecord> {
+    let dir = store.root().join("build-cache");
+    let mut out = Vec::new();
+    for (name, stored) in stored_records(&dir) {
+        let path = dir.join(&name);
+        let modified = mtime(&path);
         let blob = stored.rec.layer.as_ref().map(|l| l.desc.digest.clone());
         let present = blob.as_ref().is_none_or(|d| store.exists(d).unwrap_or(false));
         let size = stored.rec.layer.as_ref().filter(|_| present).map_or(0, |l| l.desc.size);
@@ -59,14 +111,14 @@ fn step_records(store: &Store, referenced: &BTreeSet<Digest>) -> Vec<CacheRecord
             id: name.chars().take(ID_LEN).collect(),
             size,
             created: stored.made.or(modified),
-            last_used: stored.last_used.or(modified),
+            last_used: stored.last_used,
             usage_count: stored.usage_count.max(1),
             record_type: RecordType::Regular,
             shared: blob.as_ref().is_some_and(|d| referenced.contains(d)),
             in_use: false,
             description: stored.description,
         };
-        out.push(CacheRecord { entry, path: e.path(), blob });
+        out.push(CacheRecord { entry, path, blob });
     }
     out
 }
@@ -128,6 +180,7 @@ pub fn prune(
     now: i64,
     sweep: bool,
 ) -> Result<Pruned> {
+    compact(store, gc)?;
     let mut left = records(store)?;
     let mut gone: Vec<CacheRecord> = Vec::new();
     for policy in policies {
@@ -200,6 +253,7 @@ mod tests {
             let a = record(&store, &cache, "sha256:aa", b"first layer");
             let b = record(&store, &cache, "sha256:bb", b"second");
             assert!(cache.get("sha256:aa").is_some());
+            assert!(cache.get("sha256:bb").is_some());
             (a, b)
         };
         let recs = records(&store).unwrap();
@@ -212,7 +266,9 @@ mod tests {
         let pruned = prune(&store, &gc, &[p], DiskStat::default(), cache_now(), true).unwrap();
         assert_eq!(pruned.records.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["aa"]);
         assert!(!store.exists(&a).unwrap() && store.exists(&b).unwrap(), "the kept record keeps its blob");
-        assert_eq!(records(&store).unwrap().len(), 1);
+        assert!(!store.root().join("build-cache").join(USES).exists(), "the log was folded in");
+        let left = records(&store).unwrap();
+        assert_eq!((left.len(), left[0].entry.usage_count), (1, 2), "folded once: {left:?}");
     }
 
     #[test]

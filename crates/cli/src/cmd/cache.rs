@@ -266,10 +266,18 @@ pub fn after_build(global: &GlobalArgs) {
     }
 }
 
+/// The hit log's size past which a build folds it into the records.
+const USES_LOG_LIMIT: u64 = 1 << 20;
+
 fn collect(global: &GlobalArgs) -> Result<()> {
     let store = Store::open(super::context::data_root(global)).context("opening the store")?;
     let disk = disk_of(&store)?;
     let Some(policies) = gc_policies(global, disk)? else { return Ok(()) };
+    if prune::uses_log_bytes(&store) > USES_LOG_LIMIT {
+        if let Some(gc) = store.try_gc_lock()? {
+            prune::compact(&store, &gc)?;
+        }
+    }
     let used = prune::quick_usage(&store);
     let under = |p: &Policy| {
         let keep = retention::keep_bytes(used, disk, p);
