@@ -106,11 +106,16 @@ fn main() -> ExitCode {
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(g, *a).inspect(|code| {
-            if *code == 0 {
-                cmd::cache::after_build(g)
+        Command::Build(a) => {
+            // Held until the image is exported and tagged: a prune waits.
+            let lease = cmd::cache::build_lease(g);
+            let code = cmd::build::run(g, *a);
+            drop(lease);
+            if let Ok(0) = code {
+                cmd::cache::after_build(g);
             }
-        }),
+            code
+        }
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),

@@ -139,3 +139,31 @@ fn default_policy_keeps_the_store_under_its_limit() {
     build(&env, &b);
     assert_eq!(records(&env).len(), 2);
 }
+
+#[test]
+fn prune_waits_for_a_running_build() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let df = "FROM busybox\nRUN sleep 3 && head -c 1000 /dev/urandom > /x\n";
+    let ctx = context(&env, "slow", &[("Dockerfile", df)]);
+    let dest = env.dir.path().join("out");
+    let spec = format!("type=local,dest={}", dest.display());
+    let mut build = env
+        .cmd(&["build", "--progress", "plain", "-o", &spec, s(&ctx)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the RUN step's container exists: the build holds its cache.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !env.root().join("exec").exists() || std::fs::read_dir(env.root().join("exec")).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the build never reached its RUN step");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = std::time::Instant::now();
+    let out = env.ok(&["prune", "--all"]);
+    assert!(started.elapsed() > Duration::from_millis(1500), "prune did not wait for the RUN step: {out}");
+    let built = build.wait_with_output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert_eq!(std::fs::metadata(dest.join("x")).unwrap().len(), 1000);
+    assert!(out.contains("RECLAIMABLE"), "the build's record went once it ended: {out}");
+    assert_clean_root(&env.root());
+}

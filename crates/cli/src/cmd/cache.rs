@@ -256,6 +256,13 @@ pub fn gc_policies(global: &GlobalArgs, disk: DiskStat) -> Result<Option<Vec<Pol
     super::gcconfig::policies(&text, disk).with_context(|| format!("{shown}: [worker.oci]"))
 }
 
+/// A lease on the store for a whole build (steps, export, tags), so that
+/// a prune started meanwhile waits for it; `None` if the store cannot be
+/// opened (the build then says why).
+pub fn build_lease(global: &GlobalArgs) -> Option<polyarch_store::Lease> {
+    Store::open(super::context::data_root(global)).ok()?.lease().ok()
+}
+
 /// After a build: applies the GC policies when the store is over a limit
 /// (checked by measuring `blobs/` and `cache-mounts/`, without reading any
 /// record), unless another build or a prune holds the store. Problems are
