@@ -3,7 +3,7 @@
 //! a store under a configured limit after each build. What a rebuild
 //! executes again shows which records went.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::*;
@@ -16,7 +16,7 @@ fn dockerfile(env: &Env, name: &str) -> PathBuf {
 
 /// Builds `ctx` (to a local directory: the image stays untagged, its
 /// records private) and returns (executed, cached).
-fn build(env: &Env, ctx: &PathBuf) -> (usize, usize) {
+fn build(env: &Env, ctx: &Path) -> (usize, usize) {
     let dest = tempfile::Builder::new().prefix("out-").tempdir_in(env.dir.path()).unwrap().keep();
     let spec = format!("type=local,dest={}", dest.display());
     let (_, stderr) = build_ok(env, &["-o", &spec, s(ctx)]);
@@ -113,7 +113,8 @@ fn du_lists_records_as_buildx() {
     assert_eq!(records(&env)[0]["Shared"], true);
     env.ok(&["prune"]);
     assert_eq!(records(&env).len(), 1);
-    env.ok(&["prune", "--all"]);
+    let out = env.ok(&["prune", "--all", "--verbose"]);
+    assert!(out.contains("Shared:\t\ttrue\n") && out.contains("Type:\t\tregular\n"), "{out}");
     assert!(records(&env).is_empty());
 }
 
@@ -147,7 +148,7 @@ fn prune_waits_for_a_running_build() {
     let ctx = context(&env, "slow", &[("Dockerfile", df)]);
     let dest = env.dir.path().join("out");
     let spec = format!("type=local,dest={}", dest.display());
-    let mut build = env
+    let build = env
         .cmd(&["build", "--progress", "plain", "-o", &spec, s(&ctx)])
         .stderr(std::process::Stdio::piped())
         .spawn()
