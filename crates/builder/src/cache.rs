@@ -117,6 +117,34 @@ pub struct Record {
     pub created: Option<i64>,
 }
 
+/// A record as its file holds it: the record, and what `du` and `prune`
+/// read (when it was made and last used, how often, by which step). A hit
+/// does not rewrite it: it appends one line to [`USES`] (one `write` on a
+/// file opened once per build, not synced: a lost line only makes a record
+/// look older), which `prune` folds into the records under its lock.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stored {
+    #[serde(flatten)]
+    pub(crate) rec: Record,
+    /// When it was written (wall clock, unlike `created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) made: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_used: Option<i64>,
+    #[serde(default)]
+    pub(crate) usage_count: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) description: String,
+}
+
+/// The log of hits under `build-cache/`: lines of `HEX SECONDS`.
+pub(crate) const USES: &str = "uses.log";
+
+/// Seconds since the epoch, now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 /// How long a build waits for another build's claim before doing the work
 /// itself; claims are released when their build ends, so this only bounds
 /// the cost of an unforeseen wait cycle.
@@ -163,6 +191,11 @@ pub struct Cache {
     dir: PathBuf,
     store: Store,
     owner: Arc<Owner>,
+    /// Keeps `prune` from removing what this build reads or writes until
+    /// the build ends (`None` if the lock file could not be opened).
+    _lease: Arc<Option<polyarch_store::Lease>>,
+    /// The hit log, opened at the first hit.
+    uses: Arc<Mutex<Option<std::fs::File>>>,
 }
 
 impl Cache {
@@ -173,6 +206,8 @@ impl Cache {
             dir: store.root().join("build-cache"),
             store: store.clone(),
             owner: Arc::new(Owner(NEXT.fetch_add(1, Ordering::Relaxed))),
+            _lease: Arc::new(store.lease().ok()),
+            uses: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -214,18 +249,49 @@ impl Cache {
         }
     }
 
+    /// The record of `key` if its blob is there; a hit counts as a use.
     fn read(&self, key: &str) -> Option<Record> {
         let bytes = std::fs::read(self.path(key)).ok()?;
-        let rec: Record = serde_json::from_slice(&bytes).ok()?;
-        match &rec.layer {
-            Some(l) if !self.store.exists(&l.desc.digest).unwrap_or(false) => None,
-            _ => Some(rec),
+        let stored: Stored = serde_json::from_slice(&bytes).ok()?;
+        if let Some(l) = &stored.rec.layer {
+            if !self.store.exists(&l.desc.digest).unwrap_or(false) {
+                return None;
+            }
+        }
+        self.note_use(key);
+        Some(stored.rec)
+    }
+
+    /// Appends a hit of `key` to the log; a failure only loses the hit.
+    fn note_use(&self, key: &str) {
+        use std::io::Write as _;
+        let Ok(mut log) = self.uses.lock() else { return };
+        if log.is_none() {
+            *log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(USES)).ok();
+        }
+        if let Some(f) = log.as_mut() {
+            // One write of a short line: appends of several builds do not mix.
+            let _ = f.write_all(format!("{} {}\n", key.trim_start_matches("sha256:"), now()).as_bytes());
         }
     }
 
     /// Stores the record for `key` (atomically) and settles its claim.
     pub fn put(&self, key: &str, rec: &Record) -> Result<()> {
-        let written = self.write(key, rec);
+        self.put_described(key, rec, "")
+    }
+
+    /// [`Cache::put`] with the step that made the record, as `du --verbose`
+    /// shows it.
+    pub fn put_described(&self, key: &str, rec: &Record, description: &str) -> Result<()> {
+        let t = now();
+        let stored = Stored {
+            rec: rec.clone(),
+            made: Some(t),
+            last_used: Some(t),
+            usage_count: 1,
+            description: description.into(),
+        };
+        let written = self.write(key, &stored);
         let f = in_flight();
         if let Ok(mut claims) = f.claims.lock() {
             let slot = (self.dir.clone(), key.to_string());
@@ -237,15 +303,19 @@ impl Cache {
         written
     }
 
-    fn write(&self, key: &str, rec: &Record) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let bytes = serde_json::to_vec(rec).map_err(|source| Error::Json { what: "cache record", source })?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| Error::io(&self.dir, e))?;
-        let path = self.path(key);
-        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok(())
+    fn write(&self, key: &str, rec: &Stored) -> Result<()> {
+        write_stored(&self.dir, &self.path(key), rec)
     }
+}
+
+/// Writes a record file through a temp file in `dir` and a rename.
+pub(crate) fn write_stored(dir: &std::path::Path, path: &std::path::Path, rec: &Stored) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let bytes = serde_json::to_vec(rec).map_err(|source| Error::Json { what: "cache record", source })?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| Error::io(dir, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
 }
 
 /// A digest as a cache-key part.

@@ -42,6 +42,7 @@ pub mod multi;
 pub mod named;
 pub mod output;
 pub mod process;
+pub mod prune;
 pub mod reclaim;
 mod remote;
 pub mod settings;

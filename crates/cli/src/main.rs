@@ -52,10 +52,10 @@ enum Command {
     Save(cmd::archive::SaveArgs),
     /// Load images from a tar archive (as `docker load`).
     Load(cmd::archive::LoadArgs),
-    /// Show the store's disk usage (as `docker system df`).
-    Du(cmd::images::DuArgs),
-    /// Remove blobs no image references (as `docker image prune`).
-    Prune(cmd::images::PruneArgs),
+    /// Show the build cache's disk usage (as `docker buildx du`).
+    Du(cmd::cache::DuArgs),
+    /// Remove build cache and blobs no image references (as `docker buildx prune`).
+    Prune(cmd::cache::PruneArgs),
     /// Run a command in a new container from an image (as `docker run --rm`).
     Run(cmd::run::RunArgs),
     /// Troubleshooting commands that print JSON.
@@ -106,7 +106,16 @@ fn main() -> ExitCode {
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(g, *a),
+        Command::Build(a) => {
+            // Held until the image is exported and tagged: a prune waits.
+            let lease = cmd::cache::build_lease(g);
+            let code = cmd::build::run(g, *a);
+            drop(lease);
+            if let Ok(0) = code {
+                cmd::cache::after_build(g);
+            }
+            code
+        }
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),
@@ -119,8 +128,8 @@ fn main() -> ExitCode {
         Command::Push(a) => cmd::pull::push(g, a),
         Command::Save(a) => cmd::archive::save(g, a),
         Command::Load(a) => cmd::archive::load(g, a),
-        Command::Du(a) => cmd::images::du(g, a),
-        Command::Prune(a) => cmd::images::prune(g, a),
+        Command::Du(a) => cmd::cache::du(g, a),
+        Command::Prune(a) => cmd::cache::prune(g, a),
         Command::Run(a) => cmd::run::run(g, a),
         Command::Debug(c) => cmd::debug::run(g, c),
         Command::Binfmt(c) => cmd::binfmt::run(g, c),

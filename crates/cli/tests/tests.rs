@@ -27,6 +27,7 @@ mod nodes;
 mod plan;
 mod plugin;
 mod pipeline;
+mod prune;
 mod run;
 mod runflags;
 mod runstep;

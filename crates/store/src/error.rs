@@ -79,6 +79,9 @@ pub enum Error {
     /// An archive being imported is malformed.
     #[error("archive entry {entry:?}: {reason}")]
     Archive { entry: String, reason: String },
+    /// A prune filter, size or duration that does not parse.
+    #[error("invalid {what} {input:?}: {reason}")]
+    InvalidPolicy { what: &'static str, input: String, reason: &'static str },
     /// A file system operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -101,7 +104,8 @@ impl Error {
             | Error::NotAnImage { .. }
             | Error::NotAManifest { .. }
             | Error::Archive { .. }
-            | Error::BadArchiveName { .. } => ErrorKind::Invalid,
+            | Error::BadArchiveName { .. }
+            | Error::InvalidPolicy { .. } => ErrorKind::Invalid,
             Error::LayerMismatch { .. } | Error::LayerCount { .. } => ErrorKind::Corrupt,
             Error::CorruptBlob { .. } | Error::Manifest { .. } | Error::CorruptLayout { .. } => ErrorKind::Corrupt,
             Error::Io { .. } => ErrorKind::Io,

@@ -22,17 +22,27 @@ pub struct Lease {
     _lock: FileLock,
 }
 
+/// Held while pruning: no [`Lease`] is held meanwhile, so no build or pull
+/// is writing; see [`Store::gc_lock`].
+#[derive(Debug)]
+pub struct GcGuard {
+    _lock: FileLock,
+}
+
 /// What [`Store::prune_with`] may remove.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// Unlocked temp files in `ingest/` younger than this are kept: they
     /// may belong to a writer that has not locked them yet.
     pub ingest_grace: Duration,
+    /// Blobs kept though no reference reaches them (those of the build
+    /// cache records a prune keeps).
+    pub keep: BTreeSet<Digest>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { ingest_grace: Duration::from_secs(60) }
+        PruneOptions { ingest_grace: Duration::from_secs(60), keep: BTreeSet::new() }
     }
 }
 
@@ -92,6 +102,18 @@ impl Store {
         Ok(Lease { _lock: FileLock::shared(self.root().join("locks").join("gc.lock"))? })
     }
 
+    /// Waits until no lease is held (no build or pull is writing) and keeps
+    /// new ones from starting while the guard lives. Do not call it while
+    /// holding a lease: it would wait for itself.
+    pub fn gc_lock(&self) -> Result<GcGuard> {
+        Ok(GcGuard { _lock: FileLock::exclusive(self.root().join("locks").join("gc.lock"))? })
+    }
+
+    /// [`Store::gc_lock`] if no lease is held now, else `None`.
+    pub fn try_gc_lock(&self) -> Result<Option<GcGuard>> {
+        Ok(FileLock::try_exclusive(self.root().join("locks").join("gc.lock"))?.map(|l| GcGuard { _lock: l }))
+    }
+
     /// Every descriptor reachable from `roots` (index → children →
     /// config and layers), each once, in walk order. Missing blobs are
     /// included only with [`Missing::Tolerate`].
@@ -141,9 +163,15 @@ impl Store {
     /// Removes blobs no reference reaches and temp files in `ingest/` that
     /// no live writer holds. Waits for leases, then holds the index lock.
     pub fn prune_with(&self, opts: &PruneOptions) -> Result<PruneReport> {
-        let _gc = FileLock::exclusive(self.root().join("locks").join("gc.lock"))?;
+        let gc = self.gc_lock()?;
+        self.prune_locked(&gc, opts)
+    }
+
+    /// [`Store::prune_with`] under a [`GcGuard`] the caller holds.
+    pub fn prune_locked(&self, _gc: &GcGuard, opts: &PruneOptions) -> Result<PruneReport> {
         let _index = self.lock_index()?;
-        let keep = self.referenced_blobs()?;
+        let mut keep = self.referenced_blobs()?;
+        keep.extend(opts.keep.iter().cloned());
         let mut report = PruneReport::default();
         for blob in self.blobs()? {
             if keep.contains(&blob.digest) {

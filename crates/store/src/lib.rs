@@ -18,6 +18,7 @@ pub mod gc;
 pub mod layout;
 pub mod refs;
 mod sources;
+pub mod retention;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod verify;
@@ -32,7 +33,7 @@ use polyarch_oci::{media_type as mt, Algorithm, Descriptor, Digest, RawManifest,
 
 pub use content::{copy_blob, transfer, BlobInfo, BlobSink, BlobSource, BlobWriter, Ingest, VerifiedReader};
 pub use error::{Error, ErrorKind, Result};
-pub use gc::{DiskUsage, Lease, PruneOptions, PruneReport};
+pub use gc::{DiskUsage, GcGuard, Lease, PruneOptions, PruneReport};
 pub use layout::{default_root, private_dir, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ROOT_MODE};
 
 use error::io_at;

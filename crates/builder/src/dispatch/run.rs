@@ -191,7 +191,8 @@ impl Run<'_> {
         let (after, upper) = self.execute(st, &before, &process, &mounts, (id, name), line)?;
         drop(mounts);
         let layer = self.commit_changes(st, &before, &after, upper)?;
-        self.cache.put(&key, &Record { layer, created: Some(self.now) })?;
+        let described = history.trim_end_matches(" # buildkit");
+        self.cache.put_described(&key, &Record { layer, created: Some(self.now) }, described)?;
         st.key = key;
         self.executed += 1;
         self.commit_fs(st, history, self.now);

@@ -1,7 +1,6 @@
-//! Images in the local store: `images`, `inspect`, `tag`, `rmi`, `du` and
-//! `prune`, with Docker's flags and output layouts (`docker images`,
-//! `docker image inspect`, `docker tag`, `docker rmi`, `docker system df`,
-//! `docker image prune`).
+//! Images in the local store: `images`, `inspect`, `tag`, `rmi`, with
+//! Docker's flags and output layouts (`docker images`, `docker image
+//! inspect`, `docker tag`, `docker rmi`); `du` and `prune` are in `cache`.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -65,20 +64,6 @@ pub struct RmiArgs {
     force: bool,
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
-}
-
-#[derive(Args)]
-pub struct DuArgs {
-    /// `table`, `json` or a Go template over the JSON (`{{.ReclaimableBytes}}`).
-    #[arg(long, default_value = "table", value_parser = template::format_arg)]
-    format: Format,
-}
-
-#[derive(Args)]
-pub struct PruneArgs {
-    /// Accepted for compatibility: prune never asks.
-    #[arg(short, long)]
-    force: bool,
 }
 
 /// Opens the store under `--root` and takes back what killed polyarch
@@ -176,11 +161,6 @@ fn size_with_precision(bytes: u64, prec: i32) -> String {
 /// Decimal size with 3 significant digits, as `docker images` (`4.26MB`).
 pub fn human_size(bytes: u64) -> String {
     size_with_precision(bytes, 3)
-}
-
-/// Decimal size with 4 significant digits, as `docker system df`.
-pub fn human_size4(bytes: u64) -> String {
-    size_with_precision(bytes, 4)
 }
 
 /// go-units' `HumanDuration`, as in Docker's "CREATED" column.
@@ -514,110 +494,35 @@ fn lookup_by_name(store: &Store, input: &str) -> Result<Option<String>> {
     }
 }
 
-fn percent(part: u64, whole: u64) -> String {
-    format!("{}%", (part * 100).checked_div(whole).unwrap_or(0))
-}
-
-pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
-    let store = open_store(global)?;
+/// The image store's totals (blobs, temp files, unpacked layers, run
+/// snapshots), as `du --format json` gives them.
+pub fn store_usage(store: &Store) -> Result<Value> {
     let du = store.du().context("measuring the store")?;
     let images = store.list()?.len();
-    let unpacked = polyarch_builder::materialize::unpacked_usage(&store).context("measuring unpacked layers")?;
-    let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let unpacked = polyarch_builder::materialize::unpacked_usage(store).context("measuring unpacked layers")?;
+    let stored = polyarch_builder::materialize::stored_diff_ids(store).context("reading the stored images")?;
     let snaps = polyarch_builder::reclaim::snapshot_usage(store.root(), &stored);
     // Everything else on disk: state of running work, temp directories,
     // cache mounts, what a killed process left; none of it is an image.
     let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + unpacked.bytes + snaps.bytes);
-    if !matches!(a.format, Format::Default) {
-        let v = json!({
-            "Images": images,
-            "Blobs": du.blobs,
-            "Bytes": du.bytes,
-            "ReferencedBlobs": du.referenced_blobs,
-            "ReferencedBytes": du.referenced_bytes,
-            "ReclaimableBytes": du.reclaimable_bytes(),
-            "TempFiles": du.ingest_files,
-            "TempBytes": du.ingest_bytes,
-            "UnpackedLayers": unpacked.dirs,
-            "UnpackedBytes": unpacked.bytes,
-            "UnpackedReclaimableBytes": unpacked.unused_bytes,
-            "RunSnapshots": snaps.snapshots,
-            "RunSnapshotBytes": snaps.bytes,
-            "RunSnapshotReclaimableBytes": snaps.reclaimable_bytes,
-            "OtherBytes": other,
-            "TotalBytes": du.total_bytes,
-        });
-        match a.format {
-            Format::Template { template, table } => emit(&template::render_rows(&template, table, &[v], &[])?)?,
-            _ => emit(&format!("{v}\n"))?,
-        }
-        return Ok(0);
-    }
-    let reclaim = du.reclaimable_bytes();
-    let rows = vec![
-        vec![
-            "Images".to_string(),
-            images.to_string(),
-            images.to_string(),
-            human_size4(du.referenced_bytes),
-            "0B (0%)".to_string(),
-        ],
-        vec![
-            "Blobs".to_string(),
-            du.blobs.to_string(),
-            du.referenced_blobs.to_string(),
-            human_size4(du.bytes),
-            format!("{} ({})", human_size4(reclaim), percent(reclaim, du.bytes)),
-        ],
-        vec![
-            "Unpacked layers".to_string(),
-            unpacked.dirs.to_string(),
-            (unpacked.dirs - unpacked.unused_dirs).to_string(),
-            human_size4(unpacked.bytes),
-            format!("{} ({})", human_size4(unpacked.unused_bytes), percent(unpacked.unused_bytes, unpacked.bytes)),
-        ],
-        vec![
-            "Temp files".to_string(),
-            du.ingest_files.to_string(),
-            "0".to_string(),
-            human_size4(du.ingest_bytes),
-            human_size4(du.ingest_bytes),
-        ],
-        vec![
-            "Run snapshots".to_string(),
-            snaps.snapshots.to_string(),
-            snaps.used.to_string(),
-            human_size4(snaps.bytes),
-            format!("{} ({})", human_size4(snaps.reclaimable_bytes), percent(snaps.reclaimable_bytes, snaps.bytes)),
-        ],
-        vec!["Other".to_string(), "-".to_string(), "-".to_string(), human_size4(other), human_size4(other)],
-    ];
-    emit(&table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows))?;
-    Ok(0)
-}
-
-pub fn prune(global: &GlobalArgs, _a: PruneArgs) -> Result<u8> {
-    let store = open_store(global)?;
-    let report = store.prune().context("pruning the store")?;
-    if !report.removed.is_empty() {
-        println!("Deleted blobs:");
-        for d in &report.removed {
-            println!("deleted: {d}");
-        }
-        println!();
-    }
-    let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
-    let (dirs, unpacked) =
-        polyarch_builder::materialize::prune_unpacked(&store, &stored).context("pruning unpacked layers")?;
-    if dirs > 0 {
-        println!("Deleted unpacked layers: {dirs} ({})\n", human_size(unpacked));
-    }
-    let snapshots = super::run::prune_snapshots(&store, &stored).context("pruning run snapshots")?;
-    if snapshots > 0 {
-        println!("Deleted run snapshots: {snapshots}\n");
-    }
-    println!("Total reclaimed space: {}", human_size(report.bytes + unpacked));
-    Ok(0)
+    Ok(json!({
+        "Images": images,
+        "Blobs": du.blobs,
+        "Bytes": du.bytes,
+        "ReferencedBlobs": du.referenced_blobs,
+        "ReferencedBytes": du.referenced_bytes,
+        "ReclaimableBytes": du.reclaimable_bytes(),
+        "TempFiles": du.ingest_files,
+        "TempBytes": du.ingest_bytes,
+        "UnpackedLayers": unpacked.dirs,
+        "UnpackedBytes": unpacked.bytes,
+        "UnpackedReclaimableBytes": unpacked.unused_bytes,
+        "RunSnapshots": snaps.snapshots,
+        "RunSnapshotBytes": snaps.bytes,
+        "RunSnapshotReclaimableBytes": snaps.reclaimable_bytes,
+        "OtherBytes": other,
+        "TotalBytes": du.total_bytes,
+    }))
 }
 
 #[cfg(test)]
@@ -630,7 +535,6 @@ mod tests {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(4_261_234), "4.26MB");
         assert_eq!(human_size(2_000_000), "2MB");
-        assert_eq!(human_size4(16_434_000), "16.43MB");
         assert_eq!(human_size(1_500), "1.5kB");
     }
 
