@@ -9,7 +9,7 @@ mod run;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use polyarch_dockerfile::instructions::{self, Command, Dockerfile};
 use polyarch_dockerfile::Lex;
@@ -24,7 +24,8 @@ use crate::error::{Error, ErrorKind, Location, Result};
 use crate::fs::MemFs;
 use crate::graph::{self, Graph};
 use crate::layer::Layer;
-use crate::{BuildOptions, BuildResult, Event, EventSink};
+use crate::slots::{Class, Slots};
+use crate::{BuildOptions, BuildResult, Event, EventSink, Vertex};
 
 /// Runs builds against a store, pulling base images with a registry client.
 #[derive(Clone)]
@@ -32,12 +33,21 @@ pub struct Builder {
     store: Store,
     client: Option<Client>,
     events: EventSink,
+    pub(crate) slots: Slots,
 }
 
 impl Builder {
-    /// A builder writing to `store`, with no registry access and no events.
+    /// A builder writing to `store`, with no registry access, no events
+    /// and the default [`Slots`].
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}) }
+        Builder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default() }
+    }
+
+    /// Sets the limits of work at once (shared with other builds that
+    /// were given clones of the same slots).
+    pub fn with_slots(mut self, slots: Slots) -> Builder {
+        self.slots = slots;
+        self
     }
 
     /// Sets the registry client used to pull base images.
@@ -175,6 +185,14 @@ pub(crate) struct StageState {
     pub(crate) pending: Vec<usize>,
     /// The step being dispatched is an ONBUILD trigger.
     pub(crate) on_build: bool,
+    /// The digest of the stage's last step, the next step's input.
+    pub(crate) last: Option<polyarch_oci::Digest>,
+}
+
+/// A started step.
+pub(crate) struct Step {
+    pub(crate) vertex: Vertex,
+    t: Instant,
 }
 
 pub(crate) struct Run<'a> {
@@ -211,10 +229,25 @@ impl Run<'_> {
         (self.b.events)(e)
     }
 
-    pub(crate) fn start(&self, name: String) -> (usize, Instant) {
-        let id = self.step.fetch_add(1, Ordering::SeqCst) + 1;
-        self.emit(Event::Started { id, name });
-        (id, Instant::now())
+    /// Starts a step: numbers it and says so.
+    pub(crate) fn start(&self, mut vertex: Vertex) -> Step {
+        vertex.id = self.step.fetch_add(1, Ordering::SeqCst) + 1;
+        if vertex.platform.is_none() {
+            vertex.platform = Some(self.opts.platform.clone());
+        }
+        self.emit(Event::Started { vertex: vertex.clone(), at: SystemTime::now() });
+        Step { vertex, t: Instant::now() }
+    }
+
+    /// The vertex of the next step of stage `st`: its position, the text,
+    /// the build's platform and the stage's previous step as its input.
+    pub(crate) fn step_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
+        st.index += 1;
+        let mut v = Vertex::instruction(&st.name, st.index, st.total, text).with_platform(self.opts.platform.clone());
+        v.onbuild = st.on_build;
+        v.inputs.extend(st.last.take());
+        st.last = Some(v.digest());
+        v
     }
 
     /// Records a metadata step's history entry; its time is set at the end.
@@ -231,23 +264,28 @@ impl Run<'_> {
         st.image.commit(text, with_layer, Some(&rfc3339(t)));
     }
 
-    pub(crate) fn done(&self, (id, t): (usize, Instant)) {
-        self.emit(Event::Done { id, elapsed: t.elapsed() });
+    pub(crate) fn done(&self, step: Step) {
+        self.emit(Event::Done { elapsed: step.t.elapsed(), vertex: step.vertex, at: SystemTime::now() });
+    }
+
+    /// Says that a step's result came from the cache.
+    pub(crate) fn cached_step(&self, step: &Step) {
+        self.emit(Event::Cached { vertex: step.vertex.clone(), at: SystemTime::now() });
     }
 
     /// Ends a filesystem step by its outcome (whether it came from the
     /// cache): `Cached` then `Done`, or `Failed` with the error.
-    pub(crate) fn end_step(&self, step: (usize, Instant), outcome: Result<bool>) -> Result<()> {
+    pub(crate) fn end_step(&self, step: Step, outcome: Result<bool>) -> Result<()> {
         match outcome {
             Ok(cached) => {
                 if cached {
-                    self.emit(Event::Cached { id: step.0 });
+                    self.cached_step(&step);
                 }
                 self.done(step);
                 Ok(())
             }
             Err(e) => {
-                self.emit(Event::Failed { id: step.0, message: e.to_string() });
+                self.emit(Event::Failed { vertex: step.vertex, at: SystemTime::now(), message: e.to_string() });
                 Err(e)
             }
         }
@@ -447,12 +485,18 @@ impl Run<'_> {
         let reference = Reference::parse_normalized(name)
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
-        let step = self.start(format!("[internal] load metadata for {reference}"));
+        let slot = self.b.slots.acquire(Class::Io).await;
+        let step = self.start(Vertex::internal(format!("load metadata for {reference}")));
         let mode = self.opts.resolve_mode;
-        let img =
-            base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await.map_err(|e| {
-                loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name))
-            })?;
+        let img = match base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await {
+            Ok(img) => img,
+            Err(e) => {
+                let msg = format!("failed to resolve source metadata for {reference}: {e}");
+                self.emit(Event::Failed { vertex: step.vertex, at: SystemTime::now(), message: msg.clone() });
+                return Err(loc.error(e.kind(), msg, Some(name)));
+            }
+        };
+        drop(slot);
         self.done(step);
         Ok(img)
     }
@@ -522,7 +566,7 @@ impl Run<'_> {
         } else {
             format!("FROM {base_name}")
         };
-        let step = self.start(st.prefix(&from_text));
+        let step = self.start(self.step_vertex(&mut st, &from_text));
         self.done(step);
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
@@ -722,16 +766,8 @@ impl StageState {
             layers_before_step: 0,
             pending: Vec::new(),
             on_build: false,
+            last: None,
         }
-    }
-
-    /// `[name k/n] text` as BuildKit names vertices (`ONBUILD ` before
-    /// the text of a trigger's step, as its `prefixCommand`).
-    pub(crate) fn prefix(&mut self, text: &str) -> String {
-        self.index += 1;
-        let width = self.total.to_string().len();
-        let onbuild = if self.on_build { "ONBUILD " } else { "" };
-        format!("[{} {:>width$}/{}] {onbuild}{text}", self.name, self.index, self.total)
     }
 }
 

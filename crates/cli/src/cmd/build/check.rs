@@ -2,7 +2,6 @@
 //! as `buildx build --check` prints them), `--call=targets`, and the
 //! warnings printed after a build, as buildx's `printWarnings`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -94,20 +93,9 @@ pub(super) fn before_build(rep: &Report, progress: &str) -> Result<()> {
     Ok(())
 }
 
-/// After a build: buildx's summary of the warnings on stderr.
+/// The warnings after the build, as the progress mode shows them.
 pub(super) fn print_after(rep: &Report, progress: &str) {
-    if rep.warnings.is_empty() || progress == "quiet" || progress == "rawjson" {
-        return;
-    }
-    let n = rep.warnings.len();
-    let head = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
-    let head = format!("{head} (use docker --debug to expand):\n");
-    let head = if std::io::stderr().is_terminal() { format!("\x1b[33m{head}\x1b[0m") } else { head };
-    let mut out = format!("\n {head}");
-    for w in &rep.warnings {
-        out.push_str(&format!(" - {}\n", w.short()));
-    }
-    eprint!("{out}");
+    crate::progress::build::print_warnings(rep, progress)
 }
 
 /// `--call=targets`: the stages with their description comments

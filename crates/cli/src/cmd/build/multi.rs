@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use polyarch_builder::export::{self, IndexImage};
 use polyarch_builder::multi::{MultiBuilder, MultiResult};
-use polyarch_builder::{BuildOptions, Event};
+use polyarch_builder::slots::Class;
+use polyarch_builder::{BuildOptions, Vertex};
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -41,14 +42,18 @@ impl Multi<'_> {
     /// Builds every platform, exports the index and writes the reports.
     pub fn build(&self, opts: &BuildOptions, platforms: &[Platform], jobs: usize, a: &BuildArgs) -> Result<u8> {
         let list = platforms.iter().map(|p| p.format()).collect::<Vec<_>>().join(", ");
-        if matches!(self.progress.mode.as_str(), "plain" | "tty") {
-            eprintln!("building for {} platforms: {list} ({} at a time)", platforms.len(), jobs.min(platforms.len()));
-        }
         let sink = self.progress.clone();
         let builder = MultiBuilder::new(self.store.clone())
             .with_client(self.client.clone())
             .with_events(Arc::new(move |e| sink.lib_event(e)))
             .with_jobs(jobs);
+        if self.progress.chatty() {
+            let emulated = polyarch_builder::slots::Slots::new(jobs).limit(Class::Emulated);
+            eprintln!(
+                "building for {} platforms: {list} (at once; {jobs} native and {emulated} emulated steps at a time)",
+                platforms.len()
+            );
+        }
         let result = match self.rt.block_on(builder.build(opts, platforms)) {
             Ok(r) => r,
             Err(e) => {
@@ -66,15 +71,14 @@ impl Multi<'_> {
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
         let img = export::assemble_index(self.store, &result.images, docker_types)?;
         let t = Instant::now();
-        let export_id = self.progress.next_id();
-        self.progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
+        let exporting = self.progress.start(Vertex::plain("exporting to image"));
         let mut names_out: Vec<String> = Vec::new();
         for o in self.outputs {
             self.export_one(&result, &img, o, &mut names_out)?;
         }
-        self.progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
+        self.progress.done(exporting, t.elapsed());
         self.progress.finish(true);
-        if a.progress != "quiet" {
+        if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());
         }
         let digest = img.index.digest.to_string();
@@ -121,7 +125,7 @@ impl Multi<'_> {
                 with_dest(dest, |w| {
                     export::write_docker_platforms(store, &r.images, &names, w).map(|(_, l)| loaded = l)
                 })?;
-                if self.progress.mode != "quiet" {
+                if self.progress.chatty() {
                     eprintln!("{}", describe_load(&loaded));
                 }
             }
