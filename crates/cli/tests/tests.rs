@@ -20,6 +20,7 @@ mod manifest;
 mod multiplatform;
 mod naming;
 mod nodes;
+mod progress;
 mod run;
 mod runstep;
 mod semantics;
