@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::foreign::aarch64_handler;
-use crate::util::{context, mirrored_for_run, s};
+use crate::util::{context, mirrored, mirrored_for_run, s};
 
 /// What the stream said of one vertex, its updates merged.
 #[derive(Debug, Default, Clone)]
@@ -174,4 +174,29 @@ fn an_emulated_run_does_not_hold_the_native_slot() {
     let (amd_start, amd_end) = (when(&amd.started), when(&amd.completed));
     assert!(amd_start < arm_end && amd_end < arm_end, "the amd64 RUN ran while the arm64 one did: {arm:?} {amd:?}");
     assert!(arm_start < amd_end, "both RUN steps were running at once: {arm:?} {amd:?}");
+}
+
+#[test]
+fn none_prints_only_errors_and_buildkit_progress_sets_the_default() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let out = env.run(&["build", "--progress", "none", "-t", "none:1", s(&ctx)]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!((text(&out.stdout), text(&out.stderr)), (String::new(), String::new()));
+
+    let out = env.cmd(&["build", "-t", "none:1", s(&ctx)]).env("BUILDKIT_PROGRESS", "rawjson").output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, _) = solve_status(&stderr);
+    assert!(named(&vertices, "[stage-0 2/2] COPY f /f").1.cached, "{vertices:?}");
+
+    let out = env.cmd(&["build", "--progress", "plain", s(&ctx)]).env("BUILDKIT_PROGRESS", "none").output().unwrap();
+    assert!(text(&out.stderr).contains("#1 [internal] load build definition from Dockerfile"), "the flag wins");
+
+    let bad = context(&env, "bad", &[("Dockerfile", "FROM busybox\nCOPY missing /m\n")]);
+    let out = env.run(&["build", "--progress", "none", s(&bad)]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("missing") && !stderr.contains("#1 "), "only the error: {stderr}");
 }
