@@ -122,7 +122,8 @@ impl<'a> NodeBuild<'a> {
         self
     }
 
-    /// `--jobs`: platforms built at once, here and on each node.
+    /// `--jobs`: native steps at once (emulated steps and pulls have
+    /// limits of their own), here and on each node.
     pub fn with_jobs(mut self, jobs: Option<usize>) -> Self {
         self.jobs = jobs;
         self

@@ -98,7 +98,7 @@ pub struct BuildSpec {
     pub registry_config: Option<String>,
     /// `--insecure`.
     pub insecure: bool,
-    /// Platforms built at once on the node.
+    /// `--jobs` on the node: native steps at once.
     pub jobs: Option<usize>,
 }
 
