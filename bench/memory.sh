@@ -20,7 +20,8 @@
 # Needs: buildah, runc, docker-registry, python3, GNU time (/usr/bin/time),
 # ../shared/fixtures, root, ~8 GiB free in /tmp.
 set -euo pipefail
-CASES=${CASES:-base from copy bomb}
+CASES=${CASES:-base from copy bomb six}
+SIX=linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x,linux/riscv64
 here=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=${POLYARCH_FIXTURES:-$here/../shared/fixtures}
 work=$(mktemp -d /tmp/polyarch-bench-memory.XXXXXX)
@@ -103,6 +104,11 @@ if has bomb; then
   peak bomb-pa $(pa "$work/pa" -t bench/bomb:latest "$work/bomb")
   peak bomb-bh $(bb "$work/bh" -t bench/bomb:latest "$work/bomb")
 fi
+if has six; then
+  fresh "$work/pa" "$work/bh"
+  peak six-pa $(pa "$work/pa" --platform "$SIX" -t bench/six:latest "$work/base")
+  peak six-bh $(bb "$work/bh" --platform "$SIX" --manifest bench/six:latest "$work/base")
+fi
 fresh "$work/pa" "$work/bh"
 
 row() { [ -n "${RSS[$2]:-}" ] || return 0; local p=${RSS[$2]} b=${RSS[$3]}
@@ -116,3 +122,4 @@ row "400 MiB base from the context (busybox + COPY of 400 x 1 MiB)" base-pa base
 row "FROM the 400 MiB base + COPY + RUN" from-pa from-bh
 row "COPY of a 1 GiB context file" copy-pa copy-bh
 row "COPY --from an image holding 2 GiB of zeros" bomb-pa bomb-bh
+row "400 MiB base for 6 platforms into one index" six-pa six-bh

@@ -33,6 +33,8 @@ pub struct Builder {
     store: Store,
     client: Option<Client>,
     events: EventSink,
+    /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
+    executor: Option<Arc<dyn polyarch_exec::Executor>>,
     pub(crate) slots: Slots,
 }
 
@@ -40,7 +42,14 @@ impl Builder {
     /// A builder writing to `store`, with no registry access, no events
     /// and the default [`Slots`].
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default() }
+        Builder { store, client: None, events: Arc::new(|_| {}), executor: None, slots: Slots::default() }
+    }
+
+    /// Runs RUN processes with `executor` instead of the OCI runtime of
+    /// `BuildOptions::runtime`.
+    pub fn with_executor(mut self, executor: Arc<dyn polyarch_exec::Executor>) -> Builder {
+        self.executor = Some(executor);
+        self
     }
 
     /// Sets the limits of work at once (shared with other builds that
@@ -65,6 +74,11 @@ impl Builder {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The executor given, if any.
+    pub(crate) fn executor(&self) -> Option<Arc<dyn polyarch_exec::Executor>> {
+        self.executor.clone()
     }
 
     /// The registry client, if any.
@@ -109,6 +123,7 @@ impl Builder {
             froms: froms.into_iter().map(|f| (f.base, f.platform)).collect(),
             df,
         };
+        run.replace_named_stages();
         let needed: Vec<usize> = run.needed(target).into_iter().filter(|i| *i <= target).collect();
         run.prefetch(&needed).await?;
         let graph = Graph::new(&needed, |i| run.stage_deps(i, &needed));
@@ -453,13 +468,16 @@ impl Run<'_> {
             };
             let stage = &self.df.stages[i];
             let mut names = Vec::new();
-            if !base.eq_ignore_ascii_case("scratch") && self.base_stage(base, i).is_none() {
+            if !base.eq_ignore_ascii_case("scratch")
+                && self.base_stage(base, i).is_none()
+                && self.named_files(base).is_none()
+            {
                 names.push((base.clone(), stage.line));
             }
             for c in &stage.commands {
                 if let Instruction::Copy(cp) = &c.instruction {
                     if let Some(f) = cp.from.as_ref().filter(|f| !f.contains('$')) {
-                        if self.stage_named(f, self.df.stages.len()).is_none() {
+                        if self.stage_named(f, self.df.stages.len()).is_none() && self.named_files(f).is_none() {
                             names.push((f.clone(), c.start_line));
                         }
                     }
@@ -487,6 +505,11 @@ impl Run<'_> {
             .with_default_tag();
         let slot = self.b.slots.acquire(Class::Io).await;
         let step = self.start(Vertex::internal(format!("load metadata for {reference}")));
+        if let Some(img) = self.named_image(name, platform).await {
+            let img = img.map_err(|e| loc.error(e.kind(), format!("build context {name}: {e}"), Some(name)))?;
+            self.done(step);
+            return Ok(img);
+        }
         let mode = self.opts.resolve_mode;
         let img = match base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await {
             Ok(img) => img,
@@ -545,6 +568,8 @@ impl Run<'_> {
                 commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
             }
             s.cmd_set = false;
+            s
+        } else if let Some(s) = self.files_stage(name.clone(), &base_name, &platform)? {
             s
         } else {
             let img = self.image(&base_name, &platform, stage.line).await?;
@@ -751,7 +776,7 @@ impl Job {
 }
 
 impl StageState {
-    fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
+    pub(crate) fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
         StageState {
             name,
             platform,

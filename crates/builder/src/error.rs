@@ -36,6 +36,14 @@ pub enum Error {
     /// A build option is wrong.
     #[error("{0}")]
     Option(String),
+    /// An `--ssh` agent could not be reached or started.
+    #[error("--ssh {id}: {reason}")]
+    Ssh {
+        /// The ssh id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(Box<polyarch_store::Error>),
@@ -127,6 +135,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A Git source could not be fetched or checked out.
+    #[error("git context {url}: {message}")]
+    Git {
+        /// The URL with its `#ref:subdir` fragment.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// Downloaded content does not match `--checksum`.
     #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {
@@ -162,7 +178,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::At { kind, .. } => *kind,
-            Error::Option(_) | Error::Checksum { .. } => ErrorKind::Invalid,
+            Error::Option(_) | Error::Checksum { .. } | Error::Ssh { .. } => ErrorKind::Invalid,
             Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),

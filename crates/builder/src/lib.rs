@@ -9,6 +9,12 @@
 //! - [`cache`]: content-keyed step cache.
 //! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
 //!   commands, output; trees on disk and their differences.
+//! - [`settings`], [`ssh`]: RUN process settings of the build
+//!   (`--add-host`, `--ulimit`, `--allow`, `--ssh`...).
+//!
+//! RUN processes go through a [`polyarch_exec::Executor`]: runc by
+//! default, or the one given to [`Builder::with_executor`] (a recording
+//! fake in tests, see `testing` behind the `testing` feature).
 //! - [`multi`]: several platforms at once, one scheduler; [`slots`]:
 //!   its limits per kind of work.
 //! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
@@ -29,14 +35,20 @@ pub mod error;
 pub mod event;
 pub mod export;
 pub mod fs;
+pub mod git;
 mod graph;
 pub mod layer;
 pub mod materialize;
 pub mod multi;
+pub mod named;
 pub mod process;
 pub mod reclaim;
 mod remote;
+pub mod settings;
 pub mod slots;
+pub mod ssh;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -86,6 +98,11 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// Where named images are looked for (`--pull`).
     pub resolve_mode: base::ResolveMode,
+    /// How RUN processes are set up (`--add-host`, `--ulimit`,
+    /// `--shm-size`, `--cgroup-parent`, `--allow`, `--ssh`).
+    pub run: settings::RunSettings,
+    /// Contexts that replace stages and images by name (`--build-context`).
+    pub named_contexts: named::NamedContexts,
 }
 
 impl BuildOptions {
@@ -110,6 +127,8 @@ impl BuildOptions {
             snapshotter: process::SnapshotterKind::default(),
             no_cache_filter: Vec::new(),
             resolve_mode: base::ResolveMode::default(),
+            run: settings::RunSettings::default(),
+            named_contexts: named::NamedContexts::new(),
         }
     }
 

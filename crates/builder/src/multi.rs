@@ -210,13 +210,20 @@ pub struct MultiBuilder {
     client: Option<Client>,
     events: EventSink,
     slots: Slots,
+    executor: Option<Arc<dyn polyarch_exec::Executor>>,
 }
 
 impl MultiBuilder {
     /// A builder writing to `store`, with no registry access, no events and
     /// the slots of [`default_jobs`].
     pub fn new(store: Store) -> MultiBuilder {
-        MultiBuilder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default() }
+        MultiBuilder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default(), executor: None }
+    }
+
+    /// Runs RUN processes of every platform with `executor`.
+    pub fn with_executor(mut self, executor: Arc<dyn polyarch_exec::Executor>) -> MultiBuilder {
+        self.executor = Some(executor);
+        self
     }
 
     /// Sets the registry client used to pull base images.
@@ -262,6 +269,9 @@ impl MultiBuilder {
             let mut b = Builder::new(self.store.clone()).with_events(sink).with_slots(self.slots.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
+            }
+            if let Some(e) = &self.executor {
+                b = b.with_executor(e.clone());
             }
             let o = opts.clone().with_platform(p.clone());
             set.spawn(async move { (i, b.build(&o).await) });

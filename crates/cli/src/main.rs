@@ -3,10 +3,11 @@
 
 mod cmd;
 mod progress;
+mod template;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile for one platform (as `docker buildx build`).
-    Build(cmd::build::BuildArgs),
+    Build(Box<cmd::build::BuildArgs>),
     /// Assemble, inspect and push local manifest lists (as `docker manifest`).
     #[command(subcommand)]
     Manifest(cmd::manifest::ManifestCommand),
@@ -71,20 +72,41 @@ enum Command {
     /// Runs on a build node for another machine's polyarch.
     #[command(hide = true)]
     Worker(cmd::worker::WorkerArgs),
+    /// Show the version and commit (as `docker buildx version`).
+    Version(cmd::version::VersionArgs),
+    /// Print a shell completion script.
+    Completion(cmd::completion::CompletionArgs),
+    /// Write the man pages, one per command.
+    #[command(hide = true)]
+    Man(cmd::completion::ManArgs),
+    /// Install polyarch as a docker CLI plugin (`docker polyarch`, or `docker buildx` with `--as buildx`).
+    InstallPlugin(cmd::plugin::InstallArgs),
+    /// What docker asks a CLI plugin for.
+    #[command(name = "docker-cli-plugin-metadata", hide = true)]
+    PluginMetadata,
 }
 
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error; --help and --version exit 0.
-    let cli = match Cli::try_parse() {
+    // As a docker CLI plugin (docker-polyarch, docker-buildx), docker's way
+    // of calling is turned into polyarch's command line first.
+    let cli = match Cli::try_parse_from(cmd::plugin::argv(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
+            let args: Vec<String> = std::env::args().collect();
+            let named =
+                cmd::build::inputs::unsupported_flag(&args, &e).or_else(|| cmd::build::inputs::unknown_flag(&args, &e));
+            if let Some(message) = named {
+                eprintln!("error: {message}");
+                return ExitCode::from(1);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(g, a),
+        Command::Build(a) => cmd::build::run(g, *a),
         Command::Manifest(c) => cmd::manifest::run(g, c),
         Command::Imagetools(c) => cmd::imagetools::run(g, c),
         Command::Login(a) => cmd::login::login(g, a),
@@ -105,10 +127,18 @@ fn main() -> ExitCode {
         Command::Doctor(a) => cmd::doctor::run(g, a),
         Command::Builder(c) => cmd::builder::run(g, c),
         Command::Worker(a) => cmd::worker::run(g, a),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Completion(a) => cmd::completion::completion(a, Cli::command()),
+        Command::Man(a) => cmd::completion::man(a, Cli::command()),
+        Command::InstallPlugin(a) => cmd::plugin::install(a),
+        Command::PluginMetadata => cmd::plugin::metadata(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            if g.debug {
+                eprintln!("DEBUG: {err:?}");
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }

@@ -83,6 +83,30 @@ fn login(env: &Env, reg: &Registry, user: &str, password: &str) -> std::process:
 }
 
 #[test]
+fn login_with_password_flag_warns_as_docker() {
+    if !require(have("htpasswd"), "htpasswd (apache2-utils)") {
+        return;
+    }
+    let Some(reg) = Registry::start(&["--auth"]) else { return };
+    let env = Env::new();
+    let password = reg.password.clone().expect("a password");
+    let out = env.run(&["login", "-u", "testuser", "-p", &password, &reg.host]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err, "WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let config = std::fs::read_to_string(env.docker_config().join("config.json")).unwrap();
+    assert!(config.contains(&reg.host), "{config}");
+
+    let out = env.run(&["login", "-u", "testuser", "--password", "wrong-one-abc", &reg.host]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&reg.host) && !err.contains("wrong-one-abc"), "{err}");
+    let err = env.fails(&["login", "-u", "testuser", "-p", "x", "--password-stdin", &reg.host]);
+    assert!(err.contains("--password and --password-stdin are mutually exclusive"), "{err}");
+}
+
+#[test]
 fn wrong_password_and_auth_over_tls() {
     if !require(have("htpasswd"), "htpasswd (apache2-utils)") {
         return;

@@ -52,7 +52,12 @@ fn create_annotate_push_inspect_amend() {
     let err = env.fails(&["manifest", "annotate", "--arch", "nonsense", &list, &img("armv7")]);
     assert!(err.contains("nonsense"), "{err}");
     let err = env.fails(&["manifest", "annotate", "--arch", "amd46", &list, &img("armv7")]);
-    assert!(err.contains("unknown os/arch combination linux/amd46; did you mean \"amd64\"?"), "{err}");
+    assert!(err.contains("unsupported os/arch combination: linux/amd46; did you mean \"amd64\"?"), "{err}");
+    // Docker's list of os/arch pairs: other names for an architecture are refused, naming the standard one.
+    let err = env.fails(&["manifest", "annotate", "--arch", "x86_64", &list, &img("armv7")]);
+    assert!(err.contains("unsupported os/arch combination: linux/x86_64; did you mean \"linux/amd64\"?"), "{err}");
+    let err = env.fails(&["manifest", "annotate", "--arch", "arm", "--variant", "armv7", &list, &img("armv7")]);
+    assert!(err.contains("unsupported variant \"armv7\" for linux/arm") && err.contains("\"v7\""), "{err}");
 
     // Local inspect shows the list with platforms taken from the configs.
     let local: serde_json::Value = serde_json::from_str(&env.ok(&["manifest", "inspect", &list])).unwrap();

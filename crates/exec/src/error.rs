@@ -58,6 +58,14 @@ pub enum Error {
         /// What the runtime said.
         reason: String,
     },
+    /// The cgroup parent asked for cannot hold the container's cgroup.
+    #[error("--cgroup-parent {parent:?} cannot be used: {reason}")]
+    CgroupParent {
+        /// The parent as given.
+        parent: String,
+        /// Why.
+        reason: String,
+    },
     /// The runtime failed to create or start the container.
     #[error("container {id}: {message}")]
     Start {
@@ -142,6 +150,7 @@ impl Error {
             Error::RuntimeProbe { .. } | Error::Start { .. } => ErrorKind::Runtime,
             Error::ExecFormat { .. } => ErrorKind::ExecFormat,
             Error::InvalidProcess { .. } | Error::Spec(_) => ErrorKind::InvalidInput,
+            Error::CgroupParent { .. } => ErrorKind::Runtime,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::TimedOut { .. } => ErrorKind::TimedOut,
         }

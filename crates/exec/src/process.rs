@@ -32,6 +32,20 @@ impl std::str::FromStr for NetworkMode {
     }
 }
 
+/// How much the process is confined (BuildKit's `pb.SecurityMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityMode {
+    /// Docker's defaults: its capability set, seccomp, read-only `/sys`,
+    /// masked `/proc` paths, no new privileges.
+    #[default]
+    Sandbox,
+    /// As `docker run --privileged` and BuildKit's insecure mode: every
+    /// capability of the caller's bounding set, no seccomp filter,
+    /// writable `/sys` and cgroup file system, no masked or read-only
+    /// paths, every device allowed.
+    Insecure,
+}
+
 /// A resource limit the process asks for. The executor lowers both values
 /// to the caller's own hard limit: raising a hard limit needs
 /// `CAP_SYS_RESOURCE`, which the caller may lack.
@@ -65,6 +79,15 @@ pub struct ProcessSpec {
     pub readonly_rootfs: bool,
     /// Resource limits on top of the default `RLIMIT_NOFILE` 1024:1024.
     pub rlimits: Vec<Rlimit>,
+    /// Extra `/etc/hosts` entries (name, address), after the defaults.
+    pub extra_hosts: Vec<(String, String)>,
+    /// The size of `/dev/shm` in bytes (default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// The cgroup the container's own cgroup is made in (default
+    /// `/polyarch`).
+    pub cgroup_parent: Option<String>,
+    /// Confinement.
+    pub security: SecurityMode,
 }
 
 impl ProcessSpec {
@@ -83,6 +106,10 @@ impl ProcessSpec {
             network: NetworkMode::Host,
             readonly_rootfs: false,
             rlimits: Vec::new(),
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            cgroup_parent: None,
+            security: SecurityMode::Sandbox,
         }
     }
 
@@ -129,6 +156,30 @@ impl ProcessSpec {
     /// Adds a resource limit.
     pub fn with_rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Self {
         self.rlimits.push(Rlimit { resource, soft, hard });
+        self
+    }
+
+    /// Adds an `/etc/hosts` entry.
+    pub fn with_extra_host(mut self, name: impl Into<String>, address: impl Into<String>) -> Self {
+        self.extra_hosts.push((name.into(), address.into()));
+        self
+    }
+
+    /// Sets the size of `/dev/shm` in bytes.
+    pub fn with_shm_size(mut self, bytes: Option<u64>) -> Self {
+        self.shm_size = bytes;
+        self
+    }
+
+    /// Sets the parent cgroup.
+    pub fn with_cgroup_parent(mut self, parent: Option<String>) -> Self {
+        self.cgroup_parent = parent;
+        self
+    }
+
+    /// Sets the confinement.
+    pub fn with_security(mut self, mode: SecurityMode) -> Self {
+        self.security = mode;
         self
     }
 }

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{io_at, Error, Result};
-use crate::process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Sink};
+use crate::process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, SecurityMode, Sink};
 use crate::runtime::Runtime;
 use crate::state::{self, Cleanup, State};
 use crate::stubs::Stubs;
@@ -165,7 +165,7 @@ impl RuncExecutor {
         let resolv_conf = files.join("resolv.conf");
         let hosts = files.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
-        write(&hosts, &hosts_file(p.network, &p.hostname))?;
+        write(&hosts, &hosts_file(p.network, &p.hostname, &p.extra_hosts))?;
         let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
         let input = spec::Input {
             rootfs: &rootfs,
@@ -175,7 +175,12 @@ impl RuncExecutor {
             mounts,
             resolv_conf,
             hosts,
-            cgroups_path: PathBuf::from("/polyarch").join(id),
+            cgroups_path: cgroups_path(p.cgroup_parent.as_deref(), id)?,
+            capabilities: match p.security {
+                SecurityMode::Sandbox => None,
+                SecurityMode::Insecure => Some(spec::effective_capabilities(&host_file("/proc/self/status"))),
+            },
+            insecure_devices: !in_user_namespace(),
             terminal: io.terminal.is_some(),
             console_size: io.terminal.as_ref().and_then(|t| t.size),
         };
@@ -317,6 +322,14 @@ pub(crate) fn outcome(
         return Ok(status);
     }
     match runtime_error(log) {
+        Some(message) if process.cgroup_parent.is_some() && message.contains("cgroup") => {
+            let parent = process.cgroup_parent.clone().unwrap_or_default();
+            let reason = format!(
+                "the runtime could not make the container's cgroup below it ({message}); the cgroup file system \
+                 must be writable here (with cgroups v2, delegated to this process)"
+            );
+            Err(Error::CgroupParent { parent, reason })
+        }
         Some(message) => Err(classify(id.to_string(), &process.args[0], message)),
         None if never_ran(rootfs, process) => {
             Err(Error::ExecFormat { id: id.to_string(), program: process.args[0].clone() })
@@ -418,15 +431,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io_at(path))
 }
 
+/// Whether this process runs in a user namespace (its uid map is not the
+/// whole identity range), where device nodes cannot be made.
+fn in_user_namespace() -> bool {
+    let map = String::from_utf8_lossy(&host_file("/proc/self/uid_map")).into_owned();
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
 /// A host file's bytes, empty when it is missing.
 fn host_file(path: &str) -> Vec<u8> {
     fs::read(path).unwrap_or_default()
 }
 
+/// The container's cgroup: `/polyarch/ID`, or `PARENT/polyarch/ID` below
+/// a `--cgroup-parent` (as BuildKit puts its own under `PARENT/buildkit`).
+/// A systemd slice (`name.slice:prefix:`) needs runc's systemd cgroup
+/// driver, which polyarch does not use.
+fn cgroups_path(parent: Option<&str>, id: &str) -> Result<PathBuf> {
+    match parent.map(str::trim).filter(|p| !p.is_empty()) {
+        None => Ok(PathBuf::from("/polyarch").join(id)),
+        Some(p) if p.contains(".slice") && p.ends_with(':') => Err(Error::CgroupParent {
+            parent: p.to_string(),
+            reason: "systemd slices need the systemd cgroup driver, which polyarch does not use; give a cgroupfs path"
+                .into(),
+        }),
+        Some(p) if p.split('/').any(|c| c == "..") => {
+            Err(Error::CgroupParent { parent: p.to_string(), reason: "it must not contain \"..\"".into() })
+        }
+        Some(p) => Ok(PathBuf::from("/").join(p.trim_start_matches('/')).join("polyarch").join(id)),
+    }
+}
+
 /// `/etc/hosts` for the container: the host's with host networking (names
 /// resolve as on the host), a loopback-only file otherwise; both name the
-/// container's host name.
-fn hosts_file(network: NetworkMode, hostname: &str) -> Vec<u8> {
+/// container's host name, then the extra entries (`--add-host`) as
+/// BuildKit appends them, `ADDRESS\tNAME`.
+fn hosts_file(network: NetworkMode, hostname: &str, extra: &[(String, String)]) -> Vec<u8> {
     let mut text = match network {
         NetworkMode::Host => String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned(),
         NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
@@ -436,6 +476,9 @@ fn hosts_file(network: NetworkMode, hostname: &str) -> Vec<u8> {
     }
     if !hostname.is_empty() {
         text.push_str(&format!("127.0.0.1\t{hostname}\n"));
+    }
+    for (name, address) in extra {
+        text.push_str(&format!("{address}\t{name}\n"));
     }
     text.into_bytes()
 }
@@ -494,6 +537,16 @@ pub struct MountPoint {
 }
 
 impl MountPoint {
+    /// Takes over `dir`, an empty directory made by the caller (named as
+    /// [`RuncExecutor::mount_point`]'s are, `pa-PID-START-SEQ`, when a
+    /// stale-state sweep of its parent should remove it after a kill):
+    /// dropping it detaches whatever is mounted below and removes it.
+    pub fn adopt(dir: impl Into<PathBuf>) -> MountPoint {
+        let path = dir.into();
+        let id = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        MountPoint { id, path, sys: Arc::new(Linux) }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -556,10 +609,23 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_parents() {
+        assert_eq!(cgroups_path(None, "x").unwrap(), Path::new("/polyarch/x"));
+        assert_eq!(cgroups_path(Some("ci/jobs"), "x").unwrap(), Path::new("/ci/jobs/polyarch/x"));
+        assert_eq!(cgroups_path(Some("/ci"), "x").unwrap(), Path::new("/ci/polyarch/x"));
+        let e = cgroups_path(Some("system.slice:docker:"), "x").unwrap_err();
+        assert!(e.to_string().contains("system.slice:docker:") && e.to_string().contains("systemd"), "{e}");
+        assert!(cgroups_path(Some("a/../../b"), "x").is_err());
+    }
+
+    #[test]
     fn hosts_files_name_the_container() {
-        let none = String::from_utf8(hosts_file(NetworkMode::None, "box")).unwrap();
+        let none = String::from_utf8(hosts_file(NetworkMode::None, "box", &[])).unwrap();
         assert_eq!(none, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tbox\n");
-        let host = String::from_utf8(hosts_file(NetworkMode::Host, "box")).unwrap();
+        let extra = [("db".to_string(), "10.0.0.5".to_string()), ("v6".to_string(), "fd00::1".to_string())];
+        let with = String::from_utf8(hosts_file(NetworkMode::None, "box", &extra)).unwrap();
+        assert!(with.ends_with("127.0.0.1\tbox\n10.0.0.5\tdb\nfd00::1\tv6\n"), "{with}");
+        let host = String::from_utf8(hosts_file(NetworkMode::Host, "box", &[])).unwrap();
         assert!(host.ends_with("127.0.0.1\tbox\n"));
         assert!(host.starts_with(&String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned()));
     }

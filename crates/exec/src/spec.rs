@@ -14,7 +14,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::Result;
-use crate::process::{MountSpec, NetworkMode, ProcessSpec, Rlimit, WindowSize};
+use crate::process::{MountSpec, NetworkMode, ProcessSpec, Rlimit, SecurityMode, WindowSize};
 use crate::user::User;
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`, the same
@@ -81,6 +81,12 @@ pub struct Input<'a> {
     pub terminal: bool,
     /// The terminal's initial size, if known.
     pub console_size: Option<WindowSize>,
+    /// The capability set of an insecure process (none: Docker's
+    /// defaults).
+    pub capabilities: Option<Vec<Capability>>,
+    /// Give an insecure process BuildKit's extra devices (not inside a
+    /// user namespace, where they cannot be made).
+    pub insecure_devices: bool,
 }
 
 /// Assembles the spec.
@@ -91,13 +97,19 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
         .gid(input.user.gid)
         .additional_gids(input.user.additional_gids.clone())
         .build()?;
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let insecure = p.security == SecurityMode::Insecure;
+    let caps: HashSet<Capability> = match &input.capabilities {
+        Some(all) if insecure => all.iter().copied().collect(),
+        _ => DEFAULT_CAPABILITIES.into_iter().collect(),
+    };
+    // BuildKit's `WithInsecureSpec` grants every set, ambient too.
+    let extra = if insecure { caps.clone() } else { HashSet::new() };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
-        .inheritable(HashSet::new())
-        .ambient(HashSet::new())
+        .inheritable(extra.clone())
+        .ambient(extra)
         .build()?;
     let rlimits = input
         .rlimits
@@ -117,10 +129,10 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
         .cwd(if p.cwd.is_empty() { "/".to_string() } else { p.cwd.clone() })
         .capabilities(capabilities)
         .rlimits(rlimits)
-        .no_new_privileges(true)
+        .no_new_privileges(!insecure)
         .build()?;
     let root = RootBuilder::default().path(input.rootfs).readonly(p.readonly_rootfs).build()?;
-    let mut mounts = default_mounts()?;
+    let mut mounts = default_mounts(p)?;
     mounts.push(file_bind(&input.resolv_conf, "/etc/resolv.conf")?);
     mounts.push(file_bind(&input.hosts, "/etc/hosts")?);
     for m in input.mounts {
@@ -133,15 +145,32 @@ pub fn build(input: &Input<'_>) -> Result<Spec> {
                 .build()?,
         );
     }
-    let linux = LinuxBuilder::default()
-        .namespaces(namespaces(p.network)?)
-        .devices(devices()?)
-        .resources(LinuxResourcesBuilder::default().devices(device_rules()?).build()?)
-        .cgroups_path(&input.cgroups_path)
-        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .seccomp(crate::seccomp::default_profile()?)
-        .build()?;
+    let mut devs = devices(&DEVICES)?;
+    if insecure && input.insecure_devices {
+        devs.extend(devices(&INSECURE_DEVICES)?);
+        devs.extend(loop_devices()?);
+    }
+    let linux =
+        LinuxBuilder::default().namespaces(namespaces(p.network)?).devices(devs).cgroups_path(&input.cgroups_path);
+    let linux = if insecure {
+        let all = |t| LinuxDeviceCgroupBuilder::default().allow(true).typ(t).access("rwm").build();
+        linux
+            .resources(
+                LinuxResourcesBuilder::default()
+                    .devices(vec![all(LinuxDeviceType::C)?, all(LinuxDeviceType::B)?])
+                    .build()?,
+            )
+            .masked_paths(Vec::<String>::new())
+            .readonly_paths(Vec::<String>::new())
+            .build()?
+    } else {
+        linux
+            .resources(LinuxResourcesBuilder::default().devices(device_rules()?).build()?)
+            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .seccomp(crate::seccomp::default_profile()?)
+            .build()?
+    };
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(root)
@@ -184,8 +213,16 @@ fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Result<Mount
 }
 
 /// containerd's default mounts (`oci/mounts.go`), as BuildKit uses them,
-/// with `/sys` read-only and the cgroup file system read-only on top.
-fn default_mounts() -> Result<Vec<Mount>> {
+/// with `/sys` read-only and the cgroup file system read-only on top
+/// (both writable for an insecure process), and `/dev/shm` of the size
+/// asked for (`--shm-size`; default 64 MiB).
+fn default_mounts(p: &ProcessSpec) -> Result<Vec<Mount>> {
+    let access = if p.security == SecurityMode::Insecure { "rw" } else { "ro" };
+    let shm = match p.shm_size {
+        Some(bytes) if bytes % 1024 == 0 => format!("size={}k", bytes / 1024),
+        Some(bytes) => format!("size={bytes}"),
+        None => "size=65536k".to_string(),
+    };
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -195,11 +232,73 @@ fn default_mounts() -> Result<Vec<Mount>> {
             "devpts",
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm])?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", access])?,
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", access])?,
     ])
+}
+
+/// Capability names by bit number (`linux/capability.h`).
+const CAPABILITY_BITS: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capabilities of a `/proc/PID/status` file's `CapEff` line: what a
+/// privileged container can get from its caller (as BuildKit's
+/// `getAllCaps` takes the current process's). Docker's defaults when the
+/// line is missing.
+pub fn effective_capabilities(status: &[u8]) -> Vec<Capability> {
+    let text = String::from_utf8_lossy(status);
+    let mask =
+        text.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    let Some(mask) = mask else { return DEFAULT_CAPABILITIES.to_vec() };
+    CAPABILITY_BITS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .filter_map(|(_, name)| name.parse::<Capability>().ok())
+        .collect()
 }
 
 fn file_bind(source: &Path, dest: &str) -> Result<Mount> {
@@ -221,8 +320,36 @@ const DEVICES: [(&str, i64, i64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-fn devices() -> Result<Vec<LinuxDevice>> {
-    Ok(DEVICES
+/// The character devices BuildKit adds in insecure mode
+/// (`security.WithInsecureSpec`): kmsg, cuse, fuse, kvm, tun, loop-control.
+const INSECURE_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/kmsg", 1, 11),
+    ("/dev/cuse", 10, 203),
+    ("/dev/fuse", 10, 229),
+    ("/dev/kvm", 10, 232),
+    ("/dev/net/tun", 10, 200),
+    ("/dev/loop-control", 10, 237),
+];
+
+/// `/dev/loop0` to `/dev/loop7`, for insecure mode.
+fn loop_devices() -> Result<Vec<LinuxDevice>> {
+    (0..8)
+        .map(|i| {
+            Ok(LinuxDeviceBuilder::default()
+                .path(format!("/dev/loop{i}"))
+                .typ(LinuxDeviceType::B)
+                .major(7)
+                .minor(i)
+                .file_mode(0o660u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()?)
+        })
+        .collect()
+}
+
+fn devices(list: &[(&str, i64, i64)]) -> Result<Vec<LinuxDevice>> {
+    Ok(list
         .iter()
         .map(|(path, major, minor)| {
             LinuxDeviceBuilder::default()
@@ -283,8 +410,55 @@ mod tests {
             cgroups_path: "/polyarch/x".into(),
             terminal: false,
             console_size: None,
+            capabilities: None,
+            insecure_devices: false,
         };
         serde_json::to_value(build(&input).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_insecure_process_is_privileged() {
+        let p = ProcessSpec::new(["true"]).with_security(SecurityMode::Insecure).with_shm_size(Some(128 << 20));
+        let user = User { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() };
+        let caps = effective_capabilities(b"Name:\tx\nCapEff:\t000001fffeffffff\n");
+        assert_eq!(caps.len(), 40, "every bit but SYS_RESOURCE's: {caps:?}");
+        assert!(caps.contains(&Capability::SysAdmin) && !caps.contains(&Capability::SysResource));
+        let input = Input {
+            rootfs: Path::new("/r"),
+            process: &p,
+            user: &user,
+            rlimits: &[],
+            mounts: &[],
+            resolv_conf: "/b/resolv.conf".into(),
+            hosts: "/b/hosts".into(),
+            cgroups_path: "/polyarch/x".into(),
+            terminal: false,
+            console_size: None,
+            capabilities: Some(caps),
+            insecure_devices: true,
+        };
+        let v = serde_json::to_value(build(&input).unwrap()).unwrap();
+        assert!(strings(&v["process"]["capabilities"]["bounding"]).contains(&"CAP_SYS_ADMIN".to_string()));
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": true, "type": "c", "access": "rwm"}, {"allow": true, "type": "b", "access": "rwm"}])
+        );
+        assert!(strings(&v["process"]["capabilities"]["ambient"]).contains(&"CAP_SYS_ADMIN".to_string()));
+        let devs: Vec<&str> =
+            v["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert!(devs.contains(&"/dev/fuse") && devs.contains(&"/dev/loop7") && devs.contains(&"/dev/null"), "{devs:?}");
+        assert!(v["linux"]["maskedPaths"].as_array().is_none_or(|a| a.is_empty()));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert!(strings(&sys["options"]).contains(&"rw".to_string()));
+        let shm = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/dev/shm").unwrap();
+        assert!(strings(&shm["options"]).contains(&"size=131072k".to_string()));
+        // The same capability list does not widen a sandboxed process.
+        let sandboxed = ProcessSpec::new(["true"]);
+        let v = serde_json::to_value(build(&Input { process: &sandboxed, ..input }).unwrap()).unwrap();
+        assert!(!strings(&v["process"]["capabilities"]["bounding"]).contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(v["linux"]["seccomp"].is_object());
     }
 
     #[test]
@@ -302,6 +476,8 @@ mod tests {
             cgroups_path: "/polyarch/x".into(),
             terminal: true,
             console_size: Some(WindowSize { rows: 40, cols: 132 }),
+            capabilities: None,
+            insecure_devices: false,
         };
         let v = serde_json::to_value(build(&input).unwrap()).unwrap();
         assert_eq!(v["process"]["terminal"], true);

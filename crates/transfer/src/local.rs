@@ -42,14 +42,31 @@ pub fn resolve(store: &Store, name: &str) -> Result<Descriptor> {
     store.resolve(name)?.ok_or_else(|| Error::ImageNotFound { name: name.to_string() })
 }
 
-/// Stored names whose target digest starts with `id` (`sha256:` optional,
-/// at least 4 hex digits), as Docker accepts image IDs.
+/// Stored names whose target digest or [`image_id`] starts with `id`
+/// (`sha256:` optional, at least 4 hex digits), as Docker accepts image IDs.
 pub fn find_by_id(store: &Store, id: &str) -> Result<Vec<(String, Descriptor)>> {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Ok(Vec::new());
     }
-    Ok(store.list()?.into_iter().filter(|(_, d)| d.digest.hex().starts_with(hex)).collect())
+    let mut out = Vec::new();
+    for (name, d) in store.list()? {
+        if d.digest.hex().starts_with(hex) || image_id(store, &d).is_ok_and(|i| i.hex().starts_with(hex)) {
+            out.push((name, d));
+        }
+    }
+    Ok(out)
+}
+
+/// The image ID Docker and buildx show for a stored image: the config
+/// digest of a single-platform image, the digest of an index.
+pub fn image_id(store: &Store, desc: &Descriptor) -> Result<Digest> {
+    if !desc.media_type.contains("index") && !desc.media_type.contains("manifest.list") {
+        if let Some(m) = store.get_manifest(desc)?.as_image() {
+            return Ok(m.config.digest.clone());
+        }
+    }
+    Ok(desc.digest.clone())
 }
 
 /// The manifest or index stored under `digest` whether or not a name

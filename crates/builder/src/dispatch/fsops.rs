@@ -49,6 +49,9 @@ impl Run<'_> {
             self.stages[j] = Some(other);
             return Ok(Source { fs: Arc::new(fs?), keep_owner: true, label: format!("stage:{key}") });
         }
+        if let Some(fs) = self.named_files(&from) {
+            return Ok(Source { fs, keep_owner: false, label: format!("named:{from}") });
+        }
         let img = self.image(&from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img)?;
         Ok(Source { fs: Arc::new(fs), keep_owner: true, label: format!("image:{}", img.manifest.digest) })

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use polyarch_dockerfile::instructions::{self, Command, Mount};
-use polyarch_exec::{Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutor, RuncExecutorBuilder};
+use polyarch_exec::{
+    Executor, MountPoint, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutorBuilder, SecurityMode,
+};
 use tempfile::TempDir;
 
 use super::{Run, StageState};
@@ -37,6 +39,10 @@ struct Mounts {
     key: Vec<String>,
     /// Secrets exposed as environment variables.
     env: Vec<String>,
+    /// Agent sockets of `type=ssh` mounts, removed before `temps`.
+    proxies: Vec<crate::ssh::Proxy>,
+    /// Targets of the `type=ssh` mounts, in order (found or not).
+    ssh_targets: Vec<String>,
     temps: Vec<TempDir>,
     locks: Vec<CacheLock>,
 }
@@ -47,6 +53,7 @@ struct Prepared {
     /// A script file (name, content) mounted at `/dev/pipes/`.
     pipe: Option<(String, String)>,
     network: NetworkMode,
+    security: SecurityMode,
 }
 
 impl Run<'_> {
@@ -80,6 +87,15 @@ impl Run<'_> {
 
     fn prepare_command(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> Result<Prepared> {
         let loc = self.loc(cmd.start_line);
+        let allow = self.opts.run.allow;
+        // BuildKit's entitlements check (`entitlements.Set.Check`). Host
+        // networking needs none, as with Docker Engine's builder (buildx's
+        // default `docker` driver, which sets `AllowNetworkHostUnstable`):
+        // RUN steps use the host's network by default here anyway.
+        let not_allowed = |what: &str| {
+            let msg = format!("{what} is not allowed (grant it with --allow {what})");
+            loc.error(ErrorKind::Invalid, msg, None)
+        };
         let network = match r.network.as_deref() {
             None | Some("default") => self.opts.network,
             Some("host") => NetworkMode::Host,
@@ -88,11 +104,15 @@ impl Run<'_> {
                 return Err(loc.error(ErrorKind::Invalid, format!("unsupported network mode {other:?}"), Some(other)))
             }
         };
-        if let Some(s) = r.security.as_deref().filter(|s| *s != "sandbox") {
-            let msg =
-                format!("security mode {s:?} is not allowed: it needs an entitlement this builder does not grant");
-            return Err(loc.error(ErrorKind::Unsupported, msg, Some(s)));
-        }
+        let security = match r.security.as_deref() {
+            None | Some("sandbox") => SecurityMode::Sandbox,
+            Some("insecure") if !allow.security_insecure => return Err(not_allowed("security.insecure")),
+            Some("insecure") => SecurityMode::Insecure,
+            Some(other) => {
+                let msg = format!("unsupported security mode {other:?}");
+                return Err(loc.error(ErrorKind::Invalid, msg, Some(other)));
+            }
+        };
         let shell = &st.image.config.shell;
         let files = &r.cmd.files;
         // Here-documents as BuildKit's dispatchRun turns them into commands.
@@ -117,7 +137,7 @@ impl Run<'_> {
                 (Some(full), None)
             }
         };
-        Ok(Prepared { args: command_args(&r.cmd, shell, script), pipe, network })
+        Ok(Prepared { args: command_args(&r.cmd, shell, script), pipe, network, security })
     }
 
     /// Returns whether the step came from the cache.
@@ -142,11 +162,7 @@ impl Run<'_> {
         }
         let config = &st.image.config;
         let cwd = if config.working_dir.is_empty() { "/".to_string() } else { config.working_dir.clone() };
-        let mut process = ProcessSpec::new(p.args.clone())
-            .with_env(run_env(&config.env, &st.args))
-            .with_cwd(cwd)
-            .with_user(config.user.clone())
-            .with_network(p.network);
+        let mut process = self.process_spec(st, &p, &mounts, cwd);
         let key = self.run_key(st, &p, &process, &mounts);
         let history = format!("RUN {} # buildkit", history_command(&p.args, &st.args));
         st.layers_before_step = st.image.diff_ids.len();
@@ -166,8 +182,10 @@ impl Run<'_> {
                 return Ok(true);
             }
         }
-        // Secrets reach the process, never the key.
+        // Secrets reach the process, never the key; nor do proxy
+        // settings (BuildKit clears an ExecOp's ProxyEnv before keying).
         process.env.extend(mounts.env.iter().cloned());
+        process.env.extend(proxy_env(&process.env, &self.opts.build_args));
         let before = self.stage_fs(st)?.clone();
         // A native or an emulated slot, so that a step under QEMU never
         // holds one a native step could use (issue 12).
@@ -182,6 +200,35 @@ impl Run<'_> {
         Ok(false)
     }
 
+    /// The process of a RUN: the stage's environment (with the ARGs in
+    /// scope and `SSH_AUTH_SOCK` of a first ssh mount), user, directory,
+    /// and the build's RUN settings.
+    fn process_spec(&self, st: &StageState, p: &Prepared, mounts: &Mounts, cwd: String) -> ProcessSpec {
+        let config = &st.image.config;
+        let mut env = run_env(&config.env, &st.args);
+        if let Some(first) = mounts.ssh_targets.first() {
+            if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                env.push(format!("SSH_AUTH_SOCK={first}"));
+            }
+        }
+        let run = &self.opts.run;
+        let mut process = ProcessSpec::new(p.args.clone())
+            .with_env(env)
+            .with_cwd(cwd)
+            .with_user(config.user.clone())
+            .with_network(p.network)
+            .with_security(p.security)
+            .with_shm_size(run.shm_size)
+            .with_cgroup_parent(run.cgroup_parent.clone());
+        for (name, addr) in &run.extra_hosts {
+            process = process.with_extra_host(name, addr.to_string());
+        }
+        for r in &run.ulimits {
+            process = process.with_rlimit(r.resource, r.soft, r.hard);
+        }
+        process
+    }
+
     /// The cache key: parent, command, environment and ARGs, user, working
     /// directory, network, mounts (without secret values), platform.
     fn run_key(&self, st: &StageState, p: &Prepared, process: &ProcessSpec, mounts: &Mounts) -> String {
@@ -192,6 +239,8 @@ impl Run<'_> {
             .part(&process.user)
             .part(&process.cwd)
             .part(&format!("{:?}", p.network))
+            .part(&format!("{:?}", p.security))
+            .part(&self.opts.run.key())
             .part(&mounts.key.join("\0"));
         if let Some((_, data)) = &p.pipe {
             key.part(data);
@@ -213,14 +262,11 @@ impl Run<'_> {
         line: usize,
     ) -> Result<(MemFs, Upper)> {
         let (loc, name) = (self.loc(line), &vertex.name());
-        let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
-            .with_runtime(self.opts.runtime.as_deref())
-            .build()
-            .map_err(|e| loc.error(exec_kind(&e), format!("preparing the OCI runtime: {e}"), None))?;
-        // Containers and mounts of polyarch processes that were killed; a
-        // failure here concerns them, not this run.
-        let _ = exec.cleanup_stale();
-        let root = self.root(&exec, st, before)?;
+        let exec = match self.b.executor() {
+            Some(e) => e,
+            None => self.runc(&loc)?,
+        };
+        let root = self.root(st, before)?;
         let output = Output::new(self.b.events.clone(), vertex.clone());
         let (out, err) = (output.clone(), output.clone());
         let io = ProcessIo::default()
@@ -277,11 +323,25 @@ impl Run<'_> {
         Ok(Some(layer))
     }
 
-    /// The step's root file system, by the configured snapshotter.
-    fn root(&self, exec: &RuncExecutor, st: &StageState, before: &MemFs) -> Result<Root> {
+    /// The default executor: the OCI runtime of `BuildOptions::runtime`,
+    /// with its state under the store root.
+    fn runc(&self, loc: &Location) -> Result<Arc<dyn Executor>> {
+        let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
+            .with_runtime(self.opts.runtime.as_deref())
+            .build()
+            .map_err(|e| loc.error(exec_kind(&e), format!("preparing the OCI runtime: {e}"), None))?;
+        // Containers and mounts of polyarch processes that were killed; a
+        // failure here concerns them, not this run.
+        let _ = exec.cleanup_stale();
+        Ok(Arc::new(exec))
+    }
+
+    /// The step's root file system, by the configured snapshotter: its
+    /// mount point is a directory of its own under the store's `run/`
+    /// (swept with the rest of it after a kill), not the executor's.
+    fn root(&self, st: &StageState, before: &MemFs) -> Result<Root> {
         let tmp = self.b.store.root().join("run");
-        let mount_point =
-            || exec.mount_point().map_err(|e| crate::Error::io(&tmp, std::io::Error::other(e.to_string())));
+        let mount_point = || temp_in(&tmp).map(|d| MountPoint::adopt(d.keep()));
         match self.opts.snapshotter {
             SnapshotterKind::Naive => Root::naive(before, &tmp),
             SnapshotterKind::Overlay => Root::overlay(&self.b.store, &st.layers, &tmp, mount_point()?),
@@ -329,6 +389,7 @@ impl Run<'_> {
                 out.stubs.push(clean(&target));
             }
             "secret" => self.secret(m, id, target, &abs, &loc, out)?,
+            "ssh" => self.ssh_mount(m, id, target.map(|t| abs(&t)), &loc, out)?,
             other => {
                 let msg = format!("mount type {other:?} is not supported");
                 return Err(loc.error(ErrorKind::Unsupported, msg, Some(other)));
@@ -471,6 +532,42 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// A `type=ssh` mount: a socket of the step's own forwarding to the
+    /// agent of the id (`default` unless given), at the target (default
+    /// `/run/buildkit/ssh_agent.N`, N counting the step's ssh mounts), as
+    /// BuildKit's `llb.AddSSHSocket`; skipped when the agent is missing and
+    /// the mount not `required`. The id and target are keyed.
+    fn ssh_mount(
+        &self,
+        m: &Mount,
+        id: Option<String>,
+        target: Option<String>,
+        loc: &Location,
+        out: &mut Mounts,
+    ) -> Result<()> {
+        let sid = id.filter(|i| !i.is_empty()).unwrap_or_else(|| "default".into());
+        let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", out.ssh_targets.len()));
+        let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+        let mode = m.mode.unwrap_or(0o600);
+        out.key.push(format!("ssh|{sid}|{target}|{owner:?}|{mode:o}|{}", m.required));
+        out.ssh_targets.push(target.clone());
+        let Some(agent) = self.opts.run.ssh.get(&sid) else {
+            if m.required {
+                let msg = format!("no SSH key {sid:?} forwarded from the client (pass --ssh {sid}[=PATH])");
+                return Err(loc.error(ErrorKind::NotFound, msg, None));
+            }
+            return Ok(());
+        };
+        let dir = crate::ssh::socket_dir(&self.b.store.root().join("run"))?;
+        let sock = dir.path().join("ssh_agent.sock");
+        let proxy = crate::ssh::Proxy::start(agent, &sock, (owner.0 as u32, owner.1 as u32), mode)?;
+        out.specs.push(MountSpec::bind(&sock, &target, false));
+        out.stubs.push(clean(&target));
+        out.proxies.push(proxy);
+        out.temps.push(dir);
+        Ok(())
+    }
+
     /// The tree a bind mount reads from: the context, a stage or an image.
     async fn mount_source(&mut self, st: &StageState, from: Option<&str>, line: usize) -> Result<(Arc<MemFs>, String)> {
         let Some(from) = from else {
@@ -486,10 +583,34 @@ impl Run<'_> {
             self.stages[j] = Some(other);
             return Ok((Arc::new(fs?), format!("stage:{key}")));
         }
+        if let Some(fs) = self.named_files(from) {
+            return Ok((fs, format!("named:{from}")));
+        }
         let img = self.image(from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img)?;
         Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))
     }
+}
+
+/// BuildKit's proxy build arguments: given with `--build-arg`, they reach
+/// every RUN without an ARG (and stay out of the history and the key).
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The proxy variables of `build_args` that `env` does not set already.
+fn proxy_env(env: &[String], build_args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let set = |k: &str| env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |x| x.0) == k);
+    PROXY_ARGS.iter().filter(|k| !set(k)).filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}"))).collect()
 }
 
 /// A here-document's first line, with `...` when more follow (BuildKit's
@@ -551,3 +672,6 @@ fn failure(loc: &Location, step: &str, platform: &str, args: &[String], code: i3
     }
     loc.error(ErrorKind::Invalid, msg, None)
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,15 +5,15 @@
 //! `--iidfile`, `-o/--output`, `--push`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use polyarch_builder::base::ResolveMode;
-use polyarch_builder::{context as bctx, export, BuildOptions, BuildResult, Builder, Compression, MemFs, Vertex};
+use polyarch_builder::{export, BuildOptions, BuildResult, Builder, Compression, Vertex};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
 use polyarch_store::Store;
@@ -23,12 +23,17 @@ use super::GlobalArgs;
 pub(crate) use crate::progress::build::Progress;
 
 mod check;
+pub mod inputs;
 mod multi;
 mod nodes;
+mod outline;
+mod run_flags;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The build context: a directory, or `-` to read a tar archive from stdin.
+    /// The build context: a directory, a Git URL (`#ref:subdir`), an HTTP(S)
+    /// URL of a tar archive or of a Dockerfile, or `-` (stdin: a tar archive,
+    /// or a Dockerfile and no context).
     #[arg(value_name = "PATH")]
     context: String,
     /// The Dockerfile (default: PATH/Dockerfile; inside the archive for `-`).
@@ -127,9 +132,14 @@ pub struct BuildArgs {
     /// (`--call=check`); exits 1 when there are warnings.
     #[arg(long)]
     check: bool,
-    /// What to run: `build` (default), `check` or `targets`.
+    /// What to run: `build` (default), `check`, `outline` or `targets`;
+    /// `,format=json` for JSON.
     #[arg(long, value_name = "METHOD", default_value = "build")]
     call: String,
+    #[command(flatten)]
+    run_flags: run_flags::RunFlags,
+    #[command(flatten)]
+    inputs: inputs::InputArgs,
 }
 
 /// One `--output`.
@@ -144,6 +154,11 @@ struct OutputSpec {
     rewrite_timestamp: bool,
     /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
     oci_mediatypes: Option<bool>,
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it (BuildKit's build args).
+fn truthy(v: &str) -> bool {
+    matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
 fn parse_bool(k: &str, v: &str) -> Result<bool> {
@@ -209,7 +224,7 @@ fn parse_output(s: &str) -> Result<OutputSpec> {
     Ok(o)
 }
 
-fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
+pub(crate) fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for i in items {
         match i.split_once('=') {
@@ -227,7 +242,6 @@ fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<Str
     Ok(out)
 }
 
-/// The Dockerfile, its display name, and the context.
 /// `--secret` values by id.
 fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::process::SecretSource>> {
     let mut out = BTreeMap::new();
@@ -237,47 +251,6 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::
         out.insert(id, src);
     }
     Ok(out)
-}
-
-/// The Dockerfile, its name and the context; the contents of a context
-/// read from stdin are spilled under `tmp`.
-fn load_context(a: &BuildArgs, tmp: &std::path::Path) -> Result<(Vec<u8>, String, MemFs)> {
-    if a.context == "-" {
-        let spill = polyarch_builder::fs::Spill::new(tmp);
-        let all = bctx::from_tar_in(std::io::stdin().lock(), &spill)
-            .context("reading the build context archive from stdin")?;
-        let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
-        let inner = polyarch_builder::fs::clean(&name);
-        let df = all.read(&inner).ok_or_else(|| anyhow!("{name}: not found in the build context archive"))?;
-        let ignore = all
-            .read(&format!("{inner}.dockerignore"))
-            .or_else(|| all.read(".dockerignore"))
-            .map(|d| polyarch_dockerfile::ignore::read_all(&String::from_utf8_lossy(&d)))
-            .unwrap_or_default();
-        let ctx = bctx::filter(&all, &ignore)?;
-        return Ok((df.to_vec(), name, ctx));
-    }
-    let root = PathBuf::from(&a.context);
-    let df_path = match &a.file {
-        Some(f) if f == "-" => None,
-        Some(f) => Some(PathBuf::from(f)),
-        None => Some(root.join("Dockerfile")),
-    };
-    let (df, name) = match &df_path {
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading the Dockerfile from stdin")?;
-            (buf, "Dockerfile".to_string())
-        }
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("reading the Dockerfile {}", p.display()))?;
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
-            (bytes, name)
-        }
-    };
-    let ignore = bctx::ignore_patterns(&root, df_path.as_deref())?;
-    let ctx = bctx::from_dir(&root, &ignore)?;
-    Ok((df, name, ctx))
 }
 
 /// The registry client of a build; its byte counts feed `progress`.
@@ -291,6 +264,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let method = check::method(&a)?;
     let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
     if a.quiet {
+        if a.progress != "auto" && a.progress != "quiet" {
+            bail!("progress={} and quiet cannot be used together", a.progress);
+        }
         a.progress = "quiet".into();
     }
     let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
@@ -327,19 +303,45 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     };
     let labels = parse_kv(&a.labels, "--label", false)?;
 
+    for w in a.inputs.check()? {
+        eprintln!("WARNING: {w}");
+    }
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
-    let (dockerfile, name, ctx) = load_context(&a, &context::data_root(global).join("run"))?;
-    if method == check::Method::Targets {
-        return check::targets(&dockerfile, &name);
+    let rt = context::runtime()?;
+    let loaded = inputs::Load {
+        args: &a,
+        rt: &rt,
+        tmp: &context::data_root(global).join("run"),
+        keep_git_dir: build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR").is_some_and(|v| truthy(v)),
+        debug: global.debug,
+    }
+    .load()?;
+    if remote_builder.is_some() && !loaded.named.is_empty() {
+        bail!(
+            "--build-context is not supported with builder nodes yet: build with the local builder (--builder default)"
+        );
+    }
+    let (dockerfile, name, ctx) = (loaded.dockerfile.clone(), loaded.name.clone(), loaded.context.clone());
+    // The agents of `--ssh` serve until the build ends.
+    let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
+    global
+        .debug(|| format!("Dockerfile {name} ({} bytes), context of {} entries", dockerfile.len(), ctx.iter().count()));
+    match method {
+        check::Method::Targets => return check::targets(&dockerfile, &name),
+        check::Method::Outline => {
+            let call = a.inputs.print.as_deref().unwrap_or(&a.call);
+            return outline::print(&dockerfile, &name, call, a.target.as_deref());
+        }
+        _ => {}
     }
     let p = progress.clone();
     let definition = p.start(Vertex::internal(format!("load build definition from {name}")));
     p.set_definition(&definition);
     p.done(definition, t0.elapsed());
-    let loaded = p.start(Vertex::internal("load build context"));
-    p.context_size(&loaded, &ctx);
-    p.done(loaded, t0.elapsed());
+    let context_step = p.start(Vertex::internal("load build context"));
+    p.context_size(&context_step, &ctx);
+    p.done(context_step, t0.elapsed());
 
     let opts = BuildOptions {
         dockerfile,
@@ -359,13 +361,14 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         snapshotter: a.snapshotter.parse().map_err(anyhow::Error::msg).context("--snapshotter")?,
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
+        run: run_settings,
+        named_contexts: loaded.named.clone(),
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
-    let rt = context::runtime()?;
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
@@ -382,6 +385,13 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
+        if a.run_flags.any() {
+            bail!(
+                "--add-host, --ulimit, --shm-size, --cgroup-parent, --allow and --ssh apply to local builds only: \
+                 builder {:?} builds on nodes, which do not take them yet",
+                b.name
+            );
+        }
         let run = nodes::Nodes { global, rt: &rt, store: &store, progress: &progress, outputs: &outputs, tags: &tags };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
@@ -459,15 +469,16 @@ fn export_single(
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
     }
 
-    let digest = result.manifest.digest.to_string();
+    // buildx's image ID: the config digest of a one-platform image.
+    let id = result.config.digest.to_string();
     if let Some(path) = &a.iidfile {
-        std::fs::write(path, &digest).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.metadata_file {
         write_metadata(path, result, &names_out)?;
     }
     if a.progress == "quiet" {
-        println!("{digest}");
+        println!("{id}");
     }
     Ok(0)
 }

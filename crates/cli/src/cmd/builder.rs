@@ -11,8 +11,9 @@ use polyarch_remote::builder::{
 };
 use serde_json::{json, Value};
 
-use super::binfmt::{host_status, out, outln, table, StatusFormat};
+use super::binfmt::{host_status, out, outln, table};
 use super::GlobalArgs;
+use crate::template::{self, Format};
 
 #[derive(Subcommand)]
 pub enum BuilderCommand {
@@ -86,9 +87,10 @@ pub struct NameArg {
 
 #[derive(Args)]
 pub struct LsArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: StatusFormat,
+    /// `table`, `json` or a Go template run for each builder over its JSON
+    /// (`{{.Name}}{{range .Nodes}} {{.Endpoint}}{{end}}`).
+    #[arg(long, default_value = "table", value_parser = template::format_arg)]
+    format: Format,
 }
 
 pub fn run(_global: &GlobalArgs, cmd: BuilderCommand) -> Result<u8> {
@@ -346,7 +348,7 @@ fn node_platforms(s: &Status, amd64_level: u8) -> (Vec<String>, Vec<String>) {
 fn ls(store: &Store, args: LsArgs) -> Result<u8> {
     let current = current_name(store)?;
     let builders = all_builders(store)?;
-    if args.format == StatusFormat::Json {
+    if !matches!(args.format, Format::Default) {
         let doc: Vec<Value> = builders
             .iter()
             .map(|(name, nodes)| {
@@ -358,7 +360,12 @@ fn ls(store: &Store, args: LsArgs) -> Result<u8> {
                 })
             })
             .collect();
-        outln(&serde_json::to_string_pretty(&doc)?);
+        match args.format {
+            Format::Template { template, table } => {
+                out(&template::render_rows(&template.with_type("Builder"), table, &doc, &[])?)
+            }
+            _ => outln(&serde_json::to_string_pretty(&doc)?),
+        }
         return Ok(0);
     }
     let mut rows = vec![["NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "POLYARCH", "PLATFORMS"].map(String::from).to_vec()];

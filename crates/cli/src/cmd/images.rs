@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use polyarch_oci::{Descriptor, Platform, Reference};
 use polyarch_store::Store;
 use polyarch_transfer::local;
@@ -17,24 +17,20 @@ use serde_json::{json, Value};
 use super::context::{self, parse_tagged};
 use super::output::json_indented;
 use super::GlobalArgs;
+use crate::template::{self, Format};
 
-/// `--format` of listing commands.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum ListFormat {
-    /// Aligned columns.
-    Table,
-    /// One JSON object per line, as `docker images --format json`.
-    Json,
-}
+/// Docker's column headers for the fields of `polyarch images`.
+const IMAGES_HEADERS: &[(&str, &str)] = &[("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("CreatedAt", "CREATED AT")];
 
 #[derive(Args)]
 pub struct ImagesArgs {
     /// Only show image IDs.
     #[arg(short, long)]
     quiet: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: ListFormat,
+    /// `table`, `json` or a Go template (`{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}`), as `docker images --format`.
+    #[arg(long, default_value = "table", value_parser = template::format_arg)]
+    format: Format,
     /// Show only images of this repository (`busybox`, `busybox:1`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     filter: Option<String>,
@@ -46,6 +42,10 @@ pub struct InspectArgs {
     /// else the first one present).
     #[arg(long)]
     platform: Option<String>,
+    /// `json` or a Go template run for each image (`{{.Architecture}}`,
+    /// `{{json .Config}}`), as `docker image inspect --format`.
+    #[arg(short, long, value_parser = template::format_arg)]
+    format: Option<Format>,
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
 }
@@ -69,9 +69,9 @@ pub struct RmiArgs {
 
 #[derive(Args)]
 pub struct DuArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: ListFormat,
+    /// `table`, `json` or a Go template over the JSON (`{{.ReclaimableBytes}}`).
+    #[arg(long, default_value = "table", value_parser = template::format_arg)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -238,33 +238,16 @@ fn created_since(created: Option<&str>) -> String {
 
 /// Rows aligned like Docker's tabwriter (min width 10, padding 3).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
     let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-    for r in std::iter::once(&header).chain(rows) {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                let w = (widths[i] + 3).max(10);
-                line.push_str(&format!("{c:<w$}"));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    let all: Vec<Vec<String>> = std::iter::once(header).chain(rows.iter().cloned()).collect();
+    super::output::columns(&all)
 }
 
 struct Row {
     name: String,
     desc: Descriptor,
+    /// The image ID: the config digest of a one-platform image.
+    id: Descriptor,
     created: Option<String>,
     size: u64,
     platforms: Vec<String>,
@@ -277,7 +260,15 @@ fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
     let platforms = local::present_images(store, name, desc)
         .map(|v| v.iter().map(|(_, p)| p.format()).collect())
         .unwrap_or_default();
-    Ok(Row { name: name.to_string(), desc: desc.clone(), created, size: local::image_size(store, desc)?, platforms })
+    let id = Descriptor::new("", local::image_id(store, desc).unwrap_or_else(|_| desc.digest.clone()), 0);
+    Ok(Row {
+        name: name.to_string(),
+        desc: desc.clone(),
+        id,
+        created,
+        size: local::image_size(store, desc)?,
+        platforms,
+    })
 }
 
 fn matches_filter(name: &str, filter: &str) -> bool {
@@ -298,35 +289,23 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
     if a.quiet {
         let mut seen = BTreeSet::new();
         for r in &rows {
-            if seen.insert(r.desc.digest.clone()) {
-                emit(&format!("{}\n", short_id(&r.desc)))?;
+            if seen.insert(r.id.digest.clone()) {
+                emit(&format!("{}\n", short_id(&r.id)))?;
             }
         }
         return Ok(0);
     }
     match a.format {
-        ListFormat::Json => {
+        Format::Json => {
             for r in &rows {
-                let (repo, tag) = repo_and_tag(&r.name);
-                let v = json!({
-                    "Containers": "N/A",
-                    "CreatedAt": r.created.clone().unwrap_or_default(),
-                    "CreatedSince": created_since(r.created.as_deref()),
-                    "Digest": r.desc.digest.to_string(),
-                    "ID": short_id(&r.desc),
-                    "Name": r.name,
-                    "Platforms": r.platforms,
-                    "Repository": repo,
-                    "SharedSize": "N/A",
-                    "Size": human_size(r.size),
-                    "Tag": tag,
-                    "UniqueSize": "N/A",
-                    "VirtualSize": human_size(r.size),
-                });
-                emit(&format!("{v}\n"))?;
+                emit(&format!("{}\n", row_json(r)))?;
             }
         }
-        ListFormat::Table => {
+        Format::Template { template, table } => {
+            let values: Vec<Value> = rows.iter().map(row_json).collect();
+            emit(&template::render_rows(&template.with_type("ImageSummary"), table, &values, IMAGES_HEADERS)?)?;
+        }
+        Format::Default => {
             let body: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -334,7 +313,7 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
                     vec![
                         repo,
                         tag,
-                        short_id(&r.desc),
+                        short_id(&r.id),
                         created_since(r.created.as_deref()),
                         human_size(r.size),
                         r.platforms.join(","),
@@ -345,6 +324,26 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// A row as `docker images --format json` prints it (and templates see it).
+fn row_json(r: &Row) -> Value {
+    let (repo, tag) = repo_and_tag(&r.name);
+    json!({
+        "Containers": "N/A",
+        "CreatedAt": r.created.clone().unwrap_or_default(),
+        "CreatedSince": created_since(r.created.as_deref()),
+        "Digest": r.desc.digest.to_string(),
+        "ID": short_id(&r.id),
+        "Name": r.name,
+        "Platforms": r.platforms,
+        "Repository": repo,
+        "SharedSize": "N/A",
+        "Size": human_size(r.size),
+        "Tag": tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(r.size),
+    })
 }
 
 fn inspect_one(store: &Store, input: &str, platform: Option<&Platform>) -> Result<Value> {
@@ -399,7 +398,17 @@ pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
             Err(e) => errors.push(e),
         }
     }
-    emit(&format!("{}\n", json_indented(&out, b"    ")?))?;
+    match a.format {
+        Some(Format::Template { template, .. }) => {
+            let template = template.with_type("ImageInspect");
+            for v in &mut out {
+                // Present for every image in docker's type, empty when the platform has none.
+                v.as_object_mut().map(|o| o.entry("Variant").or_insert(json!("")));
+                emit(&format!("{}\n", template.execute(v)?))?;
+            }
+        }
+        _ => emit(&format!("{}\n", json_indented(&out, b"    ")?))?,
+    }
     report(errors)
 }
 
@@ -490,7 +499,7 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
     // Everything else on disk: state of running work, temp directories,
     // cache mounts, what a killed process left; none of it is an image.
     let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + unpacked.bytes + snaps.bytes);
-    if a.format == ListFormat::Json {
+    if !matches!(a.format, Format::Default) {
         let v = json!({
             "Images": images,
             "Blobs": du.blobs,
@@ -509,7 +518,10 @@ pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
             "OtherBytes": other,
             "TotalBytes": du.total_bytes,
         });
-        println!("{v}");
+        match a.format {
+            Format::Template { template, table } => emit(&template::render_rows(&template, table, &[v], &[])?)?,
+            _ => emit(&format!("{v}\n"))?,
+        }
         return Ok(0);
     }
     let reclaim = du.reclaimable_bytes();

@@ -15,6 +15,10 @@ use serde_json::json;
 use super::context::{self, parse_ref};
 use super::output::{aligned, json_indented};
 use super::GlobalArgs;
+use crate::template::{self, Format};
+
+/// Image configs are small JSON documents; larger ones are refused.
+const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
 
 #[derive(Subcommand)]
 pub enum ImagetoolsCommand {
@@ -53,18 +57,16 @@ pub struct CreateArgs {
     sources: Vec<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum InspectFormat {
-    Json,
-}
-
 #[derive(Args)]
 pub struct InspectArgs {
     /// Print the exact bytes the registry serves.
     #[arg(long)]
     raw: bool,
-    #[arg(long, value_enum)]
-    format: Option<InspectFormat>,
+    /// `json`, or a Go template over buildx's fields: `{{.Name}}`,
+    /// `{{json .Manifest}}`, `{{json .Image}}` (the config, or per platform
+    /// for an index: `{{json (index .Image "linux/arm64")}}`).
+    #[arg(long, value_parser = template::format_arg)]
+    format: Option<Format>,
     #[arg(long)]
     insecure: bool,
     #[arg(value_name = "REF")]
@@ -148,12 +150,50 @@ fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
         std::io::stdout().write_all(m.bytes())?;
         return Ok(0);
     }
-    if a.format == Some(InspectFormat::Json) {
-        println!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?);
-        return Ok(0);
+    match a.format {
+        Some(Format::Json) => println!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?),
+        Some(Format::Template { template, .. }) => {
+            let mut v = inspect_json(&r, &m)?;
+            if template.mentions("Image") {
+                v["image"] = rt.block_on(image_configs(&client, &r, &m))?;
+            }
+            let out = template.with_type("imagetools.tplInput").with_json_indent("  ").execute(&v)?;
+            super::images::emit(&if out.ends_with('\n') { out } else { format!("{out}\n") })?;
+        }
+        Some(Format::Default) | None => print!("{}", human(&r, &m)),
     }
-    print!("{}", human(&r, &m));
     Ok(0)
+}
+
+/// buildx's `.Image`: an image's config, or for an index the config of each
+/// platform by its name (`linux/arm64`), or the one config when there is one.
+async fn image_configs(
+    client: &polyarch_registry::Client,
+    r: &Reference,
+    m: &RawManifest,
+) -> Result<serde_json::Value> {
+    let config = |r: Reference, m: RawManifest| async move {
+        let Some(image) = m.as_image() else { return Ok::<_, anyhow::Error>(None) };
+        let bytes = client.get_blob_bytes(&r, &image.config, MAX_CONFIG_SIZE).await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("reading the config of {r}"))?;
+        Ok(Some(v))
+    };
+    let Some(index) = m.as_index() else {
+        return Ok(config(r.clone(), m.clone()).await?.unwrap_or_default());
+    };
+    let mut all = serde_json::Map::new();
+    for d in index.manifests.iter().filter(|d| !d.is_attestation()) {
+        let child = with_digest(r, d);
+        let manifest = client.get_manifest(&child).await?;
+        if let Some(v) = config(child, manifest).await? {
+            all.insert(d.platform.as_ref().map(|p| p.format()).unwrap_or_else(|| d.digest.to_string()), v);
+        }
+    }
+    if all.len() == 1 {
+        return Ok(all.into_iter().next().map(|(_, v)| v).unwrap_or_default());
+    }
+    Ok(serde_json::Value::Object(all))
 }
 
 fn inspect_json(r: &Reference, m: &RawManifest) -> Result<serde_json::Value> {

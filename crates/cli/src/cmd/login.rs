@@ -13,6 +13,10 @@ use super::GlobalArgs;
 pub struct LoginArgs {
     #[arg(short, long)]
     username: Option<String>,
+    /// The password (insecure: it shows in the process list and the shell
+    /// history; prefer --password-stdin).
+    #[arg(short, long)]
+    password: Option<String>,
     /// Read the password from standard input.
     #[arg(long = "password-stdin")]
     password_stdin: bool,
@@ -47,10 +51,16 @@ pub fn login(global: &GlobalArgs, a: LoginArgs) -> Result<u8> {
         bail!("login to {registry}: give a user name with -u USER");
     };
     let mut password = String::new();
-    if a.password_stdin {
+    if a.password.is_some() && a.password_stdin {
+        bail!("login to {registry}: --password and --password-stdin are mutually exclusive");
+    }
+    if let Some(p) = a.password {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        password = p;
+    } else if a.password_stdin {
         std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
     } else if std::io::stdin().is_terminal() {
-        bail!("login to {registry}: pass the password on standard input with --password-stdin");
+        bail!("login to {registry}: pass the password on standard input with --password-stdin, or with -p");
     } else {
         bail!("login to {registry}: --password-stdin is required when standard input is not a terminal");
     }

@@ -47,12 +47,16 @@ pub struct CreateArgs {
 
 #[derive(Args)]
 pub struct AnnotateArgs {
+    /// Set the operating system (`linux`, `windows`, ...).
     #[arg(long)]
     os: Option<String>,
+    /// Set the architecture (`amd64`, `arm64`, `arm`, ...; not `x86_64`).
     #[arg(long)]
     arch: Option<String>,
+    /// Set the architecture variant (`v7` for arm, `v8` for arm64).
     #[arg(long)]
     variant: Option<String>,
+    /// Set the operating system version.
     #[arg(long = "os-version")]
     os_version: Option<String>,
     /// Comma-separated OS features.
@@ -154,28 +158,79 @@ fn create(global: &GlobalArgs, lists: &ListStore, a: CreateArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// OS and architecture values Go (and so docker) knows.
-const KNOWN_OS: &[&str] = &[
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "illumos",
-    "ios",
-    "js",
-    "linux",
-    "netbsd",
-    "openbsd",
-    "plan9",
-    "solaris",
-    "wasip1",
-    "windows",
+/// The os/arch pairs `docker manifest annotate` accepts (docker/cli
+/// `cli/command/manifest/util.go`), compared as written: `x86_64` and
+/// `aarch64` are names for `amd64` and `arm64` that no registry client
+/// matches, so they are refused with the standard name as a hint.
+const VALID_OS_ARCH: &[(&str, &str)] = &[
+    ("darwin", "386"),
+    ("darwin", "amd64"),
+    ("darwin", "arm"),
+    ("darwin", "arm64"),
+    ("dragonfly", "amd64"),
+    ("freebsd", "386"),
+    ("freebsd", "amd64"),
+    ("freebsd", "arm"),
+    ("linux", "386"),
+    ("linux", "amd64"),
+    ("linux", "arm"),
+    ("linux", "arm64"),
+    ("linux", "ppc64le"),
+    ("linux", "mips64"),
+    ("linux", "mips64le"),
+    ("linux", "riscv64"),
+    ("linux", "s390x"),
+    ("netbsd", "386"),
+    ("netbsd", "amd64"),
+    ("netbsd", "arm"),
+    ("openbsd", "386"),
+    ("openbsd", "amd64"),
+    ("openbsd", "arm"),
+    ("plan9", "386"),
+    ("plan9", "amd64"),
+    ("solaris", "amd64"),
+    ("windows", "386"),
+    ("windows", "amd64"),
 ];
-const KNOWN_ARCH: &[&str] = &[
-    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64", "ppc64le", "riscv64",
-    "s390x", "wasm", "sparc64",
-];
+
+/// Variants an architecture can have, where the set is fixed.
+fn valid_variants(arch: &str) -> Option<&'static [&'static str]> {
+    match arch {
+        "arm" => Some(&["v5", "v6", "v7", "v8"]),
+        "arm64" => Some(&[
+            "v8", "v8.0", "v8.1", "v8.2", "v8.3", "v8.4", "v8.5", "v8.6", "v8.7", "v8.8", "v8.9", "v9", "v9.0", "v9.1",
+            "v9.2", "v9.3", "v9.4", "v9.5",
+        ]),
+        "amd64" => Some(&["v1", "v2", "v3", "v4"]),
+        _ => None,
+    }
+}
+
+/// Why `p` is not a platform `docker manifest annotate` would write.
+fn check_platform(p: &Platform) -> Option<String> {
+    if !VALID_OS_ARCH.contains(&(p.os.as_str(), p.architecture.as_str())) {
+        let n = p.normalize();
+        let hint = if (n.os != p.os || n.architecture != p.architecture)
+            && VALID_OS_ARCH.contains(&(n.os.as_str(), n.architecture.as_str()))
+        {
+            format!("; did you mean {:?}?", format!("{}/{}", n.os, n.architecture))
+        } else {
+            let arches = VALID_OS_ARCH.iter().filter(|(os, _)| *os == p.os).map(|(_, a)| *a);
+            polyarch_oci::platform::closest(&p.architecture, arches)
+                .map(|c| format!("; did you mean {c:?}?"))
+                .unwrap_or_default()
+        };
+        return Some(format!("unsupported os/arch combination: {}/{}{hint}", p.os, p.architecture));
+    }
+    let variant = p.variant.as_deref()?;
+    let valid = valid_variants(&p.architecture)?;
+    if valid.contains(&variant) {
+        return None;
+    }
+    let trimmed = variant.trim_start_matches(|c: char| c.is_ascii_alphabetic() && c != 'v');
+    let hint = if valid.contains(&trimmed) { format!("; did you mean {trimmed:?}?") } else { String::new() };
+    Some(format!("unsupported variant {variant:?} for {}/{} (one of {}){hint}", p.os, p.architecture, valid.join(", ")))
+}
 
 fn annotate(lists: &ListStore, a: AnnotateArgs) -> Result<u8> {
     let name = parse_tagged(&a.list)?.to_string();
@@ -201,19 +256,8 @@ fn annotate(lists: &ListStore, a: AnnotateArgs) -> Result<u8> {
     if let Some(f) = a.os_features {
         p.os_features = Some(f).filter(|f| !f.is_empty());
     }
-    let n = p.normalize();
-    if !KNOWN_OS.contains(&n.os.as_str()) || !KNOWN_ARCH.contains(&n.architecture.as_str()) {
-        let close = |known: &[&'static str], v: &str| {
-            polyarch_oci::platform::closest(v, known.iter().copied())
-                .filter(|c| !known.contains(&v) && c != &v)
-                .map(|c| format!("; did you mean {c:?}?"))
-        };
-        let hint = close(KNOWN_OS, &n.os).or_else(|| close(KNOWN_ARCH, &n.architecture)).unwrap_or_default();
-        return Err(polyarch_index::Error::InvalidPlatform {
-            image,
-            reason: format!("unknown os/arch combination {}/{}{hint}", p.os, p.architecture),
-        }
-        .into());
+    if let Some(reason) = check_platform(&p) {
+        bail!("manifest entry for image {image} in {name} has {reason}");
     }
     if let Some(w) = polyarch_oci::platform::parse_warning(&p.format()) {
         eprintln!("warning: {w}");
@@ -343,4 +387,44 @@ fn rm(lists: &ListStore, a: RmArgs) -> Result<u8> {
         }
     }
     Ok(u8::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(os: &str, arch: &str, variant: Option<&str>) -> Option<String> {
+        let p = Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: variant.map(str::to_string),
+            ..Default::default()
+        };
+        check_platform(&p)
+    }
+
+    #[test]
+    fn platforms_as_docker_validates_them() {
+        assert_eq!(check("linux", "amd64", None), None);
+        assert_eq!(check("linux", "arm", Some("v7")), None);
+        assert_eq!(check("linux", "arm64", Some("v8")), None);
+        assert_eq!(check("windows", "amd64", None), None);
+        assert_eq!(
+            check("linux", "x86_64", None).as_deref(),
+            Some("unsupported os/arch combination: linux/x86_64; did you mean \"linux/amd64\"?")
+        );
+        assert_eq!(
+            check("linux", "aarch64", None).as_deref(),
+            Some("unsupported os/arch combination: linux/aarch64; did you mean \"linux/arm64\"?")
+        );
+        assert!(check("linux", "amd46", None).unwrap().ends_with("did you mean \"amd64\"?"));
+        assert!(check("windows", "arm64", None).is_some());
+        assert!(check("", "amd64", None).is_some());
+        assert_eq!(
+            check("linux", "arm", Some("armv7")).as_deref(),
+            Some("unsupported variant \"armv7\" for linux/arm (one of v5, v6, v7, v8); did you mean \"v7\"?")
+        );
+        assert!(check("linux", "amd64", Some("v9")).is_some());
+        assert_eq!(check("linux", "riscv64", Some("rva22u64")), None);
+    }
 }

@@ -5,11 +5,13 @@ pub mod archive;
 pub mod binfmt;
 pub mod build;
 pub mod builder;
+pub mod completion;
 pub mod context;
 pub mod debug;
 pub mod debug_dockerfile;
 pub mod debug_expand;
 pub mod debug_ignore;
+pub mod debug_plan;
 pub mod debug_platform;
 pub mod debug_reference;
 pub mod doctor;
@@ -18,8 +20,10 @@ pub mod imagetools;
 pub mod login;
 pub mod manifest;
 pub mod output;
+pub mod plugin;
 pub mod pull;
 pub mod run;
+pub mod version;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -34,4 +38,16 @@ pub struct GlobalArgs {
     /// $XDG_DATA_HOME/polyarch otherwise).
     #[arg(long, global = true, env = "POLYARCH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Debug logs on stderr (as buildx's `-D/--debug`; also `BUILDX_DEBUG=1`).
+    #[arg(short = 'D', long, global = true, env = "BUILDX_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug: bool,
+}
+
+impl GlobalArgs {
+    /// Prints a debug log line on stderr with `-D/--debug`.
+    pub fn debug(&self, message: impl FnOnce() -> String) {
+        if self.debug {
+            eprintln!("DEBUG: {}", message());
+        }
+    }
 }

@@ -29,3 +29,32 @@ pub fn aligned(prefix: &str, rows: &[(&str, String)]) -> String {
     }
     s
 }
+
+/// Rows aligned as docker's tabwriter (minimum width 10, padding 3): every
+/// cell but a row's last is padded to its column's width.
+pub fn columns(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let w = (widths[i] + 3).max(10);
+                line.push_str(&format!("{c:<w$}"));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

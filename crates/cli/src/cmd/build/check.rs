@@ -17,6 +17,7 @@ pub(super) enum Method {
     Build,
     Check,
     Targets,
+    Outline,
 }
 
 /// `--check` is `--call=check`; `build` is the default; the other
@@ -25,15 +26,17 @@ pub(super) fn method(a: &BuildArgs) -> Result<Method> {
     if a.check {
         return Ok(Method::Check);
     }
-    let name = a.call.split(',').next().unwrap_or("").trim();
+    let call = a.inputs.print.as_deref().unwrap_or(&a.call);
+    let name = call.split(',').next().unwrap_or("").trim();
     match name {
         "" | "build" => Ok(Method::Build),
         "check" | "lint" => Ok(Method::Check),
         "targets" => Ok(Method::Targets),
-        "outline" | "subrequests.describe" => {
-            bail!("--call={name} is not supported by polyarch (supported: build, check, targets)")
+        "outline" => Ok(Method::Outline),
+        "subrequests.describe" => {
+            bail!("--call={name} is not supported by polyarch (supported: build, check, outline, targets)")
         }
-        other => bail!("invalid --call {other:?}: want build, check or targets"),
+        other => bail!("invalid --call {other:?}: want build, check, outline or targets"),
     }
 }
 

@@ -1,0 +1,202 @@
+//! Git sources: references read as BuildKit's `gitutil.ParseGitRef` reads
+//! them (`https://host/repo.git#ref:subdir`, `git://...`, `ssh://...`,
+//! `user@host:repo#ref`, `github.com/owner/repo`), and checkouts of one
+//! ref with the `git` program.
+//!
+//! An `http(s)` URL is a Git reference only when its path ends in `.git`,
+//! as in BuildKit; any other URL is an HTTP source. The fragment is
+//! `REF[:SUBDIR]`: a branch, a tag, a full commit id or a `refs/...` name,
+//! and the directory inside the repository that becomes the context.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+/// A parsed Git reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRef {
+    /// The repository URL given to `git`, without the fragment.
+    pub remote: String,
+    /// The branch, tag or commit (`None`: the remote's HEAD).
+    pub reference: Option<String>,
+    /// The directory inside the repository (`None`: its root).
+    pub subdir: Option<String>,
+}
+
+impl GitRef {
+    /// Parses `s`, or `None` when it is not a Git reference.
+    pub fn parse(s: &str) -> Option<GitRef> {
+        let (url, fragment) = match s.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (s, None),
+        };
+        let remote = if let Some(rest) = url.strip_prefix("github.com/") {
+            format!("https://github.com/{rest}")
+        } else if let Some((scheme, rest)) = url.split_once("://") {
+            let scheme = scheme.to_ascii_lowercase();
+            let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+            let path = path.split('?').next().unwrap_or(path);
+            match scheme.as_str() {
+                "http" | "https" if path.ends_with(".git") => url.to_string(),
+                "git" | "ssh" => url.to_string(),
+                _ => return None,
+            }
+        } else if is_scp_style(url) {
+            url.to_string()
+        } else {
+            return None;
+        };
+        let (reference, subdir) = match fragment {
+            None => (None, None),
+            Some(f) => {
+                let (r, d) = f.split_once(':').unwrap_or((f, ""));
+                (
+                    Some(r).filter(|r| !r.is_empty()).map(String::from),
+                    Some(d).filter(|d| !d.is_empty()).map(String::from),
+                )
+            }
+        };
+        Some(GitRef { remote, reference, subdir })
+    }
+
+    /// The URL as given, fragment included, for messages.
+    pub fn display(&self) -> String {
+        match (&self.reference, &self.subdir) {
+            (None, None) => self.remote.clone(),
+            (r, d) => {
+                let r = r.as_deref().unwrap_or("");
+                match d {
+                    Some(d) => format!("{}#{r}:{d}", self.remote),
+                    None => format!("{}#{r}", self.remote),
+                }
+            }
+        }
+    }
+
+    /// Checks the reference out into the empty directory `dest` and
+    /// returns the context directory (`dest`, or its subdirectory). The
+    /// `.git` directory is removed unless `keep_git_dir` (BuildKit's
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`).
+    pub fn checkout(&self, dest: &Path, keep_git_dir: bool) -> Result<PathBuf> {
+        let subdir = self.subdir_path()?;
+        self.git(dest, &["init", "-q"])?;
+        self.git(dest, &["remote", "add", "origin", &self.remote])?;
+        let want = self.reference.as_deref().unwrap_or("HEAD");
+        // Shallow first; servers without shallow support (dumb HTTP) get
+        // a plain fetch of the ref; a commit id the server does not serve
+        // by itself, the whole history.
+        let shallow = self.git(dest, &["fetch", "-q", "--depth=1", "--no-tags", "origin", want]);
+        let target = match shallow.or_else(|_| self.git(dest, &["fetch", "-q", "--no-tags", "origin", want])) {
+            Ok(()) => "FETCH_HEAD".to_string(),
+            Err(e) if !is_commit_id(want) => return Err(e),
+            Err(_) => {
+                self.git(dest, &["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"])?;
+                want.to_string()
+            }
+        };
+        self.git(dest, &["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target])
+            .map_err(|e| self.error(format!("checking out {want}: {e}")))?;
+        if !keep_git_dir {
+            let dot_git = dest.join(".git");
+            std::fs::remove_dir_all(&dot_git).map_err(|e| Error::io(&dot_git, e))?;
+        }
+        let Some(sub) = subdir else { return Ok(dest.to_path_buf()) };
+        let dir = dest.join(&sub);
+        let real = dir.canonicalize().map_err(|_| self.error(format!("subdirectory {} not found", sub.display())))?;
+        let root = dest.canonicalize().map_err(|e| Error::io(dest, e))?;
+        if !real.starts_with(&root) || !real.is_dir() {
+            return Err(self.error(format!("subdirectory {} is not a directory inside the repository", sub.display())));
+        }
+        Ok(real)
+    }
+
+    /// The subdirectory, refused when it leaves the repository.
+    fn subdir_path(&self) -> Result<Option<PathBuf>> {
+        let Some(d) = &self.subdir else { return Ok(None) };
+        let mut out = PathBuf::new();
+        for c in Path::new(d).components() {
+            match c {
+                std::path::Component::Normal(n) => out.push(n),
+                std::path::Component::CurDir | std::path::Component::RootDir => {}
+                _ => return Err(self.error(format!("subdirectory {d:?} leaves the repository"))),
+            }
+        }
+        Ok(Some(out).filter(|p| !p.as_os_str().is_empty()))
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Git { url: self.display(), message }
+    }
+
+    /// Runs `git ARGS` in `dir`: no prompts, no hooks, no system config.
+    fn git(&self, dir: &Path, args: &[&str]) -> Result<()> {
+        let out = Command::new("git")
+            .args(["-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=never"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()
+            .map_err(|e| self.error(format!("running git: {e} (is git installed?)")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
+        Err(self.error(format!("git {}: {}", args.first().copied().unwrap_or(""), err.trim())))
+    }
+}
+
+/// `user@host:path`, as `sshutil.ParseSCPStyleURL` reads it.
+fn is_scp_style(s: &str) -> bool {
+    let Some((user, rest)) = s.split_once('@') else { return false };
+    let Some((host, path)) = rest.split_once(':') else { return false };
+    let user_ok = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    user_ok && host_ok && !path.is_empty()
+}
+
+/// A full hexadecimal commit id (SHA-1 or SHA-256).
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(remote: &str, reference: Option<&str>, subdir: Option<&str>) -> Option<GitRef> {
+        Some(GitRef { remote: remote.into(), reference: reference.map(Into::into), subdir: subdir.map(Into::into) })
+    }
+
+    #[test]
+    fn parses_as_buildkit() {
+        assert_eq!(GitRef::parse("https://h/o/r.git"), r("https://h/o/r.git", None, None));
+        assert_eq!(GitRef::parse("https://h/o/r.git#main"), r("https://h/o/r.git", Some("main"), None));
+        assert_eq!(GitRef::parse("https://h/o/r.git#v1:sub/dir"), r("https://h/o/r.git", Some("v1"), Some("sub/dir")));
+        assert_eq!(GitRef::parse("https://h/o/r.git#:sub"), r("https://h/o/r.git", None, Some("sub")));
+        assert_eq!(GitRef::parse("git://127.0.0.1:9418/r#dev"), r("git://127.0.0.1:9418/r", Some("dev"), None));
+        assert_eq!(GitRef::parse("git@github.com:o/r.git#x"), r("git@github.com:o/r.git", Some("x"), None));
+        assert_eq!(GitRef::parse("ssh://git@h/r"), r("ssh://git@h/r", None, None));
+        assert_eq!(GitRef::parse("github.com/o/r"), r("https://github.com/o/r", None, None));
+        // Not Git: a plain URL, a path, another scheme.
+        assert_eq!(GitRef::parse("https://h/ctx.tar.gz"), None);
+        assert_eq!(GitRef::parse("./dir"), None);
+        assert_eq!(GitRef::parse("ftp://h/r.git"), None);
+        assert_eq!(GitRef::parse("/abs/path"), None);
+        assert_eq!(GitRef::parse("https://h/o/r.git#v1:sub").unwrap().display(), "https://h/o/r.git#v1:sub");
+    }
+
+    #[test]
+    fn subdir_cannot_leave_the_repository() {
+        let g = GitRef::parse("git://h/r#main:../../etc").unwrap();
+        let e = g.subdir_path().unwrap_err().to_string();
+        assert!(e.contains("leaves the repository") && e.contains("git://h/r#main:../../etc"), "{e}");
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(!is_commit_id("main"));
+    }
+}

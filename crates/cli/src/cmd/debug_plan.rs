@@ -1,0 +1,125 @@
+//! `polyarch debug plan`: the build graph a Dockerfile becomes for every
+//! platform at once (as BuildKit's LLB), as JSON or Graphviz dot. Base
+//! images are resolved as builds resolve them: the local store, then the
+//! registry.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use polyarch_builder::base::{self, ResolveMode};
+use polyarch_frontend::{BoxError, Options, ResolvedImage, Resolver};
+use polyarch_oci::{Platform, Reference};
+use polyarch_registry::Client;
+use polyarch_store::Store;
+
+use super::GlobalArgs;
+
+/// Arguments of `polyarch debug plan`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The build context directory.
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub context: PathBuf,
+    /// The Dockerfile (default: PATH/Dockerfile; `-` for standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// The target platforms: a comma list, repeatable (default: this machine's).
+    #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
+    pub platforms: Vec<String>,
+    /// A build argument `KEY=VALUE`, or `KEY` to take its value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to plan (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A label `KEY=VALUE` for the image.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Mark every vertex as ignoring the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Mark the steps of this stage as ignoring the cache (repeatable).
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Always ask the registry for base images, as `build --pull`.
+    #[arg(long)]
+    pub pull: bool,
+    /// Allow plain HTTP and unverified TLS for registries.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Output format.
+    #[arg(long, default_value = "json", value_parser = ["json", "dot"])]
+    pub format: String,
+}
+
+/// Base images from the local store, then the registry, through the
+/// builder's resolution; the config blob is read back from the store.
+struct StoreResolver {
+    store: Store,
+    client: Client,
+    mode: ResolveMode,
+}
+
+impl Resolver for StoreResolver {
+    async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, BoxError> {
+        let img = base::resolve(Some(&self.client), &self.store, reference, platform, self.mode).await?;
+        let raw = self.store.get_manifest(&img.manifest)?;
+        let Some(manifest) = raw.as_image() else {
+            return Err(format!("{}: not an image manifest", img.pinned).into());
+        };
+        let config = self.store.read_bytes(&manifest.config, 8 * 1024 * 1024)?.to_vec();
+        Ok(ResolvedImage { pinned: img.pinned, config })
+    }
+}
+
+/// Prints the plan; a Dockerfile the frontend rejects is an error.
+pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
+    let (dockerfile, name, df_path) = read_dockerfile(&args)?;
+    let platforms = polyarch_builder::multi::parse_platforms(&args.platforms)?;
+    let mut opts = Options::new(Platform::host().normalize()).with_dockerfile_name(name).with_platforms(platforms);
+    opts.target = args.target.clone();
+    opts.build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
+    opts.no_cache = args.no_cache;
+    opts.no_cache_filter = args.no_cache_filter.iter().map(|s| s.to_lowercase()).collect();
+    opts.context_excludes = polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?;
+    if let Some(Ok(epoch)) = opts.build_args.get("SOURCE_DATE_EPOCH").map(|v| v.parse::<i64>()) {
+        opts.source_date_epoch = Some(epoch);
+    }
+    let resolver = StoreResolver {
+        store: super::images::open_store(global)?,
+        client: super::context::client(global, args.insecure)?,
+        mode: if args.pull { ResolveMode::Pull } else { ResolveMode::PreferLocal },
+    };
+    let rt = super::context::runtime()?;
+    let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &opts, &resolver))?;
+    let mut out = std::io::stdout().lock();
+    match args.format.as_str() {
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,
+        "dot" => write!(out, "{}", plan.to_dot())?,
+        other => bail!("unknown format {other:?} (want json or dot)"),
+    }
+    Ok(0)
+}
+
+/// The Dockerfile's bytes, its name in errors and its path.
+fn read_dockerfile(args: &Args) -> Result<(Vec<u8>, String, Option<PathBuf>)> {
+    let path = match args.file.as_deref() {
+        Some("-") => None,
+        Some(f) => Some(PathBuf::from(f)),
+        None => Some(args.context.join("Dockerfile")),
+    };
+    match path {
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the Dockerfile from stdin")?;
+            Ok((buf, "Dockerfile".into(), None))
+        }
+        Some(p) => {
+            let bytes = std::fs::read(&p).with_context(|| format!("reading the Dockerfile {}", p.display()))?;
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
+            Ok((bytes, name, Some(p)))
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `polyarch debug plan`: the graph of a cross-compiling Dockerfile for six
+//! platforms against the real registry fixture (docker.io mirrored to it),
+//! as JSON and as Graphviz dot, and failures located in the Dockerfile.
+
+use serde_json::Value;
+
+use crate::util::{api, context, mirrored, s, Env};
+
+const SIX: &str = "linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x,linux/386";
+
+const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+                     WORKDIR /src\n\
+                     COPY main.txt .\n\
+                     RUN cat main.txt > /common\n\
+                     ARG TARGETARCH\n\
+                     RUN echo \"$TARGETARCH\" > /out\n\
+                     FROM busybox\n\
+                     COPY --from=build /out /out\n\
+                     CMD [\"cat\", \"/out\"]\n";
+
+/// Vertices whose names contain `text`.
+fn named<'a>(plan: &'a Value, text: &str) -> Vec<&'a Value> {
+    let vertices = plan["vertices"].as_array().expect("vertices");
+    vertices
+        .iter()
+        .filter(|v| v["names"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains(text)))
+        .collect()
+}
+
+/// The registry's manifest digest of busybox for each `os/arch[/variant]`.
+fn busybox_children(reg: &crate::util::Registry) -> std::collections::HashMap<String, String> {
+    let (status, body) = api::get(reg, "GET", "library/busybox/manifests/latest");
+    assert_eq!(status, 200);
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    let mut out = std::collections::HashMap::new();
+    for m in index["manifests"].as_array().expect("busybox is an index") {
+        let p = &m["platform"];
+        let mut name = format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap());
+        if let Some(v) = p["variant"].as_str().filter(|v| !v.is_empty() && *v != "v8") {
+            name.push('/');
+            name.push_str(v);
+        }
+        out.insert(name, m["digest"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+#[test]
+fn json_plan_of_six_platforms_shares_the_build_stage() {
+    let Some((env, reg)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", CROSS), ("main.txt", "main\n")]);
+    let out = env.ok(&["debug", "plan", "--platform", SIX, s(&ctx)]);
+    let plan: Value = serde_json::from_str(&out).expect("plan JSON");
+    let six: Vec<&str> = SIX.split(',').collect();
+    // The build stage's platform-independent steps: once, serving all six.
+    for text in ["WORKDIR /src", "COPY main.txt", "RUN cat main.txt"] {
+        let v = named(&plan, text);
+        assert_eq!(v.len(), 1, "{text}: {v:?}");
+        let served: Vec<&str> = v[0]["platforms"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        assert_eq!(served, six, "{text}: {}", v[0]);
+        assert_eq!(v[0]["built_for"], serde_json::json!(["linux/amd64"]), "{text} runs on the build platform");
+    }
+    assert_eq!(named(&plan, "load build context").len(), 1);
+    // The step that reads $TARGETARCH, the base and the copy: one per platform.
+    for text in ["RUN echo", "COPY --from=build"] {
+        let v = named(&plan, text);
+        assert_eq!(v.len(), 6, "{text}");
+        let mut served: Vec<&str> = v.iter().map(|v| v["platforms"][0].as_str().unwrap()).collect();
+        served.sort();
+        let mut want = six.clone();
+        want.sort();
+        assert_eq!(served, want, "{text}");
+    }
+    let arm = named(&plan, "RUN echo \"arm64\"");
+    assert_eq!(arm.len(), 1, "the TARGETARCH of each platform is expanded in its step's name");
+    assert_eq!(arm[0]["type"], "exec");
+    assert!(arm[0]["op"]["exec"]["env"].as_array().unwrap().contains(&Value::from("TARGETARCH=arm64")));
+    // Images are pinned to the registry's manifest of each platform.
+    let children = busybox_children(reg);
+    let images: Vec<&Value> =
+        plan["vertices"].as_array().unwrap().iter().filter(|v| v["type"] == "source.image").collect();
+    assert_eq!(images.len(), 6, "busybox once per target; the build stage's is linux/amd64's");
+    for v in &images {
+        let platform = v["built_for"][0].as_str().unwrap();
+        let resolved = v["op"]["source"]["image"]["resolved"].as_str().unwrap();
+        assert_eq!(Some(&resolved.to_string()), children.get(platform), "{platform}");
+        assert_eq!(v["op"]["source"]["image"]["reference"], "docker.io/library/busybox:latest");
+    }
+    assert_eq!(plan["targets"].as_array().unwrap().len(), 6);
+    let images = plan["images"].as_array().unwrap();
+    assert_eq!(images.len(), 6);
+    for img in images {
+        let c = &img["config"];
+        assert_eq!(c["config"]["Cmd"], serde_json::json!(["cat", "/out"]), "{img}");
+        let env: Vec<&str> = c["config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        assert!(env.iter().any(|e| e.starts_with("PATH=")), "the base image's ENV: {env:?}");
+        let p = img["platform"].as_str().unwrap();
+        assert!(p.contains(c["architecture"].as_str().unwrap()), "{p}: {c}");
+    }
+}
+
+#[test]
+fn dot_plan_draws_every_vertex_and_edge() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", CROSS), ("main.txt", "main\n")]);
+    let out = env.ok(&["debug", "plan", "--format", "dot", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    assert!(out.starts_with("digraph polyarch {") && out.trim_end().ends_with('}'), "{out}");
+    let nodes = out.lines().filter(|l| l.trim_start().starts_with('v') && l.contains("[label=")).count();
+    let json: Value =
+        serde_json::from_str(&env.ok(&["debug", "plan", "--platform", "linux/amd64,linux/arm64", s(&ctx)])).unwrap();
+    assert_eq!(nodes, json["vertices"].as_array().unwrap().len(), "{out}");
+    assert!(out.contains("serves 2: linux/amd64, linux/arm64"), "{out}");
+    assert!(out.contains(" -> t0;") && out.contains(" -> t1;"), "{out}");
+    let edges: usize = json["vertices"].as_array().unwrap().iter().map(|v| v["inputs"].as_array().unwrap().len()).sum();
+    assert_eq!(out.lines().filter(|l| l.contains(" -> v")).count(), edges, "{out}");
+}
+
+#[test]
+fn an_unknown_stage_fails_with_its_line() {
+    let env = Env::new();
+    let df = "FROM busybox\nRUN true\nCOPY --from=7 /x /y\n";
+    let ctx = context(&env, "bad", &[("Dockerfile", df)]);
+    let err = env.fails(&["debug", "plan", s(&ctx)]);
+    assert!(err.contains("Dockerfile:3:1: invalid stage index 7"), "{err}");
+    assert!(err.contains("   3 | COPY --from=7 /x /y"), "the line is shown: {err}");
+    let err = env.fails(&["debug", "plan", "--target", "nope", s(&ctx)]);
+    assert!(err.contains("target stage \"nope\" could not be found"), "{err}");
+    let ctx = context(&env, "flag", &[("Dockerfile", "FROM scratch\n\nRUN --mount=type=bind,src=a true\n")]);
+    let err = env.fails(&["debug", "plan", s(&ctx)]);
+    assert!(err.contains("Dockerfile:3:") && err.contains("mount type bind requires a target"), "{err}");
+}
+
+#[test]
+fn an_image_neither_place_has_fails_at_its_from_line() {
+    let env = Env::new();
+    let df = "FROM scratch AS a\nCOPY x /x\n\nFROM 127.0.0.1:1/none/base:1\nCOPY --from=a /x /x\n";
+    let ctx = context(&env, "none", &[("Dockerfile", df), ("x", "x")]);
+    let err = env.fails(&["debug", "plan", "--platform", "linux/arm64", s(&ctx)]);
+    assert!(err.contains("Dockerfile:4:6: failed to resolve source metadata for 127.0.0.1:1/none/base:1"), "{err}");
+    assert!(err.contains("not in the local store"), "the store was asked first: {err}");
+    assert_eq!(err.matches("not in the local store").count(), 1, "the reason is told once: {err}");
+}

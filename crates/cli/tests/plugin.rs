@@ -1,0 +1,167 @@
+//! polyarch as a docker CLI plugin, through the real docker client: HOME
+//! is a temporary directory whose `.docker/cli-plugins/` holds polyarch as
+//! `docker-polyarch` and `docker-buildx`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+/// An environment whose docker client finds polyarch as its plugins.
+struct Plugins {
+    env: Env,
+    home: PathBuf,
+}
+
+fn docker_client() -> bool {
+    require(have("docker"), "the docker client (/usr/local/bin/docker)")
+}
+
+impl Plugins {
+    fn new(env: Env) -> Plugins {
+        let home = env.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let p = Plugins { env, home };
+        for name in ["polyarch", "buildx"] {
+            let out = p
+                .env
+                .cmd(&["install-plugin", "--as", name])
+                .env("HOME", &p.home)
+                .env_remove("DOCKER_CONFIG")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "install-plugin --as {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        p
+    }
+
+    fn docker(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .current_dir(dir)
+            .env("HOME", &self.home)
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("DOCKER_HOST")
+            .env_remove("BUILDX_BUILDER")
+            .env_remove("POLYARCH_BUILDER")
+            .env("POLYARCH_ROOT", self.env.root())
+            .env("XDG_CONFIG_HOME", self.env.dir.path().join("xdg"))
+            .env_remove("POLYARCH_CONFIG");
+        if self.env.config_file().exists() {
+            c.env("POLYARCH_CONFIG", self.env.config_file());
+        }
+        c.output().expect("running docker")
+    }
+
+    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.docker(dir, args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn docker_polyarch_and_docker_buildx_version() {
+    if !docker_client() {
+        return;
+    }
+    let p = Plugins::new(Env::new());
+    let link = p.home.join(".docker/cli-plugins/docker-polyarch");
+    assert_eq!(std::fs::canonicalize(&link).unwrap(), std::fs::canonicalize(env!("CARGO_BIN_EXE_polyarch")).unwrap());
+    let here = p.home.clone();
+    let v = p.ok(&here, &["polyarch", "version"]);
+    let own = p.env.ok(&["version"]);
+    assert_eq!(v, own, "docker polyarch version is polyarch version");
+    assert!(v.starts_with(&format!("polyarch v{} ", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert_eq!(p.ok(&here, &["buildx", "version"]), own);
+    // Docker's global options come before the plugin name; they do not reach polyarch's parser.
+    assert_eq!(p.ok(&here, &["--context", "default", "polyarch", "version"]), own);
+    assert_eq!(
+        p.ok(&here, &["-H", "unix:///nonexistent.sock", "buildx", "version", "--format", "{{.Name}}"]),
+        "polyarch\n"
+    );
+
+    // Docker lists both as valid plugins with our metadata.
+    let help = p.ok(&here, &["--help"]);
+    assert!(!help.contains("Invalid Plugins"), "{help}");
+    assert!(help.contains("polyarch*") && help.contains("buildx*"), "{help}");
+    let info = String::from_utf8_lossy(&p.docker(&here, &["info", "--format", "{{json .ClientInfo.Plugins}}"]).stdout)
+        .into_owned();
+    let plugins: serde_json::Value = serde_json::from_str(info.trim()).unwrap_or_else(|e| panic!("{e}: {info}"));
+    let ours: Vec<&serde_json::Value> =
+        plugins.as_array().unwrap().iter().filter(|p| p["Vendor"] == "polyarch").collect();
+    assert_eq!(ours.len(), 2, "{info}");
+    assert!(ours.iter().all(|p| p["Version"] == format!("v{}", env!("CARGO_PKG_VERSION"))), "{info}");
+
+    // Installing again is refused unless forced.
+    let out = p.env.cmd(&["install-plugin"]).env("HOME", &p.home).env_remove("DOCKER_CONFIG").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn docker_buildx_build_pushes_two_platforms() {
+    if !docker_client() {
+        return;
+    }
+    let Some((env, reg)) = mirrored() else { return };
+    let p = Plugins::new(env);
+    let ctx = context(&p.env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY hello /hello\n"), ("hello", "hi\n")]);
+    let image = format!("{}/test/plugin-buildx:1", reg.host);
+    p.ok(&ctx, &["buildx", "build", "--platform", "linux/amd64,linux/arm64", "-t", &image, "--push", "."]);
+
+    let (status, raw) = api::get(reg, "GET", "test/plugin-buildx/manifests/1");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&raw));
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] != "unknown")
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+    assert!(api::complete_or_absent(reg, "test/plugin-buildx", "1"), "every child is in the registry");
+
+    // `docker build` goes to the buildx plugin, so to polyarch, into its store.
+    p.ok(&ctx, &["build", "-t", "plugin-classic:1", "."]);
+    let names = p.env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(names.lines().any(|l| l == "plugin-classic:1"), "{names}");
+    // And imagetools is buildx's.
+    let inspected = p.ok(&ctx, &["buildx", "imagetools", "inspect", "--format", "{{.Name}}", &image]);
+    assert_eq!(inspected.trim(), image);
+}
+
+#[test]
+fn docker_buildx_create_ls_inspect_use_rm() {
+    if !docker_client() {
+        return;
+    }
+    let p = Plugins::new(Env::new());
+    let here = p.home.clone();
+    p.ok(&here, &["buildx", "create", "--name", "pbx", "--node", "n1", "--platform", "linux/amd64", "local"]);
+    let ls = p.ok(&here, &["buildx", "ls"]);
+    assert!(ls.starts_with("NAME/NODE"), "{ls}");
+    assert!(ls.lines().any(|l| l.starts_with("pbx")), "{ls}");
+    assert!(ls.contains(" \\_ n1"), "{ls}");
+    let names = p.ok(&here, &["buildx", "ls", "--format", "{{.Name}}{{range .Nodes}} {{.Name}}{{end}}"]);
+    assert!(names.lines().any(|l| l == "pbx n1"), "{names}");
+    p.ok(&here, &["buildx", "use", "pbx"]);
+    let inspect = p.ok(&here, &["buildx", "inspect"]);
+    assert!(inspect.starts_with("Name:          pbx\n"), "{inspect}");
+    // buildx's --builder before the command picks the builder.
+    let inspect = p.ok(&here, &["buildx", "--builder", "default", "inspect"]);
+    assert!(inspect.starts_with("Name:          default\n"), "{inspect}");
+    p.ok(&here, &["buildx", "rm", "pbx"]);
+    let ls = p.ok(&here, &["buildx", "ls"]);
+    assert!(!ls.contains("pbx"), "{ls}");
+}

@@ -1,0 +1,232 @@
+//! COPY and ADD: copy vertices from the context, a stage, an image, a
+//! here-document, a URL (an http source) or a git repository onto the
+//! stage's root, or with `--link` onto nothing and then merged over it, as
+//! BuildKit's `dispatchCopy`.
+
+use polyarch_dockerfile::instructions::{self, Command};
+use polyarch_oci::Digest;
+use polyarch_solver::op::{Copy, GitSource, HttpSource, Merge, Mkfile, Op, Owner, Source};
+use polyarch_solver::{VertexId, VertexSpec};
+
+use crate::convert::{parse_owner, Converter, PlatformCtx, StageState};
+use crate::error::{ErrorKind, Result};
+use crate::Resolver;
+
+/// One source input of a COPY and the paths taken from it.
+struct Group {
+    source: VertexId,
+    paths: Vec<String>,
+    /// Paths may hold wildcards (not for a download).
+    wildcard: bool,
+    /// Archives are unpacked (ADD of local files, or `--unpack`).
+    unpack: bool,
+}
+
+/// The expanded words of a COPY or ADD.
+struct Words {
+    sources: Vec<String>,
+    dest: String,
+    excludes: Vec<String>,
+    owner: Option<Owner>,
+    mode: Option<u32>,
+    checksum: Option<Digest>,
+}
+
+impl<R: Resolver> Converter<'_, R> {
+    pub(crate) async fn copy(
+        &mut self,
+        st: &mut StageState,
+        cmd: &Command,
+        c: &instructions::Copy,
+        add: bool,
+        pc: &PlatformCtx,
+    ) -> Result<()> {
+        let line = cmd.start_line;
+        let w = self.words(st, c, add, line)?;
+        let mut groups = Vec::new();
+        let (gits, rest): (Vec<String>, Vec<String>) = w.sources.iter().cloned().partition(|s| add && is_git(s));
+        let (urls, local): (Vec<String>, Vec<String>) = rest.into_iter().partition(|s| add && is_url(s));
+        if !local.is_empty() {
+            let source = match &c.from {
+                Some(f) => self.named_source(st, f, line, pc).await?,
+                None => self.context()?,
+            };
+            let paths = local.iter().map(|s| format!("/{}", polyarch_dockerfile::clean(s).trim_start_matches('/')));
+            let unpack = add && c.unpack != Some(false);
+            groups.push(Group { source, paths: paths.collect(), wildcard: true, unpack });
+        }
+        for u in &urls {
+            let filename = url_filename(u);
+            let op = Op::Source(Source::Http(HttpSource {
+                url: u.clone(),
+                checksum: w.checksum.clone(),
+                filename: Some(filename.clone()),
+                mode: 0o600,
+                ..HttpSource::default()
+            }));
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] download {u}"));
+            let source = self.graph.add(spec.with_ignore_cache(st.ignore_cache))?;
+            let unpack = c.unpack == Some(true);
+            groups.push(Group { source, paths: vec![format!("/{filename}")], wildcard: false, unpack });
+        }
+        for g in &gits {
+            let (remote, fragment) = g.split_once('#').unwrap_or((g, ""));
+            let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+            let op = Op::Source(Source::Git(GitSource {
+                remote: remote.to_string(),
+                reference: reference.to_string(),
+                commit: None,
+                subdir: subdir.to_string(),
+                keep_git_dir: c.keep_git_dir,
+            }));
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {g}"));
+            let source = self.graph.add(spec.with_ignore_cache(st.ignore_cache))?;
+            groups.push(Group { source, paths: vec!["/".into()], wildcard: false, unpack: false });
+        }
+        for f in &c.contents {
+            let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
+            let mode = w.mode.unwrap_or(0o644);
+            let op = Op::Mkfile(Mkfile {
+                input: None,
+                path: format!("/{}", f.name),
+                data: data.into_bytes(),
+                mode,
+                ..Mkfile::default()
+            });
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {}", f.name));
+            let source = self.graph.add(spec)?;
+            groups.push(Group { source, paths: vec![format!("/{}", f.name)], wildcard: false, unpack: false });
+        }
+        let verb = if add { "ADD" } else { "COPY" };
+        let rest = cmd.original.trim().split_once(' ').map_or("", |x| x.1).trim();
+        let shown = self.display(st, &format!("{verb} {rest}"));
+        let name = self.step_name(st, &shown);
+        let mut cur = if c.link { None } else { st.root };
+        for g in groups {
+            let mut inputs = vec![g.source];
+            let dest = cur.map(|v| {
+                inputs.push(v);
+                1
+            });
+            let op = Op::Copy(Copy {
+                source: 0,
+                dest,
+                paths: g.paths,
+                dest_path: w.dest.clone(),
+                owner: w.owner.clone(),
+                mode: w.mode,
+                follow_symlinks: true,
+                contents_only: true,
+                wildcard: g.wildcard,
+                allow_empty_wildcard: g.wildcard,
+                create_dest_path: true,
+                unpack: g.unpack,
+                parents: c.parents,
+                include: Vec::new(),
+                exclude: w.excludes.clone(),
+                timestamp: self.opts.source_date_epoch,
+            });
+            cur = Some(self.add(st, op, inputs, name.clone())?);
+        }
+        if let (true, Some(base), Some(layer)) = (c.link, st.root, cur) {
+            let op = Op::Merge(Merge { inputs: vec![0, 1] });
+            cur = Some(self.add(st, op, vec![base, layer], name.clone())?);
+        }
+        st.root = cur.or(st.root);
+        st.config.commit(format!("{shown} # buildkit"), true);
+        Ok(())
+    }
+
+    /// Expands and checks the words of a COPY or ADD.
+    fn words(&self, st: &StageState, c: &instructions::Copy, add: bool, line: usize) -> Result<Words> {
+        let err = |msg: String, token: Option<&str>| self.src.error(ErrorKind::Invalid, line, msg, token);
+        let sources = c.sources.iter().map(|s| self.expand(st, s, line)).collect::<Result<Vec<_>>>()?;
+        let excludes = c.excludes.iter().map(|s| self.expand(st, s, line)).collect::<Result<Vec<_>>>()?;
+        let dest = dest_path(&st.config.config.working_dir, &self.expand(st, &c.dest, line)?);
+        if sources.len() + c.contents.len() > 1 && !dest.ends_with('/') {
+            let msg =
+                "When using COPY with more than one source file, the destination must be a directory and end with a /";
+            return Err(err(msg.into(), None));
+        }
+        if let Some(u) = sources.iter().find(|s| !add && is_url(s)) {
+            return Err(err("source can't be a URL for COPY".into(), Some(u)));
+        }
+        let mode = match self.expand_opt(st, &c.chmod, line)? {
+            Some(m) => Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
+                err(
+                    format!("invalid chmod parameter: '{m}'. it should be octal string and between 0 and 07777"),
+                    Some(&m),
+                )
+            })?),
+            None => None,
+        };
+        let owner = self.expand_opt(st, &c.chown, line)?.filter(|o| !o.is_empty()).map(|o| parse_owner(&o));
+        let checksum = match self.expand_opt(st, &c.checksum, line)? {
+            Some(s) => {
+                if sources.len() != 1 || !is_url(&sources[0]) {
+                    return Err(err("checksum can't be specified for multiple or non-HTTP(S) sources".into(), None));
+                }
+                Some(s.parse::<Digest>().map_err(|e| err(format!("invalid checksum {s:?}: {e}"), Some(&s)))?)
+            }
+            None => None,
+        };
+        Ok(Words { sources, dest, excludes, owner, mode, checksum })
+    }
+}
+
+/// An http(s) URL.
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// A git repository as ADD takes one: `git@host:repo`, `git://...`, or a
+/// URL ending in `.git` (with an optional `#ref:subdir`).
+fn is_git(s: &str) -> bool {
+    let base = s.split('#').next().unwrap_or(s);
+    s.starts_with("git@") || s.starts_with("git://") || base.ends_with(".git")
+}
+
+/// The file name of a download: the last element of the URL's path, as
+/// BuildKit names it (`__unnamed__` when the path has none).
+fn url_filename(u: &str) -> String {
+    let rest = u.split_once("://").map_or(u, |x| x.1);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.split_once('/').map_or("", |x| x.1);
+    match path.rsplit('/').next() {
+        Some(f) if !f.is_empty() => f.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// The destination of a COPY: absolute, relative ones under the working
+/// directory; a trailing `/` (or `.`) kept as "a directory".
+fn dest_path(workdir: &str, dest: &str) -> String {
+    let dir_syntax =
+        dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
+    let joined =
+        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+    let c = format!("/{}", polyarch_dockerfile::clean(&joined).trim_start_matches('/'));
+    if dir_syntax && c != "/" {
+        format!("{c}/")
+    } else {
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_gits_and_destinations() {
+        assert_eq!(url_filename("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_filename("https://example.com"), "__unnamed__");
+        assert_eq!(url_filename("https://example.com/dir/"), "__unnamed__");
+        assert!(is_git("https://github.com/a/b.git#main") && is_git("git@github.com:a/b"));
+        assert!(!is_git("https://example.com/a.tar"));
+        assert_eq!(dest_path("/", "app"), "/app");
+        assert_eq!(dest_path("/w", "app/"), "/w/app/");
+        assert_eq!(dest_path("/w", "."), "/w/");
+        assert_eq!(dest_path("", "/x/../y"), "/y");
+    }
+}

@@ -1,0 +1,361 @@
+//! RUN: an exec vertex on the stage's root, with the environment (image
+//! ENV and the ARGs in scope), working directory, user, network, security
+//! mode and every `--mount` type (bind, cache, tmpfs, secret, ssh), as
+//! BuildKit's `dispatchRun` and `convert_runmount.go`.
+
+use polyarch_dockerfile::instructions::{self, Command, Mount as DfMount};
+use polyarch_solver::op::{Exec, Mkfile, Mount, MountKind, Network, Op, Security, Sharing};
+use polyarch_solver::{VertexId, VertexSpec};
+
+use crate::convert::{normalize_workdir, Converter, PlatformCtx, StageState};
+use crate::error::{ErrorKind, Result};
+use crate::meta::with_shell;
+use crate::Resolver;
+
+/// The process arguments, and a script file (name, content) to mount at
+/// `/dev/pipes`.
+type Prepared = (Vec<String>, Option<(String, String)>);
+
+/// The inputs and mounts of one exec being assembled.
+struct Mounts {
+    inputs: Vec<VertexId>,
+    mounts: Vec<Mount>,
+    ssh: usize,
+}
+
+impl Mounts {
+    fn input(&mut self, v: VertexId) -> usize {
+        self.inputs.push(v);
+        self.inputs.len() - 1
+    }
+}
+
+impl<R: Resolver> Converter<'_, R> {
+    pub(crate) async fn run(
+        &mut self,
+        st: &mut StageState,
+        cmd: &Command,
+        r: &instructions::Run,
+        pc: &PlatformCtx,
+    ) -> Result<()> {
+        let line = cmd.start_line;
+        let network = match r.network.as_deref() {
+            None | Some("default") | Some("") => self.opts.network,
+            Some("host") => Network::Host,
+            Some("none") => Network::None,
+            Some(other) => {
+                let msg = format!("unsupported network mode {other:?}");
+                return Err(self.src.error(ErrorKind::Invalid, line, msg, Some(other)));
+            }
+        };
+        let security = match r.security.as_deref() {
+            None | Some("sandbox") => Security::Sandbox,
+            Some("insecure") => Security::Insecure,
+            Some(other) => {
+                let msg = format!("unsupported security mode {other:?}");
+                return Err(self.src.error(ErrorKind::Invalid, line, msg, Some(other)));
+            }
+        };
+        let (args, pipe) = self.command(st, r, line)?;
+        let root = self.root_or_empty(st)?;
+        let root_mount = MountKind::Input { input: 0, selector: String::new(), readonly: false };
+        let mut m = Mounts { inputs: vec![root], mounts: vec![Mount { target: "/".into(), kind: root_mount }], ssh: 0 };
+        for spec in &r.mounts {
+            self.mount(st, spec, line, pc, &mut m).await?;
+        }
+        if let Some((file, data)) = pipe {
+            // A script with a shebang runs as a file, as BuildKit mounts it.
+            let op = Op::Mkfile(Mkfile {
+                input: None,
+                path: format!("/{file}"),
+                data: data.into_bytes(),
+                mode: 0o755,
+                ..Mkfile::default()
+            });
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {file}"));
+            let v = self.graph.add(spec)?;
+            let input = m.input(v);
+            let kind = MountKind::Input { input, selector: String::new(), readonly: true };
+            m.mounts.push(Mount { target: "/dev/pipes".into(), kind });
+        }
+        let config = &st.config.config;
+        let exec = Exec {
+            args: args.clone(),
+            env: run_env(&config.env, &st.args),
+            cwd: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
+            user: config.user.clone(),
+            proxy_env: self.proxy_env.clone(),
+            mounts: m.mounts,
+            network,
+            security,
+            ..Exec::default()
+        };
+        let mut text = cmd.original.clone();
+        if let (Some(f), Some(arg)) = (r.cmd.files.first(), r.cmd.args.first()) {
+            if is_lone_heredoc(arg) {
+                text.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
+            }
+        }
+        let shown = self.display(st, &text);
+        let name = self.step_name(st, &shown);
+        let v = self.add(st, Op::Exec(exec), m.inputs, name)?;
+        st.root = Some(v);
+        st.config.commit(format!("RUN {} # buildkit", history_command(&args, &st.args)), true);
+        Ok(())
+    }
+
+    /// The process arguments, and a script file for `/dev/pipes` when the
+    /// command is a lone here-document starting with `#!`.
+    fn command(&self, st: &StageState, r: &instructions::Run, line: usize) -> Result<Prepared> {
+        let files = &r.cmd.files;
+        let (script, pipe) = match files.first() {
+            None => (None, None),
+            Some(_) if r.cmd.args.len() != 1 || !r.cmd.prepend_shell => {
+                let msg = "parsing produced an invalid run command";
+                return Err(self.src.error(ErrorKind::Dockerfile, line, msg, None));
+            }
+            Some(f) if is_lone_heredoc(&r.cmd.args[0]) => {
+                let data = if f.chomp { chomp(&f.data) } else { f.data.clone() };
+                if data.starts_with("#!") {
+                    (Some(format!("/dev/pipes/{}", f.name)), Some((f.name.clone(), data)))
+                } else {
+                    (Some(data), None)
+                }
+            }
+            Some(_) => {
+                let mut full = r.cmd.args[0].clone();
+                for f in files {
+                    full.push_str(&format!("\n{}{}", f.data, f.name));
+                }
+                (Some(full), None)
+            }
+        };
+        let cmd = match script {
+            Some(s) => instructions::CmdLine { args: vec![s], ..r.cmd.clone() },
+            None => r.cmd.clone(),
+        };
+        Ok((with_shell(&st.config.config.shell, &cmd), pipe))
+    }
+
+    /// One `--mount`, with its words expanded.
+    async fn mount(
+        &mut self,
+        st: &StageState,
+        spec: &DfMount,
+        line: usize,
+        pc: &PlatformCtx,
+        m: &mut Mounts,
+    ) -> Result<()> {
+        let target = self.expand_opt(st, &spec.target, line)?;
+        let source = self.expand_opt(st, &spec.source, line)?;
+        let from = self.expand_opt(st, &spec.from, line)?;
+        let id = self.expand_opt(st, &spec.id, line)?.filter(|i| !i.is_empty());
+        let workdir = st.config.config.working_dir.clone();
+        let abs = |t: &str| {
+            let p = normalize_workdir(&workdir, t);
+            format!("/{}", polyarch_dockerfile::clean(&p).trim_start_matches('/'))
+        };
+        let src = self.src.clone();
+        let need_target = || {
+            let msg = format!("mount type {} requires a target", spec.r#type);
+            src.error(ErrorKind::Invalid, line, msg, Some("--mount"))
+        };
+        let selector = source.as_deref().map(selector).unwrap_or_default();
+        let (uid, gid) = (id32(spec.uid), id32(spec.gid));
+        let kind = match spec.r#type.as_str() {
+            "bind" => {
+                let input = self.mount_input(st, from.as_deref(), line, pc, m).await?;
+                let readonly = spec.read_only != Some(false);
+                (abs(&target.ok_or_else(need_target)?), MountKind::Input { input, selector, readonly })
+            }
+            "cache" => {
+                let target = abs(&target.ok_or_else(need_target)?);
+                let from = match from.as_deref() {
+                    Some(f) => Some(self.mount_input(st, Some(f), line, pc, m).await?),
+                    None => None,
+                };
+                let sharing = match spec.sharing.as_deref() {
+                    None | Some("") | Some("shared") => Sharing::Shared,
+                    Some("private") => Sharing::Private,
+                    Some(_) => Sharing::Locked,
+                };
+                let kind = MountKind::Cache {
+                    id: id.unwrap_or_else(|| target.clone()),
+                    sharing,
+                    from,
+                    selector,
+                    readonly: spec.read_only == Some(true),
+                    mode: spec.mode.unwrap_or(0o755),
+                    uid,
+                    gid,
+                };
+                (target, kind)
+            }
+            "tmpfs" => {
+                let size = match self.expand_opt(st, &spec.size, line)? {
+                    Some(s) => Some(parse_size(&s).ok_or_else(|| {
+                        self.src.error(ErrorKind::Invalid, line, format!("invalid tmpfs size {s:?}"), Some("--mount"))
+                    })?),
+                    None => None,
+                };
+                (abs(&target.ok_or_else(need_target)?), MountKind::Tmpfs { size })
+            }
+            "secret" => {
+                let Some(id) = id.or_else(|| target.as_deref().map(|t| base_name(t).to_string())) else {
+                    let msg = "secret mount requires an id or a target";
+                    return Err(self.src.error(ErrorKind::Invalid, line, msg, Some("--mount")));
+                };
+                let env = self.expand_opt(st, &spec.env, line)?;
+                let target = match (&target, &env) {
+                    (Some(t), _) => abs(t),
+                    (None, Some(_)) => String::new(),
+                    (None, None) => format!("/run/secrets/{id}"),
+                };
+                let mode = spec.mode.unwrap_or(0o400);
+                (target, MountKind::Secret { id, required: spec.required, mode, uid, gid, env })
+            }
+            "ssh" => {
+                let target = match target {
+                    Some(t) => abs(&t),
+                    None => format!("/run/buildkit/ssh_agent.{}", m.ssh),
+                };
+                m.ssh += 1;
+                let (id, mode) = (id.unwrap_or_else(|| "default".into()), spec.mode.unwrap_or(0o600));
+                (target, MountKind::Ssh { id, required: spec.required, mode, uid, gid })
+            }
+            other => {
+                let msg = format!("unsupported mount type {other:?}");
+                return Err(self.src.error(ErrorKind::Invalid, line, msg, Some("--mount")));
+            }
+        };
+        m.mounts.push(Mount { target: kind.0, kind: kind.1 });
+        Ok(())
+    }
+
+    /// The input a mount reads: the context, a stage or an image.
+    async fn mount_input(
+        &mut self,
+        st: &StageState,
+        from: Option<&str>,
+        line: usize,
+        pc: &PlatformCtx,
+        m: &mut Mounts,
+    ) -> Result<usize> {
+        let v = match from {
+            None => self.context()?,
+            Some(f) => self.named_source(st, f, line, pc).await?,
+        };
+        Ok(m.input(v))
+    }
+}
+
+/// A mount's `source` as a selector of its input (`""` for all of it).
+fn selector(source: &str) -> String {
+    let c = polyarch_dockerfile::clean(&format!("/{source}"));
+    if c == "/" {
+        String::new()
+    } else {
+        c
+    }
+}
+
+fn id32(v: Option<u64>) -> u32 {
+    v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+}
+
+fn base_name(p: &str) -> &str {
+    p.trim_end_matches('/').rsplit('/').next().unwrap_or(p)
+}
+
+/// A size as go-units' `RAMInBytes` reads it: `64m`, `1g`, `512kb`, bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim().to_lowercase();
+    let digits = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.trim().trim_end_matches('b').trim_end_matches('i');
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        "p" => 1 << 50,
+        _ => return None,
+    };
+    Some((n * mult as f64) as u64)
+}
+
+/// The environment of a RUN: the image's ENV, then the ARGs in scope that
+/// ENV does not set.
+pub(crate) fn run_env(image_env: &[String], args: &[(String, Option<String>)]) -> Vec<String> {
+    let key = |e: &str| e.split_once('=').map_or(e, |x| x.0).to_string();
+    let mut out: Vec<String> = image_env.to_vec();
+    for (k, v) in args {
+        let Some(v) = v else { continue };
+        if image_env.iter().any(|e| key(e) == *k) {
+            continue;
+        }
+        match out.iter().position(|e| key(e) == *k) {
+            Some(i) => out[i] = format!("{k}={v}"),
+            None => out.push(format!("{k}={v}")),
+        }
+    }
+    out
+}
+
+/// BuildKit's `runCommandString`: `|N K=V ... args` when ARGs are in scope.
+fn history_command(args: &[String], build_args: &[(String, Option<String>)]) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if !build_args.is_empty() {
+        words.push(format!("|{}", build_args.len()));
+        words.extend(build_args.iter().map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default())));
+    }
+    words.extend(args.iter().cloned());
+    words.join(" ")
+}
+
+/// Whether a shell-form command is only a here-document marker.
+fn is_lone_heredoc(arg: &str) -> bool {
+    let Some(rest) = arg.trim().strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let word = rest.trim_matches(|c| c == '"' || c == '\'');
+    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// BuildKit's `ChompHeredocContent`: leading tabs of every line removed.
+fn chomp(data: &str) -> String {
+    data.split('\n').map(|l| l.trim_start_matches('\t')).collect::<Vec<_>>().join("\n")
+}
+
+/// A here-document's first line, with `...` when more follow.
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim().replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let first = lines.next().unwrap_or("").to_string();
+    if lines.next().is_some() {
+        first + "..."
+    } else {
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_env_and_history() {
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("lots"), None);
+        let args = vec![("A".to_string(), Some("1".to_string())), ("PATH".to_string(), Some("x".to_string()))];
+        assert_eq!(run_env(&["PATH=/bin".to_string()], &args), ["PATH=/bin", "A=1"]);
+        assert_eq!(history_command(&["sh".into()], &args), "|2 A=1 PATH=x sh");
+        assert_eq!(selector("/"), "");
+        assert_eq!(selector("a/../b"), "/b");
+    }
+}

@@ -1,0 +1,248 @@
+//! `polyarch-frontend`: a Dockerfile and build options → one
+//! [`polyarch_solver::Graph`] for every target platform, as BuildKit's
+//! dockerfile2llb turns a Dockerfile into LLB.
+//!
+//! [`plan`] walks the stages the target needs once per platform and adds
+//! their vertices to one graph; what the platforms share (a stage `FROM
+//! --platform=$BUILDPLATFORM`, a COPY of the context) has equal digests
+//! and is one vertex. Beside the graph a [`Plan`] holds each platform's
+//! image config ([`ImageConfig`]): the metadata that is not a vertex.
+//!
+//! - [`convert`]: stages, ARGs, ONBUILD, names, config instructions.
+//! - `exec`: RUN and its mounts; `copy`: COPY and ADD.
+//! - [`config`]: the image config model.
+//! - [`resolve`]: the [`Resolver`] the caller implements for base images.
+//!
+//! Planning does no I/O but the resolver's.
+
+pub mod config;
+pub mod convert;
+mod copy;
+mod error;
+mod exec;
+mod meta;
+mod prefetch;
+pub mod resolve;
+
+use std::collections::BTreeMap;
+
+use polyarch_oci::Platform;
+use polyarch_solver::op::Network;
+use polyarch_solver::{Graph, VertexId};
+use serde_json::json;
+
+pub use config::ImageConfig;
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use resolve::{ResolvedImage, Resolver};
+
+/// What to plan: the options of `polyarch build` that shape the graph.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Dockerfile's name in errors (`Dockerfile`).
+    pub dockerfile_name: String,
+    /// `--target`: the stage to build (the last one when `None`).
+    pub target: Option<String>,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// The target platforms (the build platform when empty).
+    pub platforms: Vec<Platform>,
+    /// The platform the build runs on (`BUILDPLATFORM`).
+    pub build_platform: Platform,
+    /// `--label`: set on the target's config.
+    pub labels: BTreeMap<String, String>,
+    /// `--no-cache`: every vertex ignores the cache.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: the file-system steps of these stages ignore it.
+    pub no_cache_filter: Vec<String>,
+    /// `.dockerignore` patterns, left out of the context.
+    pub context_excludes: Vec<String>,
+    /// The network of RUN steps without `--network`.
+    pub network: Network,
+    /// `SOURCE_DATE_EPOCH`: the time of files that COPY and WORKDIR make.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl Options {
+    /// Options for the build platform `build_platform` and one target, that
+    /// same platform.
+    pub fn new(build_platform: Platform) -> Options {
+        Options {
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: BTreeMap::new(),
+            platforms: Vec::new(),
+            build_platform,
+            labels: BTreeMap::new(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            context_excludes: Vec::new(),
+            network: Network::Sandbox,
+            source_date_epoch: None,
+        }
+    }
+
+    /// Sets the Dockerfile's name.
+    pub fn with_dockerfile_name(mut self, name: impl Into<String>) -> Options {
+        self.dockerfile_name = name.into();
+        self
+    }
+
+    /// Sets the target stage.
+    pub fn with_target(mut self, target: impl Into<String>) -> Options {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Sets a build argument.
+    pub fn with_build_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Options {
+        self.build_args.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the target platforms.
+    pub fn with_platforms(mut self, platforms: impl IntoIterator<Item = Platform>) -> Options {
+        self.platforms = platforms.into_iter().collect();
+        self
+    }
+
+    /// Sets a label of the result.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Options {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets whether every vertex ignores the cache.
+    pub fn with_no_cache(mut self, no_cache: bool) -> Options {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// Adds a stage whose file-system steps ignore the cache.
+    pub fn with_no_cache_filter(mut self, stage: impl Into<String>) -> Options {
+        self.no_cache_filter.push(stage.into());
+        self
+    }
+
+    /// The target platforms, normalised; the build platform when none is given.
+    pub(crate) fn targets(&self) -> Vec<Platform> {
+        let mut out: Vec<Platform> = Vec::new();
+        for p in &self.platforms {
+            let p = p.normalize();
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        if out.is_empty() {
+            out.push(self.build_platform.normalize());
+        }
+        out
+    }
+}
+
+/// The result of one target platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformImage {
+    /// The platform it is for.
+    pub platform: Platform,
+    /// The vertex whose result is its root file system; `None` for a
+    /// target with no file-system step (`FROM scratch` and config only).
+    pub vertex: Option<VertexId>,
+    /// Its image config.
+    pub config: ImageConfig,
+}
+
+/// A build's plan: one graph for every platform, the target vertex and the
+/// image config of each.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The graph; its targets are the platforms' vertices.
+    pub graph: Graph,
+    /// Per target platform, in the order asked for.
+    pub images: Vec<PlatformImage>,
+}
+
+impl Plan {
+    /// The plan as JSON (`polyarch debug plan`): the graph's vertices (index,
+    /// digest, type, op, inputs, names), each with `platforms`, the target
+    /// platforms it serves ([`Plan::serves`]), and `built_for`, the
+    /// platforms its op is built for ([`Graph::platforms`]: the build
+    /// platform for a `--platform=$BUILDPLATFORM` stage); the targets; and
+    /// the image config of each platform.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.graph.to_json();
+        let serves = self.serves();
+        if let Some(vertices) = v["vertices"].as_array_mut() {
+            for (vertex, platforms) in vertices.iter_mut().zip(&serves) {
+                let names: Vec<String> = platforms.iter().map(Platform::format).collect();
+                vertex["built_for"] = vertex["platforms"].take();
+                vertex["platforms"] = json!(names);
+            }
+        }
+        let images: Vec<serde_json::Value> = self
+            .images
+            .iter()
+            .map(|i| {
+                json!({
+                    "platform": i.platform.format(),
+                    "vertex": i.vertex.map(VertexId::index),
+                    "config": i.config,
+                })
+            })
+            .collect();
+        v["images"] = serde_json::Value::Array(images);
+        v
+    }
+
+    /// Per vertex (by index), the target platforms whose result reads it.
+    /// A vertex of a stage on the build platform is built for that one
+    /// platform ([`Graph::platforms`]) but serves every target that copies
+    /// from it.
+    pub fn serves(&self) -> Vec<Vec<Platform>> {
+        let mut out: Vec<Vec<Platform>> = vec![Vec::new(); self.graph.len()];
+        for image in &self.images {
+            let Some(top) = image.vertex else { continue };
+            let mut seen = vec![false; self.graph.len()];
+            let mut todo = vec![top];
+            while let Some(id) = todo.pop() {
+                if std::mem::replace(&mut seen[id.index()], true) {
+                    continue;
+                }
+                out[id.index()].push(image.platform.clone());
+                if let Ok(v) = self.graph.get(id) {
+                    todo.extend(v.inputs().iter().copied());
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz's DOT language; each vertex's label also says
+    /// how many target platforms it serves.
+    pub fn to_dot(&self) -> String {
+        let serves = self.serves();
+        let mut out = String::new();
+        for line in self.graph.to_dot().lines() {
+            let node = line.trim_start().strip_prefix('v').and_then(|r| r.split_once(" [label=\""));
+            match (node.and_then(|(i, _)| i.parse::<usize>().ok()), line.strip_suffix("\"];")) {
+                (Some(i), Some(head)) if i < serves.len() => {
+                    let list: Vec<String> = serves[i].iter().map(Platform::format).collect();
+                    out.push_str(&format!("{head}\\nserves {}: {}\"];\n", list.len(), list.join(", ")));
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Plans the build of `dockerfile` (its bytes) for every platform of
+/// `options`, resolving base images through `resolver`.
+pub async fn plan<R: Resolver>(dockerfile: &[u8], options: &Options, resolver: &R) -> Result<Plan> {
+    convert::Converter::new(dockerfile, options, resolver)?.convert().await
+}
+
+#[cfg(test)]
+mod tests;
