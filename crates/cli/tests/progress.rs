@@ -200,3 +200,26 @@ fn none_prints_only_errors_and_buildkit_progress_sets_the_default() {
     assert!(!out.status.success());
     assert!(stderr.contains("missing") && !stderr.contains("#1 "), "only the error: {stderr}");
 }
+
+#[test]
+fn steps_stopped_by_a_failing_platform_complete_as_cancelled() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !aarch64_handler() {
+        return;
+    }
+    let dockerfile =
+        "FROM busybox\nARG TARGETARCH\nRUN if [ $TARGETARCH = arm64 ]; then sleep 8; else sleep 3; exit 3; fi\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let out = env.run(&["build", "--progress", "rawjson", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    let json: String = stderr.lines().filter(|l| l.starts_with('{')).map(|l| format!("{l}\n")).collect();
+    let (vertices, _) = solve_status(&json);
+    for (d, v) in &vertices {
+        assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not complete: {v:?}");
+    }
+    let (_, failed) = named(&vertices, "[linux/amd64 stage-0 2/2] RUN");
+    assert!(failed.error.as_deref().is_some_and(|e| e.contains("exit code: 3")), "{failed:?}");
+    let (_, stopped) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
+    assert_eq!(stopped.error.as_deref(), Some("context canceled"), "{stopped:?}");
+}

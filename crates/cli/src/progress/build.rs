@@ -39,6 +39,8 @@ pub struct Progress {
     own: std::sync::atomic::AtomicUsize,
     cached: Mutex<HashSet<usize>>,
     started: Mutex<HashMap<usize, SystemTime>>,
+    /// Steps started and not ended, shown as cancelled at the end.
+    open: Mutex<std::collections::BTreeMap<usize, Vertex>>,
     raw: RawJson,
     /// tty mode: the bars; lines are printed above them.
     live: Option<indicatif::MultiProgress>,
@@ -184,6 +186,7 @@ impl Progress {
             own: Default::default(),
             cached: Default::default(),
             started: Default::default(),
+            open: Default::default(),
             raw: RawJson::default(),
             live,
             ticking: terminal,
@@ -239,8 +242,15 @@ impl Progress {
 
     /// Renders one event.
     pub fn event(&self, e: &Event) {
-        if let Event::Started { vertex, at } = e {
-            self.started.lock().map(|mut s| s.insert(vertex.id, *at)).ok();
+        match e {
+            Event::Started { vertex, at } => {
+                self.started.lock().map(|mut s| s.insert(vertex.id, *at)).ok();
+                self.open.lock().map(|mut o| o.insert(vertex.id, vertex.clone())).ok();
+            }
+            Event::Done { vertex, .. } | Event::Failed { vertex, .. } => {
+                self.open.lock().map(|mut o| o.remove(&vertex.id)).ok();
+            }
+            _ => {}
         }
         match self.mode.as_str() {
             // Not under the stderr lock: bars draw from other threads.
@@ -384,6 +394,7 @@ impl Progress {
     /// Ends the view (`[+] Building 1.2s FINISHED` in tty mode) and shows
     /// the check warnings the mode shows.
     pub fn finish(&self, ok: bool) {
+        self.cancel_open();
         if self.mode == "tty" {
             let keys: Vec<BarKey> = self.bars.lock().map(|b| b.keys().cloned().collect()).unwrap_or_default();
             for k in keys {
@@ -411,6 +422,30 @@ impl Progress {
             }
         }
         print_warnings(&rep, &self.mode);
+    }
+
+    /// Steps that started and never ended (stopped when another step or
+    /// platform failed): BuildKit's `CANCELED`, and in rawjson completed
+    /// with its `context canceled` error, so that every vertex of the
+    /// stream completes.
+    fn cancel_open(&self) {
+        let open = self.open.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();
+        for (id, vertex) in open {
+            match self.mode.as_str() {
+                "plain" => eprintln!("#{id} CANCELED"),
+                "tty" => {
+                    self.end_bar(&BarKey::Step(id));
+                    self.line(&format!(" => CANCELED {}", vertex.name()));
+                }
+                "rawjson" => {
+                    let e = Event::Failed { vertex, at: SystemTime::now(), message: "context canceled".into() };
+                    if let Some(line) = self.raw.line(&e) {
+                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Warnings to print once the build finishes.
