@@ -397,6 +397,52 @@ mod tests {
         }
     }
 
+    /// With one slot of each kind, an emulated RUN step that runs until a
+    /// native one of another platform has finished still lets it run: it
+    /// holds the emulated slot, not the native one (issue 12). With one
+    /// slot for all work (or one platform at a time) the wait times out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_emulated_run_does_not_hold_the_native_slot() {
+        use crate::testing::RecordingExecutor;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = Platform::host().normalize();
+        let foreign = if host.architecture == "s390x" { p("linux/arm64") } else { p("linux/s390x") };
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let emulated_arch = foreign.architecture.clone();
+        let exec = RecordingExecutor::new().on("step", move |sb| {
+            let arch = sb.process().env.iter().find_map(|e| e.strip_prefix("TARGETARCH=").map(String::from));
+            if arch.as_deref() != Some(emulated_arch.as_str()) {
+                l.lock().unwrap().push("native done".to_string());
+                return Ok(0);
+            }
+            l.lock().unwrap().push("emulated started".to_string());
+            let t = Instant::now();
+            while !l.lock().unwrap().iter().any(|e| e == "native done") {
+                if t.elapsed() > Duration::from_secs(10) {
+                    l.lock().unwrap().push("timed out".to_string());
+                    return Ok(0);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            l.lock().unwrap().push("emulated done".to_string());
+            Ok(0)
+        });
+        let mut opts = BuildOptions::new("FROM scratch\nARG TARGETARCH\nRUN step\n");
+        opts.snapshotter = crate::process::SnapshotterKind::Naive;
+        let r = MultiBuilder::new(store)
+            .with_executor(exec.clone())
+            .with_jobs(1)
+            .build(&opts, &[foreign, host])
+            .await
+            .unwrap();
+        assert_eq!(r.images.len(), 2);
+        assert_eq!(exec.count(), 2);
+        assert_eq!(*log.lock().unwrap(), ["emulated started", "native done", "emulated done"]);
+    }
+
     #[test]
     fn dockerfile_errors_keep_their_location() {
         let opts = BuildOptions::new("FROM scratch\nFORM busybox\n");
