@@ -194,6 +194,12 @@ fn none_prints_only_errors_and_buildkit_progress_sets_the_default() {
     let out = env.cmd(&["build", "--progress", "plain", s(&ctx)]).env("BUILDKIT_PROGRESS", "none").output().unwrap();
     assert!(text(&out.stderr).contains("#1 [internal] load build definition from Dockerfile"), "the flag wins");
 
+    let out = env.cmd(&["build", "-q", s(&ctx)]).env("BUILDKIT_PROGRESS", "plain").output().unwrap();
+    assert!(out.status.success(), "-q wins over the variable: {}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().starts_with("sha256:") && !text(&out.stderr).contains("#1 "));
+    let out = env.cmd(&["build", s(&ctx)]).env("BUILDKIT_PROGRESS", "fancy").output().unwrap();
+    assert!(!out.status.success() && text(&out.stderr).contains("BUILDKIT_PROGRESS=\"fancy\""));
+
     let bad = context(&env, "bad", &[("Dockerfile", "FROM busybox\nCOPY missing /m\n")]);
     let out = env.run(&["build", "--progress", "none", s(&bad)]);
     let stderr = text(&out.stderr);

@@ -79,7 +79,7 @@ pub struct BuildArgs {
     jobs: Option<usize>,
     /// Progress output: auto, tty, plain, quiet, rawjson (BuildKit's
     /// SolveStatus stream) or none.
-    #[arg(long, env = "BUILDKIT_PROGRESS", default_value = "auto", value_parser = crate::progress::build::MODES)]
+    #[arg(long, default_value = "auto", value_parser = crate::progress::build::MODES)]
     progress: String,
     /// Print only the image digest (`--progress quiet`).
     #[arg(short = 'q', long)]
@@ -269,6 +269,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         }
         a.progress = "quiet".into();
     }
+    a.progress = crate::progress::build::from_env(&a.progress, std::env::var("BUILDKIT_PROGRESS").ok().as_deref())?;
     let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
     if a.push {
         match outputs.iter_mut().find(|o| o.kind == "image") {

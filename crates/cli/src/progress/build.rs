@@ -122,6 +122,21 @@ pub fn resolve(mode: &str, terminal: bool) -> &str {
     }
 }
 
+/// The mode in effect for `--progress mode` and `BUILDKIT_PROGRESS`: as
+/// buildx, the variable replaces `auto` only (so `-q` and an explicit
+/// `--progress` win); a value it does not know is an error naming it.
+pub fn from_env(mode: &str, env: Option<&str>) -> anyhow::Result<String> {
+    match env.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if mode == "auto" => {
+            if !MODES.contains(&v) {
+                anyhow::bail!("BUILDKIT_PROGRESS={v:?}: not a progress mode (want one of {})", MODES.join(", "));
+            }
+            Ok(v.to_string())
+        }
+        _ => Ok(mode.to_string()),
+    }
+}
+
 /// Plain mode's lines for an event (BuildKit's `--progress plain`);
 /// `cached` holds the steps that came from the cache, `started` when
 /// each step started.
@@ -466,6 +481,17 @@ mod tests {
         assert_eq!(resolve("auto", false), "plain");
         assert_eq!(resolve("none", true), "none");
         assert_eq!(resolve("rawjson", true), "rawjson");
+    }
+
+    #[test]
+    fn buildkit_progress_replaces_auto_only() {
+        assert_eq!(from_env("auto", Some("rawjson")).unwrap(), "rawjson");
+        assert_eq!(from_env("auto", None).unwrap(), "auto");
+        assert_eq!(from_env("auto", Some("")).unwrap(), "auto");
+        assert_eq!(from_env("plain", Some("none")).unwrap(), "plain");
+        assert_eq!(from_env("quiet", Some("plain")).unwrap(), "quiet", "-q wins");
+        let e = from_env("auto", Some("fancy")).unwrap_err().to_string();
+        assert!(e.contains("BUILDKIT_PROGRESS=\"fancy\"") && e.contains("rawjson"), "{e}");
     }
 
     #[test]
