@@ -5,11 +5,11 @@
 mod fsops;
 mod meta;
 mod run;
+mod steps;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use polyarch_dockerfile::instructions::{self, Command, Dockerfile};
 use polyarch_dockerfile::Lex;
@@ -25,7 +25,7 @@ use crate::fs::MemFs;
 use crate::graph::{self, Graph};
 use crate::layer::Layer;
 use crate::slots::{Class, Slots};
-use crate::{BuildOptions, BuildResult, Event, EventSink, Vertex};
+use crate::{BuildOptions, BuildResult, EventSink, Vertex};
 
 /// Runs builds against a store, pulling base images with a registry client.
 #[derive(Clone)]
@@ -204,12 +204,6 @@ pub(crate) struct StageState {
     pub(crate) last: Option<polyarch_oci::Digest>,
 }
 
-/// A started step.
-pub(crate) struct Step {
-    pub(crate) vertex: Vertex,
-    t: Instant,
-}
-
 pub(crate) struct Run<'a> {
     pub(crate) b: &'a Builder,
     pub(crate) opts: &'a BuildOptions,
@@ -240,31 +234,6 @@ impl Run<'_> {
         }
     }
 
-    pub(crate) fn emit(&self, e: Event) {
-        (self.b.events)(e)
-    }
-
-    /// Starts a step: numbers it and says so.
-    pub(crate) fn start(&self, mut vertex: Vertex) -> Step {
-        vertex.id = self.step.fetch_add(1, Ordering::SeqCst) + 1;
-        if vertex.platform.is_none() {
-            vertex.platform = Some(self.opts.platform.clone());
-        }
-        self.emit(Event::Started { vertex: vertex.clone(), at: SystemTime::now() });
-        Step { vertex, t: Instant::now() }
-    }
-
-    /// The vertex of the next step of stage `st`: its position, the text,
-    /// the build's platform and the stage's previous step as its input.
-    pub(crate) fn step_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
-        st.index += 1;
-        let mut v = Vertex::instruction(&st.name, st.index, st.total, text).with_platform(self.opts.platform.clone());
-        v.onbuild = st.on_build;
-        v.inputs.extend(st.last.take());
-        st.last = Some(v.digest());
-        v
-    }
-
     /// Records a metadata step's history entry; its time is set at the end.
     pub(crate) fn commit_meta(&self, st: &mut StageState, text: String) {
         st.image.commit(text, false, None);
@@ -277,33 +246,6 @@ impl Run<'_> {
         self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
         let with_layer = st.image.diff_ids.len() > st.layers_before_step;
         st.image.commit(text, with_layer, Some(&rfc3339(t)));
-    }
-
-    pub(crate) fn done(&self, step: Step) {
-        self.emit(Event::Done { elapsed: step.t.elapsed(), vertex: step.vertex, at: SystemTime::now() });
-    }
-
-    /// Says that a step's result came from the cache.
-    pub(crate) fn cached_step(&self, step: &Step) {
-        self.emit(Event::Cached { vertex: step.vertex.clone(), at: SystemTime::now() });
-    }
-
-    /// Ends a filesystem step by its outcome (whether it came from the
-    /// cache): `Cached` then `Done`, or `Failed` with the error.
-    pub(crate) fn end_step(&self, step: Step, outcome: Result<bool>) -> Result<()> {
-        match outcome {
-            Ok(cached) => {
-                if cached {
-                    self.cached_step(&step);
-                }
-                self.done(step);
-                Ok(())
-            }
-            Err(e) => {
-                self.emit(Event::Failed { vertex: step.vertex, at: SystemTime::now(), message: e.to_string() });
-                Err(e)
-            }
-        }
     }
 
     /// The stage a `--from` name (or index) refers to, if it is defined
@@ -515,7 +457,7 @@ impl Run<'_> {
             Ok(img) => img,
             Err(e) => {
                 let msg = format!("failed to resolve source metadata for {reference}: {e}");
-                self.emit(Event::Failed { vertex: step.vertex, at: SystemTime::now(), message: msg.clone() });
+                self.failed_step(step, msg.clone());
                 return Err(loc.error(e.kind(), msg, Some(name)));
             }
         };
