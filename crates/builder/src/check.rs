@@ -45,14 +45,18 @@ impl Builder {
         // Only the images of the stages checked are resolved.
         let envs = futures_util::future::join_all(froms.iter().enumerate().map(|(i, f)| {
             let is_stage = df.stages[..i].iter().any(|s| s.name.as_deref() == Some(f.base.to_lowercase().as_str()));
-            let skip = is_stage || stages.as_ref().is_some_and(|s| !s.contains(&i));
+            // A named context stands for the image, or for the whole stage.
+            let named = opts.named_contexts.get(&f.base).is_some()
+                || df.stages[i].name.as_deref().is_some_and(|n| opts.named_contexts.get(n).is_some());
+            let skip = is_stage || named || stages.as_ref().is_some_and(|s| !s.contains(&i));
             let platform = match &f.platform {
                 Some(p) => Platform::parse(p).ok(),
                 None => Some(opts.platform.clone()),
             };
-            self.base_env(&f.base, platform, skip)
+            self.base_image(&f.base, platform, skip)
         }))
         .await;
+        let (envs, platforms): (Vec<_>, Vec<_>) = envs.into_iter().unzip();
         let config = match build_args.get(CHECK_ARG) {
             Some(v) => {
                 Some(Config::parse(v).map_err(|e| Error::Option(format!("failed to parse check options: {e}")))?)
@@ -62,22 +66,47 @@ impl Builder {
         let stages =
             if all_stages { None } else { Some(reachable(&df, df.target(opts.target.as_deref()).map_err(df_err)?)) };
         let base_env = |i: usize| envs.get(i).cloned().flatten();
-        let lint_opts = Options { build_args, builtins, base_env: Some(&base_env), ignore, config, stages };
+        let base_platform = |i: usize| platforms.get(i).cloned().flatten();
+        let lint_opts = Options {
+            build_args,
+            builtins,
+            base_env: Some(&base_env),
+            base_platform: Some(&base_platform),
+            ignore,
+            config,
+            stages,
+        };
         lint::lint(&ast, &lint_opts).map_err(df_err)
     }
 
     /// The environment of a registry image a stage starts from (`None`
     /// for scratch, a stage, a stage not checked, or an image that cannot
-    /// be resolved: without a registry client only stored images are).
-    async fn base_env(&self, name: &str, platform: Option<Platform>, skip: bool) -> Option<Vec<String>> {
+    /// be resolved: without a registry client only stored images are),
+    /// and, when the image's platform is not the one asked for, the image
+    /// and both platforms (BuildKit's InvalidBaseImagePlatform).
+    async fn base_image(&self, name: &str, platform: Option<Platform>, skip: bool) -> (Option<Vec<String>>, Mismatch) {
         if skip || name.eq_ignore_ascii_case("scratch") {
-            return None;
+            return (None, None);
         }
-        let reference = Reference::parse_normalized(name).ok()?.with_default_tag();
-        let img = base::resolve(self.client(), self.store(), &reference, &platform?, ResolveMode::PreferLocal).await;
-        img.ok().map(|i| i.image.config.env)
+        let (Ok(reference), Some(platform)) = (Reference::parse_normalized(name), platform) else {
+            return (None, None);
+        };
+        let reference = reference.with_default_tag();
+        let mode = ResolveMode::PreferLocal;
+        let Ok(img) = base::resolve(self.client(), self.store(), &reference, &platform, mode).await else {
+            return (None, None);
+        };
+        // As BuildKit's validateBaseImagePlatform: OS and architecture
+        // count, not the variant; both shown normalized (`FormatAll`).
+        let (want, actual) = (platform.normalize(), img.image.platform.normalize());
+        let mismatch = (want.os != actual.os || want.architecture != actual.architecture)
+            .then(|| (name.to_string(), want.format_all(), actual.format_all()));
+        (Some(img.image.config.env), mismatch)
     }
 }
+
+/// A base image of another platform: the image, expected and actual.
+type Mismatch = Option<(String, String, String)>;
 
 /// The stages a build of `target` dispatches: it and, transitively, the
 /// stages it is based on or copies from.

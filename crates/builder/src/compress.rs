@@ -1,50 +1,16 @@
-//! Compression formats, recognised by their magic bytes.
+//! Compressed inputs of ADD: the store crate's decompression, and whether
+//! what it yields is a tar.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use crate::error::{Error, Result};
 
-/// Formats a stream can be in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Not compressed.
-    Plain,
-    /// gzip.
-    Gzip,
-    /// bzip2.
-    Bzip2,
-    /// xz.
-    Xz,
-    /// zstd.
-    Zstd,
-}
+pub use polyarch_store::compression::{detect, Format};
 
-/// The format whose magic bytes start `head`.
-pub fn detect(head: &[u8]) -> Format {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Format::Gzip
-    } else if head.starts_with(b"BZh") {
-        Format::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Format::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Format::Zstd
-    } else {
-        Format::Plain
-    }
-}
-
-/// Wraps `reader` in the decompressor its first bytes call for.
+/// Wraps `reader` in the decompressor its first bytes call for (the
+/// store crate's [`polyarch_store::compression::decompress`]).
 pub fn decompress<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
-    let mut r = BufReader::with_capacity(64 * 1024, reader);
-    let head = r.fill_buf().map_err(|e| Error::layer("reading", e))?.to_vec();
-    Ok(match detect(&head) {
-        Format::Plain => Box::new(r),
-        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
-        Format::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(r)),
-        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::layer("zstd", e))?),
-    })
+    polyarch_store::compression::decompress(reader).map_err(|e| Error::layer("reading", e))
 }
 
 /// Whether the stream is a tar archive once decompressed: the ustar magic

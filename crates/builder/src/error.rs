@@ -128,6 +128,14 @@ pub enum Error {
     /// Reading an image from the store failed.
     #[error(transparent)]
     Local(Box<polyarch_transfer::Error>),
+    /// A push failed.
+    #[error("pushing {reference}: {source}")]
+    Push {
+        /// The first reference pushed to.
+        reference: String,
+        /// Why.
+        source: Box<polyarch_transfer::Error>,
+    },
     #[error("downloading {url}: {message}")]
     Http {
         /// The URL.
@@ -184,6 +192,11 @@ impl Error {
             Error::ForPlatform { source, .. } => source.kind(),
             Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
             Error::Registry { source, .. } if source.kind() == polyarch_registry::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Error::Push { source, .. } | Error::Local(source)
+                if source.kind() == polyarch_transfer::ErrorKind::NotFound =>
+            {
                 ErrorKind::NotFound
             }
             _ => ErrorKind::Io,

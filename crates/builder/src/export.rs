@@ -1,36 +1,219 @@
-//! Outputs of a build, as buildx's `--output`: the local store, an OCI
-//! layout (tar or directory), a Docker archive, the root file system as a
-//! tar or a directory, and a registry push.
+//! Outputs of a build, as buildx's `--output` (see [`crate::output`] for
+//! the parsed form): the local store, an OCI layout (tar or directory), a
+//! Docker archive, the root file system as a tar or a directory, and a
+//! registry push. Each output is one function over [`Built`], one image or
+//! an index over one image per platform; archives go through the store's
+//! [`TarOut`], trees through the snapshot crate's rooted writer, pushes
+//! through `polyarch_transfer`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
+use polyarch_index::annotation::{for_target, Annotation, AnnotationTarget};
 use polyarch_oci::{media_type as mt, Descriptor, ImageManifest, IndexManifest, Platform, RawManifest, Reference};
 use polyarch_registry::Client;
-use polyarch_snapshot::Root;
+use polyarch_store::archive::TarOut;
 use polyarch_store::{BlobSource, Store};
-use rustix::fs::FileType;
+use polyarch_transfer::Content;
 
 use crate::error::{Error, Result};
-use crate::fs::{Kind, MemFs, Node};
+use crate::fs::MemFs;
 use crate::layer::write_tar;
 use crate::BuildResult;
+
+mod tree;
+
+pub(crate) use tree::write_tree;
 
 /// The OCI annotation with the reference name.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd's annotation with the full image name.
 const IMAGE_NAME: &str = "io.containerd.image.name";
 
-/// Every blob of the image, config first.
-fn blobs(r: &BuildResult) -> Vec<Descriptor> {
-    let mut v = vec![r.config.clone()];
-    v.extend(r.layers.iter().map(|l| l.desc.clone()));
-    v.push(r.manifest.clone());
-    v
+/// What a build made, for its outputs.
+#[derive(Debug, Clone)]
+pub enum Built {
+    /// One image (a build for one platform).
+    Image(Box<BuildResult>),
+    /// An index over one image per platform.
+    Index(Box<IndexImage>),
 }
 
-/// The manifest descriptor with the platform, as an index entry.
+impl Built {
+    /// What a name points at: the image manifest (with its platform) or
+    /// the index.
+    pub fn descriptor(&self) -> Descriptor {
+        match self {
+            Built::Image(r) => Descriptor { platform: Some(r.platform.clone()), ..r.manifest.clone() },
+            Built::Index(img) => img.index.clone(),
+        }
+    }
+
+    /// The images, one per platform, in the order built.
+    pub fn images(&self) -> Vec<&BuildResult> {
+        match self {
+            Built::Image(r) => vec![r],
+            Built::Index(img) => img.children.iter().map(|c| &c.result).collect(),
+        }
+    }
+
+    /// Every blob of an OCI layout holding it, each once: per image its
+    /// config, layers and manifest, then the index.
+    fn blobs(&self) -> Vec<Descriptor> {
+        let mut all: Vec<Descriptor> = match self {
+            Built::Image(r) => image_blobs(&r.config, r.layers.iter().map(|l| &l.desc), &r.manifest),
+            Built::Index(img) => img
+                .children
+                .iter()
+                .flat_map(|c| image_blobs(&c.config, c.layers.iter(), &c.manifest))
+                .chain(std::iter::once(img.index.clone()))
+                .collect(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|d| seen.insert(d.digest.clone()));
+        all
+    }
+
+    /// `index.json` of an OCI layout holding it: its descriptor once per
+    /// name (once unnamed without names), with the name annotations and
+    /// the `index-descriptor` ones.
+    fn layout_index(&self, names: &[String], annotations: &[Annotation]) -> Result<Vec<u8>> {
+        let mut top = IndexManifest::new(mt::OCI_INDEX);
+        let extra = for_target(annotations, AnnotationTarget::IndexDescriptor.name(), None);
+        let mut named = |name: Option<&str>| {
+            let mut d = self.descriptor();
+            if matches!(self, Built::Image(_)) {
+                d.media_type = mt::OCI_MANIFEST.into();
+            } else {
+                d.platform = None;
+            }
+            let mut a = extra.clone();
+            if let Some(n) = name {
+                a.insert(IMAGE_NAME.to_string(), n.to_string());
+                if let Some(tag) = Reference::parse_normalized(n).ok().and_then(|r| r.tag) {
+                    a.insert(REF_NAME.to_string(), tag);
+                }
+            }
+            d.annotations = (!a.is_empty()).then_some(a);
+            top.manifests.push(d);
+        };
+        if names.is_empty() {
+            named(None);
+        }
+        for n in names {
+            named(Some(n));
+        }
+        serde_json::to_vec(&top).map_err(|source| Error::Json { what: "index", source })
+    }
+
+    /// What a push sends.
+    fn content(&self, store: &Store) -> Result<Content> {
+        match self {
+            Built::Image(r) => Ok(Content::image(self.descriptor(), store.get_manifest(&r.manifest)?)),
+            Built::Index(img) => {
+                let images = img.children.iter().map(|c| Ok((c.manifest.clone(), store.get_manifest(&c.manifest)?)));
+                Ok(Content { root: img.raw.clone(), images: images.collect::<Result<_>>()? })
+            }
+        }
+    }
+}
+
+fn image_blobs<'a>(
+    config: &Descriptor,
+    layers: impl Iterator<Item = &'a Descriptor>,
+    manifest: &Descriptor,
+) -> Vec<Descriptor> {
+    std::iter::once(config.clone()).chain(layers.cloned()).chain(std::iter::once(manifest.clone())).collect()
+}
+
+/// `blobs/<alg>/<hex>`.
+fn blob_path(d: &Descriptor) -> String {
+    format!("blobs/{}/{}", d.digest.algorithm().name(), d.digest.hex())
+}
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Writes an OCI image layout tar to `w` (`type=oci`).
+pub fn write_oci_tar<W: Write>(
+    store: &Store,
+    built: &Built,
+    names: &[String],
+    annotations: &[Annotation],
+    w: W,
+) -> Result<()> {
+    let mut t = TarOut::new(w);
+    t.bytes("oci-layout", OCI_LAYOUT)?;
+    t.bytes("index.json", &built.layout_index(names, annotations)?)?;
+    for d in built.blobs() {
+        t.blob(store, &d)?;
+    }
+    Ok(t.finish()?)
+}
+
+/// Writes an OCI image layout directory (`type=oci,tar=false`).
+pub fn write_oci_dir(
+    store: &Store,
+    built: &Built,
+    names: &[String],
+    annotations: &[Annotation],
+    dest: &Path,
+) -> Result<()> {
+    tree::layout_dir(store, &built.layout_index(names, annotations)?, &built.blobs(), dest)
+}
+
+/// Each platform of a Docker archive and the names it is loaded as.
+pub type Loaded = Vec<(Platform, Vec<String>)>;
+
+/// Writes a `docker load` archive (`type=docker`): an OCI layout plus
+/// `manifest.json`. An index is written as one image per platform, each
+/// under its platform's tags ([`platform_tag`]), since `docker load`
+/// (without the containerd store) and `podman load` load images, not
+/// indexes. Returns what each platform is loaded as.
+pub fn write_docker_tar<W: Write>(store: &Store, built: &Built, names: &[String], w: W) -> Result<Loaded> {
+    let mut t = TarOut::new(w);
+    let mut loaded = Vec::new();
+    let mut idx = IndexManifest::new(mt::OCI_INDEX);
+    let mut manifest_json = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    t.bytes("oci-layout", OCI_LAYOUT)?;
+    for r in built.images() {
+        let tags = match built {
+            Built::Image(_) => names
+                .iter()
+                .filter_map(|n| Reference::parse_normalized(n).ok())
+                .map(|r| r.with_default_tag().familiar_string())
+                .collect(),
+            Built::Index(_) => names.iter().map(|n| platform_tag(n, &r.platform)).collect::<Result<Vec<_>>>()?,
+        };
+        for d in image_blobs(&r.config, r.layers.iter().map(|l| &l.desc), &r.manifest) {
+            if seen.insert(d.digest.clone()) {
+                t.blob(store, &d)?;
+            }
+        }
+        if tags.is_empty() {
+            idx.manifests.push(entry(r, None));
+        }
+        for tag in &tags {
+            let full = Reference::parse_normalized(tag).map(|r| r.to_string()).unwrap_or_else(|_| tag.clone());
+            idx.manifests.push(entry(r, Some(&full)));
+        }
+        manifest_json.push(serde_json::json!({
+            "Config": blob_path(&r.config),
+            "RepoTags": tags,
+            "Layers": r.layers.iter().map(|l| blob_path(&l.desc)).collect::<Vec<_>>(),
+        }));
+        loaded.push((r.platform.clone(), tags));
+    }
+    t.bytes("index.json", &serde_json::to_vec(&idx).map_err(|source| Error::Json { what: "index", source })?)?;
+    let bytes = serde_json::to_vec(&manifest_json).map_err(|source| Error::Json { what: "manifest.json", source })?;
+    t.bytes("manifest.json", &bytes)?;
+    t.finish()?;
+    Ok(loaded)
+}
+
+/// An image's manifest descriptor with its platform, as an entry of a
+/// Docker archive's `index.json`.
 fn entry(r: &BuildResult, name: Option<&str>) -> Descriptor {
     let mut d = r.manifest.clone();
     d.media_type = mt::OCI_MANIFEST.into();
@@ -38,152 +221,12 @@ fn entry(r: &BuildResult, name: Option<&str>) -> Descriptor {
     if let Some(n) = name {
         let mut a = BTreeMap::new();
         a.insert(IMAGE_NAME.to_string(), n.to_string());
-        if let Ok(reference) = Reference::parse_normalized(n) {
-            if let Some(tag) = reference.tag.as_deref() {
-                a.insert(REF_NAME.to_string(), tag.to_string());
-            }
+        if let Some(tag) = Reference::parse_normalized(n).ok().and_then(|r| r.tag) {
+            a.insert(REF_NAME.to_string(), tag);
         }
         d.annotations = Some(a);
     }
     d
-}
-
-fn index_json(r: &BuildResult, names: &[String]) -> Result<Vec<u8>> {
-    let mut idx = IndexManifest::new(mt::OCI_INDEX);
-    if names.is_empty() {
-        idx.manifests.push(entry(r, None));
-    }
-    for n in names {
-        idx.manifests.push(entry(r, Some(n)));
-    }
-    serde_json::to_vec(&idx).map_err(|source| Error::Json { what: "index", source })
-}
-
-struct TarWriter<W: Write> {
-    b: tar::Builder<W>,
-}
-
-impl<W: Write> TarWriter<W> {
-    fn new(w: W) -> Self {
-        TarWriter { b: tar::Builder::new(w) }
-    }
-
-    fn file(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).map_err(|e| Error::layer("writing", e))?;
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        self.b.append(&h, data).map_err(|e| Error::layer("writing", e))
-    }
-
-    /// A blob from the store, streamed.
-    fn blob(&mut self, store: &Store, d: &Descriptor) -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(blob_path(d)).map_err(|e| Error::layer("writing", e))?;
-        h.set_size(d.size);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        let r = store.open(d)?;
-        self.b.append(&h, r.take(d.size)).map_err(|e| Error::layer("writing", e))
-    }
-
-    fn dir(&mut self, path: &str) -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).map_err(|e| Error::layer("writing", e))?;
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_size(0);
-        h.set_mode(0o755);
-        h.set_mtime(0);
-        h.set_cksum();
-        self.b.append(&h, &[][..]).map_err(|e| Error::layer("writing", e))
-    }
-
-    fn finish(self) -> Result<W> {
-        self.b.into_inner().map_err(|e| Error::layer("writing", e))
-    }
-}
-
-fn blob_path(d: &Descriptor) -> String {
-    let s = d.digest.to_string();
-    let (alg, hex) = s.split_once(':').unwrap_or(("sha256", &s));
-    format!("blobs/{alg}/{hex}")
-}
-
-/// An OCI image layout as a tar: `oci-layout`, `index.json` and `blobs`.
-fn layout_tar<W: Write>(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, w: W) -> Result<W> {
-    let mut t = TarWriter::new(w);
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    t.file("index.json", index_json)?;
-    t.dir("blobs/")?;
-    t.dir("blobs/sha256/")?;
-    for d in blobs {
-        t.blob(store, &d)?;
-    }
-    t.finish()
-}
-
-/// An OCI image layout as a directory, written through the rooted writer
-/// like every tree (see [`write_tree`]).
-fn layout_dir(store: &Store, index_json: &[u8], blobs: Vec<Descriptor>, dest: &Path) -> Result<()> {
-    let root = Root::create(dest).map_err(|e| snapshot_err(dest, e))?;
-    let write = |name: &str, data: &mut dyn Read| -> Result<()> {
-        let slot = root.slot(name.as_bytes()).map_err(|e| snapshot_err(dest, e))?;
-        slot.write_file(data).and_then(|_| slot.set_mode(0o644)).map_err(|e| snapshot_err(dest, e))
-    };
-    write("oci-layout", &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
-    write("index.json", &mut &index_json[..])?;
-    for d in blobs {
-        write(&blob_path(&d), &mut store.open(&d)?)?;
-    }
-    Ok(())
-}
-
-/// The snapshot crate's error as ours; `dest` names the tree for the
-/// errors that carry no path.
-fn snapshot_err(dest: &Path, e: polyarch_snapshot::Error) -> Error {
-    match e {
-        polyarch_snapshot::Error::Io { path, source } => Error::Io { path, source },
-        other => Error::io(dest, std::io::Error::other(other.to_string())),
-    }
-}
-
-/// Writes an OCI image layout tar to `w` (`type=oci`).
-pub fn write_oci_tar<W: Write>(store: &Store, r: &BuildResult, names: &[String], w: W) -> Result<W> {
-    layout_tar(store, &index_json(r, names)?, blobs(r), w)
-}
-
-/// Writes an OCI image layout directory (`type=oci,tar=false`).
-pub fn write_oci_dir(store: &Store, r: &BuildResult, names: &[String], dest: &Path) -> Result<()> {
-    layout_dir(store, &index_json(r, names)?, blobs(r), dest)
-}
-
-/// Writes a `docker load` archive (`type=docker`): an OCI layout plus
-/// `manifest.json`.
-pub fn write_docker_tar<W: Write>(store: &Store, r: &BuildResult, names: &[String], w: W) -> Result<W> {
-    let mut t = TarWriter::new(w);
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    t.file("index.json", &index_json(r, names)?)?;
-    t.dir("blobs/")?;
-    t.dir("blobs/sha256/")?;
-    for d in blobs(r) {
-        t.blob(store, &d)?;
-    }
-    let tags: Vec<String> = names
-        .iter()
-        .filter_map(|n| Reference::parse_normalized(n).ok())
-        .map(|r| r.with_default_tag().familiar_string())
-        .collect();
-    let manifest = serde_json::json!([{
-        "Config": blob_path(&r.config),
-        "RepoTags": tags,
-        "Layers": r.layers.iter().map(|l| blob_path(&l.desc)).collect::<Vec<_>>(),
-    }]);
-    let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json { what: "manifest.json", source })?;
-    t.file("manifest.json", &bytes)?;
-    t.finish()
 }
 
 /// The image's root file system.
@@ -191,95 +234,73 @@ pub fn rootfs(store: &Store, r: &BuildResult) -> Result<MemFs> {
     crate::dispatch::load_fs(store, &r.layers)
 }
 
-/// Writes the root file system as a tar (`type=tar`).
-pub fn write_rootfs_tar<W: Write>(store: &Store, r: &BuildResult, w: W) -> Result<W> {
-    let fs = rootfs(store, r)?;
+/// The root file systems of the images: one at the top for an image; for
+/// an index, each platform's under its own directory ([`platform_dir`]),
+/// or with `split` false all laid over each other at the top.
+fn rootfs_all(store: &Store, built: &Built, split: bool) -> Result<MemFs> {
+    let Built::Index(_) = built else { return rootfs(store, built.images()[0]) };
+    let mut all = MemFs::new();
+    for r in built.images() {
+        let fs = rootfs(store, r)?;
+        if !split {
+            for (p, n) in fs.iter() {
+                all.insert(p.clone(), n.clone());
+            }
+            continue;
+        }
+        // The directory first: inserting it later would replace what is below.
+        let dir = platform_dir(&r.platform);
+        all.insert(dir.clone(), crate::fs::Node::dir(0o755, 0, 0, 0));
+        for (p, n) in fs.iter().filter(|(p, _)| !p.is_empty()) {
+            all.insert(format!("{dir}/{p}"), n.clone());
+        }
+    }
+    Ok(all)
+}
+
+/// Writes the root file system as a tar (`type=tar`); an index's
+/// platforms each under their own directory unless `split` is false.
+pub fn write_rootfs_tar<W: Write>(store: &Store, built: &Built, split: bool, w: W) -> Result<W> {
+    let fs = rootfs_all(store, built, split)?;
     write_tar(w, fs.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
-/// Writes the root file system into a directory (`type=local`).
-pub fn write_local(store: &Store, r: &BuildResult, dest: &Path) -> Result<()> {
-    write_tree(&rootfs(store, r)?, dest)
+/// Writes the root file system into a directory (`type=local`); an
+/// index's platforms each into their own subdirectory unless `split` is
+/// false.
+pub fn write_local(store: &Store, built: &Built, split: bool, dest: &Path) -> Result<()> {
+    match built {
+        Built::Index(_) if split => {
+            for r in built.images() {
+                write_tree(&rootfs(store, r)?, &dest.join(platform_dir(&r.platform)))?;
+            }
+            Ok(())
+        }
+        _ => write_tree(&rootfs_all(store, built, split)?, dest),
+    }
 }
 
-/// Writes `tree` below `dest` (made if missing). Every entry goes through
-/// the snapshot crate's rooted writer: its parents resolve inside `dest`
-/// (a symlink in the tree, absolute or climbing with `..`, is followed as
-/// if `dest` were `/`), and nothing follows the entry's own name, so no
-/// write lands outside `dest` whatever the tree's links say. Owners are
-/// set when running as root; modes, xattrs and times are set.
-pub(crate) fn write_tree(tree: &MemFs, dest: &Path) -> Result<()> {
-    let err = |e| snapshot_err(dest, e);
-    let root = Root::create(dest).map_err(err)?;
-    let owners = crate::fs::is_root();
-    let mut firsts: HashMap<u64, (&str, &Node)> = HashMap::new();
-    for (path, node) in tree.iter() {
-        let slot = root.slot(path.as_bytes()).map_err(err)?;
-        let first = node.link.and_then(|g| firsts.get(&g)).filter(|(_, f)| f.same_inode(node));
-        // Should linking fail, the member is written as a file of its own.
-        if first.is_some_and(|(first, _)| root.slot(first.as_bytes()).and_then(|t| slot.hard_link(&t)).is_ok()) {
-            continue;
-        }
-        if let Some(g) = node.link {
-            firsts.entry(g).or_insert((path, node));
-        }
-        match &node.kind {
-            Kind::Dir => slot.make_dir().map_err(err)?,
-            Kind::File(content) => {
-                slot.write_file(&mut content.open()?).map_err(err)?;
-            }
-            Kind::Symlink(t) => slot.symlink(t.as_bytes()).map_err(err)?,
-            Kind::Fifo => slot.make_node(FileType::Fifo, 0).map_err(err)?,
-            // A device node can only be made by root; elsewhere it is left out.
-            Kind::Device { .. } if !owners => continue,
-            Kind::Device { block, major, minor } => {
-                let ft = if *block { FileType::BlockDevice } else { FileType::CharacterDevice };
-                slot.make_node(ft, rustix::fs::makedev(*major, *minor)).map_err(err)?
-            }
-        }
-        if owners {
-            let _ = slot.set_owner(node.uid as u32, node.gid as u32);
-        }
-        if !matches!(node.kind, Kind::Symlink(_)) {
-            slot.set_mode(node.mode).map_err(err)?;
-        }
-        // After the owner: changing it clears `security.capability`. Best
-        // effort, as a file system or an unprivileged process may refuse
-        // some namespaces.
-        for (k, v) in &node.xattrs {
-            let _ = slot.set_xattr(k, v);
-        }
-    }
-    // Times last, deepest first, so that writing children does not change
-    // a directory's time again.
-    let all: Vec<(&String, &Node)> = tree.iter().collect();
-    for (path, node) in all.into_iter().rev() {
-        if matches!(node.kind, Kind::Symlink(_)) {
-            continue;
-        }
-        if let Ok(slot) = root.slot(path.as_bytes()) {
-            let _ = slot.set_mtime(node.mtime.max(0));
-        }
-    }
-    Ok(())
-}
-
-/// Tags the image in the store under each name (`type=image`, default).
-pub fn tag(store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
-    let mut d = r.manifest.clone();
-    d.platform = Some(r.platform.clone());
+/// Names what the build made in the store (`type=image`).
+pub fn tag(store: &Store, built: &Built, names: &[String]) -> Result<()> {
+    let d = built.descriptor();
     for n in names {
         store.tag(n, &d)?;
     }
     Ok(())
 }
 
-/// Pushes the image to each reference (`push=true`, `type=registry`).
-pub async fn push(client: &Client, store: &Store, r: &BuildResult, names: &[String]) -> Result<()> {
-    for n in names {
-        push_image(client, store, r, &parse_name(n)?).await?;
-    }
-    Ok(())
+/// Pushes what the build made under each name (`push=true`,
+/// `type=registry`): every child first, the tags last.
+pub async fn push(client: &Client, store: &Store, built: &Built, names: &[String]) -> Result<()> {
+    let tags = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>>>()?;
+    push_to(client, store, &built.content(store)?, &tags).await
+}
+
+/// Pushes one image's config and layers, then its manifest at `at` (a tag,
+/// or the manifest's digest).
+pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
+    let built = Built::Image(Box::new(r.clone()));
+    push_to(client, store, &built.content(store)?, std::slice::from_ref(at)).await
 }
 
 /// A name as a reference with a tag (`latest` when it has none).
@@ -289,35 +310,20 @@ fn parse_name(n: &str) -> Result<Reference> {
         .with_default_tag())
 }
 
-/// Pushes one image's config and layers, then its manifest at `at` (a tag,
-/// or the manifest's digest).
-pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
-    let layers: Vec<Descriptor> = r.layers.iter().map(|l| l.desc.clone()).collect();
-    push_parts(client, store, &r.config, &layers, &r.manifest, at).await
-}
-
-/// Pushes `config` and `layers` from the store, then the manifest `manifest`
-/// at `at`.
-async fn push_parts(
-    client: &Client,
-    store: &Store,
-    config: &Descriptor,
-    layers: &[Descriptor],
-    manifest: &Descriptor,
-    at: &Reference,
-) -> Result<()> {
-    for d in std::iter::once(config).chain(layers) {
-        let data = bytes::Bytes::from(store.read_bytes(d, u64::MAX)?.to_vec());
-        client.push_blob(at, d, &data).await.map_err(|e| Error::registry(format!("pushing {}", d.digest), e))?;
+/// The one push of a build's output: `polyarch_transfer`'s, blobs in
+/// parallel, streamed from the store or mounted, children before tags.
+async fn push_to(client: &Client, store: &Store, content: &Content, tags: &[Reference]) -> Result<()> {
+    match polyarch_transfer::push_content(client, store, content, tags, &polyarch_transfer::event::ignore).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Err(Error::Push { reference: tags.first().map(|t| t.to_string()).unwrap_or_default(), source: Box::new(e) })
+        }
     }
-    let raw = store.get_manifest(manifest)?;
-    client.put_manifest(at, &raw).await.map_err(|e| Error::registry(format!("pushing {at}"), e))?;
-    Ok(())
 }
 
 /// Whether every blob of the image is present (used by tests and checks).
 pub fn complete(store: &Store, r: &BuildResult) -> Result<bool> {
-    for d in blobs(r) {
+    for d in image_blobs(&r.config, r.layers.iter().map(|l| &l.desc), &r.manifest) {
         if !store.exists(&d.digest)? {
             return Ok(false);
         }
@@ -355,14 +361,39 @@ pub struct IndexChild {
     pub result: BuildResult,
 }
 
-impl IndexChild {
-    /// Every blob, config first, the manifest last.
-    fn blobs(&self) -> Vec<Descriptor> {
-        let mut v = vec![self.config.clone()];
-        v.extend(self.layers.iter().cloned());
-        v.push(self.manifest.clone());
-        v
+/// Checks that `annotations` fit what the build makes, as BuildKit does
+/// ("the build must produce the component that you specify"): an index
+/// and its descriptors exist only for several platforms, and Docker media
+/// types (`oci-mediatypes=false`) have no annotations.
+pub fn check_annotations(annotations: &[Annotation], index: bool, docker_types: bool) -> Result<()> {
+    if let Some(a) = annotations.first().filter(|_| docker_types) {
+        return Err(Error::Option(format!(
+            "annotation {a}: Docker media types (oci-mediatypes=false) have no annotations"
+        )));
     }
+    let needs_index =
+        |a: &&Annotation| matches!(a.target, AnnotationTarget::Index | AnnotationTarget::ManifestDescriptor(_));
+    match annotations.iter().find(needs_index) {
+        Some(a) if !index => Err(Error::Option(format!(
+            "annotation {a}: a build for one platform makes no index (build for several with --platform)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The image with the `manifest` annotations for its platform added to
+/// its manifest (stored); unchanged when none applies.
+pub fn annotate(store: &Store, r: &BuildResult, annotations: &[Annotation]) -> Result<BuildResult> {
+    let extra = for_target(annotations, AnnotationTarget::Manifest(None).name(), Some(&r.platform));
+    if extra.is_empty() {
+        return Ok(r.clone());
+    }
+    let raw = store.get_manifest(&r.manifest)?;
+    let mut m =
+        raw.as_image().cloned().ok_or_else(|| Error::Layer(format!("{} is not an image", r.manifest.digest)))?;
+    m.annotations.get_or_insert_with(Default::default).extend(extra);
+    let raw = RawManifest::from_image(&m).map_err(|e| Error::Layer(e.to_string()))?;
+    Ok(BuildResult { manifest: store.put_manifest(&raw)?, ..r.clone() })
 }
 
 /// Docker media types for an image built with OCI ones
@@ -400,8 +431,16 @@ fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descripto
 /// Writes the index over `results` to the store: an OCI index whose
 /// children keep OCI media types, or with `docker_types` a Docker manifest
 /// list whose children use Docker media types too (as buildx with
-/// `oci-mediatypes=false`). Every entry carries its platform.
-pub fn assemble_index(store: &Store, results: &[BuildResult], docker_types: bool) -> Result<IndexImage> {
+/// `oci-mediatypes=false`). Every entry carries its platform and the
+/// `manifest-descriptor` annotations for it; the index the `index` ones.
+/// (The `manifest` ones are the images' own: see [`annotate`].)
+pub fn assemble_index(
+    store: &Store,
+    results: &[BuildResult],
+    docker_types: bool,
+    annotations: &[Annotation],
+) -> Result<IndexImage> {
+    check_annotations(annotations, true, docker_types)?;
     let mut children = Vec::new();
     for r in results {
         let (mut manifest, config, layers) = if docker_types {
@@ -410,118 +449,24 @@ pub fn assemble_index(store: &Store, results: &[BuildResult], docker_types: bool
             (r.manifest.clone(), r.config.clone(), r.layers.iter().map(|l| l.desc.clone()).collect())
         };
         manifest.platform = Some(r.platform.clone());
+        let extra = for_target(annotations, AnnotationTarget::ManifestDescriptor(None).name(), Some(&r.platform));
+        if !extra.is_empty() {
+            manifest.annotations.get_or_insert_with(Default::default).extend(extra);
+        }
         children.push(IndexChild { manifest, config, layers, result: r.clone() });
     }
     let mut idx = IndexManifest::new(if docker_types { mt::DOCKER_MANIFEST_LIST } else { mt::OCI_INDEX });
     idx.manifests = children.iter().map(|c| c.manifest.clone()).collect();
+    let own = for_target(annotations, AnnotationTarget::Index.name(), None);
+    idx.annotations = (!own.is_empty()).then_some(own);
     let raw = RawManifest::from_index(&idx).map_err(|e| Error::Layer(e.to_string()))?;
     let index = store.put_manifest(&raw)?;
     Ok(IndexImage { index, raw, children })
 }
 
-/// Tags the index in the store under each name.
-pub fn tag_index(store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
-    for n in names {
-        store.tag(n, &img.index)?;
-    }
-    Ok(())
-}
-
-/// Pushes every child (blobs, then the manifest by digest) and then the
-/// index under each reference, so that no tag ever names missing content.
-pub async fn push_index(client: &Client, store: &Store, img: &IndexImage, names: &[String]) -> Result<()> {
-    for n in names {
-        let reference = parse_name(n)?;
-        for c in &img.children {
-            let at = reference.with_digest(c.manifest.digest.clone());
-            push_parts(client, store, &c.config, &c.layers, &c.manifest, &at).await?;
-        }
-        client
-            .put_manifest(&reference, &img.raw)
-            .await
-            .map_err(|e| Error::registry(format!("pushing {reference}"), e))?;
-    }
-    Ok(())
-}
-
-/// `index.json` of an OCI layout holding the index, once per name.
-fn layout_index(img: &IndexImage, names: &[String]) -> Result<Vec<u8>> {
-    let mut top = IndexManifest::new(mt::OCI_INDEX);
-    let mut named = |name: Option<&str>| {
-        let mut d = img.index.clone();
-        d.platform = None;
-        if let Some(n) = name {
-            let mut a = BTreeMap::new();
-            a.insert(IMAGE_NAME.to_string(), n.to_string());
-            if let Some(tag) = Reference::parse_normalized(n).ok().and_then(|r| r.tag) {
-                a.insert(REF_NAME.to_string(), tag);
-            }
-            d.annotations = Some(a);
-        }
-        top.manifests.push(d);
-    };
-    if names.is_empty() {
-        named(None);
-    }
-    for n in names {
-        named(Some(n));
-    }
-    serde_json::to_vec(&top).map_err(|source| Error::Json { what: "index", source })
-}
-
-fn index_blobs(img: &IndexImage) -> Vec<Descriptor> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    for d in img.children.iter().flat_map(IndexChild::blobs).chain(std::iter::once(img.index.clone())) {
-        if seen.insert(d.digest.clone()) {
-            out.push(d);
-        }
-    }
-    out
-}
-
-/// Writes an OCI image layout tar holding the index (`type=oci`).
-pub fn write_oci_index_tar<W: Write>(store: &Store, img: &IndexImage, names: &[String], w: W) -> Result<W> {
-    layout_tar(store, &layout_index(img, names)?, index_blobs(img), w)
-}
-
-/// Writes an OCI image layout directory holding the index
-/// (`type=oci,tar=false`).
-pub fn write_oci_index_dir(store: &Store, img: &IndexImage, names: &[String], dest: &Path) -> Result<()> {
-    layout_dir(store, &layout_index(img, names)?, index_blobs(img), dest)
-}
-
 /// The directory buildx writes a platform's files to: `linux_arm_v7`.
 pub fn platform_dir(p: &Platform) -> String {
     p.format().replace('/', "_")
-}
-
-/// Writes each platform's root file system into its own subdirectory of
-/// `dest` (`type=local` with several platforms).
-pub fn write_local_platforms(store: &Store, results: &[BuildResult], dest: &Path) -> Result<()> {
-    for r in results {
-        write_local(store, r, &dest.join(platform_dir(&r.platform)))?;
-    }
-    Ok(())
-}
-
-/// Writes each platform's root file system under its own directory in one
-/// tar (`type=tar` with several platforms).
-pub fn write_rootfs_tar_platforms<W: Write>(store: &Store, results: &[BuildResult], w: W) -> Result<W> {
-    let mut all = MemFs::new();
-    for r in results {
-        let dir = platform_dir(&r.platform);
-        let fs = rootfs(store, r)?;
-        let mut top = crate::fs::Node::dir(0o755, 0, 0, 0);
-        if let Some(root) = fs.iter().find(|(p, _)| p.is_empty()).map(|(_, n)| n.clone()) {
-            top = root;
-        }
-        all.insert(dir.clone(), top);
-        for (p, n) in fs.iter().filter(|(p, _)| !p.is_empty()) {
-            all.insert(format!("{dir}/{p}"), n.clone());
-        }
-    }
-    write_tar(w, all.iter().map(|(p, n)| (p.as_str(), n)))
 }
 
 /// The name a platform's image gets in a multi-platform Docker archive:
@@ -534,54 +479,6 @@ pub fn platform_tag(name: &str, p: &Platform) -> Result<String> {
     let suffix = p.format().replace('/', "-");
     let tagged = Reference { tag: Some(format!("{tag}-{suffix}")), digest: None, ..r };
     Ok(tagged.familiar_string())
-}
-
-/// Each platform of a Docker archive and the names it is loaded as.
-pub type Loaded = Vec<(Platform, Vec<String>)>;
-
-/// Writes a `docker load` archive with one image per platform, each under
-/// its platform's tags ([`platform_tag`]), since `docker load` (without the
-/// containerd store) and `podman load` load images, not indexes. Returns
-/// what each platform is loaded as.
-pub fn write_docker_platforms<W: Write>(
-    store: &Store,
-    results: &[BuildResult],
-    names: &[String],
-    w: W,
-) -> Result<(W, Loaded)> {
-    let mut t = TarWriter::new(w);
-    let mut loaded = Vec::new();
-    let mut idx = IndexManifest::new(mt::OCI_INDEX);
-    let mut manifest_json = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    t.dir("blobs/")?;
-    t.dir("blobs/sha256/")?;
-    for r in results {
-        let tags = names.iter().map(|n| platform_tag(n, &r.platform)).collect::<Result<Vec<_>>>()?;
-        for d in blobs(r) {
-            if seen.insert(d.digest.clone()) {
-                t.blob(store, &d)?;
-            }
-        }
-        if tags.is_empty() {
-            idx.manifests.push(entry(r, None));
-        }
-        for tag in &tags {
-            let full = Reference::parse_normalized(tag).map(|r| r.to_string()).unwrap_or_else(|_| tag.clone());
-            idx.manifests.push(entry(r, Some(&full)));
-        }
-        manifest_json.push(serde_json::json!({
-            "Config": blob_path(&r.config),
-            "RepoTags": tags,
-            "Layers": r.layers.iter().map(|l| blob_path(&l.desc)).collect::<Vec<_>>(),
-        }));
-        loaded.push((r.platform.clone(), tags));
-    }
-    t.file("index.json", &serde_json::to_vec(&idx).map_err(|source| Error::Json { what: "index", source })?)?;
-    let bytes = serde_json::to_vec(&manifest_json).map_err(|source| Error::Json { what: "manifest.json", source })?;
-    t.file("manifest.json", &bytes)?;
-    Ok((t.finish()?, loaded))
 }
 
 #[cfg(test)]
@@ -598,5 +495,17 @@ mod tests {
             platform_tag("reg.example:5000/team/app", &p).unwrap(),
             "reg.example:5000/team/app:latest-linux-arm-v7"
         );
+    }
+
+    #[test]
+    fn annotations_must_fit_the_build() {
+        let parse = |s: &str| Annotation::parse_build(s).unwrap();
+        assert!(check_annotations(&parse("k=v"), false, false).is_ok());
+        let err = check_annotations(&parse("index:k=v"), false, false).unwrap_err().to_string();
+        assert!(err.contains("index:k=v") && err.contains("one platform"), "{err}");
+        assert!(check_annotations(&parse("manifest-descriptor:k=v"), false, false).is_err());
+        assert!(check_annotations(&parse("index,manifest-descriptor:k=v"), true, false).is_ok());
+        let err = check_annotations(&parse("k=v"), true, true).unwrap_err().to_string();
+        assert!(err.contains("oci-mediatypes=false"), "{err}");
     }
 }

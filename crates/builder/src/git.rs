@@ -3,6 +3,8 @@
 //! `user@host:repo#ref`, `github.com/owner/repo`), and checkouts of one
 //! ref with the `git` program.
 //!
+//! Submodules are checked out as well, as BuildKit's git source does.
+//!
 //! An `http(s)` URL is a Git reference only when its path ends in `.git`,
 //! as in BuildKit; any other URL is an HTTP source. The fragment is
 //! `REF[:SUBDIR]`: a branch, a tag, a full commit id or a `refs/...` name,
@@ -97,9 +99,14 @@ impl GitRef {
         };
         self.git(dest, &["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target])
             .map_err(|e| self.error(format!("checking out {want}: {e}")))?;
+        if dest.join(".gitmodules").is_file() {
+            // As BuildKit's git source: submodules too, at the commits the
+            // checkout records.
+            self.git(dest, &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"])
+                .or_else(|_| self.git(dest, &["submodule", "update", "-q", "--init", "--recursive"]))?;
+        }
         if !keep_git_dir {
-            let dot_git = dest.join(".git");
-            std::fs::remove_dir_all(&dot_git).map_err(|e| Error::io(&dot_git, e))?;
+            remove_dot_git(dest)?;
         }
         let Some(sub) = subdir else { return Ok(dest.to_path_buf()) };
         let dir = dest.join(&sub);
@@ -149,6 +156,24 @@ impl GitRef {
         let err = err.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
         Err(self.error(format!("git {}: {}", args.first().copied().unwrap_or(""), err.trim())))
     }
+}
+
+/// Removes every `.git` below `dir` (the repository's, and the files
+/// submodules point to it with); git tracks no file of that name, so each
+/// is git's own. Symbolic links are not followed.
+fn remove_dot_git(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if entry.file_name() == ".git" {
+            let removed = if kind.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|e| Error::io(&path, e))?;
+        } else if kind.is_dir() {
+            remove_dot_git(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// `user@host:path`, as `sshutil.ParseSCPStyleURL` reads it.

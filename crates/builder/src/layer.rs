@@ -14,6 +14,7 @@ use std::io::{Seek, Write};
 use std::path::Path;
 
 use polyarch_oci::{Descriptor, Digest};
+use polyarch_store::compression::Encoder;
 use polyarch_store::Store;
 use sha2::{Digest as _, Sha256};
 
@@ -260,44 +261,13 @@ impl<W: Write> Write for Chunked<W> {
     }
 }
 
-/// A compressor writing into `W`.
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    /// Deterministic: no gzip name or time.
-    fn new(out: W, compression: Compression) -> std::io::Result<Encoder<W>> {
-        Ok(match compression {
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::default()))
-            }
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
-        })
-    }
-
-    fn finish(self) -> std::io::Result<W> {
-        match self {
-            Encoder::Gzip(g) => g.finish(),
-            Encoder::Zstd(z) => z.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Encoder::Gzip(g) => g.write(buf),
-            Encoder::Zstd(z) => z.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
-        }
-    }
+/// The store crate's compressing writer for `compression`.
+fn encoder<W: Write>(out: W, compression: Compression) -> std::io::Result<Encoder<W>> {
+    let shared = match compression {
+        Compression::Gzip => polyarch_store::compression::Compression::gzip(),
+        Compression::Zstd => polyarch_store::compression::Compression::zstd(),
+    };
+    Encoder::new(out, shared)
 }
 
 /// Writes `entries` as a layer into the store: the tar streams through the
@@ -311,7 +281,7 @@ pub fn write_layer<'a>(
 ) -> Result<Layer> {
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
-    let enc = Encoder::new(Hashing::new(std::io::BufWriter::new(file)), compression)
+    let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
         .map_err(|e| Error::layer("compressing", e))?;
     let tar = write_tar(Hashing::new(Chunked::new(enc)), entries)?;
     let (chunked, diff_id, _) = tar.finish();
@@ -335,7 +305,7 @@ pub fn store_layer(store: &Store, tar: &[u8], compression: Compression) -> Resul
 
 /// Compresses bytes deterministically (no gzip name or time).
 pub fn compress(tar: &[u8], compression: Compression) -> Result<Vec<u8>> {
-    let enc = Encoder::new(Vec::new(), compression).map_err(|e| Error::layer("compressing", e))?;
+    let enc = encoder(Vec::new(), compression).map_err(|e| Error::layer("compressing", e))?;
     let mut chunked = Chunked::new(enc);
     chunked.write_all(tar).map_err(|e| Error::layer("compressing", e))?;
     let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;

@@ -11,13 +11,15 @@
 //!   commands, output; trees on disk and their differences.
 //! - [`settings`], [`ssh`]: RUN process settings of the build
 //!   (`--add-host`, `--ulimit`, `--allow`, `--ssh`...).
+//! - [`multi`]: several platforms at once, one scheduler; [`slots`]:
+//!   its limits per kind of work.
+//! - [`output`], [`export`]: outputs (store, OCI/Docker archives, tar,
+//!   local, registry), parsed from `--output` and applied to one image or
+//!   an index.
 //!
 //! RUN processes go through a [`polyarch_exec::Executor`]: runc by
 //! default, or the one given to [`Builder::with_executor`] (a recording
 //! fake in tests, see `testing` behind the `testing` feature).
-//! - [`multi`]: several platforms at once, one scheduler; [`slots`]:
-//!   its limits per kind of work.
-//! - [`export`]: outputs (store, OCI/Docker archives, tar, local, registry).
 //!
 //! The library never prints: progress goes to an [`Event`] sink
 //! ([`event`]: typed steps and the one step numbering).
@@ -41,6 +43,7 @@ pub mod layer;
 pub mod materialize;
 pub mod multi;
 pub mod named;
+pub mod output;
 pub mod process;
 pub mod reclaim;
 mod remote;

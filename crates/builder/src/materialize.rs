@@ -96,7 +96,10 @@ impl Root {
     pub fn finish_keeping_upper(mut self, before: &MemFs) -> Result<(MemFs, Upper)> {
         match &mut self {
             Root::Naive(d) => {
-                let tree = read_tree(&d.path().join("rootfs"))?;
+                let mut tree = read_tree(&d.path().join("rootfs"))?;
+                if !crate::fs::is_root() {
+                    restore_owners(&mut tree, before);
+                }
                 let Root::Naive(dirs) = self else { unreachable!() };
                 Ok((tree, Upper { dirs, overlay: false }))
             }
@@ -109,6 +112,33 @@ impl Root {
                 Ok((tree, Upper { dirs, overlay: true }))
             }
         }
+    }
+}
+
+/// Without root, a naive tree is written with the caller's own uid and
+/// gid (owners cannot be set); read back, an entry owned so has the
+/// owner it had before, or root when new, as a rootless builder maps its
+/// user to root. Other owners are kept.
+fn restore_owners(tree: &mut MemFs, before: &MemFs) {
+    let uid = u64::from(rustix::process::geteuid().as_raw());
+    let gid = u64::from(rustix::process::getegid().as_raw());
+    let fixed: Vec<(String, Node)> = tree
+        .iter()
+        .filter(|(_, n)| n.uid == uid || n.gid == gid)
+        .map(|(p, n)| {
+            let was = before.get(p);
+            let mut n = n.clone();
+            if n.uid == uid {
+                n.uid = was.map_or(0, |w| w.uid);
+            }
+            if n.gid == gid {
+                n.gid = was.map_or(0, |w| w.gid);
+            }
+            (p.clone(), n)
+        })
+        .collect();
+    for (p, n) in fixed {
+        tree.insert(p, n);
     }
 }
 

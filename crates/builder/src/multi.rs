@@ -397,10 +397,11 @@ mod tests {
         }
     }
 
-    /// With one slot of each kind, an emulated RUN step that runs until a
-    /// native one of another platform has finished still lets it run: it
-    /// holds the emulated slot, not the native one (issue 12). With one
-    /// slot for all work (or one platform at a time) the wait times out.
+    /// With one slot of each kind, an emulated RUN step and a native one
+    /// of another platform run at once (each waits for the other): the
+    /// emulated step holds the emulated slot, not the native one (issue
+    /// 12). With one slot for all work (or one platform at a time) the
+    /// wait times out.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_emulated_run_does_not_hold_the_native_slot() {
         use crate::testing::RecordingExecutor;
@@ -414,19 +415,25 @@ mod tests {
         let emulated_arch = foreign.architecture.clone();
         let exec = RecordingExecutor::new().on("step", move |sb| {
             let arch = sb.process().env.iter().find_map(|e| e.strip_prefix("TARGETARCH=").map(String::from));
+            // Each step waits for the other to have run: both must hold a
+            // slot at once, whichever starts first.
+            let wait_for = |what: &str| {
+                let t = Instant::now();
+                while !l.lock().unwrap().iter().any(|e| e == what) {
+                    if t.elapsed() > Duration::from_secs(10) {
+                        l.lock().unwrap().push(format!("timed out waiting for {what}"));
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
             if arch.as_deref() != Some(emulated_arch.as_str()) {
+                wait_for("emulated started");
                 l.lock().unwrap().push("native done".to_string());
                 return Ok(0);
             }
             l.lock().unwrap().push("emulated started".to_string());
-            let t = Instant::now();
-            while !l.lock().unwrap().iter().any(|e| e == "native done") {
-                if t.elapsed() > Duration::from_secs(10) {
-                    l.lock().unwrap().push("timed out".to_string());
-                    return Ok(0);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_for("native done");
             l.lock().unwrap().push("emulated done".to_string());
             Ok(0)
         });

@@ -61,9 +61,30 @@ struct PrivateAgent {
 
 impl Drop for PrivateAgent {
     fn drop(&mut self) {
+        // The agent is the child of the command it runs (`cat`); stop it
+        // first, then the command.
+        for pid in children_of(self.child.id()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pids whose parent is `parent` (from `/proc/PID/stat`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `PID (COMM) STATE PPID ...`; COMM may hold spaces and parentheses.
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+        })
+        .collect()
 }
 
 impl Agents {
@@ -107,7 +128,7 @@ impl Agents {
 const MAX_SOCKET_DIR: usize = 90;
 
 /// A new directory for a socket: below `tmp` (named as
-/// [`crate::materialize::temp_in`] names them, so that a sweep after a
+/// the store's temporary directories are named, so that a sweep after a
 /// kill removes it), or below the system's temporary directory when that
 /// path would be too long for a socket.
 pub fn socket_dir(tmp: &Path) -> Result<TempDir> {
@@ -124,7 +145,12 @@ fn is_socket(p: &Path) -> bool {
 }
 
 impl PrivateAgent {
-    /// `ssh-agent -D -a SOCKET`, then `ssh-add KEYS...` without a prompt.
+    /// `ssh-agent -a SOCKET cat`, then `ssh-add KEYS...` without a prompt.
+    /// The agent lives as long as its command, `cat` reading a pipe that
+    /// only this process holds open: when polyarch ends, even killed, `cat`
+    /// sees the end of its input and exits, and the agent with it (it
+    /// checks its command every 10 seconds). The death signal of `prctl`
+    /// cannot serve: Debian's ssh-agent is set-gid, whose exec clears it.
     fn start(keys: &[PathBuf], tmp: &Path) -> std::result::Result<PrivateAgent, String> {
         for k in keys {
             std::fs::metadata(k).map_err(|e| format!("{}: {e}", k.display()))?;
@@ -132,10 +158,10 @@ impl PrivateAgent {
         let dir = socket_dir(tmp).map_err(|e| e.to_string())?;
         let sock = dir.path().join("agent.sock");
         let child = Command::new("ssh-agent")
-            .arg("-D")
             .arg("-a")
             .arg(&sock)
-            .stdin(Stdio::null())
+            .arg("cat")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

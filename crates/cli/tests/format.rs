@@ -20,7 +20,11 @@ fn inspect_and_images_templates() {
     assert_eq!(env.ok(&["inspect", "--format", "{{.Os}}/{{.Architecture}}", &src, &src]), "linux/arm64\nlinux/arm64\n");
     assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", &src]).trim(), full["Id"].as_str().unwrap());
     assert_eq!(json(&env.ok(&["inspect", "-f", "{{json .RepoTags}}", &src])), full["RepoTags"]);
-    assert_eq!(json(&env.ok(&["inspect", "-f", "{{json .Config}}", &src])), full["Config"]);
+    assert_eq!(json(&env.ok(&["inspect", "-f", "{{json .Config.config}}", &src])), full["Config"]["config"]);
+    let config = json(&env.ok(&["inspect", "-f", "{{json .Config}}", &src]));
+    for (k, v) in full["Config"].as_object().unwrap() {
+        assert_eq!(&config[k], v, "{k} of {config}");
+    }
     assert_eq!(
         env.ok(&["inspect", "-f", "{{range .Platforms}}{{.}} {{end}}|{{index .RepoTags 0}}|{{upper .Os}}", &src]),
         format!("{} |{}|LINUX\n", full["Platforms"][0].as_str().unwrap(), full["RepoTags"][0].as_str().unwrap())
@@ -32,6 +36,17 @@ fn inspect_and_images_templates() {
     );
     // Docker's field names on the image config, whatever the JSON's case.
     assert_eq!(env.ok(&["inspect", "-f", "{{.Config.Architecture}}", &src]), "arm64\n");
+    // Docker's `.Config` is the runtime config; `.RootFS.Layers` the diff IDs.
+    assert_eq!(
+        json(&env.ok(&["inspect", "-f", "{{json .Config.Env}}", &src])),
+        full["Config"]["config"]["Env"],
+        "{full}"
+    );
+    assert_eq!(
+        json(&env.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", &src])),
+        full["Config"]["rootfs"]["diff_ids"]
+    );
+    assert_eq!(env.ok(&["inspect", "-f", "{{len .RootFS.Layers}} {{.Config.Cmd}}", &src]), "1 [sh]\n");
     // `--format json` is the JSON, as without a format.
     assert_eq!(json(&env.ok(&["inspect", "--format", "json", &src])), json(&env.ok(&["inspect", &src])));
 
@@ -79,6 +94,11 @@ fn imagetools_inspect_templates_as_buildx() {
     assert_eq!(json(&env.ok(&["imagetools", "inspect", "--format", "json", &src]))["manifest"], manifest);
 
     let images = json(&env.ok(&["imagetools", "inspect", "--format", "{{json .Image}}", &src]));
+    // `{{json .}}` is buildx's whole input: name, manifest and image.
+    let all = json(&env.ok(&["imagetools", "inspect", "--format", "{{json .}}", &src]));
+    assert_eq!(all["name"], src.as_str());
+    assert_eq!(all["manifest"], manifest);
+    assert_eq!(all["image"], images);
     // Keyed by the index's platforms, as buildx's (containerd's Format, so arm64 keeps its v8).
     assert_eq!(images["linux/arm64/v8"]["architecture"], "arm64", "{images}");
     assert_eq!(images["linux/arm/v7"]["variant"], "v7", "{images}");

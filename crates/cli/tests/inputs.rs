@@ -150,6 +150,32 @@ fn git_context_refs_subdirs_and_git_dir() {
 }
 
 #[test]
+fn git_context_with_a_submodule() {
+    if !require(have("git"), "git") {
+        return;
+    }
+    let env = Env::new();
+    let base = env.dir.path().join("served");
+    std::fs::create_dir_all(&base).unwrap();
+    let daemon = GitDaemon::start(&base);
+    let lib = context(&env, "lib-work", &[("lib.txt", "from the submodule")]);
+    git(&lib, &["init", "-q"]);
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    git(&base, &["clone", "-q", "--bare", lib.to_str().unwrap(), "lib.git"]);
+    let app = context(&env, "app-work", &[("Dockerfile", "FROM scratch\nCOPY . /ctx/\n")]);
+    git(&app, &["init", "-q"]);
+    git(&app, &["-c", "protocol.file.allow=always", "submodule", "add", "-q", &daemon.url("lib.git"), "vendor/lib"]);
+    git(&app, &["add", "-A"]);
+    git(&app, &["commit", "-q", "-m", "app"]);
+    git(&base, &["clone", "-q", "--bare", app.to_str().unwrap(), "app.git"]);
+    let out = build_local(&env, "withsub", &[&daemon.url("app.git")]);
+    assert_eq!(read(out.join("ctx/vendor/lib/lib.txt")), "from the submodule");
+    assert!(!out.join("ctx/.git").exists() && !out.join("ctx/vendor/lib/.git").exists(), "no .git of git's");
+    assert_clean_root(&env.root());
+}
+
+#[test]
 fn git_context_over_dumb_http() {
     if !require(have("git"), "git") {
         return;
@@ -371,13 +397,20 @@ fn image_id_is_the_config_digest() {
     let config = meta["containerimage.config.digest"].as_str().unwrap();
     assert_ne!(meta["containerimage.digest"], meta["containerimage.config.digest"]);
     assert_eq!(out.trim(), config, "-q prints the image ID");
-    assert_eq!(read(iid), config);
+    assert_eq!(read(iid.clone()), config);
     let id12 = &config[7..19];
     let table = env.ok(&["images"]);
     assert!(table.lines().any(|l| l.starts_with("ids ") && l.contains(id12)), "{table}");
     assert_eq!(env.ok(&["images", "-q"]).trim(), id12);
     // The ID names the image, as docker takes IDs.
     env.ok(&["inspect", id12]);
+    // A failed build leaves no stale ID; local outputs have none.
+    let bad = context(&env, "bad", &[("Dockerfile", "FROM scratch\nCOPY missing /\n")]);
+    env.fails(&["build", "--iidfile", s(&iid), s(&bad)]);
+    assert!(!iid.exists(), "the old image ID file is removed");
+    let dest = format!("type=local,dest={}", env.dir.path().join("l").display());
+    let err = env.fails(&["build", "--iidfile", s(&iid), "-o", &dest, s(&ctx)]);
+    assert!(err.contains("local and tar exporters are incompatible with image ID file"), "{err}");
     // A multi-platform build's ID is its index digest (buildx has no
     // config digest to show).
     let meta2 = env.dir.path().join("meta2.json");
@@ -407,6 +440,15 @@ fn buildx_flags_polyarch_lacks_are_named() {
     // -D: debug logs on stderr.
     let out = env.run(&["-D", "build", s(&ctx)]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("DEBUG: "));
+    // -D expands the build check warnings as buildx --debug does.
+    let warned = context(&env, "warned", &[("Dockerfile", "FROM scratch\nMAINTAINER me\n")]);
+    let (_, err) = build_ok(&env, &[s(&warned)]);
+    assert!(err.contains("1 warning found (use docker --debug to expand):"), "{err}");
+    let out = env.run(&["build", "--debug", "--progress", "plain", s(&warned)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" 1 warning found:\n - MaintainerDeprecated: "), "{err}");
+    assert!(err.contains("More info: https://docs.docker.com/go/dockerfile/rule/maintainer-deprecated/"), "{err}");
+    assert!(err.contains("   2 | >>> MAINTAINER me"), "{err}");
     let err = env.fails(&["build", "-q", "--progress", "plain", s(&ctx)]);
     assert!(err.contains("progress=plain and quiet cannot be used together"), "{err}");
 }
@@ -425,4 +467,56 @@ fn call_outline_text_and_json() {
         serde_json::from_str(&env.ok(&["build", "--call=outline,format=json", s(&ctx)])).unwrap();
     assert_eq!(json["args"][1]["name"], "VERSION");
     assert_eq!(json["secrets"][0]["required"], true);
+}
+
+#[test]
+fn invalid_base_image_platform_check() {
+    let Some((env, reg)) = mirrored() else { return };
+    // A one-platform image in the registry, used for another platform.
+    let image = format!("{}/test/amd64-only:1", reg.host);
+    let ctx = context(&env, "one", &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    build_ok(&env, &["--platform", "linux/amd64", "-t", &image, "--push", s(&ctx)]);
+    let user = context(&env, "user", &[("Dockerfile", &format!("FROM {image}\n"))]);
+    let out = env.run(&["build", "--check", "--platform", "linux/arm64", s(&user)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("InvalidBaseImagePlatform"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Base image {image} was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("https://docs.docker.com/go/dockerfile/rule/invalid-base-image-platform/"), "{text}");
+    // The same platform: no warning; nor another variant only, as BuildKit
+    // compares OS and architecture.
+    let out = env.ok(&["build", "--check", "--platform", "linux/amd64", s(&user)]);
+    assert!(out.contains("no warnings found"), "{out}");
+    let v7 = format!("{}/test/armv7-only:1", reg.host);
+    build_ok(&env, &["--platform", "linux/arm/v7", "-t", &v7, "--push", s(&ctx)]);
+    let user7 = context(&env, "user7", &[("Dockerfile", &format!("FROM {v7}\n"))]);
+    let out = env.ok(&["build", "--check", "--platform", "linux/arm/v6", s(&user7)]);
+    assert!(out.contains("no warnings found"), "{out}");
+}
+
+#[test]
+fn named_contexts_in_run_mounts() {
+    let Some((env, _reg)) = mirrored_for_run() else { return };
+    let extra = context(&env, "extra", &[("x.txt", "mounted")]);
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=from=extra,target=/e cat /e/x.txt > /out.txt\nFROM scratch\nCOPY --from=0 /out.txt /\n",
+        )],
+    );
+    let named = format!("extra={}", extra.display());
+    let out = build_local(&env, "mounted", &["--build-context", &named, s(&ctx)]);
+    assert_eq!(read(out.join("out.txt")), "mounted");
+    // A changed named context is not served from the cache.
+    std::fs::write(extra.join("x.txt"), "changed").unwrap();
+    let out = build_local(&env, "mounted2", &["--build-context", &named, s(&ctx)]);
+    assert_eq!(read(out.join("out.txt")), "changed");
+    assert_clean_root(&env.root());
 }

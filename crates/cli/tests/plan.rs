@@ -140,3 +140,31 @@ fn an_image_neither_place_has_fails_at_its_from_line() {
     assert!(err.contains("not in the local store"), "the store was asked first: {err}");
     assert_eq!(err.matches("not in the local store").count(), 1, "the reason is told once: {err}");
 }
+
+#[test]
+fn stdin_dockerfile_target_and_build_args() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("x", "x"), (".dockerignore", "secret.txt\n")]);
+    let df = "ARG V=1\nFROM scratch AS a\nARG V\nWORKDIR /w-$V\nCOPY x .\nFROM scratch AS b\nCOPY x /b\n";
+    let mut child = env
+        .cmd(&["debug", "plan", "-f", "-", "--target", "a", "--build-arg", "V=2", "--label", "k=v", s(&ctx)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(df.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vertices = plan["vertices"].as_array().unwrap();
+    let types: Vec<&str> = vertices.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["mkdir", "source.context", "copy"], "stage b is not planned: {plan}");
+    assert_eq!(vertices[0]["op"]["mkdir"]["path"], "/w-2");
+    assert_eq!(vertices[1]["op"]["source"]["context"]["exclude"], serde_json::json!(["secret.txt"]));
+    assert_eq!(vertices[2]["op"]["copy"]["dest_path"], "/w-2/");
+    assert_eq!(vertices[2]["names"], serde_json::json!(["[a 3/3] COPY x ."]));
+    let config = &plan["images"][0]["config"]["config"];
+    assert_eq!((&config["WorkingDir"], &config["Labels"]["k"]), (&Value::from("/w-2"), &Value::from("v")));
+}

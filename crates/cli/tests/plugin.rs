@@ -165,3 +165,54 @@ fn docker_buildx_create_ls_inspect_use_rm() {
     let ls = p.ok(&here, &["buildx", "ls"]);
     assert!(!ls.contains("pbx"), "{ls}");
 }
+
+/// Children of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn killing_docker_stops_the_plugin() {
+    if !docker_client() {
+        return;
+    }
+    let p = Plugins::new(Env::new());
+    let mut cmd = Command::new("docker");
+    cmd.args(["polyarch", "login", "-u", "u", "--password-stdin", "127.0.0.1:1"])
+        .env("HOME", &p.home)
+        .env_remove("DOCKER_CONFIG")
+        .env("POLYARCH_ROOT", p.env.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut docker = cmd.spawn().unwrap();
+    let _stdin = docker.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let plugin = loop {
+        if let Some(c) = children(docker.id()).first() {
+            break *c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the plugin never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Give the plugin time to connect to docker's socket, as it does first thing.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sh(Command::new("kill").args(["-TERM", &docker.id().to_string()]));
+    let status = docker.wait().unwrap();
+    assert!(!status.success());
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !Path::new(&format!("/proc/{plugin}")).exists()
+            || std::fs::read_to_string(format!("/proc/{plugin}/stat")).is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "polyarch (pid {plugin}) outlived the docker that ran it");
+}

@@ -72,6 +72,9 @@ fn hosts_limits_shm_and_cgroup_parent_reach_the_process() {
     let shm = read(&plain, "shm");
     assert_eq!(shm.split_whitespace().nth(1), Some("65536"), "{shm}");
     assert!(read(&plain, "cgroup").contains(":/polyarch/"));
+    let err = env.fails(&["build", "--cgroup-parent", "system.slice:ci:", s(&ctx)]);
+    assert!(err.contains("--cgroup-parent \"system.slice:ci:\" cannot be used") && err.contains("systemd"), "{err}");
+    assert_clean_root(&env.root());
 }
 
 #[test]
@@ -232,4 +235,63 @@ fn ssh_agents_and_keys_are_forwarded_to_run() {
     std::fs::write(&missing, "FROM busybox\nRUN --mount=type=ssh,id=nope,required=true true\n").unwrap();
     let err = env.fails(&["build", "-f", s(&missing), s(&ctx)]);
     assert!(err.contains("no SSH key \"nope\" forwarded") && err.contains("Dockerfile2:2"), "{err}");
+}
+
+/// Whatever a test leaves of a killed build goes, also when it fails:
+/// the sleeping container and the store's leftovers (swept by the next
+/// command).
+struct KilledBuild<'a> {
+    env: &'a Env,
+    sleep: [&'a str; 2],
+}
+
+impl Drop for KilledBuild<'_> {
+    fn drop(&mut self) {
+        for pid in crate::interrupt::processes(&self.sleep) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let _ = self.env.run(&["images"]);
+    }
+}
+
+#[test]
+fn a_private_agent_dies_with_a_killed_build() {
+    use crate::interrupt::{assert_no_process, processes};
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !require(have("ssh-agent") && have("ssh-add") && have("ssh-keygen"), "openssh-client") {
+        return;
+    }
+    let key = env.dir.path().join("id_kill");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh,id=k sleep 1251\n")]);
+    let key_arg = format!("k={}", key.display());
+    let _cleanup = KilledBuild { env: &env, sleep: ["sleep", "1251"] };
+    let mut child = env
+        .cmd(&["build", "--progress", "plain", "--ssh", &key_arg, s(&ctx)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = env.root().display().to_string();
+    let agents = || processes_naming(&root).into_iter().filter(|c| c.starts_with("ssh-agent")).count();
+    let start = std::time::Instant::now();
+    while processes(&["sleep", "1251"]).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the build ended before its RUN step started");
+        assert!(start.elapsed().as_secs() < 120, "the RUN step did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(agents(), 1, "the key file's agent runs during the build");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let start = std::time::Instant::now();
+    while agents() > 0 && start.elapsed().as_secs() < 15 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(agents(), 0, "the agent died with its build (it checks its command every 10 s)");
+    // The next commands sweep the killed build's container and directories.
+    env.ok(&["images"]);
+    let after = context(&env, "after", &[("Dockerfile", "FROM busybox\nRUN echo after > /after\n")]);
+    env.ok(&["build", "--progress", "plain", s(&after)]);
+    assert_no_process(&["sleep", "1251"]);
+    assert_clean_root(&env.root());
 }

@@ -208,8 +208,8 @@ Dockerfile:2
         "TARGET                  DESCRIPTION\nbase                    The base stage\nrelease-build (default) \n"
     );
     // Another method is refused by name.
-    let err = env.fails(&["build", "--call=outline", s(&ctx)]);
-    assert!(err.contains("--call=outline is not supported"), "{err}");
+    let err = env.fails(&["build", "--call=subrequests.describe", s(&ctx)]);
+    assert!(err.contains("--call=subrequests.describe is not supported"), "{err}");
 }
 
 #[test]

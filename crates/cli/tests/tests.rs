@@ -2,6 +2,7 @@
 
 mod util;
 
+mod annotations;
 mod archives;
 mod build;
 mod builders;
@@ -23,6 +24,7 @@ mod manifest;
 mod multiplatform;
 mod naming;
 mod nodes;
+mod pipeline;
 mod plan;
 mod plugin;
 mod progress;

@@ -609,6 +609,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_the_runtime_cannot_make_names_the_parent() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("log.json");
+        let msg =
+            "runc run failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/cpu/ci: read-only file system";
+        fs::write(&log, format!("{{\"level\":\"error\",\"msg\":\"{msg}\"}}\n")).unwrap();
+        let p = ProcessSpec::new(["true"]).with_cgroup_parent(Some("ci".into()));
+        let e = outcome("x", t.path(), &p, &log, ExitStatus(1)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("--cgroup-parent \"ci\" cannot be used:") && text.contains("read-only"), "{text}");
+        assert_eq!(e.kind(), crate::ErrorKind::Runtime);
+        let plain = outcome("x", t.path(), &ProcessSpec::new(["true"]), &log, ExitStatus(1)).unwrap_err();
+        assert!(matches!(plain, Error::Start { .. }), "{plain}");
+    }
+
+    #[test]
     fn cgroup_parents() {
         assert_eq!(cgroups_path(None, "x").unwrap(), Path::new("/polyarch/x"));
         assert_eq!(cgroups_path(Some("ci/jobs"), "x").unwrap(), Path::new("/ci/jobs/polyarch/x"));

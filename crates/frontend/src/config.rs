@@ -190,6 +190,52 @@ pub(crate) fn go_list(v: &[String]) -> String {
     format!("[{}]", v.join(" "))
 }
 
+/// Go's `time.Duration.String` for nanoseconds.
+fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", trim_frac(ns, 1_000));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", trim_frac(ns, 1_000_000));
+    }
+    let total_s = ns / 1_000_000_000;
+    let (h, m, s) = (total_s / 3600, total_s % 3600 / 60, total_s % 60);
+    let secs = trim_frac(s * 1_000_000_000 + ns % 1_000_000_000, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+fn trim_frac(v: u64, unit: u64) -> String {
+    let (whole, frac) = (v / unit, v % unit);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.to_string().len() - 1;
+    format!("{whole}.{}", format!("{frac:0width$}").trim_end_matches('0'))
+}
+
+/// BuildKit's history text for HEALTHCHECK (`%+v` of the struct).
+pub(crate) fn healthcheck_text(h: &Healthcheck) -> String {
+    format!(
+        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        go_list(&h.test),
+        go_duration(h.interval),
+        go_duration(h.timeout),
+        go_duration(h.start_period),
+        go_duration(h.start_interval),
+        h.retries
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +258,23 @@ mod tests {
         let out = serde_json::to_string(&c).unwrap();
         assert!(!out.contains("Hostname") && !out.contains("rootfs") && !out.contains("created\""), "{out}");
         assert!(ImageConfig::from_base(b"not json").is_err());
+    }
+
+    #[test]
+    fn healthchecks_read_as_buildkit_records_them() {
+        let h = Healthcheck {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 90_000_000_000,
+            start_period: 1_500_000_000,
+            retries: 3,
+            ..Healthcheck::default()
+        };
+        assert_eq!(
+            healthcheck_text(&h),
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:1m30s Timeout:0s StartPeriod:1.5s StartInterval:0s Retries:3}"
+        );
+        assert_eq!(go_duration(500_000_000), "500ms");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
     }
 
     #[test]

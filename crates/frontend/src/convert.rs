@@ -60,7 +60,7 @@ pub(crate) struct Image {
 }
 
 /// Turns one Dockerfile into a [`Plan`].
-pub struct Converter<'a, R> {
+pub(crate) struct Converter<'a, R> {
     pub(crate) opts: &'a Options,
     pub(crate) src: Source,
     pub(crate) lex: Lex,
@@ -81,8 +81,8 @@ pub struct Converter<'a, R> {
 impl<'a, R: Resolver> Converter<'a, R> {
     /// Parses and checks the Dockerfile: syntax, instructions, the target,
     /// `--from` stage indexes and stage cycles.
-    pub fn new(dockerfile: &[u8], opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
-        let src = Source { file: opts.dockerfile_name.clone(), text: String::from_utf8_lossy(dockerfile).into_owned() };
+    pub(crate) fn new(dockerfile: &[u8], name: &str, opts: &'a Options, resolver: &'a R) -> Result<Converter<'a, R>> {
+        let src = Source { file: name.to_string(), text: String::from_utf8_lossy(dockerfile).into_owned() };
         let ast: ParseResult = polyarch_dockerfile::parse(dockerfile).map_err(|e| src.dockerfile(e))?;
         let df = instructions::parse(&ast).map_err(|e| src.dockerfile(e))?;
         let target = df.target(opts.target.as_deref()).map_err(|e| src.dockerfile(e))?;
@@ -113,13 +113,19 @@ impl<'a, R: Resolver> Converter<'a, R> {
     }
 
     /// Converts the target stage for every platform.
-    pub async fn convert(mut self) -> Result<Plan> {
+    pub(crate) async fn convert(mut self) -> Result<Plan> {
         let targets = self.opts.targets();
         self.multi = targets.len() > 1;
         let pcs = targets.iter().map(|t| self.platform_ctx(t)).collect::<Result<Vec<_>>>()?;
         self.prefetch(&pcs).await;
+        let order = self.dependency_order();
         let mut images = Vec::new();
         for (t, pc) in targets.into_iter().zip(&pcs) {
+            // Dependencies first, so that a long chain of stages is not a
+            // deep recursion (only names known after expansion recurse).
+            for &i in &order {
+                self.stage(i, pc).await?;
+            }
             let st = self.stage(self.target, pc).await?;
             let mut config = st.config;
             for (k, v) in &self.opts.labels {
@@ -236,6 +242,30 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Instruction::From(_) => Ok(()),
             other => self.meta(st, cmd, other),
         }
+    }
+
+    /// The stages the target reaches by name (FROM an earlier stage,
+    /// `COPY --from`, `RUN --mount=from`), each after the ones it reads.
+    pub(crate) fn dependency_order(&self) -> Vec<usize> {
+        let mut state = vec![0u8; self.df.stages.len()];
+        let mut out = Vec::new();
+        let mut stack = vec![(self.target, false)];
+        while let Some((i, done)) = stack.pop() {
+            if done {
+                if state[i] != 2 {
+                    state[i] = 2;
+                    out.push(i);
+                }
+                continue;
+            }
+            if state[i] != 0 {
+                continue;
+            }
+            state[i] = 1;
+            stack.push((i, true));
+            stack.extend(self.df.dependencies(i).into_iter().filter(|(j, _)| state[*j] == 0).map(|(j, _)| (j, false)));
+        }
+        out
     }
 
     /// The stage a FROM names (by name only), if defined before `before`.
@@ -367,19 +397,16 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Some(answer) => answer.map_err(BoxError::from),
             None => self.resolver.resolve(&reference, platform).await,
         };
-        let resolved = answer.map_err(|source| {
-            let message = format!("failed to resolve source metadata for {reference}: {source}");
-            let diagnostic = match self.src.error(ErrorKind::Resolve, line, message, Some(name)) {
-                Error::At { diagnostic, .. } => diagnostic,
-                _ => unreachable!("Source::error makes Error::At"),
-            };
-            Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause: source }
+        let (pinned, config) = answer.map_err(|cause| {
+            let message = format!("failed to resolve source metadata for {reference}: {cause}");
+            let diagnostic = self.src.diagnostic(line, message, Some(name));
+            Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause }
         })?;
-        let Some(digest) = resolved.pinned.digest.clone() else {
-            return Err(Error::Unpinned { reference: resolved.pinned.to_string(), platform: platform.format() });
+        let Some(digest) = pinned.digest.clone() else {
+            return Err(Error::Unpinned { reference: pinned.to_string(), platform: platform.format() });
         };
-        let config = ImageConfig::from_base(&resolved.config)
-            .map_err(|source| Error::Config { reference: resolved.pinned.to_string(), source })?;
+        let config = ImageConfig::from_base(&config)
+            .map_err(|source| Error::Config { reference: pinned.to_string(), source })?;
         let pinned = reference.with_digest(digest.clone());
         let op = Op::Source(SourceOp::Image(ImageSource { reference: reference.to_string(), resolved: Some(digest) }));
         let img = Image { op, platform: platform.clone(), pinned: pinned.to_string(), config };

@@ -43,60 +43,7 @@ impl<R: Resolver> Converter<'_, R> {
     ) -> Result<()> {
         let line = cmd.start_line;
         let w = self.words(st, c, add, line)?;
-        let mut groups = Vec::new();
-        let (gits, rest): (Vec<String>, Vec<String>) = w.sources.iter().cloned().partition(|s| add && is_git(s));
-        let (urls, local): (Vec<String>, Vec<String>) = rest.into_iter().partition(|s| add && is_url(s));
-        if !local.is_empty() {
-            let source = match &c.from {
-                Some(f) => self.named_source(st, f, line, pc).await?,
-                None => self.context()?,
-            };
-            let paths = local.iter().map(|s| format!("/{}", polyarch_dockerfile::clean(s).trim_start_matches('/')));
-            let unpack = add && c.unpack != Some(false);
-            groups.push(Group { source, paths: paths.collect(), wildcard: true, unpack });
-        }
-        for u in &urls {
-            let filename = url_filename(u);
-            let op = Op::Source(Source::Http(HttpSource {
-                url: u.clone(),
-                checksum: w.checksum.clone(),
-                filename: Some(filename.clone()),
-                mode: 0o600,
-                ..HttpSource::default()
-            }));
-            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] download {u}"));
-            let source = self.graph.add(spec.with_ignore_cache(st.ignore_cache))?;
-            let unpack = c.unpack == Some(true);
-            groups.push(Group { source, paths: vec![format!("/{filename}")], wildcard: false, unpack });
-        }
-        for g in &gits {
-            let (remote, fragment) = g.split_once('#').unwrap_or((g, ""));
-            let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
-            let op = Op::Source(Source::Git(GitSource {
-                remote: remote.to_string(),
-                reference: reference.to_string(),
-                commit: None,
-                subdir: subdir.to_string(),
-                keep_git_dir: c.keep_git_dir,
-            }));
-            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {g}"));
-            let source = self.graph.add(spec.with_ignore_cache(st.ignore_cache))?;
-            groups.push(Group { source, paths: vec!["/".into()], wildcard: false, unpack: false });
-        }
-        for f in &c.contents {
-            let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
-            let mode = w.mode.unwrap_or(0o644);
-            let op = Op::Mkfile(Mkfile {
-                input: None,
-                path: format!("/{}", f.name),
-                data: data.into_bytes(),
-                mode,
-                ..Mkfile::default()
-            });
-            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {}", f.name));
-            let source = self.graph.add(spec)?;
-            groups.push(Group { source, paths: vec![format!("/{}", f.name)], wildcard: false, unpack: false });
-        }
+        let groups = self.groups(st, c, add, &w, line, pc).await?;
         let verb = if add { "ADD" } else { "COPY" };
         let rest = cmd.original.trim().split_once(' ').map_or("", |x| x.1).trim();
         let shown = self.display(st, &format!("{verb} {rest}"));
@@ -130,11 +77,95 @@ impl<R: Resolver> Converter<'_, R> {
         }
         if let (true, Some(base), Some(layer)) = (c.link, st.root, cur) {
             let op = Op::Merge(Merge { inputs: vec![0, 1] });
-            cur = Some(self.add(st, op, vec![base, layer], name.clone())?);
+            cur = Some(self.add(st, op, vec![base, layer], name)?);
         }
         st.root = cur.or(st.root);
         st.config.commit(format!("{shown} # buildkit"), true);
         Ok(())
+    }
+
+    /// The inputs a COPY or ADD reads, in the order BuildKit chains its
+    /// copy actions: local (or `--from`) paths, downloads, repositories,
+    /// here-documents.
+    async fn groups(
+        &mut self,
+        st: &StageState,
+        c: &instructions::Copy,
+        add: bool,
+        w: &Words,
+        line: usize,
+        pc: &PlatformCtx,
+    ) -> Result<Vec<Group>> {
+        let mut groups = Vec::new();
+        let (gits, rest): (Vec<&String>, Vec<&String>) = w.sources.iter().partition(|s| add && is_git(s));
+        let (urls, local): (Vec<&String>, Vec<&String>) = rest.into_iter().partition(|s| add && is_url(s));
+        if !local.is_empty() {
+            let source = match &c.from {
+                Some(f) => self.named_source(st, f, line, pc).await?,
+                None => self.context()?,
+            };
+            let paths = local.iter().map(|s| format!("/{}", polyarch_dockerfile::clean(s).trim_start_matches('/')));
+            let unpack = add && c.unpack != Some(false);
+            groups.push(Group { source, paths: paths.collect(), wildcard: true, unpack });
+        }
+        for u in urls {
+            groups.push(self.download(st, u, w.checksum.clone(), c.unpack == Some(true))?);
+        }
+        for g in gits {
+            groups.push(self.git(st, g, c.keep_git_dir, line).await?);
+        }
+        for f in &c.contents {
+            let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
+            let path = format!("/{}", f.name);
+            let mode = w.mode.unwrap_or(0o644);
+            let op = Op::Mkfile(Mkfile {
+                input: None,
+                path: path.clone(),
+                data: data.into_bytes(),
+                mode,
+                ..Mkfile::default()
+            });
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {}", f.name));
+            let source = self.graph.add(spec)?;
+            groups.push(Group { source, paths: vec![path], wildcard: false, unpack: false });
+        }
+        Ok(groups)
+    }
+
+    /// An http source for `url`: one file, named as BuildKit names it.
+    fn download(&mut self, st: &StageState, url: &str, checksum: Option<Digest>, unpack: bool) -> Result<Group> {
+        let filename = url_filename(url);
+        let op = Op::Source(Source::Http(HttpSource {
+            url: url.to_string(),
+            checksum,
+            filename: Some(filename.clone()),
+            mode: 0o600,
+            ..HttpSource::default()
+        }));
+        let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] download {url}"));
+        let source = self.graph.add(spec.with_ignore_cache(st.ignore_cache))?;
+        Ok(Group { source, paths: vec![format!("/{filename}")], wildcard: false, unpack })
+    }
+
+    /// A git source for `spec` (`remote#ref:subdir`), pinned to the commit
+    /// the resolver gives; its whole tree is copied.
+    async fn git(&mut self, st: &StageState, spec: &str, keep_git_dir: bool, line: usize) -> Result<Group> {
+        let (remote, fragment) = spec.split_once('#').unwrap_or((spec, ""));
+        let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+        let commit = self.resolver.resolve_git(remote, reference).await.map_err(|e| {
+            let msg = format!("failed to resolve git {remote}#{reference}: {e}");
+            self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
+        })?;
+        let op = Op::Source(Source::Git(GitSource {
+            remote: remote.to_string(),
+            reference: reference.to_string(),
+            commit,
+            subdir: subdir.to_string(),
+            keep_git_dir,
+        }));
+        let vspec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {spec}"));
+        let source = self.graph.add(vspec.with_ignore_cache(st.ignore_cache))?;
+        Ok(Group { source, paths: vec!["/".into()], wildcard: false, unpack: false })
     }
 
     /// Expands and checks the words of a COPY or ADD.

@@ -111,13 +111,18 @@ impl Source {
     /// An error of `kind` at `line`, underlining `token` when given (else
     /// the line's first word).
     pub(crate) fn error(&self, kind: ErrorKind, line: usize, message: impl Into<String>, token: Option<&str>) -> Error {
+        Error::At { kind, diagnostic: self.diagnostic(line, message, token) }
+    }
+
+    /// `message` located at `line`, `token` underlined.
+    pub(crate) fn diagnostic(&self, line: usize, message: impl Into<String>, token: Option<&str>) -> Box<Diagnostic> {
         let e = polyarch_dockerfile::Error::Instruction {
             message: message.into(),
             start_line: line,
             end_line: line,
             token: token.map(str::to_string),
         };
-        Error::At { kind, diagnostic: Box::new(e.diagnostic(&self.file, &self.text)) }
+        Box::new(e.diagnostic(&self.file, &self.text))
     }
 
     /// A parser or stage error of the dockerfile crate, located.

@@ -146,89 +146,64 @@ impl<R: Resolver> Converter<'_, R> {
         pc: &PlatformCtx,
         m: &mut Mounts,
     ) -> Result<()> {
-        let target = self.expand_opt(st, &spec.target, line)?;
-        let source = self.expand_opt(st, &spec.source, line)?;
-        let from = self.expand_opt(st, &spec.from, line)?;
-        let id = self.expand_opt(st, &spec.id, line)?.filter(|i| !i.is_empty());
-        let workdir = st.config.config.working_dir.clone();
-        let abs = |t: &str| {
-            let p = normalize_workdir(&workdir, t);
-            format!("/{}", polyarch_dockerfile::clean(&p).trim_start_matches('/'))
+        let w = MountWords {
+            target: self.expand_opt(st, &spec.target, line)?,
+            selector: self.expand_opt(st, &spec.source, line)?.as_deref().map(selector).unwrap_or_default(),
+            from: self.expand_opt(st, &spec.from, line)?,
+            id: self.expand_opt(st, &spec.id, line)?.filter(|i| !i.is_empty()),
+            workdir: st.config.config.working_dir.clone(),
+            uid: id32(spec.uid),
+            gid: id32(spec.gid),
         };
-        let src = self.src.clone();
-        let need_target = || {
+        let missing = || {
             let msg = format!("mount type {} requires a target", spec.r#type);
-            src.error(ErrorKind::Invalid, line, msg, Some("--mount"))
+            self.src.error(ErrorKind::Invalid, line, msg, Some("--mount"))
         };
-        let selector = source.as_deref().map(selector).unwrap_or_default();
-        let (uid, gid) = (id32(spec.uid), id32(spec.gid));
-        let kind = match spec.r#type.as_str() {
+        let (target, kind) = match spec.r#type.as_str() {
             "bind" => {
-                let input = self.mount_input(st, from.as_deref(), line, pc, m).await?;
+                let target = w.abs(w.target.as_deref().ok_or_else(missing)?);
+                let input = self.mount_input(st, w.from.as_deref(), line, pc, m).await?;
                 let readonly = spec.read_only != Some(false);
-                (abs(&target.ok_or_else(need_target)?), MountKind::Input { input, selector, readonly })
+                (target, MountKind::Input { input, selector: w.selector, readonly })
             }
             "cache" => {
-                let target = abs(&target.ok_or_else(need_target)?);
-                let from = match from.as_deref() {
+                let target = w.abs(w.target.as_deref().ok_or_else(missing)?);
+                let from = match w.from.as_deref() {
                     Some(f) => Some(self.mount_input(st, Some(f), line, pc, m).await?),
                     None => None,
                 };
-                let sharing = match spec.sharing.as_deref() {
-                    None | Some("") | Some("shared") => Sharing::Shared,
-                    Some("private") => Sharing::Private,
-                    Some(_) => Sharing::Locked,
-                };
-                let kind = MountKind::Cache {
-                    id: id.unwrap_or_else(|| target.clone()),
-                    sharing,
-                    from,
-                    selector,
-                    readonly: spec.read_only == Some(true),
-                    mode: spec.mode.unwrap_or(0o755),
-                    uid,
-                    gid,
-                };
-                (target, kind)
+                (target.clone(), cache_mount(spec, w, from, target))
             }
             "tmpfs" => {
+                let target = w.abs(w.target.as_deref().ok_or_else(missing)?);
                 let size = match self.expand_opt(st, &spec.size, line)? {
                     Some(s) => Some(parse_size(&s).ok_or_else(|| {
                         self.src.error(ErrorKind::Invalid, line, format!("invalid tmpfs size {s:?}"), Some("--mount"))
                     })?),
                     None => None,
                 };
-                (abs(&target.ok_or_else(need_target)?), MountKind::Tmpfs { size })
+                (target, MountKind::Tmpfs { size })
             }
             "secret" => {
-                let Some(id) = id.or_else(|| target.as_deref().map(|t| base_name(t).to_string())) else {
-                    let msg = "secret mount requires an id or a target";
-                    return Err(self.src.error(ErrorKind::Invalid, line, msg, Some("--mount")));
-                };
                 let env = self.expand_opt(st, &spec.env, line)?;
-                let target = match (&target, &env) {
-                    (Some(t), _) => abs(t),
-                    (None, Some(_)) => String::new(),
-                    (None, None) => format!("/run/secrets/{id}"),
-                };
-                let mode = spec.mode.unwrap_or(0o400);
-                (target, MountKind::Secret { id, required: spec.required, mode, uid, gid, env })
+                secret_mount(spec, w, env).ok_or_else(|| {
+                    let msg = "secret mount requires an id or a target";
+                    self.src.error(ErrorKind::Invalid, line, msg, Some("--mount"))
+                })?
             }
             "ssh" => {
-                let target = match target {
-                    Some(t) => abs(&t),
-                    None => format!("/run/buildkit/ssh_agent.{}", m.ssh),
-                };
+                let target =
+                    w.target.as_deref().map_or_else(|| format!("/run/buildkit/ssh_agent.{}", m.ssh), |t| w.abs(t));
                 m.ssh += 1;
-                let (id, mode) = (id.unwrap_or_else(|| "default".into()), spec.mode.unwrap_or(0o600));
-                (target, MountKind::Ssh { id, required: spec.required, mode, uid, gid })
+                let (id, mode) = (w.id.unwrap_or_else(|| "default".into()), spec.mode.unwrap_or(0o600));
+                (target, MountKind::Ssh { id, required: spec.required, mode, uid: w.uid, gid: w.gid })
             }
             other => {
                 let msg = format!("unsupported mount type {other:?}");
                 return Err(self.src.error(ErrorKind::Invalid, line, msg, Some("--mount")));
             }
         };
-        m.mounts.push(Mount { target: kind.0, kind: kind.1 });
+        m.mounts.push(Mount { target, kind });
         Ok(())
     }
 
@@ -247,6 +222,58 @@ impl<R: Resolver> Converter<'_, R> {
         };
         Ok(m.input(v))
     }
+}
+
+/// The expanded words of one `--mount`.
+struct MountWords {
+    target: Option<String>,
+    selector: String,
+    from: Option<String>,
+    id: Option<String>,
+    workdir: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl MountWords {
+    /// A target as an absolute path: relative ones under the working directory.
+    fn abs(&self, t: &str) -> String {
+        let p = normalize_workdir(&self.workdir, t);
+        format!("/{}", polyarch_dockerfile::clean(&p).trim_start_matches('/'))
+    }
+}
+
+/// A `type=cache` mount: by id (the target when none), seeded from `from`.
+fn cache_mount(spec: &DfMount, w: MountWords, from: Option<usize>, target: String) -> MountKind {
+    let sharing = match spec.sharing.as_deref() {
+        None | Some("") | Some("shared") => Sharing::Shared,
+        Some("private") => Sharing::Private,
+        Some(_) => Sharing::Locked,
+    };
+    MountKind::Cache {
+        id: w.id.unwrap_or(target),
+        sharing,
+        from,
+        selector: w.selector,
+        readonly: spec.read_only == Some(true),
+        mode: spec.mode.unwrap_or(0o755),
+        uid: w.uid,
+        gid: w.gid,
+    }
+}
+
+/// A `type=secret` mount: its id (the target's base name when none) and
+/// where it goes (`/run/secrets/<id>` unless only an env is asked for);
+/// `None` with neither an id nor a target.
+fn secret_mount(spec: &DfMount, w: MountWords, env: Option<String>) -> Option<(String, MountKind)> {
+    let id = w.id.clone().or_else(|| w.target.as_deref().map(|t| base_name(t).to_string()))?;
+    let target = match (&w.target, &env) {
+        (Some(t), _) => w.abs(t),
+        (None, Some(_)) => String::new(),
+        (None, None) => format!("/run/secrets/{id}"),
+    };
+    let mode = spec.mode.unwrap_or(0o400);
+    Some((target, MountKind::Secret { id, required: spec.required, mode, uid: w.uid, gid: w.gid, env }))
 }
 
 /// A mount's `source` as a selector of its input (`""` for all of it).

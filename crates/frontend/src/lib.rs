@@ -8,15 +8,16 @@
 //! and is one vertex. Beside the graph a [`Plan`] holds each platform's
 //! image config ([`ImageConfig`]): the metadata that is not a vertex.
 //!
-//! - [`convert`]: stages, ARGs, ONBUILD, names, config instructions.
-//! - `exec`: RUN and its mounts; `copy`: COPY and ADD.
+//! - `convert`: stages, ARGs, ONBUILD, step names, WORKDIR; `meta`: the
+//!   instructions that only change the config; `exec`: RUN and its mounts;
+//!   `copy`: COPY and ADD; `prefetch`: base images resolved at once.
 //! - [`config`]: the image config model.
 //! - [`resolve`]: the [`Resolver`] the caller implements for base images.
 //!
 //! Planning does no I/O but the resolver's.
 
 pub mod config;
-pub mod convert;
+mod convert;
 mod copy;
 mod error;
 mod exec;
@@ -27,19 +28,17 @@ pub mod resolve;
 use std::collections::BTreeMap;
 
 use polyarch_oci::Platform;
-use polyarch_solver::op::Network;
 use polyarch_solver::{Graph, VertexId};
 use serde_json::json;
 
 pub use config::ImageConfig;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use polyarch_solver::op::Network;
 pub use resolve::{ResolvedImage, Resolver};
 
 /// What to plan: the options of `polyarch build` that shape the graph.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The Dockerfile's name in errors (`Dockerfile`).
-    pub dockerfile_name: String,
     /// `--target`: the stage to build (the last one when `None`).
     pub target: Option<String>,
     /// `--build-arg`.
@@ -67,7 +66,6 @@ impl Options {
     /// same platform.
     pub fn new(build_platform: Platform) -> Options {
         Options {
-            dockerfile_name: "Dockerfile".into(),
             target: None,
             build_args: BTreeMap::new(),
             platforms: Vec::new(),
@@ -79,12 +77,6 @@ impl Options {
             network: Network::Sandbox,
             source_date_epoch: None,
         }
-    }
-
-    /// Sets the Dockerfile's name.
-    pub fn with_dockerfile_name(mut self, name: impl Into<String>) -> Options {
-        self.dockerfile_name = name.into();
-        self
     }
 
     /// Sets the target stage.
@@ -120,6 +112,24 @@ impl Options {
     /// Adds a stage whose file-system steps ignore the cache.
     pub fn with_no_cache_filter(mut self, stage: impl Into<String>) -> Options {
         self.no_cache_filter.push(stage.into());
+        self
+    }
+
+    /// Sets the `.dockerignore` patterns of the context.
+    pub fn with_context_excludes(mut self, patterns: impl IntoIterator<Item = String>) -> Options {
+        self.context_excludes = patterns.into_iter().collect();
+        self
+    }
+
+    /// Sets the network of RUN steps without `--network`.
+    pub fn with_network(mut self, network: Network) -> Options {
+        self.network = network;
+        self
+    }
+
+    /// Sets `SOURCE_DATE_EPOCH`.
+    pub fn with_source_date_epoch(mut self, epoch: Option<i64>) -> Options {
+        self.source_date_epoch = epoch;
         self
     }
 
@@ -238,10 +248,11 @@ impl Plan {
     }
 }
 
-/// Plans the build of `dockerfile` (its bytes) for every platform of
-/// `options`, resolving base images through `resolver`.
-pub async fn plan<R: Resolver>(dockerfile: &[u8], options: &Options, resolver: &R) -> Result<Plan> {
-    convert::Converter::new(dockerfile, options, resolver)?.convert().await
+/// Plans the build of `dockerfile` (its bytes; `name` is how errors name
+/// it, e.g. `Dockerfile`) for every platform of `options`, resolving base
+/// images through `resolver`.
+pub async fn plan<R: Resolver>(dockerfile: &[u8], name: &str, options: &Options, resolver: &R) -> Result<Plan> {
+    convert::Converter::new(dockerfile, name, options, resolver)?.convert().await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction, KeyValue};
 
-use crate::config::{go_list, go_quoted_list, Empty, Healthcheck};
+use crate::config::{go_list, go_quoted_list, healthcheck_text, Empty, Healthcheck};
 use crate::convert::{Converter, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::Resolver;
@@ -112,8 +112,9 @@ impl<R: Resolver> Converter<'_, R> {
                     start_interval: h.start_interval,
                     retries: h.retries,
                 };
+                let text = healthcheck_text(&hc);
                 st.config.config.healthcheck = Some(hc);
-                format!("HEALTHCHECK {}", go_list(&h.test))
+                text
             }
             Instruction::Onbuild(expr) => {
                 // BuildKit stores the trigger without a history entry.

@@ -21,7 +21,7 @@ impl<R: Resolver> Converter<'_, R> {
     /// platform of `pcs`, concurrently.
     pub(crate) async fn prefetch(&mut self, pcs: &[PlatformCtx]) {
         let mut wanted: Vec<(String, Reference, Platform)> = Vec::new();
-        let stages = self.reachable();
+        let stages = self.dependency_order();
         for pc in pcs {
             for &i in &stages {
                 let platform = match &pc.froms[i].platform {
@@ -45,19 +45,6 @@ impl<R: Resolver> Converter<'_, R> {
         for ((key, ..), answer) in wanted.into_iter().zip(answers) {
             self.prefetched.insert(key, answer.map_err(|e| e.to_string()));
         }
-    }
-
-    /// The stages the target reaches by name: FROM an earlier stage,
-    /// `COPY --from`, `RUN --mount=from`.
-    fn reachable(&self) -> Vec<usize> {
-        let mut seen = vec![false; self.df.stages.len()];
-        let mut todo = vec![self.target];
-        while let Some(i) = todo.pop() {
-            if !std::mem::replace(&mut seen[i], true) {
-                todo.extend(self.df.dependencies(i).into_iter().map(|(j, _)| j));
-            }
-        }
-        (0..seen.len()).filter(|i| seen[*i]).collect()
     }
 
     /// The image names stage `i` (based on the expanded `base`) reads,

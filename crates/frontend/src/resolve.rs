@@ -8,22 +8,30 @@ use polyarch_oci::{Platform, Reference};
 
 use crate::error::BoxError;
 
-/// An image resolved for one platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedImage {
-    /// The reference pinned to the platform's manifest digest
-    /// (`docker.io/library/busybox:latest@sha256:...`).
-    pub pinned: Reference,
-    /// The image config blob, as stored.
-    pub config: Vec<u8>,
-}
+/// An image resolved for one platform: the reference pinned to the
+/// platform's manifest digest (`docker.io/library/busybox:latest@sha256:...`)
+/// and the image config blob (its JSON), as stored.
+pub type ResolvedImage = (Reference, Vec<u8>);
 
 /// Finds the manifest and config of a reference for a platform.
 pub trait Resolver: Send + Sync {
-    /// Resolves `reference` (normalised, with a tag or digest) for `platform`.
+    /// Resolves `reference` (normalised, with a tag or digest) for
+    /// `platform`: its pinned reference and config JSON.
     fn resolve(
         &self,
         reference: &Reference,
         platform: &Platform,
     ) -> impl Future<Output = Result<ResolvedImage, BoxError>> + Send;
+
+    /// The commit a branch, tag or commit `reference` of the git repository
+    /// `remote` names, when the resolver can tell (`ADD <repo>.git#ref`);
+    /// `None` (the default) leaves the git vertex unpinned.
+    fn resolve_git(
+        &self,
+        remote: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, BoxError>> + Send {
+        let _ = (remote, reference);
+        async { Ok(None) }
+    }
 }

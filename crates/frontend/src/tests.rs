@@ -56,7 +56,15 @@ impl Resolver for FakeResolver {
         }
         let pinned = reference.with_digest(Digest::sha256(key.as_bytes()));
         let config = serde_json::to_vec(&FakeResolver::config(reference, platform))?;
-        Ok(ResolvedImage { pinned, config })
+        Ok((pinned, config))
+    }
+
+    async fn resolve_git(&self, remote: &str, reference: &str) -> Result<Option<String>, BoxError> {
+        if remote.contains("missing") {
+            return Err("repository not found".into());
+        }
+        let d = Digest::sha256(format!("{remote}#{reference}").as_bytes());
+        Ok(Some(d.hex()[..40].to_string()))
     }
 }
 
@@ -71,7 +79,7 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn plan_text(dockerfile: &str, options: &Options) -> Result<Plan> {
-    block(plan(dockerfile.as_bytes(), options, &FakeResolver::default()))
+    block(plan(dockerfile.as_bytes(), "Dockerfile", options, &FakeResolver::default()))
 }
 
 fn testdata() -> PathBuf {
@@ -101,8 +109,11 @@ fn case_options(dir: &Path) -> Options {
 #[test]
 fn golden_plans() {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
-    let mut cases: Vec<PathBuf> =
-        std::fs::read_dir(testdata()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Dockerfile").is_file())
+        .collect();
     cases.sort();
     assert!(cases.len() >= 5, "the corpus is {} cases", cases.len());
     let mut failed = Vec::new();
@@ -238,7 +249,7 @@ fn each_image_is_resolved_once_per_platform() {
     let resolver = FakeResolver::default();
     let df = "FROM busybox AS a\nFROM busybox AS b\nCOPY --from=busybox /bin/sh /sh\nCOPY --from=a / /a\n";
     let opts = Options::new(p("linux/amd64")).with_platforms([p("linux/amd64"), p("linux/arm64")]);
-    let plan = block(plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     let mut calls = resolver.calls.lock().unwrap().clone();
     calls.sort();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -320,7 +331,7 @@ fn only_stages_the_target_reaches_are_planned() {
               FROM base AS app\nCOPY --from=meta / /\nRUN echo app\n\
               FROM missing\n";
     let opts = Options::new(p("linux/amd64")).with_target("app");
-    let plan = block(plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     let calls = resolver.calls.lock().unwrap().clone();
     assert_eq!(calls, ["docker.io/library/busybox:latest|linux/amd64"], "the unused stages' images are not resolved");
     assert!(named(&plan, "never").is_empty());
@@ -330,7 +341,7 @@ fn only_stages_the_target_reaches_are_planned() {
     assert_eq!(plan.graph.targets()[0].vertex, app[0].id());
     // A config-only target has no vertex, and its config is still planned.
     let opts = Options::new(p("linux/amd64")).with_target("meta").with_label("k", "v");
-    let plan = block(super::plan(df.as_bytes(), &opts, &resolver)).unwrap();
+    let plan = block(super::plan(df.as_bytes(), "Dockerfile", &opts, &resolver)).unwrap();
     assert_eq!((plan.images[0].vertex, plan.graph.len(), plan.graph.targets().len()), (None, 0, 0));
     assert!(plan.images[0].config.config.env.contains(&"A=1".to_string()));
     assert_eq!(plan.images[0].config.config.labels["k"], "v");
@@ -373,10 +384,141 @@ fn images_of_every_platform_are_resolved_at_once() {
     let dir = testdata().join("cross-compile");
     let df = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
     let resolver = SlowResolver::default();
-    let plan = block(plan(df.as_bytes(), &case_options(&dir), &resolver)).unwrap();
+    let plan = block(plan(df.as_bytes(), "Dockerfile", &case_options(&dir), &resolver)).unwrap();
     assert_eq!(plan.images.len(), 6);
     let calls = resolver.inner.calls.lock().unwrap().len();
     assert_eq!(calls, 7, "golang once for the build platform, busybox for each target");
     let most = resolver.most.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(most, 7, "every resolve is in flight at once");
+}
+
+/// The environment of the exec named with `text`.
+fn exec_env(plan: &Plan, text: &str) -> Vec<String> {
+    let v = named(plan, text);
+    assert_eq!(v.len(), 1, "{text}: {v:?}");
+    match v[0].op() {
+        Op::Exec(e) => e.env.clone(),
+        other => panic!("{text}: not an exec: {other:?}"),
+    }
+}
+
+#[test]
+fn args_are_scoped_as_buildkit_scopes_them() {
+    let df = "ARG GLOBAL=g\nARG OVER=default\nFROM busybox AS parent\nARG GLOBAL\nARG LOCAL=l-$GLOBAL\n\
+              RUN echo parent\n\
+              FROM parent AS child\nARG OVER\nARG TARGETARCH\nARG NOVALUE\nRUN echo child\n\
+              FROM busybox\nRUN echo last\n";
+    let opts = Options::new(p("linux/amd64")).with_platforms([p("linux/arm64")]).with_build_arg("OVER", "given");
+    let plan = plan_text(df, &opts.clone().with_target("child")).unwrap();
+    let parent = exec_env(&plan, "echo parent");
+    assert!(parent.contains(&"GLOBAL=g".into()) && parent.contains(&"LOCAL=l-g".into()), "{parent:?}");
+    assert!(!parent.iter().any(|e| e.starts_with("OVER=")), "a global ARG is not in scope unless declared: {parent:?}");
+    let child = exec_env(&plan, "echo child");
+    for want in ["GLOBAL=g", "LOCAL=l-g", "OVER=given", "TARGETARCH=arm64"] {
+        assert!(child.contains(&want.to_string()), "{want} in {child:?}");
+    }
+    assert!(!child.iter().any(|e| e.starts_with("NOVALUE")), "an ARG without a value is unset: {child:?}");
+    let plan = plan_text(df, &opts).unwrap();
+    let last = exec_env(&plan, "echo last");
+    assert!(!last.iter().any(|e| e.starts_with("GLOBAL=")), "{last:?}");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_only() {
+    let df = "FROM busybox AS parent\nONBUILD RUN echo trigger\nRUN echo parent\n\
+              FROM parent AS child\nRUN echo child\n\
+              FROM child AS grandchild\nRUN echo grandchild\n\
+              FROM withonbuild:2 AS image\n";
+    let o = Options::new(p("linux/amd64"));
+    let plan = plan_text(df, &o.clone().with_target("grandchild")).unwrap();
+    let trigger = named(&plan, "echo trigger");
+    assert_eq!(trigger.len(), 1, "the trigger runs once, in the child");
+    assert_eq!(plan.graph.names(trigger[0].id()), ["[child 2/3] ONBUILD RUN echo trigger"]);
+    assert_eq!(named(&plan, "echo child")[0].inputs(), [trigger[0].id()], "after the trigger");
+    assert!(plan.images[0].config.config.on_build.is_empty(), "triggers do not carry over");
+    let plan = plan_text(df, &o.with_target("image")).unwrap();
+    assert_eq!(named(&plan, "ONBUILD COPY . /app/src").len(), 1, "a base image's triggers run: {:?}", plan.to_json());
+    assert_eq!(named(&plan, "ONBUILD RUN echo built-ob").len(), 1);
+    let config = &plan.images[0].config.config;
+    assert!(config.on_build.is_empty() && config.working_dir == "/app" && config.user == "app", "{config:?}");
+}
+
+#[test]
+fn no_cache_filter_marks_only_its_stage() {
+    let df = "FROM busybox AS deps\nRUN echo deps\nFROM busybox\nCOPY --from=deps /x /x\nRUN echo app\n";
+    let plan = plan_text(df, &Options::new(p("linux/amd64")).with_no_cache_filter("DEPS")).unwrap();
+    let ignores = |text: &str| plan.graph.ignores_cache(named(&plan, text)[0].id());
+    assert!(ignores("echo deps"));
+    assert!(!ignores("echo app") && !ignores("COPY --from=deps"));
+    let plan = plan_text(df, &Options::new(p("linux/amd64")).with_no_cache(true)).unwrap();
+    assert!(plan.graph.vertices().all(|v| plan.graph.ignores_cache(v.id())), "--no-cache marks every vertex");
+}
+
+#[test]
+fn a_long_chain_of_stages_is_no_deep_recursion() {
+    let mut df = String::from("FROM scratch AS s0\n");
+    for i in 0..600 {
+        df.push_str(&format!("FROM s{i} AS s{}\nRUN echo {i}\n", i + 1));
+    }
+    // Test threads have small stacks: a recursion per stage would overflow.
+    let plan = plan_text(&df, &Options::new(p("linux/amd64"))).unwrap();
+    assert_eq!(plan.graph.len(), 601, "an empty tree, then a RUN per stage");
+    assert_eq!(plan.images[0].vertex.map(|v| v.index()), Some(600));
+}
+
+/// Gives every source a checksum, as a builder digests a context's files
+/// or a download's body.
+struct SourceSum;
+
+impl ContentChecksum<String> for SourceSum {
+    fn source(&self, v: &Vertex) -> Result<Option<Digest>, BoxError> {
+        Ok(Some(Digest::sha256(v.digest().to_string().as_bytes())))
+    }
+
+    fn selection(
+        &self,
+        _: &Vertex,
+        _: usize,
+        _: &String,
+        _: &polyarch_solver::op::Selector,
+    ) -> Result<Option<Digest>, BoxError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn every_golden_plan_is_solved_with_each_vertex_run_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for e in std::fs::read_dir(testdata()).unwrap().filter_map(Result::ok) {
+        let Ok(df) = std::fs::read_to_string(e.path().join("Dockerfile")) else { continue };
+        let plan = plan_text(&df, &case_options(&e.path())).unwrap();
+        let worker = Arc::new(Recorder::default());
+        let solver = Solver::new(worker.clone(), Arc::new(MemoryCache::new())).with_checksum(Arc::new(SourceSum));
+        let solution =
+            rt.block_on(solver.solve(&plan.graph)).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+        let runs = worker.runs.lock().unwrap();
+        assert_eq!(runs.len(), plan.graph.len(), "{}: every vertex runs", e.path().display());
+        assert!(runs.values().all(|n| *n == 1), "{}: {runs:?}", e.path().display());
+        let with_vertex = plan.images.iter().filter(|i| i.vertex.is_some()).count();
+        assert_eq!(solution.targets().len(), with_vertex, "{}", e.path().display());
+    }
+}
+
+#[test]
+fn git_sources_are_pinned_by_the_resolver() {
+    let df = "FROM scratch\nADD https://example.com/r.git#v1:sub /src\n";
+    let plan = plan_text(df, &Options::new(p("linux/amd64"))).unwrap();
+    let git = plan.graph.vertices().find(|v| v.op().type_name() == "source.git").expect("a git vertex");
+    let Op::Source(Source::Git(g)) = git.op() else { panic!() };
+    assert_eq!(
+        (g.remote.as_str(), g.reference.as_str(), g.subdir.as_str()),
+        ("https://example.com/r.git", "v1", "sub")
+    );
+    assert_eq!(g.commit.as_ref().map(String::len), Some(40));
+    let e = error_of("FROM scratch\n\nADD git@example.com:missing.git#main /src\n", &Options::new(p("linux/amd64")));
+    assert_eq!((e.kind(), e.line()), (ErrorKind::Resolve, Some(3)));
+    assert!(
+        e.to_string().contains("failed to resolve git git@example.com:missing.git#main: repository not found"),
+        "{e}"
+    );
 }

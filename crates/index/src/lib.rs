@@ -2,6 +2,7 @@
 //! merging sources into one index for `polyarch imagetools create`, and
 //! publishing an index so that every child exists before the index does.
 
+pub mod annotation;
 pub mod error;
 pub mod lists;
 pub mod merge;

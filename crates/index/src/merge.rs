@@ -37,62 +37,7 @@ pub struct Source {
     pub platform: Option<Platform>,
 }
 
-/// Where an annotation goes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnnotationTarget {
-    /// The index itself (`KEY=VALUE` or `index:KEY=VALUE`).
-    Index,
-    /// Each child descriptor, or only those of one platform
-    /// (`manifest-descriptor[linux/amd64]:KEY=VALUE`).
-    ManifestDescriptor(Option<Platform>),
-}
-
-/// An `--annotation` value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Annotation {
-    pub target: AnnotationTarget,
-    pub key: String,
-    pub value: String,
-}
-
-impl Annotation {
-    /// Parses buildx's `[TYPE[PLATFORM]:]KEY=VALUE` syntax.
-    pub fn parse(input: &str) -> Result<Annotation, Error> {
-        let bad = |reason: &str| Error::InvalidAnnotation { input: input.to_string(), reason: reason.to_string() };
-        let (kv_start, target) = match input.find(':') {
-            Some(colon)
-                if input[..colon].chars().all(|c| c.is_ascii_alphanumeric() || "-[]/,_.".contains(c))
-                    && !input[..colon].contains('=') =>
-            {
-                let typ = &input[..colon];
-                let (name, platform) = match typ.find('[') {
-                    Some(open) => {
-                        let close = typ.strip_suffix(']').ok_or_else(|| bad("unclosed '[' in the annotation type"))?;
-                        let p = Platform::parse(&close[open + 1..]).map_err(|e| bad(&format!("bad platform: {e}")))?;
-                        (&typ[..open], Some(p))
-                    }
-                    None => (typ, None),
-                };
-                let target = match name {
-                    "index" if platform.is_none() => AnnotationTarget::Index,
-                    "index" => return Err(bad("index annotations take no platform")),
-                    "manifest-descriptor" => AnnotationTarget::ManifestDescriptor(platform),
-                    "manifest" | "index-descriptor" => {
-                        return Err(bad("imagetools create supports only index and manifest-descriptor annotations"))
-                    }
-                    _ => return Err(bad("unknown annotation type (use index: or manifest-descriptor:)")),
-                };
-                (colon + 1, target)
-            }
-            _ => (0, AnnotationTarget::Index),
-        };
-        let (key, value) = input[kv_start..].split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
-        if key.is_empty() {
-            return Err(bad("empty key"));
-        }
-        Ok(Annotation { target, key: key.to_string(), value: value.to_string() })
-    }
-}
+pub use crate::annotation::{Annotation, AnnotationTarget};
 
 /// Options of a merge.
 #[derive(Debug, Clone, Default)]
@@ -193,18 +138,18 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
 
     for a in &opts.annotations {
         match &a.target {
+            AnnotationTarget::Manifest(_) | AnnotationTarget::IndexDescriptor => {
+                return Err(Error::InvalidAnnotation {
+                    input: a.to_string(),
+                    reason: "imagetools create supports only index and manifest-descriptor annotations".into(),
+                })
+            }
             AnnotationTarget::Index => {
                 index_annotations.insert(a.key.clone(), a.value.clone());
             }
             AnnotationTarget::ManifestDescriptor(platform) => {
-                let want = platform.as_ref().map(platform_key);
                 for (d, _) in entries.iter_mut().filter(|(d, _)| !d.is_attestation()) {
-                    let matches = match (&want, &d.platform) {
-                        (None, _) => true,
-                        (Some(w), Some(p)) => &platform_key(p) == w,
-                        (Some(_), None) => false,
-                    };
-                    if matches {
+                    if crate::annotation::selects(platform.as_ref(), d.platform.as_ref()) {
                         d.annotations.get_or_insert_with(Default::default).insert(a.key.clone(), a.value.clone());
                     }
                 }

@@ -1,9 +1,12 @@
 //! Publishing: copying every child of an index (manifests, configs, layers)
 //! into the target repository before the index itself is written.
 
+use std::collections::HashMap;
+
+use futures_util::future::BoxFuture;
 use futures_util::{stream, StreamExt, TryStreamExt};
-use polyarch_oci::{media_type as mt, Descriptor, RawManifest, Reference};
-use polyarch_registry::Client;
+use polyarch_oci::{Descriptor, Digest, RawManifest, Reference};
+use polyarch_registry::{push_tree, BlobOrigin, Client, Error as RegistryError, PushSource, SourceFn, Tree};
 
 use crate::Error;
 
@@ -14,45 +17,6 @@ fn at_digest(repo: &Reference, desc: &Descriptor) -> Reference {
     Reference { domain: repo.domain.clone(), path: repo.path.clone(), tag: None, digest: Some(desc.digest.clone()) }
 }
 
-fn same_repo(a: &Reference, b: &Reference) -> bool {
-    a.domain == b.domain && a.path == b.path
-}
-
-/// Copies `manifest` (which lives in `src`'s repository) and everything it
-/// references into `dst`'s repository, children first, and writes the
-/// manifest there by digest. Content already present is skipped; blobs on
-/// the same registry are mounted.
-pub async fn copy_tree(client: &Client, src: &Reference, dst: &Reference, manifest: &RawManifest) -> Result<(), Error> {
-    if same_repo(src, dst) {
-        return Ok(());
-    }
-    let target = at_digest(dst, &manifest.descriptor());
-    if client.head_manifest(&target).await?.is_some() {
-        return Ok(());
-    }
-    if let Some(index) = manifest.as_index() {
-        stream::iter(index.manifests.iter().map(Ok::<_, Error>))
-            .try_for_each_concurrent(PARALLEL, |child| async move {
-                let child_ref = at_digest(src, child);
-                let child_manifest = client.get_manifest(&child_ref).await?;
-                Box::pin(copy_tree(client, src, dst, &child_manifest)).await
-            })
-            .await?;
-    } else if let Some(image) = manifest.as_image() {
-        let blobs: Vec<&Descriptor> = std::iter::once(&image.config)
-            .chain(image.layers.iter().filter(|l| !mt::is_non_distributable(&l.media_type) || l.urls.is_none()))
-            .collect();
-        stream::iter(blobs.into_iter().map(Ok::<_, Error>))
-            .try_for_each_concurrent(PARALLEL, |blob| async move {
-                client.copy_blob(src, dst, blob).await?;
-                Ok(())
-            })
-            .await?;
-    }
-    client.put_manifest(&target, manifest).await?;
-    Ok(())
-}
-
 /// One child of an index to publish and where it can be read from.
 #[derive(Debug, Clone)]
 pub struct Child {
@@ -60,32 +24,86 @@ pub struct Child {
     pub manifest: RawManifest,
 }
 
-/// Publishes `index` under every reference in `tags`: first every child into
-/// every distinct target repository, then the index under each tag. If any
-/// child fails, no tag is written. Returns the index digest.
+/// Publishes `index` under every reference in `tags`: the registry's
+/// one push ([`polyarch_registry::push_tree`]): first every child (the
+/// children of a child that is an index too) with its blobs into every
+/// distinct target repository, mounted from the child's repository when
+/// it is on the same registry, else streamed from it; then the index
+/// under each tag. If any child fails, no tag is written. Returns the
+/// index digest.
 pub async fn publish_index(
     client: &Client,
     index: &RawManifest,
     children: &[Child],
     tags: &[Reference],
 ) -> Result<polyarch_oci::Digest, Error> {
-    let mut repos: Vec<&Reference> = Vec::new();
-    for t in tags {
-        if !repos.iter().any(|r| same_repo(r, t)) {
-            repos.push(t);
+    let mut manifests = Vec::new();
+    let mut origin = FromRepos { client: client.clone(), repos: HashMap::new() };
+    for child in children {
+        expand(client, &child.source, &child.manifest, &mut manifests, &mut origin).await?;
+    }
+    let tree = Tree { root: index.clone(), manifests };
+    push_tree(client, &origin, &tree, tags, PARALLEL, &|_| {}).await?;
+    Ok(index.digest().clone())
+}
+
+/// Adds `manifest` (in `source`'s repository) to `out` after what it
+/// lists, and notes where its blobs are.
+async fn expand(
+    client: &Client,
+    source: &Reference,
+    manifest: &RawManifest,
+    out: &mut Vec<(Descriptor, RawManifest)>,
+    origin: &mut FromRepos,
+) -> Result<(), Error> {
+    if let Some(idx) = manifest.as_index() {
+        for d in &idx.manifests {
+            let child = client.get_manifest(&at_digest(source, d)).await?;
+            Box::pin(expand(client, source, &child, out, origin)).await?;
+        }
+    } else if let Some(image) = manifest.as_image() {
+        for b in std::iter::once(&image.config).chain(&image.layers) {
+            origin.repos.entry(b.digest.clone()).or_insert_with(|| source.trimmed());
         }
     }
-    let jobs: Vec<(&Child, &Reference)> = repos.iter().flat_map(|r| children.iter().map(move |c| (c, *r))).collect();
-    stream::iter(jobs.into_iter().map(Ok::<_, Error>))
-        .try_for_each_concurrent(PARALLEL, |(child, repo)| async move {
-            copy_tree(client, &child.source, repo, &child.manifest).await
-        })
-        .await?;
-    // Every tag gets the same bytes, hence the same digest.
-    for t in tags {
-        client.put_manifest(t, index).await?;
+    if !out.iter().any(|(d, _)| d.digest == *manifest.digest()) {
+        out.push((manifest.descriptor(), manifest.clone()));
     }
-    Ok(index.digest().clone())
+    Ok(())
+}
+
+/// Blobs read from the repositories the children came from.
+struct FromRepos {
+    client: Client,
+    repos: HashMap<Digest, Reference>,
+}
+
+impl BlobOrigin for FromRepos {
+    fn source<'a>(&'a self, desc: &Descriptor) -> Result<Box<dyn PushSource + 'a>, RegistryError> {
+        let src = self.repos.get(&desc.digest).cloned().ok_or_else(|| RegistryError::Source {
+            reference: format!("blob {}", desc.digest),
+            reason: "no source repository lists it".into(),
+        })?;
+        let (client, desc) = (self.client.clone(), desc.clone());
+        Ok(Box::new(SourceFn(move || {
+            let (client, src, desc) = (client.clone(), src.clone(), desc.clone());
+            let open: BoxFuture<'static, _> = Box::pin(async move { Ok(client.get_blob(&src, &desc).await?.boxed()) });
+            open
+        })))
+    }
+
+    fn has(&self, desc: &Descriptor) -> bool {
+        // Foreign layers with URLs stay where their URLs say.
+        desc.urls.is_none()
+    }
+
+    fn mounts(&self, desc: &Descriptor, domain: &str) -> Vec<String> {
+        self.repos.get(&desc.digest).filter(|r| r.domain == domain).map(|r| vec![r.path.clone()]).unwrap_or_default()
+    }
+
+    fn trusts_present_manifests(&self) -> bool {
+        true
+    }
 }
 
 /// Loads the children of an index from the repository of `source`.

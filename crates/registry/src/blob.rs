@@ -379,15 +379,9 @@ impl Client {
     /// mount within one registry, else a verified stream from source to
     /// target (never held whole in memory).
     pub async fn copy_blob(&self, src: &Reference, dst: &Reference, desc: &Descriptor) -> Result<CopyOutcome, Error> {
-        if self.blob_exists(dst, &desc.digest).await?.is_some() {
-            self.inner.emit(Event::Skipped { digest: desc.digest.clone() });
-            return Ok(CopyOutcome::Existed);
-        }
-        if src.domain == dst.domain && src.path != dst.path && self.mount_blob(dst, &src.path, &desc.digest).await? {
-            return Ok(CopyOutcome::Mounted);
-        }
+        let mounts = if src.domain == dst.domain { vec![src.path.clone()] } else { Vec::new() };
         let source = FromRegistry { client: self.clone(), src: src.clone(), desc: desc.clone() };
-        self.upload(dst, desc, &source).await.map(CopyOutcome::from)
+        Ok(crate::RepoSink::new(self, dst).put_blob(desc, &mounts, &source, &|| {}).await?.outcome)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod retry;
+pub mod sink;
 mod transport;
 pub mod upload;
 
@@ -23,6 +24,7 @@ pub use client::{Client, ClientBuilder, Timeouts};
 pub use config::{HostConfig, Mirror, RegistryConfig};
 pub use error::{Error, ErrorKind, RegistryError};
 pub use retry::RetryPolicy;
+pub use sink::{push_tree, BlobOrigin, Pushing, Put, RepoSink, Tree};
 pub use upload::{PushOutcome, PushSource, SourceFn};
 
 use polyarch_oci::Digest;

@@ -62,7 +62,8 @@ impl Pushers {
     ) -> Result<()> {
         let digest = &r.manifest.digest;
         let Some(p) = self.nodes.iter().find(|p| p.lock().is_ok_and(|p| p.1.contains(digest))) else {
-            return Ok(rt.block_on(polyarch_builder::export::push(client, store, r, names))?);
+            let built = polyarch_builder::export::Built::Image(Box::new(r.clone()));
+            return Ok(rt.block_on(polyarch_builder::export::push(client, store, &built, names))?);
         };
         p.lock().map_err(|e| broken(&e))?.0.push(names, std::slice::from_ref(digest))?;
         let raw = store.get_manifest(&r.manifest)?;

@@ -19,14 +19,17 @@ use crate::{copy_blob, BlobSource, Store};
 const MAX_META_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A tar being written with fixed owners, modes and times, so the same
-/// content always gives the same archive.
-pub(crate) struct TarOut<W: Write> {
+/// content always gives the same archive: every image archive (`save`,
+/// and a build's `type=oci` and `type=docker` outputs) is written with it.
+/// Parent directories get entries of their own, once.
+pub struct TarOut<W: Write> {
     builder: tar::Builder<W>,
     dirs: BTreeSet<String>,
 }
 
 impl<W: Write> TarOut<W> {
-    pub(crate) fn new(w: W) -> TarOut<W> {
+    /// A tar written to `w`.
+    pub fn new(w: W) -> TarOut<W> {
         TarOut { builder: tar::Builder::new(w), dirs: BTreeSet::new() }
     }
 
@@ -56,20 +59,20 @@ impl<W: Write> TarOut<W> {
     }
 
     /// Appends a regular file of `size` bytes read from `data`.
-    pub(crate) fn file(&mut self, path: &str, size: u64, data: impl Read) -> Result<()> {
+    pub fn file(&mut self, path: &str, size: u64, data: impl Read) -> Result<()> {
         self.parents(path)?;
         let mut h = Self::header(size, 0o644, tar::EntryType::Regular);
         self.builder.append_data(&mut h, path, data).map_err(tar_err(path))
     }
 
     /// Appends a regular file with these bytes.
-    pub(crate) fn bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
+    pub fn bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
         self.file(path, data.len() as u64, data)
     }
 
     /// Appends the blob `desc` from `store` at `blobs/<alg>/<hex>`,
     /// verified as it is copied.
-    pub(crate) fn blob(&mut self, store: &Store, desc: &Descriptor) -> Result<()> {
+    pub fn blob(&mut self, store: &Store, desc: &Descriptor) -> Result<()> {
         let size = store.stat(&desc.digest)?.size;
         if size != desc.size {
             return Err(Error::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual: size });
@@ -85,7 +88,7 @@ impl<W: Write> TarOut<W> {
     }
 
     /// Writes the end of the archive and flushes.
-    pub(crate) fn finish(self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
         let mut w = self.builder.into_inner().map_err(tar_err("end of archive"))?;
         w.flush().map_err(tar_err("end of archive"))
     }

@@ -150,6 +150,7 @@ impl Store {
                 continue;
             }
             let path = self.blob_path(&blob.digest);
+            self.forget_sources(&blob.digest);
             match fs::remove_file(&path) {
                 Ok(()) => {
                     report.bytes += blob.size;

@@ -1,6 +1,7 @@
 //! A local image store that needs no daemon, kept on disk as an OCI image
 //! layout: `oci-layout`, `index.json` naming the references, content in
-//! `blobs/<alg>/<hex>`, plus `ingest/` for blobs being written and `locks/`.
+//! `blobs/<alg>/<hex>`, plus `ingest/` for blobs being written, `locks/`, and
+//! `sources/` (which registry repositories hold a blob, for mounts).
 //!
 //! Several polyarch processes may use one root at once: blobs are written
 //! to temp files and renamed into place, and `index.json` is rewritten under
@@ -9,12 +10,14 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod compression;
 pub mod content;
 mod docker;
 pub mod error;
 pub mod gc;
 pub mod layout;
 pub mod refs;
+mod sources;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod verify;
@@ -135,6 +138,7 @@ impl Store {
     /// to it are not checked: see [`Store::prune`] for the safe way.
     pub fn delete_blob(&self, digest: &Digest) -> Result<()> {
         let path = self.blob_path(digest);
+        self.forget_sources(digest);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::BlobNotFound { digest: digest.clone() }),

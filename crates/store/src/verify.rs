@@ -2,7 +2,7 @@
 //! unpacks to the diff_id its config lists (as skopeo and `docker load`
 //! check), and every name is a reference the rest of polyarch can address.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use polyarch_oci::{media_type as mt, Descriptor, Digest, ImageManifest, Reference};
 
@@ -17,13 +17,7 @@ pub(crate) const MAX_CONFIG_SIZE: u64 = 64 * 1024 * 1024;
 /// layer its config says), whatever compression it has (gzip, zstd, none).
 pub(crate) fn uncompressed_digest(store: &Store, layer: &Descriptor, like: &Digest) -> Result<Digest> {
     let path = store.blob_path(&layer.digest);
-    let mut br = BufReader::with_capacity(64 * 1024, store.open(layer)?);
-    let magic = br.fill_buf().map_err(io_at(&path))?;
-    let mut r: Box<dyn Read> = match magic {
-        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::with_buffer(br).map_err(io_at(&path))?),
-        _ => Box::new(br),
-    };
+    let mut r = crate::compression::decompress(store.open(layer)?).map_err(io_at(&path))?;
     let mut digester = like.digester();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

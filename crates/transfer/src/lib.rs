@@ -25,8 +25,8 @@ pub mod select;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink};
-pub use pull::{pull, PlatformSelection, Pulled, PulledImage};
-pub use push::{push, PushOptions, Pushed};
+pub use pull::{pull, pull_platform, PlatformSelection, Pulled, PulledImage};
+pub use push::{push, push_content, Content, PushOptions, Pushed};
 
 /// How many blobs move at once.
 pub const PARALLEL: usize = 4;

@@ -117,23 +117,7 @@ pub async fn pull(
             vec![(top_desc.clone(), top.clone())]
         }
     };
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    for (_, m) in &images {
-        if let Some(image) = m.as_image() {
-            for b in std::iter::once(&image.config).chain(&image.layers) {
-                // Foreign layers are fetched from their URLs on use, as containerd does.
-                let foreign = mt::is_non_distributable(&b.media_type) && b.urls.is_some();
-                if !foreign && !blobs.iter().any(|x| x.digest == b.digest) {
-                    blobs.push(b.clone());
-                }
-            }
-        }
-    }
-    let fetched: Vec<Option<u64>> = stream::iter(blobs.iter())
-        .map(|b| fetch_blob(client, store, &reference, b, events))
-        .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
+    let fetched = fetch_blobs(client, store, &reference, &images, events).await?;
     for (desc, m) in &images {
         if desc.digest != top_desc.digest {
             store.put_manifest(m)?;
@@ -155,6 +139,71 @@ pub async fn pull(
         existing_blobs: fetched.iter().filter(|f| f.is_none()).count(),
         retagged: old.is_none_or(|o| o.digest != top_desc.digest),
     })
+}
+
+/// Downloads the config and layers of `images` that the store lacks,
+/// [`PARALLEL`] at a time; per blob, `Some(size)` when it was downloaded.
+async fn fetch_blobs(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    images: &[(Descriptor, RawManifest)],
+    events: EventSink<'_>,
+) -> Result<Vec<Option<u64>>> {
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    for (_, m) in images {
+        if let Some(image) = m.as_image() {
+            for b in std::iter::once(&image.config).chain(&image.layers) {
+                // Foreign layers are fetched from their URLs on use, as containerd does.
+                let foreign = mt::is_non_distributable(&b.media_type) && b.urls.is_some();
+                if !foreign && !blobs.iter().any(|x| x.digest == b.digest) {
+                    blobs.push(b.clone());
+                }
+            }
+        }
+    }
+    // Owned items: a closure over borrowed ones makes a future that is
+    // not `Send` for every lifetime (rust-lang/rust#102211).
+    stream::iter(blobs)
+        .map(|b| async move { fetch_blob(client, store, reference, &b, events).await })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await
+}
+
+/// The image of `reference` for `platform`, into the store without a
+/// name, as a build takes its base images: from an index the best match
+/// (the index itself is not stored), else the image manifest whatever its
+/// config says (the caller decides about a mismatch). Returns the image
+/// manifest's descriptor, with the platform an index gives it, and the
+/// manifest.
+pub async fn pull_platform(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    events: EventSink<'_>,
+) -> Result<(Descriptor, RawManifest)> {
+    let reference = reference.with_default_tag();
+    let name = reference.to_string();
+    let top = client.get_manifest(&reference).await?;
+    let top_desc = top.descriptor();
+    events(Event::Resolved {
+        reference: name.clone(),
+        digest: top_desc.digest.clone(),
+        media_type: top_desc.media_type.clone(),
+    });
+    let _lease = store.lease()?;
+    let selection = PlatformSelection::One(platform.clone());
+    let mut images = match top.as_index() {
+        Some(index) => fetch_children(client, &reference, &name, &index.manifests, &selection).await?,
+        None => vec![(top_desc, top)],
+    };
+    fetch_blobs(client, store, &reference, &images, events).await?;
+    let (desc, m) = images.remove(0);
+    store.put_manifest(&m)?;
+    events(Event::Manifest { digest: desc.digest.clone(), platform: desc.platform.clone() });
+    Ok((desc, m))
 }
 
 /// The entries of an index to pull, per `selection`, and their manifests
@@ -179,16 +228,16 @@ async fn fetch_children(
             }
         },
     };
-    stream::iter(chosen)
+    stream::iter(chosen.into_iter().cloned().collect::<Vec<_>>())
         .map(|d| async move {
-            let m = client.get_manifest(&at_digest(reference, d)).await?;
+            let m = client.get_manifest(&at_digest(reference, &d)).await?;
             if !m.is_index() && m.as_image().is_none() {
                 return Err(Error::UnsupportedManifest {
-                    reference: at_digest(reference, d).to_string(),
+                    reference: at_digest(reference, &d).to_string(),
                     media_type: m.media_type().to_string(),
                 });
             }
-            Ok((d.clone(), m))
+            Ok((d, m))
         })
         .buffered(PARALLEL)
         .try_collect()
@@ -224,6 +273,18 @@ async fn check_platform(
 /// through a small channel, so memory stays bounded; the writer verifies
 /// size and digest before the blob becomes visible.
 async fn fetch_blob(
+    client: &Client,
+    store: &Store,
+    repo: &Reference,
+    desc: &Descriptor,
+    events: EventSink<'_>,
+) -> Result<Option<u64>> {
+    let fetched = download(client, store, repo, desc, events).await?;
+    store.add_source(&desc.digest, &repo.domain, &repo.path)?;
+    Ok(fetched)
+}
+
+async fn download(
     client: &Client,
     store: &Store,
     repo: &Reference,

@@ -14,21 +14,23 @@
 //! - with an explicit platform, only that platform's image manifest is
 //!   pushed (`docker push --platform`).
 //!
-//! Every blob is checked with a `HEAD` first; a missing one is mounted
-//! when another stored name for the image lives on the same registry (the
-//! repository it was pulled from), else uploaded from the store.
+//! Every push, of a stored name, a build's image or index, or a node's
+//! images, is [`push_content`]: each blob goes through the registry's
+//! [`RepoSink`] (a `HEAD` first; a mount from another repository of the
+//! same registry that the store notes holds it, such as the repository
+//! a base image was pulled from; else a streamed, verified upload from the
+//! store), a few at a time, then the image manifests, then the tags.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use polyarch_oci::{media_type as mt, Descriptor, Digest, Platform, RawManifest, Reference};
-use polyarch_registry::{ByteStream, Client, CopyOutcome, Direction, PushOutcome, PushSource};
+use polyarch_registry::{push_tree, BlobOrigin, ByteStream, Client, CopyOutcome, Direction, PushSource, Pushing, Tree};
 use polyarch_store::{BlobSource, Store};
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, EventSink};
-use crate::pull::at_digest;
 use crate::{local, select, PARALLEL};
 
 /// How to push an index.
@@ -72,48 +74,144 @@ pub async fn push(
     let target = target.with_default_tag();
     let desc = local::resolve(store, name)?;
     let (root, images) = plan(store, name, &desc, opts, events)?;
-    let root_desc = root.descriptor();
-    events(Event::Resolved {
-        reference: target.to_string(),
-        digest: root_desc.digest.clone(),
-        media_type: root_desc.media_type.clone(),
-    });
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    for (_, m) in &images {
-        let Some(image) = m.as_image() else { continue };
-        for b in std::iter::once(&image.config).chain(&image.layers) {
-            let foreign = mt::is_non_distributable(&b.media_type) && !store.exists(&b.digest)?;
-            if !foreign && !blobs.iter().any(|x| x.digest == b.digest) {
-                blobs.push(b.clone());
+    let content = Content { root, images };
+    push_content(client, store, &content, std::slice::from_ref(&target), events).await
+}
+
+/// What a push sends: image manifests (with their platforms) and the
+/// manifest the tags name, an index over them or one of them.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// The manifest the tags point at.
+    pub root: RawManifest,
+    /// The image manifests whose blobs are pushed, each with the
+    /// descriptor the index lists it by.
+    pub images: Vec<(Descriptor, RawManifest)>,
+}
+
+impl Content {
+    /// One image manifest, tagged itself.
+    pub fn image(desc: Descriptor, manifest: RawManifest) -> Content {
+        Content { root: manifest.clone(), images: vec![(desc, manifest)] }
+    }
+
+    /// The stored manifest `desc` (an image, or an index whose children
+    /// are all stored).
+    pub fn stored(store: &Store, desc: &Descriptor) -> Result<Content> {
+        let root = store.get_manifest(desc)?;
+        let images = match root.as_index() {
+            None => vec![(desc.clone(), root.clone())],
+            Some(index) => {
+                index.manifests.iter().map(|c| Ok((c.clone(), store.get_manifest(c)?))).collect::<Result<_>>()?
+            }
+        };
+        Ok(Content { root, images })
+    }
+
+    /// Every distributable blob, each once (foreign layers the store
+    /// lacks are left to their URLs).
+    fn blobs(&self, store: &Store) -> Result<Vec<Descriptor>> {
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for (_, m) in &self.images {
+            let Some(image) = m.as_image() else { continue };
+            for b in std::iter::once(&image.config).chain(&image.layers) {
+                let foreign = mt::is_non_distributable(&b.media_type) && !store.exists(&b.digest)?;
+                if !foreign && !blobs.iter().any(|x| x.digest == b.digest) {
+                    blobs.push(b.clone());
+                }
             }
         }
+        Ok(blobs)
     }
-    let mount_from = mount_source(store, name, &desc, &target)?;
-    let outcomes: Vec<CopyOutcome> = stream::iter(blobs.iter())
-        .map(|b| push_blob(client, store, &target, mount_from.as_deref(), b, events))
-        .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
-    for (d, m) in &images {
-        if d.digest != root_desc.digest {
-            client.put_manifest(&at_digest(&target, d), m).await?;
-            events(Event::Manifest { digest: d.digest.clone(), platform: d.platform.clone() });
+}
+
+/// Pushes `content` from the store under every reference of `tags` (a
+/// tag, or a digest for a push by digest): the registry's
+/// [`polyarch_registry::push_tree`], [`PARALLEL`] blobs at a time, each
+/// mounted from another repository of the same registry the store notes
+/// holds it (such as the one a base image was pulled from), else streamed
+/// from the store; the tags are written only once every repository holds
+/// every child.
+pub async fn push_content(
+    client: &Client,
+    store: &Store,
+    content: &Content,
+    tags: &[Reference],
+    events: EventSink<'_>,
+) -> Result<Pushed> {
+    let root_desc = content.root.descriptor();
+    for t in tags {
+        events(Event::Resolved {
+            reference: t.to_string(),
+            digest: root_desc.digest.clone(),
+            media_type: root_desc.media_type.clone(),
+        });
+    }
+    for b in content.blobs(store)? {
+        if !store.exists(&b.digest)? {
+            return Err(polyarch_store::Error::BlobNotFound { digest: b.digest.clone() }.into());
         }
     }
-    client.put_manifest(&target, &root).await?;
-    events(Event::Manifest { digest: root_desc.digest.clone(), platform: None });
-    let descriptor = match images.as_slice() {
+    let tree = Tree { root: content.root.clone(), manifests: content.images.clone() };
+    let seen = |step: Pushing<'_>| events(event(step));
+    let puts = push_tree(client, &StoreOrigin { store }, &tree, tags, PARALLEL, &seen).await?;
+    let descriptor = match content.images.as_slice() {
         [(d, _)] if d.digest == root_desc.digest => d.clone(),
         _ => root_desc,
     };
+    let count = |o: CopyOutcome| puts.iter().filter(|p| p.outcome == o).count();
     Ok(Pushed {
-        reference: target.to_string(),
+        reference: tags.first().map(|t| t.to_string()).unwrap_or_default(),
         descriptor,
-        platforms: images.iter().filter_map(|(d, _)| d.platform.clone()).collect(),
-        uploaded_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Uploaded).count(),
-        mounted_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Mounted).count(),
-        existing_blobs: outcomes.iter().filter(|o| **o == CopyOutcome::Existed).count(),
+        platforms: content.images.iter().filter_map(|(d, _)| d.platform.clone()).collect(),
+        uploaded_blobs: count(CopyOutcome::Uploaded),
+        mounted_blobs: count(CopyOutcome::Mounted),
+        existing_blobs: count(CopyOutcome::Existed),
     })
+}
+
+/// A push step as a transfer event.
+fn event(step: Pushing<'_>) -> Event {
+    match step {
+        Pushing::Upload(d) => {
+            Event::BlobStarted { digest: d.digest.clone(), size: d.size, direction: Direction::Upload }
+        }
+        Pushing::Blob(d, put) => {
+            let (digest, size) = (d.digest.clone(), d.size);
+            match put.outcome {
+                CopyOutcome::Existed => Event::BlobExists { digest, size },
+                CopyOutcome::Mounted => Event::BlobMounted { digest, size, from: put.from.clone().unwrap_or_default() },
+                CopyOutcome::Uploaded => Event::BlobDone { digest, size },
+            }
+        }
+        Pushing::Manifest(d) => Event::Manifest { digest: d.digest.clone(), platform: d.platform.clone() },
+    }
+}
+
+/// The store as the origin of a push: blobs are read from their files,
+/// mounted from the repositories the store notes hold them, and noted in
+/// the repositories they were pushed to.
+struct StoreOrigin<'a> {
+    store: &'a Store,
+}
+
+impl BlobOrigin for StoreOrigin<'_> {
+    fn source<'a>(&'a self, desc: &Descriptor) -> Result<Box<dyn PushSource + 'a>, polyarch_registry::Error> {
+        Ok(Box::new(StoreBlob { path: self.store.blob_path(&desc.digest), digest: desc.digest.clone() }))
+    }
+
+    fn has(&self, desc: &Descriptor) -> bool {
+        self.store.exists(&desc.digest).unwrap_or(false)
+    }
+
+    fn mounts(&self, desc: &Descriptor, domain: &str) -> Vec<String> {
+        self.store.sources_on(&desc.digest, domain).unwrap_or_default()
+    }
+
+    fn stored(&self, desc: &Descriptor, repo: &Reference) {
+        // A lost note only costs a later mount.
+        let _ = self.store.add_source(&desc.digest, &repo.domain, &repo.path);
+    }
 }
 
 type Plan = (RawManifest, Vec<(Descriptor, RawManifest)>);
@@ -172,56 +270,6 @@ fn plan(store: &Store, name: &str, desc: &Descriptor, opts: &PushOptions, events
             candidates: several.iter().map(|(_, p)| p.format()).collect(),
         }),
     }
-}
-
-/// A repository of the target's registry that likely has the blobs
-/// already: another stored name for the same image on that registry (the
-/// one it was pulled from, before `tag`). Blobs are mounted from it.
-fn mount_source(store: &Store, name: &str, desc: &Descriptor, target: &Reference) -> Result<Option<String>> {
-    for (other, d) in store.list()? {
-        if other == name || d.digest != desc.digest {
-            continue;
-        }
-        if let Ok(r) = Reference::parse_normalized(&other) {
-            if r.domain == target.domain && r.path != target.path {
-                return Ok(Some(r.path));
-            }
-        }
-    }
-    Ok(None)
-}
-
-async fn push_blob(
-    client: &Client,
-    store: &Store,
-    target: &Reference,
-    mount_from: Option<&str>,
-    desc: &Descriptor,
-    events: EventSink<'_>,
-) -> Result<CopyOutcome> {
-    if !store.exists(&desc.digest)? {
-        return Err(polyarch_store::Error::BlobNotFound { digest: desc.digest.clone() }.into());
-    }
-    let exists = Event::BlobExists { digest: desc.digest.clone(), size: desc.size };
-    if client.blob_exists(target, &desc.digest).await?.is_some() {
-        events(exists);
-        return Ok(CopyOutcome::Existed);
-    }
-    // A refused or failed mount is not an error: the blob is uploaded.
-    if let Some(from) = mount_from {
-        if let Ok(true) = client.mount_blob(target, from, &desc.digest).await {
-            events(Event::BlobMounted { digest: desc.digest.clone(), size: desc.size, from: from.to_string() });
-            return Ok(CopyOutcome::Mounted);
-        }
-    }
-    let source = StoreBlob { path: store.blob_path(&desc.digest), digest: desc.digest.clone() };
-    events(Event::BlobStarted { digest: desc.digest.clone(), size: desc.size, direction: Direction::Upload });
-    let outcome = client.push_blob(target, desc, &source).await?;
-    events(match outcome {
-        PushOutcome::Existed => exists,
-        PushOutcome::Uploaded => Event::BlobDone { digest: desc.digest.clone(), size: desc.size },
-    });
-    Ok(outcome.into())
 }
 
 /// A stored blob as a re-openable upload source, read in 256 KiB chunks.

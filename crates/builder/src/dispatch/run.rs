@@ -92,9 +92,10 @@ impl Run<'_> {
         // networking needs none, as with Docker Engine's builder (buildx's
         // default `docker` driver, which sets `AllowNetworkHostUnstable`):
         // RUN steps use the host's network by default here anyway.
-        let not_allowed = |what: &str| {
-            let msg = format!("{what} is not allowed (grant it with --allow {what})");
-            loc.error(ErrorKind::Invalid, msg, None)
+        let not_allowed = |mode: &str, what: &str| {
+            let msg =
+                format!("security mode {mode:?} is not allowed: {what} is not allowed (grant it with --allow {what})");
+            loc.error(ErrorKind::Unsupported, msg, Some(mode))
         };
         let network = match r.network.as_deref() {
             None | Some("default") => self.opts.network,
@@ -106,7 +107,7 @@ impl Run<'_> {
         };
         let security = match r.security.as_deref() {
             None | Some("sandbox") => SecurityMode::Sandbox,
-            Some("insecure") if !allow.security_insecure => return Err(not_allowed("security.insecure")),
+            Some("insecure") if !allow.security_insecure => return Err(not_allowed("insecure", "security.insecure")),
             Some("insecure") => SecurityMode::Insecure,
             Some(other) => {
                 let msg = format!("unsupported security mode {other:?}");

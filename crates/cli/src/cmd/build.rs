@@ -5,7 +5,6 @@
 //! `--iidfile`, `-o/--output`, `--push`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,16 +12,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use polyarch_builder::base::ResolveMode;
-use polyarch_builder::{export, BuildOptions, BuildResult, Builder, Compression, Vertex};
+use polyarch_builder::export::Built;
+use polyarch_builder::output::{Output, OutputKind};
+use polyarch_builder::{BuildOptions, BuildResult, Builder, Compression, Vertex};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
-use polyarch_store::Store;
 
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
 pub(crate) use crate::progress::build::Progress;
 
+mod annotation;
 mod check;
+mod export;
 pub mod inputs;
 mod multi;
 mod nodes;
@@ -98,6 +100,8 @@ pub struct BuildArgs {
     /// Shorthand for `--output=type=registry`.
     #[arg(long)]
     push: bool,
+    #[command(flatten)]
+    annotation: annotation::AnnotationArgs,
     /// Also put the result in the local store (buildx's `--load`; with no
     /// daemon, the store is where images are loaded). A multi-platform
     /// build is stored as one index, not only its host platform.
@@ -142,31 +146,9 @@ pub struct BuildArgs {
     inputs: inputs::InputArgs,
 }
 
-/// One `--output`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct OutputSpec {
-    kind: String,
-    dest: Option<String>,
-    names: Vec<String>,
-    push: bool,
-    tar: bool,
-    compression: Option<String>,
-    rewrite_timestamp: bool,
-    /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
-    oci_mediatypes: Option<bool>,
-}
-
 /// A boolean as Go's `strconv.ParseBool` reads it (BuildKit's build args).
 fn truthy(v: &str) -> bool {
     matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True")
-}
-
-fn parse_bool(k: &str, v: &str) -> Result<bool> {
-    match v {
-        "true" | "1" | "" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => bail!("invalid value {v:?} for {k}: want true or false"),
-    }
 }
 
 /// `--pull`: a boolean as buildx's, or a BuildKit image resolve mode.
@@ -176,52 +158,6 @@ fn parse_pull(s: &str) -> Result<ResolveMode, String> {
         "false" | "0" | "missing" => Ok(ResolveMode::PreferLocal),
         other => other.parse(),
     }
-}
-
-/// Parses buildx's `--output` syntax.
-fn parse_output(s: &str) -> Result<OutputSpec> {
-    if !s.contains('=') {
-        // buildx: `-` is a tar on stdout, anything else a local directory.
-        return Ok(if s == "-" {
-            OutputSpec { kind: "tar".into(), dest: Some("-".into()), tar: true, ..Default::default() }
-        } else {
-            OutputSpec { kind: "local".into(), dest: Some(s.into()), tar: true, ..Default::default() }
-        });
-    }
-    let mut o = OutputSpec { tar: true, ..Default::default() };
-    for field in s.split(',') {
-        let (k, v) = field.split_once('=').unwrap_or((field, ""));
-        match k.trim() {
-            "type" => o.kind = v.to_string(),
-            "dest" => o.dest = Some(v.to_string()),
-            "name" | "names" => o.names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
-            "push" => o.push = parse_bool(k, v)?,
-            "tar" => o.tar = parse_bool(k, v)?,
-            "compression" => o.compression = Some(v.to_string()),
-            "rewrite-timestamp" => o.rewrite_timestamp = parse_bool(k, v)?,
-            // With one platform polyarch always writes OCI media types.
-            "oci-mediatypes" => o.oci_mediatypes = Some(parse_bool(k, v)?),
-            "compression-level" | "force-compression" | "unpack" | "store" => {}
-            other => bail!("unknown output attribute {other:?} in {s:?}"),
-        }
-    }
-    if o.kind.is_empty() {
-        bail!("--output {s:?}: type is required");
-    }
-    if o.kind == "registry" {
-        o.kind = "image".into();
-        o.push = true;
-    }
-    match o.kind.as_str() {
-        "image" => {}
-        "oci" | "docker" | "tar" | "local" => {
-            if o.dest.is_none() {
-                bail!("--output type={}: dest is required", o.kind);
-            }
-        }
-        other => bail!("unknown output type {other:?} (want image, registry, oci, docker, tar or local)"),
-    }
-    Ok(o)
 }
 
 pub(crate) fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
@@ -270,22 +206,32 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         a.progress = "quiet".into();
     }
     a.progress = crate::progress::build::from_env(&a.progress, std::env::var("BUILDKIT_PROGRESS").ok().as_deref())?;
-    let mut outputs = a.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>>>()?;
+    let mut outputs = a.outputs.iter().map(|o| Output::parse(o)).collect::<Result<Vec<_>, _>>()?;
     if a.push {
-        match outputs.iter_mut().find(|o| o.kind == "image") {
+        match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
             Some(o) => o.push = true,
-            None => outputs.push(OutputSpec { kind: "image".into(), push: true, tar: true, ..Default::default() }),
+            None => outputs.push(Output { push: true, ..Output::of(OutputKind::Image) }),
         }
     }
-    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == "image")) {
-        outputs.push(OutputSpec { kind: "image".into(), tar: true, ..Default::default() });
+    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == OutputKind::Image)) {
+        outputs.push(Output::of(OutputKind::Image));
     }
-    let compression = match outputs.iter().find_map(|o| o.compression.clone()).as_deref() {
-        None | Some("gzip") => Compression::Gzip,
-        Some("zstd") => Compression::Zstd,
-        Some(other) => bail!("unsupported compression {other:?} (want gzip or zstd)"),
-    };
+    let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
+    let mut annotations = a.annotation.parse()?;
+    annotations.extend(outputs.iter().flat_map(|o| o.annotations.iter().cloned()));
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
+    if let Some(iid) = &a.iidfile {
+        if a.outputs.iter().any(|o| o.starts_with("type=local") || o.starts_with("type=tar")) {
+            bail!("local and tar exporters are incompatible with image ID file");
+        }
+        // As buildx: no stale ID is left if this build fails.
+        match std::fs::remove_file(iid) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing image ID file {}", iid.display()))
+            }
+            _ => {}
+        }
+    }
     let tags: Vec<String> = a.tags.iter().map(|t| parse_tagged(t).map(|r| r.to_string())).collect::<Result<_>>()?;
     let platforms = polyarch_builder::multi::parse_platforms(&a.platforms)?;
     let platform = match platforms.as_slice() {
@@ -323,7 +269,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             "--build-context is not supported with builder nodes yet: build with the local builder (--builder default)"
         );
     }
-    let (dockerfile, name, ctx) = (loaded.dockerfile.clone(), loaded.name.clone(), loaded.context.clone());
+    let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
     // The agents of `--ssh` serve until the build ends.
     let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
     global
@@ -332,7 +278,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         check::Method::Targets => return check::targets(&dockerfile, &name),
         check::Method::Outline => {
             let call = a.inputs.print.as_deref().unwrap_or(&a.call);
-            return outline::print(&dockerfile, &name, call, a.target.as_deref());
+            return outline::print(&dockerfile, &name, call, a.target.as_deref(), &build_args);
         }
         _ => {}
     }
@@ -363,7 +309,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         no_cache_filter: a.no_cache_filter.iter().map(|s| s.to_lowercase()).collect(),
         resolve_mode: a.pull,
         run: run_settings,
-        named_contexts: loaded.named.clone(),
+        named_contexts: named,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, a.insecure, &progress)?;
@@ -381,6 +327,11 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         return Err(e);
     }
     check::print_inline(&progress, &report);
+    if global.debug {
+        if let Ok(mut e) = progress.expand.lock() {
+            *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+        }
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
@@ -393,7 +344,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
                 b.name
             );
         }
-        let run = nodes::Nodes { global, rt: &rt, store: &store, progress: &progress, outputs: &outputs, tags: &tags };
+        let run = nodes::Nodes {
+            global,
+            rt: &rt,
+            store: &store,
+            progress: &progress,
+            outputs: &outputs,
+            tags: &tags,
+            annotations: &annotations,
+        };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
@@ -415,6 +374,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             progress: &progress,
             outputs: &outputs,
             tags: &tags,
+            annotations: &annotations,
             push: None,
             tag: true,
         };
@@ -438,32 +398,37 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             return Ok(130);
         }
     };
-    export_single(&rt, &client, &store, &progress, &outputs, &tags, &result, &a, None)
+    let exporter = export::Exporter {
+        rt: &rt,
+        client: &client,
+        store: &store,
+        progress: &progress,
+        tags: &tags,
+        annotations: &annotations,
+        push: None,
+        tag: true,
+    };
+    export_single(&exporter, &outputs, &result, &a)
 }
 
-/// How `push=true` pushes a one-platform image built on a node (which
-/// pushes its own blobs); the local store then lacks its layers.
-type PushImage<'a> = dyn Fn(&BuildResult, &[String]) -> Result<()> + 'a;
-
 /// Exports a one-platform result to every output and writes the reports.
-#[allow(clippy::too_many_arguments)]
 fn export_single(
-    rt: &tokio::runtime::Runtime,
-    client: &polyarch_registry::Client,
-    store: &Store,
-    progress: &Progress,
-    outputs: &[OutputSpec],
-    tags: &[String],
+    exporter: &export::Exporter<'_>,
+    outputs: &[Output],
     result: &BuildResult,
     a: &BuildArgs,
-    push: Option<&PushImage<'_>>,
 ) -> Result<u8> {
+    let progress = exporter.progress;
+    let annotations = exporter.annotations;
+    let docker_types = outputs.iter().any(|o| o.oci_mediatypes == Some(false));
+    if let Err(e) = polyarch_builder::export::check_annotations(annotations, false, docker_types) {
+        progress.finish(false);
+        return Err(e.into());
+    }
+    let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
     let exporting = progress.start(Vertex::plain("exporting to image"));
-    let mut names_out: Vec<String> = Vec::new();
-    for o in outputs {
-        export_one(rt, client, store, result, o, tags, &mut names_out, push)?;
-    }
+    let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
     progress.done(exporting, t.elapsed());
     progress.finish(true);
     if progress.chatty() {
@@ -476,7 +441,7 @@ fn export_single(
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.metadata_file {
-        write_metadata(path, result, &names_out)?;
+        write_metadata(path, &result, &names_out)?;
     }
     if a.progress == "quiet" {
         println!("{id}");
@@ -532,67 +497,6 @@ async fn interrupted(cancel: &Cancel) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export_one(
-    rt: &tokio::runtime::Runtime,
-    client: &polyarch_registry::Client,
-    store: &Store,
-    r: &BuildResult,
-    o: &OutputSpec,
-    tags: &[String],
-    names_out: &mut Vec<String>,
-    push: Option<&PushImage<'_>>,
-) -> Result<()> {
-    let names: Vec<String> = if o.names.is_empty() {
-        tags.to_vec()
-    } else {
-        o.names.iter().map(|n| parse_tagged(n).map(|r| r.to_string())).collect::<Result<_>>()?
-    };
-    let dest = o.dest.as_deref().unwrap_or("");
-    match o.kind.as_str() {
-        "image" => {
-            if push.is_none() || !o.push {
-                export::tag(store, r, &names)?;
-            }
-            if o.push {
-                if names.is_empty() {
-                    bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
-                }
-                match push {
-                    Some(push) => push(r, &names)?,
-                    None => rt.block_on(export::push(client, store, r, &names))?,
-                }
-            }
-            names_out.extend(names);
-        }
-        "oci" if !o.tar => export::write_oci_dir(store, r, &names, Path::new(dest))?,
-        "oci" => with_dest(dest, |w| export::write_oci_tar(store, r, &names, w).map(|_| ()))?,
-        "docker" => with_dest(dest, |w| export::write_docker_tar(store, r, &names, w).map(|_| ()))?,
-        "tar" => with_dest(dest, |w| export::write_rootfs_tar(store, r, w).map(|_| ()))?,
-        "local" => export::write_local(store, r, Path::new(dest))?,
-        other => bail!("unknown output type {other:?}"),
-    }
-    Ok(())
-}
-
-/// Runs `f` on the destination file, or stdout for `-`.
-fn with_dest(dest: &str, f: impl FnOnce(&mut dyn Write) -> polyarch_builder::Result<()>) -> Result<()> {
-    if dest == "-" {
-        let mut out = std::io::stdout().lock();
-        f(&mut out)?;
-        out.flush()?;
-        return Ok(());
-    }
-    let path = Path::new(dest);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {dest}"))?);
-    f(&mut file)?;
-    file.flush()?;
-    Ok(())
-}
-
 fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> {
     let mut desc = r.manifest.clone();
     desc.platform = Some(r.platform.clone());
@@ -620,22 +524,5 @@ mod tests {
             assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
         }
         assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
-    }
-
-    #[test]
-    fn output_specs() {
-        let o = parse_output("type=oci,dest=out.tar,compression=zstd").unwrap();
-        assert_eq!(
-            (o.kind.as_str(), o.dest.as_deref(), o.compression.as_deref()),
-            ("oci", Some("out.tar"), Some("zstd"))
-        );
-        let o = parse_output("type=registry,name=r/x:1").unwrap();
-        assert_eq!((o.kind.as_str(), o.push, o.names.clone()), ("image", true, vec!["r/x:1".to_string()]));
-        assert_eq!(parse_output("outdir").unwrap().kind, "local");
-        assert_eq!(parse_output("-").unwrap().kind, "tar");
-        assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
-        assert!(parse_output("type=oci").is_err());
-        assert!(parse_output("type=nope,dest=x").is_err());
-        assert!(parse_output("type=local,dest=x,bogus=1").is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use polyarch_builder::base::{self, ResolveMode};
-use polyarch_frontend::{BoxError, Options, ResolvedImage, Resolver};
+use polyarch_frontend::{BoxError, Network, Options, ResolvedImage, Resolver};
 use polyarch_oci::{Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -42,6 +42,9 @@ pub struct Args {
     /// Mark the steps of this stage as ignoring the cache (repeatable).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
+    /// The network of RUN steps without `--network`: host, none or default (host), as `build --network`.
+    #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
+    pub network: String,
     /// Always ask the registry for base images, as `build --pull`.
     #[arg(long)]
     pub pull: bool,
@@ -69,7 +72,7 @@ impl Resolver for StoreResolver {
             return Err(format!("{}: not an image manifest", img.pinned).into());
         };
         let config = self.store.read_bytes(&manifest.config, 8 * 1024 * 1024)?.to_vec();
-        Ok(ResolvedImage { pinned: img.pinned, config })
+        Ok((img.pinned, config))
     }
 }
 
@@ -77,23 +80,26 @@ impl Resolver for StoreResolver {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     let (dockerfile, name, df_path) = read_dockerfile(&args)?;
     let platforms = polyarch_builder::multi::parse_platforms(&args.platforms)?;
-    let mut opts = Options::new(Platform::host().normalize()).with_dockerfile_name(name).with_platforms(platforms);
+    let build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    let epoch = build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse::<i64>().ok());
+    let mut opts = Options::new(Platform::host().normalize())
+        .with_platforms(platforms)
+        .with_no_cache(args.no_cache)
+        .with_context_excludes(polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?)
+        // As `polyarch build`, whose RUN steps use the host's network by default.
+        .with_network(if args.network == "none" { Network::None } else { Network::Host })
+        .with_source_date_epoch(epoch);
     opts.target = args.target.clone();
-    opts.build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    opts.build_args = build_args;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
-    opts.no_cache = args.no_cache;
     opts.no_cache_filter = args.no_cache_filter.iter().map(|s| s.to_lowercase()).collect();
-    opts.context_excludes = polyarch_builder::context::ignore_patterns(&args.context, df_path.as_deref())?;
-    if let Some(Ok(epoch)) = opts.build_args.get("SOURCE_DATE_EPOCH").map(|v| v.parse::<i64>()) {
-        opts.source_date_epoch = Some(epoch);
-    }
     let resolver = StoreResolver {
         store: super::images::open_store(global)?,
         client: super::context::client(global, args.insecure)?,
         mode: if args.pull { ResolveMode::Pull } else { ResolveMode::PreferLocal },
     };
     let rt = super::context::runtime()?;
-    let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &opts, &resolver))?;
+    let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &name, &opts, &resolver))?;
     let mut out = std::io::stdout().lock();
     match args.format.as_str() {
         "json" => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,

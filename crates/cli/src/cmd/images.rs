@@ -401,15 +401,44 @@ pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
     match a.format {
         Some(Format::Template { template, .. }) => {
             let template = template.with_type("ImageInspect");
-            for v in &mut out {
-                // Present for every image in docker's type, empty when the platform has none.
-                v.as_object_mut().map(|o| o.entry("Variant").or_insert(json!("")));
-                emit(&format!("{}\n", template.execute(v)?))?;
-            }
+            // Every image is rendered before anything is printed: an error prints nothing.
+            let text = out
+                .iter()
+                .map(|v| Ok(format!("{}\n", template.execute(&docker_view(v))?)))
+                .collect::<Result<String>>()?;
+            emit(&text)?;
         }
         _ => emit(&format!("{}\n", json_indented(&out, b"    ")?))?,
     }
     report(errors)
+}
+
+/// What `docker image inspect -f` templates read beyond the JSON: the
+/// fields docker's type always has (`Variant` empty when there is none),
+/// the runtime config's fields (`Env`, `Cmd`, `Labels`, ...) on `.Config`
+/// as docker's `.Config` has them, and `.RootFS.Layers`.
+fn docker_view(v: &Value) -> Value {
+    let mut v = v.clone();
+    let Some(o) = v.as_object_mut() else { return v };
+    o.entry("Variant").or_insert(json!(""));
+    let config = o.get("Config").cloned().unwrap_or(Value::Null);
+    for key in ["Author", "Comment"] {
+        o.entry(key).or_insert_with(|| config.get(key.to_lowercase()).cloned().unwrap_or(json!("")));
+    }
+    if let Some(rootfs) = config.get("rootfs") {
+        let layers = rootfs.get("diff_ids").cloned().unwrap_or(json!([]));
+        o.entry("RootFS")
+            .or_insert(json!({"Type": rootfs.get("type").cloned().unwrap_or(json!("layers")), "Layers": layers}));
+    }
+    if let (Some(Value::Object(runtime)), Some(Value::Object(c))) = (config.get("config").cloned(), o.get_mut("Config"))
+    {
+        for (k, val) in runtime {
+            if !c.keys().any(|existing| existing.eq_ignore_ascii_case(&k)) {
+                c.insert(k, val);
+            }
+        }
+    }
+    v
 }
 
 /// Writes to stdout; a closed pipe (`polyarch images | head`) is not an error.

@@ -154,7 +154,7 @@ fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
         Some(Format::Json) => println!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?),
         Some(Format::Template { template, .. }) => {
             let mut v = inspect_json(&r, &m)?;
-            if template.mentions("Image") {
+            if template.may_read("Image") {
                 v["image"] = rt.block_on(image_configs(&client, &r, &m))?;
             }
             let out = template.with_type("imagetools.tplInput").with_json_indent("  ").execute(&v)?;

@@ -61,8 +61,9 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
     if args.get(1).is_some_and(|a| a == METADATA) {
         return vec![program, OsString::from(METADATA)];
     }
+    watch_docker();
     let rest: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let start = match rest.iter().position(|a| *a == name) {
+    let start = match plugin_position(&rest, &name) {
         Some(i) => {
             docker_globals(&rest[..i]);
             i + 1
@@ -77,8 +78,50 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// docker (25 and later) tells a plugin to stop by closing the socket it
+/// names in DOCKER_CLI_PLUGIN_SOCKET, instead of signalling it (a `kill` of
+/// `docker buildx build` would otherwise leave polyarch running). When the
+/// socket closes, polyarch gets the SIGTERM its commands clean up on.
+fn watch_docker() {
+    use std::io::Read as _;
+    use std::os::linux::net::SocketAddrExt as _;
+    let Some(name) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET").filter(|n| !n.is_empty()) else { return };
+    let name = name.to_string_lossy().into_owned();
+    let addr = match name.strip_prefix('@') {
+        Some(abs) => std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()),
+        None => std::os::unix::net::SocketAddr::from_pathname(&name),
+    };
+    let Ok(mut conn) = addr.and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a)) else { return };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+    });
+}
+
 fn set_env(key: &str, value: &str) {
     std::env::set_var(key, value);
+}
+
+/// docker's options that take a value in the next argument.
+const DOCKER_VALUE_OPTIONS: &[&str] =
+    &["-H", "--host", "-c", "--context", "--config", "-l", "--log-level", "--tlscacert", "--tlscert", "--tlskey"];
+
+/// Where the plugin name is among docker's arguments: the first argument
+/// that is not an option or an option's value.
+fn plugin_position(args: &[String], name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == name {
+            return Some(i);
+        }
+        if !a.starts_with('-') {
+            return None;
+        }
+        i += if DOCKER_VALUE_OPTIONS.contains(&a) { 2 } else { 1 };
+    }
+    None
 }
 
 /// docker's global options (`-H`, `--context`, `--config`) as the
@@ -95,7 +138,7 @@ fn docker_globals(opts: &[String]) {
             "-H" | "--host" => "DOCKER_HOST",
             "-c" | "--context" => "DOCKER_CONTEXT",
             "--config" => "DOCKER_CONFIG",
-            "-l" | "--log-level" | "--tlscacert" | "--tlscert" | "--tlskey" => {
+            f if DOCKER_VALUE_OPTIONS.contains(&f) => {
                 if inline.is_none() {
                     it.next();
                 }
@@ -235,6 +278,18 @@ mod tests {
         assert_eq!(run(&["/p/docker-polyarch", "polyarch", "images"]), ["polyarch", "images"]);
         assert_eq!(run(&["/p/docker-polyarch", METADATA]), ["polyarch", METADATA]);
         assert_eq!(run(&["/p/docker-polyarch", "--debug", "polyarch", "version"]), ["polyarch", "version"]);
+        assert_eq!(run(&["/p/docker-polyarch", "-l", "polyarch", "polyarch", "images"]), ["polyarch", "images"]);
+        // Run directly, not through docker: the arguments are polyarch's.
+        assert_eq!(run(&["/p/docker-polyarch", "images", "polyarch"]), ["polyarch", "images", "polyarch"]);
+    }
+
+    #[test]
+    fn docker_global_options_become_the_environment() {
+        // The only test that sets these variables in this process.
+        let out = run(&["/p/docker-polyarch", "-H", "tcp://127.0.0.1:2375", "--context=ctx1", "-D", "polyarch", "du"]);
+        assert_eq!(out, ["polyarch", "du"]);
+        assert_eq!(std::env::var("DOCKER_HOST").unwrap(), "tcp://127.0.0.1:2375");
+        assert_eq!(std::env::var("DOCKER_CONTEXT").unwrap(), "ctx1");
     }
 
     #[test]

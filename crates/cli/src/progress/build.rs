@@ -33,6 +33,8 @@ pub struct Progress {
     start: Instant,
     /// Build check warnings, printed when the build finishes.
     warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
+    /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
+    pub expand: Mutex<Option<(String, String)>>,
     /// The build definition's step, which warnings belong to.
     definition: Mutex<Option<Vertex>>,
     numbers: Arc<Mutex<StepNumbers>>,
@@ -160,18 +162,26 @@ fn plain_lines(e: &Event, cached: &mut HashSet<usize>, started: &HashMap<usize, 
 }
 
 /// After a build: buildx's summary of the check warnings on stderr (not
-/// in the quiet modes, nor in rawjson, whose stream carries them).
-pub fn print_warnings(rep: &polyarch_dockerfile::lint::Report, mode: &str) {
+/// in the quiet modes, nor in rawjson, whose stream carries them); with
+/// `-D/--debug` (`expand`: the Dockerfile's name and text) each warning
+/// with its detail, link and lines, as buildx's `printWarnings`.
+pub fn print_warnings(rep: &polyarch_dockerfile::lint::Report, mode: &str, expand: Option<&(String, String)>) {
     if rep.warnings.is_empty() || matches!(mode, "quiet" | "rawjson" | "none") {
         return;
     }
     let n = rep.warnings.len();
     let head = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
-    let head = format!("{head} (use docker --debug to expand):\n");
+    let head =
+        if expand.is_some() { format!("{head}:\n") } else { format!("{head} (use docker --debug to expand):\n") };
     let head = if std::io::stderr().is_terminal() { format!("\x1b[33m{head}\x1b[0m") } else { head };
     let mut out = format!("\n {head}");
-    for w in &rep.warnings {
-        out.push_str(&format!(" - {}\n", w.short()));
+    match expand {
+        Some((file, source)) => out.push_str(&polyarch_dockerfile::lint::render_expanded(&rep.warnings, file, source)),
+        None => {
+            for w in &rep.warnings {
+                out.push_str(&format!(" - {}\n", w.short()));
+            }
+        }
     }
     eprint!("{out}");
 }
@@ -196,6 +206,7 @@ impl Progress {
             mode: mode.to_string(),
             start: Instant::now(),
             warnings: Mutex::new(None),
+            expand: Mutex::new(None),
             definition: Mutex::new(None),
             numbers: Arc::default(),
             own: Default::default(),
@@ -436,7 +447,8 @@ impl Progress {
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
         }
-        print_warnings(&rep, &self.mode);
+        let expand = self.expand.lock().ok().and_then(|mut e| e.take());
+        print_warnings(&rep, &self.mode, expand.as_ref());
     }
 
     /// Steps that started and never ended (stopped when another step or

@@ -19,6 +19,9 @@ pub struct Exec<'a> {
     pub json_indent: Option<&'a str>,
     pub vars: Vec<(String, Value)>,
     pub out: String,
+    /// What dot is, for errors: the root type, or the field a `range` or
+    /// `with` took it from.
+    pub dot_type: String,
 }
 
 /// A failure and the action it happened in.
@@ -49,23 +52,36 @@ impl Exec<'_> {
                         self.out.push_str(&s);
                     }
                 }
-                Node::If(b) => self.branch(b, dot, |_, v| Some(v.clone()).filter(truth).map(|_| dot.clone()))?,
-                Node::With(b) => self.branch(b, dot, |_, v| Some(v.clone()).filter(truth))?,
+                Node::If(b) => self.branch(b, dot, false)?,
+                Node::With(b) => self.branch(b, dot, true)?,
                 Node::Range(b) => self.range(b, dot)?,
             }
         }
         Ok(())
     }
 
-    /// `if`/`with`: `pick` gives the dot of the body, or `None` for the else list.
-    fn branch(&mut self, b: &Branch, dot: &Value, pick: impl Fn(&Value, &Value) -> Option<Value>) -> Result<(), Error> {
+    /// `if`, or `with` (whose body has the value as dot), and their else list.
+    fn branch(&mut self, b: &Branch, dot: &Value, with: bool) -> Result<(), Error> {
         let mark = self.vars.len();
         let v = self.pipe(&b.pipe, dot).map_err(|Fail(m)| self.error(&b.pipe, m))?;
-        let r = match pick(dot, &v) {
-            Some(d) => self.walk(&b.body, &d),
-            None => self.walk(&b.otherwise, dot),
+        let r = match (truth(&v), with) {
+            (true, false) => self.walk(&b.body, dot),
+            (true, true) => self.with_dot_type(&b.pipe, |e| e.walk(&b.body, &v)),
+            (false, _) => self.walk(&b.otherwise, dot),
         };
         self.vars.truncate(mark);
+        r
+    }
+
+    /// Runs `f` with dot named after the field `pipe` reads (`.Nodes` → `Nodes`).
+    fn with_dot_type<T>(&mut self, pipe: &Pipe, f: impl FnOnce(&mut Self) -> T) -> T {
+        let name = match pipe.cmds.last().map(Vec::as_slice) {
+            Some([Arg::Field(names)]) | Some([Arg::Var(_, names)]) => names.last().cloned(),
+            _ => None,
+        };
+        let saved = std::mem::replace(&mut self.dot_type, name.unwrap_or_else(|| "interface {}".to_string()));
+        let r = f(self);
+        self.dot_type = saved;
         r
     }
 
@@ -102,7 +118,7 @@ impl Exec<'_> {
                 }
                 _ => {}
             }
-            self.walk(&b.body, &e)?;
+            self.with_dot_type(p, |x| x.walk(&b.body, &e))?;
             self.vars.truncate(inner);
         }
         self.vars.truncate(mark);
@@ -132,6 +148,18 @@ impl Exec<'_> {
     }
 
     fn cmd(&mut self, cmd: &[Arg], dot: &Value, piped: Option<Value>) -> R<Value> {
+        if let Some(Arg::Func(name)) = cmd.first().filter(|a| matches!(a, Arg::Func(f) if f == "and" || f == "or")) {
+            // Go evaluates `and`/`or` operands only until the answer is known.
+            let want = name == "or";
+            let mut last = Value::Null;
+            for a in &cmd[1..] {
+                last = self.arg(a, dot)?;
+                if truth(&last) == want {
+                    return Ok(last);
+                }
+            }
+            return Ok(piped.unwrap_or(last));
+        }
         if let Some(Arg::Func(name)) = cmd.first() {
             let mut args = cmd[1..].iter().map(|a| self.arg(a, dot)).collect::<R<Vec<_>>>()?;
             args.extend(piped);
@@ -145,11 +173,11 @@ impl Exec<'_> {
 
     fn arg(&mut self, a: &Arg, dot: &Value) -> R<Value> {
         match a {
-            Arg::Field(names) => fields(dot, names, self.root_type),
+            Arg::Field(names) => fields(dot, names, &self.dot_type),
             Arg::Var(name, names) => {
                 let base = self.vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone());
                 let base = base.ok_or_else(|| Fail(format!("undefined variable: {name}")))?;
-                fields(&base, names, self.root_type)
+                fields(&base, names, if name == "$" { self.root_type } else { "interface {}" })
             }
             Arg::Func(name) => call(name, &[], self.json_indent),
             Arg::Str(s) => Ok(Value::from(s.clone())),
@@ -218,10 +246,12 @@ pub fn truth(v: &Value) -> bool {
     }
 }
 
-/// A value as Go's `%v` prints it (`[a b]`, `map[k:v]`, `<nil>`).
+/// A value as Go's `%v` prints it (`[a b]`, `map[k:v]`); a null (an
+/// absent string or list in the JSON) prints as nothing, as docker's empty
+/// fields do.
 pub fn print(v: &Value) -> String {
     match v {
-        Value::Null => "<no value>".to_string(),
+        Value::Null => String::new(),
         other => inner(other),
     }
 }

@@ -60,9 +60,53 @@ impl Template {
         self
     }
 
-    /// Whether the template's text names `field` (to fetch only what it uses).
-    pub fn mentions(&self, field: &str) -> bool {
-        self.src.contains(field)
+    /// Calls `f` with every operand of the template, nested ones included.
+    fn visit(&self, f: &mut impl FnMut(&parse::Arg)) {
+        fn pipe(p: &parse::Pipe, f: &mut impl FnMut(&parse::Arg)) {
+            for a in p.cmds.iter().flatten() {
+                f(a);
+                if let parse::Arg::Sub(inner, _) = a {
+                    pipe(inner, f);
+                }
+            }
+        }
+        fn nodes(ns: &[parse::Node], f: &mut impl FnMut(&parse::Arg)) {
+            for n in ns {
+                match n {
+                    parse::Node::Text(_) => {}
+                    parse::Node::Action(p) => pipe(p, f),
+                    parse::Node::If(b) | parse::Node::Range(b) | parse::Node::With(b) => {
+                        pipe(&b.pipe, f);
+                        nodes(&b.body, f);
+                        nodes(&b.otherwise, f);
+                    }
+                }
+            }
+        }
+        nodes(&self.nodes, f)
+    }
+
+    /// Whether the template may read top-level `field` (`.Image...`), or
+    /// the whole data (`{{json .}}`, `$`): to fetch only what it uses.
+    pub fn may_read(&self, field: &str) -> bool {
+        let mut found = false;
+        self.visit(&mut |a| {
+            if let parse::Arg::Field(names) | parse::Arg::Var(_, names) = a {
+                found |= names.first().is_none_or(|n| n.eq_ignore_ascii_case(field));
+            }
+        });
+        found
+    }
+
+    /// The first name of every `.Field` the template reads.
+    fn field_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.visit(&mut |a| {
+            if let parse::Arg::Field(names) = a {
+                out.extend(names.first().cloned());
+            }
+        });
+        out
     }
 
     /// Runs the template with `data` as dot and `$`.
@@ -73,6 +117,7 @@ impl Template {
             json_indent: self.json_indent.as_deref(),
             vars: vec![("$".to_string(), data.clone())],
             out: String::new(),
+            dot_type: self.root_type.clone(),
         };
         e.run(&self.nodes, data)?;
         Ok(e.out)
@@ -181,10 +226,9 @@ pub fn render_rows(
         for (k, v) in headers {
             h.insert(k.to_string(), Value::from(*v));
         }
-        if let Some(Value::Object(first)) = rows.first() {
-            for k in first.keys() {
-                h.entry(k.clone()).or_insert_with(|| Value::from(header_name(k)));
-            }
+        // Every field the template names, so that a header shows with no rows too.
+        for k in template.field_names() {
+            h.entry(k.clone()).or_insert_with(|| Value::from(header_name(&k)));
         }
         if let Ok(line) = template.execute(&Value::Object(h)) {
             if !line.trim().is_empty() {

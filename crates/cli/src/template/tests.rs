@@ -63,6 +63,7 @@ fn docker_inspect_examples() {
     assert_eq!(run("{{.Config.Env}}"), "[A=1 B=2]");
     assert_eq!(run("{{.Config.Labels}}"), "map[com.example.version:1.0 maintainer:me]");
     assert_eq!(run("{{.Size}}"), "4261234");
+    assert_eq!(run("[{{.Nothing}}]{{json .Nothing}}"), "[]null");
 }
 
 #[test]
@@ -77,6 +78,9 @@ fn control_structures() {
     assert_eq!(run("{{range .Names}}{{.}}@{{$.Image}} {{end}}"), "web@ubuntu:latest frontend@ubuntu:latest ");
     assert_eq!(run("{{if and .State.Running (eq .State.Status \"running\" \"up\")}}ok{{end}}"), "ok");
     assert_eq!(run("{{if or .Empty .Nothing}}x{{else}}{{not .Empty}}{{end}}"), "true");
+    // Operands after the answer are not evaluated, as in Go.
+    assert_eq!(run("{{if and .Nothing .Nothing.X}}x{{else}}no{{end}}"), "no");
+    assert_eq!(run("{{or .Name .Nothing.X}}"), "/web");
     assert_eq!(run("{{len .Names}} {{if gt .Size 1000}}big{{end}} {{ne .Name \"x\"}}"), "2 big true");
 }
 
@@ -101,6 +105,14 @@ fn unknown_fields_are_errors_naming_them() {
         fails("x\n  {{.State.Nope}}"),
         "template: :2:4: executing \"\" at <.State.Nope>: can't evaluate field Nope in type State"
     );
+    assert!(fails("{{range .Names}}{{.X}}{{end}}").ends_with("can't evaluate field X in type string"));
+    assert!(fails("{{with .State}}{{.Nope}}{{end}}").ends_with("can't evaluate field Nope in type State"));
+    assert!(
+        fails("{{range .Names}}{{$.Nope}}{{end}}").ends_with("can't evaluate field Nope in type image.InspectResponse")
+    );
+    let v = json!({"Nodes": [{"Name": "n1"}]});
+    let err = Template::parse("{{range .Nodes}}{{.Endpoint}}{{end}}").unwrap().execute(&v).unwrap_err().to_string();
+    assert!(err.ends_with("can't evaluate field Endpoint in type Nodes"), "{err}");
     assert!(fails("{{.Nothing.X}}").contains("nil pointer evaluating Nothing.X"), "{}", fails("{{.Nothing.X}}"));
     assert!(fails("{{.Name.X}}").contains("can't evaluate field X in type string"));
 }
@@ -149,7 +161,18 @@ fn formats_as_docker_reads_them() {
         render_rows(&template, true, &rows, &[("ID", "IMAGE ID"), ("CreatedSince", "CREATED")]).unwrap(),
         "IMAGE ID   CREATED\nabc        2 weeks ago\n"
     );
+    assert_eq!(render_rows(&template, true, &[], &[("ID", "IMAGE ID")]).unwrap(), "IMAGE ID   CREATED SINCE\n");
     assert_eq!(header_name("CreatedSince"), "CREATED SINCE");
     assert_eq!(header_name("ID"), "ID");
     assert_eq!(header_name("RepoTags"), "REPO TAGS");
+}
+
+#[test]
+fn what_a_template_may_read() {
+    let t = |s: &str| Template::parse(s).unwrap();
+    assert!(t("{{json .Image}}").may_read("Image"));
+    assert!(t("{{json .}}").may_read("Image"));
+    assert!(t("{{(index .Image \"linux/amd64\").Os}}").may_read("Image"));
+    assert!(t("{{range .Manifest.Manifests}}{{.}}{{end}}").may_read("Image"), "dot inside range is not known");
+    assert!(!t("{{.Name}} {{json .Manifest}}").may_read("Image"));
 }

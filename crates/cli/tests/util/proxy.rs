@@ -40,6 +40,9 @@ pub enum Fault {
     /// open and silent until the proxy stops (a download that stalls
     /// half-way).
     StallAfter(usize),
+    /// HTTP: the request is forwarded after this many milliseconds (a slow
+    /// link, so that requests a client sends at once overlap).
+    Delay(u64),
 }
 
 /// A fault for the requests it matches, a number of times.
@@ -94,6 +97,9 @@ struct Shared {
     stop: AtomicBool,
     upstream_bytes: AtomicUsize,
     log: Mutex<Vec<String>>,
+    /// HTTP: requests read and not yet answered, and the most at once.
+    inflight: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// A running proxy; stops (and drops every connection) when dropped.
@@ -123,6 +129,8 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             upstream_bytes: AtomicUsize::new(0),
             log: Mutex::default(),
+            inflight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         });
         let s = shared.clone();
         thread::spawn(move || {
@@ -154,6 +162,11 @@ impl FaultProxy {
     /// Whether the proxy stopped listening (a [`Fault::DieAfter`] fired).
     pub fn down(&self) -> bool {
         self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// HTTP: the most requests that were in flight at once.
+    pub fn peak_inflight(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
     }
 
     /// What went through, one line per request or connection.
@@ -514,7 +527,14 @@ fn serve_http(mut client: TcpStream, shared: Arc<Shared>) {
             Some(Fault::Hang) => return hang(client, &shared),
             _ => {}
         }
-        let Some(mut resp) = exchange(&mut server, &mut from_server, &req, &shared) else { return };
+        let now = shared.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak.fetch_max(now, Ordering::SeqCst);
+        if let Some(Fault::Delay(ms)) = fault {
+            thread::sleep(Duration::from_millis(ms));
+        }
+        let answer = exchange(&mut server, &mut from_server, &req, &shared);
+        shared.inflight.fetch_sub(1, Ordering::SeqCst);
+        let Some(mut resp) = answer else { return };
         let no_more = !resp.first.starts_with("HTTP/1.1")
             || resp.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         match fault {

@@ -115,6 +115,12 @@ impl<'a> Checker<'a> {
         for (_, cmd, ncfg) in &froms {
             self.check_from_args(cmd, ncfg, &globals, &declared);
         }
+        for (i, (_, cmd, ncfg)) in froms.iter().enumerate() {
+            if let Some((image, expected, actual)) = self.opts.base_platform.and_then(|f| f(i)) {
+                let message = r::invalid_base_platform(&image, &expected, &actual);
+                self.warn(ncfg, r::INVALID_BASE_IMAGE_PLATFORM, message, (cmd.start_line, cmd.end_line));
+            }
+        }
         self.dispatch(&items, &globals)?;
         Ok(self.out)
     }

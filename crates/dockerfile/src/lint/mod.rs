@@ -13,7 +13,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-pub use render::render;
+pub use render::{render, render_expanded};
 pub use rules::Rule;
 
 use crate::parser::ParseResult;
@@ -147,6 +147,10 @@ fn parse_go_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// A base image of another platform than asked for: the image, the
+/// expected and the actual platform.
+pub type PlatformMismatch = (String, String, String);
+
 /// What the linter knows beyond the Dockerfile.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -158,6 +162,10 @@ pub struct Options<'a> {
     /// when it is a registry image; `None` leaves UndefinedVar unchecked in
     /// that stage (the image's variables are not known).
     pub base_env: Option<&'a dyn Fn(usize) -> Option<Vec<String>>>,
+    /// For a stage `i` whose registry image has another platform than the
+    /// one it was asked for: the image, the expected and the actual
+    /// platform (InvalidBaseImagePlatform).
+    pub base_platform: Option<&'a dyn Fn(usize) -> Option<PlatformMismatch>>,
     /// The `.dockerignore` patterns, for CopyIgnoredFile.
     pub ignore: Option<&'a crate::ignore::PatternMatcher>,
     /// `BUILDKIT_DOCKERFILE_CHECK`: replaces the `# check=` directive.

@@ -21,6 +21,23 @@ pub fn render(warnings: &[Warning], file: &str, source: &str) -> String {
     out
 }
 
+/// The warnings after a build as buildx prints them with `--debug`
+/// (`printWarnings`): each short line, its detail (the rule's
+/// description), `More info:` with the link, and the Dockerfile excerpt.
+pub fn render_expanded(warnings: &[Warning], file: &str, source: &str) -> String {
+    let lines: Vec<&str> = source.split('\n').collect();
+    let mut out = String::new();
+    for w in warnings {
+        out.push_str(&format!(" - {}\n{}\n", w.short(), w.description));
+        if !w.url.is_empty() {
+            out.push_str(&format!("More info: {}\n", w.url));
+        }
+        out.push_str(&excerpt(&lines, file, w.start_line, w.end_line.max(w.start_line)));
+        out.push('\n');
+    }
+    out
+}
+
 /// BuildKit's `errdefs.Source.Print`: the lines around a range, the
 /// range marked with `>>>`.
 fn excerpt(lines: &[&str], file: &str, first: usize, last: usize) -> String {

@@ -131,9 +131,15 @@ rule!(
     "expose-invalid-format",
     "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release"
 );
+rule!(
+    INVALID_BASE_IMAGE_PLATFORM,
+    "InvalidBaseImagePlatform",
+    "invalid-base-image-platform",
+    "Base image platform does not match expected target platform"
+);
 
 /// Every rule, in BuildKit's order.
-pub const ALL: [Rule; 21] = [
+pub const ALL: [Rule; 22] = [
     STAGE_NAME_CASING,
     FROM_AS_CASING,
     NO_EMPTY_CONTINUATION,
@@ -155,6 +161,7 @@ pub const ALL: [Rule; 21] = [
     INVALID_DEFINITION_DESCRIPTION,
     EXPOSE_PROTO_CASING,
     EXPOSE_INVALID_FORMAT,
+    INVALID_BASE_IMAGE_PLATFORM,
 ];
 
 /// `'as' and 'FROM' keywords' casing do not match`.
@@ -258,6 +265,15 @@ pub fn expose_proto_casing(port: &str) -> String {
 /// `EXPOSE instruction should not define an IP address or host-port mapping, found '80:80'`.
 pub fn expose_invalid_format(port: &str) -> String {
     format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'")
+}
+
+/// `Base image busybox was pulled with platform "linux/amd64", expected "linux/arm64" for current build`.
+pub fn invalid_base_platform(image: &str, expected: &str, actual: &str) -> String {
+    format!(
+        "Base image {image} was pulled with platform {}, expected {} for current build",
+        crate::go_quote(actual),
+        crate::go_quote(expected)
+    )
 }
 
 /// Whether an ARG or ENV name looks like a secret (BuildKit's

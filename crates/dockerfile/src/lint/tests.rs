@@ -239,7 +239,7 @@ fn config_errors() {
     assert_eq!(Config::parse("foo=bar").unwrap_err().to_string(), "invalid check option \"foo\"");
     assert!(Config::parse("error=maybe").is_err());
     assert!(Config::parse(" skip = A , B ; error = 1 ").unwrap().error);
-    assert_eq!(rules::ALL.iter().filter(|r| r.url.ends_with(&format!("{}/", kebab(r.name)))).count(), 21);
+    assert_eq!(rules::ALL.iter().filter(|r| r.url.ends_with(&format!("{}/", kebab(r.name)))).count(), 22);
 }
 
 fn kebab(name: &str) -> String {
@@ -304,4 +304,27 @@ fn parent_triggers_are_checked_in_the_child() {
         run("FROM busybox AS p\nONBUILD CMD echo hi\nFROM p\n"),
         ["JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 3)"]
     );
+}
+
+#[test]
+fn invalid_base_image_platform() {
+    let platform =
+        |i: usize| (i == 1).then(|| ("busybox".to_string(), "linux/arm64".to_string(), "linux/amd64".to_string()));
+    let opts = Options { base_platform: Some(&platform), ..Options::default() };
+    let ast = crate::parse(b"FROM scratch AS a\nFROM busybox\nCOPY --from=a / /\n").unwrap();
+    let rep = lint(&ast, &opts).unwrap();
+    let w: Vec<_> = rep.warnings.iter().filter(|w| w.rule == "InvalidBaseImagePlatform").collect();
+    assert_eq!(w.len(), 1, "{:?}", rep.warnings);
+    assert_eq!(
+        w[0].message,
+        "Base image busybox was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build"
+    );
+    assert_eq!(w[0].url, "https://docs.docker.com/go/dockerfile/rule/invalid-base-image-platform/");
+    assert_eq!((w[0].start_line, w[0].end_line), (2, 2));
+    let skipped = crate::parse(b"# check=skip=InvalidBaseImagePlatform\nFROM scratch AS a\nFROM busybox\n").unwrap();
+    let opts = Options {
+        base_platform: Some(&|i| (i == 1).then(|| ("b".into(), "x".into(), "y".into()))),
+        ..Options::default()
+    };
+    assert!(lint(&skipped, &opts).unwrap().warnings.is_empty());
 }

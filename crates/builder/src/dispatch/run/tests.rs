@@ -347,3 +347,46 @@ fn ssh_mounts_forward_an_agent_socket() {
     let e = f.build(&exec, &f.options("RUN --mount=type=ssh,required=true y\n")).unwrap_err().to_string();
     assert!(e.contains("no SSH key \"default\" forwarded") && e.contains("Dockerfile:3"), "{e}");
 }
+
+#[test]
+fn a_cross_compiling_build_for_six_platforms_runs_its_build_stage_once() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new().on("compile", |s| {
+        let target = s.process().env.iter().find(|e| e.starts_with("TARGETARCH=")).cloned().unwrap_or_default();
+        s.write("/out/app", target.as_bytes())?;
+        Ok(0)
+    });
+    let df = "FROM --platform=$BUILDPLATFORM scratch AS build\nCOPY . /\nRUN compile\n\
+              FROM scratch\nCOPY --from=build /out /out\n";
+    let mut o = BuildOptions::new(df).with_context(context());
+    o.snapshotter = SnapshotterKind::Naive;
+    let targets: Vec<polyarch_oci::Platform> =
+        ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x", "linux/ppc64le", "linux/riscv64"]
+            .iter()
+            .map(|p| polyarch_oci::Platform::parse(p).unwrap().normalize())
+            .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let multi = crate::multi::MultiBuilder::new(f.store.clone()).with_executor(exec.clone()).with_jobs(3);
+    let r = rt.block_on(multi.build(&o, &targets)).unwrap();
+    assert_eq!(r.images.len(), 6);
+    assert_eq!(exec.count(), 1, "the build stage's RUN is shared by every platform");
+    assert_eq!(exec.last().unwrap().env("TARGETARCH"), None, "no ARG TARGETARCH in the stage");
+    let again = rt.block_on(multi.build(&o, &targets)).unwrap();
+    assert_eq!((exec.count(), again.executed()), (1, 0));
+}
+
+#[test]
+fn a_private_cache_in_use_gives_the_step_a_directory_of_its_own() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new();
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private first\n");
+    let shared = exec.last().unwrap().mount("/p").unwrap().source.clone();
+    let held = crate::process::CacheLock::acquire(&shared).unwrap();
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private second\n");
+    let own = exec.last().unwrap().mount("/p").unwrap().source.clone();
+    assert_ne!(own, shared, "a private cache held by another step is not shared");
+    assert!(!own.exists(), "the step's own directory goes with the step");
+    drop(held);
+    f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private third\n");
+    assert_eq!(exec.last().unwrap().mount("/p").unwrap().source, shared, "free again: the cache itself");
+}

@@ -90,15 +90,16 @@ pub(super) fn run(rt: &tokio::runtime::Runtime, builder: &Builder, opts: &BuildO
 /// with warnings fails it, as BuildKit fails before solving.
 pub(super) fn before_build(rep: &Report, progress: &str) -> Result<()> {
     if let Some(e) = rep.error() {
-        print_after(rep, progress);
+        print_after(rep, progress, None);
         bail!("{e}");
     }
     Ok(())
 }
 
-/// The warnings after the build, as the progress mode shows them.
-pub(super) fn print_after(rep: &Report, progress: &str) {
-    crate::progress::build::print_warnings(rep, progress)
+/// After a build: buildx's summary of the warnings on stderr (see
+/// [`crate::progress::build::print_warnings`]).
+pub(super) fn print_after(rep: &Report, progress: &str, expand: Option<&(String, String)>) {
+    crate::progress::build::print_warnings(rep, progress, expand)
 }
 
 /// `--call=targets`: the stages with their description comments

@@ -148,7 +148,10 @@ impl Load<'_> {
         if a.context == "-" {
             return self.stdin_context();
         }
-        let Some(remote) = Remote::parse(&a.context) else {
+        // As buildx: an existing directory wins over a URL look-alike
+        // (`github.com/o/r` may be both).
+        let remote = Remote::parse(&a.context).filter(|_| !Path::new(&a.context).is_dir());
+        let Some(remote) = remote else {
             return dir_context(Path::new(&a.context), a.file.as_deref());
         };
         self.log(|| format!("fetching the remote context {:?}", remote));

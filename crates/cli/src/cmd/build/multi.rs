@@ -8,20 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
-use polyarch_builder::export::{self, IndexImage};
+use anyhow::{Context as _, Result};
+use polyarch_builder::export::{self, Built, IndexImage};
 use polyarch_builder::multi::{MultiBuilder, MultiResult};
+use polyarch_builder::output::Output;
 use polyarch_builder::slots::Class;
 use polyarch_builder::{BuildOptions, Vertex};
+use polyarch_index::Annotation;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
 use polyarch_store::Store;
 
-use super::{parse_tagged, with_dest, BuildArgs, OutputSpec, Progress};
-
-/// Pushes an index under names, children first (remote builds, where
-/// nodes push their own children).
-pub(super) type PushIndex<'a> = dyn Fn(&IndexImage, &[String]) -> Result<()> + 'a;
+use super::export::{Exporter, PushBuilt};
+use super::{BuildArgs, Progress};
 
 /// What a multi-platform build needs from the command.
 pub(super) struct Multi<'a> {
@@ -29,10 +28,11 @@ pub(super) struct Multi<'a> {
     pub client: &'a Client,
     pub store: &'a Store,
     pub progress: &'a Arc<Progress>,
-    pub outputs: &'a [OutputSpec],
+    pub outputs: &'a [Output],
     pub tags: &'a [String],
+    pub annotations: &'a [Annotation],
     /// How `push=true` pushes; default: every blob from the local store.
-    pub push: Option<&'a PushIndex<'a>>,
+    pub push: Option<&'a PushBuilt<'a>>,
     /// Whether `type=image` names the index in the local store (not when
     /// the store lacks the layers other nodes built and pushed).
     pub tag: bool,
@@ -67,15 +67,31 @@ impl Multi<'_> {
     /// Assembles the index over `result`, exports it to every output and
     /// writes the reports.
     pub fn export(&self, result: &MultiResult, a: &BuildArgs) -> Result<u8> {
-        let result = result.clone();
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
-        let img = export::assemble_index(self.store, &result.images, docker_types)?;
+        let exported = export::check_annotations(self.annotations, true, docker_types).and_then(|()| {
+            let images = result.images.iter().map(|r| export::annotate(self.store, r, self.annotations));
+            export::assemble_index(self.store, &images.collect::<Result<Vec<_>, _>>()?, docker_types, self.annotations)
+        });
+        let img = match exported {
+            Ok(img) => img,
+            Err(e) => {
+                self.progress.finish(false);
+                return Err(e.into());
+            }
+        };
         let t = Instant::now();
         let exporting = self.progress.start(Vertex::plain("exporting to image"));
-        let mut names_out: Vec<String> = Vec::new();
-        for o in self.outputs {
-            self.export_one(&result, &img, o, &mut names_out)?;
-        }
+        let exporter = Exporter {
+            rt: self.rt,
+            client: self.client,
+            store: self.store,
+            progress: self.progress,
+            tags: self.tags,
+            annotations: self.annotations,
+            push: self.push,
+            tag: self.tag,
+        };
+        let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
         self.progress.done(exporting, t.elapsed());
         self.progress.finish(true);
         if self.progress.chatty() {
@@ -93,53 +109,11 @@ impl Multi<'_> {
         }
         Ok(0)
     }
-
-    fn export_one(&self, r: &MultiResult, img: &IndexImage, o: &OutputSpec, names_out: &mut Vec<String>) -> Result<()> {
-        let names: Vec<String> = if o.names.is_empty() {
-            self.tags.to_vec()
-        } else {
-            o.names.iter().map(|n| parse_tagged(n).map(|r| r.to_string())).collect::<Result<_>>()?
-        };
-        let dest = o.dest.as_deref().unwrap_or("");
-        let store = self.store;
-        match o.kind.as_str() {
-            "image" => {
-                if self.tag || !o.push {
-                    export::tag_index(store, img, &names)?;
-                }
-                if o.push {
-                    if names.is_empty() {
-                        bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
-                    }
-                    match self.push {
-                        Some(push) => push(img, &names)?,
-                        None => self.rt.block_on(export::push_index(self.client, store, img, &names))?,
-                    }
-                }
-                names_out.extend(names);
-            }
-            "oci" if !o.tar => export::write_oci_index_dir(store, img, &names, Path::new(dest))?,
-            "oci" => with_dest(dest, |w| export::write_oci_index_tar(store, img, &names, w).map(|_| ()))?,
-            "docker" => {
-                let mut loaded = Vec::new();
-                with_dest(dest, |w| {
-                    export::write_docker_platforms(store, &r.images, &names, w).map(|(_, l)| loaded = l)
-                })?;
-                if self.progress.chatty() {
-                    eprintln!("{}", describe_load(&loaded));
-                }
-            }
-            "tar" => with_dest(dest, |w| export::write_rootfs_tar_platforms(store, &r.images, w).map(|_| ()))?,
-            "local" => export::write_local_platforms(store, &r.images, Path::new(dest))?,
-            other => bail!("unknown output type {other:?}"),
-        }
-        Ok(())
-    }
 }
 
 /// What `docker load` and `podman load` import from a multi-platform
 /// Docker archive: one image per platform, each under its platform's tags.
-fn describe_load(loaded: &[(Platform, Vec<String>)]) -> String {
+pub(super) fn describe_load(loaded: &[(Platform, Vec<String>)]) -> String {
     let mut out = format!(
         "the archive holds one image per platform; `docker load` and `podman load` import {} images:",
         loaded.len()

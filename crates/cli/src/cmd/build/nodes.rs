@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use polyarch_builder::export::IndexImage;
+use polyarch_builder::export::Built;
 use polyarch_builder::multi::MultiResult;
+use polyarch_builder::output::{Output, OutputKind};
 use polyarch_builder::{BuildOptions, BuildResult};
 use polyarch_exec::Cancel;
 use polyarch_oci::Platform;
@@ -21,8 +22,9 @@ use polyarch_remote::schedule::How;
 use polyarch_remote::{ErrorKind, NodeBuild};
 use polyarch_store::Store;
 
+use super::export::Exporter;
 use super::multi::Multi;
-use super::{BuildArgs, OutputSpec, Progress};
+use super::{BuildArgs, Progress};
 use crate::cmd::GlobalArgs;
 
 /// What a build on nodes needs from the command.
@@ -31,8 +33,9 @@ pub(super) struct Nodes<'a> {
     pub rt: &'a tokio::runtime::Runtime,
     pub store: &'a Store,
     pub progress: &'a Arc<Progress>,
-    pub outputs: &'a [OutputSpec],
+    pub outputs: &'a [Output],
     pub tags: &'a [String],
+    pub annotations: &'a [polyarch_index::Annotation],
 }
 
 /// What an event of a build on nodes prints: plain and tty progress show
@@ -100,7 +103,11 @@ impl Nodes<'_> {
         // push the rest); Docker media types are converted here from every
         // blob.
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
-        let push_only = self.outputs.iter().all(|o| o.kind == "image" && o.push) && !a.load;
+        let push_only = self.outputs.iter().all(|o| o.kind == OutputKind::Image && o.push) && !a.load;
+        // Nodes push the manifests they built, by digest.
+        if let Some(m) = self.annotations.iter().find(|a| a.target.name() == "manifest") {
+            anyhow::bail!("--annotation {m}: manifest annotations are not supported on builder nodes (index ones are)");
+        }
         let full = docker_types || !push_only;
         let progress = self.progress.clone();
         let mut run = NodeBuild::new(b, self.store.clone(), client.clone(), crate::cmd::worker::local_probe()?)
@@ -140,16 +147,25 @@ impl Nodes<'_> {
         a: &BuildArgs,
     ) -> Result<u8> {
         let (rt, store) = (self.rt, self.store);
+        let remote_push = |built: &Built, names: &[String]| -> Result<()> {
+            match built {
+                Built::Image(r) => Ok(pushers.push_image(rt, client, store, r, names)?),
+                Built::Index(img) => Ok(pushers.push_index(rt, client, store, img, names)?),
+            }
+        };
         if images.len() == 1 {
-            let remote_push = |r: &BuildResult, names: &[String]| -> Result<()> {
-                Ok(pushers.push_image(rt, client, store, r, names)?)
+            let exporter = Exporter {
+                rt,
+                client,
+                store,
+                progress: self.progress,
+                tags: self.tags,
+                annotations: self.annotations,
+                push: if full { None } else { Some(&remote_push) },
+                tag: full,
             };
-            let push: Option<&super::PushImage<'_>> = if full { None } else { Some(&remote_push) };
-            super::export_single(rt, client, store, self.progress, self.outputs, self.tags, &images[0], a, push)
+            super::export_single(&exporter, self.outputs, &images[0], a)
         } else {
-            let remote_push = |img: &IndexImage, names: &[String]| -> Result<()> {
-                Ok(pushers.push_index(rt, client, store, img, names)?)
-            };
             let multi = Multi {
                 rt,
                 client,
@@ -157,6 +173,7 @@ impl Nodes<'_> {
                 progress: self.progress,
                 outputs: self.outputs,
                 tags: self.tags,
+                annotations: self.annotations,
                 push: if full && docker_types { None } else { Some(&remote_push) },
                 tag: full,
             };

@@ -43,14 +43,17 @@ impl RunFlags {
     /// the build. `--network host` grants `network.host`, as buildx does.
     pub fn settings(&self, network: &str, tmp: &Path) -> Result<(RunSettings, Agents)> {
         let mut s = RunSettings::default();
-        for h in &self.add_host {
+        // A comma list too, as buildx's string-slice flag takes it.
+        for h in self.add_host.iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()) {
             s.extra_hosts.push(settings::parse_add_host(h).map_err(anyhow::Error::msg).context("--add-host")?);
         }
         for u in &self.ulimit {
             s.ulimits.push(settings::parse_ulimit(u).map_err(anyhow::Error::msg).context("--ulimit")?);
         }
         if let Some(v) = &self.shm_size {
-            s.shm_size = Some(settings::parse_mem_bytes(v).map_err(anyhow::Error::msg).context("--shm-size")?);
+            // 0 is the default, as Docker's.
+            let bytes = settings::parse_mem_bytes(v).map_err(anyhow::Error::msg).context("--shm-size")?;
+            s.shm_size = Some(bytes).filter(|b| *b > 0);
         }
         s.cgroup_parent = self.cgroup_parent.clone().filter(|c| !c.is_empty());
         for a in &self.allow {
@@ -98,7 +101,7 @@ mod tests {
             "x",
             "--add-host",
             "db:10.0.0.5",
-            "--add-host=v6=[::1]",
+            "--add-host=v6=[::1],other:10.0.0.6",
             "--ulimit",
             "nofile=1024:2048",
             "--shm-size",
@@ -109,13 +112,15 @@ mod tests {
             "security.insecure",
         ]);
         let (s, _agents) = cli.run.settings("default", t.path()).unwrap();
-        assert_eq!(s.extra_hosts.len(), 2);
+        assert_eq!(s.extra_hosts.len(), 3);
+        assert_eq!(s.extra_hosts[2].0, "other");
         assert_eq!((s.ulimits[0].soft, s.ulimits[0].hard), (1024, 2048));
         assert_eq!(s.shm_size, Some(128 << 20));
         assert_eq!(s.cgroup_parent.as_deref(), Some("ci"));
         assert!(s.allow.security_insecure && !s.allow.network_host);
-        let (s, _) = Cli::parse_from(["x"]).run.settings("host", t.path()).unwrap();
+        let (s, _) = Cli::parse_from(["x", "--shm-size", "0"]).run.settings("host", t.path()).unwrap();
         assert!(s.allow.network_host, "--network host grants network.host");
+        assert_eq!(s.shm_size, None, "0 is the default size");
         let e = Cli::parse_from(["x", "--add-host", "db"]).run.settings("default", t.path()).unwrap_err();
         assert_eq!(format!("{e:#}"), "--add-host: invalid host db");
         let e = Cli::parse_from(["x", "--allow", "device"]).run.settings("default", t.path()).unwrap_err();

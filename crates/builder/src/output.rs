@@ -1,0 +1,282 @@
+//! `--output`/`-o` of a build, parsed from buildx's syntax into one typed
+//! value: `type=image|registry|oci|docker|local|tar` with `dest=`,
+//! `name=`, `push=`, `tar=`, `compression=`, `oci-mediatypes=`,
+//! `rewrite-timestamp=`, `platform-split=` and BuildKit's `annotation.*`
+//! attributes; `-o DIR` and `-o -` as shorthands. [`Output::write`]
+//! applies a file output to what the build made ([`Built`]).
+
+use std::io::Write;
+use std::path::Path;
+
+use polyarch_index::annotation::Annotation;
+
+use crate::error::{Error, Result};
+use crate::export::{self, Built, Loaded};
+use crate::layer::Compression;
+use polyarch_store::Store;
+
+/// The kinds of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// The local store, and a registry with `push=true` (`type=registry`).
+    Image,
+    /// An OCI image layout: a tar, or a directory with `tar=false`.
+    Oci,
+    /// A `docker load` archive.
+    Docker,
+    /// The root file system as a tar.
+    Tar,
+    /// The root file system in a directory.
+    Local,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// What is written.
+    pub kind: OutputKind,
+    /// Where: a file (`-` for stdout) or directory; required for the file
+    /// kinds.
+    pub dest: Option<String>,
+    /// `name=`: the names (default: the build's `-t` tags).
+    pub names: Vec<String>,
+    /// `push=true`: push to the registry too.
+    pub push: bool,
+    /// `tar=false` writes an OCI layout as a directory.
+    pub tar: bool,
+    /// `compression=`: the layer compression.
+    pub compression: Option<Compression>,
+    /// `rewrite-timestamp=true`: clamp file times to `SOURCE_DATE_EPOCH`.
+    pub rewrite_timestamp: bool,
+    /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
+    pub oci_mediatypes: Option<bool>,
+    /// `platform-split`: each platform in its own directory (the default
+    /// for `local` and `tar` of several platforms).
+    pub platform_split: Option<bool>,
+    /// `annotation.*` attributes, as `--annotation` values.
+    pub annotations: Vec<Annotation>,
+}
+
+impl Default for Output {
+    fn default() -> Output {
+        Output::of(OutputKind::Image)
+    }
+}
+
+fn parse_bool(k: &str, v: &str) -> Result<bool> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(Error::Option(format!("invalid value {v:?} for {k}: want true or false"))),
+    }
+}
+
+impl Output {
+    /// An output of `kind` with every attribute at its default.
+    pub fn of(kind: OutputKind) -> Output {
+        Output {
+            kind,
+            dest: None,
+            names: Vec::new(),
+            push: false,
+            tar: true,
+            compression: None,
+            rewrite_timestamp: false,
+            oci_mediatypes: None,
+            platform_split: None,
+            annotations: Vec::new(),
+        }
+    }
+
+    /// Parses buildx's `--output` syntax.
+    pub fn parse(s: &str) -> Result<Output> {
+        if !s.contains('=') {
+            // buildx: `-` is a tar on stdout, anything else a local directory.
+            let kind = if s == "-" { OutputKind::Tar } else { OutputKind::Local };
+            return Ok(Output { dest: Some(s.into()), ..Output::of(kind) });
+        }
+        let mut o = Output::default();
+        let mut kind = None;
+        for field in s.split(',') {
+            let (k, v) = field.split_once('=').unwrap_or((field, ""));
+            match k.trim() {
+                "type" => kind = Some(v.to_string()),
+                "dest" => o.dest = Some(v.to_string()),
+                "name" | "names" => o.names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
+                "push" => o.push = parse_bool(k, v)?,
+                "tar" => o.tar = parse_bool(k, v)?,
+                "compression" => o.compression = Some(parse_compression(v)?),
+                "rewrite-timestamp" => o.rewrite_timestamp = parse_bool(k, v)?,
+                "oci-mediatypes" => o.oci_mediatypes = Some(parse_bool(k, v)?),
+                "platform-split" => o.platform_split = Some(parse_bool(k, v)?),
+                a if a.starts_with("annotation") => o.annotations.extend(parse_annotation(a, v)?),
+                "compression-level" | "force-compression" | "unpack" | "store" | "push-by-digest" => {}
+                other => return Err(Error::Option(format!("unknown output attribute {other:?} in {s:?}"))),
+            }
+        }
+        o.kind = match kind.as_deref() {
+            None | Some("") => return Err(Error::Option(format!("--output {s:?}: type is required"))),
+            Some("image") => OutputKind::Image,
+            Some("registry") => {
+                o.push = true;
+                OutputKind::Image
+            }
+            Some("oci") => OutputKind::Oci,
+            Some("docker") => OutputKind::Docker,
+            Some("tar") => OutputKind::Tar,
+            Some("local") => OutputKind::Local,
+            Some(other) => {
+                return Err(Error::Option(format!(
+                    "unknown output type {other:?} (want image, registry, oci, docker, tar or local)"
+                )))
+            }
+        };
+        if o.kind != OutputKind::Image && o.dest.is_none() {
+            return Err(Error::Option(format!("--output type={}: dest is required", kind.unwrap_or_default())));
+        }
+        Ok(o)
+    }
+
+    /// Writes a file output (every kind but [`OutputKind::Image`], which
+    /// is the store's and the registry's: see [`export::tag`] and
+    /// [`export::push`]) for `built` under `names`. A `dest` of `-` goes
+    /// to `stdout`; a file is written beside its place and renamed there
+    /// once complete. Returns, for `type=docker`, what each platform is
+    /// loaded as.
+    pub fn write(
+        &self,
+        store: &Store,
+        built: &Built,
+        names: &[String],
+        annotations: &[Annotation],
+        stdout: &mut dyn Write,
+    ) -> Result<Loaded> {
+        let dest = self.dest.as_deref().unwrap_or("");
+        let split = self.platform_split.unwrap_or(true);
+        let mut loaded = Vec::new();
+        match self.kind {
+            OutputKind::Image => {}
+            OutputKind::Oci if !self.tar => export::write_oci_dir(store, built, names, annotations, Path::new(dest))?,
+            OutputKind::Oci => to_dest(dest, stdout, |w| export::write_oci_tar(store, built, names, annotations, w))?,
+            OutputKind::Docker => to_dest(dest, stdout, |w| {
+                loaded = export::write_docker_tar(store, built, names, w)?;
+                Ok(())
+            })?,
+            OutputKind::Tar => to_dest(dest, stdout, |w| export::write_rootfs_tar(store, built, split, w).map(|_| ()))?,
+            OutputKind::Local => export::write_local(store, built, split, Path::new(dest))?,
+        }
+        Ok(loaded)
+    }
+}
+
+fn parse_compression(v: &str) -> Result<Compression> {
+    match v {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(Error::Option(format!("unsupported compression {other:?} (want gzip or zstd)"))),
+    }
+}
+
+/// BuildKit's `annotation[PLATFORM].KEY`, `annotation-TYPE.KEY` and
+/// `annotation-TYPE[PLATFORM].KEY` attributes (default type `manifest`).
+fn parse_annotation(attr: &str, value: &str) -> Result<Vec<Annotation>> {
+    let rest = &attr["annotation".len()..];
+    let (typ, key) = match rest.strip_prefix('-') {
+        Some(typed) => typed.split_once('.').map(|(t, k)| (t.to_string(), k)),
+        None => rest.split_once('.').map(|(p, k)| (format!("manifest{p}"), k)),
+    }
+    .ok_or_else(|| Error::Option(format!("invalid output attribute {attr:?}: want annotation.KEY=VALUE")))?;
+    Annotation::parse_build(&format!("{typ}:{key}={value}")).map_err(|e| Error::Option(e.to_string()))
+}
+
+/// Runs `f` on a writer for `dest`: `stdout` for `-`; else a temporary
+/// file beside `dest` (its directory made if missing), synced and renamed
+/// into place once `f` succeeded, removed when it failed.
+fn to_dest(dest: &str, stdout: &mut dyn Write, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    if dest == "-" {
+        f(stdout)?;
+        return stdout.flush().map_err(|e| Error::io(Path::new("<stdout>"), e));
+    }
+    let path = Path::new(dest);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut w = std::io::BufWriter::new(tmp);
+    f(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polyarch_index::AnnotationTarget;
+
+    #[test]
+    fn output_specs() {
+        let o = Output::parse("type=oci,dest=out.tar,compression=zstd").unwrap();
+        assert_eq!(
+            (o.kind, o.dest.as_deref(), o.compression),
+            (OutputKind::Oci, Some("out.tar"), Some(Compression::Zstd))
+        );
+        let o = Output::parse("type=registry,name=r/x:1").unwrap();
+        assert_eq!((o.kind, o.push, o.names.clone()), (OutputKind::Image, true, vec!["r/x:1".to_string()]));
+        assert_eq!(Output::parse("outdir").unwrap().kind, OutputKind::Local);
+        assert_eq!(Output::parse("-").unwrap().kind, OutputKind::Tar);
+        assert!(!Output::parse("type=oci,dest=d,tar=false").unwrap().tar);
+        assert_eq!(Output::parse("type=local,dest=d,platform-split=false").unwrap().platform_split, Some(false));
+        for (bad, why) in [
+            ("type=oci", "type=oci: dest is required"),
+            ("type=nope,dest=x", "unknown output type \"nope\""),
+            ("type=local,dest=x,bogus=1", "unknown output attribute \"bogus\""),
+            ("dest=x", "type is required"),
+            ("type=image,push=maybe", "invalid value \"maybe\" for push"),
+            ("type=oci,dest=x,compression=lz4", "unsupported compression \"lz4\""),
+        ] {
+            let err = Output::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_file_output_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/out.tar");
+        let d = dest.to_str().unwrap();
+        let failed = to_dest(d, &mut Vec::new(), |w| {
+            w.write_all(b"half").unwrap();
+            Err(Error::Option("stopped".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 0, "no temporary file is left");
+        to_dest(d, &mut Vec::new(), |w| w.write_all(b"whole").map_err(|e| Error::io(Path::new("x"), e))).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        let mut out = Vec::new();
+        to_dest("-", &mut out, |w| w.write_all(b"to stdout").map_err(|e| Error::io(Path::new("x"), e))).unwrap();
+        assert_eq!(out, b"to stdout");
+    }
+
+    #[test]
+    fn annotation_attributes_as_buildkit() {
+        let o = Output::parse(
+            "type=image,annotation.a=1,annotation[linux/arm64].b=2,annotation-index.c=3,annotation-manifest-descriptor[linux/amd64].d=4",
+        )
+        .unwrap();
+        let got: Vec<(String, &str)> = o.annotations.iter().map(|a| (a.to_string(), a.value.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("manifest:a=1".to_string(), "1"),
+                ("manifest[linux/arm64]:b=2".to_string(), "2"),
+                ("index:c=3".to_string(), "3"),
+                ("manifest-descriptor[linux/amd64]:d=4".to_string(), "4"),
+            ]
+        );
+        assert_eq!(o.annotations[2].target, AnnotationTarget::Index);
+        assert!(Output::parse("type=image,annotation-layer.k=v").is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! Exporting what a build made (one image or an index, the library's
+//! `Built`) to every `--output`: the store and registries here, the files
+//! through `polyarch_builder::output::Output::write`.
+
+use anyhow::{bail, Result};
+use polyarch_builder::export::{self, Built};
+use polyarch_builder::output::{Output, OutputKind};
+use polyarch_index::Annotation;
+use polyarch_registry::Client;
+use polyarch_store::Store;
+
+use super::{parse_tagged, Progress};
+
+/// How `push=true` pushes when nodes pushed what they built (the local
+/// store then lacks their layers).
+pub(super) type PushBuilt<'a> = dyn Fn(&Built, &[String]) -> Result<()> + 'a;
+
+/// Where a build's result goes.
+pub(super) struct Exporter<'a> {
+    pub rt: &'a tokio::runtime::Runtime,
+    pub client: &'a Client,
+    pub store: &'a Store,
+    pub progress: &'a Progress,
+    /// The `-t` names, for outputs without `name=`.
+    pub tags: &'a [String],
+    pub annotations: &'a [Annotation],
+    /// How `push=true` pushes; default: every blob from the local store.
+    pub push: Option<&'a PushBuilt<'a>>,
+    /// Whether `type=image` names the result in the local store (not when
+    /// the store lacks the layers other nodes built and pushed).
+    pub tag: bool,
+}
+
+impl Exporter<'_> {
+    /// Exports `built` to every output; returns the names it was given.
+    pub fn export(&self, built: &Built, outputs: &[Output]) -> Result<Vec<String>> {
+        let mut names_out = Vec::new();
+        for o in outputs {
+            let names: Vec<String> = if o.names.is_empty() {
+                self.tags.to_vec()
+            } else {
+                o.names.iter().map(|n| parse_tagged(n).map(|r| r.to_string())).collect::<Result<_>>()?
+            };
+            if o.kind == OutputKind::Image {
+                self.image(built, o, &names)?;
+                names_out.extend(names);
+                continue;
+            }
+            let loaded = o.write(self.store, built, &names, self.annotations, &mut std::io::stdout().lock())?;
+            if o.kind == OutputKind::Docker && matches!(built, Built::Index(_)) && self.progress.mode != "quiet" {
+                eprintln!("{}", super::multi::describe_load(&loaded));
+            }
+        }
+        Ok(names_out)
+    }
+
+    fn image(&self, built: &Built, o: &Output, names: &[String]) -> Result<()> {
+        if self.tag || !o.push {
+            export::tag(self.store, built, names)?;
+        }
+        if !o.push {
+            return Ok(());
+        }
+        if names.is_empty() {
+            bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
+        }
+        match self.push {
+            Some(push) => push(built, names),
+            None => Ok(self.rt.block_on(export::push(self.client, self.store, built, names))?),
+        }
+    }
+}
