@@ -260,6 +260,28 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `t` in UTC as Go's `time.RFC3339Nano` writes it (the form BuildKit's
+/// progress times take): nanoseconds with trailing zeros dropped, none
+/// for a whole second (`2024-01-02T03:04:05.5Z`).
+pub fn rfc3339_nano(t: std::time::SystemTime) -> String {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            match d.subsec_nanos() {
+                0 => (-(d.as_secs() as i64), 0),
+                n => (-(d.as_secs() as i64) - 1, 1_000_000_000 - n),
+            }
+        }
+    };
+    let whole = rfc3339(secs);
+    if nanos == 0 {
+        return whole;
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}Z", whole.trim_end_matches('Z'), frac.trim_end_matches('0'))
+}
+
 /// Go's `%q` of a string slice: `["a" "b"]`.
 pub fn go_quoted_list(v: &[String]) -> String {
     let parts: Vec<String> = v.iter().map(|s| polyarch_dockerfile::go_quote(s)).collect();
@@ -365,6 +387,14 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let t = |s: u64, n: u32| std::time::UNIX_EPOCH + std::time::Duration::new(s, n);
+        assert_eq!(rfc3339_nano(t(1_700_000_000, 0)), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_nano(t(1_700_000_000, 123_456_789)), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(rfc3339_nano(t(1_700_000_000, 500_000_000)), "2023-11-14T22:13:20.5Z");
+        assert_eq!(
+            rfc3339_nano(std::time::UNIX_EPOCH - std::time::Duration::new(0, 1)),
+            "1969-12-31T23:59:59.999999999Z"
+        );
         assert_eq!(go_duration(30_000_000_000), "30s");
         assert_eq!(go_duration(90_000_000_000), "1m30s");
         assert_eq!(go_duration(1_500_000_000), "1.5s");

@@ -5,11 +5,11 @@
 mod fsops;
 mod meta;
 mod run;
+mod steps;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
 
 use polyarch_dockerfile::instructions::{self, Command, Dockerfile};
 use polyarch_dockerfile::Lex;
@@ -24,7 +24,8 @@ use crate::error::{Error, ErrorKind, Location, Result};
 use crate::fs::MemFs;
 use crate::graph::{self, Graph};
 use crate::layer::Layer;
-use crate::{BuildOptions, BuildResult, Event, EventSink};
+use crate::slots::{Class, Slots};
+use crate::{BuildOptions, BuildResult, EventSink, Vertex};
 
 /// Runs builds against a store, pulling base images with a registry client.
 #[derive(Clone)]
@@ -34,18 +35,27 @@ pub struct Builder {
     events: EventSink,
     /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
+    pub(crate) slots: Slots,
 }
 
 impl Builder {
-    /// A builder writing to `store`, with no registry access and no events.
+    /// A builder writing to `store`, with no registry access, no events
+    /// and the default [`Slots`].
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}), executor: None }
+        Builder { store, client: None, events: Arc::new(|_| {}), executor: None, slots: Slots::default() }
     }
 
     /// Runs RUN processes with `executor` instead of the OCI runtime of
     /// `BuildOptions::runtime`.
     pub fn with_executor(mut self, executor: Arc<dyn polyarch_exec::Executor>) -> Builder {
         self.executor = Some(executor);
+        self
+    }
+
+    /// Sets the limits of work at once (shared with other builds that
+    /// were given clones of the same slots).
+    pub fn with_slots(mut self, slots: Slots) -> Builder {
+        self.slots = slots;
         self
     }
 
@@ -190,6 +200,8 @@ pub(crate) struct StageState {
     pub(crate) pending: Vec<usize>,
     /// The step being dispatched is an ONBUILD trigger.
     pub(crate) on_build: bool,
+    /// The digest of the stage's last step, the next step's input.
+    pub(crate) last: Option<polyarch_oci::Digest>,
 }
 
 pub(crate) struct Run<'a> {
@@ -222,16 +234,6 @@ impl Run<'_> {
         }
     }
 
-    pub(crate) fn emit(&self, e: Event) {
-        (self.b.events)(e)
-    }
-
-    pub(crate) fn start(&self, name: String) -> (usize, Instant) {
-        let id = self.step.fetch_add(1, Ordering::SeqCst) + 1;
-        self.emit(Event::Started { id, name });
-        (id, Instant::now())
-    }
-
     /// Records a metadata step's history entry; its time is set at the end.
     pub(crate) fn commit_meta(&self, st: &mut StageState, text: String) {
         st.image.commit(text, false, None);
@@ -244,28 +246,6 @@ impl Run<'_> {
         self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
         let with_layer = st.image.diff_ids.len() > st.layers_before_step;
         st.image.commit(text, with_layer, Some(&rfc3339(t)));
-    }
-
-    pub(crate) fn done(&self, (id, t): (usize, Instant)) {
-        self.emit(Event::Done { id, elapsed: t.elapsed() });
-    }
-
-    /// Ends a filesystem step by its outcome (whether it came from the
-    /// cache): `Cached` then `Done`, or `Failed` with the error.
-    pub(crate) fn end_step(&self, step: (usize, Instant), outcome: Result<bool>) -> Result<()> {
-        match outcome {
-            Ok(cached) => {
-                if cached {
-                    self.emit(Event::Cached { id: step.0 });
-                }
-                self.done(step);
-                Ok(())
-            }
-            Err(e) => {
-                self.emit(Event::Failed { id: step.0, message: e.to_string() });
-                Err(e)
-            }
-        }
     }
 
     /// The stage a `--from` name (or index) refers to, if it is defined
@@ -465,17 +445,23 @@ impl Run<'_> {
         let reference = Reference::parse_normalized(name)
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
-        let step = self.start(format!("[internal] load metadata for {reference}"));
+        let slot = self.b.slots.acquire(Class::Io).await;
+        let step = self.start(Vertex::internal(format!("load metadata for {reference}")));
         if let Some(img) = self.named_image(name, platform).await {
             let img = img.map_err(|e| loc.error(e.kind(), format!("build context {name}: {e}"), Some(name)))?;
             self.done(step);
             return Ok(img);
         }
         let mode = self.opts.resolve_mode;
-        let img =
-            base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await.map_err(|e| {
-                loc.error(e.kind(), format!("failed to resolve source metadata for {reference}: {e}"), Some(name))
-            })?;
+        let img = match base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await {
+            Ok(img) => img,
+            Err(e) => {
+                let msg = format!("failed to resolve source metadata for {reference}: {e}");
+                self.failed_step(step, msg.clone());
+                return Err(loc.error(e.kind(), msg, Some(name)));
+            }
+        };
+        drop(slot);
         self.done(step);
         Ok(img)
     }
@@ -547,7 +533,7 @@ impl Run<'_> {
         } else {
             format!("FROM {base_name}")
         };
-        let step = self.start(st.prefix(&from_text));
+        let step = self.start(self.step_vertex(&mut st, &from_text));
         self.done(step);
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
@@ -747,16 +733,8 @@ impl StageState {
             layers_before_step: 0,
             pending: Vec::new(),
             on_build: false,
+            last: None,
         }
-    }
-
-    /// `[name k/n] text` as BuildKit names vertices (`ONBUILD ` before
-    /// the text of a trigger's step, as its `prefixCommand`).
-    pub(crate) fn prefix(&mut self, text: &str) -> String {
-        self.index += 1;
-        let width = self.total.to_string().len();
-        let onbuild = if self.on_build { "ONBUILD " } else { "" };
-        format!("[{} {:>width$}/{}] {onbuild}{text}", self.name, self.index, self.total)
     }
 }
 

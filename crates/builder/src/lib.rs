@@ -11,7 +11,8 @@
 //!   commands, output; trees on disk and their differences.
 //! - [`settings`], [`ssh`]: RUN process settings of the build
 //!   (`--add-host`, `--ulimit`, `--allow`, `--ssh`...).
-//! - [`multi`]: several platforms at once, one scheduler.
+//! - [`multi`]: several platforms at once, one scheduler; [`slots`]:
+//!   its limits per kind of work.
 //! - [`output`], [`export`]: outputs (store, OCI/Docker archives, tar,
 //!   local, registry), parsed from `--output` and applied to one image or
 //!   an index.
@@ -20,7 +21,8 @@
 //! default, or the one given to [`Builder::with_executor`] (a recording
 //! fake in tests, see `testing` behind the `testing` feature).
 //!
-//! The library never prints: progress goes to an [`Event`] sink.
+//! The library never prints: progress goes to an [`Event`] sink
+//! ([`event`]: typed steps and the one step numbering).
 
 pub mod base;
 pub mod cache;
@@ -32,6 +34,7 @@ pub mod context;
 pub mod copy;
 pub mod dispatch;
 pub mod error;
+pub mod event;
 pub mod export;
 pub mod fs;
 pub mod git;
@@ -46,6 +49,7 @@ pub mod prune;
 pub mod reclaim;
 mod remote;
 pub mod settings;
+pub mod slots;
 pub mod ssh;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -53,58 +57,13 @@ pub mod users;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use polyarch_oci::{Descriptor, Platform};
 
 pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, EventSink, StepNumbers, Stream, Vertex};
 pub use fs::MemFs;
 pub use layer::{Compression, Layer};
-
-/// Progress of a build, for renderers. Steps are numbered from 1 in the
-/// order they start, like BuildKit's vertices.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A step started.
-    Started {
-        /// Step number.
-        id: usize,
-        /// What it is, e.g. `[stage-0 2/3] COPY a /b`.
-        name: String,
-    },
-    /// The step's result came from the cache.
-    Cached {
-        /// Step number.
-        id: usize,
-    },
-    /// The step finished.
-    Done {
-        /// Step number.
-        id: usize,
-        /// How long it took.
-        elapsed: Duration,
-    },
-    /// The step failed.
-    Failed {
-        /// Step number.
-        id: usize,
-        /// Why.
-        message: String,
-    },
-    /// A line a step's process wrote (stdout or stderr).
-    Log {
-        /// Step number.
-        id: usize,
-        /// Time since the step started.
-        elapsed: Duration,
-        /// The line, without its newline.
-        line: String,
-    },
-}
-
-/// Where events go.
-pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// What to build.
 #[derive(Clone)]

@@ -1,8 +1,9 @@
 //! Multi-platform builds, as `docker buildx build --platform a,b,c`: the
 //! requested platforms parsed and normalised, a check that every platform
-//! whose RUN steps must execute here can, and one build per platform under
-//! a single scheduler with a bound on how many run at once (as in
-//! containers/buildah imagebuildah/build.go). Steps whose cache key is the
+//! whose RUN steps must execute here can, and one build per platform, all
+//! at once, whose steps share one set of [`Slots`] (native, emulated and
+//! I/O work each with its own limit; as in containers/buildah
+//! imagebuildah/build.go, with BuildKit's per-step scheduling). Steps whose cache key is the
 //! same for several platforms (a `FROM --platform=$BUILDPLATFORM` stage, a
 //! COPY of the same files) run once: see [`crate::cache`].
 //!
@@ -17,7 +18,9 @@ use polyarch_registry::Client;
 use polyarch_store::Store;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::{BuildOptions, BuildResult, Builder, Event, EventSink};
+use crate::event::{renumbered, StepNumbers};
+use crate::slots::{Class, Slots};
+use crate::{BuildOptions, BuildResult, Builder, EventSink};
 
 /// Parses `--platform` values as buildx does: each value may be a comma
 /// list, `local` is the platform of this machine, and every spelling
@@ -41,8 +44,9 @@ pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
     Ok(out)
 }
 
-/// How many platform builds run at once by default: one per core, but no
-/// more than one per GiB of available memory, and at least one.
+/// How many native steps run at once by default (`--jobs`): one per
+/// core, but no more than one per GiB of available memory, and at least
+/// one. Emulated RUN steps and pulls have their own limits ([`Slots`]).
 pub fn default_jobs() -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
@@ -200,70 +204,20 @@ impl MultiResult {
     }
 }
 
-/// Step numbers of several builds (platforms, build nodes) in one
-/// sequence: each (source, step) gets the next number when first seen.
-#[derive(Debug, Default)]
-pub struct StepNumbers {
-    next: usize,
-    ids: HashMap<(usize, usize), usize>,
-}
-
-fn platform_name(platform: &str, name: &str) -> String {
-    match name.strip_prefix('[') {
-        Some(rest) => format!("[{platform} {rest}"),
-        None => format!("[{platform}] {name}"),
-    }
-}
-
-/// A sink for the events of build `source`: their step numbers move into
-/// `numbers`' sequence and started steps are renamed with `rename`, then
-/// they go to `out`.
-pub fn renumbered(
-    out: EventSink,
-    numbers: Arc<Mutex<StepNumbers>>,
-    source: usize,
-    rename: impl Fn(&str) -> String + Send + Sync + 'static,
-) -> EventSink {
-    Arc::new(move |e: Event| {
-        let Ok(mut n) = numbers.lock() else { return };
-        let mut global = |id: usize| {
-            let next = n.next + 1;
-            let g = *n.ids.entry((source, id)).or_insert(next);
-            n.next = n.next.max(g);
-            g
-        };
-        let e = match e {
-            Event::Started { id, name } => Event::Started { id: global(id), name: rename(&name) },
-            Event::Cached { id } => Event::Cached { id: global(id) },
-            Event::Done { id, elapsed } => Event::Done { id: global(id), elapsed },
-            Event::Failed { id, message } => Event::Failed { id: global(id), message },
-            Event::Log { id, elapsed, line } => Event::Log { id: global(id), elapsed, line },
-        };
-        drop(n);
-        out(e)
-    })
-}
-
-/// Step names that say which platform they belong to
-/// (`[linux/arm64 stage-0 2/3] COPY a b`).
-fn platform_sink(out: EventSink, numbers: Arc<Mutex<StepNumbers>>, index: usize, platform: String) -> EventSink {
-    renumbered(out, numbers, index, move |name| platform_name(&platform, name))
-}
-
 /// Runs the builds of several platforms against one store.
 pub struct MultiBuilder {
     store: Store,
     client: Option<Client>,
     events: EventSink,
-    jobs: usize,
+    slots: Slots,
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
 }
 
 impl MultiBuilder {
     /// A builder writing to `store`, with no registry access, no events and
-    /// [`default_jobs`] builds at once.
+    /// the slots of [`default_jobs`].
     pub fn new(store: Store) -> MultiBuilder {
-        MultiBuilder { store, client: None, events: Arc::new(|_| {}), jobs: default_jobs(), executor: None }
+        MultiBuilder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default(), executor: None }
     }
 
     /// Runs RUN processes of every platform with `executor`.
@@ -284,22 +238,35 @@ impl MultiBuilder {
         self
     }
 
-    /// Sets how many platforms build at once (at least one).
+    /// Sets `--jobs`: how many native steps run at once (at least one),
+    /// with the solver's default limits for emulated steps and pulls.
     pub fn with_jobs(mut self, jobs: usize) -> MultiBuilder {
-        self.jobs = jobs.max(1);
+        self.slots = Slots::new(jobs);
         self
     }
 
-    /// Builds `opts` for every platform in `platforms`. The first failure
-    /// stops the others and is returned naming its platform. Must run on a
-    /// multi-thread tokio runtime, where platforms build in parallel.
+    /// Sets the limits of every kind of work.
+    pub fn with_slots(mut self, slots: Slots) -> MultiBuilder {
+        self.slots = slots;
+        self
+    }
+
+    /// How many native steps run at once.
+    pub fn jobs(&self) -> usize {
+        self.slots.limit(Class::Cpu)
+    }
+
+    /// Builds `opts` for every platform in `platforms`, all at once: their
+    /// steps wait for slots of their kind, never for another platform's
+    /// build. The first failure stops the others and is returned naming
+    /// its platform. Must run on a multi-thread tokio runtime. Step names
+    /// show the platform.
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
         let numbering = Arc::new(Mutex::new(StepNumbers::default()));
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.jobs));
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
-            let sink = platform_sink(self.events.clone(), numbering.clone(), i, p.format());
-            let mut b = Builder::new(self.store.clone()).with_events(sink);
+            let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
+            let mut b = Builder::new(self.store.clone()).with_events(sink).with_slots(self.slots.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }
@@ -307,11 +274,7 @@ impl MultiBuilder {
                 b = b.with_executor(e.clone());
             }
             let o = opts.clone().with_platform(p.clone());
-            let permits = permits.clone();
-            set.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                (i, b.build(&o).await)
-            });
+            set.spawn(async move { (i, b.build(&o).await) });
         }
         let mut done: Vec<Option<BuildResult>> = platforms.iter().map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
@@ -414,8 +377,8 @@ mod tests {
         let names = Arc::new(Mutex::new(Vec::new()));
         let n = names.clone();
         let sink: EventSink = Arc::new(move |e| {
-            if let Event::Started { name, .. } = e {
-                n.lock().unwrap().push(name);
+            if let crate::Event::Started { vertex, .. } = e {
+                n.lock().unwrap().push(vertex.name());
             }
         });
         let targets = [p("linux/arm64"), p("linux/s390x"), p("linux/arm/v7")];
@@ -434,44 +397,64 @@ mod tests {
         }
     }
 
+    /// With one slot of each kind, an emulated RUN step and a native one
+    /// of another platform run at once (each waits for the other): the
+    /// emulated step holds the emulated slot, not the native one (issue
+    /// 12). With one slot for all work (or one platform at a time) the
+    /// wait times out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_emulated_run_does_not_hold_the_native_slot() {
+        use crate::testing::RecordingExecutor;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = Platform::host().normalize();
+        let foreign = if host.architecture == "s390x" { p("linux/arm64") } else { p("linux/s390x") };
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let emulated_arch = foreign.architecture.clone();
+        let exec = RecordingExecutor::new().on("step", move |sb| {
+            let arch = sb.process().env.iter().find_map(|e| e.strip_prefix("TARGETARCH=").map(String::from));
+            // Each step waits for the other to have run: both must hold a
+            // slot at once, whichever starts first.
+            let wait_for = |what: &str| {
+                let t = Instant::now();
+                while !l.lock().unwrap().iter().any(|e| e == what) {
+                    if t.elapsed() > Duration::from_secs(10) {
+                        l.lock().unwrap().push(format!("timed out waiting for {what}"));
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            if arch.as_deref() != Some(emulated_arch.as_str()) {
+                wait_for("emulated started");
+                l.lock().unwrap().push("native done".to_string());
+                return Ok(0);
+            }
+            l.lock().unwrap().push("emulated started".to_string());
+            wait_for("native done");
+            l.lock().unwrap().push("emulated done".to_string());
+            Ok(0)
+        });
+        let mut opts = BuildOptions::new("FROM scratch\nARG TARGETARCH\nRUN step\n");
+        opts.snapshotter = crate::process::SnapshotterKind::Naive;
+        let r = MultiBuilder::new(store)
+            .with_executor(exec.clone())
+            .with_jobs(1)
+            .build(&opts, &[foreign, host])
+            .await
+            .unwrap();
+        assert_eq!(r.images.len(), 2);
+        assert_eq!(exec.count(), 2);
+        assert_eq!(*log.lock().unwrap(), ["emulated started", "native done", "emulated done"]);
+    }
+
     #[test]
     fn dockerfile_errors_keep_their_location() {
         let opts = BuildOptions::new("FROM scratch\nFORM busybox\n");
         let err = run_platforms(&opts, &p("linux/arm64"), &p("linux/amd64")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Dockerfile);
         assert!(err.to_string().contains("Dockerfile:2:1: unknown instruction: FORM"), "{err}");
-    }
-
-    #[test]
-    fn step_names_carry_the_platform() {
-        assert_eq!(platform_name("linux/arm64", "[stage-0 2/3] COPY a b"), "[linux/arm64 stage-0 2/3] COPY a b");
-        assert_eq!(
-            platform_name("linux/arm/v7", "[internal] load metadata for x"),
-            "[linux/arm/v7 internal] load metadata for x"
-        );
-    }
-
-    #[test]
-    fn steps_of_platforms_are_numbered_in_one_sequence() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let out: EventSink = Arc::new(move |e| s.lock().unwrap().push(e));
-        let n = Arc::new(Mutex::new(StepNumbers::default()));
-        let a = platform_sink(out.clone(), n.clone(), 0, "linux/amd64".into());
-        let b = platform_sink(out, n, 1, "linux/arm64".into());
-        a(Event::Started { id: 1, name: "[x 1/1] FROM".into() });
-        b(Event::Started { id: 1, name: "[x 1/1] FROM".into() });
-        b(Event::Cached { id: 1 });
-        a(Event::Cached { id: 1 });
-        let got = seen.lock().unwrap().clone();
-        assert_eq!(
-            got,
-            vec![
-                Event::Started { id: 1, name: "[linux/amd64 x 1/1] FROM".into() },
-                Event::Started { id: 2, name: "[linux/arm64 x 1/1] FROM".into() },
-                Event::Cached { id: 2 },
-                Event::Cached { id: 1 },
-            ]
-        );
     }
 }

@@ -7,13 +7,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use polyarch_dockerfile::instructions::CmdLine;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::{Event, EventSink};
+use crate::{Event, EventSink, Stream, Vertex};
 
 /// How many lines of output a failure shows.
 const TAIL: usize = 6;
@@ -222,32 +221,35 @@ pub(crate) struct Output {
 
 struct OutputState {
     events: EventSink,
-    id: usize,
-    start: Instant,
-    partial: Vec<u8>,
+    vertex: Vertex,
+    /// What came after the last newline, of stdout and of stderr.
+    partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
 }
 
 impl Output {
-    pub(crate) fn new(events: EventSink, id: usize) -> Output {
-        let state = OutputState { events, id, start: Instant::now(), partial: Vec::new(), tail: VecDeque::new() };
+    pub(crate) fn new(events: EventSink, vertex: Vertex) -> Output {
+        let state = OutputState { events, vertex, partial: [Vec::new(), Vec::new()], tail: VecDeque::new() };
         Output { inner: Arc::new(Mutex::new(state)) }
     }
 
-    pub(crate) fn push(&self, bytes: &[u8]) {
+    pub(crate) fn push(&self, stream: Stream, bytes: &[u8]) {
         let Ok(mut s) = self.inner.lock() else { return };
-        s.partial.extend_from_slice(bytes);
-        while let Some(i) = s.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = s.partial.drain(..=i).collect();
-            s.line(&line[..line.len() - 1]);
+        let k = stream as usize;
+        s.partial[k].extend_from_slice(bytes);
+        while let Some(i) = s.partial[k].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = s.partial[k].drain(..=i).collect();
+            s.line(stream, &line[..line.len() - 1]);
         }
     }
 
     pub(crate) fn flush(&self) {
         let Ok(mut s) = self.inner.lock() else { return };
-        if !s.partial.is_empty() {
-            let rest = std::mem::take(&mut s.partial);
-            s.line(&rest);
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let rest = std::mem::take(&mut s.partial[stream as usize]);
+            if !rest.is_empty() {
+                s.line(stream, &rest);
+            }
         }
     }
 
@@ -257,14 +259,14 @@ impl Output {
 }
 
 impl OutputState {
-    fn line(&mut self, raw: &[u8]) {
+    fn line(&mut self, stream: Stream, raw: &[u8]) {
         let text = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
         if self.tail.len() == TAIL {
             self.tail.pop_front();
         }
         self.tail.push_back(text.clone());
-        let elapsed: Duration = self.start.elapsed();
-        (self.events)(Event::Log { id: self.id, elapsed, line: text });
+        let (vertex, at) = (self.vertex.clone(), std::time::SystemTime::now());
+        (self.events)(Event::Log { vertex, at, stream, line: text });
     }
 }
 
@@ -333,21 +335,23 @@ mod tests {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let s2 = seen.clone();
         let sink: EventSink = Arc::new(move |e| {
-            if let Event::Log { line, id: 4, .. } = e {
-                s2.lock().unwrap().push(line);
+            if let Event::Log { line, vertex, stream, .. } = e {
+                assert_eq!(vertex.id, 4);
+                s2.lock().unwrap().push(format!("{}{line}", if stream == Stream::Stderr { "!" } else { "" }));
             }
         });
-        let out = Output::new(sink, 4);
-        out.push(b"a\nb");
-        out.push(b"c\r\n");
+        let out = Output::new(sink, Vertex { id: 4, ..Vertex::default() });
+        out.push(Stream::Stdout, b"a\nb");
+        out.push(Stream::Stderr, b"oops");
+        out.push(Stream::Stdout, b"c\r\n");
         for i in 0..10 {
-            out.push(format!("{i}\n").as_bytes());
+            out.push(Stream::Stdout, format!("{i}\n").as_bytes());
         }
-        out.push(b"end");
+        out.push(Stream::Stdout, b"end");
         out.flush();
         let got = seen.lock().unwrap().clone();
         assert_eq!(&got[..3], ["a", "bc", "0"]);
-        assert_eq!(got.last().map(String::as_str), Some("end"));
-        assert_eq!(out.tail(), ["5", "6", "7", "8", "9", "end"]);
+        assert_eq!(&got[got.len() - 2..], ["end", "!oops"], "each stream keeps its own partial line");
+        assert_eq!(out.tail(), ["6", "7", "8", "9", "end", "oops"]);
     }
 }

@@ -48,15 +48,15 @@ fn position(events: &[Event], name: &str, started: bool) -> usize {
     let id = events
         .iter()
         .find_map(|e| match e {
-            Event::Started { id, name: n } if n == name => Some(*id),
+            Event::Started { vertex, .. } if vertex.name() == name => Some(vertex.id),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no step {name}: {events:?}"));
     events
         .iter()
         .position(|e| match e {
-            Event::Started { id: i, .. } => started && *i == id,
-            Event::Done { id: i, .. } => !started && *i == id,
+            Event::Started { vertex, .. } => started && vertex.id == id,
+            Event::Done { vertex, .. } => !started && vertex.id == id,
             _ => false,
         })
         .unwrap_or_else(|| panic!("step {name} never {}", if started { "started" } else { "finished" }))
@@ -77,9 +77,11 @@ fn dependents_wait_and_results_do_not_depend_on_scheduling() {
     assert!(position(&events, "[a 2/2] COPY a.txt /a", false) < target, "{events:?}");
     let copy = position(&events, "[stage-3 2/2] COPY --from=b /b /b2", true);
     assert!(position(&events, "[b 2/2] COPY b.txt /b", false) < copy, "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::Started { name, .. } if name.starts_with("[unused"))));
-    let mut ids: Vec<usize> =
-        events.iter().filter_map(|e| if let Event::Started { id, .. } = e { Some(*id) } else { None }).collect();
+    assert!(!events.iter().any(|e| matches!(e, Event::Started { vertex, .. } if vertex.name().starts_with("[unused"))));
+    let mut ids: Vec<usize> = events
+        .iter()
+        .filter_map(|e| if let Event::Started { vertex, .. } = e { Some(vertex.id) } else { None })
+        .collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=ids.len()).collect::<Vec<_>>(), "steps are numbered once each");
 

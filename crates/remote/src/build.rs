@@ -122,7 +122,8 @@ impl<'a> NodeBuild<'a> {
         self
     }
 
-    /// `--jobs`: platforms built at once, here and on each node.
+    /// `--jobs`: native steps at once (emulated steps and pulls have
+    /// limits of their own), here and on each node.
     pub fn with_jobs(mut self, jobs: Option<usize>) -> Self {
         self.jobs = jobs;
         self
@@ -335,7 +336,7 @@ impl<'a> NodeBuild<'a> {
                 handles.push(sc.spawn(move || {
                     let result = session.send_context(entries, contents, extra).and_then(|sent| {
                         steps.say(Event::ContextSent { node: node.clone(), sent });
-                        session.build(&spec, &mut |platform, e| steps.step(i + 1, &node.name, platform, e))
+                        session.build(&spec, &mut |e| steps.step(i + 1, &node.name, e))
                     });
                     Job { member: i, platforms, session, result }
                 }));
@@ -352,8 +353,9 @@ impl<'a> NodeBuild<'a> {
             });
             if !plan.here.is_empty() {
                 let names: HashMap<String, String> = plan.here.iter().map(|(p, n)| (p.format(), n.clone())).collect();
-                let sink =
-                    steps.sink(0, move |p| p.and_then(|p| names.get(p)).cloned().unwrap_or_else(|| "local".into()));
+                let sink = steps.sink(0, move |p| {
+                    p.and_then(|p| names.get(&p.format())).cloned().unwrap_or_else(|| "local".into())
+                });
                 let here: Vec<Platform> = plan.here.iter().map(|(p, _)| p.clone()).collect();
                 let r = rt.block_on(self.local_builder(sink).build(opts, &here));
                 // A platform failed here: the nodes' work is of no use.

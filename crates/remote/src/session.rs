@@ -203,13 +203,8 @@ impl Session {
         Ok(sent)
     }
 
-    /// Builds on the node, handing its progress events to `on_event` with
-    /// the platform of each started step.
-    pub fn build(
-        &mut self,
-        spec: &BuildSpec,
-        on_event: &mut dyn FnMut(Option<String>, polyarch_builder::Event),
-    ) -> Result<Vec<Built>> {
+    /// Builds on the node, handing its progress events to `on_event`.
+    pub fn build(&mut self, spec: &BuildSpec, on_event: &mut dyn FnMut(polyarch_builder::Event)) -> Result<Vec<Built>> {
         let doing = format!("building {}", spec.platforms.join(", "));
         self.building = spec.platforms.clone();
         let result = self.build_loop(spec, &doing, on_event);
@@ -221,15 +216,15 @@ impl Session {
         &mut self,
         spec: &BuildSpec,
         doing: &str,
-        on_event: &mut dyn FnMut(Option<String>, polyarch_builder::Event),
+        on_event: &mut dyn FnMut(polyarch_builder::Event),
     ) -> Result<Vec<Built>> {
         self.send(&Msg::Build(Box::new(spec.clone())), doing)?;
         loop {
             match self.recv(doing)? {
-                Msg::Event { event } => {
-                    let (platform, e) = event.into_event();
-                    on_event(platform, e)
-                }
+                Msg::Event { event } => match event.into_event() {
+                    Ok(e) => on_event(e),
+                    Err(message) => return Err(Error::Protocol { node: self.node.clone(), message }),
+                },
                 Msg::Built { images } => return Ok(images),
                 Msg::Failed { error } => return Err(self.failed(error)),
                 other => return Err(self.unexpected(&other)),
@@ -361,7 +356,7 @@ mod tests {
         let error = WireError::Build { platform: Some("linux/arm64".into()), message: "exit code: 3".into() };
         let argv = replaying(&dir, &[hello(PROTOCOL), Msg::Failed { error: error.clone() }]);
         let mut s = Session::connect(&node(), &argv, "v0").unwrap();
-        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &mut |_, _| {}).unwrap_err();
+        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &mut |_| {}).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Build);
         assert!(!e.is_node_failure());
         assert_eq!(e.platforms(), ["linux/arm64"]);
@@ -381,7 +376,7 @@ mod tests {
         let argv = vec!["sh".into(), "-c".into(), format!("cat '{}'; head -c 1 >/dev/null", path.display())];
         let mut s = Session::connect(&node(), &argv, "v0").unwrap();
         let mut events = 0;
-        let e = s.build(&spec(&["linux/arm64"]), &mut |_, _| events += 1).unwrap_err();
+        let e = s.build(&spec(&["linux/arm64"]), &mut |_| events += 1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NodeFailed, "{e}");
         assert_eq!(e.platforms(), ["linux/arm64"]);
         assert!(e.to_string().starts_with("linux/arm64 on node n (ssh://h): the worker went away"), "{e}");

@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use polyarch_oci::{Descriptor, Digest};
+use polyarch_builder::{Event, Stream, Vertex};
+use polyarch_oci::{Descriptor, Digest, Platform};
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version; both ends must speak the same. 2: failures are
-/// typed ([`WireError`]) and started steps carry their platform.
-pub const PROTOCOL: u32 = 2;
+/// typed ([`WireError`]) and started steps carry their platform. 3: every
+/// step event carries the step's typed fields ([`WireVertex`]) and its time.
+pub const PROTOCOL: u32 = 3;
 /// A message frame.
 pub const FRAME_MSG: u8 = b'M';
 /// A blob data frame.
@@ -96,7 +98,7 @@ pub struct BuildSpec {
     pub registry_config: Option<String>,
     /// `--insecure`.
     pub insecure: bool,
-    /// Platforms built at once on the node.
+    /// `--jobs` on the node: native steps at once.
     pub jobs: Option<usize>,
 }
 
@@ -117,81 +119,185 @@ pub struct Built {
     pub cached: usize,
 }
 
-/// A progress event, as [`polyarch_builder::Event`].
+/// A step as the wire carries it: the typed fields of a
+/// [`polyarch_builder::Vertex`] (the client sets the node and shows the
+/// platform; names are computed there, never sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireVertex {
+    /// Step number on the node.
+    pub id: usize,
+    /// The stage of an instruction's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Position in the stage, from 1.
+    #[serde(default)]
+    pub index: usize,
+    /// Steps of the stage.
+    #[serde(default)]
+    pub total: usize,
+    /// The instruction or what the step does.
+    pub text: String,
+    /// An ONBUILD trigger's step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub onbuild: bool,
+    /// Internal work.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// The platform of the build it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Digests of the steps it starts from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<Digest>,
+}
+
+impl WireVertex {
+    fn from_vertex(v: &Vertex) -> WireVertex {
+        WireVertex {
+            id: v.id,
+            stage: v.stage.clone(),
+            index: v.index,
+            total: v.total,
+            text: v.text.clone(),
+            onbuild: v.onbuild,
+            internal: v.internal,
+            platform: v.platform.as_ref().map(|p| p.format()),
+            inputs: v.inputs.clone(),
+        }
+    }
+
+    fn into_vertex(self) -> Result<Vertex, String> {
+        let platform = match &self.platform {
+            Some(p) => Some(Platform::parse(p).map_err(|e| format!("step {} platform {p:?}: {e}", self.id))?),
+            None => None,
+        };
+        Ok(Vertex {
+            id: self.id,
+            stage: self.stage,
+            index: self.index,
+            total: self.total,
+            text: self.text,
+            onbuild: self.onbuild,
+            internal: self.internal,
+            platform,
+            show_platform: true,
+            node: None,
+            inputs: self.inputs,
+        })
+    }
+}
+
+/// An output stream of a step's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A progress event, as [`polyarch_builder::Event`]; `at` is the node's
+/// time in nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WireEvent {
     /// A step started.
     Started {
-        /// Step number on the node.
-        id: usize,
-        /// The platform it belongs to, when it belongs to one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        platform: Option<String>,
-        /// Its name, without the platform (`[stage-0 2/3] RUN x`).
-        name: String,
+        /// The step.
+        vertex: WireVertex,
+        /// When.
+        at: u64,
     },
     /// Served from the cache.
     Cached {
-        /// Step number.
-        id: usize,
+        /// The step.
+        vertex: WireVertex,
+        /// When.
+        at: u64,
     },
     /// Finished.
     Done {
-        /// Step number.
-        id: usize,
-        /// Milliseconds.
+        /// The step.
+        vertex: WireVertex,
+        /// When.
+        at: u64,
+        /// How long it took, in milliseconds.
         ms: u64,
     },
     /// Failed.
     Failed {
-        /// Step number.
-        id: usize,
+        /// The step.
+        vertex: WireVertex,
+        /// When.
+        at: u64,
         /// Why.
         message: String,
     },
     /// A line of output.
     Log {
-        /// Step number.
-        id: usize,
-        /// Milliseconds since the step started.
-        ms: u64,
+        /// The step.
+        vertex: WireVertex,
+        /// When.
+        at: u64,
+        /// Which stream.
+        stream: WireStream,
         /// The line.
         line: String,
     },
 }
 
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn time(ns: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
 impl WireEvent {
     /// The wire form of a build event; events the protocol does not carry
-    /// give `None`. A started step's platform becomes its own field.
-    pub fn from_event(e: &polyarch_builder::Event) -> Option<WireEvent> {
-        use polyarch_builder::Event as E;
-        let ms = |d: &Duration| d.as_millis() as u64;
+    /// give `None`.
+    pub fn from_event(e: &Event) -> Option<WireEvent> {
+        let vertex = WireVertex::from_vertex(e.vertex());
+        let at = nanos(e.at());
         Some(match e {
-            E::Started { id, name } => {
-                let (platform, name) = crate::event::split_platform(name);
-                WireEvent::Started { id: *id, platform, name }
+            Event::Started { .. } => WireEvent::Started { vertex, at },
+            Event::Cached { .. } => WireEvent::Cached { vertex, at },
+            Event::Done { elapsed, .. } => WireEvent::Done { vertex, at, ms: elapsed.as_millis() as u64 },
+            Event::Failed { message, .. } => WireEvent::Failed { vertex, at, message: message.clone() },
+            Event::Log { stream, line, .. } => {
+                let stream = match stream {
+                    Stream::Stdout => WireStream::Stdout,
+                    Stream::Stderr => WireStream::Stderr,
+                };
+                WireEvent::Log { vertex, at, stream, line: line.clone() }
             }
-            E::Cached { id } => WireEvent::Cached { id: *id },
-            E::Done { id, elapsed } => WireEvent::Done { id: *id, ms: ms(elapsed) },
-            E::Failed { id, message } => WireEvent::Failed { id: *id, message: message.clone() },
-            E::Log { id, elapsed, line } => WireEvent::Log { id: *id, ms: ms(elapsed), line: line.clone() },
             #[allow(unreachable_patterns)]
             _ => return None,
         })
     }
 
-    /// Back to a build event (a started step named without its platform)
-    /// and the platform of a started step.
-    pub fn into_event(self) -> (Option<String>, polyarch_builder::Event) {
-        use polyarch_builder::Event as E;
-        match self {
-            WireEvent::Started { id, platform, name } => (platform, E::Started { id, name }),
-            WireEvent::Cached { id } => (None, E::Cached { id }),
-            WireEvent::Done { id, ms } => (None, E::Done { id, elapsed: Duration::from_millis(ms) }),
-            WireEvent::Failed { id, message } => (None, E::Failed { id, message }),
-            WireEvent::Log { id, ms, line } => (None, E::Log { id, elapsed: Duration::from_millis(ms), line }),
-        }
+    /// Back to a build event; a platform that does not parse is an error
+    /// that names the step.
+    pub fn into_event(self) -> Result<Event, String> {
+        Ok(match self {
+            WireEvent::Started { vertex, at } => Event::Started { vertex: vertex.into_vertex()?, at: time(at) },
+            WireEvent::Cached { vertex, at } => Event::Cached { vertex: vertex.into_vertex()?, at: time(at) },
+            WireEvent::Done { vertex, at, ms } => {
+                Event::Done { vertex: vertex.into_vertex()?, at: time(at), elapsed: Duration::from_millis(ms) }
+            }
+            WireEvent::Failed { vertex, at, message } => {
+                Event::Failed { vertex: vertex.into_vertex()?, at: time(at), message }
+            }
+            WireEvent::Log { vertex, at, stream, line } => {
+                let stream = match stream {
+                    WireStream::Stdout => Stream::Stdout,
+                    WireStream::Stderr => Stream::Stderr,
+                };
+                Event::Log { vertex: vertex.into_vertex()?, at: time(at), stream, line }
+            }
+        })
     }
 }
 
@@ -499,23 +605,34 @@ mod tests {
 
     #[test]
     fn events_convert_both_ways() {
-        let e = polyarch_builder::Event::Log { id: 3, elapsed: Duration::from_millis(1500), line: "x".into() };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let mut vertex =
+            Vertex::instruction("stage-0", 2, 3, "RUN x").with_platform(Platform::parse("linux/arm64").unwrap());
+        vertex.id = 3;
+        vertex.show_platform = true;
+        let e = Event::Log { vertex: vertex.clone(), at, stream: Stream::Stderr, line: "x".into() };
         let w = WireEvent::from_event(&e).unwrap();
-        assert_eq!(w.clone().into_event(), (None, e));
+        assert_eq!(w.clone().into_event().unwrap(), e);
         let json = serde_json::to_string(&Msg::Event { event: w }).unwrap();
-        assert_eq!(json, r#"{"type":"event","event":{"kind":"log","id":3,"ms":1500,"line":"x"}}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"event","event":{"kind":"log","vertex":{"id":3,"stage":"stage-0","index":2,"total":3,"text":"RUN x","platform":"linux/arm64"},"at":1700000000123456789,"stream":"stderr","line":"x"}}"#
+        );
+        let done = Event::Done { vertex, at, elapsed: Duration::from_millis(1500) };
+        assert_eq!(WireEvent::from_event(&done).unwrap().into_event().unwrap(), done);
     }
 
     #[test]
-    fn started_steps_carry_their_platform_as_a_field() {
-        let e = polyarch_builder::Event::Started { id: 2, name: "[linux/arm64 stage-0 2/3] RUN x".into() };
-        let w = WireEvent::from_event(&e).unwrap();
-        let want =
-            WireEvent::Started { id: 2, platform: Some("linux/arm64".into()), name: "[stage-0 2/3] RUN x".into() };
-        assert_eq!(w, want);
-        let (platform, back) = w.into_event();
-        assert_eq!(platform.as_deref(), Some("linux/arm64"));
-        assert_eq!(back, polyarch_builder::Event::Started { id: 2, name: "[stage-0 2/3] RUN x".into() });
+    fn steps_carry_their_platform_as_a_field() {
+        let mut v = Vertex::internal("load metadata for x").with_platform(Platform::parse("linux/arm/v7").unwrap());
+        v.id = 2;
+        let w = WireEvent::from_event(&Event::Started { vertex: v, at: SystemTime::UNIX_EPOCH }).unwrap();
+        let WireEvent::Started { vertex, .. } = w.clone() else { panic!("{w:?}") };
+        assert_eq!((vertex.platform.as_deref(), vertex.internal), (Some("linux/arm/v7"), true));
+        let back = w.into_event().unwrap();
+        assert_eq!(back.vertex().name(), "[linux/arm/v7 internal] load metadata for x");
+        let bad = WireEvent::Cached { vertex: WireVertex { platform: Some("linux/*".into()), ..vertex }, at: 0 };
+        assert!(bad.into_event().unwrap_err().contains("step 2 platform \"linux/*\""));
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl<W: Worker> Solver<W> {
     /// emulated slot per core, and twice as many I/O slots (at least 4).
     pub fn new(worker: Arc<W>, cache: Arc<dyn CacheStore<W::Output>>) -> Solver<W> {
         let jobs = default_jobs();
-        let limits = HashMap::from([(Class::Cpu, jobs), (Class::Emulated, jobs), (Class::Io, (2 * jobs).max(4))]);
+        let limits = [Class::Cpu, Class::Emulated, Class::Io].map(|c| (c, c.default_limit(jobs))).into();
         Solver {
             worker,
             cache,

@@ -37,15 +37,30 @@ impl Class {
     pub fn of(vertex: &Vertex, native: &Platform) -> Class {
         match vertex.op() {
             Op::Source(_) => Class::Io,
-            Op::Exec(_) => {
-                let (p, n) = (vertex.platform().normalize(), native.normalize());
-                if p.architecture == n.architecture && p.os == n.os {
-                    Class::Cpu
-                } else {
-                    Class::Emulated
-                }
-            }
+            Op::Exec(_) => Class::of_exec(vertex.platform(), native),
             _ => Class::Cpu,
+        }
+    }
+
+    /// The class of executing a program of `platform` on a machine of
+    /// `native`: [`Class::Cpu`] for the same OS and architecture, else
+    /// [`Class::Emulated`].
+    pub fn of_exec(platform: &Platform, native: &Platform) -> Class {
+        let (p, n) = (platform.normalize(), native.normalize());
+        if p.architecture == n.architecture && p.os == n.os {
+            Class::Cpu
+        } else {
+            Class::Emulated
+        }
+    }
+
+    /// The default limit of the class for `jobs` CPU slots: `jobs` for
+    /// CPU and for emulated work, twice as many (at least 4) for I/O.
+    pub fn default_limit(self, jobs: usize) -> usize {
+        let jobs = jobs.max(1);
+        match self {
+            Class::Cpu | Class::Emulated => jobs,
+            Class::Io => (2 * jobs).max(4),
         }
     }
 }

@@ -12,7 +12,6 @@ use crate::copy::{self, CopySpec, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
 use crate::layer::{write_layer, Layer};
-use crate::Event;
 
 /// Whether an instruction becomes a step of its own (and a layer).
 pub(super) fn is_fs_step(c: &Command) -> bool {
@@ -63,8 +62,9 @@ impl Run<'_> {
         let verb = if add { "ADD" } else { "COPY" };
         let args = self.copy_args(st, c, line)?;
         let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
-        let name = st.prefix(&format!("{verb} {}", self.display_words(st, rest)));
-        let step = self.start(name);
+        let text = format!("{verb} {}", self.display_words(st, rest));
+        let _slot = self.b.slots.acquire(crate::slots::Class::Cpu).await;
+        let step = self.start(self.step_vertex(st, &text));
         let outcome = self.copy_run(st, c, add, line, args).await;
         self.end_step(step, outcome)
     }
@@ -287,7 +287,7 @@ impl Run<'_> {
             self.commit_meta(st, format!("WORKDIR {wd}"));
             return Ok(());
         }
-        let step = self.start(st.prefix(&format!("WORKDIR {wd}")));
+        let step = self.start(self.step_vertex(st, &format!("WORKDIR {wd}")));
         let user = st.image.config.user.clone();
         let target = self.stage_fs(st)?.clone();
         let owner = crate::users::workdir_owner(&target, &user);
@@ -302,7 +302,7 @@ impl Run<'_> {
             Ok((Planned { changes, merged }, false))
         })?;
         if cached {
-            self.emit(Event::Cached { id: step.0 });
+            self.cached_step(&step);
         }
         self.done(step);
         self.commit_fs(st, format!("WORKDIR {wd}"), ran_at);

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 use super::{Run, StageState};
 use crate::cache::{content_digest, KeyBuilder, Record};
 use crate::error::{ErrorKind, Location, Result};
+use crate::event::{Stream, Vertex};
 use crate::fs::{clean, join, Kind, MemFs};
 use crate::layer::{write_layer, Layer};
 use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper};
@@ -57,9 +58,9 @@ struct Prepared {
 
 impl Run<'_> {
     pub(super) async fn run(&mut self, st: &mut StageState, cmd: &Command, r: &instructions::Run) -> Result<()> {
-        let name = st.prefix(&self.step_name(st, cmd, r));
-        let step = self.start(name.clone());
-        let outcome = self.run_step(st, cmd, r, step.0, &name).await;
+        let text = self.step_name(st, cmd, r);
+        let step = self.start(self.step_vertex(st, &text));
+        let outcome = self.run_step(st, cmd, r, &step.vertex).await;
         self.end_step(step, outcome)
     }
 
@@ -146,8 +147,7 @@ impl Run<'_> {
         st: &mut StageState,
         cmd: &Command,
         r: &instructions::Run,
-        id: usize,
-        name: &str,
+        vertex: &Vertex,
     ) -> Result<bool> {
         let line = cmd.start_line;
         let p = self.prepare_command(st, cmd, r)?;
@@ -188,7 +188,10 @@ impl Run<'_> {
         process.env.extend(mounts.env.iter().cloned());
         process.env.extend(proxy_env(&process.env, &self.opts.build_args));
         let before = self.stage_fs(st)?.clone();
-        let (after, upper) = self.execute(st, &before, &process, &mounts, (id, name), line)?;
+        // A native or an emulated slot, so that a step under QEMU never
+        // holds one a native step could use (issue 12).
+        let _slot = self.b.slots.acquire(self.b.slots.exec_class(&st.platform)).await;
+        let (after, upper) = self.execute(st, &before, &process, &mounts, vertex, line)?;
         drop(mounts);
         let layer = self.commit_changes(st, &before, &after, upper)?;
         let described = history.trim_end_matches(" # buildkit");
@@ -257,18 +260,20 @@ impl Run<'_> {
         before: &MemFs,
         process: &ProcessSpec,
         mounts: &Mounts,
-        (id, name): (usize, &str),
+        vertex: &Vertex,
         line: usize,
     ) -> Result<(MemFs, Upper)> {
-        let loc = self.loc(line);
+        let (loc, name) = (self.loc(line), &vertex.name());
         let exec = match self.b.executor() {
             Some(e) => e,
             None => self.runc(&loc)?,
         };
         let root = self.root(st, before)?;
-        let output = Output::new(self.b.events.clone(), id);
+        let output = Output::new(self.b.events.clone(), vertex.clone());
         let (out, err) = (output.clone(), output.clone());
-        let io = ProcessIo::default().with_stdout(move |b| out.push(b)).with_stderr(move |b| err.push(b));
+        let io = ProcessIo::default()
+            .with_stdout(move |b| out.push(Stream::Stdout, b))
+            .with_stderr(move |b| err.push(Stream::Stderr, b));
         let status = block(|| exec.run(&root.path(), &mounts.specs, process, io));
         output.flush();
         let platform = st.platform.format();

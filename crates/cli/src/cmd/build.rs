@@ -5,9 +5,8 @@
 //! `--iidfile`, `-o/--output`, `--push`).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -15,17 +14,18 @@ use clap::Args;
 use polyarch_builder::base::ResolveMode;
 use polyarch_builder::export::Built;
 use polyarch_builder::output::{Output, OutputKind};
-use polyarch_builder::{BuildOptions, BuildResult, Builder, Compression, Event, MemFs};
+use polyarch_builder::{BuildOptions, BuildResult, Builder, Compression, Vertex};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
 
 use super::context::{self, parse_tagged};
 use super::GlobalArgs;
+pub(crate) use crate::progress::build::Progress;
 
 mod annotation;
 mod check;
-pub mod inputs;
 mod export;
+pub mod inputs;
 mod multi;
 mod nodes;
 mod outline;
@@ -74,11 +74,14 @@ pub struct BuildArgs {
     /// machine's (default). Several build one index.
     #[arg(long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
     platforms: Vec<String>,
-    /// How many platforms build at once (default: from cores and memory).
+    /// How many native steps (RUN, COPY) run at once, over all platforms;
+    /// RUN steps under emulation have as many slots of their own, pulls
+    /// twice as many (default: from cores and memory).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Progress output: auto, tty, plain, quiet or rawjson.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "tty", "plain", "quiet", "rawjson"])]
+    /// Progress output: auto, tty, plain, quiet, rawjson (BuildKit's
+    /// SolveStatus stream) or none.
+    #[arg(long, default_value = "auto", value_parser = crate::progress::build::MODES)]
     progress: String,
     /// Print only the image digest (`--progress quiet`).
     #[arg(short = 'q', long)]
@@ -186,346 +189,6 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::
     Ok(out)
 }
 
-/// Renders build events on stderr. In tty mode the view is live: finished
-/// steps are lines, and below them a bar per running step and per blob a
-/// base image pull or a push is moving (fed by the registry client's byte
-/// counts), as BuildKit's tty view.
-struct Progress {
-    mode: String,
-    start: Instant,
-    /// Build check warnings, printed when the build finishes.
-    warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
-    /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
-    expand: Mutex<Option<(String, String)>>,
-    cached: Mutex<std::collections::HashSet<usize>>,
-    names: Mutex<BTreeMap<usize, String>>,
-    /// The highest step number shown, so that the export step comes next.
-    last: std::sync::atomic::AtomicUsize,
-    /// tty mode: the bars; lines are printed above them.
-    live: Option<indicatif::MultiProgress>,
-    /// tty mode: whether bars tick on their own (a real terminal).
-    ticking: bool,
-    /// tty mode: one bar per running step and per blob on the move.
-    bars: Mutex<std::collections::HashMap<BarKey, indicatif::ProgressBar>>,
-}
-
-/// What a live bar shows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum BarKey {
-    /// A running step.
-    Step(usize),
-    /// A blob being pulled or pushed.
-    Blob(polyarch_oci::Digest),
-}
-
-/// ANSI output to stderr whatever it is, for `--progress tty` into a pipe
-/// or a file (a terminal gets indicatif's own target).
-#[derive(Debug)]
-struct AnsiStderr;
-
-impl AnsiStderr {
-    fn put(&self, s: &str) -> std::io::Result<()> {
-        std::io::stderr().write_all(s.as_bytes())
-    }
-}
-
-impl indicatif::TermLike for AnsiStderr {
-    fn width(&self) -> u16 {
-        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(120)
-    }
-    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}A"))?;
-        }
-        Ok(())
-    }
-    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}B"))?;
-        }
-        Ok(())
-    }
-    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}C"))?;
-        }
-        Ok(())
-    }
-    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}D"))?;
-        }
-        Ok(())
-    }
-    fn write_line(&self, s: &str) -> std::io::Result<()> {
-        self.put(&format!("{s}\n"))
-    }
-    fn write_str(&self, s: &str) -> std::io::Result<()> {
-        self.put(s)
-    }
-    fn clear_line(&self) -> std::io::Result<()> {
-        self.put("\r\x1b[2K")
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-impl Progress {
-    fn new(mode: &str) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
-        let mode = match mode {
-            "auto" if terminal => "tty",
-            "auto" => "plain",
-            m => m,
-        };
-        let live = (mode == "tty")
-            .then(|| {
-                // `--progress tty` asked for by name draws even into a pipe.
-                let target = if terminal {
-                    indicatif::ProgressDrawTarget::stderr_with_hz(10)
-                } else {
-                    indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 10)
-                };
-                indicatif::MultiProgress::with_draw_target(target)
-            })
-            .filter(|m| !m.is_hidden());
-        Progress {
-            mode: mode.to_string(),
-            start: Instant::now(),
-            warnings: Mutex::new(None),
-            expand: Mutex::new(None),
-            cached: Default::default(),
-            names: Default::default(),
-            last: Default::default(),
-            live,
-            ticking: terminal,
-            bars: Default::default(),
-        }
-    }
-
-    /// Library steps are numbered from 1; the build definition and the
-    /// build context are #1 and #2 here, so they shift by two.
-    fn lib_event(&self, e: Event) {
-        let e = match e {
-            Event::Started { id, name } => Event::Started { id: id + 2, name },
-            Event::Cached { id } => Event::Cached { id: id + 2 },
-            Event::Done { id, elapsed } => Event::Done { id: id + 2, elapsed },
-            Event::Failed { id, message } => Event::Failed { id: id + 2, message },
-            Event::Log { id, elapsed, line } => Event::Log { id: id + 2, elapsed, line },
-            other => other,
-        };
-        self.event(&e);
-    }
-
-    /// BuildKit's `transferring context: N B` line, in plain mode.
-    fn context_size(&self, id: usize, ctx: &MemFs) {
-        if self.mode != "plain" {
-            return;
-        }
-        let bytes: u64 = ctx
-            .iter()
-            .map(|(p, n)| p.len() as u64 + if let polyarch_builder::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
-            .sum();
-        eprintln!("#{id} transferring context: {bytes}B done");
-    }
-
-    fn next_id(&self) -> usize {
-        self.last.load(std::sync::atomic::Ordering::SeqCst) + 1
-    }
-
-    fn event(&self, e: &Event) {
-        if let Event::Started { id, .. } = e {
-            self.last.fetch_max(*id, std::sync::atomic::Ordering::SeqCst);
-        }
-        if self.mode == "tty" {
-            // Not under the stderr lock: bars draw from other threads.
-            self.tty_event(e);
-            return;
-        }
-        let mut err = std::io::stderr().lock();
-        match self.mode.as_str() {
-            "quiet" => {}
-            "rawjson" => {
-                let v = match e {
-                    Event::Started { id, name } => serde_json::json!({"vertex": id, "name": name, "started": true}),
-                    Event::Cached { id } => serde_json::json!({"vertex": id, "cached": true}),
-                    Event::Done { id, elapsed } => {
-                        serde_json::json!({"vertex": id, "completed": true, "duration": elapsed.as_secs_f64()})
-                    }
-                    Event::Failed { id, message } => serde_json::json!({"vertex": id, "error": message}),
-                    Event::Log { id, elapsed, line } => {
-                        serde_json::json!({"vertex": id, "log": line, "elapsed": elapsed.as_secs_f64()})
-                    }
-                    _ => return,
-                };
-                let _ = writeln!(err, "{v}");
-            }
-            _ => match e {
-                Event::Started { id, name } => {
-                    let _ = writeln!(err, "#{id} {name}");
-                }
-                Event::Cached { id } => {
-                    self.cached.lock().map(|mut c| c.insert(*id)).ok();
-                    let _ = writeln!(err, "#{id} CACHED");
-                }
-                Event::Done { id, elapsed } => {
-                    if !self.cached.lock().is_ok_and(|c| c.contains(id)) {
-                        let _ = writeln!(err, "#{id} DONE {:.1}s", elapsed.as_secs_f64());
-                    }
-                    let _ = writeln!(err);
-                }
-                Event::Failed { id, message } => {
-                    let _ = writeln!(err, "#{id} ERROR: {message}");
-                }
-                Event::Log { id, elapsed, line } => {
-                    let _ = writeln!(err, "#{id} {:.3} {line}", elapsed.as_secs_f64());
-                }
-                _ => {}
-            },
-        }
-    }
-
-    fn tty_event(&self, e: &Event) {
-        let name = |id: &usize| self.names.lock().ok().and_then(|n| n.get(id).cloned()).unwrap_or_default();
-        match e {
-            Event::Started { id, name } => {
-                self.names.lock().map(|mut n| n.insert(*id, name.clone())).ok();
-                self.step_bar(*id, name);
-            }
-            Event::Cached { id } => {
-                self.cached.lock().map(|mut c| c.insert(*id)).ok();
-            }
-            Event::Done { id, elapsed } => {
-                self.end_bar(&BarKey::Step(*id));
-                let cached = self.cached.lock().is_ok_and(|c| c.contains(id));
-                let label = if cached { format!("CACHED {}", name(id)) } else { name(id) };
-                self.line(&format!(" => {label:<70} {:.1}s", elapsed.as_secs_f64()));
-            }
-            Event::Failed { id, message } => {
-                self.end_bar(&BarKey::Step(*id));
-                self.line(&format!(" => ERROR {}\n{message}", name(id)));
-            }
-            Event::Log { id, elapsed, line } => {
-                self.line(&format!(" #{id} {:.3} {line}", elapsed.as_secs_f64()));
-            }
-            _ => {}
-        }
-    }
-
-    /// A line: above the bars in tty mode.
-    fn line(&self, s: &str) {
-        match &self.live {
-            Some(m) => {
-                let _ = m.println(s);
-            }
-            None => {
-                let _ = writeln!(std::io::stderr(), "{s}");
-            }
-        }
-    }
-
-    fn add_bar(&self, bar: indicatif::ProgressBar, template: &str) -> Option<indicatif::ProgressBar> {
-        let m = self.live.as_ref()?;
-        let style = indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
-        let bar = m.add(bar.with_style(style));
-        if self.ticking {
-            bar.enable_steady_tick(Duration::from_millis(100));
-        }
-        Some(bar)
-    }
-
-    /// The bar of a running step, replaced by its line when it ends.
-    fn step_bar(&self, id: usize, name: &str) {
-        let Some(bar) = self.add_bar(indicatif::ProgressBar::new_spinner(), " => {msg} {elapsed}") else { return };
-        bar.set_message(name.to_string());
-        self.bars.lock().map(|mut b| b.insert(BarKey::Step(id), bar)).ok();
-    }
-
-    /// Takes a bar off the screen.
-    fn end_bar(&self, key: &BarKey) {
-        let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(key)) else { return };
-        // A last forced draw shows the final state once; a line follows.
-        bar.finish();
-        if let Some(m) = &self.live {
-            m.remove(&bar);
-        }
-    }
-
-    /// Byte counts from the registry client: a bar per blob while it
-    /// moves, then a line (`=> => sha256:0123456789ab 2.2MB / 2.2MB done`).
-    fn registry(&self, e: &polyarch_registry::Event) {
-        if self.live.is_none() {
-            return;
-        }
-        let short = crate::progress::short;
-        match e {
-            polyarch_registry::Event::Bytes { digest, direction, transferred, total } => {
-                let verb = match direction {
-                    polyarch_registry::Direction::Download => "pulling",
-                    polyarch_registry::Direction::Upload => "pushing",
-                };
-                let bar = self.blob_bar(digest, *total, verb);
-                if let Some(b) = &bar {
-                    b.set_position(*transferred);
-                }
-                if transferred >= total {
-                    self.end_bar(&BarKey::Blob(digest.clone()));
-                    let size = super::images::human_size(*total);
-                    self.line(&format!(" => => {} {size} / {size} done", short(digest)));
-                }
-            }
-            polyarch_registry::Event::Skipped { digest } => {
-                self.end_bar(&BarKey::Blob(digest.clone()));
-                self.line(&format!(" => => {} already exists", short(digest)));
-            }
-            polyarch_registry::Event::Mounted { digest, from } => {
-                self.end_bar(&BarKey::Blob(digest.clone()));
-                self.line(&format!(" => => {} mounted from {from}", short(digest)));
-            }
-            _ => {}
-        }
-    }
-
-    fn blob_bar(&self, digest: &polyarch_oci::Digest, total: u64, verb: &str) -> Option<indicatif::ProgressBar> {
-        let key = BarKey::Blob(digest.clone());
-        let mut bars = self.bars.lock().ok()?;
-        if let Some(b) = bars.get(&key) {
-            return Some(b.clone());
-        }
-        let template = " => => {prefix} {bar:30} {decimal_bytes} / {decimal_total_bytes} {msg}";
-        let bar = self.add_bar(indicatif::ProgressBar::new(total), template)?;
-        bar.set_prefix(crate::progress::short(digest));
-        bar.set_message(verb.to_string());
-        bars.insert(key, bar.clone());
-        Some(bar)
-    }
-
-    fn finish(&self, ok: bool) {
-        if self.mode == "tty" {
-            let keys: Vec<BarKey> = self.bars.lock().map(|b| b.keys().cloned().collect()).unwrap_or_default();
-            for k in keys {
-                self.end_bar(&k);
-            }
-            let state = if ok { "FINISHED" } else { "FAILED" };
-            self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
-        }
-        if let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) {
-            let expand = self.expand.lock().ok().and_then(|mut e| e.take());
-            check::print_after(&rep, &self.mode, expand.as_ref());
-        }
-    }
-
-    /// Warnings to print once the build finishes.
-    fn set_warnings(&self, report: polyarch_dockerfile::lint::Report) {
-        if let Ok(mut w) = self.warnings.lock() {
-            *w = Some(report);
-        }
-    }
-}
-
 /// The registry client of a build; its byte counts feed `progress`.
 fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -> Result<polyarch_registry::Client> {
     let builder = context::client_builder(context::registry_config(global)?, insecure)?;
@@ -542,6 +205,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         }
         a.progress = "quiet".into();
     }
+    a.progress = crate::progress::build::from_env(&a.progress, std::env::var("BUILDKIT_PROGRESS").ok().as_deref())?;
     let mut outputs = a.outputs.iter().map(|o| Output::parse(o)).collect::<Result<Vec<_>, _>>()?;
     if a.push {
         match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
@@ -619,11 +283,12 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         _ => {}
     }
     let p = progress.clone();
-    p.event(&Event::Started { id: 1, name: format!("[internal] load build definition from {name}") });
-    p.event(&Event::Done { id: 1, elapsed: t0.elapsed() });
-    p.event(&Event::Started { id: 2, name: "[internal] load build context".into() });
-    p.context_size(2, &ctx);
-    p.event(&Event::Done { id: 2, elapsed: t0.elapsed() });
+    let definition = p.start(Vertex::internal(format!("load build definition from {name}")));
+    p.set_definition(&definition);
+    p.done(definition, t0.elapsed());
+    let context_step = p.start(Vertex::internal("load build context"));
+    p.context_size(&context_step, &ctx);
+    p.done(context_step, t0.elapsed());
 
     let opts = BuildOptions {
         dockerfile,
@@ -762,12 +427,11 @@ fn export_single(
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
-    let export_id = progress.next_id();
-    progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
+    let exporting = progress.start(Vertex::plain("exporting to image"));
     let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
-    progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
+    progress.done(exporting, t.elapsed());
     progress.finish(true);
-    if a.progress != "quiet" {
+    if progress.chatty() {
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
     }
 

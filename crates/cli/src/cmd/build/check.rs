@@ -2,7 +2,6 @@
 //! as `buildx build --check` prints them), `--call=targets`, and the
 //! warnings printed after a build, as buildx's `printWarnings`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -97,28 +96,10 @@ pub(super) fn before_build(rep: &Report, progress: &str) -> Result<()> {
     Ok(())
 }
 
-/// After a build: buildx's summary of the warnings on stderr; with
-/// `-D/--debug` (`expand`: the Dockerfile's name and text) each warning
-/// with its detail, link and lines, as buildx's `printWarnings`.
+/// After a build: buildx's summary of the warnings on stderr (see
+/// [`crate::progress::build::print_warnings`]).
 pub(super) fn print_after(rep: &Report, progress: &str, expand: Option<&(String, String)>) {
-    if rep.warnings.is_empty() || progress == "quiet" || progress == "rawjson" {
-        return;
-    }
-    let n = rep.warnings.len();
-    let head = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
-    let head =
-        if expand.is_some() { format!("{head}:\n") } else { format!("{head} (use docker --debug to expand):\n") };
-    let head = if std::io::stderr().is_terminal() { format!("\x1b[33m{head}\x1b[0m") } else { head };
-    let mut out = format!("\n {head}");
-    match expand {
-        Some((file, source)) => out.push_str(&lint::render_expanded(&rep.warnings, file, source)),
-        None => {
-            for w in &rep.warnings {
-                out.push_str(&format!(" - {}\n", w.short()));
-            }
-        }
-    }
-    eprint!("{out}");
+    crate::progress::build::print_warnings(rep, progress, expand)
 }
 
 /// `--call=targets`: the stages with their description comments

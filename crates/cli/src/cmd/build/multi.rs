@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result};
 use polyarch_builder::export::{self, Built, IndexImage};
 use polyarch_builder::multi::{MultiBuilder, MultiResult};
 use polyarch_builder::output::Output;
-use polyarch_builder::{BuildOptions, Event};
+use polyarch_builder::slots::Class;
+use polyarch_builder::{BuildOptions, Vertex};
 use polyarch_index::Annotation;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
@@ -41,14 +42,18 @@ impl Multi<'_> {
     /// Builds every platform, exports the index and writes the reports.
     pub fn build(&self, opts: &BuildOptions, platforms: &[Platform], jobs: usize, a: &BuildArgs) -> Result<u8> {
         let list = platforms.iter().map(|p| p.format()).collect::<Vec<_>>().join(", ");
-        if matches!(self.progress.mode.as_str(), "plain" | "tty") {
-            eprintln!("building for {} platforms: {list} ({} at a time)", platforms.len(), jobs.min(platforms.len()));
-        }
         let sink = self.progress.clone();
         let builder = MultiBuilder::new(self.store.clone())
             .with_client(self.client.clone())
             .with_events(Arc::new(move |e| sink.lib_event(e)))
             .with_jobs(jobs);
+        if self.progress.chatty() {
+            let emulated = polyarch_builder::slots::Slots::new(jobs).limit(Class::Emulated);
+            eprintln!(
+                "building for {} platforms: {list} (at once; {jobs} native and {emulated} emulated steps at a time)",
+                platforms.len()
+            );
+        }
         let result = match self.rt.block_on(builder.build(opts, platforms)) {
             Ok(r) => r,
             Err(e) => {
@@ -75,8 +80,7 @@ impl Multi<'_> {
             }
         };
         let t = Instant::now();
-        let export_id = self.progress.next_id();
-        self.progress.event(&Event::Started { id: export_id, name: "exporting to image".into() });
+        let exporting = self.progress.start(Vertex::plain("exporting to image"));
         let exporter = Exporter {
             rt: self.rt,
             client: self.client,
@@ -88,9 +92,9 @@ impl Multi<'_> {
             tag: self.tag,
         };
         let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
-        self.progress.event(&Event::Done { id: export_id, elapsed: t.elapsed() });
+        self.progress.done(exporting, t.elapsed());
         self.progress.finish(true);
-        if a.progress != "quiet" {
+        if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());
         }
         let digest = img.index.digest.to_string();

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use polyarch_builder::export::Built;
 use polyarch_builder::multi::MultiResult;
 use polyarch_builder::output::{Output, OutputKind};
-use polyarch_builder::{BuildOptions, BuildResult, Event as StepEvent};
+use polyarch_builder::{BuildOptions, BuildResult};
 use polyarch_exec::Cancel;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
@@ -38,28 +38,12 @@ pub(super) struct Nodes<'a> {
     pub annotations: &'a [polyarch_index::Annotation],
 }
 
-/// A step's title with the node and platform that build it:
-/// `[linux/arm64@arm1 stage-0 2/3] RUN x`, `[linux/arm64@arm1] FROM`, or
-/// `[arm1] exporting` for a step of no platform.
-fn step_title(node: &str, platform: Option<&str>, name: &str) -> String {
-    match (platform, name.strip_prefix('[')) {
-        (Some(p), Some(rest)) => format!("[{p}@{node} {rest}"),
-        (Some(p), None) => format!("[{p}@{node}] {name}"),
-        (None, _) => format!("[{node}] {name}"),
-    }
-}
-
 /// What an event of a build on nodes prints: plain and tty progress show
 /// placements, transfers and steps; warnings are always shown.
 fn render(progress: &Progress, e: Event) {
-    let chatty = matches!(progress.mode.as_str(), "plain" | "tty");
+    let chatty = progress.chatty();
     match e {
-        Event::Step { node, platform, event } => progress.lib_event(match event {
-            StepEvent::Started { id, name } => {
-                StepEvent::Started { id, name: step_title(&node, platform.as_deref(), &name) }
-            }
-            other => other,
-        }),
+        Event::Step(event) => progress.lib_event(*event),
         Event::Placed { platform, node, how } if chatty => {
             let how = match how {
                 How::Pinned => "declared",
@@ -195,18 +179,5 @@ impl Nodes<'_> {
             };
             multi.export(&MultiResult { images }, a)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_titles_carry_node_and_platform() {
-        let t = step_title("arm1", Some("linux/arm64"), "[stage-0 2/3] RUN x");
-        assert_eq!(t, "[linux/arm64@arm1 stage-0 2/3] RUN x");
-        assert_eq!(step_title("n", Some("linux/arm64"), "FROM"), "[linux/arm64@n] FROM");
-        assert_eq!(step_title("n", None, "exporting"), "[n] exporting");
     }
 }

@@ -1,6 +1,11 @@
-//! Renders pull and push progress on stderr: on a terminal, one progress
-//! bar per blob fed by the registry's byte counts; otherwise plain lines
-//! (`pulling sha256:0123456789ab 1.2MB`, `done sha256:0123456789ab`).
+//! Renders progress on stderr. Builds: [`build`] (every `--progress`
+//! mode, [`rawjson`] the BuildKit stream). Pulls and pushes (this file): on
+//! a terminal, one progress bar per blob fed by the registry's byte
+//! counts; otherwise plain lines (`pulling sha256:0123456789ab 1.2MB`,
+//! `done sha256:0123456789ab`).
+
+pub mod build;
+pub mod rawjson;
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;

@@ -1,0 +1,544 @@
+//! The one renderer of build progress, behind `--progress
+//! auto|tty|plain|quiet|rawjson|none` (default from `BUILDKIT_PROGRESS`,
+//! as buildx), fed by the builder's typed [`Event`]s: step names come from
+//! [`polyarch_builder::Vertex::name`], numbers from one
+//! [`StepNumbers`] sequence (the command's own steps, then the build's).
+//! `plain` prints BuildKit's plain lines; `tty` a live view (finished
+//! steps as lines, below them a bar per running step and per blob a pull
+//! or push is moving, fed by the registry client's byte counts); `rawjson`
+//! BuildKit's `SolveStatus` stream ([`super::rawjson`]); `quiet` and
+//! `none` no progress.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use polyarch_builder::{Event, MemFs, StepNumbers, Vertex};
+
+use super::rawjson::{RawJson, Warning};
+
+/// The `--progress` values.
+pub const MODES: [&str; 6] = ["auto", "tty", "plain", "quiet", "rawjson", "none"];
+
+/// Which source of step numbers the command's own steps are.
+const OWN: usize = 0;
+/// Which source the build's steps are.
+const BUILD: usize = 1;
+
+/// Renders build events on stderr.
+pub struct Progress {
+    /// The mode in effect: `tty`, `plain`, `quiet`, `rawjson` or `none`.
+    pub mode: String,
+    start: Instant,
+    /// Build check warnings, printed when the build finishes.
+    warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
+    /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
+    pub expand: Mutex<Option<(String, String)>>,
+    /// The build definition's step, which warnings belong to.
+    definition: Mutex<Option<Vertex>>,
+    numbers: Arc<Mutex<StepNumbers>>,
+    own: std::sync::atomic::AtomicUsize,
+    cached: Mutex<HashSet<usize>>,
+    started: Mutex<HashMap<usize, SystemTime>>,
+    /// Steps started and not ended, shown as cancelled at the end.
+    open: Mutex<std::collections::BTreeMap<usize, Vertex>>,
+    raw: RawJson,
+    /// tty mode: the bars; lines are printed above them.
+    live: Option<indicatif::MultiProgress>,
+    /// tty mode: whether bars tick on their own (a real terminal).
+    ticking: bool,
+    /// tty mode: one bar per running step and per blob on the move.
+    bars: Mutex<HashMap<BarKey, indicatif::ProgressBar>>,
+}
+
+/// What a live bar shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BarKey {
+    /// A running step.
+    Step(usize),
+    /// A blob being pulled or pushed.
+    Blob(polyarch_oci::Digest),
+}
+
+/// ANSI output to stderr whatever it is, for `--progress tty` into a pipe
+/// or a file (a terminal gets indicatif's own target).
+#[derive(Debug)]
+struct AnsiStderr;
+
+impl AnsiStderr {
+    fn put(&self, s: &str) -> std::io::Result<()> {
+        std::io::stderr().write_all(s.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for AnsiStderr {
+    fn width(&self) -> u16 {
+        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(120)
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}A"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}B"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}C"))?;
+        }
+        Ok(())
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}D"))?;
+        }
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The mode `--progress` asks for on a terminal or not: `auto` is `tty`
+/// on a terminal and `plain` otherwise.
+pub fn resolve(mode: &str, terminal: bool) -> &str {
+    match mode {
+        "auto" if terminal => "tty",
+        "auto" => "plain",
+        m => m,
+    }
+}
+
+/// The mode in effect for `--progress mode` and `BUILDKIT_PROGRESS`: as
+/// buildx, the variable replaces `auto` only (so `-q` and an explicit
+/// `--progress` win); a value it does not know is an error naming it.
+pub fn from_env(mode: &str, env: Option<&str>) -> anyhow::Result<String> {
+    match env.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if mode == "auto" => {
+            if !MODES.contains(&v) {
+                anyhow::bail!("BUILDKIT_PROGRESS={v:?}: not a progress mode (want one of {})", MODES.join(", "));
+            }
+            Ok(v.to_string())
+        }
+        _ => Ok(mode.to_string()),
+    }
+}
+
+/// Plain mode's lines for an event (BuildKit's `--progress plain`);
+/// `cached` holds the steps that came from the cache, `started` when
+/// each step started.
+fn plain_lines(e: &Event, cached: &mut HashSet<usize>, started: &HashMap<usize, SystemTime>) -> Vec<String> {
+    let id = e.vertex().id;
+    match e {
+        Event::Started { vertex, .. } => vec![format!("#{id} {}", vertex.name())],
+        Event::Cached { .. } => {
+            cached.insert(id);
+            vec![format!("#{id} CACHED")]
+        }
+        Event::Done { elapsed, .. } if cached.contains(&id) => vec![String::new()],
+        Event::Done { elapsed, .. } => vec![format!("#{id} DONE {:.1}s", elapsed.as_secs_f64()), String::new()],
+        Event::Failed { message, .. } => vec![format!("#{id} ERROR: {message}")],
+        Event::Log { at, line, .. } => {
+            let since = started.get(&id).and_then(|s| at.duration_since(*s).ok()).unwrap_or_default();
+            vec![format!("#{id} {:.3} {line}", since.as_secs_f64())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// After a build: buildx's summary of the check warnings on stderr (not
+/// in the quiet modes, nor in rawjson, whose stream carries them); with
+/// `-D/--debug` (`expand`: the Dockerfile's name and text) each warning
+/// with its detail, link and lines, as buildx's `printWarnings`.
+pub fn print_warnings(rep: &polyarch_dockerfile::lint::Report, mode: &str, expand: Option<&(String, String)>) {
+    if rep.warnings.is_empty() || matches!(mode, "quiet" | "rawjson" | "none") {
+        return;
+    }
+    let n = rep.warnings.len();
+    let head = if n == 1 { "1 warning found".to_string() } else { format!("{n} warnings found") };
+    let head =
+        if expand.is_some() { format!("{head}:\n") } else { format!("{head} (use docker --debug to expand):\n") };
+    let head = if std::io::stderr().is_terminal() { format!("\x1b[33m{head}\x1b[0m") } else { head };
+    let mut out = format!("\n {head}");
+    match expand {
+        Some((file, source)) => out.push_str(&polyarch_dockerfile::lint::render_expanded(&rep.warnings, file, source)),
+        None => {
+            for w in &rep.warnings {
+                out.push_str(&format!(" - {}\n", w.short()));
+            }
+        }
+    }
+    eprint!("{out}");
+}
+
+impl Progress {
+    /// A renderer for `--progress mode`.
+    pub fn new(mode: &str) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let mode = resolve(mode, terminal);
+        let live = (mode == "tty")
+            .then(|| {
+                // `--progress tty` asked for by name draws even into a pipe.
+                let target = if terminal {
+                    indicatif::ProgressDrawTarget::stderr_with_hz(10)
+                } else {
+                    indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 10)
+                };
+                indicatif::MultiProgress::with_draw_target(target)
+            })
+            .filter(|m| !m.is_hidden());
+        Progress {
+            mode: mode.to_string(),
+            start: Instant::now(),
+            warnings: Mutex::new(None),
+            expand: Mutex::new(None),
+            definition: Mutex::new(None),
+            numbers: Arc::default(),
+            own: Default::default(),
+            cached: Default::default(),
+            started: Default::default(),
+            open: Default::default(),
+            raw: RawJson::default(),
+            live,
+            ticking: terminal,
+            bars: Default::default(),
+        }
+    }
+
+    /// Whether progress lines are shown (plain or tty).
+    pub fn chatty(&self) -> bool {
+        matches!(self.mode.as_str(), "plain" | "tty")
+    }
+
+    /// Starts a step of the command itself, numbered next.
+    pub fn start(&self, vertex: Vertex) -> Vertex {
+        let k = self.own.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut vertex = vertex;
+        vertex.id = self.numbers.lock().map(|mut n| n.number(OWN, k)).unwrap_or(k + 1);
+        self.event(&Event::Started { vertex: vertex.clone(), at: SystemTime::now() });
+        vertex
+    }
+
+    /// Ends a step of the command itself.
+    pub fn done(&self, vertex: Vertex, elapsed: Duration) {
+        self.event(&Event::Done { vertex, at: SystemTime::now(), elapsed });
+    }
+
+    /// The build definition's step, which check warnings belong to.
+    pub fn set_definition(&self, vertex: &Vertex) {
+        if let Ok(mut d) = self.definition.lock() {
+            *d = Some(vertex.clone());
+        }
+    }
+
+    /// An event of the build: its step moves into the command's sequence.
+    pub fn lib_event(&self, mut e: Event) {
+        if let Ok(mut n) = self.numbers.lock() {
+            n.renumber(BUILD, &mut e);
+        }
+        self.event(&e);
+    }
+
+    /// BuildKit's `transferring context: N B` line, in plain mode.
+    pub fn context_size(&self, vertex: &Vertex, ctx: &MemFs) {
+        if self.mode != "plain" {
+            return;
+        }
+        let bytes: u64 = ctx
+            .iter()
+            .map(|(p, n)| p.len() as u64 + if let polyarch_builder::fs::Kind::File(d) = &n.kind { d.len() } else { 0 })
+            .sum();
+        eprintln!("#{} transferring context: {bytes}B done", vertex.id);
+    }
+
+    /// Renders one event.
+    pub fn event(&self, e: &Event) {
+        match e {
+            Event::Started { vertex, at } => {
+                self.started.lock().map(|mut s| s.insert(vertex.id, *at)).ok();
+                self.open.lock().map(|mut o| o.insert(vertex.id, vertex.clone())).ok();
+            }
+            Event::Done { vertex, .. } | Event::Failed { vertex, .. } => {
+                self.open.lock().map(|mut o| o.remove(&vertex.id)).ok();
+            }
+            _ => {}
+        }
+        match self.mode.as_str() {
+            // Not under the stderr lock: bars draw from other threads.
+            "tty" => self.tty_event(e),
+            "rawjson" => {
+                if let Some(line) = self.raw.line(e) {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            }
+            "plain" => {
+                let lines = match (self.cached.lock(), self.started.lock()) {
+                    (Ok(mut c), Ok(s)) => plain_lines(e, &mut c, &s),
+                    _ => return,
+                };
+                let mut err = std::io::stderr().lock();
+                for l in lines {
+                    let _ = writeln!(err, "{l}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tty_event(&self, e: &Event) {
+        let id = e.vertex().id;
+        match e {
+            Event::Started { vertex, .. } => self.step_bar(id, &vertex.name()),
+            Event::Cached { .. } => {
+                self.cached.lock().map(|mut c| c.insert(id)).ok();
+            }
+            Event::Done { vertex, elapsed, .. } => {
+                self.end_bar(&BarKey::Step(id));
+                let cached = self.cached.lock().is_ok_and(|c| c.contains(&id));
+                let name = vertex.name();
+                let label = if cached { format!("CACHED {name}") } else { name };
+                self.line(&format!(" => {label:<70} {:.1}s", elapsed.as_secs_f64()));
+            }
+            Event::Failed { vertex, message, .. } => {
+                self.end_bar(&BarKey::Step(id));
+                self.line(&format!(" => ERROR {}\n{message}", vertex.name()));
+            }
+            Event::Log { at, line, .. } => {
+                let start = self.started.lock().ok().and_then(|s| s.get(&id).copied());
+                let since = start.and_then(|s| at.duration_since(s).ok()).unwrap_or_default();
+                self.line(&format!(" #{id} {:.3} {line}", since.as_secs_f64()));
+            }
+            _ => {}
+        }
+    }
+
+    /// A line: above the bars in tty mode.
+    pub fn line(&self, s: &str) {
+        match &self.live {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr(), "{s}");
+            }
+        }
+    }
+
+    fn add_bar(&self, bar: indicatif::ProgressBar, template: &str) -> Option<indicatif::ProgressBar> {
+        let m = self.live.as_ref()?;
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = m.add(bar.with_style(style));
+        if self.ticking {
+            bar.enable_steady_tick(Duration::from_millis(100));
+        }
+        Some(bar)
+    }
+
+    /// The bar of a running step, replaced by its line when it ends.
+    fn step_bar(&self, id: usize, name: &str) {
+        let Some(bar) = self.add_bar(indicatif::ProgressBar::new_spinner(), " => {msg} {elapsed}") else { return };
+        bar.set_message(name.to_string());
+        self.bars.lock().map(|mut b| b.insert(BarKey::Step(id), bar)).ok();
+    }
+
+    /// Takes a bar off the screen.
+    fn end_bar(&self, key: &BarKey) {
+        let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(key)) else { return };
+        // A last forced draw shows the final state once; a line follows.
+        bar.finish();
+        if let Some(m) = &self.live {
+            m.remove(&bar);
+        }
+    }
+
+    /// Byte counts from the registry client: a bar per blob while it
+    /// moves, then a line (`=> => sha256:0123456789ab 2.2MB / 2.2MB done`).
+    pub fn registry(&self, e: &polyarch_registry::Event) {
+        if self.live.is_none() {
+            return;
+        }
+        let short = super::short;
+        match e {
+            polyarch_registry::Event::Bytes { digest, direction, transferred, total } => {
+                let verb = match direction {
+                    polyarch_registry::Direction::Download => "pulling",
+                    polyarch_registry::Direction::Upload => "pushing",
+                };
+                let bar = self.blob_bar(digest, *total, verb);
+                if let Some(b) = &bar {
+                    b.set_position(*transferred);
+                }
+                if transferred >= total {
+                    self.end_bar(&BarKey::Blob(digest.clone()));
+                    let size = crate::cmd::images::human_size(*total);
+                    self.line(&format!(" => => {} {size} / {size} done", short(digest)));
+                }
+            }
+            polyarch_registry::Event::Skipped { digest } => {
+                self.end_bar(&BarKey::Blob(digest.clone()));
+                self.line(&format!(" => => {} already exists", short(digest)));
+            }
+            polyarch_registry::Event::Mounted { digest, from } => {
+                self.end_bar(&BarKey::Blob(digest.clone()));
+                self.line(&format!(" => => {} mounted from {from}", short(digest)));
+            }
+            _ => {}
+        }
+    }
+
+    fn blob_bar(&self, digest: &polyarch_oci::Digest, total: u64, verb: &str) -> Option<indicatif::ProgressBar> {
+        let key = BarKey::Blob(digest.clone());
+        let mut bars = self.bars.lock().ok()?;
+        if let Some(b) = bars.get(&key) {
+            return Some(b.clone());
+        }
+        let template = " => => {prefix} {bar:30} {decimal_bytes} / {decimal_total_bytes} {msg}";
+        let bar = self.add_bar(indicatif::ProgressBar::new(total), template)?;
+        bar.set_prefix(super::short(digest));
+        bar.set_message(verb.to_string());
+        bars.insert(key, bar.clone());
+        Some(bar)
+    }
+
+    /// Ends the view (`[+] Building 1.2s FINISHED` in tty mode) and shows
+    /// the check warnings the mode shows.
+    pub fn finish(&self, ok: bool) {
+        self.cancel_open();
+        if self.mode == "tty" {
+            let keys: Vec<BarKey> = self.bars.lock().map(|b| b.keys().cloned().collect()).unwrap_or_default();
+            for k in keys {
+                self.end_bar(&k);
+            }
+            let state = if ok { "FINISHED" } else { "FAILED" };
+            self.line(&format!("[+] Building {:.1}s {state}", self.start.elapsed().as_secs_f64()));
+        }
+        let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) else { return };
+        if self.mode == "rawjson" {
+            let vertex = self.definition.lock().ok().and_then(|d| d.clone()).unwrap_or_default();
+            let warnings: Vec<Warning> = rep
+                .warnings
+                .iter()
+                .map(|w| Warning {
+                    vertex: vertex.clone(),
+                    level: 1,
+                    short: w.short(),
+                    detail: vec![w.description.to_string()],
+                    url: w.url.to_string(),
+                })
+                .collect();
+            if let Some(line) = self.raw.warnings(&warnings) {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+        }
+        let expand = self.expand.lock().ok().and_then(|mut e| e.take());
+        print_warnings(&rep, &self.mode, expand.as_ref());
+    }
+
+    /// Steps that started and never ended (stopped when another step or
+    /// platform failed): BuildKit's `CANCELED`, and in rawjson completed
+    /// with its `context canceled` error, so that every vertex of the
+    /// stream completes.
+    fn cancel_open(&self) {
+        let open = self.open.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();
+        for (id, vertex) in open {
+            match self.mode.as_str() {
+                "plain" => eprintln!("#{id} CANCELED"),
+                "tty" => {
+                    self.end_bar(&BarKey::Step(id));
+                    self.line(&format!(" => CANCELED {}", vertex.name()));
+                }
+                "rawjson" => {
+                    let e = Event::Failed { vertex, at: SystemTime::now(), message: "context canceled".into() };
+                    if let Some(line) = self.raw.line(&e) {
+                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Warnings to print once the build finishes.
+    pub fn set_warnings(&self, report: polyarch_dockerfile::lint::Report) {
+        if let Ok(mut w) = self.warnings.lock() {
+            *w = Some(report);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_tty_on_a_terminal_only() {
+        assert_eq!(resolve("auto", true), "tty");
+        assert_eq!(resolve("auto", false), "plain");
+        assert_eq!(resolve("none", true), "none");
+        assert_eq!(resolve("rawjson", true), "rawjson");
+    }
+
+    #[test]
+    fn buildkit_progress_replaces_auto_only() {
+        assert_eq!(from_env("auto", Some("rawjson")).unwrap(), "rawjson");
+        assert_eq!(from_env("auto", None).unwrap(), "auto");
+        assert_eq!(from_env("auto", Some("")).unwrap(), "auto");
+        assert_eq!(from_env("plain", Some("none")).unwrap(), "plain");
+        assert_eq!(from_env("quiet", Some("plain")).unwrap(), "quiet", "-q wins");
+        let e = from_env("auto", Some("fancy")).unwrap_err().to_string();
+        assert!(e.contains("BUILDKIT_PROGRESS=\"fancy\"") && e.contains("rawjson"), "{e}");
+    }
+
+    #[test]
+    fn plain_lines_as_buildkit() {
+        let (mut cached, mut started) = (HashSet::new(), HashMap::new());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut v = Vertex::instruction("stage-0", 2, 2, "RUN echo hi");
+        v.id = 4;
+        started.insert(4, t0);
+        let lines = |e: Event, c: &mut HashSet<usize>| plain_lines(&e, c, &started);
+        assert_eq!(lines(Event::Started { vertex: v.clone(), at: t0 }, &mut cached), ["#4 [stage-0 2/2] RUN echo hi"]);
+        let log = Event::Log {
+            vertex: v.clone(),
+            at: t0 + Duration::from_millis(250),
+            stream: polyarch_builder::Stream::Stdout,
+            line: "hi".into(),
+        };
+        assert_eq!(lines(log, &mut cached), ["#4 0.250 hi"]);
+        let done = Event::Done { vertex: v.clone(), at: t0, elapsed: Duration::from_millis(1234) };
+        assert_eq!(lines(done.clone(), &mut cached), ["#4 DONE 1.2s", ""]);
+        assert_eq!(lines(Event::Cached { vertex: v.clone(), at: t0 }, &mut cached), ["#4 CACHED"]);
+        assert_eq!(lines(done, &mut cached), [""]);
+        let failed = Event::Failed { vertex: v, at: t0, message: "exit code: 1".into() };
+        assert_eq!(lines(failed, &mut cached), ["#4 ERROR: exit code: 1"]);
+    }
+
+    #[test]
+    fn the_commands_steps_come_first_then_the_builds() {
+        let p = Progress::new("none");
+        let def = p.start(Vertex::internal("load build definition from Dockerfile"));
+        let ctx = p.start(Vertex::internal("load build context"));
+        assert_eq!((def.id, ctx.id), (1, 2));
+        let mut e = Event::Started { vertex: Vertex { id: 1, ..Vertex::plain("x") }, at: SystemTime::now() };
+        p.numbers.lock().unwrap().renumber(BUILD, &mut e);
+        assert_eq!(e.vertex().id, 3);
+        assert_eq!(p.start(Vertex::plain("exporting to image")).id, 4);
+    }
+}

@@ -1,0 +1,231 @@
+//! `--progress rawjson` read as tools read buildx's: BuildKit's
+//! `client.SolveStatus` objects, one per line, for a build of two
+//! platforms; and the scheduler's slots seen through it: with one native
+//! slot, a native RUN step runs and finishes while an emulated one of
+//! another platform still runs. These need root, runc, the registry
+//! fixture and an aarch64 binfmt_misc handler; under `CI=true` a missing
+//! one fails.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::foreign::aarch64_handler;
+use crate::util::{context, mirrored, mirrored_for_run, s};
+
+/// What the stream said of one vertex, its updates merged.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    name: String,
+    inputs: Vec<String>,
+    started: Option<String>,
+    completed: Option<String>,
+    cached: bool,
+    error: Option<String>,
+}
+
+/// A log record: vertex digest, stream, decoded data.
+type Log = (String, u64, String);
+
+fn is_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// RFC 3339 in UTC as Go writes `time.Time` (`RFC3339Nano`).
+fn is_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    let fixed = b.len() >= 20
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && b[10] == b'T'
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && t.ends_with('Z');
+    let frac = &t[19..t.len() - 1];
+    fixed && (frac.is_empty() || (frac.starts_with('.') && (2..=10).contains(&frac.len())))
+}
+
+/// A time as (seconds part, nanoseconds), which order as the times do.
+fn when(t: &Option<String>) -> (String, u32) {
+    let t = t.as_deref().unwrap_or_default();
+    let frac = t.get(19..t.len().saturating_sub(1)).unwrap_or_default().trim_start_matches('.');
+    (t.get(..19).unwrap_or_default().to_string(), format!("{frac:0<9}").parse().unwrap_or(0))
+}
+
+/// Parses a rawjson stream: every line one SolveStatus with only its
+/// fields; returns the vertices by digest and the logs.
+fn solve_status(stderr: &str) -> (BTreeMap<String, Seen>, Vec<Log>) {
+    let mut vertices: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut logs = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{stderr}"));
+        let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {line}"));
+        for k in obj.keys() {
+            assert!(["vertexes", "statuses", "logs", "warnings"].contains(&k.as_str()), "field {k} in {line}");
+        }
+        for x in v["vertexes"].as_array().into_iter().flatten() {
+            let digest = x["digest"].as_str().unwrap_or_default().to_string();
+            assert!(is_digest(&digest), "vertex digest {digest:?} in {line}");
+            let seen = vertices.entry(digest).or_default();
+            if let Some(n) = x["name"].as_str() {
+                seen.name = n.to_string();
+            }
+            for (field, slot) in [("started", &mut seen.started), ("completed", &mut seen.completed)] {
+                if let Some(t) = x[field].as_str() {
+                    assert!(is_time(t), "{field} {t:?} in {line}");
+                    *slot = Some(t.to_string());
+                }
+            }
+            if let Some(i) = x["inputs"].as_array() {
+                seen.inputs = i.iter().map(|d| d.as_str().unwrap_or_default().to_string()).collect();
+            }
+            seen.cached |= x["cached"] == true;
+            seen.error = x["error"].as_str().map(String::from).or(seen.error.take());
+        }
+        for l in v["logs"].as_array().into_iter().flatten() {
+            let vertex = l["vertex"].as_str().unwrap_or_default().to_string();
+            assert!(is_time(l["timestamp"].as_str().unwrap_or_default()), "log timestamp in {line}");
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(l["data"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("log data is not base64 ({e}): {line}"));
+            logs.push((vertex, l["stream"].as_u64().unwrap_or(0), String::from_utf8(data).unwrap()));
+        }
+    }
+    (vertices, logs)
+}
+
+/// The vertex whose name starts with `prefix`.
+fn named<'a>(vertices: &'a BTreeMap<String, Seen>, prefix: &str) -> (&'a String, &'a Seen) {
+    vertices
+        .iter()
+        .find(|(_, v)| v.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no vertex {prefix:?} in {vertices:#?}"))
+}
+
+#[test]
+fn rawjson_of_a_two_platform_build_is_buildkits_solve_status() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !aarch64_handler() {
+        return;
+    }
+    let dockerfile = "FROM busybox\nRUN echo out-$(uname -m) && echo err-$(uname -m) >&2\nCOPY f /f\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
+    let args = ["build", "--progress", "rawjson", "--platform", "linux/amd64,linux/arm64", "-t", "raw:1", s(&ctx)];
+    let out = env.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, logs) = solve_status(&stderr);
+    for (d, v) in &vertices {
+        assert!(!v.name.is_empty(), "vertex {d} has no name: {v:?}");
+        assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not start and complete: {v:?}");
+        assert!(v.started <= v.completed, "{v:?}");
+        assert!(v.error.is_none(), "{v:?}");
+        for i in &v.inputs {
+            assert!(vertices.contains_key(i), "input {i} of {} is no vertex of the stream", v.name);
+        }
+    }
+    for p in ["linux/amd64", "linux/arm64"] {
+        let (_, from) = named(&vertices, &format!("[{p} stage-0 1/3] FROM"));
+        let (digest, run) = named(&vertices, &format!("[{p} stage-0 2/3] RUN echo out-$(uname -m)"));
+        assert!(run.inputs.contains(named(&vertices, &format!("[{p} stage-0 1/3] FROM")).0), "{run:?} {from:?}");
+        let machine = if p == "linux/amd64" { "x86_64" } else { "aarch64" };
+        let mine: Vec<&Log> = logs.iter().filter(|l| &l.0 == digest).collect();
+        assert!(mine.iter().any(|l| l.1 == 1 && l.2 == format!("out-{machine}\n")), "stdout of {p}: {mine:?}");
+        assert!(mine.iter().any(|l| l.1 == 2 && l.2 == format!("err-{machine}\n")), "stderr of {p}: {mine:?}");
+        named(&vertices, &format!("[{p} stage-0 3/3] COPY f /f"));
+        named(&vertices, &format!("[{p} internal] load metadata for docker.io/library/busybox:latest"));
+    }
+    named(&vertices, "[internal] load build definition from Dockerfile");
+    named(&vertices, "exporting to image");
+
+    // Again: the same digests, every step cached.
+    let again = env.run(&args);
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{stderr}");
+    let (cached, _) = solve_status(&stderr);
+    for p in ["linux/amd64", "linux/arm64"] {
+        let (d, v) = named(&cached, &format!("[{p} stage-0 2/3] RUN"));
+        assert!(v.cached, "{v:?}");
+        assert!(vertices.contains_key(d), "the digest of {} is stable", v.name);
+    }
+}
+
+#[test]
+fn an_emulated_run_does_not_hold_the_native_slot() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !aarch64_handler() {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipping: the native platform of this test is linux/amd64");
+        return;
+    }
+    // The arm64 step runs under QEMU for 8 s; the amd64 one waits 2 s so
+    // that both are running at once.
+    let dockerfile = "FROM busybox\nARG TARGETARCH\nRUN if [ $TARGETARCH = arm64 ]; then sleep 8; else sleep 2; fi\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let args = ["build", "--progress", "rawjson", "--jobs", "1", "--platform", "linux/arm64,linux/amd64", s(&ctx)];
+    let out = env.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, _) = solve_status(&stderr);
+    let (_, arm) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
+    let (_, amd) = named(&vertices, "[linux/amd64 stage-0 2/2] RUN");
+    let (arm_start, arm_end) = (when(&arm.started), when(&arm.completed));
+    let (amd_start, amd_end) = (when(&amd.started), when(&amd.completed));
+    assert!(amd_start < arm_end && amd_end < arm_end, "the amd64 RUN ran while the arm64 one did: {arm:?} {amd:?}");
+    assert!(arm_start < amd_end, "both RUN steps were running at once: {arm:?} {amd:?}");
+}
+
+#[test]
+fn none_prints_only_errors_and_buildkit_progress_sets_the_default() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let out = env.run(&["build", "--progress", "none", "-t", "none:1", s(&ctx)]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!((text(&out.stdout), text(&out.stderr)), (String::new(), String::new()));
+
+    let out = env.cmd(&["build", "-t", "none:1", s(&ctx)]).env("BUILDKIT_PROGRESS", "rawjson").output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, _) = solve_status(&stderr);
+    assert!(named(&vertices, "[stage-0 2/2] COPY f /f").1.cached, "{vertices:?}");
+
+    let out = env.cmd(&["build", "--progress", "plain", s(&ctx)]).env("BUILDKIT_PROGRESS", "none").output().unwrap();
+    assert!(text(&out.stderr).contains("#1 [internal] load build definition from Dockerfile"), "the flag wins");
+
+    let out = env.cmd(&["build", "-q", s(&ctx)]).env("BUILDKIT_PROGRESS", "plain").output().unwrap();
+    assert!(out.status.success(), "-q wins over the variable: {}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().starts_with("sha256:") && !text(&out.stderr).contains("#1 "));
+    let out = env.cmd(&["build", s(&ctx)]).env("BUILDKIT_PROGRESS", "fancy").output().unwrap();
+    assert!(!out.status.success() && text(&out.stderr).contains("BUILDKIT_PROGRESS=\"fancy\""));
+
+    let bad = context(&env, "bad", &[("Dockerfile", "FROM busybox\nCOPY missing /m\n")]);
+    let out = env.run(&["build", "--progress", "none", s(&bad)]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("missing") && !stderr.contains("#1 "), "only the error: {stderr}");
+}
+
+#[test]
+fn steps_stopped_by_a_failing_platform_complete_as_cancelled() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !aarch64_handler() {
+        return;
+    }
+    let dockerfile =
+        "FROM busybox\nARG TARGETARCH\nRUN if [ $TARGETARCH = arm64 ]; then sleep 8; else sleep 3; exit 3; fi\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let out = env.run(&["build", "--progress", "rawjson", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    let json: String = stderr.lines().filter(|l| l.starts_with('{')).map(|l| format!("{l}\n")).collect();
+    let (vertices, _) = solve_status(&json);
+    for (d, v) in &vertices {
+        assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not complete: {v:?}");
+    }
+    let (_, failed) = named(&vertices, "[linux/amd64 stage-0 2/2] RUN");
+    assert!(failed.error.as_deref().is_some_and(|e| e.contains("exit code: 3")), "{failed:?}");
+    let (_, stopped) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
+    assert_eq!(stopped.error.as_deref(), Some("context canceled"), "{stopped:?}");
+}
