@@ -23,6 +23,7 @@ use super::GlobalArgs;
 
 mod check;
 pub mod inputs;
+mod load;
 mod multi;
 mod nodes;
 mod outline;
@@ -94,9 +95,11 @@ pub struct BuildArgs {
     /// Shorthand for `--output=type=registry`.
     #[arg(long)]
     push: bool,
-    /// Also put the result in the local store (buildx's `--load`; with no
-    /// daemon, the store is where images are loaded). A multi-platform
-    /// build is stored as one index, not only its host platform.
+    /// Load the result into the Docker engine (`DOCKER_HOST`, the docker
+    /// context or the default socket) as buildx's `--load`; with no engine
+    /// reachable, into the local store. An engine without the containerd
+    /// image store takes one platform of a multi-platform build (the host's
+    /// if built); the local store keeps the whole index.
     #[arg(long)]
     load: bool,
     /// Allow plain HTTP and unverified TLS for registries.
@@ -210,7 +213,9 @@ fn parse_output(s: &str) -> Result<OutputSpec> {
     }
     match o.kind.as_str() {
         "image" => {}
-        "oci" | "docker" | "tar" | "local" => {
+        // Without dest, buildx loads into the Docker engine.
+        "docker" => {}
+        "oci" | "tar" | "local" => {
             if o.dest.is_none() {
                 bail!("--output type={}: dest is required", o.kind);
             }
@@ -612,7 +617,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             None => outputs.push(OutputSpec { kind: "image".into(), push: true, tar: true, ..Default::default() }),
         }
     }
-    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == "image")) {
+    if a.load && !outputs.iter().any(|o| o.kind == "docker" && o.dest.is_none()) {
+        outputs.push(OutputSpec { kind: "docker".into(), tar: true, ..Default::default() });
+    }
+    if outputs.is_empty() {
         outputs.push(OutputSpec { kind: "image".into(), tar: true, ..Default::default() });
     }
     let compression = match outputs.iter().find_map(|o| o.compression.clone()).as_deref() {
@@ -748,9 +756,12 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
-    if let Err(e) =
-        polyarch_builder::multi::check_emulation(&opts, &targets, &Platform::host(), &polyarch_builder::multi::probe_host)
-    {
+    if let Err(e) = polyarch_builder::multi::check_emulation(
+        &opts,
+        &targets,
+        &Platform::host(),
+        &polyarch_builder::multi::probe_host,
+    ) {
         progress.finish(false);
         return Err(e.into());
     }
@@ -916,6 +927,7 @@ fn export_one(
         }
         "oci" if !o.tar => export::write_oci_dir(store, r, &names, Path::new(dest))?,
         "oci" => with_dest(dest, |w| export::write_oci_tar(store, r, &names, w).map(|_| ()))?,
+        "docker" if o.dest.is_none() => load::single(store, r, &names)?,
         "docker" => with_dest(dest, |w| export::write_docker_tar(store, r, &names, w).map(|_| ()))?,
         "tar" => with_dest(dest, |w| export::write_rootfs_tar(store, r, w).map(|_| ()))?,
         "local" => export::write_local(store, r, Path::new(dest))?,
@@ -984,6 +996,7 @@ mod tests {
         assert_eq!(parse_output("-").unwrap().kind, "tar");
         assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
         assert!(parse_output("type=oci").is_err());
+        assert!(parse_output("type=docker").unwrap().dest.is_none());
         assert!(parse_output("type=nope,dest=x").is_err());
         assert!(parse_output("type=local,dest=x,bogus=1").is_err());
     }

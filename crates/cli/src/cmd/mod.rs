@@ -15,6 +15,7 @@ pub mod debug_plan;
 pub mod debug_platform;
 pub mod debug_reference;
 pub mod doctor;
+pub mod engine;
 pub mod images;
 pub mod imagetools;
 pub mod login;

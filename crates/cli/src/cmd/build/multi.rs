@@ -116,6 +116,7 @@ impl Multi<'_> {
             }
             "oci" if !o.tar => export::write_oci_index_dir(store, img, &names, Path::new(dest))?,
             "oci" => with_dest(dest, |w| export::write_oci_index_tar(store, img, &names, w).map(|_| ()))?,
+            "docker" if o.dest.is_none() => super::load::index(store, &r.images, img, &names)?,
             "docker" => {
                 let mut loaded = Vec::new();
                 with_dest(dest, |w| {
