@@ -212,6 +212,12 @@ pub struct ChunkedReader<R: BufRead> {
 }
 
 impl<R: BufRead> ChunkedReader<R> {
+    /// A decoder over `inner`, for tests that play the server.
+    #[cfg(test)]
+    pub fn for_tests(inner: R) -> Self {
+        ChunkedReader { inner, left: 0, done: false }
+    }
+
     fn line(&mut self) -> io::Result<String> {
         let mut line = String::new();
         let n = self.inner.by_ref().take(4096).read_line(&mut line)?;

@@ -246,10 +246,16 @@ impl Engine {
         .map_err(self.io(call))?;
         http::write_head(&mut conn, "POST", "/images/load?quiet=1", Some("application/x-tar"), true)
             .map_err(self.io(call))?;
-        let mut body = http::ChunkedWriter::new(io::BufWriter::with_capacity(256 * 1024, conn));
+        // Chunks of up to 256 KiB, whatever sizes the writer writes.
+        let mut body = io::BufWriter::with_capacity(256 * 1024, http::ChunkedWriter::new(conn));
         let written = write(&mut body);
         let finished = match &written {
-            Ok(()) => body.finish().map(|_| ()).map_err(self.io(call)),
+            Ok(()) => body
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|chunked| chunked.finish())
+                .map(|_| ())
+                .map_err(self.io(call)),
             Err(_) => {
                 // An unfinished body: end it so the engine answers now.
                 drop(body);
@@ -356,6 +362,120 @@ mod tests {
         let e = Engine::new(Endpoint::Unix("/nonexistent/docker.sock".into())).ping().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unreachable);
         assert!(e.to_string().contains("unix:///nonexistent/docker.sock"), "{e}");
+    }
+
+    /// A one-connection server on a unix socket: `serve` gets the request
+    /// (head and body reader) and returns the raw response.
+    fn fake(serve: impl FnOnce(String, &mut dyn Read) -> Vec<u8> + Send + 'static) -> (tempfile::TempDir, Engine) {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let answer = if head.contains("Transfer-Encoding: chunked") {
+                let mut body = http::ChunkedReader::for_tests(r);
+                serve(head, &mut body)
+            } else {
+                serve(head, &mut r)
+            };
+            let mut w = conn;
+            let _ = w.write_all(&answer);
+        });
+        let engine = Engine::new(Endpoint::Unix(sock)).with_timeout(Duration::from_secs(20));
+        (dir, engine)
+    }
+
+    fn ok_stream(lines: &str) -> Vec<u8> {
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{lines}\r\n0\r\n\r\n", lines.len())
+            .into_bytes()
+    }
+
+    #[test]
+    fn load_streams_the_body_in_chunks() {
+        let (_d, engine) = fake(|head, body| {
+            assert!(head.starts_with("POST /images/load?quiet=1 HTTP/1.1"), "{head}");
+            let mut all = Vec::new();
+            body.read_to_end(&mut all).unwrap();
+            assert_eq!(all.len(), 3 << 20);
+            ok_stream("{\"stream\":\"Loaded image: a:1\\n\"}\n")
+        });
+        let loaded = engine
+            .load(|w| {
+                for _ in 0..3 {
+                    w.write_all(&vec![7u8; 1 << 20]).map_err(|e| Error::Io {
+                        endpoint: "t".into(),
+                        call: "w".into(),
+                        source: e,
+                    })?;
+                }
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        assert_eq!(loaded.lines, vec!["Loaded image: a:1"]);
+    }
+
+    #[test]
+    fn an_early_refusal_wins_over_the_broken_pipe() {
+        let (_d, engine) = fake(|_, body| {
+            let mut some = [0u8; 1024];
+            body.read_exact(&mut some).unwrap();
+            let msg = r#"{"message":"archive/tar: invalid tar header"}"#;
+            format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{msg}", msg.len()).into_bytes()
+        });
+        let err = engine
+            .load(|w| {
+                for _ in 0..64 {
+                    w.write_all(&vec![1u8; 1 << 20]).map_err(|e| Error::Io {
+                        endpoint: "t".into(),
+                        call: "w".into(),
+                        source: e,
+                    })?;
+                }
+                Ok::<(), Error>(())
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Api, "{err}");
+        assert!(err.to_string().contains("invalid tar header") && err.to_string().contains("HTTP 400"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_writer_ends_the_request_and_keeps_its_error() {
+        let (_d, engine) = fake(|_, body| {
+            let mut all = Vec::new();
+            // The client ends the body early: EOF within a chunk or before the last chunk.
+            assert!(body.read_to_end(&mut all).is_err());
+            ok_stream("{\"errorDetail\":{\"message\":\"unexpected EOF\"}}\n")
+        });
+        let t0 = std::time::Instant::now();
+        let err = engine
+            .load(|w| {
+                w.write_all(b"partial").map_err(|e| Error::Io { endpoint: "t".into(), call: "w".into(), source: e })?;
+                Err(Error::Protocol { endpoint: "t".into(), call: "writer".into(), why: "the store failed".into() })
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("the store failed"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn save_names_and_errors() {
+        let (_d, engine) = fake(|head, _| {
+            assert!(head.starts_with("GET /images/get?names=a%2Fb%3A1 HTTP/1.1"), "{head}");
+            let msg = r#"{"message":"reference does not exist"}"#;
+            format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{msg}", msg.len()).into_bytes()
+        });
+        let err = engine.save(&["a/b:1"], |_| Ok::<(), Error>(())).unwrap_err();
+        assert!(err.to_string().contains("reference does not exist") && err.to_string().contains("HTTP 404"), "{err}");
     }
 
     #[test]
