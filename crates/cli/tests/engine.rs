@@ -66,12 +66,19 @@ fn load_arm64_then_docker_run_prints_aarch64() {
 
 #[test]
 fn docker_output_without_dest_loads_over_tcp() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, reg)) = mirrored() else { return };
     let Some(d) = Dockerd::start_tcp() else { return };
     let tcp = d.tcp.clone().unwrap();
     let ctx = simple_context(&env);
     let iid = env.dir.path().join("iid");
-    let err = built(&env, &tcp, &["-o", "type=docker", "-t", "engine/tcp:1", "--iidfile", s(&iid), s(&ctx)]);
+    let meta = env.dir.path().join("meta.json");
+    let err = built(
+        &env,
+        &tcp,
+        &["-o", "type=docker", "-t", "engine/tcp:1", "--iidfile", s(&iid), "--metadata-file", s(&meta), s(&ctx)],
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["image.name"], "docker.io/engine/tcp:1", "{meta}");
     assert!(err.contains(&format!("loading into the Docker engine at {tcp}")), "{err}");
     let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "engine/tcp:1"]);
     assert_eq!(id.trim(), std::fs::read_to_string(&iid).unwrap().trim(), "the engine's image ID is the config digest");
@@ -79,6 +86,11 @@ fn docker_output_without_dest_loads_over_tcp() {
         d.ok(&["image", "inspect", "-f", "{{index .Config.Labels \"made\"}}", "engine/tcp:1"]).trim(),
         "polyarch"
     );
+    // --push and --load at once: the registry and the engine both have it.
+    let pushed = format!("{}/engine/both:1", reg.host);
+    built(&env, &tcp, &["--push", "--load", "-t", &pushed, s(&ctx)]);
+    assert!(d.run(&["image", "inspect", &pushed]).0, "not loaded: {pushed}");
+    env.ok(&["imagetools", "inspect", &pushed]);
     // With dest, still a file and nothing loaded.
     let file = env.dir.path().join("out.tar");
     let spec = format!("type=docker,dest={}", s(&file));

@@ -927,7 +927,10 @@ fn export_one(
         }
         "oci" if !o.tar => export::write_oci_dir(store, r, &names, Path::new(dest))?,
         "oci" => with_dest(dest, |w| export::write_oci_tar(store, r, &names, w).map(|_| ()))?,
-        "docker" if o.dest.is_none() => load::single(store, r, &names)?,
+        "docker" if o.dest.is_none() => {
+            load::single(store, r, &names)?;
+            names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
+        }
         "docker" => with_dest(dest, |w| export::write_docker_tar(store, r, &names, w).map(|_| ()))?,
         "tar" => with_dest(dest, |w| export::write_rootfs_tar(store, r, w).map(|_| ()))?,
         "local" => export::write_local(store, r, Path::new(dest))?,

@@ -116,7 +116,10 @@ impl Multi<'_> {
             }
             "oci" if !o.tar => export::write_oci_index_dir(store, img, &names, Path::new(dest))?,
             "oci" => with_dest(dest, |w| export::write_oci_index_tar(store, img, &names, w).map(|_| ()))?,
-            "docker" if o.dest.is_none() => super::load::index(store, &r.images, img, &names)?,
+            "docker" if o.dest.is_none() => {
+                super::load::index(store, &r.images, img, &names)?;
+                names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
+            }
             "docker" => {
                 let mut loaded = Vec::new();
                 with_dest(dest, |w| {
