@@ -203,3 +203,70 @@ fn an_archive_the_engine_refuses_is_a_clear_error() {
     assert!(!d.run(&["image", "inspect", "engine/win:1"]).0);
     assert!(d.ok(&["images", "-q"]).trim().is_empty());
 }
+
+/// An engine with the containerd image store takes the whole index as an
+/// OCI archive. Debian's dockerd (20.10) has no such store, so a minimal
+/// engine on a unix socket answers `/_ping` and `/info` as Docker 24+
+/// does with it, and keeps the body of `/images/load`, which must be an
+/// archive `polyarch load` reads back with every platform.
+#[test]
+fn an_engine_with_the_containerd_store_takes_the_index() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::os::unix::net::UnixListener;
+    let Some((env, _)) = mirrored() else { return };
+    let sock = env.dir.path().join("ctrd.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let body_file = env.dir.path().join("loaded.tar");
+    let keep = body_file.clone();
+    let server = std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let conn = conn.unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let (body, done) = if head.starts_with("GET /_ping") {
+                ("OK".to_string(), false)
+            } else if head.starts_with("GET /info") {
+                let info = r#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],"OSType":"linux","Architecture":"x86_64"}"#;
+                (info.to_string(), false)
+            } else {
+                assert!(head.starts_with("POST /images/load"), "{head}");
+                let mut out = std::fs::File::create(&keep).unwrap();
+                loop {
+                    let mut size = String::new();
+                    r.read_line(&mut size).unwrap();
+                    let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                    let mut chunk = vec![0u8; n + 2];
+                    r.read_exact(&mut chunk).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&chunk[..n]).unwrap();
+                }
+                ("{\"stream\":\"Loaded image: engine/ctrd:1\\n\"}\n".to_string(), true)
+            };
+            let mut w = conn;
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+            if done {
+                return;
+            }
+        }
+    });
+    let ctx = simple_context(&env);
+    let host = format!("unix://{}", sock.display());
+    let err = built(&env, &host, &["--platform", "linux/amd64,linux/arm64", "--load", "-t", "engine/ctrd:1", s(&ctx)]);
+    server.join().unwrap();
+    assert!(err.contains(&format!("loading into the Docker engine at {host}")), "{err}");
+    assert!(err.contains("Loaded image: engine/ctrd:1") && !err.contains("not loaded"), "{err}");
+    let other = Env::new();
+    other.ok(&["load", "-i", s(&body_file)]);
+    let images = other.ok(&["images"]);
+    let line = images.lines().find(|l| l.contains("engine/ctrd")).unwrap_or_else(|| panic!("{images}"));
+    assert!(line.contains("linux/amd64") && line.contains("linux/arm64"), "{line}");
+}
