@@ -131,7 +131,8 @@ impl Output {
                 )))
             }
         };
-        if o.kind != OutputKind::Image && o.dest.is_none() {
+        // Without dest, `type=docker` loads into the Docker engine.
+        if !matches!(o.kind, OutputKind::Image | OutputKind::Docker) && o.dest.is_none() {
             return Err(Error::Option(format!("--output type={}: dest is required", kind.unwrap_or_default())));
         }
         Ok(o)
@@ -227,6 +228,7 @@ mod tests {
         assert_eq!(Output::parse("outdir").unwrap().kind, OutputKind::Local);
         assert_eq!(Output::parse("-").unwrap().kind, OutputKind::Tar);
         assert!(!Output::parse("type=oci,dest=d,tar=false").unwrap().tar);
+        assert!(Output::parse("type=docker").unwrap().dest.is_none());
         assert_eq!(Output::parse("type=local,dest=d,platform-split=false").unwrap().platform_split, Some(false));
         for (bad, why) in [
             ("type=oci", "type=oci: dest is required"),

@@ -9,6 +9,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("polyarch-fuzzing", 0),
     ("polyarch-dockerfile", 1),
     ("polyarch-registry", 1),
+    ("polyarch-engine", 1),
     ("polyarch-store", 1),
     ("polyarch-solver", 1),
     ("polyarch-emu", 2),

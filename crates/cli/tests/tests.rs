@@ -9,6 +9,7 @@ mod builders;
 mod buildfs;
 mod completion;
 mod emu;
+mod engine;
 mod escape;
 mod failures;
 mod faults;

@@ -26,6 +26,7 @@ mod annotation;
 mod check;
 mod export;
 pub mod inputs;
+mod load;
 mod multi;
 mod nodes;
 mod outline;
@@ -102,9 +103,11 @@ pub struct BuildArgs {
     push: bool,
     #[command(flatten)]
     annotation: annotation::AnnotationArgs,
-    /// Also put the result in the local store (buildx's `--load`; with no
-    /// daemon, the store is where images are loaded). A multi-platform
-    /// build is stored as one index, not only its host platform.
+    /// Load the result into the Docker engine (`DOCKER_HOST`, the docker
+    /// context or the default socket) as buildx's `--load`; with no engine
+    /// reachable, into the local store. An engine without the containerd
+    /// image store takes one platform of a multi-platform build (the host's
+    /// if built); the local store keeps the whole index.
     #[arg(long)]
     load: bool,
     /// Allow plain HTTP and unverified TLS for registries.
@@ -213,7 +216,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             None => outputs.push(Output { push: true, ..Output::of(OutputKind::Image) }),
         }
     }
-    if outputs.is_empty() || (a.load && !outputs.iter().any(|o| o.kind == OutputKind::Image)) {
+    if a.load && !outputs.iter().any(|o| o.kind == OutputKind::Docker && o.dest.is_none()) {
+        outputs.push(Output::of(OutputKind::Docker));
+    }
+    if outputs.is_empty() {
         outputs.push(Output::of(OutputKind::Image));
     }
     let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);

@@ -16,6 +16,7 @@ pub mod debug_plan;
 pub mod debug_platform;
 pub mod debug_reference;
 pub mod doctor;
+pub mod engine;
 pub mod gcconfig;
 pub mod images;
 pub mod imagetools;

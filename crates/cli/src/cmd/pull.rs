@@ -1,6 +1,7 @@
 //! `polyarch pull` and `polyarch push`: images between registries and the
 //! local store, with Docker's flags and final lines (`docker pull`,
-//! `docker push`). Progress goes to stderr.
+//! `docker push`). Progress goes to stderr. `docker-daemon:NAME` names an
+//! image in a Docker engine instead (see [`super::engine`]).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use polyarch_registry::Client;
 use polyarch_transfer::{PlatformSelection, PushOptions};
 
 use super::context::{self, parse_tagged};
+use super::engine;
 use super::images::{familiar, open_store};
 use super::GlobalArgs;
 use crate::progress::{Progress, Verb};
@@ -29,6 +31,8 @@ pub struct PullArgs {
     /// Suppress progress; print only the image name.
     #[arg(short, long)]
     quiet: bool,
+    /// The image: `NAME[:TAG|@DIGEST]` in a registry, or
+    /// `docker-daemon:NAME[:TAG]` in the Docker engine.
     #[arg(value_name = "NAME[:TAG|@DIGEST]")]
     reference: String,
 }
@@ -47,8 +51,14 @@ pub struct PushArgs {
     /// Suppress progress; print only the digest line.
     #[arg(short, long)]
     quiet: bool,
+    /// The stored image; pushed to its own name's registry unless a
+    /// destination is given.
     #[arg(value_name = "NAME[:TAG]")]
     reference: String,
+    /// `docker-daemon:NAME[:TAG]`: load the image into the Docker engine
+    /// (`DOCKER_HOST`, the docker context or the default socket) under NAME.
+    #[arg(value_name = "DESTINATION")]
+    destination: Option<String>,
 }
 
 fn parse_platform(p: &str) -> Result<Platform> {
@@ -62,6 +72,12 @@ fn client_with_progress(global: &GlobalArgs, insecure: bool, progress: Arc<Progr
 }
 
 pub fn pull(global: &GlobalArgs, a: PullArgs) -> Result<u8> {
+    if let Some(name) = engine::daemon_name(&a.reference) {
+        if a.all_platforms {
+            bail!("--all-platforms: an image in the Docker engine is one platform");
+        }
+        return engine::pull(&open_store(global)?, name, a.quiet);
+    }
     let reference = parse_tagged(&a.reference)?;
     let selection = match (&a.platform, a.all_platforms) {
         (Some(p), _) => PlatformSelection::One(parse_platform(p)?),
@@ -98,6 +114,20 @@ pub fn pull(global: &GlobalArgs, a: PullArgs) -> Result<u8> {
 }
 
 pub fn push(global: &GlobalArgs, a: PushArgs) -> Result<u8> {
+    let daemon = match a.destination.as_deref() {
+        Some(d) => match engine::daemon_name(d) {
+            Some(n) => Some((a.reference.as_str(), n)),
+            None => bail!("destination {d:?}: want docker-daemon:NAME[:TAG] (a registry push takes one NAME)"),
+        },
+        None => engine::daemon_name(&a.reference).map(|n| (n, n)),
+    };
+    if let Some((source, dest)) = daemon {
+        if a.all_platforms {
+            bail!("--all-platforms: the Docker engine takes one platform of {source}");
+        }
+        let platform = a.platform.as_deref().map(parse_platform).transpose()?;
+        return engine::push(&open_store(global)?, source, dest, platform.as_ref(), a.quiet);
+    }
     let target = parse_tagged(&a.reference)?;
     if target.digest.is_some() && target.tag.is_none() {
         bail!("cannot push to {target}: give a tag, not a digest");

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod api;
+pub mod dockerd;
 pub mod hostile;
 pub mod image;
 pub mod net;
@@ -217,6 +218,9 @@ impl Env {
             .env("POLYARCH_ROOT", self.root())
             .env("DOCKER_CONFIG", self.docker_config())
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            // No Docker engine unless a test names one: `--load` then goes
+            // to the local store, whatever engine the machine runs.
+            .env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("no-engine.sock").display()))
             .env_remove("POLYARCH_CONFIG");
         if self.config_file().exists() {
             c.env("POLYARCH_CONFIG", self.config_file());

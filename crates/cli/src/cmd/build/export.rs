@@ -46,6 +46,11 @@ impl Exporter<'_> {
                 names_out.extend(names);
                 continue;
             }
+            if o.kind == OutputKind::Docker && o.dest.is_none() {
+                super::load::load(self.store, built, &names, self.annotations)?;
+                names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
+                continue;
+            }
             let loaded = o.write(self.store, built, &names, self.annotations, &mut std::io::stdout().lock())?;
             if o.kind == OutputKind::Docker && matches!(built, Built::Index(_)) && self.progress.mode != "quiet" {
                 eprintln!("{}", super::multi::describe_load(&loaded));
