@@ -11,7 +11,8 @@ PKGS=(
   runc                                 # the OCI runtime RUN steps and `polyarch run` use
   qemu-user-static binfmt-support      # user-mode emulators for foreign platforms
   podman uidmap                        # an independent runtime the tests run images with
-  openssh-server openssh-client        # a real ssh node for the builder tests
+  openssh-server openssh-client        # a real ssh node for the builder tests; ssh-agent for --ssh
+  docker.io                            # Docker engines the engine and plugin tests start themselves, and a docker client
 )
 
 missing=()
@@ -51,10 +52,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$rc" = 0 ] || { echo "install-deps: could not install ${missing[*]}" >&2; exit 1; }
 fi
 
-# The docker client is only used as an independent checker (`docker manifest`);
-# it is not a Debian package here, so it is optional outside CI.
+# The tests use whichever docker client comes first in PATH (docker.io's, or a
+# newer one in /usr/local/bin).
 if ! command -v docker >/dev/null 2>&1; then
-  echo "install-deps: note: no docker client; tests that compare with 'docker manifest' need it" >&2
+  echo "install-deps: note: no docker client; the engine and plugin tests need one" >&2
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install a Rust toolchain (https://rustup.rs)" >&2
