@@ -18,8 +18,11 @@
 #               platform with COPY --from=build.
 #   apt         3 platforms (amd64, arm64, arm/v7): FROM debian:bookworm-slim
 #               and RUN apt-get update && apt-get install of a small package,
-#               under emulation, from Debian's archive (the host network).
-#               Skipped with a message when a container cannot reach it.
+#               under emulation, from a Debian mirror on loopback that the
+#               caller serves: APT_MIRROR=http://127.0.0.1:PORT/debian (a
+#               bookworm main archive for those three architectures). Only
+#               with CASES naming it and APT_MIRROR set: benchmarks send no
+#               traffic beyond loopback, so Debian's own archive is never used.
 # Each tool ends with the index in the registry fixture:
 #   polyarch  build --platform LIST --push -t REG/pa-CASE-N:latest
 #   BuildKit  one `docker build --platform P --network host -t REG/bk-CASE-N:P`
@@ -40,7 +43,14 @@
 # client at /usr/local/bin/docker (manifest commands), ../shared/fixtures.
 set -euo pipefail
 RUNS=${1:-2}
-CASES=${CASES:-run multistage cross apt}
+CASES=${CASES:-run multistage cross}
+if [[ " $CASES " == *" apt "* ]]; then
+  case "${APT_MIRROR:-}" in
+    http://127.0.0.1:*|http://\[::1\]:*|http://localhost:*) ;;
+    *) echo "bench: the apt case needs APT_MIRROR=http://127.0.0.1:PORT/... (a Debian mirror on loopback); skipped" >&2
+       CASES=${CASES//apt/} ;;
+  esac
+fi
 PORT=${PORT:-5316}
 here=$(cd "$(dirname "$0")/.." && pwd)
 fixtures=${POLYARCH_FIXTURES:-$here/../shared/fixtures}
@@ -156,19 +166,19 @@ DOCKERFILE
 APT_PKG=${APT_PKG:-hello}
 cat > "$work/ctx/apt/Dockerfile" <<DOCKERFILE
 FROM $REGISTRY/library/debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends $APT_PKG && rm -rf /var/lib/apt/lists/*
+RUN rm -f /etc/apt/sources.list.d/* && echo "deb [trusted=yes] ${APT_MIRROR:-} bookworm main" > /etc/apt/sources.list && apt-get update && apt-get install -y --no-install-recommends $APT_PKG && rm -rf /var/lib/apt/lists/*
 DOCKERFILE
 SIX=linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x,linux/386
 THREE=linux/amd64,linux/arm64,linux/arm/v7
 platforms() { if [ "$1" = apt ]; then echo "$THREE"; else echo "$SIX"; fi; }
 
-# The apt case needs Debian's archive from inside a container on the host
+# The apt case needs the loopback mirror from inside a container on the host
 # network: checked once with polyarch, the arm64 image under QEMU.
 if has apt; then
-  printf 'FROM %s/library/debian:bookworm-slim\nRUN apt-get update\n' "$REGISTRY" > "$work/probe.Dockerfile"
+  printf 'FROM %s/library/debian:bookworm-slim\nRUN rm -f /etc/apt/sources.list.d/* && echo "deb [trusted=yes] %s bookworm main" > /etc/apt/sources.list && apt-get update\n' "$REGISTRY" "$APT_MIRROR" > "$work/probe.Dockerfile"
   if ! POLYARCH_ROOT=$work/probe timeout 300 "$PA" build --progress plain --network host --platform linux/arm64 \
       -f "$work/probe.Dockerfile" "$work/ctx/apt" >"$work/probe.log" 2>&1 || grep -qE '(^|[[:space:]])(Err:|W: Failed)' "$work/probe.log"; then
-    log "apt case skipped: a container on the host network cannot reach Debian's archive:"
+    log "apt case skipped: a container on the host network cannot reach $APT_MIRROR:"
     tail -5 "$work/probe.log" >&2; CASES=${CASES//apt/}
   fi
   fresh "$work/probe"
