@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub(crate) use polyarch_dockerfile::values::{go_list, go_quoted_list};
 
 /// The comment BuildKit puts in history entries of Dockerfile builds.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -280,17 +281,6 @@ pub fn rfc3339_nano(t: std::time::SystemTime) -> String {
     }
     let frac = format!("{nanos:09}");
     format!("{}.{}Z", whole.trim_end_matches('Z'), frac.trim_end_matches('0'))
-}
-
-/// Go's `%q` of a string slice: `["a" "b"]`.
-pub fn go_quoted_list(v: &[String]) -> String {
-    let parts: Vec<String> = v.iter().map(|s| polyarch_dockerfile::go_quote(s)).collect();
-    format!("[{}]", parts.join(" "))
-}
-
-/// Go's `%v` of a string slice: `[a b]`.
-pub fn go_list(v: &[String]) -> String {
-    format!("[{}]", v.join(" "))
 }
 
 /// Go's `time.Duration.String` for nanoseconds.

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::{Event, EventSink, Stream, Vertex};
+pub use polyarch_dockerfile::values::{chomp, is_lone_heredoc};
 
 /// How many lines of output a failure shows.
 const TAIL: usize = 6;
@@ -98,22 +99,6 @@ pub fn command_args(cmd: &CmdLine, shell: &[String], script: Option<String>) -> 
     let mut out: Vec<String> = if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
     out.push(args.join(" "));
     out
-}
-
-/// Whether a shell-form command is only a here-document marker
-/// (`<<EOF`, `<<-"EOF"`), as BuildKit's `MustParseHeredoc` checks.
-pub fn is_lone_heredoc(arg: &str) -> bool {
-    let Some(rest) = arg.trim().strip_prefix("<<") else {
-        return false;
-    };
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    let word = rest.trim_matches(|c| c == '"' || c == '\'');
-    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// BuildKit's `ChompHeredocContent`: leading tabs of every line removed.
-pub fn chomp(data: &str) -> String {
-    data.split('\n').map(|l| l.trim_start_matches('\t')).collect::<Vec<_>>().join("\n")
 }
 
 /// A cache mount's directory under the store root, by id: kept across

@@ -30,6 +30,7 @@ pub mod lint;
 pub mod parser;
 mod re;
 pub mod shell;
+pub mod values;
 
 pub use compat::{clean, go_quote};
 pub use error::{Diagnostic, Error, ErrorKind};

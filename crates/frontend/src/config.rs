@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+pub(crate) use polyarch_dockerfile::values::{go_list, go_quoted_list};
 use polyarch_oci::Platform;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -177,17 +178,6 @@ impl ImageConfig {
             None => self.config.env.push(entry),
         }
     }
-}
-
-/// Go's `%q` of a string slice: `["a" "b"]`.
-pub(crate) fn go_quoted_list(v: &[String]) -> String {
-    let parts: Vec<String> = v.iter().map(|s| polyarch_dockerfile::go_quote(s)).collect();
-    format!("[{}]", parts.join(" "))
-}
-
-/// Go's `%v` of a string slice: `[a b]`.
-pub(crate) fn go_list(v: &[String]) -> String {
-    format!("[{}]", v.join(" "))
 }
 
 /// Go's `time.Duration.String` for nanoseconds.

@@ -19,6 +19,7 @@ use crate::config::ImageConfig;
 use crate::error::{Error, ErrorKind, Result, Source};
 use crate::prefetch::{image_key, Prefetched};
 use crate::{BoxError, Options, Plan, PlatformImage, Resolver};
+pub(crate) use polyarch_dockerfile::values::normalize_workdir;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -568,16 +569,6 @@ fn parse_trigger(text: &str, line: usize) -> std::result::Result<Command, String
     cmd.start_line = line;
     cmd.end_line = line;
     Ok(cmd)
-}
-
-/// BuildKit's `NormalizeWorkdir` on Linux: an absolute path is kept as
-/// written; a relative one joins the current directory and is cleaned.
-pub(crate) fn normalize_workdir(current: &str, p: &str) -> String {
-    if p.starts_with('/') {
-        return p.to_string();
-    }
-    let parent = if current.is_empty() { "/" } else { current };
-    polyarch_dockerfile::clean(&format!("/{parent}/{p}"))
 }
 
 /// `user[:group]` as an owner: numbers are ids, anything else names.

@@ -11,6 +11,7 @@ use polyarch_solver::{VertexId, VertexSpec};
 use crate::convert::{parse_owner, Converter, PlatformCtx, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::Resolver;
+use polyarch_dockerfile::values::is_url;
 
 /// One source input of a COPY and the paths taken from it.
 struct Group {
@@ -203,11 +204,6 @@ impl<R: Resolver> Converter<'_, R> {
         };
         Ok(Words { sources, dest, excludes, owner, mode, checksum })
     }
-}
-
-/// An http(s) URL.
-fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// A git repository as ADD takes one: `git@host:repo`, `git://...`, or a

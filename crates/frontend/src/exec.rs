@@ -11,6 +11,7 @@ use crate::convert::{normalize_workdir, Converter, PlatformCtx, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::meta::with_shell;
 use crate::Resolver;
+use polyarch_dockerfile::values::{heredoc_script, is_lone_heredoc, summarize_heredoc};
 
 /// The process arguments, and a script file (name, content) to mount at
 /// `/dev/pipes`.
@@ -107,29 +108,8 @@ impl<R: Resolver> Converter<'_, R> {
     /// The process arguments, and a script file for `/dev/pipes` when the
     /// command is a lone here-document starting with `#!`.
     fn command(&self, st: &StageState, r: &instructions::Run, line: usize) -> Result<Prepared> {
-        let files = &r.cmd.files;
-        let (script, pipe) = match files.first() {
-            None => (None, None),
-            Some(_) if r.cmd.args.len() != 1 || !r.cmd.prepend_shell => {
-                let msg = "parsing produced an invalid run command";
-                return Err(self.src.error(ErrorKind::Dockerfile, line, msg, None));
-            }
-            Some(f) if is_lone_heredoc(&r.cmd.args[0]) => {
-                let data = if f.chomp { chomp(&f.data) } else { f.data.clone() };
-                if data.starts_with("#!") {
-                    (Some(format!("/dev/pipes/{}", f.name)), Some((f.name.clone(), data)))
-                } else {
-                    (Some(data), None)
-                }
-            }
-            Some(_) => {
-                let mut full = r.cmd.args[0].clone();
-                for f in files {
-                    full.push_str(&format!("\n{}{}", f.data, f.name));
-                }
-                (Some(full), None)
-            }
-        };
+        let (script, pipe) =
+            heredoc_script(&r.cmd).map_err(|e| self.src.error(ErrorKind::Dockerfile, line, &e.to_string(), None))?;
         let cmd = match script {
             Some(s) => instructions::CmdLine { args: vec![s], ..r.cmd.clone() },
             None => r.cmd.clone(),
@@ -340,33 +320,6 @@ fn history_command(args: &[String], build_args: &[(String, Option<String>)]) -> 
     }
     words.extend(args.iter().cloned());
     words.join(" ")
-}
-
-/// Whether a shell-form command is only a here-document marker.
-fn is_lone_heredoc(arg: &str) -> bool {
-    let Some(rest) = arg.trim().strip_prefix("<<") else {
-        return false;
-    };
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    let word = rest.trim_matches(|c| c == '"' || c == '\'');
-    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// BuildKit's `ChompHeredocContent`: leading tabs of every line removed.
-fn chomp(data: &str) -> String {
-    data.split('\n').map(|l| l.trim_start_matches('\t')).collect::<Vec<_>>().join("\n")
-}
-
-/// A here-document's first line, with `...` when more follow.
-fn summarize_heredoc(doc: &str) -> String {
-    let doc = doc.trim().replace("\r\n", "\n");
-    let mut lines = doc.split('\n');
-    let first = lines.next().unwrap_or("").to_string();
-    if lines.next().is_some() {
-        first + "..."
-    } else {
-        first
-    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ pub mod error;
 pub mod gc;
 pub mod layout;
 pub mod refs;
-mod sources;
 pub mod retention;
+mod sources;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod verify;

@@ -12,6 +12,7 @@ use crate::copy::{self, CopySpec, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
 use crate::layer::{write_layer, Layer};
+use polyarch_dockerfile::values::{is_url, normalize_workdir};
 
 /// Whether an instruction becomes a step of its own (and a layer).
 pub(super) fn is_fs_step(c: &Command) -> bool {
@@ -322,10 +323,6 @@ struct CopyArgs {
     checksum: Option<String>,
 }
 
-fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
-}
-
 /// Plans each source group in turn, each on top of the previous result.
 fn plan_jobs(jobs: &[(Arc<MemFs>, CopySpec)], base: &MemFs, now: i64) -> std::result::Result<Planned, copy::CopyError> {
     let mut merged = base.clone();
@@ -369,17 +366,6 @@ pub(crate) fn dest_path(workdir: &str, dest: &str) -> String {
     } else {
         c
     }
-}
-
-/// BuildKit's `NormalizeWorkdir` on Linux: an absolute path is kept as
-/// written (`/a/./b/` stays so in the config); a relative one joins the
-/// current one with Go's `path.Join`, which cleans it.
-pub(crate) fn normalize_workdir(current: &str, p: &str) -> String {
-    if p.starts_with('/') {
-        return p.to_string();
-    }
-    let parent = if current.is_empty() { "/" } else { current };
-    polyarch_dockerfile::clean(&format!("/{parent}/{p}"))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction, KeyValue}
 use super::{Run, StageState};
 use crate::config::{go_list, go_quoted_list, healthcheck_text, Empty, Healthcheck};
 use crate::error::{ErrorKind, Result};
+pub(crate) use polyarch_dockerfile::values::{parse_port_spec, valid_signal};
 
 impl Run<'_> {
     pub(super) fn meta(&mut self, st: &mut StageState, cmd: &Command, ins: &Instruction) -> Result<()> {
@@ -182,45 +183,6 @@ fn with_shell(st: &StageState, c: &CmdLine) -> Vec<String> {
     };
     sh.push(c.args.join(" "));
     sh
-}
-
-/// `80`, `80/udp`, `8000-8002/tcp`, `127.0.0.1:80:80` (the container
-/// port is kept) → `port/proto` keys, as go-connections' `ParsePortSpecs`.
-pub(crate) fn parse_port_spec(spec: &str) -> std::result::Result<Vec<String>, String> {
-    let (rest, proto) = match spec.rsplit_once('/') {
-        Some((r, p)) => (r, p.to_lowercase()),
-        None => (spec, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
-    }
-    let container = rest.rsplit(':').next().unwrap_or(rest);
-    let bad = || format!("invalid containerPort: {container}");
-    let (lo, hi) = match container.split_once('-') {
-        Some((a, b)) => (a.parse::<u32>().map_err(|_| bad())?, b.parse::<u32>().map_err(|_| bad())?),
-        None => {
-            let p = container.parse::<u32>().map_err(|_| bad())?;
-            (p, p)
-        }
-    };
-    if hi < lo || hi > 65535 {
-        return Err(bad());
-    }
-    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// Signal names and numbers moby's `signal.ParseSignal` accepts.
-fn valid_signal(s: &str) -> bool {
-    if let Ok(n) = s.parse::<u32>() {
-        return n > 0 && n <= 64;
-    }
-    let name = s.trim_start_matches("SIG").to_uppercase();
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-        "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-        "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
-    ];
-    NAMES.contains(&name.as_str()) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
 }
 
 #[cfg(test)]

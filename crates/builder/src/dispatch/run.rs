@@ -23,8 +23,9 @@ use crate::fs::{clean, join, Kind, MemFs};
 use crate::layer::{write_layer, Layer};
 use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper};
 use crate::process::{
-    cache_dir, chomp, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
+    cache_dir, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
 };
+use polyarch_dockerfile::values::{heredoc_script, summarize_heredoc};
 
 /// Paths the runtime may create in the root file system to mount on.
 const RUNTIME_STUBS: [&str; 6] = ["proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname"];
@@ -115,29 +116,9 @@ impl Run<'_> {
             }
         };
         let shell = &st.image.config.shell;
-        let files = &r.cmd.files;
         // Here-documents as BuildKit's dispatchRun turns them into commands.
-        let (script, pipe) = match files.first() {
-            None => (None, None),
-            Some(_) if r.cmd.args.len() != 1 || !r.cmd.prepend_shell => {
-                return Err(loc.error(ErrorKind::Dockerfile, "parsing produced an invalid run command", None))
-            }
-            Some(f) if is_lone_heredoc(&r.cmd.args[0]) => {
-                let data = if f.chomp { chomp(&f.data) } else { f.data.clone() };
-                if data.starts_with("#!") {
-                    (Some(format!("/dev/pipes/{}", f.name)), Some((f.name.clone(), data)))
-                } else {
-                    (Some(data), None)
-                }
-            }
-            Some(_) => {
-                let mut full = r.cmd.args[0].clone();
-                for f in files {
-                    full.push_str(&format!("\n{}{}", f.data, f.name));
-                }
-                (Some(full), None)
-            }
-        };
+        let (script, pipe) =
+            heredoc_script(&r.cmd).map_err(|e| loc.error(ErrorKind::Dockerfile, e.to_string(), None))?;
         Ok(Prepared { args: command_args(&r.cmd, shell, script), pipe, network, security })
     }
 
@@ -613,19 +594,6 @@ const PROXY_ARGS: [&str; 10] = [
 fn proxy_env(env: &[String], build_args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     let set = |k: &str| env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |x| x.0) == k);
     PROXY_ARGS.iter().filter(|k| !set(k)).filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}"))).collect()
-}
-
-/// A here-document's first line, with `...` when more follow (BuildKit's
-/// `summarizeHeredoc`).
-fn summarize_heredoc(doc: &str) -> String {
-    let doc = doc.trim().replace("\r\n", "\n");
-    let mut lines = doc.split('\n');
-    let first = lines.next().unwrap_or("").to_string();
-    if lines.next().is_some() {
-        first + "..."
-    } else {
-        first
-    }
 }
 
 /// Named after this process so that a later build can tell, after a kill,
