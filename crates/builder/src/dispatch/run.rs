@@ -575,25 +575,14 @@ impl Run<'_> {
     }
 }
 
-/// BuildKit's proxy build arguments: given with `--build-arg`, they reach
-/// every RUN without an ARG (and stay out of the history and the key).
-const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// The proxy variables of `build_args` that `env` does not set already.
 fn proxy_env(env: &[String], build_args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     let set = |k: &str| env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |x| x.0) == k);
-    PROXY_ARGS.iter().filter(|k| !set(k)).filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}"))).collect()
+    polyarch_dockerfile::instructions::PROXY_ARGS
+        .iter()
+        .filter(|k| !set(k))
+        .filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}")))
+        .collect()
 }
 
 /// Named after this process so that a later build can tell, after a kill,
