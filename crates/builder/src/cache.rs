@@ -137,12 +137,13 @@ pub(crate) struct Stored {
     pub(crate) description: String,
 }
 
-/// The log of hits under `build-cache/`: lines of `HEX SECONDS`.
+/// The log of hits under `build-cache/`: lines of `HEX NANOSECONDS`.
 pub(crate) const USES: &str = "uses.log";
 
-/// Seconds since the epoch, now.
+/// Nanoseconds since the epoch, now (records made or used within one
+/// second keep their order, for the least-recently-used prune).
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    polyarch_store::retention::now_nanos()
 }
 
 /// How long a build waits for another build's claim before doing the work

@@ -47,7 +47,7 @@ fn read_uses(dir: &Path) -> std::collections::HashMap<String, (i64, u64)> {
     let text = std::fs::read_to_string(dir.join(USES)).unwrap_or_default();
     for line in text.lines() {
         let Some((hex, t)) = line.split_once(' ') else { continue };
-        let Ok(t) = t.parse::<i64>() else { continue };
+        let Ok(t) = t.parse::<i64>().map(nanos) else { continue };
         let u = uses.entry(hex.to_string()).or_insert((t, 0));
         u.0 = u.0.max(t);
         u.1 += 1;
@@ -66,6 +66,8 @@ fn stored_records(dir: &Path) -> Vec<(String, Stored)> {
         }
         let Ok(bytes) = std::fs::read(e.path()) else { continue };
         let Ok(mut stored) = serde_json::from_slice::<Stored>(&bytes) else { continue };
+        stored.made = stored.made.map(nanos);
+        stored.last_used = stored.last_used.map(nanos);
         if stored.last_used.is_none() {
             stored.last_used = mtime(&e.path());
         }
@@ -148,9 +150,19 @@ fn mount_records(store: &Store) -> Vec<CacheRecord> {
     out
 }
 
+/// A time as records hold it, in nanoseconds since the epoch; a store
+/// written before they were kept in nanoseconds holds seconds.
+fn nanos(t: i64) -> i64 {
+    if (0..1 << 40).contains(&t) {
+        t.saturating_mul(retention::NANOS)
+    } else {
+        t
+    }
+}
+
 fn mtime(p: &Path) -> Option<i64> {
     let m = std::fs::symlink_metadata(p).ok()?.modified().ok()?;
-    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+    i64::try_from(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos()).ok()
 }
 
 /// The latest change in a cache mount: its directory or any entry one
@@ -269,6 +281,29 @@ mod tests {
         assert!(!store.root().join("build-cache").join(USES).exists(), "the log was folded in");
         let left = records(&store).unwrap();
         assert_eq!((left.len(), left[0].entry.usage_count), (1, 2), "folded once: {left:?}");
+    }
+
+    #[test]
+    fn within_one_second_the_record_made_last_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        {
+            let cache = Cache::new(&store);
+            record(&store, &cache, "sha256:b0", &[1u8; 100]);
+            // b is used twice, then a is made: a is the most recent one.
+            assert!(cache.get("sha256:b0").is_some());
+            record(&store, &cache, "sha256:a0", &[2u8; 100]);
+        }
+        let gc = store.gc_lock().unwrap();
+        let p = Policy { max_used_space: 150, ..Policy::default() };
+        let pruned = prune(&store, &gc, &[p], DiskStat::default(), cache_now(), true).unwrap();
+        assert_eq!(pruned.records.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b0"]);
+    }
+
+    #[test]
+    fn a_store_with_times_in_seconds_still_reads() {
+        assert_eq!(nanos(1_700_000_000), 1_700_000_000 * retention::NANOS);
+        assert_eq!(nanos(1_700_000_000 * retention::NANOS), 1_700_000_000 * retention::NANOS);
     }
 
     #[test]

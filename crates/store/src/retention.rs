@@ -63,6 +63,17 @@ impl RecordType {
     }
 }
 
+/// Nanoseconds in a second: [`Entry`] times are nanoseconds since the epoch.
+pub const NANOS: i64 = 1_000_000_000;
+
+/// Nanoseconds since the epoch, now.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// One cache record as a prune sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -70,9 +81,10 @@ pub struct Entry {
     pub id: String,
     /// Bytes removing it frees (when not shared).
     pub size: u64,
-    /// When it was made (seconds since the epoch).
+    /// When it was made (nanoseconds since the epoch: records made or used
+    /// within one second still have an order).
     pub created: Option<i64>,
-    /// When a build last used it.
+    /// When a build last used it (nanoseconds since the epoch).
     pub last_used: Option<i64>,
     /// How many builds used it.
     pub usage_count: u64,
@@ -226,12 +238,12 @@ pub fn keep_bytes(total: u64, disk: DiskStat, p: &Policy) -> u64 {
     keep.max(p.reserved_space).max(1)
 }
 
-/// The indexes of the `entries` that `policy` removes, at `now` (seconds
-/// since the epoch): records in use never; shared and internal ones only
+/// The indexes of the `entries` that `policy` removes, at `now`
+/// (nanoseconds since the epoch): records in use never; shared and internal ones only
 /// with `all`; those used within `until` never; with a size limit, the
 /// least recently used (then least used) first, until the rest fit.
 pub fn select(entries: &[Entry], policy: &Policy, now: i64, disk: DiskStat) -> Vec<usize> {
-    let cutoff = policy.filters.until.map(|d| now - d.as_secs() as i64);
+    let cutoff = policy.filters.until.map(|d| now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     let internal = |e: &Entry| matches!(e.record_type, RecordType::Internal | RecordType::Frontend);
     let mut candidates: Vec<usize> = (0..entries.len())
         .filter(|&i| {
@@ -372,8 +384,8 @@ mod tests {
         Entry {
             id: id.into(),
             size,
-            created: Some(last_used - 10),
-            last_used: Some(last_used),
+            created: Some((last_used - 10) * NANOS),
+            last_used: Some(last_used * NANOS),
             usage_count: 1,
             record_type: RecordType::Regular,
             shared: false,
@@ -396,10 +408,10 @@ mod tests {
         let e = vec![entry("old", 10, NOW - 3 * 86400), entry("new", 10, NOW - 60), entry("day", 10, NOW - 86400)];
         let mut p = Policy::default();
         p.filters.add("until=24h").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["day", "old"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["day", "old"]);
         p.filters.add("until=48h").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["old"]);
-        assert_eq!(ids(&e, select(&e, &Policy::default(), NOW, DISK)), ["day", "new", "old"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["old"]);
+        assert_eq!(ids(&e, select(&e, &Policy::default(), NOW * NANOS, DISK)), ["day", "new", "old"]);
     }
 
     #[test]
@@ -411,18 +423,18 @@ mod tests {
             entry("d", 100, NOW - 100),
         ];
         let p = Policy { max_used_space: 250, ..Policy::default() };
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["a", "b"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["a", "b"]);
         let p = Policy { max_used_space: 400, ..Policy::default() };
-        assert!(select(&e, &p, NOW, DISK).is_empty(), "under the limit nothing goes");
+        assert!(select(&e, &p, NOW * NANOS, DISK).is_empty(), "under the limit nothing goes");
         // Reserved space is a floor under min-free-space.
         let full = DiskStat { total: 1000, free: 0 };
         let p = Policy { min_free_space: 1000, reserved_space: 200, ..Policy::default() };
-        assert_eq!(ids(&e, select(&e, &p, NOW, full)), ["a", "b"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, full)), ["a", "b"]);
         // Equal last use: the less used goes first.
         let mut e = vec![entry("x", 100, NOW), entry("y", 100, NOW)];
         e[0].usage_count = 5;
         let p = Policy { max_used_space: 150, ..Policy::default() };
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["y"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["y"]);
     }
 
     #[test]
@@ -433,21 +445,25 @@ mod tests {
         e[3].in_use = true;
         let mut p = Policy::default();
         p.filters.add("type=exec.cachemount").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["mount"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["mount"]);
         let mut p = Policy::default();
         p.filters.add("type==regular,type==exec.cachemount").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["mount", "run"], "terms on one key are alternatives");
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["mount", "run"], "terms on one key are alternatives");
         p.filters.add("description~=mou").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["mount"], "keys combine");
-        assert_eq!(ids(&e, select(&e, &Policy::default(), NOW, DISK)), ["mount", "run"], "shared kept without all");
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["mount"], "keys combine");
+        assert_eq!(
+            ids(&e, select(&e, &Policy::default(), NOW * NANOS, DISK)),
+            ["mount", "run"],
+            "shared kept without all"
+        );
         let all = Policy { all: true, ..Policy::default() };
-        assert_eq!(ids(&e, select(&e, &all, NOW, DISK)), ["img", "mount", "run"], "in use never goes");
+        assert_eq!(ids(&e, select(&e, &all, NOW * NANOS, DISK)), ["img", "mount", "run"], "in use never goes");
         let mut p = Policy::default();
         p.filters.add("type!=regular").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["mount"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["mount"]);
         let mut p = Policy::default();
         p.filters.add("id=ru").unwrap();
-        assert_eq!(ids(&e, select(&e, &p, NOW, DISK)), ["run"]);
+        assert_eq!(ids(&e, select(&e, &p, NOW * NANOS, DISK)), ["run"]);
     }
 
     #[test]

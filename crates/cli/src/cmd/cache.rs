@@ -130,12 +130,20 @@ pub fn prune(global: &GlobalArgs, a: PruneArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Nanoseconds since the epoch, as cache records' times.
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    retention::now_nanos()
+}
+
+/// A record's time in whole seconds since the epoch.
+fn secs(t: i64) -> i64 {
+    t.div_euclid(retention::NANOS)
 }
 
 fn last_accessed(e: &Entry) -> String {
-    e.last_used.map(|t| format!("{} ago", human_duration(now().saturating_sub(t).max(0) as u64))).unwrap_or_default()
+    e.last_used
+        .map(|t| format!("{} ago", human_duration(secs(now().saturating_sub(t)).max(0) as u64)))
+        .unwrap_or_default()
 }
 
 /// buildx's `ID RECLAIMABLE SIZE LAST ACCESSED` table.
@@ -165,7 +173,7 @@ fn verbose_blocks(records: &[Entry]) -> String {
     for e in records {
         out.push_str(&field("ID:", &e.id));
         if let Some(c) = e.created {
-            out.push_str(&field("Created at:", go_time(c)));
+            out.push_str(&field("Created at:", go_time(secs(c))));
         }
         out.push_str(&field("Mutable:", false));
         out.push_str(&field("Reclaimable:", !e.in_use));
@@ -193,8 +201,8 @@ fn record_json(e: &Entry) -> Value {
         "Size": e.size,
         "Description": e.description,
         "UsageCount": e.usage_count,
-        "CreatedAt": e.created.map(polyarch_builder::config::rfc3339),
-        "LastUsedAt": e.last_used.map(polyarch_builder::config::rfc3339),
+        "CreatedAt": e.created.map(|t| polyarch_builder::config::rfc3339(secs(t))),
+        "LastUsedAt": e.last_used.map(|t| polyarch_builder::config::rfc3339(secs(t))),
         "Type": e.record_type.as_str(),
         "InUse": e.in_use,
     })
@@ -215,7 +223,7 @@ fn summary(records: &[Entry]) -> String {
 pub fn du(global: &GlobalArgs, a: DuArgs) -> Result<u8> {
     let store = open_store(global)?;
     let f = filters(&a.filters)?;
-    let cutoff = f.until.map(|d| now() - d.as_secs() as i64);
+    let cutoff = f.until.map(|d| now().saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     let records: Vec<Entry> = prune::records(&store)
         .context("reading the build cache")?
         .into_iter()
