@@ -36,13 +36,29 @@ pub struct Builder {
     /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
     pub(crate) slots: Slots,
+    /// Imported records and the notes of `--cache-to`.
+    cache_io: Option<Arc<crate::cacheio::CacheIo>>,
 }
 
 impl Builder {
     /// A builder writing to `store`, with no registry access, no events
     /// and the default [`Slots`].
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}), executor: None, slots: Slots::default() }
+        Builder {
+            store,
+            client: None,
+            events: Arc::new(|_| {}),
+            executor: None,
+            slots: Slots::default(),
+            cache_io: None,
+        }
+    }
+
+    /// Takes records missing here from `io`'s imports and notes the steps
+    /// for its export (shared by the builds of every platform).
+    pub fn with_cache_io(mut self, io: Arc<crate::cacheio::CacheIo>) -> Builder {
+        self.cache_io = Some(io);
+        self
     }
 
     /// Runs RUN processes with `executor` instead of the OCI runtime of
@@ -110,7 +126,7 @@ impl Builder {
             opts,
             lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
             lex: Lex::new(ast.escape),
-            cache: Cache::new(&self.store),
+            cache: Cache::new(&self.store).with_io(self.cache_io.clone()),
             latest: None,
             now: opts.source_date_epoch.unwrap_or(now),
             stages: (0..df.stages.len()).map(|_| None).collect(),
@@ -571,7 +587,13 @@ impl Run<'_> {
                 h.created = Some(created.clone());
             }
         }
-        let config = image.to_json(Some(&created))?;
+        let mut config = image.to_json(Some(&created))?;
+        if let Some(io) = &self.b.cache_io {
+            io.finished(&st.key);
+            if io.inline() {
+                config = crate::cacheio::with_inline(&config, &io.chain(&st.key))?;
+            }
+        }
         let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
         let manifest = ImageManifest {
             schema_version: 2,

@@ -247,6 +247,7 @@ impl Run<'_> {
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     push_layer(st, layer.clone());
                 }
+                self.cache.noted(&st.key, key, &st.platform, &rec);
                 st.key = key.to_string();
                 self.cached += 1;
                 return Ok((true, rec.created.unwrap_or(self.now)));
@@ -273,7 +274,9 @@ impl Run<'_> {
             push_layer(st, layer.clone());
             Some(layer)
         };
-        self.cache.put(key, &Record { layer, created: Some(self.now) })?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put(key, &rec)?;
+        self.cache.noted(&st.key, key, &st.platform, &rec);
         st.key = key.to_string();
         self.executed += 1;
         Ok((false, self.now))

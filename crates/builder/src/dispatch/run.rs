@@ -158,6 +158,7 @@ impl Run<'_> {
                     st.image.diff_ids.push(layer.diff_id.clone());
                     st.layers.push(layer.clone());
                 }
+                self.cache.noted(&st.key, &key, &st.platform, &rec);
                 st.key = key;
                 self.cached += 1;
                 self.commit_fs(st, history, rec.created.unwrap_or(self.now));
@@ -176,7 +177,9 @@ impl Run<'_> {
         drop(mounts);
         let layer = self.commit_changes(st, &before, &after, upper)?;
         let described = history.trim_end_matches(" # buildkit");
-        self.cache.put_described(&key, &Record { layer, created: Some(self.now) }, described)?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put_described(&key, &rec, described)?;
+        self.cache.noted(&st.key, &key, &st.platform, &rec);
         st.key = key;
         self.executed += 1;
         self.commit_fs(st, history, self.now);
