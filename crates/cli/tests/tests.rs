@@ -7,6 +7,7 @@ mod archives;
 mod build;
 mod builders;
 mod buildfs;
+mod cacheio;
 mod completion;
 mod emu;
 mod engine;
