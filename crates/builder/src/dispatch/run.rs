@@ -152,7 +152,11 @@ impl Run<'_> {
         if !no_cache {
             if let Some(rec) = self.cache.get(&key) {
                 if let Some(layer) = &rec.layer {
-                    let unpack = self.unpack_layers();
+                    // Its unpacked directory if there is one; else read
+                    // without unpacking: a RUN that follows unpacks what
+                    // its overlay needs, and a fully cached build (a fresh
+                    // store with `--cache-from`) writes no trees.
+                    let unpack = false;
                     let below = st.layers.clone();
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     st.image.diff_ids.push(layer.diff_id.clone());
