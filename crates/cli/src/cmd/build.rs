@@ -433,9 +433,9 @@ fn export_single(
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
-    let exporting = progress.start(Vertex::plain("exporting to image"));
+    let exporting = progress.start_export();
     let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
-    progress.done(exporting, t.elapsed());
+    progress.done_export(exporting, t.elapsed());
     progress.finish(true);
     if progress.chatty() {
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);

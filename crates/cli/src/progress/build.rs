@@ -7,16 +7,29 @@
 //! steps as lines, below them a bar per running step and per blob a pull
 //! or push is moving, fed by the registry client's byte counts); `rawjson`
 //! BuildKit's `SolveStatus` stream ([`super::rawjson`]); `quiet` and
-//! `none` no progress.
+//! `none` no progress. A step's statuses (a blob pulled or pushed, a
+//! layer extracted) come from the builder's events and, for the bytes in
+//! between, from the registry client's counts; the statuses of the export
+//! (`naming to ...`, `pushing layers`, each blob pushed) belong to the
+//! `exporting to image` step ([`Progress::start_export`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use polyarch_builder::{Event, MemFs, StepNumbers, Vertex};
+use polyarch_builder::{Event, MemFs, Status, StepNumbers, Vertex};
+use polyarch_oci::Digest;
 
-use super::rawjson::{RawJson, Warning};
+use super::rawjson::{status_line, RawJson, Warning};
+
+/// How often a moving blob's status is written in rawjson.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether a status is a blob's (its id a digest).
+fn is_blob(id: &str) -> bool {
+    id.parse::<Digest>().is_ok()
+}
 
 /// The `--progress` values.
 pub const MODES: [&str; 6] = ["auto", "tty", "plain", "quiet", "rawjson", "none"];
@@ -50,6 +63,11 @@ pub struct Progress {
     ticking: bool,
     /// tty mode: one bar per running step and per blob on the move.
     bars: Mutex<HashMap<BarKey, indicatif::ProgressBar>>,
+    /// Blob statuses begun and not completed: their step, the status and
+    /// when its line was last written.
+    blobs: Mutex<HashMap<Digest, (Vertex, Status, Instant)>>,
+    /// The `exporting to image` step while it runs.
+    export: Mutex<Option<Vertex>>,
 }
 
 /// What a live bar shows.
@@ -157,8 +175,24 @@ fn plain_lines(e: &Event, cached: &mut HashSet<usize>, started: &HashMap<usize, 
             let since = started.get(&id).and_then(|s| at.duration_since(*s).ok()).unwrap_or_default();
             vec![format!("#{id} {:.3} {line}", since.as_secs_f64())]
         }
+        Event::Status { status, .. } => status_done(status).map(|s| format!("#{id} {s}")).into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// A completed status as BuildKit's plain and tty lines end it:
+/// `sha256:... 2.10MB / 2.10MB 0.2s done`, `extracting sha256:... 0.1s done`.
+fn status_done(status: &Status) -> Option<String> {
+    let completed = status.completed?;
+    let took = status.started.and_then(|s| completed.duration_since(s).ok()).unwrap_or_default();
+    let bytes = match status.total {
+        Some(total) => {
+            let size = crate::cmd::images::human_size;
+            format!(" {} / {}", size(status.current), size(total))
+        }
+        None => String::new(),
+    };
+    Some(format!("{}{bytes} {:.1}s done", status.id, took.as_secs_f64()))
 }
 
 /// After a build: buildx's summary of the check warnings on stderr (not
@@ -217,6 +251,8 @@ impl Progress {
             live,
             ticking: terminal,
             bars: Default::default(),
+            blobs: Default::default(),
+            export: Default::default(),
         }
     }
 
@@ -276,6 +312,7 @@ impl Progress {
             Event::Done { vertex, .. } | Event::Failed { vertex, .. } => {
                 self.open.lock().map(|mut o| o.remove(&vertex.id)).ok();
             }
+            Event::Status { vertex, status, .. } => self.track_blob(vertex, status),
             _ => {}
         }
         match self.mode.as_str() {
@@ -322,6 +359,12 @@ impl Progress {
                 let start = self.started.lock().ok().and_then(|s| s.get(&id).copied());
                 let since = start.and_then(|s| at.duration_since(s).ok()).unwrap_or_default();
                 self.line(&format!(" #{id} {:.3} {line}", since.as_secs_f64()));
+            }
+            // Blobs show as bars fed by the registry's counts.
+            Event::Status { status, .. } if !is_blob(&status.id) => {
+                if let Some(s) = status_done(status) {
+                    self.line(&format!(" => => {s}"));
+                }
             }
             _ => {}
         }
@@ -371,6 +414,10 @@ impl Progress {
     /// Byte counts from the registry client: a bar per blob while it
     /// moves, then a line (`=> => sha256:0123456789ab 2.2MB / 2.2MB done`).
     pub fn registry(&self, e: &polyarch_registry::Event) {
+        if self.mode == "rawjson" {
+            self.blob_bytes(e);
+            return;
+        }
         if self.live.is_none() {
             return;
         }
@@ -415,6 +462,78 @@ impl Progress {
         bar.set_message(verb.to_string());
         bars.insert(key, bar.clone());
         Some(bar)
+    }
+
+    /// Starts the `exporting to image` step: the statuses of the export
+    /// ([`Progress::begin_status`], blobs pushed) are its own until it ends.
+    pub fn start_export(&self) -> Vertex {
+        let vertex = self.start(Vertex::plain("exporting to image"));
+        self.export.lock().map(|mut x| *x = Some(vertex.clone())).ok();
+        vertex
+    }
+
+    /// Ends the `exporting to image` step.
+    pub fn done_export(&self, vertex: Vertex, elapsed: Duration) {
+        self.export.lock().map(|mut x| *x = None).ok();
+        self.done(vertex, elapsed);
+    }
+
+    /// A status of the export step that begins now (`naming to NAME`,
+    /// `pushing layers`); none when no export step runs.
+    pub fn begin_status(&self, id: &str) -> Option<(Vertex, Status)> {
+        let vertex = self.export.lock().ok()?.clone()?;
+        let at = SystemTime::now();
+        let status = Status::begin(id, None, at);
+        self.event(&Event::Status { vertex: vertex.clone(), at, status: status.clone() });
+        Some((vertex, status))
+    }
+
+    /// Completes a status of [`Progress::begin_status`].
+    pub fn end_status(&self, begun: Option<(Vertex, Status)>) {
+        let Some((vertex, status)) = begun else { return };
+        let at = SystemTime::now();
+        self.event(&Event::Status { vertex, at, status: status.end(at) });
+    }
+
+    /// Remembers a blob's status while it moves, for the registry's byte
+    /// counts in between.
+    fn track_blob(&self, vertex: &Vertex, status: &Status) {
+        let Some(digest) = status.id.parse::<Digest>().ok() else { return };
+        let Ok(mut blobs) = self.blobs.lock() else { return };
+        match status.completed {
+            Some(_) => blobs.remove(&digest),
+            None => blobs.insert(digest, (vertex.clone(), status.clone(), Instant::now())),
+        };
+    }
+
+    /// rawjson: a blob's status with the bytes moved so far, at most every
+    /// [`STATUS_EVERY`]; an upload of the export step begins and completes
+    /// its own status (`sha256:...` of the blob, as BuildKit's push).
+    fn blob_bytes(&self, e: &polyarch_registry::Event) {
+        let polyarch_registry::Event::Bytes { digest, direction, transferred, total } = e else { return };
+        let at = SystemTime::now();
+        let line = {
+            let Ok(mut blobs) = self.blobs.lock() else { return };
+            if !blobs.contains_key(digest) && *direction == polyarch_registry::Direction::Upload {
+                let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
+                let status = Status::begin(digest.to_string(), Some(*total), at);
+                blobs.insert(digest.clone(), (vertex, status, Instant::now() - STATUS_EVERY));
+            }
+            let Some((vertex, status, last)) = blobs.get_mut(digest) else { return };
+            status.current = (*transferred).min(status.total.unwrap_or(u64::MAX));
+            let uploaded = *direction == polyarch_registry::Direction::Upload && transferred >= total;
+            if uploaded {
+                let line = status_line(vertex, at, &status.end(at));
+                blobs.remove(digest);
+                line
+            } else if last.elapsed() >= STATUS_EVERY {
+                *last = Instant::now();
+                status_line(vertex, at, status)
+            } else {
+                return;
+            }
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
     /// Ends the view (`[+] Building 1.2s FINISHED` in tty mode) and shows

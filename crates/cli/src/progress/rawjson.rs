@@ -2,10 +2,12 @@
 //! `docker buildx build --progress rawjson` prints it, one JSON object per
 //! line, with the field names and shapes of moby/buildkit `client/graph.go`
 //! (`vertexes` with `digest`, `inputs`, `name`, `started`, `completed`,
-//! `cached`, `error`; `logs` with `vertex`, `stream`, base64 `data` and
-//! `timestamp`; `warnings`), empty fields left out as Go's `omitempty`
-//! does, times in RFC 3339 with nanoseconds, and `<`, `>`, `&` escaped as
-//! Go's encoder escapes them.
+//! `cached`, `error`; `statuses` with `id`, `vertex`, `total`, `current`,
+//! `timestamp`, `started`, `completed`; `logs` with `vertex`, `stream`,
+//! base64 `data` and `timestamp`; `warnings`), empty fields left out as
+//! Go's `omitempty` does (`current`, `timestamp`, a status's `id` and a
+//! log's `data` have none), times in RFC 3339 with nanoseconds, and `<`,
+//! `>`, `&` escaped as Go's encoder escapes them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +15,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use polyarch_builder::config::rfc3339_nano;
-use polyarch_builder::{Event, Stream, Vertex};
+use polyarch_builder::{Event, Status, Stream, Vertex};
 use serde::Serialize;
 
 /// A `SolveStatus`; lists that are empty are not written.
@@ -21,6 +23,8 @@ use serde::Serialize;
 struct SolveStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     vertexes: Vec<VertexJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    statuses: Vec<StatusJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     logs: Vec<LogJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -42,6 +46,26 @@ struct VertexJson {
     cached: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+}
+
+/// A `VertexStatus`: `id` and `current` are always written, as Go does.
+#[derive(Debug, Serialize)]
+struct StatusJson {
+    id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    vertex: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    total: u64,
+    current: u64,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed: Option<String>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +176,7 @@ impl RawJson {
                 let log = LogJson { vertex: v.digest().to_string(), stream, data, timestamp: rfc3339_nano(*t) };
                 SolveStatus { logs: vec![log], ..SolveStatus::default() }
             }
+            Event::Status { at, status, .. } => return Some(status_line(v, *at, status)),
             _ => return None,
         };
         Some(go_json(&status))
@@ -174,6 +199,20 @@ impl RawJson {
             .collect();
         Some(go_json(&SolveStatus { warnings, ..SolveStatus::default() }))
     }
+}
+
+/// The line of a status of step `v` at `at`.
+pub fn status_line(v: &Vertex, at: SystemTime, status: &Status) -> String {
+    let json = StatusJson {
+        id: status.id.clone(),
+        vertex: v.digest().to_string(),
+        total: status.total.unwrap_or(0),
+        current: status.current,
+        timestamp: rfc3339_nano(at),
+        started: status.started.map(rfc3339_nano),
+        completed: status.completed.map(rfc3339_nano),
+    };
+    go_json(&SolveStatus { statuses: vec![json], ..SolveStatus::default() })
 }
 
 fn vertex(v: &Vertex, started: Option<String>, completed: Option<String>, cached: bool, error: &str) -> SolveStatus {
@@ -260,6 +299,34 @@ mod tests {
             format!(
                 r#"{{"vertexes":[{{"digest":"{fd}","name":"[internal] load metadata for docker.io/library/nope:latest","started":"2023-11-14T22:13:20.003000007Z","completed":"2023-11-14T22:13:20.003000007Z","error":"not found"}}]}}"#
             )
+        );
+    }
+
+    #[test]
+    fn statuses_as_buildkit_writes_them() {
+        let r = RawJson::default();
+        let v = run_step();
+        let d = v.digest().to_string();
+        let blob = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let begin = Status::begin(blob, Some(2048), at(1));
+        let line = r.line(&Event::Status { vertex: v.clone(), at: at(1), status: begin.clone() }).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                r#"{{"statuses":[{{"id":"{blob}","vertex":"{d}","total":2048,"current":0,"timestamp":"2023-11-14T22:13:20.001000007Z","started":"2023-11-14T22:13:20.001000007Z"}}]}}"#
+            )
+        );
+        let end = Status::begin(format!("extracting {blob}"), None, at(2)).end(at(3));
+        assert_eq!(
+            status_line(&v, at(3), &end),
+            format!(
+                r#"{{"statuses":[{{"id":"extracting {blob}","vertex":"{d}","current":0,"timestamp":"2023-11-14T22:13:20.003000007Z","started":"2023-11-14T22:13:20.002000007Z","completed":"2023-11-14T22:13:20.003000007Z"}}]}}"#
+            )
+        );
+        let done: serde_json::Value = serde_json::from_str(&status_line(&v, at(4), &begin.end(at(4)))).unwrap();
+        assert_eq!(
+            (done["statuses"][0]["current"].as_u64(), done["statuses"][0]["total"].as_u64()),
+            (Some(2048), Some(2048))
         );
     }
 

@@ -51,7 +51,9 @@ impl Exporter<'_> {
                 names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
                 continue;
             }
+            let layers = self.progress.begin_status("exporting layers");
             let loaded = o.write(self.store, built, &names, self.annotations, &mut std::io::stdout().lock())?;
+            self.progress.end_status(layers);
             if o.kind == OutputKind::Docker && matches!(built, Built::Index(_)) && self.progress.mode != "quiet" {
                 eprintln!("{}", super::multi::describe_load(&loaded));
             }
@@ -61,7 +63,11 @@ impl Exporter<'_> {
 
     fn image(&self, built: &Built, o: &Output, names: &[String]) -> Result<()> {
         if self.tag || !o.push {
-            export::tag(self.store, built, names)?;
+            for name in names {
+                let naming = self.progress.begin_status(&format!("naming to {name}"));
+                export::tag(self.store, built, std::slice::from_ref(name))?;
+                self.progress.end_status(naming);
+            }
         }
         if !o.push {
             return Ok(());
@@ -69,9 +75,12 @@ impl Exporter<'_> {
         if names.is_empty() {
             bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
         }
+        let pushing = self.progress.begin_status("pushing layers");
         match self.push {
-            Some(push) => push(built, names),
-            None => Ok(self.rt.block_on(export::push(self.client, self.store, built, names))?),
+            Some(push) => push(built, names)?,
+            None => self.rt.block_on(export::push(self.client, self.store, built, names))?,
         }
+        self.progress.end_status(pushing);
+        Ok(())
     }
 }
