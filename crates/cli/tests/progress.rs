@@ -300,7 +300,8 @@ fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
     if !aarch64_handler() {
         return;
     }
-    let dockerfile = "FROM busybox\nRUN echo hi-$(uname -m)\nCOPY f /f\n";
+    // `as` in lower case: a check warning (FromAsCasing) in the stream.
+    let dockerfile = "FROM busybox as base\nRUN echo hi-$(uname -m)\nCOPY f /f\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
     let args = ["build", "--progress", "rawjson", "--platform", "linux/amd64,linux/arm64", "-t", "keys:1", s(&ctx)];
     let out = env.run(&args);
@@ -321,7 +322,7 @@ fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
         }
     }
     for p in ["linux/amd64", "linux/arm64"] {
-        let (from, _) = named(&vertices, &format!("[{p} stage-0 1/3] FROM"));
+        let (from, _) = named(&vertices, &format!("[{p} base 1/3] FROM"));
         let mine: Vec<&StatusSeen> = all.iter().filter(|s| &s.vertex == from).collect();
         let blobs: Vec<&&StatusSeen> = mine.iter().filter(|s| is_digest(&s.id)).collect();
         assert!(!blobs.is_empty(), "{p}: no layer download status on the FROM step: {mine:?}");
@@ -336,14 +337,24 @@ fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
             let extracting = format!("extracting {id}");
             assert!(mine.iter().any(|s| s.id == extracting && s.completed.is_some()), "{p}: no {extracting}");
         }
-        let (run, _) = named(&vertices, &format!("[{p} stage-0 2/3] RUN"));
+        let (run, _) = named(&vertices, &format!("[{p} base 2/3] RUN"));
         let machine = if p == "linux/amd64" { "x86_64" } else { "aarch64" };
         assert!(logs.iter().any(|l| &l.0 == run && l.2 == format!("hi-{machine}\n")), "{p}: {logs:?}");
-        named(&vertices, &format!("[{p} stage-0 3/3] COPY f /f"));
+        let (copy, _) = named(&vertices, &format!("[{p} base 3/3] COPY f /f"));
+        assert_eq!(vertices[copy].inputs, [run.clone(), named(&vertices, "[internal] load build context").0.clone()]);
         let meta = format!("[{p} internal] load metadata for docker.io/library/busybox:latest");
         assert_eq!(vertices.values().filter(|v| v.name == meta).count(), 1, "{meta}");
     }
     let (export, _) = named(&vertices, "exporting to image");
+    let warnings: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["warnings"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let [w] = warnings.as_slice() else { panic!("one warning: {warnings:?}") };
+    assert_eq!(w["sourceInfo"]["filename"], "Dockerfile", "{w}");
+    assert_eq!(w["range"][0]["start"]["line"], 1, "{w}");
+    assert!(vertices.contains_key(w["vertex"].as_str().unwrap()), "{w}");
     let naming = |s: &StatusSeen| &s.vertex == export && s.id == "naming to docker.io/library/keys:1";
     assert!(all.iter().any(|s| naming(s) && s.completed.is_some()), "{all:?}");
 }

@@ -66,7 +66,12 @@ impl Run<'_> {
         let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
         let text = format!("{verb} {}", self.display_words(st, rest));
         let _slot = self.b.slots.acquire(crate::slots::Class::Cpu).await;
-        let step = self.start(self.step_vertex(st, &text));
+        let mut vertex = self.step_vertex(st, &text);
+        let reads_source = c.from.is_some() || c.sources.iter().any(|s| !is_url(s));
+        if reads_source {
+            vertex.inputs.extend(self.source_input(st, c.from.as_deref(), line));
+        }
+        let step = self.start(vertex);
         let outcome = self.copy_run(st, c, add, line, args, &step.vertex).await;
         self.end_step(step, outcome)
     }

@@ -61,7 +61,11 @@ struct Prepared {
 impl Run<'_> {
     pub(super) async fn run(&mut self, st: &mut StageState, cmd: &Command, r: &instructions::Run) -> Result<()> {
         let text = self.step_name(st, cmd, r);
-        let vertex = self.step_vertex(st, &text);
+        let mut vertex = self.step_vertex(st, &text);
+        for m in r.mounts.iter().filter(|m| m.r#type == "bind" || m.from.is_some()) {
+            let input = self.source_input(st, m.from.as_deref(), cmd.start_line);
+            vertex.inputs.extend(input.filter(|i| !vertex.inputs.contains(i)));
+        }
         let mut started = None;
         let outcome = self.run_step(st, cmd, r, &vertex, &mut started).await;
         // A step that failed before it started (a mount, a flag) starts as it fails.

@@ -338,6 +338,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
         }
     }
+    if let Ok(mut s) = progress.source.lock() {
+        *s = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());

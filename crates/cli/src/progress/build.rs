@@ -48,6 +48,8 @@ pub struct Progress {
     warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
     /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
     pub expand: Mutex<Option<(String, String)>>,
+    /// The Dockerfile's name and text, the source of rawjson's warnings.
+    pub source: Mutex<Option<(String, String)>>,
     /// The build definition's step, which warnings belong to.
     definition: Mutex<Option<Vertex>>,
     numbers: Arc<Mutex<StepNumbers>>,
@@ -241,6 +243,7 @@ impl Progress {
             start: Instant::now(),
             warnings: Mutex::new(None),
             expand: Mutex::new(None),
+            source: Mutex::new(None),
             definition: Mutex::new(None),
             numbers: Arc::default(),
             own: Default::default(),
@@ -551,6 +554,7 @@ impl Progress {
         let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) else { return };
         if self.mode == "rawjson" {
             let vertex = self.definition.lock().ok().and_then(|d| d.clone()).unwrap_or_default();
+            let source = self.source.lock().ok().and_then(|s| s.clone());
             let warnings: Vec<Warning> = rep
                 .warnings
                 .iter()
@@ -560,6 +564,7 @@ impl Progress {
                     short: w.short(),
                     detail: vec![w.description.to_string()],
                     url: w.url.to_string(),
+                    source: source.as_ref().map(|(f, t)| (f.clone(), t.clone(), w.start_line, w.end_line)),
                 })
                 .collect();
             if let Some(line) = self.raw.warnings(&warnings) {

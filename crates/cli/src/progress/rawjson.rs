@@ -89,6 +89,30 @@ struct WarningJson {
     detail: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     url: String,
+    #[serde(rename = "sourceInfo", skip_serializing_if = "Option::is_none")]
+    source_info: Option<SourceInfoJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    range: Vec<RangeJson>,
+}
+
+/// BuildKit's `pb.SourceInfo` of a warning: the file, its bytes, its language.
+#[derive(Debug, Serialize)]
+struct SourceInfoJson {
+    filename: String,
+    data: String,
+    language: String,
+}
+
+/// A `pb.Range` of lines (`character` is 0 and left out, as omitempty does).
+#[derive(Debug, Serialize)]
+struct RangeJson {
+    start: PositionJson,
+    end: PositionJson,
+}
+
+#[derive(Debug, Serialize)]
+struct PositionJson {
+    line: usize,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -108,6 +132,9 @@ pub struct Warning {
     pub detail: Vec<String>,
     /// A link to the rule's documentation.
     pub url: String,
+    /// The Dockerfile's name and text, with the warning's first and last
+    /// line (from 1), when it has a place.
+    pub source: Option<(String, String, usize, usize)>,
 }
 
 /// When a step started and whether it came from the cache.
@@ -195,6 +222,20 @@ impl RawJson {
                 short: b64(w.short.as_bytes()),
                 detail: w.detail.iter().map(|d| b64(d.as_bytes())).collect(),
                 url: w.url.clone(),
+                source_info: w.source.as_ref().map(|(file, text, ..)| SourceInfoJson {
+                    filename: file.clone(),
+                    data: b64(text.as_bytes()),
+                    language: "Dockerfile".into(),
+                }),
+                range: w
+                    .source
+                    .iter()
+                    .filter(|(.., start, _)| *start > 0)
+                    .map(|(.., start, end)| RangeJson {
+                        start: PositionJson { line: *start },
+                        end: PositionJson { line: (*end).max(*start) },
+                    })
+                    .collect(),
             })
             .collect();
         Some(go_json(&SolveStatus { warnings, ..SolveStatus::default() }))
@@ -340,6 +381,7 @@ mod tests {
             short: "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)".into(),
             detail: vec!["The 'as' keyword should match the case of the 'from' keyword".into()],
             url: "https://docs.docker.com/go/dockerfile/rule/from-as-casing/".into(),
+            source: Some(("Dockerfile".into(), "FROM busybox as b\n".into(), 1, 1)),
         };
         let line = r.warnings(&[w]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -349,6 +391,11 @@ mod tests {
         let short = base64::engine::general_purpose::STANDARD.decode(w["short"].as_str().unwrap()).unwrap();
         assert!(String::from_utf8(short).unwrap().starts_with("FromAsCasing:"));
         assert_eq!(w["url"], "https://docs.docker.com/go/dockerfile/rule/from-as-casing/");
+        let info = &w["sourceInfo"];
+        assert_eq!((info["filename"].as_str(), info["language"].as_str()), (Some("Dockerfile"), Some("Dockerfile")));
+        let data = base64::engine::general_purpose::STANDARD.decode(info["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data, b"FROM busybox as b\n");
+        assert_eq!(w["range"], serde_json::json!([{"start": {"line": 1}, "end": {"line": 1}}]));
         assert_eq!(r.warnings(&[]), None);
     }
 }
