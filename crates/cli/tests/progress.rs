@@ -390,3 +390,45 @@ fn load_metadata_is_shown_once_per_image_and_platform() {
     want.sort();
     assert_eq!(got, want, "one line per image and platform ({host} is the build stage's too):\n{stderr}");
 }
+
+#[test]
+fn a_push_is_statuses_of_the_export_step() {
+    let Some((env, reg)) = mirrored() else { return };
+    // New content, so that the registry lacks the layer and the config.
+    let unique = format!("{:?}\n", std::time::SystemTime::now());
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", &unique)]);
+    let name = format!("{}/progress/pushed:1", reg.host);
+    let platforms = "linux/amd64,linux/arm64";
+    let out = env.run(&[
+        "build",
+        "--progress",
+        "rawjson",
+        "--platform",
+        platforms,
+        "-t",
+        &name,
+        "--push",
+        "--insecure",
+        s(&ctx),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let all = statuses(&stderr);
+    let (vertices, _) = solve_status(&stderr);
+    let (export, v) = named(&vertices, "exporting to image");
+    let mine: Vec<&StatusSeen> = all.iter().filter(|s| &s.vertex == export).collect();
+    let ended = |id: &str| mine.iter().find(|s| s.id == id && s.completed.is_some()).copied();
+    let pushing = ended("pushing layers").unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(when(&v.started) <= when(&pushing.started) && when(&pushing.completed) <= when(&v.completed), "{v:?}");
+    let uploads: Vec<&&StatusSeen> = mine.iter().filter(|s| is_digest(&s.id) && s.completed.is_some()).collect();
+    assert!(uploads.len() >= 2, "the new layer and configs were pushed: {mine:?}");
+    for u in uploads {
+        assert!(u.total > 0 && u.current == u.total, "{u:?}");
+        assert!(when(&pushing.started) <= when(&u.started) && when(&u.completed) <= when(&pushing.completed), "{u:?}");
+    }
+    ended(&format!("naming to {name}")).unwrap_or_else(|| panic!("{mine:?}"));
+    let manifest = mine.iter().find(|s| s.id.starts_with(&format!("pushing manifest for {name}@sha256:")));
+    let manifest = manifest.unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(when(&pushing.completed) <= when(&manifest.started), "manifests after the layers: {mine:?}");
+    assert!(ended(&manifest.id).is_some(), "{mine:?}");
+}

@@ -509,32 +509,41 @@ impl Progress {
         };
     }
 
-    /// rawjson: a blob's status with the bytes moved so far, at most every
-    /// [`STATUS_EVERY`]; an upload of the export step begins and completes
-    /// its own status (`sha256:...` of the blob, as BuildKit's push).
+    /// A blob the export pushes: its upload is a status of the export
+    /// step (`sha256:...` of the blob, its size as total), from when its
+    /// bytes start going up until the registry has it.
+    pub fn upload(&self, e: &polyarch_transfer::Event) {
+        use polyarch_transfer::Event as T;
+        let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
+        let at = SystemTime::now();
+        let status = match e {
+            T::BlobStarted { digest, size, direction: polyarch_registry::Direction::Upload } => {
+                Status::begin(digest.to_string(), Some(*size), at)
+            }
+            T::BlobDone { digest, .. } => {
+                let begun = self.blobs.lock().ok().and_then(|mut b| b.remove(digest));
+                let Some((_, status, _)) = begun else { return };
+                status.end(at)
+            }
+            _ => return,
+        };
+        self.event(&Event::Status { vertex, at, status });
+    }
+
+    /// rawjson: a moving blob's status with the bytes moved so far, at
+    /// most every [`STATUS_EVERY`].
     fn blob_bytes(&self, e: &polyarch_registry::Event) {
-        let polyarch_registry::Event::Bytes { digest, direction, transferred, total } = e else { return };
+        let polyarch_registry::Event::Bytes { digest, transferred, .. } = e else { return };
         let at = SystemTime::now();
         let line = {
             let Ok(mut blobs) = self.blobs.lock() else { return };
-            if !blobs.contains_key(digest) && *direction == polyarch_registry::Direction::Upload {
-                let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
-                let status = Status::begin(digest.to_string(), Some(*total), at);
-                blobs.insert(digest.clone(), (vertex, status, Instant::now() - STATUS_EVERY));
-            }
             let Some((vertex, status, last)) = blobs.get_mut(digest) else { return };
             status.current = (*transferred).min(status.total.unwrap_or(u64::MAX));
-            let uploaded = *direction == polyarch_registry::Direction::Upload && transferred >= total;
-            if uploaded {
-                let line = status_line(vertex, at, &status.end(at));
-                blobs.remove(digest);
-                line
-            } else if last.elapsed() >= STATUS_EVERY {
-                *last = Instant::now();
-                status_line(vertex, at, status)
-            } else {
+            if last.elapsed() < STATUS_EVERY {
                 return;
             }
+            *last = Instant::now();
+            status_line(vertex, at, status)
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }

@@ -2,6 +2,8 @@
 //! `Built`) to every `--output`: the store and registries here, the files
 //! through `polyarch_builder::output::Output::write`.
 
+use std::sync::Mutex;
+
 use anyhow::{bail, Result};
 use polyarch_builder::export::{self, Built};
 use polyarch_builder::output::{Output, OutputKind};
@@ -75,12 +77,34 @@ impl Exporter<'_> {
         if names.is_empty() {
             bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
         }
-        let pushing = self.progress.begin_status("pushing layers");
+        // As BuildKit's push: "pushing layers" until the first manifest
+        // goes up, then "pushing manifest for NAME@DIGEST" per name.
+        let layers = Mutex::new(self.progress.begin_status("pushing layers"));
+        let manifests = Mutex::new(Vec::new());
+        let digest = built.descriptor().digest;
+        let to_manifests = || {
+            let Some(begun) = layers.lock().ok().and_then(|mut l| l.take()) else { return };
+            self.progress.end_status(Some(begun));
+            let begin = |n: &String| self.progress.begin_status(&format!("pushing manifest for {n}@{digest}"));
+            manifests.lock().map(|mut m| m.extend(names.iter().map(begin))).ok();
+        };
         match self.push {
             Some(push) => push(built, names)?,
-            None => self.rt.block_on(export::push(self.client, self.store, built, names))?,
+            None => {
+                let events = |e: polyarch_transfer::Event| {
+                    if matches!(e, polyarch_transfer::Event::Manifest { .. }) {
+                        to_manifests();
+                    }
+                    self.progress.upload(&e);
+                };
+                self.rt.block_on(export::push_with(self.client, self.store, built, names, &events))?
+            }
         }
-        self.progress.end_status(pushing);
+        // Pushes on nodes report no manifest of their own: the whole push is "pushing layers".
+        self.progress.end_status(layers.lock().ok().and_then(|mut l| l.take()));
+        for m in manifests.into_inner().unwrap_or_default() {
+            self.progress.end_status(m);
+        }
         Ok(())
     }
 }
