@@ -342,6 +342,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
         }
     }
+    if let Ok(mut s) = progress.source.lock() {
+        *s = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
@@ -447,9 +450,9 @@ fn export_single(
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
-    let exporting = progress.start(Vertex::plain("exporting to image"));
+    let exporting = progress.start_export();
     let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
-    progress.done(exporting, t.elapsed());
+    progress.done_export(exporting, t.elapsed());
     if let Some(c) = cache {
         let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
         if let Err(e) = c.export(exporter.rt, exporter.client, exporter.store, progress, compression) {
