@@ -8,6 +8,7 @@ mod build;
 mod builders;
 mod buildfs;
 mod completion;
+mod dockernodes;
 mod emu;
 mod engine;
 mod escape;
