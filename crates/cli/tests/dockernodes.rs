@@ -6,6 +6,9 @@
 //! second's, and pushes one index; `builder rm` leaves no container and no
 //! volume on either engine.
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use crate::util::dockerd::Dockerd;
@@ -125,15 +128,61 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
         assert_eq!(out.trim(), arch, "{platform}");
     }
 
-    // stop stops the containers; rm removes them and their volumes.
+    interrupted_build_leaves_no_step_running(&env);
+
+    // stop stops the containers; the next use starts them again.
     env.ok(&["builder", "stop", "dc"]);
     let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
     assert_eq!(node(&ls, "dc", "dc-amd")["status"], "stopped", "{ls}");
+    assert_eq!(node(&ls, "dc", "dc-arm")["status"], "stopped", "{ls}");
+    let inspect = env.ok(&["builder", "inspect", "--bootstrap", "dc"]);
+    assert!(inspect.contains("Driver:        docker-container"), "{inspect}");
+    assert_eq!(inspect.matches("Status:        running").count(), 2, "{inspect}");
+    assert!(inspect.contains("linux/arm64*"), "{inspect}");
+
+    // rm --keep-state keeps the volumes; rm removes containers and volumes.
+    env.ok(&["builder", "rm", "--keep-state", "dc"]);
+    for (d, name) in [(&unix, "polyarch_buildkit_dc-amd"), (&tcp, "polyarch_buildkit_dc-arm")] {
+        let (containers, volumes) = leftovers(d);
+        assert_eq!((containers.trim(), volumes.trim()), ("", format!("{name}_state").as_str()), "{}", d.host());
+    }
+    env.ok(&["builder", "create", "--name", "dc", "--node", "dc-amd", "--bootstrap", &unix.host()]);
+    env.ok(&["builder", "create", "--name", "dc", "--append", "--node", "dc-arm", "--bootstrap", &tcp_host]);
     env.ok(&["builder", "rm", "dc"]);
     for d in [&unix, &tcp] {
         let (containers, volumes) = leftovers(d);
         assert_eq!((containers.trim(), volumes.trim()), ("", ""), "left on {}", d.host());
     }
+}
+
+/// Whether a process whose command line has `pattern` runs, within `secs`.
+fn wait_for(pattern: &str, count: usize, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let out = Command::new("pgrep").args(["-c", "-f", pattern]).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().parse::<usize>().unwrap_or(0) == count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// A client interrupted mid-build: each node's worker sees its session
+/// end and stops its RUN container.
+fn interrupted_build_leaves_no_step_running(env: &Env) {
+    let ctx = context(env, "sleepy", &[("Dockerfile", "FROM busybox\nRUN sleep 6271\n")]);
+    let child = env
+        .cmd(&["build", "--builder", "dc", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", s(&ctx)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for("sleep 627[1]", 2, 60), "the RUN steps never started on both nodes");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_for("sleep 627[1]", 0, 20), "a RUN step still runs in a worker container");
 }
 
 #[test]
