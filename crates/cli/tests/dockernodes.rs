@@ -139,6 +139,7 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
     assert!(inspect.contains("Driver:        docker-container"), "{inspect}");
     assert_eq!(inspect.matches("Status:        running").count(), 2, "{inspect}");
     assert!(inspect.contains("linux/arm64*"), "{inspect}");
+    assert!(inspect.contains("Driver Options: env.POLYARCH_TEST=\"1\" network=\"host\""), "{inspect}");
 
     // rm --keep-state keeps the volumes; rm removes containers and volumes.
     env.ok(&["builder", "rm", "--keep-state", "dc"]);

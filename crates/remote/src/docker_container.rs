@@ -245,19 +245,8 @@ impl<'a> DockerNode<'a> {
             }
             return Ok(image.clone());
         }
-        let engine = self.native()?;
         let host = Platform::host().normalize();
-        if engine.format() != host.format() {
-            return Err(Error::WorkerImage {
-                node: self.id.clone(),
-                why: format!(
-                    "the engine runs {}, this machine {}: polyarch makes a worker image only from its own binary \
-                     for its own platform; give a published one with --driver-opt image=REF (docs/worker-image.md)",
-                    engine.format(),
-                    host.format()
-                ),
-            });
-        }
+        own_image_fits(&self.native()?, &host).map_err(|why| Error::WorkerImage { node: self.id.clone(), why })?;
         crate::worker_image::ensure(&self.id, &self.engine, version, &host)
     }
 
@@ -345,6 +334,21 @@ impl<'a> DockerNode<'a> {
     }
 }
 
+/// Whether a worker image made from this machine runs on an engine of
+/// platform `engine`; the error says what to do instead.
+pub fn own_image_fits(engine: &Platform, host: &Platform) -> std::result::Result<(), String> {
+    // The variant aside: an arm64 engine runs an arm64 binary whatever its CPU's.
+    if engine.os == host.os && engine.architecture == host.architecture {
+        return Ok(());
+    }
+    Err(format!(
+        "the engine runs {}, this machine {}: polyarch makes a worker image only from its own binary for its own \
+         platform; give a published one with --driver-opt image=REF (see docs/worker-image.md)",
+        engine.format(),
+        host.format()
+    ))
+}
+
 /// `OSType`/`Architecture` of `/info` as a normalised platform.
 pub fn native_platform(os: &str, arch: &str) -> std::result::Result<Platform, String> {
     let os = if os.is_empty() { "linux" } else { os };
@@ -428,6 +432,15 @@ mod tests {
         ] {
             assert_eq!(native_platform(os, arch).map(|p| p.format()), Ok(want.to_string()), "{arch}");
         }
+    }
+
+    #[test]
+    fn an_image_of_this_machine_only_for_an_engine_of_its_platform() {
+        let p = |s: &str| Platform::parse(s).unwrap().normalize();
+        own_image_fits(&p("linux/amd64"), &p("linux/amd64")).unwrap();
+        own_image_fits(&p("linux/arm64/v8"), &p("linux/arm64")).unwrap();
+        let e = own_image_fits(&p("linux/arm64"), &p("linux/amd64")).unwrap_err();
+        assert!(e.contains("linux/arm64") && e.contains("linux/amd64") && e.contains("--driver-opt image="), "{e}");
     }
 
     #[test]

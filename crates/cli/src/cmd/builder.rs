@@ -276,6 +276,9 @@ fn stop(store: &Store, name: Option<String>) -> Result<u8> {
 struct NodeView {
     name: String,
     endpoint: String,
+    /// `--driver-opt` pairs and `--buildkitd-flags`, for `inspect`.
+    driver_opts: Vec<String>,
+    flags: Option<String>,
     status: &'static str,
     error: Option<String>,
     version: String,
@@ -297,6 +300,8 @@ fn default_node() -> Result<NodeView> {
     Ok(NodeView {
         name: DEFAULT.to_string(),
         endpoint: "local".to_string(),
+        driver_opts: Vec::new(),
+        flags: None,
         status: "running",
         error: None,
         version: VERSION.to_string(),
@@ -322,6 +327,8 @@ fn stored_node(n: &Node) -> NodeView {
     NodeView {
         name: n.name.clone(),
         endpoint: n.endpoint.to_string(),
+        driver_opts: n.driver_opts.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect(),
+        flags: n.buildkitd_flags.clone(),
         status,
         error,
         version,
@@ -460,8 +467,14 @@ fn inspect(store: &Store, a: InspectArgs) -> Result<u8> {
             "Name:          {}\nEndpoint:      {}\nStatus:        {}\n",
             n.name, n.endpoint, n.status
         ));
+        if !n.driver_opts.is_empty() {
+            text.push_str(&format!("Driver Options: {}\n", n.driver_opts.join(" ")));
+        }
         if let Some(e) = &n.error {
             text.push_str(&format!("Error:         {e}\n"));
+        }
+        if let Some(f) = &n.flags {
+            text.push_str(&format!("BuildKit daemon flags: {f}\n"));
         }
         if !n.version.is_empty() {
             text.push_str(&format!("Polyarch:      {}\n", n.version));

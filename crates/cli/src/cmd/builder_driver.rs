@@ -152,18 +152,20 @@ pub fn driver_of(b: Option<&Builder>) -> &str {
     b.map(|b| b.driver.as_str()).filter(|d| !d.is_empty()).unwrap_or(DRIVER)
 }
 
-/// Whether the name is free for a new node container (no other builder's
-/// docker-container node of that name: containers are named by node).
+/// Whether the node's container name is free on its engine: no other
+/// builder has a docker-container node of that name on the same endpoint
+/// (containers are named after the node).
 pub fn check_node_name(store: &Store, builder: &str, node: &Node) -> Result<()> {
     if !matches!(node.endpoint, Endpoint::Docker { .. }) {
         return Ok(());
     }
     for b in store.list()?.iter().filter(|b| b.name != builder) {
-        if b.nodes.iter().any(|n| n.name == node.name && matches!(n.endpoint, Endpoint::Docker { .. })) {
+        if b.nodes.iter().any(|n| n.name == node.name && n.endpoint == node.endpoint) {
             bail!(
-                "node name {:?} is taken by builder {:?} (its container is {}); choose another --node",
-                node.name,
+                "builder {:?} has a node {:?} on {} already (its container is {}); choose another --node",
                 b.name,
+                node.name,
+                node.endpoint,
                 dc::container_name(&node.name)
             );
         }
