@@ -202,6 +202,91 @@ mod tests {
         assert_eq!(&*err.lock().unwrap(), b"oops\n");
     }
 
+    /// A server on a unix socket answering one exec: the create call, then
+    /// the start call hijacked, its frames sent with the head in one write;
+    /// it echoes one line of stdin on stdout and says goodbye on stderr.
+    fn exec_server(start_status: &'static str) -> (tempfile::TempDir, Engine) {
+        use std::io::BufRead as _;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().take(2).enumerate() {
+                let conn = conn.unwrap();
+                let mut r = io::BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                r.read_exact(&mut body).unwrap();
+                let mut w = conn;
+                if i == 0 {
+                    assert!(head.starts_with("POST /containers/c1/exec "), "{head}");
+                    let b = br#"{"Id":"e1"}"#;
+                    write!(w, "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n", b.len()).unwrap();
+                    w.write_all(b).unwrap();
+                    continue;
+                }
+                assert!(head.starts_with("POST /exec/e1/start ") && head.contains("Upgrade: tcp"), "{head}");
+                if start_status != "101" {
+                    let b = br#"{"message":"No such exec instance: e1"}"#;
+                    write!(w, "HTTP/1.1 {start_status} Not Found\r\nContent-Length: {}\r\n\r\n", b.len()).unwrap();
+                    w.write_all(b).unwrap();
+                    continue;
+                }
+                let mut answer = b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".to_vec();
+                answer.extend(frame(1, b"ready\n"));
+                w.write_all(&answer).unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut out = frame(1, line.as_bytes());
+                out.extend(frame(2, b"bye\n"));
+                w.write_all(&out).unwrap();
+            }
+        });
+        let engine = Engine::new(crate::Endpoint::Unix(sock)).with_timeout(std::time::Duration::from_secs(20));
+        (dir, engine)
+    }
+
+    #[test]
+    fn an_exec_streams_both_ways_over_the_hijacked_connection() {
+        let (_d, engine) = exec_server("101");
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let e2 = err.clone();
+        let cmd = ["worker".to_string()];
+        let mut exec =
+            engine.exec("c1", &cmd, &[], Box::new(move |b| e2.lock().unwrap().extend_from_slice(b))).unwrap();
+        assert_eq!(exec.id, "e1");
+        let mut first = [0u8; 6];
+        exec.stdout.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"ready\n", "bytes sent with the answer's head are not lost");
+        exec.stdin.write_all(b"hello\n").unwrap();
+        let mut rest = String::new();
+        exec.stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "hello\n");
+        assert_eq!(&*err.lock().unwrap(), b"bye\n");
+    }
+
+    #[test]
+    fn a_refused_exec_start_names_the_call_and_the_message() {
+        let (_d, engine) = exec_server("404");
+        let Err(e) = engine.exec("c1", &["x".to_string()], &[], Box::new(|_| {})) else { panic!("started") };
+        let text = e.to_string();
+        assert!(text.contains("POST /exec/{id}/start") && text.contains("No such exec instance"), "{text}");
+        assert_eq!(e.kind(), crate::ErrorKind::Api);
+    }
+
     #[test]
     fn cut_frames_are_errors() {
         let mut raw = frame(1, b"hello");

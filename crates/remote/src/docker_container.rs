@@ -270,8 +270,11 @@ impl<'a> DockerNode<'a> {
             mounts: vec![VolumeMount { volume: volume_name(&self.node.name), target: STATE_DIR.into() }],
             labels: vec![(NODE_LABEL.into(), self.node.name.clone())],
         };
-        self.engine.create_container(&self.container(), &spec).map_err(self.engine_err())?;
-        Ok(())
+        match self.engine.create_container(&self.container(), &spec) {
+            // Another command made it meanwhile (two builds starting at once).
+            Err(polyarch_engine::Error::Api { status: 409, .. }) => Ok(()),
+            other => other.map(|_| ()).map_err(self.engine_err()),
+        }
     }
 
     /// A session with `polyarch worker --stdio` in the container (made and
