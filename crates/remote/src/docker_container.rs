@@ -203,21 +203,30 @@ impl<'a> DockerNode<'a> {
         let name = self.container();
         match self.state()? {
             Some(s) if s.running => return Ok(()),
-            Some(_) => self.engine.start_container(&name).map_err(self.engine_err())?,
-            None => {
-                let image = self.image(version)?;
-                self.create(&image, true)?;
-                match self.engine.start_container(&name) {
-                    Err(e) if e.to_string().contains("apply caps") => {
-                        self.engine.remove_container(&name).map_err(self.engine_err())?;
-                        self.create(&image, false)?;
-                        self.engine.start_container(&name).map_err(self.engine_err())?;
-                    }
-                    other => other.map_err(self.engine_err())?,
+            Some(_) => match self.engine.start_container(&name) {
+                Err(e) if caps_refused(&e) => {
+                    self.engine.remove_container(&name).map_err(self.engine_err())?;
+                    self.create_and_start(version)?;
                 }
-            }
+                other => other.map_err(self.engine_err())?,
+            },
+            None => self.create_and_start(version)?,
         }
         self.wait_running()
+    }
+
+    fn create_and_start(&self, version: &str) -> Result<()> {
+        let name = self.container();
+        let image = self.image(version)?;
+        self.create(&image, true)?;
+        match self.engine.start_container(&name) {
+            Err(e) if caps_refused(&e) => {
+                self.engine.remove_container(&name).map_err(self.engine_err())?;
+                self.create(&image, false)?;
+                self.engine.start_container(&name).map_err(self.engine_err())
+            }
+            other => other.map_err(self.engine_err()),
+        }
     }
 
     fn wait_running(&self) -> Result<()> {
@@ -335,6 +344,12 @@ impl<'a> DockerNode<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether the engine failed to start a privileged container because its
+/// host cannot grant every capability (runc: "unable to apply caps").
+fn caps_refused(e: &polyarch_engine::Error) -> bool {
+    matches!(e, polyarch_engine::Error::Api { message, .. } if message.contains("apply caps"))
 }
 
 /// Whether a worker image made from this machine runs on an engine of
