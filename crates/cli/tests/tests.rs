@@ -9,6 +9,7 @@ mod builders;
 mod buildfs;
 mod cacheio;
 mod completion;
+mod dockernodes;
 mod emu;
 mod engine;
 mod escape;
