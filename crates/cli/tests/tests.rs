@@ -10,6 +10,7 @@ mod buildfs;
 mod completion;
 mod emu;
 mod engine;
+mod engine_remote;
 mod escape;
 mod failures;
 mod faults;

@@ -1,0 +1,228 @@
+//! `ssh://[user@]host[:port][/socket]` engines, as the docker CLI reaches
+//! them: `ssh [-l user] [-p port] -- host docker system dial-stdio`, HTTP
+//! over the process's stdin and stdout. The ssh program is `POLYARCH_SSH`
+//! (split on white space) when set, as for ssh builder nodes. The process
+//! is killed and reaped when the last clone of the stream drops.
+
+use std::io::{self, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// At most this much of ssh's standard error is kept for messages.
+const MAX_STDERR: usize = 8 * 1024;
+
+/// The ssh command: `POLYARCH_SSH` (split on white space) or `ssh`.
+pub fn ssh_command() -> Vec<String> {
+    let words: Vec<String> =
+        std::env::var("POLYARCH_SSH").unwrap_or_default().split_whitespace().map(String::from).collect();
+    if words.is_empty() {
+        vec!["ssh".to_string()]
+    } else {
+        words
+    }
+}
+
+/// The argument vector that dials the engine at `host` (options as the
+/// docker CLI gives them).
+pub fn dial_command(user: Option<&str>, host: &str, port: Option<u16>, socket: Option<&str>) -> Vec<String> {
+    let mut argv = ssh_command();
+    argv.extend(["-o", "ConnectTimeout=30", "-T"].map(String::from));
+    if let Some(u) = user {
+        argv.extend(["-l".to_string(), u.to_string()]);
+    }
+    if let Some(p) = port {
+        argv.extend(["-p".to_string(), p.to_string()]);
+    }
+    argv.extend(["--".to_string(), host.to_string(), "docker".to_string()]);
+    if let Some(s) = socket {
+        argv.push(format!("--host=unix://{s}"));
+    }
+    argv.extend(["system", "dial-stdio"].map(String::from));
+    argv
+}
+
+/// ssh (or `docker system dial-stdio` behind it) ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` {status}{}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+pub struct DialError {
+    pub command: String,
+    pub status: String,
+    pub stderr: String,
+}
+
+/// The process and its pipes; clones of the stream share it.
+struct Proc {
+    child: Mutex<Child>,
+    stdin: Mutex<Option<ChildStdin>>,
+    stdout: Mutex<ChildStdout>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    command: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// HTTP over a `docker system dial-stdio` process.
+#[derive(Clone)]
+pub struct SshStream {
+    proc: Arc<Proc>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SshStream {
+    /// Starts `argv`.
+    pub fn spawn(argv: &[String]) -> io::Result<SshStream> {
+        let (program, args) = argv.split_first().ok_or_else(|| io::Error::other("empty ssh command"))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("running {program}: {e}")))?;
+        let (Some(stdin), Some(stdout), Some(mut err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("ssh started without its pipes"));
+        };
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = lock(&sink);
+                let room = MAX_STDERR.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        let proc = Proc {
+            child: Mutex::new(child),
+            stdin: Mutex::new(Some(stdin)),
+            stdout: Mutex::new(stdout),
+            stderr,
+            command: argv.join(" "),
+        };
+        Ok(SshStream { proc: Arc::new(proc) })
+    }
+
+    /// Closes the process's standard input.
+    pub fn shutdown_write(&self) {
+        lock(&self.proc.stdin).take();
+    }
+
+    /// The process's exit status, waiting up to `wait` for it to end.
+    fn status(&self, wait: Duration) -> Option<ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(s)) = lock(&self.proc.child).try_wait() {
+                return Some(s);
+            }
+            if t0.elapsed() >= wait {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The error to report when the process ended unsuccessfully.
+    fn failure(&self) -> Option<io::Error> {
+        let status = self.status(Duration::from_secs(2)).filter(|s| !s.success())?;
+        // The stderr reader ends with the process; let it catch up.
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = String::from_utf8_lossy(&lock(&self.proc.stderr)).trim().replace('\n', "; ");
+        let status = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => format!("ended by {status}"),
+        };
+        let e = DialError { command: self.proc.command.clone(), status, stderr };
+        Some(io::Error::new(io::ErrorKind::ConnectionRefused, e))
+    }
+}
+
+impl Read for SshStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = lock(&self.proc.stdout).read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for SshStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut stdin = lock(&self.proc.stdin);
+        let Some(w) = stdin.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the request side is closed"));
+        };
+        match w.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                drop(stdin);
+                Err(self.failure().unwrap_or(e))
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match lock(&self.proc.stdin).as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_argv() {
+        let argv = dial_command(Some("root"), "h", Some(2222), None);
+        let tail: Vec<&str> = argv.iter().map(String::as_str).skip_while(|a| *a != "-l").collect();
+        assert_eq!(tail, ["-l", "root", "-p", "2222", "--", "h", "docker", "system", "dial-stdio"]);
+        let argv = dial_command(None, "h", None, Some("/run/d.sock"));
+        assert!(argv
+            .ends_with(&["--", "h", "docker", "--host=unix:///run/d.sock", "system", "dial-stdio"].map(String::from)));
+    }
+
+    #[test]
+    fn a_failing_process_names_itself_and_its_stderr() {
+        let argv: Vec<String> =
+            ["sh", "-c", "echo 'ssh: Could not resolve hostname far' >&2; exit 255"].map(String::from).to_vec();
+        let mut s = SshStream::spawn(&argv).unwrap();
+        let mut buf = Vec::new();
+        let e = s.read_to_end(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        let msg = e.to_string();
+        assert!(msg.contains("status 255") && msg.contains("Could not resolve hostname far"), "{msg}");
+    }
+
+    #[test]
+    fn speaks_over_the_pipes_and_is_reaped_on_drop() {
+        let argv: Vec<String> = ["sh", "-c", "read line; echo \"got $line\"; exec sleep 30"].map(String::from).to_vec();
+        let mut s = SshStream::spawn(&argv).unwrap();
+        s.write_all(b"ping\n").unwrap();
+        let mut buf = [0u8; 8];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"got ping");
+        let pid = lock(&s.proc.child).id();
+        drop(s);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the process {pid} is left");
+    }
+}
