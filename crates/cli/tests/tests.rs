@@ -5,6 +5,7 @@ mod util;
 mod annotations;
 mod archives;
 mod build;
+mod builder_config;
 mod builders;
 mod buildfs;
 mod completion;
