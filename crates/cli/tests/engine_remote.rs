@@ -11,6 +11,14 @@ use crate::util::dockerd::Dockerd;
 use crate::util::ssh::Sshd;
 use crate::util::*;
 
+/// The host's architecture as Docker names it.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
 fn simple_context(env: &Env) -> std::path::PathBuf {
     context(env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY hello /hello\n"), ("hello", "hi\n")])
 }
@@ -45,6 +53,11 @@ fn load_over_tls_with_docker_tls_verify_and_cert_path() {
     assert!(ok, "{err}\ndockerd log:\n{}", d.log());
     assert!(err.contains(&format!("loading into the Docker engine at {tcp}")), "{err}");
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "engine/tls:1", "cat", "/hello"]).trim(), "hi");
+    // And back over TLS: the saved archive streams through the session.
+    let v = vars(&good);
+    let out = env.cmd(&["pull", "docker-daemon:engine/tls:1"]).envs(v.iter().map(|(k, v)| (*k, v))).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Architecture}}", "engine/tls:1"]).trim(), host_arch());
 
     // Without a client certificate: refused, named, and nothing falls back
     // to the local store.
@@ -54,7 +67,7 @@ fn load_over_tls_with_docker_tls_verify_and_cert_path() {
     assert!(err.contains(&format!("TLS with the Docker engine at {tcp} failed")), "{err}");
     assert!(err.contains("client certificate") && err.contains(s(&nocert)), "{err}");
     assert!(!err.contains("local store"), "{err}");
-    assert!(!env.ok(&["images"]).contains("engine/tls"), "{}", env.ok(&["images"]));
+    assert!(!env.run(&["inspect", "engine/tls:2"]).status.success(), "engine/tls:2 is in the local store");
 
     // An engine certificate of another CA is not trusted.
     let Some(other) = Ca::new(&env.dir.path().join("other-ca"), "other-ca") else { return };
@@ -125,6 +138,14 @@ fn load_over_ssh_through_docker_dial_stdio() {
     assert!(ok, "{err}\ndockerd log:\n{}", d.log());
     assert!(err.contains(&format!("loading into the Docker engine at {host}")), "{err}");
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "engine/ssh:1", "cat", "/hello"]).trim(), "hi");
+    let out = env
+        .cmd(&["pull", "docker-daemon:engine/ssh:1"])
+        .env("DOCKER_HOST", &host)
+        .env("POLYARCH_SSH", &ssh)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Architecture}}", "engine/ssh:1"]).trim(), host_arch());
     let port = sshd.port.to_string();
     let left = processes_with(&["dial-stdio", &port]);
     assert!(left.is_empty(), "ssh processes left: {left:?}");

@@ -25,8 +25,7 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects to `endpoint`; replies may take up to `timeout` (not
-    /// bounded over ssh, where ssh's own keep-alives apply). A TLS error
+    /// Connects to `endpoint`; a reply may be silent up to `timeout`. A TLS error
     /// carries a [`rustls::Error`] or a [`crate::tls::FileError`], a failed
     /// ssh a [`crate::ssh::DialError`]; [`crate::Error::from_io`] sorts
     /// them.
@@ -45,7 +44,7 @@ impl Conn {
             }
             Endpoint::Ssh { user, host, port, socket } => {
                 let argv = crate::ssh::dial_command(user.as_deref(), host, *port, socket.as_deref());
-                Ok(Conn::Ssh(SshStream::spawn(&argv)?))
+                Ok(Conn::Ssh(SshStream::spawn(&argv, timeout)?))
             }
         }
     }

@@ -2,10 +2,13 @@
 //! them: `ssh [-l user] [-p port] -- host docker system dial-stdio`, HTTP
 //! over the process's stdin and stdout. The ssh program is `POLYARCH_SSH`
 //! (split on white space) when set, as for ssh builder nodes. The process
-//! is killed and reaped when the last clone of the stream drops.
+//! is killed and reaped when the last clone of the stream drops. Replies
+//! are bounded in time as on a socket: a thread reads the process's output
+//! and a read waits for it at most the timeout.
 
 use std::io::{self, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,7 +58,8 @@ pub struct DialError {
 struct Proc {
     child: Mutex<Child>,
     stdin: Mutex<Option<ChildStdin>>,
-    stdout: Mutex<ChildStdout>,
+    stdout: Mutex<Output>,
+    timeout: Duration,
     stderr: Arc<Mutex<Vec<u8>>>,
     command: String,
 }
@@ -66,6 +70,30 @@ impl Drop for Proc {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The process's output as the reader thread hands it over.
+struct Output {
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    /// What a short read left of the last chunk.
+    rest: Vec<u8>,
+    done: bool,
+}
+
+/// Reads `from` in chunks into a channel until its end (an empty chunk).
+fn pump(mut from: impl Read + Send + 'static) -> Receiver<io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let chunk = from.read(&mut buf).map(|n| buf[..n].to_vec());
+            let end = !matches!(&chunk, Ok(c) if !c.is_empty());
+            if tx.send(chunk).is_err() || end {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// HTTP over a `docker system dial-stdio` process.
@@ -79,8 +107,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SshStream {
-    /// Starts `argv`.
-    pub fn spawn(argv: &[String]) -> io::Result<SshStream> {
+    /// Starts `argv`; a read waits at most `timeout` for output.
+    pub fn spawn(argv: &[String], timeout: Duration) -> io::Result<SshStream> {
         let (program, args) = argv.split_first().ok_or_else(|| io::Error::other("empty ssh command"))?;
         let mut child = Command::new(program)
             .args(args)
@@ -111,7 +139,8 @@ impl SshStream {
         let proc = Proc {
             child: Mutex::new(child),
             stdin: Mutex::new(Some(stdin)),
-            stdout: Mutex::new(stdout),
+            stdout: Mutex::new(Output { chunks: pump(stdout), rest: Vec::new(), done: false }),
+            timeout,
             stderr,
             command: argv.join(" "),
         };
@@ -152,9 +181,33 @@ impl SshStream {
     }
 }
 
+impl SshStream {
+    fn read_output(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut out = lock(&self.proc.stdout);
+        if out.rest.is_empty() && !out.done && !buf.is_empty() {
+            match out.chunks.recv_timeout(self.proc.timeout) {
+                Ok(Ok(chunk)) => {
+                    out.done = chunk.is_empty();
+                    out.rest = chunk;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Disconnected) => out.done = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    let secs = self.proc.timeout.as_secs_f64();
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {secs} s")));
+                }
+            }
+        }
+        let n = buf.len().min(out.rest.len());
+        buf[..n].copy_from_slice(&out.rest[..n]);
+        out.rest.drain(..n);
+        Ok(n)
+    }
+}
+
 impl Read for SshStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = lock(&self.proc.stdout).read(buf)?;
+        let n = self.read_output(buf)?;
         if n == 0 && !buf.is_empty() {
             if let Some(e) = self.failure() {
                 return Err(e);
@@ -205,7 +258,7 @@ mod tests {
     fn a_failing_process_names_itself_and_its_stderr() {
         let argv: Vec<String> =
             ["sh", "-c", "echo 'ssh: Could not resolve hostname far' >&2; exit 255"].map(String::from).to_vec();
-        let mut s = SshStream::spawn(&argv).unwrap();
+        let mut s = SshStream::spawn(&argv, Duration::from_secs(20)).unwrap();
         let mut buf = Vec::new();
         let e = s.read_to_end(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
@@ -216,7 +269,7 @@ mod tests {
     #[test]
     fn speaks_over_the_pipes_and_is_reaped_on_drop() {
         let argv: Vec<String> = ["sh", "-c", "read line; echo \"got $line\"; exec sleep 30"].map(String::from).to_vec();
-        let mut s = SshStream::spawn(&argv).unwrap();
+        let mut s = SshStream::spawn(&argv, Duration::from_secs(20)).unwrap();
         s.write_all(b"ping\n").unwrap();
         let mut buf = [0u8; 8];
         s.read_exact(&mut buf).unwrap();
@@ -224,5 +277,15 @@ mod tests {
         let pid = lock(&s.proc.child).id();
         drop(s);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the process {pid} is left");
+    }
+
+    #[test]
+    fn a_silent_process_times_out() {
+        let argv: Vec<String> = ["sh", "-c", "exec sleep 30"].map(String::from).to_vec();
+        let mut s = SshStream::spawn(&argv, Duration::from_millis(200)).unwrap();
+        let t0 = Instant::now();
+        let e = s.read(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
     }
 }
