@@ -75,6 +75,16 @@ fn load_over_tls_with_docker_tls_verify_and_cert_path() {
     let (ok, err) = with(&stranger, "engine/tls:3");
     assert!(!ok && err.contains(&tcp) && err.contains("certificate"), "{err}");
 
+    // DOCKER_TLS without DOCKER_TLS_VERIFY: TLS, the engine not verified
+    // (no ca.pem here, and the system's roots do not know the test CA).
+    let noca = ca.docker_dir(&env.dir.path().join("noca"), true);
+    std::fs::remove_file(noca.join("ca.pem")).unwrap();
+    let unverified = [("DOCKER_HOST", tcp.as_str()), ("DOCKER_TLS", "1"), ("DOCKER_CERT_PATH", s(&noca))];
+    let (ok, err) = load(&env, &ctx, "engine/tls:6", &unverified);
+    assert!(ok && err.contains(&format!("loading into the Docker engine at {tcp}")), "{err}");
+    let (ok, err) = with(&noca, "engine/tls:7");
+    assert!(!ok && err.contains("UnknownIssuer"), "{err}");
+
     // A certificate without its key names the missing file.
     std::fs::remove_file(good.join("key.pem")).unwrap();
     let (ok, err) = with(&good, "engine/tls:4");

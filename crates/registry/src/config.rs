@@ -182,6 +182,10 @@ impl RegistryConfig {
                         for k in cfg.keys().filter(|k| !HOST_KEYS.contains(&k.as_str())) {
                             leaves(&format!("{prefix}.{}", dotted(k)), &cfg[k], &mut out);
                         }
+                        // One client certificate is presented: the first.
+                        if let Some(more) = cfg.get("keypair").and_then(|k| k.as_array()).filter(|a| a.len() > 1) {
+                            out.push(format!("{prefix}.keypair[1..{}] (only the first keypair is used)", more.len()));
+                        }
                     }
                 }
                 _ => leaves(&dotted(key), value, &mut out),
@@ -304,10 +308,22 @@ mod tests {
             [registry."docker.io"]
             mirrors = ["m:1"]
             foo = 1
+            [[registry."r:1".keypair]]
+            key = "/a"
+            cert = "/b"
+            [[registry."r:1".keypair]]
+            key = "/c"
+            cert = "/d"
         "#;
         assert_eq!(
             RegistryConfig::ignored_keys(text).unwrap(),
-            ["debug", "grpc.address", "registry.\"docker.io\".foo", "worker.oci.gc"]
+            [
+                "debug",
+                "grpc.address",
+                "registry.\"docker.io\".foo",
+                "registry.\"r:1\".keypair[1..2] (only the first keypair is used)",
+                "worker.oci.gc"
+            ]
         );
         assert!(RegistryConfig::ignored_keys("[registry.\"x\"]\nhttp = true\n").unwrap().is_empty());
     }
