@@ -35,10 +35,7 @@ pub struct ExecState {
 }
 
 fn clone(conn: &http::Conn) -> io::Result<http::Conn> {
-    match conn {
-        http::Conn::Unix(s) => s.try_clone().map(http::Conn::Unix),
-        http::Conn::Tcp(s) => s.try_clone().map(http::Conn::Tcp),
-    }
+    conn.try_clone()
 }
 
 impl http::Conn {
@@ -47,6 +44,14 @@ impl http::Conn {
         let _ = match self {
             http::Conn::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             http::Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            http::Conn::Tls(s) => {
+                s.shutdown_both();
+                Ok(())
+            }
+            http::Conn::Ssh(s) => {
+                s.shutdown_both();
+                Ok(())
+            }
         };
     }
 
@@ -54,6 +59,11 @@ impl http::Conn {
         match self {
             http::Conn::Unix(s) => s.set_read_timeout(None),
             http::Conn::Tcp(s) => s.set_read_timeout(None),
+            http::Conn::Tls(s) => s.set_read_timeout(None),
+            http::Conn::Ssh(s) => {
+                s.set_read_timeout(None);
+                Ok(())
+            }
         }
     }
 }

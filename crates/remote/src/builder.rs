@@ -409,6 +409,12 @@ impl Store {
 /// The builder `build` uses when it has remote nodes; `None` builds here
 /// (the default builder, or builders of local nodes only).
 pub fn for_build(explicit: Option<&str>) -> Result<Option<Builder>> {
+    Ok(chosen(explicit)?.filter(|b| !b.remote_nodes().is_empty()))
+}
+
+/// The builder a build uses (`--builder`, `POLYARCH_BUILDER`, the current
+/// one), remote nodes or not; `None` for the default builder.
+pub fn chosen(explicit: Option<&str>) -> Result<Option<Builder>> {
     let explicit = explicit.filter(|n| !n.is_empty());
     if explicit.is_none_or(is_default)
         && std::env::var_os("XDG_CONFIG_HOME").is_none()
@@ -416,10 +422,7 @@ pub fn for_build(explicit: Option<&str>) -> Result<Option<Builder>> {
     {
         return Ok(None);
     }
-    let Some(b) = Store::from_env()?.resolve(explicit)? else {
-        return Ok(None);
-    };
-    Ok(Some(b).filter(|b| !b.remote_nodes().is_empty()))
+    Store::from_env()?.resolve(explicit)
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {

@@ -195,16 +195,27 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::
     Ok(out)
 }
 
-/// The registry client of a build; its byte counts feed `progress`.
-fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -> Result<polyarch_registry::Client> {
-    let builder = context::client_builder(context::registry_config(global)?, insecure)?;
+/// The registry client of a build (the builder's `--config` over the
+/// user's); its byte counts feed `progress`.
+fn build_client(
+    global: &GlobalArgs,
+    chosen: Option<&polyarch_remote::builder::Builder>,
+    insecure: bool,
+    progress: &Arc<Progress>,
+) -> Result<polyarch_registry::Client> {
+    let mut config = context::registry_config(global)?;
+    if let Some(b) = chosen {
+        config = context::with_builder_config(config, &b.name, b.config.as_deref())?;
+    }
+    let builder = context::client_builder(config, insecure)?;
     let p = progress.clone();
     Ok(builder.with_progress(move |e| p.registry(&e)).build()?)
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let method = check::method(&a)?;
-    let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
+    let chosen = polyarch_remote::builder::chosen(a.builder.as_deref())?;
+    let remote_builder = chosen.clone().filter(|b| !b.remote_nodes().is_empty());
     if a.quiet {
         if a.progress != "auto" && a.progress != "quiet" {
             bail!("progress={} and quiet cannot be used together", a.progress);
@@ -322,7 +333,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         named_contexts: named,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
-    let client = build_client(global, a.insecure, &progress)?;
+    let client = build_client(global, chosen.as_ref(), a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));

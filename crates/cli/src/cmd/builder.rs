@@ -62,8 +62,9 @@ pub struct CreateArgs {
     /// Probe the nodes now.
     #[arg(long)]
     bootstrap: bool,
-    /// Registry configuration for every node of the builder (the file shape
-    /// of polyarch's config: mirrors, insecure registries, CAs).
+    /// Registry configuration for every node of the builder, the local one
+    /// included (buildkitd.toml's `[registry."host"]` tables: mirrors, http,
+    /// insecure, ca, keypair); its keys win over the node's own config.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// The `polyarch` program on an ssh node (default: `polyarch` on its PATH,
@@ -176,6 +177,11 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         polyarch_registry::RegistryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let ignored = polyarch_registry::RegistryConfig::ignored_keys(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if !ignored.is_empty() {
+            eprintln!("WARNING: polyarch ignores {} in {}", ignored.join(", "), path.display());
+        }
         b.config = Some(text);
     }
     let node_name = match a.node {

@@ -52,9 +52,9 @@ fn serve(global: &GlobalArgs) -> Result<u8> {
         probe: serde_json::to_value(local_probe()?)?,
         client: Box::new(move |text, insecure| {
             let config = match text {
-                Some(t) => {
-                    polyarch_registry::RegistryConfig::parse(t).map_err(|e| format!("the builder's config: {e}"))?
-                }
+                Some(t) => own_config.clone().overlay(
+                    &polyarch_registry::RegistryConfig::parse(t).map_err(|e| format!("the builder's config: {e}"))?,
+                ),
                 None => own_config.clone(),
             };
             super::context::client_with(config, insecure).map_err(|e| format!("{e:#}"))
