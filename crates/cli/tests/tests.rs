@@ -32,6 +32,7 @@ mod nodes;
 mod pipeline;
 mod plan;
 mod plugin;
+mod posts;
 mod progress;
 mod prune;
 mod run;
