@@ -216,10 +216,34 @@ fn drivers_and_endpoints_are_checked() {
     assert_eq!(node(&ls, "t", "far")["endpoint"], "tcp://127.0.0.1:1", "{ls}");
     let b = ls.as_array().unwrap().iter().find(|b| b["name"] == "t").unwrap();
     assert_eq!(b["driver"], "docker-container", "{ls}");
+    // A builder whose engine is gone can still be removed, with a warning.
+    let out = env.run(&["builder", "rm", "t"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && e.contains("warning: node far (tcp://127.0.0.1:1)"), "{e}");
     // A polyarch builder takes no docker-container node.
     env.ok(&["builder", "create", "--name", "p", "local"]);
     let e = fail(&["builder", "create", "--name", "p", "--append", "tcp://127.0.0.1:1"]);
     assert!(e.contains("uses the polyarch driver"), "{e}");
+    // `--append --node N` alone with a tcp DOCKER_HOST: with the default
+    // builder in use, a new builder whose node is on that engine; with a
+    // builder in use, a node added to it (refused here: another driver).
+    let out = env
+        .cmd(&["builder", "create", "--append", "--node", "remote-builder"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
+    assert_eq!(node(&ls, &made, "remote-builder")["endpoint"], "tcp://127.0.0.1:1", "{ls}");
+    env.ok(&["builder", "use", "p"]);
+    let out = env
+        .cmd(&["builder", "create", "--append", "--node", "rb"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("uses the polyarch driver"), "{e}");
     // --leave removes a node; use --default goes back to the default builder.
     env.ok(&["builder", "create", "--name", "p", "--append", "--node", "p2", "local"]);
     env.ok(&["builder", "create", "--leave", "--name", "p", "--node", "p2"]);

@@ -130,21 +130,33 @@ pub fn live_status(n: &Node) -> Option<(&'static str, Option<String>)> {
 }
 
 /// Stops a docker-container node's container; other nodes have nothing to
-/// stop.
+/// stop. An engine that does not answer is a warning.
 pub fn stop_node(n: &Node) -> Result<()> {
     if matches!(n.endpoint, Endpoint::Docker { .. }) {
-        DockerNode::new(n)?.stop()?;
+        tolerate_unreachable(DockerNode::new(n).and_then(|d| d.stop()), "its container may still run")?;
     }
     Ok(())
 }
 
 /// Removes a docker-container node's container and (unless `keep_state`)
-/// its volume.
+/// its volume. An engine that does not answer is a warning, so a builder
+/// whose engine is gone can still be removed.
 pub fn remove_node(n: &Node, keep_state: bool) -> Result<()> {
     if matches!(n.endpoint, Endpoint::Docker { .. }) {
-        DockerNode::new(n)?.remove(keep_state)?;
+        let done = DockerNode::new(n).and_then(|d| d.remove(keep_state));
+        tolerate_unreachable(done, "its container and volume are left on that engine")?;
     }
     Ok(())
+}
+
+fn tolerate_unreachable(r: polyarch_remote::Result<()>, left: &str) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == polyarch_remote::ErrorKind::Unreachable => {
+            eprintln!("warning: {e}; {left}");
+            Ok(())
+        }
+        r => Ok(r?),
+    }
 }
 
 /// The default builder's driver shown for `name`.
