@@ -149,7 +149,14 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
         assert_eq!((containers.trim(), volumes.trim()), ("", format!("{name}_state").as_str()), "{}", d.host());
     }
     env.ok(&["builder", "create", "--name", "dc", "--node", "dc-amd", "--bootstrap", &unix.host()]);
-    env.ok(&["builder", "create", "--name", "dc", "--append", "--node", "dc-arm", "--bootstrap", &tcp_host]);
+    // Appended with no endpoint: DOCKER_HOST's engine.
+    let out = env
+        .cmd(&["builder", "create", "--name", "dc", "--append", "--node", "dc-arm", "--bootstrap"])
+        .env("DOCKER_HOST", &tcp_host)
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.ok(&["builder", "rm", "dc"]);
     for d in [&unix, &tcp] {
         let (containers, volumes) = leftovers(d);
@@ -218,6 +225,16 @@ fn drivers_and_endpoints_are_checked() {
     assert_eq!(node(&ls, "t", "far")["endpoint"], "tcp://127.0.0.1:1", "{ls}");
     let b = ls.as_array().unwrap().iter().find(|b| b["name"] == "t").unwrap();
     assert_eq!(b["driver"], "docker-container", "{ls}");
+    // Appended with neither endpoint nor DOCKER_HOST: the builder's driver,
+    // on the default engine.
+    let out = env
+        .cmd(&["builder", "create", "--name", "t", "--append", "--node", "near"])
+        .env("DOCKER_HOST", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
+    assert_eq!(node(&ls, "t", "near")["endpoint"], "unix:///var/run/docker.sock", "{ls}");
     // A builder whose engine is gone can still be removed, with a warning.
     let out = env.run(&["builder", "rm", "t"]);
     let e = String::from_utf8_lossy(&out.stderr);

@@ -29,16 +29,25 @@ pub struct DriverArgs {
     pub leave: bool,
 }
 
-/// The driver and the node's endpoint of `builder create`.
-pub fn resolve(args: &DriverArgs, endpoint: Option<&str>, append: bool) -> Result<(String, Endpoint)> {
+/// The driver and the node's endpoint of `builder create`; `inherited` is
+/// the driver of the builder a node is appended to, used when neither an
+/// endpoint nor DOCKER_HOST/DOCKER_CONTEXT says otherwise.
+pub fn resolve(
+    args: &DriverArgs,
+    inherited: Option<&str>,
+    endpoint: Option<&str>,
+    append: bool,
+) -> Result<(String, Endpoint)> {
     let docker_env =
         ["DOCKER_HOST", "DOCKER_CONTEXT"].iter().any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    // A set DOCKER_HOST never gives a local node by default: a tcp://
+    // engine must not silently become this machine.
     let driver = match (args.driver.as_deref(), endpoint) {
         (Some(d), _) => d.to_string(),
         (None, Some(e)) if e == "local" || e.starts_with("ssh://") => DRIVER.to_string(),
         (None, Some(_)) => DOCKER_CONTAINER.to_string(),
         (None, None) if docker_env => DOCKER_CONTAINER.to_string(),
-        (None, None) => DRIVER.to_string(),
+        (None, None) => inherited.unwrap_or(DRIVER).to_string(),
     };
     let endpoint = match driver.as_str() {
         DRIVER => Endpoint::parse(endpoint.unwrap_or("local"))?,
