@@ -132,7 +132,8 @@ pub fn live_status(n: &Node) -> Option<(&'static str, Option<String>)> {
     if !matches!(n.endpoint, Endpoint::Docker { .. }) {
         return None;
     }
-    Some(match DockerNode::new(n).and_then(|d| d.status()) {
+    let quick = std::time::Duration::from_secs(10);
+    Some(match DockerNode::new(n).and_then(|d| d.with_timeout(quick).status()) {
         Ok(s) => (s.word(), None),
         Err(e) => ("error", Some(e.to_string())),
     })
