@@ -128,7 +128,8 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
         assert_eq!(out.trim(), arch, "{platform}");
     }
 
-    interrupted_build_leaves_no_step_running(&env);
+    interrupted_build_leaves_no_step_running(&env, "-INT");
+    interrupted_build_leaves_no_step_running(&env, "-KILL");
 
     // stop stops the containers; the next use starts them again.
     env.ok(&["builder", "stop", "dc"]);
@@ -148,7 +149,14 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
         assert_eq!((containers.trim(), volumes.trim()), ("", format!("{name}_state").as_str()), "{}", d.host());
     }
     env.ok(&["builder", "create", "--name", "dc", "--node", "dc-amd", "--bootstrap", &unix.host()]);
-    env.ok(&["builder", "create", "--name", "dc", "--append", "--node", "dc-arm", "--bootstrap", &tcp_host]);
+    // Appended with no endpoint: DOCKER_HOST's engine.
+    let out = env
+        .cmd(&["builder", "create", "--name", "dc", "--append", "--node", "dc-arm", "--bootstrap"])
+        .env("DOCKER_HOST", &tcp_host)
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.ok(&["builder", "rm", "dc"]);
     for d in [&unix, &tcp] {
         let (containers, volumes) = leftovers(d);
@@ -169,9 +177,9 @@ fn wait_for(pattern: &str, count: usize, secs: u64) -> bool {
     false
 }
 
-/// A client interrupted mid-build: each node's worker sees its session
-/// end and stops its RUN container.
-fn interrupted_build_leaves_no_step_running(env: &Env) {
+/// A client interrupted (or killed) mid-build: each node's worker sees its
+/// session end and stops its RUN container.
+fn interrupted_build_leaves_no_step_running(env: &Env, signal: &str) {
     let ctx = context(env, "sleepy", &[("Dockerfile", "FROM busybox\nRUN sleep 6271\n")]);
     let child = env
         .cmd(&["build", "--builder", "dc", "--platform", "linux/amd64,linux/arm64", "--progress", "plain", s(&ctx)])
@@ -180,10 +188,11 @@ fn interrupted_build_leaves_no_step_running(env: &Env) {
         .spawn()
         .unwrap();
     assert!(wait_for("sleep 627[1]", 2, 60), "the RUN steps never started on both nodes");
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_for("sleep 627[1]", 0, 20), "a RUN step still runs in a worker container");
+    let want = if signal == "-INT" { Some(130) } else { None };
+    assert_eq!(out.status.code(), want, "{signal}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_for("sleep 627[1]", 0, 20), "{signal}: a RUN step still runs in a worker container");
 }
 
 #[test]
@@ -216,10 +225,44 @@ fn drivers_and_endpoints_are_checked() {
     assert_eq!(node(&ls, "t", "far")["endpoint"], "tcp://127.0.0.1:1", "{ls}");
     let b = ls.as_array().unwrap().iter().find(|b| b["name"] == "t").unwrap();
     assert_eq!(b["driver"], "docker-container", "{ls}");
+    // Appended with neither endpoint nor DOCKER_HOST: the builder's driver,
+    // on the default engine.
+    let out = env
+        .cmd(&["builder", "create", "--name", "t", "--append", "--node", "near"])
+        .env("DOCKER_HOST", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
+    assert_eq!(node(&ls, "t", "near")["endpoint"], "unix:///var/run/docker.sock", "{ls}");
+    // A builder whose engine is gone can still be removed, with a warning.
+    let out = env.run(&["builder", "rm", "t"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && e.contains("warning: node far (tcp://127.0.0.1:1)"), "{e}");
     // A polyarch builder takes no docker-container node.
     env.ok(&["builder", "create", "--name", "p", "local"]);
     let e = fail(&["builder", "create", "--name", "p", "--append", "tcp://127.0.0.1:1"]);
     assert!(e.contains("uses the polyarch driver"), "{e}");
+    // `--append --node N` alone with a tcp DOCKER_HOST: with the default
+    // builder in use, a new builder whose node is on that engine; with a
+    // builder in use, a node added to it (refused here: another driver).
+    let out = env
+        .cmd(&["builder", "create", "--append", "--node", "remote-builder"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
+    assert_eq!(node(&ls, &made, "remote-builder")["endpoint"], "tcp://127.0.0.1:1", "{ls}");
+    env.ok(&["builder", "use", "p"]);
+    let out = env
+        .cmd(&["builder", "create", "--append", "--node", "rb"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("uses the polyarch driver"), "{e}");
     // --leave removes a node; use --default goes back to the default builder.
     env.ok(&["builder", "create", "--name", "p", "--append", "--node", "p2", "local"]);
     env.ok(&["builder", "create", "--leave", "--name", "p", "--node", "p2"]);

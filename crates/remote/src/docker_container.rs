@@ -153,6 +153,13 @@ impl<'a> DockerNode<'a> {
         Ok(DockerNode { node, id, engine: Engine::new(endpoint).with_timeout(Duration::from_secs(600)) })
     }
 
+    /// Engine calls that give up after `timeout` (default 10 minutes, for
+    /// image loads): `builder ls` asks with a short one.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.engine = self.engine.with_timeout(timeout);
+        self
+    }
+
     fn engine_err(&self) -> impl Fn(polyarch_engine::Error) -> Error + '_ {
         move |source| Error::engine(&self.id, source)
     }

@@ -155,18 +155,25 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
     if a.driver.leave {
         return drivers::leave(store, a.name.as_deref(), a.node.as_deref());
     }
-    let (driver, endpoint) = drivers::resolve(&a.driver, a.endpoint.as_deref(), a.append)?;
     let platforms = parse_platforms(&a.platforms)?;
     for n in a.name.iter().chain(&a.node) {
         builders::validate_name(n)?;
     }
+    let named = a.name.is_some();
     let name = match a.name {
         Some(n) if builders::is_default(&n) => bail!("{n:?} is the default builder's name; choose another"),
         Some(n) => n,
-        None if a.append => bail!("--append needs --name of the builder to add the node to"),
+        // --append alone adds to the builder in use (POLYARCH_BUILDER or
+        // `use`); with the default in use it makes a new one, as buildx.
+        None if a.append && !builders::is_default(&chosen(store, None)?) => chosen(store, None)?,
         None => (0..).map(|i| format!("builder{i}")).find(|n| !matches!(store.get(n), Ok(Some(_)))).unwrap_or_default(),
     };
-    let mut b = match (store.get(&name)?, a.append) {
+    let append = a.append && (named || store.get(&name)?.is_some());
+    let existing = store.get(&name)?;
+    // A node appended without --driver takes the builder's.
+    let inherited = existing.as_ref().filter(|b| append && !b.nodes.is_empty()).map(|b| b.driver.as_str());
+    let (driver, endpoint) = drivers::resolve(&a.driver, inherited, a.endpoint.as_deref(), a.append)?;
+    let mut b = match (existing, append) {
         (Some(b), true) => b,
         (Some(_), false) => bail!("builder {name:?} exists; use --append to add a node to it"),
         (None, true) => bail!("no builder {name:?} to append to"),

@@ -29,16 +29,25 @@ pub struct DriverArgs {
     pub leave: bool,
 }
 
-/// The driver and the node's endpoint of `builder create`.
-pub fn resolve(args: &DriverArgs, endpoint: Option<&str>, append: bool) -> Result<(String, Endpoint)> {
+/// The driver and the node's endpoint of `builder create`; `inherited` is
+/// the driver of the builder a node is appended to, used when neither an
+/// endpoint nor DOCKER_HOST/DOCKER_CONTEXT says otherwise.
+pub fn resolve(
+    args: &DriverArgs,
+    inherited: Option<&str>,
+    endpoint: Option<&str>,
+    append: bool,
+) -> Result<(String, Endpoint)> {
     let docker_env =
         ["DOCKER_HOST", "DOCKER_CONTEXT"].iter().any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    // A set DOCKER_HOST never gives a local node by default: a tcp://
+    // engine must not silently become this machine.
     let driver = match (args.driver.as_deref(), endpoint) {
         (Some(d), _) => d.to_string(),
         (None, Some(e)) if e == "local" || e.starts_with("ssh://") => DRIVER.to_string(),
         (None, Some(_)) => DOCKER_CONTAINER.to_string(),
         (None, None) if docker_env => DOCKER_CONTAINER.to_string(),
-        (None, None) => DRIVER.to_string(),
+        (None, None) => inherited.unwrap_or(DRIVER).to_string(),
     };
     let endpoint = match driver.as_str() {
         DRIVER => Endpoint::parse(endpoint.unwrap_or("local"))?,
@@ -123,28 +132,41 @@ pub fn live_status(n: &Node) -> Option<(&'static str, Option<String>)> {
     if !matches!(n.endpoint, Endpoint::Docker { .. }) {
         return None;
     }
-    Some(match DockerNode::new(n).and_then(|d| d.status()) {
+    let quick = std::time::Duration::from_secs(10);
+    Some(match DockerNode::new(n).and_then(|d| d.with_timeout(quick).status()) {
         Ok(s) => (s.word(), None),
         Err(e) => ("error", Some(e.to_string())),
     })
 }
 
 /// Stops a docker-container node's container; other nodes have nothing to
-/// stop.
+/// stop. An engine that does not answer is a warning.
 pub fn stop_node(n: &Node) -> Result<()> {
     if matches!(n.endpoint, Endpoint::Docker { .. }) {
-        DockerNode::new(n)?.stop()?;
+        tolerate_unreachable(DockerNode::new(n).and_then(|d| d.stop()), "its container may still run")?;
     }
     Ok(())
 }
 
 /// Removes a docker-container node's container and (unless `keep_state`)
-/// its volume.
+/// its volume. An engine that does not answer is a warning, so a builder
+/// whose engine is gone can still be removed.
 pub fn remove_node(n: &Node, keep_state: bool) -> Result<()> {
     if matches!(n.endpoint, Endpoint::Docker { .. }) {
-        DockerNode::new(n)?.remove(keep_state)?;
+        let done = DockerNode::new(n).and_then(|d| d.remove(keep_state));
+        tolerate_unreachable(done, "its container and volume are left on that engine")?;
     }
     Ok(())
+}
+
+fn tolerate_unreachable(r: polyarch_remote::Result<()>, left: &str) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == polyarch_remote::ErrorKind::Unreachable => {
+            eprintln!("warning: {e}; {left}");
+            Ok(())
+        }
+        r => Ok(r?),
+    }
 }
 
 /// The default builder's driver shown for `name`.
