@@ -50,7 +50,7 @@ impl CacheFlags {
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
-        let inline = to.iter().any(|t| *t == CacheTo::Inline);
+        let inline = to.contains(&CacheTo::Inline);
         Ok(Some(Traffic { io: Arc::new(CacheIo::new(inline)), from, to }))
     }
 
