@@ -63,7 +63,7 @@ use std::sync::Arc;
 use polyarch_oci::{Descriptor, Platform};
 
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventSink, StepNumbers, Stream, Vertex};
+pub use event::{Event, EventSink, Status, StepNumbers, Stream, Vertex};
 pub use fs::MemFs;
 pub use layer::{Compression, Layer};
 

@@ -278,10 +278,14 @@ impl MultiBuilder {
     /// show the platform.
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
         let numbering = Arc::new(Mutex::new(StepNumbers::default()));
+        let metadata = crate::dispatch::Metadata::default();
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
             let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
-            let mut b = Builder::new(self.store.clone()).with_events(sink).with_slots(self.slots.clone());
+            let mut b = Builder::new(self.store.clone())
+                .with_events(sink)
+                .with_slots(self.slots.clone())
+                .with_metadata(metadata.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }

@@ -78,7 +78,14 @@ pub fn artifact(store: &Store, config: &CacheConfig, opts: &ExportOptions) -> Re
 /// Pushes the artifact to `reference`: blobs (mounted or skipped when
 /// the registry has them), then the tag.
 pub async fn push(client: &Client, store: &Store, a: &Artifact, reference: &Reference) -> Result<()> {
-    crate::export::push_to(client, store, &a.content(), std::slice::from_ref(reference)).await
+    crate::export::push_to(
+        client,
+        store,
+        &a.content(),
+        std::slice::from_ref(reference),
+        &polyarch_transfer::event::ignore,
+    )
+    .await
 }
 
 /// Writes the artifact as an OCI layout at `dest`, its root tagged

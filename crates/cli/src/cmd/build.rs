@@ -195,16 +195,27 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::
     Ok(out)
 }
 
-/// The registry client of a build; its byte counts feed `progress`.
-fn build_client(global: &GlobalArgs, insecure: bool, progress: &Arc<Progress>) -> Result<polyarch_registry::Client> {
-    let builder = context::client_builder(context::registry_config(global)?, insecure)?;
+/// The registry client of a build (the builder's `--config` over the
+/// user's); its byte counts feed `progress`.
+fn build_client(
+    global: &GlobalArgs,
+    chosen: Option<&polyarch_remote::builder::Builder>,
+    insecure: bool,
+    progress: &Arc<Progress>,
+) -> Result<polyarch_registry::Client> {
+    let mut config = context::registry_config(global)?;
+    if let Some(b) = chosen {
+        config = context::with_builder_config(config, &b.name, b.config.as_deref())?;
+    }
+    let builder = context::client_builder(config, insecure)?;
     let p = progress.clone();
     Ok(builder.with_progress(move |e| p.registry(&e)).build()?)
 }
 
 pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let method = check::method(&a)?;
-    let remote_builder = polyarch_remote::builder::for_build(a.builder.as_deref())?;
+    let chosen = polyarch_remote::builder::chosen(a.builder.as_deref())?;
+    let remote_builder = chosen.clone().filter(|b| !b.remote_nodes().is_empty());
     if a.quiet {
         if a.progress != "auto" && a.progress != "quiet" {
             bail!("progress={} and quiet cannot be used together", a.progress);
@@ -322,7 +333,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         named_contexts: named,
     };
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
-    let client = build_client(global, a.insecure, &progress)?;
+    let client = build_client(global, chosen.as_ref(), a.insecure, &progress)?;
     let sink = progress.clone();
     let builder =
         Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
@@ -341,6 +352,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         if let Ok(mut e) = progress.expand.lock() {
             *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
         }
+    }
+    if let Ok(mut s) = progress.source.lock() {
+        *s = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
     }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
@@ -450,9 +464,9 @@ fn export_single(
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
-    let exporting = progress.start(Vertex::plain("exporting to image"));
+    let exporting = progress.start_export();
     let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
-    progress.done(exporting, t.elapsed());
+    progress.done_export(exporting, t.elapsed());
     if let Some(c) = cache {
         let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
         if let Err(e) = c.export(exporter.rt, exporter.client, exporter.store, progress, compression) {

@@ -13,7 +13,7 @@ use polyarch_builder::export::{self, Built, IndexImage};
 use polyarch_builder::multi::{MultiBuilder, MultiResult};
 use polyarch_builder::output::Output;
 use polyarch_builder::slots::Class;
-use polyarch_builder::{BuildOptions, Vertex};
+use polyarch_builder::BuildOptions;
 use polyarch_index::Annotation;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
@@ -89,7 +89,7 @@ impl Multi<'_> {
             }
         };
         let t = Instant::now();
-        let exporting = self.progress.start(Vertex::plain("exporting to image"));
+        let exporting = self.progress.start_export();
         let exporter = Exporter {
             rt: self.rt,
             client: self.client,
@@ -101,7 +101,7 @@ impl Multi<'_> {
             tag: self.tag,
         };
         let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
-        self.progress.done(exporting, t.elapsed());
+        self.progress.done_export(exporting, t.elapsed());
         if let Some(c) = self.cache {
             let compression =
                 self.outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip);
