@@ -388,3 +388,21 @@ fn builder_nodes_refuse_cache_flags_naming_the_flag_and_the_node() {
         assert!(err.contains("\"far\"") && err.contains("n1"), "{err}");
     }
 }
+
+#[test]
+fn a_failed_export_fails_the_build_unless_ignore_error() {
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nCOPY a.txt /a\n"), ("a.txt", "a")]);
+    let nowhere = format!("127.0.0.1:{}/cacheio/nowhere:c", free_port());
+    let err = env.fails(&["build", "--cache-to", &format!("type=registry,ref={nowhere}"), s(&ctx)]);
+    assert!(err.contains(&format!("exporting cache to {nowhere}")), "{err}");
+    let to = format!("type=registry,ref={nowhere},ignore-error=true");
+    let err = build(&env, &["--cache-to", &to, s(&ctx)]);
+    let w = warnings(&err);
+    assert_eq!(w.len(), 1, "{err}");
+    assert!(w[0].starts_with(&format!("WARNING: failed to export cache to {nowhere}")), "{}", w[0]);
+    let dir = env.dir.path().join("readonly");
+    std::fs::write(&dir, "a file, not a directory").unwrap();
+    let err = env.fails(&["build", "--cache-to", &format!("type=local,dest={}/cache", dir.display()), s(&ctx)]);
+    assert!(err.contains("exporting cache to") && err.contains("readonly"), "{err}");
+}

@@ -424,6 +424,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         Some(Ok(r)) if !cancel.is_cancelled() => r,
         Some(Err(e)) if !cancel.is_cancelled() => {
             progress.finish(false);
+            if let Some(c) = &cache {
+                c.print_warnings();
+            }
             return Err(e.into());
         }
         _ => {
@@ -468,10 +471,14 @@ fn export_single(
         let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
         if let Err(e) = c.export(exporter.rt, exporter.client, exporter.store, progress, compression) {
             progress.finish(false);
+            c.print_warnings();
             return Err(e);
         }
     }
     progress.finish(true);
+    if let Some(c) = cache {
+        c.print_warnings();
+    }
     if progress.chatty() {
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
     }

@@ -2,7 +2,8 @@
 //! (`polyarch_builder::cacheio::spec`) before anything else, every
 //! `--cache-from` read before the build (one `importing cache manifest
 //! from ...` step each), the records of every platform exported after the
-//! outputs. What cannot be imported is a `WARNING:` line and a colder
+//! outputs. What cannot be imported is a `WARNING:` line (printed once the
+//! progress display is done, with the build's other warnings) and a colder
 //! build; an export failure fails the build unless `ignore-error=true`.
 
 use std::sync::Arc;
@@ -50,7 +51,7 @@ impl CacheFlags {
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
-        let inline = to.iter().any(|t| *t == CacheTo::Inline);
+        let inline = to.contains(&CacheTo::Inline);
         Ok(Some(Traffic { io: Arc::new(CacheIo::new(inline)), from, to }))
     }
 
@@ -81,13 +82,14 @@ impl Traffic {
             let t = Instant::now();
             let step = progress.start(Vertex::plain(format!("importing cache manifest from {from}")));
             if let Err(w) = rt.block_on(cacheio::import::import(&self.io, client, from)) {
-                warn(&w);
+                self.io.warn(w);
             }
             progress.done(step, t.elapsed());
         }
     }
 
-    /// Prints the warnings of the build (blobs that could not be fetched).
+    /// Prints the warnings of the build: caches that could not be
+    /// imported, blobs that could not be fetched, ignored export failures.
     pub fn print_warnings(&self) {
         for w in self.io.take_warnings() {
             warn(&w);
@@ -104,7 +106,6 @@ impl Traffic {
         progress: &Progress,
         compression: Compression,
     ) -> Result<()> {
-        self.print_warnings();
         for to in &self.to {
             let (what, target) = match to {
                 CacheTo::Inline => continue,
@@ -117,7 +118,7 @@ impl Traffic {
                     "compression={c} is not applied: the cache shares the image's {} layers",
                     compression.name()
                 );
-                warn(&CacheWarning::Option { target: target.clone(), reason });
+                self.io.warn(CacheWarning::Option { target: target.clone(), reason });
             }
             let t = Instant::now();
             let step = progress.start(Vertex::plain(format!("exporting cache to {what}")));
@@ -125,7 +126,7 @@ impl Traffic {
             progress.done(step, t.elapsed());
             match done {
                 Ok(()) => {}
-                Err(e) if opts.ignore_error => warn(&CacheWarning::Export { target, reason: e.to_string() }),
+                Err(e) if opts.ignore_error => self.io.warn(CacheWarning::Export { target, reason: e.to_string() }),
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("exporting cache to {target}"))),
             }
         }

@@ -64,6 +64,9 @@ impl Multi<'_> {
             Ok(r) => r,
             Err(e) => {
                 self.progress.finish(false);
+                if let Some(c) = self.cache {
+                    c.print_warnings();
+                }
                 return Err(e.into());
             }
         };
@@ -104,10 +107,14 @@ impl Multi<'_> {
                 self.outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip);
             if let Err(e) = c.export(self.rt, self.client, self.store, self.progress, compression) {
                 self.progress.finish(false);
+                c.print_warnings();
                 return Err(e);
             }
         }
         self.progress.finish(true);
+        if let Some(c) = self.cache {
+            c.print_warnings();
+        }
         if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());
         }
