@@ -370,8 +370,10 @@ fn load_metadata_is_shown_once_per_image_and_platform() {
             return;
         }
     };
+    // The same image by another name, too.
     let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\nCOPY f /f\n\
-                      FROM busybox\nCOPY --from=build /f /g\n";
+                      FROM busybox\nCOPY --from=build /f /g\n\
+                      COPY --from=docker.io/library/busybox:latest /bin/true /t\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
     let out = env.run(&["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
