@@ -37,6 +37,8 @@ pub struct Builder {
     /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
     pub(crate) slots: Slots,
+    /// Imported records and the notes of `--cache-to`.
+    cache_io: Option<Arc<crate::cacheio::CacheIo>>,
     /// Base image metadata resolved once for every build sharing it.
     metadata: Metadata,
 }
@@ -68,7 +70,15 @@ impl Builder {
             executor: None,
             slots: Slots::default(),
             metadata: Metadata::default(),
+            cache_io: None,
         }
+    }
+
+    /// Takes records missing here from `io`'s imports and notes the steps
+    /// for its export (shared by the builds of every platform).
+    pub fn with_cache_io(mut self, io: Arc<crate::cacheio::CacheIo>) -> Builder {
+        self.cache_io = Some(io);
+        self
     }
 
     /// Shares base image resolutions with other builders given the same.
@@ -142,7 +152,7 @@ impl Builder {
             opts,
             lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
             lex: Lex::new(ast.escape),
-            cache: Cache::new(&self.store),
+            cache: Cache::new(&self.store).with_io(self.cache_io.clone()),
             latest: None,
             now: opts.source_date_epoch.unwrap_or(now),
             stages: (0..df.stages.len()).map(|_| None).collect(),
@@ -529,7 +539,13 @@ impl Run<'_> {
                 h.created = Some(created.clone());
             }
         }
-        let config = image.to_json(Some(&created))?;
+        let mut config = image.to_json(Some(&created))?;
+        if let Some(io) = &self.b.cache_io {
+            io.finished(&st.key);
+            if io.inline() {
+                config = crate::cacheio::with_inline(&config, &io.chain(&st.key))?;
+            }
+        }
         let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
         let manifest = ImageManifest {
             schema_version: 2,

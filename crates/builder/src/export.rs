@@ -162,6 +162,12 @@ pub fn write_oci_dir(
     tree::layout_dir(store, &built.layout_index(names, annotations)?, &built.blobs(), dest)
 }
 
+/// Writes an OCI layout directory of `blobs` from the store with
+/// `index_json` (a cache export), through the rooted writer.
+pub(crate) fn write_layout_dir(store: &Store, index_json: &[u8], blobs: &[Descriptor], dest: &Path) -> Result<()> {
+    tree::layout_dir(store, index_json, blobs, dest)
+}
+
 /// Each platform of a Docker archive and the names it is loaded as.
 pub type Loaded = Vec<(Platform, Vec<String>)>;
 
@@ -323,7 +329,7 @@ fn parse_name(n: &str) -> Result<Reference> {
 
 /// The one push of a build's output: `polyarch_transfer`'s, blobs in
 /// parallel, streamed from the store or mounted, children before tags.
-async fn push_to(
+pub(crate) async fn push_to(
     client: &Client,
     store: &Store,
     content: &Content,

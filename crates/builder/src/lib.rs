@@ -6,7 +6,8 @@
 //! - [`copy`]: COPY/ADD path rules.
 //! - [`config`]: the image config as BuildKit writes it.
 //! - [`layer`], [`compress`], [`fs`]: deterministic layers and trees.
-//! - [`cache`]: content-keyed step cache.
+//! - [`cache`]: content-keyed step cache; [`cacheio`]: its import and
+//!   export (`--cache-from`, `--cache-to`).
 //! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
 //!   commands, output; trees on disk and their differences.
 //! - [`settings`], [`ssh`]: RUN process settings of the build
@@ -26,6 +27,7 @@
 
 pub mod base;
 pub mod cache;
+pub mod cacheio;
 pub mod check;
 pub mod compress;
 pub mod config;

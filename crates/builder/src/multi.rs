@@ -211,13 +211,28 @@ pub struct MultiBuilder {
     events: EventSink,
     slots: Slots,
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
+    cache_io: Option<Arc<crate::cacheio::CacheIo>>,
 }
 
 impl MultiBuilder {
     /// A builder writing to `store`, with no registry access, no events and
     /// the slots of [`default_jobs`].
     pub fn new(store: Store) -> MultiBuilder {
-        MultiBuilder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default(), executor: None }
+        MultiBuilder {
+            store,
+            client: None,
+            events: Arc::new(|_| {}),
+            slots: Slots::default(),
+            executor: None,
+            cache_io: None,
+        }
+    }
+
+    /// Shares `io` (imported records, notes for `--cache-to`) among the
+    /// builds of every platform: one cache for all of them.
+    pub fn with_cache_io(mut self, io: Arc<crate::cacheio::CacheIo>) -> MultiBuilder {
+        self.cache_io = Some(io);
+        self
     }
 
     /// Runs RUN processes of every platform with `executor`.
@@ -276,6 +291,9 @@ impl MultiBuilder {
             }
             if let Some(e) = &self.executor {
                 b = b.with_executor(e.clone());
+            }
+            if let Some(io) = &self.cache_io {
+                b = b.with_cache_io(io.clone());
             }
             let o = opts.clone().with_platform(p.clone());
             set.spawn(async move { (i, b.build(&o).await) });

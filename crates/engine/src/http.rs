@@ -8,6 +8,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::endpoint::Endpoint;
+use crate::ssh::SshStream;
+use crate::tls::TlsStream;
 
 /// The largest response head read (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -16,9 +18,17 @@ const MAX_HEAD: usize = 64 * 1024;
 pub enum Conn {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// TLS over TCP (`DOCKER_TLS_VERIFY`, a context's TLS material).
+    Tls(TlsStream),
+    /// `docker system dial-stdio` over ssh.
+    Ssh(SshStream),
 }
 
 impl Conn {
+    /// Connects to `endpoint`; a reply may be silent up to `timeout`. A TLS error
+    /// carries a [`rustls::Error`] or a [`crate::tls::FileError`], a failed
+    /// ssh a [`crate::ssh::DialError`]; [`crate::Error::from_io`] sorts
+    /// them.
     pub fn open(endpoint: &Endpoint, timeout: Duration) -> io::Result<Conn> {
         match endpoint {
             Endpoint::Unix(path) => {
@@ -26,22 +36,45 @@ impl Conn {
                 s.set_read_timeout(Some(timeout))?;
                 Ok(Conn::Unix(s))
             }
-            Endpoint::Tcp { host, port } => {
-                use std::net::ToSocketAddrs as _;
-                let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
-                for addr in (host.as_str(), *port).to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-                        Ok(s) => {
-                            s.set_read_timeout(Some(timeout))?;
-                            return Ok(Conn::Tcp(s));
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
+            Endpoint::Tcp { host, port } => Ok(Conn::Tcp(tcp(host, *port, timeout)?)),
+            Endpoint::Tls { host, port, files } => {
+                let config = files.client_config().map_err(io::Error::other)?;
+                let sock = tcp(host, *port, timeout)?;
+                Ok(Conn::Tls(TlsStream::connect(sock, host, config)?))
+            }
+            Endpoint::Ssh { user, host, port, socket } => {
+                let argv = crate::ssh::dial_command(user.as_deref(), host, *port, socket.as_deref());
+                Ok(Conn::Ssh(SshStream::spawn(&argv, timeout)?))
             }
         }
     }
+
+    /// A second handle on the same connection (one may read while the
+    /// other writes).
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
+            Conn::Tls(s) => Conn::Tls(s.try_clone()?),
+            Conn::Ssh(s) => Conn::Ssh(s.clone()),
+        })
+    }
+}
+
+/// A TCP connection to the first address of `host` that answers.
+fn tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    use std::net::ToSocketAddrs as _;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl Conn {
@@ -51,6 +84,14 @@ impl Conn {
         let _ = match self {
             Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
             Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Tls(s) => {
+                s.shutdown_write();
+                Ok(())
+            }
+            Conn::Ssh(s) => {
+                s.shutdown_write();
+                Ok(())
+            }
         };
     }
 }
@@ -60,6 +101,8 @@ impl Read for Conn {
         match self {
             Conn::Unix(s) => s.read(buf),
             Conn::Tcp(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+            Conn::Ssh(s) => s.read(buf),
         }
     }
 }
@@ -69,12 +112,16 @@ impl Write for Conn {
         match self {
             Conn::Unix(s) => s.write(buf),
             Conn::Tcp(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+            Conn::Ssh(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Unix(s) => s.flush(),
             Conn::Tcp(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+            Conn::Ssh(s) => s.flush(),
         }
     }
 }

@@ -4,8 +4,12 @@
 //! (`POST /images/load`, `GET /images/get`). Bodies stream: an archive is
 //! never held in memory.
 
+pub mod attach;
+pub mod containers;
 pub mod endpoint;
 pub mod http;
+pub mod ssh;
+pub mod tls;
 
 use std::io::{self, BufRead as _, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -13,7 +17,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use endpoint::{Endpoint, Origin, DEFAULT_SOCKET};
+pub use attach::{Demux, Exec, ExecState};
+pub use containers::{ContainerInfo, ContainerSpec, ContainerState, VolumeMount};
+pub use endpoint::{Endpoint, Origin, TlsFiles, DEFAULT_SOCKET};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -28,6 +34,8 @@ pub enum ErrorKind {
     Api,
     /// The engine's answer is not what the API says.
     Protocol,
+    /// The TLS session failed: a certificate refused on either side.
+    Tls,
 }
 
 /// An engine error; every variant names the endpoint or the file.
@@ -42,6 +50,10 @@ pub enum Error {
     Context { name: String, why: String },
     #[error("reading docker config {}: {source}", path.display())]
     Config { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("Docker endpoint {endpoint}: TLS file {}: {why}", path.display())]
+    TlsFile { endpoint: String, path: PathBuf, why: String },
+    #[error("TLS with the Docker engine at {endpoint} failed: {why}")]
+    Tls { endpoint: String, why: String },
     #[error("cannot connect to the Docker engine at {endpoint}: {source}")]
     Connect { endpoint: String, source: io::Error },
     #[error("talking to the Docker engine at {endpoint} ({call}): {source}")]
@@ -57,13 +69,56 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadEndpoint { .. } | Error::Unsupported { .. } | Error::Context { .. } | Error::Config { .. } => {
-                ErrorKind::Endpoint
-            }
+            Error::BadEndpoint { .. }
+            | Error::Unsupported { .. }
+            | Error::Context { .. }
+            | Error::Config { .. }
+            | Error::TlsFile { .. } => ErrorKind::Endpoint,
+            Error::Tls { .. } => ErrorKind::Tls,
             Error::Connect { .. } => ErrorKind::Unreachable,
             Error::Api { .. } | Error::Failed { .. } => ErrorKind::Api,
             Error::Io { .. } | Error::Protocol { .. } => ErrorKind::Protocol,
         }
+    }
+}
+
+impl Error {
+    /// The error of an I/O failure with the engine at `endpoint`: TLS
+    /// material that cannot be used, a TLS session refused, ssh that could
+    /// not connect, else [`Error::Connect`] (no `call` yet) or
+    /// [`Error::Io`] during `call`.
+    pub fn from_io(endpoint: &Endpoint, call: Option<&str>, source: io::Error) -> Error {
+        let name = endpoint.to_string();
+        if let Some(f) = source.get_ref().and_then(|i| i.downcast_ref::<tls::FileError>()) {
+            return Error::TlsFile { endpoint: name, path: f.path.clone(), why: f.why.clone() };
+        }
+        if let Some(e) = tls::rustls_error(&source) {
+            return Error::Tls { endpoint: name, why: tls_why(endpoint, e) };
+        }
+        let dial = source.get_ref().is_some_and(|i| i.is::<ssh::DialError>());
+        match call {
+            Some(call) if !dial => Error::Io { endpoint: name, call: call.to_string(), source },
+            _ => Error::Connect { endpoint: name, source },
+        }
+    }
+}
+
+/// A TLS failure, with what to check when the engine refused a missing or
+/// unknown client certificate.
+fn tls_why(endpoint: &Endpoint, e: &rustls::Error) -> String {
+    use rustls::AlertDescription as A;
+    let Endpoint::Tls { files, .. } = endpoint else { return e.to_string() };
+    let refused = matches!(
+        e,
+        rustls::Error::AlertReceived(A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure)
+    );
+    match (&files.cert, refused) {
+        (None, true) => format!(
+            "{e}: the engine wants a client certificate, and there is no cert.pem and key.pem in {}",
+            files.dir.display()
+        ),
+        (Some((cert, _)), true) => format!("{e}: the engine refused the client certificate {}", cert.display()),
+        _ => e.to_string(),
     }
 }
 
@@ -164,13 +219,12 @@ impl Engine {
     }
 
     fn connect(&self) -> Result<http::Conn> {
-        http::Conn::open(&self.endpoint, self.timeout)
-            .map_err(|source| Error::Connect { endpoint: self.endpoint.to_string(), source })
+        http::Conn::open(&self.endpoint, self.timeout).map_err(|source| Error::from_io(&self.endpoint, None, source))
     }
 
     fn io(&self, call: &str) -> impl Fn(io::Error) -> Error + '_ {
         let call = call.to_string();
-        move |source| Error::Io { endpoint: self.endpoint.to_string(), call: call.clone(), source }
+        move |source| Error::from_io(&self.endpoint, Some(&call), source)
     }
 
     /// Sends a bodiless request; returns the response if its status is 2xx.
@@ -239,11 +293,7 @@ impl Engine {
     pub fn load<E: From<Error>>(&self, write: impl FnOnce(&mut dyn Write) -> Result<(), E>) -> Result<Loaded, E> {
         let call = "POST /images/load";
         let mut conn = self.connect()?;
-        let reader = match &conn {
-            http::Conn::Unix(s) => s.try_clone().map(http::Conn::Unix),
-            http::Conn::Tcp(s) => s.try_clone().map(http::Conn::Tcp),
-        }
-        .map_err(self.io(call))?;
+        let reader = conn.try_clone().map_err(self.io(call))?;
         http::write_head(&mut conn, "POST", "/images/load?quiet=1", Some("application/x-tar"), true)
             .map_err(self.io(call))?;
         // Chunks of up to 256 KiB, whatever sizes the writer writes.

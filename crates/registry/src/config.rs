@@ -10,11 +10,16 @@
 //! http = true
 //! insecure = true
 //! ca = ["/path/ca.crt"]
+//!
+//! [[registry."127.0.0.1:5000".keypair]]
+//! key = "/path/client.key"
+//! cert = "/path/client.crt"
 //! ```
 //!
-//! Other top-level tables of the file are ignored here.
+//! Other top-level tables of the file are ignored here;
+//! [`RegistryConfig::ignored_keys`] names them for a warning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -34,7 +39,22 @@ pub struct HostConfig {
     pub insecure: bool,
     /// Extra CA certificates (PEM files) to trust for this host.
     pub ca: Vec<PathBuf>,
+    /// Client certificates for this host (the first is presented).
+    pub keypair: Vec<KeyPair>,
 }
+
+/// A client certificate and its private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPair {
+    /// The private key (PEM).
+    pub key: PathBuf,
+    /// The certificate (PEM), with its chain if any.
+    pub cert: PathBuf,
+}
+
+/// The keys of a host's table that polyarch maps.
+const HOST_KEYS: [&str; 5] = ["mirrors", "http", "insecure", "ca", "keypair"];
 
 /// Registry settings for all hosts, keyed by host (`docker.io`,
 /// `127.0.0.1:5000`).
@@ -42,12 +62,14 @@ pub struct HostConfig {
 pub struct RegistryConfig {
     /// Per-host settings.
     pub hosts: BTreeMap<String, HostConfig>,
+    /// The keys each host's table of the file sets (for [`Self::overlay`]).
+    set: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Deserialize)]
-struct File {
+struct File<H> {
     #[serde(default)]
-    registry: BTreeMap<String, HostConfig>,
+    registry: BTreeMap<String, H>,
 }
 
 /// A parsed mirror entry.
@@ -110,7 +132,7 @@ impl RegistryConfig {
 
     /// Parses TOML text; other top-level keys are ignored.
     pub fn parse(text: &str) -> Result<RegistryConfig, String> {
-        let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let file: File<HostConfig> = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         for (host, cfg) in &file.registry {
             for m in &cfg.mirrors {
                 if Mirror::parse(m).is_none() {
@@ -118,7 +140,58 @@ impl RegistryConfig {
                 }
             }
         }
-        Ok(RegistryConfig { hosts: file.registry })
+        let tables: File<toml::Table> = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let set = tables.registry.into_iter().map(|(h, t)| (h, t.into_iter().map(|(k, _)| k).collect())).collect();
+        Ok(RegistryConfig { hosts: file.registry, set })
+    }
+
+    /// This configuration with `over`'s on top: for each host, the keys
+    /// `over` sets replace these (as a builder's `--config` does over the
+    /// user's own configuration); the others stay.
+    pub fn overlay(mut self, over: &RegistryConfig) -> RegistryConfig {
+        for (host, theirs) in &over.hosts {
+            let keys = over.set.get(host).cloned().unwrap_or_default();
+            let mine = self.hosts.entry(host.clone()).or_default();
+            for key in &keys {
+                match key.as_str() {
+                    "mirrors" => mine.mirrors = theirs.mirrors.clone(),
+                    "http" => mine.http = theirs.http,
+                    "insecure" => mine.insecure = theirs.insecure,
+                    "ca" => mine.ca = theirs.ca.clone(),
+                    "keypair" => mine.keypair = theirs.keypair.clone(),
+                    _ => {}
+                }
+            }
+            self.set.entry(host.clone()).or_default().extend(keys);
+        }
+        self
+    }
+
+    /// The keys of a buildkitd.toml-shaped text that polyarch does not map
+    /// (`debug`, `grpc.address`, `worker.oci.gc`, a host's `foo`), as
+    /// dotted paths.
+    pub fn ignored_keys(text: &str) -> Result<Vec<String>, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let mut out = Vec::new();
+        for (key, value) in &table {
+            match (key.as_str(), value) {
+                ("registry", toml::Value::Table(hosts)) => {
+                    for (host, cfg) in hosts {
+                        let Some(cfg) = cfg.as_table() else { continue };
+                        let prefix = format!("registry.{}", dotted(host));
+                        for k in cfg.keys().filter(|k| !HOST_KEYS.contains(&k.as_str())) {
+                            leaves(&format!("{prefix}.{}", dotted(k)), &cfg[k], &mut out);
+                        }
+                        // One client certificate is presented: the first.
+                        if let Some(more) = cfg.get("keypair").and_then(|k| k.as_array()).filter(|a| a.len() > 1) {
+                            out.push(format!("{prefix}.keypair[1..{}] (only the first keypair is used)", more.len()));
+                        }
+                    }
+                }
+                _ => leaves(&dotted(key), value, &mut out),
+            }
+        }
+        Ok(out)
     }
 
     /// The settings of `host`, if any.
@@ -129,6 +202,27 @@ impl RegistryConfig {
     /// The parsed mirrors of `domain` (in order).
     pub fn mirrors(&self, domain: &str) -> Vec<Mirror> {
         self.host(domain).map(|h| h.mirrors.iter().filter_map(|m| Mirror::parse(m)).collect()).unwrap_or_default()
+    }
+}
+
+/// A TOML key as written in a dotted path (quoted unless bare).
+fn dotted(key: &str) -> String {
+    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// The dotted paths of the values below `path` (tables expanded).
+fn leaves(path: &str, value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(t) if !t.is_empty() => {
+            for (k, v) in t {
+                leaves(&format!("{path}.{}", dotted(k)), v, out);
+            }
+        }
+        _ => out.push(path.to_string()),
     }
 }
 
@@ -172,6 +266,66 @@ mod tests {
         assert!(h.http && h.insecure);
         assert_eq!(h.ca, vec![PathBuf::from("/path/ca.crt")]);
         assert!(cfg.mirrors("quay.io").is_empty());
+    }
+
+    #[test]
+    fn keypairs() {
+        let cfg = RegistryConfig::parse("[[registry.\"r:1\".keypair]]\nkey = \"/k.pem\"\ncert = \"/c.pem\"\n").unwrap();
+        let kp = &cfg.host("r:1").unwrap().keypair;
+        assert_eq!(kp, &vec![KeyPair { key: "/k.pem".into(), cert: "/c.pem".into() }]);
+        let e = RegistryConfig::parse("[[registry.\"r:1\".keypair]]\nkey = \"/k.pem\"\n").unwrap_err();
+        assert!(e.contains("cert"), "{e}");
+    }
+
+    #[test]
+    fn overlay_replaces_the_keys_it_sets() {
+        let mine = RegistryConfig::parse(
+            "[registry.\"docker.io\"]\nmirrors = [\"a:1\"]\n[registry.\"r:1\"]\nhttp = true\nca = [\"/ca\"]\n",
+        )
+        .unwrap();
+        let theirs = RegistryConfig::parse(
+            "[registry.\"docker.io\"]\nmirrors = [\"b:2\"]\n[registry.\"r:1\"]\nhttp = false\n[registry.\"q:3\"]\ninsecure = true\n",
+        )
+        .unwrap();
+        let both = mine.clone().overlay(&theirs);
+        assert_eq!(both.mirrors("docker.io")[0].host, "b:2");
+        let r = both.host("r:1").unwrap();
+        assert!(!r.http, "an explicit false wins");
+        assert_eq!(r.ca, vec![PathBuf::from("/ca")], "a key it does not set stays");
+        assert!(both.host("q:3").unwrap().insecure);
+        // Overlaying nothing changes nothing.
+        assert_eq!(mine.clone().overlay(&RegistryConfig::default()), mine);
+    }
+
+    #[test]
+    fn ignored_keys_are_named() {
+        let text = r#"
+            debug = true
+            [grpc]
+            address = ["tcp://0.0.0.0:1234"]
+            [worker.oci]
+            gc = true
+            [registry."docker.io"]
+            mirrors = ["m:1"]
+            foo = 1
+            [[registry."r:1".keypair]]
+            key = "/a"
+            cert = "/b"
+            [[registry."r:1".keypair]]
+            key = "/c"
+            cert = "/d"
+        "#;
+        assert_eq!(
+            RegistryConfig::ignored_keys(text).unwrap(),
+            [
+                "debug",
+                "grpc.address",
+                "registry.\"docker.io\".foo",
+                "registry.\"r:1\".keypair[1..2] (only the first keypair is used)",
+                "worker.oci.gc"
+            ]
+        );
+        assert!(RegistryConfig::ignored_keys("[registry.\"x\"]\nhttp = true\n").unwrap().is_empty());
     }
 
     #[test]

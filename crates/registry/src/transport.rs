@@ -18,7 +18,7 @@ use crate::challenge::{self, Challenge, Scopes};
 use crate::config::Mirror;
 use crate::error::{is_tls_error, parse_error_body, short_reason};
 use crate::retry::{parse_retry_after, retryable_status};
-use crate::{DockerConfig, Error, Event, RegistryConfig, RetryPolicy, Timeouts};
+use crate::{DockerConfig, Error, Event, KeyPair, RegistryConfig, RetryPolicy, Timeouts};
 
 /// How to pick `http` or `https` for a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub(crate) struct Endpoint {
     pub schemes: Schemes,
     pub skip_verify: bool,
     pub ca: Vec<PathBuf>,
+    /// The client certificate presented to this host, if any.
+    pub keypair: Option<KeyPair>,
     pub mirror: bool,
 }
 
@@ -54,6 +56,10 @@ impl Endpoint {
         }
     }
 }
+
+/// What an HTTP client is made for: skip verification, extra CAs, the
+/// client certificate.
+type TlsKey = (bool, Vec<PathBuf>, Option<KeyPair>);
 
 /// What a request is about, for error messages.
 #[derive(Debug, Clone)]
@@ -86,7 +92,7 @@ pub(crate) struct Inner {
     pub chunk_size: usize,
     pub timeouts: Timeouts,
     pub progress: Option<Arc<dyn Fn(Event) + Send + Sync>>,
-    http: Mutex<HashMap<(bool, Vec<PathBuf>), reqwest::Client>>,
+    http: Mutex<HashMap<TlsKey, reqwest::Client>>,
     hosts: Mutex<HashMap<String, HostState>>,
     /// One ping at a time per host: concurrent first requests wait for it.
     pings: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -165,6 +171,7 @@ impl Inner {
             schemes,
             skip_verify: self.insecure || hc.insecure,
             ca: hc.ca,
+            keypair: hc.keypair.into_iter().next(),
             mirror,
         }
     }
@@ -189,7 +196,7 @@ impl Inner {
     }
 
     fn http_client(&self, ep: &Endpoint) -> Result<reqwest::Client, Error> {
-        let key = (ep.skip_verify, ep.ca.clone());
+        let key = (ep.skip_verify, ep.ca.clone(), ep.keypair.clone());
         if let Some(c) = lock(&self.http).get(&key) {
             return Ok(c.clone());
         }
@@ -207,6 +214,9 @@ impl Inner {
             .tls_danger_accept_invalid_certs(ep.skip_verify);
         if !certs.is_empty() {
             b = b.tls_certs_merge(certs);
+        }
+        if let Some(kp) = &ep.keypair {
+            b = b.identity(identity(kp)?);
         }
         let client = b.build().map_err(|e| Error::Tls { registry: ep.host.clone(), reason: short_reason(&e) })?;
         lock(&self.http).insert(key, client.clone());
@@ -669,6 +679,18 @@ pub(crate) async fn read_limited(resp: Response, limit: usize) -> Result<Bytes, 
         }
     }
     Ok(out.freeze())
+}
+
+/// The client identity of a keypair: its key and certificate PEM files.
+fn identity(kp: &KeyPair) -> Result<reqwest::Identity, Error> {
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source });
+    let mut pem = read(&kp.key)?;
+    pem.push(b'\n');
+    pem.extend(read(&kp.cert)?);
+    reqwest::Identity::from_pem(&pem).map_err(|e| Error::Config {
+        path: kp.cert.clone(),
+        reason: format!("invalid client certificate or key {}: {}", kp.key.display(), short_reason(&e)),
+    })
 }
 
 #[cfg(test)]

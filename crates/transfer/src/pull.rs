@@ -302,11 +302,12 @@ async fn check_platform(
     }
 }
 
-/// Downloads one blob into the store unless it is there; `Some(size)`
+/// Downloads one blob into the store unless it is there (noting the
+/// repository as its source, for mounts); `Some(size)`
 /// when it was downloaded. The body is streamed to a blocking writer
 /// through a small channel, so memory stays bounded; the writer verifies
 /// size and digest before the blob becomes visible.
-async fn fetch_blob(
+pub async fn fetch_blob(
     client: &Client,
     store: &Store,
     repo: &Reference,

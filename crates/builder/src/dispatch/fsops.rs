@@ -256,11 +256,16 @@ impl Run<'_> {
         if !no_cache {
             if let Some(rec) = self.cache.get(key) {
                 if let Some(layer) = &rec.layer {
-                    let unpack = self.unpack_layers();
+                    // Its unpacked directory if there is one; else read
+                    // without unpacking: a RUN that follows unpacks what
+                    // its overlay needs, and a fully cached build (a fresh
+                    // store with `--cache-from`) writes no trees.
+                    let unpack = false;
                     let below = st.layers.clone();
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     push_layer(st, layer.clone());
                 }
+                self.cache.noted(&st.key, key, &st.platform, &rec);
                 st.key = key.to_string();
                 self.cached += 1;
                 return Ok((true, rec.created.unwrap_or(self.now)));
@@ -287,7 +292,9 @@ impl Run<'_> {
             push_layer(st, layer.clone());
             Some(layer)
         };
-        self.cache.put(key, &Record { layer, created: Some(self.now) })?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put(key, &rec)?;
+        self.cache.noted(&st.key, key, &st.platform, &rec);
         st.key = key.to_string();
         self.executed += 1;
         Ok((false, self.now))

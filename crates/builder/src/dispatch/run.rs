@@ -165,12 +165,17 @@ impl Run<'_> {
             if let Some(rec) = self.cache.get(&key) {
                 *started = Some(self.start(vertex.clone()));
                 if let Some(layer) = &rec.layer {
-                    let unpack = self.unpack_layers();
+                    // Its unpacked directory if there is one; else read
+                    // without unpacking: a RUN that follows unpacks what
+                    // its overlay needs, and a fully cached build (a fresh
+                    // store with `--cache-from`) writes no trees.
+                    let unpack = false;
                     let below = st.layers.clone();
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     st.image.diff_ids.push(layer.diff_id.clone());
                     st.layers.push(layer.clone());
                 }
+                self.cache.noted(&st.key, &key, &st.platform, &rec);
                 st.key = key;
                 self.cached += 1;
                 self.commit_fs(st, history, rec.created.unwrap_or(self.now));
@@ -190,7 +195,9 @@ impl Run<'_> {
         drop(mounts);
         let layer = self.commit_changes(st, &before, &after, upper)?;
         let described = history.trim_end_matches(" # buildkit");
-        self.cache.put_described(&key, &Record { layer, created: Some(self.now) }, described)?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put_described(&key, &rec, described)?;
+        self.cache.noted(&st.key, &key, &st.platform, &rec);
         st.key = key;
         self.executed += 1;
         self.commit_fs(st, history, self.now);

@@ -29,6 +29,14 @@ pub fn registry_config(global: &GlobalArgs) -> Result<RegistryConfig> {
     RegistryConfig::load(global.config.as_deref()).context("reading the polyarch config")
 }
 
+/// `base` with a builder's `--config` on top (the keys it sets win), as
+/// every node of the builder applies it.
+pub fn with_builder_config(base: RegistryConfig, builder: &str, text: Option<&str>) -> Result<RegistryConfig> {
+    let Some(text) = text else { return Ok(base) };
+    let over = RegistryConfig::parse(text).map_err(|e| anyhow::anyhow!("builder {builder}: invalid config: {e}"))?;
+    Ok(base.overlay(&over))
+}
+
 /// A registry client for this command.
 pub fn client(global: &GlobalArgs, insecure: bool) -> Result<Client> {
     client_with(registry_config(global)?, insecure)

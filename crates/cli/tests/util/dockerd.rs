@@ -34,7 +34,20 @@ impl Dockerd {
         Self::start_with(true)
     }
 
+    /// An engine on a unix socket and `tcp://127.0.0.1:PORT` with
+    /// `--tlsverify`: its certificate from `ca`, clients need one of `ca`'s.
+    pub fn start_tls(ca: &super::certs::Ca) -> Option<Dockerd> {
+        let (cert, key) = ca.issue("dockerd", true);
+        let mut tls = vec!["--tlsverify".into(), "--tlscacert".into(), ca.cert()];
+        tls.extend(["--tlscert".into(), cert, "--tlskey".into(), key]);
+        Self::start_args(true, &tls)
+    }
+
     fn start_with(tcp: bool) -> Option<Dockerd> {
+        Self::start_args(tcp, &[])
+    }
+
+    fn start_args(tcp: bool, extra: &[PathBuf]) -> Option<Dockerd> {
         if !Self::prerequisites() {
             return None;
         }
@@ -55,6 +68,7 @@ impl Dockerd {
         if let Some(t) = &tcp {
             cmd.arg("--host").arg(t);
         }
+        cmd.args(extra);
         let log = std::fs::File::create(d.join("log")).expect("log");
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).env_remove("DOCKER_HOST");
         let child = cmd.spawn().expect("starting dockerd");

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod api;
+pub mod certs;
 pub mod dockerd;
 pub mod hostile;
 pub mod image;

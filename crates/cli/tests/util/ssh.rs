@@ -17,6 +17,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path) -> Option<Sshd> {
+        Self::start_with(dir, "")
+    }
+
+    /// An sshd with more `sshd_config` lines (e.g. `SetEnv DOCKER_HOST=...`).
+    pub fn start_with(dir: &Path, extra_config: &str) -> Option<Sshd> {
         if !require(Path::new("/usr/sbin/sshd").exists(), "/usr/sbin/sshd (apt-get install openssh-server)")
             || !require(have("ssh-keygen") && have("ssh"), "ssh and ssh-keygen (apt-get install openssh-client)")
             || !require(polyarch_emu::host::is_root(), "root (sshd logs in as root)")
@@ -36,10 +41,11 @@ impl Sshd {
             &config,
             format!(
                 "ListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {}\n",
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {}\n{}",
                 dir.join("host_ed25519").display(),
                 dir.join("authorized_keys").display(),
-                pid_file.display()
+                pid_file.display(),
+                extra_config
             ),
         )
         .unwrap();

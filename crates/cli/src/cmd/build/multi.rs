@@ -36,6 +36,8 @@ pub(super) struct Multi<'a> {
     /// Whether `type=image` names the index in the local store (not when
     /// the store lacks the layers other nodes built and pushed).
     pub tag: bool,
+    /// `--cache-from` and `--cache-to`, for a build here.
+    pub cache: Option<&'a super::cache_flags::Traffic>,
 }
 
 impl Multi<'_> {
@@ -47,6 +49,10 @@ impl Multi<'_> {
             .with_client(self.client.clone())
             .with_events(Arc::new(move |e| sink.lib_event(e)))
             .with_jobs(jobs);
+        let builder = match self.cache {
+            Some(c) => builder.with_cache_io(c.io.clone()),
+            None => builder,
+        };
         if self.progress.chatty() {
             let emulated = polyarch_builder::slots::Slots::new(jobs).limit(Class::Emulated);
             eprintln!(
@@ -93,6 +99,14 @@ impl Multi<'_> {
         };
         let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
         self.progress.done_export(exporting, t.elapsed());
+        if let Some(c) = self.cache {
+            let compression =
+                self.outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip);
+            if let Err(e) = c.export(self.rt, self.client, self.store, self.progress, compression) {
+                self.progress.finish(false);
+                return Err(e);
+            }
+        }
         self.progress.finish(true);
         if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use polyarch_builder::export::Built;
 use polyarch_builder::multi::MultiResult;
 use polyarch_builder::output::{Output, OutputKind};
@@ -80,14 +80,10 @@ fn render(progress: &Progress, e: Event) {
 
 impl Nodes<'_> {
     fn client(&self, b: &Builder, insecure: bool) -> Result<Client> {
-        match &b.config {
-            Some(text) => {
-                let config = polyarch_registry::RegistryConfig::parse(text)
-                    .map_err(|e| anyhow!("builder {}: invalid config: {e}", b.name))?;
-                crate::cmd::context::client_with(config, insecure)
-            }
-            None => crate::cmd::context::client(self.global, insecure),
-        }
+        use crate::cmd::context;
+        let config =
+            context::with_builder_config(context::registry_config(self.global)?, &b.name, b.config.as_deref())?;
+        context::client_with(config, insecure)
     }
 
     pub fn build(
@@ -164,7 +160,7 @@ impl Nodes<'_> {
                 push: if full { None } else { Some(&remote_push) },
                 tag: full,
             };
-            super::export_single(&exporter, self.outputs, &images[0], a)
+            super::export_single(&exporter, self.outputs, &images[0], a, None)
         } else {
             let multi = Multi {
                 rt,
@@ -176,6 +172,7 @@ impl Nodes<'_> {
                 annotations: self.annotations,
                 push: if full && docker_types { None } else { Some(&remote_push) },
                 tag: full,
+                cache: None,
             };
             multi.export(&MultiResult { images }, a)
         }
