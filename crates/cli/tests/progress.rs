@@ -429,8 +429,31 @@ fn a_push_is_statuses_of_the_export_step() {
         assert!(when(&pushing.started) <= when(&u.started) && when(&u.completed) <= when(&pushing.completed), "{u:?}");
     }
     ended(&format!("naming to {name}")).unwrap_or_else(|| panic!("{mine:?}"));
+    let list = mine.iter().find(|s| s.id.starts_with("exporting manifest list sha256:"));
+    let list = list.unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(list.completed.is_some() && when(&list.completed) <= when(&pushing.started), "{list:?}");
     let manifest = mine.iter().find(|s| s.id.starts_with(&format!("pushing manifest for {name}@sha256:")));
     let manifest = manifest.unwrap_or_else(|| panic!("{mine:?}"));
     assert!(when(&pushing.completed) <= when(&manifest.started), "manifests after the layers: {mine:?}");
     assert!(ended(&manifest.id).is_some(), "{mine:?}");
+}
+
+#[test]
+fn a_failed_push_fails_the_export_step_and_ends_its_statuses() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let out =
+        env.run(&["build", "--progress", "rawjson", "-t", "127.0.0.1:1/none/app:1", "--push", "--insecure", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    let json: String = stderr.lines().filter(|l| l.starts_with('{')).map(|l| format!("{l}\n")).collect();
+    let (vertices, _) = solve_status(&json);
+    for (d, v) in &vertices {
+        assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not complete: {v:?}");
+    }
+    let (export, v) = named(&vertices, "exporting to image");
+    assert!(v.error.as_deref().is_some_and(|e| e.contains("127.0.0.1:1")), "the error names the registry: {v:?}");
+    let all = statuses(&json);
+    let pushing = all.iter().filter(|s| &s.vertex == export && s.id == "pushing layers");
+    assert!(pushing.clone().any(|s| s.completed.is_some()), "{all:?}");
 }

@@ -462,7 +462,14 @@ fn export_single(
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
     let exporting = progress.start_export();
-    let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
+    let names_out = match exporter.export(&Built::Image(Box::new(result.clone())), outputs) {
+        Ok(n) => n,
+        Err(e) => {
+            progress.failed(exporting, format!("{e:#}"));
+            progress.finish(false);
+            return Err(e);
+        }
+    };
     progress.done_export(exporting, t.elapsed());
     if let Some(c) = cache {
         let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);

@@ -278,6 +278,12 @@ impl Progress {
         self.event(&Event::Done { vertex, at: SystemTime::now(), elapsed });
     }
 
+    /// Ends a step of the command itself that failed.
+    pub fn failed(&self, vertex: Vertex, message: String) {
+        self.export.lock().map(|mut x| x.take_if(|x| x.id == vertex.id)).ok();
+        self.event(&Event::Failed { vertex, at: SystemTime::now(), message });
+    }
+
     /// The build definition's step, which check warnings belong to.
     pub fn set_definition(&self, vertex: &Vertex) {
         if let Ok(mut d) = self.definition.lock() {
@@ -489,6 +495,15 @@ impl Progress {
         let status = Status::begin(id, None, at);
         self.event(&Event::Status { vertex: vertex.clone(), at, status: status.clone() });
         Some((vertex, status))
+    }
+
+    /// A status of the export step that began at `started` and ends now,
+    /// for work whose name is known only once it is done (`exporting
+    /// manifest list sha256:...`).
+    pub fn ended_status(&self, id: &str, started: SystemTime) {
+        let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
+        let at = SystemTime::now();
+        self.event(&Event::Status { vertex, at, status: Status::begin(id, None, started).end(at) });
     }
 
     /// Completes a status of [`Progress::begin_status`].
