@@ -457,3 +457,23 @@ fn a_failed_push_fails_the_export_step_and_ends_its_statuses() {
     let pushing = all.iter().filter(|s| &s.vertex == export && s.id == "pushing layers");
     assert!(pushing.clone().any(|s| s.completed.is_some()), "{all:?}");
 }
+
+/// With one native slot, two RUN steps of independent stages run one after
+/// the other, and the stream says so: the second starts when the first has
+/// ended, not when it began to wait.
+#[test]
+fn with_one_job_run_steps_start_when_they_get_the_slot() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let dockerfile = "FROM busybox AS a\nRUN sleep 2 && echo a > /a\n\
+                      FROM busybox AS b\nRUN sleep 2 && echo b > /b\n\
+                      FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let out = env.run(&["build", "--progress", "rawjson", "--jobs", "1", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, _) = solve_status(&stderr);
+    let (_, a) = named(&vertices, "[a 2/2] RUN");
+    let (_, b) = named(&vertices, "[b 2/2] RUN");
+    let (first, second) = if when(&a.started) <= when(&b.started) { (a, b) } else { (b, a) };
+    assert!(when(&first.completed) <= when(&second.started), "the second RUN waited, not ran: {first:?} {second:?}");
+}
