@@ -21,8 +21,11 @@ struct GitDaemon {
 impl GitDaemon {
     fn start(base: &Path) -> GitDaemon {
         let port = free_port();
-        let child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+        // `git-daemon` itself: `git daemon` runs it as a child, which a
+        // kill of `git` would leave running.
+        let exec_path = sh(Command::new("git").arg("--exec-path"));
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)

@@ -370,8 +370,10 @@ fn load_metadata_is_shown_once_per_image_and_platform() {
             return;
         }
     };
+    // The same image by another name, too.
     let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\nCOPY f /f\n\
-                      FROM busybox\nCOPY --from=build /f /g\n";
+                      FROM busybox\nCOPY --from=build /f /g\n\
+                      COPY --from=docker.io/library/busybox:latest /bin/true /t\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
     let out = env.run(&["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -427,8 +429,51 @@ fn a_push_is_statuses_of_the_export_step() {
         assert!(when(&pushing.started) <= when(&u.started) && when(&u.completed) <= when(&pushing.completed), "{u:?}");
     }
     ended(&format!("naming to {name}")).unwrap_or_else(|| panic!("{mine:?}"));
+    let list = mine.iter().find(|s| s.id.starts_with("exporting manifest list sha256:"));
+    let list = list.unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(list.completed.is_some() && when(&list.completed) <= when(&pushing.started), "{list:?}");
     let manifest = mine.iter().find(|s| s.id.starts_with(&format!("pushing manifest for {name}@sha256:")));
     let manifest = manifest.unwrap_or_else(|| panic!("{mine:?}"));
     assert!(when(&pushing.completed) <= when(&manifest.started), "manifests after the layers: {mine:?}");
     assert!(ended(&manifest.id).is_some(), "{mine:?}");
+}
+
+#[test]
+fn a_failed_push_fails_the_export_step_and_ends_its_statuses() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let out =
+        env.run(&["build", "--progress", "rawjson", "-t", "127.0.0.1:1/none/app:1", "--push", "--insecure", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    let json: String = stderr.lines().filter(|l| l.starts_with('{')).map(|l| format!("{l}\n")).collect();
+    let (vertices, _) = solve_status(&json);
+    for (d, v) in &vertices {
+        assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not complete: {v:?}");
+    }
+    let (export, v) = named(&vertices, "exporting to image");
+    assert!(v.error.as_deref().is_some_and(|e| e.contains("127.0.0.1:1")), "the error names the registry: {v:?}");
+    let all = statuses(&json);
+    let pushing = all.iter().filter(|s| &s.vertex == export && s.id == "pushing layers");
+    assert!(pushing.clone().any(|s| s.completed.is_some()), "{all:?}");
+}
+
+/// With one native slot, two RUN steps of independent stages run one after
+/// the other, and the stream says so: the second starts when the first has
+/// ended, not when it began to wait.
+#[test]
+fn with_one_job_run_steps_start_when_they_get_the_slot() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let dockerfile = "FROM busybox AS a\nRUN sleep 2 && echo a > /a\n\
+                      FROM busybox AS b\nRUN sleep 2 && echo b > /b\n\
+                      FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let out = env.run(&["build", "--progress", "rawjson", "--jobs", "1", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let (vertices, _) = solve_status(&stderr);
+    let (_, a) = named(&vertices, "[a 2/2] RUN");
+    let (_, b) = named(&vertices, "[b 2/2] RUN");
+    let (first, second) = if when(&a.started) <= when(&b.started) { (a, b) } else { (b, a) };
+    assert!(when(&first.completed) <= when(&second.started), "the second RUN waited, not ran: {first:?} {second:?}");
 }

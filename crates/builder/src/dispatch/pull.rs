@@ -80,18 +80,28 @@ impl Run<'_> {
 
     /// The metadata of image `name` for `platform` (its manifest and
     /// config; layers come with the step that uses them), resolved once
-    /// for all the builds sharing the builder's [`Metadata`].
+    /// per reference (however it is spelled) and platform for all the
+    /// builds sharing the builder's [`super::Metadata`].
     async fn fetch_image(&self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
-        let cell = self.b.metadata.cell(&format!("{name}|{}", platform.format()));
-        cell.get_or_try_init(|| self.load_metadata(name, platform, line)).await.cloned()
-    }
-
-    /// The "load metadata for ..." step of an image for a platform.
-    async fn load_metadata(&self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
         let loc = self.loc(line);
         let reference = Reference::parse_normalized(name)
             .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
             .with_default_tag();
+        // A named context stands for its name only, not for the image.
+        let named = if self.opts.named_contexts.get(name).is_some() { name } else { "" };
+        let cell = self.b.metadata.cell(&format!("{reference}|{}|{named}", platform.format()));
+        cell.get_or_try_init(|| self.load_metadata(name, &reference, platform, line)).await.cloned()
+    }
+
+    /// The "load metadata for ..." step of an image for a platform.
+    async fn load_metadata(
+        &self,
+        name: &str,
+        reference: &Reference,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<BaseImage> {
+        let loc = self.loc(line);
         let slot = self.b.slots.acquire(Class::Io).await;
         let vertex = Vertex::internal(format!("load metadata for {reference}")).with_platform(platform.clone());
         let step = self.start(vertex);
@@ -109,8 +119,7 @@ impl Run<'_> {
             };
         }
         let mode = self.opts.resolve_mode;
-        let img = match base::resolve_metadata(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await
-        {
+        let img = match base::resolve_metadata(self.b.client.as_ref(), &self.b.store, reference, platform, mode).await {
             Ok(img) => img,
             Err(e) => {
                 let msg = format!("failed to resolve source metadata for {reference}: {e}");

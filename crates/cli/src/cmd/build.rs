@@ -335,8 +335,12 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, chosen.as_ref(), a.insecure, &progress)?;
     let sink = progress.clone();
-    let builder =
-        Builder::new(store.clone()).with_client(client.clone()).with_events(Arc::new(move |e| sink.lib_event(e)));
+    // `--jobs` limits a one-platform build's steps as it does a multi-platform build's.
+    let slots = polyarch_builder::slots::Slots::new(a.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs));
+    let builder = Builder::new(store.clone())
+        .with_client(client.clone())
+        .with_events(Arc::new(move |e| sink.lib_event(e)))
+        .with_slots(slots);
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
@@ -465,7 +469,14 @@ fn export_single(
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
     let exporting = progress.start_export();
-    let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
+    let names_out = match exporter.export(&Built::Image(Box::new(result.clone())), outputs) {
+        Ok(n) => n,
+        Err(e) => {
+            progress.failed(exporting, format!("{e:#}"));
+            progress.finish(false);
+            return Err(e);
+        }
+    };
     progress.done_export(exporting, t.elapsed());
     if let Some(c) = cache {
         let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);

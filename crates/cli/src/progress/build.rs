@@ -278,6 +278,12 @@ impl Progress {
         self.event(&Event::Done { vertex, at: SystemTime::now(), elapsed });
     }
 
+    /// Ends a step of the command itself that failed.
+    pub fn failed(&self, vertex: Vertex, message: String) {
+        self.export.lock().map(|mut x| x.take_if(|x| x.id == vertex.id)).ok();
+        self.event(&Event::Failed { vertex, at: SystemTime::now(), message });
+    }
+
     /// The build definition's step, which check warnings belong to.
     pub fn set_definition(&self, vertex: &Vertex) {
         if let Ok(mut d) = self.definition.lock() {
@@ -491,6 +497,15 @@ impl Progress {
         Some((vertex, status))
     }
 
+    /// A status of the export step that began at `started` and ends now,
+    /// for work whose name is known only once it is done (`exporting
+    /// manifest list sha256:...`).
+    pub fn ended_status(&self, id: &str, started: SystemTime) {
+        let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
+        let at = SystemTime::now();
+        self.event(&Event::Status { vertex, at, status: Status::begin(id, None, started).end(at) });
+    }
+
     /// Completes a status of [`Progress::begin_status`].
     pub fn end_status(&self, begun: Option<(Vertex, Status)>) {
         let Some((vertex, status)) = begun else { return };
@@ -530,22 +545,25 @@ impl Progress {
         self.event(&Event::Status { vertex, at, status });
     }
 
-    /// rawjson: a moving blob's status with the bytes moved so far, at
-    /// most every [`STATUS_EVERY`].
+    /// rawjson: a moving blob's status with the bytes moved so far.
     fn blob_bytes(&self, e: &polyarch_registry::Event) {
-        let polyarch_registry::Event::Bytes { digest, transferred, .. } = e else { return };
-        let at = SystemTime::now();
-        let line = {
-            let Ok(mut blobs) = self.blobs.lock() else { return };
-            let Some((vertex, status, last)) = blobs.get_mut(digest) else { return };
-            status.current = (*transferred).min(status.total.unwrap_or(u64::MAX));
-            if last.elapsed() < STATUS_EVERY {
-                return;
-            }
-            *last = Instant::now();
-            status_line(vertex, at, status)
-        };
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        if let Some(line) = self.blob_line(e) {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
+
+    /// The status line of a blob that bytes of `e` moved, at most every
+    /// [`STATUS_EVERY`] per blob (none for a blob no status began).
+    fn blob_line(&self, e: &polyarch_registry::Event) -> Option<String> {
+        let polyarch_registry::Event::Bytes { digest, transferred, .. } = e else { return None };
+        let mut blobs = self.blobs.lock().ok()?;
+        let (vertex, status, last) = blobs.get_mut(digest)?;
+        status.current = (*transferred).min(status.total.unwrap_or(u64::MAX));
+        if last.elapsed() < STATUS_EVERY {
+            return None;
+        }
+        *last = Instant::now();
+        Some(status_line(vertex, SystemTime::now(), status))
     }
 
     /// Ends the view (`[+] Building 1.2s FINISHED` in tty mode) and shows
@@ -661,6 +679,35 @@ mod tests {
         assert_eq!(lines(done, &mut cached), [""]);
         let failed = Event::Failed { vertex: v, at: t0, message: "exit code: 1".into() };
         assert_eq!(lines(failed, &mut cached), ["#4 ERROR: exit code: 1"]);
+    }
+
+    #[test]
+    fn blob_bytes_update_the_status_begun_for_the_blob() {
+        let p = Progress::new("rawjson");
+        let blob: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let bytes = |n: u64| polyarch_registry::Event::Bytes {
+            digest: blob.clone(),
+            direction: polyarch_registry::Direction::Download,
+            transferred: n,
+            total: 1000,
+        };
+        assert_eq!(p.blob_line(&bytes(10)), None, "no status of that blob");
+        let vertex = Vertex { id: 3, ..Vertex::instruction("stage-0", 1, 2, "FROM busybox") };
+        let begun = Status::begin(blob.to_string(), Some(1000), SystemTime::now());
+        p.event(&Event::Status { vertex: vertex.clone(), at: SystemTime::now(), status: begun.clone() });
+        assert_eq!(p.blob_line(&bytes(100)), None, "at most one line every {STATUS_EVERY:?}");
+        std::thread::sleep(STATUS_EVERY);
+        let line: serde_json::Value = serde_json::from_str(&p.blob_line(&bytes(4000)).unwrap()).unwrap();
+        let s = &line["statuses"][0];
+        assert_eq!(
+            (s["id"].as_str(), s["vertex"].as_str()),
+            (Some(&*blob.to_string()), Some(&*vertex.digest().to_string()))
+        );
+        assert_eq!((s["current"].as_u64(), s["total"].as_u64()), (Some(1000), Some(1000)), "never past the total");
+        assert!(s["completed"].is_null());
+        p.event(&Event::Status { vertex, at: SystemTime::now(), status: begun.end(SystemTime::now()) });
+        std::thread::sleep(STATUS_EVERY);
+        assert_eq!(p.blob_line(&bytes(1000)), None, "completed: no more lines");
     }
 
     #[test]

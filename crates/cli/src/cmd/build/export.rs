@@ -77,8 +77,13 @@ impl Exporter<'_> {
         if names.is_empty() {
             bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
         }
-        // As BuildKit's push: "pushing layers" until the first manifest
-        // goes up, then "pushing manifest for NAME@DIGEST" per name.
+        self.push(built, names)
+    }
+
+    /// Pushes `built` under `names` with BuildKit's statuses: "pushing
+    /// layers" (each blob from its first byte) until the first manifest
+    /// goes up, then "pushing manifest for NAME@DIGEST" per name.
+    fn push(&self, built: &Built, names: &[String]) -> Result<()> {
         let layers = Mutex::new(self.progress.begin_status("pushing layers"));
         let manifests = Mutex::new(Vec::new());
         let digest = built.descriptor().digest;
@@ -88,8 +93,8 @@ impl Exporter<'_> {
             let begin = |n: &String| self.progress.begin_status(&format!("pushing manifest for {n}@{digest}"));
             manifests.lock().map(|mut m| m.extend(names.iter().map(begin))).ok();
         };
-        match self.push {
-            Some(push) => push(built, names)?,
+        let pushed: Result<()> = match self.push {
+            Some(push) => push(built, names),
             None => {
                 let events = |e: polyarch_transfer::Event| {
                     if matches!(e, polyarch_transfer::Event::Manifest { .. }) {
@@ -97,14 +102,14 @@ impl Exporter<'_> {
                     }
                     self.progress.upload(&e);
                 };
-                self.rt.block_on(export::push_with(self.client, self.store, built, names, &events))?
+                self.rt.block_on(export::push_with(self.client, self.store, built, names, &events)).map_err(Into::into)
             }
-        }
+        };
         // Pushes on nodes report no manifest of their own: the whole push is "pushing layers".
         self.progress.end_status(layers.lock().ok().and_then(|mut l| l.take()));
         for m in manifests.into_inner().unwrap_or_default() {
             self.progress.end_status(m);
         }
-        Ok(())
+        pushed
     }
 }

@@ -77,6 +77,9 @@ impl Multi<'_> {
     /// writes the reports.
     pub fn export(&self, result: &MultiResult, a: &BuildArgs) -> Result<u8> {
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
+        let t = Instant::now();
+        let exporting = self.progress.start_export();
+        let assembling = std::time::SystemTime::now();
         let exported = export::check_annotations(self.annotations, true, docker_types).and_then(|()| {
             let images = result.images.iter().map(|r| export::annotate(self.store, r, self.annotations));
             export::assemble_index(self.store, &images.collect::<Result<Vec<_>, _>>()?, docker_types, self.annotations)
@@ -84,12 +87,12 @@ impl Multi<'_> {
         let img = match exported {
             Ok(img) => img,
             Err(e) => {
+                self.progress.failed(exporting, e.to_string());
                 self.progress.finish(false);
                 return Err(e.into());
             }
         };
-        let t = Instant::now();
-        let exporting = self.progress.start_export();
+        self.progress.ended_status(&format!("exporting manifest list {}", img.index.digest), assembling);
         let exporter = Exporter {
             rt: self.rt,
             client: self.client,
@@ -100,7 +103,14 @@ impl Multi<'_> {
             push: self.push,
             tag: self.tag,
         };
-        let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
+        let names_out = match exporter.export(&Built::Index(Box::new(img.clone())), self.outputs) {
+            Ok(n) => n,
+            Err(e) => {
+                self.progress.failed(exporting, format!("{e:#}"));
+                self.progress.finish(false);
+                return Err(e);
+            }
+        };
         self.progress.done_export(exporting, t.elapsed());
         if let Some(c) = self.cache {
             let compression =
