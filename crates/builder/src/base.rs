@@ -44,9 +44,25 @@ impl std::str::FromStr for ResolveMode {
 
 /// The image `reference` names for `platform`: from the store unless
 /// `mode` is [`ResolveMode::Pull`] or the store lacks it for the platform,
-/// else from the registry through `client` (none: no registry access).
-/// When both fail, the error says why each did.
+/// else from the registry through `client` (none: no registry access),
+/// with its layers in the store ([`resolve_metadata`], then
+/// [`fetch_layers`]). When both fail, the error says why each did.
 pub async fn resolve(
+    client: Option<&Client>,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    mode: ResolveMode,
+) -> Result<BaseImage> {
+    let img = resolve_metadata(client, store, reference, platform, mode).await?;
+    fetch_layers(client, store, &img, &polyarch_transfer::event::ignore).await?;
+    Ok(img)
+}
+
+/// As [`resolve`], with only the manifest and config of a registry image
+/// put into the store, no layer fetched: what a build's "load metadata"
+/// step, a plan and a check need.
+pub async fn resolve_metadata(
     client: Option<&Client>,
     store: &Store,
     reference: &Reference,
@@ -61,7 +77,7 @@ pub async fn resolve(
         },
     };
     let remote = match client {
-        Some(client) => pull(client, store, reference, platform).await,
+        Some(client) => metadata(client, store, reference, platform).await,
         None => Err(Error::Option("no registry access configured".into())),
     };
     match (remote, local) {
@@ -74,6 +90,39 @@ pub async fn resolve(
             registry: Box::new(e),
         }),
     }
+}
+
+/// Fetches the blobs of `img` the store lacks (its layers, after a
+/// [`resolve_metadata`]) from its registry repository, reporting each
+/// blob's moves to `events`; nothing is asked of the registry when the
+/// store has them all.
+pub async fn fetch_layers(
+    client: Option<&Client>,
+    store: &Store,
+    img: &BaseImage,
+    events: polyarch_transfer::EventSink<'_>,
+) -> Result<()> {
+    if missing_layers(store, img)?.is_empty() {
+        return Ok(());
+    }
+    let Some(client) = client else {
+        return Err(Error::Option(format!("{}: layers not stored and no registry access configured", img.pinned)));
+    };
+    let raw = store.get_manifest(&img.manifest)?;
+    polyarch_transfer::fetch_image(client, store, &img.pinned, &img.manifest, &raw, events)
+        .await
+        .map_err(|e| transfer_error(&img.pinned.to_string(), e))
+}
+
+/// The layers of `img` the store does not have.
+pub fn missing_layers<'a>(store: &Store, img: &'a BaseImage) -> Result<Vec<&'a Layer>> {
+    let mut out = Vec::new();
+    for l in &img.layers {
+        if !store.exists(&l.desc.digest)? {
+            out.push(l);
+        }
+    }
+    Ok(out)
 }
 
 /// The stored image manifest of `reference` for `platform`, or why there
@@ -132,19 +181,32 @@ pub struct BaseImage {
 /// (verified streaming writers, a few blobs at a time), with the
 /// builder's errors.
 pub async fn pull(client: &Client, store: &Store, reference: &Reference, platform: &Platform) -> Result<BaseImage> {
-    use polyarch_transfer::Error as T;
+    let img = metadata(client, store, reference, platform).await?;
+    fetch_layers(Some(client), store, &img, &polyarch_transfer::event::ignore).await?;
+    Ok(img)
+}
+
+/// The manifest and config of `reference` for `platform` from the
+/// registry, into the store (no layer).
+async fn metadata(client: &Client, store: &Store, reference: &Reference, platform: &Platform) -> Result<BaseImage> {
     let name = reference.to_string();
-    let pulled =
-        polyarch_transfer::pull_platform(client, store, reference, platform, &polyarch_transfer::event::ignore).await;
-    let (desc, _) = match pulled {
-        Ok(p) => p,
-        Err(T::NoMatchingPlatform { platform, available, .. }) => {
-            return Err(Error::NoPlatform { reference: name, platform, offered: available })
-        }
-        Err(T::Registry(e)) => return Err(Error::registry(format!("resolving {name}"), e)),
-        Err(e) => return Err(Error::local(e)),
-    };
+    let resolved =
+        polyarch_transfer::resolve_platform(client, store, reference, platform, &polyarch_transfer::event::ignore)
+            .await;
+    let (desc, _) = resolved.map_err(|e| transfer_error(&name, e))?;
     from_store(store, &desc, reference.with_digest(desc.digest.clone()))
+}
+
+/// A transfer's error as the builder's, for image `name`.
+fn transfer_error(name: &str, e: polyarch_transfer::Error) -> Error {
+    use polyarch_transfer::Error as T;
+    match e {
+        T::NoMatchingPlatform { platform, available, .. } => {
+            Error::NoPlatform { reference: name.to_string(), platform, offered: available }
+        }
+        T::Registry(e) => Error::registry(format!("resolving {name}"), e),
+        e => Error::local(e),
+    }
 }
 
 /// Reads a manifest already in the store as a base image (used when the

@@ -197,6 +197,8 @@ pub struct Cache {
     _lease: Arc<Option<polyarch_store::Lease>>,
     /// The hit log, opened at the first hit.
     uses: Arc<Mutex<Option<std::fs::File>>>,
+    /// Imported records and the build's notes (`--cache-from`, `--cache-to`).
+    io: Option<Arc<crate::cacheio::CacheIo>>,
 }
 
 impl Cache {
@@ -209,7 +211,38 @@ impl Cache {
             owner: Arc::new(Owner(NEXT.fetch_add(1, Ordering::Relaxed))),
             _lease: Arc::new(store.lease().ok()),
             uses: Arc::new(Mutex::new(None)),
+            io: None,
         }
+    }
+
+    /// Looks up imported records on a miss and notes what the build uses.
+    pub fn with_io(mut self, io: Option<Arc<crate::cacheio::CacheIo>>) -> Cache {
+        self.io = io;
+        self
+    }
+
+    /// Notes that the build took `key`, started from `parent`, from the
+    /// cache or made it (for `--cache-to`).
+    pub fn noted(&self, parent: &str, key: &str, platform: &Platform, rec: &Record) {
+        if let Some(io) = &self.io {
+            io.used(parent, key, platform, rec);
+        }
+    }
+
+    /// The imported record of `key`, its blob fetched, recorded here too.
+    fn import(&self, key: &str) -> Option<Record> {
+        let rec = self.io.as_ref()?.lookup(key, &self.store)?;
+        let t = now();
+        let stored = Stored {
+            rec: rec.clone(),
+            made: Some(t),
+            last_used: Some(t),
+            usage_count: 1,
+            description: "imported".into(),
+        };
+        // A record not written here is only imported again next time.
+        let _ = self.write(key, &stored);
+        Some(rec)
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -224,7 +257,7 @@ impl Cache {
     pub fn get(&self, key: &str) -> Option<Record> {
         let deadline = Instant::now() + CLAIM_WAIT;
         loop {
-            if let Some(rec) = self.read(key) {
+            if let Some(rec) = self.read(key).or_else(|| self.import(key)) {
                 return Some(rec);
             }
             let f = in_flight();

@@ -93,7 +93,7 @@ impl Builder {
         };
         let reference = reference.with_default_tag();
         let mode = ResolveMode::PreferLocal;
-        let Ok(img) = base::resolve(self.client(), self.store(), &reference, &platform, mode).await else {
+        let Ok(img) = base::resolve_metadata(self.client(), self.store(), &reference, &platform, mode).await else {
             return (None, None);
         };
         // As BuildKit's validateBaseImagePlatform: OS and architecture

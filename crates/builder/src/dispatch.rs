@@ -4,6 +4,7 @@
 
 mod fsops;
 mod meta;
+mod pull;
 mod run;
 mod steps;
 
@@ -36,13 +37,54 @@ pub struct Builder {
     /// Runs RUN processes (none: runc, from `BuildOptions::runtime`).
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
     pub(crate) slots: Slots,
+    /// Imported records and the notes of `--cache-to`.
+    cache_io: Option<Arc<crate::cacheio::CacheIo>>,
+    /// Base image metadata resolved once for every build sharing it.
+    metadata: Metadata,
+}
+
+/// Images resolved for a platform (`name|platform` as written), shared by
+/// the builds of several platforms, so that each (image, platform) is
+/// resolved once and its "load metadata" step shown once, as BuildKit
+/// shows one vertex per distinct resolution.
+#[derive(Clone, Default)]
+pub(crate) struct Metadata(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<BaseImage>>>>>);
+
+impl Metadata {
+    fn cell(&self, key: &str) -> Arc<tokio::sync::OnceCell<BaseImage>> {
+        match self.0.lock() {
+            Ok(mut m) => m.entry(key.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
 }
 
 impl Builder {
     /// A builder writing to `store`, with no registry access, no events
     /// and the default [`Slots`].
     pub fn new(store: Store) -> Builder {
-        Builder { store, client: None, events: Arc::new(|_| {}), executor: None, slots: Slots::default() }
+        Builder {
+            store,
+            client: None,
+            events: Arc::new(|_| {}),
+            executor: None,
+            slots: Slots::default(),
+            metadata: Metadata::default(),
+            cache_io: None,
+        }
+    }
+
+    /// Takes records missing here from `io`'s imports and notes the steps
+    /// for its export (shared by the builds of every platform).
+    pub fn with_cache_io(mut self, io: Arc<crate::cacheio::CacheIo>) -> Builder {
+        self.cache_io = Some(io);
+        self
+    }
+
+    /// Shares base image resolutions with other builders given the same.
+    pub(crate) fn with_metadata(mut self, metadata: Metadata) -> Builder {
+        self.metadata = metadata;
+        self
     }
 
     /// Runs RUN processes with `executor` instead of the OCI runtime of
@@ -110,7 +152,7 @@ impl Builder {
             opts,
             lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
             lex: Lex::new(ast.escape),
-            cache: Cache::new(&self.store),
+            cache: Cache::new(&self.store).with_io(self.cache_io.clone()),
             latest: None,
             now: opts.source_date_epoch.unwrap_or(now),
             stages: (0..df.stages.len()).map(|_| None).collect(),
@@ -202,6 +244,9 @@ pub(crate) struct StageState {
     pub(crate) on_build: bool,
     /// The digest of the stage's last step, the next step's input.
     pub(crate) last: Option<polyarch_oci::Digest>,
+    /// The FROM step that pulled the base image, and how many of the
+    /// layers are the image's: reading them is that step's status.
+    pub(crate) from_step: Option<(Vertex, usize)>,
 }
 
 pub(crate) struct Run<'a> {
@@ -382,108 +427,6 @@ impl Run<'_> {
         }
     }
 
-    /// Pulls (once per build) an image for `platform`.
-    pub(crate) async fn image(&mut self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
-        let key = format!("{name}|{}", platform.format());
-        if let Some((img, _)) = self.images.get(&key) {
-            return Ok(img.clone());
-        }
-        let img = self.fetch_image(name, platform, line).await?;
-        self.images.insert(key, (img.clone(), None));
-        Ok(img)
-    }
-
-    /// Resolves every registry image the needed stages name (FROM and
-    /// `COPY --from`) at once, so that independent stages do not wait on
-    /// each other's registry round trips.
-    async fn prefetch(&mut self, needed: &[usize]) -> Result<()> {
-        use polyarch_dockerfile::instructions::Instruction;
-        let mut wanted: Vec<(String, String, Platform, usize)> = Vec::new();
-        for &i in needed {
-            let (base, spec) = &self.froms[i];
-            let platform = match spec {
-                Some(p) => match Platform::parse(p) {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                },
-                None => self.opts.platform.clone(),
-            };
-            let stage = &self.df.stages[i];
-            let mut names = Vec::new();
-            if !base.eq_ignore_ascii_case("scratch")
-                && self.base_stage(base, i).is_none()
-                && self.named_files(base).is_none()
-            {
-                names.push((base.clone(), stage.line));
-            }
-            for c in &stage.commands {
-                if let Instruction::Copy(cp) = &c.instruction {
-                    if let Some(f) = cp.from.as_ref().filter(|f| !f.contains('$')) {
-                        if self.stage_named(f, self.df.stages.len()).is_none() && self.named_files(f).is_none() {
-                            names.push((f.clone(), c.start_line));
-                        }
-                    }
-                }
-            }
-            for (n, line) in names {
-                let key = format!("{n}|{}", platform.format());
-                if !wanted.iter().any(|w| w.0 == key) && !self.images.contains_key(&key) {
-                    wanted.push((key, n, platform.clone(), line));
-                }
-            }
-        }
-        let results =
-            futures_util::future::join_all(wanted.iter().map(|(_, n, p, line)| self.fetch_image(n, p, *line))).await;
-        for ((key, ..), r) in wanted.into_iter().zip(results) {
-            self.images.insert(key, (r?, None));
-        }
-        Ok(())
-    }
-
-    async fn fetch_image(&self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
-        let loc = self.loc(line);
-        let reference = Reference::parse_normalized(name)
-            .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
-            .with_default_tag();
-        let slot = self.b.slots.acquire(Class::Io).await;
-        let step = self.start(Vertex::internal(format!("load metadata for {reference}")));
-        if let Some(img) = self.named_image(name, platform).await {
-            let img = img.map_err(|e| loc.error(e.kind(), format!("build context {name}: {e}"), Some(name)))?;
-            self.done(step);
-            return Ok(img);
-        }
-        let mode = self.opts.resolve_mode;
-        let img = match base::resolve(self.b.client.as_ref(), &self.b.store, &reference, platform, mode).await {
-            Ok(img) => img,
-            Err(e) => {
-                let msg = format!("failed to resolve source metadata for {reference}: {e}");
-                self.failed_step(step, msg.clone());
-                return Err(loc.error(e.kind(), msg, Some(name)));
-            }
-        };
-        drop(slot);
-        self.done(step);
-        Ok(img)
-    }
-
-    /// The file system of an image pulled with [`Run::image`].
-    pub(crate) fn image_fs(&mut self, img: &BaseImage) -> Result<MemFs> {
-        let key =
-            self.images.iter().find(|(_, (i, _))| i.manifest.digest == img.manifest.digest).map(|(k, _)| k.clone());
-        if let Some(k) = &key {
-            if let Some((_, Some(fs))) = self.images.get(k) {
-                return Ok(fs.clone());
-            }
-        }
-        let fs = load_fs_with(&self.b.store, &img.layers, self.unpack_layers())?;
-        if let Some(k) = key {
-            if let Some(entry) = self.images.get_mut(&k) {
-                entry.1 = Some(fs.clone());
-            }
-        }
-        Ok(fs)
-    }
-
     /// Builds stage `i`.
     async fn stage(&mut self, i: usize) -> Result<()> {
         let stage = self.df.stages[i].clone();
@@ -495,6 +438,7 @@ impl Run<'_> {
         };
         let name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let mut commands: Vec<Command> = Vec::new();
+        let mut base_image = None;
         let mut st = if base_name.eq_ignore_ascii_case("scratch") {
             StageState::new(name, platform.clone(), Image::scratch(&platform), Vec::new(), "scratch".into())
         } else if let Some(j) = self.base_stage(&base_name, i) {
@@ -515,6 +459,7 @@ impl Run<'_> {
             s
         } else {
             let img = self.image(&base_name, &platform, stage.line).await?;
+            base_image = Some(img.clone());
             let mut image = img.image.clone();
             for t in std::mem::take(&mut image.config.on_build) {
                 commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
@@ -533,14 +478,37 @@ impl Run<'_> {
         } else {
             format!("FROM {base_name}")
         };
-        let step = self.start(self.step_vertex(&mut st, &from_text));
-        self.done(step);
+        let vertex = self.step_vertex(&mut st, &from_text);
+        self.from_step(&mut st, vertex, base_image.as_ref()).await?;
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
             self.dispatch(&mut st, cmd).await?;
         }
         st.on_build = false;
         self.stages[i] = Some(st);
+        Ok(())
+    }
+
+    /// The FROM step: an image's layers the store lacks are fetched in it
+    /// (after an I/O slot), each blob a status of the step.
+    async fn from_step(&mut self, st: &mut StageState, vertex: Vertex, img: Option<&BaseImage>) -> Result<()> {
+        let Some(img) = img else {
+            let step = self.start(vertex);
+            self.done(step);
+            return Ok(());
+        };
+        let slot = match self.needs_layers(img)? {
+            true => Some(self.b.slots.acquire(Class::Io).await),
+            false => None,
+        };
+        let step = self.start(vertex);
+        st.from_step = Some((step.vertex.clone(), img.layers.len()));
+        if let Err(e) = self.pull_layers(img, &step.vertex).await {
+            self.failed_step(step, e.to_string());
+            return Err(e);
+        }
+        drop(slot);
+        self.done(step);
         Ok(())
     }
 
@@ -571,7 +539,13 @@ impl Run<'_> {
                 h.created = Some(created.clone());
             }
         }
-        let config = image.to_json(Some(&created))?;
+        let mut config = image.to_json(Some(&created))?;
+        if let Some(io) = &self.b.cache_io {
+            io.finished(&st.key);
+            if io.inline() {
+                config = crate::cacheio::with_inline(&config, &io.chain(&st.key))?;
+            }
+        }
         let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
         let manifest = ImageManifest {
             schema_version: 2,
@@ -649,7 +623,8 @@ impl Run<'_> {
     /// The stage's file system, read from its layers on first use.
     pub(crate) fn stage_fs<'s>(&self, st: &'s mut StageState) -> Result<&'s mut MemFs> {
         if st.fs.is_none() {
-            st.fs = Some(load_fs_with(&self.b.store, &st.layers, self.unpack_layers())?);
+            let shown = st.from_step.as_ref().map(|(v, n)| (v, *n));
+            st.fs = Some(self.read_layers(&st.layers, shown)?);
         }
         Ok(st.fs.get_or_insert_with(MemFs::new))
     }
@@ -734,6 +709,7 @@ impl StageState {
             pending: Vec::new(),
             on_build: false,
             last: None,
+            from_step: None,
         }
     }
 }

@@ -36,6 +36,24 @@ pub enum Error {
     /// A build option is wrong.
     #[error("{0}")]
     Option(String),
+    /// A `--cache-to` or `--cache-from` value is wrong.
+    #[error("invalid {flag} {value:?}: {reason}")]
+    CacheSpec {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A cache export failed.
+    #[error("exporting cache to {target}: {reason}")]
+    CacheExport {
+        /// The destination (reference or directory).
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// An `--ssh` agent could not be reached or started.
     #[error("--ssh {id}: {reason}")]
     Ssh {
@@ -186,7 +204,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::At { kind, .. } => *kind,
-            Error::Option(_) | Error::Checksum { .. } | Error::Ssh { .. } => ErrorKind::Invalid,
+            Error::Option(_) | Error::CacheSpec { .. } | Error::Checksum { .. } | Error::Ssh { .. } => {
+                ErrorKind::Invalid
+            }
             Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),

@@ -155,6 +155,46 @@ pub enum Event {
         /// The line, without its newline.
         line: String,
     },
+    /// Progress of a part of the step (BuildKit's `VertexStatus`): a blob
+    /// moving, a layer extracting.
+    Status {
+        /// The step.
+        vertex: Vertex,
+        /// When.
+        at: SystemTime,
+        /// The part and how far it is.
+        status: Status,
+    },
+}
+
+/// How far a part of a step is (BuildKit's `VertexStatus`): `id` names
+/// the part as BuildKit does (`sha256:...` of a blob pulled or pushed,
+/// `extracting sha256:...`, `pushing layers`), `current` and `total` count
+/// bytes; `started` and `completed` when it began and ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// What the part is.
+    pub id: String,
+    /// Units done so far (bytes for a blob).
+    pub current: u64,
+    /// Units in all, when known.
+    pub total: Option<u64>,
+    /// When the part began.
+    pub started: Option<SystemTime>,
+    /// When the part ended.
+    pub completed: Option<SystemTime>,
+}
+
+impl Status {
+    /// A part that begins at `at`, of `total` units when known.
+    pub fn begin(id: impl Into<String>, total: Option<u64>, at: SystemTime) -> Status {
+        Status { id: id.into(), current: 0, total, started: Some(at), completed: None }
+    }
+
+    /// The same part, ended at `at` with every unit done.
+    pub fn end(&self, at: SystemTime) -> Status {
+        Status { current: self.total.unwrap_or(self.current), completed: Some(at), ..self.clone() }
+    }
 }
 
 impl Event {
@@ -165,7 +205,8 @@ impl Event {
             | Event::Cached { vertex, .. }
             | Event::Done { vertex, .. }
             | Event::Failed { vertex, .. }
-            | Event::Log { vertex, .. } => vertex,
+            | Event::Log { vertex, .. }
+            | Event::Status { vertex, .. } => vertex,
         }
     }
 
@@ -176,7 +217,8 @@ impl Event {
             | Event::Cached { vertex, .. }
             | Event::Done { vertex, .. }
             | Event::Failed { vertex, .. }
-            | Event::Log { vertex, .. } => vertex,
+            | Event::Log { vertex, .. }
+            | Event::Status { vertex, .. } => vertex,
         }
     }
 
@@ -187,7 +229,8 @@ impl Event {
             | Event::Cached { at, .. }
             | Event::Done { at, .. }
             | Event::Failed { at, .. }
-            | Event::Log { at, .. } => *at,
+            | Event::Log { at, .. }
+            | Event::Status { at, .. } => *at,
         }
     }
 }

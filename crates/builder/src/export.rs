@@ -162,6 +162,12 @@ pub fn write_oci_dir(
     tree::layout_dir(store, &built.layout_index(names, annotations)?, &built.blobs(), dest)
 }
 
+/// Writes an OCI layout directory of `blobs` from the store with
+/// `index_json` (a cache export), through the rooted writer.
+pub(crate) fn write_layout_dir(store: &Store, index_json: &[u8], blobs: &[Descriptor], dest: &Path) -> Result<()> {
+    tree::layout_dir(store, index_json, blobs, dest)
+}
+
 /// Each platform of a Docker archive and the names it is loaded as.
 pub type Loaded = Vec<(Platform, Vec<String>)>;
 
@@ -292,15 +298,26 @@ pub fn tag(store: &Store, built: &Built, names: &[String]) -> Result<()> {
 /// Pushes what the build made under each name (`push=true`,
 /// `type=registry`): every child first, the tags last.
 pub async fn push(client: &Client, store: &Store, built: &Built, names: &[String]) -> Result<()> {
+    push_with(client, store, built, names, &polyarch_transfer::event::ignore).await
+}
+
+/// [`push`], reporting each blob's upload to `events`.
+pub async fn push_with(
+    client: &Client,
+    store: &Store,
+    built: &Built,
+    names: &[String],
+    events: polyarch_transfer::EventSink<'_>,
+) -> Result<()> {
     let tags = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>>>()?;
-    push_to(client, store, &built.content(store)?, &tags).await
+    push_to(client, store, &built.content(store)?, &tags, events).await
 }
 
 /// Pushes one image's config and layers, then its manifest at `at` (a tag,
 /// or the manifest's digest).
 pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Reference) -> Result<()> {
     let built = Built::Image(Box::new(r.clone()));
-    push_to(client, store, &built.content(store)?, std::slice::from_ref(at)).await
+    push_to(client, store, &built.content(store)?, std::slice::from_ref(at), &polyarch_transfer::event::ignore).await
 }
 
 /// A name as a reference with a tag (`latest` when it has none).
@@ -312,8 +329,14 @@ fn parse_name(n: &str) -> Result<Reference> {
 
 /// The one push of a build's output: `polyarch_transfer`'s, blobs in
 /// parallel, streamed from the store or mounted, children before tags.
-async fn push_to(client: &Client, store: &Store, content: &Content, tags: &[Reference]) -> Result<()> {
-    match polyarch_transfer::push_content(client, store, content, tags, &polyarch_transfer::event::ignore).await {
+pub(crate) async fn push_to(
+    client: &Client,
+    store: &Store,
+    content: &Content,
+    tags: &[Reference],
+    events: polyarch_transfer::EventSink<'_>,
+) -> Result<()> {
+    match polyarch_transfer::push_content(client, store, content, tags, events).await {
         Ok(_) => Ok(()),
         Err(e) => {
             Err(Error::Push { reference: tags.first().map(|t| t.to_string()).unwrap_or_default(), source: Box::new(e) })

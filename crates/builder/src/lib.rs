@@ -6,7 +6,8 @@
 //! - [`copy`]: COPY/ADD path rules.
 //! - [`config`]: the image config as BuildKit writes it.
 //! - [`layer`], [`compress`], [`fs`]: deterministic layers and trees.
-//! - [`cache`]: content-keyed step cache.
+//! - [`cache`]: content-keyed step cache; [`cacheio`]: its import and
+//!   export (`--cache-from`, `--cache-to`).
 //! - [`process`], [`materialize`]: RUN steps: secrets, cache mounts,
 //!   commands, output; trees on disk and their differences.
 //! - [`settings`], [`ssh`]: RUN process settings of the build
@@ -26,6 +27,7 @@
 
 pub mod base;
 pub mod cache;
+pub mod cacheio;
 pub mod check;
 pub mod compress;
 pub mod config;
@@ -61,7 +63,7 @@ use std::sync::Arc;
 use polyarch_oci::{Descriptor, Platform};
 
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventSink, StepNumbers, Stream, Vertex};
+pub use event::{Event, EventSink, Status, StepNumbers, Stream, Vertex};
 pub use fs::MemFs;
 pub use layer::{Compression, Layer};
 

@@ -211,13 +211,28 @@ pub struct MultiBuilder {
     events: EventSink,
     slots: Slots,
     executor: Option<Arc<dyn polyarch_exec::Executor>>,
+    cache_io: Option<Arc<crate::cacheio::CacheIo>>,
 }
 
 impl MultiBuilder {
     /// A builder writing to `store`, with no registry access, no events and
     /// the slots of [`default_jobs`].
     pub fn new(store: Store) -> MultiBuilder {
-        MultiBuilder { store, client: None, events: Arc::new(|_| {}), slots: Slots::default(), executor: None }
+        MultiBuilder {
+            store,
+            client: None,
+            events: Arc::new(|_| {}),
+            slots: Slots::default(),
+            executor: None,
+            cache_io: None,
+        }
+    }
+
+    /// Shares `io` (imported records, notes for `--cache-to`) among the
+    /// builds of every platform: one cache for all of them.
+    pub fn with_cache_io(mut self, io: Arc<crate::cacheio::CacheIo>) -> MultiBuilder {
+        self.cache_io = Some(io);
+        self
     }
 
     /// Runs RUN processes of every platform with `executor`.
@@ -263,15 +278,22 @@ impl MultiBuilder {
     /// show the platform.
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
         let numbering = Arc::new(Mutex::new(StepNumbers::default()));
+        let metadata = crate::dispatch::Metadata::default();
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
             let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
-            let mut b = Builder::new(self.store.clone()).with_events(sink).with_slots(self.slots.clone());
+            let mut b = Builder::new(self.store.clone())
+                .with_events(sink)
+                .with_slots(self.slots.clone())
+                .with_metadata(metadata.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }
             if let Some(e) = &self.executor {
                 b = b.with_executor(e.clone());
+            }
+            if let Some(io) = &self.cache_io {
+                b = b.with_cache_io(io.clone());
             }
             let o = opts.clone().with_platform(p.clone());
             set.spawn(async move { (i, b.build(&o).await) });

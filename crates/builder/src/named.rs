@@ -189,7 +189,7 @@ impl Run<'_> {
         let reference = Reference::parse_normalized(r)
             .map_err(|e| Error::Option(format!("invalid build context docker-image://{r}: {e}")))?
             .with_default_tag();
-        base::resolve(self.b.client(), self.b.store(), &reference, platform, self.opts.resolve_mode).await
+        base::resolve_metadata(self.b.client(), self.b.store(), &reference, platform, self.opts.resolve_mode).await
     }
 
     /// `FROM <files context>`: the files as the stage's one layer, on

@@ -104,7 +104,7 @@ fn invalid_requests_fail_clearly() {
         (&["builder", "rm", "ghost"][..], "no builder \"ghost\""),
         (&["builder", "use", "ghost"][..], "no builder \"ghost\""),
         (&["builder", "inspect", "ghost"][..], "no builder \"ghost\""),
-        (&["builder", "create", "tcp://h:1"][..], "unsupported endpoint"),
+        (&["builder", "create", "--driver", "polyarch", "tcp://h:1"][..], "unsupported endpoint"),
         (&["builder", "create", "ssh://h:0"][..], "bad port"),
         (&["builder", "create", "--name", "a/b"][..], "invalid name"),
         (&["builder", "create", "--name", "default"][..], "default builder"),

@@ -168,3 +168,33 @@ fn stdin_dockerfile_target_and_build_args() {
     let config = &plan["images"][0]["config"]["config"];
     assert_eq!((&config["WorkingDir"], &config["Labels"]["k"]), (&Value::from("/w-2"), &Value::from("v")));
 }
+
+/// A plan resolves base images as BuildKit's "load metadata" does: the
+/// index, the platform's manifest and its config, and no layer. A build
+/// afterwards fetches the layers it needs.
+#[test]
+fn a_plan_fetches_no_layer() {
+    let Some((env, reg)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    env.ok(&["debug", "plan", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let blob = |d: &str| env.root().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let children = busybox_children(reg);
+    let mut layers = Vec::new();
+    for p in ["linux/amd64", "linux/arm64"] {
+        let (status, body) = api::get(reg, "GET", &format!("library/busybox/manifests/{}", children[p]));
+        assert_eq!(status, 200);
+        let m: Value = serde_json::from_slice(&body).unwrap();
+        let config = m["config"]["digest"].as_str().unwrap();
+        assert!(blob(config).exists(), "{p}: the config {config} was read");
+        for l in m["layers"].as_array().unwrap() {
+            let d = l["digest"].as_str().unwrap().to_string();
+            assert!(!blob(&d).exists(), "{p}: layer {d} was fetched by the plan");
+            layers.push(d);
+        }
+    }
+    assert!(!layers.is_empty());
+    env.ok(&["build", "--platform", "linux/amd64,linux/arm64", "-t", "planned:1", s(&ctx)]);
+    for d in &layers {
+        assert!(blob(d).exists(), "the build fetched layer {d}");
+    }
+}

@@ -8,17 +8,17 @@ use std::process::{Command, Output};
 use crate::util::*;
 
 /// An environment whose docker client finds polyarch as its plugins.
-struct Plugins {
-    env: Env,
-    home: PathBuf,
+pub(crate) struct Plugins {
+    pub(crate) env: Env,
+    pub(crate) home: PathBuf,
 }
 
-fn docker_client() -> bool {
+pub(crate) fn docker_client() -> bool {
     require(have("docker"), "the docker client (/usr/local/bin/docker)")
 }
 
 impl Plugins {
-    fn new(env: Env) -> Plugins {
+    pub(crate) fn new(env: Env) -> Plugins {
         let home = env.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let p = Plugins { env, home };
@@ -36,12 +36,17 @@ impl Plugins {
     }
 
     fn docker(&self, dir: &Path, args: &[&str]) -> Output {
+        self.command(dir, args).env_remove("DOCKER_HOST").output().expect("running docker")
+    }
+
+    /// The docker client in `dir` with `args`, finding polyarch as its
+    /// plugins and polyarch finding this environment's store and config.
+    pub(crate) fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
         c.args(args)
             .current_dir(dir)
             .env("HOME", &self.home)
             .env_remove("DOCKER_CONFIG")
-            .env_remove("DOCKER_HOST")
             .env_remove("BUILDX_BUILDER")
             .env_remove("POLYARCH_BUILDER")
             .env("POLYARCH_ROOT", self.env.root())
@@ -50,7 +55,7 @@ impl Plugins {
         if self.env.config_file().exists() {
             c.env("POLYARCH_CONFIG", self.env.config_file());
         }
-        c.output().expect("running docker")
+        c
     }
 
     fn ok(&self, dir: &Path, args: &[&str]) -> String {

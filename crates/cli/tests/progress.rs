@@ -229,3 +229,206 @@ fn steps_stopped_by_a_failing_platform_complete_as_cancelled() {
     let (_, stopped) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
     assert_eq!(stopped.error.as_deref(), Some("context canceled"), "{stopped:?}");
 }
+
+/// The keys BuildKit's `client` types have (`client/graph.go`), by object.
+const SOLVE_STATUS: [&str; 4] = ["vertexes", "statuses", "logs", "warnings"];
+const VERTEX: [&str; 8] = ["digest", "inputs", "name", "started", "completed", "cached", "error", "progressGroup"];
+const VERTEX_STATUS: [&str; 8] = ["id", "vertex", "name", "total", "current", "timestamp", "started", "completed"];
+const VERTEX_LOG: [&str; 4] = ["vertex", "stream", "data", "timestamp"];
+const VERTEX_WARNING: [&str; 7] = ["vertex", "level", "short", "detail", "url", "sourceInfo", "range"];
+
+/// Asserts that `obj` has only keys of `known` and every one of `needed`.
+fn keys_of(obj: &Value, known: &[&str], needed: &[&str], line: &str) {
+    let map = obj.as_object().unwrap_or_else(|| panic!("not an object: {obj} in {line}"));
+    for k in map.keys() {
+        assert!(known.contains(&k.as_str()), "{k} is no key of BuildKit's ({known:?}) in {line}");
+    }
+    for k in needed {
+        assert!(map.contains_key(*k), "{k} missing in {obj} ({line})");
+    }
+}
+
+/// A status record: its id, vertex, total, current, started, completed.
+#[derive(Debug, Clone)]
+struct StatusSeen {
+    id: String,
+    vertex: String,
+    total: u64,
+    current: u64,
+    started: Option<String>,
+    completed: Option<String>,
+}
+
+/// Every object of a rawjson stream checked against BuildKit's keys; the
+/// statuses in the order written.
+fn statuses(stderr: &str) -> Vec<StatusSeen> {
+    let mut out = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        keys_of(&v, &SOLVE_STATUS, &[], line);
+        for x in v["vertexes"].as_array().into_iter().flatten() {
+            keys_of(x, &VERTEX, &["digest", "name"], line);
+        }
+        for l in v["logs"].as_array().into_iter().flatten() {
+            keys_of(l, &VERTEX_LOG, &["vertex", "data", "timestamp"], line);
+        }
+        for w in v["warnings"].as_array().into_iter().flatten() {
+            keys_of(w, &VERTEX_WARNING, &[], line);
+        }
+        for x in v["statuses"].as_array().into_iter().flatten() {
+            keys_of(x, &VERTEX_STATUS, &["id", "vertex", "current", "timestamp"], line);
+            let time = |f: &str| x[f].as_str().map(String::from);
+            for f in ["timestamp", "started", "completed"] {
+                assert!(time(f).as_deref().is_none_or(is_time), "{f} in {line}");
+            }
+            out.push(StatusSeen {
+                id: x["id"].as_str().unwrap().to_string(),
+                vertex: x["vertex"].as_str().unwrap().to_string(),
+                total: x["total"].as_u64().unwrap_or(0),
+                current: x["current"].as_u64().unwrap(),
+                started: time("started"),
+                completed: time("completed"),
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    if !aarch64_handler() {
+        return;
+    }
+    // `as` in lower case: a check warning (FromAsCasing) in the stream.
+    let dockerfile = "FROM busybox as base\nRUN echo hi-$(uname -m)\nCOPY f /f\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
+    let args = ["build", "--progress", "rawjson", "--platform", "linux/amd64,linux/arm64", "-t", "keys:1", s(&ctx)];
+    let out = env.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let all = statuses(&stderr);
+    let (vertices, logs) = solve_status(&stderr);
+    for (d, v) in &vertices {
+        assert!(v.started.is_some() && when(&v.started) <= when(&v.completed), "vertex {d}: {v:?}");
+    }
+    for st in &all {
+        assert!(vertices.contains_key(&st.vertex), "status {st:?} of no vertex");
+        if st.total > 0 {
+            assert!(st.current <= st.total, "{st:?}");
+        }
+        if st.completed.is_some() {
+            assert!(when(&st.started) <= when(&st.completed), "{st:?}");
+        }
+    }
+    for p in ["linux/amd64", "linux/arm64"] {
+        let (from, _) = named(&vertices, &format!("[{p} base 1/3] FROM"));
+        let mine: Vec<&StatusSeen> = all.iter().filter(|s| &s.vertex == from).collect();
+        let blobs: Vec<&&StatusSeen> = mine.iter().filter(|s| is_digest(&s.id)).collect();
+        assert!(!blobs.is_empty(), "{p}: no layer download status on the FROM step: {mine:?}");
+        for b in &blobs {
+            assert!(b.total > 0, "{b:?}");
+        }
+        for b in blobs.iter().filter(|b| b.completed.is_some()) {
+            assert_eq!(b.current, b.total, "a completed download is whole: {b:?}");
+        }
+        for id in blobs.iter().map(|b| &b.id) {
+            assert!(blobs.iter().any(|b| &b.id == id && b.completed.is_some()), "{id} never completed");
+            let extracting = format!("extracting {id}");
+            assert!(mine.iter().any(|s| s.id == extracting && s.completed.is_some()), "{p}: no {extracting}");
+        }
+        let (run, _) = named(&vertices, &format!("[{p} base 2/3] RUN"));
+        let machine = if p == "linux/amd64" { "x86_64" } else { "aarch64" };
+        assert!(logs.iter().any(|l| &l.0 == run && l.2 == format!("hi-{machine}\n")), "{p}: {logs:?}");
+        let (copy, _) = named(&vertices, &format!("[{p} base 3/3] COPY f /f"));
+        assert_eq!(vertices[copy].inputs, [run.clone(), named(&vertices, "[internal] load build context").0.clone()]);
+        let meta = format!("[{p} internal] load metadata for docker.io/library/busybox:latest");
+        assert_eq!(vertices.values().filter(|v| v.name == meta).count(), 1, "{meta}");
+    }
+    let (export, _) = named(&vertices, "exporting to image");
+    let warnings: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["warnings"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let [w] = warnings.as_slice() else { panic!("one warning: {warnings:?}") };
+    assert_eq!(w["sourceInfo"]["filename"], "Dockerfile", "{w}");
+    assert_eq!(w["range"][0]["start"]["line"], 1, "{w}");
+    assert!(vertices.contains_key(w["vertex"].as_str().unwrap()), "{w}");
+    let naming = |s: &StatusSeen| &s.vertex == export && s.id == "naming to docker.io/library/keys:1";
+    assert!(all.iter().any(|s| naming(s) && s.completed.is_some()), "{all:?}");
+}
+
+#[test]
+fn load_metadata_is_shown_once_per_image_and_platform() {
+    let Some((env, _)) = mirrored() else { return };
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64",
+        other => {
+            eprintln!("skipping: no busybox of the fixture for {other}");
+            return;
+        }
+    };
+    let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\nCOPY f /f\n\
+                      FROM busybox\nCOPY --from=build /f /g\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("f", "f\n")]);
+    let out = env.run(&["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("load metadata for"))
+        .map(|l| l.split_once(' ').map_or(l, |(_, name)| name))
+        .collect();
+    let mut want: Vec<String> = ["linux/amd64", "linux/arm64"]
+        .iter()
+        .map(|p| format!("[{p} internal] load metadata for docker.io/library/busybox:latest"))
+        .collect();
+    let mut got: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "one line per image and platform ({host} is the build stage's too):\n{stderr}");
+}
+
+#[test]
+fn a_push_is_statuses_of_the_export_step() {
+    let Some((env, reg)) = mirrored() else { return };
+    // New content, so that the registry lacks the layer and the config.
+    let unique = format!("{:?}\n", std::time::SystemTime::now());
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", &unique)]);
+    let name = format!("{}/progress/pushed:1", reg.host);
+    let platforms = "linux/amd64,linux/arm64";
+    let out = env.run(&[
+        "build",
+        "--progress",
+        "rawjson",
+        "--platform",
+        platforms,
+        "-t",
+        &name,
+        "--push",
+        "--insecure",
+        s(&ctx),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let all = statuses(&stderr);
+    let (vertices, _) = solve_status(&stderr);
+    let (export, v) = named(&vertices, "exporting to image");
+    let mine: Vec<&StatusSeen> = all.iter().filter(|s| &s.vertex == export).collect();
+    let ended = |id: &str| mine.iter().find(|s| s.id == id && s.completed.is_some()).copied();
+    let pushing = ended("pushing layers").unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(when(&v.started) <= when(&pushing.started) && when(&pushing.completed) <= when(&v.completed), "{v:?}");
+    let uploads: Vec<&&StatusSeen> = mine.iter().filter(|s| is_digest(&s.id) && s.completed.is_some()).collect();
+    assert!(uploads.len() >= 2, "the new layer and configs were pushed: {mine:?}");
+    for u in uploads {
+        assert!(u.total > 0 && u.current == u.total, "{u:?}");
+        assert!(when(&pushing.started) <= when(&u.started) && when(&u.completed) <= when(&pushing.completed), "{u:?}");
+    }
+    ended(&format!("naming to {name}")).unwrap_or_else(|| panic!("{mine:?}"));
+    let manifest = mine.iter().find(|s| s.id.starts_with(&format!("pushing manifest for {name}@sha256:")));
+    let manifest = manifest.unwrap_or_else(|| panic!("{mine:?}"));
+    assert!(when(&pushing.completed) <= when(&manifest.started), "manifests after the layers: {mine:?}");
+    assert!(ended(&manifest.id).is_some(), "{mine:?}");
+}

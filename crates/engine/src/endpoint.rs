@@ -220,7 +220,7 @@ fn parse_host_port(endpoint: &str, rest: &str, default: Option<u16>) -> Result<(
 }
 
 /// `$DOCKER_CONFIG`, else `~/.docker`.
-fn docker_config_dir() -> Option<PathBuf> {
+pub fn docker_config_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(d));
     }

@@ -4,6 +4,8 @@
 //! (`POST /images/load`, `GET /images/get`). Bodies stream: an archive is
 //! never held in memory.
 
+pub mod attach;
+pub mod containers;
 pub mod endpoint;
 pub mod http;
 mod idle;
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use attach::{Demux, Exec, ExecState};
+pub use containers::{ContainerInfo, ContainerSpec, ContainerState, VolumeMount};
 pub use endpoint::{Endpoint, Origin, TlsFiles, DEFAULT_SOCKET};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -59,7 +59,8 @@ struct Proc {
     child: Mutex<Child>,
     stdin: Mutex<Option<ChildStdin>>,
     stdout: Mutex<Output>,
-    timeout: Duration,
+    /// How long a read waits (none: as long as it takes).
+    timeout: Mutex<Option<Duration>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     command: String,
 }
@@ -140,11 +141,22 @@ impl SshStream {
             child: Mutex::new(child),
             stdin: Mutex::new(Some(stdin)),
             stdout: Mutex::new(Output { chunks: pump(stdout), rest: Vec::new(), done: false }),
-            timeout,
+            timeout: Mutex::new(Some(timeout)),
             stderr,
             command: argv.join(" "),
         };
         Ok(SshStream { proc: Arc::new(proc) })
+    }
+
+    /// How long a read waits for output (none: as long as it takes).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        *lock(&self.proc.timeout) = timeout;
+    }
+
+    /// Ends the process: both directions of the stream.
+    pub fn shutdown_both(&self) {
+        lock(&self.proc.stdin).take();
+        let _ = lock(&self.proc.child).kill();
     }
 
     /// Closes the process's standard input.
@@ -185,7 +197,12 @@ impl SshStream {
     fn read_output(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut out = lock(&self.proc.stdout);
         if out.rest.is_empty() && !out.done && !buf.is_empty() {
-            match out.chunks.recv_timeout(self.proc.timeout) {
+            let timeout = *lock(&self.proc.timeout);
+            let got = match timeout {
+                Some(t) => out.chunks.recv_timeout(t),
+                None => out.chunks.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
                 Ok(Ok(chunk)) => {
                     out.done = chunk.is_empty();
                     out.rest = chunk;
@@ -193,7 +210,7 @@ impl SshStream {
                 Ok(Err(e)) => return Err(e),
                 Err(RecvTimeoutError::Disconnected) => out.done = true,
                 Err(RecvTimeoutError::Timeout) => {
-                    let secs = self.proc.timeout.as_secs_f64();
+                    let secs = timeout.unwrap_or_default().as_secs_f64();
                     return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {secs} s")));
                 }
             }

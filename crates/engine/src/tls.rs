@@ -206,6 +206,16 @@ impl TlsStream {
         processed
     }
 
+    /// How long a read of the socket waits (none: as long as it takes).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
+    /// Ends both directions of the TCP stream.
+    pub fn shutdown_both(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Sends `close_notify` and ends the TCP stream's sending side.
     pub fn shutdown_write(&self) {
         let mut st = self.lock();

@@ -133,6 +133,18 @@ impl Tree {
         blobs
     }
 
+    /// The entries of an index root that are blobs, not manifests (a
+    /// BuildKit-style cache index lists its layers and config so).
+    fn loose(&self) -> Vec<Descriptor> {
+        let Some(index) = self.root.as_index() else { return Vec::new() };
+        index
+            .manifests
+            .iter()
+            .filter(|d| !mt::is_index(&d.media_type) && !mt::is_image_manifest(&d.media_type))
+            .cloned()
+            .collect()
+    }
+
     /// What to write into `sink`'s repository: every manifest, or when
     /// `trust` those below the root it does not have (asked with a `HEAD`)
     /// and the root when it is an image.
@@ -191,6 +203,7 @@ pub async fn push_tree(
     for sink in &repos {
         let lacking = tree.missing(client, sink, origin.trusts_present_manifests()).await?;
         jobs.extend(Tree::blobs(lacking.iter().map(|(_, m)| m), origin).into_iter().map(|b| (sink, b)));
+        jobs.extend(tree.loose().into_iter().map(|b| (sink, b)));
         missing.push((sink, lacking));
     }
     let puts: Vec<Put> = stream::iter(jobs)

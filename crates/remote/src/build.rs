@@ -211,29 +211,35 @@ impl<'a> NodeBuild<'a> {
         Ok(Outcome { images, pushers })
     }
 
-    /// Connects to every ssh node at once.
+    /// Connects to every ssh and docker-container node at once.
     fn connect(&self) -> Vec<Member> {
         std::thread::scope(|sc| {
-            let handles: Vec<_> = self
-                .builder
-                .nodes
-                .iter()
-                .map(|node| {
-                    sc.spawn(move || {
-                        let id = node.id();
-                        let Some(argv) = builder::worker_command(node) else {
-                            return Member { id, session: None, down: None };
-                        };
-                        match Session::connect(&id, &argv, &self.version) {
-                            Ok(s) => Member { id, session: Some(s), down: None },
-                            Err(Error::Unreachable { reason, .. } | Error::Protocol { message: reason, .. }) => {
-                                Member { id, session: None, down: Some(reason) }
+            let handles: Vec<_> =
+                self.builder
+                    .nodes
+                    .iter()
+                    .map(|node| {
+                        sc.spawn(move || {
+                            let id = node.id();
+                            let session = match &node.endpoint {
+                                Endpoint::Local => return Member { id, session: None, down: None },
+                                Endpoint::Docker { .. } => crate::docker_container::DockerNode::new(node)
+                                    .and_then(|d| d.connect(&self.version)),
+                                Endpoint::Ssh { .. } => match builder::worker_command(node) {
+                                    Some(argv) => Session::connect(&id, &argv, &self.version),
+                                    None => return Member { id, session: None, down: None },
+                                },
+                            };
+                            match session {
+                                Ok(s) => Member { id, session: Some(s), down: None },
+                                Err(Error::Unreachable { reason, .. } | Error::Protocol { message: reason, .. }) => {
+                                    Member { id, session: None, down: Some(reason) }
+                                }
+                                Err(e) => Member { id, session: None, down: Some(e.to_string()) },
                             }
-                            Err(e) => Member { id, session: None, down: Some(e.to_string()) },
-                        }
+                        })
                     })
-                })
-                .collect();
+                    .collect();
             handles.into_iter().map(|h| h.join().expect("connect thread")).collect()
         })
     }

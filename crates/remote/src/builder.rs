@@ -7,6 +7,7 @@
 //! half-written one. The default builder (the local node) is not stored: it
 //! is always present and cannot be removed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +20,12 @@ use crate::error::{Error, NodeId, Result};
 pub const DEFAULT: &str = "default";
 /// Another name for the default builder.
 pub const LOCAL_ALIAS: &str = "local";
-/// The driver every polyarch builder uses.
+/// The driver of builders of local and ssh nodes.
 pub const DRIVER: &str = "polyarch";
+/// The driver of builders whose nodes are containers on Docker engines.
+pub const DOCKER_CONTAINER: &str = "docker-container";
+/// The engine's own builder (for polyarch: a local node).
+pub const DOCKER: &str = "docker";
 /// polyarch's version as nodes report it.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
@@ -31,6 +36,10 @@ pub enum Endpoint {
     Local,
     /// A machine reached with the system `ssh` client.
     Ssh { user: Option<String>, host: String, port: Option<u16> },
+    /// A Docker engine (`unix://PATH`, `tcp://HOST:PORT` or a docker
+    /// context's name) where the node is a container
+    /// ([`crate::docker_container`]).
+    Docker { host: String },
 }
 
 impl Endpoint {
@@ -88,6 +97,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Local => f.write_str("local"),
+            Endpoint::Docker { host } => f.write_str(host),
             Endpoint::Ssh { user, host, port } => {
                 f.write_str("ssh://")?;
                 if let Some(u) = user {
@@ -109,16 +119,26 @@ impl fmt::Display for Endpoint {
 
 impl Serialize for Endpoint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self {
+            Endpoint::Docker { host } => s.collect_str(&format_args!("{DOCKER_PREFIX}{host}")),
+            _ => s.collect_str(self),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Endpoint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if let Some(host) = s.strip_prefix(DOCKER_PREFIX) {
+            return Ok(Endpoint::Docker { host: host.to_string() });
+        }
         Endpoint::parse(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// How a Docker endpoint is written in a builder's file (its own text
+/// can be a context name, which would read as anything).
+const DOCKER_PREFIX: &str = "docker:";
 
 /// What `polyarch worker --probe` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +194,12 @@ pub struct Node {
     /// The `polyarch` program on the node (default: `polyarch` on its PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_bin: Option<String>,
+    /// `--driver-opt` KEY=VALUE pairs (docker-container nodes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// `--buildkitd-flags`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildkitd_flags: Option<String>,
     /// Its last known state.
     #[serde(default)]
     pub state: NodeStatus,
@@ -206,7 +232,7 @@ impl Node {
 pub struct Builder {
     /// Its name.
     pub name: String,
-    /// Always [`DRIVER`].
+    /// [`DRIVER`], [`DOCKER_CONTAINER`] or [`DOCKER`].
     #[serde(default = "driver")]
     pub driver: String,
     /// Its nodes, in the order they were added.
@@ -499,6 +525,8 @@ mod tests {
             endpoint: Endpoint::parse(endpoint).unwrap(),
             platforms: vec![],
             remote_bin: None,
+            driver_opts: BTreeMap::new(),
+            buildkitd_flags: None,
             state: NodeStatus::Inactive,
         }
     }

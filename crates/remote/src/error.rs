@@ -239,6 +239,33 @@ pub enum Error {
     /// A context file could not be read.
     #[error("reading the build context: {0}")]
     Context(Box<polyarch_builder::Error>),
+    /// The Docker engine of a docker-container node failed a call.
+    #[error("node {node}: {source}")]
+    Engine {
+        /// The node.
+        node: NodeId,
+        /// What the engine did.
+        #[source]
+        source: Box<polyarch_engine::Error>,
+    },
+    /// No worker image for a docker-container node.
+    #[error("node {node}: no worker image: {why}")]
+    WorkerImage {
+        /// The node.
+        node: NodeId,
+        /// Why, with what to do.
+        why: String,
+    },
+    /// A `--driver-opt` the driver does not take.
+    #[error("invalid driver option {opt:?} for the {driver} driver: {why}")]
+    DriverOpt {
+        /// The driver.
+        driver: String,
+        /// The option as given.
+        opt: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Kinds of [`Error`], to branch on.
@@ -268,6 +295,11 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// [`Error::Engine`] of `node`.
+    pub fn engine(node: &NodeId, source: polyarch_engine::Error) -> Error {
+        Error::Engine { node: node.clone(), source: Box::new(source) }
+    }
+
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -282,7 +314,13 @@ impl Error {
             | Error::UnsupportedEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::InvalidName { .. }
+            | Error::WorkerImage { .. }
+            | Error::DriverOpt { .. }
             | Error::Reference { .. } => ErrorKind::Invalid,
+            Error::Engine { source, .. } if source.kind() == polyarch_engine::ErrorKind::Unreachable => {
+                ErrorKind::Unreachable
+            }
+            Error::Engine { .. } => ErrorKind::Io,
             Error::NoBuilder { .. } => ErrorKind::NotFound,
             Error::NoConfigDir
             | Error::Io { .. }

@@ -1,7 +1,8 @@
 //! `polyarch-remote`: builds on other machines.
 //!
-//! A node is any machine where `polyarch worker --stdio` can be started,
-//! usually through the system `ssh` client. The two ends speak the framed
+//! A node is any machine where `polyarch worker --stdio` can be started:
+//! through the system `ssh` client, or in a container on a Docker engine
+//! ([`docker_container`], through the engine's exec API). The two ends speak the framed
 //! protocol of [`wire`] over the worker's stdin and stdout:
 //!
 //! 1. `Hello` both ways: versions, and the node's platforms (its probe).
@@ -24,6 +25,7 @@
 pub mod build;
 pub mod builder;
 pub mod context;
+pub mod docker_container;
 pub mod error;
 pub mod event;
 pub mod push;
@@ -31,6 +33,7 @@ pub mod schedule;
 pub mod session;
 pub mod wire;
 pub mod worker;
+pub mod worker_image;
 
 pub use build::{NodeBuild, Outcome};
 pub use error::{Error, ErrorKind, NodeId, Result};

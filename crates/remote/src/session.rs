@@ -1,9 +1,10 @@
 //! The client's side of a node: `polyarch worker --stdio` started through
-//! a command (the system `ssh`), spoken to over its stdin and stdout.
+//! a command (the system `ssh`) or in a container (an exec on a Docker
+//! engine), spoken to over its stdin and stdout.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, BufWriter};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,16 +15,71 @@ use crate::context::Content;
 use crate::error::{Error, NodeId, Result};
 use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, PROTOCOL};
 
-/// Kills a session's process from another thread.
+/// The far end of a session: what carries the worker's stdin and stdout
+/// (a local process such as `ssh`, or an exec in a container).
+pub trait Link: Send + Sync {
+    /// Ends the worker's connection at once.
+    fn kill(&self);
+    /// How the worker's connection ended, if it has.
+    fn exited(&self) -> Option<String>;
+}
+
+/// A worker started as a local process (the ssh client).
+struct ProcessLink(Mutex<Child>);
+
+impl Link for ProcessLink {
+    fn kill(&self) {
+        if let Ok(mut c) = self.0.lock() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn exited(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut c| c.try_wait().ok().flatten()).map(|s| s.to_string())
+    }
+}
+
+/// The last lines a worker wrote on stderr.
+#[derive(Clone, Default)]
+pub struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    /// Keeps `line`, forgetting the oldest of more than 20.
+    pub fn push(&self, line: String) {
+        if let Ok(mut t) = self.0.lock() {
+            if t.len() == 20 {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// A worker's byte streams and its link.
+pub struct Stream {
+    pub input: Box<dyn Write + Send>,
+    pub output: Box<dyn Read + Send>,
+    pub link: Arc<dyn Link>,
+    /// Where its stderr lines are kept.
+    pub stderr: Tail,
+}
+
+/// Kills a session's worker from another thread.
 #[derive(Clone)]
-pub struct Killer(Arc<Mutex<Child>>);
+pub struct Killer(Arc<dyn Link>);
 
 impl Killer {
-    /// Kills the process (the ssh client, which ends the remote worker).
+    /// Ends the worker's connection (the ssh client, or the exec's
+    /// connection), which ends the worker.
     pub fn kill(&self) {
-        if let Ok(mut c) = self.0.lock() {
-            let _ = c.kill();
-        }
+        self.0.kill();
     }
 }
 
@@ -45,10 +101,10 @@ pub struct Session {
     node: NodeId,
     /// Platforms of the build under way, for errors.
     building: Vec<String>,
-    child: Arc<Mutex<Child>>,
-    input: BufWriter<ChildStdin>,
-    output: BufReader<ChildStdout>,
-    stderr: Arc<Mutex<VecDeque<String>>>,
+    link: Arc<dyn Link>,
+    input: BufWriter<Box<dyn Write + Send>>,
+    output: BufReader<Box<dyn Read + Send>>,
+    stderr: Tail,
     /// The node's polyarch version.
     pub version: String,
     /// The node's platforms, as `polyarch worker --probe` prints them.
@@ -69,29 +125,31 @@ impl Session {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| lost(format!("running {prog}: {e}")))?;
-        let input = BufWriter::new(child.stdin.take().expect("piped stdin"));
-        let output = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped stdout"));
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let input: Box<dyn Write + Send> = Box::new(child.stdin.take().expect("piped stdin"));
+        let output: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
+        let stderr = Tail::default();
         if let Some(err) = child.stderr.take() {
             let tail = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
-                    if let Ok(mut t) = tail.lock() {
-                        if t.len() == 20 {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
+                    tail.push(line);
                 }
             });
         }
+        let link = Arc::new(ProcessLink(Mutex::new(child)));
+        Session::over(node, Stream { input, output, link, stderr }, version)
+    }
+
+    /// Exchanges hellos with a worker already started on `stream`; a
+    /// worker that cannot be greeted is [`Error::Unreachable`].
+    pub fn over(node: &NodeId, stream: Stream, version: &str) -> Result<Session> {
         let mut s = Session {
             node: node.clone(),
             building: Vec::new(),
-            child: Arc::new(Mutex::new(child)),
-            input,
-            output,
-            stderr,
+            link: stream.link,
+            input: BufWriter::new(stream.input),
+            output: BufReader::with_capacity(1 << 20, stream.output),
+            stderr: stream.stderr,
             version: String::new(),
             probe: None,
         };
@@ -131,7 +189,7 @@ impl Session {
 
     /// A handle that kills the session's process.
     pub fn killer(&self) -> Killer {
-        Killer(self.child.clone())
+        Killer(self.link.clone())
     }
 
     /// A node error for a broken session: what was being done, what broke,
@@ -140,7 +198,7 @@ impl Session {
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut status = None;
         while Instant::now() < deadline {
-            match self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten()) {
+            match self.link.exited() {
                 Some(s) => {
                     status = Some(s);
                     break;
@@ -154,7 +212,7 @@ impl Session {
         if let Some(s) = status {
             reason.push_str(&format!("; the worker's connection ended ({s})"));
         }
-        let tail: Vec<String> = self.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        let tail = self.stderr.lines();
         if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
             reason.push_str(&format!(": {}", last.trim()));
         }
@@ -280,22 +338,17 @@ impl Session {
         let _ = wire::write_msg(&mut self.input, &Msg::Bye);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten()).is_some() {
+            if self.link.exited().is_some() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.child.lock() {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        self.link.kill();
     }
 }
 

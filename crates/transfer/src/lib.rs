@@ -25,7 +25,7 @@ pub mod select;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink};
-pub use pull::{pull, pull_platform, PlatformSelection, Pulled, PulledImage};
+pub use pull::{fetch_image, pull, pull_platform, resolve_platform, PlatformSelection, Pulled, PulledImage};
 pub use push::{push, push_content, Content, PushOptions, Pushed};
 
 /// How many blobs move at once.

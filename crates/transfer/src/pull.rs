@@ -176,8 +176,23 @@ async fn fetch_blobs(
 /// (the index itself is not stored), else the image manifest whatever its
 /// config says (the caller decides about a mismatch). Returns the image
 /// manifest's descriptor, with the platform an index gives it, and the
-/// manifest.
+/// manifest. [`resolve_platform`] then [`fetch_image`].
 pub async fn pull_platform(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    events: EventSink<'_>,
+) -> Result<(Descriptor, RawManifest)> {
+    let (desc, m) = resolve_platform(client, store, reference, platform, events).await?;
+    fetch_image(client, store, reference, &desc, &m, events).await?;
+    Ok((desc, m))
+}
+
+/// The image [`pull_platform`] would pull, with only its manifest and
+/// config put into the store: no layer is fetched (what planning a build
+/// or checking its Dockerfile needs, as BuildKit's "load metadata").
+pub async fn resolve_platform(
     client: &Client,
     store: &Store,
     reference: &Reference,
@@ -195,15 +210,34 @@ pub async fn pull_platform(
     });
     let _lease = store.lease()?;
     let selection = PlatformSelection::One(platform.clone());
-    let mut images = match top.as_index() {
-        Some(index) => fetch_children(client, &reference, &name, &index.manifests, &selection).await?,
-        None => vec![(top_desc, top)],
+    let (desc, m) = match top.as_index() {
+        Some(index) => fetch_children(client, &reference, &name, &index.manifests, &selection).await?.remove(0),
+        None => (top_desc, top),
     };
-    fetch_blobs(client, store, &reference, &images, events).await?;
-    let (desc, m) = images.remove(0);
+    if let Some(image) = m.as_image() {
+        fetch_blob(client, store, &reference, &image.config, events).await?;
+    }
     store.put_manifest(&m)?;
-    events(Event::Manifest { digest: desc.digest.clone(), platform: desc.platform.clone() });
     Ok((desc, m))
+}
+
+/// Downloads what the store lacks of image manifest `m` of `reference`'s
+/// repository (its config and layers, a few at a time), then stores the
+/// manifest: the rest of a [`resolve_platform`].
+pub async fn fetch_image(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    desc: &Descriptor,
+    m: &RawManifest,
+    events: EventSink<'_>,
+) -> Result<()> {
+    let _lease = store.lease()?;
+    let images = [(desc.clone(), m.clone())];
+    fetch_blobs(client, store, reference, &images, events).await?;
+    store.put_manifest(m)?;
+    events(Event::Manifest { digest: desc.digest.clone(), platform: desc.platform.clone() });
+    Ok(())
 }
 
 /// The entries of an index to pull, per `selection`, and their manifests
@@ -268,11 +302,12 @@ async fn check_platform(
     }
 }
 
-/// Downloads one blob into the store unless it is there; `Some(size)`
+/// Downloads one blob into the store unless it is there (noting the
+/// repository as its source, for mounts); `Some(size)`
 /// when it was downloaded. The body is streamed to a blocking writer
 /// through a small channel, so memory stays bounded; the writer verifies
 /// size and digest before the blob becomes visible.
-async fn fetch_blob(
+pub async fn fetch_blob(
     client: &Client,
     store: &Store,
     repo: &Reference,

@@ -112,6 +112,14 @@ impl Content {
     /// lacks are left to their URLs).
     fn blobs(&self, store: &Store) -> Result<Vec<Descriptor>> {
         let mut blobs: Vec<Descriptor> = Vec::new();
+        // An index may list blobs (a cache index's layers and config).
+        if let Some(index) = self.root.as_index() {
+            let loose = index
+                .manifests
+                .iter()
+                .filter(|d| !mt::is_index(&d.media_type) && !mt::is_image_manifest(&d.media_type));
+            blobs.extend(loose.cloned());
+        }
         for (_, m) in &self.images {
             let Some(image) = m.as_image() else { continue };
             for b in std::iter::once(&image.config).chain(&image.layers) {

@@ -12,6 +12,7 @@ use crate::copy::{self, CopySpec, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
 use crate::layer::{write_layer, Layer};
+use crate::Vertex;
 use polyarch_dockerfile::values::{is_url, normalize_workdir};
 
 /// Whether an instruction becomes a step of its own (and a layer).
@@ -28,7 +29,7 @@ struct Source {
 }
 
 impl Run<'_> {
-    async fn copy_source(&mut self, st: &StageState, c: &Copy, line: usize) -> Result<Source> {
+    async fn copy_source(&mut self, st: &StageState, c: &Copy, line: usize, step: &Vertex) -> Result<Source> {
         let Some(from) = &c.from else {
             return Ok(Source { fs: self.opts.context.clone(), keep_owner: false, label: "context".into() });
         };
@@ -54,7 +55,7 @@ impl Run<'_> {
             return Ok(Source { fs, keep_owner: false, label: format!("named:{from}") });
         }
         let img = self.image(&from, &st.platform.clone(), line).await?;
-        let fs = self.image_fs(&img)?;
+        let fs = self.image_fs(&img, Some(step)).await?;
         Ok(Source { fs: Arc::new(fs), keep_owner: true, label: format!("image:{}", img.manifest.digest) })
     }
 
@@ -65,8 +66,13 @@ impl Run<'_> {
         let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
         let text = format!("{verb} {}", self.display_words(st, rest));
         let _slot = self.b.slots.acquire(crate::slots::Class::Cpu).await;
-        let step = self.start(self.step_vertex(st, &text));
-        let outcome = self.copy_run(st, c, add, line, args).await;
+        let mut vertex = self.step_vertex(st, &text);
+        let reads_source = c.from.is_some() || c.sources.iter().any(|s| !is_url(s));
+        if reads_source {
+            vertex.inputs.extend(self.source_input(st, c.from.as_deref(), line));
+        }
+        let step = self.start(vertex);
+        let outcome = self.copy_run(st, c, add, line, args, &step.vertex).await;
         self.end_step(step, outcome)
     }
 
@@ -116,7 +122,15 @@ impl Run<'_> {
         Ok(CopyArgs { sources, dest, dest_raw, excludes, chmod, chmod_text, chown, checksum })
     }
 
-    async fn copy_run(&mut self, st: &mut StageState, c: &Copy, add: bool, line: usize, a: CopyArgs) -> Result<bool> {
+    async fn copy_run(
+        &mut self,
+        st: &mut StageState,
+        c: &Copy,
+        add: bool,
+        line: usize,
+        a: CopyArgs,
+        step: &Vertex,
+    ) -> Result<bool> {
         let loc = self.loc(line);
         let verb = if add { "ADD" } else { "COPY" };
         let target = self.stage_fs(st)?.clone();
@@ -148,7 +162,7 @@ impl Run<'_> {
         let mut jobs: Vec<(Arc<MemFs>, CopySpec)> = Vec::new();
         let mut label = String::new();
         if !local.is_empty() {
-            let src = self.copy_source(st, c, line).await?;
+            let src = self.copy_source(st, c, line, step).await?;
             label.push_str(&src.label);
             let sources = if c.parents {
                 local.iter().map(|s| s.trim_start_matches('/').to_string()).collect()
@@ -242,11 +256,16 @@ impl Run<'_> {
         if !no_cache {
             if let Some(rec) = self.cache.get(key) {
                 if let Some(layer) = &rec.layer {
-                    let unpack = self.unpack_layers();
+                    // Its unpacked directory if there is one; else read
+                    // without unpacking: a RUN that follows unpacks what
+                    // its overlay needs, and a fully cached build (a fresh
+                    // store with `--cache-from`) writes no trees.
+                    let unpack = false;
                     let below = st.layers.clone();
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     push_layer(st, layer.clone());
                 }
+                self.cache.noted(&st.key, key, &st.platform, &rec);
                 st.key = key.to_string();
                 self.cached += 1;
                 return Ok((true, rec.created.unwrap_or(self.now)));
@@ -273,7 +292,9 @@ impl Run<'_> {
             push_layer(st, layer.clone());
             Some(layer)
         };
-        self.cache.put(key, &Record { layer, created: Some(self.now) })?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put(key, &rec)?;
+        self.cache.noted(&st.key, key, &st.platform, &rec);
         st.key = key.to_string();
         self.executed += 1;
         Ok((false, self.now))

@@ -15,6 +15,7 @@ use polyarch_exec::{
 };
 use tempfile::TempDir;
 
+use super::steps::Step;
 use super::{Run, StageState};
 use crate::cache::{content_digest, KeyBuilder, Record};
 use crate::error::{ErrorKind, Location, Result};
@@ -60,8 +61,15 @@ struct Prepared {
 impl Run<'_> {
     pub(super) async fn run(&mut self, st: &mut StageState, cmd: &Command, r: &instructions::Run) -> Result<()> {
         let text = self.step_name(st, cmd, r);
-        let step = self.start(self.step_vertex(st, &text));
-        let outcome = self.run_step(st, cmd, r, &step.vertex).await;
+        let mut vertex = self.step_vertex(st, &text);
+        for m in r.mounts.iter().filter(|m| m.r#type == "bind" || m.from.is_some()) {
+            let input = self.source_input(st, m.from.as_deref(), cmd.start_line);
+            vertex.inputs.extend(input.filter(|i| !vertex.inputs.contains(i)));
+        }
+        let mut started = None;
+        let outcome = self.run_step(st, cmd, r, &vertex, &mut started).await;
+        // A step that failed before it started (a mount, a flag) starts as it fails.
+        let step = started.unwrap_or_else(|| self.start(vertex));
         self.end_step(step, outcome)
     }
 
@@ -122,13 +130,17 @@ impl Run<'_> {
         Ok(Prepared { args: command_args(&r.cmd, shell, script), pipe, network, security })
     }
 
-    /// Returns whether the step came from the cache.
+    /// Returns whether the step came from the cache. The step starts
+    /// (into `started`) when its result is found in the cache or once it
+    /// holds its run slot, so that the wait for a slot is not shown as
+    /// running time.
     async fn run_step(
         &mut self,
         st: &mut StageState,
         cmd: &Command,
         r: &instructions::Run,
         vertex: &Vertex,
+        started: &mut Option<Step>,
     ) -> Result<bool> {
         let line = cmd.start_line;
         let p = self.prepare_command(st, cmd, r)?;
@@ -151,13 +163,19 @@ impl Run<'_> {
         let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
         if !no_cache {
             if let Some(rec) = self.cache.get(&key) {
+                *started = Some(self.start(vertex.clone()));
                 if let Some(layer) = &rec.layer {
-                    let unpack = self.unpack_layers();
+                    // Its unpacked directory if there is one; else read
+                    // without unpacking: a RUN that follows unpacks what
+                    // its overlay needs, and a fully cached build (a fresh
+                    // store with `--cache-from`) writes no trees.
+                    let unpack = false;
                     let below = st.layers.clone();
                     crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
                     st.image.diff_ids.push(layer.diff_id.clone());
                     st.layers.push(layer.clone());
                 }
+                self.cache.noted(&st.key, &key, &st.platform, &rec);
                 st.key = key;
                 self.cached += 1;
                 self.commit_fs(st, history, rec.created.unwrap_or(self.now));
@@ -172,11 +190,14 @@ impl Run<'_> {
         // A native or an emulated slot, so that a step under QEMU never
         // holds one a native step could use (issue 12).
         let _slot = self.b.slots.acquire(self.b.slots.exec_class(&st.platform)).await;
+        let vertex = &started.insert(self.start(vertex.clone())).vertex;
         let (after, upper) = self.execute(st, &before, &process, &mounts, vertex, line)?;
         drop(mounts);
         let layer = self.commit_changes(st, &before, &after, upper)?;
         let described = history.trim_end_matches(" # buildkit");
-        self.cache.put_described(&key, &Record { layer, created: Some(self.now) }, described)?;
+        let rec = Record { layer, created: Some(self.now) };
+        self.cache.put_described(&key, &rec, described)?;
+        self.cache.noted(&st.key, &key, &st.platform, &rec);
         st.key = key;
         self.executed += 1;
         self.commit_fs(st, history, self.now);
@@ -570,7 +591,7 @@ impl Run<'_> {
             return Ok((fs, format!("named:{from}")));
         }
         let img = self.image(from, &st.platform.clone(), line).await?;
-        let fs = self.image_fs(&img)?;
+        let fs = self.image_fs(&img, None).await?;
         Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))
     }
 }

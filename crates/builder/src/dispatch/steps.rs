@@ -6,6 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
+use polyarch_oci::Digest;
+
 use super::{Run, StageState};
 use crate::error::Result;
 use crate::{Event, Vertex};
@@ -42,6 +44,16 @@ impl Run<'_> {
         v
     }
 
+    /// The step a source a step reads was made by, an input of the step:
+    /// the build context's (`load build context`) for none, a stage's last
+    /// step for a stage; none for an image or a named context.
+    pub(crate) fn source_input(&self, st: &StageState, from: Option<&str>, line: usize) -> Option<Digest> {
+        let Some(from) = from else { return Some(Vertex::internal("load build context").digest()) };
+        let from = self.expand(st, from, line).ok()?;
+        let j = self.stage_named(&from, self.stages.len())?;
+        self.stages.get(j)?.as_ref()?.last.clone()
+    }
+
     pub(crate) fn done(&self, step: Step) {
         self.emit(Event::Done { elapsed: step.t.elapsed(), vertex: step.vertex, at: SystemTime::now() });
     }
@@ -72,5 +84,41 @@ impl Run<'_> {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::copy::file_node;
+    use crate::{BuildOptions, Builder, Event, MemFs, Vertex};
+
+    /// Each step's inputs are the steps it reads: the stage's previous
+    /// step, the context's step, another stage's last step.
+    #[test]
+    fn inputs_are_the_steps_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = polyarch_store::Store::open(dir.path()).unwrap();
+        let mut ctx = MemFs::new();
+        ctx.insert("f".into(), file_node(b"f", 0o644, 1));
+        let df = "FROM scratch AS a\nCOPY f /f\nFROM scratch\nCOPY --from=a /f /g\nCOPY f /h\n";
+        let vertices: Arc<Mutex<Vec<Vertex>>> = Arc::default();
+        let v = vertices.clone();
+        let b = Builder::new(store).with_events(Arc::new(move |e| {
+            if let Event::Started { vertex, .. } = e {
+                v.lock().unwrap().push(vertex);
+            }
+        }));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(b.build(&BuildOptions::new(df).with_context(ctx))).unwrap();
+        let vertices = vertices.lock().unwrap().clone();
+        let find = |name: &str| vertices.iter().find(|v| v.name() == name).unwrap_or_else(|| panic!("{name}"));
+        let context = Vertex::internal("load build context").digest();
+        let a_copy = find("[a 2/2] COPY f /f");
+        assert_eq!(a_copy.inputs, [find("[a 1/2] FROM scratch").digest(), context.clone()]);
+        let from = find("[stage-1 2/3] COPY --from=a /f /g");
+        assert_eq!(from.inputs, [find("[stage-1 1/3] FROM scratch").digest(), a_copy.digest()]);
+        assert_eq!(find("[stage-1 3/3] COPY f /h").inputs, [from.digest(), context]);
     }
 }

@@ -23,6 +23,7 @@ use super::GlobalArgs;
 pub(crate) use crate::progress::build::Progress;
 
 mod annotation;
+mod cache_flags;
 mod check;
 mod export;
 pub mod inputs;
@@ -146,6 +147,8 @@ pub struct BuildArgs {
     #[command(flatten)]
     run_flags: run_flags::RunFlags,
     #[command(flatten)]
+    cache: cache_flags::CacheFlags,
+    #[command(flatten)]
     inputs: inputs::InputArgs,
 }
 
@@ -221,6 +224,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     }
     a.progress = crate::progress::build::from_env(&a.progress, std::env::var("BUILDKIT_PROGRESS").ok().as_deref())?;
     let mut outputs = a.outputs.iter().map(|o| Output::parse(o)).collect::<Result<Vec<_>, _>>()?;
+    let cache = a.cache.parse()?;
     if a.push {
         match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
             Some(o) => o.push = true,
@@ -349,11 +353,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             *e = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
         }
     }
+    if let Ok(mut s) = progress.source.lock() {
+        *s = Some((opts.dockerfile_name.clone(), String::from_utf8_lossy(&opts.dockerfile).into_owned()));
+    }
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
+        a.cache.refuse_for_nodes(&b.name, &b.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>())?;
         if a.run_flags.any() {
             bail!(
                 "--add-host, --ulimit, --shm-size, --cgroup-parent, --allow and --ssh apply to local builds only: \
@@ -382,6 +390,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         progress.finish(false);
         return Err(e.into());
     }
+    if let Some(c) = &cache {
+        c.import(&rt, &client, &progress);
+    }
     if platforms.len() > 1 {
         let jobs = a.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs);
         let run = multi::Multi {
@@ -394,10 +405,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             annotations: &annotations,
             push: None,
             tag: true,
+            cache: cache.as_ref(),
         };
         let built = run.build(&opts, &platforms, jobs, &a);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
+    let builder = match &cache {
+        Some(c) => builder.with_cache_io(c.io.clone()),
+        None => builder,
+    };
     let result = rt.block_on(async {
         tokio::select! {
             r = builder.build(&opts) => Some(r),
@@ -425,7 +441,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         push: None,
         tag: true,
     };
-    export_single(&exporter, &outputs, &result, &a)
+    export_single(&exporter, &outputs, &result, &a, cache.as_ref())
 }
 
 /// Exports a one-platform result to every output and writes the reports.
@@ -434,6 +450,7 @@ fn export_single(
     outputs: &[Output],
     result: &BuildResult,
     a: &BuildArgs,
+    cache: Option<&cache_flags::Traffic>,
 ) -> Result<u8> {
     let progress = exporter.progress;
     let annotations = exporter.annotations;
@@ -444,9 +461,16 @@ fn export_single(
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
     let t = Instant::now();
-    let exporting = progress.start(Vertex::plain("exporting to image"));
+    let exporting = progress.start_export();
     let names_out = exporter.export(&Built::Image(Box::new(result.clone())), outputs)?;
-    progress.done(exporting, t.elapsed());
+    progress.done_export(exporting, t.elapsed());
+    if let Some(c) = cache {
+        let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
+        if let Err(e) = c.export(exporter.rt, exporter.client, exporter.store, progress, compression) {
+            progress.finish(false);
+            return Err(e);
+        }
+    }
     progress.finish(true);
     if progress.chatty() {
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);

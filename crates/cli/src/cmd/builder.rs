@@ -12,6 +12,7 @@ use polyarch_remote::builder::{
 use serde_json::{json, Value};
 
 use super::binfmt::{host_status, out, outln, table};
+use super::builder_driver::{self as drivers, DriverArgs};
 use super::GlobalArgs;
 use crate::template::{self, Format};
 
@@ -25,17 +26,24 @@ pub enum BuilderCommand {
     Inspect(InspectArgs),
     /// List builders and their platforms (as `docker buildx ls`).
     Ls(LsArgs),
-    /// Remove a builder (as `docker buildx rm`).
-    Rm(NameArg),
-    /// Mark a builder's nodes inactive (as `docker buildx stop`).
+    /// Remove a builder (as `docker buildx rm`): its nodes' containers and
+    /// volumes too.
+    Rm(RmArgs),
+    /// Stop a builder's node containers and mark its nodes inactive (as
+    /// `docker buildx stop`).
     Stop(NameArg),
 }
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The node's endpoint: `local` or `ssh://[user@]host[:port]`.
-    #[arg(value_name = "ENDPOINT", default_value = "local")]
-    endpoint: String,
+    /// The node's endpoint: `local` or `ssh://[user@]host[:port]`; for the
+    /// docker-container driver a Docker endpoint (`unix://PATH`,
+    /// `tcp://HOST:PORT`, a docker context; default: DOCKER_HOST, the
+    /// current context, the default socket).
+    #[arg(value_name = "ENDPOINT")]
+    endpoint: Option<String>,
+    #[command(flatten)]
+    driver: DriverArgs,
     /// The builder's name (default: the first free `builderN`).
     #[arg(long)]
     name: Option<String>,
@@ -67,8 +75,21 @@ pub struct CreateArgs {
 
 #[derive(Args)]
 pub struct UseArgs {
-    /// The builder.
-    name: String,
+    /// The builder (none with --default: the default builder).
+    #[arg(required_unless_present = "default")]
+    name: Option<String>,
+    /// Make it the default (without a name: go back to the default builder).
+    #[arg(long)]
+    default: bool,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// The builder (default: POLYARCH_BUILDER or the one chosen with `use`).
+    name: Option<String>,
+    /// Keep the node containers' state volumes.
+    #[arg(long)]
+    keep_state: bool,
 }
 
 #[derive(Args)]
@@ -98,10 +119,10 @@ pub fn run(_global: &GlobalArgs, cmd: BuilderCommand) -> Result<u8> {
     let store = Store::from_env()?;
     match cmd {
         BuilderCommand::Create(a) => create(&store, a),
-        BuilderCommand::Use(a) => use_builder(&store, &a.name),
+        BuilderCommand::Use(a) => use_builder(&store, a.name.as_deref().unwrap_or(DEFAULT)),
         BuilderCommand::Inspect(a) => inspect(&store, a),
         BuilderCommand::Ls(a) => ls(&store, a),
-        BuilderCommand::Rm(a) => rm(&store, a.name),
+        BuilderCommand::Rm(a) => rm(&store, a.name, a.keep_state),
         BuilderCommand::Stop(a) => stop(&store, a.name),
     }
 }
@@ -131,7 +152,10 @@ fn parse_platforms(list: &[String]) -> Result<Vec<String>> {
 }
 
 fn create(store: &Store, a: CreateArgs) -> Result<u8> {
-    let endpoint = Endpoint::parse(&a.endpoint)?;
+    if a.driver.leave {
+        return drivers::leave(store, a.name.as_deref(), a.node.as_deref());
+    }
+    let (driver, endpoint) = drivers::resolve(&a.driver, a.endpoint.as_deref(), a.append)?;
     let platforms = parse_platforms(&a.platforms)?;
     for n in a.name.iter().chain(&a.node) {
         builders::validate_name(n)?;
@@ -146,8 +170,10 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
         (Some(b), true) => b,
         (Some(_), false) => bail!("builder {name:?} exists; use --append to add a node to it"),
         (None, true) => bail!("no builder {name:?} to append to"),
-        (None, false) => Builder::new(&name),
+        (None, false) => Builder { driver: driver.clone(), ..Builder::new(&name) },
     };
+    drivers::check_driver(&b, &driver)?;
+    b.driver = driver.clone();
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         polyarch_registry::RegistryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -165,13 +191,17 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
             .find(|n| !b.nodes.iter().any(|x| &x.name == n))
             .unwrap_or_default(),
     };
-    let node = Node {
+    let mut node = Node {
         name: node_name.clone(),
         endpoint,
         platforms,
         remote_bin: a.remote_polyarch,
+        driver_opts: Default::default(),
+        buildkitd_flags: None,
         state: NodeStatus::Inactive,
     };
+    drivers::options(&a.driver, &driver, &mut node)?;
+    drivers::check_node_name(store, &name, &node)?;
     match b.nodes.iter_mut().find(|n| n.name == node_name) {
         Some(existing) => *existing = node,
         None => b.nodes.push(node),
@@ -190,7 +220,10 @@ fn bootstrap(b: &mut Builder) -> Vec<String> {
     let local = || super::worker::local_probe().map_err(|e| format!("{e:#}"));
     let mut failed = Vec::new();
     for n in &mut b.nodes {
-        n.state = builders::probe_node(n, &local);
+        n.state = match n.endpoint {
+            Endpoint::Docker { .. } => drivers::probe(n),
+            _ => builders::probe_node(n, &local),
+        };
         if let NodeStatus::Error { reason } = &n.state {
             failed.push(reason.clone());
         }
@@ -213,14 +246,18 @@ fn use_builder(store: &Store, name: &str) -> Result<u8> {
     Ok(0)
 }
 
-fn rm(store: &Store, name: Option<String>) -> Result<u8> {
+fn rm(store: &Store, name: Option<String>, keep_state: bool) -> Result<u8> {
     let name = chosen(store, name)?;
     if builders::is_default(&name) {
         bail!("the default builder cannot be removed");
     }
-    if !store.remove(&name)? {
+    let Some(b) = store.get(&name)? else {
         bail!("no builder {name:?} found (see `polyarch builder ls`)");
+    };
+    for n in &b.nodes {
+        drivers::remove_node(n, keep_state)?;
     }
+    store.remove(&name)?;
     Ok(0)
 }
 
@@ -234,6 +271,7 @@ fn stop(store: &Store, name: Option<String>) -> Result<u8> {
         bail!("no builder {name:?} found (see `polyarch builder ls`)");
     };
     for n in &mut b.nodes {
+        drivers::stop_node(n)?;
         n.state = NodeStatus::Inactive;
     }
     store.put(&b)?;
@@ -244,6 +282,9 @@ fn stop(store: &Store, name: Option<String>) -> Result<u8> {
 struct NodeView {
     name: String,
     endpoint: String,
+    /// `--driver-opt` pairs and `--buildkitd-flags`, for `inspect`.
+    driver_opts: Vec<String>,
+    flags: Option<String>,
     status: &'static str,
     error: Option<String>,
     version: String,
@@ -265,6 +306,8 @@ fn default_node() -> Result<NodeView> {
     Ok(NodeView {
         name: DEFAULT.to_string(),
         endpoint: "local".to_string(),
+        driver_opts: Vec::new(),
+        flags: None,
         status: "running",
         error: None,
         version: VERSION.to_string(),
@@ -282,14 +325,18 @@ fn stored_node(n: &Node) -> NodeView {
         _ => (String::new(), Vec::new(), Vec::new()),
     };
     let ps = n.platforms();
+    let stored_error = match &n.state {
+        NodeStatus::Error { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    let (status, error) = drivers::live_status(n).unwrap_or((n.state.word(), stored_error));
     NodeView {
         name: n.name.clone(),
         endpoint: n.endpoint.to_string(),
-        status: n.state.word(),
-        error: match &n.state {
-            NodeStatus::Error { reason } => Some(reason.clone()),
-            _ => None,
-        },
+        driver_opts: n.driver_opts.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect(),
+        flags: n.buildkitd_flags.clone(),
+        status,
+        error,
         version,
         shown: ps.iter().map(|(p, _)| if n.platforms.contains(p) { format!("{p}*") } else { p.clone() }).collect(),
         all: ps.into_iter().map(|(p, _)| p).collect(),
@@ -300,10 +347,12 @@ fn stored_node(n: &Node) -> NodeView {
 }
 
 /// Every builder with its nodes: the default first, then stored ones by name.
-fn all_builders(store: &Store) -> Result<Vec<(String, Vec<NodeView>)>> {
-    let mut out = vec![(DEFAULT.to_string(), vec![default_node()?])];
+/// Every builder with its driver and nodes: the default first, then stored
+/// ones by name.
+fn all_builders(store: &Store) -> Result<Vec<(String, String, Vec<NodeView>)>> {
+    let mut out = vec![(DEFAULT.to_string(), DRIVER.to_string(), vec![default_node()?])];
     for b in store.list()? {
-        out.push((b.name.clone(), b.nodes.iter().map(stored_node).collect()));
+        out.push((b.name.clone(), drivers::driver_of(Some(&b)).to_string(), b.nodes.iter().map(stored_node).collect()));
     }
     Ok(out)
 }
@@ -357,10 +406,10 @@ fn ls(store: &Store, args: LsArgs) -> Result<u8> {
     if !matches!(args.format, Format::Default) {
         let doc: Vec<Value> = builders
             .iter()
-            .map(|(name, nodes)| {
+            .map(|(name, driver, nodes)| {
                 json!({
                     "name": name,
-                    "driver": DRIVER,
+                    "driver": driver,
                     "current": *name == current,
                     "nodes": nodes.iter().map(node_json).collect::<Vec<_>>(),
                 })
@@ -375,9 +424,9 @@ fn ls(store: &Store, args: LsArgs) -> Result<u8> {
         return Ok(0);
     }
     let mut rows = vec![["NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "POLYARCH", "PLATFORMS"].map(String::from).to_vec()];
-    for (name, nodes) in &builders {
+    for (name, driver, nodes) in &builders {
         let mark = if *name == current { "*" } else { "" };
-        rows.push(vec![format!("{name}{mark}"), DRIVER.to_string(), String::new(), String::new(), String::new()]);
+        rows.push(vec![format!("{name}{mark}"), driver.clone(), String::new(), String::new(), String::new()]);
         for n in nodes {
             rows.push(vec![
                 format!(" \\_ {}", n.name),
@@ -389,7 +438,7 @@ fn ls(store: &Store, args: LsArgs) -> Result<u8> {
         }
     }
     out(&table(&rows));
-    for (_, nodes) in &builders {
+    for (_, _, nodes) in &builders {
         for e in nodes.iter().filter_map(|n| n.error.as_deref()) {
             eprintln!("warning: {e}");
         }
@@ -400,6 +449,7 @@ fn ls(store: &Store, args: LsArgs) -> Result<u8> {
 fn inspect(store: &Store, a: InspectArgs) -> Result<u8> {
     let name = chosen(store, a.name)?;
     let mut failed = Vec::new();
+    let mut driver = DRIVER.to_string();
     let nodes = if builders::is_default(&name) {
         vec![default_node()?]
     } else {
@@ -410,10 +460,11 @@ fn inspect(store: &Store, a: InspectArgs) -> Result<u8> {
             failed = bootstrap(&mut b);
             store.put(&b)?;
         }
+        driver = drivers::driver_of(Some(&b)).to_string();
         b.nodes.iter().map(stored_node).collect()
     };
     let name = if builders::is_default(&name) { DEFAULT.to_string() } else { name };
-    let mut text = format!("Name:          {name}\nDriver:        {DRIVER}\n\nNodes:\n");
+    let mut text = format!("Name:          {name}\nDriver:        {driver}\n\nNodes:\n");
     for (i, n) in nodes.iter().enumerate() {
         if i > 0 {
             text.push('\n');
@@ -422,8 +473,14 @@ fn inspect(store: &Store, a: InspectArgs) -> Result<u8> {
             "Name:          {}\nEndpoint:      {}\nStatus:        {}\n",
             n.name, n.endpoint, n.status
         ));
+        if !n.driver_opts.is_empty() {
+            text.push_str(&format!("Driver Options: {}\n", n.driver_opts.join(" ")));
+        }
         if let Some(e) = &n.error {
             text.push_str(&format!("Error:         {e}\n"));
+        }
+        if let Some(f) = &n.flags {
+            text.push_str(&format!("BuildKit daemon flags: {f}\n"));
         }
         if !n.version.is_empty() {
             text.push_str(&format!("Polyarch:      {}\n", n.version));

@@ -1,7 +1,7 @@
 //! `polyarch debug plan`: the build graph a Dockerfile becomes for every
 //! platform at once (as BuildKit's LLB), as JSON or Graphviz dot. Base
 //! images are resolved as builds resolve them: the local store, then the
-//! registry.
+//! registry, for their manifest and config only (no layer is fetched).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -57,7 +57,8 @@ pub struct Args {
 }
 
 /// Base images from the local store, then the registry, through the
-/// builder's resolution; the config blob is read back from the store.
+/// builder's resolution of metadata (manifest and config, no layers); the
+/// config blob is read back from the store.
 struct StoreResolver {
     store: Store,
     client: Client,
@@ -66,7 +67,7 @@ struct StoreResolver {
 
 impl Resolver for StoreResolver {
     async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, BoxError> {
-        let img = base::resolve(Some(&self.client), &self.store, reference, platform, self.mode).await?;
+        let img = base::resolve_metadata(Some(&self.client), &self.store, reference, platform, self.mode).await?;
         let raw = self.store.get_manifest(&img.manifest)?;
         let Some(manifest) = raw.as_image() else {
             return Err(format!("{}: not an image manifest", img.pinned).into());

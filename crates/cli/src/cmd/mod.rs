@@ -5,6 +5,7 @@ pub mod archive;
 pub mod binfmt;
 pub mod build;
 pub mod builder;
+pub mod builder_driver;
 pub mod cache;
 pub mod completion;
 pub mod context;

@@ -2,7 +2,8 @@
 //! polyarch. `--probe` reports the node's version and the platforms it
 //! executes, as one JSON line, for `builder create --bootstrap`; `--stdio`
 //! serves builds over stdin and stdout (see `polyarch_remote`), into this
-//! node's store.
+//! node's store; `--idle` only waits, as a docker-container node's main
+//! process.
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
@@ -20,11 +21,18 @@ pub struct WorkerArgs {
     /// Serve builds for another machine's polyarch on stdin and stdout.
     #[arg(long)]
     stdio: bool,
+    /// Wait for SIGTERM or SIGINT, doing nothing: the main process of a
+    /// docker-container node, whose sessions are `worker --stdio` execs.
+    #[arg(long, conflicts_with_all = ["stdio", "probe"])]
+    idle: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: WorkerArgs) -> Result<u8> {
     if args.stdio {
         return serve(global);
+    }
+    if args.idle {
+        return idle();
     }
     if !args.probe {
         bail!("nothing to do: `polyarch worker` needs --probe or --stdio");
@@ -56,6 +64,43 @@ fn serve(global: &GlobalArgs) -> Result<u8> {
     polyarch_remote::worker::serve(worker, &rt, Box::new(std::io::stdin()), Box::new(std::io::stdout()))
         .context("serving the build session")?;
     Ok(0)
+}
+
+/// Waits for a signal to end (PID 1 of a container gets no default
+/// handlers, so they are installed here).
+fn idle() -> Result<u8> {
+    use tokio::signal::unix::{signal, SignalKind};
+    writable_cgroups();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().context("starting a runtime")?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .context("waiting for a signal")?;
+    Ok(0)
+}
+
+/// Makes the cgroup file systems writable where they are mounted
+/// read-only (a container that is not privileged has them so), as the
+/// worker's runc makes the build's cgroups below them. Best effort: a
+/// mount that stays read-only fails the first RUN step with runc's word.
+fn writable_cgroups() {
+    use rustix::mount::{mount_remount, MountFlags};
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(opts)) = (fields.get(4), fields.get(5)) else { continue };
+        let cgroup = *point == "/sys/fs/cgroup" || point.starts_with("/sys/fs/cgroup/");
+        if cgroup && opts.split(',').any(|o| o == "ro") {
+            let _ =
+                mount_remount(*point, MountFlags::BIND, "").or_else(|_| mount_remount(*point, MountFlags::empty(), ""));
+        }
+    }
 }
 
 /// This machine's probe: platforms that run natively (the host's first),

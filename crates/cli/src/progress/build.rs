@@ -7,16 +7,29 @@
 //! steps as lines, below them a bar per running step and per blob a pull
 //! or push is moving, fed by the registry client's byte counts); `rawjson`
 //! BuildKit's `SolveStatus` stream ([`super::rawjson`]); `quiet` and
-//! `none` no progress.
+//! `none` no progress. A step's statuses (a blob pulled or pushed, a
+//! layer extracted) come from the builder's events and, for the bytes in
+//! between, from the registry client's counts; the statuses of the export
+//! (`naming to ...`, `pushing layers`, each blob pushed) belong to the
+//! `exporting to image` step ([`Progress::start_export`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use polyarch_builder::{Event, MemFs, StepNumbers, Vertex};
+use polyarch_builder::{Event, MemFs, Status, StepNumbers, Vertex};
+use polyarch_oci::Digest;
 
-use super::rawjson::{RawJson, Warning};
+use super::rawjson::{status_line, RawJson, Warning};
+
+/// How often a moving blob's status is written in rawjson.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether a status is a blob's (its id a digest).
+fn is_blob(id: &str) -> bool {
+    id.parse::<Digest>().is_ok()
+}
 
 /// The `--progress` values.
 pub const MODES: [&str; 6] = ["auto", "tty", "plain", "quiet", "rawjson", "none"];
@@ -35,6 +48,8 @@ pub struct Progress {
     warnings: Mutex<Option<polyarch_dockerfile::lint::Report>>,
     /// With `-D/--debug`: the Dockerfile's name and text, to expand them.
     pub expand: Mutex<Option<(String, String)>>,
+    /// The Dockerfile's name and text, the source of rawjson's warnings.
+    pub source: Mutex<Option<(String, String)>>,
     /// The build definition's step, which warnings belong to.
     definition: Mutex<Option<Vertex>>,
     numbers: Arc<Mutex<StepNumbers>>,
@@ -50,6 +65,11 @@ pub struct Progress {
     ticking: bool,
     /// tty mode: one bar per running step and per blob on the move.
     bars: Mutex<HashMap<BarKey, indicatif::ProgressBar>>,
+    /// Blob statuses begun and not completed: their step, the status and
+    /// when its line was last written.
+    blobs: Mutex<HashMap<Digest, (Vertex, Status, Instant)>>,
+    /// The `exporting to image` step while it runs.
+    export: Mutex<Option<Vertex>>,
 }
 
 /// What a live bar shows.
@@ -157,8 +177,24 @@ fn plain_lines(e: &Event, cached: &mut HashSet<usize>, started: &HashMap<usize, 
             let since = started.get(&id).and_then(|s| at.duration_since(*s).ok()).unwrap_or_default();
             vec![format!("#{id} {:.3} {line}", since.as_secs_f64())]
         }
+        Event::Status { status, .. } => status_done(status).map(|s| format!("#{id} {s}")).into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// A completed status as BuildKit's plain and tty lines end it:
+/// `sha256:... 2.10MB / 2.10MB 0.2s done`, `extracting sha256:... 0.1s done`.
+fn status_done(status: &Status) -> Option<String> {
+    let completed = status.completed?;
+    let took = status.started.and_then(|s| completed.duration_since(s).ok()).unwrap_or_default();
+    let bytes = match status.total {
+        Some(total) => {
+            let size = crate::cmd::images::human_size;
+            format!(" {} / {}", size(status.current), size(total))
+        }
+        None => String::new(),
+    };
+    Some(format!("{}{bytes} {:.1}s done", status.id, took.as_secs_f64()))
 }
 
 /// After a build: buildx's summary of the check warnings on stderr (not
@@ -207,6 +243,7 @@ impl Progress {
             start: Instant::now(),
             warnings: Mutex::new(None),
             expand: Mutex::new(None),
+            source: Mutex::new(None),
             definition: Mutex::new(None),
             numbers: Arc::default(),
             own: Default::default(),
@@ -217,6 +254,8 @@ impl Progress {
             live,
             ticking: terminal,
             bars: Default::default(),
+            blobs: Default::default(),
+            export: Default::default(),
         }
     }
 
@@ -276,6 +315,7 @@ impl Progress {
             Event::Done { vertex, .. } | Event::Failed { vertex, .. } => {
                 self.open.lock().map(|mut o| o.remove(&vertex.id)).ok();
             }
+            Event::Status { vertex, status, .. } => self.track_blob(vertex, status),
             _ => {}
         }
         match self.mode.as_str() {
@@ -322,6 +362,12 @@ impl Progress {
                 let start = self.started.lock().ok().and_then(|s| s.get(&id).copied());
                 let since = start.and_then(|s| at.duration_since(s).ok()).unwrap_or_default();
                 self.line(&format!(" #{id} {:.3} {line}", since.as_secs_f64()));
+            }
+            // Blobs show as bars fed by the registry's counts.
+            Event::Status { status, .. } if !is_blob(&status.id) => {
+                if let Some(s) = status_done(status) {
+                    self.line(&format!(" => => {s}"));
+                }
             }
             _ => {}
         }
@@ -371,6 +417,10 @@ impl Progress {
     /// Byte counts from the registry client: a bar per blob while it
     /// moves, then a line (`=> => sha256:0123456789ab 2.2MB / 2.2MB done`).
     pub fn registry(&self, e: &polyarch_registry::Event) {
+        if self.mode == "rawjson" {
+            self.blob_bytes(e);
+            return;
+        }
         if self.live.is_none() {
             return;
         }
@@ -417,6 +467,87 @@ impl Progress {
         Some(bar)
     }
 
+    /// Starts the `exporting to image` step: the statuses of the export
+    /// ([`Progress::begin_status`], blobs pushed) are its own until it ends.
+    pub fn start_export(&self) -> Vertex {
+        let vertex = self.start(Vertex::plain("exporting to image"));
+        self.export.lock().map(|mut x| *x = Some(vertex.clone())).ok();
+        vertex
+    }
+
+    /// Ends the `exporting to image` step.
+    pub fn done_export(&self, vertex: Vertex, elapsed: Duration) {
+        self.export.lock().map(|mut x| *x = None).ok();
+        self.done(vertex, elapsed);
+    }
+
+    /// A status of the export step that begins now (`naming to NAME`,
+    /// `pushing layers`); none when no export step runs.
+    pub fn begin_status(&self, id: &str) -> Option<(Vertex, Status)> {
+        let vertex = self.export.lock().ok()?.clone()?;
+        let at = SystemTime::now();
+        let status = Status::begin(id, None, at);
+        self.event(&Event::Status { vertex: vertex.clone(), at, status: status.clone() });
+        Some((vertex, status))
+    }
+
+    /// Completes a status of [`Progress::begin_status`].
+    pub fn end_status(&self, begun: Option<(Vertex, Status)>) {
+        let Some((vertex, status)) = begun else { return };
+        let at = SystemTime::now();
+        self.event(&Event::Status { vertex, at, status: status.end(at) });
+    }
+
+    /// Remembers a blob's status while it moves, for the registry's byte
+    /// counts in between.
+    fn track_blob(&self, vertex: &Vertex, status: &Status) {
+        let Some(digest) = status.id.parse::<Digest>().ok() else { return };
+        let Ok(mut blobs) = self.blobs.lock() else { return };
+        match status.completed {
+            Some(_) => blobs.remove(&digest),
+            None => blobs.insert(digest, (vertex.clone(), status.clone(), Instant::now())),
+        };
+    }
+
+    /// A blob the export pushes: its upload is a status of the export
+    /// step (`sha256:...` of the blob, its size as total), from when its
+    /// bytes start going up until the registry has it.
+    pub fn upload(&self, e: &polyarch_transfer::Event) {
+        use polyarch_transfer::Event as T;
+        let Some(vertex) = self.export.lock().ok().and_then(|x| x.clone()) else { return };
+        let at = SystemTime::now();
+        let status = match e {
+            T::BlobStarted { digest, size, direction: polyarch_registry::Direction::Upload } => {
+                Status::begin(digest.to_string(), Some(*size), at)
+            }
+            T::BlobDone { digest, .. } => {
+                let begun = self.blobs.lock().ok().and_then(|mut b| b.remove(digest));
+                let Some((_, status, _)) = begun else { return };
+                status.end(at)
+            }
+            _ => return,
+        };
+        self.event(&Event::Status { vertex, at, status });
+    }
+
+    /// rawjson: a moving blob's status with the bytes moved so far, at
+    /// most every [`STATUS_EVERY`].
+    fn blob_bytes(&self, e: &polyarch_registry::Event) {
+        let polyarch_registry::Event::Bytes { digest, transferred, .. } = e else { return };
+        let at = SystemTime::now();
+        let line = {
+            let Ok(mut blobs) = self.blobs.lock() else { return };
+            let Some((vertex, status, last)) = blobs.get_mut(digest) else { return };
+            status.current = (*transferred).min(status.total.unwrap_or(u64::MAX));
+            if last.elapsed() < STATUS_EVERY {
+                return;
+            }
+            *last = Instant::now();
+            status_line(vertex, at, status)
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
     /// Ends the view (`[+] Building 1.2s FINISHED` in tty mode) and shows
     /// the check warnings the mode shows.
     pub fn finish(&self, ok: bool) {
@@ -432,6 +563,7 @@ impl Progress {
         let Some(rep) = self.warnings.lock().ok().and_then(|mut w| w.take()) else { return };
         if self.mode == "rawjson" {
             let vertex = self.definition.lock().ok().and_then(|d| d.clone()).unwrap_or_default();
+            let source = self.source.lock().ok().and_then(|s| s.clone());
             let warnings: Vec<Warning> = rep
                 .warnings
                 .iter()
@@ -441,6 +573,7 @@ impl Progress {
                     short: w.short(),
                     detail: vec![w.description.to_string()],
                     url: w.url.to_string(),
+                    source: source.as_ref().map(|(f, t)| (f.clone(), t.clone(), w.start_line, w.end_line)),
                 })
                 .collect();
             if let Some(line) = self.raw.warnings(&warnings) {

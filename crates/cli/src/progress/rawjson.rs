@@ -2,10 +2,12 @@
 //! `docker buildx build --progress rawjson` prints it, one JSON object per
 //! line, with the field names and shapes of moby/buildkit `client/graph.go`
 //! (`vertexes` with `digest`, `inputs`, `name`, `started`, `completed`,
-//! `cached`, `error`; `logs` with `vertex`, `stream`, base64 `data` and
-//! `timestamp`; `warnings`), empty fields left out as Go's `omitempty`
-//! does, times in RFC 3339 with nanoseconds, and `<`, `>`, `&` escaped as
-//! Go's encoder escapes them.
+//! `cached`, `error`; `statuses` with `id`, `vertex`, `total`, `current`,
+//! `timestamp`, `started`, `completed`; `logs` with `vertex`, `stream`,
+//! base64 `data` and `timestamp`; `warnings`), empty fields left out as
+//! Go's `omitempty` does (`current`, `timestamp`, a status's `id` and a
+//! log's `data` have none), times in RFC 3339 with nanoseconds, and `<`,
+//! `>`, `&` escaped as Go's encoder escapes them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +15,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use polyarch_builder::config::rfc3339_nano;
-use polyarch_builder::{Event, Stream, Vertex};
+use polyarch_builder::{Event, Status, Stream, Vertex};
 use serde::Serialize;
 
 /// A `SolveStatus`; lists that are empty are not written.
@@ -21,6 +23,8 @@ use serde::Serialize;
 struct SolveStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     vertexes: Vec<VertexJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    statuses: Vec<StatusJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     logs: Vec<LogJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -44,6 +48,26 @@ struct VertexJson {
     error: String,
 }
 
+/// A `VertexStatus`: `id` and `current` are always written, as Go does.
+#[derive(Debug, Serialize)]
+struct StatusJson {
+    id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    vertex: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    total: u64,
+    current: u64,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed: Option<String>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Serialize)]
 struct LogJson {
     vertex: String,
@@ -65,6 +89,30 @@ struct WarningJson {
     detail: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     url: String,
+    #[serde(rename = "sourceInfo", skip_serializing_if = "Option::is_none")]
+    source_info: Option<SourceInfoJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    range: Vec<RangeJson>,
+}
+
+/// BuildKit's `pb.SourceInfo` of a warning: the file, its bytes, its language.
+#[derive(Debug, Serialize)]
+struct SourceInfoJson {
+    filename: String,
+    data: String,
+    language: String,
+}
+
+/// A `pb.Range` of lines (`character` is 0 and left out, as omitempty does).
+#[derive(Debug, Serialize)]
+struct RangeJson {
+    start: PositionJson,
+    end: PositionJson,
+}
+
+#[derive(Debug, Serialize)]
+struct PositionJson {
+    line: usize,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -84,6 +132,9 @@ pub struct Warning {
     pub detail: Vec<String>,
     /// A link to the rule's documentation.
     pub url: String,
+    /// The Dockerfile's name and text, with the warning's first and last
+    /// line (from 1), when it has a place.
+    pub source: Option<(String, String, usize, usize)>,
 }
 
 /// When a step started and whether it came from the cache.
@@ -152,6 +203,7 @@ impl RawJson {
                 let log = LogJson { vertex: v.digest().to_string(), stream, data, timestamp: rfc3339_nano(*t) };
                 SolveStatus { logs: vec![log], ..SolveStatus::default() }
             }
+            Event::Status { at, status, .. } => return Some(status_line(v, *at, status)),
             _ => return None,
         };
         Some(go_json(&status))
@@ -170,10 +222,38 @@ impl RawJson {
                 short: b64(w.short.as_bytes()),
                 detail: w.detail.iter().map(|d| b64(d.as_bytes())).collect(),
                 url: w.url.clone(),
+                source_info: w.source.as_ref().map(|(file, text, ..)| SourceInfoJson {
+                    filename: file.clone(),
+                    data: b64(text.as_bytes()),
+                    language: "Dockerfile".into(),
+                }),
+                range: w
+                    .source
+                    .iter()
+                    .filter(|(.., start, _)| *start > 0)
+                    .map(|(.., start, end)| RangeJson {
+                        start: PositionJson { line: *start },
+                        end: PositionJson { line: (*end).max(*start) },
+                    })
+                    .collect(),
             })
             .collect();
         Some(go_json(&SolveStatus { warnings, ..SolveStatus::default() }))
     }
+}
+
+/// The line of a status of step `v` at `at`.
+pub fn status_line(v: &Vertex, at: SystemTime, status: &Status) -> String {
+    let json = StatusJson {
+        id: status.id.clone(),
+        vertex: v.digest().to_string(),
+        total: status.total.unwrap_or(0),
+        current: status.current,
+        timestamp: rfc3339_nano(at),
+        started: status.started.map(rfc3339_nano),
+        completed: status.completed.map(rfc3339_nano),
+    };
+    go_json(&SolveStatus { statuses: vec![json], ..SolveStatus::default() })
 }
 
 fn vertex(v: &Vertex, started: Option<String>, completed: Option<String>, cached: bool, error: &str) -> SolveStatus {
@@ -264,6 +344,34 @@ mod tests {
     }
 
     #[test]
+    fn statuses_as_buildkit_writes_them() {
+        let r = RawJson::default();
+        let v = run_step();
+        let d = v.digest().to_string();
+        let blob = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let begin = Status::begin(blob, Some(2048), at(1));
+        let line = r.line(&Event::Status { vertex: v.clone(), at: at(1), status: begin.clone() }).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                r#"{{"statuses":[{{"id":"{blob}","vertex":"{d}","total":2048,"current":0,"timestamp":"2023-11-14T22:13:20.001000007Z","started":"2023-11-14T22:13:20.001000007Z"}}]}}"#
+            )
+        );
+        let end = Status::begin(format!("extracting {blob}"), None, at(2)).end(at(3));
+        assert_eq!(
+            status_line(&v, at(3), &end),
+            format!(
+                r#"{{"statuses":[{{"id":"extracting {blob}","vertex":"{d}","current":0,"timestamp":"2023-11-14T22:13:20.003000007Z","started":"2023-11-14T22:13:20.002000007Z","completed":"2023-11-14T22:13:20.003000007Z"}}]}}"#
+            )
+        );
+        let done: serde_json::Value = serde_json::from_str(&status_line(&v, at(4), &begin.end(at(4)))).unwrap();
+        assert_eq!(
+            (done["statuses"][0]["current"].as_u64(), done["statuses"][0]["total"].as_u64()),
+            (Some(2048), Some(2048))
+        );
+    }
+
+    #[test]
     fn warnings_are_base64_as_go_writes_bytes() {
         let r = RawJson::default();
         let vertex = Vertex::internal("load build definition from Dockerfile");
@@ -273,6 +381,7 @@ mod tests {
             short: "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)".into(),
             detail: vec!["The 'as' keyword should match the case of the 'from' keyword".into()],
             url: "https://docs.docker.com/go/dockerfile/rule/from-as-casing/".into(),
+            source: Some(("Dockerfile".into(), "FROM busybox as b\n".into(), 1, 1)),
         };
         let line = r.warnings(&[w]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -282,6 +391,11 @@ mod tests {
         let short = base64::engine::general_purpose::STANDARD.decode(w["short"].as_str().unwrap()).unwrap();
         assert!(String::from_utf8(short).unwrap().starts_with("FromAsCasing:"));
         assert_eq!(w["url"], "https://docs.docker.com/go/dockerfile/rule/from-as-casing/");
+        let info = &w["sourceInfo"];
+        assert_eq!((info["filename"].as_str(), info["language"].as_str()), (Some("Dockerfile"), Some("Dockerfile")));
+        let data = base64::engine::general_purpose::STANDARD.decode(info["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data, b"FROM busybox as b\n");
+        assert_eq!(w["range"], serde_json::json!([{"start": {"line": 1}, "end": {"line": 1}}]));
         assert_eq!(r.warnings(&[]), None);
     }
 }

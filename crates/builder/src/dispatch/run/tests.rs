@@ -390,3 +390,59 @@ fn a_private_cache_in_use_gives_the_step_a_directory_of_its_own() {
     f.run(&exec, "RUN --mount=type=cache,target=/p,sharing=private third\n");
     assert_eq!(exec.last().unwrap().mount("/p").unwrap().source, shared, "free again: the cache itself");
 }
+
+/// A RUN step waiting for its run slot is not running: it starts when it
+/// has the slot (the wait is not shown as running time), and a step whose
+/// result is cached starts and ends without one.
+#[test]
+fn a_run_step_starts_when_it_gets_its_slot() {
+    use crate::slots::{Class, Slots};
+    use crate::Event;
+    use std::sync::Mutex;
+    use std::time::{Duration, SystemTime};
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new();
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let e = events.clone();
+    let slots = Slots::new(1);
+    let b = Builder::new(f.store.clone())
+        .with_executor(exec.clone())
+        .with_slots(slots.clone())
+        .with_events(Arc::new(move |ev| e.lock().unwrap().push(ev)));
+    let mut opts = BuildOptions::new("FROM scratch\nRUN waits for the slot\n");
+    opts.snapshotter = SnapshotterKind::Naive;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (held, released) = rt.block_on(async {
+        let held = slots.acquire(slots.exec_class(&opts.platform)).await;
+        let build = tokio::spawn({
+            let (b, opts) = (b.clone(), opts.clone());
+            async move { b.build(&opts).await }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(exec.count(), 0, "the step waits for the slot");
+        let released = SystemTime::now();
+        drop(held);
+        build.await.unwrap().unwrap();
+        (slots.free(Class::Cpu), released)
+    });
+    assert_eq!(held, 1);
+    let run_events = |events: &[Event]| -> Vec<(String, SystemTime)> {
+        let run = |e: &Event| e.vertex().text.starts_with("RUN");
+        let kind = |e: &Event| format!("{e:?}").split(' ').next().unwrap_or_default().to_string();
+        events.iter().filter(|e| run(e)).map(|e| (kind(e), e.at())).collect()
+    };
+    let got = run_events(&events.lock().unwrap());
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["Started", "Done"], "{got:?}");
+    assert!(got[0].1 >= released, "started {:?} before its slot was free at {released:?}", got[0].1);
+
+    // Cached: started and done while another step holds the only slot.
+    events.lock().unwrap().clear();
+    let again = rt.block_on(async {
+        let _held = slots.acquire(slots.exec_class(&opts.platform)).await;
+        tokio::time::timeout(Duration::from_secs(10), b.build(&opts)).await
+    });
+    assert_eq!(again.expect("a cached step needs no slot").unwrap().cached, 1);
+    let kinds: Vec<String> = run_events(&events.lock().unwrap()).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["Started", "Cached", "Done"]);
+}

@@ -2,6 +2,8 @@
 //! `Built`) to every `--output`: the store and registries here, the files
 //! through `polyarch_builder::output::Output::write`.
 
+use std::sync::Mutex;
+
 use anyhow::{bail, Result};
 use polyarch_builder::export::{self, Built};
 use polyarch_builder::output::{Output, OutputKind};
@@ -51,7 +53,9 @@ impl Exporter<'_> {
                 names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
                 continue;
             }
+            let layers = self.progress.begin_status("exporting layers");
             let loaded = o.write(self.store, built, &names, self.annotations, &mut std::io::stdout().lock())?;
+            self.progress.end_status(layers);
             if o.kind == OutputKind::Docker && matches!(built, Built::Index(_)) && self.progress.mode != "quiet" {
                 eprintln!("{}", super::multi::describe_load(&loaded));
             }
@@ -61,7 +65,11 @@ impl Exporter<'_> {
 
     fn image(&self, built: &Built, o: &Output, names: &[String]) -> Result<()> {
         if self.tag || !o.push {
-            export::tag(self.store, built, names)?;
+            for name in names {
+                let naming = self.progress.begin_status(&format!("naming to {name}"));
+                export::tag(self.store, built, std::slice::from_ref(name))?;
+                self.progress.end_status(naming);
+            }
         }
         if !o.push {
             return Ok(());
@@ -69,9 +77,34 @@ impl Exporter<'_> {
         if names.is_empty() {
             bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
         }
+        // As BuildKit's push: "pushing layers" until the first manifest
+        // goes up, then "pushing manifest for NAME@DIGEST" per name.
+        let layers = Mutex::new(self.progress.begin_status("pushing layers"));
+        let manifests = Mutex::new(Vec::new());
+        let digest = built.descriptor().digest;
+        let to_manifests = || {
+            let Some(begun) = layers.lock().ok().and_then(|mut l| l.take()) else { return };
+            self.progress.end_status(Some(begun));
+            let begin = |n: &String| self.progress.begin_status(&format!("pushing manifest for {n}@{digest}"));
+            manifests.lock().map(|mut m| m.extend(names.iter().map(begin))).ok();
+        };
         match self.push {
-            Some(push) => push(built, names),
-            None => Ok(self.rt.block_on(export::push(self.client, self.store, built, names))?),
+            Some(push) => push(built, names)?,
+            None => {
+                let events = |e: polyarch_transfer::Event| {
+                    if matches!(e, polyarch_transfer::Event::Manifest { .. }) {
+                        to_manifests();
+                    }
+                    self.progress.upload(&e);
+                };
+                self.rt.block_on(export::push_with(self.client, self.store, built, names, &events))?
+            }
         }
+        // Pushes on nodes report no manifest of their own: the whole push is "pushing layers".
+        self.progress.end_status(layers.lock().ok().and_then(|mut l| l.take()));
+        for m in manifests.into_inner().unwrap_or_default() {
+            self.progress.end_status(m);
+        }
+        Ok(())
     }
 }

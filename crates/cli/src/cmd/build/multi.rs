@@ -13,7 +13,7 @@ use polyarch_builder::export::{self, Built, IndexImage};
 use polyarch_builder::multi::{MultiBuilder, MultiResult};
 use polyarch_builder::output::Output;
 use polyarch_builder::slots::Class;
-use polyarch_builder::{BuildOptions, Vertex};
+use polyarch_builder::BuildOptions;
 use polyarch_index::Annotation;
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
@@ -36,6 +36,8 @@ pub(super) struct Multi<'a> {
     /// Whether `type=image` names the index in the local store (not when
     /// the store lacks the layers other nodes built and pushed).
     pub tag: bool,
+    /// `--cache-from` and `--cache-to`, for a build here.
+    pub cache: Option<&'a super::cache_flags::Traffic>,
 }
 
 impl Multi<'_> {
@@ -47,6 +49,10 @@ impl Multi<'_> {
             .with_client(self.client.clone())
             .with_events(Arc::new(move |e| sink.lib_event(e)))
             .with_jobs(jobs);
+        let builder = match self.cache {
+            Some(c) => builder.with_cache_io(c.io.clone()),
+            None => builder,
+        };
         if self.progress.chatty() {
             let emulated = polyarch_builder::slots::Slots::new(jobs).limit(Class::Emulated);
             eprintln!(
@@ -80,7 +86,7 @@ impl Multi<'_> {
             }
         };
         let t = Instant::now();
-        let exporting = self.progress.start(Vertex::plain("exporting to image"));
+        let exporting = self.progress.start_export();
         let exporter = Exporter {
             rt: self.rt,
             client: self.client,
@@ -92,7 +98,15 @@ impl Multi<'_> {
             tag: self.tag,
         };
         let names_out = exporter.export(&Built::Index(Box::new(img.clone())), self.outputs)?;
-        self.progress.done(exporting, t.elapsed());
+        self.progress.done_export(exporting, t.elapsed());
+        if let Some(c) = self.cache {
+            let compression =
+                self.outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip);
+            if let Err(e) = c.export(self.rt, self.client, self.store, self.progress, compression) {
+                self.progress.finish(false);
+                return Err(e);
+            }
+        }
         self.progress.finish(true);
         if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());

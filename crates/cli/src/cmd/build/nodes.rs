@@ -160,7 +160,7 @@ impl Nodes<'_> {
                 push: if full { None } else { Some(&remote_push) },
                 tag: full,
             };
-            super::export_single(&exporter, self.outputs, &images[0], a)
+            super::export_single(&exporter, self.outputs, &images[0], a, None)
         } else {
             let multi = Multi {
                 rt,
@@ -172,6 +172,7 @@ impl Nodes<'_> {
                 annotations: self.annotations,
                 push: if full && docker_types { None } else { Some(&remote_push) },
                 tag: full,
+                cache: None,
             };
             multi.export(&MultiResult { images }, a)
         }

@@ -1,0 +1,150 @@
+//! `--cache-to` and `--cache-from`, as buildx's: parsed by the library
+//! (`polyarch_builder::cacheio::spec`) before anything else, every
+//! `--cache-from` read before the build (one `importing cache manifest
+//! from ...` step each), the records of every platform exported after the
+//! outputs. What cannot be imported is a `WARNING:` line and a colder
+//! build; an export failure fails the build unless `ignore-error=true`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use polyarch_builder::cacheio::{self, export, CacheFrom, CacheIo, CacheTo, CacheWarning};
+use polyarch_builder::{Compression, Vertex};
+use polyarch_registry::Client;
+use polyarch_store::Store;
+
+use super::Progress;
+
+#[derive(Args, Debug, Default)]
+pub struct CacheFlags {
+    /// Import build cache: `type=registry,ref=REPO:TAG`, a plain image
+    /// REF (its inline cache, or a cache manifest), `type=local,src=DIR
+    /// [,digest=sha256:...]` (repeatable).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Export build cache: `type=registry,ref=REPO:TAG[,mode=min|max]
+    /// [,oci-mediatypes=BOOL][,image-manifest=BOOL][,ignore-error=BOOL]`,
+    /// `type=local,dest=DIR[,mode=...]`, `type=inline` (repeatable).
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+}
+
+/// The cache traffic of one build.
+pub struct Traffic {
+    /// Shared with the builds of every platform.
+    pub io: Arc<CacheIo>,
+    from: Vec<CacheFrom>,
+    to: Vec<CacheTo>,
+}
+
+impl CacheFlags {
+    /// The parsed flags, `None` when none was given (an empty value, as
+    /// buildx's `--cache-to=""`, is none).
+    pub fn parse(&self) -> Result<Option<Traffic>> {
+        let given = |v: &Vec<String>| v.iter().filter(|s| !s.trim().is_empty()).cloned().collect::<Vec<_>>();
+        let from =
+            given(&self.cache_from).iter().map(|v| cacheio::parse_cache_from(v)).collect::<Result<Vec<_>, _>>()?;
+        let to = given(&self.cache_to).iter().map(|v| cacheio::parse_cache_to(v)).collect::<Result<Vec<_>, _>>()?;
+        if from.is_empty() && to.is_empty() {
+            return Ok(None);
+        }
+        let inline = to.iter().any(|t| *t == CacheTo::Inline);
+        Ok(Some(Traffic { io: Arc::new(CacheIo::new(inline)), from, to }))
+    }
+
+    /// Refuses the flags for a build on builder nodes, naming them.
+    pub fn refuse_for_nodes(&self, builder: &str, nodes: &[String]) -> Result<()> {
+        let flag = match (self.cache_to.is_empty(), self.cache_from.is_empty()) {
+            (true, true) => return Ok(()),
+            (false, _) => "--cache-to",
+            _ => "--cache-from",
+        };
+        bail!(
+            "{flag} is not supported with builder nodes yet: builder {builder:?} builds on node(s) {}; \
+             build with the local builder (--builder default)",
+            nodes.join(", ")
+        )
+    }
+}
+
+fn warn(w: &CacheWarning) {
+    eprintln!("WARNING: {w}");
+}
+
+impl Traffic {
+    /// Reads every `--cache-from` into the table; what cannot be read is
+    /// a warning.
+    pub fn import(&self, rt: &tokio::runtime::Runtime, client: &Client, progress: &Progress) {
+        for from in &self.from {
+            let t = Instant::now();
+            let step = progress.start(Vertex::plain(format!("importing cache manifest from {from}")));
+            if let Err(w) = rt.block_on(cacheio::import::import(&self.io, client, from)) {
+                warn(&w);
+            }
+            progress.done(step, t.elapsed());
+        }
+    }
+
+    /// Prints the warnings of the build (blobs that could not be fetched).
+    pub fn print_warnings(&self) {
+        for w in self.io.take_warnings() {
+            warn(&w);
+        }
+    }
+
+    /// Exports the build's records to every `--cache-to` but `inline`
+    /// (which the image config carries already).
+    pub fn export(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &Client,
+        store: &Store,
+        progress: &Progress,
+        compression: Compression,
+    ) -> Result<()> {
+        self.print_warnings();
+        for to in &self.to {
+            let (what, target) = match to {
+                CacheTo::Inline => continue,
+                CacheTo::Registry { reference, .. } => ("registry", reference.to_string()),
+                CacheTo::Local { dest, .. } => ("client directory", dest.display().to_string()),
+            };
+            let opts = to.options();
+            if let Some(c) = opts.compression.filter(|c| *c != compression.name()) {
+                let reason = format!(
+                    "compression={c} is not applied: the cache shares the image's {} layers",
+                    compression.name()
+                );
+                warn(&CacheWarning::Option { target: target.clone(), reason });
+            }
+            let t = Instant::now();
+            let step = progress.start(Vertex::plain(format!("exporting cache to {what}")));
+            let done = self.write(rt, client, store, to, &opts);
+            progress.done(step, t.elapsed());
+            match done {
+                Ok(()) => {}
+                Err(e) if opts.ignore_error => warn(&CacheWarning::Export { target, reason: e.to_string() }),
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("exporting cache to {target}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &Client,
+        store: &Store,
+        to: &CacheTo,
+        opts: &cacheio::ExportOptions,
+    ) -> polyarch_builder::Result<()> {
+        let artifact = export::artifact(store, &self.io.gather(opts.mode), opts)?;
+        match to {
+            CacheTo::Registry { reference, .. } => rt.block_on(export::push(client, store, &artifact, reference)),
+            CacheTo::Local { dest, .. } => export::write_local(store, &artifact, dest),
+            CacheTo::Inline => Ok(()),
+        }
+    }
+}
