@@ -145,9 +145,12 @@ fn a_keypair_reaches_a_registry_that_verifies_client_certificates() {
     let ctx = busybox_context(&env, &format!("{}/library/busybox:latest", reg.host));
 
     // Without the builder there is no client certificate: refused by name.
+    // (The refusal is a TLS alert after the handshake: when the server's
+    // reset overtakes it, the request sees a closed connection only.)
     let out = env.cmd(&["build", "--progress", "plain", "-t", "cfg/mtls:0", s(&ctx)]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains(&reg.host) && err.contains("TLS"), "{err}");
+    assert!(!out.status.success() && err.contains(&reg.host), "{err}");
+    assert!(err.contains("BadCertificate") || err.contains("closed"), "{err}");
     let (_, err) = build_ok(&env, &["--builder", "mtls", "-t", "cfg/mtls:1", s(&ctx)]);
     assert!(err.contains("DONE"), "{err}");
     assert!(env.ok(&["images"]).contains("cfg/mtls"));

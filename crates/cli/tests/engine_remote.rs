@@ -144,9 +144,12 @@ fn load_over_ssh_through_docker_dial_stdio() {
     let ctx = simple_context(&env);
     let host = format!("ssh://root@127.0.0.1:{}", sshd.port);
     let ssh = sshd.ssh_command();
+    let logins = || std::fs::read_to_string(ssh_dir.join("sshd.log")).unwrap().matches("Accepted publickey").count();
     let (ok, err) = load(&env, &ctx, "engine/ssh:1", &[("DOCKER_HOST", &host), ("POLYARCH_SSH", &ssh)]);
     assert!(ok, "{err}\ndockerd log:\n{}", d.log());
     assert!(err.contains(&format!("loading into the Docker engine at {host}")), "{err}");
+    // `/_ping`, `/info` and the load share one ssh session.
+    assert_eq!(logins(), 1, "{}", std::fs::read_to_string(ssh_dir.join("sshd.log")).unwrap());
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "engine/ssh:1", "cat", "/hello"]).trim(), "hi");
     let out = env
         .cmd(&["pull", "docker-daemon:engine/ssh:1"])

@@ -135,7 +135,22 @@ pub fn write_head(
     content_type: Option<&str>,
     chunked: bool,
 ) -> io::Result<()> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: polyarch\r\nConnection: close\r\n");
+    write_head_with(w, method, path, content_type, chunked, false)
+}
+
+/// [`write_head`], asking the engine to keep the connection open after
+/// the response with `keep_alive`.
+pub fn write_head_with(
+    w: &mut impl Write,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    chunked: bool,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: polyarch\r\nConnection: {connection}\r\n");
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -182,6 +197,9 @@ pub struct Response<R: Read> {
     pub status: u16,
     pub content_type: String,
     pub body: Body<R>,
+    /// Whether the engine keeps the connection open after this response
+    /// (HTTP/1.1 without `Connection: close`).
+    pub keep_alive: bool,
 }
 
 /// How a response body ends.
@@ -198,6 +216,19 @@ impl<R: Read> Read for Body<R> {
             Body::Chunked(r) => r.read(buf),
             Body::Close(r) => r.read(buf),
         }
+    }
+}
+
+impl<R: Read> Body<R> {
+    /// The connection, when the body was read to its end and nothing
+    /// follows it: ready for another request.
+    pub fn into_complete(self) -> Option<R> {
+        let reader = match self {
+            Body::Length(r) if r.limit() == 0 => r.into_inner(),
+            Body::Chunked(r) if r.done => r.inner,
+            _ => return None,
+        };
+        reader.buffer().is_empty().then(|| reader.into_inner())
     }
 }
 
@@ -225,6 +256,8 @@ pub fn read_response<R: Read>(r: R) -> io::Result<Response<R>> {
         .and_then(|s| s.get(2..5))
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| bad(format!("not an HTTP response: {:?}", line.trim_end())))?;
+    let http11 = line.starts_with("HTTP/1.1");
+    let mut close = false;
     let (mut length, mut chunked, mut content_type) = (None, false, String::new());
     loop {
         next(&mut r, &mut line)?;
@@ -238,6 +271,7 @@ pub fn read_response<R: Read>(r: R) -> io::Result<Response<R>> {
             "content-length" => length = Some(v.parse::<u64>().map_err(|_| bad(format!("bad Content-Length {v:?}")))?),
             "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
             "content-type" => content_type = v.to_string(),
+            "connection" => close = v.eq_ignore_ascii_case("close"),
             _ => {}
         }
     }
@@ -248,7 +282,7 @@ pub fn read_response<R: Read>(r: R) -> io::Result<Response<R>> {
     } else {
         Body::Close(r)
     };
-    Ok(Response { status, content_type, body })
+    Ok(Response { status, content_type, body, keep_alive: http11 && !close })
 }
 
 /// Decodes a chunked body; an early end is an error, not a short body.

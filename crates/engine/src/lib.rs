@@ -8,6 +8,7 @@ pub mod attach;
 pub mod containers;
 pub mod endpoint;
 pub mod http;
+mod idle;
 pub mod ssh;
 pub mod tls;
 
@@ -172,11 +173,14 @@ pub struct Loaded {
     pub lines: Vec<String>,
 }
 
-/// An engine at one endpoint; every call opens its own connection.
+/// An engine at one endpoint; every call opens its own connection, except
+/// over ssh, where the connection of a `/_ping`, `/version` or `/info` is
+/// kept for the next call (clones share it).
 #[derive(Clone, Debug)]
 pub struct Engine {
     endpoint: Endpoint,
     timeout: Duration,
+    idle: idle::Idle,
 }
 
 /// One JSON message of the engine's message stream.
@@ -200,7 +204,7 @@ impl Engine {
     /// An engine at `endpoint`; a reply may take up to 10 minutes (a large
     /// load).
     pub fn new(endpoint: Endpoint) -> Engine {
-        Engine { endpoint, timeout: Duration::from_secs(600) }
+        Engine { endpoint, timeout: Duration::from_secs(600), idle: idle::Idle::default() }
     }
 
     /// The engine the docker CLI would use.
@@ -218,7 +222,16 @@ impl Engine {
         &self.endpoint
     }
 
+    /// A connection for one request: the kept one (over ssh), else a new one.
     fn connect(&self) -> Result<http::Conn> {
+        match self.kept() {
+            Some(conn) => Ok(conn),
+            None => self.open(),
+        }
+    }
+
+    /// A new connection.
+    fn open(&self) -> Result<http::Conn> {
         http::Conn::open(&self.endpoint, self.timeout).map_err(|source| Error::from_io(&self.endpoint, None, source))
     }
 
@@ -252,9 +265,7 @@ impl Engine {
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T> {
-        let mut resp = self.get("GET", path)?;
-        let mut text = Vec::new();
-        resp.body.by_ref().take(16 << 20).read_to_end(&mut text).map_err(self.io(path))?;
+        let text = self.get_whole(path, 16 << 20)?;
         serde_json::from_slice(&text).map_err(|e| Error::Protocol {
             endpoint: self.endpoint.to_string(),
             call: format!("GET {path}"),
@@ -264,9 +275,8 @@ impl Engine {
 
     /// `GET /_ping`: whether an engine answers.
     pub fn ping(&self) -> Result<()> {
-        let mut resp = self.get("GET", "/_ping")?;
-        let mut text = String::new();
-        resp.body.by_ref().take(1024).read_to_string(&mut text).map_err(self.io("GET /_ping"))?;
+        let body = self.get_whole("/_ping", 1024)?;
+        let text = String::from_utf8_lossy(&body);
         if text.trim() != "OK" {
             return Err(Error::Protocol {
                 endpoint: self.endpoint.to_string(),
