@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::dockerd::Dockerd;
-use crate::util::{context, mirrored_for_run, require, s, skopeo_raw, Env, Registry};
+use crate::util::{context, have, mirrored_for_run, podman_run, require, s, skopeo_raw, Env, Registry};
 
 /// Both engines, the registry, and an environment mirroring docker.io to it.
 fn setup() -> Option<(Env, &'static Registry, Dockerd, Dockerd)> {
@@ -123,9 +123,14 @@ fn two_engines_build_one_platform_each_and_push_one_index() {
         .collect();
     assert_eq!(archs, ["amd64", "arm64"], "{index}");
     let client = Env::new();
+    let podman = client.dir.path().join("podman");
     for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
         let out = client.ok(&["run", "--rm", "--platform", platform, &image, "cat", "/arch"]);
         assert_eq!(out.trim(), arch, "{platform}");
+        if require(have("podman"), "podman") {
+            let out = podman_run(&podman, platform, &image, &["cat", "/arch"]);
+            assert_eq!(out.trim(), arch, "podman run --platform {platform}");
+        }
     }
 
     interrupted_build_leaves_no_step_running(&env, "-INT");

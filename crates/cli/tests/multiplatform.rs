@@ -418,18 +418,8 @@ fn six_platforms_with_run_pushed_and_run_everywhere() {
         assert_eq!(ours.trim(), format!("{platform} {machine}"), "built file of {platform}");
         let live = env.ok(&["run", "--rm", "--platform", platform, &image, "uname", "-m"]);
         assert_eq!(live.trim(), machine, "polyarch run --platform {platform}");
-        let out = std::process::Command::new("podman")
-            .arg("--root")
-            .arg(podman_root.join("root"))
-            .arg("--runroot")
-            .arg(podman_root.join("run"))
-            .args(["--runtime", "runc", "run", "--rm", "--pull=always", "--tls-verify=false"])
-            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--platform", platform, &image])
-            .args(["uname", "-m"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "podman {platform}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), machine, "podman run --platform {platform}");
+        let out = podman_run(&podman_root, platform, &image, &["uname", "-m"]);
+        assert_eq!(out.trim(), machine, "podman run --platform {platform}");
     }
 }
 

@@ -355,3 +355,21 @@ pub fn counts(stderr: &str) -> (usize, usize) {
     let n: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
     (n[0], n[1])
 }
+
+/// `podman run --rm --platform PLATFORM IMAGE ARGS...` with its storage
+/// under `dir` (pulled from the registry fixture over plain HTTP, runc as
+/// its runtime, limits this machine grants): the process's stdout.
+pub fn podman_run(dir: &Path, platform: &str, image: &str, args: &[&str]) -> String {
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--runtime", "runc", "run", "--rm", "--pull=always", "--tls-verify=false", "--network", "none"])
+        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--platform", platform, image])
+        .args(args)
+        .output()
+        .expect("running podman");
+    assert!(out.status.success(), "podman run {platform} {image}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
