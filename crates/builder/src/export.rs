@@ -451,6 +451,20 @@ fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descripto
     Ok((store.put_manifest(&raw)?, config, layers))
 }
 
+/// `r` as an image of Docker media types (a schema 2 manifest, its config
+/// and gzip layers), as buildx writes a single-platform image with
+/// `oci-mediatypes=false`.
+pub fn with_docker_types(store: &Store, r: &BuildResult) -> Result<BuildResult> {
+    let (manifest, config, layers) = docker_child(store, r)?;
+    let mut out = r.clone();
+    out.manifest = manifest;
+    out.config = config;
+    for (l, d) in out.layers.iter_mut().zip(layers) {
+        l.desc = d;
+    }
+    Ok(out)
+}
+
 /// Writes the index over `results` to the store: an OCI index whose
 /// children keep OCI media types, or with `docker_types` a Docker manifest
 /// list whose children use Docker media types too (as buildx with

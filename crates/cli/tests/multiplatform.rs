@@ -211,6 +211,28 @@ fn docker_media_types_make_a_manifest_list() {
     assert_eq!(store.resolve(&name).unwrap().unwrap().media_type, mt::DOCKER_MANIFEST_LIST);
 }
 
+/// One platform with `oci-mediatypes=false`: a Docker schema 2 image
+/// (manifest, config and layers), as the older docker clients' `docker
+/// manifest create` reads.
+#[test]
+fn docker_media_types_of_one_platform_make_a_schema2_image() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", ARCH_DOCKERFILE)]);
+    let name = format!("{}/multi/docker-one:1", reg.host);
+    let out = format!("type=registry,name={name},oci-mediatypes=false");
+    build(&env, &["--platform", "linux/arm64", "-o", &out, s(&ctx)]);
+    let m = RawManifest::from_bytes(skopeo_raw(&name), None).unwrap();
+    assert_eq!(m.media_type(), mt::DOCKER_MANIFEST);
+    let image = m.as_image().unwrap();
+    assert_eq!(image.config.media_type, mt::DOCKER_CONFIG);
+    assert!(!image.layers.is_empty() && image.layers.iter().all(|l| l.media_type == mt::DOCKER_LAYER_GZIP));
+    let store = Store::open(env.root()).unwrap();
+    assert_eq!(store.resolve(&name).unwrap().unwrap().media_type, mt::DOCKER_MANIFEST);
+}
+
 #[test]
 fn local_output_has_a_directory_per_platform() {
     let Some((env, _)) = mirrored() else { return };

@@ -13,7 +13,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::plugin::{docker_client, Plugins};
+use crate::plugin::{docker_client, docker_client_major, Plugins};
 use crate::util::dockerd::Dockerd;
 use crate::util::{context, mirrored_for_run, require, Registry};
 
@@ -145,12 +145,20 @@ fn the_tutorials_run_with_polyarch_as_buildx() {
     );
     assert_eq!(local.ok(&["run", "--rm", "--network", "none", "hello:amd64"]).trim(), "x86_64");
 
-    // 6. Per-architecture images joined by `docker manifest`.
+    // 6. Per-architecture images joined by `docker manifest`. Clients
+    // before 23 read no OCI manifest there: their users push Docker media
+    // types.
     let mut parts = Vec::new();
     for arch in ["amd64", "arm64"] {
         let tag = format!("{}/posts/hello:{arch}", reg.host);
         let platform = format!("linux/{arch}");
-        docker(&p, &here, &ctx, &["buildx", "build", "--platform", &platform, "-t", &tag, "--push", "."]);
+        let output = format!("type=registry,name={tag},oci-mediatypes=false");
+        let push: Vec<&str> =
+            if docker_client_major() >= 23 { vec!["-t", &tag, "--push"] } else { vec!["--output", &output] };
+        let mut args = vec!["buildx", "build", "--platform", &platform];
+        args.extend(push);
+        args.push(".");
+        docker(&p, &here, &ctx, &args);
         parts.push(tag);
     }
     let list = format!("{}/posts/hello:manifest", reg.host);

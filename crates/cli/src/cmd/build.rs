@@ -467,6 +467,8 @@ fn export_single(
         return Err(e.into());
     }
     let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
+    let result =
+        if docker_types { polyarch_builder::export::with_docker_types(exporter.store, &result)? } else { result };
     let t = Instant::now();
     let exporting = progress.start_export();
     let names_out = match exporter.export(&Built::Image(Box::new(result.clone())), outputs) {

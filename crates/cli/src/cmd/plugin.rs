@@ -82,10 +82,22 @@ pub fn argv(args: Vec<OsString>) -> Vec<OsString> {
 /// names in DOCKER_CLI_PLUGIN_SOCKET, instead of signalling it (a `kill` of
 /// `docker buildx build` would otherwise leave polyarch running). When the
 /// socket closes, polyarch gets the SIGTERM its commands clean up on.
+///
+/// Older clients (20.10) name no socket, forward no signal and wait for
+/// the plugin, so that only a `kill -9` ends them: polyarch then gets a
+/// SIGTERM when the docker that ran it dies.
 fn watch_docker() {
     use std::io::Read as _;
     use std::os::linux::net::SocketAddrExt as _;
-    let Some(name) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET").filter(|n| !n.is_empty()) else { return };
+    let Some(name) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET").filter(|n| !n.is_empty()) else {
+        let parent = rustix::process::getppid();
+        let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+        // The parent may have died before the signal was asked for.
+        if rustix::process::getppid() != parent {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+        }
+        return;
+    };
     let name = name.to_string_lossy().into_owned();
     let addr = match name.strip_prefix('@') {
         Some(abs) => std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()),
