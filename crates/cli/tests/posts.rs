@@ -114,6 +114,21 @@ fn the_tutorials_run_with_polyarch_as_buildx() {
         assert_eq!(ps.trim(), name, "one worker container per engine: {ps}");
     }
 
+    // The remote engine's kernel runs its emulated steps: its handlers are
+    // seen (and would be installed, with `binfmt install`) by polyarch in a
+    // privileged container of the worker image there, as tonistiigi/binfmt
+    // (this machine grants no `--privileged`: the capability it needs).
+    let images = remote.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "polyarch/worker"]);
+    let worker = images.lines().next().unwrap_or_else(|| panic!("no worker image on the remote engine: {images}"));
+    let status = remote.ok(&["run", "--rm", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined"]
+        .iter()
+        .copied()
+        .chain(["--security-opt", "systempaths=unconfined", "--security-opt", "apparmor=unconfined"])
+        .chain(["--network", "none", "--entrypoint", "/usr/bin/polyarch", worker, "binfmt", "status"])
+        .collect::<Vec<_>>());
+    let arm = status.lines().find(|l| l.starts_with("linux/arm64")).unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(arm.split_whitespace().nth(5), Some("yes"), "the remote engine executes arm64: {status}");
+
     // 3. One multi-platform image, pushed; read with imagetools.
     let image = format!("{}/posts/hello:latest", reg.host);
     docker(&p, &here, &ctx, &["buildx", "build", "--platform", "linux/amd64,linux/arm64", "-t", &image, "--push", "."]);
