@@ -218,7 +218,10 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
     if a.use_it {
         store.set_current(Some(&name))?;
     }
-    outln(&name);
+    // As buildx: the builder is kept, its name printed only once it booted.
+    if failed.is_empty() {
+        outln(&name);
+    }
     fail_on(&failed)
 }
 
