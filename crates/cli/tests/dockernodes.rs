@@ -281,3 +281,35 @@ fn drivers_and_endpoints_are_checked() {
     let ls: Value = serde_json::from_str(&env.ok(&["builder", "ls", "--format", "json"])).unwrap();
     assert_eq!(ls[0]["current"], true, "{ls}");
 }
+
+/// `--driver-opt image=REF`: the node's container runs a published worker
+/// image, pulled by the engine from the registry (here the image polyarch
+/// made of itself, pushed there first).
+#[test]
+fn a_node_runs_the_worker_image_it_is_given() {
+    let Some((env, reg)) = mirrored_for_run() else { return };
+    let Some(engine) = Dockerd::start() else { return };
+    env.ok(&["builder", "create", "--name", "own", "--driver-opt", "network=host", "--bootstrap", &engine.host()]);
+    let images = engine.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "polyarch/worker"]);
+    let made = images.lines().next().unwrap_or_else(|| panic!("no worker image made: {images}")).to_string();
+    let published = format!("{}/dockernodes/worker:1", reg.host);
+    engine.ok(&["tag", &made, &published]);
+    engine.ok(&["push", &published]);
+    env.ok(&["builder", "rm", "own"]);
+    engine.ok(&["rmi", &made, &published]);
+
+    let opts = format!("image={published},network=host");
+    env.ok(&["builder", "create", "--name", "given", "--driver-opt", &opts, "--bootstrap", &engine.host()]);
+    let image = engine.ok(&["inspect", "--format", "{{.Config.Image}}", "polyarch_buildkit_given0"]);
+    assert_eq!(image.trim(), published, "the container runs the image given");
+    let ctx = context(&env, "given", &[("Dockerfile", "FROM busybox\nRUN uname -m > /arch\n")]);
+    let out = env.dir.path().join("out");
+    let spec = format!("type=local,dest={}", s(&out));
+    env.ok(&["build", "--builder", "given", "--progress", "plain", "-o", &spec, s(&ctx)]);
+    assert_eq!(std::fs::read_to_string(out.join("arch")).unwrap().trim(), "x86_64");
+    let inspect = env.ok(&["builder", "inspect", "given"]);
+    assert!(inspect.contains(&format!("image=\"{published}\"")), "{inspect}");
+    env.ok(&["builder", "rm", "given"]);
+    let (containers, volumes) = leftovers(&engine);
+    assert_eq!((containers.trim(), volumes.trim()), ("", ""));
+}
