@@ -547,16 +547,11 @@ impl Run<'_> {
             }
         }
         let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: config_desc.clone(),
-            layers: st.layers.iter().map(|l| l.desc.clone()).collect(),
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
+        let manifest = ImageManifest::new(
+            mt::OCI_MANIFEST,
+            config_desc.clone(),
+            st.layers.iter().map(|l| l.desc.clone()).collect(),
+        );
         let raw = RawManifest::from_image(&manifest).map_err(|e| Error::Layer(e.to_string()))?;
         let manifest_desc = self.b.store.put_manifest(&raw)?;
         Ok(BuildResult {

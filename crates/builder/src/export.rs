@@ -437,16 +437,7 @@ fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descripto
         };
         layers.push(d);
     }
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::DOCKER_MANIFEST.into()),
-        artifact_type: None,
-        config: config.clone(),
-        layers: layers.clone(),
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    };
+    let manifest = ImageManifest::new(mt::DOCKER_MANIFEST, config.clone(), layers.clone());
     let raw = RawManifest::from_image(&manifest).map_err(|e| Error::Layer(e.to_string()))?;
     Ok((store.put_manifest(&raw)?, config, layers))
 }

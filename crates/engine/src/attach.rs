@@ -34,40 +34,6 @@ pub struct ExecState {
     pub exit_code: Option<i64>,
 }
 
-fn clone(conn: &http::Conn) -> io::Result<http::Conn> {
-    conn.try_clone()
-}
-
-impl http::Conn {
-    /// Ends both directions of the connection.
-    pub fn shutdown_both(&self) {
-        let _ = match self {
-            http::Conn::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            http::Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-            http::Conn::Tls(s) => {
-                s.shutdown_both();
-                Ok(())
-            }
-            http::Conn::Ssh(s) => {
-                s.shutdown_both();
-                Ok(())
-            }
-        };
-    }
-
-    fn no_read_timeout(&self) -> io::Result<()> {
-        match self {
-            http::Conn::Unix(s) => s.set_read_timeout(None),
-            http::Conn::Tcp(s) => s.set_read_timeout(None),
-            http::Conn::Tls(s) => s.set_read_timeout(None),
-            http::Conn::Ssh(s) => {
-                s.set_read_timeout(None);
-                Ok(())
-            }
-        }
-    }
-}
-
 impl Engine {
     /// Runs `cmd` in container `container` with stdin, stdout and stderr
     /// attached; stderr payloads go to `on_stderr`. Reads wait as long as
@@ -102,8 +68,8 @@ impl Engine {
             body.len()
         );
         conn.write_all(head.as_bytes()).map_err(self.io(call))?;
-        let stdin = clone(&conn).map_err(self.io(call))?;
-        let control = clone(&conn).map_err(self.io(call))?;
+        let stdin = conn.try_clone().map_err(self.io(call))?;
+        let control = conn.try_clone().map_err(self.io(call))?;
         control.no_read_timeout().map_err(self.io(call))?;
         let mut resp = http::read_response(conn).map_err(self.io(call))?;
         if resp.status != 101 && resp.status != 200 {

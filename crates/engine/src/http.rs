@@ -78,6 +78,35 @@ fn tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
 }
 
 impl Conn {
+    /// Ends both directions of the connection.
+    pub fn shutdown_both(&self) {
+        let _ = match self {
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Conn::Tls(s) => {
+                s.shutdown_both();
+                Ok(())
+            }
+            Conn::Ssh(s) => {
+                s.shutdown_both();
+                Ok(())
+            }
+        };
+    }
+
+    /// Lets reads wait as long as the other end stays silent.
+    pub(crate) fn no_read_timeout(&self) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(None),
+            Conn::Tcp(s) => s.set_read_timeout(None),
+            Conn::Tls(s) => s.set_read_timeout(None),
+            Conn::Ssh(s) => {
+                s.set_read_timeout(None);
+                Ok(())
+            }
+        }
+    }
+
     /// Ends the request side of the connection (both ends of a cloned
     /// stream share it).
     pub fn shutdown_write(&self) {

@@ -50,6 +50,22 @@ pub struct IndexManifest {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ImageManifest {
+    /// A manifest of the given media type over `config` and `layers`.
+    pub fn new(media_type: &str, config: Descriptor, layers: Vec<Descriptor>) -> ImageManifest {
+        ImageManifest {
+            schema_version: 2,
+            media_type: Some(media_type.to_string()),
+            artifact_type: None,
+            config,
+            layers,
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        }
+    }
+}
+
 impl IndexManifest {
     /// An empty index of the given media type.
     pub fn new(media_type: &str) -> IndexManifest {

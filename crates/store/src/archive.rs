@@ -386,16 +386,7 @@ mod tests {
         let wrong = Digest::sha256(b"something else");
         let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [wrong.to_string()]}});
         let config = src.put_bytes(mt::OCI_CONFIG, &serde_json::to_vec(&config).unwrap()).unwrap();
-        let manifest = polyarch_oci::ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.to_string()),
-            artifact_type: None,
-            config: config.clone(),
-            layers: vec![layer.clone()],
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
+        let manifest = polyarch_oci::ImageManifest::new(mt::OCI_MANIFEST, config.clone(), vec![layer.clone()]);
         let desc = src.put_manifest(&polyarch_oci::RawManifest::from_image(&manifest).unwrap()).unwrap();
         src.tag("example.com/bad:1", &desc).unwrap();
         let mut tar_bytes = Vec::new();

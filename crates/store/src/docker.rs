@@ -135,16 +135,7 @@ fn convert(
         desc.media_type = layer_media_type(store, &desc)?.to_string();
         layers.push(desc);
     }
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.to_string()),
-        artifact_type: None,
-        config,
-        layers,
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    };
+    let manifest = ImageManifest::new(mt::OCI_MANIFEST, config, layers);
     crate::verify::verify_image(store, &manifest)?;
     let names = entry
         .repo_tags

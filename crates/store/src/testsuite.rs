@@ -85,16 +85,7 @@ pub fn random_image_for(store: &Store, layers: usize, seed: u64, platform: &Plat
     });
     let config_bytes = serde_json::to_vec(&config).map_err(|e| json_err("config", e))?;
     let config = store.put_bytes(mt::OCI_CONFIG, &config_bytes)?;
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.to_string()),
-        artifact_type: None,
-        config,
-        layers: layer_descs,
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    };
+    let manifest = ImageManifest::new(mt::OCI_MANIFEST, config, layer_descs);
     let raw =
         RawManifest::from_image(&manifest).map_err(|source| Error::Manifest { digest: Digest::sha256(b""), source })?;
     Ok(store.put_manifest(&raw)?.with_platform(Some(platform.clone())))

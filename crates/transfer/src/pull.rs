@@ -100,13 +100,7 @@ pub async fn pull(
 ) -> Result<Pulled> {
     let reference = reference.with_default_tag();
     let name = reference.to_string();
-    let top = client.get_manifest(&reference).await?;
-    let top_desc = top.descriptor();
-    events(Event::Resolved {
-        reference: name.clone(),
-        digest: top_desc.digest.clone(),
-        media_type: top_desc.media_type.clone(),
-    });
+    let (top, top_desc) = resolve(client, &reference, &name, events).await?;
     let _lease = store.lease()?;
     let images = match top.as_index() {
         Some(index) => fetch_children(client, &reference, &name, &index.manifests, selection).await?,
@@ -189,6 +183,24 @@ pub async fn pull_platform(
     Ok((desc, m))
 }
 
+/// The manifest `reference` names (tagged already) and its descriptor,
+/// noted as resolved.
+async fn resolve(
+    client: &Client,
+    reference: &Reference,
+    name: &str,
+    events: EventSink<'_>,
+) -> Result<(RawManifest, Descriptor)> {
+    let top = client.get_manifest(reference).await?;
+    let desc = top.descriptor();
+    events(Event::Resolved {
+        reference: name.to_string(),
+        digest: desc.digest.clone(),
+        media_type: desc.media_type.clone(),
+    });
+    Ok((top, desc))
+}
+
 /// The image [`pull_platform`] would pull, with only its manifest and
 /// config put into the store: no layer is fetched (what planning a build
 /// or checking its Dockerfile needs, as BuildKit's "load metadata").
@@ -201,13 +213,7 @@ pub async fn resolve_platform(
 ) -> Result<(Descriptor, RawManifest)> {
     let reference = reference.with_default_tag();
     let name = reference.to_string();
-    let top = client.get_manifest(&reference).await?;
-    let top_desc = top.descriptor();
-    events(Event::Resolved {
-        reference: name.clone(),
-        digest: top_desc.digest.clone(),
-        media_type: top_desc.media_type.clone(),
-    });
+    let (top, top_desc) = resolve(client, &reference, &name, events).await?;
     let _lease = store.lease()?;
     let selection = PlatformSelection::One(platform.clone());
     let (desc, m) = match top.as_index() {

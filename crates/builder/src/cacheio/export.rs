@@ -54,16 +54,7 @@ pub fn artifact(store: &Store, config: &CacheConfig, opts: &ExportOptions) -> Re
     let config = store.put_bytes(CONFIG_MEDIA_TYPE, &config.to_bytes())?;
     let invalid = |e: polyarch_oci::Error| Error::Layer(e.to_string());
     let root = if opts.image_manifest {
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: config.clone(),
-            layers: layers.clone(),
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
+        let m = ImageManifest::new(mt::OCI_MANIFEST, config.clone(), layers.clone());
         RawManifest::from_image(&m).map_err(invalid)?
     } else {
         let media_type = if opts.oci_mediatypes { mt::OCI_INDEX } else { mt::DOCKER_MANIFEST_LIST };
