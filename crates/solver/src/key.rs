@@ -151,6 +151,52 @@ pub fn normalize(op: &Op, source_checksummed: bool, content: bool) -> Op {
     op
 }
 
+/// The cache key of `op` for `platform` as a step of a build that is not
+/// solved as one [`crate::Graph`] (the Dockerfile interpreter of
+/// polyarch-builder): the same key as [`Vertex::cache_key`] of a vertex
+/// of `op` whose inputs have the keys `deps`. `name` names the step in
+/// errors.
+pub fn op_key(op: &Op, platform: &Platform, name: &str, deps: &[DepKey], content: Option<&Digest>) -> Result<Digest> {
+    let needed = op.input_uses().iter().map(|u| u.input + 1).max().unwrap_or(0);
+    if deps.len() < needed {
+        return Err(Error::InputKeys { vertex: name.to_string(), given: deps.len(), inputs: needed });
+    }
+    check_resolved(op, name, &platform_string(platform), content)?;
+    map_and_deps(op, platform, deps, content)
+}
+
+fn map_and_deps(op: &Op, platform: &Platform, deps: &[DepKey], content: Option<&Digest>) -> Result<Digest> {
+    let uses = op.input_uses();
+    let source_checksummed = match op {
+        Op::Copy(c) => deps.get(c.source).is_some_and(|d| d.checksum.is_some()),
+        _ => false,
+    };
+    let op = normalize(op, source_checksummed, content.is_some());
+    let platform = op.platform_matters().then(|| platform_string(platform));
+    let map = json!({ "type": op.cache_version(), "op": op, "platform": platform, "content": content });
+    let map = digest_of(&map, "cache map")?;
+    let deps: Vec<Value> = deps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            // A checksum counts only where the op reads content by it.
+            let by_content = uses.iter().any(|u| u.input == i && u.content_based);
+            json!({ "key": d.key, "checksum": d.checksum.as_ref().filter(|_| by_content) })
+        })
+        .collect();
+    digest_of(&json!({ "type": KEY_VERSION, "map": map, "deps": deps }), "cache key")
+}
+
+/// `key` with a typed extension mixed in, under the extension's own
+/// version tag `version`: for what a caller keys besides the op (how a
+/// build writes a step's result as a layer, say). Like [`salted`], but the
+/// extension is a serde value, so renaming a Rust field or variant that
+/// is not renamed for serde cannot move a key unnoticed by the golden tests.
+pub fn extended(key: Digest, version: &'static str, ext: &impl Serialize) -> Result<Digest> {
+    let ext = serde_json::to_value(ext).map_err(|source| Error::Encode { what: "key extension", source })?;
+    digest_of(&json!({ "type": version, "key": key, "ext": ext }), "extended key")
+}
+
 impl Vertex {
     /// The cache key of this vertex given its inputs' parts (one per input,
     /// in order) and, for a context or an http source without a checksum,
@@ -160,54 +206,33 @@ impl Vertex {
             let (vertex, given, inputs) = (self.name().to_string(), deps.len(), self.inputs().len());
             return Err(Error::InputKeys { vertex, given, inputs });
         }
-        self.check_resolved(platforms, content)?;
-        let uses = self.op().input_uses();
-        let source_checksummed = match self.op() {
-            Op::Copy(c) => deps.get(c.source).is_some_and(|d| d.checksum.is_some()),
-            _ => false,
-        };
-        let op = normalize(self.op(), source_checksummed, content.is_some());
-        let platform = op.platform_matters().then(|| platform_string(self.platform()));
-        let map = json!({ "type": op.cache_version(), "op": op, "platform": platform, "content": content });
-        let map = digest_of(&map, "cache map")?;
-        let deps: Vec<Value> = deps
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                // A checksum counts only where the op reads content by it.
-                let by_content = uses.iter().any(|u| u.input == i && u.content_based);
-                json!({ "key": d.key, "checksum": d.checksum.as_ref().filter(|_| by_content) })
-            })
-            .collect();
-        digest_of(&json!({ "type": KEY_VERSION, "map": map, "deps": deps }), "cache key")
+        check_resolved(self.op(), self.name(), platforms, content)?;
+        map_and_deps(self.op(), self.platform(), deps, content)
     }
+}
 
-    /// Sources whose key would not pin their content are refused.
-    fn check_resolved(&self, platforms: &str, content: Option<&Digest>) -> Result<()> {
-        let unresolved = |what: String, needed| Error::Unresolved {
-            vertex: self.name().to_string(),
-            platform: platforms.to_string(),
-            what,
-            needed,
-        };
-        let missing = |what: String| Error::MissingChecksum {
-            vertex: self.name().to_string(),
-            platform: platforms.to_string(),
-            what,
-        };
-        match self.op() {
-            Op::Source(Source::Image(i)) if i.resolved.is_none() => {
-                Err(unresolved(format!("image {}", i.reference), "digest"))
-            }
-            Op::Source(Source::Git(g)) if g.commit.is_none() => {
-                Err(unresolved(format!("git {}#{}", g.remote, g.reference), "commit"))
-            }
-            Op::Source(Source::Context(c)) if content.is_none() => Err(missing(format!("context {:?}", c.name))),
-            Op::Source(Source::Http(h)) if h.checksum.is_none() && content.is_none() => {
-                Err(missing(format!("download {}", h.url)))
-            }
-            _ => Ok(()),
+/// Sources whose key would not pin their content are refused.
+fn check_resolved(op: &Op, name: &str, platforms: &str, content: Option<&Digest>) -> Result<()> {
+    let unresolved = |what: String, needed| Error::Unresolved {
+        vertex: name.to_string(),
+        platform: platforms.to_string(),
+        what,
+        needed,
+    };
+    let missing =
+        |what: String| Error::MissingChecksum { vertex: name.to_string(), platform: platforms.to_string(), what };
+    match op {
+        Op::Source(Source::Image(i)) if i.resolved.is_none() => {
+            Err(unresolved(format!("image {}", i.reference), "digest"))
         }
+        Op::Source(Source::Git(g)) if g.commit.is_none() => {
+            Err(unresolved(format!("git {}#{}", g.remote, g.reference), "commit"))
+        }
+        Op::Source(Source::Context(c)) if content.is_none() => Err(missing(format!("context {:?}", c.name))),
+        Op::Source(Source::Http(h)) if h.checksum.is_none() && content.is_none() => {
+            Err(missing(format!("download {}", h.url)))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -174,6 +174,26 @@ pub struct Exec {
     pub network: Network,
     /// Security mode.
     pub security: Security,
+    /// Resource limits of the process, in order (none: the runtime's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// Size of `/dev/shm` in bytes (none: the runtime's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// The cgroup the container is placed under (none: the runtime's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+}
+
+/// One resource limit of an exec (`--ulimit nofile=1024:2048`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// The resource, as `ulimit` names it (`nofile`, `nproc`...).
+    pub name: String,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
 }
 
 /// The network of an exec.

@@ -88,6 +88,7 @@ fn exec() -> Exec {
         ],
         network: Network::Sandbox,
         security: Security::Sandbox,
+        ..Exec::default()
     }
 }
 
@@ -492,4 +493,38 @@ fn base_names_as_go() {
     for (a, b) in [("/a/b", "b"), ("a/b/", "b"), ("/", "/"), ("", "."), ("x", "x"), ("src/*.go", "*.go")] {
         assert_eq!(base_name(a), b, "{a}");
     }
+}
+
+#[test]
+fn a_step_outside_a_graph_has_its_vertex_key() {
+    for (name, op) in all_ops() {
+        let (mut g, ids) = with_inputs();
+        let n = op.input_uses().iter().map(|u| u.input + 1).max().unwrap_or(0);
+        let spec = VertexSpec::new(op.clone(), p("linux/arm64")).with_inputs(ids[..n].to_vec()).with_name(name);
+        let id = g.add(spec).unwrap();
+        let content = d("source-content");
+        let vertex = g.get(id).unwrap().cache_key("linux/arm64", &deps(n, true), Some(&content)).unwrap();
+        let step = op_key(&op, &p("linux/arm64"), name, &deps(n, true), Some(&content)).unwrap();
+        assert_eq!(vertex, step, "{name}");
+    }
+    let short = op_key(&Op::Exec(exec()), &p("linux/amd64"), "run", &deps(1, false), None);
+    assert!(matches!(short, Err(Error::InputKeys { .. })), "every mounted input needs a key");
+}
+
+#[test]
+fn run_settings_and_extensions_are_keyed() {
+    let base = key(&Op::Exec(exec()));
+    let limited = Exec { ulimits: vec![Ulimit { name: "nofile".into(), soft: 10, hard: 20 }], ..exec() };
+    assert_ne!(key(&Op::Exec(limited)), base);
+    assert_ne!(key(&Op::Exec(Exec { shm_size: Some(1 << 26), ..exec() })), base);
+    assert_ne!(key(&Op::Exec(Exec { cgroup_parent: Some("b".into()), ..exec() })), base);
+    #[derive(serde::Serialize)]
+    struct Ext {
+        compression: &'static str,
+    }
+    let gz = extended(base.clone(), "test.v0", &Ext { compression: "gzip" }).unwrap();
+    assert_eq!(gz, extended(base.clone(), "test.v0", &Ext { compression: "gzip" }).unwrap());
+    assert_ne!(gz, extended(base.clone(), "test.v0", &Ext { compression: "zstd" }).unwrap());
+    assert_ne!(gz, extended(base.clone(), "test.v1", &Ext { compression: "gzip" }).unwrap());
+    assert_ne!(gz, base);
 }
