@@ -1,72 +1,40 @@
-//! The build cache: a step's key is the digest of its parent's key, the
-//! normalised instruction, the arguments and environment that reach it,
-//! the platform and the content of the files it reads. Records map keys to
-//! the layer the step produced and live beside the store's content, so a
-//! record whose blob was pruned is a miss.
+//! The build cache: a step's key is the key of the typed op that
+//! describes it ([`keys`]): its parent's key, the normalised op, the
+//! arguments and environment that reach it, the platform and the content
+//! of the files it reads. Records map keys to the layer the step produced
+//! and live beside the store's content, so a record whose blob was pruned
+//! is a miss.
 //!
-//! Builds running at the same time in one process (the platforms of a
-//! multi-platform build) share work through an in-flight map: the first
-//! build that misses a key claims it, and another build asking for the same
-//! key waits until the claim is settled and then reads the record, so a
-//! step whose key is the same for several platforms runs once (as
-//! BuildKit's solver merges equal vertices, bk/solver/scheduler.go).
+//! Builds that share a [`Merges`] table (the platforms of one
+//! multi-platform build, builds sharing a builder) merge equal steps: the
+//! first build that misses a key runs the step, and the others asking for
+//! the same key meanwhile await its outcome, a record or the failure,
+//! without blocking a thread or a timeout, so a step whose key is the same
+//! for several platforms runs once and fails once for all of them (as
+//! BuildKit's solver merges equal vertices, bk/solver/scheduler.go). Two
+//! processes have two tables; the store's atomic writes settle their race.
+
+pub mod keys;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use polyarch_oci::{Digest, Platform};
 use polyarch_store::{BlobSource, Store};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{Kind, MemFs};
 use crate::layer::Layer;
-
-/// Bumped whenever what a step produces for the same key changes.
-const VERSION: &str = "polyarch.build.cache.v1";
-
-/// Builds a cache key from parts; each part is length-prefixed so that
-/// `("ab","c")` and `("a","bc")` differ.
-#[derive(Debug, Clone)]
-pub struct KeyBuilder {
-    hash: Sha256,
-}
-
-impl KeyBuilder {
-    /// Starts a key below `parent` for `platform`.
-    pub fn new(parent: &str, platform: &Platform) -> KeyBuilder {
-        let mut k = KeyBuilder { hash: Sha256::new() };
-        k.part(VERSION).part(parent).part(&platform.format());
-        k
-    }
-
-    /// Adds one part.
-    pub fn part(&mut self, s: &str) -> &mut KeyBuilder {
-        self.bytes(s.as_bytes())
-    }
-
-    /// Adds one binary part.
-    pub fn bytes(&mut self, b: &[u8]) -> &mut KeyBuilder {
-        self.hash.update((b.len() as u64).to_le_bytes());
-        self.hash.update(b);
-        self
-    }
-
-    /// The key.
-    pub fn finish(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hash.clone().finalize()))
-    }
-}
 
 /// The digest of a tree's content: paths, types, modes, owners, link
 /// targets, file bytes, extended attributes and which files are hard links
 /// of an earlier path; times are left out, as BuildKit's content checksums
 /// do. A tree without attributes or hard links digests as it always did.
 /// File contents are hashed by streaming (once per content).
-pub fn content_digest(fs: &MemFs) -> Result<String> {
+pub fn content_digest(fs: &MemFs) -> Result<Digest> {
     let mut h = Sha256::new();
     let mut firsts: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
     for (p, n) in fs.iter() {
@@ -103,7 +71,8 @@ pub fn content_digest(fs: &MemFs) -> Result<String> {
         }
         h.update([0]);
     }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    let hex = hex::encode(h.finalize());
+    format!("sha256:{hex}").parse().map_err(|e: polyarch_oci::Error| Error::Layer(e.to_string()))
 }
 
 /// What a cached step produced.
@@ -146,43 +115,95 @@ pub(crate) fn now() -> i64 {
     polyarch_store::retention::now_nanos()
 }
 
-/// How long a build waits for another build's claim before doing the work
-/// itself; claims are released when their build ends, so this only bounds
-/// the cost of an unforeseen wait cycle.
-const CLAIM_WAIT: Duration = Duration::from_secs(15 * 60);
+/// The steps being run by the builds that share this table: key → the
+/// outcome its first run will give.
+#[derive(Debug, Clone, Default)]
+pub struct Merges(Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>);
 
-/// Keys some build is computing: (cache directory, key) → owner.
-struct InFlight {
-    claims: Mutex<HashMap<(PathBuf, String), u64>>,
-    settled: Condvar,
+/// Where a step's first run is.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Running,
+    Done(Record),
+    Failed(Failure),
+    /// Its build stopped without an outcome (cancelled): the next one to
+    /// ask runs it.
+    Abandoned,
 }
 
-fn in_flight() -> &'static InFlight {
-    static MAP: OnceLock<InFlight> = OnceLock::new();
-    MAP.get_or_init(|| InFlight { claims: Mutex::new(HashMap::new()), settled: Condvar::new() })
+/// A failure as the builds waiting for a step get it.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+    diagnostic: Option<Box<polyarch_dockerfile::Diagnostic>>,
 }
 
-/// One build's identity in the in-flight map; its claims are released when
-/// the last handle of its cache is dropped (the build ended, failed or not).
-#[derive(Debug)]
-struct Owner(u64);
+impl Failure {
+    fn of(e: &Error) -> Failure {
+        Failure { kind: e.kind(), message: e.to_string(), diagnostic: e.diagnostic().cloned().map(Box::new) }
+    }
 
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let f = in_flight();
-        if let Ok(mut claims) = f.claims.lock() {
-            claims.retain(|_, owner| *owner != self.0);
-        }
-        f.settled.notify_all();
+    fn error(&self) -> Error {
+        Error::Shared { kind: self.kind, message: self.message.clone(), diagnostic: self.diagnostic.clone() }
     }
 }
 
-/// Blocks the current thread without starving an async runtime: on a
-/// multi-thread runtime the worker hands its other tasks to another thread.
-fn block<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
+/// What looking a key up gave.
+#[derive(Debug)]
+pub enum Claim {
+    /// The record: found, imported or made by another build meanwhile.
+    Hit(Record),
+    /// A miss: this build runs the step, and tells the builds awaiting it
+    /// how that went through the [`Running`].
+    Run(Running),
+}
+
+/// The first run of a step; dropped without [`Running::done`] or
+/// [`Running::failed`] (its build was cancelled), it lets the next build
+/// asking for the key run the step.
+#[derive(Debug)]
+pub struct Running {
+    key: String,
+    merges: Merges,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl Running {
+    /// Settles `running` (when this build ran the step) with how the
+    /// run went.
+    pub fn settle(running: Option<Running>, made: &Result<Record>) {
+        match (running, made) {
+            (Some(r), Ok(rec)) => r.done(rec),
+            (Some(r), Err(e)) => r.failed(e),
+            (None, _) => {}
+        }
+    }
+
+    /// The step made `rec` (already stored).
+    pub fn done(mut self, rec: &Record) {
+        self.finish(Outcome::Done(rec.clone()));
+    }
+
+    /// The step failed with `e`: the builds awaiting it fail with it too.
+    pub fn failed(mut self, e: &Error) {
+        self.finish(Outcome::Failed(Failure::of(e)));
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        let Some(tx) = self.tx.take() else { return };
+        if let Ok(mut table) = self.merges.0.lock() {
+            if table.get(&self.key).is_some_and(|rx| rx.same_channel(&tx.subscribe())) {
+                table.remove(&self.key);
+            }
+        }
+        tx.send_replace(outcome);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.finish(Outcome::Abandoned);
     }
 }
 
@@ -191,7 +212,7 @@ fn block<T>(f: impl FnOnce() -> T) -> T {
 pub struct Cache {
     dir: PathBuf,
     store: Store,
-    owner: Arc<Owner>,
+    merges: Merges,
     /// Keeps `prune` from removing what this build reads or writes until
     /// the build ends (`None` if the lock file could not be opened).
     _lease: Arc<Option<polyarch_store::Lease>>,
@@ -202,17 +223,22 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The cache of `store`, for one build.
+    /// The cache of `store`, for one build, with a merge table of its own.
     pub fn new(store: &Store) -> Cache {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
         Cache {
             dir: store.root().join("build-cache"),
             store: store.clone(),
-            owner: Arc::new(Owner(NEXT.fetch_add(1, Ordering::Relaxed))),
+            merges: Merges::default(),
             _lease: Arc::new(store.lease().ok()),
             uses: Arc::new(Mutex::new(None)),
             io: None,
         }
+    }
+
+    /// Merges equal steps with the other builds given the same table.
+    pub fn with_merges(mut self, merges: Merges) -> Cache {
+        self.merges = merges;
+        self
     }
 
     /// Looks up imported records on a miss and notes what the build uses.
@@ -249,35 +275,53 @@ impl Cache {
         self.dir.join(key.trim_start_matches("sha256:"))
     }
 
-    /// The record for `key`, if it and its blob are present.
-    ///
-    /// On a miss the key is claimed for this build until [`Cache::put`] or
-    /// the end of the build; while another build holds the claim this
-    /// waits for it and then reads its record.
+    /// The record for `key`, if it and its blob are present (here or
+    /// imported).
     pub fn get(&self, key: &str) -> Option<Record> {
-        let deadline = Instant::now() + CLAIM_WAIT;
+        self.read(key).or_else(|| self.import(key))
+    }
+
+    /// The record for `key`; on a miss, the run of the step: this build's
+    /// when no build sharing the merge table runs it, else that run's
+    /// outcome, awaited (its record, or its failure as an error).
+    pub async fn claim(&self, key: &str) -> Result<Claim> {
         loop {
-            if let Some(rec) = self.read(key).or_else(|| self.import(key)) {
-                return Some(rec);
+            if let Some(rec) = self.get(key) {
+                return Ok(Claim::Hit(rec));
             }
-            let f = in_flight();
-            let slot = (self.dir.clone(), key.to_string());
-            let Ok(mut claims) = f.claims.lock() else { return None };
-            match claims.get(&slot) {
-                Some(owner) if *owner != self.owner.0 && Instant::now() < deadline => {
-                    let waited = block(|| f.settled.wait_timeout(claims, Duration::from_millis(500)));
-                    drop(waited);
-                }
-                Some(_) => return None,
-                None => {
-                    // The record may have been written (and its claim
-                    // released) since the read above: look again under
-                    // the lock before claiming the work.
-                    if let Some(rec) = self.read(key) {
-                        return Some(rec);
+            let mut rx = {
+                let Ok(mut table) = self.merges.0.lock() else {
+                    return Ok(Claim::Run(Running { key: key.into(), merges: self.merges.clone(), tx: None }));
+                };
+                match table.get(key) {
+                    Some(rx) => rx.clone(),
+                    None => {
+                        // A run may have ended (its record written, its
+                        // entry removed) since the read above.
+                        if let Some(rec) = self.read(key) {
+                            return Ok(Claim::Hit(rec));
+                        }
+                        let (tx, rx) = watch::channel(Outcome::Running);
+                        table.insert(key.to_string(), rx);
+                        let merges = self.merges.clone();
+                        return Ok(Claim::Run(Running { key: key.into(), merges, tx: Some(tx) }));
                     }
-                    claims.insert(slot, self.owner.0);
-                    return None;
+                }
+            };
+            let outcome = rx.wait_for(|o| !matches!(o, Outcome::Running)).await.map(|o| o.clone());
+            match outcome {
+                Ok(Outcome::Done(rec)) => {
+                    self.note_use(key);
+                    return Ok(Claim::Hit(rec));
+                }
+                Ok(Outcome::Failed(f)) => return Err(f.error()),
+                // Abandoned: look again, and run it if nobody does.
+                _ => {
+                    if let Ok(mut table) = self.merges.0.lock() {
+                        if table.get(key).is_some_and(|r| r.same_channel(&rx)) {
+                            table.remove(key);
+                        }
+                    }
                 }
             }
         }
@@ -309,7 +353,7 @@ impl Cache {
         }
     }
 
-    /// Stores the record for `key` (atomically) and settles its claim.
+    /// Stores the record for `key` (atomically).
     pub fn put(&self, key: &str, rec: &Record) -> Result<()> {
         self.put_described(key, rec, "")
     }
@@ -325,16 +369,7 @@ impl Cache {
             usage_count: 1,
             description: description.into(),
         };
-        let written = self.write(key, &stored);
-        let f = in_flight();
-        if let Ok(mut claims) = f.claims.lock() {
-            let slot = (self.dir.clone(), key.to_string());
-            if claims.get(&slot) == Some(&self.owner.0) {
-                claims.remove(&slot);
-            }
-        }
-        f.settled.notify_all();
-        written
+        self.write(key, &stored)
     }
 
     fn write(&self, key: &str, rec: &Stored) -> Result<()> {
@@ -352,28 +387,10 @@ pub(crate) fn write_stored(dir: &std::path::Path, path: &std::path::Path, rec: &
     Ok(())
 }
 
-/// A digest as a cache-key part.
-pub fn digest_part(d: &Digest) -> String {
-    d.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::copy::file_node;
-
-    #[test]
-    fn keys_depend_on_every_part() {
-        let p = Platform::new("linux", "amd64", None);
-        let a = KeyBuilder::new("root", &p).part("COPY a b").finish();
-        assert_eq!(a, KeyBuilder::new("root", &p).part("COPY a b").finish());
-        assert_ne!(a, KeyBuilder::new("root2", &p).part("COPY a b").finish());
-        assert_ne!(a, KeyBuilder::new("root", &Platform::new("linux", "arm64", None)).part("COPY a b").finish());
-        assert_ne!(
-            KeyBuilder::new("r", &p).part("ab").part("c").finish(),
-            KeyBuilder::new("r", &p).part("a").part("bc").finish()
-        );
-    }
 
     #[test]
     fn content_digest_ignores_times_only() {
@@ -417,31 +434,77 @@ mod tests {
         assert_ne!(content_digest(&x).unwrap(), plain);
     }
 
-    #[test]
-    fn a_second_build_waits_for_the_first_claim() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let first = Cache::new(&store);
-        let second = Cache::new(&store);
-        assert!(first.get("sha256:aa").is_none(), "a miss claims the key");
-        let waiter = std::thread::spawn(move || second.get("sha256:aa"));
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!waiter.is_finished(), "the second build waits for the claim");
-        first.put("sha256:aa", &Record { layer: None, created: Some(7) }).unwrap();
-        assert_eq!(waiter.join().unwrap(), Some(Record { layer: None, created: Some(7) }));
+    fn shared(store: &Store) -> (Cache, Cache) {
+        let merges = Merges::default();
+        (Cache::new(store).with_merges(merges.clone()), Cache::new(store).with_merges(merges))
     }
 
-    #[test]
-    fn claims_end_with_their_build() {
+    fn running(c: Claim) -> Running {
+        match c {
+            Claim::Run(r) => r,
+            Claim::Hit(rec) => panic!("a hit: {rec:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_build_awaits_the_first_run() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
-        let first = Cache::new(&store);
-        let second = Cache::new(&store);
-        assert!(first.get("sha256:bb").is_none());
-        let waiter = std::thread::spawn(move || second.get("sha256:bb"));
-        std::thread::sleep(Duration::from_millis(200));
-        drop(first);
-        assert_eq!(waiter.join().unwrap(), None, "the claim passes to the waiter, which finds no record");
+        let (first, second) = shared(&store);
+        let run = running(first.claim("sha256:aa").await.unwrap());
+        let waiter = tokio::spawn(async move { second.claim("sha256:aa").await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "the second build awaits the run");
+        let rec = Record { layer: None, created: Some(7) };
+        first.put("sha256:aa", &rec).unwrap();
+        run.done(&rec);
+        assert!(matches!(waiter.await.unwrap(), Ok(Claim::Hit(r)) if r == rec));
+    }
+
+    #[tokio::test]
+    async fn the_waiters_get_the_failure_of_the_first_run() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let (first, second) = shared(&store);
+        let run = running(first.claim("sha256:ab").await.unwrap());
+        let waiter = tokio::spawn(async move { second.claim("sha256:ab").await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        run.failed(&Error::Option("exit code: 1".into()));
+        let e = waiter.await.unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "exit code: 1");
+        assert_eq!(e.kind(), ErrorKind::Invalid, "the failure keeps its kind");
+        let again = first.claim("sha256:ab").await.unwrap();
+        assert!(matches!(again, Claim::Run(_)), "a later build runs the failed step again");
+    }
+
+    #[tokio::test]
+    async fn a_run_dropped_without_an_outcome_passes_to_a_waiter() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let (first, second) = shared(&store);
+        let run = running(first.claim("sha256:bb").await.unwrap());
+        let waiter = tokio::spawn(async move { second.claim("sha256:bb").await.map(running) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(run);
+        let next = waiter.await.unwrap().unwrap();
+        let third = tokio::spawn({
+            let first = first.clone();
+            async move { first.claim("sha256:bb").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "the waiter's run is the one others await now");
+        next.failed(&Error::Option("x".into()));
+        assert!(third.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn builds_with_their_own_tables_do_not_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let (a, b) = (Cache::new(&store), Cache::new(&store));
+        let _run = running(a.claim("sha256:cc").await.unwrap());
+        let other = tokio::time::timeout(std::time::Duration::from_secs(5), b.claim("sha256:cc")).await;
+        assert!(matches!(other, Ok(Ok(Claim::Run(_)))), "another table (another process) runs it too");
     }
 
     #[test]

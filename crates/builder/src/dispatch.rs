@@ -41,6 +41,8 @@ pub struct Builder {
     cache_io: Option<Arc<crate::cacheio::CacheIo>>,
     /// Base image metadata resolved once for every build sharing it.
     metadata: Metadata,
+    /// Steps being run, merged with the other builds sharing it.
+    merges: crate::cache::Merges,
 }
 
 /// Images resolved for a platform (`name|platform` as written), shared by
@@ -70,6 +72,7 @@ impl Builder {
             executor: None,
             slots: Slots::default(),
             metadata: Metadata::default(),
+            merges: crate::cache::Merges::default(),
             cache_io: None,
         }
     }
@@ -84,6 +87,14 @@ impl Builder {
     /// Shares base image resolutions with other builders given the same.
     pub(crate) fn with_metadata(mut self, metadata: Metadata) -> Builder {
         self.metadata = metadata;
+        self
+    }
+
+    /// Merges equal steps with the builds of other builders given the
+    /// same table (the platforms of one multi-platform build); clones of
+    /// a builder share it anyway.
+    pub(crate) fn with_merges(mut self, merges: crate::cache::Merges) -> Builder {
+        self.merges = merges;
         self
     }
 
@@ -152,7 +163,7 @@ impl Builder {
             opts,
             lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
             lex: Lex::new(ast.escape),
-            cache: Cache::new(&self.store).with_io(self.cache_io.clone()),
+            cache: Cache::new(&self.store).with_io(self.cache_io.clone()).with_merges(self.merges.clone()),
             latest: None,
             now: opts.source_date_epoch.unwrap_or(now),
             stages: (0..df.stages.len()).map(|_| None).collect(),
@@ -230,7 +241,7 @@ pub(crate) struct StageState {
     /// The root file system, read from the layers when first needed.
     pub(crate) fs: Option<MemFs>,
     /// Cache key of the file system state.
-    pub(crate) key: String,
+    pub(crate) key: polyarch_oci::Digest,
     /// ARGs in scope: name and value (unset when `None`).
     pub(crate) args: Vec<(String, Option<String>)>,
     pub(crate) cmd_set: bool,
@@ -440,7 +451,13 @@ impl Run<'_> {
         let mut commands: Vec<Command> = Vec::new();
         let mut base_image = None;
         let mut st = if base_name.eq_ignore_ascii_case("scratch") {
-            StageState::new(name, platform.clone(), Image::scratch(&platform), Vec::new(), "scratch".into())
+            StageState::new(
+                name,
+                platform.clone(),
+                Image::scratch(&platform),
+                Vec::new(),
+                crate::cache::keys::scratch()?,
+            )
         } else if let Some(j) = self.base_stage(&base_name, i) {
             let Some(prev) = self.stages[j].clone() else {
                 return Err(loc.error(ErrorKind::Dockerfile, format!("stage {base_name} was not built"), None));
@@ -464,7 +481,7 @@ impl Run<'_> {
             for t in std::mem::take(&mut image.config.on_build) {
                 commands.push(parse_trigger(&t, stage.line).map_err(|m| loc.error(ErrorKind::Dockerfile, m, None))?);
             }
-            let key = format!("image:{}", img.manifest.digest);
+            let key = crate::cache::keys::image(&base_name, &img.manifest.digest, &platform)?;
             let mut s = StageState::new(name, platform.clone(), image, img.layers.clone(), key);
             s.platform = platform.clone();
             s
@@ -518,7 +535,7 @@ impl Run<'_> {
             I::Run(r) => self.run(st, cmd, r).await,
             I::Copy(c) => self.copy(st, cmd, c, false).await,
             I::Add(c) => self.copy(st, cmd, c, true).await,
-            I::Workdir(p) => self.workdir(st, cmd, p),
+            I::Workdir(p) => self.workdir(st, cmd, p).await,
             I::From(_) => Ok(()),
             other => self.meta(st, cmd, other),
         }
@@ -541,9 +558,9 @@ impl Run<'_> {
         }
         let mut config = image.to_json(Some(&created))?;
         if let Some(io) = &self.b.cache_io {
-            io.finished(&st.key);
+            io.finished(&st.key.to_string());
             if io.inline() {
-                config = crate::cacheio::with_inline(&config, &io.chain(&st.key))?;
+                config = crate::cacheio::with_inline(&config, &io.chain(&st.key.to_string()))?;
             }
         }
         let config_desc = self.b.store.put_bytes(mt::OCI_CONFIG, &config)?;
@@ -688,7 +705,13 @@ impl Job {
 }
 
 impl StageState {
-    pub(crate) fn new(name: String, platform: Platform, image: Image, layers: Vec<Layer>, key: String) -> StageState {
+    pub(crate) fn new(
+        name: String,
+        platform: Platform,
+        image: Image,
+        layers: Vec<Layer>,
+        key: polyarch_oci::Digest,
+    ) -> StageState {
         StageState {
             name,
             platform,

@@ -65,6 +65,20 @@ pub enum Error {
     /// The local store failed.
     #[error(transparent)]
     Store(Box<polyarch_store::Error>),
+    /// A step's cache key could not be made.
+    #[error("cache key: {0}")]
+    Key(Box<polyarch_solver::Error>),
+    /// A step that this build shared with another one failed there (the
+    /// failure of its first run, which the others waited for).
+    #[error("{message}")]
+    Shared {
+        /// The failure's kind.
+        kind: ErrorKind,
+        /// The failure, as it was shown.
+        message: String,
+        /// Where, when it was at a line of the Dockerfile.
+        diagnostic: Option<Box<Diagnostic>>,
+    },
     /// A registry request failed.
     #[error("{what}: {source}")]
     Registry {
@@ -210,6 +224,7 @@ impl Error {
             Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),
+            Error::Shared { kind, .. } => *kind,
             Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
             Error::Registry { source, .. } if source.kind() == polyarch_registry::ErrorKind::NotFound => {
                 ErrorKind::NotFound
@@ -231,6 +246,10 @@ impl Error {
         Error::LayerIo { what, source }
     }
 
+    pub(crate) fn key(e: polyarch_solver::Error) -> Error {
+        Error::Key(Box::new(e))
+    }
+
     pub(crate) fn local(e: polyarch_transfer::Error) -> Error {
         Error::Local(Box::new(e))
     }
@@ -244,6 +263,7 @@ impl Error {
         match self {
             Error::At { diagnostic, .. } => Some(diagnostic),
             Error::ForPlatform { source, .. } => source.diagnostic(),
+            Error::Shared { diagnostic, .. } => diagnostic.as_deref(),
             _ => None,
         }
     }

@@ -5,7 +5,8 @@
 //! I/O work each with its own limit; as in containers/buildah
 //! imagebuildah/build.go, with BuildKit's per-step scheduling). Steps whose cache key is the
 //! same for several platforms (a `FROM --platform=$BUILDPLATFORM` stage, a
-//! COPY of the same files) run once: see [`crate::cache`].
+//! COPY of the same files) run once: the builds share one merge table,
+//! see [`crate::cache`].
 //!
 //! The per-platform results become one index in [`crate::export`].
 
@@ -279,13 +280,15 @@ impl MultiBuilder {
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
         let numbering = Arc::new(Mutex::new(StepNumbers::default()));
         let metadata = crate::dispatch::Metadata::default();
+        let merges = crate::cache::Merges::default();
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
             let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
             let mut b = Builder::new(self.store.clone())
                 .with_events(sink)
                 .with_slots(self.slots.clone())
-                .with_metadata(metadata.clone());
+                .with_metadata(metadata.clone())
+                .with_merges(merges.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }

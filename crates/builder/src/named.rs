@@ -200,7 +200,7 @@ impl Run<'_> {
         let layer = write_layer(self.b.store(), &tmp, fs.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
         let mut image = Image::scratch(platform);
         image.diff_ids.push(layer.diff_id.clone());
-        let key = format!("named:{}", layer.diff_id);
+        let key = crate::cache::keys::context(name, &layer.diff_id)?;
         let mut st = StageState::new(stage, platform.clone(), image, vec![layer], key);
         st.fs = Some((*fs).clone());
         Ok(Some(st))

@@ -129,23 +129,6 @@ pub fn parse_mem_bytes(value: &str) -> Result<u64, String> {
     Ok((n * (1u64 << shift) as f64) as u64)
 }
 
-impl RunSettings {
-    /// The parts of the cache key: everything but the ssh sockets' host
-    /// paths (a mount's id and target are keyed with it).
-    pub(crate) fn key(&self) -> String {
-        let hosts: Vec<String> = self.extra_hosts.iter().map(|(n, a)| format!("{n}={a}")).collect();
-        let limits: Vec<String> =
-            self.ulimits.iter().map(|r| format!("{}={}:{}", r.resource.name(), r.soft, r.hard)).collect();
-        format!(
-            "hosts={}|ulimits={}|shm={:?}|cgroup={:?}",
-            hosts.join(","),
-            limits.join(","),
-            self.shm_size,
-            self.cgroup_parent
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,8 +39,10 @@ pub struct Graph {
 pub struct Entry {
     /// The step's cache key.
     pub key: String,
-    /// The key of the state it started from (another entry's key, a base
-    /// image `image:sha256:...`, `scratch` or a named context).
+    /// The key of the state it started from: another entry's key, or the
+    /// key of a base (an image's, `scratch`'s, a named context's; see
+    /// `polyarch_builder::cache::keys`). Keys are opaque here: a key made
+    /// another way (by an older polyarch) is only a miss.
     pub parent: String,
     /// The platform of the step.
     pub platform: String,

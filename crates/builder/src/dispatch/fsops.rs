@@ -7,13 +7,17 @@ use std::sync::Arc;
 use polyarch_dockerfile::instructions::{Command, Copy, Instruction};
 
 use super::{Run, StageState};
-use crate::cache::{content_digest, KeyBuilder, Record};
+use crate::cache::keys::{self, Layering, Origin};
+use crate::cache::{content_digest, Claim, Record, Running};
 use crate::copy::{self, CopySpec, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
 use crate::layer::{write_layer, Layer};
 use crate::Vertex;
 use polyarch_dockerfile::values::{is_url, normalize_workdir};
+use polyarch_oci::Digest;
+use polyarch_solver::op::{Copy as CopyOp, HttpSource, Id, Merge, Mkdir, Mkfile, Op, Owner, Source as SourceOp};
+use polyarch_solver::DepKey;
 
 /// Whether an instruction becomes a step of its own (and a layer).
 pub(super) fn is_fs_step(c: &Command) -> bool {
@@ -24,14 +28,14 @@ pub(super) fn is_fs_step(c: &Command) -> bool {
 struct Source {
     fs: Arc<MemFs>,
     keep_owner: bool,
-    /// What the key says about the source besides the content.
-    label: String,
+    /// What the key names as the source.
+    origin: Origin,
 }
 
 impl Run<'_> {
     async fn copy_source(&mut self, st: &StageState, c: &Copy, line: usize, step: &Vertex) -> Result<Source> {
         let Some(from) = &c.from else {
-            return Ok(Source { fs: self.opts.context.clone(), keep_owner: false, label: "context".into() });
+            return Ok(Source { fs: self.opts.context.clone(), keep_owner: false, origin: Origin::Context });
         };
         let from = self.expand(st, from, line)?;
         let before = self.stages.len();
@@ -49,14 +53,15 @@ impl Run<'_> {
             let fs = self.stage_fs(&mut other).map(|f| f.clone());
             let key = other.key.clone();
             self.stages[j] = Some(other);
-            return Ok(Source { fs: Arc::new(fs?), keep_owner: true, label: format!("stage:{key}") });
+            return Ok(Source { fs: Arc::new(fs?), keep_owner: true, origin: Origin::State(key) });
         }
         if let Some(fs) = self.named_files(&from) {
-            return Ok(Source { fs, keep_owner: false, label: format!("named:{from}") });
+            return Ok(Source { fs, keep_owner: false, origin: Origin::Named(from) });
         }
         let img = self.image(&from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img, Some(step)).await?;
-        Ok(Source { fs: Arc::new(fs), keep_owner: true, label: format!("image:{}", img.manifest.digest) })
+        let key = keys::image(&from, &img.manifest.digest, &st.platform)?;
+        Ok(Source { fs: Arc::new(fs), keep_owner: true, origin: Origin::State(key) })
     }
 
     pub(super) async fn copy(&mut self, st: &mut StageState, cmd: &Command, c: &Copy, add: bool) -> Result<()> {
@@ -160,15 +165,17 @@ impl Run<'_> {
             spill: Some(Arc::new(Spill::new(self.b.store.root().join("run")))),
         };
         let mut jobs: Vec<(Arc<MemFs>, CopySpec)> = Vec::new();
-        let mut label = String::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let layering = self.layering(st);
         if !local.is_empty() {
             let src = self.copy_source(st, c, line, step).await?;
-            label.push_str(&src.label);
-            let sources = if c.parents {
+            let sources: Vec<String> = if c.parents {
                 local.iter().map(|s| s.trim_start_matches('/').to_string()).collect()
             } else {
                 local.iter().map(|s| clean(s)).collect()
             };
+            let paths = sources.iter().map(|s| format!("/{s}")).collect();
+            groups.push(Group { source: src.origin, paths, wildcard: true, unpack: spec.unpack, parents: c.parents });
             jobs.push((src.fs, CopySpec { sources, keep_owner: src.keep_owner, ..spec.clone() }));
         }
         for url in &urls {
@@ -176,14 +183,24 @@ impl Run<'_> {
             let dl = crate::remote::fetch(url, &spill)
                 .await
                 .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(url)))?;
+            let actual = dl.data.digest()?;
             if let Some(sum) = &a.checksum {
-                let actual = dl.data.digest()?;
                 if &actual.to_string() != sum {
                     let e = Error::Checksum { url: url.clone(), expected: sum.clone(), actual };
                     return Err(loc.error(ErrorKind::Invalid, e.to_string(), Some(url)));
                 }
             }
-            label.push_str(&format!("|url:{url}"));
+            let op = Op::Source(SourceOp::Http(HttpSource {
+                url: url.clone(),
+                checksum: a.checksum.as_ref().map(|_| actual.clone()),
+                filename: Some(dl.name.clone()),
+                mode: 0o600,
+                ..HttpSource::default()
+            }));
+            let content = a.checksum.is_none().then_some(&actual);
+            let source = Origin::State(layering.op(&op, url, &[], content)?);
+            let paths = vec![format!("/{}", dl.name)];
+            groups.push(Group { source, paths, wildcard: false, unpack: false, parents: false });
             let mut fs = MemFs::new();
             let node = Node::new(Kind::File(dl.data), 0o600, 0, 0, dl.mtime.unwrap_or(0));
             fs.insert(dl.name.clone(), node);
@@ -197,28 +214,33 @@ impl Run<'_> {
             // Here-documents become files (0644, as BuildKit's Mkfile).
             let mut fs = MemFs::new();
             let mut names = Vec::new();
+            let mut files = Vec::new();
             for f in &c.contents {
                 let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
+                let path = format!("/{}", f.name);
+                let op = Op::Mkfile(Mkfile { path, data: data.clone().into_bytes(), mode: 0o644, ..Mkfile::default() });
+                files.push(keys::dep(&layering.op(&op, &f.name, &[], None)?, None));
                 fs.insert(f.name.clone(), Node::new(Kind::File(Content::bytes(data.into_bytes())), 0o644, 0, 0, 0));
                 names.push(f.name.clone());
-                label.push_str(&format!("|heredoc:{}", f.name));
             }
+            let source = match files.as_slice() {
+                [one] => one.key.clone(),
+                _ => {
+                    let op = Op::Merge(Merge { inputs: (0..files.len()).collect() });
+                    layering.op(&op, "heredocs", &files, None)?
+                }
+            };
+            let paths = names.iter().map(|n| format!("/{n}")).collect();
+            groups.push(Group { source: Origin::State(source), paths, wildcard: false, unpack: false, parents: false });
             jobs.push((Arc::new(fs), CopySpec { sources: names, unpack: false, parents: false, ..spec.clone() }));
         }
         let link = c.link && a.chmod.is_none();
         let empty = MemFs::new();
         let base = if link { &empty } else { &target };
         // One plan serves the key and the layer: the key leaves times out.
-        let planned = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
-        let mut key = KeyBuilder::new(&st.key, &st.platform);
-        key.part(verb)
-            .part(&format!(
-                "{:?}",
-                (&a.sources, &a.dest, spec.chown, spec.chmod, &spec.excludes, spec.parents, spec.unpack, link)
-            ))
-            .part(&label)
-            .part(&content_digest(&planned.changes)?);
-        let key = self.layer_key(key);
+        let (planned, changes) = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
+        let words = CopyWords { dest: &a.dest, owner: spec.chown, mode: a.chmod, excludes: &a.excludes };
+        let key = copy_key(&layering, &st.key, &groups, &changes, &words, link, verb)?;
         let mut history = String::from(verb);
         if c.parents {
             history.push_str(" --parents");
@@ -232,75 +254,92 @@ impl Run<'_> {
         let mut words = a.sources.clone();
         words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
         history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
-        let (cached, ran_at) = self.apply_step(st, &key, || Ok((planned, link)))?;
+        let (cached, ran_at) = self.apply_step(st, &key, || Ok((planned, link))).await?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
     }
 
-    fn layer_key(&self, mut k: KeyBuilder) -> String {
-        k.part(self.opts.compression.name());
-        k.part(&format!("{:?}|{}", self.opts.source_date_epoch, self.opts.rewrite_timestamp));
-        k.finish()
+    /// How the build keys the steps of `st`'s platform.
+    pub(super) fn layering(&self, st: &StageState) -> Layering {
+        Layering::new(&st.platform, self.opts.compression, self.opts.source_date_epoch, self.opts.rewrite_timestamp)
     }
 
     /// Looks `key` up; on a hit applies the cached layer, on a miss plans,
-    /// writes and records. Returns whether it was a hit.
-    fn apply_step(
+    /// writes and records (or awaits the build that does, sharing the
+    /// merge table). Returns whether it was a hit.
+    async fn apply_step(
         &mut self,
         st: &mut StageState,
-        key: &str,
+        key: &Digest,
         plan: impl FnOnce() -> Result<(Planned, bool)>,
     ) -> Result<(bool, i64)> {
         st.layers_before_step = st.image.diff_ids.len();
         let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
+        let text = key.to_string();
+        let mut running = None;
         if !no_cache {
-            if let Some(rec) = self.cache.get(key) {
-                if let Some(layer) = &rec.layer {
-                    // Its unpacked directory if there is one; else read
-                    // without unpacking: a RUN that follows unpacks what
-                    // its overlay needs, and a fully cached build (a fresh
-                    // store with `--cache-from`) writes no trees.
-                    let unpack = false;
-                    let below = st.layers.clone();
-                    crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
-                    push_layer(st, layer.clone());
+            match self.cache.claim(&text).await? {
+                Claim::Hit(rec) => {
+                    if let Some(layer) = &rec.layer {
+                        // Its unpacked directory if there is one; else read
+                        // without unpacking: a RUN that follows unpacks what
+                        // its overlay needs, and a fully cached build (a fresh
+                        // store with `--cache-from`) writes no trees.
+                        let unpack = false;
+                        let below = st.layers.clone();
+                        crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
+                        push_layer(st, layer.clone());
+                    }
+                    self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
+                    st.key = key.clone();
+                    self.cached += 1;
+                    return Ok((true, rec.created.unwrap_or(self.now)));
                 }
-                self.cache.noted(&st.key, key, &st.platform, &rec);
-                st.key = key.to_string();
-                self.cached += 1;
-                return Ok((true, rec.created.unwrap_or(self.now)));
+                Claim::Run(r) => running = Some(r),
             }
         }
-        let (planned, _link) = plan()?;
-        let layer = if planned.changes.is_empty() {
-            None
-        } else {
-            let mut entries = copy::layer_entries(&planned.changes, &planned.merged);
-            if self.opts.rewrite_timestamp {
-                if let Some(epoch) = self.opts.source_date_epoch {
-                    for (_, n) in entries.iter_mut() {
-                        n.mtime = n.mtime.min(epoch);
-                    }
-                }
-            }
-            let tmp = self.b.store.root().join("run");
-            let layer =
-                write_layer(&self.b.store, &tmp, entries.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
-            // The stage's tree is what the layer gives, its contents still
-            // where they were copied from.
-            self.stage_fs(st)?.apply_entries(&entries);
-            push_layer(st, layer.clone());
-            Some(layer)
-        };
-        let rec = Record { layer, created: Some(self.now) };
-        self.cache.put(key, &rec)?;
-        self.cache.noted(&st.key, key, &st.platform, &rec);
-        st.key = key.to_string();
+        let made = self.write_step(st, plan).and_then(|layer| {
+            let rec = Record { layer, created: Some(self.now) };
+            self.cache.put(&text, &rec).map(|()| rec)
+        });
+        Running::settle(running, &made);
+        let rec = made?;
+        self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
+        st.key = key.clone();
         self.executed += 1;
         Ok((false, self.now))
     }
 
-    pub(super) fn workdir(&mut self, st: &mut StageState, cmd: &Command, p: &str) -> Result<()> {
+    /// Plans a missed step and writes its layer (none when it changed
+    /// nothing), applied to the stage.
+    fn write_step(
+        &mut self,
+        st: &mut StageState,
+        plan: impl FnOnce() -> Result<(Planned, bool)>,
+    ) -> Result<Option<Layer>> {
+        let (planned, _link) = plan()?;
+        if planned.changes.is_empty() {
+            return Ok(None);
+        }
+        let mut entries = copy::layer_entries(&planned.changes, &planned.merged);
+        if self.opts.rewrite_timestamp {
+            if let Some(epoch) = self.opts.source_date_epoch {
+                for (_, n) in entries.iter_mut() {
+                    n.mtime = n.mtime.min(epoch);
+                }
+            }
+        }
+        let tmp = self.b.store.root().join("run");
+        let layer =
+            write_layer(&self.b.store, &tmp, entries.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
+        // The stage's tree is what the layer gives, its contents still
+        // where they were copied from.
+        self.stage_fs(st)?.apply_entries(&entries);
+        push_layer(st, layer.clone());
+        Ok(Some(layer))
+    }
+
+    pub(super) async fn workdir(&mut self, st: &mut StageState, cmd: &Command, p: &str) -> Result<()> {
         let line = cmd.start_line;
         let p = self.expand(st, p, line)?;
         let wd = normalize_workdir(&st.image.config.working_dir, &p);
@@ -313,16 +352,24 @@ impl Run<'_> {
         let user = st.image.config.user.clone();
         let target = self.stage_fs(st)?.clone();
         let owner = crate::users::workdir_owner(&target, &user);
-        let mut key = KeyBuilder::new(&st.key, &st.platform);
-        key.part("WORKDIR").part(&wd).part(&format!("{owner:?}"));
-        let key = self.layer_key(key);
+        let op = Op::Mkdir(Mkdir {
+            input: Some(0),
+            path: wd.clone(),
+            mode: 0o755,
+            parents: true,
+            owner: Some(owner_of(owner)),
+            timestamp: None,
+        });
+        let key = self.layering(st).step(&op, &format!("WORKDIR {wd}"), &[keys::dep(&st.key, None)], &[])?;
         let now = self.now;
-        let (cached, ran_at) = self.apply_step(st, &key, || {
-            let mut merged = target.clone();
-            let mut changes = MemFs::new();
-            copy::mkdir_all(&mut merged, &mut changes, &polyarch_dockerfile::clean(&wd), owner, now);
-            Ok((Planned { changes, merged }, false))
-        })?;
+        let (cached, ran_at) = self
+            .apply_step(st, &key, || {
+                let mut merged = target.clone();
+                let mut changes = MemFs::new();
+                copy::mkdir_all(&mut merged, &mut changes, &polyarch_dockerfile::clean(&wd), owner, now);
+                Ok((Planned { changes, merged }, false))
+            })
+            .await?;
         if cached {
             self.cached_step(&step);
         }
@@ -344,10 +391,94 @@ struct CopyArgs {
     checksum: Option<String>,
 }
 
-/// Plans each source group in turn, each on top of the previous result.
-fn plan_jobs(jobs: &[(Arc<MemFs>, CopySpec)], base: &MemFs, now: i64) -> std::result::Result<Planned, copy::CopyError> {
+/// One source group of a COPY or ADD as its key names it: where the
+/// files come from and how they are read.
+struct Group {
+    source: Origin,
+    paths: Vec<String>,
+    wildcard: bool,
+    unpack: bool,
+    parents: bool,
+}
+
+/// The words of a COPY or ADD that every group shares, resolved.
+struct CopyWords<'a> {
+    dest: &'a str,
+    owner: Option<(u64, u64)>,
+    mode: Option<u32>,
+    excludes: &'a [String],
+}
+
+/// The key of a COPY or ADD: as the frontend makes it, one copy op per
+/// source group, each onto the previous result (the first onto the
+/// parent, or onto nothing with `--link`, then merged onto the parent),
+/// each keyed by the checksum of the changes it planned.
+fn copy_key(
+    layering: &Layering,
+    parent: &Digest,
+    groups: &[Group],
+    changes: &[MemFs],
+    w: &CopyWords<'_>,
+    link: bool,
+    verb: &str,
+) -> Result<Digest> {
+    let mut last: Option<(Op, Vec<DepKey>)> = None;
+    for (g, planned) in groups.iter().zip(changes) {
+        let onto = match &last {
+            Some((op, deps)) => Some(layering.op(op, verb, deps, None)?),
+            None if link => None,
+            None => Some(parent.clone()),
+        };
+        let checksum = content_digest(planned)?;
+        let mut deps = vec![g.source.dep(&checksum)?];
+        deps.extend(onto.as_ref().map(|k| keys::dep(k, None)));
+        let op = Op::Copy(CopyOp {
+            source: 0,
+            dest: onto.map(|_| 1),
+            paths: g.paths.clone(),
+            dest_path: w.dest.to_string(),
+            owner: w.owner.map(owner_of),
+            mode: w.mode,
+            follow_symlinks: true,
+            contents_only: true,
+            wildcard: g.wildcard,
+            allow_empty_wildcard: g.wildcard,
+            create_dest_path: true,
+            unpack: g.unpack,
+            parents: g.parents,
+            include: Vec::new(),
+            exclude: w.excludes.to_vec(),
+            timestamp: None,
+        });
+        last = Some((op, deps));
+    }
+    let Some((mut op, mut deps)) = last else {
+        return Err(Error::Option(format!("{verb} without sources")));
+    };
+    if link {
+        let layer = layering.op(&op, verb, &deps, None)?;
+        op = Op::Merge(Merge { inputs: vec![0, 1] });
+        deps = vec![keys::dep(parent, None), keys::dep(&layer, None)];
+    }
+    layering.step(&op, verb, &deps, &[])
+}
+
+/// A resolved owner as ops name it.
+fn owner_of((uid, gid): (u64, u64)) -> Owner {
+    let id = |v: u64| Id::Id(u32::try_from(v).unwrap_or(u32::MAX));
+    Owner { user: id(uid), group: Some(id(gid)) }
+}
+
+/// Plans each source group in turn, each on top of the previous result;
+/// also returns the changes of each group.
+fn plan_jobs(
+    jobs: &[(Arc<MemFs>, CopySpec)],
+    base: &MemFs,
+    now: i64,
+) -> std::result::Result<(Planned, Vec<MemFs>), copy::CopyError> {
     let mut merged = base.clone();
     let mut changes = MemFs::new();
+    let mut each = Vec::with_capacity(jobs.len());
     for (src, spec) in jobs {
         let mut spec = spec.clone();
         spec.now = now;
@@ -355,9 +486,10 @@ fn plan_jobs(jobs: &[(Arc<MemFs>, CopySpec)], base: &MemFs, now: i64) -> std::re
         for (k, n) in p.changes.iter() {
             changes.insert(k.clone(), n.clone());
         }
+        each.push(p.changes);
         merged = p.merged;
     }
-    Ok(Planned { changes, merged })
+    Ok((Planned { changes, merged }, each))
 }
 
 fn copy_error(loc: &crate::error::Location, e: copy::CopyError, sources: &[String]) -> Error {

@@ -17,7 +17,8 @@ use tempfile::TempDir;
 
 use super::steps::Step;
 use super::{Run, StageState};
-use crate::cache::{content_digest, KeyBuilder, Record};
+use crate::cache::keys::{self, Host, Origin};
+use crate::cache::{content_digest, Claim, Record, Running};
 use crate::error::{ErrorKind, Location, Result};
 use crate::event::{Stream, Vertex};
 use crate::fs::{clean, join, Kind, MemFs};
@@ -27,6 +28,9 @@ use crate::process::{
     cache_dir, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
 };
 use polyarch_dockerfile::values::{heredoc_script, summarize_heredoc};
+use polyarch_oci::Digest;
+use polyarch_solver::op::{self, Exec, Mkfile, MountKind, Network, Op, Security, Sharing, Ulimit};
+use polyarch_solver::DepKey;
 
 /// Paths the runtime may create in the root file system to mount on.
 const RUNTIME_STUBS: [&str; 6] = ["proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname"];
@@ -37,8 +41,11 @@ struct Mounts {
     specs: Vec<MountSpec>,
     /// Destinations, as clean paths, to remove again when left empty.
     stubs: Vec<String>,
-    /// Cache-key parts.
-    key: Vec<String>,
+    /// The mounts as the step's exec op names them (the root not among
+    /// them), and the keys of the inputs they read (the parent, input 0,
+    /// not among them).
+    ops: Vec<op::Mount>,
+    inputs: Vec<DepKey>,
     /// Secrets exposed as environment variables.
     env: Vec<String>,
     /// Agent sockets of `type=ssh` mounts, removed before `temps`.
@@ -56,6 +63,19 @@ struct Prepared {
     pipe: Option<(String, String)>,
     network: NetworkMode,
     security: SecurityMode,
+}
+
+impl Mounts {
+    /// Adds a mount of an input keyed `dep`.
+    fn input(&mut self, target: &str, dep: DepKey, selector: String, readonly: bool) {
+        self.inputs.push(dep);
+        let kind = MountKind::Input { input: self.inputs.len(), selector, readonly };
+        self.ops.push(op::Mount { target: target.to_string(), kind });
+    }
+
+    fn other(&mut self, target: &str, kind: MountKind) {
+        self.ops.push(op::Mount { target: target.to_string(), kind });
+    }
 }
 
 impl Run<'_> {
@@ -149,6 +169,15 @@ impl Run<'_> {
             self.mount(st, m, line, &mut mounts).await?;
         }
         if let Some((file, data)) = &p.pipe {
+            // A script with a shebang runs as a file, as BuildKit mounts it.
+            let op = Op::Mkfile(Mkfile {
+                path: format!("/{file}"),
+                data: data.as_bytes().to_vec(),
+                mode: 0o755,
+                ..Mkfile::default()
+            });
+            let script = self.layering(st).op(&op, file, &[], None)?;
+            mounts.input("/dev/pipes", keys::dep(&script, None), String::new(), true);
             let dir = temp_in(&self.b.store.root().join("run"))?;
             write_file(&dir.path().join(file), &mut data.as_bytes(), 0o755, (0, 0))?;
             mounts.specs.push(MountSpec::bind(dir.path(), "/dev/pipes", true));
@@ -157,12 +186,17 @@ impl Run<'_> {
         let config = &st.image.config;
         let cwd = if config.working_dir.is_empty() { "/".to_string() } else { config.working_dir.clone() };
         let mut process = self.process_spec(st, &p, &mounts, cwd);
-        let key = self.run_key(st, &p, &process, &mounts);
+        let key = self.run_key(st, &p, &process, &mounts)?;
+        let text = key.to_string();
         let history = format!("RUN {} # buildkit", history_command(&p.args, &st.args));
         st.layers_before_step = st.image.diff_ids.len();
         let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
+        let mut running = None;
         if !no_cache {
-            if let Some(rec) = self.cache.get(&key) {
+            let claim = self.cache.claim(&text).await?;
+            if let Claim::Run(r) = claim {
+                running = Some(r);
+            } else if let Claim::Hit(rec) = claim {
                 *started = Some(self.start(vertex.clone()));
                 if let Some(layer) = &rec.layer {
                     // Its unpacked directory if there is one; else read
@@ -175,7 +209,7 @@ impl Run<'_> {
                     st.image.diff_ids.push(layer.diff_id.clone());
                     st.layers.push(layer.clone());
                 }
-                self.cache.noted(&st.key, &key, &st.platform, &rec);
+                self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
                 st.key = key;
                 self.cached += 1;
                 self.commit_fs(st, history, rec.created.unwrap_or(self.now));
@@ -186,22 +220,39 @@ impl Run<'_> {
         // settings (BuildKit clears an ExecOp's ProxyEnv before keying).
         process.env.extend(mounts.env.iter().cloned());
         process.env.extend(proxy_env(&process.env, &self.opts.build_args));
+        let described = history.trim_end_matches(" # buildkit").to_string();
+        let made = self.execute_step(st, &process, mounts, vertex, started, line).await.and_then(|layer| {
+            let rec = Record { layer, created: Some(self.now) };
+            self.cache.put_described(&text, &rec, &described).map(|()| rec)
+        });
+        Running::settle(running, &made);
+        let rec = made?;
+        self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
+        st.key = key;
+        self.executed += 1;
+        self.commit_fs(st, history, self.now);
+        Ok(false)
+    }
+
+    /// Runs a missed RUN once it holds its slot (starting the step into
+    /// `started`) and commits what it changed: the layer, if any.
+    async fn execute_step(
+        &mut self,
+        st: &mut StageState,
+        process: &ProcessSpec,
+        mounts: Mounts,
+        vertex: &Vertex,
+        started: &mut Option<Step>,
+        line: usize,
+    ) -> Result<Option<Layer>> {
         let before = self.stage_fs(st)?.clone();
         // A native or an emulated slot, so that a step under QEMU never
         // holds one a native step could use (issue 12).
         let _slot = self.b.slots.acquire(self.b.slots.exec_class(&st.platform)).await;
         let vertex = &started.insert(self.start(vertex.clone())).vertex;
-        let (after, upper) = self.execute(st, &before, &process, &mounts, vertex, line)?;
+        let (after, upper) = self.execute(st, &before, process, &mounts, vertex, line)?;
         drop(mounts);
-        let layer = self.commit_changes(st, &before, &after, upper)?;
-        let described = history.trim_end_matches(" # buildkit");
-        let rec = Record { layer, created: Some(self.now) };
-        self.cache.put_described(&key, &rec, described)?;
-        self.cache.noted(&st.key, &key, &st.platform, &rec);
-        st.key = key;
-        self.executed += 1;
-        self.commit_fs(st, history, self.now);
-        Ok(false)
+        self.commit_changes(st, &before, &after, upper)
     }
 
     /// The process of a RUN: the stage's environment (with the ARGs in
@@ -233,25 +284,42 @@ impl Run<'_> {
         process
     }
 
-    /// The cache key: parent, command, environment and ARGs, user, working
-    /// directory, network, mounts (without secret values), platform.
-    fn run_key(&self, st: &StageState, p: &Prepared, process: &ProcessSpec, mounts: &Mounts) -> String {
-        let mut key = KeyBuilder::new(&st.key, &st.platform);
-        key.part("RUN")
-            .part(&p.args.join("\0"))
-            .part(&process.env.join("\0"))
-            .part(&process.user)
-            .part(&process.cwd)
-            .part(&format!("{:?}", p.network))
-            .part(&format!("{:?}", p.security))
-            .part(&self.opts.run.key())
-            .part(&mounts.key.join("\0"));
-        if let Some((_, data)) = &p.pipe {
-            key.part(data);
-        }
-        key.part(self.opts.compression.name());
-        key.part(&format!("{:?}|{}", self.opts.source_date_epoch, self.opts.rewrite_timestamp));
-        key.finish()
+    /// The cache key: the key of the step's exec op (parent, command,
+    /// environment and ARGs, user, working directory, network, security,
+    /// the build's RUN settings, mounts without secret values, platform),
+    /// with the addresses of `--add-host` mixed in.
+    fn run_key(&self, st: &StageState, p: &Prepared, process: &ProcessSpec, mounts: &Mounts) -> Result<Digest> {
+        let run = &self.opts.run;
+        let root = op::Mount {
+            target: "/".into(),
+            kind: MountKind::Input { input: 0, selector: String::new(), readonly: false },
+        };
+        let exec = Exec {
+            args: p.args.clone(),
+            env: process.env.clone(),
+            cwd: process.cwd.clone(),
+            user: process.user.clone(),
+            mounts: std::iter::once(root).chain(mounts.ops.iter().cloned()).collect(),
+            network: match p.network {
+                NetworkMode::Host => Network::Host,
+                NetworkMode::None => Network::None,
+            },
+            security: match p.security {
+                SecurityMode::Sandbox => Security::Sandbox,
+                SecurityMode::Insecure => Security::Insecure,
+            },
+            ulimits: run
+                .ulimits
+                .iter()
+                .map(|r| Ulimit { name: r.resource.name().into(), soft: r.soft, hard: r.hard })
+                .collect(),
+            shm_size: run.shm_size,
+            cgroup_parent: run.cgroup_parent.clone(),
+            ..Exec::default()
+        };
+        let mut deps = vec![keys::dep(&st.key, None)];
+        deps.extend(mounts.inputs.iter().cloned());
+        self.layering(st).step(&Op::Exec(exec), "RUN", &deps, &Host::all(&run.extra_hosts))
     }
 
     /// Runs the process on `before` and returns the tree it left, without
@@ -385,10 +453,13 @@ impl Run<'_> {
             "tmpfs" => {
                 let target = abs(&target.ok_or_else(need_target)?);
                 let mut spec = MountSpec::tmpfs(&target);
+                let mut bytes = None;
                 if let Some(size) = &m.size {
+                    let invalid = |_| loc.error(ErrorKind::Invalid, format!("invalid tmpfs size {size:?}"), Some(size));
+                    bytes = Some(crate::settings::parse_mem_bytes(size).map_err(invalid)?);
                     spec.options.push(format!("size={size}"));
                 }
-                out.key.push(format!("tmpfs|{target}|{:?}", m.size));
+                out.other(&target, MountKind::Tmpfs { size: bytes });
                 out.specs.push(spec);
                 out.stubs.push(clean(&target));
             }
@@ -414,7 +485,7 @@ impl Run<'_> {
     ) -> Result<()> {
         let loc = self.loc(line);
         let root = self.b.store.root().join("run");
-        let (fs, label) = self.mount_source(st, from.as_deref(), line).await?;
+        let (fs, origin) = self.mount_source(st, from.as_deref(), line).await?;
         let src = clean(source.as_deref().unwrap_or("/"));
         let Some(resolved) = fs.resolve(&src, true) else {
             return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None));
@@ -436,7 +507,9 @@ impl Run<'_> {
             }
             _ => return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None)),
         };
-        out.key.push(format!("bind|{target}|{rw}|{label}|{src}|{}", content_digest(&sub)?));
+        let checksum = content_digest(&sub)?;
+        let selector = if src.is_empty() { String::new() } else { format!("/{src}") };
+        out.input(&target, origin.dep(&checksum)?, selector, !rw);
         out.specs.push(MountSpec::bind(host, &target, !rw));
         out.stubs.push(clean(&target));
         out.temps.push(dir);
@@ -483,7 +556,15 @@ impl Run<'_> {
                 return Err(loc.error(ErrorKind::Invalid, msg, Some(other)));
             }
         };
-        out.key.push(format!("cache|{target}|{cid}|{sharing}|{mode:o}|{owner:?}"));
+        let sharing = match sharing.as_str() {
+            "locked" => Sharing::Locked,
+            "private" => Sharing::Private,
+            _ => Sharing::Shared,
+        };
+        let (uid, gid) = (id32(owner.0), id32(owner.1));
+        let readonly = m.read_only == Some(true);
+        let kind = MountKind::Cache { id: cid, sharing, from: None, selector: String::new(), readonly, mode, uid, gid };
+        out.other(&target, kind);
         out.specs.push(MountSpec::bind(host, &target, m.read_only == Some(true)));
         out.stubs.push(clean(&target));
         Ok(())
@@ -510,7 +591,9 @@ impl Run<'_> {
             (None, Some(_)) => None,
             (None, None) => Some(format!("/run/secrets/{sid}")),
         };
-        out.key.push(format!("secret|{sid}|{target:?}|{:?}", m.env));
+        let (mode, uid, gid) = (m.mode.unwrap_or(0o400), id32(m.uid.unwrap_or(0)), id32(m.gid.unwrap_or(0)));
+        let kind = MountKind::Secret { id: sid.clone(), required: m.required, mode, uid, gid, env: m.env.clone() };
+        out.other(target.as_deref().unwrap_or(""), kind);
         let value = match self.opts.secrets.get(&sid).map(|s| s.read()) {
             Some(Ok(v)) => v,
             Some(Err(e)) if m.required => {
@@ -553,7 +636,9 @@ impl Run<'_> {
         let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", out.ssh_targets.len()));
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         let mode = m.mode.unwrap_or(0o600);
-        out.key.push(format!("ssh|{sid}|{target}|{owner:?}|{mode:o}|{}", m.required));
+        let kind =
+            MountKind::Ssh { id: sid.clone(), required: m.required, mode, uid: id32(owner.0), gid: id32(owner.1) };
+        out.other(&target, kind);
         out.ssh_targets.push(target.clone());
         let Some(agent) = self.opts.run.ssh.get(&sid) else {
             if m.required {
@@ -573,9 +658,9 @@ impl Run<'_> {
     }
 
     /// The tree a bind mount reads from: the context, a stage or an image.
-    async fn mount_source(&mut self, st: &StageState, from: Option<&str>, line: usize) -> Result<(Arc<MemFs>, String)> {
+    async fn mount_source(&mut self, st: &StageState, from: Option<&str>, line: usize) -> Result<(Arc<MemFs>, Origin)> {
         let Some(from) = from else {
-            return Ok((self.opts.context.clone(), "context".into()));
+            return Ok((self.opts.context.clone(), Origin::Context));
         };
         if let Some(j) = self.stage_named(from, self.stages.len()) {
             let Some(mut other) = self.stages[j].take() else {
@@ -585,14 +670,14 @@ impl Run<'_> {
             let fs = self.stage_fs(&mut other).map(|f| f.clone());
             let key = other.key.clone();
             self.stages[j] = Some(other);
-            return Ok((Arc::new(fs?), format!("stage:{key}")));
+            return Ok((Arc::new(fs?), Origin::State(key)));
         }
         if let Some(fs) = self.named_files(from) {
-            return Ok((fs, format!("named:{from}")));
+            return Ok((fs, Origin::Named(from.to_string())));
         }
         let img = self.image(from, &st.platform.clone(), line).await?;
         let fs = self.image_fs(&img, None).await?;
-        Ok((Arc::new(fs), format!("image:{}", img.manifest.digest)))
+        Ok((Arc::new(fs), Origin::State(keys::image(from, &img.manifest.digest, &st.platform)?)))
     }
 }
 
@@ -604,6 +689,11 @@ fn proxy_env(env: &[String], build_args: &std::collections::BTreeMap<String, Str
         .filter(|k| !set(k))
         .filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}")))
         .collect()
+}
+
+/// An id as ops hold it.
+fn id32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Named after this process so that a later build can tell, after a kill,
