@@ -124,7 +124,7 @@ pub struct Merges(Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>);
 #[derive(Debug, Clone)]
 enum Outcome {
     Running,
-    Done(Record),
+    Done(Box<Record>),
     Failed(Failure),
     /// Its build stopped without an outcome (cancelled): the next one to
     /// ask runs it.
@@ -153,7 +153,7 @@ impl Failure {
 #[derive(Debug)]
 pub enum Claim {
     /// The record: found, imported or made by another build meanwhile.
-    Hit(Record),
+    Hit(Box<Record>),
     /// A miss: this build runs the step, and tells the builds awaiting it
     /// how that went through the [`Running`].
     Run(Running),
@@ -182,7 +182,7 @@ impl Running {
 
     /// The step made `rec` (already stored).
     pub fn done(mut self, rec: &Record) {
-        self.finish(Outcome::Done(rec.clone()));
+        self.finish(Outcome::Done(Box::new(rec.clone())));
     }
 
     /// The step failed with `e`: the builds awaiting it fail with it too.
@@ -287,7 +287,7 @@ impl Cache {
     pub async fn claim(&self, key: &str) -> Result<Claim> {
         loop {
             if let Some(rec) = self.get(key) {
-                return Ok(Claim::Hit(rec));
+                return Ok(Claim::Hit(Box::new(rec)));
             }
             let mut rx = {
                 let Ok(mut table) = self.merges.0.lock() else {
@@ -299,7 +299,7 @@ impl Cache {
                         // A run may have ended (its record written, its
                         // entry removed) since the read above.
                         if let Some(rec) = self.read(key) {
-                            return Ok(Claim::Hit(rec));
+                            return Ok(Claim::Hit(Box::new(rec)));
                         }
                         let (tx, rx) = watch::channel(Outcome::Running);
                         table.insert(key.to_string(), rx);
@@ -458,7 +458,7 @@ mod tests {
         let rec = Record { layer: None, created: Some(7) };
         first.put("sha256:aa", &rec).unwrap();
         run.done(&rec);
-        assert!(matches!(waiter.await.unwrap(), Ok(Claim::Hit(r)) if r == rec));
+        assert!(matches!(waiter.await.unwrap(), Ok(Claim::Hit(r)) if *r == rec));
     }
 
     #[tokio::test]

@@ -193,27 +193,27 @@ impl Run<'_> {
         let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
         let mut running = None;
         if !no_cache {
-            let claim = self.cache.claim(&text).await?;
-            if let Claim::Run(r) = claim {
-                running = Some(r);
-            } else if let Claim::Hit(rec) = claim {
-                *started = Some(self.start(vertex.clone()));
-                if let Some(layer) = &rec.layer {
-                    // Its unpacked directory if there is one; else read
-                    // without unpacking: a RUN that follows unpacks what
-                    // its overlay needs, and a fully cached build (a fresh
-                    // store with `--cache-from`) writes no trees.
-                    let unpack = false;
-                    let below = st.layers.clone();
-                    crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
-                    st.image.diff_ids.push(layer.diff_id.clone());
-                    st.layers.push(layer.clone());
+            match self.cache.claim(&text).await? {
+                Claim::Run(r) => running = Some(r),
+                Claim::Hit(rec) => {
+                    *started = Some(self.start(vertex.clone()));
+                    if let Some(layer) = &rec.layer {
+                        // Its unpacked directory if there is one; else read
+                        // without unpacking: a RUN that follows unpacks what
+                        // its overlay needs, and a fully cached build (a fresh
+                        // store with `--cache-from`) writes no trees.
+                        let unpack = false;
+                        let below = st.layers.clone();
+                        crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
+                        st.image.diff_ids.push(layer.diff_id.clone());
+                        st.layers.push(layer.clone());
+                    }
+                    self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
+                    st.key = key;
+                    self.cached += 1;
+                    self.commit_fs(st, history, rec.created.unwrap_or(self.now));
+                    return Ok(true);
                 }
-                self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
-                st.key = key;
-                self.cached += 1;
-                self.commit_fs(st, history, rec.created.unwrap_or(self.now));
-                return Ok(true);
             }
         }
         // Secrets reach the process, never the key; nor do proxy

@@ -376,6 +376,28 @@ fn a_cross_compiling_build_for_six_platforms_runs_its_build_stage_once() {
 }
 
 #[test]
+fn a_shared_step_that_fails_fails_every_platform_once() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new().on("compile", |_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(3)
+    });
+    let df = "FROM --platform=$BUILDPLATFORM scratch AS build\nCOPY . /\nRUN compile\n\
+              FROM scratch\nCOPY --from=build /out /out\n";
+    let mut o = BuildOptions::new(df).with_context(context());
+    o.snapshotter = SnapshotterKind::Naive;
+    let targets: Vec<polyarch_oci::Platform> = ["linux/amd64", "linux/arm64", "linux/s390x"]
+        .iter()
+        .map(|p| polyarch_oci::Platform::parse(p).unwrap().normalize())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let multi = crate::multi::MultiBuilder::new(f.store.clone()).with_executor(exec.clone()).with_jobs(3);
+    let e = rt.block_on(multi.build(&o, &targets)).unwrap_err().to_string();
+    assert!(e.contains("exit code: 3"), "{e}");
+    assert_eq!(exec.count(), 1, "the platforms awaiting the shared step get its failure, not a run of their own");
+}
+
+#[test]
 fn a_private_cache_in_use_gives_the_step_a_directory_of_its_own() {
     let f = Fixture::new();
     let exec = RecordingExecutor::new();
