@@ -6,6 +6,7 @@
 #   bench/buildkit.sh [RUNS]                     (default 2)
 #   CASES="run cross" bench/buildkit.sh 1        (a selection; default all)
 #   POLYARCH=path/to/polyarch bench/buildkit.sh  (a prebuilt binary, no cargo build)
+#   CASES=apt APT_MIRROR_DIR=/var/tmp/apt-bench bench/buildkit.sh 2  (see the apt case)
 #
 # Cases (6 platforms: linux/amd64, linux/arm64, linux/arm/v7, linux/ppc64le,
 # linux/s390x, linux/386, unless said otherwise):
