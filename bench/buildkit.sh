@@ -6,6 +6,7 @@
 #   bench/buildkit.sh [RUNS]                     (default 2)
 #   CASES="run cross" bench/buildkit.sh 1        (a selection; default all)
 #   POLYARCH=path/to/polyarch bench/buildkit.sh  (a prebuilt binary, no cargo build)
+#   CASES=apt APT_MIRROR_DIR=/var/tmp/apt-bench bench/buildkit.sh 2  (see the apt case)
 #
 # Cases (6 platforms: linux/amd64, linux/arm64, linux/arm/v7, linux/ppc64le,
 # linux/s390x, linux/386, unless said otherwise):
@@ -17,12 +18,19 @@
 #               TARGETPLATFORM, native (no emulation); a final stage per
 #               platform with COPY --from=build.
 #   apt         3 platforms (amd64, arm64, arm/v7): FROM debian:bookworm-slim
-#               and RUN apt-get update && apt-get install of a small package,
-#               under emulation, from a Debian mirror on loopback that the
-#               caller serves: APT_MIRROR=http://127.0.0.1:PORT/debian (a
-#               bookworm main archive for those three architectures). Only
-#               with CASES naming it and APT_MIRROR set: benchmarks send no
-#               traffic beyond loopback, so Debian's own archive is never used.
+#               and RUN apt-get update && apt-get install of hello, under
+#               emulation, from a Debian archive on loopback, never Debian's
+#               own (benchmarks send no traffic beyond loopback). Only with
+#               CASES naming it and one of:
+#                 APT_MIRROR_DIR=DIR  an archive made by bench/apt-mirror.sh
+#                     DIR (run here first if DIR is not one yet: a package
+#                     download, before any timing), served by the script on
+#                     127.0.0.1 and a free port (python3 -m http.server),
+#                     stopped at exit;
+#                 APT_MIRROR=http://127.0.0.1:PORT/...  one the caller serves
+#                     (a bookworm main archive for amd64, arm64 and armhf).
+#               The RUN replaces the image's apt sources with
+#               `deb [trusted=yes] MIRROR bookworm main`.
 # Each tool ends with the index in the registry fixture:
 #   polyarch  build --platform LIST --push -t REG/pa-CASE-N:latest
 #   BuildKit  one `docker build --platform P --network host -t REG/bk-CASE-N:P`
@@ -44,10 +52,10 @@
 set -euo pipefail
 RUNS=${1:-2}
 CASES=${CASES:-run multistage cross}
-if [[ " $CASES " == *" apt "* ]]; then
+if [[ " $CASES " == *" apt "* ]] && [ -z "${APT_MIRROR_DIR:-}" ]; then
   case "${APT_MIRROR:-}" in
     http://127.0.0.1:*|http://\[::1\]:*|http://localhost:*) ;;
-    *) echo "bench: the apt case needs APT_MIRROR=http://127.0.0.1:PORT/... (a Debian mirror on loopback); skipped" >&2
+    *) echo "bench: the apt case needs APT_MIRROR_DIR=DIR (see bench/apt-mirror.sh) or APT_MIRROR=http://127.0.0.1:PORT/... (a Debian mirror on loopback); skipped" >&2
        CASES=${CASES//apt/} ;;
   esac
 fi
@@ -104,7 +112,12 @@ dk_start() { # a fresh engine on a new data root
     [ -S "$DK/sock" ] && DOCKER_HOST=unix://$DK/sock "$OLDDOCKER" version >/dev/null 2>&1 && return 0
     sleep 0.1; done
   log "dockerd did not start:"; tail -20 "$DK/log" >&2; exit 1; }
+apt_http_stop() { # the loopback server of APT_MIRROR_DIR
+  local pid; pid=$(cat "$work/apt-http.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -f "$work/apt-http.pid"; }
 cleanup() {
+  apt_http_stop
   dk_stop
   fresh "$work/pa" "$work/bh"
   unmount_below "$work"
@@ -117,6 +130,20 @@ trap 'exit 130' INT TERM
 if [ -n "${POLYARCH:-}" ]; then PA=$(realpath "$POLYARCH")
 else cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p polyarch; PA="$here/target/release/polyarch"; fi
 eval "$("$fixtures/registry.sh" start --port "$PORT" --dir "$work/reg")"
+# The apt case's archive, served on loopback: the server binds port 0 and
+# prints the port it got.
+if has apt && [ -n "${APT_MIRROR_DIR:-}" ]; then
+  bash "$here/bench/apt-mirror.sh" "$APT_MIRROR_DIR" || { log "bench/apt-mirror.sh $APT_MIRROR_DIR failed"; exit 1; }
+  python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$APT_MIRROR_DIR" >"$work/apt-http.log" 2>&1 &
+  echo $! >"$work/apt-http.pid"
+  for _ in $(seq 1 100); do
+    aport=$(sed -nE 's/^Serving HTTP on 127\.0\.0\.1 port ([0-9]+).*/\1/p' "$work/apt-http.log")
+    [ -n "$aport" ] && break; sleep 0.1; done
+  [ -n "${aport:-}" ] || { log "the apt archive's server did not start:"; cat "$work/apt-http.log" >&2; exit 1; }
+  APT_MIRROR=http://127.0.0.1:$aport/
+  curl -fsS "${APT_MIRROR}dists/bookworm/Release" >/dev/null || { log "$APT_MIRROR does not serve dists/bookworm/Release"; exit 1; }
+  log "apt archive $APT_MIRROR_DIR on $APT_MIRROR"
+fi
 if has apt; then
   python3 "$fixtures/base-images.py" "$REGISTRY" --debian \
     --debian-platforms linux/amd64,linux/arm64,linux/arm/v7 >/dev/null 2>"$work/fixture.log" ||
@@ -180,6 +207,9 @@ if has apt; then
       -f "$work/probe.Dockerfile" "$work/ctx/apt" >"$work/probe.log" 2>&1 || grep -qE '(^|[[:space:]])(Err:|W: Failed)' "$work/probe.log"; then
     log "apt case skipped: a container on the host network cannot reach $APT_MIRROR:"
     tail -5 "$work/probe.log" >&2; CASES=${CASES//apt/}
+  elif [ -f "$work/apt-http.pid" ] && ! grep -q 'GET /dists/bookworm/main/binary-arm64/Packages' "$work/apt-http.log"; then
+    log "apt case skipped: the probe's apt-get update did not read the arm64 index from $APT_MIRROR"
+    CASES=${CASES//apt/}
   fi
   fresh "$work/probe"
 fi

@@ -299,6 +299,25 @@ fn cached_steps_do_not_run_again_and_no_cache_runs_them() {
 }
 
 #[test]
+fn a_step_after_cached_runs_sees_their_files() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new()
+        .on("gen", |s| {
+            s.write("/gen", b"1")?;
+            Ok(0)
+        })
+        .on("check", |s| Ok(if s.exists("/gen") && s.exists("/etc/old") { 0 } else { 1 }));
+    f.run(&exec, "RUN gen\nRUN other\n");
+    // The hit's tree is read from the layers only when the next step
+    // needs it: a RUN that runs, or a COPY.
+    let r = f.run(&exec, "RUN gen\nRUN check\n");
+    assert_eq!((r.executed, r.cached), (1, 2));
+    let r = f.run(&exec, "RUN gen\nCOPY etc/old /copied\nRUN check --again\n");
+    assert_eq!((r.executed, r.cached), (2, 2));
+    assert_eq!(exec.count(), 4);
+}
+
+#[test]
 fn run_settings_reach_the_process_and_the_key() {
     let f = Fixture::new();
     let exec = RecordingExecutor::new();
