@@ -253,8 +253,10 @@ impl Run<'_> {
         let before = self.stage_fs(st)?.clone();
         // A native or an emulated slot, so that a step under QEMU never
         // holds one a native step could use (issue 12).
-        let _slot = self.b.slots.acquire(self.b.slots.exec_class(&st.platform)).await;
-        let vertex = &started.insert(self.start(vertex.clone())).vertex;
+        let slot = self.b.slots.acquire(self.b.slots.exec_class(&st.platform)).await;
+        let step = started.insert(self.start(vertex.clone()));
+        step.slot = Some(slot);
+        let vertex = &step.vertex;
         let (after, upper) = self.execute(st, &before, process, &mounts, vertex, line)?;
         drop(mounts);
         self.commit_changes(st, &before, &after, upper)

@@ -16,6 +16,9 @@ use crate::{Event, Vertex};
 pub(crate) struct Step {
     pub(crate) vertex: Vertex,
     t: Instant,
+    /// The slot the step runs in, held until the step is said done or
+    /// failed, so that the next step given it starts after this one ends.
+    pub(crate) slot: Option<crate::slots::Slot>,
 }
 
 impl Run<'_> {
@@ -30,7 +33,7 @@ impl Run<'_> {
             vertex.platform = Some(self.opts.platform.clone());
         }
         self.emit(Event::Started { vertex: vertex.clone(), at: SystemTime::now() });
-        Step { vertex, t: Instant::now() }
+        Step { vertex, t: Instant::now(), slot: None }
     }
 
     /// The vertex of the next step of stage `st`: its position, the text,
