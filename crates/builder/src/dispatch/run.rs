@@ -165,15 +165,7 @@ impl Run<'_> {
             if let Some(rec) = self.cache.get(&key) {
                 *started = Some(self.start(vertex.clone()));
                 if let Some(layer) = &rec.layer {
-                    // Its unpacked directory if there is one; else read
-                    // without unpacking: a RUN that follows unpacks what
-                    // its overlay needs, and a fully cached build (a fresh
-                    // store with `--cache-from`) writes no trees.
-                    let unpack = false;
-                    let below = st.layers.clone();
-                    crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
-                    st.image.diff_ids.push(layer.diff_id.clone());
-                    st.layers.push(layer.clone());
+                    self.push_cached_layer(st, layer);
                 }
                 self.cache.noted(&st.key, &key, &st.platform, &rec);
                 st.key = key;
