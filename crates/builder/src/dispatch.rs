@@ -240,6 +240,10 @@ pub(crate) struct StageState {
     pub(crate) layers: Vec<Layer>,
     /// The root file system, read from the layers when first needed.
     pub(crate) fs: Option<MemFs>,
+    /// How many of the last `layers` came from the cache and are not yet
+    /// in `fs` (nor to be unpacked when `fs` is first read): a cached step
+    /// reads nothing until a later step needs the tree.
+    pub(crate) unread: usize,
     /// Cache key of the file system state.
     pub(crate) key: polyarch_oci::Digest,
     /// ARGs in scope: name and value (unset when `None`).
@@ -428,8 +432,9 @@ impl Run<'_> {
         }
         for (j, st) in out.stages.into_iter().enumerate() {
             if let (Some(Some(mine)), Some(theirs)) = (self.stages.get_mut(j), st) {
-                if mine.fs.is_none() {
+                if mine.fs.is_none() && theirs.fs.is_some() {
                     mine.fs = theirs.fs;
+                    mine.unread = theirs.unread;
                 }
             }
         }
@@ -632,13 +637,31 @@ impl Run<'_> {
         self.opts.snapshotter != crate::process::SnapshotterKind::Naive
     }
 
-    /// The stage's file system, read from its layers on first use.
+    /// The stage's file system, read from its layers on first use; the
+    /// layers of cached steps since are applied then, without unpacking
+    /// (a RUN that follows unpacks what its overlay needs, and a fully
+    /// cached build, such as a fresh store with `--cache-from`, writes no
+    /// trees).
     pub(crate) fn stage_fs<'s>(&self, st: &'s mut StageState) -> Result<&'s mut MemFs> {
+        let read = st.layers.len() - st.unread.min(st.layers.len());
         if st.fs.is_none() {
             let shown = st.from_step.as_ref().map(|(v, n)| (v, *n));
-            st.fs = Some(self.read_layers(&st.layers, shown)?);
+            st.fs = Some(self.read_layers(&st.layers[..read], shown)?);
         }
-        Ok(st.fs.get_or_insert_with(MemFs::new))
+        let fs = st.fs.get_or_insert_with(MemFs::new);
+        for i in read..st.layers.len() {
+            crate::materialize::apply_stored(fs, &self.b.store, &st.layers[..i], &st.layers[i], false)?;
+        }
+        st.unread = 0;
+        Ok(fs)
+    }
+
+    /// Adds a cached step's layer to the stage, read only when a later
+    /// step needs the tree ([`Run::stage_fs`]).
+    pub(crate) fn push_cached_layer(&self, st: &mut StageState, layer: &Layer) {
+        st.image.diff_ids.push(layer.diff_id.clone());
+        st.layers.push(layer.clone());
+        st.unread += 1;
     }
 }
 
@@ -718,6 +741,7 @@ impl StageState {
             image,
             layers,
             fs: None,
+            unread: 0,
             key,
             args: Vec::new(),
             cmd_set: false,

@@ -281,14 +281,7 @@ impl Run<'_> {
             match self.cache.claim(&text).await? {
                 Claim::Hit(rec) => {
                     if let Some(layer) = &rec.layer {
-                        // Its unpacked directory if there is one; else read
-                        // without unpacking: a RUN that follows unpacks what
-                        // its overlay needs, and a fully cached build (a fresh
-                        // store with `--cache-from`) writes no trees.
-                        let unpack = false;
-                        let below = st.layers.clone();
-                        crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, layer, unpack)?;
-                        push_layer(st, layer.clone());
+                        self.push_cached_layer(st, layer);
                     }
                     self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
                     st.key = key.clone();

@@ -198,20 +198,7 @@ impl Run<'_> {
                 Claim::Hit(rec) => {
                     *started = Some(self.start(vertex.clone()));
                     if let Some(layer) = &rec.layer {
-                        // Applied to the stage's tree only when that tree was
-                        // read already; else the tree is read from the layers
-                        // on first use ([`Run::stage_fs`]), so a build whose
-                        // steps all hit reads no base image. Its unpacked
-                        // directory if there is one; else read without
-                        // unpacking: a RUN that follows unpacks what its
-                        // overlay needs, and a fully cached build (a fresh
-                        // store with `--cache-from`) writes no trees.
-                        if let Some(fs) = st.fs.as_mut() {
-                            let unpack = false;
-                            crate::materialize::apply_stored(fs, &self.b.store, &st.layers, layer, unpack)?;
-                        }
-                        st.image.diff_ids.push(layer.diff_id.clone());
-                        st.layers.push(layer.clone());
+                        self.push_cached_layer(st, layer);
                     }
                     self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
                     st.key = key;

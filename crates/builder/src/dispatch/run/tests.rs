@@ -318,6 +318,39 @@ fn a_step_after_cached_runs_sees_their_files() {
 }
 
 #[test]
+fn cached_steps_read_no_layer_until_a_step_needs_the_tree() {
+    let f = Fixture::new();
+    let exec = RecordingExecutor::new()
+        .on("gen", |s| {
+            s.write("/gen", b"1")?;
+            Ok(0)
+        })
+        .on("check", |s| {
+            let seen = (s.read("/gen"), s.read("/etc/old"));
+            s.note(format!("{seen:?}"));
+            Ok(0)
+        });
+    let first = f.run(&exec, "RUN gen\n");
+    assert_eq!(first.layers.len(), 2);
+    // A fully cached build reads none of its layers: with the blobs
+    // unreadable (still present, as a record needs) it gives the same image.
+    let saved: Vec<Vec<u8>> =
+        first.layers.iter().map(|l| std::fs::read(f.store.blob_path(&l.desc.digest)).unwrap()).collect();
+    for l in &first.layers {
+        std::fs::write(f.store.blob_path(&l.desc.digest), b"not a layer").unwrap();
+    }
+    let again = f.run(&exec, "RUN gen\n");
+    assert_eq!((exec.count(), again.cached, again.manifest.digest.clone()), (1, 2, first.manifest.digest.clone()));
+    for (l, bytes) in first.layers.iter().zip(&saved) {
+        std::fs::write(f.store.blob_path(&l.desc.digest), bytes).unwrap();
+    }
+    // A step that misses reads the tree with the cached layers in it.
+    let r = f.run(&exec, "RUN gen\nRUN check\n");
+    assert_eq!((exec.count(), r.cached), (2, 2));
+    assert_eq!(exec.last().unwrap().notes, [format!("{:?}", (Some(b"1".to_vec()), Some(b"old".to_vec())))]);
+}
+
+#[test]
 fn run_settings_reach_the_process_and_the_key() {
     let f = Fixture::new();
     let exec = RecordingExecutor::new();
