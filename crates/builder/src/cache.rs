@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use polyarch_oci::{Digest, Platform};
+use polyarch_oci::{Algorithm, Digest, Digester, Platform};
 use polyarch_store::{BlobSource, Store};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -35,11 +34,11 @@ use crate::layer::Layer;
 /// do. A tree without attributes or hard links digests as it always did.
 /// File contents are hashed by streaming (once per content).
 pub fn content_digest(fs: &MemFs) -> Result<Digest> {
-    let mut h = Sha256::new();
+    let mut h = Digester::new(Algorithm::Sha256);
     let mut firsts: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
     for (p, n) in fs.iter() {
         h.update(p.as_bytes());
-        h.update([0]);
+        h.update(&[0]);
         h.update(format!("{:o}:{}:{}", n.mode, n.uid, n.gid).as_bytes());
         match &n.kind {
             Kind::Dir => h.update(b"d"),
@@ -49,7 +48,7 @@ pub fn content_digest(fs: &MemFs) -> Result<Digest> {
             }
             Kind::File(d) => {
                 h.update(b"f");
-                h.update(d.sha256()?);
+                h.update(&d.sha256()?);
             }
             Kind::Device { block, major, minor } => {
                 h.update(if *block { b"b" } else { b"c" });
@@ -65,14 +64,13 @@ pub fn content_digest(fs: &MemFs) -> Result<Digest> {
         for (k, v) in &n.xattrs {
             h.update(b"\0/x");
             h.update(k.as_bytes());
-            h.update([0]);
-            h.update((v.len() as u64).to_le_bytes());
+            h.update(&[0]);
+            h.update(&(v.len() as u64).to_le_bytes());
             h.update(v);
         }
-        h.update([0]);
+        h.update(&[0]);
     }
-    let hex = hex::encode(h.finalize());
-    format!("sha256:{hex}").parse().map_err(|e: polyarch_oci::Error| Error::Layer(e.to_string()))
+    Ok(h.finish())
 }
 
 /// What a cached step produced.
@@ -119,6 +117,18 @@ pub(crate) fn now() -> i64 {
 /// outcome its first run will give.
 #[derive(Debug, Clone, Default)]
 pub struct Merges(Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>);
+
+impl Merges {
+    /// Removes the entry of `key` if it is still the run `rx` watches
+    /// (a later run of the same key may have taken its place).
+    fn forget(&self, key: &str, rx: &watch::Receiver<Outcome>) {
+        if let Ok(mut table) = self.0.lock() {
+            if table.get(key).is_some_and(|r| r.same_channel(rx)) {
+                table.remove(key);
+            }
+        }
+    }
+}
 
 /// Where a step's first run is.
 #[derive(Debug, Clone)]
@@ -192,11 +202,7 @@ impl Running {
 
     fn finish(&mut self, outcome: Outcome) {
         let Some(tx) = self.tx.take() else { return };
-        if let Ok(mut table) = self.merges.0.lock() {
-            if table.get(&self.key).is_some_and(|rx| rx.same_channel(&tx.subscribe())) {
-                table.remove(&self.key);
-            }
-        }
+        self.merges.forget(&self.key, &tx.subscribe());
         tx.send_replace(outcome);
     }
 }
@@ -316,13 +322,7 @@ impl Cache {
                 }
                 Ok(Outcome::Failed(f)) => return Err(f.error()),
                 // Abandoned: look again, and run it if nobody does.
-                _ => {
-                    if let Ok(mut table) = self.merges.0.lock() {
-                        if table.get(key).is_some_and(|r| r.same_channel(&rx)) {
-                            table.remove(key);
-                        }
-                    }
-                }
+                _ => self.merges.forget(key, &rx),
             }
         }
     }

@@ -209,9 +209,6 @@ fn prune_upper(root: &Path, rel: &str, keep: &BTreeSet<String>, whiteouts: &BTre
     Ok(())
 }
 
-/// A new directory in `dir` named after this process, `pa-PID-START-SEQ`
-/// as the executor names its state, so that [`cleanup_stale`] can tell
-/// when its owner is gone.
 /// Marks `dir` as the top of directory hierarchies for ext4's Orlov
 /// allocator (`chattr +T`), so that each step's directory below it goes to
 /// a block group of its own instead of the parent's. Creating a file scans
@@ -230,6 +227,9 @@ fn spread(dir: &Path) {
     }
 }
 
+/// A new directory in `dir` named after this process, `pa-PID-START-SEQ`
+/// as the executor names its state, so that [`cleanup_stale`] can tell
+/// when its owner is gone.
 pub(crate) fn temp_in(dir: &Path) -> Result<TempDir> {
     use polyarch_exec::sys::Syscalls as _;
     static SEQ: AtomicU64 = AtomicU64::new(0);

@@ -57,22 +57,14 @@ impl<R: Resolver> Converter<'_, R> {
                 1
             });
             let op = Op::Copy(Copy {
-                source: 0,
                 dest,
-                paths: g.paths,
-                dest_path: w.dest.clone(),
                 owner: w.owner.clone(),
                 mode: w.mode,
-                follow_symlinks: true,
-                contents_only: true,
-                wildcard: g.wildcard,
-                allow_empty_wildcard: g.wildcard,
-                create_dest_path: true,
                 unpack: g.unpack,
                 parents: c.parents,
-                include: Vec::new(),
                 exclude: w.excludes.clone(),
                 timestamp: self.opts.source_date_epoch,
+                ..Copy::dockerfile(g.paths, w.dest.clone(), g.wildcard)
             });
             cur = Some(self.add(st, op, inputs, name.clone())?);
         }

@@ -366,6 +366,26 @@ pub struct Copy {
 }
 
 impl Copy {
+    /// A copy of `paths` of input 0 to `dest_path` as a Dockerfile's COPY
+    /// or ADD makes it (BuildKit's dockerfile2llb copy action): a symlink
+    /// named as a source followed, a directory's contents copied, missing
+    /// parents of the destination created and, with `wildcard`, wildcards
+    /// that may match nothing. Callers set the rest.
+    pub fn dockerfile(paths: Vec<String>, dest_path: String, wildcard: bool) -> Copy {
+        Copy {
+            paths,
+            dest_path,
+            follow_symlinks: true,
+            contents_only: true,
+            wildcard,
+            allow_empty_wildcard: wildcard,
+            create_dest_path: true,
+            ..Copy::default()
+        }
+    }
+}
+
+impl Copy {
     /// What the copy reads from its source input.
     pub fn selector(&self) -> Selector {
         Selector {

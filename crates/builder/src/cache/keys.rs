@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use polyarch_oci::{Digest, Platform};
 use polyarch_solver::key::{extended, op_key, platform_string};
-use polyarch_solver::op::{ContextSource, ImageSource, Merge, Op, Source};
+use polyarch_solver::op::{ContextSource, Id, ImageSource, Merge, Op, Owner, Source};
 use polyarch_solver::DepKey;
 use serde::Serialize;
 
@@ -138,6 +138,16 @@ impl Origin {
         };
         Ok(dep(&key, Some(checksum)))
     }
+}
+
+/// A numeric id as ops hold it (ids past `u32` as `u32::MAX`).
+pub fn id(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// A resolved owner (uid, gid) as ops name it.
+pub fn owner((uid, gid): (u64, u64)) -> Owner {
+    Owner { user: Id::Id(id(uid)), group: Some(Id::Id(id(gid))) }
 }
 
 /// A state's key as a step's input, with the checksum of what the step

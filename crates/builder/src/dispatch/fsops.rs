@@ -16,7 +16,7 @@ use crate::layer::{write_layer, Layer};
 use crate::Vertex;
 use polyarch_dockerfile::values::{is_url, normalize_workdir};
 use polyarch_oci::Digest;
-use polyarch_solver::op::{Copy as CopyOp, HttpSource, Id, Merge, Mkdir, Mkfile, Op, Owner, Source as SourceOp};
+use polyarch_solver::op::{Copy as CopyOp, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
 use polyarch_solver::DepKey;
 
 /// Whether an instruction becomes a step of its own (and a layer).
@@ -350,7 +350,7 @@ impl Run<'_> {
             path: wd.clone(),
             mode: 0o755,
             parents: true,
-            owner: Some(owner_of(owner)),
+            owner: Some(keys::owner(owner)),
             timestamp: None,
         });
         let key = self.layering(st).step(&op, &format!("WORKDIR {wd}"), &[keys::dep(&st.key, None)], &[])?;
@@ -426,22 +426,13 @@ fn copy_key(
         let mut deps = vec![g.source.dep(&checksum)?];
         deps.extend(onto.as_ref().map(|k| keys::dep(k, None)));
         let op = Op::Copy(CopyOp {
-            source: 0,
             dest: onto.map(|_| 1),
-            paths: g.paths.clone(),
-            dest_path: w.dest.to_string(),
-            owner: w.owner.map(owner_of),
+            owner: w.owner.map(keys::owner),
             mode: w.mode,
-            follow_symlinks: true,
-            contents_only: true,
-            wildcard: g.wildcard,
-            allow_empty_wildcard: g.wildcard,
-            create_dest_path: true,
             unpack: g.unpack,
             parents: g.parents,
-            include: Vec::new(),
             exclude: w.excludes.to_vec(),
-            timestamp: None,
+            ..CopyOp::dockerfile(g.paths.clone(), w.dest.to_string(), g.wildcard)
         });
         last = Some((op, deps));
     }
@@ -454,12 +445,6 @@ fn copy_key(
         deps = vec![keys::dep(parent, None), keys::dep(&layer, None)];
     }
     layering.step(&op, verb, &deps, &[])
-}
-
-/// A resolved owner as ops name it.
-fn owner_of((uid, gid): (u64, u64)) -> Owner {
-    let id = |v: u64| Id::Id(u32::try_from(v).unwrap_or(u32::MAX));
-    Owner { user: id(uid), group: Some(id(gid)) }
 }
 
 /// Plans each source group in turn, each on top of the previous result;

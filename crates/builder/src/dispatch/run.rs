@@ -555,7 +555,7 @@ impl Run<'_> {
             "private" => Sharing::Private,
             _ => Sharing::Shared,
         };
-        let (uid, gid) = (id32(owner.0), id32(owner.1));
+        let (uid, gid) = (keys::id(owner.0), keys::id(owner.1));
         let readonly = m.read_only == Some(true);
         let kind = MountKind::Cache { id: cid, sharing, from: None, selector: String::new(), readonly, mode, uid, gid };
         out.other(&target, kind);
@@ -585,7 +585,7 @@ impl Run<'_> {
             (None, Some(_)) => None,
             (None, None) => Some(format!("/run/secrets/{sid}")),
         };
-        let (mode, uid, gid) = (m.mode.unwrap_or(0o400), id32(m.uid.unwrap_or(0)), id32(m.gid.unwrap_or(0)));
+        let (mode, uid, gid) = (m.mode.unwrap_or(0o400), keys::id(m.uid.unwrap_or(0)), keys::id(m.gid.unwrap_or(0)));
         let kind = MountKind::Secret { id: sid.clone(), required: m.required, mode, uid, gid, env: m.env.clone() };
         out.other(target.as_deref().unwrap_or(""), kind);
         let value = match self.opts.secrets.get(&sid).map(|s| s.read()) {
@@ -630,8 +630,13 @@ impl Run<'_> {
         let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", out.ssh_targets.len()));
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         let mode = m.mode.unwrap_or(0o600);
-        let kind =
-            MountKind::Ssh { id: sid.clone(), required: m.required, mode, uid: id32(owner.0), gid: id32(owner.1) };
+        let kind = MountKind::Ssh {
+            id: sid.clone(),
+            required: m.required,
+            mode,
+            uid: keys::id(owner.0),
+            gid: keys::id(owner.1),
+        };
         out.other(&target, kind);
         out.ssh_targets.push(target.clone());
         let Some(agent) = self.opts.run.ssh.get(&sid) else {
@@ -683,11 +688,6 @@ fn proxy_env(env: &[String], build_args: &std::collections::BTreeMap<String, Str
         .filter(|k| !set(k))
         .filter_map(|k| build_args.get(*k).map(|v| format!("{k}={v}")))
         .collect()
-}
-
-/// An id as ops hold it.
-fn id32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Named after this process so that a later build can tell, after a kill,
