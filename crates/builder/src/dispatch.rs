@@ -43,6 +43,58 @@ pub struct Builder {
     metadata: Metadata,
     /// Steps being run, merged with the other builds sharing it.
     merges: crate::cache::Merges,
+    /// Dockerfiles parsed, shared with the other builds sharing it.
+    parses: Parses,
+}
+
+/// A Dockerfile parsed and checked: what does not depend on the platform.
+/// The builds of every platform of a multi-platform build share one
+/// ([`Parses`]); FROM expansion and the stage walk come after, per platform.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) escape: char,
+    pub(crate) df: Arc<Dockerfile>,
+    /// The index of the target stage.
+    pub(crate) target: usize,
+}
+
+impl Parsed {
+    /// Parses `opts.dockerfile`, finds the target stage and checks stage
+    /// references and cycles; errors name the Dockerfile's line.
+    pub(crate) fn new(opts: &BuildOptions) -> Result<Parsed> {
+        let source = String::from_utf8_lossy(&opts.dockerfile);
+        let invalid = |e: polyarch_dockerfile::Error| Error::At {
+            kind: ErrorKind::Dockerfile,
+            diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
+        };
+        let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(invalid)?;
+        let df = instructions::parse(&ast).map_err(invalid)?;
+        let target = df.target(opts.target.as_deref()).map_err(invalid)?;
+        df.check_sources().map_err(invalid)?;
+        df.check_cycles().map_err(invalid)?;
+        Ok(Parsed { escape: ast.escape, df: Arc::new(df), target })
+    }
+}
+
+/// Dockerfiles parsed once for every build given clones of it: by bytes,
+/// name and target (a failed parse is not kept).
+#[derive(Clone, Default)]
+pub(crate) struct Parses(Arc<std::sync::Mutex<Vec<(ParseKey, Arc<Parsed>)>>>);
+
+type ParseKey = (Vec<u8>, String, Option<String>);
+
+impl Parses {
+    /// The parse of `opts`'s Dockerfile, made now if no build made it yet.
+    pub(crate) fn get(&self, opts: &BuildOptions) -> Result<Arc<Parsed>> {
+        let key: ParseKey = (opts.dockerfile.clone(), opts.dockerfile_name.clone(), opts.target.clone());
+        let mut done = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = done.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Parsed::new(opts)?);
+        done.push((key, p.clone()));
+        Ok(p)
+    }
 }
 
 /// Images resolved for a platform (`name|platform` as written), shared by
@@ -73,6 +125,7 @@ impl Builder {
             slots: Slots::default(),
             metadata: Metadata::default(),
             merges: crate::cache::Merges::default(),
+            parses: Parses::default(),
             cache_io: None,
         }
     }
@@ -95,6 +148,13 @@ impl Builder {
     /// a builder share it anyway.
     pub(crate) fn with_merges(mut self, merges: crate::cache::Merges) -> Builder {
         self.merges = merges;
+        self
+    }
+
+    /// Parses each Dockerfile once with the builds of other builders given
+    /// the same (the platforms of one multi-platform build).
+    pub(crate) fn with_parses(mut self, parses: Parses) -> Builder {
+        self.parses = parses;
         self
     }
 
@@ -142,27 +202,24 @@ impl Builder {
     /// Builds the target stage of `opts` and stores the image (not tagged).
     pub async fn build(&self, opts: &BuildOptions) -> Result<BuildResult> {
         let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
-        let file = opts.dockerfile_name.clone();
+        let parsed = self.parses.get(opts)?;
+        let (escape, target) = (parsed.escape, parsed.target);
         let df_err = |e: polyarch_dockerfile::Error| Error::At {
             kind: ErrorKind::Dockerfile,
-            diagnostic: Box::new(e.diagnostic(&file, &source)),
+            diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
         };
-        let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(df_err)?;
-        let df = instructions::parse(&ast).map_err(df_err)?;
-        let target = df.target(opts.target.as_deref()).map_err(df_err)?;
-        df.check_sources().map_err(df_err)?;
-        df.check_cycles().map_err(df_err)?;
+        let df = parsed.df.clone();
         let builtins = builtin_args(&opts.platform);
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
-        let froms = instructions::expand_from(&df, ast.escape, &build_args, &builtins).map_err(df_err)?;
-        let global_args = global_args(&df, ast.escape, &build_args, &builtins);
+        let froms = instructions::expand_from(&df, escape, &build_args, &builtins).map_err(df_err)?;
+        let global_args = global_args(&df, escape, &build_args, &builtins);
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let mut run = Run {
             b: self,
             opts,
             lines: source.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect(),
-            lex: Lex::new(ast.escape),
+            lex: Lex::new(escape),
             cache: Cache::new(&self.store).with_io(self.cache_io.clone()).with_merges(self.merges.clone()),
             latest: None,
             now: opts.source_date_epoch.unwrap_or(now),
@@ -267,7 +324,7 @@ pub(crate) struct StageState {
 pub(crate) struct Run<'a> {
     pub(crate) b: &'a Builder,
     pub(crate) opts: &'a BuildOptions,
-    pub(crate) df: Dockerfile,
+    pub(crate) df: Arc<Dockerfile>,
     pub(crate) lines: Vec<String>,
     pub(crate) lex: Lex,
     pub(crate) cache: Cache,
@@ -669,7 +726,7 @@ impl Run<'_> {
 struct Job {
     b: Arc<Builder>,
     opts: Arc<BuildOptions>,
-    df: Dockerfile,
+    df: Arc<Dockerfile>,
     lines: Vec<String>,
     lex: Lex,
     cache: Cache,
@@ -809,6 +866,22 @@ fn expand_keeping_quotes(lex: &Lex, text: &str, env: &HashMap<String, String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platforms_of_a_build_share_one_parse() {
+        let parses = Parses::default();
+        let opts = BuildOptions::new("FROM scratch AS a\nCOPY x /\nFROM a\n");
+        let amd64 = parses.get(&opts.clone().with_platform(Platform::parse("linux/amd64").unwrap())).unwrap();
+        let arm64 = parses.get(&opts.clone().with_platform(Platform::parse("linux/arm64").unwrap())).unwrap();
+        assert!(Arc::ptr_eq(&amd64, &arm64));
+        assert_eq!((amd64.target, amd64.df.stages.len()), (1, 2));
+        let first = BuildOptions { target: Some("a".into()), ..opts.clone() };
+        assert_eq!(parses.get(&first).unwrap().target, 0, "another target is another parse");
+        let bad = BuildOptions { target: Some("nowhere".into()), ..opts.clone() };
+        let err = parses.get(&bad).unwrap_err().to_string();
+        assert!(err.contains("nowhere"), "{err}");
+        assert_eq!(parses.0.lock().unwrap().len(), 2, "a failed parse is not kept");
+    }
 
     #[test]
     fn heredoc_expansion_keeps_quotes() {

@@ -118,19 +118,25 @@ fn platform_args(target: &Platform, build: &Platform) -> HashMap<String, String>
 /// when building `opts` for `target` on `host`: a stage runs on its
 /// `FROM --platform`, on its base stage's platform, or on the target.
 pub fn run_platforms(opts: &BuildOptions, target: &Platform, host: &Platform) -> Result<Vec<Platform>> {
+    run_platforms_of(&crate::dispatch::Parsed::new(opts)?, opts, target, host)
+}
+
+/// [`run_platforms`] of a Dockerfile parsed already.
+fn run_platforms_of(
+    parsed: &crate::dispatch::Parsed,
+    opts: &BuildOptions,
+    target: &Platform,
+    host: &Platform,
+) -> Result<Vec<Platform>> {
     let source = String::from_utf8_lossy(&opts.dockerfile);
     let invalid = |e: polyarch_dockerfile::Error| Error::At {
         kind: ErrorKind::Dockerfile,
         diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
     };
-    let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(invalid)?;
-    let df = instructions::parse(&ast).map_err(invalid)?;
-    let last = df.target(opts.target.as_deref()).map_err(invalid)?;
-    df.check_sources().map_err(invalid)?;
-    df.check_cycles().map_err(invalid)?;
+    let (df, last) = (&parsed.df, parsed.target);
     let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
     let froms =
-        instructions::expand_from(&df, ast.escape, &build_args, &platform_args(target, host)).map_err(invalid)?;
+        instructions::expand_from(df, parsed.escape, &build_args, &platform_args(target, host)).map_err(invalid)?;
     let stage_of = |name: &str, before: usize| {
         let lower = name.to_lowercase();
         df.stages[..before].iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
@@ -170,8 +176,9 @@ pub fn run_platforms(opts: &BuildOptions, target: &Platform, host: &Platform) ->
 pub fn check_emulation(opts: &BuildOptions, targets: &[Platform], host: &Platform, probe: &Prober<'_>) -> Result<()> {
     let host_arch = polyarch_emu::Arch::from_platform(host);
     let mut checked: Vec<String> = Vec::new();
+    let parsed = crate::dispatch::Parsed::new(opts)?;
     for t in targets {
-        for p in run_platforms(opts, t, host)? {
+        for p in run_platforms_of(&parsed, opts, t, host)? {
             let native = host_arch.is_some() && polyarch_emu::Arch::from_platform(&p) == host_arch;
             if native || checked.contains(&p.format()) {
                 continue;
@@ -281,6 +288,7 @@ impl MultiBuilder {
         let numbering = Arc::new(Mutex::new(StepNumbers::default()));
         let metadata = crate::dispatch::Metadata::default();
         let merges = crate::cache::Merges::default();
+        let parses = crate::dispatch::Parses::default();
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
             let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
@@ -288,7 +296,8 @@ impl MultiBuilder {
                 .with_events(sink)
                 .with_slots(self.slots.clone())
                 .with_metadata(metadata.clone())
-                .with_merges(merges.clone());
+                .with_merges(merges.clone())
+                .with_parses(parses.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }

@@ -160,7 +160,7 @@ impl Run<'_> {
             let Some(name) = self.df.stages[i].name.clone() else { continue };
             if self.opts.named_contexts.get(&name).is_some() {
                 self.froms[i].0 = name;
-                self.df.stages[i].commands.clear();
+                Arc::make_mut(&mut self.df).stages[i].commands.clear();
             }
         }
     }

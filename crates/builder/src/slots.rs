@@ -17,6 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Clone)]
 pub struct Slots {
     native: Platform,
+    /// Other architectures this machine runs without an emulator (386 on
+    /// amd64 when no handler claims it): their RUN steps are CPU work.
+    compat: Arc<Vec<String>>,
     limits: [usize; 3],
     slots: [Arc<Semaphore>; 3],
 }
@@ -39,7 +42,12 @@ impl Slots {
     /// The solver's default limits for `jobs` CPU slots, on this machine.
     pub fn new(jobs: usize) -> Slots {
         let limits = [Class::Cpu, Class::Emulated, Class::Io].map(|c| c.default_limit(jobs));
-        Slots { native: Platform::host(), limits, slots: limits.map(|n| Arc::new(Semaphore::new(n))) }
+        Slots {
+            native: Platform::host(),
+            compat: Arc::new(compat_architectures()),
+            limits,
+            slots: limits.map(|n| Arc::new(Semaphore::new(n))),
+        }
     }
 
     /// Sets the limit of `class` (at least one), with new slots.
@@ -56,7 +64,12 @@ impl Slots {
 
     /// The class of running a program of `platform` here.
     pub fn exec_class(&self, platform: &Platform) -> Class {
-        Class::of_exec(platform, &self.native)
+        match Class::of_exec(platform, &self.native) {
+            Class::Emulated if platform.os == self.native.os && self.compat.contains(&platform.normalize().architecture) => {
+                Class::Cpu
+            }
+            class => class,
+        }
     }
 
     /// Waits for a slot of `class`.
@@ -68,6 +81,18 @@ impl Slots {
     pub fn free(&self, class: Class) -> usize {
         self.slots[at(class)].available_permits()
     }
+}
+
+/// The architectures other than the host's that run here natively, as
+/// platform architecture names (`386`).
+fn compat_architectures() -> Vec<String> {
+    let Some(host) = polyarch_emu::Arch::host() else { return Vec::new() };
+    let binfmt = polyarch_emu::BinfmtMisc::default();
+    polyarch_emu::Arch::ALL
+        .iter()
+        .filter(|a| **a != host && a.maybe_native_on(host) && a.runs_natively_on(host, &binfmt))
+        .filter_map(|a| a.platforms().into_iter().next().map(|p| p.architecture))
+        .collect()
 }
 
 impl Default for Slots {
@@ -96,6 +121,17 @@ mod tests {
         let s = Slots::new(1);
         let host = Platform::host();
         assert_eq!(s.exec_class(&host), Class::Cpu);
+        let foreign = if host.architecture == "s390x" { "linux/arm64" } else { "linux/s390x" };
+        assert_eq!(s.exec_class(&Platform::parse(foreign).unwrap()), Class::Emulated);
+    }
+
+    #[test]
+    fn a_compat_architecture_the_kernel_runs_is_cpu_work() {
+        let s = Slots { compat: Arc::new(vec!["386".into()]), ..Slots::new(1) };
+        let host = Platform::host();
+        if host.architecture == "amd64" {
+            assert_eq!(s.exec_class(&Platform::parse("linux/386").unwrap()), Class::Cpu);
+        }
         let foreign = if host.architecture == "s390x" { "linux/arm64" } else { "linux/s390x" };
         assert_eq!(s.exec_class(&Platform::parse(foreign).unwrap()), Class::Emulated);
     }

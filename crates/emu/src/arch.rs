@@ -311,6 +311,25 @@ impl Arch {
             )
     }
 
+    /// Whether programs of this architecture run here without an emulator:
+    /// it is `host`, or a compat architecture of `host` (386 on amd64) that
+    /// no enabled handler of `binfmt` claims, so the kernel runs it itself.
+    /// A compat architecture the CPU lacks is not told apart here (its
+    /// programs fail either way without a handler).
+    pub fn runs_natively_on(self, host: Arch, binfmt: &crate::BinfmtMisc) -> bool {
+        if self == host {
+            return true;
+        }
+        if !self.maybe_native_on(host) {
+            return false;
+        }
+        let program = self.probe_program();
+        match binfmt.handlers() {
+            Ok(hs) => !hs.iter().any(|h| h.enabled && h.matches(&program)),
+            Err(_) => true,
+        }
+    }
+
     /// The bytes `binfmt_misc` compares: `e_ident`, `e_type` (`ET_EXEC`)
     /// and `e_machine` of this architecture, then zeros as far as
     /// [`Arch::mask`] reaches (for 32-bit mips, the n32 bit of `e_flags`
@@ -413,6 +432,29 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn a_compat_architecture_runs_natively_unless_a_handler_claims_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("register"), "").unwrap();
+        std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        let binfmt = crate::BinfmtMisc::new(dir.path());
+        assert!(Arch::Amd64.runs_natively_on(Arch::Amd64, &binfmt));
+        assert!(Arch::I386.runs_natively_on(Arch::Amd64, &binfmt));
+        assert!(!Arch::Arm64.runs_natively_on(Arch::Amd64, &binfmt));
+        assert!(!Arch::I386.runs_natively_on(Arch::Arm64, &binfmt));
+        let handler = |state: &str| {
+            format!(
+                "{state}\ninterpreter /usr/libexec/qemu-binfmt/i386-binfmt-P\nflags: POCF\noffset 0\nmagic {}\nmask {}\n",
+                hex(&Arch::I386.magic()),
+                hex(&Arch::I386.mask())
+            )
+        };
+        std::fs::write(dir.path().join("qemu-i386"), handler("enabled")).unwrap();
+        assert!(!Arch::I386.runs_natively_on(Arch::Amd64, &binfmt), "an enabled qemu-i386 handler runs 386 programs");
+        std::fs::write(dir.path().join("qemu-i386"), handler("disabled")).unwrap();
+        assert!(Arch::I386.runs_natively_on(Arch::Amd64, &binfmt));
     }
 
     /// Magic and mask of Debian 12's qemu-user-static handlers

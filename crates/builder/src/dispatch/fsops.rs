@@ -24,12 +24,20 @@ pub(super) fn is_fs_step(c: &Command) -> bool {
     matches!(c.instruction, Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) | Instruction::Run(_))
 }
 
-/// Where copied files come from.
-struct Source {
-    fs: Arc<MemFs>,
-    keep_owner: bool,
+/// Where copied or mounted files come from.
+pub(super) struct Source {
+    pub(super) fs: Arc<MemFs>,
+    pub(super) keep_owner: bool,
     /// What the key names as the source.
-    origin: Origin,
+    pub(super) origin: Origin,
+}
+
+/// What reads a named source: a COPY step (its vertex shows the pull) or
+/// a RUN mount.
+#[derive(Clone, Copy)]
+pub(super) enum Reading<'a> {
+    Copy(&'a Vertex),
+    Mount,
 }
 
 impl Run<'_> {
@@ -38,29 +46,45 @@ impl Run<'_> {
             return Ok(Source { fs: self.opts.context.clone(), keep_owner: false, origin: Origin::Context });
         };
         let from = self.expand(st, from, line)?;
-        let before = self.stages.len();
-        if let Some(j) = self.stage_named(&from, before) {
+        self.source_named(st, &from, line, Reading::Copy(step)).await
+    }
+
+    /// The files of `from` (a stage defined before, a named context or an
+    /// image for the stage's platform) for a COPY `--from` or a RUN
+    /// `--mount=from=`; an image's pull is shown under the COPY's step.
+    pub(super) async fn source_named(
+        &mut self,
+        st: &StageState,
+        from: &str,
+        line: usize,
+        reading: Reading<'_>,
+    ) -> Result<Source> {
+        if let Some(j) = self.stage_named(from, self.stages.len()) {
             let Some(mut other) = self.stages[j].take() else {
-                return Err(self.loc(line).error(
-                    ErrorKind::Dockerfile,
-                    format!(
+                let msg = match reading {
+                    Reading::Copy(_) => format!(
                         "cannot copy from stage {from:?}, it needs to be defined before current stage {:?}",
                         st.name
                     ),
-                    Some(&from),
-                ));
+                    Reading::Mount => format!("cannot mount from stage {from:?}: it is not built before {:?}", st.name),
+                };
+                return Err(self.loc(line).error(ErrorKind::Dockerfile, msg, Some(from)));
             };
             let fs = self.stage_fs(&mut other).map(|f| f.clone());
             let key = other.key.clone();
             self.stages[j] = Some(other);
             return Ok(Source { fs: Arc::new(fs?), keep_owner: true, origin: Origin::State(key) });
         }
-        if let Some(fs) = self.named_files(&from) {
-            return Ok(Source { fs, keep_owner: false, origin: Origin::Named(from) });
+        if let Some(fs) = self.named_files(from) {
+            return Ok(Source { fs, keep_owner: false, origin: Origin::Named(from.to_string()) });
         }
-        let img = self.image(&from, &st.platform.clone(), line).await?;
-        let fs = self.image_fs(&img, Some(step)).await?;
-        let key = keys::image(&from, &img.manifest.digest, &st.platform)?;
+        let img = self.image(from, &st.platform.clone(), line).await?;
+        let step = match reading {
+            Reading::Copy(step) => Some(step),
+            Reading::Mount => None,
+        };
+        let fs = self.image_fs(&img, step).await?;
+        let key = keys::image(from, &img.manifest.digest, &st.platform)?;
         Ok(Source { fs: Arc::new(fs), keep_owner: true, origin: Origin::State(key) })
     }
 

@@ -479,7 +479,13 @@ impl Run<'_> {
     ) -> Result<()> {
         let loc = self.loc(line);
         let root = self.b.store.root().join("run");
-        let (fs, origin) = self.mount_source(st, from.as_deref(), line).await?;
+        let (fs, origin) = match from.as_deref() {
+            None => (self.opts.context.clone(), Origin::Context),
+            Some(from) => {
+                let src = self.source_named(st, from, line, super::fsops::Reading::Mount).await?;
+                (src.fs, src.origin)
+            }
+        };
         let src = clean(source.as_deref().unwrap_or("/"));
         let Some(resolved) = fs.resolve(&src, true) else {
             return Err(loc.error(ErrorKind::NotFound, format!("mount source {src:?} not found"), None));
@@ -654,29 +660,6 @@ impl Run<'_> {
         out.proxies.push(proxy);
         out.temps.push(dir);
         Ok(())
-    }
-
-    /// The tree a bind mount reads from: the context, a stage or an image.
-    async fn mount_source(&mut self, st: &StageState, from: Option<&str>, line: usize) -> Result<(Arc<MemFs>, Origin)> {
-        let Some(from) = from else {
-            return Ok((self.opts.context.clone(), Origin::Context));
-        };
-        if let Some(j) = self.stage_named(from, self.stages.len()) {
-            let Some(mut other) = self.stages[j].take() else {
-                let msg = format!("cannot mount from stage {from:?}: it is not built before {:?}", st.name);
-                return Err(self.loc(line).error(ErrorKind::Dockerfile, msg, Some(from)));
-            };
-            let fs = self.stage_fs(&mut other).map(|f| f.clone());
-            let key = other.key.clone();
-            self.stages[j] = Some(other);
-            return Ok((Arc::new(fs?), Origin::State(key)));
-        }
-        if let Some(fs) = self.named_files(from) {
-            return Ok((fs, Origin::Named(from.to_string())));
-        }
-        let img = self.image(from, &st.platform.clone(), line).await?;
-        let fs = self.image_fs(&img, None).await?;
-        Ok((Arc::new(fs), Origin::State(keys::image(from, &img.manifest.digest, &st.platform)?)))
     }
 }
 
