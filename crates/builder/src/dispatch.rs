@@ -62,11 +62,7 @@ impl Parsed {
     /// Parses `opts.dockerfile`, finds the target stage and checks stage
     /// references and cycles; errors name the Dockerfile's line.
     pub(crate) fn new(opts: &BuildOptions) -> Result<Parsed> {
-        let source = String::from_utf8_lossy(&opts.dockerfile);
-        let invalid = |e: polyarch_dockerfile::Error| Error::At {
-            kind: ErrorKind::Dockerfile,
-            diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
-        };
+        let invalid = |e| invalid(opts, e);
         let ast = polyarch_dockerfile::parse(&opts.dockerfile).map_err(invalid)?;
         let df = instructions::parse(&ast).map_err(invalid)?;
         let target = df.target(opts.target.as_deref()).map_err(invalid)?;
@@ -76,17 +72,24 @@ impl Parsed {
     }
 }
 
+/// An error of `opts`'s Dockerfile, shown at its line and column.
+pub(crate) fn invalid(opts: &BuildOptions, e: polyarch_dockerfile::Error) -> Error {
+    let source = String::from_utf8_lossy(&opts.dockerfile);
+    Error::At { kind: ErrorKind::Dockerfile, diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)) }
+}
+
 /// Dockerfiles parsed once for every build given clones of it: by bytes,
 /// name and target (a failed parse is not kept).
 #[derive(Clone, Default)]
-pub(crate) struct Parses(Arc<std::sync::Mutex<Vec<(ParseKey, Arc<Parsed>)>>>);
+pub(crate) struct Parses(Arc<std::sync::Mutex<Vec<ParseEntry>>>);
 
-type ParseKey = (Vec<u8>, String, Option<String>);
+/// A Dockerfile's bytes, name and target, and its parse.
+type ParseEntry = ((Vec<u8>, String, Option<String>), Arc<Parsed>);
 
 impl Parses {
     /// The parse of `opts`'s Dockerfile, made now if no build made it yet.
     pub(crate) fn get(&self, opts: &BuildOptions) -> Result<Arc<Parsed>> {
-        let key: ParseKey = (opts.dockerfile.clone(), opts.dockerfile_name.clone(), opts.target.clone());
+        let key = (opts.dockerfile.clone(), opts.dockerfile_name.clone(), opts.target.clone());
         let mut done = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, p)) = done.iter().find(|(k, _)| *k == key) {
             return Ok(p.clone());
@@ -204,10 +207,7 @@ impl Builder {
         let source = String::from_utf8_lossy(&opts.dockerfile).into_owned();
         let parsed = self.parses.get(opts)?;
         let (escape, target) = (parsed.escape, parsed.target);
-        let df_err = |e: polyarch_dockerfile::Error| Error::At {
-            kind: ErrorKind::Dockerfile,
-            diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
-        };
+        let df_err = |e| invalid(opts, e);
         let df = parsed.df.clone();
         let builtins = builtin_args(&opts.platform);
         let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();

@@ -18,7 +18,7 @@ use polyarch_oci::Platform;
 use polyarch_registry::Client;
 use polyarch_store::Store;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::event::{renumbered, StepNumbers};
 use crate::slots::{Class, Slots};
 use crate::{BuildOptions, BuildResult, Builder, EventSink};
@@ -128,11 +128,7 @@ fn run_platforms_of(
     target: &Platform,
     host: &Platform,
 ) -> Result<Vec<Platform>> {
-    let source = String::from_utf8_lossy(&opts.dockerfile);
-    let invalid = |e: polyarch_dockerfile::Error| Error::At {
-        kind: ErrorKind::Dockerfile,
-        diagnostic: Box::new(e.diagnostic(&opts.dockerfile_name, &source)),
-    };
+    let invalid = |e| crate::dispatch::invalid(opts, e);
     let (df, last) = (&parsed.df, parsed.target);
     let build_args: HashMap<String, String> = opts.build_args.clone().into_iter().collect();
     let froms =
@@ -333,6 +329,7 @@ impl MultiBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use std::cell::RefCell;
 
     fn p(s: &str) -> Platform {

@@ -19,7 +19,8 @@ pub struct Slots {
     native: Platform,
     /// Other architectures this machine runs without an emulator (386 on
     /// amd64 when no handler claims it): their RUN steps are CPU work.
-    compat: Arc<Vec<String>>,
+    /// Looked up on the first foreign RUN step, not when slots are made.
+    compat: Arc<std::sync::OnceLock<Vec<String>>>,
     limits: [usize; 3],
     slots: [Arc<Semaphore>; 3],
 }
@@ -44,7 +45,7 @@ impl Slots {
         let limits = [Class::Cpu, Class::Emulated, Class::Io].map(|c| c.default_limit(jobs));
         Slots {
             native: Platform::host(),
-            compat: Arc::new(compat_architectures()),
+            compat: Arc::default(),
             limits,
             slots: limits.map(|n| Arc::new(Semaphore::new(n))),
         }
@@ -65,7 +66,10 @@ impl Slots {
     /// The class of running a program of `platform` here.
     pub fn exec_class(&self, platform: &Platform) -> Class {
         match Class::of_exec(platform, &self.native) {
-            Class::Emulated if platform.os == self.native.os && self.compat.contains(&platform.normalize().architecture) => {
+            Class::Emulated
+                if platform.os == self.native.os
+                    && self.compat.get_or_init(compat_architectures).contains(&platform.normalize().architecture) =>
+            {
                 Class::Cpu
             }
             class => class,
@@ -90,7 +94,7 @@ fn compat_architectures() -> Vec<String> {
     let binfmt = polyarch_emu::BinfmtMisc::default();
     polyarch_emu::Arch::ALL
         .iter()
-        .filter(|a| **a != host && a.maybe_native_on(host) && a.runs_natively_on(host, &binfmt))
+        .filter(|a| **a != host && a.runs_natively_on(host, &binfmt))
         .filter_map(|a| a.platforms().into_iter().next().map(|p| p.architecture))
         .collect()
 }
@@ -127,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_compat_architecture_the_kernel_runs_is_cpu_work() {
-        let s = Slots { compat: Arc::new(vec!["386".into()]), ..Slots::new(1) };
+        let s = Slots { compat: Arc::new(vec!["386".to_string()].into()), ..Slots::new(1) };
         let host = Platform::host();
         if host.architecture == "amd64" {
             assert_eq!(s.exec_class(&Platform::parse("linux/386").unwrap()), Class::Cpu);
