@@ -558,7 +558,7 @@ impl Run<'_> {
             format!("FROM {base_name}")
         };
         let vertex = self.step_vertex(&mut st, &from_text);
-        self.from_step(&mut st, vertex, base_image.as_ref()).await?;
+        self.run_from(&mut st, vertex, base_image.as_ref()).await?;
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
             self.dispatch(&mut st, cmd).await?;
@@ -570,7 +570,7 @@ impl Run<'_> {
 
     /// The FROM step: an image's layers the store lacks are fetched in it
     /// (after an I/O slot), each blob a status of the step.
-    async fn from_step(&mut self, st: &mut StageState, vertex: Vertex, img: Option<&BaseImage>) -> Result<()> {
+    async fn run_from(&mut self, st: &mut StageState, vertex: Vertex, img: Option<&BaseImage>) -> Result<()> {
         let Some(img) = img else {
             let step = self.start(vertex);
             self.done(step);

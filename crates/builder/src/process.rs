@@ -19,12 +19,25 @@ pub use polyarch_dockerfile::values::{chomp, is_lone_heredoc};
 const TAIL: usize = 6;
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE|env=VAR`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// A file on the host.
     File(PathBuf),
     /// An environment variable of the builder.
     Env(String),
+    /// The value itself, held in memory: a secret the client of a builder
+    /// node read and sent with the build. Never shown by `Debug`.
+    Value(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            SecretSource::Env(v) => f.debug_tuple("Env").field(v).finish(),
+            SecretSource::Value(v) => write!(f, "Value(<{} bytes>)", v.len()),
+        }
+    }
 }
 
 impl SecretSource {
@@ -56,6 +69,7 @@ impl SecretSource {
             SecretSource::Env(v) => std::env::var(v).map(String::into_bytes).map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("environment variable {v} unset"))
             }),
+            SecretSource::Value(v) => Ok(v.clone()),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::ssh::Sshd;
-use crate::util::{context, mirrored, require, s, Env, Registry};
+use crate::util::{context, mirrored, require, s, sh, Env, Registry};
 
 /// The far node: a wrapper that runs this polyarch with the node's own
 /// store and records the worker's pid.
@@ -342,4 +342,75 @@ fn a_build_error_on_a_node_fails_its_platform_and_is_not_built_again_here() {
     assert!(!stderr.contains("builds here instead"), "a build error is not a node failure: {stderr}");
     assert!(stderr.contains("nothing was exported or pushed"), "{stderr}");
     assert!(!tags_exist(reg, "nodes/broken"), "nothing may be pushed when a platform failed");
+}
+
+#[test]
+fn run_settings_and_secrets_reach_the_far_node_and_stay_in_its_memory() {
+    let Some((env, _reg, sshd, far)) = setup() else { return };
+    const SECRET: &str = "polyarch-node-secret-40917";
+    let df = "FROM busybox\n\
+        RUN --mount=type=secret,id=tok,env=TOK grep -w far.test /etc/hosts > /hosts && ulimit -n > /nofile \
+        && df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && echo \"${#TOK}\" > /secret-length\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let out_dir = env.dir.path().join("out");
+    let mut child = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(["--add-host", "far.test:127.0.0.9", "--ulimit", "nofile=2048:4096", "--shm-size", "96m"])
+        .args(["--secret", "id=tok,env=PA_NODE_SECRET", "-o", &format!("type=local,dest={}", out_dir.display())])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .env("PA_NODE_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far stage-0 2/2] RUN"), "{stderr}");
+    for p in ["linux_amd64", "linux_arm64"] {
+        let read =
+            |f: &str| std::fs::read_to_string(out_dir.join(p).join(f)).unwrap_or_else(|e| panic!("{p}/{f}: {e}"));
+        assert!(read("hosts").contains("127.0.0.9") && read("hosts").contains("far.test"), "{p}: {}", read("hosts"));
+        assert_eq!(read("nofile").trim(), "2048", "{p}");
+        assert_eq!(read("shm").trim(), (96 * 1024).to_string(), "{p}");
+        assert_eq!(read("secret-length").trim(), SECRET.len().to_string(), "{p}");
+    }
+    // The far node held the secret in memory only: nothing in its store
+    // holds it once the build is over, nor does any file of this machine's.
+    for root in [&far.store, &env.root()] {
+        let holding = crate::util::files_holding(root, SECRET);
+        assert!(holding.is_empty(), "{}: {holding:?}", root.display());
+    }
+
+    // A secret that cannot be read fails before any node builds, naming it;
+    // ssh agents stay on this machine, so --ssh is refused by name.
+    let out = env
+        .cmd(&[
+            "build",
+            "--builder",
+            "duo",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--secret",
+            "id=gone,env=PA_UNSET_42",
+        ])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .env_remove("PA_UNSET_42")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("secret \"gone\"") && err.contains("PA_UNSET_42"), "{err}");
+    let key = env.dir.path().join("id_node_test");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(&key));
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--ssh"])
+        .arg(format!("default={}", key.display()))
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--ssh is not supported with builder \"duo\""), "{err}");
 }

@@ -109,7 +109,7 @@ impl<R: Resolver> Converter<'_, R> {
     /// command is a lone here-document starting with `#!`.
     fn command(&self, st: &StageState, r: &instructions::Run, line: usize) -> Result<Prepared> {
         let (script, pipe) =
-            heredoc_script(&r.cmd).map_err(|e| self.src.error(ErrorKind::Dockerfile, line, &e.to_string(), None))?;
+            heredoc_script(&r.cmd).map_err(|e| self.src.error(ErrorKind::Dockerfile, line, e.to_string(), None))?;
         let cmd = match script {
             Some(s) => instructions::CmdLine { args: vec![s], ..r.cmd.clone() },
             None => r.cmd.clone(),

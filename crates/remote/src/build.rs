@@ -8,7 +8,7 @@
 //! lacks. Nothing is returned when any platform failed; pushing is
 //! [`Pushers`]' job, once the caller exported.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,13 +154,14 @@ impl<'a> NodeBuild<'a> {
 
     /// Builds `targets`. A fired cancel gives [`Error::Cancelled`].
     pub fn run(&self, rt: &tokio::runtime::Runtime, opts: &BuildOptions, targets: &[Platform]) -> Result<Outcome> {
-        if !opts.secrets.is_empty() {
+        if !opts.run.ssh.is_empty() {
             return Err(Error::Unsupported {
                 builder: self.builder.name.clone(),
-                what: "--secret",
-                why: "its remote nodes would need the secret values",
+                what: "--ssh",
+                why: "its remote nodes cannot reach this machine's ssh agents",
             });
         }
+        let spec = self.spec(opts)?;
         let mut members = self.connect();
         self.record_status(&members);
         let offers: Vec<Offer> = members.iter().zip(&self.builder.nodes).map(|(m, n)| self.offer(m, n)).collect();
@@ -174,7 +175,7 @@ impl<'a> NodeBuild<'a> {
         let steps = Steps::new(self.events.clone());
         let needed = crate::context::needed(&opts.dockerfile, &opts.context);
         let context = crate::context::entries(&opts.context, &needed)?;
-        let (jobs, local, stopped) = self.run_jobs(rt, opts, context, &plan, &mut members, &steps);
+        let (jobs, local, stopped) = self.run_jobs(rt, (opts, &spec), context, &plan, &mut members, &steps);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -277,9 +278,16 @@ impl<'a> NodeBuild<'a> {
         Offer { name: node.name.clone(), pinned: node.platforms.clone(), native, emulated, down: m.down.clone() }
     }
 
-    /// The nodes' share of the build request.
-    fn spec(&self, opts: &BuildOptions) -> BuildSpec {
-        BuildSpec {
+    /// The nodes' share of the build request, with the values of its
+    /// secrets (read here: a node has no access to this machine's files
+    /// or environment).
+    fn spec(&self, opts: &BuildOptions) -> Result<BuildSpec> {
+        let mut secrets = BTreeMap::new();
+        for (id, source) in &opts.secrets {
+            let value = source.read().map_err(|e| Error::Secret { id: id.clone(), message: e.to_string() })?;
+            secrets.insert(id.clone(), value);
+        }
+        Ok(BuildSpec {
             dockerfile: Digest::sha256(&opts.dockerfile),
             dockerfile_size: opts.dockerfile.len() as u64,
             dockerfile_name: opts.dockerfile_name.clone(),
@@ -302,7 +310,8 @@ impl<'a> NodeBuild<'a> {
             registry_config: self.builder.config.clone(),
             insecure: self.insecure,
             jobs: self.jobs,
-        }
+            run: crate::wire::RunSpec::new(&opts.run, secrets),
+        })
     }
 
     fn local_builder(&self, sink: polyarch_builder::EventSink) -> MultiBuilder {
@@ -318,13 +327,12 @@ impl<'a> NodeBuild<'a> {
     fn run_jobs(
         &self,
         rt: &tokio::runtime::Runtime,
-        opts: &BuildOptions,
+        (opts, spec): (&BuildOptions, &BuildSpec),
         (entries, contents): (Vec<Entry>, Vec<crate::context::Content>),
         plan: &Plan,
         members: &mut [Member],
         steps: &Steps,
     ) -> (Vec<Job>, Option<polyarch_builder::Result<MultiResult>>, bool) {
-        let spec = self.spec(opts);
         let extra = [(spec.dockerfile.clone(), polyarch_builder::fs::Content::bytes(opts.dockerfile.clone()))];
         let (done, stop_nodes) = (AtomicBool::new(false), AtomicBool::new(false));
         let mut jobs = Vec::new();

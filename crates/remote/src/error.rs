@@ -166,6 +166,14 @@ pub enum Error {
         /// Why.
         why: &'static str,
     },
+    /// A `--secret` whose value cannot be read here, for the nodes.
+    #[error("secret {id:?}: {message}")]
+    Secret {
+        /// The secret's id.
+        id: String,
+        /// Why it cannot be read.
+        message: String,
+    },
     /// An endpoint that is not `local` or `ssh://[user@]host[:port]`.
     #[error("unsupported endpoint {endpoint:?}: expected `local` or `ssh://[user@]host[:port]`")]
     UnsupportedEndpoint {
@@ -311,6 +319,7 @@ impl Error {
             Error::Stopped { .. } => ErrorKind::Stopped,
             Error::Unplaced { .. } => ErrorKind::Unplaced,
             Error::Unsupported { .. }
+            | Error::Secret { .. }
             | Error::UnsupportedEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::InvalidName { .. }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 /// The protocol's version; both ends must speak the same. 2: failures are
 /// typed ([`WireError`]) and started steps carry their platform. 3: every
 /// step event carries the step's typed fields ([`WireVertex`]) and its time.
-pub const PROTOCOL: u32 = 3;
+/// 4: a build carries its RUN settings and secrets ([`RunSpec`]).
+pub const PROTOCOL: u32 = 4;
 /// A message frame.
 pub const FRAME_MSG: u8 = b'M';
 /// A blob data frame.
@@ -100,6 +101,100 @@ pub struct BuildSpec {
     pub insecure: bool,
     /// `--jobs` on the node: native steps at once.
     pub jobs: Option<usize>,
+    /// The RUN settings and secrets of the build.
+    #[serde(default)]
+    pub run: RunSpec,
+}
+
+/// The RUN settings of a build as the wire carries them (`--add-host`,
+/// `--ulimit`, `--shm-size`, `--cgroup-parent`, `--allow`) and its
+/// `--secret` values, which the client reads and the node holds in memory
+/// only (their `Debug` shows lengths, never bytes).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// `/etc/hosts` entries: name and address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// Resource limits: Docker's name, soft and hard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// The size of `/dev/shm` in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// The parent cgroup of RUN containers on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    /// `network.host` granted.
+    #[serde(default)]
+    pub network_host: bool,
+    /// `security.insecure` granted.
+    #[serde(default)]
+    pub security_insecure: bool,
+    /// Secret values by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&str, String> =
+            self.secrets.iter().map(|(k, v)| (k.as_str(), format!("<{} bytes>", v.len()))).collect();
+        f.debug_struct("RunSpec")
+            .field("extra_hosts", &self.extra_hosts)
+            .field("ulimits", &self.ulimits)
+            .field("shm_size", &self.shm_size)
+            .field("cgroup_parent", &self.cgroup_parent)
+            .field("network_host", &self.network_host)
+            .field("security_insecure", &self.security_insecure)
+            .field("secrets", &secrets)
+            .finish()
+    }
+}
+
+impl RunSpec {
+    /// The spec of `settings` (whose `ssh` sockets stay behind: a node
+    /// cannot reach them) with `secrets`' values.
+    pub fn new(settings: &polyarch_builder::settings::RunSettings, secrets: BTreeMap<String, Vec<u8>>) -> RunSpec {
+        RunSpec {
+            extra_hosts: settings.extra_hosts.clone(),
+            ulimits: settings.ulimits.iter().map(|r| (r.resource.name().to_string(), r.soft, r.hard)).collect(),
+            shm_size: settings.shm_size,
+            cgroup_parent: settings.cgroup_parent.clone(),
+            network_host: settings.allow.network_host,
+            security_insecure: settings.allow.security_insecure,
+            secrets,
+        }
+    }
+
+    /// The node's RUN settings and secrets; an unknown limit name is an
+    /// error naming it.
+    #[allow(clippy::type_complexity)]
+    pub fn settings(
+        &self,
+    ) -> Result<
+        (polyarch_builder::settings::RunSettings, BTreeMap<String, polyarch_builder::process::SecretSource>),
+        String,
+    > {
+        use polyarch_exec::rlimit::Resource;
+        let mut s = polyarch_builder::settings::RunSettings {
+            extra_hosts: self.extra_hosts.clone(),
+            shm_size: self.shm_size,
+            cgroup_parent: self.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        for (name, soft, hard) in &self.ulimits {
+            let resource = Resource::from_name(name).ok_or_else(|| format!("unknown ulimit {name:?}"))?;
+            s.ulimits.push(polyarch_exec::Rlimit { resource, soft: *soft, hard: *hard });
+        }
+        s.allow.network_host = self.network_host;
+        s.allow.security_insecure = self.security_insecure;
+        let secrets = self
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), polyarch_builder::process::SecretSource::Value(v.clone())))
+            .collect();
+        Ok((s, secrets))
+    }
 }
 
 /// A platform image a node built.
@@ -559,6 +654,7 @@ impl BuildSpec {
             registry_config: None,
             insecure: false,
             jobs: None,
+            run: RunSpec::default(),
         }
     }
 }
@@ -566,6 +662,37 @@ impl BuildSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_settings_and_secrets_travel_and_debug_hides_the_values() {
+        use polyarch_builder::process::SecretSource;
+        use polyarch_builder::settings::{parse_add_host, parse_ulimit, RunSettings};
+        let mut settings = RunSettings {
+            extra_hosts: vec![parse_add_host("db:127.0.0.9").unwrap()],
+            ulimits: vec![parse_ulimit("nofile=2048:4096").unwrap(), parse_ulimit("nproc=-1").unwrap()],
+            shm_size: Some(96 << 20),
+            cgroup_parent: Some("/build".into()),
+            ..Default::default()
+        };
+        settings.allow.security_insecure = true;
+        let secrets = BTreeMap::from([("tok".to_string(), b"s3cr3t-value".to_vec())]);
+        let mut spec = BuildSpec::sample(b"FROM scratch\n", &["linux/arm64"]);
+        spec.run = RunSpec::new(&settings, secrets);
+        let mut buf = Vec::new();
+        write_msg(&mut buf, &Msg::Build(Box::new(spec.clone()))).unwrap();
+        let Some(Frame::Msg(Msg::Build(got))) = read_frame(&mut &buf[..]).unwrap() else { panic!("not a build") };
+        assert_eq!(*got, spec);
+        let (back, secrets) = got.run.settings().unwrap();
+        assert_eq!(back, settings);
+        assert_eq!(secrets["tok"].read().unwrap(), b"s3cr3t-value");
+        for shown in [format!("{got:?}"), format!("{:?}", secrets)] {
+            assert!(!shown.contains("s3cr3t") && shown.contains("12 bytes"), "{shown}");
+        }
+        assert!(matches!(&secrets["tok"], SecretSource::Value(_)));
+        let mut bad = got.run.clone();
+        bad.ulimits.push(("nosuch".into(), 1, 1));
+        assert!(bad.settings().unwrap_err().contains("nosuch"));
+    }
 
     #[test]
     fn messages_and_blobs_round_trip() {

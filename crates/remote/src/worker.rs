@@ -220,6 +220,7 @@ fn build(
     opts.runtime = spec.runtime.clone();
     opts.snapshotter = spec.snapshotter.parse().map_err(|e: String| request("--snapshotter", e))?;
     opts.no_cache_filter = spec.no_cache_filter.clone();
+    (opts.run, opts.secrets) = spec.run.settings().map_err(|e| request("the RUN settings", e))?;
     if let Some(p) = platforms.first() {
         opts.platform = p.clone();
     }

@@ -366,13 +366,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
         a.cache.refuse_for_nodes(&b.name, &b.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>())?;
-        if a.run_flags.any() {
-            bail!(
-                "--add-host, --ulimit, --shm-size, --cgroup-parent, --allow and --ssh apply to local builds only: \
-                 builder {:?} builds on nodes, which do not take them yet",
-                b.name
-            );
-        }
         let run = nodes::Nodes {
             global,
             rt: &rt,

@@ -71,16 +71,6 @@ impl RunFlags {
         s.ssh = agents.sockets();
         Ok((s, agents))
     }
-
-    /// Whether any flag was given (nodes do not take them yet).
-    pub fn any(&self) -> bool {
-        !(self.add_host.is_empty()
-            && self.ulimit.is_empty()
-            && self.shm_size.is_none()
-            && self.cgroup_parent.is_none()
-            && self.allow.is_empty()
-            && self.ssh.is_empty())
-    }
 }
 
 #[cfg(test)]
