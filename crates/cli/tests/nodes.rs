@@ -414,3 +414,78 @@ fn run_settings_and_secrets_reach_the_far_node_and_stay_in_its_memory() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--ssh is not supported with builder \"duo\""), "{err}");
 }
+
+#[test]
+fn one_registry_cache_holds_every_nodes_steps_and_serves_them_again() {
+    let Some((env, reg, sshd, far)) = setup() else { return };
+    let df = "FROM busybox\nARG TARGETARCH\nRUN echo built-$TARGETARCH > /built && uname -m > /arch\n\
+              RUN cat /built /arch > /both\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let cache = format!("{}/nodes/cache:1", reg.host);
+    let build = |extra: &[&str]| {
+        let out = env
+            .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+            .args(extra)
+            .arg(&ctx)
+            .env("POLYARCH_SSH", sshd.ssh_command())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed:\n{stderr}");
+        stderr
+    };
+    // Whether the step shown as `[...NEEDLE` ran (was shown, and not CACHED).
+    let ran = |stderr: &str, needle: &str| {
+        let ids: Vec<&str> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix('#')?.split_once(' '))
+            .filter(|(_, rest)| rest.contains(needle))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!ids.is_empty(), "no step {needle}: {stderr}");
+        !ids.iter().any(|id| stderr.lines().any(|l| l == format!("#{id} CACHED")))
+    };
+    let steps = [
+        "@far stage-0 2/3] RUN echo",
+        "@far stage-0 3/3] RUN cat",
+        "@here stage-0 2/3] RUN echo",
+        "@here stage-0 3/3] RUN cat",
+    ];
+    let image = format!("{}/nodes/cached:1", reg.host);
+    let first = build(&["--cache-to", &format!("type=registry,ref={cache},mode=max"), "-t", &image, "--push"]);
+    assert!(steps.iter().all(|st| ran(&first, st)), "{first}");
+    assert!(first.contains("exporting cache to registry"), "{first}");
+
+    // Both stores emptied: only the registry cache knows the steps. The far
+    // node imports it itself, this machine for its own platform.
+    for root in [&far.store, &env.root()] {
+        std::fs::remove_dir_all(root).unwrap();
+    }
+    let out_dir = env.dir.path().join("out");
+    let again = build(&[
+        "--cache-from",
+        &format!("type=registry,ref={cache}"),
+        "-o",
+        &format!("type=local,dest={}", out_dir.display()),
+    ]);
+    for st in steps {
+        assert!(!ran(&again, st), "{st} ran again instead of coming from the cache: {again}");
+    }
+    for (p, arch) in [("linux_amd64", "built-amd64\nx86_64\n"), ("linux_arm64", "built-arm64\naarch64\n")] {
+        assert_eq!(std::fs::read_to_string(out_dir.join(p).join("both")).unwrap(), arch, "{p}");
+    }
+
+    // An inline cache: the far node writes it into the config of the image
+    // it builds and pushes.
+    let inline = format!("{}/nodes/inline:1", reg.host);
+    build(&["--cache-to", "type=inline", "-t", &inline, "--push"]);
+    let index: Value = serde_json::from_slice(&crate::util::skopeo_raw(&inline)).unwrap();
+    let arm = index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").unwrap();
+    let config = sh(Command::new("skopeo").args(["inspect", "--tls-verify=false", "--config", "--raw"]).arg(format!(
+        "docker://{}@{}",
+        inline.rsplit_once(':').unwrap().0,
+        arm["digest"].as_str().unwrap()
+    )));
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert!(config["moby.buildkit.cache.v0"].is_string(), "{config}");
+}

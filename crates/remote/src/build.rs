@@ -26,7 +26,8 @@ use crate::event::{Event, Fallback, Sink, Steps};
 use crate::push::Pushers;
 use crate::schedule::{self, Offer, Placement};
 use crate::session::Session;
-use crate::wire::{BuildSpec, Built, Entry};
+use crate::wire::{BuildSpec, Built, CacheReport, CacheSpec, Entry};
+use polyarch_builder::cacheio::{CacheIo, CacheWarning};
 
 /// A node of the builder, connected or not.
 struct Member {
@@ -49,7 +50,7 @@ struct Job {
     member: usize,
     platforms: Vec<Platform>,
     session: Session,
-    result: Result<Vec<Built>>,
+    result: Result<(Vec<Built>, Option<CacheReport>)>,
 }
 
 /// What a build on nodes gives back: every platform's image, in the order
@@ -79,6 +80,7 @@ pub struct NodeBuild<'a> {
     insecure: bool,
     cancel: Cancel,
     status: Option<builder::Store>,
+    cache: Option<(Arc<CacheIo>, CacheSpec)>,
 }
 
 impl<'a> NodeBuild<'a> {
@@ -100,6 +102,7 @@ impl<'a> NodeBuild<'a> {
             insecure: false,
             cancel: Cancel::new(),
             status: None,
+            cache: None,
         }
     }
 
@@ -132,6 +135,16 @@ impl<'a> NodeBuild<'a> {
     /// `--network`, `--snapshotter` and `--insecure` as the nodes get them.
     pub fn with_node_options(mut self, network: &str, snapshotter: &str, insecure: bool) -> Self {
         (self.network, self.snapshotter, self.insecure) = (network.to_string(), snapshotter.to_string(), insecure);
+        self
+    }
+
+    /// The build's cache table (`io`, shared with the platforms built
+    /// here) and what the nodes do with caches: import the `--cache-from`
+    /// values of `spec` themselves and, with `spec.report`, send back the
+    /// records they used, which join `io` (and whose layers come back with
+    /// the results) so that one `--cache-to` export holds every node's.
+    pub fn with_cache(mut self, io: Arc<CacheIo>, spec: CacheSpec) -> Self {
+        self.cache = Some((io, spec));
         self
     }
 
@@ -311,14 +324,19 @@ impl<'a> NodeBuild<'a> {
             insecure: self.insecure,
             jobs: self.jobs,
             run: crate::wire::RunSpec::new(&opts.run, secrets),
+            cache: self.cache.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
         })
     }
 
     fn local_builder(&self, sink: polyarch_builder::EventSink) -> MultiBuilder {
-        MultiBuilder::new(self.store.clone())
+        let b = MultiBuilder::new(self.store.clone())
             .with_client(self.client.clone())
             .with_events(sink)
-            .with_jobs(self.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs))
+            .with_jobs(self.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs));
+        match &self.cache {
+            Some((io, _)) => b.with_cache_io(io.clone()),
+            None => b,
+        }
     }
 
     /// Runs every node's share and this machine's at once. A platform
@@ -402,20 +420,33 @@ impl<'a> NodeBuild<'a> {
     fn fetch(&self, jobs: Vec<Job>, members: &[Member], images: &mut HashMap<String, BuildResult>) -> Result<Pushers> {
         let mut pushers = Vec::new();
         for job in jobs {
-            let Ok(built) = job.result else { continue };
+            let Ok((built, report)) = job.result else { continue };
             let mut session = job.session;
             let mut want: Vec<Descriptor> = Vec::new();
+            let mut records = Vec::new();
+            if let (Some(report), Some((io, spec))) = (report, &self.cache) {
+                let node = members[job.member].id.to_string();
+                for message in report.warnings {
+                    io.warn(CacheWarning::Node { node: node.clone(), message });
+                }
+                if spec.report {
+                    records.extend(report.records.iter().filter_map(|e| Some(e.layer.as_ref()?.layer().desc)));
+                }
+                io.absorb(report.records, report.finals);
+            }
+            let mut descs = Vec::new();
             for img in &built {
-                let mut descs = vec![img.manifest.clone(), img.config.clone()];
+                descs.extend([img.manifest.clone(), img.config.clone()]);
                 if self.layers {
                     descs.extend(img.layers.iter().map(|(d, _)| d.clone()));
                 }
-                for d in descs {
-                    if !polyarch_store::BlobSource::exists(&self.store, &d.digest)?
-                        && !want.iter().any(|w| w.digest == d.digest)
-                    {
-                        want.push(d);
-                    }
+            }
+            descs.extend(records);
+            for d in descs {
+                if !polyarch_store::BlobSource::exists(&self.store, &d.digest)?
+                    && !want.iter().any(|w| w.digest == d.digest)
+                {
+                    want.push(d);
                 }
             }
             let bytes = session.fetch(&want, &self.store)?;

@@ -13,7 +13,7 @@ use polyarch_store::{BlobSink, Store};
 
 use crate::context::Content;
 use crate::error::{Error, NodeId, Result};
-use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, PROTOCOL};
+use crate::wire::{self, BuildSpec, Built, CacheReport, Entry, Frame, Msg, PROTOCOL};
 
 /// The far end of a session: what carries the worker's stdin and stdout
 /// (a local process such as `ssh`, or an exec in a container).
@@ -262,7 +262,13 @@ impl Session {
     }
 
     /// Builds on the node, handing its progress events to `on_event`.
-    pub fn build(&mut self, spec: &BuildSpec, on_event: &mut dyn FnMut(polyarch_builder::Event)) -> Result<Vec<Built>> {
+    /// Returns its images and, when the spec asked, what it used of the
+    /// cache.
+    pub fn build(
+        &mut self,
+        spec: &BuildSpec,
+        on_event: &mut dyn FnMut(polyarch_builder::Event),
+    ) -> Result<(Vec<Built>, Option<CacheReport>)> {
         let doing = format!("building {}", spec.platforms.join(", "));
         self.building = spec.platforms.clone();
         let result = self.build_loop(spec, &doing, on_event);
@@ -275,7 +281,7 @@ impl Session {
         spec: &BuildSpec,
         doing: &str,
         on_event: &mut dyn FnMut(polyarch_builder::Event),
-    ) -> Result<Vec<Built>> {
+    ) -> Result<(Vec<Built>, Option<CacheReport>)> {
         self.send(&Msg::Build(Box::new(spec.clone())), doing)?;
         loop {
             match self.recv(doing)? {
@@ -283,7 +289,7 @@ impl Session {
                     Ok(e) => on_event(e),
                     Err(message) => return Err(Error::Protocol { node: self.node.clone(), message }),
                 },
-                Msg::Built { images } => return Ok(images),
+                Msg::Built { images, cache } => return Ok((images, cache)),
                 Msg::Failed { error } => return Err(self.failed(error)),
                 other => return Err(self.unexpected(&other)),
             }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 /// The protocol's version; both ends must speak the same. 2: failures are
 /// typed ([`WireError`]) and started steps carry their platform. 3: every
 /// step event carries the step's typed fields ([`WireVertex`]) and its time.
-/// 4: a build carries its RUN settings and secrets ([`RunSpec`]).
+/// 4: a build carries its RUN settings and secrets ([`RunSpec`]) and its
+/// cache settings ([`CacheSpec`]); a built reply, what the build used of
+/// the cache ([`CacheReport`]).
 pub const PROTOCOL: u32 = 4;
 /// A message frame.
 pub const FRAME_MSG: u8 = b'M';
@@ -104,6 +106,48 @@ pub struct BuildSpec {
     /// The RUN settings and secrets of the build.
     #[serde(default)]
     pub run: RunSpec,
+    /// What the node does with build caches.
+    #[serde(default)]
+    pub cache: CacheSpec,
+}
+
+/// The cache settings of a build on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    /// `--cache-from` values the node imports itself (registry caches,
+    /// read with the builder's registry configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    /// Whether the node reports the records its build used, for a
+    /// `--cache-to` the client writes.
+    #[serde(default)]
+    pub report: bool,
+    /// `--cache-to type=inline`: the node's image configs carry the cache.
+    #[serde(default)]
+    pub inline: bool,
+}
+
+impl CacheSpec {
+    /// Whether the build uses no cache import or export.
+    pub fn is_empty(&self) -> bool {
+        self.from.is_empty() && !self.report && !self.inline
+    }
+}
+
+/// What a node's build used of the cache: every record it made or took
+/// (the client picks `min` or `max` from them), the keys of its results,
+/// and its cache warnings (an import that failed on the node).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Records, each with its layer.
+    #[serde(default)]
+    pub records: Vec<polyarch_builder::cacheio::Entry>,
+    /// The keys of the node's results.
+    #[serde(default)]
+    pub finals: Vec<String>,
+    /// Warnings, as text.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The RUN settings of a build as the wire carries them (`--add-host`,
@@ -505,6 +549,9 @@ pub enum Msg {
     Built {
         /// One per platform, in the order asked.
         images: Vec<Built>,
+        /// What the build used of the cache, when asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<CacheReport>,
     },
     /// The request failed.
     Failed {
@@ -655,6 +702,7 @@ impl BuildSpec {
             insecure: false,
             jobs: None,
             run: RunSpec::default(),
+            cache: CacheSpec::default(),
         }
     }
 }

@@ -14,7 +14,8 @@ use polyarch_store::{BlobSink, BlobSource, Store};
 
 use crate::context::{rebuild, CONTENT_TYPE};
 use crate::error::{Error, Result};
-use crate::wire::{self, BuildSpec, Built, Entry, Frame, Msg, WireError, WireEvent, PROTOCOL};
+use crate::wire::{self, BuildSpec, Built, CacheReport, CacheSpec, Entry, Frame, Msg, WireError, WireEvent, PROTOCOL};
+use polyarch_builder::cacheio::{self, CacheIo};
 
 /// Makes the node's registry client from the builder's configuration
 /// (TOML, as the client's config file) and `--insecure`.
@@ -133,12 +134,12 @@ pub fn serve(
             Msg::Blob { digest, size } => recv_blob(&rx, store, &digest, size)?,
             Msg::Build(spec) => {
                 let reply = match build(&worker, rt, &spec, &entries, &out, &mut client) {
-                    Ok(results) => {
+                    Ok((results, cache)) => {
                         let images = results.iter().map(built_of).collect();
                         for r in results {
                             built.insert(r.manifest.digest.clone(), r);
                         }
-                        Msg::Built { images }
+                        Msg::Built { images, cache }
                     }
                     Err(error) => Msg::Failed { error },
                 };
@@ -184,7 +185,7 @@ fn build(
     entries: &[Entry],
     out: &Out,
     client: &mut Option<Client>,
-) -> std::result::Result<Vec<BuildResult>, WireError> {
+) -> std::result::Result<(Vec<BuildResult>, Option<CacheReport>), WireError> {
     let request = |what: &str, message: String| WireError::Request { what: what.to_string(), message };
     let store = &worker.store;
     let dockerfile = store
@@ -231,12 +232,43 @@ fn build(
             let _ = send(&sink_out, &Msg::Event { event });
         }
     });
+    let cache = match spec.cache.is_empty() {
+        true => None,
+        false => Some(import_caches(rt, &spec.cache, &c)?),
+    };
     let mut b = MultiBuilder::new(store.clone()).with_client(c).with_events(sink);
     if let Some(j) = spec.jobs {
         b = b.with_jobs(j);
     }
+    if let Some(io) = &cache {
+        b = b.with_cache_io(io.clone());
+    }
     let r = rt.block_on(b.build(&opts, &platforms)).map_err(build_error)?;
-    Ok(r.images)
+    let report = cache.map(|io| CacheReport {
+        records: io.gather(cacheio::Mode::Max).graph.records,
+        finals: io.finals(),
+        warnings: io.take_warnings().iter().map(ToString::to_string).collect(),
+    });
+    Ok((r.images, report))
+}
+
+/// The cache table of a build on this node: every `--cache-from` it was
+/// given, read with the node's registry client; what cannot be read is a
+/// warning the client shows.
+fn import_caches(
+    rt: &tokio::runtime::Runtime,
+    spec: &CacheSpec,
+    client: &Client,
+) -> std::result::Result<Arc<CacheIo>, WireError> {
+    let io = Arc::new(CacheIo::new(spec.inline));
+    for value in &spec.from {
+        let from = cacheio::parse_cache_from(value)
+            .map_err(|e| WireError::Request { what: format!("--cache-from {value}"), message: e.to_string() })?;
+        if let Err(w) = rt.block_on(cacheio::import::import(&io, client, &from)) {
+            io.warn(w);
+        }
+    }
+    Ok(io)
 }
 
 /// A build error as the wire carries it, with its platform.

@@ -74,6 +74,14 @@ pub enum CacheWarning {
         /// Why.
         reason: String,
     },
+    /// What a builder node said of the cache its build used.
+    #[error("node {node}: {message}")]
+    Node {
+        /// The node.
+        node: String,
+        /// Its warning.
+        message: String,
+    },
     /// An export option that cannot be applied.
     #[error("cache {target}: {reason}")]
     Option {
@@ -200,6 +208,24 @@ impl CacheIo {
     pub(crate) fn finished(&self, key: &str) {
         if let Ok(mut f) = self.finals.lock() {
             f.push(key.to_string());
+        }
+    }
+
+    /// The keys of the platforms' results so far.
+    pub fn finals(&self) -> Vec<String> {
+        self.finals.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Adds what a build elsewhere used (a builder node's records and the
+    /// keys of its results), as if this build had noted them.
+    pub fn absorb(&self, records: Vec<Entry>, finals: Vec<String>) {
+        if let Ok(mut used) = self.used.lock() {
+            for e in records {
+                used.insert(e.key.clone(), e);
+            }
+        }
+        if let Ok(mut f) = self.finals.lock() {
+            f.extend(finals);
         }
     }
 

@@ -365,7 +365,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
-        a.cache.refuse_for_nodes(&b.name, &b.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>())?;
+        let node_cache = match &cache {
+            Some(c) => Some((c, c.node_spec(&b.name)?)),
+            None => None,
+        };
         let run = nodes::Nodes {
             global,
             rt: &rt,
@@ -374,6 +377,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             outputs: &outputs,
             tags: &tags,
             annotations: &annotations,
+            cache: node_cache,
         };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };

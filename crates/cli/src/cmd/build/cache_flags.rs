@@ -14,6 +14,7 @@ use clap::Args;
 use polyarch_builder::cacheio::{self, export, CacheFrom, CacheIo, CacheTo, CacheWarning};
 use polyarch_builder::{Compression, Vertex};
 use polyarch_registry::Client;
+use polyarch_remote::wire::CacheSpec;
 use polyarch_store::Store;
 
 use super::Progress;
@@ -54,20 +55,6 @@ impl CacheFlags {
         let inline = to.contains(&CacheTo::Inline);
         Ok(Some(Traffic { io: Arc::new(CacheIo::new(inline)), from, to }))
     }
-
-    /// Refuses the flags for a build on builder nodes, naming them.
-    pub fn refuse_for_nodes(&self, builder: &str, nodes: &[String]) -> Result<()> {
-        let flag = match (self.cache_to.is_empty(), self.cache_from.is_empty()) {
-            (true, true) => return Ok(()),
-            (false, _) => "--cache-to",
-            _ => "--cache-from",
-        };
-        bail!(
-            "{flag} is not supported with builder nodes yet: builder {builder:?} builds on node(s) {}; \
-             build with the local builder (--builder default)",
-            nodes.join(", ")
-        )
-    }
 }
 
 fn warn(w: &CacheWarning) {
@@ -75,6 +62,26 @@ fn warn(w: &CacheWarning) {
 }
 
 impl Traffic {
+    /// What builder nodes do with the caches: each imports the registry
+    /// caches itself and, for a `--cache-to` written here, sends back the
+    /// records it used. A local cache directory is on this machine, which
+    /// nodes cannot read: refused with builder nodes.
+    pub fn node_spec(&self, builder: &str) -> Result<CacheSpec> {
+        let mut from = Vec::new();
+        for f in &self.from {
+            match f {
+                CacheFrom::Registry { reference } => from.push(format!("type=registry,ref={reference}")),
+                CacheFrom::Local { src, .. } => bail!(
+                    "--cache-from type=local,src={} is not supported with builder {builder:?}: its nodes cannot \
+                     read this machine's directories; use a registry cache (type=registry,ref=REPO:TAG)",
+                    src.display()
+                ),
+            }
+        }
+        let report = self.to.iter().any(|t| !matches!(t, CacheTo::Inline));
+        Ok(CacheSpec { from, report, inline: self.io.inline() })
+    }
+
     /// Reads every `--cache-from` into the table; what cannot be read is
     /// a warning.
     pub fn import(&self, rt: &tokio::runtime::Runtime, client: &Client, progress: &Progress) {

@@ -36,6 +36,8 @@ pub(super) struct Nodes<'a> {
     pub outputs: &'a [Output],
     pub tags: &'a [String],
     pub annotations: &'a [polyarch_index::Annotation],
+    /// `--cache-from` and `--cache-to`, and what the nodes do with them.
+    pub cache: Option<(&'a super::cache_flags::Traffic, polyarch_remote::wire::CacheSpec)>,
 }
 
 /// What an event of a build on nodes prints: plain and tty progress show
@@ -116,10 +118,18 @@ impl Nodes<'_> {
         if let Ok(status) = builder::Store::from_env() {
             run = run.with_status(status);
         }
+        if let Some((traffic, spec)) = &self.cache {
+            // For the platforms built here; each node imports for its own.
+            traffic.import(self.rt, &client, self.progress);
+            run = run.with_cache(traffic.io.clone(), spec.clone());
+        }
         let polyarch_remote::Outcome { images, pushers } = match run.run(self.rt, opts, targets) {
             Ok(o) => o,
             Err(e) => {
                 self.progress.finish(false);
+                if let Some((traffic, _)) = &self.cache {
+                    traffic.print_warnings();
+                }
                 return match e.kind() {
                     ErrorKind::Cancelled => Ok(130),
                     _ => Err(e.into()),
@@ -160,7 +170,7 @@ impl Nodes<'_> {
                 push: if full { None } else { Some(&remote_push) },
                 tag: full,
             };
-            super::export_single(&exporter, self.outputs, &images[0], a, None)
+            super::export_single(&exporter, self.outputs, &images[0], a, self.cache.as_ref().map(|(t, _)| *t))
         } else {
             let multi = Multi {
                 rt,
@@ -172,7 +182,7 @@ impl Nodes<'_> {
                 annotations: self.annotations,
                 push: if full && docker_types { None } else { Some(&remote_push) },
                 tag: full,
-                cache: None,
+                cache: self.cache.as_ref().map(|(t, _)| *t),
             };
             multi.export(&MultiResult { images }, a)
         }
