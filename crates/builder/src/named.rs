@@ -141,6 +141,11 @@ impl NamedContexts {
         self.by_name.is_empty()
     }
 
+    /// Every named context, by its normalized name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &NamedContext)> {
+        self.by_name.iter()
+    }
+
     /// The context a stage, image or `--from` name refers to.
     pub fn get(&self, name: &str) -> Option<&NamedContext> {
         if self.by_name.is_empty() {

@@ -489,3 +489,42 @@ fn one_registry_cache_holds_every_nodes_steps_and_serves_them_again() {
     let config: Value = serde_json::from_str(&config).unwrap();
     assert!(config["moby.buildkit.cache.v0"].is_string(), "{config}");
 }
+
+#[test]
+fn named_contexts_travel_to_the_far_node() {
+    let Some((env, reg, sshd, _far)) = setup() else { return };
+    let df = "FROM base\nCOPY --from=extra note.txt /note.txt\nRUN cat /note.txt > /seen && uname -m >> /seen\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let extra =
+        context(&env, "extra", &[("note.txt", "from a named context\n"), ("unused/big.bin", &"y".repeat(50_000))]);
+    let out_dir = env.dir.path().join("out");
+    let base = format!("base=docker-image://{}", crate::util::busybox(reg));
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(["--build-context", &format!("extra={}", extra.display()), "--build-context", &base])
+        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far stage-0 3/3] RUN"), "{stderr}");
+    for (p, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        let seen = std::fs::read_to_string(out_dir.join(p).join("seen")).unwrap();
+        assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
+    }
+
+    // An OCI layout is a directory of this machine: refused by name.
+    let layout = env.dir.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64"])
+        .args(["--build-context", &format!("base=oci-layout://{}", layout.display())])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("oci-layout:// is not supported with builder \"duo\""), "{err}");
+}

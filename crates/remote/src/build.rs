@@ -26,8 +26,9 @@ use crate::event::{Event, Fallback, Sink, Steps};
 use crate::push::Pushers;
 use crate::schedule::{self, Offer, Placement};
 use crate::session::Session;
-use crate::wire::{BuildSpec, Built, CacheReport, CacheSpec, Entry};
+use crate::wire::{BuildSpec, Built, CacheReport, CacheSpec};
 use polyarch_builder::cacheio::{CacheIo, CacheWarning};
+use polyarch_builder::named::NamedContext;
 
 /// A node of the builder, connected or not.
 struct Member {
@@ -174,6 +175,14 @@ impl<'a> NodeBuild<'a> {
                 why: "its remote nodes cannot reach this machine's ssh agents",
             });
         }
+        if opts.named_contexts.iter().any(|(_, c)| matches!(c, NamedContext::Layout { .. })) {
+            return Err(Error::Unsupported {
+                builder: self.builder.name.clone(),
+                what: "--build-context NAME=oci-layout://",
+                why:
+                    "its nodes cannot read this machine's OCI layouts (push the image and name it with docker-image://)",
+            });
+        }
         let spec = self.spec(opts)?;
         let mut members = self.connect();
         self.record_status(&members);
@@ -186,8 +195,7 @@ impl<'a> NodeBuild<'a> {
         check_emulation(opts, &here, &Platform::host(), &probe_host)?;
 
         let steps = Steps::new(self.events.clone());
-        let needed = crate::context::needed(&opts.dockerfile, &opts.context);
-        let context = crate::context::entries(&opts.context, &needed)?;
+        let context = crate::context::of(opts)?;
         let (jobs, local, stopped) = self.run_jobs(rt, (opts, &spec), context, &plan, &mut members, &steps);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -325,6 +333,14 @@ impl<'a> NodeBuild<'a> {
             jobs: self.jobs,
             run: crate::wire::RunSpec::new(&opts.run, secrets),
             cache: self.cache.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+            named_images: opts
+                .named_contexts
+                .iter()
+                .filter_map(|(name, c)| match c {
+                    NamedContext::Image(reference) => Some((name.clone(), reference.clone())),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
@@ -346,7 +362,7 @@ impl<'a> NodeBuild<'a> {
         &self,
         rt: &tokio::runtime::Runtime,
         (opts, spec): (&BuildOptions, &BuildSpec),
-        (entries, contents): (Vec<Entry>, Vec<crate::context::Content>),
+        (context, contents): (crate::context::Context, Vec<crate::context::Content>),
         plan: &Plan,
         members: &mut [Member],
         steps: &Steps,
@@ -363,10 +379,10 @@ impl<'a> NodeBuild<'a> {
                 killers.push(session.killer());
                 let mut spec = spec.clone();
                 spec.platforms = formats(platforms);
-                let (entries, contents, extra, steps) = (entries.clone(), &contents, &extra, steps.clone());
+                let (context, contents, extra, steps) = (context.clone(), &contents, &extra, steps.clone());
                 let (node, platforms) = (members[i].id.clone(), platforms.clone());
                 handles.push(sc.spawn(move || {
-                    let result = session.send_context(entries, contents, extra).and_then(|sent| {
+                    let result = session.send_context(context, contents, extra).and_then(|sent| {
                         steps.say(Event::ContextSent { node: node.clone(), sent });
                         session.build(&spec, &mut |e| steps.step(i + 1, &node.name, e))
                     });

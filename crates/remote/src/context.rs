@@ -2,7 +2,7 @@
 //! metadata as [`Entry`]s, and the tree rebuilt on the node from entries and
 //! contents it holds by digest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use polyarch_builder::copy::{file_node, has_wildcards};
 use polyarch_builder::fs::{clean, parent, Kind, MemFs, Node};
@@ -142,6 +142,35 @@ pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> Result<(Vec<Entry>, Vec
         entries.push(e);
     }
     Ok((entries, contents))
+}
+
+/// What of the build's file trees a node receives: the entries of the
+/// context the Dockerfile reads, and every entry of each named context
+/// that is a file tree (`--build-context NAME=DIR`, a Git checkout, a
+/// download), by name.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The build context's entries.
+    pub entries: Vec<Entry>,
+    /// Named file trees.
+    pub named: BTreeMap<String, Vec<Entry>>,
+}
+
+/// The [`Context`] of `opts`, and each distinct file content once.
+pub fn of(opts: &polyarch_builder::BuildOptions) -> Result<(Context, Vec<Content>)> {
+    let (main, mut contents) = entries(&opts.context, &needed(&opts.dockerfile, &opts.context))?;
+    let mut named = BTreeMap::new();
+    for (name, c) in opts.named_contexts.iter() {
+        let polyarch_builder::named::NamedContext::Files(fs) = c else { continue };
+        let (e, more) = entries(fs, &fs.iter().map(|(p, _)| p.clone()).collect())?;
+        for m in more {
+            if !contents.iter().any(|(d, _)| *d == m.0) {
+                contents.push(m);
+            }
+        }
+        named.insert(name.clone(), e);
+    }
+    Ok((Context { entries: main, named }, contents))
 }
 
 /// The media type context contents are stored under on a node.

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use polyarch_oci::{Descriptor, Digest};
 use polyarch_store::{BlobSink, Store};
 
-use crate::context::Content;
+use crate::context::{Content, Context};
 use crate::error::{Error, NodeId, Result};
-use crate::wire::{self, BuildSpec, Built, CacheReport, Entry, Frame, Msg, PROTOCOL};
+use crate::wire::{self, BuildSpec, Built, CacheReport, Frame, Msg, PROTOCOL};
 
 /// The far end of a session: what carries the worker's stdin and stdout
 /// (a local process such as `ssh`, or an exec in a container).
@@ -234,11 +234,12 @@ impl Session {
 
     /// Describes the context and sends the contents the node lacks, plus
     /// `extra` blobs (the Dockerfile), each once.
-    pub fn send_context(&mut self, entries: Vec<Entry>, contents: &[Content], extra: &[Content]) -> Result<Sent> {
+    pub fn send_context(&mut self, context: Context, contents: &[Content], extra: &[Content]) -> Result<Sent> {
         let doing = "sending the build context";
-        let mut sent = Sent { entries: entries.len(), ..Sent::default() };
+        let Context { entries, named } = context;
+        let mut sent = Sent { entries: entries.len() + named.values().map(Vec::len).sum::<usize>(), ..Sent::default() };
         let extra_digests = extra.iter().map(|(d, _)| d.clone()).collect();
-        self.send(&Msg::Context { entries, extra: extra_digests }, doing)?;
+        self.send(&Msg::Context { entries, extra: extra_digests, named }, doing)?;
         let need = match self.recv(doing)? {
             Msg::Need { digests } => digests,
             other => return Err(self.unexpected(&other)),

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 /// step event carries the step's typed fields ([`WireVertex`]) and its time.
 /// 4: a build carries its RUN settings and secrets ([`RunSpec`]) and its
 /// cache settings ([`CacheSpec`]); a built reply, what the build used of
-/// the cache ([`CacheReport`]).
+/// the cache ([`CacheReport`]); the context, the file trees of named
+/// contexts.
 pub const PROTOCOL: u32 = 4;
 /// A message frame.
 pub const FRAME_MSG: u8 = b'M';
@@ -109,6 +110,10 @@ pub struct BuildSpec {
     /// What the node does with build caches.
     #[serde(default)]
     pub cache: CacheSpec,
+    /// `--build-context NAME=docker-image://REF` values: the image
+    /// references by name (file trees travel with the context).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_images: BTreeMap<String, String>,
 }
 
 /// The cache settings of a build on a node.
@@ -525,6 +530,10 @@ pub enum Msg {
         /// Other contents the build needs (the Dockerfile).
         #[serde(default)]
         extra: Vec<Digest>,
+        /// The file trees of `--build-context` values, by name: every
+        /// entry of each.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        named: BTreeMap<String, Vec<Entry>>,
     },
     /// Contents the worker lacks.
     Need {
@@ -703,6 +712,7 @@ impl BuildSpec {
             jobs: None,
             run: RunSpec::default(),
             cache: CacheSpec::default(),
+            named_images: BTreeMap::new(),
         }
     }
 }

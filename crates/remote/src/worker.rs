@@ -1,7 +1,7 @@
 //! The node's side: `polyarch worker --stdio` serves one session on its
 //! stdin and stdout, building into the node's own store.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -112,6 +112,7 @@ pub fn serve(
 
     let store = &worker.store;
     let mut entries: Vec<Entry> = Vec::new();
+    let mut named: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     let mut built: HashMap<Digest, BuildResult> = HashMap::new();
     let mut client: Option<Client> = None;
     loop {
@@ -121,19 +122,21 @@ pub fn serve(
             None => return Ok(()),
         };
         match msg {
-            Msg::Context { entries: e, extra } => {
+            Msg::Context { entries: e, extra, named: n } => {
                 let mut need = BTreeSet::new();
-                for d in e.iter().filter_map(|e| e.digest.as_ref()).chain(&extra) {
+                let files = e.iter().chain(n.values().flatten()).filter_map(|e| e.digest.as_ref());
+                for d in files.chain(&extra) {
                     if !store.exists(d)? {
                         need.insert(d.clone());
                     }
                 }
                 entries = e;
+                named = n;
                 send(&out, &Msg::Need { digests: need.into_iter().collect() })?;
             }
             Msg::Blob { digest, size } => recv_blob(&rx, store, &digest, size)?,
             Msg::Build(spec) => {
-                let reply = match build(&worker, rt, &spec, &entries, &out, &mut client) {
+                let reply = match build(&worker, rt, &spec, (&entries, &named), &out, &mut client) {
                     Ok((results, cache)) => {
                         let images = results.iter().map(built_of).collect();
                         for r in results {
@@ -182,7 +185,7 @@ fn build(
     worker: &Worker,
     rt: &tokio::runtime::Runtime,
     spec: &BuildSpec,
-    entries: &[Entry],
+    (entries, named): (&[Entry], &BTreeMap<String, Vec<Entry>>),
     out: &Out,
     client: &mut Option<Client>,
 ) -> std::result::Result<(Vec<BuildResult>, Option<CacheReport>), WireError> {
@@ -191,10 +194,22 @@ fn build(
     let dockerfile = store
         .read_bytes(&Descriptor::new(CONTENT_TYPE, spec.dockerfile.clone(), spec.dockerfile_size), 16 << 20)
         .map_err(|e| WireError::Store { message: format!("reading the Dockerfile: {e}") })?;
-    let context = rebuild(entries, store).map_err(|e| match e {
-        Error::Store(e) => WireError::Store { message: e.to_string() },
-        other => WireError::Protocol { message: other.to_string() },
-    })?;
+    let rebuilt = |entries: &[Entry]| {
+        rebuild(entries, store).map_err(|e| match e {
+            Error::Store(e) => WireError::Store { message: e.to_string() },
+            other => WireError::Protocol { message: other.to_string() },
+        })
+    };
+    let context = rebuilt(entries)?;
+    let mut named_contexts = polyarch_builder::named::NamedContexts::new();
+    for (name, entries) in named {
+        let files = polyarch_builder::named::NamedContext::Files(Arc::new(rebuilt(entries)?));
+        named_contexts.insert(name, files).map_err(|e| request(&format!("--build-context {name}"), e.to_string()))?;
+    }
+    for (name, reference) in &spec.named_images {
+        let image = polyarch_builder::named::NamedContext::Image(reference.clone());
+        named_contexts.insert(name, image).map_err(|e| request(&format!("--build-context {name}"), e.to_string()))?;
+    }
     let c = (worker.client)(spec.registry_config.as_deref(), spec.insecure)
         .map_err(|e| request("the registry configuration", e))?;
     *client = Some(c.clone());
@@ -221,6 +236,7 @@ fn build(
     opts.runtime = spec.runtime.clone();
     opts.snapshotter = spec.snapshotter.parse().map_err(|e: String| request("--snapshotter", e))?;
     opts.no_cache_filter = spec.no_cache_filter.clone();
+    opts.named_contexts = named_contexts;
     (opts.run, opts.secrets) = spec.run.settings().map_err(|e| request("the RUN settings", e))?;
     if let Some(p) = platforms.first() {
         opts.platform = p.clone();
@@ -377,7 +393,8 @@ mod tests {
         let df = b"FROM busybox\n".to_vec();
         let digest = Digest::sha256(&df);
         let hello = Msg::Hello { protocol: PROTOCOL, version: "v0".into(), probe: None };
-        let mut input = frames(&[hello, Msg::Context { entries: vec![], extra: vec![digest.clone()] }]);
+        let mut input =
+            frames(&[hello, Msg::Context { entries: vec![], extra: vec![digest.clone()], named: BTreeMap::new() }]);
         wire::write_blob(&mut input, &digest, df.len() as u64, &mut &df[..]).unwrap();
         let push = Msg::Push { names: vec!["r/x:1".into()], manifests: vec![digest.clone()] };
         input.extend(frames(&[Msg::Build(Box::new(spec(&df))), push, Msg::Bye]));

@@ -285,11 +285,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         debug: global.debug,
     }
     .load()?;
-    if remote_builder.is_some() && !loaded.named.is_empty() {
-        bail!(
-            "--build-context is not supported with builder nodes yet: build with the local builder (--builder default)"
-        );
-    }
     let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
     // The agents of `--ssh` serve until the build ends.
     let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
