@@ -168,13 +168,6 @@ impl<'a> NodeBuild<'a> {
 
     /// Builds `targets`. A fired cancel gives [`Error::Cancelled`].
     pub fn run(&self, rt: &tokio::runtime::Runtime, opts: &BuildOptions, targets: &[Platform]) -> Result<Outcome> {
-        if !opts.run.ssh.is_empty() {
-            return Err(Error::Unsupported {
-                builder: self.builder.name.clone(),
-                what: "--ssh",
-                why: "its remote nodes cannot reach this machine's ssh agents",
-            });
-        }
         if opts.named_contexts.iter().any(|(_, c)| matches!(c, NamedContext::Layout { .. })) {
             return Err(Error::Unsupported {
                 builder: self.builder.name.clone(),
@@ -190,6 +183,13 @@ impl<'a> NodeBuild<'a> {
         let ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
         let connected: Vec<bool> = members.iter().map(|m| m.session.is_some()).collect();
         let (plan, events) = plan(&self.builder.name, &ids, &connected, &offers, targets, self.fallback)?;
+        if !opts.run.ssh.is_empty() && plan.remote.iter().any(|p| !p.is_empty()) {
+            return Err(Error::Unsupported {
+                builder: self.builder.name.clone(),
+                what: "--ssh",
+                why: "its remote nodes cannot reach this machine's ssh agents",
+            });
+        }
         events.into_iter().for_each(|e| self.say(e));
         let here: Vec<Platform> = plan.here.iter().map(|(p, _)| p.clone()).collect();
         check_emulation(opts, &here, &Platform::host(), &probe_host)?;
