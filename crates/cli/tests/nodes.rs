@@ -383,8 +383,7 @@ fn run_settings_and_secrets_reach_the_far_node_and_stay_in_its_memory() {
         assert!(holding.is_empty(), "{}: {holding:?}", root.display());
     }
 
-    // A secret that cannot be read fails before any node builds, naming it;
-    // ssh agents stay on this machine, so --ssh is refused by name.
+    // A secret that cannot be read fails before any node builds, naming it.
     let out = env
         .cmd(&[
             "build",
@@ -402,17 +401,6 @@ fn run_settings_and_secrets_reach_the_far_node_and_stay_in_its_memory() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("secret \"gone\"") && err.contains("PA_UNSET_42"), "{err}");
-    let key = env.dir.path().join("id_node_test");
-    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(&key));
-    let out = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--ssh"])
-        .arg(format!("default={}", key.display()))
-        .arg(&ctx)
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--ssh is not supported with builder \"duo\""), "{err}");
 }
 
 #[test]
@@ -527,4 +515,75 @@ fn named_contexts_travel_to_the_far_node() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("oci-layout:// is not supported with builder \"duo\""), "{err}");
+}
+
+/// `DIR/ld.so`, `DIR/ssh-add` and the libraries it loads: this machine's
+/// `ssh-add`, to run in a busybox step through its own loader.
+fn ssh_add_tools(dir: &Path) {
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::copy("/usr/bin/ssh-add", dir.join("ssh-add")).unwrap();
+    let ldd = sh(Command::new("ldd").arg("/usr/bin/ssh-add"));
+    for path in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let p = Path::new(path);
+        let to = match p.file_name().unwrap().to_str().unwrap() {
+            n if n.starts_with("ld-linux") => dir.join("ld.so"),
+            n => dir.join("lib").join(n),
+        };
+        std::fs::copy(p, to).unwrap();
+    }
+}
+
+#[test]
+fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(polyarch_emu::host::is_root(), "root (RUN steps and sshd)") {
+        return;
+    }
+    let Some(sshd) = Sshd::start(env.dir.path()) else { return };
+    let far = FarNode::new(env.dir.path());
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    env.ok(&[
+        "builder",
+        "create",
+        "--name",
+        "solo",
+        "--node",
+        "far",
+        "--platform",
+        "linux/amd64",
+        "--config",
+        s(&env.config_file()),
+        "--remote-polyarch",
+        s(&far.program),
+        &endpoint,
+    ]);
+    let tools = env.dir.path().join("tools");
+    ssh_add_tools(&tools);
+    let key = env.dir.path().join("id_agent_test");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "agent-test-key"]).arg("-f").arg(&key));
+    let df = "FROM busybox\n\
+        RUN --mount=type=bind,from=tools,target=/tools --mount=type=ssh \
+        /tools/ld.so --library-path /tools/lib /tools/ssh-add -l > /keys\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let out_dir = env.dir.path().join("out");
+    let out = env
+        .cmd(&["build", "--builder", "solo", "--progress", "plain", "--ssh"])
+        .arg(format!("default={}", key.display()))
+        .args(["--build-context", &format!("tools={}", tools.display())])
+        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[linux/amd64@far stage-0 2/2] RUN"), "{stderr}");
+    let fingerprint = sh(Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")));
+    let keys = std::fs::read_to_string(out_dir.join("keys")).unwrap();
+    let fp = fingerprint.split_whitespace().nth(1).unwrap();
+    assert!(keys.contains(fp) && keys.contains("agent-test-key"), "{keys} against {fingerprint}");
+    // Nothing of the relay is left on the node.
+    let run = far.store.join("run");
+    let left: Vec<_> = std::fs::read_dir(&run).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    assert!(left.iter().all(|p| !p.join("agent-0.sock").exists()), "{left:?}");
 }

@@ -183,13 +183,6 @@ impl<'a> NodeBuild<'a> {
         let ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
         let connected: Vec<bool> = members.iter().map(|m| m.session.is_some()).collect();
         let (plan, events) = plan(&self.builder.name, &ids, &connected, &offers, targets, self.fallback)?;
-        if !opts.run.ssh.is_empty() && plan.remote.iter().any(|p| !p.is_empty()) {
-            return Err(Error::Unsupported {
-                builder: self.builder.name.clone(),
-                what: "--ssh",
-                why: "its remote nodes cannot reach this machine's ssh agents",
-            });
-        }
         events.into_iter().for_each(|e| self.say(e));
         let here: Vec<Platform> = plan.here.iter().map(|(p, _)| p.clone()).collect();
         check_emulation(opts, &here, &Platform::host(), &probe_host)?;
@@ -380,11 +373,12 @@ impl<'a> NodeBuild<'a> {
                 let mut spec = spec.clone();
                 spec.platforms = formats(platforms);
                 let (context, contents, extra, steps) = (context.clone(), &contents, &extra, steps.clone());
+                let agents = &opts.run.ssh;
                 let (node, platforms) = (members[i].id.clone(), platforms.clone());
                 handles.push(sc.spawn(move || {
                     let result = session.send_context(context, contents, extra).and_then(|sent| {
                         steps.say(Event::ContextSent { node: node.clone(), sent });
-                        session.build(&spec, &mut |e| steps.step(i + 1, &node.name, e))
+                        session.build(&spec, agents, &mut |e| steps.step(i + 1, &node.name, e))
                     });
                     Job { member: i, platforms, session, result }
                 }));

@@ -10,7 +10,9 @@
 //!    ([`context::needed`]); the worker answers `Need` with the contents it
 //!    does not hold yet, which are then sent once each, by digest.
 //! 3. `Build`: the worker builds the platforms given to it into its own
-//!    store, streaming progress `Event`s, and answers `Built` or `Failed`.
+//!    store, streaming progress `Event`s (and relaying its RUN steps'
+//!    `--ssh` agent connections to the client, [`agent`]), and answers
+//!    `Built` or `Failed`.
 //! 4. `Fetch`: blobs the client's store lacks come back, verified.
 //! 5. `Push`: the worker pushes its images by digest; the client pushes the
 //!    index once every child exists.
@@ -22,6 +24,7 @@
 //! stored builders, node endpoints, declared platforms and status. The
 //! library never prints; the CLI renders [`event`]s.
 
+pub mod agent;
 pub mod build;
 pub mod builder;
 pub mod context;

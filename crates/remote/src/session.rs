@@ -2,8 +2,9 @@
 //! a command (the system `ssh`) or in a container (an exec on a Docker
 //! engine), spoken to over its stdin and stdout.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use polyarch_oci::{Descriptor, Digest};
 use polyarch_store::{BlobSink, Store};
 
+use crate::agent::ClientAgents;
 use crate::context::{Content, Context};
 use crate::error::{Error, NodeId, Result};
 use crate::wire::{self, BuildSpec, Built, CacheReport, Frame, Msg, PROTOCOL};
@@ -265,14 +267,17 @@ impl Session {
     /// Builds on the node, handing its progress events to `on_event`.
     /// Returns its images and, when the spec asked, what it used of the
     /// cache.
+    /// Connections its RUN steps open to the `--ssh` ids of the spec are
+    /// relayed to `agents` (the build's agent sockets by id).
     pub fn build(
         &mut self,
         spec: &BuildSpec,
+        agents: &BTreeMap<String, PathBuf>,
         on_event: &mut dyn FnMut(polyarch_builder::Event),
     ) -> Result<(Vec<Built>, Option<CacheReport>)> {
         let doing = format!("building {}", spec.platforms.join(", "));
         self.building = spec.platforms.clone();
-        let result = self.build_loop(spec, &doing, on_event);
+        let result = self.build_loop(spec, &mut ClientAgents::new(agents), &doing, on_event);
         self.building.clear();
         result
     }
@@ -280,6 +285,7 @@ impl Session {
     fn build_loop(
         &mut self,
         spec: &BuildSpec,
+        relay: &mut ClientAgents<'_>,
         doing: &str,
         on_event: &mut dyn FnMut(polyarch_builder::Event),
     ) -> Result<(Vec<Built>, Option<CacheReport>)> {
@@ -291,6 +297,11 @@ impl Session {
                     Err(message) => return Err(Error::Protocol { node: self.node.clone(), message }),
                 },
                 Msg::Built { images, cache } => return Ok((images, cache)),
+                msg @ (Msg::AgentOpen { .. } | Msg::AgentData { .. } | Msg::AgentClose { .. }) => {
+                    for reply in relay.handle(&msg).unwrap_or_default() {
+                        self.send(&reply, doing)?;
+                    }
+                }
                 Msg::Failed { error } => return Err(self.failed(error)),
                 other => return Err(self.unexpected(&other)),
             }
@@ -416,7 +427,7 @@ mod tests {
         let error = WireError::Build { platform: Some("linux/arm64".into()), message: "exit code: 3".into() };
         let argv = replaying(&dir, &[hello(PROTOCOL), Msg::Failed { error: error.clone() }]);
         let mut s = Session::connect(&node(), &argv, "v0").unwrap();
-        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &mut |_| {}).unwrap_err();
+        let e = s.build(&spec(&["linux/arm64", "linux/s390x"]), &BTreeMap::new(), &mut |_| {}).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Build);
         assert!(!e.is_node_failure());
         assert_eq!(e.platforms(), ["linux/arm64"]);
@@ -436,7 +447,7 @@ mod tests {
         let argv = vec!["sh".into(), "-c".into(), format!("cat '{}'; head -c 1 >/dev/null", path.display())];
         let mut s = Session::connect(&node(), &argv, "v0").unwrap();
         let mut events = 0;
-        let e = s.build(&spec(&["linux/arm64"]), &mut |_| events += 1).unwrap_err();
+        let e = s.build(&spec(&["linux/arm64"]), &BTreeMap::new(), &mut |_| events += 1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NodeFailed, "{e}");
         assert_eq!(e.platforms(), ["linux/arm64"]);
         assert!(e.to_string().starts_with("linux/arm64 on node n (ssh://h): the worker went away"), "{e}");

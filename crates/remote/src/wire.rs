@@ -182,6 +182,10 @@ pub struct RunSpec {
     /// Secret values by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh` ids: the node serves each with a socket whose connections
+    /// reach the client's agent ([`crate::agent`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<String>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -196,13 +200,14 @@ impl std::fmt::Debug for RunSpec {
             .field("network_host", &self.network_host)
             .field("security_insecure", &self.security_insecure)
             .field("secrets", &secrets)
+            .field("ssh", &self.ssh)
             .finish()
     }
 }
 
 impl RunSpec {
-    /// The spec of `settings` (whose `ssh` sockets stay behind: a node
-    /// cannot reach them) with `secrets`' values.
+    /// The spec of `settings` (of its `ssh` sockets, the ids: the node
+    /// reaches them through the session) with `secrets`' values.
     pub fn new(settings: &polyarch_builder::settings::RunSettings, secrets: BTreeMap<String, Vec<u8>>) -> RunSpec {
         RunSpec {
             extra_hosts: settings.extra_hosts.clone(),
@@ -212,10 +217,12 @@ impl RunSpec {
             network_host: settings.allow.network_host,
             security_insecure: settings.allow.security_insecure,
             secrets,
+            ssh: settings.ssh.keys().cloned().collect(),
         }
     }
 
-    /// The node's RUN settings and secrets; an unknown limit name is an
+    /// The node's RUN settings (without ssh sockets: the node makes its
+    /// own for [`RunSpec::ssh`]) and secrets; an unknown limit name is an
     /// error naming it.
     #[allow(clippy::type_complexity)]
     pub fn settings(
@@ -561,6 +568,26 @@ pub enum Msg {
         /// What the build used of the cache, when asked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache: Option<CacheReport>,
+    },
+    /// A RUN step on the node opened a connection to the agent of `--ssh`
+    /// id `id` (worker to client).
+    AgentOpen {
+        /// The connection's number.
+        conn: u64,
+        /// The `--ssh` id.
+        id: String,
+    },
+    /// Bytes of an agent connection, either way.
+    AgentData {
+        /// The connection's number.
+        conn: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// An agent connection ended, either way.
+    AgentClose {
+        /// The connection's number.
+        conn: u64,
     },
     /// The request failed.
     Failed {

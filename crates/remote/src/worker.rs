@@ -88,9 +88,14 @@ pub fn serve(
     let out: Out = Arc::new(Mutex::new(output));
     let (tx, rx) = mpsc::sync_channel::<Frame>(64);
     let w = worker.clone();
+    // The client's agent replies go straight to their connections, even
+    // while a build holds the message loop.
+    let conns = crate::agent::Conns::default();
+    let routes = conns.clone();
     std::thread::spawn(move || {
         let mut input = std::io::BufReader::with_capacity(1 << 20, input);
         while let Ok(Some(f)) = wire::read_frame(&mut input) {
+            let Some(f) = routes.route(f) else { continue };
             if tx.send(f).is_err() {
                 return;
             }
@@ -136,7 +141,7 @@ pub fn serve(
             }
             Msg::Blob { digest, size } => recv_blob(&rx, store, &digest, size)?,
             Msg::Build(spec) => {
-                let reply = match build(&worker, rt, &spec, (&entries, &named), &out, &mut client) {
+                let reply = match build(&worker, rt, &spec, (&entries, &named), (&out, &conns), &mut client) {
                     Ok((results, cache)) => {
                         let images = results.iter().map(built_of).collect();
                         for r in results {
@@ -186,7 +191,7 @@ fn build(
     rt: &tokio::runtime::Runtime,
     spec: &BuildSpec,
     (entries, named): (&[Entry], &BTreeMap<String, Vec<Entry>>),
-    out: &Out,
+    (out, conns): (&Out, &crate::agent::Conns),
     client: &mut Option<Client>,
 ) -> std::result::Result<(Vec<BuildResult>, Option<CacheReport>), WireError> {
     let request = |what: &str, message: String| WireError::Request { what: what.to_string(), message };
@@ -238,6 +243,21 @@ fn build(
     opts.no_cache_filter = spec.no_cache_filter.clone();
     opts.named_contexts = named_contexts;
     (opts.run, opts.secrets) = spec.run.settings().map_err(|e| request("the RUN settings", e))?;
+    // Sockets for the client's ssh agents, for as long as the build runs.
+    let _agents = match spec.run.ssh.is_empty() {
+        true => None,
+        false => {
+            let to_client = out.clone();
+            let relay: crate::agent::Send = Arc::new(move |m: &Msg| {
+                let _ = send(&to_client, m);
+            });
+            let run = store.root().join("run");
+            let agents = crate::agent::NodeAgents::start(&spec.run.ssh, &run, relay, conns.clone())
+                .map_err(|e| WireError::Store { message: format!("making the --ssh agent sockets: {e}") })?;
+            opts.run.ssh = agents.sockets();
+            Some(agents)
+        }
+    };
     if let Some(p) = platforms.first() {
         opts.platform = p.clone();
     }
