@@ -230,7 +230,7 @@ fn spread(dir: &Path) {
 /// A new directory in `dir` named after this process, `pa-PID-START-SEQ`
 /// as the executor names its state, so that [`cleanup_stale`] can tell
 /// when its owner is gone.
-pub(crate) fn temp_in(dir: &Path) -> Result<TempDir> {
+pub fn temp_in(dir: &Path) -> Result<TempDir> {
     use polyarch_exec::sys::Syscalls as _;
     static SEQ: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;

@@ -378,17 +378,6 @@ fn bad_cache_specs_fail_before_anything_is_built() {
 }
 
 #[test]
-fn builder_nodes_refuse_a_local_cache_import_before_connecting() {
-    let env = Env::new();
-    env.ok(&["builder", "create", "--name", "far", "--node", "n1", "ssh://me@example.invalid:2200"]);
-    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nCOPY a.txt /a\n"), ("a.txt", "a")]);
-    let err = env.fails(&["build", "--builder", "far", "--cache-from", "type=local,src=/nowhere", s(&ctx)]);
-    assert!(err.contains("--cache-from type=local,src=/nowhere is not supported with builder \"far\""), "{err}");
-    assert!(err.contains("type=registry"), "{err}");
-    assert!(!err.contains("unreachable"), "refused before any node was asked: {err}");
-}
-
-#[test]
 fn a_failed_export_fails_the_build_unless_ignore_error() {
     let env = Env::new();
     let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nCOPY a.txt /a\n"), ("a.txt", "a")]);

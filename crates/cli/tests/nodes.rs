@@ -463,6 +463,18 @@ fn one_registry_cache_holds_every_nodes_steps_and_serves_them_again() {
         assert_eq!(std::fs::read_to_string(out_dir.join(p).join("both")).unwrap(), arch, "{p}");
     }
 
+    // A local cache directory of this machine travels to the far node with
+    // the context, and serves both again.
+    let dir = env.dir.path().join("local-cache");
+    build(&["--cache-to", &format!("type=local,dest={},mode=max", dir.display())]);
+    for root in [&far.store, &env.root()] {
+        std::fs::remove_dir_all(root).unwrap();
+    }
+    let again = build(&["--cache-from", &format!("type=local,src={}", dir.display())]);
+    for st in steps {
+        assert!(!ran(&again, st), "{st} ran again instead of coming from the local cache: {again}");
+    }
+
     // An inline cache: the far node writes it into the config of the image
     // it builds and pushes.
     let inline = format!("{}/nodes/inline:1", reg.host);
@@ -480,7 +492,7 @@ fn one_registry_cache_holds_every_nodes_steps_and_serves_them_again() {
 
 #[test]
 fn named_contexts_travel_to_the_far_node() {
-    let Some((env, reg, sshd, _far)) = setup() else { return };
+    let Some((env, reg, sshd, far)) = setup() else { return };
     let df = "FROM base\nCOPY --from=extra note.txt /note.txt\nRUN cat /note.txt > /seen && uname -m >> /seen\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let extra =
@@ -503,18 +515,32 @@ fn named_contexts_travel_to_the_far_node() {
         assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
     }
 
-    // An OCI layout is a directory of this machine: refused by name.
+    // An OCI layout of this machine travels as a tree, written out on the
+    // node for its build.
     let layout = env.dir.path().join("layout");
-    std::fs::create_dir_all(&layout).unwrap();
+    sh(Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", crate::util::busybox(reg)))
+        .arg(format!("oci:{}:edge", layout.display())));
+    std::fs::remove_dir_all(&out_dir).unwrap();
     let out = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64"])
-        .args(["--build-context", &format!("base=oci-layout://{}", layout.display())])
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(["--build-context", &format!("extra={}", extra.display())])
+        .args(["--build-context", &format!("base=oci-layout://{}:edge", layout.display())])
+        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
         .arg(&ctx)
         .env("POLYARCH_SSH", sshd.ssh_command())
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("oci-layout:// is not supported with builder \"duo\""), "{err}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (p, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        let seen = std::fs::read_to_string(out_dir.join(p).join("seen")).unwrap();
+        assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
+    }
+    let run = far.store.join("run");
+    let left: Vec<_> = std::fs::read_dir(&run).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    assert!(left.iter().all(|p| !p.join("oci-layout").exists()), "the layout went with the build: {left:?}");
 }
 
 /// `DIR/ld.so`, `DIR/ssh-add` and the libraries it loads: this machine's

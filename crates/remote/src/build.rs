@@ -9,6 +9,7 @@
 //! [`Pushers`]' job, once the caller exported.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +82,7 @@ pub struct NodeBuild<'a> {
     insecure: bool,
     cancel: Cancel,
     status: Option<builder::Store>,
-    cache: Option<(Arc<CacheIo>, CacheSpec)>,
+    cache: Option<(Arc<CacheIo>, CacheSpec, Vec<PathBuf>)>,
 }
 
 impl<'a> NodeBuild<'a> {
@@ -144,8 +145,11 @@ impl<'a> NodeBuild<'a> {
     /// values of `spec` themselves and, with `spec.report`, send back the
     /// records they used, which join `io` (and whose layers come back with
     /// the results) so that one `--cache-to` export holds every node's.
-    pub fn with_cache(mut self, io: Arc<CacheIo>, spec: CacheSpec) -> Self {
-        self.cache = Some((io, spec));
+    /// `local` are the OCI layout directories of `--cache-from
+    /// type=local` (`spec.local` their digests, in order), sent to the
+    /// nodes with the context.
+    pub fn with_cache(mut self, io: Arc<CacheIo>, spec: CacheSpec, local: Vec<PathBuf>) -> Self {
+        self.cache = Some((io, spec, local));
         self
     }
 
@@ -168,14 +172,6 @@ impl<'a> NodeBuild<'a> {
 
     /// Builds `targets`. A fired cancel gives [`Error::Cancelled`].
     pub fn run(&self, rt: &tokio::runtime::Runtime, opts: &BuildOptions, targets: &[Platform]) -> Result<Outcome> {
-        if opts.named_contexts.iter().any(|(_, c)| matches!(c, NamedContext::Layout { .. })) {
-            return Err(Error::Unsupported {
-                builder: self.builder.name.clone(),
-                what: "--build-context NAME=oci-layout://",
-                why:
-                    "its nodes cannot read this machine's OCI layouts (push the image and name it with docker-image://)",
-            });
-        }
         let spec = self.spec(opts)?;
         let mut members = self.connect();
         self.record_status(&members);
@@ -188,7 +184,8 @@ impl<'a> NodeBuild<'a> {
         check_emulation(opts, &here, &Platform::host(), &probe_host)?;
 
         let steps = Steps::new(self.events.clone());
-        let context = crate::context::of(opts)?;
+        let local_caches = self.cache.as_ref().map(|(_, _, l)| l.as_slice()).unwrap_or_default();
+        let context = crate::context::of(opts, local_caches)?;
         let (jobs, local, stopped) = self.run_jobs(rt, (opts, &spec), context, &plan, &mut members, &steps);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -325,12 +322,22 @@ impl<'a> NodeBuild<'a> {
             insecure: self.insecure,
             jobs: self.jobs,
             run: crate::wire::RunSpec::new(&opts.run, secrets),
-            cache: self.cache.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+            cache: self.cache.as_ref().map(|(_, c, _)| c.clone()).unwrap_or_default(),
             named_images: opts
                 .named_contexts
                 .iter()
                 .filter_map(|(name, c)| match c {
                     NamedContext::Image(reference) => Some((name.clone(), reference.clone())),
+                    _ => None,
+                })
+                .collect(),
+            named_layouts: opts
+                .named_contexts
+                .iter()
+                .filter_map(|(name, c)| match c {
+                    NamedContext::Layout { tag, digest, .. } => {
+                        Some((name.clone(), crate::wire::LayoutRef { tag: tag.clone(), digest: digest.clone() }))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -343,7 +350,7 @@ impl<'a> NodeBuild<'a> {
             .with_events(sink)
             .with_jobs(self.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs));
         match &self.cache {
-            Some((io, _)) => b.with_cache_io(io.clone()),
+            Some((io, _, _)) => b.with_cache_io(io.clone()),
             None => b,
         }
     }
@@ -434,7 +441,7 @@ impl<'a> NodeBuild<'a> {
             let mut session = job.session;
             let mut want: Vec<Descriptor> = Vec::new();
             let mut records = Vec::new();
-            if let (Some(report), Some((io, spec))) = (report, &self.cache) {
+            if let (Some(report), Some((io, spec, _))) = (report, &self.cache) {
                 let node = members[job.member].id.to_string();
                 for message in report.warnings {
                     io.warn(CacheWarning::Node { node: node.clone(), message });

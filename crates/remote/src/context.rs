@@ -3,6 +3,7 @@
 //! contents it holds by digest.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use polyarch_builder::copy::{file_node, has_wildcards};
 use polyarch_builder::fs::{clean, parent, Kind, MemFs, Node};
@@ -145,32 +146,53 @@ pub fn entries(ctx: &MemFs, paths: &BTreeSet<String>) -> Result<(Vec<Entry>, Vec
 }
 
 /// What of the build's file trees a node receives: the entries of the
-/// context the Dockerfile reads, and every entry of each named context
-/// that is a file tree (`--build-context NAME=DIR`, a Git checkout, a
-/// download), by name.
+/// context the Dockerfile reads; every entry of each named context that
+/// is a file tree (`--build-context NAME=DIR`, a Git checkout, a download)
+/// or an OCI layout directory, by name; and the OCI layout directories of
+/// `--cache-from type=local`.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// The build context's entries.
     pub entries: Vec<Entry>,
     /// Named file trees.
     pub named: BTreeMap<String, Vec<Entry>>,
+    /// Local cache directories.
+    pub caches: Vec<Vec<Entry>>,
 }
 
-/// The [`Context`] of `opts`, and each distinct file content once.
-pub fn of(opts: &polyarch_builder::BuildOptions) -> Result<(Context, Vec<Content>)> {
+/// The [`Context`] of `opts` with the local cache directories `caches`,
+/// and each distinct file content once.
+pub fn of(opts: &polyarch_builder::BuildOptions, caches: &[PathBuf]) -> Result<(Context, Vec<Content>)> {
+    use polyarch_builder::named::NamedContext;
     let (main, mut contents) = entries(&opts.context, &needed(&opts.dockerfile, &opts.context))?;
-    let mut named = BTreeMap::new();
-    for (name, c) in opts.named_contexts.iter() {
-        let polyarch_builder::named::NamedContext::Files(fs) = c else { continue };
+    let all = |fs: &MemFs, contents: &mut Vec<Content>| -> Result<Vec<Entry>> {
         let (e, more) = entries(fs, &fs.iter().map(|(p, _)| p.clone()).collect())?;
         for m in more {
             if !contents.iter().any(|(d, _)| *d == m.0) {
                 contents.push(m);
             }
         }
-        named.insert(name.clone(), e);
+        Ok(e)
+    };
+    let mut named = BTreeMap::new();
+    for (name, c) in opts.named_contexts.iter() {
+        let tree = match c {
+            NamedContext::Files(fs) => all(fs, &mut contents)?,
+            NamedContext::Layout { dir, .. } => all(&layout_tree(dir)?, &mut contents)?,
+            NamedContext::Image(_) => continue,
+        };
+        named.insert(name.clone(), tree);
     }
-    Ok((Context { entries: main, named }, contents))
+    let mut dirs = Vec::new();
+    for dir in caches {
+        dirs.push(all(&layout_tree(dir)?, &mut contents)?);
+    }
+    Ok((Context { entries: main, named, caches: dirs }, contents))
+}
+
+/// An OCI layout directory as a file tree.
+fn layout_tree(dir: &Path) -> Result<MemFs> {
+    MemFs::from_dir(dir, &|_, _| (true, true)).map_err(|e| Error::Context(Box::new(e)))
 }
 
 /// The media type context contents are stored under on a node.

@@ -156,16 +156,6 @@ pub enum Error {
         /// Every failure.
         failures: Vec<Error>,
     },
-    /// A request the nodes cannot serve.
-    #[error("{what} is not supported with builder {builder:?}: {why}")]
-    Unsupported {
-        /// The builder.
-        builder: String,
-        /// The option (`--secret`).
-        what: &'static str,
-        /// Why.
-        why: &'static str,
-    },
     /// A `--secret` whose value cannot be read here, for the nodes.
     #[error("secret {id:?}: {message}")]
     Secret {
@@ -318,8 +308,7 @@ impl Error {
             Error::Protocol { .. } | Error::Session { .. } => ErrorKind::Protocol,
             Error::Stopped { .. } => ErrorKind::Stopped,
             Error::Unplaced { .. } => ErrorKind::Unplaced,
-            Error::Unsupported { .. }
-            | Error::Secret { .. }
+            Error::Secret { .. }
             | Error::UnsupportedEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::InvalidName { .. }

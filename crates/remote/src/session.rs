@@ -238,10 +238,11 @@ impl Session {
     /// `extra` blobs (the Dockerfile), each once.
     pub fn send_context(&mut self, context: Context, contents: &[Content], extra: &[Content]) -> Result<Sent> {
         let doing = "sending the build context";
-        let Context { entries, named } = context;
-        let mut sent = Sent { entries: entries.len() + named.values().map(Vec::len).sum::<usize>(), ..Sent::default() };
+        let Context { entries, named, caches } = context;
+        let trees = named.values().chain(&caches).map(Vec::len).sum::<usize>();
+        let mut sent = Sent { entries: entries.len() + trees, ..Sent::default() };
         let extra_digests = extra.iter().map(|(d, _)| d.clone()).collect();
-        self.send(&Msg::Context { entries, extra: extra_digests, named }, doing)?;
+        self.send(&Msg::Context { entries, extra: extra_digests, named, caches }, doing)?;
         let need = match self.recv(doing)? {
             Msg::Need { digests } => digests,
             other => return Err(self.unexpected(&other)),

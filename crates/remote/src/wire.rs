@@ -114,6 +114,22 @@ pub struct BuildSpec {
     /// references by name (file trees travel with the context).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub named_images: BTreeMap<String, String>,
+    /// `--build-context NAME=oci-layout://...` values: the named trees of
+    /// the context that are OCI layouts, with the image to take.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_layouts: BTreeMap<String, LayoutRef>,
+}
+
+/// Which image of an OCI layout: a tag, a digest, both or neither
+/// (`latest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutRef {
+    /// The tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The manifest or index digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 /// The cache settings of a build on a node.
@@ -123,6 +139,11 @@ pub struct CacheSpec {
     /// read with the builder's registry configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
+    /// `--cache-from type=local` caches: the manifest to read of each
+    /// (`None`: the one tagged `latest`, else the only one), in the order
+    /// of the context's cache trees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<Option<Digest>>,
     /// Whether the node reports the records its build used, for a
     /// `--cache-to` the client writes.
     #[serde(default)]
@@ -135,7 +156,7 @@ pub struct CacheSpec {
 impl CacheSpec {
     /// Whether the build uses no cache import or export.
     pub fn is_empty(&self) -> bool {
-        self.from.is_empty() && !self.report && !self.inline
+        self.from.is_empty() && self.local.is_empty() && !self.report && !self.inline
     }
 }
 
@@ -541,6 +562,9 @@ pub enum Msg {
         /// entry of each.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         named: BTreeMap<String, Vec<Entry>>,
+        /// The OCI layout directories of `--cache-from type=local`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        caches: Vec<Vec<Entry>>,
     },
     /// Contents the worker lacks.
     Need {
@@ -740,6 +764,7 @@ impl BuildSpec {
             run: RunSpec::default(),
             cache: CacheSpec::default(),
             named_images: BTreeMap::new(),
+            named_layouts: BTreeMap::new(),
         }
     }
 }

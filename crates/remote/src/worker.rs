@@ -116,8 +116,7 @@ pub fn serve(
     send(&out, &Msg::Hello { protocol: PROTOCOL, version: worker.version.clone(), probe: Some(worker.probe.clone()) })?;
 
     let store = &worker.store;
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut named: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    let mut received = Received::default();
     let mut built: HashMap<Digest, BuildResult> = HashMap::new();
     let mut client: Option<Client> = None;
     loop {
@@ -127,21 +126,21 @@ pub fn serve(
             None => return Ok(()),
         };
         match msg {
-            Msg::Context { entries: e, extra, named: n } => {
+            Msg::Context { entries: e, extra, named: n, caches: c } => {
                 let mut need = BTreeSet::new();
-                let files = e.iter().chain(n.values().flatten()).filter_map(|e| e.digest.as_ref());
+                let files =
+                    e.iter().chain(n.values().flatten()).chain(c.iter().flatten()).filter_map(|e| e.digest.as_ref());
                 for d in files.chain(&extra) {
                     if !store.exists(d)? {
                         need.insert(d.clone());
                     }
                 }
-                entries = e;
-                named = n;
+                received = Received { entries: e, named: n, caches: c };
                 send(&out, &Msg::Need { digests: need.into_iter().collect() })?;
             }
             Msg::Blob { digest, size } => recv_blob(&rx, store, &digest, size)?,
             Msg::Build(spec) => {
-                let reply = match build(&worker, rt, &spec, (&entries, &named), (&out, &conns), &mut client) {
+                let reply = match build(&worker, rt, &spec, &received, (&out, &conns), &mut client) {
                     Ok((results, cache)) => {
                         let images = results.iter().map(built_of).collect();
                         for r in results {
@@ -186,11 +185,19 @@ fn built_of(r: &BuildResult) -> Built {
     }
 }
 
+/// The trees of the session's last `Context`.
+#[derive(Default)]
+struct Received {
+    entries: Vec<Entry>,
+    named: BTreeMap<String, Vec<Entry>>,
+    caches: Vec<Vec<Entry>>,
+}
+
 fn build(
     worker: &Worker,
     rt: &tokio::runtime::Runtime,
     spec: &BuildSpec,
-    (entries, named): (&[Entry], &BTreeMap<String, Vec<Entry>>),
+    Received { entries, named, caches }: &Received,
     (out, conns): (&Out, &crate::agent::Conns),
     client: &mut Option<Client>,
 ) -> std::result::Result<(Vec<BuildResult>, Option<CacheReport>), WireError> {
@@ -206,10 +213,33 @@ fn build(
         })
     };
     let context = rebuilt(entries)?;
+    // OCI layouts are written out for the build, in directories that go
+    // with it (or with the next command, after a kill).
+    let mut layouts: Vec<tempfile::TempDir> = Vec::new();
+    let mut write_layout = |entries: &[Entry]| -> std::result::Result<std::path::PathBuf, WireError> {
+        let fs = rebuilt(entries)?;
+        let dir = polyarch_builder::materialize::temp_in(&store.root().join("run"))
+            .and_then(|d| fs.write_to_dir(d.path()).map(|()| d))
+            .map_err(|e| WireError::Store { message: format!("writing an OCI layout: {e}") })?;
+        let path = dir.path().to_path_buf();
+        layouts.push(dir);
+        Ok(path)
+    };
     let mut named_contexts = polyarch_builder::named::NamedContexts::new();
     for (name, entries) in named {
-        let files = polyarch_builder::named::NamedContext::Files(Arc::new(rebuilt(entries)?));
-        named_contexts.insert(name, files).map_err(|e| request(&format!("--build-context {name}"), e.to_string()))?;
+        let context = match spec.named_layouts.get(name) {
+            Some(at) => polyarch_builder::named::NamedContext::Layout {
+                dir: write_layout(entries)?,
+                tag: at.tag.clone(),
+                digest: at.digest.clone(),
+            },
+            None => polyarch_builder::named::NamedContext::Files(Arc::new(rebuilt(entries)?)),
+        };
+        named_contexts.insert(name, context).map_err(|e| request(&format!("--build-context {name}"), e.to_string()))?;
+    }
+    let mut cache_dirs = Vec::new();
+    for (entries, digest) in caches.iter().zip(&spec.cache.local) {
+        cache_dirs.push(cacheio::CacheFrom::Local { src: write_layout(entries)?, digest: digest.clone() });
     }
     for (name, reference) in &spec.named_images {
         let image = polyarch_builder::named::NamedContext::Image(reference.clone());
@@ -270,7 +300,7 @@ fn build(
     });
     let cache = match spec.cache.is_empty() {
         true => None,
-        false => Some(import_caches(rt, &spec.cache, &c)?),
+        false => Some(import_caches(rt, &spec.cache, &cache_dirs, &c)?),
     };
     let mut b = MultiBuilder::new(store.clone()).with_client(c).with_events(sink);
     if let Some(j) = spec.jobs {
@@ -294,13 +324,19 @@ fn build(
 fn import_caches(
     rt: &tokio::runtime::Runtime,
     spec: &CacheSpec,
+    local: &[cacheio::CacheFrom],
     client: &Client,
 ) -> std::result::Result<Arc<CacheIo>, WireError> {
     let io = Arc::new(CacheIo::new(spec.inline));
+    let mut froms = Vec::new();
     for value in &spec.from {
-        let from = cacheio::parse_cache_from(value)
-            .map_err(|e| WireError::Request { what: format!("--cache-from {value}"), message: e.to_string() })?;
-        if let Err(w) = rt.block_on(cacheio::import::import(&io, client, &from)) {
+        froms.push(
+            cacheio::parse_cache_from(value)
+                .map_err(|e| WireError::Request { what: format!("--cache-from {value}"), message: e.to_string() })?,
+        );
+    }
+    for from in froms.iter().chain(local) {
+        if let Err(w) = rt.block_on(cacheio::import::import(&io, client, from)) {
             io.warn(w);
         }
     }
@@ -413,8 +449,10 @@ mod tests {
         let df = b"FROM busybox\n".to_vec();
         let digest = Digest::sha256(&df);
         let hello = Msg::Hello { protocol: PROTOCOL, version: "v0".into(), probe: None };
-        let mut input =
-            frames(&[hello, Msg::Context { entries: vec![], extra: vec![digest.clone()], named: BTreeMap::new() }]);
+        let mut input = frames(&[
+            hello,
+            Msg::Context { entries: vec![], extra: vec![digest.clone()], named: BTreeMap::new(), caches: vec![] },
+        ]);
         wire::write_blob(&mut input, &digest, df.len() as u64, &mut &df[..]).unwrap();
         let push = Msg::Push { names: vec!["r/x:1".into()], manifests: vec![digest.clone()] };
         input.extend(frames(&[Msg::Build(Box::new(spec(&df))), push, Msg::Bye]));

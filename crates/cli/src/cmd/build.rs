@@ -360,10 +360,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
-        let node_cache = match &cache {
-            Some(c) => Some((c, c.node_spec(&b.name)?)),
-            None => None,
-        };
+        let node_cache = cache.as_ref().map(|c| (c, c.node_spec()));
         let run = nodes::Nodes {
             global,
             rt: &rt,

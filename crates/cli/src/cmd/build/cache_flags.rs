@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use polyarch_builder::cacheio::{self, export, CacheFrom, CacheIo, CacheTo, CacheWarning};
 use polyarch_builder::{Compression, Vertex};
@@ -63,23 +63,22 @@ fn warn(w: &CacheWarning) {
 
 impl Traffic {
     /// What builder nodes do with the caches: each imports the registry
-    /// caches itself and, for a `--cache-to` written here, sends back the
-    /// records it used. A local cache directory is on this machine, which
-    /// nodes cannot read: refused with builder nodes.
-    pub fn node_spec(&self, builder: &str) -> Result<CacheSpec> {
-        let mut from = Vec::new();
+    /// caches itself, and the local cache directories (the second value)
+    /// travel to it with the context; for a `--cache-to` written here,
+    /// each sends back the records it used.
+    pub fn node_spec(&self) -> (CacheSpec, Vec<std::path::PathBuf>) {
+        let (mut from, mut local, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
         for f in &self.from {
             match f {
                 CacheFrom::Registry { reference } => from.push(format!("type=registry,ref={reference}")),
-                CacheFrom::Local { src, .. } => bail!(
-                    "--cache-from type=local,src={} is not supported with builder {builder:?}: its nodes cannot \
-                     read this machine's directories; use a registry cache (type=registry,ref=REPO:TAG)",
-                    src.display()
-                ),
+                CacheFrom::Local { src, digest } => {
+                    dirs.push(src.clone());
+                    local.push(digest.clone());
+                }
             }
         }
         let report = self.to.iter().any(|t| !matches!(t, CacheTo::Inline));
-        Ok(CacheSpec { from, report, inline: self.io.inline() })
+        (CacheSpec { from, local, report, inline: self.io.inline() }, dirs)
     }
 
     /// Reads every `--cache-from` into the table; what cannot be read is

@@ -37,7 +37,7 @@ pub(super) struct Nodes<'a> {
     pub tags: &'a [String],
     pub annotations: &'a [polyarch_index::Annotation],
     /// `--cache-from` and `--cache-to`, and what the nodes do with them.
-    pub cache: Option<(&'a super::cache_flags::Traffic, polyarch_remote::wire::CacheSpec)>,
+    pub cache: Option<(&'a super::cache_flags::Traffic, (polyarch_remote::wire::CacheSpec, Vec<std::path::PathBuf>))>,
 }
 
 /// What an event of a build on nodes prints: plain and tty progress show
@@ -118,10 +118,10 @@ impl Nodes<'_> {
         if let Ok(status) = builder::Store::from_env() {
             run = run.with_status(status);
         }
-        if let Some((traffic, spec)) = &self.cache {
+        if let Some((traffic, (spec, local))) = &self.cache {
             // For the platforms built here; each node imports for its own.
             traffic.import(self.rt, &client, self.progress);
-            run = run.with_cache(traffic.io.clone(), spec.clone());
+            run = run.with_cache(traffic.io.clone(), spec.clone(), local.clone());
         }
         let polyarch_remote::Outcome { images, pushers } = match run.run(self.rt, opts, targets) {
             Ok(o) => o,
