@@ -613,3 +613,31 @@ fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
     let left: Vec<_> = std::fs::read_dir(&run).into_iter().flatten().flatten().map(|e| e.path()).collect();
     assert!(left.iter().all(|p| !p.join("agent-0.sock").exists()), "{left:?}");
 }
+
+#[test]
+fn manifest_annotations_are_written_by_the_node_that_pushes_the_manifest() {
+    let Some((env, reg, sshd, _far)) = setup() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN uname -m > /arch\n")]);
+    let image = format!("{}/nodes/annotated:1", reg.host);
+    let out = env
+        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
+        .args(["--annotation", "manifest:org.example.note=from-node"])
+        .args(["--annotation", "manifest[linux/arm64]:org.example.arch=arm"])
+        .args(["--annotation", "index:org.example.index=both", "-t", &image, "--push"])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let index: Value = serde_json::from_slice(&crate::util::skopeo_raw(&image)).unwrap();
+    assert_eq!(index["annotations"]["org.example.index"], "both", "{index}");
+    let repo = image.rsplit_once(':').unwrap().0;
+    for m in index["manifests"].as_array().unwrap() {
+        let arch = m["platform"]["architecture"].as_str().unwrap();
+        let raw = crate::util::skopeo_raw(&format!("{repo}@{}", m["digest"].as_str().unwrap()));
+        let child: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(child["annotations"]["org.example.note"], "from-node", "{arch}: {child}");
+        assert_eq!(child["annotations"]["org.example.arch"].as_str(), (arch == "arm64").then_some("arm"), "{arch}");
+    }
+}

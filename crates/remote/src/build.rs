@@ -83,6 +83,7 @@ pub struct NodeBuild<'a> {
     cancel: Cancel,
     status: Option<builder::Store>,
     cache: Option<(Arc<CacheIo>, CacheSpec, Vec<PathBuf>)>,
+    annotations: Vec<String>,
 }
 
 impl<'a> NodeBuild<'a> {
@@ -105,6 +106,7 @@ impl<'a> NodeBuild<'a> {
             cancel: Cancel::new(),
             status: None,
             cache: None,
+            annotations: Vec::new(),
         }
     }
 
@@ -150,6 +152,13 @@ impl<'a> NodeBuild<'a> {
     /// nodes with the context.
     pub fn with_cache(mut self, io: Arc<CacheIo>, spec: CacheSpec, local: Vec<PathBuf>) -> Self {
         self.cache = Some((io, spec, local));
+        self
+    }
+
+    /// `--annotation` values for image manifests, which the nodes write
+    /// into the manifests they build (and push).
+    pub fn with_annotations(mut self, annotations: Vec<String>) -> Self {
+        self.annotations = annotations;
         self
     }
 
@@ -323,6 +332,7 @@ impl<'a> NodeBuild<'a> {
             jobs: self.jobs,
             run: crate::wire::RunSpec::new(&opts.run, secrets),
             cache: self.cache.as_ref().map(|(_, c, _)| c.clone()).unwrap_or_default(),
+            annotations: self.annotations.clone(),
             named_images: opts
                 .named_contexts
                 .iter()

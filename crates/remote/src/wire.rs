@@ -114,6 +114,11 @@ pub struct BuildSpec {
     /// references by name (file trees travel with the context).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub named_images: BTreeMap<String, String>,
+    /// `--annotation` values for the image manifests (buildx's syntax);
+    /// the node writes them into the manifests it builds, so that the
+    /// digests it pushes are the annotated ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<String>,
     /// `--build-context NAME=oci-layout://...` values: the named trees of
     /// the context that are OCI layouts, with the image to take.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -764,6 +769,7 @@ impl BuildSpec {
             run: RunSpec::default(),
             cache: CacheSpec::default(),
             named_images: BTreeMap::new(),
+            annotations: Vec::new(),
             named_layouts: BTreeMap::new(),
         }
     }

@@ -310,12 +310,25 @@ fn build(
         b = b.with_cache_io(io.clone());
     }
     let r = rt.block_on(b.build(&opts, &platforms)).map_err(build_error)?;
+    let mut annotations = Vec::new();
+    for a in &spec.annotations {
+        annotations.extend(
+            polyarch_index::Annotation::parse_build(a)
+                .map_err(|e| request(&format!("--annotation {a}"), e.to_string()))?,
+        );
+    }
+    let images = r
+        .images
+        .iter()
+        .map(|i| polyarch_builder::export::annotate(store, i, &annotations))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| WireError::Store { message: format!("annotating the manifests: {e}") })?;
     let report = cache.map(|io| CacheReport {
         records: io.gather(cacheio::Mode::Max).graph.records,
         finals: io.finals(),
         warnings: io.take_warnings().iter().map(ToString::to_string).collect(),
     });
-    Ok((r.images, report))
+    Ok((images, report))
 }
 
 /// The cache table of a build on this node: every `--cache-from` it was

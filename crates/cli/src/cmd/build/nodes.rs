@@ -102,10 +102,6 @@ impl Nodes<'_> {
         // blob.
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
         let push_only = self.outputs.iter().all(|o| o.kind == OutputKind::Image && o.push) && !a.load;
-        // Nodes push the manifests they built, by digest.
-        if let Some(m) = self.annotations.iter().find(|a| a.target.name() == "manifest") {
-            anyhow::bail!("--annotation {m}: manifest annotations are not supported on builder nodes (index ones are)");
-        }
         let full = docker_types || !push_only;
         let progress = self.progress.clone();
         let mut run = NodeBuild::new(b, self.store.clone(), client.clone(), crate::cmd::worker::local_probe()?)
@@ -114,7 +110,12 @@ impl Nodes<'_> {
             .with_layers(full)
             .with_jobs(a.jobs)
             .with_node_options(&a.network, &a.snapshotter, a.insecure)
-            .with_cancel(cancel.clone());
+            .with_cancel(cancel.clone())
+            // Nodes push the manifests they built, by digest: they write
+            // the manifest annotations themselves.
+            .with_annotations(
+                self.annotations.iter().filter(|a| a.target.name() == "manifest").map(ToString::to_string).collect(),
+            );
         if let Ok(status) = builder::Store::from_env() {
             run = run.with_status(status);
         }
