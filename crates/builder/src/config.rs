@@ -6,106 +6,18 @@
 use std::collections::BTreeMap;
 
 use polyarch_oci::{Digest, Platform};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-pub(crate) use polyarch_dockerfile::values::{go_list, go_quoted_list};
+#[cfg(test)]
+use polyarch_dockerfile::values::go_quoted_list;
 
-/// The comment BuildKit puts in history entries of Dockerfile builds.
-pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
-
-/// BuildKit's default `PATH` for Linux (`system.DefaultPathEnv`).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// An empty JSON object, the value type of `ExposedPorts` and `Volumes`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Empty {}
-
-/// HEALTHCHECK settings; durations in nanoseconds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Healthcheck {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub timeout: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_period: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero_i")]
-    pub retries: i64,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-fn is_zero_i(v: &i64) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
-/// The `config` object of an image config.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-#[allow(missing_docs)]
-pub struct ContainerConfig {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub user: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_default")]
-    pub exposed_ports: BTreeMap<String, Empty>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub entrypoint: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub cmd: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_default")]
-    pub volumes: BTreeMap<String, Empty>,
-    #[serde(default, skip_serializing_if = "String::is_empty", deserialize_with = "null_default")]
-    pub working_dir: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_default")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty", deserialize_with = "null_default")]
-    pub stop_signal: String,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub args_escaped: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<Healthcheck>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub on_build: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
-    pub shell: Vec<String>,
-}
-
-fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// One history entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct History {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub empty_layer: bool,
-}
+// One model of the container config and history for the plan and the
+// build: the frontend's.
+pub use polyarch_frontend::config::{
+    go_duration, healthcheck_text, ContainerConfig, Empty, Healthcheck, History, DEFAULT_PATH, HISTORY_COMMENT,
+};
 
 /// An image config being built.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -281,55 +193,6 @@ pub fn rfc3339_nano(t: std::time::SystemTime) -> String {
     }
     let frac = format!("{nanos:09}");
     format!("{}.{}Z", whole.trim_end_matches('Z'), frac.trim_end_matches('0'))
-}
-
-/// Go's `time.Duration.String` for nanoseconds.
-pub fn go_duration(ns: u64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return format!("{}µs", trim_frac(ns, 1_000));
-    }
-    if ns < 1_000_000_000 {
-        return format!("{}ms", trim_frac(ns, 1_000_000));
-    }
-    let total_s = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
-    let (h, m, s) = (total_s / 3600, total_s % 3600 / 60, total_s % 60);
-    let secs = trim_frac(s * 1_000_000_000 + frac, 1_000_000_000);
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
-
-fn trim_frac(v: u64, unit: u64) -> String {
-    let whole = v / unit;
-    let frac = v % unit;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = unit.to_string().len() - 1;
-    let f = format!("{frac:0width$}");
-    format!("{whole}.{}", f.trim_end_matches('0'))
-}
-
-/// BuildKit's history text for HEALTHCHECK (`%+v` of the struct).
-pub fn healthcheck_text(h: &Healthcheck) -> String {
-    format!(
-        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-        go_list(&h.test),
-        go_duration(h.interval),
-        go_duration(h.timeout),
-        go_duration(h.start_period),
-        go_duration(h.start_interval),
-        h.retries
-    )
 }
 
 #[cfg(test)]

@@ -172,16 +172,24 @@ impl ImageConfig {
 
     /// Sets or replaces `key` in `Env`.
     pub fn add_env(&mut self, key: &str, value: &str) {
+        self.config.add_env(key, value);
+    }
+}
+
+impl ContainerConfig {
+    /// Sets `key=value` in `Env`, replacing an entry of the same key in
+    /// place, as BuildKit's `addEnv`.
+    pub fn add_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self.config.env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
+        match self.env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
             Some(e) => *e = entry,
-            None => self.config.env.push(entry),
+            None => self.env.push(entry),
         }
     }
 }
 
 /// Go's `time.Duration.String` for nanoseconds.
-fn go_duration(ns: u64) -> String {
+pub fn go_duration(ns: u64) -> String {
     if ns == 0 {
         return "0s".into();
     }
@@ -214,7 +222,7 @@ fn trim_frac(v: u64, unit: u64) -> String {
 }
 
 /// BuildKit's history text for HEALTHCHECK (`%+v` of the struct).
-pub(crate) fn healthcheck_text(h: &Healthcheck) -> String {
+pub fn healthcheck_text(h: &Healthcheck) -> String {
     format!(
         "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
         go_list(&h.test),

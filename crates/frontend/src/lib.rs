@@ -21,7 +21,7 @@ mod convert;
 mod copy;
 mod error;
 mod exec;
-mod meta;
+pub mod meta;
 mod prefetch;
 pub mod resolve;
 

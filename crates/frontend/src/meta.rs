@@ -3,145 +3,202 @@
 
 use polyarch_dockerfile::instructions::{CmdLine, Command, Instruction, KeyValue};
 
-use crate::config::{go_list, go_quoted_list, healthcheck_text, Empty, Healthcheck};
+use crate::config::{go_list, go_quoted_list, healthcheck_text, ContainerConfig, Empty, Healthcheck};
 use crate::convert::{Converter, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::Resolver;
 use polyarch_dockerfile::values::{parse_port_spec, valid_signal};
 
+/// The expansion of words with the variables in scope before an
+/// instruction (ARGs, then ENV over them): what [`apply`] needs of its
+/// caller, the plan's converter or the builder.
+pub struct Scope<'a> {
+    /// The lexer, with the Dockerfile's escape character.
+    pub lex: &'a polyarch_dockerfile::shell::Lex,
+    /// The variables.
+    pub env: std::collections::HashMap<String, String>,
+}
+
+/// Why a config instruction failed: an expansion (a Dockerfile error) or
+/// a value BuildKit refuses (`Invalid`), with the word when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaError {
+    /// The error's kind.
+    pub kind: ErrorKind,
+    /// What is wrong.
+    pub message: String,
+    /// The word.
+    pub word: Option<String>,
+}
+
+impl Scope<'_> {
+    fn word(&self, w: &str) -> std::result::Result<String, MetaError> {
+        self.lex.process_word(w, &self.env).map_err(|e| MetaError {
+            kind: ErrorKind::Dockerfile,
+            message: e.to_string(),
+            word: None,
+        })
+    }
+
+    fn words(&self, w: &str) -> std::result::Result<Vec<String>, MetaError> {
+        self.lex.process_words(w, &self.env).map_err(|e| MetaError {
+            kind: ErrorKind::Dockerfile,
+            message: e.to_string(),
+            word: None,
+        })
+    }
+
+    /// The keys and values of one ENV or LABEL, all expanded with the
+    /// variables from before it (ARG, unlike these, is sequential).
+    fn pairs(&self, kvs: &[KeyValue]) -> std::result::Result<Vec<(String, String)>, MetaError> {
+        kvs.iter().map(|kv| Ok((self.word(&kv.key)?, self.word(&kv.value)?))).collect()
+    }
+}
+
+fn invalid(message: impl Into<String>, word: Option<&str>) -> MetaError {
+    MetaError { kind: ErrorKind::Invalid, message: message.into(), word: word.map(String::from) }
+}
+
+/// Applies one instruction that only changes the image config (ENV,
+/// LABEL, EXPOSE, VOLUME, USER, STOPSIGNAL, MAINTAINER, SHELL, CMD,
+/// ENTRYPOINT, HEALTHCHECK, ONBUILD) to `config` and `author`, as
+/// BuildKit's `dispatch*` functions do; `cmd_set` says whether the stage
+/// set CMD itself (an ENTRYPOINT then keeps it). Returns the history text
+/// to commit, `None` for ONBUILD (stored without a history entry) and for
+/// the instructions that are not config ones (ARG, FROM, RUN, COPY, ADD,
+/// WORKDIR), which the caller handles. The one implementation, for the
+/// plan and for the build.
+pub fn apply(
+    config: &mut ContainerConfig,
+    author: &mut Option<String>,
+    cmd_set: &mut bool,
+    ins: &Instruction,
+    scope: &Scope<'_>,
+) -> std::result::Result<Option<String>, MetaError> {
+    Ok(Some(match ins {
+        Instruction::Env(kvs) => {
+            let mut msg = String::from("ENV");
+            for (k, v) in scope.pairs(kvs)? {
+                msg.push_str(&format!(" {k}={v}"));
+                config.add_env(&k, &v);
+            }
+            msg
+        }
+        Instruction::Label(kvs) => {
+            let mut msg = String::from("LABEL");
+            for (k, v) in scope.pairs(kvs)? {
+                msg.push_str(&format!(" {k}={v}"));
+                config.labels.insert(k, v);
+            }
+            msg
+        }
+        Instruction::Expose(ports) => {
+            let mut all = Vec::new();
+            for p in ports {
+                for w in scope.words(p)? {
+                    all.extend(parse_port_spec(&w).map_err(|m| invalid(m, Some(&w)))?);
+                }
+            }
+            all.sort();
+            all.dedup();
+            for p in &all {
+                config.exposed_ports.insert(p.clone(), Empty {});
+            }
+            let m: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
+            format!("EXPOSE map[{}]", m.join(" "))
+        }
+        Instruction::Volume(vols) => {
+            let mut vs = Vec::new();
+            for v in vols {
+                let v = scope.word(v)?;
+                if v.is_empty() {
+                    return Err(invalid("VOLUME specified can not be an empty string", None));
+                }
+                vs.push(v);
+            }
+            for v in &vs {
+                config.volumes.insert(v.clone(), Empty {});
+            }
+            format!("VOLUME {}", go_list(&vs))
+        }
+        Instruction::User(u) => {
+            let u = scope.word(u)?;
+            config.user = u.clone();
+            format!("USER {u}")
+        }
+        Instruction::Stopsignal(s) => {
+            let s = scope.word(s)?;
+            if !valid_signal(&s) {
+                return Err(invalid(format!("Invalid signal: {s}"), Some(&s)));
+            }
+            config.stop_signal = s.clone();
+            format!("STOPSIGNAL {s}")
+        }
+        Instruction::Maintainer(m) => {
+            *author = Some(m.clone());
+            format!("MAINTAINER {m}")
+        }
+        Instruction::Shell(sh) => {
+            config.shell = sh.clone();
+            format!("SHELL {}", go_list(sh))
+        }
+        Instruction::Cmd(cl) => {
+            let args = with_shell(&config.shell, cl);
+            config.cmd = args.clone();
+            config.args_escaped = true;
+            *cmd_set = true;
+            format!("CMD {}", go_quoted_list(&args))
+        }
+        Instruction::Entrypoint(cl) => {
+            let args = with_shell(&config.shell, cl);
+            config.entrypoint = args.clone();
+            if !*cmd_set {
+                config.cmd.clear();
+            }
+            format!("ENTRYPOINT {}", go_quoted_list(&args))
+        }
+        Instruction::Healthcheck(h) => {
+            let hc = Healthcheck {
+                test: h.test.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+                retries: h.retries,
+            };
+            let text = healthcheck_text(&hc);
+            config.healthcheck = Some(hc);
+            text
+        }
+        Instruction::Onbuild(expr) => {
+            // BuildKit stores the trigger without a history entry.
+            config.on_build.push(expr.clone());
+            return Ok(None);
+        }
+        Instruction::From(_)
+        | Instruction::Arg(_)
+        | Instruction::Run(_)
+        | Instruction::Copy(_)
+        | Instruction::Add(_)
+        | Instruction::Workdir(_) => return Ok(None),
+    }))
+}
+
 impl<R: Resolver> Converter<'_, R> {
     pub(crate) fn meta(&mut self, st: &mut StageState, cmd: &Command, ins: &Instruction) -> Result<()> {
         let line = cmd.start_line;
-        let text = match ins {
-            Instruction::Env(kvs) => {
-                let pairs = self.expand_pairs(st, kvs, line)?;
-                let mut msg = String::from("ENV");
-                for (k, v) in pairs {
-                    msg.push_str(&format!(" {k}={v}"));
-                    st.config.add_env(&k, &v);
-                }
-                msg
-            }
-            Instruction::Label(kvs) => {
-                let pairs = self.expand_pairs(st, kvs, line)?;
-                let mut msg = String::from("LABEL");
-                for (k, v) in pairs {
-                    msg.push_str(&format!(" {k}={v}"));
-                    st.config.config.labels.insert(k, v);
-                }
-                msg
-            }
-            Instruction::Expose(ports) => {
-                let env = self.env(st);
-                let mut all = Vec::new();
-                for p in ports {
-                    let words = self
-                        .lex
-                        .process_words(p, &env)
-                        .map_err(|e| self.src.error(ErrorKind::Dockerfile, line, e.to_string(), None))?;
-                    for w in words {
-                        all.extend(
-                            parse_port_spec(&w).map_err(|m| self.src.error(ErrorKind::Invalid, line, m, Some(&w)))?,
-                        );
-                    }
-                }
-                all.sort();
-                all.dedup();
-                for p in &all {
-                    st.config.config.exposed_ports.insert(p.clone(), Empty {});
-                }
-                let m: Vec<String> = all.iter().map(|p| format!("{p}:{{}}")).collect();
-                format!("EXPOSE map[{}]", m.join(" "))
-            }
-            Instruction::Volume(vols) => {
-                let mut vs = Vec::new();
-                for v in vols {
-                    let v = self.expand(st, v, line)?;
-                    if v.is_empty() {
-                        let msg = "VOLUME specified can not be an empty string";
-                        return Err(self.src.error(ErrorKind::Invalid, line, msg, None));
-                    }
-                    vs.push(v);
-                }
-                for v in &vs {
-                    st.config.config.volumes.insert(v.clone(), Empty {});
-                }
-                format!("VOLUME {}", go_list(&vs))
-            }
-            Instruction::User(u) => {
-                let u = self.expand(st, u, line)?;
-                st.config.config.user = u.clone();
-                format!("USER {u}")
-            }
-            Instruction::Stopsignal(s) => {
-                let s = self.expand(st, s, line)?;
-                if !valid_signal(&s) {
-                    return Err(self.src.error(ErrorKind::Invalid, line, format!("Invalid signal: {s}"), Some(&s)));
-                }
-                st.config.config.stop_signal = s.clone();
-                format!("STOPSIGNAL {s}")
-            }
-            Instruction::Maintainer(m) => {
-                st.config.author = Some(m.clone());
-                format!("MAINTAINER {m}")
-            }
-            Instruction::Shell(sh) => {
-                st.config.config.shell = sh.clone();
-                format!("SHELL {}", go_list(sh))
-            }
-            Instruction::Cmd(cl) => {
-                let args = with_shell(&st.config.config.shell, cl);
-                st.config.config.cmd = args.clone();
-                st.config.config.args_escaped = true;
-                st.cmd_set = true;
-                format!("CMD {}", go_quoted_list(&args))
-            }
-            Instruction::Entrypoint(cl) => {
-                let args = with_shell(&st.config.config.shell, cl);
-                st.config.config.entrypoint = args.clone();
-                if !st.cmd_set {
-                    st.config.config.cmd.clear();
-                }
-                format!("ENTRYPOINT {}", go_quoted_list(&args))
-            }
-            Instruction::Healthcheck(h) => {
-                let hc = Healthcheck {
-                    test: h.test.clone(),
-                    interval: h.interval,
-                    timeout: h.timeout,
-                    start_period: h.start_period,
-                    start_interval: h.start_interval,
-                    retries: h.retries,
-                };
-                let text = healthcheck_text(&hc);
-                st.config.config.healthcheck = Some(hc);
-                text
-            }
-            Instruction::Onbuild(expr) => {
-                // BuildKit stores the trigger without a history entry.
-                st.config.config.on_build.push(expr.clone());
-                return Ok(());
-            }
-            Instruction::From(_)
-            | Instruction::Arg(_)
-            | Instruction::Run(_)
-            | Instruction::Copy(_)
-            | Instruction::Add(_)
-            | Instruction::Workdir(_) => return Ok(()),
-        };
-        st.config.commit(text, false);
+        let scope = Scope { lex: &self.lex, env: self.env(st) };
+        let text = apply(&mut st.config.config, &mut st.config.author, &mut st.cmd_set, ins, &scope)
+            .map_err(|e| self.src.error(e.kind, line, e.message, e.word.as_deref()))?;
+        if let Some(text) = text {
+            st.config.commit(text, false);
+        }
         Ok(())
-    }
-
-    /// Expands the keys and values of one ENV or LABEL, all with the
-    /// variables in scope before it.
-    fn expand_pairs(&self, st: &StageState, kvs: &[KeyValue], line: usize) -> Result<Vec<(String, String)>> {
-        kvs.iter().map(|kv| Ok((self.expand(st, &kv.key, line)?, self.expand(st, &kv.value, line)?))).collect()
     }
 }
 
 /// Shell-form commands run through SHELL (default `/bin/sh -c`).
-pub(crate) fn with_shell(shell: &[String], c: &CmdLine) -> Vec<String> {
+pub fn with_shell(shell: &[String], c: &CmdLine) -> Vec<String> {
     if !c.prepend_shell {
         return c.args.clone();
     }
