@@ -74,6 +74,21 @@ pub fn normalize_workdir(current: &str, p: &str) -> String {
     crate::clean(&format!("/{parent}/{p}"))
 }
 
+/// The absolute destination of COPY/ADD: relative to the working
+/// directory, never above the root, keeping a trailing `/` (also for `.`
+/// and `..`) that marks a directory.
+pub fn dest_path(workdir: &str, dest: &str) -> String {
+    let dir_syntax =
+        dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
+    let joined = if dest.starts_with('/') { dest.to_string() } else { format!("/{workdir}/{dest}") };
+    let c = crate::clean(&joined);
+    if dir_syntax && c != "/" {
+        format!("{c}/")
+    } else {
+        c
+    }
+}
+
 /// An http(s) URL.
 pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
@@ -156,5 +171,17 @@ mod tests {
         assert_eq!(normalize_workdir("/a", "/x/./y/"), "/x/./y/");
         assert_eq!(go_quoted_list(&["a".into(), "b c".into()]), "[\"a\" \"b c\"]");
         assert_eq!(go_list(&["a".into(), "b".into()]), "[a b]");
+    }
+
+    #[test]
+    fn copy_destinations_stay_below_the_root() {
+        assert_eq!(dest_path("/", "app"), "/app");
+        assert_eq!(dest_path("/w", "app/"), "/w/app/");
+        assert_eq!(dest_path("/w", "."), "/w/");
+        assert_eq!(dest_path("/w/", ".."), "/");
+        assert_eq!(dest_path("", "."), "/");
+        assert_eq!(dest_path("", "/x/../y"), "/y");
+        assert_eq!(dest_path("rel", "../../x"), "/x");
+        assert_eq!(dest_path("/w", "/abs//b/./"), "/abs/b/");
     }
 }

@@ -11,7 +11,7 @@ use polyarch_solver::{VertexId, VertexSpec};
 use crate::convert::{parse_owner, Converter, PlatformCtx, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::Resolver;
-use polyarch_dockerfile::values::is_url;
+use polyarch_dockerfile::values::{dest_path, is_url};
 
 /// One source input of a COPY and the paths taken from it.
 struct Group {
@@ -214,21 +214,6 @@ fn url_filename(u: &str) -> String {
     match path.rsplit('/').next() {
         Some(f) if !f.is_empty() => f.to_string(),
         _ => "__unnamed__".to_string(),
-    }
-}
-
-/// The destination of a COPY: absolute, relative ones under the working
-/// directory; a trailing `/` (or `.`) kept as "a directory".
-fn dest_path(workdir: &str, dest: &str) -> String {
-    let dir_syntax =
-        dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
-    let joined =
-        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
-    let c = format!("/{}", polyarch_dockerfile::clean(&joined).trim_start_matches('/'));
-    if dir_syntax && c != "/" {
-        format!("{c}/")
-    } else {
-        c
     }
 }
 

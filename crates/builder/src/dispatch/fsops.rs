@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{clean, Content, Kind, MemFs, Node, Spill};
 use crate::layer::{write_layer, Layer};
 use crate::Vertex;
-use polyarch_dockerfile::values::{is_url, normalize_workdir};
+use polyarch_dockerfile::values::{dest_path, is_url, normalize_workdir};
 use polyarch_oci::Digest;
 use polyarch_solver::op::{Copy as CopyOp, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
 use polyarch_solver::DepKey;
@@ -506,21 +506,6 @@ fn copy_error(loc: &crate::error::Location, e: copy::CopyError, sources: &[Strin
 fn push_layer(st: &mut StageState, layer: Layer) {
     st.image.diff_ids.push(layer.diff_id.clone());
     st.layers.push(layer);
-}
-
-/// The absolute destination of COPY/ADD: relative to the working directory,
-/// keeping a trailing `/` (also for `.` and `..`) that marks a directory.
-pub(crate) fn dest_path(workdir: &str, dest: &str) -> String {
-    let dir_syntax =
-        dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.") || dest.ends_with("/..");
-    let joined =
-        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
-    let c = format!("/{}", clean(&joined));
-    if dir_syntax && c != "/" {
-        format!("{c}/")
-    } else {
-        c
-    }
 }
 
 #[cfg(test)]
