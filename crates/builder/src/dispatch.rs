@@ -646,17 +646,7 @@ impl Run<'_> {
 
     /// Variables visible to expansion: ARGs, then ENV over them.
     pub(crate) fn env(&self, st: &StageState) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = HashMap::new();
-        for (k, v) in &st.args {
-            if let Some(v) = v {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        for e in &st.image.config.env {
-            let (k, v) = e.split_once('=').unwrap_or((e, ""));
-            m.insert(k.to_string(), v.to_string());
-        }
-        m
+        polyarch_frontend::meta::variables(&st.args, &st.image.config.env)
     }
 
     /// Expands a word with the stage's variables.

@@ -442,17 +442,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
 
     /// Variables visible to expansion: ARGs, then ENV over them.
     pub(crate) fn env(&self, st: &StageState) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = HashMap::new();
-        for (k, v) in &st.args {
-            if let Some(v) = v {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        for e in &st.config.config.env {
-            let (k, v) = e.split_once('=').unwrap_or((e, ""));
-            m.insert(k.to_string(), v.to_string());
-        }
-        m
+        crate::meta::variables(&st.args, &st.config.config.env)
     }
 
     /// Expands a word with the stage's variables.

@@ -19,6 +19,22 @@ pub struct Scope<'a> {
     pub env: std::collections::HashMap<String, String>,
 }
 
+/// The variables a stage's words expand with: its ARGs that have a
+/// value, then its `Env` over them, as BuildKit's shell lexer sees them.
+pub fn variables(args: &[(String, Option<String>)], env: &[String]) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    for (k, v) in args {
+        if let Some(v) = v {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    for e in env {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
 /// Why a config instruction failed: an expansion (a Dockerfile error) or
 /// a value BuildKit refuses (`Invalid`), with the word when there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
