@@ -30,44 +30,8 @@ pub(crate) async fn fetch(url: &str, spill: &Spill) -> Result<Download> {
         w.write_all(&chunk).map_err(|e| http(e.to_string()))?;
     }
     let data = w.finish()?;
-    let name = url_name(url);
+    let name = polyarch_dockerfile::values::url_file_name(url);
     Ok(Download { data, name, mtime })
-}
-
-/// The file name BuildKit's Dockerfile frontend gives a URL:
-/// `path.Base` of the URL's decoded path (trailing slashes dropped, so
-/// `http://h/dir/` names `dir`), or `__unnamed__` when the path is empty
-/// or `/`. A `Content-Disposition` header is not used: the frontend always
-/// sets the name.
-pub(crate) fn url_name(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    let path = no_query.split_once("://").map(|(_, r)| r).unwrap_or(no_query);
-    let path = path.split_once('/').map(|(_, p)| p).unwrap_or("");
-    match percent_decode(path.trim_end_matches('/')).rsplit('/').next() {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => "__unnamed__".to_string(),
-    }
-}
-
-/// `%XX` escapes decoded, as Go's `url.URL.Path` holds them (left as
-/// written when malformed).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -91,6 +55,7 @@ pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polyarch_dockerfile::values::url_file_name as url_name;
 
     #[test]
     fn names_and_dates() {

@@ -11,7 +11,7 @@ use polyarch_solver::{VertexId, VertexSpec};
 use crate::convert::{parse_owner, Converter, PlatformCtx, StageState};
 use crate::error::{ErrorKind, Result};
 use crate::Resolver;
-use polyarch_dockerfile::values::{dest_path, is_url};
+use polyarch_dockerfile::values::{dest_path, is_url, url_file_name};
 
 /// One source input of a COPY and the paths taken from it.
 struct Group {
@@ -127,7 +127,7 @@ impl<R: Resolver> Converter<'_, R> {
 
     /// An http source for `url`: one file, named as BuildKit names it.
     fn download(&mut self, st: &StageState, url: &str, checksum: Option<Digest>, unpack: bool) -> Result<Group> {
-        let filename = url_filename(url);
+        let filename = url_file_name(url);
         let op = Op::Source(Source::Http(HttpSource {
             url: url.to_string(),
             checksum,
@@ -205,27 +205,15 @@ fn is_git(s: &str) -> bool {
     s.starts_with("git@") || s.starts_with("git://") || base.ends_with(".git")
 }
 
-/// The file name of a download: the last element of the URL's path, as
-/// BuildKit names it (`__unnamed__` when the path has none).
-fn url_filename(u: &str) -> String {
-    let rest = u.split_once("://").map_or(u, |x| x.1);
-    let path = rest.split(['?', '#']).next().unwrap_or("");
-    let path = path.split_once('/').map_or("", |x| x.1);
-    match path.rsplit('/').next() {
-        Some(f) if !f.is_empty() => f.to_string(),
-        _ => "__unnamed__".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn urls_gits_and_destinations() {
-        assert_eq!(url_filename("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
-        assert_eq!(url_filename("https://example.com"), "__unnamed__");
-        assert_eq!(url_filename("https://example.com/dir/"), "__unnamed__");
+        assert_eq!(url_file_name("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_file_name("https://example.com"), "__unnamed__");
+        assert_eq!(url_file_name("https://example.com/dir/"), "dir");
         assert!(is_git("https://github.com/a/b.git#main") && is_git("git@github.com:a/b"));
         assert!(!is_git("https://example.com/a.tar"));
         assert_eq!(dest_path("/", "app"), "/app");
