@@ -140,6 +140,29 @@ pub fn cache_dir(store_root: &Path, id: &str, owner: (u64, u64), mode: u32) -> R
     Ok(dir)
 }
 
+/// The cache-mount directory of `id` that starts as a copy of `seed`
+/// (its top directory with `mode`), made once, atomically, like
+/// [`cache_dir`].
+pub fn seeded_cache_dir(store_root: &Path, id: &str, seed: &crate::MemFs, mode: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    let dir = store_root.join("cache-mounts").join(name);
+    if !dir.exists() {
+        let parent = store_root.join("cache-mounts");
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let tmp = tempfile::TempDir::new_in(&parent).map_err(|e| Error::io(&parent, e))?;
+        seed.write_to_dir(tmp.path())?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        let made = tmp.keep();
+        if std::fs::rename(&made, &dir).is_err() {
+            // Another build made it first.
+            let _ = std::fs::remove_dir_all(&made);
+        }
+    }
+    Ok(dir)
+}
+
 /// An exclusive lock on a cache mount (`sharing=locked`), held until
 /// dropped.
 #[derive(Debug)]

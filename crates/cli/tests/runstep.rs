@@ -433,3 +433,25 @@ fn differential_against_buildah_with_run() {
         "{runs:?}"
     );
 }
+
+#[test]
+fn a_cache_mount_from_a_stage_starts_as_its_directory_and_keeps_what_steps_add() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let df = "FROM busybox AS seed\nRUN mkdir -p /s/sub && echo seeded > /s/sub/file && chmod 750 /s\n\
+              FROM busybox\n\
+              RUN --mount=type=cache,target=/c,from=seed,source=/s cat /c/sub/file > /first && \
+                  stat -c %a /c > /mode && echo more > /c/extra\n\
+              RUN --mount=type=cache,target=/c,from=seed,source=/s ls /c | tr '\\n' ' ' > /second\n\
+              RUN --mount=type=cache,target=/c ls /c | wc -l > /plain\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let (out, _) = build_local(&env, &ctx, &[]);
+    assert_eq!(read(&out, "first"), "seeded\n");
+    assert_eq!(read(&out, "mode").trim(), "750", "the cache's top directory is the source directory");
+    assert_eq!(read(&out, "second"), "extra sub ", "the same cache, kept between steps");
+    assert_eq!(read(&out, "plain").trim(), "0", "without from= the same id with no base is another cache");
+    // A source that is not a directory is an error naming it.
+    let bad = "FROM busybox AS seed\nRUN echo x > /f\nFROM busybox\nRUN --mount=type=cache,target=/c,from=seed,source=/f true\n";
+    let ctx = context(&env, "bad", &[("Dockerfile", bad)]);
+    let err = env.fails(&["build", "--progress", "plain", s(&ctx)]);
+    assert!(err.contains("cache mount source \"f\" of \"seed\" is not a directory"), "{err}");
+}

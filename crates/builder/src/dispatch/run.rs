@@ -56,6 +56,20 @@ struct Mounts {
     locks: Vec<CacheLock>,
 }
 
+/// The base of a cache mount with `from=`.
+struct Seed {
+    /// The files it starts with.
+    tree: MemFs,
+    /// Their content digest.
+    checksum: polyarch_oci::Digest,
+    /// The mode of its top directory.
+    mode: u32,
+    /// Its position among the step's inputs.
+    input: usize,
+    /// The path of the source it copies (empty: the root).
+    selector: String,
+}
+
 /// The command of a RUN, as run and as recorded.
 struct Prepared {
     args: Vec<String>,
@@ -439,10 +453,11 @@ impl Run<'_> {
             }
             "cache" => {
                 let target = abs(&target.ok_or_else(need_target)?);
-                if from.is_some() {
-                    return Err(loc.error(ErrorKind::Unsupported, "cache mounts with from= are not supported", None));
-                }
-                self.cache_mount(m, id, target, &loc, out)?;
+                let seed = match from {
+                    Some(from) => Some(self.cache_seed(st, &from, source.as_deref(), line, out).await?),
+                    None => None,
+                };
+                self.cache_mount(m, id, target, seed, &loc, out)?;
             }
             "tmpfs" => {
                 let target = abs(&target.ok_or_else(need_target)?);
@@ -516,14 +531,48 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// What a `type=cache` mount with `from=` starts from: the `source`
+    /// path (default the root) of the stage, context or image, a
+    /// directory; its content is the input the step reads.
+    async fn cache_seed(
+        &mut self,
+        st: &mut StageState,
+        from: &str,
+        source: Option<&str>,
+        line: usize,
+        out: &mut Mounts,
+    ) -> Result<Seed> {
+        let loc = self.loc(line);
+        let src = self.source_named(st, from, line, super::fsops::Reading::Mount).await?;
+        let path = clean(source.unwrap_or("/"));
+        let resolved = src.fs.resolve(&path, true);
+        let dir = resolved.as_deref().and_then(|r| if r.is_empty() { Some(None) } else { src.fs.get(r).map(Some) });
+        let mode = match dir {
+            Some(None) => 0o755,
+            Some(Some(n)) if n.is_dir() => n.mode & 0o7777,
+            _ => {
+                let msg = format!("cache mount source {path:?} of {from:?} is not a directory");
+                return Err(loc.error(ErrorKind::NotFound, msg, Some(from)));
+            }
+        };
+        let tree = subtree(&src.fs, resolved.as_deref().unwrap_or(""));
+        let checksum = content_digest(&tree)?;
+        out.inputs.push(src.origin.dep(&checksum)?);
+        let selector = if path.is_empty() { String::new() } else { format!("/{path}") };
+        Ok(Seed { tree, checksum, mode, input: out.inputs.len(), selector })
+    }
+
     /// A `type=cache` mount: a directory under the store root kept across
     /// builds, per id; shared by every platform, as BuildKit's (put
-    /// `$TARGETPLATFORM` in the id to separate them).
+    /// `$TARGETPLATFORM` in the id to separate them). With `from=` the
+    /// cache starts as a copy of that directory, and another base is
+    /// another cache, as BuildKit keys the cache of a mount by its base.
     fn cache_mount(
         &self,
         m: &Mount,
         id: Option<String>,
         target: String,
+        seed: Option<Seed>,
         loc: &Location,
         out: &mut Mounts,
     ) -> Result<()> {
@@ -532,7 +581,15 @@ impl Run<'_> {
         let sharing = m.sharing.clone().unwrap_or_else(|| "shared".into());
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         let mode = m.mode.unwrap_or(0o755);
-        let dir = cache_dir(self.b.store.root(), &cid, owner, mode)?;
+        let dir = match &seed {
+            Some(s) => crate::process::seeded_cache_dir(
+                self.b.store.root(),
+                &format!("{cid}\nfrom={}", s.checksum),
+                &s.tree,
+                s.mode,
+            )?,
+            None => cache_dir(self.b.store.root(), &cid, owner, mode)?,
+        };
         let host: PathBuf = match sharing.as_str() {
             "shared" => dir,
             "locked" => {
@@ -546,6 +603,9 @@ impl Run<'_> {
                 }
                 None => {
                     let t = temp_in(&root)?;
+                    if let Some(s) = &seed {
+                        s.tree.write_to_dir(t.path())?;
+                    }
                     let p = t.path().to_path_buf();
                     out.temps.push(t);
                     p
@@ -563,7 +623,8 @@ impl Run<'_> {
         };
         let (uid, gid) = (keys::id(owner.0), keys::id(owner.1));
         let readonly = m.read_only == Some(true);
-        let kind = MountKind::Cache { id: cid, sharing, from: None, selector: String::new(), readonly, mode, uid, gid };
+        let (from, selector) = seed.map_or((None, String::new()), |s| (Some(s.input), s.selector));
+        let kind = MountKind::Cache { id: cid, sharing, from, selector, readonly, mode, uid, gid };
         out.other(&target, kind);
         out.specs.push(MountSpec::bind(host, &target, m.read_only == Some(true)));
         out.stubs.push(clean(&target));
