@@ -81,6 +81,11 @@ impl GitRef {
     /// `.git` directory is removed unless `keep_git_dir` (BuildKit's
     /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`).
     pub fn checkout(&self, dest: &Path, keep_git_dir: bool) -> Result<PathBuf> {
+        self.checkout_commit(dest, keep_git_dir).map(|(dir, _)| dir)
+    }
+
+    /// [`GitRef::checkout`], with the commit checked out.
+    pub fn checkout_commit(&self, dest: &Path, keep_git_dir: bool) -> Result<(PathBuf, String)> {
         let subdir = self.subdir_path()?;
         self.git(dest, &["init", "-q"])?;
         self.git(dest, &["remote", "add", "origin", &self.remote])?;
@@ -99,6 +104,7 @@ impl GitRef {
         };
         self.git(dest, &["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target])
             .map_err(|e| self.error(format!("checking out {want}: {e}")))?;
+        let commit = self.git_out(dest, &["rev-parse", "HEAD"])?.trim().to_string();
         if dest.join(".gitmodules").is_file() {
             // As BuildKit's git source: submodules too, at the commits the
             // checkout records.
@@ -108,14 +114,14 @@ impl GitRef {
         if !keep_git_dir {
             remove_dot_git(dest)?;
         }
-        let Some(sub) = subdir else { return Ok(dest.to_path_buf()) };
+        let Some(sub) = subdir else { return Ok((dest.to_path_buf(), commit)) };
         let dir = dest.join(&sub);
         let real = dir.canonicalize().map_err(|_| self.error(format!("subdirectory {} not found", sub.display())))?;
         let root = dest.canonicalize().map_err(|e| Error::io(dest, e))?;
         if !real.starts_with(&root) || !real.is_dir() {
             return Err(self.error(format!("subdirectory {} is not a directory inside the repository", sub.display())));
         }
-        Ok(real)
+        Ok((real, commit))
     }
 
     /// The subdirectory, refused when it leaves the repository.
@@ -138,6 +144,11 @@ impl GitRef {
 
     /// Runs `git ARGS` in `dir`: no prompts, no hooks, no system config.
     fn git(&self, dir: &Path, args: &[&str]) -> Result<()> {
+        self.git_out(dir, args).map(drop)
+    }
+
+    /// [`GitRef::git`], returning its standard output.
+    fn git_out(&self, dir: &Path, args: &[&str]) -> Result<String> {
         let out = Command::new("git")
             .args(["-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=never"])
             .args(args)
@@ -150,7 +161,7 @@ impl GitRef {
             .output()
             .map_err(|e| self.error(format!("running git: {e} (is git installed?)")))?;
         if out.status.success() {
-            return Ok(());
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");

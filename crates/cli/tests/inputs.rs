@@ -184,8 +184,17 @@ fn git_context_over_dumb_http() {
         return;
     }
     let env = Env::new();
+    let port = serve_repo(&env);
+    let out = build_local(&env, "http", &[&format!("http://127.0.0.1:{port}/repo.git#v1")]);
+    assert_eq!(read(out.join("ctx/a.txt")), "one");
+    assert_clean_root(&env.root());
+}
+
+/// The repository of [`make_repo`] served as `/repo.git` over dumb HTTP
+/// on loopback; returns the port.
+fn serve_repo(env: &Env) -> u16 {
     let base = env.dir.path().join("served");
-    make_repo(&env, &base);
+    make_repo(env, &base);
     let bare = base.join("repo.git");
     git(&bare, &["update-server-info"]);
     let mut files = BTreeMap::new();
@@ -201,9 +210,35 @@ fn git_context_over_dumb_http() {
             }
         }
     }
-    let port = http_server(files);
-    let out = build_local(&env, "http", &[&format!("http://127.0.0.1:{port}/repo.git#v1")]);
-    assert_eq!(read(out.join("ctx/a.txt")), "one");
+    http_server(files)
+}
+
+#[test]
+fn add_takes_a_git_repository_at_a_ref_and_directory() {
+    if !require(have("git"), "git") {
+        return;
+    }
+    let env = Env::new();
+    let port = serve_repo(&env);
+    let repo = format!("http://127.0.0.1:{port}/repo.git");
+    let df = format!(
+        "FROM scratch\nADD {repo}#v1:sub /from-git/\nADD {repo}#dev /whole\nADD --keep-git-dir=true {repo}#v1 /kept/\n"
+    );
+    let ctx = context(&env, "addgit", &[("Dockerfile", &df)]);
+    let out = build_local(&env, "addgit-out", &[s(&ctx)]);
+    assert_eq!(read(out.join("from-git/s.txt")), "in sub");
+    assert!(!out.join("from-git/a.txt").exists(), "only the directory asked for");
+    assert_eq!(read(out.join("whole/a.txt")), "dev");
+    assert!(!out.join("whole/.git").exists(), "no .git without --keep-git-dir");
+    assert_eq!(read(out.join("kept/a.txt")), "one");
+    assert!(out.join("kept/.git").is_dir(), "--keep-git-dir keeps it");
+    // Again: the steps without .git from the cache (a kept .git differs
+    // from one fetch to the next, so that step copies anew).
+    let (_, stderr) = build_ok(&env, &["-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
+    for step in ["2/4] ADD", "3/4] ADD"] {
+        let id = stderr.lines().find(|l| l.contains(step)).and_then(|l| l.split(' ').next()).unwrap();
+        assert!(stderr.lines().any(|l| l == format!("{id} CACHED")), "{step}: {stderr}");
+    }
     assert_clean_root(&env.root());
 }
 

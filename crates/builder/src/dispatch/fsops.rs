@@ -16,7 +16,7 @@ use crate::layer::{write_layer, Layer};
 use crate::Vertex;
 use polyarch_dockerfile::values::{dest_path, is_url, normalize_workdir};
 use polyarch_oci::Digest;
-use polyarch_solver::op::{Copy as CopyOp, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
+use polyarch_solver::op::{Copy as CopyOp, GitSource, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
 use polyarch_solver::DepKey;
 
 /// Whether an instruction becomes a step of its own (and a layer).
@@ -169,13 +169,16 @@ impl Run<'_> {
             }
             None => None,
         };
-        let (urls, local): (Vec<String>, Vec<String>) = a.sources.iter().cloned().partition(|s| add && is_url(s));
         if let Some(u) = a.sources.iter().find(|s| !add && is_url(s)) {
             return Err(loc.error(ErrorKind::Invalid, "source can't be a URL for COPY", Some(u)));
         }
-        if let Some(g) = local.iter().find(|s| add && (s.starts_with("git@") || s.ends_with(".git"))) {
-            return Err(loc.error(ErrorKind::Unsupported, format!("ADD from git ({g}) is not supported yet"), Some(g)));
-        }
+        // ADD takes a Git repository (`https://host/repo.git#ref:dir`,
+        // `git@host:repo`, `ssh://`, `git://`) as BuildKit's
+        // `gitutil.ParseGitRef` tells one, a URL as a download, anything
+        // else from the context.
+        let (gits, rest): (Vec<String>, Vec<String>) =
+            a.sources.iter().cloned().partition(|s| add && crate::git::GitRef::parse(s).is_some());
+        let (urls, local): (Vec<String>, Vec<String>) = rest.into_iter().partition(|s| add && is_url(s));
         let spec = CopySpec {
             sources: Vec::new(),
             dest: a.dest.clone(),
@@ -201,6 +204,22 @@ impl Run<'_> {
             let paths = sources.iter().map(|s| format!("/{s}")).collect();
             groups.push(Group { source: src.origin, paths, wildcard: true, unpack: spec.unpack, parents: c.parents });
             jobs.push((src.fs, CopySpec { sources, keep_owner: src.keep_owner, ..spec.clone() }));
+        }
+        let mut checkouts = Vec::new();
+        for g in &gits {
+            let (fs, origin, dir) = self.git_source(g, c.keep_git_dir, &layering, &loc).await?;
+            checkouts.push(dir);
+            groups.push(Group {
+                source: origin,
+                paths: vec!["/".into()],
+                wildcard: false,
+                unpack: false,
+                parents: false,
+            });
+            jobs.push((
+                Arc::new(fs),
+                CopySpec { sources: vec![String::new()], unpack: false, parents: false, ..spec.clone() },
+            ));
         }
         for url in &urls {
             let spill = spec.spill.clone().unwrap_or_else(|| Arc::new(Spill::temp()));
@@ -284,6 +303,42 @@ impl Run<'_> {
     }
 
     /// How the build keys the steps of `st`'s platform.
+    /// An ADD source that is a Git repository: the checkout of its ref
+    /// (and directory) as a tree, keyed by its commit, and the directory
+    /// the tree's files live in (kept until the copy is done).
+    async fn git_source(
+        &self,
+        source: &str,
+        keep_git_dir: bool,
+        layering: &Layering,
+        loc: &crate::error::Location,
+    ) -> Result<(MemFs, Origin, tempfile::TempDir)> {
+        let Some(git) = crate::git::GitRef::parse(source) else {
+            return Err(loc.error(ErrorKind::Invalid, format!("not a Git repository: {source}"), Some(source)));
+        };
+        let dir = crate::materialize::temp_in(&self.b.store.root().join("run"))?;
+        let at = dir.path().to_path_buf();
+        let checked = git.clone();
+        let (tree, commit) = tokio::task::spawn_blocking(move || {
+            let (root, commit) = checked.checkout_commit(&at, keep_git_dir)?;
+            Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
+        })
+        .await
+        .map_err(|e| Error::Option(format!("checking out {source}: {e}")))?
+        .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(source)))?;
+        let op = Op::Source(SourceOp::Git(GitSource {
+            remote: git.remote.clone(),
+            reference: git.reference.clone().unwrap_or_default(),
+            commit: Some(commit),
+            subdir: git.subdir.clone().unwrap_or_default(),
+            keep_git_dir,
+        }));
+        // Keyed by the commit, as BuildKit's git source: the checkout's
+        // `.git` (kept with --keep-git-dir) differs from one fetch to the next.
+        let origin = Origin::State(layering.op(&op, &git.display(), &[], None)?);
+        Ok((tree, origin, dir))
+    }
+
     pub(super) fn layering(&self, st: &StageState) -> Layering {
         Layering::new(&st.platform, self.opts.compression, self.opts.source_date_epoch, self.opts.rewrite_timestamp)
     }
