@@ -118,40 +118,31 @@ pub fn command_args(cmd: &CmdLine, shell: &[String], script: Option<String>) -> 
 /// A cache mount's directory under the store root, by id: kept across
 /// builds. Created with `mode`, owned by `uid:gid`, when new.
 pub fn cache_dir(store_root: &Path, id: &str, owner: (u64, u64), mode: u32) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let name = hex::encode(Sha256::digest(id.as_bytes()));
-    let dir = store_root.join("cache-mounts").join(name);
-    if !dir.exists() {
-        let parent = store_root.join("cache-mounts");
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let tmp = tempfile::TempDir::new_in(&parent).map_err(|e| Error::io(&parent, e))?;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(tmp.path(), e))?;
+    made_cache_dir(store_root, id, mode, |dir| {
         if crate::fs::is_root() {
-            std::os::unix::fs::chown(tmp.path(), Some(owner.0 as u32), Some(owner.1 as u32))
-                .map_err(|e| Error::io(tmp.path(), e))?;
+            std::os::unix::fs::chown(dir, Some(owner.0 as u32), Some(owner.1 as u32)).map_err(|e| Error::io(dir, e))?;
         }
-        let made = tmp.keep();
-        if std::fs::rename(&made, &dir).is_err() {
-            // Another build made it first.
-            let _ = std::fs::remove_dir_all(&made);
-        }
-    }
-    Ok(dir)
+        Ok(())
+    })
 }
 
 /// The cache-mount directory of `id` that starts as a copy of `seed`
-/// (its top directory with `mode`), made once, atomically, like
-/// [`cache_dir`].
+/// (its top directory with `mode`), made once, like [`cache_dir`].
 pub fn seeded_cache_dir(store_root: &Path, id: &str, seed: &crate::MemFs, mode: u32) -> Result<PathBuf> {
+    made_cache_dir(store_root, id, mode, |dir| seed.write_to_dir(dir))
+}
+
+/// The cache-mount directory of `id`; a new one is filled by `fill` in a
+/// temporary directory, given `mode`, and renamed into place (a build
+/// that made it first wins).
+fn made_cache_dir(store_root: &Path, id: &str, mode: u32, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let name = hex::encode(Sha256::digest(id.as_bytes()));
-    let dir = store_root.join("cache-mounts").join(name);
+    let parent = store_root.join("cache-mounts");
+    let dir = parent.join(hex::encode(Sha256::digest(id.as_bytes())));
     if !dir.exists() {
-        let parent = store_root.join("cache-mounts");
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
         let tmp = tempfile::TempDir::new_in(&parent).map_err(|e| Error::io(&parent, e))?;
-        seed.write_to_dir(tmp.path())?;
+        fill(tmp.path())?;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(tmp.path(), e))?;
         let made = tmp.keep();

@@ -165,13 +165,10 @@ pub struct Context {
 pub fn of(opts: &polyarch_builder::BuildOptions, caches: &[PathBuf]) -> Result<(Context, Vec<Content>)> {
     use polyarch_builder::named::NamedContext;
     let (main, mut contents) = entries(&opts.context, &needed(&opts.dockerfile, &opts.context))?;
-    let all = |fs: &MemFs, contents: &mut Vec<Content>| -> Result<Vec<Entry>> {
+    let mut seen: BTreeSet<Digest> = contents.iter().map(|(d, _)| d.clone()).collect();
+    let mut all = |fs: &MemFs, contents: &mut Vec<Content>| -> Result<Vec<Entry>> {
         let (e, more) = entries(fs, &fs.iter().map(|(p, _)| p.clone()).collect())?;
-        for m in more {
-            if !contents.iter().any(|(d, _)| *d == m.0) {
-                contents.push(m);
-            }
-        }
+        contents.extend(more.into_iter().filter(|(d, _)| seen.insert(d.clone())));
         Ok(e)
     };
     let mut named = BTreeMap::new();

@@ -298,6 +298,14 @@ fn build(
             let _ = send(&sink_out, &Msg::Event { event });
         }
     });
+    // A bad annotation fails the request before anything is built.
+    let mut annotations = Vec::new();
+    for a in &spec.annotations {
+        annotations.extend(
+            polyarch_index::Annotation::parse_build(a)
+                .map_err(|e| request(&format!("--annotation {a}"), e.to_string()))?,
+        );
+    }
     let cache = match spec.cache.is_empty() {
         true => None,
         false => Some(import_caches(rt, &spec.cache, &cache_dirs, &c)?),
@@ -310,13 +318,6 @@ fn build(
         b = b.with_cache_io(io.clone());
     }
     let r = rt.block_on(b.build(&opts, &platforms)).map_err(build_error)?;
-    let mut annotations = Vec::new();
-    for a in &spec.annotations {
-        annotations.extend(
-            polyarch_index::Annotation::parse_build(a)
-                .map_err(|e| request(&format!("--annotation {a}"), e.to_string()))?,
-        );
-    }
     let images = r
         .images
         .iter()

@@ -360,7 +360,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     if let Some(b) = &remote_builder {
-        let node_cache = cache.as_ref().map(|c| (c, c.node_spec()));
         let run = nodes::Nodes {
             global,
             rt: &rt,
@@ -369,7 +368,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             outputs: &outputs,
             tags: &tags,
             annotations: &annotations,
-            cache: node_cache,
+            cache: cache.as_ref(),
         };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };

@@ -37,7 +37,7 @@ pub(super) struct Nodes<'a> {
     pub tags: &'a [String],
     pub annotations: &'a [polyarch_index::Annotation],
     /// `--cache-from` and `--cache-to`, and what the nodes do with them.
-    pub cache: Option<(&'a super::cache_flags::Traffic, (polyarch_remote::wire::CacheSpec, Vec<std::path::PathBuf>))>,
+    pub cache: Option<&'a super::cache_flags::Traffic>,
 }
 
 /// What an event of a build on nodes prints: plain and tty progress show
@@ -119,16 +119,17 @@ impl Nodes<'_> {
         if let Ok(status) = builder::Store::from_env() {
             run = run.with_status(status);
         }
-        if let Some((traffic, (spec, local))) = &self.cache {
+        if let Some(traffic) = self.cache {
             // For the platforms built here; each node imports for its own.
             traffic.import(self.rt, &client, self.progress);
-            run = run.with_cache(traffic.io.clone(), spec.clone(), local.clone());
+            let (spec, local) = traffic.node_spec();
+            run = run.with_cache(traffic.io.clone(), spec, local);
         }
         let polyarch_remote::Outcome { images, pushers } = match run.run(self.rt, opts, targets) {
             Ok(o) => o,
             Err(e) => {
                 self.progress.finish(false);
-                if let Some((traffic, _)) = &self.cache {
+                if let Some(traffic) = self.cache {
                     traffic.print_warnings();
                 }
                 return match e.kind() {
@@ -171,7 +172,7 @@ impl Nodes<'_> {
                 push: if full { None } else { Some(&remote_push) },
                 tag: full,
             };
-            super::export_single(&exporter, self.outputs, &images[0], a, self.cache.as_ref().map(|(t, _)| *t))
+            super::export_single(&exporter, self.outputs, &images[0], a, self.cache)
         } else {
             let multi = Multi {
                 rt,
@@ -183,7 +184,7 @@ impl Nodes<'_> {
                 annotations: self.annotations,
                 push: if full && docker_types { None } else { Some(&remote_push) },
                 tag: full,
-                cache: self.cache.as_ref().map(|(t, _)| *t),
+                cache: self.cache,
             };
             multi.export(&MultiResult { images }, a)
         }
