@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use polyarch_exec::MountPoint;
-use polyarch_snapshot::{Change, Mount, MountGuard, UnpackOptions, WhiteoutMode};
+use polyarch_snapshot::{Change, Mount, MountGuard, OverlaySnapshotter, UnpackOptions};
 use polyarch_store::{BlobSource, Store};
 use tempfile::TempDir;
 
@@ -160,8 +160,13 @@ impl Upper {
     /// layer is already unpacked, or anything is unexpected, it is not, and
     /// the layer is unpacked from its blob when needed.
     pub fn install(self, store: &Store, chain: &[Layer], entries: &[(String, Node)]) -> bool {
-        let dir = layer_dir_path(store, chain);
-        if !self.overlay || dir.exists() {
+        let Some(name) = chain_name(chain) else { return false };
+        if !self.overlay || unpacked_dir(store, chain).is_some() {
+            return false;
+        }
+        let below = chain_name(&chain[..chain.len() - 1]);
+        let Ok(cache) = layer_cache(store) else { return false };
+        if below.as_deref().is_some_and(|p| cache.layer_dirs(p).is_err()) {
             return false;
         }
         let upper = self.dirs.path().join("upper");
@@ -180,11 +185,7 @@ impl Upper {
         if prune_upper(&upper, "", &keep, &whiteouts).is_err() {
             return false;
         }
-        let Some(root) = dir.parent() else { return false };
-        if std::fs::create_dir_all(root).is_err() {
-            return false;
-        }
-        std::fs::rename(&upper, &dir).is_ok()
+        cache.adopt(&name, below.as_deref(), &upper).is_ok()
     }
 }
 
@@ -254,24 +255,37 @@ fn snapshot_error(path: &Path, e: polyarch_snapshot::Error) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
-/// The chain ids (as directory names) of each prefix of `diff_ids`.
-fn chain_names<'a>(diff_ids: impl IntoIterator<Item = &'a polyarch_oci::Digest>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The chain id of `chain`'s last layer (the name of its snapshot).
+fn chain_name(chain: &[Layer]) -> Option<String> {
     let mut parent: Option<String> = None;
-    for d in diff_ids {
-        let c = polyarch_snapshot::chain_id(parent.as_deref(), d);
-        out.push(c.replace(':', "-"));
-        parent = Some(c);
+    for l in chain {
+        parent = Some(polyarch_snapshot::chain_id(parent.as_deref(), &l.diff_id));
     }
-    out
+    parent
 }
 
-/// Where the last layer of `chain` is unpacked with overlay whiteouts: by
-/// chain id, since where its entries land depends on the layers below (a
-/// base layer's chain id is its diff_id).
-fn layer_dir_path(store: &Store, chain: &[Layer]) -> PathBuf {
-    let name = chain_names(chain.iter().map(|l| &l.diff_id)).pop().unwrap_or_default();
-    store.root().join("run-layers").join(name)
+/// The one cache of unpacked layers: the overlay snapshotter under the
+/// store root (`snapshots/overlay`), whose committed snapshots, named by
+/// chain id, are the lower directories of RUN steps' roots and of
+/// `polyarch run`'s containers alike, with one garbage collector
+/// ([`crate::reclaim::prune_layers`]).
+pub fn layer_cache(store: &Store) -> Result<OverlaySnapshotter> {
+    let root = layer_cache_root(store.root());
+    OverlaySnapshotter::new(&root).map_err(|e| snapshot_error(&root, e))
+}
+
+/// Where [`layer_cache`] lives under a store root.
+pub fn layer_cache_root(root: &Path) -> PathBuf {
+    root.join("snapshots").join("overlay")
+}
+
+/// The directory of `chain`'s last layer when it is unpacked already.
+fn unpacked_dir(store: &Store, chain: &[Layer]) -> Option<PathBuf> {
+    let name = chain_name(chain)?;
+    if !layer_cache_root(store.root()).join("metadata").is_dir() {
+        return None;
+    }
+    layer_cache(store).ok()?.layer_dirs(&name).ok()?.into_iter().next()
 }
 
 /// Applies the stored `layer` (over the layers `below` it) to `fs`, file
@@ -281,13 +295,12 @@ fn layer_dir_path(store: &Store, chain: &[Layer]) -> PathBuf {
 /// under the store's `run/`.
 pub fn apply_stored(fs: &mut MemFs, store: &Store, below: &[Layer], layer: &Layer, unpack: bool) -> Result<()> {
     let chain: Vec<Layer> = below.iter().chain([layer]).cloned().collect();
-    let path = layer_dir_path(store, &chain);
-    let dir = if path.exists() {
-        Ok(path)
-    } else if unpack {
-        layer_dirs(store, &chain).and_then(|mut d| d.drain(..1).next().ok_or_else(|| Error::Option("no layer".into())))
-    } else {
-        Err(Error::Option("not unpacked".into()))
+    let dir = match unpacked_dir(store, &chain) {
+        Some(dir) => Ok(dir),
+        None if unpack => {
+            layer_dirs(store, &chain).and_then(|mut d| d.drain(..1).next().ok_or_else(|| Error::Option("no layer".into())))
+        }
+        None => Err(Error::Option("not unpacked".into())),
     };
     match dir {
         Ok(dir) => {
@@ -302,97 +315,29 @@ pub fn apply_stored(fs: &mut MemFs, store: &Store, below: &[Layer], layer: &Laye
     Ok(())
 }
 
-/// The unpacked directories of every layer of `chain` (unpacked when
-/// missing), nearest first, as `lowerdir` lists them.
+/// The unpacked directories of every layer of `chain` (each unpacked into
+/// the [`layer_cache`] when missing, through the merged view of the
+/// layers below it, its tar checked against its diff_id), nearest first,
+/// as `lowerdir` lists them.
 fn layer_dirs(store: &Store, chain: &[Layer]) -> Result<Vec<PathBuf>> {
-    let mut lowers: Vec<PathBuf> = Vec::new();
-    for i in 0..chain.len() {
-        let dir = layer_dir(store, &chain[..=i], &lowers)?;
-        lowers.insert(0, dir);
+    let Some(top) = chain_name(chain) else { return Ok(Vec::new()) };
+    let cache = layer_cache(store)?;
+    if let Ok(dirs) = cache.layer_dirs(&top) {
+        return Ok(dirs);
     }
-    Ok(lowers)
+    let mut parent: Option<String> = None;
+    for layer in chain {
+        let blob = store.open(&layer.desc)?;
+        let mut tar = polyarch_snapshot::decompress(blob).map_err(|e| Error::LayerIo { what: "decompressing", source: e })?;
+        let name = polyarch_snapshot::apply_layer(&cache, parent.as_deref(), &layer.diff_id, &mut tar, &UnpackOptions::new())
+            .map_err(|e| layer_error(&layer.desc.digest, e))?;
+        parent = Some(name);
+    }
+    cache.layer_dirs(&top).map_err(|e| snapshot_error(store.root(), e))
 }
 
-/// The last layer of `chain` unpacked with overlay whiteouts over
-/// `lowers` (the unpacked layers below it, nearest first), once per chain.
-fn layer_dir(store: &Store, chain: &[Layer], lowers: &[PathBuf]) -> Result<PathBuf> {
-    let Some(layer) = chain.last() else { return Err(Error::io(store.root(), std::io::ErrorKind::NotFound.into())) };
-    let dir = layer_dir_path(store, chain);
-    let root = store.root().join("run-layers");
-    if dir.exists() {
-        return Ok(dir);
-    }
-    let tmp = temp_in(&root)?;
-    let r = store.open(&layer.desc)?;
-    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay).with_lowers(lowers.to_vec());
-    polyarch_snapshot::unpack_compressed(r, tmp.path(), &opts).map_err(|e| snapshot_error(tmp.path(), e))?;
-    let made = tmp.keep();
-    if let Err(e) = std::fs::rename(&made, &dir) {
-        let _ = std::fs::remove_dir_all(&made);
-        if !dir.exists() {
-            return Err(Error::io(&dir, e));
-        }
-    }
-    Ok(dir)
-}
-
-/// Removes the unpacked layers (`run-layers/`) that no image left in the
-/// store uses: their chain ids are made from none of `stored` ([`stored_diff_ids`]
-/// after [`Store::prune`]). Returns how many directories
-/// went and their size in bytes.
-pub fn prune_unpacked(store: &Store, stored: &[Vec<String>]) -> Result<(usize, u64)> {
-    let (mut count, mut bytes) = (0, 0);
-    for (path, size, used) in scan_unpacked(store, stored) {
-        if !used && std::fs::remove_dir_all(&path).is_ok() {
-            count += 1;
-            bytes += size;
-        }
-    }
-    Ok((count, bytes))
-}
-
-/// What the unpacked layers (`run-layers/`) take.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UnpackedUsage {
-    /// Directories.
-    pub dirs: usize,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Directories no stored image uses ([`prune_unpacked`] removes them).
-    pub unused_dirs: usize,
-    /// Their bytes.
-    pub unused_bytes: u64,
-}
-
-/// Measures the unpacked layers.
-pub fn unpacked_usage(store: &Store) -> Result<UnpackedUsage> {
-    let mut u = UnpackedUsage::default();
-    for (_, size, used) in scan_unpacked(store, &stored_diff_ids(store)?) {
-        u.dirs += 1;
-        u.bytes += size;
-        if !used {
-            u.unused_dirs += 1;
-            u.unused_bytes += size;
-        }
-    }
-    Ok(u)
-}
-
-/// Every unpacked layer with its size and whether an image of `stored`
-/// (the diff_ids of [`stored_diff_ids`]) uses it.
-fn scan_unpacked(store: &Store, stored: &[Vec<String>]) -> Vec<(PathBuf, u64, bool)> {
-    let root = store.root().join("run-layers");
-    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
-    let ids = |list: &Vec<String>| list.iter().filter_map(|id| id.parse().ok()).collect::<Vec<polyarch_oci::Digest>>();
-    let keep: BTreeSet<String> = stored.iter().flat_map(|list| chain_names(&ids(list))).collect();
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("sha256-") {
-            out.push((e.path(), dir_size(&e.path()), keep.contains(&name)));
-        }
-    }
-    out
+fn layer_error(digest: &polyarch_oci::Digest, e: polyarch_snapshot::Error) -> Error {
+    Error::Layer(format!("unpacking {digest}: {e}"))
 }
 
 /// The `rootfs.diff_ids` of every image config reachable from the store's
@@ -412,18 +357,6 @@ pub fn stored_diff_ids(store: &Store) -> Result<Vec<Vec<String>>> {
         }
     }
     Ok(out)
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        match e.file_type() {
-            Ok(t) if t.is_dir() => total += dir_size(&e.path()),
-            Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => {}
-        }
-    }
-    total
 }
 
 /// `before` with an overlay upper directory's changes applied.

@@ -86,7 +86,7 @@ fn reclaim_with(store: &Store, runtime: Option<&str>, sys: &dyn Syscalls) -> Rec
             Err(e) => done.failed.push((exec_dir.clone(), e.to_string())),
         }
     }
-    for dir in [root.join("run"), root.join("run-layers")] {
+    for dir in [root.join("run"), root.join(LEGACY_LAYERS)] {
         match state::remove_stale_in(&dir, sys) {
             Ok(c) => done.absorb(c),
             Err(e) => done.failed.push((dir, e.to_string())),
@@ -115,7 +115,9 @@ fn locate(runtime: Option<&str>, root: &Path) -> Option<Runtime> {
     }
 }
 
-/// The snapshotter roots of `polyarch run` that exist under `root`.
+/// The snapshotter roots under `root` that exist: the overlay one (the
+/// layers builds and runs share, see [`crate::materialize::layer_cache`])
+/// and the naive one of `polyarch run --snapshotter naive`.
 pub fn snapshot_roots(root: &Path) -> Vec<(&'static str, PathBuf)> {
     ["overlay", "naive"].into_iter().map(|k| (k, root.join("snapshots").join(k))).filter(|(_, d)| d.is_dir()).collect()
 }
@@ -130,7 +132,7 @@ pub fn open_snapshotter(kind: &str, dir: &Path) -> polyarch_snapshot::Result<Box
 
 /// The chain ids of every layer prefix of `stored` (the diff_ids of the
 /// store's images, see [`crate::materialize::stored_diff_ids`]): the
-/// committed snapshots of `polyarch run` that stored images use.
+/// committed snapshots (unpacked layers) that stored images use.
 pub fn kept_chains(stored: &[Vec<String>]) -> BTreeSet<String> {
     let mut keep = BTreeSet::new();
     for ids in stored {
@@ -145,38 +147,99 @@ pub fn kept_chains(stored: &[Vec<String>]) -> BTreeSet<String> {
     keep
 }
 
-/// What the snapshots of `polyarch run` take on disk.
+/// What the snapshots under the store root (`snapshots/overlay` and
+/// `snapshots/naive`) take on disk. Committed snapshots are the unpacked
+/// layers, one cache for builds and runs; the others are the trees of
+/// running containers and unpacks under way (or what a killed process left).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotUsage {
-    /// Snapshots of every kind, committed or not.
+    /// Committed snapshots: unpacked layers.
+    pub layers: usize,
+    /// Their bytes.
+    pub layer_bytes: u64,
+    /// Those no stored image's chain of layers uses ([`prune_layers`]
+    /// removes them).
+    pub unused_layers: usize,
+    /// Their bytes.
+    pub unused_layer_bytes: u64,
+    /// Other snapshots: active and views.
     pub snapshots: usize,
-    /// Those that are committed chains of stored images.
-    pub used: usize,
-    /// Bytes of every file under `snapshots/`.
+    /// Bytes under `snapshots/` that are no committed layer.
     pub bytes: u64,
-    /// Bytes of what is no committed chain of a stored image (unused
-    /// chains, partial unpacks, the trees of runs).
-    pub reclaimable_bytes: u64,
 }
 
-/// Measures the snapshots of `polyarch run` under the store root against
-/// the images in `stored`.
+/// Measures the snapshots under the store root against the images in
+/// `stored`.
 pub fn snapshot_usage(root: &Path, stored: &[Vec<String>]) -> SnapshotUsage {
     let keep = kept_chains(stored);
-    let mut u = SnapshotUsage { bytes: polyarch_store::gc::tree_bytes(&root.join("snapshots")), ..Default::default() };
-    let mut used_bytes = 0;
+    let mut u = SnapshotUsage::default();
     for (kind, dir) in snapshot_roots(root) {
         let Ok(s) = open_snapshotter(kind, &dir) else { continue };
         for info in s.list().unwrap_or_default() {
-            u.snapshots += 1;
-            if info.kind == Kind::Committed && keep.contains(&info.key) {
-                u.used += 1;
-                used_bytes += s.usage(&info.key).map(|x| x.size).unwrap_or(0);
+            if info.kind != Kind::Committed {
+                u.snapshots += 1;
+                continue;
+            }
+            let size = s.usage(&info.key).map(|x| x.size).unwrap_or(0);
+            u.layers += 1;
+            u.layer_bytes += size;
+            if !keep.contains(&info.key) {
+                u.unused_layers += 1;
+                u.unused_layer_bytes += size;
             }
         }
     }
-    u.reclaimable_bytes = u.bytes.saturating_sub(used_bytes);
+    let all = polyarch_store::gc::tree_bytes(&root.join("snapshots")) + polyarch_store::gc::tree_bytes(&root.join(LEGACY_LAYERS));
+    u.bytes = all.saturating_sub(u.layer_bytes);
     u
+}
+
+/// Where layers were unpacked before they became committed snapshots;
+/// [`prune_layers`] removes what an older polyarch left there.
+const LEGACY_LAYERS: &str = "run-layers";
+
+/// The one garbage collector of unpacked layers: removes the committed
+/// snapshots (of either snapshotter) that are no chain of the layers of
+/// `stored` (the diff_ids of the store's images, see
+/// [`crate::materialize::stored_diff_ids`]), leaves first; snapshots of
+/// running containers stay. Call it under the store's gc lock. Returns how
+/// many went and their bytes.
+pub fn prune_layers(root: &Path, stored: &[Vec<String>]) -> polyarch_snapshot::Result<(usize, u64)> {
+    let keep = kept_chains(stored);
+    let (mut removed, mut bytes) = (0, 0);
+    let legacy = root.join(LEGACY_LAYERS);
+    if legacy.is_dir() {
+        let size = polyarch_store::gc::tree_bytes(&legacy);
+        if std::fs::remove_dir_all(&legacy).is_ok() {
+            bytes += size;
+        }
+    }
+    for (kind, dir) in snapshot_roots(root) {
+        let s = open_snapshotter(kind, &dir)?;
+        // A parent goes once its children have: repeat while that helps.
+        loop {
+            let all = s.list()?;
+            let parents: BTreeSet<String> = all.iter().filter_map(|i| i.parent.clone()).collect();
+            let leaves: Vec<String> = all
+                .iter()
+                .filter(|i| i.kind == Kind::Committed)
+                .filter(|i| !keep.contains(&i.key) && !parents.contains(&i.key))
+                .map(|i| i.key.clone())
+                .collect();
+            let before = removed;
+            for k in leaves {
+                let size = s.usage(&k).map(|u| u.size).unwrap_or(0);
+                if s.remove(&k).is_ok() {
+                    removed += 1;
+                    bytes += size;
+                }
+            }
+            if removed == before {
+                break;
+            }
+        }
+    }
+    Ok((removed, bytes))
 }
 
 /// Removes the active snapshots of dead owners: those of runs

@@ -200,7 +200,8 @@ fn a_run_killed_while_unpacking_is_reclaimed_by_images() {
     let df =
         "FROM busybox\nRUN mkdir /many && cd /many && seq 1 20000 | xargs touch && head -c 30000000 /dev/zero > /big\n";
     let ctx = context(&env, "big", &[("Dockerfile", df)]);
-    build_ok(&env, &["-t", "big:1", s(&ctx)]);
+    // A naive build unpacks no layer, so the run has to.
+    build_ok(&env, &["--snapshotter", "naive", "-t", "big:1", s(&ctx)]);
     let before = du(&env);
     let mut child = env
         .cmd(&["run", "--pull", "never", "--rm", "big:1", "true"])

@@ -45,7 +45,7 @@ fn run_writes_files_and_whiteouts() {
     for snapshotter in ["overlay", "naive"] {
         let Some((env, _)) = mirrored_for_run() else { return };
         entries.push(files_and_whiteouts(&env, snapshotter));
-        let unpacked = env.root().join("run-layers");
+        let unpacked = env.root().join("snapshots/overlay/metadata");
         assert_eq!(unpacked.exists(), snapshotter == "overlay", "{snapshotter}: layers unpacked for overlay only");
     }
     assert_eq!(entries[0], entries[1], "both snapshotters give the same layer entries");
@@ -68,36 +68,38 @@ fn prune_removes_unpacked_layers_and_run_snapshots_no_image_uses() {
     let Some((env, _)) = mirrored_for_run() else { return };
     let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\n")]);
     build(&env, &["-t", "prune/me:1", s(&ctx)]);
-    let unpacked = || -> Vec<String> {
-        let dir = env.root().join("run-layers");
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        v.retain(|n| n.starts_with("sha256-"));
+    // The committed snapshots: the one cache of unpacked layers, which
+    // builds and `polyarch run` share.
+    let layers = || -> Vec<String> {
+        let mut v: Vec<String> = ["overlay", "naive"]
+            .iter()
+            .flat_map(|k| files(&env.root().join("snapshots").join(k).join("metadata")))
+            .filter_map(|f| serde_json::from_slice::<serde_json::Value>(&std::fs::read(f).ok()?).ok())
+            .filter(|v| v["kind"] == "committed")
+            .filter_map(|v| v["key"].as_str().map(String::from))
+            .collect();
         v.sort();
         v
     };
+    let built = layers();
+    assert!(built.len() >= 2, "the base layer and the first RUN layer are unpacked: {built:?}");
     assert_eq!(env.ok(&["run", "--rm", "prune/me:1", "cat", "/a", "/b"]), "a\nb\n");
-    let snapshots = || -> usize {
-        ["overlay", "naive"]
-            .iter()
-            .map(|k| std::fs::read_dir(env.root().join("snapshots").join(k).join("snapshots")).map_or(0, |d| d.count()))
-            .sum()
-    };
-    let before = unpacked();
-    assert!(before.len() >= 2, "the base layer and the first RUN layer are unpacked: {before:?}");
-    let runs = snapshots();
-    assert!(runs >= 3, "polyarch run unpacked the image's three layers: {runs}");
+    let before = layers();
+    assert_eq!(before.len(), 3, "polyarch run used the build's layers and unpacked the last one: {before:?}");
+    assert!(built.iter().all(|l| before.contains(l)), "{built:?} {before:?}");
+    let du: serde_json::Value = serde_json::from_str(&env.ok(&["du", "--format", "json"])).unwrap();
+    assert_eq!(du["UnpackedLayers"], 3, "{du}");
+    assert_eq!(du["UnpackedReclaimableBytes"], 0, "{du}");
     let out = env.ok(&["prune"]);
-    assert_eq!(unpacked(), before, "a tagged image keeps its unpacked layers: {out}");
-    assert_eq!(snapshots(), runs, "and its run snapshots: {out}");
+    assert_eq!(layers(), before, "a tagged image keeps its unpacked layers: {out}");
     env.ok(&["rmi", "prune/me:1"]);
     let du: serde_json::Value = serde_json::from_str(&env.ok(&["du", "--format", "json"])).unwrap();
     assert_eq!(du["UnpackedBytes"], du["UnpackedReclaimableBytes"], "{du}");
     let out = env.ok(&["prune"]);
-    assert!(out.contains("Deleted unpacked layers:") && out.contains("Deleted run snapshots:"), "{out}");
-    assert!(unpacked().is_empty(), "{:?}", unpacked());
-    assert_eq!(snapshots(), 0, "{out}");
+    assert!(out.contains("Deleted unpacked layers: 3"), "{out}");
+    assert!(layers().is_empty(), "{:?}", layers());
+    let du: serde_json::Value = serde_json::from_str(&env.ok(&["du", "--format", "json"])).unwrap();
+    assert_eq!((du["UnpackedLayers"].as_u64(), du["UnpackedBytes"].as_u64()), (Some(0), Some(0)), "{du}");
 }
 
 #[test]

@@ -184,10 +184,10 @@ fn an_installed_upper_is_the_unpacked_layer() {
     let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
     let l2 = crate::layer::store_layer(&store, &tar, crate::Compression::Gzip).unwrap();
     assert!(upper.install(&store, &[l1.clone(), l2.clone()], &entries));
-    let installed = listing(&layer_dir_path(&store, &[l1.clone(), l2.clone()]));
+    let installed = listing(&unpacked_dir(&store, &[l1.clone(), l2.clone()]).unwrap());
     let fresh = d.path().join("fresh");
     std::fs::create_dir(&fresh).unwrap();
-    let opts = UnpackOptions::new().with_whiteouts(WhiteoutMode::Overlay);
+    let opts = UnpackOptions::new().with_whiteouts(polyarch_snapshot::WhiteoutMode::Overlay);
     polyarch_snapshot::unpack_compressed(store.open(&l2.desc).unwrap(), &fresh, &opts).unwrap();
     let unpacked = listing(&fresh);
     let names = |l: &[String]| l.iter().map(|x| x.split(' ').next().unwrap().to_string()).collect::<Vec<_>>();

@@ -97,8 +97,7 @@ pub fn prune(global: &GlobalArgs, a: PruneArgs) -> Result<u8> {
     let pruned = prune::prune(&store, &gc, &[policy], disk, now(), true).context("pruning the build cache")?;
     let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
     let (dirs, unpacked) =
-        polyarch_builder::materialize::prune_unpacked(&store, &stored).context("pruning unpacked layers")?;
-    let snapshots = super::run::prune_snapshots(&store, &stored).context("pruning run snapshots")?;
+        polyarch_builder::reclaim::prune_layers(store.root(), &stored).context("pruning unpacked layers")?;
     drop(gc);
     let mut out = String::new();
     if a.verbose {
@@ -116,9 +115,6 @@ pub fn prune(global: &GlobalArgs, a: PruneArgs) -> Result<u8> {
     }
     if dirs > 0 {
         out.push_str(&format!("Deleted unpacked layers: {dirs} ({})\n\n", human_size(unpacked)));
-    }
-    if snapshots > 0 {
-        out.push_str(&format!("Deleted run snapshots: {snapshots}\n\n"));
     }
     // Cache mounts are no blobs: the sweep does not count them.
     let mounts: u64 =
@@ -306,7 +302,7 @@ fn collect(global: &GlobalArgs) -> Result<()> {
     let pruned = prune::prune(&store, &gc, &policies, disk, now(), false)?;
     if !pruned.records.is_empty() {
         let stored = polyarch_builder::materialize::stored_diff_ids(&store)?;
-        polyarch_builder::materialize::prune_unpacked(&store, &stored)?;
+        polyarch_builder::reclaim::prune_layers(store.root(), &stored)?;
     }
     global
         .debug(|| format!("gc: removed {} record(s), {} freed", pruned.records.len(), human_size(pruned.blobs.bytes)));

@@ -499,12 +499,11 @@ fn lookup_by_name(store: &Store, input: &str) -> Result<Option<String>> {
 pub fn store_usage(store: &Store) -> Result<Value> {
     let du = store.du().context("measuring the store")?;
     let images = store.list()?.len();
-    let unpacked = polyarch_builder::materialize::unpacked_usage(store).context("measuring unpacked layers")?;
     let stored = polyarch_builder::materialize::stored_diff_ids(store).context("reading the stored images")?;
     let snaps = polyarch_builder::reclaim::snapshot_usage(store.root(), &stored);
     // Everything else on disk: state of running work, temp directories,
     // cache mounts, what a killed process left; none of it is an image.
-    let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + unpacked.bytes + snaps.bytes);
+    let other = du.total_bytes.saturating_sub(du.bytes + du.ingest_bytes + snaps.layer_bytes + snaps.bytes);
     Ok(json!({
         "Images": images,
         "Blobs": du.blobs,
@@ -514,12 +513,12 @@ pub fn store_usage(store: &Store) -> Result<Value> {
         "ReclaimableBytes": du.reclaimable_bytes(),
         "TempFiles": du.ingest_files,
         "TempBytes": du.ingest_bytes,
-        "UnpackedLayers": unpacked.dirs,
-        "UnpackedBytes": unpacked.bytes,
-        "UnpackedReclaimableBytes": unpacked.unused_bytes,
+        "UnpackedLayers": snaps.layers,
+        "UnpackedBytes": snaps.layer_bytes,
+        "UnpackedReclaimableBytes": snaps.unused_layer_bytes,
         "RunSnapshots": snaps.snapshots,
         "RunSnapshotBytes": snaps.bytes,
-        "RunSnapshotReclaimableBytes": snaps.reclaimable_bytes,
+        "RunSnapshotReclaimableBytes": snaps.bytes,
         "OtherBytes": other,
         "TotalBytes": du.total_bytes,
     }))

@@ -181,7 +181,8 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
 /// The snapshotter asked for; `auto` picks overlay when overlayfs works
 /// under the root, else the naive one (full copies).
 fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapshotter>> {
-    let overlay = root.join("snapshots/overlay");
+    // The overlay snapshots are the layers builds unpacked too.
+    let overlay = polyarch_builder::materialize::layer_cache_root(root);
     let use_overlay = match choice {
         SnapshotterChoice::Auto => OverlaySnapshotter::supported(&overlay),
         SnapshotterChoice::Overlay => {
@@ -194,45 +195,6 @@ fn snapshotter(root: &Path, choice: SnapshotterChoice) -> Result<Box<dyn Snapsho
         return Ok(Box::new(OverlaySnapshotter::new(&overlay)?));
     }
     Ok(Box::new(NaiveSnapshotter::new(root.join("snapshots/naive"))?))
-}
-
-/// Removes the committed snapshots of `polyarch run` (under
-/// `ROOT/snapshots/`) that are no chain of the layers of `stored` (the
-/// diff_ids of the store's images), leaves first; snapshots of running containers stay. Returns how many went.
-pub fn prune_snapshots(store: &Store, stored: &[Vec<String>]) -> Result<usize> {
-    let keep = polyarch_builder::reclaim::kept_chains(stored);
-    let mut removed = 0;
-    for kind in ["overlay", "naive"] {
-        let dir = store.root().join("snapshots").join(kind);
-        if !dir.exists() {
-            continue;
-        }
-        let s: Box<dyn Snapshotter> = match kind {
-            "overlay" => Box::new(OverlaySnapshotter::new(&dir)?),
-            _ => Box::new(NaiveSnapshotter::new(&dir)?),
-        };
-        // A parent goes once its children have: repeat while that helps.
-        loop {
-            let all = s.list()?;
-            let parents: std::collections::BTreeSet<String> = all.iter().filter_map(|i| i.parent.clone()).collect();
-            let leaves: Vec<String> = all
-                .iter()
-                .filter(|i| i.kind == polyarch_snapshot::Kind::Committed)
-                .filter(|i| !keep.contains(&i.key) && !parents.contains(&i.key))
-                .map(|i| i.key.clone())
-                .collect();
-            let before = removed;
-            for k in leaves {
-                if s.remove(&k).is_ok() {
-                    removed += 1;
-                }
-            }
-            if removed == before {
-                break;
-            }
-        }
-    }
-    Ok(removed)
 }
 
 /// Unpacks the image's layers as a chain of committed snapshots (each

@@ -53,6 +53,30 @@ impl OverlaySnapshotter {
         guard.unmount()
     }
 
+    /// The directories of the committed `key` and of its ancestors, nearest
+    /// first, as an overlay's `lowerdir` lists them: for mounts made
+    /// elsewhere (a build step's root), and for reading a layer's files
+    /// where it is unpacked.
+    pub fn layer_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
+        let rec = self.records.get(key)?;
+        if rec.kind != Kind::Committed {
+            return Err(Error::FailedPrecondition { key: key.to_string(), reason: "only committed snapshots are layers" });
+        }
+        let mut out = vec![self.fs_dir(&rec)];
+        out.extend(self.records.ancestors(&rec)?.iter().map(|r| self.fs_dir(r)));
+        Ok(out)
+    }
+
+    /// Commits the directory `upper` (on this root's file system, laid out
+    /// as an overlay upper directory over `parent`'s layers, with overlay
+    /// whiteouts) as `name` on `parent`, moving it in, as Docker's overlay2
+    /// driver turns a container's upper directory into an image layer
+    /// instead of unpacking the layer again. [`Error::AlreadyExists`] when
+    /// `name` is committed already; `upper` is then left where it was.
+    pub fn adopt(&self, name: &str, parent: Option<&str>, upper: &Path) -> Result<()> {
+        self.records.adopt(name, parent, upper, "fs").map(|_| ())
+    }
+
     fn fs_dir(&self, rec: &Record) -> PathBuf {
         self.records.dir(&rec.id).join("fs")
     }

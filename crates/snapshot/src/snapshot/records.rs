@@ -98,6 +98,9 @@ impl Records {
         Ok(out)
     }
 
+    /// Writes `rec`'s file atomically. A new one never replaces a record
+    /// another process wrote meanwhile (the in-process lock does not see
+    /// other processes): that is [`Error::AlreadyExists`].
     fn write(&self, rec: &Record) -> Result<()> {
         let dir = self.root.join("metadata");
         let path = self.meta_path(&rec.key);
@@ -106,8 +109,13 @@ impl Records {
             .map_err(|e| Error::CorruptMetadata { path: path.clone(), reason: e.to_string() })?;
         tmp.write_all(&json).map_err(io_at(tmp.path()))?;
         tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
-        tmp.persist(&path).map_err(|e| Error::Io { path, source: e.error })?;
-        Ok(())
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists { key: rec.key.clone() })
+            }
+            Err(e) => Err(Error::Io { path, source: e.error }),
+        }
     }
 
     /// Records a new snapshot `key` on `parent` and makes its directory.
@@ -157,6 +165,39 @@ impl Records {
         let old = self.meta_path(key);
         fs::remove_file(&old).map_err(io_at(old))?;
         Ok(committed)
+    }
+
+    /// Records the directory `tree` (on the same file system) as the
+    /// committed `name` on `parent`: it is moved to the new snapshot's
+    /// `sub` directory. When `name` exists already (another process may
+    /// have made it meanwhile), nothing is recorded and `tree` stays.
+    pub(crate) fn adopt(&self, name: &str, parent: Option<&str>, tree: &Path, sub: &str) -> Result<Record> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(Error::InvalidKey { key: name.to_string(), reason: "empty or holding NUL" });
+        }
+        let _g = self.guard();
+        match self.get(name) {
+            Ok(_) => return Err(Error::AlreadyExists { key: name.to_string() }),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(p) = parent {
+            if self.get(p)?.kind != Kind::Committed {
+                return Err(Error::FailedPrecondition { key: p.to_string(), reason: "a parent must be committed" });
+            }
+        }
+        let snaps = self.root.join("snapshots");
+        let dir = tempfile::Builder::new().prefix("s").tempdir_in(&snaps).map_err(io_at(&snaps))?.keep();
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let rec = Record { key: name.to_string(), id, kind: Kind::Committed, parent: parent.map(str::to_string) };
+        let moved = fs::rename(tree, dir.join(sub)).map_err(io_at(tree));
+        if let Err(e) = moved.and_then(|()| self.write(&rec)) {
+            // Back where it was, so the caller still owns it.
+            let _ = fs::rename(dir.join(sub), tree);
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(rec)
     }
 
     /// Forgets `key` and deletes its directory; refused while a snapshot

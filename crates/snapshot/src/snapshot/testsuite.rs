@@ -192,3 +192,57 @@ macro_rules! suite {
 }
 
 suite!(stack_diff_round_trip, lifecycle_errors, apply_layers_shares_and_verifies);
+
+/// The overlay snapshotter's own calls for mounts made elsewhere: the
+/// lower directories of a chain, and a directory adopted as a layer.
+#[test]
+fn overlay_layer_dirs_and_adopt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("snapshots");
+    if overlay(&root).is_none() {
+        return;
+    }
+    let s = OverlaySnapshotter::new(&root).unwrap();
+    let l1 = layer(&[("etc/os-release", "polyarch")], &[]);
+    let d1 = Digest::sha256(&l1);
+    let c1 = apply_layer(&s, None, &d1, &mut &l1[..], &UnpackOptions::new()).unwrap();
+    let dirs = s.layer_dirs(&c1).unwrap();
+    assert_eq!(dirs.len(), 1);
+    assert_eq!(fs::read_to_string(dirs[0].join("etc/os-release")).unwrap(), "polyarch");
+
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(upper.join("app")).unwrap();
+    fs::write(upper.join("app/main"), "main").unwrap();
+    s.adopt("top", Some(&c1), &upper).unwrap();
+    assert!(!upper.exists(), "the directory moved in");
+    let dirs = s.layer_dirs("top").unwrap();
+    assert_eq!(dirs.len(), 2);
+    assert_eq!(fs::read_to_string(dirs[0].join("app/main")).unwrap(), "main");
+    assert_eq!(dirs[1], s.layer_dirs(&c1).unwrap()[0]);
+    assert_eq!(s.stat("top").unwrap().kind, Kind::Committed);
+    let v = s.view("check", Some("top")).unwrap();
+    let t = mounted(&v);
+    assert_eq!(fs::read_to_string(t.path().join("app/main")).unwrap(), "main");
+    assert_eq!(fs::read_to_string(t.path().join("etc/os-release")).unwrap(), "polyarch");
+    drop(t);
+    s.remove("check").unwrap();
+
+    // A second adopt of the name (another process got there first) keeps
+    // the first and leaves the caller's directory in place.
+    let again = tmp.path().join("again");
+    fs::create_dir(&again).unwrap();
+    let err = s.adopt("top", Some(&c1), &again).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(again.is_dir());
+    // Another instance on the same root (as another process) cannot
+    // replace a committed record either.
+    let other = OverlaySnapshotter::new(&root).unwrap();
+    assert_eq!(other.adopt("top", Some(&c1), &again).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    // Only committed snapshots have layer directories.
+    s.prepare("active", Some("top")).unwrap();
+    assert_eq!(s.layer_dirs("active").unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(s.layer_dirs("missing").unwrap_err().kind(), ErrorKind::NotFound);
+    let unknown_parent = s.adopt("x", Some("missing"), &again).unwrap_err();
+    assert_eq!(unknown_parent.kind(), ErrorKind::NotFound);
+    assert!(again.is_dir());
+}
