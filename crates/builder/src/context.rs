@@ -145,13 +145,14 @@ pub async fn download(url: &str, spill: &Spill) -> Result<(String, Content, i64)
 /// Fetches `remote` into the empty directory `work`: a Git checkout (the
 /// `.git` directory kept only with `keep_git_dir`), or a download that is
 /// unpacked, when it is a tar archive, with the snapshot crate's rooted
-/// unpacking (nothing lands outside `work`).
-pub async fn fetch(remote: &Remote, work: &Path, keep_git_dir: bool) -> Result<Fetched> {
+/// unpacking (nothing lands outside `work`). `agent` is the socket of
+/// `--ssh default`, for a repository reached over ssh.
+pub async fn fetch(remote: &Remote, work: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<Fetched> {
     match remote {
         Remote::Git(g) => {
             let tree = work.join("git");
             std::fs::create_dir(&tree).map_err(|e| Error::io(&tree, e))?;
-            Ok(Fetched::Tree(g.checkout(&tree, keep_git_dir)?))
+            Ok(Fetched::Tree(g.checkout(&tree, keep_git_dir, agent)?))
         }
         Remote::Http(url) => {
             let spill = Spill::new(work.join("download"));

@@ -176,7 +176,7 @@ pub enum Error {
         message: String,
     },
     /// A Git source could not be fetched or checked out.
-    #[error("git context {url}: {message}")]
+    #[error("git repository {url}: {message}")]
     Git {
         /// The URL with its `#ref:subdir` fragment.
         url: String,

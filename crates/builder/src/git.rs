@@ -5,11 +5,21 @@
 //!
 //! Submodules are checked out as well, as BuildKit's git source does.
 //!
+//! A repository reached over ssh (`ssh://`, `user@host:path`) is fetched
+//! as BuildKit's git source fetches it: with the agent of `--ssh default`
+//! only (none is an error naming the repository, as BuildKit's "no SSH key
+//! forwarded"), no ssh config and no key file of the user, and the host's
+//! keys scanned first (`ssh-keyscan`, BuildKit's best-effort
+//! `KnownSSHHosts`) then required to match; a host whose keys cannot be
+//! scanned is not checked. The user's `known_hosts` is neither read nor
+//! written.
+//!
 //! An `http(s)` URL is a Git reference only when its path ends in `.git`,
 //! as in BuildKit; any other URL is an HTTP source. The fragment is
 //! `REF[:SUBDIR]`: a branch, a tag, a full commit id or a `refs/...` name,
 //! and the directory inside the repository that becomes the context.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -76,20 +86,134 @@ impl GitRef {
         }
     }
 
+    /// Whether git reaches the repository over ssh.
+    pub fn is_ssh(&self) -> bool {
+        self.remote.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("ssh://")) || is_scp_style(&self.remote)
+    }
+
+    /// The host (and port) of an ssh remote.
+    fn ssh_host(&self) -> Option<(String, Option<u16>)> {
+        let url = self.remote.get(6..).filter(|_| self.remote[..6].eq_ignore_ascii_case("ssh://"));
+        let Some(rest) = url else {
+            // `user@host:path`
+            let (_, after) = self.remote.split_once('@')?;
+            return after.split_once(':').map(|(h, _)| (h.to_string(), None));
+        };
+        let authority = rest.split('/').next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(v6) => {
+                let (h, after) = v6.split_once(']')?;
+                (h, after.strip_prefix(':'))
+            }
+            None => match host_port.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host_port, None),
+            },
+        };
+        Some((host.to_string(), port.and_then(|p| p.parse().ok()))).filter(|(h, _)| !h.is_empty())
+    }
+
     /// Checks the reference out into the empty directory `dest` and
     /// returns the context directory (`dest`, or its subdirectory). The
     /// `.git` directory is removed unless `keep_git_dir` (BuildKit's
-    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`).
-    pub fn checkout(&self, dest: &Path, keep_git_dir: bool) -> Result<PathBuf> {
-        self.checkout_commit(dest, keep_git_dir).map(|(dir, _)| dir)
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`). `agent` is the socket of `--ssh
+    /// default`, which an ssh remote needs.
+    pub fn checkout(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<PathBuf> {
+        self.checkout_commit(dest, keep_git_dir, agent).map(|(dir, _)| dir)
     }
 
     /// [`GitRef::checkout`], with the commit checked out.
-    pub fn checkout_commit(&self, dest: &Path, keep_git_dir: bool) -> Result<(PathBuf, String)> {
+    pub fn checkout_commit(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<(PathBuf, String)> {
         let subdir = self.subdir_path()?;
+        let access = self.access(agent)?;
+        let git = Git { r: self, env: &access.env };
+        git.fetch_checkout(dest, keep_git_dir, subdir)
+    }
+
+    /// How git reaches the remote: for ssh, the agent, the ssh command and
+    /// the scanned host keys (kept while the checkout runs).
+    fn access(&self, agent: Option<&Path>) -> Result<Access> {
+        if !self.is_ssh() {
+            return Ok(Access::default());
+        }
+        let Some(agent) = agent else {
+            return Err(self.error(
+                "no SSH key \"default\" forwarded from the client: an ssh repository needs --ssh default".into(),
+            ));
+        };
+        let known = self.ssh_host().and_then(|(host, port)| scan_host_keys(&host, port));
+        // Only the forwarded agent's keys: no config file, no key file of
+        // the user (an IdentityFile given, one that cannot exist, turns
+        // the default ones off).
+        let mut command =
+            "ssh -F /dev/null -o IdentityFile=/dev/null/none -o BatchMode=yes -o LogLevel=ERROR".to_string();
+        match &known {
+            Some(f) => command.push_str(&format!(" -o UserKnownHostsFile={}", f.path().display())),
+            None => command.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"),
+        }
+        let env = vec![("GIT_SSH_COMMAND", OsString::from(command)), ("SSH_AUTH_SOCK", agent.as_os_str().to_owned())];
+        Ok(Access { env, _known_hosts: known })
+    }
+
+    /// The subdirectory, refused when it leaves the repository.
+    fn subdir_path(&self) -> Result<Option<PathBuf>> {
+        let Some(d) = &self.subdir else { return Ok(None) };
+        let mut out = PathBuf::new();
+        for c in Path::new(d).components() {
+            match c {
+                std::path::Component::Normal(n) => out.push(n),
+                std::path::Component::CurDir | std::path::Component::RootDir => {}
+                _ => return Err(self.error(format!("subdirectory {d:?} leaves the repository"))),
+            }
+        }
+        Ok(Some(out).filter(|p| !p.as_os_str().is_empty()))
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Git { url: self.display(), message }
+    }
+}
+
+/// The environment git runs with for one checkout.
+#[derive(Default)]
+struct Access {
+    env: Vec<(&'static str, OsString)>,
+    _known_hosts: Option<tempfile::NamedTempFile>,
+}
+
+/// The host keys of `host` as `ssh-keyscan` gets them (a few seconds at
+/// most), in a known-hosts file; `None` when none could be had.
+fn scan_host_keys(host: &str, port: Option<u16>) -> Option<tempfile::NamedTempFile> {
+    let mut cmd = Command::new("ssh-keyscan");
+    cmd.args(["-T", "5"]);
+    if let Some(p) = port {
+        cmd.args(["-p", &p.to_string()]);
+    }
+    let out = cmd.arg("--").arg(host).stdin(std::process::Stdio::null()).output().ok()?;
+    if !out.status.success() || out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let mut f = tempfile::NamedTempFile::new().ok()?;
+    std::io::Write::write_all(&mut f, &out.stdout).ok()?;
+    Some(f)
+}
+
+/// `git` for one checkout of a reference.
+struct Git<'a> {
+    r: &'a GitRef,
+    env: &'a [(&'static str, OsString)],
+}
+
+impl Git<'_> {
+    fn error(&self, message: String) -> Error {
+        self.r.error(message)
+    }
+
+    fn fetch_checkout(&self, dest: &Path, keep_git_dir: bool, subdir: Option<PathBuf>) -> Result<(PathBuf, String)> {
         self.git(dest, &["init", "-q"])?;
-        self.git(dest, &["remote", "add", "origin", &self.remote])?;
-        let want = self.reference.as_deref().unwrap_or("HEAD");
+        self.git(dest, &["remote", "add", "origin", &self.r.remote])?;
+        let want = self.r.reference.as_deref().unwrap_or("HEAD");
         // Shallow first; servers without shallow support (dumb HTTP) get
         // a plain fetch of the ref; a commit id the server does not serve
         // by itself, the whole history.
@@ -124,24 +248,6 @@ impl GitRef {
         Ok((real, commit))
     }
 
-    /// The subdirectory, refused when it leaves the repository.
-    fn subdir_path(&self) -> Result<Option<PathBuf>> {
-        let Some(d) = &self.subdir else { return Ok(None) };
-        let mut out = PathBuf::new();
-        for c in Path::new(d).components() {
-            match c {
-                std::path::Component::Normal(n) => out.push(n),
-                std::path::Component::CurDir | std::path::Component::RootDir => {}
-                _ => return Err(self.error(format!("subdirectory {d:?} leaves the repository"))),
-            }
-        }
-        Ok(Some(out).filter(|p| !p.as_os_str().is_empty()))
-    }
-
-    fn error(&self, message: String) -> Error {
-        Error::Git { url: self.display(), message }
-    }
-
     /// Runs `git ARGS` in `dir`: no prompts, no hooks, no system config.
     fn git(&self, dir: &Path, args: &[&str]) -> Result<()> {
         self.git_out(dir, args).map(drop)
@@ -158,6 +264,7 @@ impl GitRef {
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
             .env_remove("GIT_INDEX_FILE")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .map_err(|e| self.error(format!("running git: {e} (is git installed?)")))?;
         if out.status.success() {
@@ -225,6 +332,26 @@ mod tests {
         assert_eq!(GitRef::parse("ftp://h/r.git"), None);
         assert_eq!(GitRef::parse("/abs/path"), None);
         assert_eq!(GitRef::parse("https://h/o/r.git#v1:sub").unwrap().display(), "https://h/o/r.git#v1:sub");
+    }
+
+    #[test]
+    fn ssh_remotes_and_their_hosts() {
+        let host = |s: &str| GitRef::parse(s).and_then(|g| g.is_ssh().then(|| g.ssh_host()).flatten());
+        assert_eq!(host("git@github.com:o/r.git#x"), Some(("github.com".into(), None)));
+        assert_eq!(host("ssh://git@h:2222/r.git"), Some(("h".into(), Some(2222))));
+        assert_eq!(host("SSH://h/r"), Some(("h".into(), None)));
+        assert_eq!(host("ssh://u@[::1]:22/r"), Some(("::1".into(), Some(22))));
+        assert_eq!(host("https://h/o/r.git"), None, "not ssh");
+        assert_eq!(host("git://h/r"), None, "not ssh");
+    }
+
+    #[test]
+    fn an_ssh_remote_needs_the_default_agent() {
+        let g = GitRef::parse("ssh://git@127.0.0.1:1/r.git#main").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let e = g.checkout(d.path(), false, None).unwrap_err().to_string();
+        assert!(e.contains("no SSH key \"default\" forwarded") && e.contains("ssh://git@127.0.0.1:1/r.git#main"), "{e}");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing fetched");
     }
 
     #[test]

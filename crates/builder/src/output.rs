@@ -1,5 +1,5 @@
 //! `--output`/`-o` of a build, parsed from buildx's syntax into one typed
-//! value: `type=image|registry|oci|docker|local|tar` with `dest=`,
+//! value: `type=image|registry|oci|docker|local|tar|cacheonly` with `dest=`,
 //! `name=`, `push=`, `tar=`, `compression=`, `oci-mediatypes=`,
 //! `rewrite-timestamp=`, `platform-split=` and BuildKit's `annotation.*`
 //! attributes; `-o DIR` and `-o -` as shorthands. [`Output::write`]
@@ -28,6 +28,9 @@ pub enum OutputKind {
     Tar,
     /// The root file system in a directory.
     Local,
+    /// Nothing: the result stays in the build cache only (BuildKit's
+    /// `cacheonly` exporter).
+    CacheOnly,
 }
 
 /// One `--output`.
@@ -125,14 +128,15 @@ impl Output {
             Some("docker") => OutputKind::Docker,
             Some("tar") => OutputKind::Tar,
             Some("local") => OutputKind::Local,
+            Some("cacheonly") => OutputKind::CacheOnly,
             Some(other) => {
                 return Err(Error::Option(format!(
-                    "unknown output type {other:?} (want image, registry, oci, docker, tar or local)"
+                    "unknown output type {other:?} (want image, registry, oci, docker, tar, local or cacheonly)"
                 )))
             }
         };
         // Without dest, `type=docker` loads into the Docker engine.
-        if !matches!(o.kind, OutputKind::Image | OutputKind::Docker) && o.dest.is_none() {
+        if !matches!(o.kind, OutputKind::Image | OutputKind::Docker | OutputKind::CacheOnly) && o.dest.is_none() {
             return Err(Error::Option(format!("--output type={}: dest is required", kind.unwrap_or_default())));
         }
         Ok(o)
@@ -156,7 +160,7 @@ impl Output {
         let split = self.platform_split.unwrap_or(true);
         let mut loaded = Vec::new();
         match self.kind {
-            OutputKind::Image => {}
+            OutputKind::Image | OutputKind::CacheOnly => {}
             OutputKind::Oci if !self.tar => export::write_oci_dir(store, built, names, annotations, Path::new(dest))?,
             OutputKind::Oci => to_dest(dest, stdout, |w| export::write_oci_tar(store, built, names, annotations, w))?,
             OutputKind::Docker => to_dest(dest, stdout, |w| {
@@ -230,6 +234,8 @@ mod tests {
         assert!(!Output::parse("type=oci,dest=d,tar=false").unwrap().tar);
         assert!(Output::parse("type=docker").unwrap().dest.is_none());
         assert_eq!(Output::parse("type=local,dest=d,platform-split=false").unwrap().platform_split, Some(false));
+        let o = Output::parse("type=cacheonly").unwrap();
+        assert_eq!((o.kind, o.dest.as_deref()), (OutputKind::CacheOnly, None));
         for (bad, why) in [
             ("type=oci", "type=oci: dest is required"),
             ("type=nope,dest=x", "unknown output type \"nope\""),

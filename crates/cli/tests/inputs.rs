@@ -242,6 +242,46 @@ fn add_takes_a_git_repository_at_a_ref_and_directory() {
     assert_clean_root(&env.root());
 }
 
+/// A repository reached over ssh, as BuildKit's git source reaches it:
+/// with the agent of `--ssh default` (here a key file, which polyarch
+/// loads into an agent of its own), the host's key scanned, nothing of
+/// the user's ssh files read or written; without `--ssh default` the step
+/// fails, naming the repository and its line, before anything is fetched.
+#[test]
+fn add_takes_a_git_repository_over_ssh_with_the_default_agent() {
+    if !require(have("git") && have("ssh-keyscan") && have("ssh-agent"), "git, ssh-keyscan and ssh-agent") {
+        return;
+    }
+    let env = Env::new();
+    let Some(sshd) = crate::util::ssh::Sshd::start(env.dir.path()) else { return };
+    let base = env.dir.path().join("served");
+    make_repo(&env, &base);
+    let repo = format!("ssh://root@127.0.0.1:{}{}", sshd.port, base.join("repo.git").display());
+    let df = format!("FROM scratch\nADD {repo}#v1:sub /from-git/\nADD {repo}#dev /whole\n");
+    let ctx = context(&env, "addssh", &[("Dockerfile", &df)]);
+    let known_hosts = std::path::Path::new("/root/.ssh/known_hosts");
+    let before = std::fs::read(known_hosts).ok();
+
+    let err = env.fails(&["build", "-o", "type=cacheonly", s(&ctx)]);
+    assert!(err.contains("no SSH key \"default\" forwarded") && err.contains(&repo), "{err}");
+    assert!(err.contains("Dockerfile:2"), "names the line: {err}");
+
+    let key = env.dir.path().join("id_ed25519");
+    let ssh = format!("default={}", key.display());
+    let out = build_local(&env, "addssh-out", &["--ssh", &ssh, s(&ctx)]);
+    assert_eq!(read(out.join("from-git/s.txt")), "in sub");
+    assert!(!out.join("from-git/a.txt").exists(), "only the directory asked for");
+    assert_eq!(read(out.join("whole/a.txt")), "dev");
+    assert_eq!(std::fs::read(known_hosts).ok(), before, "the user's known_hosts is left alone");
+    // An agent that does not hold the key the server wants is refused.
+    let other = env.dir.path().join("other_key");
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other));
+    let ssh = format!("default={}", other.display());
+    let err = env.fails(&["build", "--no-cache", "--ssh", &ssh, "-o", "type=cacheonly", s(&ctx)]);
+    assert!(err.contains(&repo) && err.contains("Dockerfile:2") && err.contains("Permission denied"), "{err}");
+    assert_clean_root(&env.root());
+}
+
 /// An HTTP server on loopback answering `files` by path, 404 otherwise.
 fn http_server(files: BTreeMap<String, Vec<u8>>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -319,8 +319,9 @@ impl Run<'_> {
         let dir = crate::materialize::temp_in(&self.b.store.root().join("run"))?;
         let at = dir.path().to_path_buf();
         let checked = git.clone();
+        let agent = self.opts.run.ssh.get("default").cloned();
         let (tree, commit) = tokio::task::spawn_blocking(move || {
-            let (root, commit) = checked.checkout_commit(&at, keep_git_dir)?;
+            let (root, commit) = checked.checkout_commit(&at, keep_git_dir, agent.as_deref())?;
             Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
         })
         .await

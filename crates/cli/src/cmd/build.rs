@@ -277,17 +277,19 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let progress = Arc::new(Progress::new(&a.progress));
     let t0 = Instant::now();
     let rt = context::runtime()?;
+    // The agents of `--ssh` serve until the build ends (and fetch Git
+    // contexts over ssh).
+    let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
     let loaded = inputs::Load {
         args: &a,
         rt: &rt,
         tmp: &context::data_root(global).join("run"),
         keep_git_dir: build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR").is_some_and(|v| truthy(v)),
+        ssh_agent: run_settings.ssh.get("default").map(PathBuf::as_path),
         debug: global.debug,
     }
     .load()?;
     let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
-    // The agents of `--ssh` serve until the build ends.
-    let (run_settings, _ssh_agents) = a.run_flags.settings(&a.network, &context::data_root(global).join("run"))?;
     global
         .debug(|| format!("Dockerfile {name} ({} bytes), context of {} entries", dockerfile.len(), ctx.iter().count()));
     match method {

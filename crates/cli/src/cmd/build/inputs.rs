@@ -121,6 +121,8 @@ pub(super) struct Load<'a> {
     pub tmp: &'a Path,
     /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`.
     pub keep_git_dir: bool,
+    /// The agent socket of `--ssh default`, for Git contexts over ssh.
+    pub ssh_agent: Option<&'a Path>,
     pub debug: bool,
 }
 
@@ -216,7 +218,7 @@ impl Load<'_> {
         let dir = bctx::work_dir(self.tmp)?;
         let got = self
             .rt
-            .block_on(bctx::fetch(remote, dir.path(), self.keep_git_dir))
+            .block_on(bctx::fetch(remote, dir.path(), self.keep_git_dir, self.ssh_agent))
             .with_context(|| format!("loading the build context {shown}"))?;
         work.push(dir);
         Ok(got)
