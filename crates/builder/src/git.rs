@@ -350,7 +350,10 @@ mod tests {
         let g = GitRef::parse("ssh://git@127.0.0.1:1/r.git#main").unwrap();
         let d = tempfile::tempdir().unwrap();
         let e = g.checkout(d.path(), false, None).unwrap_err().to_string();
-        assert!(e.contains("no SSH key \"default\" forwarded") && e.contains("ssh://git@127.0.0.1:1/r.git#main"), "{e}");
+        assert!(
+            e.contains("no SSH key \"default\" forwarded") && e.contains("ssh://git@127.0.0.1:1/r.git#main"),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing fetched");
     }
 

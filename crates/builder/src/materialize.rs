@@ -297,9 +297,8 @@ pub fn apply_stored(fs: &mut MemFs, store: &Store, below: &[Layer], layer: &Laye
     let chain: Vec<Layer> = below.iter().chain([layer]).cloned().collect();
     let dir = match unpacked_dir(store, &chain) {
         Some(dir) => Ok(dir),
-        None if unpack => {
-            layer_dirs(store, &chain).and_then(|mut d| d.drain(..1).next().ok_or_else(|| Error::Option("no layer".into())))
-        }
+        None if unpack => layer_dirs(store, &chain)
+            .and_then(|mut d| d.drain(..1).next().ok_or_else(|| Error::Option("no layer".into()))),
         None => Err(Error::Option("not unpacked".into())),
     };
     match dir {
@@ -328,9 +327,11 @@ fn layer_dirs(store: &Store, chain: &[Layer]) -> Result<Vec<PathBuf>> {
     let mut parent: Option<String> = None;
     for layer in chain {
         let blob = store.open(&layer.desc)?;
-        let mut tar = polyarch_snapshot::decompress(blob).map_err(|e| Error::LayerIo { what: "decompressing", source: e })?;
-        let name = polyarch_snapshot::apply_layer(&cache, parent.as_deref(), &layer.diff_id, &mut tar, &UnpackOptions::new())
-            .map_err(|e| layer_error(&layer.desc.digest, e))?;
+        let mut tar =
+            polyarch_snapshot::decompress(blob).map_err(|e| Error::LayerIo { what: "decompressing", source: e })?;
+        let name =
+            polyarch_snapshot::apply_layer(&cache, parent.as_deref(), &layer.diff_id, &mut tar, &UnpackOptions::new())
+                .map_err(|e| layer_error(&layer.desc.digest, e))?;
         parent = Some(name);
     }
     cache.layer_dirs(&top).map_err(|e| snapshot_error(store.root(), e))

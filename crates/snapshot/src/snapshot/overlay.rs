@@ -60,7 +60,10 @@ impl OverlaySnapshotter {
     pub fn layer_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
         let rec = self.records.get(key)?;
         if rec.kind != Kind::Committed {
-            return Err(Error::FailedPrecondition { key: key.to_string(), reason: "only committed snapshots are layers" });
+            return Err(Error::FailedPrecondition {
+                key: key.to_string(),
+                reason: "only committed snapshots are layers",
+            });
         }
         let mut out = vec![self.fs_dir(&rec)];
         out.extend(self.records.ancestors(&rec)?.iter().map(|r| self.fs_dir(r)));

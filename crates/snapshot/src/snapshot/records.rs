@@ -120,10 +120,26 @@ impl Records {
 
     /// Records a new snapshot `key` on `parent` and makes its directory.
     pub(crate) fn create(&self, key: &str, kind: Kind, parent: Option<&str>) -> Result<Record> {
+        let _g = self.guard();
+        self.add(key, kind, parent, |_| Ok(()), |_| {})
+    }
+
+    /// Checks that `key` is new and `parent` committed, makes the
+    /// snapshot's directory, lets `fill` put its content there, and writes
+    /// the record; when writing it fails, `unfill` takes back what `fill`
+    /// put there, and on any failure the directory goes. Call under the
+    /// lock.
+    fn add(
+        &self,
+        key: &str,
+        kind: Kind,
+        parent: Option<&str>,
+        fill: impl FnOnce(&Path) -> Result<()>,
+        unfill: impl FnOnce(&Path),
+    ) -> Result<Record> {
         if key.is_empty() || key.contains('\0') {
             return Err(Error::InvalidKey { key: key.to_string(), reason: "empty or holding NUL" });
         }
-        let _g = self.guard();
         match self.get(key) {
             Ok(_) => return Err(Error::AlreadyExists { key: key.to_string() }),
             Err(Error::NotFound { .. }) => {}
@@ -138,7 +154,8 @@ impl Records {
         let dir = tempfile::Builder::new().prefix("s").tempdir_in(&snaps).map_err(io_at(&snaps))?.keep();
         let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let rec = Record { key: key.to_string(), id, kind, parent: parent.map(str::to_string) };
-        if let Err(e) = self.write(&rec) {
+        let done = fill(&dir).and_then(|()| self.write(&rec).inspect_err(|_| unfill(&dir)));
+        if let Err(e) = done {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -172,32 +189,11 @@ impl Records {
     /// `sub` directory. When `name` exists already (another process may
     /// have made it meanwhile), nothing is recorded and `tree` stays.
     pub(crate) fn adopt(&self, name: &str, parent: Option<&str>, tree: &Path, sub: &str) -> Result<Record> {
-        if name.is_empty() || name.contains('\0') {
-            return Err(Error::InvalidKey { key: name.to_string(), reason: "empty or holding NUL" });
-        }
         let _g = self.guard();
-        match self.get(name) {
-            Ok(_) => return Err(Error::AlreadyExists { key: name.to_string() }),
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        if let Some(p) = parent {
-            if self.get(p)?.kind != Kind::Committed {
-                return Err(Error::FailedPrecondition { key: p.to_string(), reason: "a parent must be committed" });
-            }
-        }
-        let snaps = self.root.join("snapshots");
-        let dir = tempfile::Builder::new().prefix("s").tempdir_in(&snaps).map_err(io_at(&snaps))?.keep();
-        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let rec = Record { key: name.to_string(), id, kind: Kind::Committed, parent: parent.map(str::to_string) };
-        let moved = fs::rename(tree, dir.join(sub)).map_err(io_at(tree));
-        if let Err(e) = moved.and_then(|()| self.write(&rec)) {
-            // Back where it was, so the caller still owns it.
-            let _ = fs::rename(dir.join(sub), tree);
-            let _ = fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-        Ok(rec)
+        let fill = |dir: &Path| fs::rename(tree, dir.join(sub)).map_err(io_at(tree));
+        // Back where it was, so the caller still owns it.
+        let unfill = |dir: &Path| drop(fs::rename(dir.join(sub), tree));
+        self.add(name, Kind::Committed, parent, fill, unfill)
     }
 
     /// Forgets `key` and deletes its directory; refused while a snapshot
