@@ -614,6 +614,62 @@ fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
     assert!(left.iter().all(|p| !p.join("agent-0.sock").exists()), "{left:?}");
 }
 
+/// `ADD` of a repository over ssh on a far node: git there reaches the
+/// server through the client's agent, relayed over the session.
+#[test]
+fn a_far_node_fetches_a_git_repository_over_ssh_with_the_clients_agent() {
+    let env = Env::new();
+    if !require(polyarch_emu::host::is_root(), "root (sshd)")
+        || !require(crate::util::have("git") && crate::util::have("ssh-keyscan"), "git and ssh-keyscan")
+    {
+        return;
+    }
+    let Some(sshd) = Sshd::start(env.dir.path()) else { return };
+    let far = FarNode::new(env.dir.path());
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    env.ok(&[
+        "builder",
+        "create",
+        "--name",
+        "solo",
+        "--node",
+        "far",
+        "--platform",
+        "linux/amd64",
+        "--remote-polyarch",
+        s(&far.program),
+        &endpoint,
+    ]);
+    let work = env.dir.path().join("repo-work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("hello.txt"), "over ssh").unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        sh(Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir))
+    };
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(env.dir.path(), &["clone", "-q", "--bare", s(&work), "repo.git"]);
+    let repo = format!("ssh://root@127.0.0.1:{}{}", sshd.port, env.dir.path().join("repo.git").display());
+    let ctx = context(&env, "ctx", &[("Dockerfile", &format!("FROM scratch\nADD {repo}#main /src/\n"))]);
+    let out_dir = env.dir.path().join("out");
+    let out = env
+        .cmd(&["build", "--builder", "solo", "--progress", "plain", "--ssh"])
+        .arg(format!("default={}", env.dir.path().join("id_ed25519").display()))
+        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
+        .arg(&ctx)
+        .env("POLYARCH_SSH", sshd.ssh_command())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[linux/amd64@far stage-0 2/2] ADD"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(out_dir.join("src/hello.txt")).unwrap(), "over ssh");
+}
+
 #[test]
 fn manifest_annotations_are_written_by_the_node_that_pushes_the_manifest() {
     let Some((env, reg, sshd, _far)) = setup() else { return };
