@@ -102,12 +102,13 @@ pub enum Remote {
 }
 
 impl Remote {
-    /// `s` as a remote context, or `None` for a local path.
-    pub fn parse(s: &str) -> Option<Remote> {
-        if let Some(g) = GitRef::parse(s) {
-            return Some(Remote::Git(g));
+    /// `s` as a remote context, or `None` for a local path; a Git
+    /// reference whose query is not valid is an error naming it.
+    pub fn parse(s: &str) -> Result<Option<Remote>> {
+        if let Some(g) = crate::git::parse(s)? {
+            return Ok(Some(Remote::Git(g)));
         }
-        (s.starts_with("http://") || s.starts_with("https://")).then(|| Remote::Http(s.to_string()))
+        Ok((s.starts_with("http://") || s.starts_with("https://")).then(|| Remote::Http(s.to_string())))
     }
 }
 
@@ -152,7 +153,7 @@ pub async fn fetch(remote: &Remote, work: &Path, keep_git_dir: bool, agent: Opti
         Remote::Git(g) => {
             let tree = work.join("git");
             std::fs::create_dir(&tree).map_err(|e| Error::io(&tree, e))?;
-            Ok(Fetched::Tree(g.checkout(&tree, keep_git_dir, agent)?))
+            Ok(Fetched::Tree(crate::git::Checkout::checkout(g, &tree, keep_git_dir, agent)?))
         }
         Remote::Http(url) => {
             let spill = Spill::new(work.join("download"));
@@ -211,11 +212,12 @@ mod tests {
 
     #[test]
     fn remote_contexts_as_buildx_tells_them() {
-        assert!(matches!(Remote::parse("https://h/r.git#main:sub"), Some(Remote::Git(_))));
-        assert!(matches!(Remote::parse("git://127.0.0.1/r"), Some(Remote::Git(_))));
-        assert_eq!(Remote::parse("http://h/ctx.tar.gz"), Some(Remote::Http("http://h/ctx.tar.gz".into())));
-        assert_eq!(Remote::parse("ctx"), None);
-        assert_eq!(Remote::parse("/abs/ctx"), None);
+        assert!(matches!(Remote::parse("https://h/r.git#main:sub"), Ok(Some(Remote::Git(_)))));
+        assert!(matches!(Remote::parse("git://127.0.0.1/r"), Ok(Some(Remote::Git(_)))));
+        assert_eq!(Remote::parse("http://h/ctx.tar.gz").unwrap(), Some(Remote::Http("http://h/ctx.tar.gz".into())));
+        assert_eq!(Remote::parse("ctx").unwrap(), None);
+        assert_eq!(Remote::parse("/abs/ctx").unwrap(), None);
+        assert!(Remote::parse("https://h/r.git?nope=1").unwrap_err().to_string().contains("unexpected query"));
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! Git sources: references read as BuildKit's `gitutil.ParseGitRef` reads
-//! them (`https://host/repo.git#ref:subdir`, `git://...`, `ssh://...`,
-//! `user@host:repo#ref`, `github.com/owner/repo`), and checkouts of one
-//! ref with the `git` program.
-//!
-//! Submodules are checked out as well, as BuildKit's git source does.
+//! Checkouts of Git references ([`GitRef`], parsed by
+//! `polyarch_dockerfile::gitref` for the frontend and the builder alike)
+//! with the `git` program: one ref, fetched shallow where the server
+//! allows, its submodules too (unless `submodules=false`), as BuildKit's
+//! git source does; a `checksum` (`ADD --checksum`, `?checksum=`) must be
+//! a prefix of the commit's id, or of the annotated tag's.
 //!
 //! A repository reached over ssh (`ssh://`, `user@host:path`) is fetched
 //! as BuildKit's git source fetches it: with the agent of `--ssh default`
@@ -13,166 +13,92 @@
 //! `KnownSSHHosts`) then required to match; a host whose keys cannot be
 //! scanned is not checked. The user's `known_hosts` is neither read nor
 //! written.
-//!
-//! An `http(s)` URL is a Git reference only when its path ends in `.git`,
-//! as in BuildKit; any other URL is an HTTP source. The fragment is
-//! `REF[:SUBDIR]`: a branch, a tag, a full commit id or a `refs/...` name,
-//! and the directory inside the repository that becomes the context.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use polyarch_dockerfile::gitref::GitRef;
+
 use crate::error::{Error, Result};
 
-/// A parsed Git reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitRef {
-    /// The repository URL given to `git`, without the fragment.
-    pub remote: String,
-    /// The branch, tag or commit (`None`: the remote's HEAD).
-    pub reference: Option<String>,
-    /// The directory inside the repository (`None`: its root).
-    pub subdir: Option<String>,
+/// Parses `s` as a Git reference: `None` when it is none, an error naming
+/// it when its query is not valid.
+pub fn parse(s: &str) -> Result<Option<GitRef>> {
+    GitRef::parse(s).map_err(|message| Error::Git { url: s.to_string(), message })
 }
 
-impl GitRef {
-    /// Parses `s`, or `None` when it is not a Git reference.
-    pub fn parse(s: &str) -> Option<GitRef> {
-        let (url, fragment) = match s.split_once('#') {
-            Some((u, f)) => (u, Some(f)),
-            None => (s, None),
-        };
-        let remote = if let Some(rest) = url.strip_prefix("github.com/") {
-            format!("https://github.com/{rest}")
-        } else if let Some((scheme, rest)) = url.split_once("://") {
-            let scheme = scheme.to_ascii_lowercase();
-            let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
-            let path = path.split('?').next().unwrap_or(path);
-            match scheme.as_str() {
-                "http" | "https" if path.ends_with(".git") => url.to_string(),
-                "git" | "ssh" => url.to_string(),
-                _ => return None,
-            }
-        } else if is_scp_style(url) {
-            url.to_string()
-        } else {
-            return None;
-        };
-        let (reference, subdir) = match fragment {
-            None => (None, None),
-            Some(f) => {
-                let (r, d) = f.split_once(':').unwrap_or((f, ""));
-                (
-                    Some(r).filter(|r| !r.is_empty()).map(String::from),
-                    Some(d).filter(|d| !d.is_empty()).map(String::from),
-                )
-            }
-        };
-        Some(GitRef { remote, reference, subdir })
-    }
-
-    /// The URL as given, fragment included, for messages.
-    pub fn display(&self) -> String {
-        match (&self.reference, &self.subdir) {
-            (None, None) => self.remote.clone(),
-            (r, d) => {
-                let r = r.as_deref().unwrap_or("");
-                match d {
-                    Some(d) => format!("{}#{r}:{d}", self.remote),
-                    None => format!("{}#{r}", self.remote),
-                }
-            }
-        }
-    }
-
-    /// Whether git reaches the repository over ssh.
-    pub fn is_ssh(&self) -> bool {
-        self.remote.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("ssh://")) || is_scp_style(&self.remote)
-    }
-
-    /// The host (and port) of an ssh remote.
-    fn ssh_host(&self) -> Option<(String, Option<u16>)> {
-        let url = self.remote.get(6..).filter(|_| self.remote[..6].eq_ignore_ascii_case("ssh://"));
-        let Some(rest) = url else {
-            // `user@host:path`
-            let (_, after) = self.remote.split_once('@')?;
-            return after.split_once(':').map(|(h, _)| (h.to_string(), None));
-        };
-        let authority = rest.split('/').next()?;
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let (host, port) = match host_port.strip_prefix('[') {
-            Some(v6) => {
-                let (h, after) = v6.split_once(']')?;
-                (h, after.strip_prefix(':'))
-            }
-            None => match host_port.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (host_port, None),
-            },
-        };
-        Some((host.to_string(), port.and_then(|p| p.parse().ok()))).filter(|(h, _)| !h.is_empty())
-    }
-
+/// Checkouts of a [`GitRef`].
+pub trait Checkout {
     /// Checks the reference out into the empty directory `dest` and
     /// returns the context directory (`dest`, or its subdirectory). The
     /// `.git` directory is removed unless `keep_git_dir` (BuildKit's
-    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`). `agent` is the socket of `--ssh
-    /// default`, which an ssh remote needs.
-    pub fn checkout(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<PathBuf> {
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`, or the reference's own
+    /// `keep-git-dir`). `agent` is the socket of `--ssh default`, which an
+    /// ssh remote needs.
+    fn checkout(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<PathBuf> {
         self.checkout_commit(dest, keep_git_dir, agent).map(|(dir, _)| dir)
     }
 
-    /// [`GitRef::checkout`], with the commit checked out.
-    pub fn checkout_commit(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<(PathBuf, String)> {
-        let subdir = self.subdir_path()?;
-        let access = self.access(agent)?;
-        let git = Git { r: self, env: &access.env };
-        git.fetch_checkout(dest, keep_git_dir, subdir)
-    }
+    /// [`Checkout::checkout`], with the commit checked out.
+    fn checkout_commit(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<(PathBuf, String)>;
+}
 
-    /// How git reaches the remote: for ssh, the agent, the ssh command and
-    /// the scanned host keys (kept while the checkout runs).
-    fn access(&self, agent: Option<&Path>) -> Result<Access> {
-        if !self.is_ssh() {
-            return Ok(Access::default());
-        }
-        let Some(agent) = agent else {
-            return Err(self.error(
-                "no SSH key \"default\" forwarded from the client: an ssh repository needs --ssh default".into(),
-            ));
-        };
-        let known = self.ssh_host().and_then(|(host, port)| scan_host_keys(&host, port));
-        // Only the forwarded agent's keys: no config file, no key file of
-        // the user (an IdentityFile given, one that cannot exist, turns
-        // the default ones off).
-        let mut command =
-            "ssh -F /dev/null -o IdentityFile=/dev/null/none -o BatchMode=yes -o LogLevel=ERROR".to_string();
-        match &known {
-            Some(f) => command.push_str(&format!(" -o UserKnownHostsFile={}", f.path().display())),
-            None => command.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"),
-        }
-        let env = vec![("GIT_SSH_COMMAND", OsString::from(command)), ("SSH_AUTH_SOCK", agent.as_os_str().to_owned())];
-        Ok(Access { env, _known_hosts: known })
-    }
-
-    /// The subdirectory, refused when it leaves the repository.
-    fn subdir_path(&self) -> Result<Option<PathBuf>> {
-        let Some(d) = &self.subdir else { return Ok(None) };
-        let mut out = PathBuf::new();
-        for c in Path::new(d).components() {
-            match c {
-                std::path::Component::Normal(n) => out.push(n),
-                std::path::Component::CurDir | std::path::Component::RootDir => {}
-                _ => return Err(self.error(format!("subdirectory {d:?} leaves the repository"))),
+impl Checkout for GitRef {
+    fn checkout_commit(&self, dest: &Path, keep_git_dir: bool, agent: Option<&Path>) -> Result<(PathBuf, String)> {
+        let subdir = subdir_path(self)?;
+        if let Some(sum) = &self.checksum {
+            if sum.is_empty() || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(error(self, format!("invalid checksum {sum} for Git URL, expected hex commit hash")));
             }
         }
-        Ok(Some(out).filter(|p| !p.as_os_str().is_empty()))
+        let access = access(self, agent)?;
+        let git = Git { r: self, env: &access.env };
+        git.fetch_checkout(dest, keep_git_dir || self.keep_git_dir == Some(true), subdir)
     }
+}
 
-    fn error(&self, message: String) -> Error {
-        Error::Git { url: self.display(), message }
+/// How git reaches the remote: for ssh, the agent, the ssh command and
+/// the scanned host keys (kept while the checkout runs).
+fn access(g: &GitRef, agent: Option<&Path>) -> Result<Access> {
+    if !g.is_ssh() {
+        return Ok(Access::default());
     }
+    let Some(agent) = agent else {
+        return Err(error(
+            g,
+            "no SSH key \"default\" forwarded from the client: an ssh repository needs --ssh default".into(),
+        ));
+    };
+    let known = g.ssh_host().and_then(|(host, port)| scan_host_keys(&host, port));
+    // Only the forwarded agent's keys: no config file, no key file of the
+    // user (an IdentityFile given, one that cannot exist, turns the
+    // default ones off).
+    let mut command = "ssh -F /dev/null -o IdentityFile=/dev/null/none -o BatchMode=yes -o LogLevel=ERROR".to_string();
+    match &known {
+        Some(f) => command.push_str(&format!(" -o UserKnownHostsFile={}", f.path().display())),
+        None => command.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"),
+    }
+    let env = vec![("GIT_SSH_COMMAND", OsString::from(command)), ("SSH_AUTH_SOCK", agent.as_os_str().to_owned())];
+    Ok(Access { env, _known_hosts: known })
+}
+
+/// The subdirectory, refused when it leaves the repository.
+fn subdir_path(g: &GitRef) -> Result<Option<PathBuf>> {
+    let Some(d) = &g.subdir else { return Ok(None) };
+    let mut out = PathBuf::new();
+    for c in Path::new(d).components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::CurDir | std::path::Component::RootDir => {}
+            _ => return Err(error(g, format!("subdirectory {d:?} leaves the repository"))),
+        }
+    }
+    Ok(Some(out).filter(|p| !p.as_os_str().is_empty()))
+}
+
+fn error(g: &GitRef, message: String) -> Error {
+    Error::Git { url: g.display(), message }
 }
 
 /// The environment git runs with for one checkout.
@@ -207,7 +133,7 @@ struct Git<'a> {
 
 impl Git<'_> {
     fn error(&self, message: String) -> Error {
-        self.r.error(message)
+        error(self.r, message)
     }
 
     fn fetch_checkout(&self, dest: &Path, keep_git_dir: bool, subdir: Option<PathBuf>) -> Result<(PathBuf, String)> {
@@ -226,10 +152,26 @@ impl Git<'_> {
                 want.to_string()
             }
         };
+        if let Some(sum) = &self.r.checksum {
+            // A ref that is a commit id is checked before anything is fetched.
+            if is_commit_id(want) && !want.to_ascii_lowercase().starts_with(&sum.to_ascii_lowercase()) {
+                return Err(self.error(format!("expected checksum to match {sum}, got {want}")));
+            }
+        }
+        // The object fetched: an annotated tag's own id, else the commit's.
+        let fetched = self.git_out(dest, &["rev-parse", &target]).map(|o| o.trim().to_string()).unwrap_or_default();
         self.git(dest, &["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target])
             .map_err(|e| self.error(format!("checking out {want}: {e}")))?;
         let commit = self.git_out(dest, &["rev-parse", "HEAD"])?.trim().to_string();
-        if dest.join(".gitmodules").is_file() {
+        if let Some(sum) = &self.r.checksum {
+            let sum = sum.to_ascii_lowercase();
+            if !commit.starts_with(&sum) && !fetched.starts_with(&sum) {
+                let got =
+                    if fetched.is_empty() || fetched == commit { commit } else { format!("{commit} or {fetched}") };
+                return Err(self.error(format!("expected checksum to match {sum}, got {got}")));
+            }
+        }
+        if dest.join(".gitmodules").is_file() && self.r.submodules != Some(false) {
             // As BuildKit's git source: submodules too, at the commits the
             // checkout records.
             self.git(dest, &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"])
@@ -294,15 +236,6 @@ fn remove_dot_git(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `user@host:path`, as `sshutil.ParseSCPStyleURL` reads it.
-fn is_scp_style(s: &str) -> bool {
-    let Some((user, rest)) = s.split_once('@') else { return false };
-    let Some((host, path)) = rest.split_once(':') else { return false };
-    let user_ok = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    user_ok && host_ok && !path.is_empty()
-}
-
 /// A full hexadecimal commit id (SHA-1 or SHA-256).
 fn is_commit_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -312,42 +245,9 @@ fn is_commit_id(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn r(remote: &str, reference: Option<&str>, subdir: Option<&str>) -> Option<GitRef> {
-        Some(GitRef { remote: remote.into(), reference: reference.map(Into::into), subdir: subdir.map(Into::into) })
-    }
-
-    #[test]
-    fn parses_as_buildkit() {
-        assert_eq!(GitRef::parse("https://h/o/r.git"), r("https://h/o/r.git", None, None));
-        assert_eq!(GitRef::parse("https://h/o/r.git#main"), r("https://h/o/r.git", Some("main"), None));
-        assert_eq!(GitRef::parse("https://h/o/r.git#v1:sub/dir"), r("https://h/o/r.git", Some("v1"), Some("sub/dir")));
-        assert_eq!(GitRef::parse("https://h/o/r.git#:sub"), r("https://h/o/r.git", None, Some("sub")));
-        assert_eq!(GitRef::parse("git://127.0.0.1:9418/r#dev"), r("git://127.0.0.1:9418/r", Some("dev"), None));
-        assert_eq!(GitRef::parse("git@github.com:o/r.git#x"), r("git@github.com:o/r.git", Some("x"), None));
-        assert_eq!(GitRef::parse("ssh://git@h/r"), r("ssh://git@h/r", None, None));
-        assert_eq!(GitRef::parse("github.com/o/r"), r("https://github.com/o/r", None, None));
-        // Not Git: a plain URL, a path, another scheme.
-        assert_eq!(GitRef::parse("https://h/ctx.tar.gz"), None);
-        assert_eq!(GitRef::parse("./dir"), None);
-        assert_eq!(GitRef::parse("ftp://h/r.git"), None);
-        assert_eq!(GitRef::parse("/abs/path"), None);
-        assert_eq!(GitRef::parse("https://h/o/r.git#v1:sub").unwrap().display(), "https://h/o/r.git#v1:sub");
-    }
-
-    #[test]
-    fn ssh_remotes_and_their_hosts() {
-        let host = |s: &str| GitRef::parse(s).and_then(|g| g.is_ssh().then(|| g.ssh_host()).flatten());
-        assert_eq!(host("git@github.com:o/r.git#x"), Some(("github.com".into(), None)));
-        assert_eq!(host("ssh://git@h:2222/r.git"), Some(("h".into(), Some(2222))));
-        assert_eq!(host("SSH://h/r"), Some(("h".into(), None)));
-        assert_eq!(host("ssh://u@[::1]:22/r"), Some(("::1".into(), Some(22))));
-        assert_eq!(host("https://h/o/r.git"), None, "not ssh");
-        assert_eq!(host("git://h/r"), None, "not ssh");
-    }
-
     #[test]
     fn an_ssh_remote_needs_the_default_agent() {
-        let g = GitRef::parse("ssh://git@127.0.0.1:1/r.git#main").unwrap();
+        let g = parse("ssh://git@127.0.0.1:1/r.git#main").unwrap().unwrap();
         let d = tempfile::tempdir().unwrap();
         let e = g.checkout(d.path(), false, None).unwrap_err().to_string();
         assert!(
@@ -358,9 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn a_checksum_is_hex() {
+        let mut g = parse("git://127.0.0.1:1/r#main").unwrap().unwrap();
+        g.checksum = Some("v1".into());
+        let d = tempfile::tempdir().unwrap();
+        let e = g.checkout(d.path(), false, None).unwrap_err().to_string();
+        assert!(e.contains("invalid checksum v1 for Git URL, expected hex commit hash"), "{e}");
+        let e = parse("https://h/r.git?depth=1").unwrap_err().to_string();
+        assert!(e.contains("https://h/r.git?depth=1") && e.contains("unexpected query \"depth\""), "{e}");
+    }
+
+    #[test]
     fn subdir_cannot_leave_the_repository() {
-        let g = GitRef::parse("git://h/r#main:../../etc").unwrap();
-        let e = g.subdir_path().unwrap_err().to_string();
+        let g = parse("git://h/r#main:../../etc").unwrap().unwrap();
+        let e = subdir_path(&g).unwrap_err().to_string();
         assert!(e.contains("leaves the repository") && e.contains("git://h/r#main:../../etc"), "{e}");
         assert!(is_commit_id(&"a".repeat(40)));
         assert!(!is_commit_id("main"));

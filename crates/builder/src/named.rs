@@ -78,7 +78,7 @@ impl Value {
                 "build context {v:?}: `target:` contexts exist only in bake files; name the stage with --target or use a directory, docker-image://, oci-layout:// or a URL"
             )));
         }
-        if v.starts_with("http://") || v.starts_with("https://") || crate::git::GitRef::parse(v).is_some() {
+        if v.starts_with("http://") || v.starts_with("https://") || crate::git::GitRef::is_git(v) {
             return Ok(Value::Url(v.to_string()));
         }
         Ok(Value::Dir(PathBuf::from(v)))

@@ -242,6 +242,52 @@ fn add_takes_a_git_repository_at_a_ref_and_directory() {
     assert_clean_root(&env.root());
 }
 
+/// BuildKit's newer Git forms: `ADD --checksum=COMMIT-PREFIX` and the
+/// query form (`?tag=`, `?branch=`, `?subdir=`, `?checksum=`); a checksum
+/// that does not match, a bad query or a checksum of a local source fail
+/// at their line.
+#[test]
+fn add_checks_a_git_checksum_and_reads_the_query_form() {
+    if !require(have("git"), "git") {
+        return;
+    }
+    let env = Env::new();
+    let port = serve_repo(&env);
+    let bare = env.dir.path().join("served/repo.git");
+    let (v1, dev) = (git(&bare, &["rev-parse", "v1^{commit}"]), git(&bare, &["rev-parse", "dev"]));
+    let repo = format!("http://127.0.0.1:{port}/repo.git");
+    let df_ok = format!(
+        "FROM scratch\nADD --checksum={} {repo}#v1 /c/\nADD {repo}?tag=v1&subdir=sub /q/\n\
+         ADD {repo}?branch=dev&checksum={} /b/\n",
+        &v1[..7],
+        &dev[..10]
+    );
+    // A digit the branch's commit does not start with.
+    let wrong = if dev.starts_with('0') { "1" } else { "0" };
+    let ctx = context(&env, "gitq", &[("Dockerfile", &df_ok)]);
+    let out = build_local(&env, "gitq-out", &[s(&ctx)]);
+    assert_eq!(read(out.join("c/a.txt")), "one");
+    assert_eq!(read(out.join("q/s.txt")), "in sub");
+    assert!(!out.join("q/a.txt").exists(), "only the subdir");
+    assert_eq!(read(out.join("b/a.txt")), "dev");
+
+    let bad = format!("FROM scratch\nADD --checksum={wrong} {repo}#dev /x/\n");
+    let ctx = context(&env, "gitbad", &[("Dockerfile", &bad)]);
+    let err = env.fails(&["build", "-o", "type=cacheonly", s(&ctx)]);
+    assert!(err.contains(&format!("expected checksum to match {wrong}, got {dev}")), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    for (df, why) in [
+        (format!("FROM scratch\nADD {repo}?depth=1 /x/\n"), "unexpected query \"depth\""),
+        (format!("FROM scratch\nADD --checksum=abc {repo}?checksum=abd /x/\n"), "checksum mismatch \"abc\" != \"abd\""),
+        ("FROM scratch\nADD --checksum=abc local.txt /x\n".to_string(), "checksum requires HTTP(S) or Git sources"),
+    ] {
+        let ctx = context(&env, "gitbad2", &[("Dockerfile", &df), ("local.txt", "x")]);
+        let err = env.fails(&["build", "-o", "type=cacheonly", s(&ctx)]);
+        assert!(err.contains(why) && err.contains("Dockerfile:2"), "{df}: {err}");
+    }
+    assert_clean_root(&env.root());
+}
+
 /// A repository reached over ssh, as BuildKit's git source reaches it:
 /// with the agent of `--ssh default` (here a key file, which polyarch
 /// loads into an agent of its own), the host's key scanned, nothing of

@@ -567,22 +567,7 @@ fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
     }
     let Some(sshd) = Sshd::start(env.dir.path()) else { return };
     let far = FarNode::new(env.dir.path());
-    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
-    env.ok(&[
-        "builder",
-        "create",
-        "--name",
-        "solo",
-        "--node",
-        "far",
-        "--platform",
-        "linux/amd64",
-        "--config",
-        s(&env.config_file()),
-        "--remote-polyarch",
-        s(&far.program),
-        &endpoint,
-    ]);
+    solo(&env, &sshd, &far, &["--config", s(&env.config_file())]);
     let tools = env.dir.path().join("tools");
     ssh_add_tools(&tools);
     let key = env.dir.path().join("id_agent_test");
@@ -592,17 +577,10 @@ fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
         /tools/ld.so --library-path /tools/lib /tools/ssh-add -l > /keys\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let out_dir = env.dir.path().join("out");
-    let out = env
-        .cmd(&["build", "--builder", "solo", "--progress", "plain", "--ssh"])
-        .arg(format!("default={}", key.display()))
-        .args(["--build-context", &format!("tools={}", tools.display())])
-        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
-        .arg(&ctx)
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ssh, tools_ctx) = (format!("default={}", key.display()), format!("tools={}", tools.display()));
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let args = ["--builder", "solo", "--ssh", &ssh, "--build-context", &tools_ctx, "-o", &dest, s(&ctx)];
+    let stderr = build_on(&env, &sshd, &args);
     assert!(stderr.contains("[linux/amd64@far stage-0 2/2] RUN"), "{stderr}");
     let fingerprint = sh(Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")));
     let keys = std::fs::read_to_string(out_dir.join("keys")).unwrap();
@@ -612,6 +590,26 @@ fn ssh_agents_of_the_client_serve_run_steps_on_the_far_node() {
     let run = far.store.join("run");
     let left: Vec<_> = std::fs::read_dir(&run).into_iter().flatten().flatten().map(|e| e.path()).collect();
     assert!(left.iter().all(|p| !p.join("agent-0.sock").exists()), "{left:?}");
+}
+
+/// `polyarch build --progress plain ARGS` with the test's ssh client;
+/// asserts success and returns stderr.
+fn build_on(env: &Env, sshd: &Sshd, args: &[&str]) -> String {
+    let out =
+        env.cmd(&["build", "--progress", "plain"]).args(args).env("POLYARCH_SSH", sshd.ssh_command()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// The builder `solo`: only the far node, linux/amd64, with `extra`
+/// options of `builder create`.
+fn solo(env: &Env, sshd: &Sshd, far: &FarNode, extra: &[&str]) {
+    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
+    let mut args = vec!["builder", "create", "--name", "solo", "--node", "far", "--platform", "linux/amd64"];
+    args.extend_from_slice(extra);
+    args.extend(["--remote-polyarch", s(&far.program), &endpoint]);
+    env.ok(&args);
 }
 
 /// `ADD` of a repository over ssh on a far node: git there reaches the
@@ -626,20 +624,7 @@ fn a_far_node_fetches_a_git_repository_over_ssh_with_the_clients_agent() {
     }
     let Some(sshd) = Sshd::start(env.dir.path()) else { return };
     let far = FarNode::new(env.dir.path());
-    let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
-    env.ok(&[
-        "builder",
-        "create",
-        "--name",
-        "solo",
-        "--node",
-        "far",
-        "--platform",
-        "linux/amd64",
-        "--remote-polyarch",
-        s(&far.program),
-        &endpoint,
-    ]);
+    solo(&env, &sshd, &far, &[]);
     let work = env.dir.path().join("repo-work");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("hello.txt"), "over ssh").unwrap();
@@ -656,16 +641,9 @@ fn a_far_node_fetches_a_git_repository_over_ssh_with_the_clients_agent() {
     let repo = format!("ssh://root@127.0.0.1:{}{}", sshd.port, env.dir.path().join("repo.git").display());
     let ctx = context(&env, "ctx", &[("Dockerfile", &format!("FROM scratch\nADD {repo}#main /src/\n"))]);
     let out_dir = env.dir.path().join("out");
-    let out = env
-        .cmd(&["build", "--builder", "solo", "--progress", "plain", "--ssh"])
-        .arg(format!("default={}", env.dir.path().join("id_ed25519").display()))
-        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
-        .arg(&ctx)
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let key = format!("default={}", env.dir.path().join("id_ed25519").display());
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let stderr = build_on(&env, &sshd, &["--builder", "solo", "--ssh", &key, "-o", &dest, s(&ctx)]);
     assert!(stderr.contains("[linux/amd64@far stage-0 2/2] ADD"), "{stderr}");
     assert_eq!(std::fs::read_to_string(out_dir.join("src/hello.txt")).unwrap(), "over ssh");
 }

@@ -5,6 +5,7 @@
 //! - [`shell`]: word expansion ([`Lex`]).
 //! - [`instructions`]: typed instructions, stages, `--target`, cycles, FROM args.
 //! - [`ignore`]: `.dockerignore` reading and matching.
+//! - [`gitref`]: Git references as ADD and contexts take them.
 //! - [`lint`]: build checks (BuildKit's linter rules).
 //!
 //! ```
@@ -23,6 +24,7 @@
 
 mod compat;
 mod error;
+pub mod gitref;
 pub mod ignore;
 pub mod instructions;
 mod json;

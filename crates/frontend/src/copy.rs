@@ -3,6 +3,7 @@
 //! stage's root, or with `--link` onto nothing and then merged over it, as
 //! BuildKit's `dispatchCopy`.
 
+use polyarch_dockerfile::gitref::GitRef;
 use polyarch_dockerfile::instructions::{self, Command};
 use polyarch_oci::Digest;
 use polyarch_solver::op::{Copy, GitSource, HttpSource, Merge, Mkfile, Op, Owner, Source};
@@ -31,6 +32,8 @@ struct Words {
     owner: Option<Owner>,
     mode: Option<u32>,
     checksum: Option<Digest>,
+    /// `--checksum` of a Git source: a commit id or a prefix of one.
+    git_checksum: Option<String>,
 }
 
 impl<R: Resolver> Converter<'_, R> {
@@ -90,7 +93,7 @@ impl<R: Resolver> Converter<'_, R> {
         pc: &PlatformCtx,
     ) -> Result<Vec<Group>> {
         let mut groups = Vec::new();
-        let (gits, rest): (Vec<&String>, Vec<&String>) = w.sources.iter().partition(|s| add && is_git(s));
+        let (gits, rest): (Vec<&String>, Vec<&String>) = w.sources.iter().partition(|s| add && GitRef::is_git(s));
         let (urls, local): (Vec<&String>, Vec<&String>) = rest.into_iter().partition(|s| add && is_url(s));
         if !local.is_empty() {
             let source = match &c.from {
@@ -105,7 +108,7 @@ impl<R: Resolver> Converter<'_, R> {
             groups.push(self.download(st, u, w.checksum.clone(), c.unpack == Some(true))?);
         }
         for g in gits {
-            groups.push(self.git(st, g, c.keep_git_dir, line).await?);
+            groups.push(self.git(st, g, c.keep_git_dir, w.git_checksum.as_deref(), line).await?);
         }
         for f in &c.contents {
             let data = if f.expand { self.expand_text(st, &f.data, line)? } else { f.data.clone() };
@@ -140,21 +143,44 @@ impl<R: Resolver> Converter<'_, R> {
         Ok(Group { source, paths: vec![format!("/{filename}")], wildcard: false, unpack })
     }
 
-    /// A git source for `spec` (`remote#ref:subdir`), pinned to the commit
-    /// the resolver gives; its whole tree is copied.
-    async fn git(&mut self, st: &StageState, spec: &str, keep_git_dir: bool, line: usize) -> Result<Group> {
-        let (remote, fragment) = spec.split_once('#').unwrap_or((spec, ""));
-        let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
-        let commit = self.resolver.resolve_git(remote, reference).await.map_err(|e| {
-            let msg = format!("failed to resolve git {remote}#{reference}: {e}");
+    /// A git source for `spec` (as `polyarch_dockerfile::gitref` reads
+    /// one), pinned to the commit the resolver gives; its whole tree is
+    /// copied. The flags and the reference's query must agree, as in
+    /// BuildKit's frontend.
+    async fn git(
+        &mut self,
+        st: &StageState,
+        spec: &str,
+        keep_git_dir: bool,
+        checksum: Option<&str>,
+        line: usize,
+    ) -> Result<Group> {
+        let invalid = |msg: String| self.src.error(ErrorKind::Invalid, line, msg, Some(spec));
+        let g = match GitRef::parse(spec) {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(invalid(format!("not a Git repository: {spec}"))),
+            Err(e) => return Err(invalid(e)),
+        };
+        if let (Some(flag), Some(q)) = (checksum, g.checksum.as_deref()) {
+            if flag != q {
+                return Err(invalid(format!("checksum mismatch {flag:?} != {q:?}")));
+            }
+        }
+        if keep_git_dir && g.keep_git_dir == Some(false) {
+            return Err(invalid("inconsistent keep-git-dir configuration".into()));
+        }
+        let reference = g.reference.clone().unwrap_or_default();
+        let commit = self.resolver.resolve_git(&g.remote, &reference).await.map_err(|e| {
+            let msg = format!("failed to resolve git {}#{reference}: {e}", g.remote);
             self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
         })?;
         let op = Op::Source(Source::Git(GitSource {
-            remote: remote.to_string(),
-            reference: reference.to_string(),
+            remote: g.remote.clone(),
+            reference,
             commit,
-            subdir: subdir.to_string(),
-            keep_git_dir,
+            subdir: g.subdir.clone().unwrap_or_default(),
+            keep_git_dir: keep_git_dir || g.keep_git_dir == Some(true),
+            skip_submodules: g.submodules == Some(false),
         }));
         let vspec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {spec}"));
         let source = self.graph.add(vspec.with_ignore_cache(st.ignore_cache))?;
@@ -185,24 +211,22 @@ impl<R: Resolver> Converter<'_, R> {
             None => None,
         };
         let owner = self.expand_opt(st, &c.chown, line)?.filter(|o| !o.is_empty()).map(|o| parse_owner(&o));
-        let checksum = match self.expand_opt(st, &c.checksum, line)? {
-            Some(s) => {
-                if sources.len() != 1 || !is_url(&sources[0]) {
-                    return Err(err("checksum can't be specified for multiple or non-HTTP(S) sources".into(), None));
-                }
-                Some(s.parse::<Digest>().map_err(|e| err(format!("invalid checksum {s:?}: {e}"), Some(&s)))?)
+        let (mut checksum, mut git_checksum) = (None, None);
+        if let Some(s) = self.expand_opt(st, &c.checksum, line)? {
+            if sources.len() != 1 {
+                return Err(err("checksum can't be specified for multiple sources".into(), None));
             }
-            None => None,
-        };
-        Ok(Words { sources, dest, excludes, owner, mode, checksum })
+            if add && GitRef::is_git(&sources[0]) {
+                git_checksum = Some(s);
+            } else if is_url(&sources[0]) {
+                checksum =
+                    Some(s.parse::<Digest>().map_err(|e| err(format!("invalid checksum {s:?}: {e}"), Some(&s)))?);
+            } else {
+                return Err(err("checksum requires HTTP(S) or Git sources".into(), None));
+            }
+        }
+        Ok(Words { sources, dest, excludes, owner, mode, checksum, git_checksum })
     }
-}
-
-/// A git repository as ADD takes one: `git@host:repo`, `git://...`, or a
-/// URL ending in `.git` (with an optional `#ref:subdir`).
-fn is_git(s: &str) -> bool {
-    let base = s.split('#').next().unwrap_or(s);
-    s.starts_with("git@") || s.starts_with("git://") || base.ends_with(".git")
 }
 
 #[cfg(test)]
@@ -214,8 +238,6 @@ mod tests {
         assert_eq!(url_file_name("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
         assert_eq!(url_file_name("https://example.com"), "__unnamed__");
         assert_eq!(url_file_name("https://example.com/dir/"), "dir");
-        assert!(is_git("https://github.com/a/b.git#main") && is_git("git@github.com:a/b"));
-        assert!(!is_git("https://example.com/a.tar"));
         assert_eq!(dest_path("/", "app"), "/app");
         assert_eq!(dest_path("/w", "app/"), "/w/app/");
         assert_eq!(dest_path("/w", "."), "/w/");

@@ -515,6 +515,10 @@ pub struct GitSource {
     pub subdir: String,
     /// Keep the `.git` directory.
     pub keep_git_dir: bool,
+    /// Leave submodules out (`submodules=false`); absent from the key
+    /// when false, so keys made before it existed stay the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_submodules: bool,
 }
 
 /// One file downloaded over http(s).

@@ -140,8 +140,8 @@ impl Run<'_> {
             if sources.len() != 1 {
                 return Err(loc.error(ErrorKind::Invalid, "checksum can't be specified for multiple sources", None));
             }
-            if !is_url(&sources[0]) {
-                return Err(loc.error(ErrorKind::Invalid, "checksum can't be specified for non-HTTP(S) sources", None));
+            if !is_url(&sources[0]) && !crate::git::GitRef::is_git(&sources[0]) {
+                return Err(loc.error(ErrorKind::Invalid, "checksum requires HTTP(S) or Git sources", None));
             }
         }
         let dest = dest_path(&st.image.config.working_dir, &dest_raw);
@@ -177,7 +177,7 @@ impl Run<'_> {
         // `gitutil.ParseGitRef` tells one, a URL as a download, anything
         // else from the context.
         let (gits, rest): (Vec<String>, Vec<String>) =
-            a.sources.iter().cloned().partition(|s| add && crate::git::GitRef::parse(s).is_some());
+            a.sources.iter().cloned().partition(|s| add && crate::git::GitRef::is_git(s));
         let (urls, local): (Vec<String>, Vec<String>) = rest.into_iter().partition(|s| add && is_url(s));
         let spec = CopySpec {
             sources: Vec::new(),
@@ -207,7 +207,7 @@ impl Run<'_> {
         }
         let mut checkouts = Vec::new();
         for g in &gits {
-            let (fs, origin, dir) = self.git_source(g, c.keep_git_dir, &layering, &loc).await?;
+            let (fs, origin, dir) = self.git_source(g, c.keep_git_dir, a.checksum.as_deref(), &layering, &loc).await?;
             checkouts.push(dir);
             groups.push(Group {
                 source: origin,
@@ -310,17 +310,35 @@ impl Run<'_> {
         &self,
         source: &str,
         keep_git_dir: bool,
+        checksum: Option<&str>,
         layering: &Layering,
         loc: &crate::error::Location,
     ) -> Result<(MemFs, Origin, tempfile::TempDir)> {
-        let Some(git) = crate::git::GitRef::parse(source) else {
-            return Err(loc.error(ErrorKind::Invalid, format!("not a Git repository: {source}"), Some(source)));
+        let invalid = |msg: String| loc.error(ErrorKind::Invalid, msg, Some(source));
+        let mut git = match crate::git::parse(source) {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(invalid(format!("not a Git repository: {source}"))),
+            Err(e) => return Err(invalid(e.to_string())),
         };
+        // As BuildKit's frontend: the flags and the URL's query must agree.
+        if let (Some(flag), Some(q)) = (checksum, git.checksum.as_deref()) {
+            if flag != q {
+                return Err(invalid(format!("checksum mismatch {flag:?} != {q:?}")));
+            }
+        }
+        if let Some(flag) = checksum {
+            git.checksum = Some(flag.to_string());
+        }
+        if keep_git_dir && git.keep_git_dir == Some(false) {
+            return Err(invalid("inconsistent keep-git-dir configuration".into()));
+        }
+        let keep_git_dir = keep_git_dir || git.keep_git_dir == Some(true);
         let dir = crate::materialize::temp_in(&self.b.store.root().join("run"))?;
         let at = dir.path().to_path_buf();
         let checked = git.clone();
         let agent = self.opts.run.ssh.get("default").cloned();
         let (tree, commit) = tokio::task::spawn_blocking(move || {
+            use crate::git::Checkout as _;
             let (root, commit) = checked.checkout_commit(&at, keep_git_dir, agent.as_deref())?;
             Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
         })
@@ -333,6 +351,7 @@ impl Run<'_> {
             commit: Some(commit),
             subdir: git.subdir.clone().unwrap_or_default(),
             keep_git_dir,
+            skip_submodules: git.submodules == Some(false),
         }));
         // Keyed by the commit, as BuildKit's git source: the checkout's
         // `.git` (kept with --keep-git-dir) differs from one fetch to the next.

@@ -155,6 +155,18 @@ fn all_ops() -> Vec<(&'static str, Op)> {
                 commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
                 subdir: "docs".into(),
                 keep_git_dir: false,
+                skip_submodules: false,
+            })),
+        ),
+        (
+            "source.git.no-submodules",
+            Op::Source(Source::Git(GitSource {
+                remote: "https://example.org/repo.git".into(),
+                reference: "main".into(),
+                commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                subdir: "docs".into(),
+                keep_git_dir: false,
+                skip_submodules: true,
             })),
         ),
         (

@@ -152,7 +152,10 @@ impl Load<'_> {
         }
         // As buildx: an existing directory wins over a URL look-alike
         // (`github.com/o/r` may be both).
-        let remote = Remote::parse(&a.context).filter(|_| !Path::new(&a.context).is_dir());
+        let remote = match Path::new(&a.context).is_dir() {
+            true => None,
+            false => Remote::parse(&a.context).with_context(|| format!("the build context {}", a.context))?,
+        };
         let Some(remote) = remote else {
             return dir_context(Path::new(&a.context), a.file.as_deref());
         };
@@ -245,7 +248,8 @@ impl Load<'_> {
                     NamedContext::Files(bctx::from_dir(&dir, &ignore)?.into())
                 }
                 Value::Url(url) => {
-                    let remote = Remote::parse(&url).ok_or_else(|| anyhow!("{}: not a URL", what()))?;
+                    let remote =
+                        Remote::parse(&url).with_context(what)?.ok_or_else(|| anyhow!("{}: not a URL", what()))?;
                     NamedContext::Files(self.fetch_files(&remote, &url, work).with_context(what)?.into())
                 }
             };
