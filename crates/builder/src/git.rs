@@ -139,7 +139,18 @@ impl Git<'_> {
     fn fetch_checkout(&self, dest: &Path, keep_git_dir: bool, subdir: Option<PathBuf>) -> Result<(PathBuf, String)> {
         self.git(dest, &["init", "-q"])?;
         self.git(dest, &["remote", "add", "origin", &self.r.remote])?;
-        let want = self.r.reference.as_deref().unwrap_or("HEAD");
+        let mut want = self.r.reference.as_deref().unwrap_or("HEAD");
+        if self.r.fetch_by_commit {
+            // BuildKit's fetch-by-commit: the checksum is the commit, fetched
+            // itself, the ref not looked up.
+            match self.r.checksum.as_deref() {
+                None => return Err(self.error("fetch-by-commit requires a checksum or a commit SHA ref".into())),
+                Some(sum) if !is_commit_id(sum) => {
+                    return Err(self.error(format!("fetch-by-commit requires a full commit SHA checksum, got {sum:?}")))
+                }
+                Some(sum) => want = sum,
+            }
+        }
         // Shallow first; servers without shallow support (dumb HTTP) get
         // a plain fetch of the ref; a commit id the server does not serve
         // by itself, the whole history.
@@ -177,8 +188,21 @@ impl Git<'_> {
             self.git(dest, &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"])
                 .or_else(|_| self.git(dest, &["submodule", "update", "-q", "--init", "--recursive"]))?;
         }
+        // The commit's time, read while `.git` is there.
+        let commit_time = match self.r.mtime_commit {
+            true => Some(
+                self.git_out(dest, &["log", "-1", "--format=%ct", "HEAD"])?
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|e| self.error(format!("reading the commit time: {e}")))?,
+            ),
+            false => None,
+        };
         if !keep_git_dir {
             remove_dot_git(dest)?;
+        }
+        if let Some(t) = commit_time {
+            set_times(dest, t).map_err(|e| self.error(format!("setting file times to the commit's: {e}")))?;
         }
         let Some(sub) = subdir else { return Ok((dest.to_path_buf(), commit)) };
         let dir = dest.join(&sub);
@@ -234,6 +258,25 @@ fn remove_dot_git(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sets the times of everything below `dir` (and of `dir`) to `secs`,
+/// links themselves not followed, directories after what they hold, as
+/// BuildKit's `mtime=commit`.
+fn set_times(dir: &Path, secs: i64) -> std::io::Result<()> {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+    let t = Timespec { tv_sec: secs, tv_nsec: 0 };
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            set_times(&e.path(), secs)?;
+        } else {
+            let ts = Timestamps { last_access: t, last_modification: t };
+            utimensat(CWD, &e.path(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+    }
+    let ts = Timestamps { last_access: t, last_modification: t };
+    utimensat(CWD, dir, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)
 }
 
 /// A full hexadecimal commit id (SHA-1 or SHA-256).

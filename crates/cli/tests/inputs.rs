@@ -55,8 +55,11 @@ impl Drop for GitDaemon {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
+    // Commits of a fixed time long past: a checkout's own file times differ.
     sh(Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
+        .env("GIT_AUTHOR_DATE", "2020-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2020-01-02T03:04:05Z")
         .args(args)
         .current_dir(dir))
     .trim()
@@ -258,7 +261,8 @@ fn add_checks_a_git_checksum_and_reads_the_query_form() {
     let repo = format!("http://127.0.0.1:{port}/repo.git");
     let df_ok = format!(
         "FROM scratch\nADD --checksum={} {repo}#v1 /c/\nADD {repo}?tag=v1&subdir=sub /q/\n\
-         ADD {repo}?branch=dev&checksum={} /b/\n",
+         ADD {repo}?branch=dev&checksum={} /b/\nADD {repo}?tag=v1&mtime=commit /m/\n\
+         ADD {repo}?fetch-by-commit&checksum={v1} /f/\n",
         &v1[..7],
         &dev[..10]
     );
@@ -270,6 +274,14 @@ fn add_checks_a_git_checksum_and_reads_the_query_form() {
     assert_eq!(read(out.join("q/s.txt")), "in sub");
     assert!(!out.join("q/a.txt").exists(), "only the subdir");
     assert_eq!(read(out.join("b/a.txt")), "dev");
+    assert_eq!(read(out.join("f/a.txt")), "one", "fetch-by-commit");
+    let when: i64 = git(&bare, &["log", "-1", "--format=%ct", "v1"]).parse().unwrap();
+    for f in ["m/a.txt", "m/sub/s.txt", "m/sub"] {
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(std::fs::symlink_metadata(out.join(f)).unwrap().mtime(), when, "{f}: mtime=commit");
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    assert_ne!(std::fs::metadata(out.join("c/a.txt")).unwrap().mtime(), when, "the checkout's own times by default");
 
     let bad = format!("FROM scratch\nADD --checksum={wrong} {repo}#dev /x/\n");
     let ctx = context(&env, "gitbad", &[("Dockerfile", &bad)]);

@@ -2,7 +2,8 @@
 //! `https://host/repo.git#ref:subdir`, `git://...`, `ssh://...`,
 //! `user@host:repo#ref`, `github.com/owner/repo`, and the query form
 //! `URL?ref=...&tag=...&branch=...&subdir=...&checksum=...` (also
-//! `commit=`, `keep-git-dir`, `submodules`). An `http(s)` URL is a Git
+//! `commit=`, `keep-git-dir`, `submodules`, `mtime=checkout|commit`,
+//! `fetch-by-commit`). An `http(s)` URL is a Git
 //! reference only when its path ends in `.git`; any other URL is an HTTP
 //! source. Used by the frontend (the plan) and the builder (checkouts)
 //! alike, so both tell a Git source from a download the same way.
@@ -24,6 +25,12 @@ pub struct GitRef {
     pub keep_git_dir: Option<bool>,
     /// `submodules=`, when given (default: submodules are checked out).
     pub submodules: Option<bool>,
+    /// `mtime=commit`: every file's time is the commit's, not the
+    /// checkout's.
+    pub mtime_commit: bool,
+    /// `fetch-by-commit`: the commit of `checksum` (a full id) is fetched
+    /// itself, not looked up through the ref.
+    pub fetch_by_commit: bool,
 }
 
 impl GitRef {
@@ -86,7 +93,7 @@ impl GitRef {
                     _ => Err(format!("invalid {name} value: {v:?}")),
                 }
             };
-            if v.is_empty() && !matches!(k, "submodules" | "keep-git-dir") {
+            if v.is_empty() && !matches!(k, "submodules" | "keep-git-dir" | "fetch-by-commit") {
                 return Err(format!("query {k:?} has no value"));
             }
             match k {
@@ -97,6 +104,12 @@ impl GitRef {
                 "checksum" | "commit" => self.checksum = Some(v),
                 "keep-git-dir" => self.keep_git_dir = Some(flag("keep-git-dir")?),
                 "submodules" => self.submodules = Some(flag("submodules")?),
+                "fetch-by-commit" => self.fetch_by_commit = flag("fetch-by-commit")?,
+                "mtime" => match v.as_str() {
+                    "checkout" => self.mtime_commit = false,
+                    "commit" => self.mtime_commit = true,
+                    _ => return Err(format!("invalid mtime value: {v:?} (must be \"checkout\" or \"commit\")")),
+                },
                 other => return Err(format!("unexpected query {other:?}")),
             }
         }
@@ -244,6 +257,8 @@ mod tests {
         let g = GitRef::parse("git@h:o/r.git?branch=dev&commit=ff").unwrap().unwrap();
         assert_eq!((g.remote.as_str(), g.reference.as_deref()), ("git@h:o/r.git", Some("refs/heads/dev")));
         assert_eq!(GitRef::parse("https://h/r.git?ref=main#main").unwrap().unwrap().reference.as_deref(), Some("main"));
+        let g = GitRef::parse("https://h/r.git?mtime=commit&fetch-by-commit&commit=ab").unwrap().unwrap();
+        assert!(g.mtime_commit && g.fetch_by_commit);
         assert_eq!(GitRef::parse("https://h/r.git?subdir=a%2Fb+c").unwrap().unwrap().subdir.as_deref(), Some("a/b c"));
         for (bad, why) in [
             ("https://h/r.git?ref=a#b", "ref conflicts: \"b\" vs \"a\""),
@@ -252,6 +267,7 @@ mod tests {
             ("https://h/r.git?ref=a&ref=b", "query \"ref\" has multiple values"),
             ("https://h/r.git?depth=1", "unexpected query \"depth\""),
             ("https://h/r.git?submodules=maybe", "invalid submodules value"),
+            ("https://h/r.git?mtime=now", "invalid mtime value: \"now\" (must be \"checkout\" or \"commit\")"),
         ] {
             let e = GitRef::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

@@ -170,10 +170,15 @@ impl<R: Resolver> Converter<'_, R> {
             return Err(invalid("inconsistent keep-git-dir configuration".into()));
         }
         let reference = g.reference.clone().unwrap_or_default();
-        let commit = self.resolver.resolve_git(&g.remote, &reference).await.map_err(|e| {
-            let msg = format!("failed to resolve git {}#{reference}: {e}", g.remote);
-            self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
-        })?;
+        // With fetch-by-commit the checksum is the commit: nothing to resolve.
+        let pinned = g.checksum.clone().filter(|c| g.fetch_by_commit && c.len() >= 40);
+        let commit = match pinned {
+            Some(c) => Some(c),
+            None => self.resolver.resolve_git(&g.remote, &reference).await.map_err(|e| {
+                let msg = format!("failed to resolve git {}#{reference}: {e}", g.remote);
+                self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
+            })?,
+        };
         let op = Op::Source(Source::Git(GitSource {
             remote: g.remote.clone(),
             reference,
@@ -181,6 +186,7 @@ impl<R: Resolver> Converter<'_, R> {
             subdir: g.subdir.clone().unwrap_or_default(),
             keep_git_dir: keep_git_dir || g.keep_git_dir == Some(true),
             skip_submodules: g.submodules == Some(false),
+            mtime_commit: g.mtime_commit,
         }));
         let vspec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {spec}"));
         let source = self.graph.add(vspec.with_ignore_cache(st.ignore_cache))?;

@@ -519,6 +519,10 @@ pub struct GitSource {
     /// when false, so keys made before it existed stay the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_submodules: bool,
+    /// Files get the commit's time (`mtime=commit`); absent from the key
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mtime_commit: bool,
 }
 
 /// One file downloaded over http(s).

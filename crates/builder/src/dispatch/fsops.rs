@@ -352,6 +352,7 @@ impl Run<'_> {
             subdir: git.subdir.clone().unwrap_or_default(),
             keep_git_dir,
             skip_submodules: git.submodules == Some(false),
+            mtime_commit: git.mtime_commit,
         }));
         // Keyed by the commit, as BuildKit's git source: the checkout's
         // `.git` (kept with --keep-git-dir) differs from one fetch to the next.

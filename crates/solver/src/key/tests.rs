@@ -156,10 +156,11 @@ fn all_ops() -> Vec<(&'static str, Op)> {
                 subdir: "docs".into(),
                 keep_git_dir: false,
                 skip_submodules: false,
+                mtime_commit: false,
             })),
         ),
         (
-            "source.git.no-submodules",
+            "source.git.no-submodules.mtime-commit",
             Op::Source(Source::Git(GitSource {
                 remote: "https://example.org/repo.git".into(),
                 reference: "main".into(),
@@ -167,6 +168,7 @@ fn all_ops() -> Vec<(&'static str, Op)> {
                 subdir: "docs".into(),
                 keep_git_dir: false,
                 skip_submodules: true,
+                mtime_commit: true,
             })),
         ),
         (
