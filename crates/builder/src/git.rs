@@ -272,7 +272,7 @@ fn set_times(dir: &Path, secs: i64) -> std::io::Result<()> {
             set_times(&e.path(), secs)?;
         } else {
             let ts = Timestamps { last_access: t, last_modification: t };
-            utimensat(CWD, &e.path(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+            utimensat(CWD, e.path(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
         }
     }
     let ts = Timestamps { last_access: t, last_modification: t };
