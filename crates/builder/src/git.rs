@@ -151,6 +151,12 @@ impl Git<'_> {
                 Some(sum) => want = sum,
             }
         }
+        if let Some(sum) = &self.r.checksum {
+            // A ref that is a commit id is checked before anything is fetched.
+            if is_commit_id(want) && !want.to_ascii_lowercase().starts_with(&sum.to_ascii_lowercase()) {
+                return Err(self.error(format!("expected checksum to match {sum}, got {want}")));
+            }
+        }
         // Shallow first; servers without shallow support (dumb HTTP) get
         // a plain fetch of the ref; a commit id the server does not serve
         // by itself, the whole history.
@@ -163,12 +169,6 @@ impl Git<'_> {
                 want.to_string()
             }
         };
-        if let Some(sum) = &self.r.checksum {
-            // A ref that is a commit id is checked before anything is fetched.
-            if is_commit_id(want) && !want.to_ascii_lowercase().starts_with(&sum.to_ascii_lowercase()) {
-                return Err(self.error(format!("expected checksum to match {sum}, got {want}")));
-            }
-        }
         // The object fetched: an annotated tag's own id, else the commit's.
         let fetched = self.git_out(dest, &["rev-parse", &target]).map(|o| o.trim().to_string()).unwrap_or_default();
         self.git(dest, &["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target])
@@ -189,14 +189,11 @@ impl Git<'_> {
                 .or_else(|_| self.git(dest, &["submodule", "update", "-q", "--init", "--recursive"]))?;
         }
         // The commit's time, read while `.git` is there.
-        let commit_time = match self.r.mtime_commit {
-            true => Some(
-                self.git_out(dest, &["log", "-1", "--format=%ct", "HEAD"])?
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|e| self.error(format!("reading the commit time: {e}")))?,
-            ),
-            false => None,
+        let commit_time = if self.r.mtime_commit {
+            let out = self.git_out(dest, &["log", "-1", "--format=%ct", "HEAD"])?;
+            Some(out.trim().parse::<i64>().map_err(|e| self.error(format!("reading the commit time: {e}")))?)
+        } else {
+            None
         };
         if !keep_git_dir {
             remove_dot_git(dest)?;
@@ -219,7 +216,7 @@ impl Git<'_> {
         self.git_out(dir, args).map(drop)
     }
 
-    /// [`GitRef::git`], returning its standard output.
+    /// [`Git::git`], returning its standard output.
     fn git_out(&self, dir: &Path, args: &[&str]) -> Result<String> {
         let out = Command::new("git")
             .args(["-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=never"])

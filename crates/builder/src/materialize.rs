@@ -160,13 +160,9 @@ impl Upper {
     /// layer is already unpacked, or anything is unexpected, it is not, and
     /// the layer is unpacked from its blob when needed.
     pub fn install(self, store: &Store, chain: &[Layer], entries: &[(String, Node)]) -> bool {
-        let Some(name) = chain_name(chain) else { return false };
-        if !self.overlay || unpacked_dir(store, chain).is_some() {
-            return false;
-        }
-        let below = chain_name(&chain[..chain.len() - 1]);
+        let (Some(name), true) = (chain_name(chain), self.overlay) else { return false };
         let Ok(cache) = layer_cache(store) else { return false };
-        if below.as_deref().is_some_and(|p| cache.layer_dirs(p).is_err()) {
+        if cache.layer_dirs(&name).is_ok() {
             return false;
         }
         let upper = self.dirs.path().join("upper");
@@ -185,6 +181,9 @@ impl Upper {
         if prune_upper(&upper, "", &keep, &whiteouts).is_err() {
             return false;
         }
+        // The layers below are committed (the run mounted them); `adopt`
+        // refuses otherwise.
+        let below = chain_name(&chain[..chain.len() - 1]);
         cache.adopt(&name, below.as_deref(), &upper).is_ok()
     }
 }
@@ -326,6 +325,12 @@ fn layer_dirs(store: &Store, chain: &[Layer]) -> Result<Vec<PathBuf>> {
     }
     let mut parent: Option<String> = None;
     for layer in chain {
+        let name = polyarch_snapshot::chain_id(parent.as_deref(), &layer.diff_id);
+        if cache.layer_dirs(&name).is_ok() {
+            // Unpacked already: its blob is not even opened.
+            parent = Some(name);
+            continue;
+        }
         let blob = store.open(&layer.desc)?;
         let mut tar =
             polyarch_snapshot::decompress(blob).map_err(|e| Error::LayerIo { what: "decompressing", source: e })?;

@@ -189,9 +189,7 @@ pub fn snapshot_usage(root: &Path, stored: &[Vec<String>]) -> SnapshotUsage {
             }
         }
     }
-    let all = polyarch_store::gc::tree_bytes(&root.join("snapshots"))
-        + polyarch_store::gc::tree_bytes(&root.join(LEGACY_LAYERS));
-    u.bytes = all.saturating_sub(u.layer_bytes);
+    u.bytes = polyarch_store::gc::tree_bytes(&root.join("snapshots")).saturating_sub(u.layer_bytes);
     u
 }
 

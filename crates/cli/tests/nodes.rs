@@ -499,21 +499,18 @@ fn named_contexts_travel_to_the_far_node() {
         context(&env, "extra", &[("note.txt", "from a named context\n"), ("unused/big.bin", &"y".repeat(50_000))]);
     let out_dir = env.dir.path().join("out");
     let base = format!("base=docker-image://{}", crate::util::busybox(reg));
-    let out = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
-        .args(["--build-context", &format!("extra={}", extra.display()), "--build-context", &base])
-        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
-        .arg(&ctx)
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (extra_ctx, dest) = (format!("extra={}", extra.display()), format!("type=local,dest={}", out_dir.display()));
+    let duo = ["--builder", "duo", "--platform", "linux/amd64,linux/arm64"];
+    let seen_both = || {
+        for (p, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+            let seen = std::fs::read_to_string(out_dir.join(p).join("seen")).unwrap();
+            assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
+        }
+    };
+    let named = ["--build-context", &extra_ctx, "--build-context", &base, "-o", &dest, s(&ctx)];
+    let stderr = build_on(&env, &sshd, &[&duo[..], &named[..]].concat());
     assert!(stderr.contains("[linux/arm64@far stage-0 3/3] RUN"), "{stderr}");
-    for (p, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
-        let seen = std::fs::read_to_string(out_dir.join(p).join("seen")).unwrap();
-        assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
-    }
+    seen_both();
 
     // An OCI layout of this machine travels as a tree, written out on the
     // node for its build.
@@ -523,21 +520,10 @@ fn named_contexts_travel_to_the_far_node() {
         .arg(format!("docker://{}", crate::util::busybox(reg)))
         .arg(format!("oci:{}:edge", layout.display())));
     std::fs::remove_dir_all(&out_dir).unwrap();
-    let out = env
-        .cmd(&["build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--progress", "plain"])
-        .args(["--build-context", &format!("extra={}", extra.display())])
-        .args(["--build-context", &format!("base=oci-layout://{}:edge", layout.display())])
-        .args(["-o", &format!("type=local,dest={}", out_dir.display())])
-        .arg(&ctx)
-        .env("POLYARCH_SSH", sshd.ssh_command())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    for (p, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
-        let seen = std::fs::read_to_string(out_dir.join(p).join("seen")).unwrap();
-        assert_eq!(seen, format!("from a named context\n{arch}\n"), "{p}");
-    }
+    let oci = format!("base=oci-layout://{}:edge", layout.display());
+    let named = ["--build-context", &extra_ctx, "--build-context", &oci, "-o", &dest, s(&ctx)];
+    build_on(&env, &sshd, &[&duo[..], &named[..]].concat());
+    seen_both();
     let run = far.store.join("run");
     let left: Vec<_> = std::fs::read_dir(&run).into_iter().flatten().flatten().map(|e| e.path()).collect();
     assert!(left.iter().all(|p| !p.join("oci-layout").exists()), "the layout went with the build: {left:?}");

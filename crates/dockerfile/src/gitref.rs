@@ -71,6 +71,25 @@ impl GitRef {
         Ok(Some(g))
     }
 
+    /// The reference with ADD's `--checksum` and `--keep-git-dir` flags
+    /// merged in; as in BuildKit's frontend, they must agree with the
+    /// URL's own query.
+    pub fn with_flags(mut self, checksum: Option<&str>, keep_git_dir: bool) -> Result<GitRef, String> {
+        if let Some(flag) = checksum {
+            if let Some(q) = self.checksum.as_deref().filter(|q| *q != flag) {
+                return Err(format!("checksum mismatch {flag:?} != {q:?}"));
+            }
+            self.checksum = Some(flag.to_string());
+        }
+        if keep_git_dir {
+            if self.keep_git_dir == Some(false) {
+                return Err("inconsistent keep-git-dir configuration".into());
+            }
+            self.keep_git_dir = Some(true);
+        }
+        Ok(self)
+    }
+
     /// Whether `s` is a Git reference (a valid one or not).
     pub fn is_git(s: &str) -> bool {
         !matches!(GitRef::parse(s), Ok(None))
@@ -273,6 +292,16 @@ mod tests {
             assert!(e.contains(why), "{bad}: {e}");
             assert!(GitRef::is_git(bad));
         }
+    }
+
+    #[test]
+    fn flags_merge_with_the_query() {
+        let g = GitRef::parse("https://h/r.git?checksum=ab").unwrap().unwrap();
+        assert_eq!(g.clone().with_flags(Some("ab"), true).unwrap().keep_git_dir, Some(true));
+        assert_eq!(g.clone().with_flags(Some("ac"), false).unwrap_err(), "checksum mismatch \"ac\" != \"ab\"");
+        let g = GitRef::parse("https://h/r.git?keep-git-dir=false").unwrap().unwrap();
+        assert_eq!(g.clone().with_flags(Some("ff"), false).unwrap().checksum.as_deref(), Some("ff"));
+        assert_eq!(g.with_flags(None, true).unwrap_err(), "inconsistent keep-git-dir configuration");
     }
 
     #[test]

@@ -156,19 +156,11 @@ impl<R: Resolver> Converter<'_, R> {
         line: usize,
     ) -> Result<Group> {
         let invalid = |msg: String| self.src.error(ErrorKind::Invalid, line, msg, Some(spec));
-        let g = match GitRef::parse(spec) {
+        let g = match GitRef::parse(spec).and_then(|g| g.map(|g| g.with_flags(checksum, keep_git_dir)).transpose()) {
             Ok(Some(g)) => g,
             Ok(None) => return Err(invalid(format!("not a Git repository: {spec}"))),
             Err(e) => return Err(invalid(e)),
         };
-        if let (Some(flag), Some(q)) = (checksum, g.checksum.as_deref()) {
-            if flag != q {
-                return Err(invalid(format!("checksum mismatch {flag:?} != {q:?}")));
-            }
-        }
-        if keep_git_dir && g.keep_git_dir == Some(false) {
-            return Err(invalid("inconsistent keep-git-dir configuration".into()));
-        }
         let reference = g.reference.clone().unwrap_or_default();
         // With fetch-by-commit the checksum is the commit: nothing to resolve.
         let pinned = g.checksum.clone().filter(|c| g.fetch_by_commit && c.len() >= 40);
@@ -179,15 +171,7 @@ impl<R: Resolver> Converter<'_, R> {
                 self.src.error(ErrorKind::Resolve, line, msg, Some(spec))
             })?,
         };
-        let op = Op::Source(Source::Git(GitSource {
-            remote: g.remote.clone(),
-            reference,
-            commit,
-            subdir: g.subdir.clone().unwrap_or_default(),
-            keep_git_dir: keep_git_dir || g.keep_git_dir == Some(true),
-            skip_submodules: g.submodules == Some(false),
-            mtime_commit: g.mtime_commit,
-        }));
+        let op = Op::Source(Source::Git(git_source(&g, commit)));
         let vspec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] git {spec}"));
         let source = self.graph.add(vspec.with_ignore_cache(st.ignore_cache))?;
         Ok(Group { source, paths: vec!["/".into()], wildcard: false, unpack: false })
@@ -232,6 +216,21 @@ impl<R: Resolver> Converter<'_, R> {
             }
         }
         Ok(Words { sources, dest, excludes, owner, mode, checksum, git_checksum })
+    }
+}
+
+/// The solver's git source of `g` (flags merged, see
+/// [`GitRef::with_flags`]) checked out at `commit`: one mapping for the
+/// plan and the build, so both key a repository alike.
+pub fn git_source(g: &GitRef, commit: Option<String>) -> GitSource {
+    GitSource {
+        remote: g.remote.clone(),
+        reference: g.reference.clone().unwrap_or_default(),
+        commit,
+        subdir: g.subdir.clone().unwrap_or_default(),
+        keep_git_dir: g.keep_git_dir == Some(true),
+        skip_submodules: g.submodules == Some(false),
+        mtime_commit: g.mtime_commit,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::layer::{write_layer, Layer};
 use crate::Vertex;
 use polyarch_dockerfile::values::{dest_path, is_url, normalize_workdir};
 use polyarch_oci::Digest;
-use polyarch_solver::op::{Copy as CopyOp, GitSource, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
+use polyarch_solver::op::{Copy as CopyOp, HttpSource, Merge, Mkdir, Mkfile, Op, Source as SourceOp};
 use polyarch_solver::DepKey;
 
 /// Whether an instruction becomes a step of its own (and a layer).
@@ -315,45 +315,23 @@ impl Run<'_> {
         loc: &crate::error::Location,
     ) -> Result<(MemFs, Origin, tempfile::TempDir)> {
         let invalid = |msg: String| loc.error(ErrorKind::Invalid, msg, Some(source));
-        let mut git = match crate::git::parse(source) {
-            Ok(Some(g)) => g,
-            Ok(None) => return Err(invalid(format!("not a Git repository: {source}"))),
-            Err(e) => return Err(invalid(e.to_string())),
+        let git = match crate::git::parse(source).map_err(|e| invalid(e.to_string()))? {
+            Some(g) => g.with_flags(checksum, keep_git_dir).map_err(invalid)?,
+            None => return Err(invalid(format!("not a Git repository: {source}"))),
         };
-        // As BuildKit's frontend: the flags and the URL's query must agree.
-        if let (Some(flag), Some(q)) = (checksum, git.checksum.as_deref()) {
-            if flag != q {
-                return Err(invalid(format!("checksum mismatch {flag:?} != {q:?}")));
-            }
-        }
-        if let Some(flag) = checksum {
-            git.checksum = Some(flag.to_string());
-        }
-        if keep_git_dir && git.keep_git_dir == Some(false) {
-            return Err(invalid("inconsistent keep-git-dir configuration".into()));
-        }
-        let keep_git_dir = keep_git_dir || git.keep_git_dir == Some(true);
         let dir = crate::materialize::temp_in(&self.b.store.root().join("run"))?;
         let at = dir.path().to_path_buf();
         let checked = git.clone();
         let agent = self.opts.run.ssh.get("default").cloned();
         let (tree, commit) = tokio::task::spawn_blocking(move || {
             use crate::git::Checkout as _;
-            let (root, commit) = checked.checkout_commit(&at, keep_git_dir, agent.as_deref())?;
+            let (root, commit) = checked.checkout_commit(&at, false, agent.as_deref())?;
             Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
         })
         .await
         .map_err(|e| Error::Option(format!("checking out {source}: {e}")))?
         .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(source)))?;
-        let op = Op::Source(SourceOp::Git(GitSource {
-            remote: git.remote.clone(),
-            reference: git.reference.clone().unwrap_or_default(),
-            commit: Some(commit),
-            subdir: git.subdir.clone().unwrap_or_default(),
-            keep_git_dir,
-            skip_submodules: git.submodules == Some(false),
-            mtime_commit: git.mtime_commit,
-        }));
+        let op = Op::Source(SourceOp::Git(polyarch_frontend::git_source(&git, Some(commit))));
         // Keyed by the commit, as BuildKit's git source: the checkout's
         // `.git` (kept with --keep-git-dir) differs from one fetch to the next.
         let origin = Origin::State(layering.op(&op, &git.display(), &[], None)?);
