@@ -107,6 +107,18 @@ fn copy() -> Copy {
     }
 }
 
+fn git() -> GitSource {
+    GitSource {
+        remote: "https://example.org/repo.git".into(),
+        reference: "main".into(),
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        subdir: "docs".into(),
+        keep_git_dir: false,
+        skip_submodules: false,
+        mtime_commit: false,
+    }
+}
+
 fn all_ops() -> Vec<(&'static str, Op)> {
     vec![
         ("exec", Op::Exec(exec())),
@@ -147,29 +159,10 @@ fn all_ops() -> Vec<(&'static str, Op)> {
                 exclude: vec!["**/*.o".into()],
             })),
         ),
-        (
-            "source.git",
-            Op::Source(Source::Git(GitSource {
-                remote: "https://example.org/repo.git".into(),
-                reference: "main".into(),
-                commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
-                subdir: "docs".into(),
-                keep_git_dir: false,
-                skip_submodules: false,
-                mtime_commit: false,
-            })),
-        ),
+        ("source.git", Op::Source(Source::Git(git()))),
         (
             "source.git.no-submodules.mtime-commit",
-            Op::Source(Source::Git(GitSource {
-                remote: "https://example.org/repo.git".into(),
-                reference: "main".into(),
-                commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
-                subdir: "docs".into(),
-                keep_git_dir: false,
-                skip_submodules: true,
-                mtime_commit: true,
-            })),
+            Op::Source(Source::Git(GitSource { skip_submodules: true, mtime_commit: true, ..git() })),
         ),
         (
             "source.http",
