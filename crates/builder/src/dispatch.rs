@@ -552,12 +552,13 @@ impl Run<'_> {
         commands.extend(stage.commands.iter().cloned());
         st.index = 0;
         st.total = 1 + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
-        let from_text = if base_name.eq_ignore_ascii_case("scratch") {
-            "FROM scratch".to_string()
-        } else {
-            format!("FROM {base_name}")
+        // An image's FROM names it pinned, as BuildKit's does.
+        let from_text = match &base_image {
+            _ if base_name.eq_ignore_ascii_case("scratch") => "FROM scratch".to_string(),
+            Some(img) => format!("FROM {}", img.pinned),
+            None => format!("FROM {base_name}"),
         };
-        let vertex = self.step_vertex(&mut st, &from_text);
+        let vertex = self.base_vertex(&mut st, &from_text);
         self.run_from(&mut st, vertex, base_image.as_ref()).await?;
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;

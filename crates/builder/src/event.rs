@@ -33,6 +33,13 @@ pub struct Vertex {
     pub internal: bool,
     /// The platform of the build the step belongs to.
     pub platform: Option<Platform>,
+    /// The platform its stage runs as, where that is not `platform` (a
+    /// stage `FROM --platform=$BUILDPLATFORM`): the name shows it instead.
+    pub runs_as: Option<Platform>,
+    /// The target platform the step's environment names (`ARG
+    /// TARGETARCH` in scope), shown as `->ARCH` after the platform where
+    /// it is another (see [`polyarch_frontend::label`]).
+    pub cross: Option<Platform>,
     /// The name shows the platform (a build of several platforms).
     pub show_platform: bool,
     /// The builder node that runs it, for a build on a builder's nodes.
@@ -64,14 +71,17 @@ impl Vertex {
     }
 
     /// The name progress shows, as BuildKit names vertices: the platform
-    /// (with `@node` on a builder's node), then the stage and position or
+    /// its stage runs as (`->ARCH` for the target its environment names,
+    /// `@node` on a builder's node), then the stage and position or
     /// `internal`, in brackets, then the text (`ONBUILD ` before a
     /// trigger's). `[linux/arm64@arm1 stage-0 2/3] RUN make`.
     pub fn name(&self) -> String {
         let mut label: Vec<String> = Vec::new();
+        let shown =
+            |p: &Platform| polyarch_frontend::label::label(self.runs_as.as_ref().unwrap_or(p), self.cross.as_ref());
         match (&self.platform, &self.node) {
-            (Some(p), Some(n)) => label.push(format!("{}@{n}", p.format())),
-            (Some(p), None) if self.show_platform => label.push(p.format()),
+            (Some(p), Some(n)) => label.push(format!("{}@{n}", shown(p))),
+            (Some(p), None) if self.show_platform => label.push(shown(p)),
             (None, Some(n)) => label.push(n.clone()),
             _ => {}
         }
@@ -305,6 +315,13 @@ mod tests {
         assert_eq!(v.name(), "[linux/arm64 stage-0 2/3] RUN make");
         v.node = Some("arm1".into());
         assert_eq!(v.name(), "[linux/arm64@arm1 stage-0 2/3] RUN make");
+        // A step of a stage that runs as the build platform, for arm64.
+        v.runs_as = Some(Platform::new("linux", "amd64", None));
+        assert_eq!(v.name(), "[linux/amd64@arm1 stage-0 2/3] RUN make");
+        v.cross = Some(arm64());
+        assert_eq!(v.name(), "[linux/amd64->arm64@arm1 stage-0 2/3] RUN make");
+        v.node = None;
+        assert_eq!(v.name(), "[linux/amd64->arm64 stage-0 2/3] RUN make");
         let mut v = Vertex::instruction("build", 3, 12, "COPY a b");
         v.onbuild = true;
         assert_eq!(v.name(), "[build  3/12] ONBUILD COPY a b");

@@ -221,7 +221,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
         st.on_build = false;
         st.ignore_cache =
             self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
-        let from_name = self.step_name(&mut st, &format!("FROM {}", image.as_ref().map_or(&base, |i| &i.pinned)));
+        let from_name = self.name_step(&mut st, &format!("FROM {}", image.as_ref().map_or(&base, |i| &i.pinned)), true);
         if let Some(img) = image {
             st.root = Some(self.image_vertex(&img, from_name, st.ignore_cache)?);
         }
@@ -436,7 +436,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             return self.root_or_empty(&other);
         }
         let img = self.image(from, &st.platform, line).await?;
-        let name = format!("[{}{}] FROM {}", self.platform_prefix(st), st.name, img.pinned);
+        let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.pinned);
         self.image_vertex(&img, name, st.ignore_cache)
     }
 
@@ -494,35 +494,36 @@ impl<'a, R: Resolver> Converter<'a, R> {
 
     /// `linux/amd64 ` (with `->arm64` when the stage's TARGETPLATFORM ARG
     /// differs), as BuildKit prefixes names in a multi-platform build.
-    fn platform_prefix(&self, st: &StageState) -> String {
+    /// The platform label and a space in a multi-platform build (see
+    /// [`crate::label`]): the stage's platform, then `->ARCH` for a target
+    /// the step's environment names, unless `bare` (a FROM's, whose
+    /// environment is empty).
+    fn platform_prefix(&self, st: &StageState, bare: bool) -> String {
         if !self.multi {
             return String::new();
         }
-        let mut out = st.platform.format();
-        let target = st.args.iter().find(|(k, _)| k == "TARGETPLATFORM").and_then(|(_, v)| v.as_deref());
-        if let Some(t) = target.and_then(|t| Platform::parse(t).ok()).map(|t| t.normalize()) {
-            let b = st.platform.normalize();
-            if (t.os.as_str(), t.architecture.as_str(), t.variant_str())
-                != (b.os.as_str(), b.architecture.as_str(), b.variant_str())
-            {
-                let arch = match t.variant_str() {
-                    "" => t.architecture.clone(),
-                    v => format!("{}/{v}", t.architecture),
-                };
-                out.push_str("->");
-                out.push_str(&if t.os == b.os { arch } else { t.format() });
+        let target = match bare {
+            true => None,
+            false => {
+                let env = self.env(st);
+                crate::label::target_from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             }
-        }
-        out.push(' ');
-        out
+        };
+        format!("{} ", crate::label::label(&st.platform, target.as_ref()))
     }
 
     /// The next step's name: `[linux/arm64 build 2/3] RUN make`.
     pub(crate) fn step_name(&self, st: &mut StageState, text: &str) -> String {
+        self.name_step(st, text, false)
+    }
+
+    /// [`Converter::step_name`], with the bare platform label of a FROM
+    /// when `bare`.
+    fn name_step(&self, st: &mut StageState, text: &str, bare: bool) -> String {
         st.index += 1;
         let width = st.total.to_string().len();
         let onbuild = if st.on_build { "ONBUILD " } else { "" };
-        let prefix = self.platform_prefix(st);
+        let prefix = self.platform_prefix(st, bare);
         format!("[{prefix}{} {:>width$}/{}] {onbuild}{text}", st.name, st.index, st.total)
     }
 }

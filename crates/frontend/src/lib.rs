@@ -21,6 +21,7 @@ mod convert;
 mod copy;
 mod error;
 mod exec;
+pub mod label;
 pub mod meta;
 mod prefetch;
 pub mod resolve;

@@ -323,6 +323,12 @@ pub struct WireVertex {
     /// The platform of the build it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// The platform its stage runs as, where that is another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_as: Option<String>,
+    /// The target platform its environment names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross: Option<String>,
     /// Digests of the steps it starts from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Digest>,
@@ -339,15 +345,19 @@ impl WireVertex {
             onbuild: v.onbuild,
             internal: v.internal,
             platform: v.platform.as_ref().map(|p| p.format()),
+            runs_as: v.runs_as.as_ref().map(|p| p.format()),
+            cross: v.cross.as_ref().map(wire_target),
             inputs: v.inputs.clone(),
         }
     }
 
     fn into_vertex(self) -> Result<Vertex, String> {
-        let platform = match &self.platform {
-            Some(p) => Some(Platform::parse(p).map_err(|e| format!("step {} platform {p:?}: {e}", self.id))?),
-            None => None,
+        let parse = |p: &Option<String>| match p {
+            Some(p) => Platform::parse(p).map(Some).map_err(|e| format!("step {} platform {p:?}: {e}", self.id)),
+            None => Ok(None),
         };
+        let (platform, runs_as) = (parse(&self.platform)?, parse(&self.runs_as)?);
+        let cross = self.cross.as_deref().map(parse_target);
         Ok(Vertex {
             id: self.id,
             stage: self.stage,
@@ -357,11 +367,27 @@ impl WireVertex {
             onbuild: self.onbuild,
             internal: self.internal,
             platform,
+            runs_as,
+            cross,
             show_platform: true,
             node: None,
             inputs: self.inputs,
         })
     }
+}
+
+/// A step's target platform on the wire: `OS/ARCH/VARIANT`, any part
+/// empty where the step's environment did not name it.
+fn wire_target(p: &Platform) -> String {
+    format!("{}/{}/{}", p.os, p.architecture, p.variant_str())
+}
+
+/// The inverse of [`wire_target`].
+fn parse_target(s: &str) -> Platform {
+    let mut parts = s.splitn(3, '/');
+    let mut part = || parts.next().unwrap_or("").to_string();
+    let (os, architecture, variant) = (part(), part(), part());
+    Platform { os, architecture, variant: (!variant.is_empty()).then_some(variant), ..Platform::default() }
 }
 
 /// An output stream of a step's process.
@@ -876,6 +902,17 @@ mod tests {
         assert_eq!(back.vertex().name(), "[linux/arm/v7 internal] load metadata for x");
         let bad = WireEvent::Cached { vertex: WireVertex { platform: Some("linux/*".into()), ..vertex }, at: 0 };
         assert!(bad.into_event().unwrap_err().contains("step 2 platform \"linux/*\""));
+        // A cross step: the platform its stage runs as and the target its
+        // environment names (here only an architecture) survive the trip.
+        let mut v =
+            Vertex::instruction("build", 2, 3, "RUN make").with_platform(Platform::parse("linux/arm/v7").unwrap());
+        v.runs_as = Some(Platform::parse("linux/amd64").unwrap());
+        v.cross = Some(Platform { architecture: "arm".into(), ..Platform::default() });
+        let w = WireEvent::from_event(&Event::Started { vertex: v.clone(), at: SystemTime::UNIX_EPOCH }).unwrap();
+        let back = w.into_event().unwrap();
+        assert_eq!(back.vertex().runs_as, v.runs_as);
+        assert_eq!(back.vertex().cross, v.cross);
+        assert_eq!(back.vertex().name(), "[linux/amd64->arm/v7 build 2/3] RUN make");
     }
 
     #[test]

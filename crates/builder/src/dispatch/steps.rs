@@ -39,8 +39,20 @@ impl Run<'_> {
     /// The vertex of the next step of stage `st`: its position, the text,
     /// the build's platform and the stage's previous step as its input.
     pub(crate) fn step_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
+        let env = self.env(st);
+        let mut v = self.base_vertex(st, text);
+        v.cross = polyarch_frontend::label::target_from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        v
+    }
+
+    /// The next step of the stage when it is its FROM: named, as BuildKit
+    /// names it, with no target from the environment.
+    pub(crate) fn base_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
         st.index += 1;
         let mut v = Vertex::instruction(&st.name, st.index, st.total, text).with_platform(self.opts.platform.clone());
+        if st.platform.normalize().format_all() != self.opts.platform.normalize().format_all() {
+            v.runs_as = Some(st.platform.normalize());
+        }
         v.onbuild = st.on_build;
         v.inputs.extend(st.last.take());
         st.last = Some(v.digest());
