@@ -416,7 +416,10 @@ mod tests {
         let r = MultiBuilder::new(store.clone()).with_events(sink).with_jobs(3).build(&opts, &targets).await.unwrap();
         let built: Vec<String> = r.images.iter().map(|i| i.platform.format()).collect();
         assert_eq!(built, ["linux/arm64", "linux/s390x", "linux/arm/v7"]);
-        assert_eq!((r.executed(), r.cached()), (1 + 3, 2), "the build stage's COPY runs once");
+        // The build stage's COPY runs once, and so does the final stage's:
+        // a COPY onto the empty tree of the same files is one step for
+        // every platform, as it is one vertex of the plan.
+        assert_eq!((r.executed(), r.cached()), (1 + 1, 2 + 2), "the build stage's COPY runs once");
         // Each target's build shows the step, named as BuildKit names it:
         // by the platform the stage runs as.
         let names = names.lock().unwrap().clone();

@@ -198,3 +198,37 @@ fn a_plan_fetches_no_layer() {
         assert!(blob(d).exists(), "the build fetched layer {d}");
     }
 }
+
+/// The build runs what the plan shares once and names its steps as the
+/// plan does: a COPY onto the empty tree of a `FROM scratch` stage is one
+/// vertex for every platform, and executes once; the cross stage's steps
+/// carry BuildKit's `linux/amd64->ARCH` label in both.
+#[test]
+fn the_build_runs_shared_file_steps_once_and_names_steps_as_the_plan() {
+    let Some((env, _)) = mirrored() else { return };
+    let three = "linux/amd64,linux/arm64,linux/s390x";
+    let dockerfile = "FROM scratch AS files\nCOPY main.txt /main.txt\n\
+                      FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\n\
+                      RUN echo \"$TARGETARCH\" > /arch\n\
+                      FROM busybox\nCOPY --from=files /main.txt /main.txt\nCOPY --from=build /arch /arch\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile), ("main.txt", "main\n")]);
+    let plan: Value =
+        serde_json::from_str(&env.ok(&["debug", "plan", "--platform", three, s(&ctx)])).expect("plan JSON");
+    let shared = named(&plan, "COPY main.txt /main.txt");
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(shared[0]["platforms"].as_array().unwrap().len(), 3, "{}", shared[0]);
+    let (_, stderr) = crate::util::build_ok(&env, &["--platform", three, s(&ctx)]);
+    // Executed: the shared COPY once; per platform the RUN and the two
+    // final COPYs. The two other platforms take the shared COPY's result.
+    assert_eq!(crate::util::counts(&stderr), (1 + 3 * 3, 2), "{stderr}");
+    let shown: Vec<&str> =
+        stderr.lines().filter_map(|l| l.strip_prefix('#')?.split_once(' ').map(|(_, n)| n)).collect();
+    for arch in ["arm64", "s390x"] {
+        let name = format!("[linux/amd64->{arch} build 2/2] RUN echo \"{arch}\" > /arch");
+        assert_eq!(named(&plan, &name).len(), 1, "the plan names it {name}");
+        assert!(shown.contains(&name.as_str()), "the build names it {name}:\n{stderr}");
+    }
+    let from = named(&plan, "[linux/arm64 stage-2 1/3] FROM docker.io/library/busybox:latest@sha256:");
+    let from_name = from[0]["names"][0].as_str().unwrap();
+    assert!(shown.contains(&from_name), "the build names its FROM {from_name}:\n{stderr}");
+}

@@ -23,9 +23,11 @@ use crate::layer::Compression;
 /// for the same op and extension changes.
 const STEP_VERSION: &str = "polyarch.build.step.v0";
 
-/// What a build's step keys cover besides the op: the platform (every
-/// step of a platform's build is that platform's, as it always was) and
-/// how the build writes a result as a layer.
+/// What a build's step keys cover besides the op: the platform where the
+/// op's result depends on it (an exec, as BuildKit's `ExecOp` keys it; a
+/// file op gives every platform the same files, so the platforms of a
+/// build share it as they share its vertex in the plan) and how the build
+/// writes a result as a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layering {
     platform: Platform,
@@ -37,7 +39,8 @@ pub struct Layering {
 /// The extension as keys spell it.
 #[derive(Serialize)]
 struct Extension<'a> {
-    platform: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<String>,
     compression: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     source_date_epoch: Option<i64>,
@@ -81,7 +84,7 @@ impl Layering {
     pub fn step(&self, op: &Op, name: &str, deps: &[DepKey], hosts: &[Host<'_>]) -> Result<Digest> {
         let key = self.op(op, name, deps, None)?;
         let ext = Extension {
-            platform: platform_string(&self.platform),
+            platform: op.platform_matters().then(|| platform_string(&self.platform)),
             compression: self.compression.name(),
             source_date_epoch: self.source_date_epoch,
             rewrite_timestamp: self.rewrite_timestamp,

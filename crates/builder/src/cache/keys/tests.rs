@@ -95,13 +95,17 @@ fn the_base_of_a_chain_is_the_scratch_key() {
 #[test]
 fn layer_options_platform_and_hosts_are_keyed() {
     let p = Platform::new("linux", "arm64", None);
+    let amd64 = Layering::new(&Platform::new("linux", "amd64", None), Compression::Gzip, None, false);
     let op = Op::Merge(Merge { inputs: vec![0] });
     let deps = [dep(&Digest::sha256(b"parent"), None)];
     let base = Layering::new(&p, Compression::Gzip, None, false);
     let k = base.step(&op, "s", &deps, &[]).unwrap();
     assert_eq!(k, base.step(&op, "other name", &deps, &[]).unwrap(), "names do not count");
+    // A file op's result is the same on every platform; an exec's is not.
+    assert_eq!(amd64.step(&op, "s", &deps, &[]).unwrap(), k, "a merge of the same inputs");
+    let exec = Op::Exec(polyarch_solver::op::Exec { args: vec!["true".into()], ..Default::default() });
+    assert_ne!(amd64.step(&exec, "s", &deps, &[]).unwrap(), base.step(&exec, "s", &deps, &[]).unwrap());
     for other in [
-        Layering::new(&Platform::new("linux", "amd64", None), Compression::Gzip, None, false),
         Layering::new(&p, Compression::Zstd, None, false),
         Layering::new(&p, Compression::Gzip, Some(1), false),
         Layering::new(&p, Compression::Gzip, None, true),
