@@ -466,3 +466,39 @@ fn load_stores_the_index_beside_other_outputs() {
     build(&env, &["--platform", "linux/amd64,linux/arm64", "-o", &spec, "-t", "multi/noload:v1", s(&ctx_no_run)]);
     assert!(!env.ok(&["images"]).contains("multi/noload"));
 }
+
+/// The last layer of the stored image `name` for `platform`.
+fn last_layer(env: &Env, name: &str, platform: &str) -> String {
+    let out = env.ok(&["inspect", "--platform", platform, name]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let layers = v[0]["Manifest"]["layers"].as_array().unwrap();
+    layers.last().unwrap()["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_link_copy_is_one_layer_for_every_platform_and_every_base() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let three = "linux/amd64,linux/arm64,linux/s390x";
+    let files = [("app/main.txt", "main\n"), ("app/lib/a.txt", "a\n")];
+    let first =
+        context(&env, "first", &[&[("Dockerfile", "FROM busybox\nCOPY --link app /app\n")][..], &files].concat());
+    let stderr = build(&env, &["--platform", three, "-t", "linked:1", s(&first)]);
+    // The copy onto nothing is the same for every platform: written once,
+    // the two other platforms lay the same layer on their own base.
+    assert_eq!(counts(&stderr), (1, 2), "{stderr}");
+    let layer = last_layer(&env, "linked:1", "linux/amd64");
+    for p in ["linux/arm64", "linux/s390x"] {
+        assert_eq!(last_layer(&env, "linked:1", p), layer, "{p}");
+    }
+    // On another base (a RUN before it), the layer is not copied again.
+    let df = "FROM busybox\nRUN echo other > /other\nCOPY --link app /app\n";
+    let second = context(&env, "second", &[&[("Dockerfile", df)][..], &files].concat());
+    let stderr = build(&env, &["--platform", "linux/amd64", "-t", "linked:2", s(&second)]);
+    assert_eq!(counts(&stderr), (1, 1), "the RUN runs, the COPY is cached: {stderr}");
+    assert_eq!(last_layer(&env, "linked:2", "linux/amd64"), layer);
+    let out = env.ok(&["run", "--rm", "linked:2", "cat", "/other", "/app/main.txt", "/app/lib/a.txt"]);
+    assert_eq!(out, "other\nmain\na\n");
+    // Without the cache, it is written again.
+    let stderr = build(&env, &["--no-cache", "--platform", "linux/amd64", "-t", "linked:3", s(&second)]);
+    assert_eq!(counts(&stderr), (2, 0), "{stderr}");
+}

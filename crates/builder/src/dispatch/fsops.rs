@@ -283,7 +283,7 @@ impl Run<'_> {
         // One plan serves the key and the layer: the key leaves times out.
         let (planned, changes) = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
         let words = CopyWords { dest: &a.dest, owner: spec.chown, mode: a.chmod, excludes: &a.excludes };
-        let key = copy_key(&layering, &st.key, &groups, &changes, &words, link, verb)?;
+        let (key, shared) = copy_key(&layering, &st.key, &groups, &changes, &words, link, verb)?;
         let mut history = String::from(verb);
         if c.parents {
             history.push_str(" --parents");
@@ -297,7 +297,7 @@ impl Run<'_> {
         let mut words = a.sources.clone();
         words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
         history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
-        let (cached, ran_at) = self.apply_step(st, &key, || Ok((planned, link))).await?;
+        let (cached, ran_at) = self.apply_step(st, &key, shared.as_ref(), || Ok((planned, link))).await?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
     }
@@ -344,11 +344,16 @@ impl Run<'_> {
 
     /// Looks `key` up; on a hit applies the cached layer, on a miss plans,
     /// writes and records (or awaits the build that does, sharing the
-    /// merge table). Returns whether it was a hit.
+    /// merge table). Returns whether it was a hit. A `COPY --link` names
+    /// its layer's own key in `shared` (the copy onto nothing, which does
+    /// not depend on the parent): a layer another platform or an earlier
+    /// build on another base made under that key is used as it is, as
+    /// BuildKit's merge reuses a `--link` copy.
     async fn apply_step(
         &mut self,
         st: &mut StageState,
         key: &Digest,
+        shared: Option<&Digest>,
         plan: impl FnOnce() -> Result<(Planned, bool)>,
     ) -> Result<(bool, i64)> {
         st.layers_before_step = st.image.diff_ids.len();
@@ -369,16 +374,53 @@ impl Run<'_> {
                 Claim::Run(r) => running = Some(r),
             }
         }
+        let made = match shared {
+            Some(layer_key) if !no_cache => self.shared_layer(st, layer_key, plan).await,
+            _ => self.write_step(st, plan).map(|layer| (Record { layer, created: Some(self.now) }, false)),
+        };
+        let made = made.and_then(|(rec, reused)| self.cache.put(&text, &rec).map(|()| (rec, reused)));
+        match (&made, running) {
+            (Ok((rec, _)), Some(r)) => r.done(rec),
+            (Err(e), Some(r)) => r.failed(e),
+            (_, None) => {}
+        }
+        let (rec, reused) = made?;
+        self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
+        st.key = key.clone();
+        if reused {
+            self.cached += 1;
+            return Ok((true, rec.created.unwrap_or(self.now)));
+        }
+        self.executed += 1;
+        Ok((false, self.now))
+    }
+
+    /// The layer of a `--link` copy keyed `layer_key`: the one recorded
+    /// (applied to the stage as a cached layer; `true`), or written now
+    /// and recorded under that key too (`false`), sharing the merge table
+    /// with the platforms that ask for it at once.
+    async fn shared_layer(
+        &mut self,
+        st: &mut StageState,
+        layer_key: &Digest,
+        plan: impl FnOnce() -> Result<(Planned, bool)>,
+    ) -> Result<(Record, bool)> {
+        let text = layer_key.to_string();
+        let running = match self.cache.claim(&text).await? {
+            Claim::Hit(rec) => {
+                if let Some(layer) = &rec.layer {
+                    self.push_cached_layer(st, layer);
+                }
+                return Ok((*rec, true));
+            }
+            Claim::Run(r) => r,
+        };
         let made = self.write_step(st, plan).and_then(|layer| {
             let rec = Record { layer, created: Some(self.now) };
             self.cache.put(&text, &rec).map(|()| rec)
         });
-        Running::settle(running, &made);
-        let rec = made?;
-        self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
-        st.key = key.clone();
-        self.executed += 1;
-        Ok((false, self.now))
+        Running::settle(Some(running), &made);
+        Ok((made?, false))
     }
 
     /// Plans a missed step and writes its layer (none when it changed
@@ -434,7 +476,7 @@ impl Run<'_> {
         let key = self.layering(st).step(&op, &format!("WORKDIR {wd}"), &[keys::dep(&st.key, None)], &[])?;
         let now = self.now;
         let (cached, ran_at) = self
-            .apply_step(st, &key, || {
+            .apply_step(st, &key, None, || {
                 let mut merged = target.clone();
                 let mut changes = MemFs::new();
                 copy::mkdir_all(&mut merged, &mut changes, &polyarch_dockerfile::clean(&wd), owner, now);
@@ -483,7 +525,8 @@ struct CopyWords<'a> {
 /// The key of a COPY or ADD: as the frontend makes it, one copy op per
 /// source group, each onto the previous result (the first onto the
 /// parent, or onto nothing with `--link`, then merged onto the parent),
-/// each keyed by the checksum of the changes it planned.
+/// each keyed by the checksum of the changes it planned. With `--link`,
+/// also the key of the layer alone (the last copy's own step).
 fn copy_key(
     layering: &Layering,
     parent: &Digest,
@@ -492,7 +535,7 @@ fn copy_key(
     w: &CopyWords<'_>,
     link: bool,
     verb: &str,
-) -> Result<Digest> {
+) -> Result<(Digest, Option<Digest>)> {
     let mut last: Option<(Op, Vec<DepKey>)> = None;
     for (g, planned) in groups.iter().zip(changes) {
         let onto = match &last {
@@ -517,12 +560,16 @@ fn copy_key(
     let Some((mut op, mut deps)) = last else {
         return Err(Error::Option(format!("{verb} without sources")));
     };
+    let mut shared = None;
     if link {
+        // The copy onto nothing, written as a layer this build's way: its
+        // own step, whatever the parent.
+        shared = Some(layering.step(&op, verb, &deps, &[])?);
         let layer = layering.op(&op, verb, &deps, None)?;
         op = Op::Merge(Merge { inputs: vec![0, 1] });
         deps = vec![keys::dep(parent, None), keys::dep(&layer, None)];
     }
-    layering.step(&op, verb, &deps, &[])
+    Ok((layering.step(&op, verb, &deps, &[])?, shared))
 }
 
 /// Plans each source group in turn, each on top of the previous result;
