@@ -45,6 +45,9 @@ pub struct Builder {
     merges: crate::cache::Merges,
     /// Dockerfiles parsed, shared with the other builds sharing it.
     parses: Parses,
+    /// Downloads and checkouts of ADD, shared with the other builds
+    /// sharing it.
+    pub(crate) fetches: crate::fetched::Fetches,
 }
 
 /// A Dockerfile parsed and checked: what does not depend on the platform.
@@ -129,6 +132,7 @@ impl Builder {
             metadata: Metadata::default(),
             merges: crate::cache::Merges::default(),
             parses: Parses::default(),
+            fetches: crate::fetched::Fetches::default(),
             cache_io: None,
         }
     }
@@ -158,6 +162,13 @@ impl Builder {
     /// the same (the platforms of one multi-platform build).
     pub(crate) fn with_parses(mut self, parses: Parses) -> Builder {
         self.parses = parses;
+        self
+    }
+
+    /// Fetches each ADD source once with the builds of other builders
+    /// given the same (the platforms of one multi-platform build).
+    pub(crate) fn with_fetches(mut self, fetches: crate::fetched::Fetches) -> Builder {
+        self.fetches = fetches;
         self
     }
 

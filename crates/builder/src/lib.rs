@@ -38,6 +38,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod export;
+mod fetched;
 pub mod fs;
 pub mod git;
 mod graph;

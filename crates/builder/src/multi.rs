@@ -285,6 +285,7 @@ impl MultiBuilder {
         let metadata = crate::dispatch::Metadata::default();
         let merges = crate::cache::Merges::default();
         let parses = crate::dispatch::Parses::default();
+        let fetches = crate::fetched::Fetches::default();
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in platforms.iter().enumerate() {
             let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
@@ -293,7 +294,8 @@ impl MultiBuilder {
                 .with_slots(self.slots.clone())
                 .with_metadata(metadata.clone())
                 .with_merges(merges.clone())
-                .with_parses(parses.clone());
+                .with_parses(parses.clone())
+                .with_fetches(fetches.clone());
             if let Some(c) = &self.client {
                 b = b.with_client(c.clone());
             }

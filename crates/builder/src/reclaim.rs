@@ -9,8 +9,9 @@
 //! `extract-PID-NANOS-…` (the pid and when they were made); blob temp
 //! files in `ingest/` are locked by their writer for as long as it lives.
 //! A clean exit removes its own work; [`reclaim`], run whenever a command
-//! opens the store, removes the work of owners that are gone: containers
-//! are killed and deleted, mounts detached, then directories, snapshots
+//! opens the store, removes the work of owners that are gone: a runtime
+//! still starting one of their containers is stopped, containers are
+//! killed and deleted, mounts detached, then directories, snapshots
 //! and temp files removed. What has no owner in its name (temp files of
 //! atomic writes, snapshot directories a snapshotter had not recorded
 //! yet) goes once it is older than any live write of it can be.

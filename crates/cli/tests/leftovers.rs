@@ -126,6 +126,59 @@ fn secrets_of_a_killed_build_go_with_the_next_command() {
     assert_no_process(&["sleep", "1236"]);
 }
 
+/// Processes one of whose arguments starts with `prefix`.
+fn processes_with_arg_under(prefix: &Path) -> Vec<u32> {
+    let want = prefix.to_str().unwrap().as_bytes().to_vec();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a.starts_with(&want)))
+        })
+        .collect()
+}
+
+/// A build killed while its runtime is still starting the container (here
+/// a runtime that takes a while to begin): the next command stops that
+/// runtime before it sweeps the build's bundle and root, so nothing of it
+/// starts, or makes directories again, afterwards.
+#[test]
+fn a_runtime_still_starting_for_a_killed_build_is_stopped_by_the_next_command() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let runc = sh(Command::new("sh").args(["-c", "command -v runc"])).trim().to_string();
+    let mark = env.dir.path().join("runtime-started");
+    let slow = env.dir.path().join("slow-runtime");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" run \"*) : > {mark}; sleep 4;; esac\nexec {runc} \"$@\"\n",
+            mark = mark.display(),
+            runc = runc
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ctx = context(&env, "slow", &[("Dockerfile", "FROM busybox\nRUN sleep 1238\n")]);
+    let mut child = env
+        .cmd(&["build", "--progress", "plain", "--runtime", s(&slow), "-o", "type=image,name=slow", s(&ctx)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting polyarch");
+    wait_for("the runtime to start", &mut child, || mark.exists().then_some(()));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let bundles = env.root().join("exec/bundles");
+    assert!(!processes_with_arg_under(&bundles).is_empty(), "the runtime outlives its killed build");
+    env.ok(&["images"]);
+    assert_eq!(processes_with_arg_under(&bundles), Vec::<u32>::new(), "the runtime of the killed build");
+    // Past the runtime's own wait: nothing started or came back.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_no_process(&["sleep", "1238"]);
+    assert_clean_root(&env.root());
+}
+
 /// Mount points in this process's mount table below `root`.
 fn mounts_below(root: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -144,6 +144,43 @@ fn add_of_a_url_is_named_by_the_last_segment_of_its_path() {
     assert!(!out.join("dir/other.txt").exists());
 }
 
+/// Serves `body` on 127.0.0.1, counting the requests in the returned
+/// counter.
+fn counting_server(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = c.write_all(resp.as_bytes());
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn an_add_of_a_url_downloads_once_for_every_platform() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let (port, hits) = counting_server("fetched\n");
+    let df = format!("FROM busybox\nADD http://127.0.0.1:{port}/f.txt /f.txt\n");
+    let ctx = context(&env, "url", &[("Dockerfile", &df)]);
+    let out = env.dir.path().join("u");
+    let three = "linux/amd64,linux/arm64,linux/s390x";
+    build(&env, &["--platform", three, "-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "one download for three platforms");
+    for p in ["linux_amd64", "linux_arm64", "linux_s390x"] {
+        assert_eq!(std::fs::read_to_string(out.join(p).join("f.txt")).unwrap(), "fetched\n", "{p}");
+    }
+    // Each build downloads again (the source is keyed by what it got).
+    build(&env, &["--platform", three, s(&ctx)]);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 fn check(env: &Env, dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let mut full = vec!["build"];
     full.extend_from_slice(args);

@@ -96,6 +96,14 @@ impl State {
     /// is cleaned.
     pub fn cleanup_stale(&self, runtime: Option<&Runtime>, sys: &dyn Syscalls) -> Result<Cleanup> {
         let mut done = Cleanup::default();
+        // A runtime the dead owner started may still be creating its
+        // container (it was killed right after spawning it): stopped
+        // first, so that it neither starts the process after the sweep
+        // below nor makes the root's mount points again once it is gone.
+        let bundles = self.dir.join("bundles");
+        for id in stale_entries(&bundles, sys)? {
+            sys.kill_processes_with_arg(&bundles.join(id));
+        }
         if let Some(runtime) = runtime {
             for id in stale_entries(&self.runtime_root(), sys)? {
                 runtime.kill(&id, "KILL");
@@ -358,6 +366,43 @@ mod tests {
         assert!(dir.join("x/file").exists());
     }
 
+    #[test]
+    fn runtimes_still_creating_a_dead_owners_container_are_stopped_first() {
+        let t = tempfile::tempdir().unwrap();
+        let s = State::open(t.path()).unwrap();
+        let sys = Recording::new().with_process(std::process::id(), 77);
+        let live = s.new_id(&sys);
+        for id in ["pa-1-5-0", live.as_str()] {
+            fs::create_dir_all(s.bundle(id)).unwrap();
+        }
+        s.cleanup_stale(None, &sys).unwrap();
+        let kills: Vec<String> = sys.calls().into_iter().filter(|c| c.starts_with("kill-with-arg")).collect();
+        assert_eq!(kills, [format!("kill-with-arg {}", s.bundle("pa-1-5-0").display())]);
+        assert!(!s.bundle("pa-1-5-0").exists());
+        assert!(s.bundle(&live).exists(), "a live owner's bundle stays");
+    }
+
+    #[test]
+    fn processes_are_killed_by_an_argument() {
+        let t = tempfile::tempdir().unwrap();
+        let marker = t.path().join("bundle-of-a-dead-owner");
+        let mut child =
+            std::process::Command::new("sh").arg("-c").arg("sleep 30").arg("sh").arg(&marker).spawn().unwrap();
+        let pid = child.id();
+        let mut killed = Vec::new();
+        for _ in 0..100 {
+            killed = crate::sys::Linux.kill_processes_with_arg(&marker);
+            if !killed.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(killed, [pid]);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status}");
+        assert!(crate::sys::Linux.kill_processes_with_arg(&marker).is_empty());
+    }
+
     #[derive(Debug)]
     struct StuckMount(Recording, PathBuf);
 
@@ -373,6 +418,9 @@ mod tests {
         }
         fn unmount(&self, _path: &Path) -> std::io::Result<()> {
             Err(std::io::Error::from_raw_os_error(16))
+        }
+        fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
+            self.0.kill_processes_with_arg(arg)
         }
     }
 }

@@ -23,6 +23,9 @@ pub trait Syscalls: Send + Sync + Debug {
     fn mounts_under(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Detaches the mount at `path` (`umount -l`).
     fn unmount(&self, path: &Path) -> io::Result<()>;
+    /// Kills (SIGKILL) every process one of whose arguments is `arg` and
+    /// waits a little for them to be gone; returns their pids.
+    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32>;
 }
 
 /// The real host.
@@ -46,6 +49,34 @@ impl Syscalls for Linux {
 
     fn unmount(&self, path: &Path) -> io::Result<()> {
         rustix::mount::unmount(path, UnmountFlags::DETACH).map_err(io::Error::from)
+    }
+
+    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
+        use std::os::unix::ffi::OsStrExt;
+        let want = arg.as_os_str().as_bytes();
+        let mut killed = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+            if !cmdline.split(|b| *b == 0).any(|a| a == want) {
+                continue;
+            }
+            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { continue };
+            if rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok() {
+                killed.push(pid);
+            }
+        }
+        // Gone, or a zombie its new parent has yet to reap: either way it
+        // does nothing more.
+        let gone = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |st| st.rfind(')').is_some_and(|i| st[i + 1..].trim_start().starts_with('Z')))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !killed.iter().all(|p| gone(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        killed
     }
 }
 
@@ -152,6 +183,11 @@ impl Syscalls for Recording {
         let mut out: Vec<PathBuf> = m.iter().filter(|p| p.starts_with(dir)).cloned().collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         Ok(out)
+    }
+
+    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
+        self.record(format!("kill-with-arg {}", arg.display()));
+        Vec::new()
     }
 
     fn unmount(&self, path: &Path) -> io::Result<()> {

@@ -223,7 +223,11 @@ impl Run<'_> {
         }
         for url in &urls {
             let spill = spec.spill.clone().unwrap_or_else(|| Arc::new(Spill::temp()));
-            let dl = crate::remote::fetch(url, &spill)
+            // Once for every platform of the build.
+            let dl = self
+                .b
+                .fetches
+                .download(url, || async move { crate::remote::fetch(url, &spill).await })
                 .await
                 .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(url)))?;
             let actual = dl.data.digest()?;
@@ -245,12 +249,12 @@ impl Run<'_> {
             let paths = vec![format!("/{}", dl.name)];
             groups.push(Group { source, paths, wildcard: false, unpack: false, parents: false });
             let mut fs = MemFs::new();
-            let node = Node::new(Kind::File(dl.data), 0o600, 0, 0, dl.mtime.unwrap_or(0));
+            let node = Node::new(Kind::File(dl.data.clone()), 0o600, 0, 0, dl.mtime.unwrap_or(0));
             fs.insert(dl.name.clone(), node);
             // Downloads are never unpacked.
             jobs.push((
                 Arc::new(fs),
-                CopySpec { sources: vec![dl.name], unpack: false, parents: false, ..spec.clone() },
+                CopySpec { sources: vec![dl.name.clone()], unpack: false, parents: false, ..spec.clone() },
             ));
         }
         if !c.contents.is_empty() {
@@ -313,29 +317,39 @@ impl Run<'_> {
         checksum: Option<&str>,
         layering: &Layering,
         loc: &crate::error::Location,
-    ) -> Result<(MemFs, Origin, tempfile::TempDir)> {
+    ) -> Result<(MemFs, Origin, Arc<crate::fetched::Checkout>)> {
         let invalid = |msg: String| loc.error(ErrorKind::Invalid, msg, Some(source));
         let git = match crate::git::parse(source).map_err(|e| invalid(e.to_string()))? {
             Some(g) => g.with_flags(checksum, keep_git_dir).map_err(invalid)?,
             None => return Err(invalid(format!("not a Git repository: {source}"))),
         };
-        let dir = crate::materialize::temp_in(&self.b.store.root().join("run"))?;
-        let at = dir.path().to_path_buf();
+        let run = self.b.store.root().join("run");
         let checked = git.clone();
         let agent = self.opts.run.ssh.get("default").cloned();
-        let (tree, commit) = tokio::task::spawn_blocking(move || {
-            use crate::git::Checkout as _;
-            let (root, commit) = checked.checkout_commit(&at, false, agent.as_deref())?;
-            Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
-        })
-        .await
-        .map_err(|e| Error::Option(format!("checking out {source}: {e}")))?
-        .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(source)))?;
-        let op = Op::Source(SourceOp::Git(polyarch_frontend::git_source(&git, Some(commit))));
+        // Once for every platform of the build (the same ref and flags).
+        let key = format!("{source}\n{keep_git_dir}\n{}", checksum.unwrap_or(""));
+        let checkout = self
+            .b
+            .fetches
+            .checkout(&key, || async move {
+                let dir = crate::materialize::temp_in(&run)?;
+                let at = dir.path().to_path_buf();
+                let (tree, commit) = tokio::task::spawn_blocking(move || {
+                    use crate::git::Checkout as _;
+                    let (root, commit) = checked.checkout_commit(&at, false, agent.as_deref())?;
+                    Ok::<_, Error>((MemFs::from_dir(&root, &|_, _| (true, true))?, commit))
+                })
+                .await
+                .map_err(|e| Error::Option(format!("checking out {source}: {e}")))??;
+                Ok(crate::fetched::Checkout { tree, commit, _dir: dir })
+            })
+            .await
+            .map_err(|e| loc.error(ErrorKind::Io, e.to_string(), Some(source)))?;
+        let op = Op::Source(SourceOp::Git(polyarch_frontend::git_source(&git, Some(checkout.commit.clone()))));
         // Keyed by the commit, as BuildKit's git source: the checkout's
         // `.git` (kept with --keep-git-dir) differs from one fetch to the next.
         let origin = Origin::State(layering.op(&op, &git.display(), &[], None)?);
-        Ok((tree, origin, dir))
+        Ok((checkout.tree.clone(), origin, checkout))
     }
 
     pub(super) fn layering(&self, st: &StageState) -> Layering {
