@@ -101,9 +101,8 @@ impl State {
         // first, so that it neither starts the process after the sweep
         // below nor makes the root's mount points again once it is gone.
         let bundles = self.dir.join("bundles");
-        for id in stale_entries(&bundles, sys)? {
-            sys.kill_processes_with_arg(&bundles.join(id));
-        }
+        let stale: Vec<PathBuf> = stale_entries(&bundles, sys)?.into_iter().map(|id| bundles.join(id)).collect();
+        sys.kill_processes_with_arg(&stale);
         if let Some(runtime) = runtime {
             for id in stale_entries(&self.runtime_root(), sys)? {
                 runtime.kill(&id, "KILL");
@@ -391,7 +390,7 @@ mod tests {
         let pid = child.id();
         let mut killed = Vec::new();
         for _ in 0..100 {
-            killed = crate::sys::Linux.kill_processes_with_arg(&marker);
+            killed = crate::sys::Linux.kill_processes_with_arg(std::slice::from_ref(&marker));
             if !killed.is_empty() {
                 break;
             }
@@ -400,7 +399,7 @@ mod tests {
         assert_eq!(killed, [pid]);
         let status = child.wait().unwrap();
         assert!(!status.success(), "{status}");
-        assert!(crate::sys::Linux.kill_processes_with_arg(&marker).is_empty());
+        assert!(crate::sys::Linux.kill_processes_with_arg(std::slice::from_ref(&marker)).is_empty());
     }
 
     #[derive(Debug)]
@@ -419,8 +418,8 @@ mod tests {
         fn unmount(&self, _path: &Path) -> std::io::Result<()> {
             Err(std::io::Error::from_raw_os_error(16))
         }
-        fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
-            self.0.kill_processes_with_arg(arg)
+        fn kill_processes_with_arg(&self, args: &[PathBuf]) -> Vec<u32> {
+            self.0.kill_processes_with_arg(args)
         }
     }
 }

@@ -23,9 +23,9 @@ pub trait Syscalls: Send + Sync + Debug {
     fn mounts_under(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Detaches the mount at `path` (`umount -l`).
     fn unmount(&self, path: &Path) -> io::Result<()>;
-    /// Kills (SIGKILL) every process one of whose arguments is `arg` and
-    /// waits a little for them to be gone; returns their pids.
-    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32>;
+    /// Kills (SIGKILL) every process one of whose arguments is one of
+    /// `args` and waits a little for them to be gone; returns their pids.
+    fn kill_processes_with_arg(&self, args: &[PathBuf]) -> Vec<u32>;
 }
 
 /// The real host.
@@ -51,14 +51,17 @@ impl Syscalls for Linux {
         rustix::mount::unmount(path, UnmountFlags::DETACH).map_err(io::Error::from)
     }
 
-    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
+    fn kill_processes_with_arg(&self, args: &[PathBuf]) -> Vec<u32> {
         use std::os::unix::ffi::OsStrExt;
-        let want = arg.as_os_str().as_bytes();
         let mut killed = Vec::new();
+        if args.is_empty() {
+            return killed;
+        }
+        let wanted = |a: &[u8]| args.iter().any(|w| w.as_os_str().as_bytes() == a);
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
-            if !cmdline.split(|b| *b == 0).any(|a| a == want) {
+            if !cmdline.split(|b| *b == 0).any(wanted) {
                 continue;
             }
             let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { continue };
@@ -185,8 +188,10 @@ impl Syscalls for Recording {
         Ok(out)
     }
 
-    fn kill_processes_with_arg(&self, arg: &Path) -> Vec<u32> {
-        self.record(format!("kill-with-arg {}", arg.display()));
+    fn kill_processes_with_arg(&self, args: &[PathBuf]) -> Vec<u32> {
+        for arg in args {
+            self.record(format!("kill-with-arg {}", arg.display()));
+        }
         Vec::new()
     }
 

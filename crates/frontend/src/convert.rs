@@ -504,10 +504,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
         }
         let target = match bare {
             true => None,
-            false => {
-                let env = self.env(st);
-                crate::label::target_from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            }
+            false => crate::label::target_from_env(&self.env(st)),
         };
         format!("{} ", crate::label::label(&st.platform, target.as_ref()))
     }

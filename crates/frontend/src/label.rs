@@ -7,6 +7,8 @@
 //! as `[linux/amd64 build 1/3]`. The plan and the build both name steps
 //! with these functions.
 
+use std::collections::HashMap;
+
 use polyarch_oci::Platform;
 
 /// The target platform a step's environment names (BuildKit's
@@ -14,11 +16,11 @@ use polyarch_oci::Platform;
 /// `TARGETOS`, `TARGETARCH` and `TARGETVARIANT` is set (the rest left
 /// empty, for [`label`] to fill from the stage's platform); `None` when
 /// none of them is set.
-pub fn target_from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Platform> {
+pub fn target_from_env(vars: &HashMap<String, String>) -> Option<Platform> {
     let mut p = Platform::default();
     let mut set = false;
     for (k, v) in vars {
-        match k {
+        match k.as_str() {
             "TARGETPLATFORM" => {
                 if let Ok(t) = Platform::parse(v) {
                     return Some(t);
@@ -70,8 +72,8 @@ mod tests {
         Platform::parse(s).unwrap().normalize()
     }
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> Option<Platform> {
-        target_from_env(vars.iter().copied())
+    fn env(vars: &[(&str, &str)]) -> Option<Platform> {
+        target_from_env(&vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
     #[test]

@@ -388,17 +388,17 @@ impl Run<'_> {
                 Claim::Run(r) => running = Some(r),
             }
         }
+        let mut reused = false;
         let made = match shared {
-            Some(layer_key) if !no_cache => self.shared_layer(st, layer_key, plan).await,
-            _ => self.write_step(st, plan).map(|layer| (Record { layer, created: Some(self.now) }, false)),
+            Some(layer_key) if !no_cache => self.shared_layer(st, layer_key, plan).await.map(|(rec, hit)| {
+                reused = hit;
+                rec
+            }),
+            _ => self.write_step(st, plan).map(|layer| Record { layer, created: Some(self.now) }),
         };
-        let made = made.and_then(|(rec, reused)| self.cache.put(&text, &rec).map(|()| (rec, reused)));
-        match (&made, running) {
-            (Ok((rec, _)), Some(r)) => r.done(rec),
-            (Err(e), Some(r)) => r.failed(e),
-            (_, None) => {}
-        }
-        let (rec, reused) = made?;
+        let made = made.and_then(|rec| self.cache.put(&text, &rec).map(|()| rec));
+        Running::settle(running, &made);
+        let rec = made?;
         self.cache.noted(&st.key.to_string(), &text, &st.platform, &rec);
         st.key = key.clone();
         if reused {

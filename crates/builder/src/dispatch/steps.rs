@@ -39,10 +39,8 @@ impl Run<'_> {
     /// The vertex of the next step of stage `st`: its position, the text,
     /// the build's platform and the stage's previous step as its input.
     pub(crate) fn step_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
-        let env = self.env(st);
-        let mut v = self.base_vertex(st, text);
-        v.cross = polyarch_frontend::label::target_from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        v
+        let cross = polyarch_frontend::label::target_from_env(&self.env(st));
+        Vertex { cross, ..self.base_vertex(st, text) }
     }
 
     /// The next step of the stage when it is its FROM: named, as BuildKit
