@@ -48,6 +48,9 @@ pub struct Builder {
     /// Downloads and checkouts of ADD, shared with the other builds
     /// sharing it.
     pub(crate) fetches: crate::fetched::Fetches,
+    /// Stops the RUN processes of a build once one of its stages (or of
+    /// the builds sharing it) failed: set for each build when not shared.
+    pub(crate) cancel: Option<polyarch_exec::Cancel>,
 }
 
 /// A Dockerfile parsed and checked: what does not depend on the platform.
@@ -133,6 +136,7 @@ impl Builder {
             merges: crate::cache::Merges::default(),
             parses: Parses::default(),
             fetches: crate::fetched::Fetches::default(),
+            cancel: None,
             cache_io: None,
         }
     }
@@ -169,6 +173,13 @@ impl Builder {
     /// given the same (the platforms of one multi-platform build).
     pub(crate) fn with_fetches(mut self, fetches: crate::fetched::Fetches) -> Builder {
         self.fetches = fetches;
+        self
+    }
+
+    /// Shares `cancel` with other builds: the first failure of any of them
+    /// stops the RUN processes of all.
+    pub(crate) fn with_cancel(mut self, cancel: polyarch_exec::Cancel) -> Builder {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -248,18 +259,41 @@ impl Builder {
         let needed: Vec<usize> = run.needed(target).into_iter().filter(|i| *i <= target).collect();
         run.prefetch(&needed).await?;
         let graph = Graph::new(&needed, |i| run.stage_deps(i, &needed));
-        let shared = (Arc::new(self.clone()), Arc::new(opts.clone()));
-        graph::schedule(
-            &graph,
-            &mut run,
-            |run, i| run.job(graph.deps(i), &shared).build(i),
-            |run, i, out| {
-                run.absorb(i, out);
-                Ok(())
-            },
-        )
-        .await?;
+        let mut me = self.clone();
+        me.cancel.get_or_insert_with(polyarch_exec::Cancel::new);
+        let shared = (Arc::new(me), Arc::new(opts.clone()));
+        graph::schedule(&graph, &mut Stages { run: &mut run, graph: &graph, shared }).await?;
         run.finish(target)
+    }
+}
+
+/// The stages of one build, as the scheduler runs them: each starts as
+/// a [`Job`] of its own and its result is absorbed into the [`Run`].
+struct Stages<'r, 'a> {
+    run: &'r mut Run<'a>,
+    graph: &'r Graph,
+    shared: (Arc<Builder>, Arc<BuildOptions>),
+}
+
+impl graph::StageWork for Stages<'_, '_> {
+    type Out = StageOut;
+    type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<StageOut>> + Send>>;
+
+    fn start(&mut self, i: usize) -> Self::Task {
+        Box::pin(self.run.job(self.graph.deps(i), &self.shared).build(i))
+    }
+
+    fn finish(&mut self, i: usize, out: StageOut) -> Result<()> {
+        self.run.absorb(i, out);
+        Ok(())
+    }
+
+    fn stopping(&mut self) {
+        // A stage failed: the RUN processes of the others end now instead
+        // of running to their end before the build can report it.
+        if let Some(c) = &self.shared.0.cancel {
+            c.cancel();
+        }
     }
 }
 
@@ -573,6 +607,11 @@ impl Run<'_> {
         self.run_from(&mut st, vertex, base_image.as_ref()).await?;
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
+            // Another part of the build failed: no further step starts.
+            if self.b.cancel.as_ref().is_some_and(polyarch_exec::Cancel::is_cancelled) {
+                let msg = "not started: the build failed elsewhere";
+                return Err(self.loc(cmd.start_line).error(ErrorKind::Cancelled, msg, None));
+            }
             self.dispatch(&mut st, cmd).await?;
         }
         st.on_build = false;

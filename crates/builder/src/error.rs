@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Invalid,
     /// The registry, the store or the file system failed.
     Io,
+    /// A RUN process was stopped because another part of the build failed.
+    Cancelled,
 }
 
 /// A build failure.

@@ -4,7 +4,15 @@
 
 use std::future::Future;
 
+use polyarch_solver::dag::{self, Dag, Driver, Flow, Stopped};
+use polyarch_solver::CancelToken;
+
 use crate::error::{Error, Result};
+
+/// How long the other stages or platforms of a failed build get to end by
+/// themselves (their RUN processes killed, no further step started)
+/// before they are aborted.
+pub(crate) const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Needed stages and, for each, the needed stages it reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,68 +48,82 @@ impl Graph {
     pub(crate) fn deps(&self, i: usize) -> &[usize] {
         self.stages.iter().position(|s| *s == i).map_or(&[], |k| self.deps[k].as_slice())
     }
+}
 
-    /// Stages not started whose dependencies are all done, in order.
-    fn ready(&self, started: &[bool], done: &[bool]) -> Vec<usize> {
-        (0..self.stages.len())
-            .filter(|&k| {
-                !started[k]
-                    && self.deps[k].iter().all(|d| self.stages.iter().position(|s| s == d).is_some_and(|p| done[p]))
-            })
-            .map(|k| self.stages[k])
-            .collect()
-    }
+/// The work of a build's stages, for [`schedule`].
+pub(crate) trait StageWork {
+    /// What a stage's task produces.
+    type Out: Send + 'static;
+    /// A stage's task.
+    type Task: Future<Output = Result<Self::Out>> + Send + 'static;
+    /// Makes stage `i`'s task (called in Dockerfile order among the
+    /// stages that become ready together).
+    fn start(&mut self, i: usize) -> Self::Task;
+    /// Takes stage `i`'s result, before any dependent starts.
+    fn finish(&mut self, i: usize, out: Self::Out) -> Result<()>;
+    /// A stage failed: the others are about to be stopped.
+    fn stopping(&mut self) {}
 }
 
 /// Runs every stage of `graph` on its own task, each as soon as its
-/// dependencies are done. `start(state, i)` makes stage `i`'s task (called
-/// in Dockerfile order among the stages that become ready together);
-/// `finish(state, i, out)` takes its result before any dependent starts.
-/// The first failure aborts the other tasks, waits for them to stop and
-/// is returned.
-pub(crate) async fn schedule<S, T, F, Fut, G>(graph: &Graph, state: &mut S, mut start: F, mut finish: G) -> Result<()>
-where
-    F: FnMut(&mut S, usize) -> Fut,
-    Fut: Future<Output = Result<T>> + Send + 'static,
-    T: Send + 'static,
-    G: FnMut(&mut S, usize, T) -> Result<()>,
-{
-    let n = graph.stages.len();
-    let mut started = vec![false; n];
-    let mut done = vec![false; n];
-    let mut set = tokio::task::JoinSet::new();
-    loop {
-        for i in graph.ready(&started, &done) {
-            if let Some(k) = graph.stages.iter().position(|s| *s == i) {
-                started[k] = true;
-            }
-            let task = start(state, i);
-            set.spawn(async move { (i, task.await) });
-        }
-        let Some(joined) = set.join_next().await else { break };
-        let failed = match joined {
-            Ok((i, Ok(out))) => match finish(state, i, out) {
-                Ok(()) => {
-                    if let Some(k) = graph.stages.iter().position(|s| *s == i) {
-                        done[k] = true;
-                    }
-                    continue;
-                }
-                Err(e) => e,
-            },
-            Ok((_, Err(e))) => e,
-            Err(e) => Error::Option(format!("a stage build stopped: {e}")),
-        };
-        // Let the other stages stop at their next await point, so that no
-        // step (and no container) outlives the build.
-        set.abort_all();
-        while set.join_next().await.is_some() {}
-        return Err(failed);
+/// dependencies are done, on the solver's scheduler ([`dag::run`]). The
+/// first failure aborts the other tasks, waits for them to stop and is
+/// returned.
+pub(crate) async fn schedule<W: StageWork>(graph: &Graph, work: &mut W) -> Result<()> {
+    let dag = Dag::new(
+        graph
+            .deps
+            .iter()
+            .map(|d| d.iter().filter_map(|s| graph.stages.iter().position(|x| x == s)).collect())
+            .collect(),
+    );
+    let mut stages = Stages { stages: &graph.stages, work };
+    match dag::run(&dag, None, &mut stages, &CancelToken::new()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Option("a stage could not be scheduled".into())),
+        Err(Stopped::Failed(e)) => Err(e),
+        Err(Stopped::Cancelled) => Err(Error::Option("the build was cancelled".into())),
     }
-    if done.iter().all(|d| *d) {
-        Ok(())
-    } else {
-        Err(Error::Option("a stage could not be scheduled".into()))
+}
+
+/// The stages of a build as the scheduler's nodes: node `k` is stage
+/// `stages[k]`.
+struct Stages<'a, W> {
+    stages: &'a [usize],
+    work: &'a mut W,
+}
+
+impl<W: StageWork> Driver for Stages<'_, W> {
+    type Output = W::Out;
+    type Error = Error;
+    type Task = W::Task;
+
+    fn start(&mut self, k: usize) -> W::Task {
+        self.work.start(self.stages[k])
+    }
+
+    fn done(&mut self, k: usize, out: W::Out) -> Flow<Error> {
+        match self.work.finish(self.stages[k], out) {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Stop(e),
+        }
+    }
+
+    fn stopping(&mut self) {
+        self.work.stopping();
+    }
+
+    /// Running steps see the cancellation (a RUN is killed, the next step
+    /// does not start) and end by themselves, each waiting for what it
+    /// started; only what still runs after that is aborted.
+    fn drain(&self) -> std::time::Duration {
+        STOP_DRAIN
+    }
+
+    fn failed(&mut self, _: usize, e: std::result::Result<Error, tokio::task::JoinError>) -> Flow<Error> {
+        // The other stages stop at their next await point, so that no step
+        // (and no container) outlives the build.
+        Flow::Stop(e.unwrap_or_else(|j| Error::Option(format!("a stage build stopped: {j}"))))
     }
 }
 
@@ -110,6 +132,30 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    /// Stage work made of two closures over a state.
+    struct Fns<'s, S, F, G> {
+        state: &'s mut S,
+        start: F,
+        finish: G,
+    }
+
+    impl<S, T, F, Fut, G> StageWork for Fns<'_, S, F, G>
+    where
+        F: FnMut(&mut S, usize) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+        G: FnMut(&mut S, usize, T) -> Result<()>,
+    {
+        type Out = T;
+        type Task = Fut;
+        fn start(&mut self, i: usize) -> Fut {
+            (self.start)(self.state, i)
+        }
+        fn finish(&mut self, i: usize, out: T) -> Result<()> {
+            (self.finish)(self.state, i, out)
+        }
+    }
 
     #[test]
     fn edges_keep_needed_earlier_stages_only() {
@@ -167,7 +213,7 @@ mod tests {
             f.push(i);
             Ok(())
         };
-        schedule(&g, &mut finished, start, finish).await.unwrap();
+        schedule(&g, &mut Fns { state: &mut finished, start, finish }).await.unwrap();
         assert_eq!(finished.len(), 3);
         assert_eq!(finished.last(), Some(&2));
     }
@@ -176,10 +222,9 @@ mod tests {
     async fn a_failure_is_returned_and_dependents_never_start() {
         let g = Graph::new(&[0, 1], |i| if i == 1 { vec![0] } else { vec![] });
         let mut started: Vec<usize> = Vec::new();
-        let r = schedule(
-            &g,
-            &mut started,
-            |s: &mut Vec<usize>, i| {
+        let mut work = Fns {
+            state: &mut started,
+            start: |s: &mut Vec<usize>, i| {
                 s.push(i);
                 async move {
                     if i == 0 {
@@ -189,9 +234,9 @@ mod tests {
                     }
                 }
             },
-            |_, _, ()| Ok(()),
-        )
-        .await;
+            finish: |_: &mut Vec<usize>, _, ()| Ok(()),
+        };
+        let r = schedule(&g, &mut work).await;
         assert!(r.is_err());
         assert_eq!(started, vec![0]);
     }

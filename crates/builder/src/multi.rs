@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 use polyarch_dockerfile::instructions::{self, Instruction};
 use polyarch_oci::Platform;
 use polyarch_registry::Client;
+use polyarch_solver::dag::{self, Dag, Driver, Flow, Stopped};
+use polyarch_solver::CancelToken;
 use polyarch_store::Store;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{renumbered, StepNumbers};
 use crate::slots::{Class, Slots};
 use crate::{BuildOptions, BuildResult, Builder, EventSink};
@@ -281,50 +283,118 @@ impl MultiBuilder {
     /// its platform. Must run on a multi-thread tokio runtime. Step names
     /// show the platform.
     pub async fn build(&self, opts: &BuildOptions, platforms: &[Platform]) -> Result<MultiResult> {
-        let numbering = Arc::new(Mutex::new(StepNumbers::default()));
-        let metadata = crate::dispatch::Metadata::default();
-        let merges = crate::cache::Merges::default();
-        let parses = crate::dispatch::Parses::default();
-        let fetches = crate::fetched::Fetches::default();
-        let mut set = tokio::task::JoinSet::new();
-        for (i, p) in platforms.iter().enumerate() {
-            let sink = renumbered(self.events.clone(), numbering.clone(), i, |v| v.show_platform = true);
-            let mut b = Builder::new(self.store.clone())
-                .with_events(sink)
-                .with_slots(self.slots.clone())
-                .with_metadata(metadata.clone())
-                .with_merges(merges.clone())
-                .with_parses(parses.clone())
-                .with_fetches(fetches.clone());
-            if let Some(c) = &self.client {
-                b = b.with_client(c.clone());
+        let mut run = Platforms {
+            multi: self,
+            opts,
+            platforms,
+            numbering: Arc::new(Mutex::new(StepNumbers::default())),
+            metadata: crate::dispatch::Metadata::default(),
+            merges: crate::cache::Merges::default(),
+            parses: crate::dispatch::Parses::default(),
+            fetches: crate::fetched::Fetches::default(),
+            cancel: polyarch_exec::Cancel::new(),
+            stopped: None,
+            done: platforms.iter().map(|_| None).collect(),
+        };
+        // Every platform is a node of its own: all start at once, and the
+        // first failure stops the others, which are waited for, so that
+        // none of their steps (or containers) outlives the build.
+        let dag = Dag::new(vec![Vec::new(); platforms.len()]);
+        match dag::run(&dag, None, &mut run, &CancelToken::new()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(run
+                    .stopped
+                    .take()
+                    .unwrap_or_else(|| Error::Option("a platform build produced no result".into())))
             }
-            if let Some(e) = &self.executor {
-                b = b.with_executor(e.clone());
-            }
-            if let Some(io) = &self.cache_io {
-                b = b.with_cache_io(io.clone());
-            }
-            let o = opts.clone().with_platform(p.clone());
-            set.spawn(async move { (i, b.build(&o).await) });
+            Err(Stopped::Failed(e)) => return Err(e),
+            Err(Stopped::Cancelled) => return Err(Error::Option("the build was cancelled".into())),
         }
-        let mut done: Vec<Option<BuildResult>> = platforms.iter().map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            let (i, r) = joined.map_err(|e| Error::Option(format!("a platform build stopped: {e}")))?;
-            match r {
-                Ok(r) => done[i] = Some(r),
-                Err(e) => {
-                    set.abort_all();
-                    let platform = platforms.get(i).map(|p| p.format()).unwrap_or_default();
-                    return Err(Error::ForPlatform { platform, source: Box::new(e) });
-                }
-            }
-        }
-        let images = done.into_iter().flatten().collect::<Vec<_>>();
+        let images = run.done.into_iter().flatten().collect::<Vec<_>>();
         if images.len() != platforms.len() {
             return Err(Error::Option("a platform build produced no result".into()));
         }
         Ok(MultiResult { images })
+    }
+}
+
+/// The builds of one multi-platform build, one per platform, sharing the
+/// step numbering, metadata, merge table, parses and fetches.
+struct Platforms<'a> {
+    multi: &'a MultiBuilder,
+    opts: &'a BuildOptions,
+    platforms: &'a [Platform],
+    numbering: Arc<Mutex<StepNumbers>>,
+    metadata: crate::dispatch::Metadata,
+    merges: crate::cache::Merges,
+    parses: crate::dispatch::Parses,
+    fetches: crate::fetched::Fetches,
+    /// Fired by the first failure: the other platforms' RUN processes stop.
+    cancel: polyarch_exec::Cancel,
+    /// A platform's build stopped by that cancellation.
+    stopped: Option<Error>,
+    done: Vec<Option<BuildResult>>,
+}
+
+impl Driver for Platforms<'_> {
+    type Output = BuildResult;
+    type Error = Error;
+    type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildResult>> + Send>>;
+
+    fn start(&mut self, i: usize) -> Self::Task {
+        let m = self.multi;
+        let sink = renumbered(m.events.clone(), self.numbering.clone(), i, |v| v.show_platform = true);
+        let mut b = Builder::new(m.store.clone())
+            .with_events(sink)
+            .with_slots(m.slots.clone())
+            .with_metadata(self.metadata.clone())
+            .with_merges(self.merges.clone())
+            .with_parses(self.parses.clone())
+            .with_fetches(self.fetches.clone())
+            .with_cancel(self.cancel.clone());
+        if let Some(c) = &m.client {
+            b = b.with_client(c.clone());
+        }
+        if let Some(e) = &m.executor {
+            b = b.with_executor(e.clone());
+        }
+        if let Some(io) = &m.cache_io {
+            b = b.with_cache_io(io.clone());
+        }
+        let o = self.opts.clone().with_platform(self.platforms[i].clone());
+        Box::pin(async move { b.build(&o).await })
+    }
+
+    fn done(&mut self, i: usize, r: BuildResult) -> Flow<Error> {
+        if let Some(slot) = self.done.get_mut(i) {
+            *slot = Some(r);
+        }
+        Flow::Continue
+    }
+
+    fn failed(&mut self, i: usize, e: std::result::Result<Error, tokio::task::JoinError>) -> Flow<Error> {
+        let e = e.unwrap_or_else(|j| Error::Option(format!("a platform build stopped: {j}")));
+        let platform = self.platforms.get(i).map(|p| p.format()).unwrap_or_default();
+        let e = Error::ForPlatform { platform, source: Box::new(e) };
+        // A platform stopped by another's failure waits for that failure,
+        // which is the one to report.
+        if self.cancel.is_cancelled() && e.kind() == ErrorKind::Cancelled {
+            self.stopped.get_or_insert(e);
+            return Flow::SkipDependents;
+        }
+        Flow::Stop(e)
+    }
+
+    fn stopping(&mut self) {
+        self.cancel.cancel();
+    }
+
+    /// Running steps see the cancellation (a RUN is killed, the next step
+    /// does not start) and end by themselves, each waiting for what it
+    /// started; only what still runs after that is aborted.
+    fn drain(&self) -> std::time::Duration {
+        crate::graph::STOP_DRAIN
     }
 }
 
@@ -487,6 +557,69 @@ mod tests {
         assert_eq!(r.images.len(), 2);
         assert_eq!(exec.count(), 2);
         assert_eq!(*log.lock().unwrap(), ["emulated started", "native done", "emulated done"]);
+    }
+
+    /// An executor whose `step` command for arm64 exits 3 at once and whose
+    /// other commands run until cancelled (20 s at most).
+    #[derive(Default)]
+    struct StopsWhenCancelled {
+        cancelled: std::sync::atomic::AtomicUsize,
+        ran: Mutex<Vec<String>>,
+    }
+
+    impl polyarch_exec::Executor for StopsWhenCancelled {
+        fn run(
+            &self,
+            _rootfs: &std::path::Path,
+            _mounts: &[polyarch_exec::MountSpec],
+            process: &polyarch_exec::ProcessSpec,
+            io: polyarch_exec::ProcessIo<'_>,
+        ) -> polyarch_exec::Result<polyarch_exec::ExitStatus> {
+            let script = process.args.join(" ");
+            self.ran.lock().unwrap().push(script.clone());
+            if script.contains("step") && process.env.iter().any(|e| e == "TARGETARCH=arm64") {
+                return Ok(polyarch_exec::ExitStatus(3));
+            }
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_secs(20) {
+                if io.cancel.as_ref().is_some_and(polyarch_exec::Cancel::is_cancelled) {
+                    self.cancelled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return Err(polyarch_exec::Error::Cancelled { id: "test".into() });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(polyarch_exec::ExitStatus(0))
+        }
+    }
+
+    /// The first failure stops the rest of the build: the RUN still
+    /// running in another platform's build is cancelled, no step after it
+    /// starts, and the error reported is the failure, naming its platform.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_cancels_the_other_platforms_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let exec = Arc::new(StopsWhenCancelled::default());
+        let mut opts = BuildOptions::new("FROM scratch\nARG TARGETARCH\nRUN step-$TARGETARCH\nRUN after\n");
+        opts.snapshotter = crate::process::SnapshotterKind::Naive;
+        let t = std::time::Instant::now();
+        let err = MultiBuilder::new(store)
+            .with_executor(exec.clone())
+            .with_jobs(2)
+            .build(&opts, &[p("linux/s390x"), p("linux/arm64")])
+            .await
+            .unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(15), "the s390x step ran to its end");
+        match &err {
+            Error::ForPlatform { platform, source } => {
+                assert_eq!(platform, "linux/arm64");
+                assert!(source.to_string().contains("exit code: 3"), "{source}");
+            }
+            e => panic!("not a platform's failure: {e}"),
+        }
+        assert_eq!(exec.cancelled.load(std::sync::atomic::Ordering::SeqCst), 1, "the s390x RUN was cancelled");
+        let ran = exec.ran.lock().unwrap().clone();
+        assert!(!ran.iter().any(|r| r.contains("after")), "no step starts after the failure: {ran:?}");
     }
 
     #[test]

@@ -102,3 +102,33 @@ fn the_next_build_cleans_what_sigkill_left() {
     assert_clean_root(&env.root());
     assert_no_process(&["sleep", "1232"]);
 }
+
+/// A failing step stops the rest of the build, as BuildKit cancels it:
+/// the RUN steps still running (of another stage of the same platform or
+/// of another platform) are killed at once and shown CANCELED, no other
+/// step starts,
+/// and the failure is the one reported; nothing of theirs is left.
+#[test]
+fn a_failure_stops_the_other_stages_and_platforms() {
+    let Some((env, _reg)) = mirrored_for_run() else { return };
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipped: linux/386 runs natively on x86_64 hosts only");
+        return;
+    }
+    let df = "FROM busybox AS slow\nRUN sleep 97 && touch /slow\n\
+              FROM busybox AS fast\nARG TARGETARCH\nRUN sleep 1 && if [ \"$TARGETARCH\" = amd64 ]; then exit 7; fi; sleep 97\n\
+              FROM busybox\nCOPY --from=slow /slow /\nCOPY --from=fast /etc/hostname /fast\n";
+    let ctx = context(&env, "stop", df);
+    let t = Instant::now();
+    let err =
+        env.fails(&["build", "--progress", "plain", "--jobs", "4", "--platform", "linux/amd64,linux/386", s(&ctx)]);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(60), "the build waited for the other steps to end ({took:?}):\n{err}");
+    assert!(err.contains("error: [linux/amd64]") && err.contains("exit code: 7"), "the failure is reported:\n{err}");
+    assert!(err.contains("Dockerfile:5:1"), "the failing step's line:\n{err}");
+    assert!(err.contains(" CANCELED"), "the RUN steps still running were cancelled:\n{err}");
+    assert_eq!(err.matches(" ERROR:").count(), 1, "a cancelled step is not a failure of its own:\n{err}");
+    assert_no_process(&["sleep", "97"]);
+    assert_no_mounts_or_containers(&env.root());
+    assert_usable(&env);
+}

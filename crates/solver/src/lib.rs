@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod cancel;
+pub mod dag;
 pub mod error;
 pub mod graph;
 pub mod key;
@@ -24,6 +25,7 @@ pub mod worker;
 
 pub use cache::{CacheStore, MemoryCache};
 pub use cancel::CancelToken;
+pub use dag::Dag;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use graph::{Graph, Target, Vertex, VertexId, VertexSpec};
 pub use key::DepKey;

@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use polyarch_oci::{Digest, Platform};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::cache::CacheStore;
 use crate::cancel::CancelToken;
+use crate::dag::{self, Dag, Driver, Flow, Stopped};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Vertex, VertexId};
 use crate::key::{self, DepKey};
@@ -169,14 +169,22 @@ impl<W: Worker> Solver<W> {
     /// Must run inside a tokio runtime; a multi-thread one runs vertices in
     /// parallel.
     pub async fn solve(&self, graph: &Graph) -> Result<Solution<W::Output>> {
-        let mut run = Run::new(self, graph);
-        let outcome = run.drive().await;
-        // Nothing outlives the solve: stop and wait for every task.
+        let dag = Dag::new(graph.vertices().map(|v| v.inputs().iter().map(|x| x.index()).collect()).collect());
+        let needed = match graph.targets() {
+            [] => vec![true; graph.len()],
+            targets => dag.needed(targets.iter().map(|t| t.vertex.index())),
+        };
+        let mut run = Run::new(self, graph, needed.clone());
+        let outcome = dag::run(&dag, Some(&needed), &mut run, &self.cancel).await;
+        // Nothing outlives the solve: the scheduler has stopped and waited
+        // for every task; what is left of the work ends with the token.
         run.token.cancel();
-        run.set.abort_all();
-        while run.set.join_next().await.is_some() {}
         run.report_unfinished();
-        outcome?;
+        match outcome {
+            Ok(_) => {}
+            Err(Stopped::Cancelled) => return Err(Error::Cancelled),
+            Err(Stopped::Failed(e)) => return Err(e),
+        }
         if let Some(e) = run.first_error.take() {
             return Err(e);
         }
@@ -192,24 +200,15 @@ struct Outcome<R> {
     cached: bool,
 }
 
-/// The state of one solve.
+/// The state of one solve: what [`dag::run`] schedules, vertex by vertex.
 struct Run<'a, W: Worker> {
     solver: &'a Solver<W>,
     graph: &'a Graph,
     needed: Vec<bool>,
-    /// Per vertex: inputs not done yet (an input read twice counts twice).
-    waiting: Vec<usize>,
-    /// Per vertex: the vertices that read it, once per read.
-    dependents: Vec<Vec<usize>>,
-    /// Needed vertices whose inputs are done, to start in index order.
-    ready: std::collections::BTreeSet<usize>,
-    started: Vec<bool>,
     /// Failed, skipped or reported as cancelled: never to be reported again.
     ended: Vec<bool>,
     done: Vec<Option<(W::Output, Digest)>>,
     from_cache: Vec<bool>,
-    set: JoinSet<(usize, Result<Outcome<W::Output>>)>,
-    tasks: HashMap<tokio::task::Id, usize>,
     slots: HashMap<Class, Arc<Semaphore>>,
     token: CancelToken,
     in_flight: InFlight<W::Output>,
@@ -218,41 +217,19 @@ struct Run<'a, W: Worker> {
     cached: usize,
 }
 
+type Task<R> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome<R>>> + Send>>;
+
 impl<'a, W: Worker> Run<'a, W> {
-    fn new(solver: &'a Solver<W>, graph: &'a Graph) -> Run<'a, W> {
+    fn new(solver: &'a Solver<W>, graph: &'a Graph, needed: Vec<bool>) -> Run<'a, W> {
         let n = graph.len();
-        let mut needed = vec![graph.targets().is_empty(); n];
-        let mut todo: Vec<usize> = graph.targets().iter().map(|t| t.vertex.index()).collect();
-        while let Some(i) = todo.pop() {
-            if std::mem::replace(&mut needed[i], true) {
-                continue;
-            }
-            if let Ok(v) = graph.get(VertexId(i)) {
-                todo.extend(v.inputs().iter().map(|x| x.index()));
-            }
-        }
         let slots = solver.limits.iter().map(|(c, n)| (*c, Arc::new(Semaphore::new(*n)))).collect();
-        let mut dependents = vec![Vec::new(); n];
-        for v in graph.vertices() {
-            for x in v.inputs() {
-                dependents[x.index()].push(v.id().index());
-            }
-        }
-        let waiting: Vec<usize> = graph.vertices().map(|v| v.inputs().len()).collect();
-        let ready = (0..n).filter(|&k| needed[k] && waiting[k] == 0).collect();
         Run {
             solver,
             graph,
             needed,
-            waiting,
-            dependents,
-            ready,
-            started: vec![false; n],
             ended: vec![false; n],
             done: (0..n).map(|_| None).collect(),
             from_cache: vec![false; n],
-            set: JoinSet::new(),
-            tasks: HashMap::new(),
             slots,
             token: solver.cancel.child(),
             in_flight: InFlight::default(),
@@ -271,85 +248,10 @@ impl<'a, W: Worker> Run<'a, W> {
         }
     }
 
-    /// Runs until every needed vertex ended, the first failure (under
-    /// [`FailurePolicy::CancelAll`]) or cancellation.
-    async fn drive(&mut self) -> Result<()> {
-        loop {
-            self.start_ready();
-            if self.set.is_empty() {
-                return Ok(());
-            }
-            let joined = tokio::select! {
-                biased;
-                _ = self.solver.cancel.cancelled() => return Err(Error::Cancelled),
-                j = self.set.join_next_with_id() => j,
-            };
-            let Some(joined) = joined else { return Ok(()) };
-            let (i, outcome) = match joined {
-                Ok((id, (i, outcome))) => {
-                    self.tasks.remove(&id);
-                    (i, outcome)
-                }
-                Err(e) => {
-                    let i = self.tasks.remove(&e.id()).unwrap_or(usize::MAX);
-                    let (vertex, platform) = self.names(i);
-                    (i, Err(Error::Task { vertex, platform, reason: e.to_string() }))
-                }
-            };
-            match outcome {
-                Ok(o) => {
-                    if o.cached {
-                        self.cached += 1;
-                    } else {
-                        self.executed += 1;
-                    }
-                    if let (Some(slot), Some(c)) = (self.done.get_mut(i), self.from_cache.get_mut(i)) {
-                        *slot = Some((o.result, o.key));
-                        *c = o.cached;
-                    }
-                    self.release(i);
-                }
-                Err(e) => self.failed(i, e)?,
-            }
-        }
-    }
-
     fn names(&self, i: usize) -> (String, String) {
         match self.graph.get(VertexId(i)) {
             Ok(v) => (v.name().to_string(), self.graph.platform_list(v.id())),
             Err(_) => (format!("vertex {i}"), String::new()),
-        }
-    }
-
-    /// Records the failure of vertex `i`; returns it when the solve stops.
-    fn failed(&mut self, i: usize, e: Error) -> Result<()> {
-        if matches!(e, Error::Cancelled) {
-            return Err(e);
-        }
-        let Ok(v) = self.graph.get(VertexId(i)) else { return Err(e) };
-        if !std::mem::replace(&mut self.ended[i], true) {
-            self.solver.progress.event(Event::Failed { vertex: self.info(v), message: e.to_string() });
-        }
-        if self.solver.failure == FailurePolicy::CancelAll {
-            return Err(e);
-        }
-        self.skip_dependents(i);
-        self.first_error.get_or_insert(e);
-        Ok(())
-    }
-
-    /// Marks everything that reads `i`, directly or not, as never to run.
-    fn skip_dependents(&mut self, i: usize) {
-        let mut bad = vec![false; self.graph.len()];
-        bad[i] = true;
-        for v in self.graph.vertices() {
-            let k = v.id().index();
-            if v.inputs().iter().any(|x| bad[x.index()]) {
-                bad[k] = true;
-                if self.needed[k] && !std::mem::replace(&mut self.ended[k], true) {
-                    self.solver.progress.event(Event::Cancelled { vertex: self.info(v) });
-                }
-            }
         }
     }
 
@@ -363,38 +265,7 @@ impl<'a, W: Worker> Run<'a, W> {
         }
     }
 
-    /// Vertex `i` is done: its dependents wait for one input less.
-    fn release(&mut self, i: usize) {
-        for &d in self.dependents.get(i).map_or(&[][..], Vec::as_slice) {
-            self.waiting[d] = self.waiting[d].saturating_sub(1);
-            if self.waiting[d] == 0 && self.needed[d] {
-                self.ready.insert(d);
-            }
-        }
-    }
-
-    /// Starts every needed vertex whose inputs are all done.
-    fn start_ready(&mut self) {
-        while let Some(k) = self.ready.pop_first() {
-            let Ok(v) = self.graph.get(VertexId(k)) else { continue };
-            if self.started[k] || self.ended[k] {
-                continue;
-            }
-            let inputs: Option<Vec<(W::Output, Digest)>> =
-                v.inputs().iter().map(|x| self.done[x.index()].clone()).collect();
-            let Some(inputs) = inputs else { continue };
-            self.started[k] = true;
-            let task = self.task(v.clone(), inputs);
-            let handle = self.set.spawn(async move { (k, task.await) });
-            self.tasks.insert(handle.id(), k);
-        }
-    }
-
-    fn task(
-        &self,
-        vertex: Arc<Vertex>,
-        inputs: Vec<(W::Output, Digest)>,
-    ) -> impl std::future::Future<Output = Result<Outcome<W::Output>>> + Send + 'static {
+    fn task(&self, vertex: Arc<Vertex>, inputs: Vec<(W::Output, Digest)>) -> Task<W::Output> {
         let class = self.solver.worker.class(&vertex);
         let slots = self.slots.get(&class).cloned().unwrap_or_else(|| Arc::new(Semaphore::new(1)));
         let step = Step {
@@ -411,7 +282,76 @@ impl<'a, W: Worker> Run<'a, W> {
             in_flight: self.in_flight.clone(),
             salt: self.solver.salt.clone(),
         };
-        step.run(inputs, slots)
+        Box::pin(step.run(inputs, slots))
+    }
+}
+
+impl<W: Worker> Driver for Run<'_, W> {
+    type Output = Outcome<W::Output>;
+    type Error = Error;
+    type Task = Task<W::Output>;
+
+    fn start(&mut self, k: usize) -> Task<W::Output> {
+        let vertex = match self.graph.get(VertexId(k)) {
+            Ok(v) => v.clone(),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let inputs: Option<Vec<(W::Output, Digest)>> =
+            vertex.inputs().iter().map(|x| self.done[x.index()].clone()).collect();
+        match inputs {
+            Some(inputs) => self.task(vertex, inputs),
+            None => {
+                let (vertex, platform) = self.names(k);
+                let reason = "started before its inputs were done".to_string();
+                Box::pin(std::future::ready(Err(Error::Task { vertex, platform, reason })))
+            }
+        }
+    }
+
+    fn done(&mut self, i: usize, o: Outcome<W::Output>) -> Flow<Error> {
+        if o.cached {
+            self.cached += 1;
+        } else {
+            self.executed += 1;
+        }
+        if let (Some(slot), Some(c)) = (self.done.get_mut(i), self.from_cache.get_mut(i)) {
+            *slot = Some((o.result, o.key));
+            *c = o.cached;
+        }
+        Flow::Continue
+    }
+
+    /// Records the failure of vertex `i`; stops the solve under
+    /// [`FailurePolicy::CancelAll`], else skips what depends on it.
+    fn failed(&mut self, i: usize, e: std::result::Result<Error, tokio::task::JoinError>) -> Flow<Error> {
+        let e = e.unwrap_or_else(|j| {
+            let (vertex, platform) = self.names(i);
+            Error::Task { vertex, platform, reason: j.to_string() }
+        });
+        if matches!(e, Error::Cancelled) {
+            return Flow::Stop(e);
+        }
+        let Ok(v) = self.graph.get(VertexId(i)) else { return Flow::Stop(e) };
+        if !std::mem::replace(&mut self.ended[i], true) {
+            self.solver.progress.event(Event::Failed { vertex: self.info(v), message: e.to_string() });
+        }
+        if self.solver.failure == FailurePolicy::CancelAll {
+            return Flow::Stop(e);
+        }
+        self.first_error.get_or_insert(e);
+        Flow::SkipDependents
+    }
+
+    fn skipped(&mut self, k: usize) {
+        if let Ok(v) = self.graph.get(VertexId(k)) {
+            if !std::mem::replace(&mut self.ended[k], true) {
+                self.solver.progress.event(Event::Cancelled { vertex: self.info(v) });
+            }
+        }
+    }
+
+    fn stopping(&mut self) {
+        self.token.cancel();
     }
 }
 

@@ -349,9 +349,12 @@ impl Run<'_> {
         let root = self.root(st, before)?;
         let output = Output::new(self.b.events.clone(), vertex.clone());
         let (out, err) = (output.clone(), output.clone());
-        let io = ProcessIo::default()
+        let mut io = ProcessIo::default()
             .with_stdout(move |b| out.push(Stream::Stdout, b))
             .with_stderr(move |b| err.push(Stream::Stderr, b));
+        if let Some(c) = &self.b.cancel {
+            io = io.with_cancel(c.clone());
+        }
         let status = block(|| exec.run(&root.path(), &mounts.specs, process, io));
         output.flush();
         let platform = st.platform.format();
@@ -408,6 +411,9 @@ impl Run<'_> {
     fn runc(&self, loc: &Location) -> Result<Arc<dyn Executor>> {
         let exec = RuncExecutorBuilder::new(self.b.store.root().join("exec"))
             .with_runtime(self.opts.runtime.as_deref())
+            // A step stopped because the build failed elsewhere is thrown
+            // away: killed at once, as BuildKit kills it.
+            .with_kill_grace(std::time::Duration::ZERO)
             .build()
             .map_err(|e| loc.error(exec_kind(&e), format!("preparing the OCI runtime: {e}"), None))?;
         // Containers and mounts of polyarch processes that were killed; a
@@ -763,6 +769,7 @@ fn block<T>(f: impl FnOnce() -> T) -> T {
 fn exec_kind(e: &polyarch_exec::Error) -> ErrorKind {
     match e.kind() {
         polyarch_exec::ErrorKind::NotFound => ErrorKind::NotFound,
+        polyarch_exec::ErrorKind::Cancelled => ErrorKind::Cancelled,
         _ => ErrorKind::Io,
     }
 }

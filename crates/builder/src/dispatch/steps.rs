@@ -82,7 +82,8 @@ impl Run<'_> {
     }
 
     /// Ends a filesystem step by its outcome (whether it came from the
-    /// cache): `Cached` then `Done`, or `Failed` with the error.
+    /// cache): `Cached` then `Done`, or `Failed` with the error (none
+    /// when it was cancelled).
     pub(crate) fn end_step(&self, step: Step, outcome: Result<bool>) -> Result<()> {
         match outcome {
             Ok(cached) => {
@@ -92,6 +93,9 @@ impl Run<'_> {
                 self.done(step);
                 Ok(())
             }
+            // Stopped because the build failed elsewhere: the step stays
+            // open, and ends as BuildKit's `CANCELED` when the build does.
+            Err(e) if e.kind() == crate::error::ErrorKind::Cancelled => Err(e),
             Err(e) => {
                 self.failed_step(step, e.to_string());
                 Err(e)
