@@ -9,7 +9,7 @@
 //! each platform takes its own child (as `polyarch_transfer::local`
 //! chooses it for `run` and the other commands).
 
-use polyarch_oci::{media_type as mt, Descriptor, Platform, Reference};
+use polyarch_oci::{media_type as mt, Descriptor, Digest, Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::{BlobSource, Store};
 
@@ -72,7 +72,10 @@ pub async fn resolve_metadata(
     let local = match mode {
         ResolveMode::Pull => None,
         ResolveMode::PreferLocal => match stored(store, reference, platform)? {
-            Ok(desc) => return from_store(store, &desc, reference.with_digest(desc.digest.clone())),
+            Ok((top, desc)) => {
+                let img = from_store(store, &desc, reference.with_digest(desc.digest.clone()))?;
+                return Ok(img.with_top(reference.with_digest(top)));
+            }
             Err(why) => Some(why),
         },
     };
@@ -131,7 +134,7 @@ fn stored(
     store: &Store,
     reference: &Reference,
     platform: &Platform,
-) -> Result<std::result::Result<Descriptor, String>> {
+) -> Result<std::result::Result<(Digest, Descriptor), String>> {
     use polyarch_transfer::{local, Error as T};
     let name = reference.to_string();
     let top = match (store.resolve(&name)?, &reference.digest) {
@@ -157,7 +160,7 @@ fn stored(
             return Ok(Err(format!("its layer {} is not stored", layer.digest)));
         }
     }
-    Ok(Ok(image.descriptor))
+    Ok(Ok((top.digest, image.descriptor)))
 }
 
 /// Images refuse configs larger than this.
@@ -168,12 +171,24 @@ const MAX_CONFIG: u64 = 8 * 1024 * 1024;
 pub struct BaseImage {
     /// The reference with the resolved manifest digest.
     pub pinned: Reference,
+    /// The reference with the digest it resolved to at the top: an
+    /// index's for a multi-platform image, else the manifest's. BuildKit
+    /// names the FROM step with it.
+    pub top: Reference,
     /// The platform manifest.
     pub manifest: Descriptor,
     /// Its config.
     pub image: Image,
     /// Its layers, with diff ids from the config.
     pub layers: Vec<Layer>,
+}
+
+impl BaseImage {
+    /// The same image, resolved at the top to `top`.
+    pub fn with_top(mut self, top: Reference) -> BaseImage {
+        self.top = top;
+        self
+    }
 }
 
 /// Resolves `reference` for `platform` and makes sure the manifest, config
@@ -193,8 +208,8 @@ async fn metadata(client: &Client, store: &Store, reference: &Reference, platfor
     let resolved =
         polyarch_transfer::resolve_platform(client, store, reference, platform, &polyarch_transfer::event::ignore)
             .await;
-    let (desc, _) = resolved.map_err(|e| transfer_error(&name, e))?;
-    from_store(store, &desc, reference.with_digest(desc.digest.clone()))
+    let (desc, _, top) = resolved.map_err(|e| transfer_error(&name, e))?;
+    Ok(from_store(store, &desc, reference.with_digest(desc.digest.clone()))?.with_top(reference.with_digest(top)))
 }
 
 /// A transfer's error as the builder's, for image `name`.
@@ -238,7 +253,7 @@ pub fn from_store(store: &Store, manifest: &Descriptor, pinned: Reference) -> Re
             Layer { desc, diff_id: id.clone() }
         })
         .collect();
-    Ok(BaseImage { pinned, manifest: raw.descriptor(), image, layers })
+    Ok(BaseImage { top: pinned.clone(), pinned, manifest: raw.descriptor(), image, layers })
 }
 
 #[cfg(test)]
@@ -266,7 +281,12 @@ mod tests {
         let children = store.get_manifest(&idx).unwrap().as_index().unwrap().manifests.clone();
         let r = Reference::parse_normalized("example.com/a:1").unwrap();
         for (child, p) in children.iter().zip(["linux/amd64", "linux/arm64"]) {
-            assert_eq!(stored(&store, &r, &platform(p)).unwrap().unwrap().digest, child.digest, "{p}");
+            let (top, found) = stored(&store, &r, &platform(p)).unwrap().unwrap();
+            assert_eq!(
+                (top, found.digest),
+                (idx.digest.clone(), child.digest.clone()),
+                "{p}: the index, then its child"
+            );
         }
         let why = stored(&store, &r, &platform("linux/s390x")).unwrap().unwrap_err();
         assert_eq!(why, "it is stored for linux/amd64, linux/arm64 only");
@@ -274,7 +294,8 @@ mod tests {
         assert_eq!(stored(&store, &unknown, &platform("linux/amd64")).unwrap().unwrap_err(), "no image of that name");
         // By digest, a child no name points at.
         let by_digest = unknown.with_digest(children[1].digest.clone());
-        assert_eq!(stored(&store, &by_digest, &platform("linux/arm64")).unwrap().unwrap().digest, children[1].digest);
+        let (top, found) = stored(&store, &by_digest, &platform("linux/arm64")).unwrap().unwrap();
+        assert_eq!((top, found.digest), (children[1].digest.clone(), children[1].digest.clone()));
         // A child whose manifest is gone is not stored for its platform.
         store.delete_blob(&children[0].digest).unwrap();
         let why = stored(&store, &r, &platform("linux/amd64")).unwrap().unwrap_err();

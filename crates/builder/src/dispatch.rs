@@ -600,7 +600,7 @@ impl Run<'_> {
         // An image's FROM names it pinned, as BuildKit's does.
         let from_text = match &base_image {
             _ if base_name.eq_ignore_ascii_case("scratch") => "FROM scratch".to_string(),
-            Some(img) => format!("FROM {}", img.pinned),
+            Some(img) => format!("FROM {}", img.top),
             None => format!("FROM {base_name}"),
         };
         let vertex = self.base_vertex(&mut st, &from_text);

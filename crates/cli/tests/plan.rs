@@ -205,7 +205,7 @@ fn a_plan_fetches_no_layer() {
 /// carry BuildKit's `linux/amd64->ARCH` label in both.
 #[test]
 fn the_build_runs_shared_file_steps_once_and_names_steps_as_the_plan() {
-    let Some((env, _)) = mirrored() else { return };
+    let Some((env, reg)) = mirrored() else { return };
     let three = "linux/amd64,linux/arm64,linux/s390x";
     let dockerfile = "FROM scratch AS files\nCOPY main.txt /main.txt\n\
                       FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\n\
@@ -231,4 +231,13 @@ fn the_build_runs_shared_file_steps_once_and_names_steps_as_the_plan() {
     let from = named(&plan, "[linux/arm64 stage-2 1/3] FROM docker.io/library/busybox:latest@sha256:");
     let from_name = from[0]["names"][0].as_str().unwrap();
     assert!(shown.contains(&from_name), "the build names its FROM {from_name}:\n{stderr}");
+    // As BuildKit: by the digest the tag resolved to, the index's, the
+    // same for every platform.
+    let index = crate::util::skopeo_raw(&format!("{}/library/busybox:latest", reg.host));
+    let index = polyarch_oci::Digest::sha256(&index);
+    for p in ["linux/amd64", "linux/arm64", "linux/s390x"] {
+        let name = format!("[{p} stage-2 1/3] FROM docker.io/library/busybox:latest@{index}");
+        assert!(shown.contains(&name.as_str()), "the build names it {name}:\n{stderr}");
+        assert_eq!(named(&plan, &name).len(), 1, "the plan names it {name}");
+    }
 }

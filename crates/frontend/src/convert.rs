@@ -18,6 +18,7 @@ use polyarch_solver::{Graph, VertexId, VertexSpec};
 use crate::config::ImageConfig;
 use crate::error::{Error, ErrorKind, Result, Source};
 use crate::prefetch::{image_key, Prefetched};
+use crate::ResolvedImage;
 use crate::{BoxError, Options, Plan, PlatformImage, Resolver};
 pub(crate) use polyarch_dockerfile::values::normalize_workdir;
 
@@ -56,7 +57,9 @@ pub(crate) struct StageState {
 pub(crate) struct Image {
     op: Op,
     platform: Platform,
-    pinned: String,
+    /// The reference pinned to what it resolved to at the top, which
+    /// names the FROM step (as BuildKit's).
+    shown: String,
     pub(crate) config: ImageConfig,
 }
 
@@ -221,7 +224,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
         st.on_build = false;
         st.ignore_cache =
             self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
-        let from_name = self.name_step(&mut st, &format!("FROM {}", image.as_ref().map_or(&base, |i| &i.pinned)), true);
+        let from_name = self.name_step(&mut st, &format!("FROM {}", image.as_ref().map_or(&base, |i| &i.shown)), true);
         if let Some(img) = image {
             st.root = Some(self.image_vertex(&img, from_name, st.ignore_cache)?);
         }
@@ -398,7 +401,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Some(answer) => answer.map_err(BoxError::from),
             None => self.resolver.resolve(&reference, platform).await,
         };
-        let (pinned, config) = answer.map_err(|cause| {
+        let ResolvedImage { pinned, top, config } = answer.map_err(|cause| {
             let message = format!("failed to resolve source metadata for {reference}: {cause}");
             let diagnostic = self.src.diagnostic(line, message, Some(name));
             Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause }
@@ -410,7 +413,11 @@ impl<'a, R: Resolver> Converter<'a, R> {
             .map_err(|source| Error::Config { reference: pinned.to_string(), source })?;
         let pinned = reference.with_digest(digest.clone());
         let op = Op::Source(SourceOp::Image(ImageSource { reference: reference.to_string(), resolved: Some(digest) }));
-        let img = Image { op, platform: platform.clone(), pinned: pinned.to_string(), config };
+        let shown = match top.digest {
+            Some(d) => reference.with_digest(d).to_string(),
+            None => pinned.to_string(),
+        };
+        let img = Image { op, platform: platform.clone(), shown, config };
         self.images.insert(key, img.clone());
         Ok(img)
     }
@@ -436,7 +443,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             return self.root_or_empty(&other);
         }
         let img = self.image(from, &st.platform, line).await?;
-        let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.pinned);
+        let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown);
         self.image_vertex(&img, name, st.ignore_cache)
     }
 

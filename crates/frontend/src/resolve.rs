@@ -8,10 +8,33 @@ use polyarch_oci::{Platform, Reference};
 
 use crate::error::BoxError;
 
-/// An image resolved for one platform: the reference pinned to the
-/// platform's manifest digest (`docker.io/library/busybox:latest@sha256:...`)
-/// and the image config blob (its JSON), as stored.
-pub type ResolvedImage = (Reference, Vec<u8>);
+/// An image resolved for one platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// The reference pinned to the platform's manifest digest
+    /// (`docker.io/library/busybox:latest@sha256:...`): what the image
+    /// source op and its key hold.
+    pub pinned: Reference,
+    /// The reference pinned to what it resolved to at the top: an index's
+    /// digest for a multi-platform image. BuildKit names the FROM step
+    /// with it.
+    pub top: Reference,
+    /// The image config blob (its JSON), as stored.
+    pub config: Vec<u8>,
+}
+
+impl ResolvedImage {
+    /// A single-platform image: `pinned` is also the top.
+    pub fn new(pinned: Reference, config: Vec<u8>) -> ResolvedImage {
+        ResolvedImage { top: pinned.clone(), pinned, config }
+    }
+
+    /// The same image, resolved at the top to `top`.
+    pub fn with_top(mut self, top: Reference) -> ResolvedImage {
+        self.top = top;
+        self
+    }
+}
 
 /// Finds the manifest and config of a reference for a platform.
 pub trait Resolver: Send + Sync {

@@ -56,7 +56,7 @@ impl Resolver for FakeResolver {
         }
         let pinned = reference.with_digest(Digest::sha256(key.as_bytes()));
         let config = serde_json::to_vec(&FakeResolver::config(reference, platform))?;
-        Ok((pinned, config))
+        Ok(ResolvedImage::new(pinned, config))
     }
 
     async fn resolve_git(&self, remote: &str, reference: &str) -> Result<Option<String>, BoxError> {
@@ -521,4 +521,37 @@ fn git_sources_are_pinned_by_the_resolver() {
         e.to_string().contains("failed to resolve git git@example.com:missing.git#main: repository not found"),
         "{e}"
     );
+}
+
+/// Resolves as [`FakeResolver`], with every image behind one index.
+struct IndexResolver(FakeResolver);
+
+impl Resolver for IndexResolver {
+    async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, BoxError> {
+        let found = self.0.resolve(reference, platform).await?;
+        let index = reference.with_digest(Digest::sha256(format!("index of {reference}").as_bytes()));
+        Ok(found.with_top(index))
+    }
+}
+
+/// As BuildKit, a FROM is named by the digest its reference resolved to
+/// (a multi-platform image's index), the same for every platform, while
+/// each platform's source vertex holds its own manifest digest.
+#[test]
+fn a_from_is_named_by_the_index_digest_and_keyed_by_the_manifest() {
+    let opts = Options::new(p("linux/amd64")).with_platforms(["linux/amd64", "linux/arm64"].map(p));
+    let resolver = IndexResolver(FakeResolver::default());
+    let plan = block(plan(b"FROM busybox\nRUN true\n", "Dockerfile", &opts, &resolver)).unwrap();
+    let index = Digest::sha256(b"index of docker.io/library/busybox:latest");
+    let froms = named(&plan, "] FROM docker.io/library/busybox");
+    assert_eq!(froms.len(), 2, "one source vertex per platform");
+    for v in &froms {
+        let names = plan.graph.names(v.id());
+        assert!(
+            names.iter().all(|n| n.ends_with(&format!("FROM docker.io/library/busybox:latest@{index}"))),
+            "{names:?}"
+        );
+        let Op::Source(Source::Image(img)) = v.op() else { panic!("not an image source: {:?}", v.op()) };
+        assert_ne!(img.resolved.as_ref(), Some(&index), "the op holds the platform's manifest");
+    }
 }

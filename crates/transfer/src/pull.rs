@@ -14,7 +14,7 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
-use polyarch_oci::{media_type as mt, Descriptor, Platform, RawManifest, Reference};
+use polyarch_oci::{media_type as mt, Descriptor, Digest, Platform, RawManifest, Reference};
 use polyarch_registry::{Client, Direction};
 use polyarch_store::{BlobSink, BlobSource, BlobWriter, Store};
 use tokio::sync::mpsc;
@@ -178,7 +178,7 @@ pub async fn pull_platform(
     platform: &Platform,
     events: EventSink<'_>,
 ) -> Result<(Descriptor, RawManifest)> {
-    let (desc, m) = resolve_platform(client, store, reference, platform, events).await?;
+    let (desc, m, _) = resolve_platform(client, store, reference, platform, events).await?;
     fetch_image(client, store, reference, &desc, &m, events).await?;
     Ok((desc, m))
 }
@@ -204,16 +204,19 @@ async fn resolve(
 /// The image [`pull_platform`] would pull, with only its manifest and
 /// config put into the store: no layer is fetched (what planning a build
 /// or checking its Dockerfile needs, as BuildKit's "load metadata").
+/// Also returns the digest `reference` resolved to at the top (an index's,
+/// for a multi-platform image), which BuildKit names a FROM with.
 pub async fn resolve_platform(
     client: &Client,
     store: &Store,
     reference: &Reference,
     platform: &Platform,
     events: EventSink<'_>,
-) -> Result<(Descriptor, RawManifest)> {
+) -> Result<(Descriptor, RawManifest, Digest)> {
     let reference = reference.with_default_tag();
     let name = reference.to_string();
     let (top, top_desc) = resolve(client, &reference, &name, events).await?;
+    let top_digest = top_desc.digest.clone();
     let _lease = store.lease()?;
     let selection = PlatformSelection::One(platform.clone());
     let (desc, m) = match top.as_index() {
@@ -224,7 +227,7 @@ pub async fn resolve_platform(
         fetch_blob(client, store, &reference, &image.config, events).await?;
     }
     store.put_manifest(&m)?;
-    Ok((desc, m))
+    Ok((desc, m, top_digest))
 }
 
 /// Downloads what the store lacks of image manifest `m` of `reference`'s

@@ -73,7 +73,7 @@ impl Resolver for StoreResolver {
             return Err(format!("{}: not an image manifest", img.pinned).into());
         };
         let config = self.store.read_bytes(&manifest.config, 8 * 1024 * 1024)?.to_vec();
-        Ok((img.pinned, config))
+        Ok(ResolvedImage::new(img.pinned, config).with_top(img.top))
     }
 }
 

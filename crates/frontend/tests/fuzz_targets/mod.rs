@@ -31,7 +31,7 @@ impl Resolver for Images {
             platform.architecture,
             reference.path.len()
         );
-        Ok((reference.with_digest(Digest::sha256(key.as_bytes())), config.into_bytes()))
+        Ok(ResolvedImage::new(reference.with_digest(Digest::sha256(key.as_bytes())), config.into_bytes()))
     }
 }
 
