@@ -50,7 +50,7 @@ pub struct Builder {
     pub(crate) fetches: crate::fetched::Fetches,
     /// Stops the RUN processes of a build once one of its stages (or of
     /// the builds sharing it) failed: set for each build when not shared.
-    pub(crate) cancel: Option<polyarch_exec::Cancel>,
+    pub(crate) stop: Option<crate::graph::Stop>,
 }
 
 /// A Dockerfile parsed and checked: what does not depend on the platform.
@@ -136,7 +136,7 @@ impl Builder {
             merges: crate::cache::Merges::default(),
             parses: Parses::default(),
             fetches: crate::fetched::Fetches::default(),
-            cancel: None,
+            stop: None,
             cache_io: None,
         }
     }
@@ -176,10 +176,10 @@ impl Builder {
         self
     }
 
-    /// Shares `cancel` with other builds: the first failure of any of them
-    /// stops the RUN processes of all.
-    pub(crate) fn with_cancel(mut self, cancel: polyarch_exec::Cancel) -> Builder {
-        self.cancel = Some(cancel);
+    /// Shares `stop` with other builds: the first failure of any of them
+    /// stops all.
+    pub(crate) fn with_stop(mut self, stop: crate::graph::Stop) -> Builder {
+        self.stop = Some(stop);
         self
     }
 
@@ -260,9 +260,9 @@ impl Builder {
         run.prefetch(&needed).await?;
         let graph = Graph::new(&needed, |i| run.stage_deps(i, &needed));
         let mut me = self.clone();
-        me.cancel.get_or_insert_with(polyarch_exec::Cancel::new);
+        let stop = me.stop.get_or_insert_with(crate::graph::Stop::default).clone();
         let shared = (Arc::new(me), Arc::new(opts.clone()));
-        graph::schedule(&graph, &mut Stages { run: &mut run, graph: &graph, shared }).await?;
+        graph::schedule(&graph, &mut Stages { run: &mut run, graph: &graph, shared }, &stop).await?;
         run.finish(target)
     }
 }
@@ -286,14 +286,6 @@ impl graph::StageWork for Stages<'_, '_> {
     fn finish(&mut self, i: usize, out: StageOut) -> Result<()> {
         self.run.absorb(i, out);
         Ok(())
-    }
-
-    fn stopping(&mut self) {
-        // A stage failed: the RUN processes of the others end now instead
-        // of running to their end before the build can report it.
-        if let Some(c) = &self.shared.0.cancel {
-            c.cancel();
-        }
     }
 }
 
@@ -608,7 +600,7 @@ impl Run<'_> {
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
             // Another part of the build failed: no further step starts.
-            if self.b.cancel.as_ref().is_some_and(polyarch_exec::Cancel::is_cancelled) {
+            if self.b.stop.as_ref().is_some_and(crate::graph::Stop::fired) {
                 let msg = "not started: the build failed elsewhere";
                 return Err(self.loc(cmd.start_line).error(ErrorKind::Cancelled, msg, None));
             }

@@ -38,6 +38,9 @@ pub enum Error {
     /// A build option is wrong.
     #[error("{0}")]
     Option(String),
+    /// Stopped because another part of the build failed.
+    #[error("stopped: another part of the build failed")]
+    Cancelled,
     /// A `--cache-to` or `--cache-from` value is wrong.
     #[error("invalid {flag} {value:?}: {reason}")]
     CacheSpec {
@@ -226,6 +229,7 @@ impl Error {
             Error::NoPlatform { .. } | Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Emulation { .. } => ErrorKind::Unsupported,
             Error::ForPlatform { source, .. } => source.kind(),
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Shared { kind, .. } => *kind,
             Error::Store(e) if e.kind() == polyarch_store::ErrorKind::NotFound => ErrorKind::NotFound,
             Error::Registry { source, .. } if source.kind() == polyarch_registry::ErrorKind::NotFound => {

@@ -9,10 +9,37 @@ use polyarch_solver::CancelToken;
 
 use crate::error::{Error, Result};
 
-/// How long the other stages or platforms of a failed build get to end by
-/// themselves (their RUN processes killed, no further step started)
-/// before they are aborted.
+/// How long the other platforms of a failed build get to end by
+/// themselves (their RUN processes killed, their stages stopped) before
+/// they are aborted.
 pub(crate) const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Stops a build once a part of it failed: the RUN processes still
+/// running (through the executor's handle) and every scheduler of the
+/// build (through the solver's token). Clones share it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stop {
+    exec: polyarch_exec::Cancel,
+    token: CancelToken,
+}
+
+impl Stop {
+    /// Stops the build; idempotent.
+    pub(crate) fn fire(&self) {
+        self.exec.cancel();
+        self.token.cancel();
+    }
+
+    /// Whether the build was stopped.
+    pub(crate) fn fired(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The handle RUN processes are given.
+    pub(crate) fn exec(&self) -> &polyarch_exec::Cancel {
+        &self.exec
+    }
+}
 
 /// Needed stages and, for each, the needed stages it reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +88,14 @@ pub(crate) trait StageWork {
     fn start(&mut self, i: usize) -> Self::Task;
     /// Takes stage `i`'s result, before any dependent starts.
     fn finish(&mut self, i: usize, out: Self::Out) -> Result<()>;
-    /// A stage failed: the others are about to be stopped.
-    fn stopping(&mut self) {}
 }
 
 /// Runs every stage of `graph` on its own task, each as soon as its
 /// dependencies are done, on the solver's scheduler ([`dag::run`]). The
-/// first failure aborts the other tasks, waits for them to stop and is
-/// returned.
-pub(crate) async fn schedule<W: StageWork>(graph: &Graph, work: &mut W) -> Result<()> {
+/// first failure fires `stop` (which also ends the schedules of the other
+/// platforms sharing it), aborts the other tasks, waits for them to stop
+/// and is returned; [`Error::Cancelled`] when another platform fired it.
+pub(crate) async fn schedule<W: StageWork>(graph: &Graph, work: &mut W, stop: &Stop) -> Result<()> {
     let dag = Dag::new(
         graph
             .deps
@@ -77,12 +103,12 @@ pub(crate) async fn schedule<W: StageWork>(graph: &Graph, work: &mut W) -> Resul
             .map(|d| d.iter().filter_map(|s| graph.stages.iter().position(|x| x == s)).collect())
             .collect(),
     );
-    let mut stages = Stages { stages: &graph.stages, work };
-    match dag::run(&dag, None, &mut stages, &CancelToken::new()).await {
+    let mut stages = Stages { stages: &graph.stages, work, stop };
+    match dag::run(&dag, None, &mut stages, &stop.token).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Option("a stage could not be scheduled".into())),
         Err(Stopped::Failed(e)) => Err(e),
-        Err(Stopped::Cancelled) => Err(Error::Option("the build was cancelled".into())),
+        Err(Stopped::Cancelled) => Err(Error::Cancelled),
     }
 }
 
@@ -91,6 +117,7 @@ pub(crate) async fn schedule<W: StageWork>(graph: &Graph, work: &mut W) -> Resul
 struct Stages<'a, W> {
     stages: &'a [usize],
     work: &'a mut W,
+    stop: &'a Stop,
 }
 
 impl<W: StageWork> Driver for Stages<'_, W> {
@@ -109,15 +136,11 @@ impl<W: StageWork> Driver for Stages<'_, W> {
         }
     }
 
+    /// A stage failed (or the build was stopped elsewhere): the RUN
+    /// processes of the whole build end now instead of running to their
+    /// end before the build can report it; other tasks are aborted.
     fn stopping(&mut self) {
-        self.work.stopping();
-    }
-
-    /// Running steps see the cancellation (a RUN is killed, the next step
-    /// does not start) and end by themselves, each waiting for what it
-    /// started; only what still runs after that is aborted.
-    fn drain(&self) -> std::time::Duration {
-        STOP_DRAIN
+        self.stop.fire();
     }
 
     fn failed(&mut self, _: usize, e: std::result::Result<Error, tokio::task::JoinError>) -> Flow<Error> {
@@ -213,7 +236,7 @@ mod tests {
             f.push(i);
             Ok(())
         };
-        schedule(&g, &mut Fns { state: &mut finished, start, finish }).await.unwrap();
+        schedule(&g, &mut Fns { state: &mut finished, start, finish }, &Stop::default()).await.unwrap();
         assert_eq!(finished.len(), 3);
         assert_eq!(finished.last(), Some(&2));
     }
@@ -236,7 +259,7 @@ mod tests {
             },
             finish: |_: &mut Vec<usize>, _, ()| Ok(()),
         };
-        let r = schedule(&g, &mut work).await;
+        let r = schedule(&g, &mut work, &Stop::default()).await;
         assert!(r.is_err());
         assert_eq!(started, vec![0]);
     }

@@ -292,7 +292,7 @@ impl MultiBuilder {
             merges: crate::cache::Merges::default(),
             parses: crate::dispatch::Parses::default(),
             fetches: crate::fetched::Fetches::default(),
-            cancel: polyarch_exec::Cancel::new(),
+            stop: crate::graph::Stop::default(),
             stopped: None,
             done: platforms.iter().map(|_| None).collect(),
         };
@@ -309,7 +309,7 @@ impl MultiBuilder {
                     .unwrap_or_else(|| Error::Option("a platform build produced no result".into())))
             }
             Err(Stopped::Failed(e)) => return Err(e),
-            Err(Stopped::Cancelled) => return Err(Error::Option("the build was cancelled".into())),
+            Err(Stopped::Cancelled) => return Err(Error::Cancelled),
         }
         let images = run.done.into_iter().flatten().collect::<Vec<_>>();
         if images.len() != platforms.len() {
@@ -330,8 +330,8 @@ struct Platforms<'a> {
     merges: crate::cache::Merges,
     parses: crate::dispatch::Parses,
     fetches: crate::fetched::Fetches,
-    /// Fired by the first failure: the other platforms' RUN processes stop.
-    cancel: polyarch_exec::Cancel,
+    /// Fired by the first failure: the other platforms stop.
+    stop: crate::graph::Stop,
     /// A platform's build stopped by that cancellation.
     stopped: Option<Error>,
     done: Vec<Option<BuildResult>>,
@@ -352,7 +352,7 @@ impl Driver for Platforms<'_> {
             .with_merges(self.merges.clone())
             .with_parses(self.parses.clone())
             .with_fetches(self.fetches.clone())
-            .with_cancel(self.cancel.clone());
+            .with_stop(self.stop.clone());
         if let Some(c) = &m.client {
             b = b.with_client(c.clone());
         }
@@ -379,7 +379,7 @@ impl Driver for Platforms<'_> {
         let e = Error::ForPlatform { platform, source: Box::new(e) };
         // A platform stopped by another's failure waits for that failure,
         // which is the one to report.
-        if self.cancel.is_cancelled() && e.kind() == ErrorKind::Cancelled {
+        if self.stop.fired() && e.kind() == ErrorKind::Cancelled {
             self.stopped.get_or_insert(e);
             return Flow::SkipDependents;
         }
@@ -387,12 +387,12 @@ impl Driver for Platforms<'_> {
     }
 
     fn stopping(&mut self) {
-        self.cancel.cancel();
+        self.stop.fire();
     }
 
-    /// Running steps see the cancellation (a RUN is killed, the next step
-    /// does not start) and end by themselves, each waiting for what it
-    /// started; only what still runs after that is aborted.
+    /// The other platforms see the stop (their RUN processes killed, their
+    /// stages' schedules stopped) and end by themselves, each having
+    /// waited for its stages; only what still runs after that is aborted.
     fn drain(&self) -> std::time::Duration {
         crate::graph::STOP_DRAIN
     }

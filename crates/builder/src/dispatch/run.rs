@@ -352,8 +352,8 @@ impl Run<'_> {
         let mut io = ProcessIo::default()
             .with_stdout(move |b| out.push(Stream::Stdout, b))
             .with_stderr(move |b| err.push(Stream::Stderr, b));
-        if let Some(c) = &self.b.cancel {
-            io = io.with_cancel(c.clone());
+        if let Some(stop) = &self.b.stop {
+            io = io.with_cancel(stop.exec().clone());
         }
         let status = block(|| exec.run(&root.path(), &mounts.specs, process, io));
         output.flush();
