@@ -48,8 +48,9 @@ pub struct Builder {
     /// Downloads and checkouts of ADD, shared with the other builds
     /// sharing it.
     pub(crate) fetches: crate::fetched::Fetches,
-    /// Stops the RUN processes of a build once one of its stages (or of
-    /// the builds sharing it) failed: set for each build when not shared.
+    /// Stops a build once one of its stages (or of the builds sharing it)
+    /// failed: its RUN processes and its stage schedule. Made for each
+    /// build when not shared.
     pub(crate) stop: Option<crate::graph::Stop>,
 }
 
@@ -601,8 +602,7 @@ impl Run<'_> {
             st.on_build = k < triggers;
             // Another part of the build failed: no further step starts.
             if self.b.stop.as_ref().is_some_and(crate::graph::Stop::fired) {
-                let msg = "not started: the build failed elsewhere";
-                return Err(self.loc(cmd.start_line).error(ErrorKind::Cancelled, msg, None));
+                return Err(Error::Cancelled);
             }
             self.dispatch(&mut st, cmd).await?;
         }

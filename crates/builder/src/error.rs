@@ -19,7 +19,8 @@ pub enum ErrorKind {
     Invalid,
     /// The registry, the store or the file system failed.
     Io,
-    /// A RUN process was stopped because another part of the build failed.
+    /// Stopped because another part of the build failed (a RUN process
+    /// killed, a step or stage not run to its end).
     Cancelled,
 }
 

@@ -301,21 +301,16 @@ impl MultiBuilder {
         // none of their steps (or containers) outlives the build.
         let dag = Dag::new(vec![Vec::new(); platforms.len()]);
         match dag::run(&dag, None, &mut run, &CancelToken::new()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(run
-                    .stopped
-                    .take()
-                    .unwrap_or_else(|| Error::Option("a platform build produced no result".into())))
-            }
+            Ok(_) => {}
             Err(Stopped::Failed(e)) => return Err(e),
             Err(Stopped::Cancelled) => return Err(Error::Cancelled),
         }
-        let images = run.done.into_iter().flatten().collect::<Vec<_>>();
-        if images.len() != platforms.len() {
-            return Err(Error::Option("a platform build produced no result".into()));
-        }
-        Ok(MultiResult { images })
+        // A platform without a result was stopped by a failure reported
+        // as stopped only (none other was).
+        let images: Option<Vec<BuildResult>> = run.done.into_iter().collect();
+        images
+            .map(|images| MultiResult { images })
+            .ok_or_else(|| run.stopped.unwrap_or_else(|| Error::Option("a platform build produced no result".into())))
     }
 }
 

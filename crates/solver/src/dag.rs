@@ -40,11 +40,6 @@ impl Dag {
         self.deps.is_empty()
     }
 
-    /// The nodes `i` waits for.
-    pub fn deps(&self, i: usize) -> &[usize] {
-        self.deps.get(i).map_or(&[], Vec::as_slice)
-    }
-
     /// The nodes to run for `targets`: them and everything they wait for,
     /// directly or not.
     pub fn needed(&self, targets: impl IntoIterator<Item = usize>) -> Vec<bool> {
