@@ -573,6 +573,13 @@ mod tests {
             let script = process.args.join(" ");
             self.ran.lock().unwrap().push(script.clone());
             if script.contains("step") && process.env.iter().any(|e| e == "TARGETARCH=arm64") {
+                // Fails only once the other platform's step runs, so that
+                // there is a running step to cancel whatever the order in
+                // which the two platforms reach their RUN.
+                let t = std::time::Instant::now();
+                while self.ran.lock().unwrap().len() < 2 && t.elapsed() < std::time::Duration::from_secs(10) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 return Ok(polyarch_exec::ExitStatus(3));
             }
             let t = std::time::Instant::now();

@@ -116,7 +116,7 @@ fn a_failure_stops_the_other_stages_and_platforms() {
         return;
     }
     let df = "FROM busybox AS slow\nRUN sleep 97 && touch /slow\n\
-              FROM busybox AS fast\nARG TARGETARCH\nRUN sleep 1 && if [ \"$TARGETARCH\" = amd64 ]; then exit 7; fi; sleep 97\n\
+              FROM busybox AS fast\nARG TARGETARCH\nRUN sleep 3 && if [ \"$TARGETARCH\" = amd64 ]; then exit 7; fi; sleep 97\n\
               FROM busybox\nCOPY --from=slow /slow /\nCOPY --from=fast /etc/hostname /fast\n";
     let ctx = context(&env, "stop", df);
     let t = Instant::now();
