@@ -31,6 +31,9 @@
 #                     (a bookworm main archive for amd64, arm64 and armhf).
 #               The RUN replaces the image's apt sources with
 #               `deb [trusted=yes] MIRROR bookworm main`.
+# The floor (run and multistage): each platform's RUN commands alone in a
+# chroot of its busybox root with the context, all platforms at once under
+# the same QEMU; printed in a second table beside the cold builds.
 # Each tool ends with the index in the registry fixture:
 #   polyarch  build --platform LIST --push -t REG/pa-CASE-N:latest
 #   BuildKit  one `docker build --platform P --network host -t REG/bk-CASE-N:P`
@@ -272,6 +275,41 @@ for m in json.load(sys.stdin)["manifests"]:
     if p.get("architecture") == "arm64": v = None
     print("/".join(x for x in (p.get("os"), p.get("architecture"), v) if x))' | sort | tr '\n' ' ')
   [ "$got" = "$want" ] || { log "$2: the index names [$got], not [$want]"; exit 1; }; }
+# The floor of the run and multistage cases: their RUN commands alone, with
+# no build tool. Each platform's busybox with the case's context copied in
+# is made once, untimed (polyarch -o type=local); then, timed, each
+# platform's RUN commands run in order through `chroot DIR /bin/sh -c`, all
+# platforms at once, the foreign ones under QEMU through the same binfmt
+# handlers: no container, layer, cache, pull or push. No tool can build the
+# case faster than this on the same machine.
+floor_case() { [ "$1" = run ] || [ "$1" = multistage ]; }
+floor_prepare() { # CASE: $work/floor/CASE/pristine/TAG for each platform
+  local c=$1 p d=$work/floor/$1
+  [ -d "$d/pristine" ] && return 0
+  printf 'FROM %s\nCOPY src/ /src/\n' "$BB" >"$work/floor.Dockerfile"
+  sed -n 's/^RUN //p' "$work/ctx/$c/Dockerfile" >"$d.runs"
+  for p in $(platforms "$c" | tr , ' '); do
+    POLYARCH_ROOT=$work/floor-store "$PA" build --progress quiet --platform "$p" -f "$work/floor.Dockerfile" \
+      -o "type=local,dest=$d/pristine/$(tagof "$p")" "$work/ctx/$c" >"$work/log" 2>&1 ||
+      { log "floor of $c for $p failed:"; tail -20 "$work/log" >&2; exit 1; }
+  done
+  fresh "$work/floor-store"; }
+floor_one() { # CASE TAG: the case's RUN commands in order, in that platform's tree
+  local cmd
+  while IFS= read -r cmd; do
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+      chroot "$work/floor/$1/tree/$2" /bin/sh -c "$cmd" >/dev/null || return 1
+  done <"$work/floor/$1.runs"; }
+floor_run() { # CASE
+  local pids=() p rc=0
+  for p in $(platforms "$1" | tr , ' '); do floor_one "$1" "$(tagof "$p")" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return "$rc"; }
+run_floor() { # CASE
+  local d=$work/floor/$1
+  mkdir -p "$d"; floor_prepare "$1"
+  rm -rf "$d/tree"; cp -a "$d/pristine" "$d/tree"
+  record_load; timed "$1-qe-cold" floor_run "$1"; record_load; }
 run_case() { # CASE RUN-NUMBER
   local c=$1 i=$2 a b
   record_load
@@ -298,7 +336,9 @@ run_case() { # CASE RUN-NUMBER
   record_load; }
 
 for i in $(seq 1 "$RUNS"); do
-  for c in run multistage cross apt; do has "$c" && run_case "$c" "$i"; done
+  for c in run multistage cross apt; do
+    has "$c" && run_case "$c" "$i" && if floor_case "$c"; then run_floor "$c"; fi
+  done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -320,3 +360,18 @@ for phase in cold warm; do
   row "6-platform cross (BUILDPLATFORM)" cross "$phase"
   row "3-platform Debian apt-get install" apt "$phase"
 done
+floors=""
+for c in run multistage; do [ -n "${T[$c-qe-cold]:-}" ] && floors+="$c "; done
+if [ -n "$floors" ]; then
+  echo
+  echo "The floor: each cold case's RUN commands alone (chroot, all platforms at once, the same QEMU), against the cold builds."
+  echo
+  echo "| build | RUN commands alone | polyarch | BuildKit | floor / BuildKit | polyarch / floor |"
+  echo "|---|---|---|---|---|---|"
+  for c in $floors; do
+    q=$(median <<<"${T[$c-qe-cold]}"); p=$(median <<<"${T[$c-pa-cold]}"); k=$(median <<<"${T[$c-bk-cold]}")
+    case $c in run) label="6-platform RUN" ;; *) label="6-platform multi-stage, 200 files" ;; esac
+    printf '| %s, cold | %.2f s | %.2f s | %.2f s | %.2f | %.2f |\n' "$label" "$q" "$p" "$k" \
+      "$(awk -v a="$q" -v b="$k" 'BEGIN{print a/b}')" "$(awk -v a="$p" -v b="$q" 'BEGIN{print a/b}')"
+  done
+fi
