@@ -1,7 +1,7 @@
 //! What builds do with file trees: archives whose entries go through
-//! symlinks, copies into destinations below symlinks, device nodes and
-//! FIFOs through RUN, COPY --from and outputs. Layers are read back with
-//! Python's tarfile.
+//! symlinks, copies into destinations below symlinks, device nodes,
+//! FIFOs, hard links and xattrs through FROM, RUN, COPY --from and outputs.
+//! Layers are read back with Python's tarfile.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,6 +142,126 @@ fn devices_and_fifos_survive_run_copy_from_and_outputs() {
         |p: &str| listing.lines().find(|l| l.ends_with(p)).unwrap_or_else(|| panic!("{p}: {listing}")).to_string();
     assert!(line(" out/null2").starts_with('c'), "{listing}");
     assert!(line(" out/pipe").starts_with('p'), "{listing}");
+}
+
+/// A tar of `d/` holding a char device (1,5), a block device (7,9), a FIFO,
+/// a file with a `user.note` xattr and a hard link to it.
+fn special_tar(path: &Path) {
+    let script = r#"
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    def node(name, kind, **kw):
+        i = tarfile.TarInfo(name); i.type = kind
+        for k, v in kw.items(): setattr(i, k, v)
+        t.addfile(i)
+    node("d", tarfile.DIRTYPE, mode=0o755)
+    node("d/zero2", tarfile.CHRTYPE, devmajor=1, devminor=5, mode=0o666)
+    node("d/loop9", tarfile.BLKTYPE, devmajor=7, devminor=9, mode=0o660)
+    node("d/pipe", tarfile.FIFOTYPE, mode=0o644)
+    i = tarfile.TarInfo("d/file"); i.size = 6; i.mode = 0o644
+    i.pax_headers = {"SCHILY.xattr.user.note": "kept"}
+    t.addfile(i, io.BytesIO(b"hello\n"))
+    node("d/hard", tarfile.LNKTYPE, linkname="d/file", mode=0o644)
+"#;
+    sh(Command::new("python3").arg("-c").arg(script).arg(path));
+}
+
+/// What the last layer naming each entry below `prefix` holds, over the
+/// layers of a docker archive (`docker`) or a plain tar (`tar`): `name
+/// type major,minor [link] [xattr]` lines, sorted.
+fn special_entries(kind: &str, archive: &Path, prefix: &str) -> String {
+    let script = r#"
+import io, json, sys, tarfile
+kind, path, prefix = sys.argv[1:4]
+seen = {}
+def read(t):
+    for m in t.getmembers():
+        if m.name.startswith(prefix) and m.name != prefix.rstrip("/"):
+            x = m.pax_headers.get("SCHILY.xattr.user.note", "")
+            seen[m.name] = f"{m.name} {m.type.decode()} {m.devmajor},{m.devminor} {m.linkname} {x}".rstrip()
+with tarfile.open(path) as outer:
+    if kind == "docker":
+        for l in json.load(outer.extractfile("manifest.json"))[0]["Layers"]:
+            with tarfile.open(fileobj=io.BytesIO(outer.extractfile(l).read())) as t: read(t)
+    else:
+        read(outer)
+print("\n".join(sorted(seen.values())))
+"#;
+    sh(Command::new("python3").arg("-c").arg(script).arg(kind).arg(archive).arg(prefix))
+}
+
+/// A base image pulled from a registry whose layer holds a char device, a
+/// block device, a FIFO, a hard link and an xattr: all of them reach a RUN
+/// of a stage `FROM` it, a `COPY --from` of it, and every file output
+/// (OCI layout, docker archive, local directory, tar).
+#[test]
+fn special_files_of_a_base_image_survive_from_run_copy_from_and_outputs() {
+    let Some((env, reg)) = mirrored_for_run() else { return };
+    if !require(have("python3"), "python3") {
+        return;
+    }
+    let base_ctx = context(&env, "base", &[("Dockerfile", "FROM busybox\nADD special.tar /\n")]);
+    special_tar(&base_ctx.join("special.tar"));
+    let base = format!("{}/buildfs/special:1", reg.host);
+    build(&env, &["--push", "-t", &base, s(&base_ctx)]);
+    // The next build pulls the base from the registry, not from the store.
+    std::fs::remove_dir_all(env.root()).unwrap();
+    let df = format!(
+        "FROM {base} AS b\n\
+         RUN test -c /d/zero2 && test -b /d/loop9 && test -p /d/pipe && test /d/file -ef /d/hard && echo b > /d/ran\n\
+         FROM busybox\nCOPY --from=b /d/ /x/\n\
+         RUN test -c /x/zero2 && test -b /x/loop9 && test -p /x/pipe && test /x/file -ef /x/hard && echo x > /x/ran2\n"
+    );
+    let ctx = context(&env, "ctx", &[("Dockerfile", &df)]);
+    let (layout, spec) = oci_dir(&env);
+    let local = env.dir.path().join("local");
+    let tarout = env.dir.path().join("rootfs.tar");
+    let docker = env.dir.path().join("docker.tar");
+    build(
+        &env,
+        &[
+            "-t",
+            "buildfs/special-out:1",
+            "-o",
+            &spec,
+            "-o",
+            &format!("type=docker,dest={}", docker.display()),
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=tar,dest={}", tarout.display()),
+            s(&ctx),
+        ],
+    );
+    let (entries, _) = layers(&layout);
+    let kind = |name: &str| entries.iter().rev().find(|e| e.1 == name).map(|e| e.2.clone());
+    assert_eq!(kind("x/zero2").as_deref(), Some("3"), "{entries:?}");
+    assert_eq!(kind("x/loop9").as_deref(), Some("4"), "{entries:?}");
+    assert_eq!(kind("x/pipe").as_deref(), Some("6"), "{entries:?}");
+    assert_eq!(kind("x/hard").as_deref(), Some("1"), "{entries:?}");
+    assert_eq!(kind("x/ran2").as_deref(), Some("0"), "the RUN after COPY --from saw them: {entries:?}");
+    let want = "x/file 0 0,0  kept\nx/hard 1 0,0 x/file\nx/loop9 4 7,9\nx/pipe 6 0,0\nx/ran 0 0,0\nx/ran2 0 0,0\nx/zero2 3 1,5";
+    let strip = |text: String| {
+        // Tar writers may or may not repeat the xattr on the hard link.
+        text.lines()
+            .map(|l| if l.starts_with("x/hard ") { "x/hard 1 0,0 x/file" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(special_entries("docker", &docker, "x/")), want, "docker archive");
+    assert_eq!(strip(special_entries("tar", &tarout, "x/")), want, "tar output");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = |n: &str| std::fs::symlink_metadata(local.join("x").join(n)).unwrap();
+    assert!(md("zero2").file_type().is_char_device() && md("zero2").rdev() == rustix_dev(1, 5));
+    assert!(md("loop9").file_type().is_block_device() && md("loop9").rdev() == rustix_dev(7, 9));
+    assert!(md("pipe").file_type().is_fifo());
+    assert_eq!(md("file").ino(), md("hard").ino(), "the hard link stays one file");
+    let note = sh(Command::new("python3")
+        .arg("-c")
+        .arg("import os, sys; print(os.getxattr(sys.argv[1], 'user.note').decode())")
+        .arg(local.join("x/file")));
+    assert_eq!(note.trim(), "kept");
+    assert!(local.join("x/ran").exists() && local.join("x/ran2").exists());
 }
 
 /// `makedev` as glibc encodes it.
