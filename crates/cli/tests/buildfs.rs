@@ -108,9 +108,9 @@ fn devices_and_fifos_survive_run_copy_from_and_outputs() {
     if !require(have("python3"), "python3") {
         return;
     }
-    let df = "FROM busybox AS make\nRUN mknod /null2 c 1 3 && mkfifo /pipe && mkdir /d && mknod /d/zero c 1 5\n\
-              FROM busybox\nCOPY --from=make /null2 /pipe /out/\nCOPY --from=make /d /d/\n\
-              RUN test -c /out/null2 && test -p /out/pipe && test -c /d/zero && echo ok > /checked\n";
+    let df = "FROM busybox AS make\nRUN mknod /null2 c 1 3 && mknod /blk b 7 9 && mkfifo /pipe && mkdir /d && mknod /d/zero c 1 5\n\
+              FROM busybox\nCOPY --from=make /null2 /blk /pipe /out/\nCOPY --from=make /d /d/\n\
+              RUN test -c /out/null2 && test -b /out/blk && test -p /out/pipe && test -c /d/zero && echo ok > /checked\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
     let (layout, spec) = oci_dir(&env);
     let local = env.dir.path().join("local");
@@ -130,17 +130,21 @@ fn devices_and_fifos_survive_run_copy_from_and_outputs() {
     let (entries, _) = layers(&layout);
     let kind = |name: &str| entries.iter().rev().find(|e| e.1 == name).map(|e| e.2.clone());
     assert_eq!(kind("out/null2").as_deref(), Some("3"), "{entries:?}");
+    assert_eq!(kind("out/blk").as_deref(), Some("4"));
     assert_eq!(kind("out/pipe").as_deref(), Some("6"));
     assert_eq!(kind("d/zero").as_deref(), Some("3"));
     assert!(local.join("checked").exists(), "the RUN saw them");
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let md = std::fs::symlink_metadata(local.join("out/null2")).unwrap();
     assert!(md.file_type().is_char_device() && md.rdev() == rustix_dev(1, 3), "{md:?}");
+    let md = std::fs::symlink_metadata(local.join("out/blk")).unwrap();
+    assert!(md.file_type().is_block_device() && md.rdev() == rustix_dev(7, 9), "{md:?}");
     assert!(std::fs::symlink_metadata(local.join("out/pipe")).unwrap().file_type().is_fifo());
     let listing = sh(Command::new("tar").arg("-tvf").arg(&tarout));
     let line =
         |p: &str| listing.lines().find(|l| l.ends_with(p)).unwrap_or_else(|| panic!("{p}: {listing}")).to_string();
     assert!(line(" out/null2").starts_with('c'), "{listing}");
+    assert!(line(" out/blk").starts_with('b'), "{listing}");
     assert!(line(" out/pipe").starts_with('p'), "{listing}");
 }
 
