@@ -39,6 +39,39 @@ print(json.dumps([out, bad]))
     serde_json::from_str(&json).unwrap()
 }
 
+/// Where [`build_to_files`] wrote a build's outputs.
+struct FileOutputs {
+    layout: PathBuf,
+    local: PathBuf,
+    tar: PathBuf,
+    docker: Option<PathBuf>,
+}
+
+/// Builds `ctx` into an OCI layout, a local directory and a tar at once,
+/// and a docker archive (tagged `tag`) when `tag` is given.
+fn build_to_files(env: &Env, ctx: &Path, tag: Option<&str>) -> FileOutputs {
+    let (layout, spec) = oci_dir(env);
+    let out = FileOutputs {
+        layout,
+        local: env.dir.path().join("local"),
+        tar: env.dir.path().join("rootfs.tar"),
+        docker: tag.map(|_| env.dir.path().join("docker.tar")),
+    };
+    let mut specs =
+        vec![spec, format!("type=local,dest={}", out.local.display()), format!("type=tar,dest={}", out.tar.display())];
+    let mut args: Vec<&str> = Vec::new();
+    if let (Some(tag), Some(docker)) = (tag, &out.docker) {
+        specs.push(format!("type=docker,dest={}", docker.display()));
+        args.extend(["-t", tag]);
+    }
+    for spec in &specs {
+        args.extend(["-o", spec.as_str()]);
+    }
+    args.push(s(ctx));
+    build(env, &args);
+    out
+}
+
 fn oci_dir(env: &Env) -> (PathBuf, String) {
     let dest = env.dir.path().join("layout");
     let spec = format!("type=oci,tar=false,dest={}", dest.display());
@@ -112,21 +145,7 @@ fn devices_and_fifos_survive_run_copy_from_and_outputs() {
               FROM busybox\nCOPY --from=make /null2 /blk /pipe /out/\nCOPY --from=make /d /d/\n\
               RUN test -c /out/null2 && test -b /out/blk && test -p /out/pipe && test -c /d/zero && echo ok > /checked\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
-    let (layout, spec) = oci_dir(&env);
-    let local = env.dir.path().join("local");
-    let tarout = env.dir.path().join("rootfs.tar");
-    build(
-        &env,
-        &[
-            "-o",
-            &spec,
-            "-o",
-            &format!("type=local,dest={}", local.display()),
-            "-o",
-            &format!("type=tar,dest={}", tarout.display()),
-            s(&ctx),
-        ],
-    );
+    let FileOutputs { layout, local, tar: tarout, .. } = build_to_files(&env, &ctx, None);
     let (entries, _) = layers(&layout);
     let kind = |name: &str| entries.iter().rev().find(|e| e.1 == name).map(|e| e.2.clone());
     assert_eq!(kind("out/null2").as_deref(), Some("3"), "{entries:?}");
@@ -171,27 +190,34 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
 }
 
 /// What the last layer naming each entry below `prefix` holds, over the
-/// layers of a docker archive (`docker`) or a plain tar (`tar`): `name
-/// type major,minor [link] [xattr]` lines, sorted.
+/// layers of the only image of an OCI layout (`oci`), of a docker archive
+/// (`docker`) or a plain tar (`tar`): `name type major,minor [link]
+/// [xattr]` lines, sorted. A hard link's xattr is left out: tar writers
+/// may or may not repeat its target's.
 fn special_entries(kind: &str, archive: &Path, prefix: &str) -> String {
     let script = r#"
-import io, json, sys, tarfile
+import io, json, os, sys, tarfile
 kind, path, prefix = sys.argv[1:4]
 seen = {}
 def read(t):
     for m in t.getmembers():
         if m.name.startswith(prefix) and m.name != prefix.rstrip("/"):
-            x = m.pax_headers.get("SCHILY.xattr.user.note", "")
+            x = "" if m.islnk() else m.pax_headers.get("SCHILY.xattr.user.note", "")
             seen[m.name] = f"{m.name} {m.type.decode()} {m.devmajor},{m.devminor} {m.linkname} {x}".rstrip()
-with tarfile.open(path) as outer:
-    if kind == "docker":
+if kind == "oci":
+    blob = lambda d: os.path.join(path, "blobs", "sha256", d.split(":")[1])
+    index = json.load(open(os.path.join(path, "index.json")))
+    for l in json.load(open(blob(index["manifests"][0]["digest"])))["layers"]:
+        with tarfile.open(blob(l["digest"]), "r:*") as t: read(t)
+elif kind == "docker":
+    with tarfile.open(path) as outer:
         for l in json.load(outer.extractfile("manifest.json"))[0]["Layers"]:
             with tarfile.open(fileobj=io.BytesIO(outer.extractfile(l).read())) as t: read(t)
-    else:
-        read(outer)
+else:
+    with tarfile.open(path) as t: read(t)
 print("\n".join(sorted(seen.values())))
 "#;
-    sh(Command::new("python3").arg("-c").arg(script).arg(kind).arg(archive).arg(prefix))
+    sh(Command::new("python3").arg("-c").arg(script).arg(kind).arg(archive).arg(prefix)).trim_end().to_string()
 }
 
 /// A base image pulled from a registry whose layer holds a char device, a
@@ -217,43 +243,12 @@ fn special_files_of_a_base_image_survive_from_run_copy_from_and_outputs() {
          RUN test -c /x/zero2 && test -b /x/loop9 && test -p /x/pipe && test /x/file -ef /x/hard && echo x > /x/ran2\n"
     );
     let ctx = context(&env, "ctx", &[("Dockerfile", &df)]);
-    let (layout, spec) = oci_dir(&env);
-    let local = env.dir.path().join("local");
-    let tarout = env.dir.path().join("rootfs.tar");
-    let docker = env.dir.path().join("docker.tar");
-    build(
-        &env,
-        &[
-            "-t",
-            "buildfs/special-out:1",
-            "-o",
-            &spec,
-            "-o",
-            &format!("type=docker,dest={}", docker.display()),
-            "-o",
-            &format!("type=local,dest={}", local.display()),
-            "-o",
-            &format!("type=tar,dest={}", tarout.display()),
-            s(&ctx),
-        ],
-    );
-    let (entries, _) = layers(&layout);
-    let kind = |name: &str| entries.iter().rev().find(|e| e.1 == name).map(|e| e.2.clone());
-    assert_eq!(kind("x/zero2").as_deref(), Some("3"), "{entries:?}");
-    assert_eq!(kind("x/loop9").as_deref(), Some("4"), "{entries:?}");
-    assert_eq!(kind("x/pipe").as_deref(), Some("6"), "{entries:?}");
-    assert_eq!(kind("x/hard").as_deref(), Some("1"), "{entries:?}");
-    assert_eq!(kind("x/ran2").as_deref(), Some("0"), "the RUN after COPY --from saw them: {entries:?}");
+    let out = build_to_files(&env, &ctx, Some("buildfs/special-out:1"));
     let want = "x/file 0 0,0  kept\nx/hard 1 0,0 x/file\nx/loop9 4 7,9\nx/pipe 6 0,0\nx/ran 0 0,0\nx/ran2 0 0,0\nx/zero2 3 1,5";
-    let strip = |text: String| {
-        // Tar writers may or may not repeat the xattr on the hard link.
-        text.lines()
-            .map(|l| if l.starts_with("x/hard ") { "x/hard 1 0,0 x/file" } else { l })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(strip(special_entries("docker", &docker, "x/")), want, "docker archive");
-    assert_eq!(strip(special_entries("tar", &tarout, "x/")), want, "tar output");
+    assert_eq!(special_entries("oci", &out.layout, "x/"), want, "OCI layout");
+    assert_eq!(special_entries("docker", out.docker.as_ref().unwrap(), "x/"), want, "docker archive");
+    assert_eq!(special_entries("tar", &out.tar, "x/"), want, "tar output");
+    let local = out.local;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let md = |n: &str| std::fs::symlink_metadata(local.join("x").join(n)).unwrap();
     assert!(md("zero2").file_type().is_char_device() && md("zero2").rdev() == rustix_dev(1, 5));
