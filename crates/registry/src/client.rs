@@ -253,24 +253,31 @@ impl Client {
         }
     }
 
-    /// Runs `op` on each pull endpoint (mirrors first) until one succeeds;
-    /// the origin's error is returned when all fail.
+    /// Runs `op` on each pull endpoint (mirrors first) until one succeeds.
+    /// When all fail, the origin's error is returned; if the origin gave
+    /// no answer (unreachable, TLS, network), it also says what each
+    /// mirror answered, so a mirror's "manifest unknown" is not hidden
+    /// behind an origin this machine cannot reach.
     pub(crate) async fn on_pull_endpoints<T, F, Fut>(&self, domain: &str, op: F) -> Result<T, Error>
     where
         F: Fn(Endpoint) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let eps = self.inner.pull_endpoints(domain);
-        let mut last = None;
+        let mut mirrors: Vec<(String, Error)> = Vec::new();
         for ep in eps {
-            let mirror = ep.mirror;
+            let (mirror, name) = (ep.mirror, format!("{}{}", ep.host, ep.prefix));
             match op(ep).await {
                 Ok(v) => return Ok(v),
-                Err(e) if mirror => last = Some(e),
-                Err(e) => return Err(e),
+                Err(e) if mirror => mirrors.push((name, e)),
+                Err(e) if mirrors.is_empty() || e.status().is_some() => return Err(e),
+                Err(e) => return Err(Error::Mirrors { origin: Box::new(e), mirrors }),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Connect { registry: domain.to_string(), reason: "no endpoint".into() }))
+        match mirrors.pop() {
+            Some((_, e)) => Err(e),
+            None => Err(Error::Connect { registry: domain.to_string(), reason: "no endpoint".into() }),
+        }
     }
 
     /// Fetches a manifest or index by tag or digest. The bytes are checked

@@ -248,6 +248,29 @@ pub enum Error {
         /// The last failure.
         last: Box<Error>,
     },
+    /// Every pull endpoint failed: the origin's failure, with what each
+    /// mirror tried before it answered. Kind and status are the origin's.
+    #[error("{origin}; {}", MirrorList(mirrors))]
+    Mirrors {
+        /// The origin's failure.
+        origin: Box<Error>,
+        /// Each mirror tried (`host[/prefix]`) and its failure, in order.
+        mirrors: Vec<(String, Error)>,
+    },
+}
+
+struct MirrorList<'a>(&'a [(String, Error)]);
+
+impl fmt::Display for MirrorList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (host, e)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "mirror {host}: {e}")?;
+        }
+        Ok(())
+    }
 }
 
 fn status_message(status: u16, errors: &[RegistryError]) -> String {
@@ -294,6 +317,7 @@ impl Error {
             Error::InvalidResponse { .. } | Error::Config { .. } | Error::InvalidReference { .. } => ErrorKind::Invalid,
             Error::Io { .. } | Error::Source { .. } | Error::CredentialHelper { .. } => ErrorKind::Io,
             Error::GaveUp { last, .. } => last.kind(),
+            Error::Mirrors { origin, .. } => origin.kind(),
         }
     }
 
@@ -303,6 +327,7 @@ impl Error {
             Error::Status { status, .. } => Some(*status),
             Error::Unauthorized { .. } => Some(401),
             Error::GaveUp { last, .. } => last.status(),
+            Error::Mirrors { origin, .. } => origin.status(),
             _ => None,
         }
     }
@@ -344,6 +369,9 @@ fn status_kind(status: u16, errors: &[RegistryError]) -> ErrorKind {
     }
 }
 
+/// How [`short_reason`] starts the reason of a name that does not resolve.
+pub(crate) const DNS_FAILED: &str = "DNS lookup failed";
+
 /// A short reason for a transport error: walks the source chain for an
 /// I/O error kind so that messages read `connection refused`.
 pub(crate) fn short_reason(err: &(dyn std::error::Error + 'static)) -> String {
@@ -362,6 +390,12 @@ pub(crate) fn short_reason(err: &(dyn std::error::Error + 'static)) -> String {
             };
             if !s.is_empty() {
                 return s.to_string();
+            }
+            // getaddrinfo's failure, as std words it: the name does not
+            // resolve here (final: the resolver has retried already).
+            let text = io.to_string();
+            if let Some(why) = text.strip_prefix("failed to lookup address information: ") {
+                return format!("{DNS_FAILED}: {why}");
             }
         }
         last = e.to_string();
@@ -409,6 +443,47 @@ mod tests {
         };
         assert_eq!(e.to_string(), "127.0.0.1:5000/library/busybox:nope: manifest unknown (MANIFEST_UNKNOWN)");
         assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_reads_as_a_dns_failure() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(short_reason(&Wrapper(io)), "DNS lookup failed: Name or service not known");
+    }
+
+    #[test]
+    fn mirrors_follow_the_origins_failure() {
+        let origin = Error::Connect { registry: "registry-1.docker.io".into(), reason: "connection refused".into() };
+        let mirror = Error::Status {
+            registry: "127.0.0.1:5000".into(),
+            repository: Some("library/busybox".into()),
+            reference: "docker.io/library/busybox:nope".into(),
+            status: 404,
+            errors: vec![RegistryError {
+                code: "MANIFEST_UNKNOWN".into(),
+                message: "manifest unknown".into(),
+                detail: None,
+            }],
+        };
+        let e = Error::Mirrors { origin: Box::new(origin), mirrors: vec![("127.0.0.1:5000".into(), mirror)] };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach registry registry-1.docker.io: connection refused; \
+             mirror 127.0.0.1:5000: docker.io/library/busybox:nope: manifest unknown (MANIFEST_UNKNOWN)"
+        );
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Io, None));
     }
 
     #[test]

@@ -650,11 +650,14 @@ fn gave_up(e: Error, attempts: u32) -> Error {
 
 /// Resets, timeouts and early closes are retried; a refused connection is
 /// not (a registry that is down stays down), as in go-containerregistry's
-/// default retry predicate.
+/// default retry predicate, nor a name that does not resolve (the system
+/// resolver has retried its servers already).
 fn retryable_error(e: &Error) -> bool {
     match e {
         Error::Network { .. } => true,
-        Error::Connect { reason, .. } => reason != "connection refused" && !reason.contains("dns"),
+        Error::Connect { reason, .. } => {
+            reason != "connection refused" && !reason.starts_with(crate::error::DNS_FAILED)
+        }
         _ => false,
     }
 }
@@ -696,6 +699,19 @@ fn identity(kp: &KeyPair) -> Result<reqwest::Identity, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_and_names_that_do_not_resolve_are_not_retried() {
+        let connect = |reason: &str| Error::Connect { registry: "r".into(), reason: reason.into() };
+        assert!(!retryable_error(&connect("connection refused")));
+        assert!(!retryable_error(&connect("DNS lookup failed: Name or service not known")));
+        assert!(retryable_error(&connect("connection reset")));
+        assert!(retryable_error(&Error::Network {
+            reference: "r/x".into(),
+            reason: "timed out".into(),
+            timeout: true
+        }));
+    }
 
     #[test]
     fn loopback_hosts() {

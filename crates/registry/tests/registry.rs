@@ -190,6 +190,35 @@ async fn mirror_for_docker_hub() {
 }
 
 #[tokio::test]
+async fn a_mirrors_answer_is_named_when_the_origin_cannot_be_reached() {
+    let Some(reg) = registry(Mode::Plain) else { return };
+    // An origin that refuses connections (a port just freed), mirrored by
+    // the real registry, which does not hold the tag.
+    let origin = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let cfg = RegistryConfig::parse(&format!(
+        "[registry.\"{origin}\"]\nmirrors = [\"{h}\"]\n[registry.\"{h}\"]\nhttp = true\n",
+        h = reg.host()
+    ))
+    .unwrap();
+    let c = client(cfg);
+    let r = reference(&origin, "library/busybox", Some("no-such-tag"));
+    let start = std::time::Instant::now();
+    let e = c.get_manifest(&r).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with(&format!("cannot reach registry {origin}: connection refused; ")), "{msg}");
+    assert!(msg.contains(&format!("mirror {}: ", reg.host())) && msg.contains("MANIFEST_UNKNOWN"), "{msg}");
+    // Kind and status stay the origin's.
+    assert_eq!((e.kind(), e.status()), (ErrorKind::Io, None), "{e:?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+    // A tag the mirror has is served by it, the origin never asked.
+    let there = reference(&origin, "library/busybox", Some("latest"));
+    c.get_manifest(&there).await.expect("through the mirror");
+}
+
+#[tokio::test]
 async fn registry_down_is_a_clear_connection_error() {
     let Some(reg) = registry(Mode::Disposable) else { return };
     let c = client(RegistryConfig::default());
