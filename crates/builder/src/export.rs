@@ -322,9 +322,7 @@ pub async fn push_image(client: &Client, store: &Store, r: &BuildResult, at: &Re
 
 /// A name as a reference with a tag (`latest` when it has none).
 fn parse_name(n: &str) -> Result<Reference> {
-    Ok(Reference::parse_normalized(n)
-        .map_err(|e| Error::Option(format!("invalid reference {n:?}: {e}")))?
-        .with_default_tag())
+    Ok(Reference::parse_normalized(n).map_err(|e| Error::Option(e.to_string()))?.with_default_tag())
 }
 
 /// The one push of a build's output: `polyarch_transfer`'s, blobs in
@@ -500,9 +498,7 @@ pub fn platform_dir(p: &Platform) -> String {
 /// The name a platform's image gets in a multi-platform Docker archive:
 /// the tag with the platform appended (`app:1.0` → `app:1.0-linux-arm-v7`).
 pub fn platform_tag(name: &str, p: &Platform) -> Result<String> {
-    let r = Reference::parse_normalized(name)
-        .map_err(|e| Error::Option(format!("invalid reference {name:?}: {e}")))?
-        .with_default_tag();
+    let r = Reference::parse_normalized(name).map_err(|e| Error::Option(e.to_string()))?.with_default_tag();
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     let suffix = p.format().replace('/', "-");
     let tagged = Reference { tag: Some(format!("{tag}-{suffix}")), digest: None, ..r };

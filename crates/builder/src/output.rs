@@ -194,8 +194,8 @@ fn parse_annotation(attr: &str, value: &str) -> Result<Vec<Annotation>> {
     Annotation::parse_build(&format!("{typ}:{key}={value}")).map_err(|e| Error::Option(e.to_string()))
 }
 
-/// Runs `f` on a writer for `dest`: `stdout` for `-`; else a temporary
-/// file beside `dest` (its directory made if missing), synced and renamed
+/// Runs `f` on a writer for `dest`: `stdout` for `-`; else an
+/// [`polyarch_store::AtomicFile`] (its directory made if missing), renamed
 /// into place once `f` succeeded, removed when it failed.
 fn to_dest(dest: &str, stdout: &mut dyn Write, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     if dest == "-" {
@@ -205,14 +205,9 @@ fn to_dest(dest: &str, stdout: &mut dyn Write, f: impl FnOnce(&mut dyn Write) ->
     let path = Path::new(dest);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    let mut w = std::io::BufWriter::new(tmp);
-    f(&mut w)?;
-    let tmp = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    let mut file = polyarch_store::AtomicFile::create(path).map_err(|e| Error::io(path, e))?;
+    f(&mut file)?;
+    file.commit().map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

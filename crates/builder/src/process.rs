@@ -41,10 +41,23 @@ impl std::fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
+    /// The largest secret a build takes, as BuildKit's secrets provider.
+    pub const MAX_SIZE: u64 = 500 * 1024;
+
     /// Parses the value of `--secret`: `id=ID` with `src=`/`source=` or
-    /// `env=`; with neither, the environment variable named like the id,
-    /// as buildx does. Returns the id and the source.
+    /// `env=`; with neither, the environment variable named like the id
+    /// when it is set, else the file named like it, as buildx does.
+    /// Returns the id and the source.
     pub fn parse(spec: &str) -> std::result::Result<(String, SecretSource), String> {
+        Self::parse_with(spec, |name| std::env::var_os(name).is_some())
+    }
+
+    /// [`SecretSource::parse`] with `has_env` telling which environment
+    /// variables are set.
+    pub fn parse_with(
+        spec: &str,
+        has_env: impl Fn(&str) -> bool,
+    ) -> std::result::Result<(String, SecretSource), String> {
         let mut id = None;
         let mut src = None;
         for field in spec.split(',') {
@@ -58,8 +71,26 @@ impl SecretSource {
             }
         }
         let id = id.filter(|i| !i.is_empty()).ok_or_else(|| format!("secret {spec:?} has no id"))?;
-        let src = src.unwrap_or_else(|| SecretSource::Env(id.clone()));
+        let src = src.unwrap_or_else(|| {
+            if has_env(&id) {
+                SecretSource::Env(id.clone())
+            } else {
+                SecretSource::File(PathBuf::from(&id))
+            }
+        });
         Ok((id, src))
+    }
+
+    /// Checks, before a build starts, that a file source exists and is at
+    /// most [`SecretSource::MAX_SIZE`] bytes, as BuildKit's secrets store
+    /// does when it is made (an environment variable is read when used).
+    pub fn check(&self, id: &str) -> std::result::Result<(), String> {
+        let SecretSource::File(path) = self else { return Ok(()) };
+        let meta = std::fs::metadata(path).map_err(|e| format!("failed to stat {}: {e}", path.display()))?;
+        if meta.len() > Self::MAX_SIZE {
+            return Err(format!("secret {id} too big. max size 500KB ({} is {} bytes)", path.display(), meta.len()));
+        }
+        Ok(())
     }
 
     /// The secret's bytes.
@@ -313,9 +344,33 @@ mod tests {
     fn secret_specs() {
         assert_eq!(SecretSource::parse("id=a,src=/f").unwrap(), ("a".into(), SecretSource::File("/f".into())));
         assert_eq!(SecretSource::parse("id=a,env=V").unwrap(), ("a".into(), SecretSource::Env("V".into())));
-        assert_eq!(SecretSource::parse("id=TOKEN").unwrap(), ("TOKEN".into(), SecretSource::Env("TOKEN".into())));
+        let set = |name: &str| name == "TOKEN";
+        assert_eq!(
+            SecretSource::parse_with("id=TOKEN", set).unwrap(),
+            ("TOKEN".into(), SecretSource::Env("TOKEN".into()))
+        );
+        // No such variable: the file named like the id.
+        assert_eq!(
+            SecretSource::parse_with("id=key.pem", set).unwrap(),
+            ("key.pem".into(), SecretSource::File("key.pem".into()))
+        );
         assert!(SecretSource::parse("src=/f").is_err());
         assert!(SecretSource::parse("id=a,bogus=1").is_err());
+    }
+
+    #[test]
+    fn secret_files_are_checked_up_front() {
+        let d = tempfile::tempdir().unwrap();
+        let small = d.path().join("small");
+        std::fs::write(&small, b"s3cr3t").unwrap();
+        assert!(SecretSource::File(small).check("a").is_ok());
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![0u8; 500 * 1024 + 1]).unwrap();
+        let e = SecretSource::File(big).check("b").unwrap_err();
+        assert!(e.starts_with("secret b too big. max size 500KB"), "{e}");
+        let e = SecretSource::File(d.path().join("gone")).check("c").unwrap_err();
+        assert!(e.starts_with("failed to stat ") && e.contains("gone: No such file"), "{e}");
+        assert!(SecretSource::Env("PA_NOT_SET_ANYWHERE".into()).check("d").is_ok(), "read when used");
     }
 
     #[test]

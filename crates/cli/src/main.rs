@@ -3,6 +3,7 @@
 
 mod cmd;
 mod progress;
+mod report;
 mod template;
 
 use std::process::ExitCode;
@@ -148,7 +149,7 @@ fn main() -> ExitCode {
             if g.debug {
                 eprintln!("DEBUG: {err:?}");
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report::Chain(&err));
             ExitCode::from(1)
         }
     }

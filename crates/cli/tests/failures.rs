@@ -154,3 +154,64 @@ fn wrong_password_and_auth_over_tls() {
     let err = env.fails(&["imagetools", "inspect", &dst]);
     assert!(err.contains(&reg.host) && err.to_lowercase().contains("auth"), "{err}");
 }
+
+/// Each line of an error says a cause once: a library message that ends
+/// with its cause's text is not followed by that text again.
+fn assert_said_once(err: &str, part: &str) {
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert_eq!(line.matches(part).count(), 1, "{part:?} once: {err}");
+}
+
+#[test]
+fn bad_names_files_and_secrets_fail_up_front_with_one_clear_message() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\n")]);
+    // An upper-case repository, as docker: one "invalid reference".
+    for args in
+        [&["build", "-t", "Foo:1", s(&ctx)][..], &["tag", "busybox", "Bar:1"], &["pull", "Foo"], &["run", "Foo"]]
+    {
+        let out = env.run(args);
+        // `run` fails as `docker run` does when the container cannot start.
+        assert_eq!(out.status.code(), Some(if args[0] == "run" { 125 } else { 1 }), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("must be lowercase"), "{args:?}: {err}");
+        assert_said_once(&err, "invalid reference \"");
+        assert!(!err.contains("Unable to find image"), "nothing is looked for: {err}");
+    }
+    // An archive where no file can be made: the target named, not a temporary file.
+    let err = env.fails(&["build", "-o", "type=oci,dest=/proc/polyarch-test.tar", s(&ctx)]);
+    assert!(err.contains("/proc/polyarch-test.tar: "), "{err}");
+    assert!(!err.contains("at path") && !err.contains(".polyarch-test.tar."), "{err}");
+    assert_said_once(&err, "No such file or directory");
+    // A registry nobody listens on: the cause once.
+    let err = env.fails(&["build", "--push", "-t", &format!("127.0.0.1:{}/x/y:1", free_port()), s(&ctx)]);
+    assert_said_once(&err, "connection refused");
+    // Secrets as buildx: a file source must exist and be at most 500 KiB,
+    // checked before anything is built.
+    let err = env.fails(&["build", "--secret", "id=k,src=/nonexistent/key", s(&ctx)]);
+    assert!(err.contains("--secret id=k,src=/nonexistent/key: failed to stat /nonexistent/key"), "{err}");
+    let big = env.dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 500 * 1024 + 1]).unwrap();
+    let err = env.fails(&["build", "--secret", &format!("id=big,src={}", s(&big)), s(&ctx)]);
+    assert!(err.contains("secret big too big. max size 500KB"), "{err}");
+}
+
+#[test]
+fn archives_of_a_build_are_readable_as_files_the_user_made() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\n")]);
+    let out = env.dir.path().join("out");
+    for (kind, name) in [("oci", "o.tar"), ("docker", "d.tar"), ("tar", "t.tar")] {
+        let dest = out.join(name);
+        build_ok(&env, &["-o", &format!("type={kind},dest={}", s(&dest)), s(&ctx)]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions());
+        // The tests run with the umask the harness has; 0666 less it, as creat(2).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap().trim();
+        assert_eq!(mode & 0o777, 0o666 & !u32::from_str_radix(umask, 8).unwrap(), "{kind}: {mode:o}");
+    }
+    let saved = out.join("saved.tar");
+    env.ok(&["pull", "busybox"]);
+    env.ok(&["save", "-o", s(&saved), "busybox"]);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4, "no temporary file is left");
+}

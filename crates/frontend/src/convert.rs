@@ -389,9 +389,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
     /// The image `name` names for `platform`, resolved once per plan.
     pub(crate) async fn image(&mut self, name: &str, platform: &Platform, line: usize) -> Result<Image> {
         let reference = Reference::parse_normalized(name)
-            .map_err(|e| {
-                self.src.error(ErrorKind::Invalid, line, format!("invalid reference {name:?}: {e}"), Some(name))
-            })?
+            .map_err(|e| self.src.error(ErrorKind::Invalid, line, e.to_string(), Some(name)))?
             .with_default_tag();
         let key = image_key(&reference, platform);
         if let Some(img) = self.images.get(&key) {

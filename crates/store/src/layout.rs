@@ -75,12 +75,10 @@ fn check_layout_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `bytes` to `target` through a synced temp file in `dir` and a
 /// rename, so readers see the old or the new file, never a partial one.
 pub(crate) fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).map_err(io_at(dir))?;
-    tmp.write_all(bytes).map_err(io_at(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
-    tmp.persist(target).map_err(|e| Error::Io { path: target.to_path_buf(), source: e.error })?;
-    sync_dir(dir)
+    debug_assert_eq!(target.parent(), Some(dir));
+    let mut f = crate::AtomicFile::create(target).map_err(io_at(target))?;
+    f.write_all(bytes).map_err(io_at(target))?;
+    f.commit().map_err(io_at(target))
 }
 
 /// fsyncs a directory so a rename in it survives a crash.

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod atomic;
 pub mod compression;
 pub mod content;
 mod docker;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use polyarch_oci::{media_type as mt, Algorithm, Descriptor, Digest, RawManifest, MAX_MANIFEST_SIZE};
 
+pub use atomic::AtomicFile;
 pub use content::{copy_blob, transfer, BlobInfo, BlobSink, BlobSource, BlobWriter, Ingest, VerifiedReader};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{DiskUsage, GcGuard, Lease, PruneOptions, PruneReport};

@@ -85,7 +85,7 @@ impl Run<'_> {
     async fn fetch_image(&self, name: &str, platform: &Platform, line: usize) -> Result<BaseImage> {
         let loc = self.loc(line);
         let reference = Reference::parse_normalized(name)
-            .map_err(|e| loc.error(ErrorKind::Invalid, format!("invalid reference {name:?}: {e}"), Some(name)))?
+            .map_err(|e| loc.error(ErrorKind::Invalid, e.to_string(), Some(name)))?
             .with_default_tag();
         // A named context stands for its name only, not for the image.
         let named = if self.opts.named_contexts.get(name).is_some() { name } else { "" };

@@ -2,7 +2,7 @@
 //! in the OCI layout or the `docker save` format (`docker save`,
 //! `docker load`).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 
@@ -72,22 +72,10 @@ fn write_archive(store: &Store, a: &SaveArgs, names: &[(String, Descriptor)], w:
 
 /// Writes `FILE` through a temp file in the same directory and a rename,
 /// so a failed save leaves no partial archive behind.
-fn save_atomically(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = BufWriter::new(f);
-        write(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+fn save_atomically(path: &Path, write: impl FnOnce(&mut polyarch_store::AtomicFile) -> Result<()>) -> Result<()> {
+    let mut f = polyarch_store::AtomicFile::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write(&mut f)?;
+    f.commit().with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn save(global: &GlobalArgs, a: SaveArgs) -> Result<u8> {

@@ -190,6 +190,7 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, polyarch_builder::
     for item in items {
         let (id, src) =
             polyarch_builder::process::SecretSource::parse(item).map_err(anyhow::Error::msg).context("--secret")?;
+        src.check(&id).map_err(anyhow::Error::msg).with_context(|| format!("--secret {item}"))?;
         out.insert(id, src);
     }
     Ok(out)
@@ -464,7 +465,7 @@ fn export_single(
     let names_out = match exporter.export(&Built::Image(Box::new(result.clone())), outputs) {
         Ok(n) => n,
         Err(e) => {
-            progress.failed(exporting, format!("{e:#}"));
+            progress.failed(exporting, crate::report::Chain(&e).to_string());
             progress.finish(false);
             return Err(e);
         }

@@ -227,7 +227,7 @@ fn create(store: &Store, a: CreateArgs) -> Result<u8> {
 
 /// Probes every node; returns the reasons of those that failed.
 fn bootstrap(b: &mut Builder) -> Vec<String> {
-    let local = || super::worker::local_probe().map_err(|e| format!("{e:#}"));
+    let local = || super::worker::local_probe().map_err(|e| crate::report::Chain(&e).to_string());
     let mut failed = Vec::new();
     for n in &mut b.nodes {
         n.state = match n.endpoint {

@@ -273,7 +273,7 @@ pub fn build_lease(global: &GlobalArgs) -> Option<polyarch_store::Lease> {
 /// warnings: the build has succeeded.
 pub fn after_build(global: &GlobalArgs) {
     if let Err(e) = collect(global) {
-        eprintln!("WARNING: build cache garbage collection: {e:#}");
+        eprintln!("WARNING: build cache garbage collection: {}", crate::report::Chain(&e));
     }
 }
 

@@ -50,17 +50,8 @@ fn pages(cmd: &clap::Command, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
 /// Writes `bytes` to `dir/name` through a temporary file renamed into place.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    let mut f = polyarch_store::AtomicFile::create(&path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes).and_then(|()| f.commit()).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn man(a: ManArgs, cmd: clap::Command) -> Result<u8> {

@@ -74,7 +74,7 @@ pub fn timeouts() -> Result<Timeouts> {
 
 /// Parses a reference as docker does (docker.io default, `library/`).
 pub fn parse_ref(input: &str) -> Result<Reference> {
-    Reference::parse_normalized(input).with_context(|| format!("invalid reference {input:?}"))
+    Ok(Reference::parse_normalized(input)?)
 }
 
 /// Parses a reference and adds the `latest` tag when it has neither tag nor digest.

@@ -53,7 +53,7 @@ pub fn run(global: &GlobalArgs, args: DoctorArgs) -> Result<u8> {
             checks.push(binfmt_mount(&s));
             checks.extend(s.emulators.iter().filter(|e| Some(e.arch) != s.host).map(emulator));
         }
-        Err(e) => checks.push(check("binfmt_misc", Level::Fail, format!("{e:#}"), None)),
+        Err(e) => checks.push(check("binfmt_misc", Level::Fail, crate::report::Chain(&e).to_string(), None)),
     }
     let root = context::private_data_root(global).unwrap_or_else(|_| context::data_root(global));
     checks.push(overlay(&root));
@@ -215,7 +215,12 @@ fn registry_config(global: &GlobalArgs) -> Check {
     let shown = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into());
     match context::registry_config(global) {
         Ok(_) => check("registry config", Level::Ok, format!("{shown} parses"), None),
-        Err(e) => check("registry config", Level::Fail, format!("{e:#}"), Some(format!("fix or remove {shown}"))),
+        Err(e) => check(
+            "registry config",
+            Level::Fail,
+            crate::report::Chain(&e).to_string(),
+            Some(format!("fix or remove {shown}")),
+        ),
     }
 }
 

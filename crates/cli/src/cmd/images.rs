@@ -434,15 +434,16 @@ pub fn emit(s: &str) -> Result<()> {
 fn report(errors: Vec<anyhow::Error>) -> Result<u8> {
     let failed = !errors.is_empty();
     for e in errors {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", crate::report::Chain(&e));
     }
     Ok(u8::from(failed))
 }
 
 pub fn tag(global: &GlobalArgs, a: TagArgs) -> Result<u8> {
     let store = open_store(global)?;
-    let (_, desc) = lookup(&store, &a.source)?;
+    // The new name is checked first, as docker's client does.
     let target = parse_tagged(&a.target)?.to_string();
+    let (_, desc) = lookup(&store, &a.source)?;
     let entry = Descriptor::new(desc.media_type.clone(), desc.digest.clone(), desc.size);
     store.tag(&target, &entry).with_context(|| format!("tagging {} as {target}", a.source))?;
     Ok(0)

@@ -129,7 +129,7 @@ pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
     match run_container(global, &a) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::report::Chain(&e));
             Ok(125)
         }
     }

@@ -57,7 +57,7 @@ fn serve(global: &GlobalArgs) -> Result<u8> {
                 ),
                 None => own_config.clone(),
             };
-            super::context::client_with(config, insecure).map_err(|e| format!("{e:#}"))
+            super::context::client_with(config, insecure).map_err(|e| crate::report::Chain(&e).to_string())
         }),
         on_hangup: Box::new(move || super::build::spawn_container_killer(exec_dir.clone(), None)),
     };

@@ -106,7 +106,7 @@ impl Multi<'_> {
         let names_out = match exporter.export(&Built::Index(Box::new(img.clone())), self.outputs) {
             Ok(n) => n,
             Err(e) => {
-                self.progress.failed(exporting, format!("{e:#}"));
+                self.progress.failed(exporting, crate::report::Chain(&e).to_string());
                 self.progress.finish(false);
                 return Err(e);
             }

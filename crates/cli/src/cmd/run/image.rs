@@ -68,9 +68,13 @@ fn find_or_pull(
         if pull == PullPolicy::Never {
             bail!("no such image for {}: {input} (and --pull never)", wanted());
         }
+    }
+    // Not stored (nor an image ID): a name that cannot be pulled fails
+    // before anything is said about pulling it.
+    let reference = parse_tagged(input)?;
+    if pull != PullPolicy::Always {
         eprintln!("Unable to find image '{input}' locally");
     }
-    let reference = parse_tagged(input)?;
     let client = context::client(global, false)?;
     let selection = requested.map_or(PlatformSelection::Host, |p| PlatformSelection::One(p.clone()));
     let pulled = rt
