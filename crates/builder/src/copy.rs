@@ -141,14 +141,23 @@ impl Copier<'_> {
         let full = clean(&join(&pivot, &clean(&rest)));
         let matches: Vec<String> = if has_wildcards(&full) {
             let m = PatternMatcher::new(&[full.as_str()]).map_err(|_| CopyError::NotFound(format!("/{full}")))?;
-            let found: Vec<String> = self
-                .src
-                .iter()
-                .map(|(k, _)| k)
-                .filter(|k| k.split('/').count() == full.split('/').count() && m.matches_exact(k))
-                .filter(|k| !self.excluded(k))
-                .cloned()
-                .collect();
+            // A plain wildcard matches one path segment per pattern segment
+            // (Go's filepath.Match, BuildKit's ResolveWildcards). With
+            // `--parents` the pattern is an include pattern of the copy, as
+            // BuildKit's: `**` spans any number of directories, none too,
+            // and a matched directory brings all it holds.
+            let depth = full.split('/').count();
+            let mut found: Vec<String> = Vec::new();
+            for k in self.src.iter().map(|(k, _)| k) {
+                let fits = self.spec.parents || k.split('/').count() == depth;
+                if !fits || !m.matches_exact(k) || self.excluded(k) {
+                    continue;
+                }
+                let inside_found = found.last().is_some_and(|d| k.starts_with(d.as_str()) && k[d.len()..].starts_with('/'));
+                if !inside_found {
+                    found.push(k.clone());
+                }
+            }
             // BuildKit allows empty wildcards: nothing is copied.
             found
         } else {
@@ -463,6 +472,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(run_spec(pivot).unwrap(), ["p", "p/sub", "p/sub/y.txt"]);
+    }
+
+    #[test]
+    fn double_star_spans_directories_with_parents_only() {
+        let mut src = ctx();
+        src.insert("dir/top.txt".into(), file_node(b"t", 0o644, 1));
+        let run = |sources: &[&str], parents: bool| {
+            let spec = CopySpec {
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+                dest: "/p/".into(),
+                parents,
+                ..Default::default()
+            };
+            let p = plan(&src, &target(), &spec).unwrap();
+            p.changes.iter().map(|(k, _)| k.clone()).collect::<Vec<String>>()
+        };
+        // An include pattern, as BuildKit's --parents: `**` is zero or more directories.
+        assert_eq!(run(&["dir/**/*.txt"], true), ["p", "p/dir", "p/dir/sub", "p/dir/sub/y.txt", "p/dir/top.txt"]);
+        assert_eq!(run(&["dir/./**/*.txt"], true), ["p", "p/sub", "p/sub/y.txt", "p/top.txt"]);
+        // A matched directory brings what it holds, once.
+        assert_eq!(run(&["d*"], true), ["p", "p/dir", "p/dir/sub", "p/dir/sub/y.txt", "p/dir/top.txt", "p/dir/x"]);
+        // Without --parents a pattern segment is one path segment.
+        assert_eq!(run(&["dir/**/*.txt"], false), ["p", "p/y.txt"]);
     }
 
     #[test]

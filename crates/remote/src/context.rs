@@ -68,10 +68,8 @@ pub fn needed(dockerfile: &[u8], ctx: &MemFs) -> BTreeSet<String> {
             let Ok(m) = PatternMatcher::new(&[full.as_str()]) else {
                 return all();
             };
-            let depth = full.split('/').count();
-            roots.extend(
-                ctx.iter().map(|(p, _)| p).filter(|p| p.split('/').count() == depth && m.matches_exact(p)).cloned(),
-            );
+            // Every depth: `**` of a `--parents` COPY spans directories.
+            roots.extend(ctx.iter().map(|(p, _)| p).filter(|p| m.matches_exact(p)).cloned());
         } else {
             roots.insert(full);
         }
