@@ -19,14 +19,15 @@ pub(crate) struct Download {
 pub(crate) async fn fetch(url: &str, spill: &Spill) -> Result<Download> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = |message: String| Error::Http { url: url.to_string(), message };
-    let client = reqwest::Client::builder().build().map_err(|e| http(e.to_string()))?;
-    let mut resp = client.get(url).send().await.map_err(|e| http(e.to_string()))?;
+    let reason = |e: reqwest::Error| http(polyarch_registry::short_reason(&e));
+    let client = reqwest::Client::builder().build().map_err(reason)?;
+    let mut resp = client.get(url).send().await.map_err(reason)?;
     if !resp.status().is_success() {
         return Err(http(format!("invalid response status {}", resp.status().as_u16())));
     }
     let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(parse_http_date);
     let mut w = spill.writer()?;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| http(e.to_string()))? {
+    while let Some(chunk) = resp.chunk().await.map_err(reason)? {
         w.write_all(&chunk).map_err(|e| http(e.to_string()))?;
     }
     let data = w.finish()?;

@@ -373,8 +373,9 @@ fn status_kind(status: u16, errors: &[RegistryError]) -> ErrorKind {
 pub(crate) const DNS_FAILED: &str = "DNS lookup failed";
 
 /// A short reason for a transport error: walks the source chain for an
-/// I/O error kind so that messages read `connection refused`.
-pub(crate) fn short_reason(err: &(dyn std::error::Error + 'static)) -> String {
+/// I/O error kind so that messages read `connection refused`. Public for
+/// every HTTP client of polyarch (downloads of ADD, contexts by URL).
+pub fn short_reason(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut last = err.to_string();
     while let Some(e) = cur {

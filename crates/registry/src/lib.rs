@@ -22,7 +22,7 @@ pub use auth::{Credential, DockerConfig};
 pub use blob::{BlobStream, ByteStream, CopyOutcome, Direction};
 pub use client::{Client, ClientBuilder, Timeouts};
 pub use config::{HostConfig, KeyPair, Mirror, RegistryConfig};
-pub use error::{Error, ErrorKind, RegistryError};
+pub use error::{short_reason, Error, ErrorKind, RegistryError};
 pub use retry::RetryPolicy;
 pub use sink::{push_tree, BlobOrigin, Pushing, Put, RepoSink, Tree};
 pub use upload::{PushOutcome, PushSource, SourceFn};
