@@ -153,7 +153,8 @@ impl Copier<'_> {
                 if !fits || !m.matches_exact(k) || self.excluded(k) {
                     continue;
                 }
-                let inside_found = found.last().is_some_and(|d| k.starts_with(d.as_str()) && k[d.len()..].starts_with('/'));
+                let inside_found =
+                    found.last().is_some_and(|d| k.starts_with(d.as_str()) && k[d.len()..].starts_with('/'));
                 if !inside_found {
                     found.push(k.clone());
                 }

@@ -100,12 +100,16 @@ impl Output {
         }
         let mut o = Output::default();
         let mut kind = None;
-        for field in s.split(',') {
-            let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        for field in polyarch_dockerfile::values::csv_fields(s) {
+            let (k, v) = field.split_once('=').unwrap_or((&field, ""));
             match k.trim() {
                 "type" => kind = Some(v.to_string()),
                 "dest" => o.dest = Some(v.to_string()),
-                "name" | "names" => o.names.extend(v.split(';').filter(|n| !n.is_empty()).map(String::from)),
+                // Several names are one quoted CSV field, comma-separated
+                // (`"name=a,b"`), as BuildKit's image exporter splits them.
+                "name" | "names" => {
+                    o.names.extend(v.split([',', ';']).map(str::trim).filter(|n| !n.is_empty()).map(String::from))
+                }
                 "push" => o.push = parse_bool(k, v)?,
                 "tar" => o.tar = parse_bool(k, v)?,
                 "compression" => o.compression = Some(parse_compression(v)?),
@@ -222,6 +226,11 @@ mod tests {
             (o.kind, o.dest.as_deref(), o.compression),
             (OutputKind::Oci, Some("out.tar"), Some(Compression::Zstd))
         );
+        // CSV as buildx reads it: a quoted field holds several names.
+        let o = Output::parse("type=image,\"name=r/a:1,r/b:1\",push=true").unwrap();
+        assert_eq!((o.names.clone(), o.push), (vec!["r/a:1".to_string(), "r/b:1".to_string()], true));
+        let o = Output::parse("type=local,\"dest=/tmp/a,b\"").unwrap();
+        assert_eq!(o.dest.as_deref(), Some("/tmp/a,b"));
         let o = Output::parse("type=registry,name=r/x:1").unwrap();
         assert_eq!((o.kind, o.push, o.names.clone()), (OutputKind::Image, true, vec!["r/x:1".to_string()]));
         assert_eq!(Output::parse("outdir").unwrap().kind, OutputKind::Local);

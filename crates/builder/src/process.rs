@@ -60,7 +60,7 @@ impl SecretSource {
     ) -> std::result::Result<(String, SecretSource), String> {
         let mut id = None;
         let mut src = None;
-        for field in spec.split(',') {
+        for field in polyarch_dockerfile::values::csv_fields(spec) {
             let (k, v) = field.split_once('=').ok_or_else(|| format!("invalid secret field {field:?}"))?;
             match k.trim().to_ascii_lowercase().as_str() {
                 "id" => id = Some(v.to_string()),
@@ -353,6 +353,10 @@ mod tests {
         assert_eq!(
             SecretSource::parse_with("id=key.pem", set).unwrap(),
             ("key.pem".into(), SecretSource::File("key.pem".into()))
+        );
+        assert_eq!(
+            SecretSource::parse("id=a,\"src=/dir,with comma/f\"").unwrap(),
+            ("a".into(), SecretSource::File("/dir,with comma/f".into()))
         );
         assert!(SecretSource::parse("src=/f").is_err());
         assert!(SecretSource::parse("id=a,bogus=1").is_err());

@@ -4,6 +4,30 @@
 
 use crate::instructions::CmdLine;
 
+/// Splits one CSV record into its fields as Go's `encoding/csv` does for
+/// the flags buildx reads that way (`--mount`, `--output`, `--cache-to`,
+/// `--cache-from`, `--secret`): a field in double quotes may hold commas,
+/// and `""` inside one is a quote.
+pub fn csv_fields(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
 /// Whether a shell-form command is only a here-document marker.
 pub fn is_lone_heredoc(arg: &str) -> bool {
     let Some(rest) = arg.trim().strip_prefix("<<") else {

@@ -115,7 +115,11 @@ impl std::fmt::Display for CacheFrom {
 /// for `--cache-from` (buildx's shorthand).
 fn attributes(flag: &'static str, value: &str) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in polyarch_dockerfile::values::csv_fields(value) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
         let (k, v) = match part.split_once('=') {
             Some((k, v)) => (k.trim().to_lowercase(), v.trim().to_string()),
             None if flag == "--cache-from" && !value.contains('=') => ("ref".into(), part.to_string()),

@@ -56,26 +56,7 @@ const KEYS: [&str; 16] = [
     "mode",
 ];
 
-/// Splits CSV fields, honouring double quotes like `encoding/csv`.
-fn fields(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
+use crate::values::csv_fields as fields;
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
     match v {
