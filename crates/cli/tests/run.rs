@@ -192,6 +192,54 @@ fn run_applies_env_workdir_user_and_entrypoint() {
 }
 
 #[test]
+fn run_binds_host_paths_as_docker_does() {
+    let Some((env, img)) = setup() else { return };
+    let host = env.dir.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from the host\n").unwrap();
+    let made = env.dir.path().join("made/by/run");
+    let ro = format!("{}:/in:ro", host.display());
+    let rw = format!("{}:/out", made.display());
+    let script = "cat /in/in.txt; touch /in/x 2>/dev/null && echo writable || echo read-only; echo hi > /out/o.txt";
+    let (code, out, err) = run(&env, &["-v", &ro, "-v", &rw, &img, "sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from the host\nread-only\n");
+    assert_eq!(std::fs::read_to_string(made.join("o.txt")).unwrap(), "hi\n", "-v makes a missing host directory");
+    // --mount: a bind of an existing source, and a tmpfs.
+    let bind = format!("type=bind,source={},target=/m,readonly", host.display());
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--mount",
+            &bind,
+            "--mount",
+            "type=tmpfs,target=/t",
+            &img,
+            "sh",
+            "-c",
+            "cat /m/in.txt; grep -c ' /t tmpfs ' /proc/mounts",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from the host\n1\n");
+    // Refused before anything runs, with exit code 125.
+    let gone = format!("type=bind,source={},target=/m", env.dir.path().join("gone").display());
+    for (args, why) in [
+        (vec!["--mount", gone.as_str()], "bind source path does not exist"),
+        (vec!["-v", "data:/d"], "named volume"),
+        (vec!["-v", "/tmp:relative"], "not absolute"),
+    ] {
+        let mut all = args.clone();
+        all.extend([img.as_str(), "true"]);
+        let (code, _, err) = run(&env, &all);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert!(!host.join("x").exists());
+    assert_clean(&env);
+}
+
+#[test]
 fn run_pull_policies() {
     let Some((env, img)) = setup() else { return };
     let (code, _, err) = run(&env, &["--pull", "never", &img, "true"]);

@@ -30,7 +30,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use polyarch_exec::{
-    Cancel, ErrorKind, Executor, NetworkMode, ProcessIo, ProcessSpec, Resource, Rlimit, RuncExecutor,
+    Cancel, ErrorKind, Executor, MountSpec, NetworkMode, ProcessIo, ProcessSpec, Resource, Rlimit, RuncExecutor,
     RuncExecutorBuilder,
 };
 use polyarch_oci::{Descriptor, Digest, Platform};
@@ -117,6 +117,14 @@ pub struct RunArgs {
     /// The OCI runtime: a name in PATH or a path (default runc).
     #[arg(long, value_name = "NAME|PATH")]
     runtime: Option<String>,
+    /// Bind a host path into the container, `HOST:CONTAINER[:ro|rw]` (a
+    /// missing host directory is made, as Docker's `-v` does).
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:OPTS]")]
+    volumes: Vec<String>,
+    /// A mount, as Docker's `--mount`: `type=bind,source=HOST,target=PATH[,readonly]`
+    /// (the source must exist) or `type=tmpfs,target=PATH`.
+    #[arg(long = "mount", value_name = "type=bind,source=HOST,target=PATH")]
+    mounts: Vec<String>,
     /// The image: a stored name or ID, or a reference to pull.
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -153,13 +161,14 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     for (path, why) in cleaned.failed {
         eprintln!("warning: cannot remove {} left by an earlier run: {why}", path.display());
     }
+    let mounts = container_mounts(&a.volumes, &a.mounts)?;
     let top = unpack(&store, snapshotter.as_ref(), &image)?;
     let process = process_spec(a, &image)?;
     let cancel = Cancel::new();
     let _in_runtime = rt.enter();
     watch_signals(&rt, cancel.clone());
     let streams = tty::Streams::new(&rt, a.tty, a.interactive)?;
-    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, process, &streams, cancel);
+    let status = run_in_snapshot(&exec, snapshotter.as_ref(), &top, &mounts, process, &streams, cancel);
     // The caller's terminal leaves raw mode before anything is printed.
     drop(streams);
     match status {
@@ -241,6 +250,7 @@ fn run_in_snapshot(
     exec: &RuncExecutor,
     s: &dyn Snapshotter,
     top: &Option<String>,
+    mounts: &[MountSpec],
     mut process: ProcessSpec,
     streams: &tty::Streams,
     cancel: Cancel,
@@ -254,7 +264,7 @@ fn run_in_snapshot(
     let result = (|| -> Result<u8> {
         let guard = mount.mount(mount_point.path()).context("mounting the container's root file system")?;
         let io = streams.io(ProcessIo::inherit().with_cancel(cancel));
-        let status = exec.run(mount_point.path(), &[], &process, io);
+        let status = exec.run(mount_point.path(), mounts, &process, io);
         guard.unmount().context("unmounting the container's root file system")?;
         Ok(u8::try_from(status?.code() & 0xff).unwrap_or(255))
     })();
@@ -290,6 +300,113 @@ fn process_spec(a: &RunArgs, image: &LocalImage) -> Result<ProcessSpec> {
         .with_hostname(a.hostname.clone().unwrap_or_default());
     process.rlimits = a.ulimits.clone();
     Ok(process)
+}
+
+/// The mounts of `-v` and `--mount`, checked as Docker checks them: the
+/// container path absolute, a host path for `-v` (named volumes are a
+/// daemon's, not polyarch's), made when missing; an existing source for
+/// `--mount type=bind`.
+fn container_mounts(volumes: &[String], mounts: &[String]) -> Result<Vec<MountSpec>> {
+    let mut out = Vec::new();
+    for v in volumes {
+        let spec = parse_volume(v).map_err(|why| anyhow::anyhow!("invalid volume specification {v:?}: {why}"))?;
+        if !spec.source.exists() {
+            std::fs::create_dir_all(&spec.source)
+                .with_context(|| format!("-v {v}: creating {}", spec.source.display()))?;
+        }
+        out.push(spec);
+    }
+    for m in mounts {
+        let spec = parse_mount(m).map_err(|why| anyhow::anyhow!("invalid argument {m:?} for --mount: {why}"))?;
+        if spec.kind == "bind" && !spec.source.exists() {
+            bail!("invalid mount config for type \"bind\": bind source path does not exist: {}", spec.source.display());
+        }
+        out.push(spec);
+    }
+    for spec in &mut out {
+        if spec.kind == "bind" {
+            spec.source = std::fs::canonicalize(&spec.source)
+                .with_context(|| format!("resolving the mount source {}", spec.source.display()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// `-v HOST:CONTAINER[:OPTS]`: OPTS a comma list of `ro`, `rw` and the
+/// options Docker accepts that change nothing here (`z`, `Z`, propagation,
+/// `nocopy`, consistency).
+pub fn parse_volume(v: &str) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, opts) = match parts.as_slice() {
+        [s, t] => (*s, *t, ""),
+        [s, t, o] => (*s, *t, *o),
+        [_] => return Err("anonymous volumes are not supported; give HOST:CONTAINER".into()),
+        _ => return Err("too many colons".into()),
+    };
+    if source.is_empty() || target.is_empty() {
+        return Err("empty path".into());
+    }
+    if !source.starts_with('/') {
+        return Err(format!("{source:?} is a named volume, which polyarch has not (give an absolute host path)"));
+    }
+    if !target.starts_with('/') {
+        return Err(format!("the container path {target:?} is not absolute"));
+    }
+    let mut readonly = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" => readonly = false,
+            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" | "shared" | "rshared" | "slave"
+            | "rslave" | "private" | "rprivate" => {}
+            other => return Err(format!("invalid mode: {other}")),
+        }
+    }
+    Ok(MountSpec::bind(source, target, readonly))
+}
+
+/// `--mount type=bind,source=S,target=T[,readonly]` or
+/// `type=tmpfs,target=T`, with Docker's key spellings (`src`, `dst`,
+/// `destination`, `ro`).
+pub fn parse_mount(m: &str) -> Result<MountSpec, String> {
+    let (mut kind, mut source, mut target, mut readonly) = ("volume".to_string(), None, None, false);
+    for field in polyarch_dockerfile::values::csv_fields(m) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().to_string())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("type", Some(v)) => kind = v,
+            ("source" | "src", Some(v)) => source = Some(v),
+            ("target" | "destination" | "dst", Some(v)) => target = Some(v),
+            ("readonly" | "ro", None) => readonly = true,
+            ("readonly" | "ro", Some(v)) => {
+                readonly = match v.as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(format!("invalid value for {k}: {v}")),
+                }
+            }
+            ("bind-propagation" | "consistency" | "tmpfs-size" | "tmpfs-mode", Some(_)) => {}
+            (other, _) => return Err(format!("unexpected key '{other}' in '{field}'")),
+        }
+    }
+    let target = target.ok_or("target is required")?;
+    if !target.starts_with('/') {
+        return Err(format!("the target {target:?} is not absolute"));
+    }
+    match kind.as_str() {
+        "bind" => {
+            let source = source.ok_or("source is required when specifying type=bind")?;
+            if !source.starts_with('/') {
+                return Err(format!("the source {source:?} is not an absolute path"));
+            }
+            Ok(MountSpec::bind(source, target, readonly))
+        }
+        "tmpfs" => Ok(MountSpec::tmpfs(target)),
+        "volume" => Err("volumes are not supported; use type=bind or type=tmpfs".into()),
+        other => Err(format!("unknown mount type {other:?}")),
+    }
 }
 
 /// Docker's `--ulimit NAME=SOFT[:HARD]` (HARD defaults to SOFT).
@@ -401,6 +518,26 @@ mod tests {
         assert!(parse_ulimit("files=1").unwrap_err().contains("files"));
         assert!(parse_ulimit("nofile").is_err());
         assert!(parse_ulimit("nofile=x").is_err());
+    }
+
+    #[test]
+    fn volumes_and_mounts_parse_as_dockers() {
+        let m = parse_volume("/src:/work:ro,z").unwrap();
+        assert_eq!(
+            (m.source.to_str(), m.destination.to_str(), m.options.clone()),
+            (Some("/src"), Some("/work"), v(&["rbind", "ro"]))
+        );
+        assert_eq!(parse_volume("/a:/b").unwrap().options, v(&["rbind", "rw"]));
+        assert!(parse_volume("data:/b").unwrap_err().contains("named volume"));
+        assert!(parse_volume("/a:b").unwrap_err().contains("not absolute"));
+        assert!(parse_volume("/a:/b:rx").unwrap_err().contains("invalid mode: rx"));
+        assert!(parse_volume("/b").unwrap_err().contains("anonymous"));
+        let m = parse_mount("type=bind,src=/s,dst=/t,readonly").unwrap();
+        assert_eq!((m.kind.as_str(), m.options.clone()), ("bind", v(&["rbind", "ro"])));
+        assert_eq!(parse_mount("type=tmpfs,target=/scratch").unwrap().kind, "tmpfs");
+        assert!(parse_mount("type=bind,target=/t").unwrap_err().contains("source is required"));
+        assert!(parse_mount("source=/s,target=/t").unwrap_err().contains("volumes are not supported"));
+        assert!(parse_mount("type=bind,source=/s,target=/t,bogus=1").unwrap_err().contains("bogus"));
     }
 
     #[test]
