@@ -74,7 +74,9 @@ pub async fn resolve_metadata(
         ResolveMode::PreferLocal => match stored(store, reference, platform)? {
             Ok((top, desc)) => {
                 let img = from_store(store, &desc, reference.with_digest(desc.digest.clone()))?;
-                return Ok(img.with_top(reference.with_digest(top)));
+                let img = img.with_top(reference.with_digest(top));
+                touch(store, &img);
+                return Ok(img);
             }
             Err(why) => Some(why),
         },
@@ -84,7 +86,10 @@ pub async fn resolve_metadata(
         None => Err(Error::Option("no registry access configured".into())),
     };
     match (remote, local) {
-        (Ok(img), _) => Ok(img),
+        (Ok(img), _) => {
+            touch(store, &img);
+            Ok(img)
+        }
         (Err(e), None) => Err(e),
         (Err(e), Some(local)) => Err(Error::NotFound {
             reference: reference.to_string(),
@@ -93,6 +98,17 @@ pub async fn resolve_metadata(
             registry: Box::new(e),
         }),
     }
+}
+
+/// Marks the blobs of `img` (its index, manifest, config and layers) as
+/// used by this build, for the prunes that keep what was used lately.
+fn touch(store: &Store, img: &BaseImage) {
+    let config = store.get_manifest(&img.manifest).ok().and_then(|m| m.as_image().map(|i| i.config.digest.clone()));
+    let mut blobs: Vec<&Digest> = vec![&img.manifest.digest];
+    blobs.extend(img.top.digest.as_ref());
+    blobs.extend(config.as_ref());
+    blobs.extend(img.layers.iter().map(|l| &l.desc.digest));
+    store.touch(&blobs);
 }
 
 /// Fetches the blobs of `img` the store lacks (its layers, after a

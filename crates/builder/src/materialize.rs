@@ -349,8 +349,19 @@ fn layer_error(digest: &polyarch_oci::Digest, e: polyarch_snapshot::Error) -> Er
 /// The `rootfs.diff_ids` of every image config reachable from the store's
 /// references, one list per config, base layer first.
 pub fn stored_diff_ids(store: &Store) -> Result<Vec<Vec<String>>> {
+    diff_ids_of(store, store.referenced_blobs()?)
+}
+
+/// The `rootfs.diff_ids` of every image config the store holds, named or
+/// not: after a prune, the unpacked layers of the base images it kept
+/// (their blobs were used lately) stay with them.
+pub fn present_diff_ids(store: &Store) -> Result<Vec<Vec<String>>> {
+    diff_ids_of(store, store.blobs()?.into_iter().map(|b| b.digest))
+}
+
+fn diff_ids_of(store: &Store, blobs: impl IntoIterator<Item = polyarch_oci::Digest>) -> Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
-    for d in store.referenced_blobs()? {
+    for d in blobs {
         let Ok(info) = store.stat(&d) else { continue };
         if info.size > 4 << 20 {
             continue;

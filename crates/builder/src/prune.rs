@@ -203,7 +203,7 @@ pub fn prune(
         batch.reverse();
         gone.extend(batch);
     }
-    let keep: BTreeSet<Digest> = left.iter().filter_map(|r| r.blob.clone()).collect();
+    let mut keep: BTreeSet<Digest> = left.iter().filter_map(|r| r.blob.clone()).collect();
     let referenced = store.referenced_blobs()?;
     let mut pruned = Pruned::default();
     for r in gone {
@@ -211,9 +211,64 @@ pub fn prune(
         pruned.records.push(r.entry);
     }
     if sweep || !pruned.records.is_empty() {
+        let kept: Vec<Entry> = left.iter().map(|r| r.entry.clone()).collect();
+        keep.extend(loose_kept(store, &keep, &referenced, &kept, policies, now, disk)?);
         pruned.blobs = store.prune_locked(gc, &PruneOptions { keep, ..PruneOptions::default() })?;
     }
     Ok(pruned)
+}
+
+/// The blobs no image and no kept record holds (what builds pulled for
+/// their base images, mostly) that the `policies` keep, each seen as a
+/// private `regular` record of its size last used when a build last used
+/// it ([`Store::last_used`]), as BuildKit's pulled layers are records: a
+/// prune with `until`, a type filter or a size limit keeps the base images
+/// that builds used lately, as it keeps their steps. The `records` kept
+/// count against a size limit, and stay.
+fn loose_kept(
+    store: &Store,
+    keep: &BTreeSet<Digest>,
+    referenced: &BTreeSet<Digest>,
+    records: &[Entry],
+    policies: &[Policy],
+    now: i64,
+    disk: DiskStat,
+) -> Result<BTreeSet<Digest>> {
+    let mut left: Vec<(Digest, Entry)> = store
+        .blobs()?
+        .into_iter()
+        .filter(|b| !keep.contains(&b.digest) && !referenced.contains(&b.digest))
+        .map(|b| {
+            let used = store.last_used(&b.digest);
+            let entry = Entry {
+                id: b.digest.hex().chars().take(ID_LEN).collect(),
+                size: b.size,
+                created: used,
+                last_used: used,
+                usage_count: 1,
+                record_type: RecordType::Regular,
+                shared: false,
+                in_use: false,
+                description: "pulled content".into(),
+            };
+            (b.digest, entry)
+        })
+        .collect();
+    let staying = records.iter().map(|e| Entry { in_use: true, ..e.clone() });
+    let staying: Vec<Entry> = staying.collect();
+    for policy in policies {
+        let mut entries = staying.clone();
+        entries.extend(left.iter().map(|(_, e)| e.clone()));
+        let mut picked: Vec<usize> = retention::select(&entries, policy, now, disk)
+            .into_iter()
+            .filter_map(|i| i.checked_sub(staying.len()))
+            .collect();
+        picked.sort_unstable_by(|a, b| b.cmp(a));
+        for i in picked {
+            left.remove(i);
+        }
+    }
+    Ok(left.into_iter().map(|(d, _)| d).collect())
 }
 
 fn remove(store: &Store, r: &CacheRecord, needed: impl Fn(&Digest) -> bool) -> Result<()> {
@@ -281,6 +336,36 @@ mod tests {
         assert!(!store.root().join("build-cache").join(USES).exists(), "the log was folded in");
         let left = records(&store).unwrap();
         assert_eq!((left.len(), left[0].entry.usage_count), (1, 2), "folded once: {left:?}");
+    }
+
+    #[test]
+    fn pulled_blobs_follow_the_policy_as_records_would() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let put = |data: &[u8], age: std::time::Duration| {
+            let desc = store.put_bytes(polyarch_oci::media_type::OCI_LAYER_GZIP, data).unwrap();
+            let f = std::fs::File::options().write(true).open(store.blob_path(&desc.digest)).unwrap();
+            f.set_modified(std::time::SystemTime::now() - age).unwrap();
+            desc.digest
+        };
+        let old = put(b"a base layer pulled two hours ago", std::time::Duration::from_secs(7200));
+        let recent = put(b"a base layer used a minute ago", std::time::Duration::from_secs(60));
+        let gc = store.gc_lock().unwrap();
+        let run = |p: Policy| {
+            prune(&store, &gc, &[p], DiskStat::default(), cache_now(), true).unwrap();
+            (store.exists(&old).unwrap(), store.exists(&recent).unwrap())
+        };
+        let mut other_type = Policy::default();
+        other_type.filters.add("type=exec.cachemount").unwrap();
+        assert_eq!(run(other_type), (true, true), "a type filter that is not theirs keeps them");
+        assert_eq!(run(Policy { max_used_space: 1 << 20, ..Policy::default() }), (true, true), "under the limit");
+        let mut until = Policy::default();
+        until.filters.add("until=1h").unwrap();
+        assert_eq!(run(until), (false, true), "only what was not used within the hour");
+        // Touched by a build: used now.
+        store.touch(&[&recent]);
+        assert!(store.last_used(&recent).unwrap() > cache_now() - 5 * retention::NANOS);
+        assert_eq!(run(Policy::default()), (false, false), "no filter, no limit: everything unused");
     }
 
     #[test]

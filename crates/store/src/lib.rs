@@ -137,6 +137,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Marks blobs as used now (their file's modification time), so that
+    /// a prune that keeps what was used lately keeps them. Missing blobs
+    /// and failures are ignored: this is a hint, never a reason to fail.
+    pub fn touch(&self, digests: &[&Digest]) {
+        let now = std::time::SystemTime::now();
+        for d in digests {
+            if let Ok(f) = fs::File::options().write(true).open(self.blob_path(d)) {
+                let _ = f.set_modified(now);
+            }
+        }
+    }
+
+    /// When a blob was last used: its file's modification time (set when it
+    /// was written, and by [`Store::touch`]), in nanoseconds since the epoch.
+    pub fn last_used(&self, digest: &Digest) -> Option<i64> {
+        let m = fs::metadata(self.blob_path(digest)).ok()?.modified().ok()?;
+        i64::try_from(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos()).ok()
+    }
+
     /// Removes one blob; kind `NotFound` when it is not there. References
     /// to it are not checked: see [`Store::prune`] for the safe way.
     pub fn delete_blob(&self, digest: &Digest) -> Result<()> {

@@ -95,7 +95,7 @@ pub fn prune(global: &GlobalArgs, a: PruneArgs) -> Result<u8> {
     // Waits for running builds and pulls, so nothing they use goes.
     let gc = store.gc_lock().context("locking the store for pruning")?;
     let pruned = prune::prune(&store, &gc, &[policy], disk, now(), true).context("pruning the build cache")?;
-    let stored = polyarch_builder::materialize::stored_diff_ids(&store).context("reading the stored images")?;
+    let stored = polyarch_builder::materialize::present_diff_ids(&store).context("reading the stored images")?;
     let (dirs, unpacked) =
         polyarch_builder::reclaim::prune_layers(store.root(), &stored).context("pruning unpacked layers")?;
     drop(gc);
@@ -301,7 +301,7 @@ fn collect(global: &GlobalArgs) -> Result<()> {
     let Some(gc) = store.try_gc_lock()? else { return Ok(()) };
     let pruned = prune::prune(&store, &gc, &policies, disk, now(), false)?;
     if !pruned.records.is_empty() {
-        let stored = polyarch_builder::materialize::stored_diff_ids(&store)?;
+        let stored = polyarch_builder::materialize::present_diff_ids(&store)?;
         polyarch_builder::reclaim::prune_layers(store.root(), &stored)?;
     }
     global
