@@ -57,6 +57,29 @@ fn prune_until_removes_only_what_was_not_used_since() {
 }
 
 #[test]
+fn filtered_prunes_keep_the_base_images_builds_used_lately() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let a = dockerfile(&env, "a");
+    assert_eq!(build(&env, &a), (1, 0));
+    let blobs = || files(&env.root().join("blobs")).len();
+    let before = blobs();
+    assert!(before > 1, "the base image's blobs are stored");
+    // As BuildKit's pulled layers: used just now, of another type, or under the limit.
+    for args in [
+        &["prune", "--filter", "until=1h"][..],
+        &["prune", "--filter", "type=exec.cachemount"],
+        &["prune", "--keep-storage", "1GB"],
+    ] {
+        env.ok(args);
+        assert_eq!(blobs(), before, "{args:?} keeps them");
+    }
+    assert_eq!(build(&env, &a), (0, 1));
+    // No filter and no limit: everything no image holds goes.
+    env.ok(&["prune"]);
+    assert_eq!(blobs(), 0);
+}
+
+#[test]
 fn keep_storage_keeps_the_most_recently_used_records() {
     let Some((env, _)) = mirrored_for_run() else { return };
     let ctx: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| dockerfile(&env, n)).collect();
