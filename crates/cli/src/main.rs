@@ -145,6 +145,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(err) if report::is_stdout_closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
             if g.debug {
                 eprintln!("DEBUG: {err:?}");

@@ -215,3 +215,39 @@ fn archives_of_a_build_are_readable_as_files_the_user_made() {
     env.ok(&["save", "-o", s(&saved), "busybox"]);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4, "no temporary file is left");
 }
+
+#[test]
+fn a_reader_that_leaves_ends_the_output_quietly() {
+    let Some((env, _)) = mirrored() else { return };
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM busybox AS b\nRUN true\nFROM busybox\nCOPY --from=b /bin /x\n",
+        )],
+    );
+    let closed = |args: &[&str]| {
+        // Standard output is a pipe whose reading end is already closed.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.cmd(args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for args in [
+        &["debug", "plan", "--platform", "linux/amd64,linux/arm64,linux/s390x", s(&ctx)][..],
+        &["debug", "platform", "linux/arm/v7"],
+        &["images"],
+        &["build", "-q", s(&ctx)],
+        &["build", "--progress", "plain", "-o", "-", s(&ctx)],
+    ] {
+        let (code, err) = closed(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(!err.contains("error") && !err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+    // Any other failure to write is an error that says where.
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = env.cmd(&["debug", "platform", "linux/arm/v7"]).stdout(full).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writing to standard output: No space left"));
+}

@@ -118,9 +118,9 @@ pub fn load(global: &GlobalArgs, a: LoadArgs) -> Result<u8> {
     if !a.quiet {
         for (name, desc) in &loaded {
             if name.contains('@') {
-                println!("Loaded image ID: {}", desc.digest);
+                crate::outln!("Loaded image ID: {}", desc.digest)?;
             } else {
-                println!("Loaded image: {}", familiar(name));
+                crate::outln!("Loaded image: {}", familiar(name))?;
             }
         }
     }

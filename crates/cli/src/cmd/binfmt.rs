@@ -150,7 +150,7 @@ pub fn status_json(s: &Status) -> Value {
 /// the process quietly, as other command-line tools do.
 pub fn out(text: &str) {
     use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::report::Stdout;
     if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);

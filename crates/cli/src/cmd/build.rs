@@ -496,7 +496,7 @@ fn export_single(
         write_metadata(path, &result, &names_out)?;
     }
     if a.progress == "quiet" {
-        println!("{id}");
+        crate::outln!("{id}")?;
     }
     Ok(0)
 }

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<u8> {
             return reject(e);
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::Stdout;
     writeln!(out, "{}", polyarch_dockerfile::debug_json(&ast))?;
     Ok(0)
 }

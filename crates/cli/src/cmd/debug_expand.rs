@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         lex.process_word(&args.input, &env).map(|r| json!({ "result": r }))
     };
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::report::Stdout;
     match out {
         Ok(v) => {
             writeln!(stdout, "{v}")?;

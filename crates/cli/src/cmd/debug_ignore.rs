@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<u8> {
             return Ok(1);
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::Stdout;
     for path in &args.paths {
         let clean = polyarch_dockerfile::clean(path.trim_start_matches('/'));
         let excluded = clean != "." && pm.matches_or_parent_matches(&clean);

@@ -101,7 +101,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     };
     let rt = super::context::runtime()?;
     let plan = rt.block_on(polyarch_frontend::plan(&dockerfile, &name, &opts, &resolver))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::Stdout;
     match args.format.as_str() {
         "json" => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,
         "dot" => write!(out, "{}", plan.to_dot())?,

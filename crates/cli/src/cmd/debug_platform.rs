@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<u8> {
             Platform::parse_with_host(c, &host).map(|p| (c.as_str(), p)).with_context(|| format!("--candidates {c:?}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::Stdout;
     let mut code = 0;
     for input in &args.inputs {
         if let Some(w) = parse_warning(input) {

@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Prints one JSON object per input; exit code 0 when every input parses.
 pub fn run(args: Args) -> Result<u8> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::Stdout;
     let mut code = 0;
     for input in &args.inputs {
         let mut m = Map::new();

@@ -80,7 +80,7 @@ pub fn push(store: &Store, source: &str, dest: &str, platform: Option<&Platform>
     }
     let lines = load_docker_archive(&r.engine, |w| Ok(store.export_docker_archive(&images, w)?))?;
     for l in lines {
-        println!("{l}");
+        crate::outln!("{l}")?;
     }
     Ok(0)
 }
@@ -102,8 +102,8 @@ pub fn pull(store: &Store, source: &str, quiet: bool) -> Result<u8> {
         bail!("the Docker engine at {} sent no image for {name}", r.engine.endpoint());
     };
     if !quiet {
-        println!("Digest: {}", desc.digest);
+        crate::outln!("Digest: {}", desc.digest)?;
     }
-    println!("{stored}");
+    crate::outln!("{stored}")?;
     Ok(0)
 }

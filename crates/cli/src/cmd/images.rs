@@ -423,11 +423,8 @@ fn docker_view(v: &Value) -> Value {
 
 /// Writes to stdout; a closed pipe (`polyarch images | head`) is not an error.
 pub fn emit(s: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
+    let mut out = crate::report::Stdout;
+    Ok(out.write_all(s.as_bytes()).and_then(|()| out.flush())?)
 }
 
 /// Prints every error; exit 1 if there was one.
@@ -479,7 +476,7 @@ fn rmi_one(store: &Store, input: &str, force: bool) -> Result<()> {
     }
     for n in names {
         store.untag(&n).with_context(|| format!("removing {n}"))?;
-        println!("Untagged: {}", familiar(&n));
+        crate::outln!("Untagged: {}", familiar(&n))?;
     }
     Ok(())
 }

@@ -115,7 +115,7 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
     }
     if a.dry_run {
         let v: serde_json::Value = serde_json::from_slice(merged.index.bytes())?;
-        println!("{}", json_indented(&v, b"  ")?);
+        crate::outln!("{}", json_indented(&v, b"  ")?)?;
         return Ok(0);
     }
     // Each child and where it can be read from.
@@ -137,7 +137,7 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
     for t in &tags {
         eprintln!("pushed {t}@{digest}");
     }
-    println!("{digest}");
+    crate::outln!("{digest}")?;
     Ok(0)
 }
 
@@ -147,11 +147,11 @@ fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
     let rt = context::runtime()?;
     let m = rt.block_on(client.get_manifest(&r))?;
     if a.raw {
-        std::io::stdout().write_all(m.bytes())?;
+        crate::report::Stdout.write_all(m.bytes())?;
         return Ok(0);
     }
     match a.format {
-        Some(Format::Json) => println!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?),
+        Some(Format::Json) => crate::outln!("{}", json_indented(&inspect_json(&r, &m)?, b"  ")?)?,
         Some(Format::Template { template, .. }) => {
             let mut v = inspect_json(&r, &m)?;
             if template.may_read("Image") {
@@ -160,7 +160,7 @@ fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
             let out = template.with_type("imagetools.tplInput").with_json_indent("  ").execute(&v)?;
             super::images::emit(&if out.ends_with('\n') { out } else { format!("{out}\n") })?;
         }
-        Some(Format::Default) | None => print!("{}", human(&r, &m)),
+        Some(Format::Default) | None => crate::out!("{}", human(&r, &m))?,
     }
     Ok(0)
 }

@@ -83,7 +83,7 @@ pub fn login(global: &GlobalArgs, a: LoginArgs) -> Result<u8> {
         .with_context(|| format!("login to {registry} as {username}"))?;
     let mut docker = DockerConfig::load().context("reading the docker config")?;
     docker.login(&registry, &username, &password).with_context(|| format!("storing credentials for {registry}"))?;
-    println!("Login Succeeded");
+    crate::outln!("Login Succeeded")?;
     Ok(0)
 }
 
@@ -91,9 +91,9 @@ pub fn logout(a: LogoutArgs) -> Result<u8> {
     let registry = registry_host(a.registry.as_deref());
     let mut docker = DockerConfig::load().context("reading the docker config")?;
     if docker.logout(&registry).with_context(|| format!("removing credentials for {registry}"))? {
-        println!("Removing login credentials for {registry}");
+        crate::outln!("Removing login credentials for {registry}")?;
     } else {
-        println!("Not logged in to {registry}");
+        crate::outln!("Not logged in to {registry}")?;
     }
     Ok(0)
 }

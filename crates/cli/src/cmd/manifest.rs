@@ -154,7 +154,7 @@ fn create(global: &GlobalArgs, lists: &ListStore, a: CreateArgs) -> Result<u8> {
         }
     }
     lists.put(&list)?;
-    println!("Created manifest list {name}");
+    crate::outln!("Created manifest list {name}")?;
     Ok(0)
 }
 
@@ -297,9 +297,9 @@ fn inspect(global: &GlobalArgs, lists: &ListStore, a: InspectArgs) -> Result<u8>
                 .find(|e| e.source == r.to_string() || r.digest.as_ref() == Some(&e.descriptor.digest))
                 .ok_or_else(|| polyarch_index::Error::EntryNotFound { list: first.clone(), image: r.to_string() })?;
             if a.verbose {
-                println!("{}", json_indented(&verbose_entry(&e.source, &e.descriptor, &e.manifest)?, b"\t")?);
+                crate::outln!("{}", json_indented(&verbose_entry(&e.source, &e.descriptor, &e.manifest)?, b"\t")?)?;
             } else {
-                println!("{}", reindent(e.manifest.bytes(), b"\t")?);
+                crate::outln!("{}", reindent(e.manifest.bytes(), b"\t")?)?;
             }
             return Ok(0);
         }
@@ -309,9 +309,9 @@ fn inspect(global: &GlobalArgs, lists: &ListStore, a: InspectArgs) -> Result<u8>
                 .iter()
                 .map(|e| verbose_entry(&e.source, &e.descriptor, &e.manifest))
                 .collect::<Result<Vec<_>>>()?;
-            println!("{}", json_indented(&all, b"\t")?);
+            crate::outln!("{}", json_indented(&all, b"\t")?)?;
         } else {
-            println!("{}", reindent(list_index(&list)?.bytes(), b"   ")?);
+            crate::outln!("{}", reindent(list_index(&list)?.bytes(), b"   ")?)?;
         }
         return Ok(0);
     }
@@ -324,7 +324,7 @@ fn inspect(global: &GlobalArgs, lists: &ListStore, a: InspectArgs) -> Result<u8>
     let m = rt.block_on(client.get_manifest(&r))?;
     if !a.verbose {
         let indent: &[u8] = if m.is_index() { b"   " } else { b"\t" };
-        println!("{}", reindent(m.bytes(), indent)?);
+        crate::outln!("{}", reindent(m.bytes(), indent)?)?;
         return Ok(0);
     }
     if m.is_index() {
@@ -335,11 +335,11 @@ fn inspect(global: &GlobalArgs, lists: &ListStore, a: InspectArgs) -> Result<u8>
             .zip(&children)
             .map(|(d, c)| verbose_entry(&c.source.to_string(), d, &c.manifest))
             .collect::<Result<Vec<_>>>()?;
-        println!("{}", json_indented(&all, b"\t")?);
+        crate::outln!("{}", json_indented(&all, b"\t")?)?;
     } else {
         let f = rt.block_on(resolve::fetch(&client, &r))?;
         let desc = m.descriptor().with_platform(f.platform);
-        println!("{}", json_indented(&verbose_entry(&r.to_string(), &desc, &m)?, b"\t")?);
+        crate::outln!("{}", json_indented(&verbose_entry(&r.to_string(), &desc, &m)?, b"\t")?)?;
     }
     Ok(0)
 }
@@ -373,7 +373,7 @@ fn push(global: &GlobalArgs, lists: &ListStore, a: PushArgs) -> Result<u8> {
     if a.purge {
         lists.remove(&name)?;
     }
-    println!("{digest}");
+    crate::outln!("{digest}")?;
     Ok(0)
 }
 

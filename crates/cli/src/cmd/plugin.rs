@@ -257,10 +257,10 @@ pub fn install(a: InstallArgs) -> Result<u8> {
         let _ = std::fs::remove_file(&tmp);
         anyhow::Error::new(e).context(format!("installing {}", target.display()))
     })?;
-    println!("installed {} -> {}", target.display(), exe.display());
+    crate::outln!("installed {} -> {}", target.display(), exe.display())?;
     let cmd =
         if a.name == "polyarch" { "docker polyarch version".to_string() } else { format!("docker {} version", a.name) };
-    println!("try: {cmd}");
+    crate::outln!("try: {cmd}")?;
     Ok(0)
 }
 

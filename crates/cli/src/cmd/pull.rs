@@ -99,17 +99,17 @@ pub fn pull(global: &GlobalArgs, a: PullArgs) -> Result<u8> {
     progress.finish();
     let pulled = res?;
     if a.quiet {
-        println!("{}", pulled.name);
+        crate::outln!("{}", pulled.name)?;
         return Ok(0);
     }
-    println!("Digest: {}", pulled.descriptor.digest);
+    crate::outln!("Digest: {}", pulled.descriptor.digest)?;
     let short = familiar(&pulled.name);
     if pulled.up_to_date() {
-        println!("Status: Image is up to date for {short}");
+        crate::outln!("Status: Image is up to date for {short}")?;
     } else {
-        println!("Status: Downloaded newer image for {short}");
+        crate::outln!("Status: Downloaded newer image for {short}")?;
     }
-    println!("{}", pulled.name);
+    crate::outln!("{}", pulled.name)?;
     Ok(0)
 }
 
@@ -155,6 +155,6 @@ pub fn push(global: &GlobalArgs, a: PushArgs) -> Result<u8> {
     progress.finish();
     let pushed = res?;
     let tag = target.tag.as_deref().unwrap_or("latest");
-    println!("{tag}: digest: {} size: {}", pushed.descriptor.digest, pushed.descriptor.size);
+    crate::outln!("{tag}: digest: {} size: {}", pushed.descriptor.digest, pushed.descriptor.size)?;
     Ok(0)
 }

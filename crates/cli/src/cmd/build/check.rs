@@ -77,12 +77,12 @@ pub(super) fn run(rt: &tokio::runtime::Runtime, builder: &Builder, opts: &BuildO
     let source = String::from_utf8_lossy(&opts.dockerfile);
     let n = rep.warnings.len();
     if n == 0 {
-        println!("Check complete, no warnings found.");
+        crate::outln!("Check complete, no warnings found.")?;
         return Ok(0);
     }
     let count = if n == 1 { "1 warning has been found!".to_string() } else { format!("{n} warnings have been found!") };
-    println!("Check complete, {count}");
-    print!("{}", lint::render(&rep.warnings, &opts.dockerfile_name, &source));
+    crate::outln!("Check complete, {count}")?;
+    crate::out!("{}", lint::render(&rep.warnings, &opts.dockerfile_name, &source))?;
     Ok(1)
 }
 
@@ -130,7 +130,7 @@ pub(super) fn targets(dockerfile: &[u8], file: &str) -> Result<u8> {
     for (name, desc) in rows {
         out.push_str(&format!("{name:<width$}{desc}\n"));
     }
-    print!("{out}");
+    crate::out!("{out}")?;
     Ok(0)
 }
 

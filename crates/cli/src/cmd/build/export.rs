@@ -54,7 +54,13 @@ impl Exporter<'_> {
                 continue;
             }
             let layers = self.progress.begin_status("exporting layers");
-            let loaded = o.write(self.store, built, &names, self.annotations, &mut std::io::stdout().lock())?;
+            let loaded = o.write(
+                self.store,
+                built,
+                &names,
+                self.annotations,
+                &mut std::io::BufWriter::new(crate::report::Stdout),
+            )?;
             self.progress.end_status(layers);
             if o.kind == OutputKind::Docker && matches!(built, Built::Index(_)) && self.progress.mode != "quiet" {
                 eprintln!("{}", super::multi::describe_load(&loaded));

@@ -136,7 +136,7 @@ impl Multi<'_> {
             write_metadata(path, &img, &names_out)?;
         }
         if a.progress == "quiet" {
-            println!("{digest}");
+            crate::outln!("{digest}")?;
         }
         Ok(0)
     }

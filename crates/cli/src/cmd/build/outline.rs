@@ -26,9 +26,9 @@ pub(super) fn print(
     let needed = needed(&df, t);
     let o = collect(&ast, &df, &needed, t, build_args)?;
     if call.split(',').any(|f| f.trim() == "format=json") {
-        println!("{}", serde_json::to_string_pretty(&o)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&o)?)?;
     } else {
-        print!("{}", render(&o));
+        crate::out!("{}", render(&o))?;
     }
     Ok(0)
 }
