@@ -35,6 +35,14 @@ impl AtomicFile {
         Ok(AtomicFile { path: path.to_path_buf(), dir, tmp: BufWriter::with_capacity(256 * 1024, tmp) })
     }
 
+    /// Writes `bytes` to `path` at once: the whole file or, on failure,
+    /// whatever was there before.
+    pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut f = AtomicFile::create(path)?;
+        f.write_all(bytes)?;
+        f.commit()
+    }
+
     /// The file this becomes.
     pub fn path(&self) -> &Path {
         &self.path

@@ -2,7 +2,6 @@
 //! (image-spec `image-layout.md`) plus `ingest/` and `locks/`.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use polyarch_oci::Digest;
@@ -76,9 +75,7 @@ fn check_layout_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// rename, so readers see the old or the new file, never a partial one.
 pub(crate) fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
     debug_assert_eq!(target.parent(), Some(dir));
-    let mut f = crate::AtomicFile::create(target).map_err(io_at(target))?;
-    f.write_all(bytes).map_err(io_at(target))?;
-    f.commit().map_err(io_at(target))
+    crate::AtomicFile::write(target, bytes).map_err(io_at(target))
 }
 
 /// fsyncs a directory so a rename in it survives a crash.

@@ -490,7 +490,8 @@ fn export_single(
     // buildx's image ID: the config digest of a one-platform image.
     let id = result.config.digest.to_string();
     if let Some(path) = &a.iidfile {
-        std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
+        polyarch_store::AtomicFile::write(path, id.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.metadata_file {
         write_metadata(path, &result, &names_out)?;
@@ -560,7 +561,7 @@ fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> 
         m.insert("image.name".into(), names.join(",").into());
     }
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    polyarch_store::AtomicFile::write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! shell completions and one man page per command, both generated from
 //! the command line definition so they never drift from it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -50,8 +49,7 @@ fn pages(cmd: &clap::Command, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
 /// Writes `bytes` to `dir/name` through a temporary file renamed into place.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
-    let mut f = polyarch_store::AtomicFile::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes).and_then(|()| f.commit()).with_context(|| format!("writing {}", path.display()))
+    polyarch_store::AtomicFile::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn man(a: ManArgs, cmd: clap::Command) -> Result<u8> {

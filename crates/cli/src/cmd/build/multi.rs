@@ -130,7 +130,8 @@ impl Multi<'_> {
         }
         let digest = img.index.digest.to_string();
         if let Some(path) = &a.iidfile {
-            std::fs::write(path, &digest).with_context(|| format!("writing {}", path.display()))?;
+            polyarch_store::AtomicFile::write(path, digest.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         if let Some(path) = &a.metadata_file {
             write_metadata(path, &img, &names_out)?;
@@ -181,7 +182,7 @@ fn write_metadata(path: &Path, img: &IndexImage, names: &[String]) -> Result<()>
     }
     m.insert("polyarch.platforms".into(), serde_json::Value::Object(platforms));
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    polyarch_store::AtomicFile::write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
