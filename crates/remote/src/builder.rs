@@ -426,18 +426,8 @@ pub fn chosen(explicit: Option<&str>) -> Result<Option<Builder>> {
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("writing", path)(e));
-    }
-    Ok(())
+    polyarch_store::AtomicFile::write(path, bytes).map_err(io("writing", path))
 }
 
 /// The ssh command: `POLYARCH_SSH` (split on white space) or `ssh`.
