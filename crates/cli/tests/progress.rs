@@ -477,3 +477,29 @@ fn with_one_job_run_steps_start_when_they_get_the_slot() {
     let (first, second) = if when(&a.started) <= when(&b.started) { (a, b) } else { (b, a) };
     assert!(when(&first.completed) <= when(&second.started), "the second RUN waited, not ran: {first:?} {second:?}");
 }
+
+#[test]
+fn plain_shows_a_late_status_under_its_step_as_buildkit_does() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    // The base image's layers are read only when the RUN steps need them.
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN true\nRUN true\n")]);
+    let out = env.run(&["build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let mut seen = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix('#') else { continue };
+        let Some((id, text)) = rest.split_once(' ') else { continue };
+        if !text.starts_with("extracting sha256:") {
+            continue;
+        }
+        seen += 1;
+        // The line before it is of the same step, and the step ends after it.
+        let before = lines[..i].iter().rev().find(|b| b.starts_with('#')).unwrap();
+        assert!(before.starts_with(&format!("#{id} ")), "{l:?} after {before:?}:\n{stderr}");
+        let done = format!("#{id} DONE ");
+        assert!(lines[i + 1..].iter().any(|a| a.starts_with(&done)), "{l:?} is not followed by {done:?}:\n{stderr}");
+    }
+    assert!(seen >= 2, "a base layer extracted per platform:\n{stderr}");
+}

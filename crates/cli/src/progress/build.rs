@@ -58,6 +58,9 @@ pub struct Progress {
     started: Mutex<HashMap<usize, SystemTime>>,
     /// Steps started and not ended, shown as cancelled at the end.
     open: Mutex<std::collections::BTreeMap<usize, Vertex>>,
+    /// plain mode: how long each ended step took, to end it again when a
+    /// status of it comes later (a base image's layers read by a later step).
+    ended: Mutex<HashMap<usize, Duration>>,
     raw: RawJson,
     /// tty mode: the bars; lines are printed above them.
     live: Option<indicatif::MultiProgress>,
@@ -250,6 +253,7 @@ impl Progress {
             cached: Default::default(),
             started: Default::default(),
             open: Default::default(),
+            ended: Default::default(),
             raw: RawJson::default(),
             live,
             ticking: terminal,
@@ -333,14 +337,34 @@ impl Progress {
                 }
             }
             "plain" => {
-                let lines = match (self.cached.lock(), self.started.lock()) {
+                let mut lines = match (self.cached.lock(), self.started.lock()) {
                     (Ok(mut c), Ok(s)) => plain_lines(e, &mut c, &s),
                     _ => return,
                 };
+                self.reopen(e, &mut lines);
                 let mut err = std::io::stderr().lock();
                 for l in lines {
                     let _ = writeln!(err, "{l}");
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// plain mode, as BuildKit's printer: a status that ends after its step
+    /// did comes under the step's name again, and the step ends again.
+    fn reopen(&self, e: &Event, lines: &mut Vec<String>) {
+        let Ok(mut ended) = self.ended.lock() else { return };
+        match e {
+            Event::Done { vertex, elapsed, .. } => {
+                ended.insert(vertex.id, *elapsed);
+            }
+            Event::Status { vertex, .. } if !lines.is_empty() => {
+                let Some(elapsed) = ended.get(&vertex.id) else { return };
+                let id = vertex.id;
+                lines.insert(0, format!("#{id} {}", vertex.name()));
+                lines.push(format!("#{id} DONE {:.1}s", elapsed.as_secs_f64()));
+                lines.push(String::new());
             }
             _ => {}
         }
