@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{assert_no_mounts_or_containers, busybox, have, is_root, require, shared_registry, Env};
+use crate::util::{assert_no_mounts_or_containers, busybox, have, is_root, require, s, shared_registry, Env};
 
 fn root_and_runc() -> bool {
     require(is_root(), "running as root") && require(have("runc"), "runc (apt-get install runc)")
@@ -186,6 +186,13 @@ fn run_applies_env_workdir_user_and_entrypoint() {
     assert_eq!(out, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/\n0\n");
     let (_, out, _) = run(&env, &["--entrypoint", "echo", &img, "a", "b"]);
     assert_eq!(out, "a b\n");
+    // --env-file first, then -e, as docker.
+    let file = env.dir.path().join("env.list");
+    std::fs::write(&file, "# settings\nA=from-file\nB=two words\n").unwrap();
+    let (code, out, err) =
+        run(&env, &["--env-file", s(&file), "-e", "A=from-flag", &img, "sh", "-c", "echo \"$A|$B\""]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from-flag|two words\n");
     let (_, out, _) = run(&env, &["--entrypoint", "/bin/hostname", &img]);
     assert_eq!(out.trim().len(), 12, "--entrypoint resets CMD: {out}");
     assert_clean(&env);

@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to copy it from here).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Read environment variables from a file: `KEY=VALUE` lines (or `KEY`
+    /// to copy it from here); `#` comments and blank lines are skipped.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<std::path::PathBuf>,
     /// Working directory inside the container (created if missing).
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     workdir: Option<String>,
@@ -289,7 +293,14 @@ fn process_spec(a: &RunArgs, image: &LocalImage) -> Result<ProcessSpec> {
     if args.is_empty() {
         bail!("no command specified (the image has no CMD or ENTRYPOINT)");
     }
-    let env = merge_env(strings("Env"), &a.env, |k| std::env::var(k).ok());
+    // As docker: the files first, in order, then each -e.
+    let mut flags = Vec::new();
+    for f in &a.env_files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        flags.extend(env_file_entries(&text).map_err(|e| anyhow::anyhow!("--env-file {}: {e}", f.display()))?);
+    }
+    flags.extend(a.env.iter().cloned());
+    let env = merge_env(strings("Env"), &flags, |k| std::env::var(k).ok());
     let cwd = a.workdir.clone().unwrap_or_else(|| string("WorkingDir"));
     let mut process = ProcessSpec::new(args)
         .with_env(env)
@@ -458,6 +469,26 @@ pub fn merge_env(image: Vec<String>, flags: &[String], lookup: impl Fn(&str) -> 
     env
 }
 
+/// The entries of an `--env-file`, as docker reads one: a line is
+/// `KEY=VALUE` (the value as written, quotes included) or `KEY`; leading
+/// white space is dropped; `#` lines and blank ones are skipped; a key
+/// with white space is an error naming the line.
+pub fn env_file_entries(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = line.split_once('=').map_or(line, |(k, _)| k);
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(format!("line {}: variable {key:?} contains whitespaces", n + 1));
+        }
+        out.push(line.to_string());
+    }
+    Ok(out)
+}
+
 /// Stops the container on SIGINT or SIGTERM instead of leaving it behind.
 fn watch_signals(rt: &tokio::runtime::Runtime, cancel: Cancel) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -518,6 +549,13 @@ mod tests {
         assert!(parse_ulimit("files=1").unwrap_err().contains("files"));
         assert!(parse_ulimit("nofile").is_err());
         assert!(parse_ulimit("nofile=x").is_err());
+    }
+
+    #[test]
+    fn env_files_read_as_dockers() {
+        let got = env_file_entries("# comment\n\nA=1\n  B=\"two words\"\nHOME\nC=\n").unwrap();
+        assert_eq!(got, v(&["A=1", "B=\"two words\"", "HOME", "C="]));
+        assert!(env_file_entries("A=1\nBAD KEY=2\n").unwrap_err().contains("line 2"));
     }
 
     #[test]
