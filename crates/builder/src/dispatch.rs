@@ -676,6 +676,10 @@ impl Run<'_> {
         );
         let raw = RawManifest::from_image(&manifest).map_err(|e| Error::Layer(e.to_string()))?;
         let manifest_desc = self.b.store.put_manifest(&raw)?;
+        // The base images' layers are theirs; the rest this build made.
+        let bases: std::collections::HashSet<polyarch_oci::Digest> =
+            self.images.values().flat_map(|(img, _)| img.layers.iter().map(|l| l.desc.digest.clone())).collect();
+        let foreign = crate::archcheck::foreign_programs(&self.b.store, &st.layers, &bases, &st.platform)?;
         Ok(BuildResult {
             manifest: manifest_desc,
             config: config_desc,
@@ -684,6 +688,7 @@ impl Run<'_> {
             platform: st.platform,
             executed: self.executed,
             cached: self.cached,
+            foreign,
         })
     }
 

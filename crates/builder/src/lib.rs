@@ -25,6 +25,7 @@
 //! The library never prints: progress goes to an [`Event`] sink
 //! ([`event`]: typed steps and the one step numbering).
 
+pub mod archcheck;
 pub mod base;
 pub mod cache;
 pub mod cacheio;
@@ -175,6 +176,9 @@ pub struct BuildResult {
     pub executed: usize,
     /// Filesystem steps served from the cache.
     pub cached: usize,
+    /// Programs of another architecture than the platform's in the layers
+    /// the build made (see [`archcheck`]).
+    pub foreign: Vec<archcheck::ForeignProgram>,
 }
 
 pub use dispatch::Builder;

@@ -502,3 +502,26 @@ fn a_link_copy_is_one_layer_for_every_platform_and_every_base() {
     let stderr = build(&env, &["--no-cache", "--platform", "linux/amd64", "-t", "linked:3", s(&second)]);
     assert_eq!(counts(&stderr), (2, 0), "{stderr}");
 }
+
+#[test]
+fn a_program_of_the_wrong_architecture_is_named_for_its_image() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    // The classic mistake: a binary made on the build platform, copied
+    // into every target's image. A RUN of the target's own is fine.
+    let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build
+RUN mkdir /out && cp /bin/busybox /out/app
+FROM busybox
+COPY --from=build /out/app /usr/local/bin/app
+RUN cp /bin/busybox /usr/local/bin/native
+";
+    let ctx = context(&env, "ctx", &[("Dockerfile", dockerfile)]);
+    let stderr = build(&env, &["--platform", "linux/amd64,linux/arm64", s(&ctx)]);
+    let warning = "WARNING: the linux/arm64 image holds a program for another architecture";
+    assert!(stderr.contains(warning), "{stderr}");
+    assert!(stderr.contains(" - /usr/local/bin/app: linux/amd64\n"), "{stderr}");
+    assert!(!stderr.contains("/usr/local/bin/native:"), "the arm64 image's own program is not named: {stderr}");
+    assert!(!stderr.contains("the linux/amd64 image holds"), "amd64's is right: {stderr}");
+    // Every build says it, cached or not; a one-platform build too.
+    let stderr = build(&env, &["--platform", "linux/arm64", s(&ctx)]);
+    assert!(stderr.contains(warning) && stderr.contains("executed 0 step(s)"), "{stderr}");
+}

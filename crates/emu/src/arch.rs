@@ -400,6 +400,21 @@ impl Arch {
     }
 }
 
+impl Arch {
+    /// The architecture whose programs start with `header` (at least the
+    /// first 20 bytes of a file), as binfmt_misc would tell: the one whose
+    /// [`Arch::magic`] matches under its [`Arch::mask`]. Executables and
+    /// shared objects both match; `None` for anything else.
+    pub fn of_elf(header: &[u8]) -> Option<Arch> {
+        static MAGIC: std::sync::OnceLock<Vec<(Arch, Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+        let table = MAGIC.get_or_init(|| Arch::ALL.iter().map(|a| (*a, a.magic(), a.mask())).collect());
+        if !header.starts_with(b"\x7fELF") {
+            return None;
+        }
+        table.iter().find(|(_, magic, mask)| magic_matches(header, 0, magic, Some(mask))).map(|(a, _, _)| *a)
+    }
+}
+
 /// Whether `header` matches `magic` under `mask` at `offset`, as the
 /// kernel compares them (a missing mask compares every bit).
 pub fn magic_matches(header: &[u8], offset: usize, magic: &[u8], mask: Option<&[u8]>) -> bool {
@@ -415,6 +430,19 @@ pub fn magic_matches(header: &[u8], offset: usize, magic: &[u8], mask: Option<&[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_architectures_programs_are_told_apart() {
+        for a in Arch::ALL {
+            assert_eq!(Arch::of_elf(&a.probe_program()), Some(a), "{a:?}");
+        }
+        // A shared object (ET_DYN) is the architecture's too.
+        let mut dyn_obj = Arch::Arm64.probe_program();
+        dyn_obj[16] = 3;
+        assert_eq!(Arch::of_elf(&dyn_obj), Some(Arch::Arm64));
+        assert_eq!(Arch::of_elf(b"#!/bin/sh\necho not a program\n"), None);
+        assert_eq!(Arch::of_elf(b"\x7fELF"), None, "too short to tell");
+    }
 
     /// The magic strings of tonistiigi/binfmt's config.go, decoded.
     const REFERENCE_MAGIC: [(Arch, &str); 10] = [

@@ -505,6 +505,8 @@ impl<'a> NodeBuild<'a> {
             platform,
             executed: img.executed,
             cached: img.cached,
+            // Not checked for a build on a node: its layers stay there.
+            foreign: Vec::new(),
         })
     }
 }

@@ -483,6 +483,7 @@ fn export_single(
     if let Some(c) = cache {
         c.print_warnings();
     }
+    warn_foreign(progress, &[&result]);
     if progress.chatty() {
         eprintln!("executed {} step(s), {} cached", result.executed, result.cached);
     }
@@ -577,5 +578,29 @@ mod tests {
             assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
         }
         assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
+    }
+}
+
+/// After a build: a warning for each image that holds programs of another
+/// architecture than its platform's ([`polyarch_builder::archcheck`]): the
+/// image carries the right label but those programs run only under
+/// emulation, or not at all on the machines it is meant for.
+pub(super) fn warn_foreign(progress: &Progress, images: &[&BuildResult]) {
+    if progress.mode == "rawjson" {
+        return;
+    }
+    for r in images.iter().filter(|r| !r.foreign.is_empty()) {
+        let p = r.platform.format();
+        let n = r.foreign.len();
+        let what = if n == 1 { "a program".to_string() } else { format!("{n} programs") };
+        let mut text = format!("WARNING: the {p} image holds {what} for another architecture, which {p} machines cannot run without emulation:");
+        for f in r.foreign.iter().take(5) {
+            let arch = f.arch.platforms().first().map(|a| a.format()).unwrap_or_else(|| f.arch.name().to_string());
+            text.push_str(&format!("\n - /{}: {arch}", f.path));
+        }
+        if n > 5 {
+            text.push_str(&format!("\n - and {} more", n - 5));
+        }
+        eprintln!("{text}");
     }
 }

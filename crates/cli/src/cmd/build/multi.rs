@@ -125,6 +125,7 @@ impl Multi<'_> {
         if let Some(c) = self.cache {
             c.print_warnings();
         }
+        super::warn_foreign(self.progress, &result.images.iter().collect::<Vec<_>>());
         if self.progress.chatty() {
             eprintln!("executed {} step(s), {} cached", result.executed(), result.cached());
         }
