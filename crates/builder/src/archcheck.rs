@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(found, [ForeignProgram { path: "usr/app".into(), arch: Arch::Amd64 }]);
         // The same layers in an amd64 image: the arm64 program is the foreign one.
         let amd = Platform::parse("linux/amd64").unwrap();
-        let found = foreign_programs(&store, &[built.clone()], &HashSet::new(), &amd).unwrap();
+        let found = foreign_programs(&store, std::slice::from_ref(&built), &HashSet::new(), &amd).unwrap();
         assert_eq!(found, [ForeignProgram { path: "usr/native".into(), arch: Arch::Arm64 }]);
         // 386 programs run in an amd64 image; unknown platforms are not checked.
         let i386 = layer(&store, &[("usr/old", Arch::I386.probe_program(), 0o755)]);

@@ -406,7 +406,8 @@ impl Arch {
     /// [`Arch::magic`] matches under its [`Arch::mask`]. Executables and
     /// shared objects both match; `None` for anything else.
     pub fn of_elf(header: &[u8]) -> Option<Arch> {
-        static MAGIC: std::sync::OnceLock<Vec<(Arch, Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+        type Table = Vec<(Arch, Vec<u8>, Vec<u8>)>;
+        static MAGIC: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
         let table = MAGIC.get_or_init(|| Arch::ALL.iter().map(|a| (*a, a.magic(), a.mask())).collect());
         if !header.starts_with(b"\x7fELF") {
             return None;

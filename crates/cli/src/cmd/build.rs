@@ -565,22 +565,6 @@ fn write_metadata(path: &Path, r: &BuildResult, names: &[String]) -> Result<()> 
     polyarch_store::AtomicFile::write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pull_takes_booleans_and_buildkit_modes() {
-        for v in ["true", "always", "pull"] {
-            assert_eq!(parse_pull(v), Ok(ResolveMode::Pull), "{v}");
-        }
-        for v in ["false", "missing", "default", "local"] {
-            assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
-        }
-        assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
-    }
-}
-
 /// After a build: a warning for each image that holds programs of another
 /// architecture than its platform's ([`polyarch_builder::archcheck`]): the
 /// image carries the right label but those programs run only under
@@ -602,5 +586,21 @@ pub(super) fn warn_foreign(progress: &Progress, images: &[&BuildResult]) {
             text.push_str(&format!("\n - and {} more", n - 5));
         }
         eprintln!("{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_takes_booleans_and_buildkit_modes() {
+        for v in ["true", "always", "pull"] {
+            assert_eq!(parse_pull(v), Ok(ResolveMode::Pull), "{v}");
+        }
+        for v in ["false", "missing", "default", "local"] {
+            assert_eq!(parse_pull(v), Ok(ResolveMode::PreferLocal), "{v}");
+        }
+        assert!(parse_pull("sometimes").unwrap_err().contains("sometimes"));
     }
 }
