@@ -19,7 +19,6 @@ use polyarch_emu::Arch;
 use polyarch_oci::{Digest, Platform};
 use polyarch_store::{BlobSource, Store};
 
-use crate::error::{Error, Result};
 use crate::layer::Layer;
 
 /// How much uncompressed layer content one image's check reads at most.
@@ -39,28 +38,31 @@ pub struct ForeignProgram {
 
 /// The executable ELF files of another architecture than `platform`'s in
 /// `layers`, leaving out the layers in `skip` (the base images'). Nothing
-/// for a platform polyarch does not know.
+/// for a platform polyarch does not know; a layer that cannot be read is
+/// left out.
 pub fn foreign_programs(
     store: &Store,
     layers: &[Layer],
     skip: &HashSet<Digest>,
     platform: &Platform,
-) -> Result<Vec<ForeignProgram>> {
-    let Some(expected) = Arch::from_platform(platform) else { return Ok(Vec::new()) };
+) -> Vec<ForeignProgram> {
+    let Some(expected) = Arch::from_platform(platform) else { return Vec::new() };
     let mut found = Vec::new();
     let mut budget = READ_LIMIT;
     for layer in layers.iter().filter(|l| !skip.contains(&l.desc.digest)) {
         if budget == 0 || found.len() >= MAX_FOUND {
             break;
         }
-        let blob = store.open(&layer.desc)?;
-        let reader = crate::compress::decompress(blob)?;
+        // A layer that cannot be read here (not fetched, say) is not
+        // checked: the check is a hint, never a reason to fail.
+        let Ok(blob) = store.open(&layer.desc) else { continue };
+        let Ok(reader) = crate::compress::decompress(blob) else { continue };
         let mut counted = Counted { inner: reader, left: budget };
-        scan(&mut counted, expected, &mut found).map_err(|e| Error::layer("checking the programs of", e))?;
+        let _ = scan(&mut counted, expected, &mut found);
         budget = counted.left;
     }
     found.truncate(MAX_FOUND);
-    Ok(found)
+    found
 }
 
 /// Whether a path names a shared object (`libc.so.6`, `x.so`).
@@ -167,16 +169,20 @@ mod tests {
         );
         let arm = Platform::parse("linux/arm64").unwrap();
         let skip: HashSet<Digest> = [base.desc.digest.clone()].into();
-        let found = foreign_programs(&store, &[base.clone(), built.clone()], &skip, &arm).unwrap();
+        let found = foreign_programs(&store, &[base.clone(), built.clone()], &skip, &arm);
         assert_eq!(found, [ForeignProgram { path: "usr/app".into(), arch: Arch::Amd64 }]);
         // The same layers in an amd64 image: the arm64 program is the foreign one.
         let amd = Platform::parse("linux/amd64").unwrap();
-        let found = foreign_programs(&store, std::slice::from_ref(&built), &HashSet::new(), &amd).unwrap();
+        let found = foreign_programs(&store, std::slice::from_ref(&built), &HashSet::new(), &amd);
         assert_eq!(found, [ForeignProgram { path: "usr/native".into(), arch: Arch::Arm64 }]);
         // 386 programs run in an amd64 image; unknown platforms are not checked.
         let i386 = layer(&store, &[("usr/old", Arch::I386.probe_program(), 0o755)]);
-        assert!(foreign_programs(&store, &[i386], &HashSet::new(), &amd).unwrap().is_empty());
+        assert!(foreign_programs(&store, &[i386], &HashSet::new(), &amd).is_empty());
         let odd = Platform::parse("linux/ia64").unwrap();
-        assert!(foreign_programs(&store, &[built], &HashSet::new(), &odd).unwrap().is_empty());
+        assert!(foreign_programs(&store, &[built], &HashSet::new(), &odd).is_empty());
+        // A layer whose blob is not here is left out, not an error.
+        let gone = polyarch_oci::Descriptor::new("application/x", Digest::sha256(b"gone"), 4);
+        let gone = Layer { desc: gone, diff_id: Digest::sha256(b"g") };
+        assert!(foreign_programs(&store, &[gone], &HashSet::new(), &arm).is_empty());
     }
 }

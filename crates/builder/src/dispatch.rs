@@ -679,7 +679,7 @@ impl Run<'_> {
         // The base images' layers are theirs; the rest this build made.
         let bases: std::collections::HashSet<polyarch_oci::Digest> =
             self.images.values().flat_map(|(img, _)| img.layers.iter().map(|l| l.desc.digest.clone())).collect();
-        let foreign = crate::archcheck::foreign_programs(&self.b.store, &st.layers, &bases, &st.platform)?;
+        let foreign = crate::archcheck::foreign_programs(&self.b.store, &st.layers, &bases, &st.platform);
         Ok(BuildResult {
             manifest: manifest_desc,
             config: config_desc,
