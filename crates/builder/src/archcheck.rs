@@ -57,9 +57,9 @@ pub fn foreign_programs(
         // checked: the check is a hint, never a reason to fail.
         let Ok(blob) = store.open(&layer.desc) else { continue };
         let Ok(reader) = crate::compress::decompress(blob) else { continue };
-        let mut counted = Counted { inner: reader, left: budget };
-        let _ = scan(&mut counted, expected, &mut found);
-        budget = counted.left;
+        let mut limited = reader.take(budget);
+        let _ = scan(&mut limited, expected, &mut found);
+        budget = limited.limit();
     }
     found.truncate(MAX_FOUND);
     found
@@ -113,24 +113,6 @@ fn scan(r: &mut dyn Read, expected: Arch, found: &mut Vec<ForeignProgram>) -> st
 /// 386 program in an amd64 image runs (as Docker runs 386 images natively).
 fn same_machine(found: Arch, expected: Arch) -> bool {
     matches!((found, expected), (Arch::I386, Arch::Amd64))
-}
-
-/// A reader that ends after `left` bytes.
-struct Counted<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

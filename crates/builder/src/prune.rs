@@ -221,7 +221,7 @@ pub fn prune(
 /// The blobs no image and no kept record holds (what builds pulled for
 /// their base images, mostly) that the `policies` keep, each seen as a
 /// private `regular` record of its size last used when a build last used
-/// it ([`Store::last_used`]), as BuildKit's pulled layers are records: a
+/// it (its file's modification time, see [`Store::touch`]), as BuildKit's pulled layers are records: a
 /// prune with `until`, a type filter or a size limit keeps the base images
 /// that builds used lately, as it keeps their steps. The `records` kept
 /// count against a size limit, and stay.
@@ -239,7 +239,7 @@ fn loose_kept(
         .into_iter()
         .filter(|b| !keep.contains(&b.digest) && !referenced.contains(&b.digest))
         .map(|b| {
-            let used = store.last_used(&b.digest);
+            let used = mtime(&store.blob_path(&b.digest));
             let entry = Entry {
                 id: b.digest.hex().chars().take(ID_LEN).collect(),
                 size: b.size,
@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(run(until), (false, true), "only what was not used within the hour");
         // Touched by a build: used now.
         store.touch(&[&recent]);
-        assert!(store.last_used(&recent).unwrap() > cache_now() - 5 * retention::NANOS);
+        assert!(mtime(&store.blob_path(&recent)).unwrap() > cache_now() - 5 * retention::NANOS);
         assert_eq!(run(Policy::default()), (false, false), "no filter, no limit: everything unused");
     }
 

@@ -137,8 +137,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Marks blobs as used now (their file's modification time), so that
-    /// a prune that keeps what was used lately keeps them. Missing blobs
+    /// Marks blobs as used now (their file's modification time, which a
+    /// prune reads as their last use), so that a prune that keeps what was
+    /// used lately keeps them. Missing blobs
     /// and failures are ignored: this is a hint, never a reason to fail.
     pub fn touch(&self, digests: &[&Digest]) {
         let now = std::time::SystemTime::now();
@@ -147,13 +148,6 @@ impl Store {
                 let _ = f.set_modified(now);
             }
         }
-    }
-
-    /// When a blob was last used: its file's modification time (set when it
-    /// was written, and by [`Store::touch`]), in nanoseconds since the epoch.
-    pub fn last_used(&self, digest: &Digest) -> Option<i64> {
-        let m = fs::metadata(self.blob_path(digest)).ok()?.modified().ok()?;
-        i64::try_from(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos()).ok()
     }
 
     /// Removes one blob; kind `NotFound` when it is not there. References
