@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build an image from a Dockerfile for one platform (as `docker buildx build`).
+    /// Build an image from a Dockerfile, for one platform or several (as `docker buildx build`).
     Build(Box<cmd::build::BuildArgs>),
     /// Assemble, inspect and push local manifest lists (as `docker manifest`).
     #[command(subcommand)]
@@ -41,6 +41,11 @@ enum Command {
     Images(cmd::images::ImagesArgs),
     /// Show a stored image's manifest and config as JSON (as `docker image inspect`).
     Inspect(cmd::images::InspectArgs),
+    /// Show the history of a stored image (as `docker history`).
+    History(cmd::history::HistoryArgs),
+    /// Commands on stored images, under docker's names (`image ls`, `image rm`, `image history`, ...).
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
     /// Give a stored image another name (as `docker tag`).
     Tag(cmd::images::TagArgs),
     /// Remove names from the store (as `docker rmi`); `prune` frees the space.
@@ -123,6 +128,8 @@ fn main() -> ExitCode {
         Command::Logout(a) => cmd::login::logout(a),
         Command::Images(a) => cmd::images::images(g, a),
         Command::Inspect(a) => cmd::images::inspect(g, a),
+        Command::History(a) => cmd::history::history(g, a),
+        Command::Image(c) => cmd::image::run(g, c),
         Command::Tag(a) => cmd::images::tag(g, a),
         Command::Rmi(a) => cmd::images::rmi(g, a),
         Command::Pull(a) => cmd::pull::pull(g, a),

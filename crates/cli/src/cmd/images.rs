@@ -128,8 +128,14 @@ fn repo_and_tag(name: &str) -> (String, String) {
 
 /// `sha256:` stripped, 12 hex digits, as Docker's short image ID.
 pub fn short_id(d: &Descriptor) -> String {
-    let hex = d.digest.hex();
-    hex[..hex.len().min(12)].to_string()
+    short_id_of(d.digest.hex())
+}
+
+/// Docker's `stringid.TruncateID`: an algorithm prefix dropped, then at
+/// most 12 characters (`<missing>` stays as it is).
+pub fn short_id_of(id: &str) -> String {
+    let hex = id.split_once(':').map_or(id, |(_, h)| h);
+    hex.chars().take(12).collect()
 }
 
 /// `v` with `prec` significant digits and trailing zeros removed, as Go's `%.<prec>g`.
@@ -211,9 +217,14 @@ fn now() -> i64 {
 /// "2 weeks ago", or "N/A".
 fn created_since(created: Option<&str>) -> String {
     match created.and_then(parse_rfc3339) {
-        Some(t) => format!("{} ago", human_duration(now().saturating_sub(t).max(0) as u64)),
+        Some(t) => ago(t),
         None => "N/A".to_string(),
     }
+}
+
+/// "2 weeks ago" for a time in seconds since the epoch.
+pub fn ago(t: i64) -> String {
+    format!("{} ago", human_duration(now().saturating_sub(t).max(0) as u64))
 }
 
 /// Rows aligned like Docker's tabwriter (min width 10, padding 3).

@@ -19,6 +19,8 @@ pub mod debug_reference;
 pub mod doctor;
 pub mod engine;
 pub mod gcconfig;
+pub mod history;
+pub mod image;
 pub mod images;
 pub mod imagetools;
 pub mod login;
