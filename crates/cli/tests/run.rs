@@ -126,6 +126,17 @@ fn run_passes_exit_codes_through() {
     let (code, _, err) = run(&env, &[&img, "no-such-program"]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("executable file not found"), "{err}");
+    // A program that cannot be executed is 126, said once, as docker's.
+    for path in ["/etc/passwd", "/etc"] {
+        let (code, _, err) = run(&env, &[&img, path]);
+        assert_eq!(code, 126, "{path}: {err}");
+        assert_eq!(err.matches(&format!("exec: \"{path}\"")).count(), 1, "{err}");
+    }
+    // `--name` is taken as docker takes it, and checked as docker checks it.
+    assert_eq!(run(&env, &["--rm", "--name", "web-1", &img, "true"]).0, 0);
+    let (code, _, err) = run(&env, &["--name", "a b", &img, "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("Invalid container name (a b)"), "{err}");
     let (code, _, err) = run(&env, &["-u", "ghost", &img, "true"]);
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("unable to find user ghost"), "{err}");

@@ -330,21 +330,28 @@ fn polyarch_root_isolates_stores() {
 #[test]
 fn history_and_the_image_group_as_docker_has_them() {
     let Some((env, _reg)) = mirrored() else { return };
-    let ctx = context(&env, "hist", &[("Dockerfile", "FROM busybox\nENV A=1\nCOPY f /f\nCMD [\"sh\"]\n"), ("f", "x\n")]);
+    let ctx =
+        context(&env, "hist", &[("Dockerfile", "FROM busybox\nENV A=1\nCOPY f /f\nCMD [\"sh\"]\n"), ("f", "x\n")]);
     env.ok(&["build", "-q", "--platform", "linux/amd64,linux/arm64", "-t", "hist:1", ctx.to_str().unwrap()]);
     let id = json(&env.ok(&["images", "--format", "json", "hist:1"]))["ID"].as_str().unwrap().to_string();
 
     let table = env.ok(&["history", "--platform", "linux/arm64", "hist:1"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("IMAGE ") && lines[0].contains("CREATED BY") && lines[0].ends_with("COMMENT"), "{table}");
+    assert!(
+        lines[0].starts_with("IMAGE ") && lines[0].contains("CREATED BY") && lines[0].ends_with("COMMENT"),
+        "{table}"
+    );
     assert_eq!(lines.len(), 5, "header, CMD, COPY, ENV and the base's entry: {table}");
     assert!(lines[1].starts_with(&id) && lines[1].contains("CMD [\"sh\"]"), "{table}");
     assert!(lines[2].starts_with("<missing>") && lines[2].contains("COPY f /f"), "{table}");
     assert!(lines[3].contains("ENV A=1") && lines[3].contains(" 0B "), "an empty layer: {table}");
     assert!(lines[4].contains("(arm64,") || lines[4].contains("arm64"), "the arm64 base: {table}");
 
-    let rows: Vec<serde_json::Value> =
-        env.ok(&["image", "history", "--format", "json", "--no-trunc", "-H=false", "hist:1"]).lines().map(json).collect();
+    let rows: Vec<serde_json::Value> = env
+        .ok(&["image", "history", "--format", "json", "--no-trunc", "-H=false", "hist:1"])
+        .lines()
+        .map(json)
+        .collect();
     assert_eq!(rows.len(), 4);
     assert!(rows[0]["ID"].as_str().unwrap().starts_with("sha256:"), "{rows:?}");
     assert_eq!(rows[1]["ID"], "<missing>");
@@ -352,7 +359,10 @@ fn history_and_the_image_group_as_docker_has_them() {
     assert!(copy_size > 0, "the COPY's layer has a size: {rows:?}");
     assert_eq!(rows[2]["Size"], "0");
     assert_eq!(rows[3]["CreatedAt"], rows[3]["CreatedSince"], "not human: a time");
-    assert_eq!(env.ok(&["history", "-q", "hist:1"]).lines().collect::<Vec<_>>(), [&id[..], "<missing>", "<missing>", "<missing>"]);
+    assert_eq!(
+        env.ok(&["history", "-q", "hist:1"]).lines().collect::<Vec<_>>(),
+        [&id[..], "<missing>", "<missing>", "<missing>"]
+    );
 
     assert_eq!(env.ok(&["image", "ls", "--format", "json"]), env.ok(&["images", "--format", "json"]));
     assert_eq!(env.ok(&["image", "inspect", "hist:1"]), env.ok(&["inspect", "hist:1"]));

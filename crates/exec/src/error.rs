@@ -82,6 +82,15 @@ pub enum Error {
         /// The runtime's error message.
         message: String,
     },
+    /// The program exists but cannot be executed (no execute permission,
+    /// a directory): Docker's exit code 126.
+    #[error("container {id}: {message}")]
+    NotExecutable {
+        /// The container id.
+        id: String,
+        /// The runtime's error message.
+        message: String,
+    },
     /// The kernel could not execute the program: it is for another
     /// architecture and no binfmt_misc handler serves it.
     #[error("container {id}: exec format error running {program:?}")]
@@ -147,7 +156,7 @@ impl Error {
             | Error::UserNotFound { .. }
             | Error::GroupNotFound { .. }
             | Error::ProgramNotFound { .. } => ErrorKind::NotFound,
-            Error::RuntimeProbe { .. } | Error::Start { .. } => ErrorKind::Runtime,
+            Error::RuntimeProbe { .. } | Error::Start { .. } | Error::NotExecutable { .. } => ErrorKind::Runtime,
             Error::ExecFormat { .. } => ErrorKind::ExecFormat,
             Error::InvalidProcess { .. } | Error::Spec(_) => ErrorKind::InvalidInput,
             Error::CgroupParent { .. } => ErrorKind::Runtime,

@@ -402,6 +402,9 @@ fn classify(id: String, program: &str, message: String) -> Error {
         || (message.contains("no such file or directory") && message.contains("exec"))
     {
         Error::ProgramNotFound { id, message }
+    } else if message.contains("exec") && (message.contains("permission denied") || message.contains("is a directory"))
+    {
+        Error::NotExecutable { id, message }
     } else {
         Error::Start { id, message }
     }
@@ -588,6 +591,12 @@ mod tests {
             "runc run failed: unable to start container process: exec: \"nope\": executable file not found in $PATH";
         assert_eq!(classify("c".into(), "nope", nf.into()).kind(), crate::ErrorKind::NotFound);
         assert_eq!(classify("c".into(), "x", "cgroups: bad".into()).kind(), crate::ErrorKind::Runtime);
+        for denied in [
+            "runc run failed: unable to start container process: exec: \"/etc/passwd\": permission denied",
+            "runc run failed: unable to start container process: exec: \"/etc\": is a directory",
+        ] {
+            assert!(matches!(classify("c".into(), "x", denied.into()), Error::NotExecutable { .. }), "{denied}");
+        }
     }
 
     #[test]

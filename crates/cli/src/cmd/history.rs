@@ -139,7 +139,8 @@ pub fn history(global: &GlobalArgs, a: HistoryArgs) -> Result<u8> {
     let (name, desc) = lookup(&store, &a.image)?;
     let img = local::image_for(&store, &name, &desc, platform.as_ref()).with_context(|| format!("reading {name}"))?;
     let Some(manifest) = img.manifest.as_image() else { bail!("{name}: not an image manifest") };
-    let config: Value = serde_json::from_slice(&img.config_bytes).with_context(|| format!("reading {name}'s config"))?;
+    let config: Value =
+        serde_json::from_slice(&img.config_bytes).with_context(|| format!("reading {name}'s config"))?;
     let sizes: Vec<u64> = manifest.layers.iter().map(|l| l.size).collect();
     let top = local::image_id(&store, &desc).unwrap_or_else(|_| desc.digest.clone()).to_string();
     let entries = entries(&config, &sizes, &top).with_context(|| format!("reading {name}'s history"))?;

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Accepted for Docker compatibility: containers are always removed.
     #[arg(long)]
     rm: bool,
+    /// Accepted for Docker compatibility (checked as Docker checks it): no
+    /// container outlives the command, so nothing refers to it by name.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Run the image for this platform (default: the host's).
     #[arg(long)]
     platform: Option<String>,
@@ -137,6 +141,20 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// A container name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`
+/// (a leading `/` allowed).
+fn container_name(s: &str) -> std::result::Result<String, String> {
+    let name = s.strip_prefix('/').unwrap_or(s);
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.clone().count() >= 1 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if first_ok && rest_ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!("Invalid container name ({s}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"))
+    }
+}
+
 pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
     match run_container(global, &a) {
         Ok(code) => Ok(code),
@@ -148,6 +166,9 @@ pub fn run(global: &GlobalArgs, a: RunArgs) -> Result<u8> {
 }
 
 fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
+    if let Some(name) = &a.name {
+        container_name(name).map_err(anyhow::Error::msg)?;
+    }
     let platform = match &a.platform {
         Some(p) => Some(Platform::parse(p)?),
         None => None,
@@ -185,6 +206,7 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
                 Ok(126)
             }
             Some(polyarch_exec::Error::ProgramNotFound { .. }) => Ok(127),
+            Some(polyarch_exec::Error::NotExecutable { .. }) => Ok(126),
             Some(err) if err.kind() == ErrorKind::Cancelled => Ok(130),
             _ => Err(e),
         },
@@ -517,6 +539,17 @@ fn exec_format_hint(platform: &Platform) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn container_names_are_checked_as_docker_does() {
+        for ok in ["web", "a1", "/web", "my_app.v2-1"] {
+            assert_eq!(super::container_name(ok).unwrap(), ok.trim_start_matches('/'));
+        }
+        for bad in ["", "a", "-x", "_x", "a b", "x/y", "é1"] {
+            let err = super::container_name(bad).unwrap_err();
+            assert!(err.starts_with(&format!("Invalid container name ({bad})")), "{err}");
+        }
+    }
+
     use super::*;
 
     fn v(s: &[&str]) -> Vec<String> {
