@@ -1,6 +1,7 @@
 //! `polyarch`: build, assemble, check and ship multi-architecture container
 //! images, with no daemon.
 
+mod argv;
 mod cmd;
 mod progress;
 mod report;
@@ -96,7 +97,8 @@ fn main() -> ExitCode {
     // Usage errors exit 1 like every other error; --help and --version exit 0.
     // As a docker CLI plugin (docker-polyarch, docker-buildx), docker's way
     // of calling is turned into polyarch's command line first.
-    let cli = match Cli::try_parse_from(cmd::plugin::argv(std::env::args_os().collect())) {
+    let argv = argv::go_bools(Cli::command, cmd::plugin::argv(std::env::args_os().collect()));
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let args: Vec<String> = std::env::args().collect();

@@ -587,6 +587,11 @@ fn buildx_flags_polyarch_lacks_are_named() {
     assert!(err.contains("   2 | >>> MAINTAINER me"), "{err}");
     let err = env.fails(&["build", "-q", "--progress", "plain", s(&ctx)]);
     assert!(err.contains("progress=plain and quiet cannot be used together"), "{err}");
+    // Boolean flags take Go's values, as buildx's do (`--push=$PUSH`).
+    let out = env.ok(&["build", "--quiet=true", "--push=false", "--no-cache=0", "--pull=false", s(&ctx)]);
+    assert!(out.trim().starts_with("sha256:"), "quiet: only the digest: {out}");
+    let err = env.fails(&["build", "--push=maybe", s(&ctx)]);
+    assert!(err.contains("'maybe'") && err.contains("--push"), "{err}");
 }
 
 #[test]
