@@ -235,3 +235,63 @@ fn attestations_are_shown_with_their_image_and_follow_it() {
         idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
     assert_eq!(digests, [other_digest.as_str()], "the attestation went with the image it described");
 }
+
+/// buildx's other ways to say what goes in: `--platform` keeps only some
+/// platforms, `-f FILE` and a digest or JSON descriptor as SOURCE name
+/// manifests of the one repository the command names (the descriptor's
+/// annotations and platform going into the entry), `--prefer-index=false`
+/// copies one image as it is, `--metadata-file` says what was pushed, and
+/// `--dry-run` needs no tag.
+#[test]
+fn create_filters_platforms_and_reads_descriptors_as_buildx() {
+    let Some(reg) = shared_registry() else { return };
+    let env = Env::new();
+    let r = &reg.host;
+    let src = busybox(reg);
+    let index = index_of(&skopeo_raw(&src));
+    let dry = env.ok(&["imagetools", "create", "--dry-run", "-p", "linux/arm64,linux/arm/v7", &src]);
+    assert_eq!(archs(&serde_json::from_str(&dry).unwrap()), ["arm64", "arm"], "{dry}");
+
+    // Only s390x, with the metadata of the push.
+    let only = format!("{r}/test/filtered:s390x");
+    let meta = env.dir.path().join("meta.json");
+    let digest =
+        env.ok(&["imagetools", "create", "--platform", "linux/s390x", "--metadata-file", s(&meta), "-t", &only, &src]);
+    let pushed = index_of(&skopeo_raw(&only));
+    assert_eq!(archs(&pushed), ["s390x"]);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], digest.trim());
+    assert_eq!(meta["containerimage.descriptor"]["digest"], digest.trim());
+    let err = env.fails(&["imagetools", "create", "-p", "linux/sparc64", "-t", &only, &src]);
+    assert!(err.contains("no platform left after filtering"), "{err}");
+
+    // A descriptor from a file, in the tags' repository, with annotations.
+    let arm64 =
+        index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").unwrap();
+    let mut desc = arm64.clone();
+    desc["annotations"] = serde_json::json!({"org.example.note": "from a file"});
+    let file = env.dir.path().join("desc.json");
+    std::fs::write(&file, desc.to_string()).unwrap();
+    let repo = src.rsplit_once(':').unwrap().0.to_string();
+    let annotated = format!("{repo}:annotated");
+    env.ok(&["imagetools", "create", "-t", &annotated, "-f", s(&file)]);
+    let got = index_of(&skopeo_raw(&annotated));
+    assert_eq!(got["manifests"][0]["digest"], arm64["digest"]);
+    assert_eq!(got["manifests"][0]["annotations"]["org.example.note"], "from a file");
+    // A bare digest is read the same way; with two repositories it cannot be.
+    let by_digest = format!("{repo}:by-digest");
+    env.ok(&["imagetools", "create", "-t", &by_digest, arm64["digest"].as_str().unwrap()]);
+    assert_eq!(archs(&index_of(&skopeo_raw(&by_digest))), ["arm64"]);
+    let err = env.fails(&["imagetools", "create", "-t", &only, arm64["digest"].as_str().unwrap(), &src]);
+    assert!(err.contains("multiple repositories specified, cannot infer repository for"), "{err}");
+
+    // One image copied as it is.
+    let copy = format!("{r}/test/copied:arm64");
+    let at = format!("{repo}@{}", arm64["digest"].as_str().unwrap());
+    let d = env.ok(&["imagetools", "create", "--prefer-index=false", "-t", &copy, &at]);
+    assert_eq!(d.trim(), arm64["digest"].as_str().unwrap());
+    assert_eq!(sha256_hex(&skopeo_raw(&copy)), d.trim(), "the manifest itself, not an index");
+
+    let err = env.fails(&["imagetools", "create", &src]);
+    assert!(err.contains("can't push with no tags specified, please set --tag or --dry-run"), "{err}");
+}

@@ -37,6 +37,8 @@ pub enum Error {
     AnnotationsNeedOci { what: String },
     #[error("nothing to put in the index: no sources given")]
     NoSources,
+    #[error("no platform left after filtering: no source holds an image of the platforms asked for")]
+    NoPlatformLeft,
     #[error("local manifest list {name} is damaged ({path}): {reason}; remove it with `polyarch manifest rm {name}`")]
     ListCorrupt { name: String, path: String, reason: String },
     #[error("{reference}: child manifest {digest} is missing from the source")]

@@ -35,6 +35,9 @@ pub struct Source {
     pub manifest: RawManifest,
     /// For an image: the platform of its config (or as annotated).
     pub platform: Option<Platform>,
+    /// For an image: the annotations its entry in the index gets (from a
+    /// descriptor the user gave for it).
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 pub use crate::annotation::{Annotation, AnnotationTarget};
@@ -45,6 +48,12 @@ pub struct MergeOptions {
     /// Index media type; by default Docker when every source is Docker, else OCI.
     pub format: Option<IndexFormat>,
     pub annotations: Vec<Annotation>,
+    /// Keep only the images of these platforms (and the attestations about
+    /// them), as `imagetools create --platform`; none: keep all.
+    pub platforms: Vec<Platform>,
+    /// One image as the only source is copied as it is, not put in an
+    /// index (`imagetools create --prefer-index=false`).
+    pub keep_single_image: bool,
 }
 
 /// The result of a merge.
@@ -86,7 +95,16 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
         return Err(Error::AnnotationsNeedOci { what: "--annotation".to_string() });
     }
     if let [only] = sources {
-        if only.manifest.is_index() && opts.annotations.is_empty() && only.manifest.media_type() == format.media_type()
+        if !only.manifest.is_index() && opts.keep_single_image && opts.annotations.is_empty() {
+            if !opts.platforms.is_empty() && !only.platform.as_ref().is_some_and(|p| wanted(&opts.platforms, p)) {
+                return Err(Error::NoPlatformLeft);
+            }
+            return Ok(Merged { index: only.manifest.clone(), origins: vec![0], warnings: vec![], verbatim: true });
+        }
+        if only.manifest.is_index()
+            && opts.annotations.is_empty()
+            && opts.platforms.is_empty()
+            && only.manifest.media_type() == format.media_type()
         {
             let n = only.manifest.as_index().map(|i| i.manifests.len()).unwrap_or(0);
             return Ok(Merged { index: only.manifest.clone(), origins: vec![0; n], warnings: vec![], verbatim: true });
@@ -105,7 +123,11 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
                 }
                 index.manifests.clone()
             }
-            None => vec![src.manifest.descriptor().with_platform(src.platform.clone())],
+            None => {
+                let mut d = src.manifest.descriptor().with_platform(src.platform.clone());
+                d.annotations = src.annotations.clone();
+                vec![d]
+            }
         };
         for d in descs {
             if entries.iter().any(|(e, _)| e.digest == d.digest) {
@@ -127,6 +149,12 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
                 }
             }
             entries.push((d, si));
+        }
+    }
+    if !opts.platforms.is_empty() {
+        entries.retain(|(d, _)| d.is_attestation() || d.platform.as_ref().is_some_and(|p| wanted(&opts.platforms, p)));
+        if !entries.iter().any(|(d, _)| !d.is_attestation()) {
+            return Err(Error::NoPlatformLeft);
         }
     }
     // An attestation stays only while the image it is about stays.
@@ -166,6 +194,12 @@ pub fn merge(sources: &[Source], opts: &MergeOptions) -> Result<Merged, Error> {
     Ok(Merged { index: RawManifest::from_index(&index)?, origins, warnings, verbatim: false })
 }
 
+/// Whether `p` is one of `platforms`, in any of its spellings (containerd's
+/// `platforms.Any`).
+fn wanted(platforms: &[Platform], p: &Platform) -> bool {
+    platforms.iter().any(|w| w.only_strict().matches(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +219,45 @@ mod tests {
             name: format!("img:{n}"),
             manifest: image(n, false),
             platform: Some(Platform::parse(platform).unwrap()),
+            annotations: None,
         }
+    }
+
+    #[test]
+    fn platforms_filter_the_images_and_their_attestations() {
+        let opts = |ps: &[&str]| MergeOptions {
+            platforms: ps.iter().map(|p| Platform::parse(p).unwrap()).collect(),
+            ..Default::default()
+        };
+        let all = [src(1, "linux/amd64"), src(2, "linux/arm64"), src(3, "linux/arm/v7")];
+        let m = merge(&all, &opts(&["linux/arm64/v8", "linux/arm/v7"])).unwrap();
+        let idx = m.index.as_index().unwrap();
+        let kept: Vec<String> = idx.manifests.iter().map(|d| d.platform.as_ref().unwrap().format()).collect();
+        assert_eq!(kept, ["linux/arm64", "linux/arm/v7"]);
+        assert_eq!(m.origins, vec![1, 2]);
+        // An index as the only source is filtered, not copied as it is.
+        let whole = merge(&all, &Default::default()).unwrap();
+        let one = Source { name: "i".into(), manifest: whole.index.clone(), platform: None, annotations: None };
+        let m = merge(std::slice::from_ref(&one), &opts(&["linux/amd64"])).unwrap();
+        assert!(!m.verbatim);
+        assert_eq!(m.index.as_index().unwrap().manifests.len(), 1);
+        let err = merge(&[one], &opts(&["linux/s390x"])).unwrap_err();
+        assert!(matches!(err, Error::NoPlatformLeft), "{err}");
+    }
+
+    #[test]
+    fn one_image_is_copied_as_it_is_when_no_index_is_preferred() {
+        let keep = MergeOptions { keep_single_image: true, ..Default::default() };
+        let m = merge(&[src(1, "linux/amd64")], &keep).unwrap();
+        assert!(m.verbatim && !m.index.is_index());
+        assert_eq!(m.index.digest(), image(1, false).digest());
+        // By default, and with several sources, an index.
+        assert!(merge(&[src(1, "linux/amd64")], &Default::default()).unwrap().index.is_index());
+        assert!(merge(&[src(1, "linux/amd64"), src(2, "linux/arm64")], &keep).unwrap().index.is_index());
+        let mut annotated = src(1, "linux/amd64");
+        annotated.annotations = Some([("a".to_string(), "b".to_string())].into());
+        let m = merge(&[annotated], &Default::default()).unwrap();
+        assert_eq!(m.index.as_index().unwrap().manifests[0].annotation("a"), Some("b"));
     }
 
     #[test]
@@ -207,21 +279,25 @@ mod tests {
             name: "a".into(),
             manifest: image(1, true),
             platform: Some(Platform::new("linux", "amd64", None)),
+            annotations: None,
         };
         let b = Source {
             name: "b".into(),
             manifest: image(2, true),
             platform: Some(Platform::new("linux", "arm64", None)),
+            annotations: None,
         };
         let m = merge(&[a, b], &Default::default()).unwrap();
         assert_eq!(m.index.media_type(), mt::DOCKER_MANIFEST_LIST);
-        let again =
-            merge(&[Source { name: "i".into(), manifest: m.index.clone(), platform: None }], &Default::default())
-                .unwrap();
+        let again = merge(
+            &[Source { name: "i".into(), manifest: m.index.clone(), platform: None, annotations: None }],
+            &Default::default(),
+        )
+        .unwrap();
         assert!(again.verbatim);
         assert_eq!(again.index.digest(), m.index.digest());
         let oci = merge(
-            &[Source { name: "i".into(), manifest: m.index.clone(), platform: None }],
+            &[Source { name: "i".into(), manifest: m.index.clone(), platform: None, annotations: None }],
             &MergeOptions { format: Some(IndexFormat::Oci), ..Default::default() },
         )
         .unwrap();
@@ -242,7 +318,7 @@ mod tests {
         assert!(Annotation::parse("novalue").is_err());
         let m = merge(
             &[src(1, "linux/amd64"), src(2, "linux/arm64")],
-            &MergeOptions { format: None, annotations: vec![a, d] },
+            &MergeOptions { annotations: vec![a, d], ..Default::default() },
         )
         .unwrap();
         let idx = m.index.as_index().unwrap();
@@ -251,7 +327,11 @@ mod tests {
         assert_eq!(idx.manifests[1].annotation("k"), Some("v"));
         let err = merge(
             &[src(1, "linux/amd64")],
-            &MergeOptions { format: Some(IndexFormat::Docker), annotations: vec![Annotation::parse("a=b").unwrap()] },
+            &MergeOptions {
+                format: Some(IndexFormat::Docker),
+                annotations: vec![Annotation::parse("a=b").unwrap()],
+                ..Default::default()
+            },
         );
         assert!(err.is_err());
     }

@@ -1,7 +1,9 @@
 //! `polyarch imagetools create|inspect`: indexes in registries, as
 //! `docker buildx imagetools` does.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -9,7 +11,7 @@ use polyarch_index::merge::{self, Annotation, IndexFormat, MergeOptions, Source}
 use polyarch_index::publish::{self, Child};
 use polyarch_index::resolve::{self, Fetched};
 use polyarch_oci::descriptor::{ANNOTATION_REFERENCE_DIGEST, ANNOTATION_REFERENCE_TYPE};
-use polyarch_oci::{Descriptor, RawManifest, Reference};
+use polyarch_oci::{Descriptor, Digest, Platform, RawManifest, Reference};
 use serde_json::json;
 
 use super::context::{self, parse_ref};
@@ -36,9 +38,14 @@ pub enum FormatArg {
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// Reference to write (several allowed; all get the same digest).
-    #[arg(short = 't', long = "tag", required = true)]
+    /// Reference to write (several allowed; all get the same digest); none
+    /// is needed with --dry-run.
+    #[arg(short = 't', long = "tag")]
     tags: Vec<String>,
+    /// Read a source from a file: a digest, a reference or an OCI
+    /// descriptor as JSON (whose platform and annotations the entry gets).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
     /// Add the sources to the index that the first tag names now.
     #[arg(long)]
     append: bool,
@@ -48,13 +55,78 @@ pub struct CreateArgs {
     /// `KEY=VALUE`, `index:KEY=VALUE` or `manifest-descriptor[PLATFORM]:KEY=VALUE`.
     #[arg(long = "annotation")]
     annotations: Vec<String>,
+    /// Keep only the images of these platforms (a comma list, repeatable).
+    #[arg(short = 'p', long = "platform", value_name = "PLATFORM[,PLATFORM...]")]
+    platforms: Vec<String>,
+    /// With one image as the only source, put it in an index (the
+    /// default); `--prefer-index=false` copies it as it is.
+    #[arg(long = "prefer-index", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    prefer_index: bool,
+    /// Write the result's descriptor and digest to this file as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// Progress output, as buildx's flag (what is pushed is said on stderr).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "rawjson", "quiet", "none"])]
+    progress: String,
+    /// Accepted for buildx compatibility: registries are reached from here.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
     /// Index media type (default: Docker when every source is Docker, else OCI).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
     #[arg(long)]
     insecure: bool,
+    /// An image or index: a reference, a digest in the tags' repository, or
+    /// an OCI descriptor as JSON.
     #[arg(value_name = "SOURCE")]
     sources: Vec<String>,
+}
+
+/// A source as buildx reads it: a reference, or a descriptor (a digest
+/// alone, or JSON) of a manifest in the one repository the command names.
+#[derive(Debug, Clone, PartialEq)]
+enum SourceArg {
+    Ref(Reference),
+    Desc(GivenDescriptor),
+}
+
+/// What a descriptor given as a source says; what it leaves out comes
+/// from the registry.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GivenDescriptor {
+    #[serde(default)]
+    media_type: Option<String>,
+    digest: Digest,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    platform: Option<Platform>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+fn parse_source(input: &str) -> Result<SourceArg> {
+    let s = input.trim();
+    let wrap = |e: anyhow::Error| {
+        e.context(format!("failed to parse source {s:?}, valid sources are digests, references and descriptors"))
+    };
+    if s.starts_with("sha256") {
+        let digest = s.parse::<Digest>().map_err(|e| wrap(e.into()))?;
+        let d = GivenDescriptor { media_type: None, digest, size: None, platform: None, annotations: None };
+        return Ok(SourceArg::Desc(d));
+    }
+    if s.starts_with('{') {
+        let d: GivenDescriptor = serde_json::from_str(s).map_err(|e| wrap(e.into()))?;
+        return Ok(SourceArg::Desc(d));
+    }
+    parse_ref(s).map(|r| SourceArg::Ref(r.with_default_tag())).map_err(wrap)
+}
+
+/// A descriptor source as a reference: its digest in `repo`.
+fn in_repo(repo: &Reference, d: &GivenDescriptor) -> Reference {
+    Reference { domain: repo.domain.clone(), path: repo.path.clone(), tag: None, digest: Some(d.digest.clone()) }
 }
 
 #[derive(Args)]
@@ -86,30 +158,89 @@ fn with_digest(r: &Reference, d: &Descriptor) -> Reference {
 
 fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
     let tags = a.tags.iter().map(|t| context::parse_tagged(t)).collect::<Result<Vec<_>>>()?;
+    let mut inputs = Vec::new();
+    for f in &a.files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        inputs.push(text);
+    }
+    inputs.extend(a.sources.iter().cloned());
+    if inputs.is_empty() && !a.append {
+        match tags.first() {
+            Some(t) => bail!("no sources: give at least one image or index to put in {t}"),
+            None => bail!("no sources specified"),
+        }
+    }
+    if tags.is_empty() && !a.dry_run {
+        bail!("can't push with no tags specified, please set --tag or --dry-run");
+    }
+    if a.append && tags.is_empty() {
+        bail!("--append needs a --tag: the index it adds to");
+    }
     let annotations = a.annotations.iter().map(|s| Annotation::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let refs = a.sources.iter().map(|s| parse_ref(s).map(|r| r.with_default_tag())).collect::<Result<Vec<_>>>()?;
-    if refs.is_empty() && !a.append {
-        bail!("no sources: give at least one image or index to put in {}", tags[0]);
+    let platforms = polyarch_builder::multi::parse_platforms(&a.platforms)?;
+    let parsed = inputs.iter().map(|s| parse_source(s)).collect::<Result<Vec<_>>>()?;
+    // A descriptor names a manifest of the one repository the tags and
+    // the references name, as buildx infers it.
+    let mut repos: Vec<Reference> = Vec::new();
+    for r in tags.iter().chain(parsed.iter().filter_map(|p| match p {
+        SourceArg::Ref(r) => Some(r),
+        SourceArg::Desc(_) => None,
+    })) {
+        if !repos.iter().any(|x| x.domain == r.domain && x.path == r.path) {
+            repos.push(r.trimmed());
+        }
+    }
+    let mut refs: Vec<(Reference, Option<GivenDescriptor>)> = Vec::new();
+    for (p, input) in parsed.into_iter().zip(&inputs) {
+        match p {
+            SourceArg::Ref(r) => refs.push((r, None)),
+            SourceArg::Desc(d) => match repos.as_slice() {
+                [repo] => refs.push((in_repo(repo, &d), Some(d))),
+                [] => bail!("no repositories specified, please set a reference in tag or source"),
+                _ => bail!("multiple repositories specified, cannot infer repository for {:?}", input.trim()),
+            },
+        }
     }
     let client = context::client(global, a.insecure)?;
     let rt = context::runtime()?;
-    let mut fetched: Vec<Fetched> = Vec::new();
+    let mut fetched: Vec<(Fetched, Option<GivenDescriptor>)> = Vec::new();
     if a.append {
         let existing =
             rt.block_on(resolve::fetch(&client, &tags[0])).with_context(|| format!("--append: reading {}", tags[0]))?;
-        fetched.push(existing);
+        fetched.push((existing, None));
     }
-    let sources = rt.block_on(futures_util::future::try_join_all(refs.iter().map(|r| resolve::fetch(&client, r))))?;
-    fetched.extend(sources);
-    let merge_sources: Vec<Source> = fetched
-        .iter()
-        .map(|f| Source { name: f.reference.to_string(), manifest: f.manifest.clone(), platform: f.platform.clone() })
-        .collect();
+    let sources =
+        rt.block_on(futures_util::future::try_join_all(refs.iter().map(|(r, _)| resolve::fetch(&client, r))))?;
+    fetched.extend(sources.into_iter().zip(refs.into_iter().map(|(_, d)| d)));
+    let mut merge_sources: Vec<Source> = Vec::with_capacity(fetched.len());
+    for (f, given) in &fetched {
+        let mut src = Source {
+            name: f.reference.to_string(),
+            manifest: f.manifest.clone(),
+            platform: f.platform.clone(),
+            annotations: None,
+        };
+        if let Some(d) = given {
+            let actual = f.manifest.bytes().len() as u64;
+            if let Some(size) = d.size.filter(|s| *s != actual) {
+                bail!("invalid size mismatch for {}, {size} != {actual}", d.digest);
+            }
+            if let Some(mt) = d.media_type.as_deref().filter(|m| *m != f.manifest.media_type()) {
+                bail!("{}: the descriptor says {mt}, the registry serves {}", d.digest, f.manifest.media_type());
+            }
+            if d.platform.is_some() {
+                src.platform = d.platform.clone();
+            }
+            src.annotations = d.annotations.clone().filter(|a| !a.is_empty());
+        }
+        merge_sources.push(src);
+    }
     let format = a.format.map(|f| match f {
         FormatArg::Oci => IndexFormat::Oci,
         FormatArg::Docker => IndexFormat::Docker,
     });
-    let merged = merge::merge(&merge_sources, &MergeOptions { format, annotations })?;
+    let opts = MergeOptions { format, annotations, platforms, keep_single_image: !a.prefer_index };
+    let merged = merge::merge(&merge_sources, &opts)?;
     for w in &merged.warnings {
         eprintln!("warning: {w}");
     }
@@ -118,24 +249,42 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
         crate::outln!("{}", json_indented(&v, b"  ")?)?;
         return Ok(0);
     }
-    // Each child and where it can be read from.
-    let index = merged.index.as_index().context("merge produced no index")?;
-    let children = rt.block_on(async {
-        let mut out = Vec::with_capacity(index.manifests.len());
-        for (desc, origin) in index.manifests.iter().zip(&merged.origins) {
-            let f = &fetched[*origin];
-            let manifest = if f.manifest.is_index() {
-                client.get_manifest(&with_digest(&f.reference, desc)).await?
-            } else {
-                f.manifest.clone()
-            };
-            out.push(Child { source: with_digest(&f.reference, desc), manifest });
+    // Each child and where it can be read from; one image copied as it
+    // is, is its own only child.
+    let children = match merged.index.as_index() {
+        None => {
+            let f = &fetched[0].0;
+            vec![Child { source: with_digest(&f.reference, &f.manifest.descriptor()), manifest: f.manifest.clone() }]
         }
-        Ok::<_, anyhow::Error>(out)
-    })?;
+        Some(index) => rt.block_on(async {
+            let mut out = Vec::with_capacity(index.manifests.len());
+            for (desc, origin) in index.manifests.iter().zip(&merged.origins) {
+                let f = &fetched[*origin].0;
+                let manifest = if f.manifest.is_index() {
+                    client.get_manifest(&with_digest(&f.reference, desc)).await?
+                } else {
+                    f.manifest.clone()
+                };
+                out.push(Child { source: with_digest(&f.reference, desc), manifest });
+            }
+            Ok::<_, anyhow::Error>(out)
+        })?,
+    };
     let digest = rt.block_on(publish::publish_index(&client, &merged.index, &children, &tags))?;
+    let quiet = matches!(a.progress.as_str(), "quiet" | "none");
     for t in &tags {
-        eprintln!("pushed {t}@{digest}");
+        if !quiet {
+            eprintln!("pushed {t}@{digest}");
+        }
+    }
+    if let Some(path) = &a.metadata_file {
+        let meta = json!({
+            "containerimage.descriptor": merged.index.descriptor(),
+            "containerimage.digest": digest.to_string(),
+            "image.name": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        });
+        polyarch_store::AtomicFile::write(path, json_indented(&meta, b"  ")?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     crate::outln!("{digest}")?;
     Ok(0)
