@@ -371,3 +371,36 @@ fn history_and_the_image_group_as_docker_has_them() {
     assert!(env.ok(&["image", "rm", "hist:1"]).contains("Untagged: hist:1"));
     assert!(env.ok(&["image", "list", "-q"]).trim().is_empty());
 }
+
+/// `images --filter`, `--digests`, `--no-trunc` and `-a`, as docker's.
+#[test]
+fn images_filters_digests_and_full_ids_as_docker() {
+    let Some((env, _reg)) = mirrored() else { return };
+    for (name, team) in [("flt/a:1", "a"), ("flt/b:2", "b"), ("other/c:3", "a")] {
+        let ctx = context(&env, team, &[("Dockerfile", &format!("FROM busybox\nLABEL team={team} name={name}\n"))]);
+        env.ok(&["build", "-q", "-t", name, ctx.to_str().unwrap()]);
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        full.extend_from_slice(args);
+        env.ok(&full).lines().map(str::to_string).collect()
+    };
+    assert_eq!(names(&["-f", "reference=flt/*"]), ["flt/a:1", "flt/b:2"]);
+    assert_eq!(names(&["--filter", "reference=*/c:3"]), ["other/c:3"]);
+    assert_eq!(names(&["-f", "reference=flt/*", "-f", "label=team=a"]), ["flt/a:1"]);
+    assert_eq!(names(&["-f", "label=team"]).len(), 3);
+    assert!(names(&["-f", "dangling=true"]).is_empty(), "no stored image is dangling");
+    assert_eq!(names(&["-a", "-f", "dangling=false"]).len(), 3);
+    let err = env.fails(&["images", "-f", "colour=red"]);
+    assert!(err.contains("invalid filter 'colour'"), "{err}");
+
+    let full = env.ok(&["images", "-q", "--no-trunc", "flt/a:1"]);
+    assert!(full.trim().starts_with("sha256:") && full.trim().len() == 71, "{full}");
+    let short = env.ok(&["images", "-q", "flt/a:1"]);
+    assert_eq!(short.trim(), &full.trim()["sha256:".len()..][..12]);
+    let table = env.ok(&["images", "--digests", "flt/a:1"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("REPOSITORY") && header.contains(" DIGEST ") && header.contains("IMAGE ID"), "{table}");
+    let digest = json(&env.ok(&["images", "--format", "json", "flt/a:1"]))["Digest"].as_str().unwrap().to_string();
+    assert!(table.lines().nth(1).unwrap().contains(&digest), "{table}");
+}

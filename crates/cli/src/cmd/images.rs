@@ -2,7 +2,7 @@
 //! Docker's flags and output layouts (`docker images`, `docker image
 //! inspect`, `docker tag`, `docker rmi`); `du` and `prune` are in `cache`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,137 @@ pub struct ImagesArgs {
     /// Show only images of this repository (`busybox`, `busybox:1`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     filter: Option<String>,
+    /// Filter as `docker images --filter`: `reference=PATTERN` (`app*`,
+    /// `*/me/*:1`), `label=KEY[=VALUE]`, `before=IMAGE`, `since=IMAGE`,
+    /// `dangling=true|false` (repeatable; all must hold, values of one key
+    /// are alternatives).
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filters: Vec<String>,
+    /// Show the digest each name points at (a DIGEST column).
+    #[arg(long)]
+    digests: bool,
+    /// Don't truncate output: full image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Accepted for Docker compatibility: the store keeps no intermediate images.
+    #[arg(short, long)]
+    all: bool,
+}
+
+/// `docker images --filter` terms, by key; a row must match one value of
+/// every key given.
+#[derive(Debug, Default)]
+struct Filters {
+    reference: Vec<String>,
+    label: Vec<(String, Option<String>)>,
+    before: Vec<i64>,
+    since: Vec<i64>,
+    dangling: Option<bool>,
+}
+
+impl Filters {
+    fn parse(store: &Store, terms: &[String]) -> Result<Filters> {
+        let mut f = Filters::default();
+        for t in terms {
+            let Some((key, value)) = t.split_once('=') else { bail!("bad format of filter (expected name=value)") };
+            match key.trim().to_lowercase().as_str() {
+                "reference" => f.reference.push(value.to_string()),
+                "label" => f.label.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                k @ ("before" | "since") => {
+                    let (name, desc) = lookup(store, value)?;
+                    let created = row(store, &name, &desc)?.created.as_deref().and_then(parse_rfc3339);
+                    let Some(t) = created else { bail!("{k}={value}: the image has no creation time") };
+                    if k == "before" {
+                        f.before.push(t)
+                    } else {
+                        f.since.push(t)
+                    }
+                }
+                "dangling" => match value.to_lowercase().as_str() {
+                    "true" | "1" => f.dangling = Some(true),
+                    "false" | "0" => f.dangling = Some(false),
+                    _ => bail!("invalid filter 'dangling={value}'"),
+                },
+                _ => bail!("invalid filter '{key}'"),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keeps(&self, r: &Row) -> bool {
+        // Every stored image has a name: none is dangling.
+        if self.dangling == Some(true) {
+            return false;
+        }
+        let familiar_name = familiar(&r.name);
+        let untagged = repo_and_tag(&r.name).0;
+        let reference_ok = self.reference.is_empty()
+            || self.reference.iter().any(|p| path_match(p, &familiar_name) || path_match(p, &untagged));
+        let label_ok = self.label.iter().all(|(k, v)| match (r.labels.get(k), v) {
+            (Some(_), None) => true,
+            (Some(have), Some(want)) => have == want,
+            (None, _) => false,
+        });
+        let created = r.created.as_deref().and_then(parse_rfc3339);
+        let before_ok = self.before.iter().all(|b| created.is_some_and(|c| c < *b));
+        let since_ok = self.since.iter().all(|b| created.is_some_and(|c| c > *b));
+        reference_ok && label_ok && before_ok && since_ok
+    }
+}
+
+/// Go's `path.Match`: `*` any run of characters but `/`, `?` one of them,
+/// `[...]` a class (`^` or `!` negates, `a-z` ranges), `\\` quotes.
+fn path_match(pattern: &str, name: &str) -> bool {
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        // p starts after '['; returns (matched, length of the class incl. ']').
+        let mut i = 0;
+        let negated = matches!(p.first(), Some('^') | Some('!'));
+        if negated {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        loop {
+            let lo = match p.get(i) {
+                None => return None,
+                Some(']') if !first => break,
+                Some('\\') => {
+                    i += 1;
+                    *p.get(i)?
+                }
+                Some(x) => *x,
+            };
+            first = false;
+            i += 1;
+            let mut hi = lo;
+            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
+                hi = if p[i + 1] == '\\' { *p.get(i + 2)? } else { p[i + 1] };
+                i += if p[i + 1] == '\\' { 3 } else { 2 };
+            }
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+        }
+        Some((matched != negated, i + 1))
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).take_while(|&k| k == 0 || n[k - 1] != '/').any(|k| go(&p[1..], &n[k..])),
+            Some('?') => n.first().is_some_and(|c| *c != '/') && go(&p[1..], &n[1..]),
+            Some('[') => match (n.first(), n.first().and_then(|c| class(&p[1..], *c))) {
+                (Some(c), Some((true, len))) if *c != '/' => go(&p[1 + len..], &n[1..]),
+                _ => false,
+            },
+            Some('\\') => p.get(1).is_some_and(|x| n.first() == Some(x)) && go(&p[2..], &n[1..]),
+            Some(x) => n.first() == Some(x) && go(&p[1..], &n[1..]),
+        }
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    go(&p, &n)
 }
 
 #[derive(Args)]
@@ -242,12 +373,18 @@ struct Row {
     created: Option<String>,
     size: u64,
     platforms: Vec<String>,
+    labels: BTreeMap<String, String>,
 }
 
 fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
-    let created = local::image_for(store, name, desc, None)
-        .ok()
-        .and_then(|img| img.config.extra.get("created").and_then(Value::as_str).map(str::to_string));
+    let img = local::image_for(store, name, desc, None).ok();
+    let created =
+        img.as_ref().and_then(|img| img.config.extra.get("created").and_then(Value::as_str).map(str::to_string));
+    let labels = img
+        .as_ref()
+        .and_then(|img| img.config.extra.get("config")?.get("Labels")?.as_object().cloned())
+        .map(|m| m.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect())
+        .unwrap_or_default();
     let platforms = local::present_images(store, name, desc)
         .map(|v| v.iter().map(|(_, p)| p.format()).collect())
         .unwrap_or_default();
@@ -259,6 +396,7 @@ fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
         created,
         size: local::image_size(store, desc)?,
         platforms,
+        labels,
     })
 }
 
@@ -270,18 +408,23 @@ fn matches_filter(name: &str, filter: &str) -> bool {
 
 pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
     let store = open_store(global)?;
+    let filters = Filters::parse(&store, &a.filters)?;
     let mut rows = Vec::new();
     for (name, desc) in store.list()? {
         if a.filter.as_deref().is_some_and(|f| !matches_filter(&name, f)) {
             continue;
         }
-        rows.push(row(&store, &name, &desc).with_context(|| format!("reading image {name}"))?);
+        let r = row(&store, &name, &desc).with_context(|| format!("reading image {name}"))?;
+        if filters.keeps(&r) {
+            rows.push(r);
+        }
     }
+    let id_of = |r: &Row| if a.no_trunc { r.id.digest.to_string() } else { short_id(&r.id) };
     if a.quiet {
         let mut seen = BTreeSet::new();
         for r in &rows {
             if seen.insert(r.id.digest.clone()) {
-                emit(&format!("{}\n", short_id(&r.id)))?;
+                emit(&format!("{}\n", id_of(r)))?;
             }
         }
         return Ok(0);
@@ -289,11 +432,11 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
     match a.format {
         Format::Json => {
             for r in &rows {
-                emit(&format!("{}\n", row_json(r)))?;
+                emit(&format!("{}\n", row_json(r, a.no_trunc)))?;
             }
         }
         Format::Template { template, table } => {
-            let values: Vec<Value> = rows.iter().map(row_json).collect();
+            let values: Vec<Value> = rows.iter().map(|r| row_json(r, a.no_trunc)).collect();
             emit(&template::render_rows(&template.with_type("ImageSummary"), table, &values, IMAGES_HEADERS)?)?;
         }
         Format::Default => {
@@ -301,31 +444,39 @@ pub fn images(global: &GlobalArgs, a: ImagesArgs) -> Result<u8> {
                 .iter()
                 .map(|r| {
                     let (repo, tag) = repo_and_tag(&r.name);
-                    vec![
-                        repo,
-                        tag,
-                        short_id(&r.id),
+                    let mut row = vec![repo, tag];
+                    if a.digests {
+                        row.push(r.desc.digest.to_string());
+                    }
+                    row.extend([
+                        id_of(r),
                         created_since(r.created.as_deref()),
                         human_size(r.size),
                         r.platforms.join(","),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
-            emit(&table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORMS"], &body))?;
+            let mut header = vec!["REPOSITORY", "TAG"];
+            if a.digests {
+                header.push("DIGEST");
+            }
+            header.extend(["IMAGE ID", "CREATED", "SIZE", "PLATFORMS"]);
+            emit(&table(&header, &body))?;
         }
     }
     Ok(0)
 }
 
 /// A row as `docker images --format json` prints it (and templates see it).
-fn row_json(r: &Row) -> Value {
+fn row_json(r: &Row, no_trunc: bool) -> Value {
     let (repo, tag) = repo_and_tag(&r.name);
     json!({
         "Containers": "N/A",
         "CreatedAt": r.created.clone().unwrap_or_default(),
         "CreatedSince": created_since(r.created.as_deref()),
         "Digest": r.desc.digest.to_string(),
-        "ID": short_id(&r.id),
+        "ID": if no_trunc { r.id.digest.to_string() } else { short_id(&r.id) },
         "Name": r.name,
         "Platforms": r.platforms,
         "Repository": repo,
@@ -535,6 +686,19 @@ pub fn store_usage(store: &Store) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn path_match_is_gos() {
+        use super::path_match as m;
+        assert!(m("busybox", "busybox"));
+        assert!(m("busy*", "busybox"));
+        assert!(m("*/me/*", "127.0.0.1:5400/me/app"));
+        assert!(!m("*", "me/app"), "* does not cross /");
+        assert!(m("app:?", "app:1"));
+        assert!(m("app:[0-9]", "app:7") && !m("app:[!0-9]", "app:7") && m("app:[^a]", "app:b"));
+        assert!(m("a\\*b", "a*b") && !m("a\\*b", "axb"));
+        assert!(!m("app", "app:1") && !m("[", "x"));
+    }
+
     use super::*;
 
     #[test]
