@@ -404,3 +404,25 @@ fn images_filters_digests_and_full_ids_as_docker() {
     let digest = json(&env.ok(&["images", "--format", "json", "flt/a:1"]))["Digest"].as_str().unwrap().to_string();
     assert!(table.lines().nth(1).unwrap().contains(&digest), "{table}");
 }
+
+/// `push -a/--all-tags`, as docker's: every stored tag of the repository.
+#[test]
+fn push_all_tags_of_a_repository() {
+    let Some((reg, env, src)) = setup() else { return };
+    env.ok(&["pull", "-q", &src]);
+    let repo = format!("{}/test/alltags", reg.host);
+    for t in ["1", "2", "latest"] {
+        env.ok(&["tag", &src, &format!("{repo}:{t}")]);
+    }
+    env.ok(&["tag", &src, &format!("{}/test/elsewhere:9", reg.host)]);
+    let out = env.ok(&["push", "--all-tags", &repo]);
+    let tags: Vec<&str> = out.lines().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(tags, ["1", "2", "latest"], "{out}");
+    for t in ["1", "2", "latest"] {
+        assert!(!skopeo_raw(&format!("{repo}:{t}")).is_empty());
+    }
+    let err = env.fails(&["push", "-a", &format!("{repo}:1")]);
+    assert!(err.contains("tag can't be used with --all-tags/-a"), "{err}");
+    let err = env.fails(&["push", "-a", &format!("{}/test/none", reg.host)]);
+    assert!(err.contains("has no tag in the store"), "{err}");
+}

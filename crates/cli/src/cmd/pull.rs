@@ -51,6 +51,9 @@ pub struct PushArgs {
     /// Suppress progress; print only the digest line.
     #[arg(short, long)]
     quiet: bool,
+    /// Push every stored tag of the repository named (as `docker push -a`).
+    #[arg(short = 'a', long = "all-tags")]
+    all_tags: bool,
     /// The stored image; pushed to its own name's registry unless a
     /// destination is given.
     #[arg(value_name = "NAME[:TAG]")]
@@ -128,33 +131,70 @@ pub fn push(global: &GlobalArgs, a: PushArgs) -> Result<u8> {
         let platform = a.platform.as_deref().map(parse_platform).transpose()?;
         return engine::push(&open_store(global)?, source, dest, platform.as_ref(), a.quiet);
     }
+    let opts = PushOptions {
+        all_platforms: a.all_platforms,
+        platform: a.platform.as_deref().map(parse_platform).transpose()?,
+    };
+    if a.all_tags {
+        let repo = context::parse_ref(&a.reference)?;
+        if repo.tag.is_some() || repo.digest.is_some() {
+            bail!("tag can't be used with --all-tags/-a");
+        }
+        let store = open_store(global)?;
+        let mut tags: Vec<polyarch_oci::Reference> = store
+            .list()?
+            .into_iter()
+            .filter_map(|(n, _)| polyarch_oci::Reference::parse_normalized(&n).ok())
+            .filter(|r| r.domain == repo.domain && r.path == repo.path && r.tag.is_some() && r.digest.is_none())
+            .collect();
+        tags.sort_by(|x, y| x.tag.cmp(&y.tag));
+        if tags.is_empty() {
+            bail!("no such image: {} has no tag in the store", repo.familiar_name());
+        }
+        if !a.quiet {
+            eprintln!("The push refers to repository [{}/{}]", repo.domain, repo.path);
+        }
+        for t in tags {
+            push_one(global, &store, &t, &opts, a.insecure, a.quiet)?;
+        }
+        return Ok(0);
+    }
     let target = parse_tagged(&a.reference)?;
     if target.digest.is_some() && target.tag.is_none() {
         bail!("cannot push to {target}: give a tag, not a digest");
     }
     let store = open_store(global)?;
-    let name = target.to_string();
-    if store.resolve(&name)?.is_none() {
+    if store.resolve(&target.to_string())?.is_none() {
         bail!("no such image: {} (tag a stored image with `polyarch tag` first)", a.reference);
     }
-    let opts = PushOptions {
-        all_platforms: a.all_platforms,
-        platform: a.platform.as_deref().map(parse_platform).transpose()?,
-    };
-    let progress = Progress::new(Verb::Push, a.quiet);
-    let client = client_with_progress(global, a.insecure, progress.clone())?;
+    push_one(global, &store, &target, &opts, a.insecure, a.quiet)?;
+    Ok(0)
+}
+
+/// Pushes the stored image named `target` to it, with progress, and
+/// prints docker's `TAG: digest: D size: N` line.
+fn push_one(
+    global: &GlobalArgs,
+    store: &polyarch_store::Store,
+    target: &polyarch_oci::Reference,
+    opts: &PushOptions,
+    insecure: bool,
+    quiet: bool,
+) -> Result<()> {
+    let name = target.to_string();
+    let progress = Progress::new(Verb::Push, quiet);
+    let client = client_with_progress(global, insecure, progress.clone())?;
     let rt = context::runtime()?;
-    let quiet = a.quiet;
     let p = progress.clone();
     let sink = move |e: polyarch_transfer::Event| {
         if !quiet || matches!(e, polyarch_transfer::Event::Note { .. }) {
             p.transfer(&e)
         }
     };
-    let res = rt.block_on(polyarch_transfer::push(&client, &store, &name, &target, &opts, &sink));
+    let res = rt.block_on(polyarch_transfer::push(&client, store, &name, target, opts, &sink));
     progress.finish();
     let pushed = res?;
     let tag = target.tag.as_deref().unwrap_or("latest");
     crate::outln!("{tag}: digest: {} size: {}", pushed.descriptor.digest, pushed.descriptor.size)?;
-    Ok(0)
+    Ok(())
 }
