@@ -251,3 +251,25 @@ fn a_reader_that_leaves_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("writing to standard output: No space left"));
 }
+
+/// A context that is neither a directory, `-` nor a URL is named, as
+/// buildx names it, before anything is read.
+#[test]
+fn a_missing_context_is_named_as_buildx_names_it() {
+    let env = Env::new();
+    let missing = env.dir.path().join("no-such-dir");
+    let err = env.fails(&["build", missing.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("unable to prepare context: path {:?} not found", missing.to_str().unwrap())),
+        "{err}"
+    );
+    let file = env.dir.path().join("a-file");
+    std::fs::write(&file, "FROM scratch\n").unwrap();
+    let err = env.fails(&["build", file.to_str().unwrap()]);
+    assert!(err.contains("unable to prepare context: path"), "{err}");
+    // A directory without a Dockerfile says which file it looked for.
+    let empty = env.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = env.fails(&["build", empty.to_str().unwrap()]);
+    assert!(err.contains("Dockerfile") && err.contains("No such file"), "{err}");
+}

@@ -157,6 +157,10 @@ impl Load<'_> {
             false => Remote::parse(&a.context).with_context(|| format!("the build context {}", a.context))?,
         };
         let Some(remote) = remote else {
+            if !Path::new(&a.context).is_dir() {
+                // As buildx: a context is a directory, `-` or a URL.
+                bail!("unable to prepare context: path {:?} not found", a.context);
+            }
             return dir_context(Path::new(&a.context), a.file.as_deref());
         };
         self.log(|| format!("fetching the remote context {:?}", remote));
