@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::foreign::aarch64_handler;
-use crate::util::{context, mirrored, mirrored_for_run, s};
+use crate::util::{build_ok, context, mirrored, mirrored_for_run, s, Env};
 
 /// What the stream said of one vertex, its updates merged.
 #[derive(Debug, Default, Clone)]
@@ -502,4 +502,25 @@ fn plain_shows_a_late_status_under_its_step_as_buildkit_does() {
         assert!(lines[i + 1..].iter().any(|a| a.starts_with(&done)), "{l:?} is not followed by {done:?}:\n{stderr}");
     }
     assert!(seen >= 2, "a base layer extracted per platform:\n{stderr}");
+}
+
+/// The export step is named after the exporter, as BuildKit names it.
+#[test]
+fn the_export_step_is_named_as_buildkits_exporters() {
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "f\n")]);
+    let out = |o: &str| env.dir.path().join(o);
+    for (spec, step, status) in [
+        (format!("type=local,dest={}", s(&out("dir"))), "exporting to client directory", "copying files"),
+        (format!("type=tar,dest={}", s(&out("fs.tar"))), "exporting to client tarball", "sending tarball"),
+        (format!("type=oci,dest={}", s(&out("oci.tar"))), "exporting to oci image format", "exporting layers"),
+        (format!("type=docker,dest={}", s(&out("d.tar"))), "exporting to docker image format", "exporting layers"),
+    ] {
+        let (_, err) = build_ok(&env, &["-o", &spec, s(&ctx)]);
+        let line = err.lines().find(|l| l.contains(" exporting to ")).unwrap_or_else(|| panic!("{err}"));
+        assert!(line.ends_with(step), "{spec}: {err}");
+        assert!(err.contains(&format!(" {status} ")), "{spec}: {err}");
+    }
+    let (_, err) = build_ok(&env, &["-t", "named:1", s(&ctx)]);
+    assert!(err.lines().any(|l| l.ends_with(" exporting to image")), "{err}");
 }

@@ -461,7 +461,7 @@ fn export_single(
     let result =
         if docker_types { polyarch_builder::export::with_docker_types(exporter.store, &result)? } else { result };
     let t = Instant::now();
-    let exporting = progress.start_export();
+    let exporting = progress.start_export(export::step_name(outputs));
     let names_out = match exporter.export(&Built::Image(Box::new(result.clone())), outputs) {
         Ok(n) => n,
         Err(e) => {

@@ -497,10 +497,11 @@ impl Progress {
         Some(bar)
     }
 
-    /// Starts the `exporting to image` step: the statuses of the export
+    /// Starts the export step (`exporting to image`, or the name of the
+    /// exporter the outputs ask for): the statuses of the export
     /// ([`Progress::begin_status`], blobs pushed) are its own until it ends.
-    pub fn start_export(&self) -> Vertex {
-        let vertex = self.start(Vertex::plain("exporting to image"));
+    pub fn start_export(&self, name: &str) -> Vertex {
+        let vertex = self.start(Vertex::plain(name));
         self.export.lock().map(|mut x| *x = Some(vertex.clone())).ok();
         vertex
     }

@@ -33,6 +33,29 @@ pub(super) struct Exporter<'a> {
     pub tag: bool,
 }
 
+/// The export step's name, as BuildKit names its exporters: `exporting to
+/// client directory` (local), `client tarball` (tar), `oci image format`
+/// and `docker image format` (archives), else `exporting to image` (the
+/// store, a registry, a load, several kinds at once).
+pub fn step_name(outputs: &[Output]) -> &'static str {
+    let name = |o: &Output| match o.kind {
+        OutputKind::Local => "exporting to client directory",
+        OutputKind::Tar => "exporting to client tarball",
+        OutputKind::Oci => "exporting to oci image format",
+        OutputKind::Docker if o.dest.is_some() => "exporting to docker image format",
+        _ => "exporting to image",
+    };
+    match outputs.split_first() {
+        Some((first, rest)) if rest.iter().all(|o| name(o) == name(first)) => name(first),
+        _ => "exporting to image",
+    }
+}
+
+/// Whether the outputs keep an image (so an index is worth a status line).
+pub fn keeps_an_image(outputs: &[Output]) -> bool {
+    outputs.iter().any(|o| !matches!(o.kind, OutputKind::Local | OutputKind::Tar | OutputKind::CacheOnly))
+}
+
 impl Exporter<'_> {
     /// Exports `built` to every output; returns the names it was given.
     pub fn export(&self, built: &Built, outputs: &[Output]) -> Result<Vec<String>> {
@@ -53,7 +76,14 @@ impl Exporter<'_> {
                 names_out.extend(names.into_iter().filter(|n| !names_out.contains(n)).collect::<Vec<_>>());
                 continue;
             }
-            let layers = self.progress.begin_status("exporting layers");
+            // BuildKit's statuses: files are copied, a tar is sent, an
+            // archive's layers are exported.
+            let status = match o.kind {
+                OutputKind::Local => "copying files",
+                OutputKind::Tar => "sending tarball",
+                _ => "exporting layers",
+            };
+            let layers = self.progress.begin_status(status);
             let loaded = o.write(
                 self.store,
                 built,

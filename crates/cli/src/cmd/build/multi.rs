@@ -78,7 +78,7 @@ impl Multi<'_> {
     pub fn export(&self, result: &MultiResult, a: &BuildArgs) -> Result<u8> {
         let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
         let t = Instant::now();
-        let exporting = self.progress.start_export();
+        let exporting = self.progress.start_export(super::export::step_name(self.outputs));
         let assembling = std::time::SystemTime::now();
         let exported = export::check_annotations(self.annotations, true, docker_types).and_then(|()| {
             let images = result.images.iter().map(|r| export::annotate(self.store, r, self.annotations));
@@ -92,7 +92,9 @@ impl Multi<'_> {
                 return Err(e.into());
             }
         };
-        self.progress.ended_status(&format!("exporting manifest list {}", img.index.digest), assembling);
+        if super::export::keeps_an_image(self.outputs) {
+            self.progress.ended_status(&format!("exporting manifest list {}", img.index.digest), assembling);
+        }
         let exporter = Exporter {
             rt: self.rt,
             client: self.client,
