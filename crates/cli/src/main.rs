@@ -64,7 +64,7 @@ enum Command {
     /// Remove build cache and blobs no image references (as `docker buildx prune`).
     Prune(cmd::cache::PruneArgs),
     /// Run a command in a new container from an image (as `docker run --rm`).
-    Run(cmd::run::RunArgs),
+    Run(Box<cmd::run::RunArgs>),
     /// Troubleshooting commands that print JSON.
     #[command(subcommand)]
     Debug(cmd::debug::DebugCommand),
@@ -94,7 +94,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Usage errors exit 1 like every other error; --help and --version exit 0.
+    // Usage errors exit 1 like every other error (125 for `run`, as docker
+    // run's); --help and --version exit 0.
     // As a docker CLI plugin (docker-polyarch, docker-buildx), docker's way
     // of calling is turned into polyarch's command line first.
     let argv = argv::go_bools(Cli::command, cmd::plugin::argv(std::env::args_os().collect()));
@@ -102,14 +103,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let args: Vec<String> = std::env::args().collect();
-            let named =
-                cmd::build::inputs::unsupported_flag(&args, &e).or_else(|| cmd::build::inputs::unknown_flag(&args, &e));
+            let usage = if cmd::build::inputs::subcommand(&args) == Some("run") { 125 } else { 1 };
+            let named = cmd::build::inputs::unsupported_flag(&args, &e)
+                .or_else(|| cmd::build::inputs::unknown_flag(&args, &e))
+                .or_else(|| cmd::run::unsupported_flag(&args, &e));
             if let Some(message) = named {
                 eprintln!("error: {message}");
-                return ExitCode::from(1);
+                return ExitCode::from(usage);
             }
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            return ExitCode::from(if e.use_stderr() { usage } else { 0 });
         }
     };
     let g = &cli.global;
@@ -140,7 +143,7 @@ fn main() -> ExitCode {
         Command::Load(a) => cmd::archive::load(g, a),
         Command::Du(a) => cmd::cache::du(g, a),
         Command::Prune(a) => cmd::cache::prune(g, a),
-        Command::Run(a) => cmd::run::run(g, a),
+        Command::Run(a) => cmd::run::run(g, *a),
         Command::Debug(c) => cmd::debug::run(g, c),
         Command::Binfmt(c) => cmd::binfmt::run(g, c),
         Command::Doctor(a) => cmd::doctor::run(g, a),

@@ -417,3 +417,62 @@ fn run_with_either_snapshotter() {
     }
     assert_clean(&env);
 }
+
+/// More of `docker run`'s flags: `--add-host`, `--shm-size`, `--tmpfs`
+/// (and `--mount type=tmpfs` sizes and modes), `--privileged`, `-p` with
+/// docker's warning on the host network; `-d` and flags polyarch lacks
+/// are refused by name with 125.
+#[test]
+fn run_takes_dockers_hosts_shm_tmpfs_and_privileged_flags() {
+    let Some((env, img)) = setup() else { return };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(&env, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        (out, err)
+    };
+    let (hosts, _) =
+        ok(&["--add-host", "foo:10.1.2.3", "--add-host", "bar=::1,baz:127.0.0.2", &img, "cat", "/etc/hosts"]);
+    for line in ["10.1.2.3\tfoo", "::1\tbar", "127.0.0.2\tbaz"] {
+        assert!(hosts.lines().any(|l| l == line), "{line}: {hosts}");
+    }
+    let (shm, _) = ok(&["--shm-size", "96m", &img, "sh", "-c", "df -k /dev/shm | tail -1"]);
+    assert!(shm.split_whitespace().nth(1) == Some("98304"), "{shm}");
+    let (t, _) = ok(&[
+        "--tmpfs",
+        "/scratch:size=1m,mode=700",
+        &img,
+        "sh",
+        "-c",
+        "df -k /scratch | tail -1; stat -c %a /scratch",
+    ]);
+    assert!(t.contains(" 1024 ") && t.trim_end().ends_with("700"), "{t}");
+    let (t, _) = ok(&[
+        "--mount",
+        "type=tmpfs,target=/m,tmpfs-size=2m,tmpfs-mode=0750",
+        &img,
+        "sh",
+        "-c",
+        "df -k /m | tail -1; stat -c %a /m",
+    ]);
+    assert!(t.contains(" 2048 ") && t.trim_end().ends_with("750"), "{t}");
+    let caps = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend([img.as_str(), "sh", "-c", "grep CapEff /proc/self/status"]);
+        let (out, _) = ok(&args);
+        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert!(caps(&["--privileged"]).count_ones() > caps(&[]).count_ones(), "--privileged gives more capabilities");
+    let (_, err) = ok(&["-p", "8080:80", "-l", "team=a", &img, "true"]);
+    assert!(err.contains("WARNING: Published ports are discarded when using host network mode"), "{err}");
+
+    for (args, want) in [
+        (vec!["-d", img.as_str(), "true"], "-d/--detach is not supported"),
+        (vec!["--cap-add", "NET_ADMIN", img.as_str(), "true"], "polyarch run does not support --cap-add of docker run"),
+        (vec!["--tmpfs", "/x:bogus", img.as_str(), "true"], "unknown tmpfs option \"bogus\""),
+        (vec!["--no-such-flag", img.as_str()], "--no-such-flag"),
+    ] {
+        let (code, _, err) = run(&env, &args);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -133,12 +133,139 @@ pub struct RunArgs {
     /// (the source must exist) or `type=tmpfs,target=PATH`.
     #[arg(long = "mount", value_name = "type=bind,source=HOST,target=PATH")]
     mounts: Vec<String>,
+    /// Add a host-to-IP mapping to the container's /etc/hosts (`HOST:IP`,
+    /// `host-gateway` for this machine; repeatable or a comma list).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<String>,
+    /// The size of /dev/shm (`128m`; default 64m).
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    shm_size: Option<String>,
+    /// Every capability, no seccomp filter, writable /sys and every device
+    /// allowed, as `docker run --privileged`.
+    #[arg(long)]
+    privileged: bool,
+    /// An empty tmpfs at PATH, with mount options as Docker's `--tmpfs`
+    /// (`/run:size=64m,noexec`).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Publish a port: the container shares the host's network (the
+    /// default), so every port already is the host's; dropped with
+    /// Docker's warning.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    publish: Vec<String>,
+    /// Accepted for Docker compatibility: a container's labels, which
+    /// nothing reads here.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Refused: polyarch has no daemon to keep a container in the background.
+    #[arg(short = 'd', long = "detach")]
+    detach: bool,
     /// The image: a stored name or ID, or a reference to pull.
     #[arg(value_name = "IMAGE")]
     image: String,
     /// The command and its arguments (default: the image's CMD).
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// The flags of `docker run` polyarch does not take: named in the error
+/// instead of clap's tip. (`-h` is help here, not `--hostname`.)
+const DOCKER_RUN_FLAGS: &[&str] = &[
+    "--annotation",
+    "--attach",
+    "-a",
+    "--blkio-weight",
+    "--blkio-weight-device",
+    "--cap-add",
+    "--cap-drop",
+    "--cgroup-parent",
+    "--cgroupns",
+    "--cidfile",
+    "--cpu-count",
+    "--cpu-percent",
+    "--cpu-period",
+    "--cpu-quota",
+    "--cpu-rt-period",
+    "--cpu-rt-runtime",
+    "--cpu-shares",
+    "-c",
+    "--cpus",
+    "--cpuset-cpus",
+    "--cpuset-mems",
+    "--detach-keys",
+    "--device",
+    "--device-cgroup-rule",
+    "--device-read-bps",
+    "--device-read-iops",
+    "--device-write-bps",
+    "--device-write-iops",
+    "--disable-content-trust",
+    "--dns",
+    "--dns-option",
+    "--dns-search",
+    "--domainname",
+    "--expose",
+    "--gpus",
+    "--group-add",
+    "--health-cmd",
+    "--health-interval",
+    "--health-retries",
+    "--health-start-interval",
+    "--health-start-period",
+    "--health-timeout",
+    "--init",
+    "--io-maxbandwidth",
+    "--io-maxiops",
+    "--ip",
+    "--ip6",
+    "--ipc",
+    "--isolation",
+    "--kernel-memory",
+    "--label-file",
+    "--link",
+    "--link-local-ip",
+    "--log-driver",
+    "--log-opt",
+    "--mac-address",
+    "--memory",
+    "-m",
+    "--memory-reservation",
+    "--memory-swap",
+    "--memory-swappiness",
+    "--network-alias",
+    "--no-healthcheck",
+    "--oom-kill-disable",
+    "--oom-score-adj",
+    "--pid",
+    "--pids-limit",
+    "--publish-all",
+    "-P",
+    "--quiet",
+    "-q",
+    "--restart",
+    "--security-opt",
+    "--sig-proxy",
+    "--stop-signal",
+    "--stop-timeout",
+    "--storage-opt",
+    "--sysctl",
+    "--userns",
+    "--uts",
+    "--volume-driver",
+    "--volumes-from",
+];
+
+/// For a usage error of `polyarch run` about a flag of `docker run` it
+/// lacks: the message naming it; `None` for anything else.
+pub fn unsupported_flag(args: &[String], err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument || super::build::inputs::subcommand(args) != Some("run") {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let flag = if flag.starts_with("--") { flag } else { flag.get(..2).unwrap_or(flag) };
+    DOCKER_RUN_FLAGS.contains(&flag).then(|| format!("polyarch run does not support {flag} of docker run"))
 }
 
 /// A container name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`
@@ -169,6 +296,12 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     if let Some(name) = &a.name {
         container_name(name).map_err(anyhow::Error::msg)?;
     }
+    if a.detach {
+        bail!("-d/--detach is not supported: polyarch has no daemon to keep the container running, so it runs in the foreground");
+    }
+    if !a.publish.is_empty() {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+    }
     let platform = match &a.platform {
         Some(p) => Some(Platform::parse(p)?),
         None => None,
@@ -186,7 +319,10 @@ fn run_container(global: &GlobalArgs, a: &RunArgs) -> Result<u8> {
     for (path, why) in cleaned.failed {
         eprintln!("warning: cannot remove {} left by an earlier run: {why}", path.display());
     }
-    let mounts = container_mounts(&a.volumes, &a.mounts)?;
+    let mut mounts = container_mounts(&a.volumes, &a.mounts)?;
+    for t in &a.tmpfs {
+        mounts.push(parse_tmpfs(t).map_err(|why| anyhow::anyhow!("invalid --tmpfs {t:?}: {why}"))?);
+    }
     let top = unpack(&store, snapshotter.as_ref(), &image)?;
     let process = process_spec(a, &image)?;
     let cancel = Cancel::new();
@@ -332,6 +468,18 @@ fn process_spec(a: &RunArgs, image: &LocalImage) -> Result<ProcessSpec> {
         .with_readonly_rootfs(a.read_only)
         .with_hostname(a.hostname.clone().unwrap_or_default());
     process.rlimits = a.ulimits.clone();
+    for h in a.add_hosts.iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()) {
+        let (name, ip) =
+            polyarch_builder::settings::parse_add_host(h).map_err(anyhow::Error::msg).context("--add-host")?;
+        process = process.with_extra_host(name, ip.to_string());
+    }
+    if let Some(v) = &a.shm_size {
+        let bytes = polyarch_builder::settings::parse_mem_bytes(v).map_err(anyhow::Error::msg).context("--shm-size")?;
+        process = process.with_shm_size(Some(bytes).filter(|b| *b > 0));
+    }
+    if a.privileged {
+        process = process.with_security(polyarch_exec::SecurityMode::Insecure);
+    }
     Ok(process)
 }
 
@@ -403,6 +551,7 @@ pub fn parse_volume(v: &str) -> Result<MountSpec, String> {
 /// `destination`, `ro`).
 pub fn parse_mount(m: &str) -> Result<MountSpec, String> {
     let (mut kind, mut source, mut target, mut readonly) = ("volume".to_string(), None, None, false);
+    let mut tmpfs_options = Vec::new();
     for field in polyarch_dockerfile::values::csv_fields(m) {
         let (k, v) = match field.split_once('=') {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().to_string())),
@@ -420,7 +569,16 @@ pub fn parse_mount(m: &str) -> Result<MountSpec, String> {
                     _ => return Err(format!("invalid value for {k}: {v}")),
                 }
             }
-            ("bind-propagation" | "consistency" | "tmpfs-size" | "tmpfs-mode", Some(_)) => {}
+            ("tmpfs-size", Some(v)) => {
+                let bytes = polyarch_builder::settings::parse_mem_bytes(&v).map_err(|e| format!("tmpfs-size: {e}"))?;
+                tmpfs_options.push(format!("size={bytes}"));
+            }
+            ("tmpfs-mode", Some(v)) => {
+                let mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                    .map_err(|_| format!("invalid tmpfs-mode {v:?}: want octal"))?;
+                tmpfs_options.push(format!("mode={mode:o}"));
+            }
+            ("bind-propagation" | "consistency", Some(_)) => {}
             (other, _) => return Err(format!("unexpected key '{other}' in '{field}'")),
         }
     }
@@ -436,10 +594,39 @@ pub fn parse_mount(m: &str) -> Result<MountSpec, String> {
             }
             Ok(MountSpec::bind(source, target, readonly))
         }
-        "tmpfs" => Ok(MountSpec::tmpfs(target)),
+        "tmpfs" => {
+            let mut spec = MountSpec::tmpfs(target);
+            spec.options.extend(tmpfs_options);
+            Ok(spec)
+        }
         "volume" => Err("volumes are not supported; use type=bind or type=tmpfs".into()),
         other => Err(format!("unknown mount type {other:?}")),
     }
+}
+
+/// Options a tmpfs takes (`--tmpfs PATH:OPTS`, `--mount type=tmpfs`).
+const TMPFS_FLAGS: &[&str] = &["rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime"];
+const TMPFS_KEYS: &[&str] = &["size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"];
+
+/// Docker's `--tmpfs PATH[:OPTIONS]`: an empty tmpfs (nosuid, nodev, mode
+/// 1777) with the options given after it, checked against what tmpfs takes.
+pub fn parse_tmpfs(v: &str) -> Result<MountSpec, String> {
+    let (target, opts) = v.split_once(':').unwrap_or((v, ""));
+    if !target.starts_with('/') {
+        return Err(format!("the path {target:?} is not absolute"));
+    }
+    let mut spec = MountSpec::tmpfs(target);
+    for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let known = match o.split_once('=') {
+            Some((k, v)) => TMPFS_KEYS.contains(&k) && !v.is_empty(),
+            None => TMPFS_FLAGS.contains(&o),
+        };
+        if !known {
+            return Err(format!("unknown tmpfs option {o:?}"));
+        }
+        spec.options.push(o.to_string());
+    }
+    Ok(spec)
 }
 
 /// Docker's `--ulimit NAME=SOFT[:HARD]` (HARD defaults to SOFT).

@@ -417,7 +417,7 @@ pub fn unknown_flag(args: &[String], err: &clap::Error) -> Option<String> {
 
 /// The subcommand in `args` (the first word that is not a global flag or
 /// its value).
-fn subcommand(args: &[String]) -> Option<&str> {
+pub(crate) fn subcommand(args: &[String]) -> Option<&str> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
