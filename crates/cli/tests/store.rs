@@ -366,9 +366,12 @@ fn history_and_the_image_group_as_docker_has_them() {
 
     assert_eq!(env.ok(&["image", "ls", "--format", "json"]), env.ok(&["images", "--format", "json"]));
     assert_eq!(env.ok(&["image", "inspect", "hist:1"]), env.ok(&["inspect", "hist:1"]));
+    assert_eq!(env.ok(&["inspect", "--type", "image", "hist:1"]), env.ok(&["inspect", "hist:1"]));
+    let err = env.fails(&["inspect", "--type", "container", "hist:1"]);
+    assert!(err.contains("polyarch inspects images only"), "{err}");
     let err = env.fails(&["image", "history", "nothing:here"]);
     assert!(err.contains("no such image: nothing:here"), "{err}");
-    assert!(env.ok(&["image", "rm", "hist:1"]).contains("Untagged: hist:1"));
+    assert!(env.ok(&["image", "rm", "--no-prune", "hist:1"]).contains("Untagged: hist:1"));
     assert!(env.ok(&["image", "list", "-q"]).trim().is_empty());
 }
 

@@ -172,6 +172,10 @@ pub struct InspectArgs {
     /// else the first one present).
     #[arg(long)]
     platform: Option<String>,
+    /// What to inspect, as `docker inspect --type`: only `image` (the
+    /// store holds no containers, networks or volumes).
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
     /// `json` or a Go template run for each image (`{{.Architecture}}`,
     /// `{{json .Config}}`), as `docker image inspect --format`.
     #[arg(short, long, value_parser = template::format_arg)]
@@ -193,6 +197,10 @@ pub struct RmiArgs {
     /// Untag every name of an image given by ID.
     #[arg(short, long)]
     force: bool,
+    /// Accepted for Docker compatibility: removing a name never removes
+    /// content here; `prune` frees the space.
+    #[arg(long = "no-prune")]
+    no_prune: bool,
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
 }
@@ -530,6 +538,9 @@ fn inspect_one(store: &Store, input: &str, platform: Option<&Platform>) -> Resul
 }
 
 pub fn inspect(global: &GlobalArgs, a: InspectArgs) -> Result<u8> {
+    if let Some(kind) = a.kind.as_deref().filter(|k| *k != "image") {
+        bail!("--type {kind:?}: polyarch inspects images only (it keeps no containers, networks or volumes)");
+    }
     let store = open_store(global)?;
     let platform = a.platform.as_deref().map(|p| Platform::parse(p).map_err(anyhow::Error::from)).transpose()?;
     let mut out = Vec::new();
