@@ -12,9 +12,12 @@
 //! without blocking a thread or a timeout, so a step whose key is the same
 //! for several platforms runs once and fails once for all of them (as
 //! BuildKit's solver merges equal vertices, bk/solver/scheduler.go). Two
-//! processes have two tables; the store's atomic writes settle their race.
+//! processes have two tables; a step one of them runs is locked in the
+//! store ([`lock`]), so the other waits for its record instead of running
+//! it too.
 
 pub mod keys;
+pub(crate) mod lock;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -159,6 +162,12 @@ impl Failure {
     }
 }
 
+/// Who runs a missed key: another build of the table, or this one.
+enum Waiting {
+    Other(watch::Receiver<Outcome>),
+    Mine(Running),
+}
+
 /// What looking a key up gave.
 #[derive(Debug)]
 pub enum Claim {
@@ -177,6 +186,9 @@ pub struct Running {
     key: String,
     merges: Merges,
     tx: Option<watch::Sender<Outcome>>,
+    /// Other processes wait while this is held; let go after the outcome
+    /// (the record is written by then).
+    locked: Option<lock::Held>,
 }
 
 impl Running {
@@ -201,9 +213,11 @@ impl Running {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        let Some(tx) = self.tx.take() else { return };
-        self.merges.forget(&self.key, &tx.subscribe());
-        tx.send_replace(outcome);
+        if let Some(tx) = self.tx.take() {
+            self.merges.forget(&self.key, &tx.subscribe());
+            tx.send_replace(outcome);
+        }
+        self.locked = None;
     }
 }
 
@@ -295,12 +309,13 @@ impl Cache {
             if let Some(rec) = self.get(key) {
                 return Ok(Claim::Hit(Box::new(rec)));
             }
-            let mut rx = {
+            let waiting = {
                 let Ok(mut table) = self.merges.0.lock() else {
-                    return Ok(Claim::Run(Running { key: key.into(), merges: self.merges.clone(), tx: None }));
+                    let merges = self.merges.clone();
+                    return Ok(Claim::Run(Running { key: key.into(), merges, tx: None, locked: None }));
                 };
                 match table.get(key) {
-                    Some(rx) => rx.clone(),
+                    Some(rx) => Waiting::Other(rx.clone()),
                     None => {
                         // A run may have ended (its record written, its
                         // entry removed) since the read above.
@@ -310,8 +325,24 @@ impl Cache {
                         let (tx, rx) = watch::channel(Outcome::Running);
                         table.insert(key.to_string(), rx);
                         let merges = self.merges.clone();
-                        return Ok(Claim::Run(Running { key: key.into(), merges, tx: Some(tx) }));
+                        Waiting::Mine(Running { key: key.into(), merges, tx: Some(tx), locked: None })
                     }
+                }
+            };
+            let mut rx = match waiting {
+                Waiting::Other(rx) => rx,
+                Waiting::Mine(mut running) => {
+                    // This build runs it, unless another process does: then
+                    // its record, once it lets go (the builds of this
+                    // table wait on `running` meanwhile).
+                    running.locked = lock::acquire(&self.dir.join("locks"), key).await;
+                    if running.locked.is_some() {
+                        if let Some(rec) = self.read(key) {
+                            running.done(&rec);
+                            return Ok(Claim::Hit(Box::new(rec)));
+                        }
+                    }
+                    return Ok(Claim::Run(running));
                 }
             };
             let outcome = rx.wait_for(|o| !matches!(o, Outcome::Running)).await.map(|o| o.clone());
@@ -505,6 +536,50 @@ mod tests {
         let _run = running(a.claim("sha256:cc").await.unwrap());
         let other = tokio::time::timeout(std::time::Duration::from_secs(5), b.claim("sha256:cc")).await;
         assert!(matches!(other, Ok(Ok(Claim::Run(_)))), "another table (another process) runs it too");
+    }
+
+    #[tokio::test]
+    async fn a_step_another_process_runs_is_awaited_and_taken_from_its_record() {
+        use rustix::fs::FlockOperation;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let cache = Cache::new(&store);
+        // Another process runs "sha256:dd": it holds the key's lock file.
+        let locks = d.path().join("build-cache/locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        let file = locks.join("dd");
+        let theirs = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&file).unwrap();
+        rustix::fs::flock(&theirs, FlockOperation::LockExclusive).unwrap();
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.claim("sha256:dd").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "it waits while the other process runs the step");
+        // The other process writes its record, removes its file, lets go.
+        let rec = Record { layer: None, created: Some(7) };
+        Cache::new(&store).put("sha256:dd", &rec).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        drop(theirs);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
+        assert!(matches!(got, Claim::Hit(r) if *r == rec), "the other process's record");
+
+        // When it leaves no record (it failed, or was killed), this one runs it,
+        // and the lock file goes when it is done.
+        let theirs =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(locks.join("ee")).unwrap();
+        rustix::fs::flock(&theirs, FlockOperation::LockExclusive).unwrap();
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.claim("sha256:ee").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(theirs);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
+        let Claim::Run(r) = got else { panic!("a miss runs the step") };
+        assert!(locks.join("ee").exists(), "held while it runs");
+        r.done(&Record { layer: None, created: Some(8) });
+        assert!(!locks.join("ee").exists(), "removed when done");
     }
 
     #[test]

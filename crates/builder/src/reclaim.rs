@@ -100,9 +100,14 @@ fn reclaim_with(store: &Store, runtime: Option<&str>, sys: &dyn Syscalls) -> Rec
         remove_old_temps(&dir, &mut done);
     }
     match store.reclaim_ingest(Duration::ZERO) {
-        Ok(t) => done.temp_files = t,
+        Ok((n, bytes)) => {
+            done.temp_files.0 += n;
+            done.temp_files.1 += bytes;
+        }
         Err(e) => done.failed.push((root.join("ingest"), e.to_string())),
     }
+    // The step locks of killed builds (crate::cache::lock).
+    done.temp_files.0 += crate::cache::lock::remove_stale(&root.join("build-cache").join("locks"));
     if let Err(e) = store.reclaim_index_temps() {
         done.failed.push((root.join("index.json"), e.to_string()));
     }

@@ -457,3 +457,50 @@ fn a_cache_mount_from_a_stage_starts_as_its_directory_and_keeps_what_steps_add()
     let err = env.fails(&["build", "--progress", "plain", s(&ctx)]);
     assert!(err.contains("cache mount source \"f\" of \"seed\" is not a directory"), "{err}");
 }
+
+/// Two polyarch processes building at once on one store (one build per
+/// platform, as BuildKit users start them) run a step they share once: the
+/// second waits for the first's record, as one BuildKit daemon merges
+/// equal vertices of concurrent builds. The step counts its runs in a
+/// cache mount both builds share.
+#[test]
+fn two_processes_on_one_store_run_a_shared_step_once() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let df = "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+              RUN --mount=type=cache,target=/c,sharing=shared echo ran >> /c/count && sleep 3 && echo made > /made\n\
+              FROM busybox\nCOPY --from=build /made /made\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let start = |platform: &str| {
+        env.cmd(&[
+            "build",
+            "--progress",
+            "plain",
+            "--platform",
+            platform,
+            "-t",
+            &format!("two:{}", &platform[6..]),
+            s(&ctx),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let first = start("linux/amd64");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let second = start("linux/386");
+    let (a, b) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
+    let (ea, eb) = (String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert!(a.status.success() && b.status.success(), "{ea}\n{eb}");
+    assert_eq!(counts(&ea).0 + counts(&eb).0, 1 + 2, "the shared RUN once, each final COPY: {ea}\n{eb}");
+    // What the cache mount saw: one run.
+    let check = context(
+        &env,
+        "check",
+        &[("Dockerfile", "FROM busybox\nRUN --mount=type=cache,target=/c,sharing=shared cat /c/count > /count\n")],
+    );
+    let (out, _) = build_local(&env, &check, &["--no-cache"]);
+    assert_eq!(read(&out, "count"), "ran\n");
+    let locks = env.root().join("build-cache/locks");
+    assert!(std::fs::read_dir(&locks).map_or(0, |d| d.count()) == 0, "no lock file is left");
+}
