@@ -69,7 +69,8 @@ pub(crate) async fn acquire(dir: &Path, key: &str) -> Option<Held> {
     std::fs::create_dir_all(dir).ok()?;
     let path = dir.join(key.trim_start_matches("sha256:"));
     loop {
-        let file = OpenOptions::new().create(true).read(true).write(true).mode(0o600).open(&path).ok()?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).open(&path).ok()?;
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Its last holder may have removed it meanwhile: lock the
