@@ -535,7 +535,10 @@ mod tests {
         let (a, b) = (Cache::new(&store), Cache::new(&store));
         let _run = running(a.claim("sha256:cc").await.unwrap());
         let other = tokio::time::timeout(std::time::Duration::from_secs(5), b.claim("sha256:cc")).await;
-        assert!(matches!(other, Ok(Ok(Claim::Run(_)))), "another table (another process) runs it too");
+        assert!(
+            matches!(other, Ok(Ok(Claim::Run(_)))),
+            "another table of this process runs it too (other processes wait: see cache::lock)"
+        );
     }
 
     #[tokio::test]
