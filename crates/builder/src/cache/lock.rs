@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use rustix::fs::FlockOperation;
 
-/// Keys some table of this process holds the lock of.
-static HELD: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Lock files (a store's key) some table of this process holds.
+static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
 /// How often a waiter tries the lock again.
 const POLL: Duration = Duration::from_millis(50);
 
-fn with_held<T>(f: impl FnOnce(&mut HashSet<String>) -> T) -> T {
+fn with_held<T>(f: impl FnOnce(&mut HashSet<PathBuf>) -> T) -> T {
     let mut guard = HELD.lock().unwrap_or_else(|e| e.into_inner());
     f(guard.get_or_insert_with(HashSet::new))
 }
@@ -41,7 +41,6 @@ fn with_held<T>(f: impl FnOnce(&mut HashSet<String>) -> T) -> T {
 /// The lock of one key, held until dropped (the file removed first).
 #[derive(Debug)]
 pub(crate) struct Held {
-    key: String,
     path: PathBuf,
     file: File,
 }
@@ -54,7 +53,7 @@ impl Drop for Held {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
-        with_held(|h| h.remove(&self.key));
+        with_held(|h| h.remove(&self.path));
         // The file closes after this body: the lock goes with it.
     }
 }
@@ -63,11 +62,11 @@ impl Drop for Held {
 /// when this process holds it already (another table runs it) or the lock
 /// file cannot be made. The future may be dropped (a cancelled build).
 pub(crate) async fn acquire(dir: &Path, key: &str) -> Option<Held> {
-    if with_held(|h| h.contains(key)) {
+    let path = dir.join(key.trim_start_matches("sha256:"));
+    if with_held(|h| h.contains(&path)) {
         return None;
     }
     std::fs::create_dir_all(dir).ok()?;
-    let path = dir.join(key.trim_start_matches("sha256:"));
     loop {
         let file =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).open(&path).ok()?;
@@ -83,10 +82,10 @@ pub(crate) async fn acquire(dir: &Path, key: &str) -> Option<Held> {
                     continue;
                 }
                 // A table of this process may have taken it while we waited.
-                if !with_held(|h| h.insert(key.to_string())) {
+                if !with_held(|h| h.insert(path.clone())) {
                     return None;
                 }
-                return Some(Held { key: key.to_string(), path, file });
+                return Some(Held { path, file });
             }
             Err(rustix::io::Errno::WOULDBLOCK) => tokio::time::sleep(POLL).await,
             Err(_) => return None,
