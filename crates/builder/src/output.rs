@@ -58,6 +58,13 @@ pub struct Output {
     pub platform_split: Option<bool>,
     /// `annotation.*` attributes, as `--annotation` values.
     pub annotations: Vec<Annotation>,
+    /// `push-by-digest=true`: push the manifest by its digest only, no
+    /// tag moved (each platform from its own machine, joined later by
+    /// `imagetools create` of the digests).
+    pub push_by_digest: bool,
+    /// `name-canonical=true`: with `push-by-digest`, `NAME@DIGEST` is one
+    /// of the names the metadata file gives too.
+    pub name_canonical: bool,
 }
 
 impl Default for Output {
@@ -88,6 +95,8 @@ impl Output {
             oci_mediatypes: None,
             platform_split: None,
             annotations: Vec::new(),
+            push_by_digest: false,
+            name_canonical: false,
         }
     }
 
@@ -117,7 +126,9 @@ impl Output {
                 "oci-mediatypes" => o.oci_mediatypes = Some(parse_bool(k, v)?),
                 "platform-split" => o.platform_split = Some(parse_bool(k, v)?),
                 a if a.starts_with("annotation") => o.annotations.extend(parse_annotation(a, v)?),
-                "compression-level" | "force-compression" | "unpack" | "store" | "push-by-digest" => {}
+                "push-by-digest" => o.push_by_digest = parse_bool(k, v)?,
+                "name-canonical" => o.name_canonical = parse_bool(k, v)?,
+                "compression-level" | "force-compression" | "unpack" | "store" => {}
                 other => return Err(Error::Option(format!("unknown output attribute {other:?} in {s:?}"))),
             }
         }
@@ -251,6 +262,15 @@ mod tests {
             let err = Output::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn push_by_digest_and_canonical_names_are_read() {
+        let o = Output::parse("type=image,name=r/app,push-by-digest=true,name-canonical=true,push=true").unwrap();
+        assert!(o.push && o.push_by_digest && o.name_canonical);
+        let o = Output::parse("type=registry,name=r/app").unwrap();
+        assert!(o.push && !o.push_by_digest && !o.name_canonical);
+        assert!(Output::parse("type=image,push-by-digest=maybe").is_err());
     }
 
     #[test]

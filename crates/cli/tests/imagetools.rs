@@ -295,3 +295,33 @@ fn create_filters_platforms_and_reads_descriptors_as_buildx() {
     let err = env.fails(&["imagetools", "create", &src]);
     assert!(err.contains("can't push with no tags specified, please set --tag or --dry-run"), "{err}");
 }
+
+/// Docker's way of building each platform on its own machine: `push-by-digest`
+/// pushes the manifest under its digest and moves no tag, `name-canonical`
+/// adds `NAME@DIGEST` to the metadata's names, and `imagetools create`
+/// joins the digests the metadata files give.
+#[test]
+fn push_by_digest_then_join_the_digests() {
+    let Some((env, reg)) = mirrored() else { return };
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "f\n")]);
+    let repo = format!("{}/test/by-digest", reg.host);
+    let mut digests = Vec::new();
+    for p in ["linux/amd64", "linux/arm64"] {
+        let meta = env.dir.path().join(format!("meta-{}.json", &p[6..]));
+        let spec = format!("type=image,name={repo},push-by-digest=true,name-canonical=true,push=true");
+        build_ok(&env, &["--platform", p, "--metadata-file", s(&meta), "-o", &spec, s(&ctx)]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        let digest = m["containerimage.digest"].as_str().unwrap().to_string();
+        let names = m["image.name"].as_str().unwrap();
+        assert!(names.split(',').any(|n| n == format!("{repo}@{digest}")), "the canonical name: {names}");
+        assert_eq!(sha256_hex(&skopeo_raw(&format!("{repo}@{digest}"))), digest, "pushed under its digest");
+        digests.push(format!("{repo}@{digest}"));
+    }
+    let err = env.fails(&["imagetools", "inspect", &format!("{repo}:latest")]);
+    assert!(err.contains("latest"), "no tag was pushed: {err}");
+    let joined = format!("{repo}:1.0");
+    let mut args = vec!["imagetools", "create", "-t", joined.as_str()];
+    args.extend(digests.iter().map(String::as_str));
+    env.ok(&args);
+    assert_eq!(archs(&index_of(&skopeo_raw(&joined))), ["amd64", "arm64"]);
+}

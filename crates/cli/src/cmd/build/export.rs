@@ -56,6 +56,22 @@ pub fn keeps_an_image(outputs: &[Output]) -> bool {
     outputs.iter().any(|o| !matches!(o.kind, OutputKind::Local | OutputKind::Tar | OutputKind::CacheOnly))
 }
 
+/// Each name's repository at the result's digest (`NAME@DIGEST`), once
+/// per repository: where `push-by-digest` pushes, and the canonical names
+/// of `name-canonical`.
+fn by_digest(names: &[String], built: &Built) -> Result<Vec<polyarch_oci::Reference>> {
+    let digest = built.descriptor().digest;
+    let mut out: Vec<polyarch_oci::Reference> = Vec::new();
+    for n in names {
+        let r = parse_tagged(n)?;
+        let at = polyarch_oci::Reference { tag: None, digest: Some(digest.clone()), ..r };
+        if !out.contains(&at) {
+            out.push(at);
+        }
+    }
+    Ok(out)
+}
+
 impl Exporter<'_> {
     /// Exports `built` to every output; returns the names it was given.
     pub fn export(&self, built: &Built, outputs: &[Output]) -> Result<Vec<String>> {
@@ -68,7 +84,11 @@ impl Exporter<'_> {
             };
             if o.kind == OutputKind::Image {
                 self.image(built, o, &names)?;
-                names_out.extend(names);
+                let canonical = (o.push && o.push_by_digest && o.name_canonical)
+                    .then(|| by_digest(&names, built))
+                    .transpose()?
+                    .unwrap_or_default();
+                names_out.extend(names.into_iter().chain(canonical.iter().map(|r| r.to_string())));
                 continue;
             }
             if o.kind == OutputKind::Docker && o.dest.is_none() {
@@ -113,6 +133,12 @@ impl Exporter<'_> {
         if names.is_empty() {
             bail!("push needs a name: give -t NAME or --output type=image,name=NAME,push=true");
         }
+        if o.push_by_digest {
+            // As BuildKit's image exporter: the repositories get the
+            // manifest under its digest, and no tag moves.
+            let at: Vec<String> = by_digest(names, built)?.iter().map(|r| r.to_string()).collect();
+            return self.push(built, &at);
+        }
         self.push(built, names)
     }
 
@@ -126,7 +152,10 @@ impl Exporter<'_> {
         let to_manifests = || {
             let Some(begun) = layers.lock().ok().and_then(|mut l| l.take()) else { return };
             self.progress.end_status(Some(begun));
-            let begin = |n: &String| self.progress.begin_status(&format!("pushing manifest for {n}@{digest}"));
+            let begin = |n: &String| {
+                let at = if n.contains('@') { n.clone() } else { format!("{n}@{digest}") };
+                self.progress.begin_status(&format!("pushing manifest for {at}"))
+            };
             manifests.lock().map(|mut m| m.extend(names.iter().map(begin))).ok();
         };
         let pushed: Result<()> = match self.push {
