@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use polyarch_builder::config::rfc3339;
 use polyarch_oci::Platform;
 use polyarch_transfer::local;
 use serde_json::{json, Value};
@@ -106,17 +107,12 @@ fn ellipsis(s: &str, width: usize) -> String {
     cut
 }
 
-/// RFC 3339 in UTC, as Go's `time.Format(time.RFC3339)` in a UTC zone.
-fn rfc3339(secs: i64) -> String {
-    polyarch_builder::config::rfc3339(secs)
-}
-
 /// The fields Docker's history formatter gives templates and JSON.
 fn row(e: &Entry, human: bool, trunc: bool) -> Value {
     let id = if trunc { short_id_of(&e.id) } else { e.id.clone() };
     let created_at = e.created.map(rfc3339).unwrap_or_default();
     let since = match (human, e.created) {
-        (false, _) => e.created.map(rfc3339).unwrap_or_else(|| rfc3339(0)),
+        (false, _) => rfc3339(e.created.unwrap_or(0)),
         (true, Some(t)) if t > 0 => ago(t),
         (true, _) => "N/A".to_string(),
     };

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use polyarch_dockerfile::ignore::PatternMatcher;
 use polyarch_oci::{Descriptor, Platform, Reference};
 use polyarch_store::Store;
 use polyarch_transfer::local;
@@ -50,11 +51,13 @@ pub struct ImagesArgs {
     all: bool,
 }
 
-/// `docker images --filter` terms, by key; a row must match one value of
-/// every key given.
-#[derive(Debug, Default)]
+/// `docker images --filter` terms: a row matches one of the `reference`
+/// patterns (if any) and every `label`, `before` and `since` term.
+#[derive(Default)]
 struct Filters {
-    reference: Vec<String>,
+    /// Go-style wildcard patterns (`*` never crosses `/`), the one
+    /// matcher COPY's wildcards use too.
+    reference: Vec<PatternMatcher>,
     label: Vec<(String, Option<String>)>,
     before: Vec<i64>,
     since: Vec<i64>,
@@ -67,15 +70,19 @@ impl Filters {
         for t in terms {
             let Some((key, value)) = t.split_once('=') else { bail!("bad format of filter (expected name=value)") };
             match key.trim().to_lowercase().as_str() {
-                "reference" => f.reference.push(value.to_string()),
+                "reference" => f.reference.push(
+                    PatternMatcher::new(&[value]).with_context(|| format!("invalid filter 'reference={value}'"))?,
+                ),
                 "label" => f.label.push(match value.split_once('=') {
                     Some((k, v)) => (k.to_string(), Some(v.to_string())),
                     None => (value.to_string(), None),
                 }),
                 k @ ("before" | "since") => {
                     let (name, desc) = lookup(store, value)?;
-                    let created = row(store, &name, &desc)?.created.as_deref().and_then(parse_rfc3339);
-                    let Some(t) = created else { bail!("{k}={value}: the image has no creation time") };
+                    let image = local::image_for(store, &name, &desc, None).ok();
+                    let Some(t) = created_of(image.as_ref()).as_deref().and_then(parse_rfc3339) else {
+                        bail!("{k}={value}: the image has no creation time")
+                    };
                     if k == "before" {
                         f.before.push(t)
                     } else {
@@ -98,10 +105,10 @@ impl Filters {
         if self.dangling == Some(true) {
             return false;
         }
-        let familiar_name = familiar(&r.name);
-        let untagged = repo_and_tag(&r.name).0;
+        // As docker's `FamiliarMatch`: the familiar name, then without its tag.
+        let (familiar_name, untagged) = (familiar(&r.name), repo_and_tag(&r.name).0);
         let reference_ok = self.reference.is_empty()
-            || self.reference.iter().any(|p| path_match(p, &familiar_name) || path_match(p, &untagged));
+            || self.reference.iter().any(|m| m.matches_exact(&familiar_name) || m.matches_exact(&untagged));
         let label_ok = self.label.iter().all(|(k, v)| match (r.labels.get(k), v) {
             (Some(_), None) => true,
             (Some(have), Some(want)) => have == want,
@@ -112,58 +119,6 @@ impl Filters {
         let since_ok = self.since.iter().all(|b| created.is_some_and(|c| c > *b));
         reference_ok && label_ok && before_ok && since_ok
     }
-}
-
-/// Go's `path.Match`: `*` any run of characters but `/`, `?` one of them,
-/// `[...]` a class (`^` or `!` negates, `a-z` ranges), `\\` quotes.
-fn path_match(pattern: &str, name: &str) -> bool {
-    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-        // p starts after '['; returns (matched, length of the class incl. ']').
-        let mut i = 0;
-        let negated = matches!(p.first(), Some('^') | Some('!'));
-        if negated {
-            i += 1;
-        }
-        let mut matched = false;
-        let mut first = true;
-        loop {
-            let lo = match p.get(i) {
-                None => return None,
-                Some(']') if !first => break,
-                Some('\\') => {
-                    i += 1;
-                    *p.get(i)?
-                }
-                Some(x) => *x,
-            };
-            first = false;
-            i += 1;
-            let mut hi = lo;
-            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
-                hi = if p[i + 1] == '\\' { *p.get(i + 2)? } else { p[i + 1] };
-                i += if p[i + 1] == '\\' { 3 } else { 2 };
-            }
-            if lo <= c && c <= hi {
-                matched = true;
-            }
-        }
-        Some((matched != negated, i + 1))
-    }
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).take_while(|&k| k == 0 || n[k - 1] != '/').any(|k| go(&p[1..], &n[k..])),
-            Some('?') => n.first().is_some_and(|c| *c != '/') && go(&p[1..], &n[1..]),
-            Some('[') => match (n.first(), n.first().and_then(|c| class(&p[1..], *c))) {
-                (Some(c), Some((true, len))) if *c != '/' => go(&p[1 + len..], &n[1..]),
-                _ => false,
-            },
-            Some('\\') => p.get(1).is_some_and(|x| n.first() == Some(x)) && go(&p[2..], &n[1..]),
-            Some(x) => n.first() == Some(x) && go(&p[1..], &n[1..]),
-        }
-    }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    go(&p, &n)
 }
 
 #[derive(Args)]
@@ -384,10 +339,14 @@ struct Row {
     labels: BTreeMap<String, String>,
 }
 
+/// The `created` time of an image's config, as written.
+fn created_of(img: Option<&local::LocalImage>) -> Option<String> {
+    img?.config.extra.get("created").and_then(Value::as_str).map(str::to_string)
+}
+
 fn row(store: &Store, name: &str, desc: &Descriptor) -> Result<Row> {
     let img = local::image_for(store, name, desc, None).ok();
-    let created =
-        img.as_ref().and_then(|img| img.config.extra.get("created").and_then(Value::as_str).map(str::to_string));
+    let created = created_of(img.as_ref());
     let labels = img
         .as_ref()
         .and_then(|img| img.config.extra.get("config")?.get("Labels")?.as_object().cloned())
@@ -697,20 +656,22 @@ pub fn store_usage(store: &Store) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn path_match_is_gos() {
-        use super::path_match as m;
+    fn reference_patterns_match_as_gos_path_match() {
+        let m = |p: &str, n: &str| PatternMatcher::new(&[p]).is_ok_and(|m| m.matches_exact(n));
         assert!(m("busybox", "busybox"));
         assert!(m("busy*", "busybox"));
         assert!(m("*/me/*", "127.0.0.1:5400/me/app"));
         assert!(!m("*", "me/app"), "* does not cross /");
         assert!(m("app:?", "app:1"));
-        assert!(m("app:[0-9]", "app:7") && !m("app:[!0-9]", "app:7") && m("app:[^a]", "app:b"));
+        // Go negates a class with `^` only: `!` is a member.
+        assert!(m("app:[0-9]", "app:7") && !m("app:[^0-9]", "app:7") && m("app:[^a]", "app:b"));
+        assert!(m("app:[!0-9]", "app:!") && m("app:[!0-9]", "app:7"));
         assert!(m("a\\*b", "a*b") && !m("a\\*b", "axb"));
         assert!(!m("app", "app:1") && !m("[", "x"));
     }
-
-    use super::*;
 
     #[test]
     fn sizes_as_docker() {

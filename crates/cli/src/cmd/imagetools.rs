@@ -124,11 +124,6 @@ fn parse_source(input: &str) -> Result<SourceArg> {
     parse_ref(s).map(|r| SourceArg::Ref(r.with_default_tag())).map_err(wrap)
 }
 
-/// A descriptor source as a reference: its digest in `repo`.
-fn in_repo(repo: &Reference, d: &GivenDescriptor) -> Reference {
-    Reference { domain: repo.domain.clone(), path: repo.path.clone(), tag: None, digest: Some(d.digest.clone()) }
-}
-
 #[derive(Args)]
 pub struct InspectArgs {
     /// Print the exact bytes the registry serves.
@@ -153,7 +148,7 @@ pub fn run(global: &GlobalArgs, cmd: ImagetoolsCommand) -> Result<u8> {
 }
 
 fn with_digest(r: &Reference, d: &Descriptor) -> Reference {
-    Reference { domain: r.domain.clone(), path: r.path.clone(), tag: None, digest: Some(d.digest.clone()) }
+    r.trimmed().with_digest(d.digest.clone())
 }
 
 fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
@@ -186,7 +181,7 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
         SourceArg::Ref(r) => Some(r),
         SourceArg::Desc(_) => None,
     })) {
-        if !repos.iter().any(|x| x.domain == r.domain && x.path == r.path) {
+        if !repos.iter().any(|x| x.in_same_repo(r)) {
             repos.push(r.trimmed());
         }
     }
@@ -195,7 +190,7 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
         match p {
             SourceArg::Ref(r) => refs.push((r, None)),
             SourceArg::Desc(d) => match repos.as_slice() {
-                [repo] => refs.push((in_repo(repo, &d), Some(d))),
+                [repo] => refs.push((repo.with_digest(d.digest.clone()), Some(d))),
                 [] => bail!("no repositories specified, please set a reference in tag or source"),
                 _ => bail!("multiple repositories specified, cannot infer repository for {:?}", input.trim()),
             },
@@ -272,8 +267,8 @@ fn create(global: &GlobalArgs, a: CreateArgs) -> Result<u8> {
     };
     let digest = rt.block_on(publish::publish_index(&client, &merged.index, &children, &tags))?;
     let quiet = matches!(a.progress.as_str(), "quiet" | "none");
-    for t in &tags {
-        if !quiet {
+    if !quiet {
+        for t in &tags {
             eprintln!("pushed {t}@{digest}");
         }
     }

@@ -145,7 +145,7 @@ pub fn push(global: &GlobalArgs, a: PushArgs) -> Result<u8> {
             .list()?
             .into_iter()
             .filter_map(|(n, _)| polyarch_oci::Reference::parse_normalized(&n).ok())
-            .filter(|r| r.domain == repo.domain && r.path == repo.path && r.tag.is_some() && r.digest.is_none())
+            .filter(|r| r.in_same_repo(&repo) && r.tag.is_some() && r.digest.is_none())
             .collect();
         tags.sort_by(|x, y| x.tag.cmp(&y.tag));
         if tags.is_empty() {

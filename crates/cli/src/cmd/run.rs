@@ -258,14 +258,8 @@ const DOCKER_RUN_FLAGS: &[&str] = &[
 /// For a usage error of `polyarch run` about a flag of `docker run` it
 /// lacks: the message naming it; `None` for anything else.
 pub fn unsupported_flag(args: &[String], err: &clap::Error) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if err.kind() != ErrorKind::UnknownArgument || super::build::inputs::subcommand(args) != Some("run") {
-        return None;
-    }
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else { return None };
-    let flag = arg.split('=').next().unwrap_or(arg);
-    let flag = if flag.starts_with("--") { flag } else { flag.get(..2).unwrap_or(flag) };
-    DOCKER_RUN_FLAGS.contains(&flag).then(|| format!("polyarch run does not support {flag} of docker run"))
+    let flag = super::build::inputs::unknown_flag_of(args, err, "run")?;
+    DOCKER_RUN_FLAGS.contains(&flag.as_str()).then(|| format!("polyarch run does not support {flag} of docker run"))
 }
 
 /// A container name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`

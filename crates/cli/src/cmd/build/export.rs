@@ -63,8 +63,7 @@ fn by_digest(names: &[String], built: &Built) -> Result<Vec<polyarch_oci::Refere
     let digest = built.descriptor().digest;
     let mut out: Vec<polyarch_oci::Reference> = Vec::new();
     for n in names {
-        let r = parse_tagged(n)?;
-        let at = polyarch_oci::Reference { tag: None, digest: Some(digest.clone()), ..r };
+        let at = parse_tagged(n)?.trimmed().with_digest(digest.clone());
         if !out.contains(&at) {
             out.push(at);
         }

@@ -389,16 +389,22 @@ pub fn not_supported(flag: &str) -> String {
 /// a flag of `docker buildx build`: the message naming it (instead of
 /// clap's tip); `None` for anything else.
 pub fn unsupported_flag(args: &[String], err: &clap::Error) -> Option<String> {
+    let flag = unknown_flag_of(args, err, "build")?;
+    BUILDX_BUILD_FLAGS.contains(&flag.as_str()).then(|| not_supported(&flag))
+}
+
+/// The flag a usage error of polyarch's `command` is about, when it is an
+/// unknown argument: `--name` without its value, or `-x` of `-xVALUE`.
+pub(crate) fn unknown_flag_of(args: &[String], err: &clap::Error, command: &str) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if err.kind() != ErrorKind::UnknownArgument || subcommand(args) != Some("build") {
+    if err.kind() != ErrorKind::UnknownArgument || subcommand(args) != Some(command) {
         return None;
     }
     let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
         return None;
     };
     let flag = arg.split('=').next().unwrap_or(arg);
-    let flag = if flag.starts_with("--") { flag } else { flag.get(..2).unwrap_or(flag) };
-    BUILDX_BUILD_FLAGS.contains(&flag).then(|| not_supported(flag))
+    Some(if flag.starts_with("--") { flag } else { flag.get(..2).unwrap_or(flag) }.to_string())
 }
 
 /// For any other unknown argument of `polyarch build`: a plain message
