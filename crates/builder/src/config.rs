@@ -260,9 +260,6 @@ mod tests {
             retries: 3,
             ..Default::default()
         };
-        assert_eq!(
-            healthcheck_text(&h),
-            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}"
-        );
+        assert_eq!(healthcheck_text(&h), r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x03'}"#);
     }
 }

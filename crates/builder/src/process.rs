@@ -3,7 +3,7 @@
 //! under the store root, the command line BuildKit would run and the
 //! process's output as events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -215,47 +215,6 @@ impl CacheLock {
     }
 }
 
-/// `KEY=VALUE` entries for RUN: the image's environment, then the ARGs in
-/// scope that no ENV shadows (BuildKit passes those to the process too).
-pub fn run_env(image_env: &[String], args: &[(String, Option<String>)]) -> Vec<String> {
-    let mut out: Vec<String> = image_env.to_vec();
-    let mut seen: BTreeMap<String, usize> =
-        out.iter().enumerate().map(|(i, e)| (e.split_once('=').map_or(e.as_str(), |x| x.0).to_string(), i)).collect();
-    for (k, v) in args {
-        let Some(v) = v else { continue };
-        if image_env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |x| x.0) == k) {
-            continue;
-        }
-        match seen.get(k) {
-            Some(&i) => out[i] = format!("{k}={v}"),
-            None => {
-                seen.insert(k.clone(), out.len());
-                out.push(format!("{k}={v}"));
-            }
-        }
-    }
-    out
-}
-
-/// BuildKit's `runCommandString`: `|N K=V ... args` when ARGs are in scope.
-pub fn history_command(args: &[String], build_args: &[(String, Option<String>)]) -> String {
-    let mut vars: Vec<String> = Vec::new();
-    for (k, v) in build_args {
-        let kv = format!("{k}={}", v.clone().unwrap_or_default());
-        match vars.iter().position(|x| x.split_once('=').is_some_and(|(a, _)| a == k)) {
-            Some(i) => vars[i] = kv,
-            None => vars.push(kv),
-        }
-    }
-    let mut words = Vec::new();
-    if !vars.is_empty() {
-        words.push(format!("|{}", vars.len()));
-        words.extend(vars);
-    }
-    words.extend(args.iter().cloned());
-    words.join(" ")
-}
-
 /// Splits a process's output into lines, sends each as an event and keeps
 /// the last few for an error message.
 #[derive(Clone)]
@@ -375,16 +334,6 @@ mod tests {
         let e = SecretSource::File(d.path().join("gone")).check("c").unwrap_err();
         assert!(e.starts_with("failed to stat ") && e.contains("gone: No such file"), "{e}");
         assert!(SecretSource::Env("PA_NOT_SET_ANYWHERE".into()).check("d").is_ok(), "read when used");
-    }
-
-    #[test]
-    fn env_and_history() {
-        let args = vec![("A".to_string(), Some("1".to_string())), ("P".into(), Some("x".into())), ("U".into(), None)];
-        let env = run_env(&["PATH=/bin".to_string(), "P=env".to_string()], &args);
-        assert_eq!(env, ["PATH=/bin", "P=env", "A=1"]);
-        let h = history_command(&["/bin/sh".into(), "-c".into(), "true".into()], &args);
-        assert_eq!(h, "|3 A=1 P=x U= /bin/sh -c true");
-        assert_eq!(history_command(&["ls".into()], &[]), "ls");
     }
 
     #[test]

@@ -147,10 +147,7 @@ fn busybox_image_into_store_and_oci_archive() {
             ("EXPOSE map[53/udp:{} 8080/tcp:{}]", true),
             ("VOLUME [/data]", true),
             ("STOPSIGNAL SIGTERM", true),
-            (
-                "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
-                true
-            ),
+            (r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x03'}"#, true),
             ("ENTRYPOINT [\"/bin/sh\" \"-c\"]", true),
             ("CMD [\"echo $VERSION\"]", true),
         ]
@@ -207,6 +204,44 @@ fn scratch_image_local_and_tar_outputs() {
     }
     let listing = sh(Command::new("tar").arg("-tvf").arg(&tarout));
     assert!(listing.contains("opt/pkg/readme") && listing.contains("1000/2000"), "{listing}");
+}
+
+/// Owners and history texts as BuildKit's file ops and dockerfile2llb make
+/// them: `--chown=NAME` takes the group of NAME's passwd entry (not its
+/// uid), a WORKDIR under `USER NAME` too; a RUN's history lists each ARG
+/// once, where first declared, with the value in scope; HEALTHCHECK's text
+/// is Go's `%q` of its config.
+#[test]
+fn owners_and_history_texts_as_buildkit() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let df = "FROM busybox\nCOPY passwd group /etc/\nCOPY --chown=www a.txt /w1\n\
+              COPY --chown=www:staff a.txt /w2\nCOPY --chown=33 a.txt /w3\nUSER www\nWORKDIR /wd\nUSER root\n\
+              ARG V=1\nARG W\nARG V=2\nRUN true\n\
+              HEALTHCHECK --interval=5s --retries=4 CMD true\n";
+    let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n";
+    let files = [("Dockerfile", df), ("passwd", passwd), ("group", "root:x:0:\nstaff:x:50:\n"), ("a.txt", "a\n")];
+    let ctx = context(&env, "ctx", &files);
+    let oci = env.dir.path().join("out.tar");
+    let local = env.dir.path().join("local");
+    let outs = [format!("type=oci,dest={}", oci.display()), format!("type=local,dest={}", local.display())];
+    build(&env, &["-o", &outs[0], "-o", &outs[1], s(&ctx)]);
+    let ids = |p: &str| {
+        let md = std::fs::symlink_metadata(local.join(p)).unwrap();
+        (md.uid(), md.gid())
+    };
+    if is_root() {
+        assert_eq!(ids("w1"), (33, 34), "a name alone takes its passwd group");
+        assert_eq!(ids("w2"), (33, 50));
+        assert_eq!(ids("w3"), (33, 33), "a number alone is also the group");
+        assert_eq!(ids("wd"), (33, 34), "WORKDIR under USER www");
+    }
+    let cfg = skopeo_config(&oci);
+    let texts: Vec<&str> = cfg["history"].as_array().unwrap().iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(texts.contains(&"RUN |2 V=2 W= /bin/sh -c true # buildkit"), "{texts:?}");
+    assert!(texts.contains(&r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x04'}"#), "{texts:?}");
 }
 
 /// Writes a tar archive with `files`, compressed with `compress` (a program

@@ -27,29 +27,47 @@ pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || c == '\u{feff}' => {
-                if (c as u32) <= 0xffff {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
+        push_escaped(&mut out, c, '"');
     }
     out.push('"');
     out
+}
+
+/// Go's `%q` of an integer: `strconv.QuoteRune` of it as a rune (`'\x03'`
+/// for 3, `'A'` for 65), U+FFFD for a value that is no rune.
+pub fn go_quote_rune(v: i64) -> String {
+    let c = u32::try_from(v).ok().and_then(char::from_u32).unwrap_or('\u{fffd}');
+    let mut out = String::from("'");
+    push_escaped(&mut out, c, '\'');
+    out.push('\'');
+    out
+}
+
+/// `c` as `strconv.Quote` and `strconv.QuoteRune` write it between `quote`s.
+fn push_escaped(out: &mut String, c: char, quote: char) {
+    match c {
+        c if c == quote => {
+            out.push('\\');
+            out.push(c);
+        }
+        '\\' => out.push_str("\\\\"),
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c if c.is_control() || c == '\u{feff}' => {
+            if (c as u32) <= 0xffff {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            } else {
+                out.push_str(&format!("\\U{:08x}", c as u32));
+            }
+        }
+        c => out.push(c),
+    }
 }
 
 /// Go's `path.Clean` (equal to `filepath.Clean` on Unix).
@@ -125,5 +143,14 @@ mod tests {
     fn quote() {
         assert_eq!(go_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
         assert_eq!(go_quote("한국어"), "\"한국어\"");
+        assert_eq!(go_quote("it's"), "\"it's\"");
+        // `%q` of an int, as BuildKit's HEALTHCHECK history prints retries.
+        assert_eq!(go_quote_rune(3), r"'\x03'");
+        assert_eq!(go_quote_rune(0), r"'\x00'");
+        assert_eq!(go_quote_rune(10), r"'\n'");
+        assert_eq!(go_quote_rune(65), "'A'");
+        assert_eq!(go_quote_rune(39), r"'\''");
+        assert_eq!(go_quote_rune(34), "'\"'");
+        assert_eq!(go_quote_rune(-1), "'\u{fffd}'");
     }
 }

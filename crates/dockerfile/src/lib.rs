@@ -34,7 +34,7 @@ mod re;
 pub mod shell;
 pub mod values;
 
-pub use compat::{clean, go_quote};
+pub use compat::{clean, go_quote, go_quote_rune};
 pub use error::{Diagnostic, Error, ErrorKind};
 pub use json::{debug_json, dump};
 pub use parser::{parse, Heredoc, Node, ParseResult, Warning};

@@ -221,16 +221,21 @@ fn trim_frac(v: u64, unit: u64) -> String {
     format!("{whole}.{}", format!("{frac:0width$}").trim_end_matches('0'))
 }
 
-/// BuildKit's history text for HEALTHCHECK (`%+v` of the struct).
+/// BuildKit's history text for HEALTHCHECK: Go's `%q` of its
+/// `*HealthcheckConfig` (dockerfile2llb's `dispatchHealthcheck`), each
+/// field quoted in order: the test as a quoted list, the four durations
+/// by their `String`, the retries as a quoted rune, so
+/// `HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x03'}`.
 pub fn healthcheck_text(h: &Healthcheck) -> String {
+    let d = |ns: u64| polyarch_dockerfile::go_quote(&go_duration(ns));
     format!(
-        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-        go_list(&h.test),
-        go_duration(h.interval),
-        go_duration(h.timeout),
-        go_duration(h.start_period),
-        go_duration(h.start_interval),
-        h.retries
+        "HEALTHCHECK &{{{} {} {} {} {} {}}}",
+        go_quoted_list(&h.test),
+        d(h.interval),
+        d(h.timeout),
+        d(h.start_period),
+        d(h.start_interval),
+        polyarch_dockerfile::go_quote_rune(h.retries)
     )
 }
 
@@ -267,10 +272,7 @@ mod tests {
             retries: 3,
             ..Healthcheck::default()
         };
-        assert_eq!(
-            healthcheck_text(&h),
-            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:1m30s Timeout:0s StartPeriod:1.5s StartInterval:0s Retries:3}"
-        );
+        assert_eq!(healthcheck_text(&h), r#"HEALTHCHECK &{["CMD-SHELL" "true"] "1m30s" "0s" "1.5s" "0s" '\x03'}"#);
         assert_eq!(go_duration(500_000_000), "500ms");
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
     }

@@ -307,10 +307,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
                 Some(v) => format!("{}={v}", a.key),
                 None => a.key.clone(),
             });
-            // Without a value the ARG keeps the one already in scope.
-            let value = value.or_else(|| st.args.iter().find(|(k, _)| k == &a.key).and_then(|(_, v)| v.clone()));
-            st.args.retain(|(k, _)| k != &a.key);
-            st.args.push((a.key.clone(), value));
+            crate::meta::declare_arg(&mut st.args, &a.key, value);
         }
         st.config.commit(format!("ARG {}", parts.join(" ")), false);
         Ok(())

@@ -9,7 +9,7 @@ use polyarch_solver::{VertexId, VertexSpec};
 
 use crate::convert::{normalize_workdir, Converter, PlatformCtx, StageState};
 use crate::error::{ErrorKind, Result};
-use crate::meta::with_shell;
+use crate::meta::{history_command, run_env, with_shell};
 use crate::Resolver;
 use polyarch_dockerfile::values::{heredoc_script, is_lone_heredoc, summarize_heredoc};
 
@@ -101,7 +101,7 @@ impl<R: Resolver> Converter<'_, R> {
         let name = self.step_name(st, &shown);
         let v = self.add(st, Op::Exec(exec), m.inputs, name)?;
         st.root = Some(v);
-        st.config.commit(format!("RUN {} # buildkit", history_command(&args, &st.args)), true);
+        st.config.commit(format!("RUN {} # buildkit", history_command(&args, &st.args, &st.config.config.env)), true);
         Ok(())
     }
 
@@ -293,35 +293,6 @@ fn parse_size(s: &str) -> Option<u64> {
     Some((n * mult as f64) as u64)
 }
 
-/// The environment of a RUN: the image's ENV, then the ARGs in scope that
-/// ENV does not set.
-pub(crate) fn run_env(image_env: &[String], args: &[(String, Option<String>)]) -> Vec<String> {
-    let key = |e: &str| e.split_once('=').map_or(e, |x| x.0).to_string();
-    let mut out: Vec<String> = image_env.to_vec();
-    for (k, v) in args {
-        let Some(v) = v else { continue };
-        if image_env.iter().any(|e| key(e) == *k) {
-            continue;
-        }
-        match out.iter().position(|e| key(e) == *k) {
-            Some(i) => out[i] = format!("{k}={v}"),
-            None => out.push(format!("{k}={v}")),
-        }
-    }
-    out
-}
-
-/// BuildKit's `runCommandString`: `|N K=V ... args` when ARGs are in scope.
-fn history_command(args: &[String], build_args: &[(String, Option<String>)]) -> String {
-    let mut words: Vec<String> = Vec::new();
-    if !build_args.is_empty() {
-        words.push(format!("|{}", build_args.len()));
-        words.extend(build_args.iter().map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default())));
-    }
-    words.extend(args.iter().cloned());
-    words.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,9 +303,6 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Some(1 << 30));
         assert_eq!(parse_size("512"), Some(512));
         assert_eq!(parse_size("lots"), None);
-        let args = vec![("A".to_string(), Some("1".to_string())), ("PATH".to_string(), Some("x".to_string()))];
-        assert_eq!(run_env(&["PATH=/bin".to_string()], &args), ["PATH=/bin", "A=1"]);
-        assert_eq!(history_command(&["sh".into()], &args), "|2 A=1 PATH=x sh");
         assert_eq!(selector("/"), "");
         assert_eq!(selector("a/../b"), "/b");
     }

@@ -19,6 +19,56 @@ pub struct Scope<'a> {
     pub env: std::collections::HashMap<String, String>,
 }
 
+/// Declares ARG `key` in a stage's scope (its ARGs in the order first
+/// declared), as BuildKit adds an ARG to the stage's environment
+/// (`AddEnv`): an ARG declared again keeps its place and takes the new
+/// value; one without a value keeps the value in scope.
+pub fn declare_arg(args: &mut Vec<(String, Option<String>)>, key: &str, value: Option<String>) {
+    match args.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => {
+            if value.is_some() {
+                *v = value;
+            }
+        }
+        None => args.push((key.to_string(), value)),
+    }
+}
+
+/// The value of `key` in a `KEY=VALUE` list.
+fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// `KEY=VALUE` entries for RUN: the image's environment, then the ARGs in
+/// scope that no ENV shadows (BuildKit passes those to the process too).
+pub fn run_env(image_env: &[String], args: &[(String, Option<String>)]) -> Vec<String> {
+    let mut out: Vec<String> = image_env.to_vec();
+    for (k, v) in args {
+        let Some(v) = v else { continue };
+        if env_value(image_env, k).is_none() {
+            out.push(format!("{k}={v}"));
+        }
+    }
+    out
+}
+
+/// A RUN's history text as BuildKit's `runCommandString` writes it: `|N
+/// K=V ...` before the command when ARGs are in scope, each ARG once and
+/// with the value the stage's environment holds for it (an ENV of the
+/// same name wins), empty when it has none.
+pub fn history_command(args: &[String], build_args: &[(String, Option<String>)], image_env: &[String]) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if !build_args.is_empty() {
+        words.push(format!("|{}", build_args.len()));
+        words.extend(build_args.iter().map(|(k, v)| {
+            let value = env_value(image_env, k).or(v.as_deref()).unwrap_or_default();
+            format!("{k}={value}")
+        }));
+    }
+    words.extend(args.iter().cloned());
+    words.join(" ")
+}
+
 /// The variables a stage's words expand with: its ARGs that have a
 /// value, then its `Env` over them, as BuildKit's shell lexer sees them.
 pub fn variables(args: &[(String, Option<String>)], env: &[String]) -> std::collections::HashMap<String, String> {
@@ -234,5 +284,25 @@ mod tests {
         assert!(parse_port_spec("80/xyz").is_err());
         assert!(valid_signal("SIGTERM") && valid_signal("9"));
         assert!(!valid_signal("SIGNOPE") && !valid_signal("0"));
+    }
+
+    #[test]
+    fn arg_scope_run_env_and_history_as_buildkit() {
+        let mut args = Vec::new();
+        declare_arg(&mut args, "V", Some("1".into()));
+        declare_arg(&mut args, "W", None);
+        declare_arg(&mut args, "P", Some("x".into()));
+        // Declared again: keeps its place, takes the new value; without a
+        // value it keeps the one in scope.
+        declare_arg(&mut args, "V", Some("2".into()));
+        declare_arg(&mut args, "P", None);
+        assert_eq!(args, [("V".into(), Some("2".into())), ("W".into(), None), ("P".into(), Some("x".into()))]);
+        let image_env = ["PATH=/bin".to_string(), "P=env".to_string()];
+        assert_eq!(run_env(&image_env, &args), ["PATH=/bin", "P=env", "V=2"]);
+        // runCommandString: each ARG once, where first declared, with the
+        // environment's value (ENV P wins over ARG P), empty for none.
+        let h = history_command(&["/bin/sh".into(), "-c".into(), "true".into()], &args, &image_env);
+        assert_eq!(h, "|3 V=2 W= P=env /bin/sh -c true");
+        assert_eq!(history_command(&["ls".into()], &[], &image_env), "ls");
     }
 }

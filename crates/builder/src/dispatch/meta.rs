@@ -29,13 +29,7 @@ impl Run<'_> {
                         Some(v) => format!("{}={v}", a.key),
                         None => a.key.clone(),
                     });
-                    // Without a value the ARG keeps the one already in
-                    // scope (from an earlier ARG or the parent stage), as
-                    // BuildKit only adds to the state's environment.
-                    let value =
-                        value.or_else(|| st.args.iter().find(|(k, _)| k == &a.key).and_then(|(_, v)| v.clone()));
-                    st.args.retain(|(k, _)| k != &a.key);
-                    st.args.push((a.key.clone(), value));
+                    meta::declare_arg(&mut st.args, &a.key, value);
                 }
                 format!("ARG {}", parts.join(" "))
             }

@@ -24,9 +24,7 @@ use crate::event::{Stream, Vertex};
 use crate::fs::{clean, join, Kind, MemFs};
 use crate::layer::{write_layer, Layer};
 use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper};
-use crate::process::{
-    cache_dir, command_args, history_command, is_lone_heredoc, run_env, CacheLock, Output, SnapshotterKind,
-};
+use crate::process::{cache_dir, command_args, is_lone_heredoc, CacheLock, Output, SnapshotterKind};
 use polyarch_dockerfile::values::{heredoc_script, summarize_heredoc};
 use polyarch_oci::Digest;
 use polyarch_solver::op::{self, Exec, Mkfile, MountKind, Network, Op, Security, Sharing, Ulimit};
@@ -202,7 +200,8 @@ impl Run<'_> {
         let mut process = self.process_spec(st, &p, &mounts, cwd);
         let key = self.run_key(st, &p, &process, &mounts)?;
         let text = key.to_string();
-        let history = format!("RUN {} # buildkit", history_command(&p.args, &st.args));
+        let history =
+            format!("RUN {} # buildkit", polyarch_frontend::meta::history_command(&p.args, &st.args, &config.env));
         st.layers_before_step = st.image.diff_ids.len();
         let no_cache = self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
         let mut running = None;
@@ -268,7 +267,7 @@ impl Run<'_> {
     /// and the build's RUN settings.
     fn process_spec(&self, st: &StageState, p: &Prepared, mounts: &Mounts, cwd: String) -> ProcessSpec {
         let config = &st.image.config;
-        let mut env = run_env(&config.env, &st.args);
+        let mut env = polyarch_frontend::meta::run_env(&config.env, &st.args);
         if let Some(first) = mounts.ssh_targets.first() {
             if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
                 env.push(format!("SSH_AUTH_SOCK={first}"));
