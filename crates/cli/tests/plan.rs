@@ -241,3 +241,42 @@ fn the_build_runs_shared_file_steps_once_and_names_steps_as_the_plan() {
         assert_eq!(named(&plan, &name).len(), 1, "the plan names it {name}");
     }
 }
+
+/// The plan's image config is the one the build writes: the same config
+/// fields and the same history texts (COPY without `--from`, RUN with its
+/// ARGs once, HEALTHCHECK as Go's `%q`), for a Dockerfile whose every
+/// file-system step changes files (a step that changes nothing has no
+/// layer in the build, which the plan cannot know).
+#[test]
+fn the_plans_image_config_is_the_builds() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !crate::util::require(crate::util::have("skopeo"), "skopeo") {
+        return;
+    }
+    let df = "ARG BASE=busybox\nFROM $BASE AS src\nARG V=1\nARG W\nARG V=2\nRUN echo \"$V\" > /v\n\
+              FROM busybox\nARG APP=/app\nENV APP=$APP PATH=/opt/bin:$PATH\nWORKDIR $APP\n\
+              COPY --from=src --chown=1:2 /v ./v\nCOPY --chmod=0640 main.txt <<EOT ./\nhello\nEOT\n\
+              LABEL a=1 \"b c\"=\"d e\"\nEXPOSE 80 53/udp\nVOLUME /data\nUSER 1000\nSTOPSIGNAL SIGTERM\n\
+              HEALTHCHECK --interval=5s CMD true\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD echo $APP\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df), ("main.txt", "main\n")]);
+    let plan: Value = serde_json::from_str(&env.ok(&["debug", "plan", s(&ctx)])).expect("plan JSON");
+    let planned = &plan["images"][0]["config"];
+    let oci = env.dir.path().join("out.tar");
+    crate::util::build_ok(&env, &["-o", &format!("type=oci,dest={}", oci.display()), s(&ctx)]);
+    let built = crate::util::image::raw_config(&oci);
+    assert_eq!(planned["config"], built["config"], "config fields");
+    let texts = |c: &Value| -> Vec<(String, bool)> {
+        c["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["created_by"].as_str().unwrap().to_string(), h["empty_layer"].as_bool().unwrap_or(false)))
+            .collect()
+    };
+    assert_eq!(texts(planned), texts(&built), "history");
+    let built_texts = texts(&built);
+    let has = |t: &str| built_texts.iter().any(|(x, _)| x == t);
+    assert!(has("COPY --chown=1:2 /v ./v # buildkit"), "{built_texts:?}");
+    assert!(has("COPY --chmod=0640 main.txt <<EOT ./ # buildkit"), "{built_texts:?}");
+    assert!(has(r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x00'}"#), "{built_texts:?}");
+}

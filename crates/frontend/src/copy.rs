@@ -28,6 +28,11 @@ struct Group {
 struct Words {
     sources: Vec<String>,
     dest: String,
+    /// The destination as written, expanded (for the history text).
+    dest_text: String,
+    /// `--chown` and `--chmod` as written, expanded.
+    chown_text: Option<String>,
+    chmod_text: Option<String>,
     excludes: Vec<String>,
     owner: Option<Owner>,
     mode: Option<u32>,
@@ -76,7 +81,17 @@ impl<R: Resolver> Converter<'_, R> {
             cur = Some(self.add(st, op, vec![base, layer], name)?);
         }
         st.root = cur.or(st.root);
-        st.config.commit(format!("{shown} # buildkit"), true);
+        let heredocs = c.contents.iter().map(|f| f.name.clone());
+        let history = copy_history(
+            verb,
+            c.parents,
+            w.chown_text.as_deref(),
+            w.chmod_text.as_deref(),
+            &w.sources,
+            heredocs,
+            &w.dest_text,
+        );
+        st.config.commit(history, true);
         Ok(())
     }
 
@@ -182,7 +197,8 @@ impl<R: Resolver> Converter<'_, R> {
         let err = |msg: String, token: Option<&str>| self.src.error(ErrorKind::Invalid, line, msg, token);
         let sources = c.sources.iter().map(|s| self.expand(st, s, line)).collect::<Result<Vec<_>>>()?;
         let excludes = c.excludes.iter().map(|s| self.expand(st, s, line)).collect::<Result<Vec<_>>>()?;
-        let dest = dest_path(&st.config.config.working_dir, &self.expand(st, &c.dest, line)?);
+        let dest_text = self.expand(st, &c.dest, line)?;
+        let dest = dest_path(&st.config.config.working_dir, &dest_text);
         if sources.len() + c.contents.len() > 1 && !dest.ends_with('/') {
             let msg =
                 "When using COPY with more than one source file, the destination must be a directory and end with a /";
@@ -191,7 +207,8 @@ impl<R: Resolver> Converter<'_, R> {
         if let Some(u) = sources.iter().find(|s| !add && is_url(s)) {
             return Err(err("source can't be a URL for COPY".into(), Some(u)));
         }
-        let mode = match self.expand_opt(st, &c.chmod, line)? {
+        let chmod_text = self.expand_opt(st, &c.chmod, line)?;
+        let mode = match chmod_text.clone() {
             Some(m) => Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
                 err(
                     format!("invalid chmod parameter: '{m}'. it should be octal string and between 0 and 07777"),
@@ -200,7 +217,8 @@ impl<R: Resolver> Converter<'_, R> {
             })?),
             None => None,
         };
-        let owner = self.expand_opt(st, &c.chown, line)?.filter(|o| !o.is_empty()).map(|o| parse_owner(&o));
+        let chown_text = self.expand_opt(st, &c.chown, line)?;
+        let owner = chown_text.as_deref().filter(|o| !o.is_empty()).map(parse_owner);
         let (mut checksum, mut git_checksum) = (None, None);
         if let Some(s) = self.expand_opt(st, &c.checksum, line)? {
             if sources.len() != 1 {
@@ -215,8 +233,46 @@ impl<R: Resolver> Converter<'_, R> {
                 return Err(err("checksum requires HTTP(S) or Git sources".into(), None));
             }
         }
-        Ok(Words { sources, dest, excludes, owner, mode, checksum, git_checksum })
+        Ok(Words { sources, dest, dest_text, chown_text, chmod_text, excludes, owner, mode, checksum, git_checksum })
     }
+}
+
+/// A COPY or ADD's history text, as BuildKit's `dispatchCopy` writes it:
+/// the verb, then `--parents`, `--chown=` and `--chmod=` as given
+/// (expanded; left out when empty), the sources, `<<NAME` for each
+/// here-document and the destination as written (expanded, not resolved
+/// against WORKDIR). `--from`, `--link` and `--exclude` are not in it.
+pub fn copy_history(
+    verb: &str,
+    parents: bool,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    sources: &[String],
+    heredocs: impl IntoIterator<Item = String>,
+    dest: &str,
+) -> String {
+    let mut out = String::from(verb);
+    if parents {
+        out.push_str(" --parents");
+    }
+    if let Some(c) = chown.filter(|c| !c.is_empty()) {
+        out.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(m) = chmod.filter(|m| !m.is_empty()) {
+        out.push_str(&format!(" --chmod={m}"));
+    }
+    for s in sources {
+        out.push(' ');
+        out.push_str(s);
+    }
+    for h in heredocs {
+        out.push_str(" <<");
+        out.push_str(&h);
+    }
+    out.push(' ');
+    out.push_str(dest);
+    out.push_str(" # buildkit");
+    out
 }
 
 /// The solver's git source of `g` (flags merged, see
@@ -247,5 +303,13 @@ mod tests {
         assert_eq!(dest_path("/w", "app/"), "/w/app/");
         assert_eq!(dest_path("/w", "."), "/w/");
         assert_eq!(dest_path("", "/x/../y"), "/y");
+    }
+
+    #[test]
+    fn history_texts_as_dispatch_copy() {
+        let src = ["a".to_string(), "b/".to_string()];
+        let h = copy_history("COPY", true, Some("1:2"), Some("640"), &src, ["EOT".to_string()], "./d/");
+        assert_eq!(h, "COPY --parents --chown=1:2 --chmod=640 a b/ <<EOT ./d/ # buildkit");
+        assert_eq!(copy_history("ADD", false, Some(""), None, &src[..1], [], "/x"), "ADD a /x # buildkit");
     }
 }

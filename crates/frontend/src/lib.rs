@@ -33,7 +33,7 @@ use polyarch_solver::{Graph, VertexId};
 use serde_json::json;
 
 pub use config::ImageConfig;
-pub use copy::git_source;
+pub use copy::{copy_history, git_source};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use polyarch_solver::op::Network;
 pub use resolve::{ResolvedImage, Resolver};

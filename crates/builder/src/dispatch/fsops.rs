@@ -288,19 +288,16 @@ impl Run<'_> {
         let (planned, changes) = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
         let words = CopyWords { dest: &a.dest, owner: spec.chown, mode: a.chmod, excludes: &a.excludes };
         let (key, shared) = copy_key(&layering, &st.key, &groups, &changes, &words, link, verb)?;
-        let mut history = String::from(verb);
-        if c.parents {
-            history.push_str(" --parents");
-        }
-        if let Some(ch) = &a.chown {
-            history.push_str(&format!(" --chown={ch}"));
-        }
-        if let Some(m) = &a.chmod_text {
-            history.push_str(&format!(" --chmod={m}"));
-        }
-        let mut words = a.sources.clone();
-        words.extend(c.contents.iter().map(|f| format!("<<{}", f.name)));
-        history.push_str(&format!(" {} {} # buildkit", words.join(" "), a.dest_raw));
+        let heredocs = c.contents.iter().map(|f| f.name.clone());
+        let history = polyarch_frontend::copy_history(
+            verb,
+            c.parents,
+            a.chown.as_deref(),
+            a.chmod_text.as_deref(),
+            &a.sources,
+            heredocs,
+            &a.dest_raw,
+        );
         let (cached, ran_at) = self.apply_step(st, &key, shared.as_ref(), || Ok((planned, link))).await?;
         self.commit_fs(st, history, ran_at);
         Ok(cached)
