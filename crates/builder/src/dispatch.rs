@@ -550,7 +550,11 @@ impl Run<'_> {
         let name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let mut commands: Vec<Command> = Vec::new();
         let mut base_image = None;
+        // As BuildKit numbers steps: FROM is a step (and a vertex) of a
+        // stage on an image, not of one on scratch or on another stage.
+        let mut from_step = true;
         let mut st = if base_name.eq_ignore_ascii_case("scratch") {
+            from_step = false;
             StageState::new(
                 name,
                 platform.clone(),
@@ -565,6 +569,7 @@ impl Run<'_> {
             // As BuildKit's `dispatchState.init`: the child keeps the
             // parent's ARGs and runs its ONBUILD triggers, which do not
             // carry over into the child's config.
+            from_step = false;
             let mut s = prev;
             s.name = name;
             for t in std::mem::take(&mut s.image.config.on_build) {
@@ -589,15 +594,16 @@ impl Run<'_> {
         let triggers = commands.len();
         commands.extend(stage.commands.iter().cloned());
         st.index = 0;
-        st.total = 1 + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
-        // An image's FROM names it pinned, as BuildKit's does.
-        let from_text = match &base_image {
-            _ if base_name.eq_ignore_ascii_case("scratch") => "FROM scratch".to_string(),
-            Some(img) => format!("FROM {}", img.top),
-            None => format!("FROM {base_name}"),
-        };
-        let vertex = self.base_vertex(&mut st, &from_text);
-        self.run_from(&mut st, vertex, base_image.as_ref()).await?;
+        st.total = usize::from(from_step) + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
+        if from_step {
+            // An image's FROM names it pinned, as BuildKit's does.
+            let from_text = match &base_image {
+                Some(img) => format!("FROM {}", img.top),
+                None => format!("FROM {base_name}"),
+            };
+            let vertex = self.base_vertex(&mut st, &from_text);
+            self.run_from(&mut st, vertex, base_image.as_ref()).await?;
+        }
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;
             // Another part of the build failed: no further step starts.
@@ -718,12 +724,6 @@ impl Run<'_> {
             );
         }
         Ok(out)
-    }
-
-    /// Instruction text for progress, with variables expanded as BuildKit
-    /// names its steps (the text as written when expansion fails).
-    pub(crate) fn display_words(&self, st: &StageState, text: &str) -> String {
-        expand_keeping_quotes(&self.lex, text, &self.env(st)).unwrap_or_else(|_| text.to_string())
     }
 
     /// Whether layers are unpacked under the store root for their contents

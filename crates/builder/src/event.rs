@@ -87,7 +87,8 @@ impl Vertex {
         }
         if let Some(stage) = &self.stage {
             let width = self.total.to_string().len();
-            label.push(format!("{stage} {:>width$}/{}", self.index, self.total));
+            let stage = if stage.is_empty() { String::new() } else { format!("{stage} ") };
+            label.push(format!("{stage}{:>width$}/{}", self.index, self.total));
         } else if self.internal {
             label.push("internal".into());
         }
@@ -322,6 +323,9 @@ mod tests {
         assert_eq!(v.name(), "[linux/amd64->arm64@arm1 stage-0 2/3] RUN make");
         v.node = None;
         assert_eq!(v.name(), "[linux/amd64->arm64 stage-0 2/3] RUN make");
+        // A build of one stage: no stage in the name, as BuildKit's.
+        let one = Vertex::instruction("", 2, 3, "RUN make");
+        assert_eq!(one.name(), "[2/3] RUN make");
         let mut v = Vertex::instruction("build", 3, 12, "COPY a b");
         v.onbuild = true;
         assert_eq!(v.name(), "[build  3/12] ONBUILD COPY a b");

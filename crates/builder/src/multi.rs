@@ -490,9 +490,9 @@ mod tests {
         // Each target's build shows the step, named as BuildKit names it:
         // by the platform the stage runs as.
         let names = names.lock().unwrap().clone();
-        assert_eq!(names.iter().filter(|n| *n == "[linux/amd64 b 2/2] COPY a /a").count(), 3, "{names:?}");
+        assert_eq!(names.iter().filter(|n| *n == "[linux/amd64 b 1/1] COPY a /a").count(), 3, "{names:?}");
         for t in &targets {
-            assert!(names.contains(&format!("[{} stage-1 2/2] COPY --from=b /a /a", t.format())), "{names:?}");
+            assert!(names.contains(&format!("[{} stage-1 1/1] COPY --from=b /a /a", t.format())), "{names:?}");
         }
         let again = MultiBuilder::new(store).with_jobs(1).build(&opts, &targets).await.unwrap();
         assert_eq!((again.executed(), again.cached()), (0, 6));

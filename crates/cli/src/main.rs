@@ -9,7 +9,7 @@ mod template;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -93,13 +93,23 @@ enum Command {
     PluginMetadata,
 }
 
+/// The command line, where a flag given twice takes its last value, as a
+/// Go (cobra) command line does (`--progress plain --progress tty`), rather
+/// than failing.
+fn command() -> clap::Command {
+    fn overriding(cmd: clap::Command) -> clap::Command {
+        cmd.args_override_self(true).mut_subcommands(overriding)
+    }
+    overriding(Cli::command())
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error (125 for `run`, as docker
     // run's); --help and --version exit 0.
     // As a docker CLI plugin (docker-polyarch, docker-buildx), docker's way
     // of calling is turned into polyarch's command line first.
     let argv = argv::go_bools(Cli::command, cmd::plugin::argv(std::env::args_os().collect()));
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match command().try_get_matches_from(argv).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let args: Vec<String> = std::env::args().collect();

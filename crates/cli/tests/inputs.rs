@@ -238,7 +238,7 @@ fn add_takes_a_git_repository_at_a_ref_and_directory() {
     // Again: the steps without .git from the cache (a kept .git differs
     // from one fetch to the next, so that step copies anew).
     let (_, stderr) = build_ok(&env, &["-o", &format!("type=local,dest={}", out.display()), s(&ctx)]);
-    for step in ["2/4] ADD", "3/4] ADD"] {
+    for step in ["1/3] ADD", "2/3] ADD"] {
         let id = stderr.lines().find(|l| l.contains(step)).and_then(|l| l.split(' ').next()).unwrap();
         assert!(stderr.lines().any(|l| l == format!("{id} CACHED")), "{step}: {stderr}");
     }
@@ -571,6 +571,10 @@ fn buildx_flags_polyarch_lacks_are_named() {
     assert!(err.contains("unknown flag --bogus-flag") && !err.contains("-- --bogus"), "{err}");
     // What buildx accepts and ignores, polyarch does too.
     build_ok(&env, &["--provenance=false", "--sbom=false", "--rm", "--force-rm", "--compress", s(&ctx)]);
+    // A flag given twice takes its last value, as in Go's flag parsing.
+    let out = env.run(&["build", "--progress", "plain", "--progress", "quiet", "--rm", "--rm", s(&ctx)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("#1 "), "quiet won: {err}");
     let (_, err) = build_ok(&env, &["--squash", s(&ctx)]);
     assert!(err.contains("squash is removed with BuildKit"), "{err}");
     // -D: debug logs on stderr.

@@ -146,8 +146,8 @@ fn two_nodes_build_one_platform_each_and_push_the_index() {
     assert_eq!((far_node["name"].as_str(), far_node["status"].as_str()), (Some("far"), Some("running")), "{ls}");
     assert!(stderr.contains("linux/amd64 builds on node here (local) (declared)"), "{stderr}");
     assert!(stderr.contains(&format!("linux/arm64 builds on node far ({endpoint}) (declared)")), "{stderr}");
-    assert!(stderr.contains("[linux/arm64@far stage-0 3/3] RUN uname -m > /arch"), "{stderr}");
-    assert!(stderr.contains("[linux/amd64@here stage-0 3/3] RUN uname -m > /arch"), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far 3/3] RUN uname -m > /arch"), "{stderr}");
+    assert!(stderr.contains("[linux/amd64@here 3/3] RUN uname -m > /arch"), "{stderr}");
     // Only the file COPY reads travels, not the unused one.
     assert!(stderr.contains("context of 1 entries, 1 contents sent (18 bytes)"), "{stderr}");
 
@@ -336,7 +336,7 @@ fn a_build_error_on_a_node_fails_its_platform_and_is_not_built_again_here() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let endpoint = format!("ssh://root@127.0.0.1:{}", sshd.port);
-    assert!(stderr.contains("[linux/arm64@far stage-0 2/2] RUN"), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far 2/2] RUN"), "{stderr}");
     let line = stderr.lines().find(|l| l.contains(&format!("on node far ({endpoint}): "))).unwrap_or_default();
     assert!(line.trim_start().starts_with("linux/arm64 on node far") && line.contains("exit code: 4"), "{stderr}");
     assert!(!stderr.contains("builds here instead"), "a build error is not a node failure: {stderr}");
@@ -367,7 +367,7 @@ fn run_settings_and_secrets_reach_the_far_node_and_stay_in_its_memory() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(child.wait().unwrap().success(), "{stderr}");
-    assert!(stderr.contains("[linux/arm64@far stage-0 2/2] RUN"), "{stderr}");
+    assert!(stderr.contains("[linux/arm64@far 2/2] RUN"), "{stderr}");
     for p in ["linux_amd64", "linux_arm64"] {
         let read =
             |f: &str| std::fs::read_to_string(out_dir.join(p).join(f)).unwrap_or_else(|e| panic!("{p}/{f}: {e}"));
@@ -433,12 +433,7 @@ fn one_registry_cache_holds_every_nodes_steps_and_serves_them_again() {
         assert!(!ids.is_empty(), "no step {needle}: {stderr}");
         !ids.iter().any(|id| stderr.lines().any(|l| l == format!("#{id} CACHED")))
     };
-    let steps = [
-        "@far stage-0 2/3] RUN echo",
-        "@far stage-0 3/3] RUN cat",
-        "@here stage-0 2/3] RUN echo",
-        "@here stage-0 3/3] RUN cat",
-    ];
+    let steps = ["@far 2/3] RUN echo", "@far 3/3] RUN cat", "@here 2/3] RUN echo", "@here 3/3] RUN cat"];
     let image = format!("{}/nodes/cached:1", reg.host);
     let first = build(&["--cache-to", &format!("type=registry,ref={cache},mode=max"), "-t", &image, "--push"]);
     assert!(steps.iter().all(|st| ran(&first, st)), "{first}");
@@ -630,7 +625,7 @@ fn a_far_node_fetches_a_git_repository_over_ssh_with_the_clients_agent() {
     let key = format!("default={}", env.dir.path().join("id_ed25519").display());
     let dest = format!("type=local,dest={}", out_dir.display());
     let stderr = build_on(&env, &sshd, &["--builder", "solo", "--ssh", &key, "-o", &dest, s(&ctx)]);
-    assert!(stderr.contains("[linux/amd64@far stage-0 2/2] ADD"), "{stderr}");
+    assert!(stderr.contains("[linux/amd64@far 1/1] ADD"), "{stderr}");
     assert_eq!(std::fs::read_to_string(out_dir.join("src/hello.txt")).unwrap(), "over ssh");
 }
 

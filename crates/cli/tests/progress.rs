@@ -124,14 +124,14 @@ fn rawjson_of_a_two_platform_build_is_buildkits_solve_status() {
         }
     }
     for p in ["linux/amd64", "linux/arm64"] {
-        let (_, from) = named(&vertices, &format!("[{p} stage-0 1/3] FROM"));
-        let (digest, run) = named(&vertices, &format!("[{p} stage-0 2/3] RUN echo out-$(uname -m)"));
-        assert!(run.inputs.contains(named(&vertices, &format!("[{p} stage-0 1/3] FROM")).0), "{run:?} {from:?}");
+        let (_, from) = named(&vertices, &format!("[{p} 1/3] FROM"));
+        let (digest, run) = named(&vertices, &format!("[{p} 2/3] RUN echo out-$(uname -m)"));
+        assert!(run.inputs.contains(named(&vertices, &format!("[{p} 1/3] FROM")).0), "{run:?} {from:?}");
         let machine = if p == "linux/amd64" { "x86_64" } else { "aarch64" };
         let mine: Vec<&Log> = logs.iter().filter(|l| &l.0 == digest).collect();
         assert!(mine.iter().any(|l| l.1 == 1 && l.2 == format!("out-{machine}\n")), "stdout of {p}: {mine:?}");
         assert!(mine.iter().any(|l| l.1 == 2 && l.2 == format!("err-{machine}\n")), "stderr of {p}: {mine:?}");
-        named(&vertices, &format!("[{p} stage-0 3/3] COPY f /f"));
+        named(&vertices, &format!("[{p} 3/3] COPY f /f"));
         named(&vertices, &format!("[{p} internal] load metadata for docker.io/library/busybox:latest"));
     }
     named(&vertices, "[internal] load build definition from Dockerfile");
@@ -143,7 +143,7 @@ fn rawjson_of_a_two_platform_build_is_buildkits_solve_status() {
     assert!(again.status.success(), "{stderr}");
     let (cached, _) = solve_status(&stderr);
     for p in ["linux/amd64", "linux/arm64"] {
-        let (d, v) = named(&cached, &format!("[{p} stage-0 2/3] RUN"));
+        let (d, v) = named(&cached, &format!("[{p} 2/3] RUN"));
         assert!(v.cached, "{v:?}");
         assert!(vertices.contains_key(d), "the digest of {} is stable", v.name);
     }
@@ -168,8 +168,8 @@ fn an_emulated_run_does_not_hold_the_native_slot() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let (vertices, _) = solve_status(&stderr);
-    let (_, arm) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
-    let (_, amd) = named(&vertices, "[linux/amd64 stage-0 2/2] RUN");
+    let (_, arm) = named(&vertices, "[linux/arm64 2/2] RUN");
+    let (_, amd) = named(&vertices, "[linux/amd64 2/2] RUN");
     let (arm_start, arm_end) = (when(&arm.started), when(&arm.completed));
     let (amd_start, amd_end) = (when(&amd.started), when(&amd.completed));
     assert!(amd_start < arm_end && amd_end < arm_end, "the amd64 RUN ran while the arm64 one did: {arm:?} {amd:?}");
@@ -189,7 +189,7 @@ fn none_prints_only_errors_and_buildkit_progress_sets_the_default() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let (vertices, _) = solve_status(&stderr);
-    assert!(named(&vertices, "[stage-0 2/2] COPY f /f").1.cached, "{vertices:?}");
+    assert!(named(&vertices, "[2/2] COPY f /f").1.cached, "{vertices:?}");
 
     let out = env.cmd(&["build", "--progress", "plain", s(&ctx)]).env("BUILDKIT_PROGRESS", "none").output().unwrap();
     assert!(text(&out.stderr).contains("#1 [internal] load build definition from Dockerfile"), "the flag wins");
@@ -224,9 +224,9 @@ fn steps_stopped_by_a_failing_platform_complete_as_cancelled() {
     for (d, v) in &vertices {
         assert!(v.started.is_some() && v.completed.is_some(), "vertex {d} did not complete: {v:?}");
     }
-    let (_, failed) = named(&vertices, "[linux/amd64 stage-0 2/2] RUN");
+    let (_, failed) = named(&vertices, "[linux/amd64 2/2] RUN");
     assert!(failed.error.as_deref().is_some_and(|e| e.contains("exit code: 3")), "{failed:?}");
-    let (_, stopped) = named(&vertices, "[linux/arm64 stage-0 2/2] RUN");
+    let (_, stopped) = named(&vertices, "[linux/arm64 2/2] RUN");
     assert_eq!(stopped.error.as_deref(), Some("context canceled"), "{stopped:?}");
 }
 
@@ -322,7 +322,7 @@ fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
         }
     }
     for p in ["linux/amd64", "linux/arm64"] {
-        let (from, _) = named(&vertices, &format!("[{p} base 1/3] FROM"));
+        let (from, _) = named(&vertices, &format!("[{p} 1/3] FROM"));
         let mine: Vec<&StatusSeen> = all.iter().filter(|s| &s.vertex == from).collect();
         let blobs: Vec<&&StatusSeen> = mine.iter().filter(|s| is_digest(&s.id)).collect();
         assert!(!blobs.is_empty(), "{p}: no layer download status on the FROM step: {mine:?}");
@@ -337,10 +337,10 @@ fn rawjson_has_buildkits_keys_and_statuses_for_the_pull() {
             let extracting = format!("extracting {id}");
             assert!(mine.iter().any(|s| s.id == extracting && s.completed.is_some()), "{p}: no {extracting}");
         }
-        let (run, _) = named(&vertices, &format!("[{p} base 2/3] RUN"));
+        let (run, _) = named(&vertices, &format!("[{p} 2/3] RUN"));
         let machine = if p == "linux/amd64" { "x86_64" } else { "aarch64" };
         assert!(logs.iter().any(|l| &l.0 == run && l.2 == format!("hi-{machine}\n")), "{p}: {logs:?}");
-        let (copy, _) = named(&vertices, &format!("[{p} base 3/3] COPY f /f"));
+        let (copy, _) = named(&vertices, &format!("[{p} 3/3] COPY f /f"));
         assert_eq!(vertices[copy].inputs, [run.clone(), named(&vertices, "[internal] load build context").0.clone()]);
         let meta = format!("[{p} internal] load metadata for docker.io/library/busybox:latest");
         assert_eq!(vertices.values().filter(|v| v.name == meta).count(), 1, "{meta}");

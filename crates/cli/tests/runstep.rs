@@ -331,7 +331,7 @@ fn failing_run_reports_command_and_exit_code() {
         "{err}"
     );
     assert!(err.contains("Dockerfile:3"), "{err}");
-    assert!(err.contains("[stage-0 3/3] RUN echo some output && exit 3"), "{err}");
+    assert!(err.contains("[3/3] RUN echo some output && exit 3"), "{err}");
     assert!(err.contains(&format!("linux/{}", if host_arch() == "x86_64" { "amd64" } else { "arm64" })), "{err}");
     assert!(err.contains("  some output"), "last output lines: {err}");
     // Output streams as BuildKit's plain progress shows it.

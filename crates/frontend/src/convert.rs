@@ -220,12 +220,14 @@ impl<'a, R: Resolver> Converter<'a, R> {
         let n_triggers = commands.len();
         commands.extend(stage.commands.iter().cloned());
         st.index = 0;
-        st.total = 1 + commands.iter().filter(|c| is_fs_step(c)).count();
+        // As BuildKit numbers steps: FROM is a step (and a vertex) of a
+        // stage on an image, not of one on scratch or on another stage.
+        st.total = usize::from(image.is_some()) + commands.iter().filter(|c| is_fs_step(c)).count();
         st.on_build = false;
         st.ignore_cache =
             self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
-        let from_name = self.name_step(&mut st, &format!("FROM {}", image.as_ref().map_or(&base, |i| &i.shown)), true);
         if let Some(img) = image {
+            let from_name = self.name_step(&mut st, &format!("FROM {}", img.shown), true);
             st.root = Some(self.image_vertex(&img, from_name, st.ignore_cache)?);
         }
         for (k, cmd) in commands.iter().enumerate() {
@@ -324,6 +326,8 @@ impl<'a, R: Resolver> Converter<'a, R> {
             st.config.commit(text, false);
             return Ok(());
         }
+        // The step shows the instruction as written, the history the path.
+        let shown = self.display(st, &cmd.original, false);
         let user = st.config.config.user.clone();
         let owner = (!user.is_empty()).then(|| parse_owner(&user));
         let op = Op::Mkdir(Mkdir {
@@ -334,7 +338,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             owner,
             timestamp: self.opts.source_date_epoch,
         });
-        let name = self.step_name(st, &text);
+        let name = self.step_name(st, &shown);
         let v = self.add(st, op, st.root.into_iter().collect(), name)?;
         st.root = Some(v);
         st.config.commit(text, true);
@@ -481,17 +485,11 @@ impl<'a, R: Resolver> Converter<'a, R> {
         Ok(out.join("\n"))
     }
 
-    /// An instruction as progress shows it: the text as written, quotes
-    /// and flags kept, only the variables the build defines expanded.
-    pub(crate) fn display(&self, st: &StageState, text: &str) -> String {
-        let mut lex = self.lex.clone();
-        lex.raw_quotes = true;
-        lex.skip_unset_env = true;
-        let shown = lex.process_word(text.trim(), &self.env(st)).unwrap_or_else(|_| text.trim().to_string());
-        match shown.split_once(' ') {
-            Some((verb, rest)) => format!("{} {rest}", verb.to_uppercase()),
-            None => shown.to_uppercase(),
-        }
+    /// An instruction as progress shows it ([`crate::meta::step_text`]):
+    /// a RUN's text as written (`raw`), a COPY's, ADD's or WORKDIR's words
+    /// processed.
+    pub(crate) fn display(&self, st: &StageState, text: &str, raw: bool) -> String {
+        crate::meta::step_text(&self.lex, text, &self.env(st), raw)
     }
 
     /// `linux/amd64 ` (with `->arm64` when the stage's TARGETPLATFORM ARG
@@ -523,7 +521,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
         let width = st.total.to_string().len();
         let onbuild = if st.on_build { "ONBUILD " } else { "" };
         let prefix = self.platform_prefix(st, bare);
-        format!("[{prefix}{} {:>width$}/{}] {onbuild}{text}", st.name, st.index, st.total)
+        // A build of one stage names its steps without it, as BuildKit.
+        let stage = if self.df.names_stages() { format!("{} ", st.name) } else { String::new() };
+        format!("[{prefix}{stage}{:>width$}/{}] {onbuild}{text}", st.index, st.total)
     }
 }
 

@@ -55,7 +55,7 @@ impl<R: Resolver> Converter<'_, R> {
         let groups = self.groups(st, c, add, &w, line, pc).await?;
         let verb = if add { "ADD" } else { "COPY" };
         let rest = cmd.original.trim().split_once(' ').map_or("", |x| x.1).trim();
-        let shown = self.display(st, &format!("{verb} {rest}"));
+        let shown = self.display(st, &format!("{verb} {rest}"), false);
         let name = self.step_name(st, &shown);
         let mut cur = if c.link { None } else { st.root };
         for g in groups {

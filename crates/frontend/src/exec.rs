@@ -97,7 +97,7 @@ impl<R: Resolver> Converter<'_, R> {
                 text.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
             }
         }
-        let shown = self.display(st, &text);
+        let shown = self.display(st, &text, true);
         let name = self.step_name(st, &shown);
         let v = self.add(st, Op::Exec(exec), m.inputs, name)?;
         st.root = Some(v);

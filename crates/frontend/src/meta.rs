@@ -69,6 +69,29 @@ pub fn history_command(args: &[String], build_args: &[(String, Option<String>)],
     words.join(" ")
 }
 
+/// An instruction as BuildKit names its step (`processCmdEnv`, then
+/// `uppercaseCmd`): with `raw` (a RUN) quotes and variables the build does
+/// not define stay as written; without (COPY, ADD, WORKDIR) the words are
+/// processed as the Dockerfile's shell lexer processes them, quotes
+/// removed and unset variables empty (`COPY ["a b", "/d/$UNSET"]` shows as
+/// `COPY [a b, /d/]`). Text that does not expand shows as written.
+pub fn step_text(
+    lex: &polyarch_dockerfile::shell::Lex,
+    text: &str,
+    env: &std::collections::HashMap<String, String>,
+    raw: bool,
+) -> String {
+    let mut lex = lex.clone();
+    lex.raw_quotes = raw;
+    lex.skip_unset_env = raw;
+    let text = text.trim();
+    let shown = lex.process_word(text, env).unwrap_or_else(|_| text.to_string());
+    match shown.split_once(' ') {
+        Some((verb, rest)) => format!("{} {rest}", verb.to_uppercase()),
+        None => shown.to_uppercase(),
+    }
+}
+
 /// The variables a stage's words expand with: its ARGs that have a
 /// value, then its `Env` over them, as BuildKit's shell lexer sees them.
 pub fn variables(args: &[(String, Option<String>)], env: &[String]) -> std::collections::HashMap<String, String> {
@@ -304,5 +327,17 @@ mod tests {
         let h = history_command(&["/bin/sh".into(), "-c".into(), "true".into()], &args, &image_env);
         assert_eq!(h, "|3 V=2 W= P=env /bin/sh -c true");
         assert_eq!(history_command(&["ls".into()], &[], &image_env), "ls");
+    }
+
+    #[test]
+    fn step_texts_as_buildkit_names_steps() {
+        let lex = polyarch_dockerfile::shell::Lex::new('\\');
+        let env: std::collections::HashMap<String, String> = [("SET".to_string(), "val".to_string())].into();
+        let run = step_text(&lex, r#"run echo "$UNSET" '$SET' ${SET}"#, &env, true);
+        assert_eq!(run, r#"RUN echo "$UNSET" '$SET' val"#);
+        let copy = step_text(&lex, r#"copy ["a b.txt", "/dst/$SET/$UNSET/"]"#, &env, false);
+        assert_eq!(copy, "COPY [a b.txt, /dst/val//]");
+        assert_eq!(step_text(&lex, "WORKDIR $UNSET/w/$SET", &env, false), "WORKDIR /w/val");
+        assert_eq!(step_text(&lex, r#"COPY "a"#, &env, false), r#"COPY "a"#, "as written when it does not expand");
     }
 }

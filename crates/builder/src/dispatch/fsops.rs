@@ -93,7 +93,7 @@ impl Run<'_> {
         let verb = if add { "ADD" } else { "COPY" };
         let args = self.copy_args(st, c, line)?;
         let rest = cmd.original.split_once(' ').map(|x| x.1).unwrap_or("").trim();
-        let text = format!("{verb} {}", self.display_words(st, rest));
+        let text = polyarch_frontend::meta::step_text(&self.lex, &format!("{verb} {rest}"), &self.env(st), false);
         let _slot = self.b.slots.acquire(crate::slots::Class::Cpu).await;
         let mut vertex = self.step_vertex(st, &text);
         let reads_source = c.from.is_some() || c.sources.iter().any(|s| !is_url(s));
@@ -472,7 +472,9 @@ impl Run<'_> {
             self.commit_meta(st, format!("WORKDIR {wd}"));
             return Ok(());
         }
-        let step = self.start(self.step_vertex(st, &format!("WORKDIR {wd}")));
+        // The step shows the instruction as written, the history the path.
+        let shown = polyarch_frontend::meta::step_text(&self.lex, &cmd.original, &self.env(st), false);
+        let step = self.start(self.step_vertex(st, &shown));
         let user = st.image.config.user.clone();
         let target = self.stage_fs(st)?.clone();
         let owner = crate::users::workdir_owner(&target, &user);

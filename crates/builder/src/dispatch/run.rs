@@ -116,14 +116,7 @@ impl Run<'_> {
                 text.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
             }
         }
-        let mut lex = self.lex.clone();
-        lex.raw_quotes = true;
-        lex.skip_unset_env = true;
-        let shown = lex.process_word(&text, &self.env(st)).unwrap_or(text);
-        match shown.split_once(' ') {
-            Some((verb, rest)) => format!("{} {rest}", verb.to_uppercase()),
-            None => shown.to_uppercase(),
-        }
+        polyarch_frontend::meta::step_text(&self.lex, &text, &self.env(st), true)
     }
 
     fn prepare_command(&self, st: &StageState, cmd: &Command, r: &instructions::Run) -> Result<Prepared> {

@@ -109,6 +109,20 @@ impl Dockerfile {
         deps
     }
 
+    /// Whether step names show their stage (`[stage-0 2/3] RUN ...`), as
+    /// BuildKit's dockerfile2llb names them: not in a build of one stage
+    /// (`[2/3] RUN ...`), where the image a `COPY --from` or a `RUN
+    /// --mount=from=` names counts as a stage of its own (BuildKit adds
+    /// one for it).
+    pub fn names_stages(&self) -> bool {
+        self.stages.len() != 1
+            || self.stages.iter().flat_map(|s| &s.commands).any(|c| match &c.instruction {
+                Instruction::Copy(c) => c.from.is_some(),
+                Instruction::Run(r) => r.mounts.iter().any(|m| m.from.is_some()),
+                _ => false,
+            })
+    }
+
     /// Fails when stages depend on each other in a loop, naming the loop.
     pub fn check_cycles(&self) -> Result<(), Error> {
         let n = self.stages.len();

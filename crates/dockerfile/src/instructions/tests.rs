@@ -253,3 +253,15 @@ fn bk_healthcheck_cmd_and_interval() {
     assert!(node_err("HEALTHCHECK --interval=50ns CMD x").contains("cannot be less than 1ms"));
     assert!(df("FROM a\nHEALTHCHECK --interval=1ms CMD x").is_ok());
 }
+
+#[test]
+fn steps_name_their_stage_unless_the_build_has_one() {
+    let names = |s: &str| df(s).unwrap().names_stages();
+    assert!(!names("FROM busybox\nRUN true\nCOPY a /a\n"));
+    assert!(!names("FROM scratch\nCOPY --chown=1 a /a\n"));
+    assert!(names("FROM busybox AS a\nFROM a\n"), "two stages");
+    // The image a --from names is a stage of its own, as in BuildKit.
+    assert!(names("FROM busybox\nCOPY --from=alpine /x /x\n"));
+    assert!(names("FROM busybox\nRUN --mount=type=bind,from=tools,target=/t true\n"));
+    assert!(!names("FROM busybox\nRUN --mount=type=cache,target=/c true\n"));
+}
