@@ -34,6 +34,16 @@ pub struct RunSettings {
     pub ssh: BTreeMap<String, PathBuf>,
 }
 
+impl RunSettings {
+    /// The resource limits as the exec op of a RUN step holds them.
+    pub fn op_ulimits(&self) -> Vec<polyarch_solver::op::Ulimit> {
+        self.ulimits
+            .iter()
+            .map(|r| polyarch_solver::op::Ulimit { name: r.resource.name().into(), soft: r.soft, hard: r.hard })
+            .collect()
+    }
+}
+
 /// Entitlements (`--allow`), as BuildKit's `entitlements.Set`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Entitlements {

@@ -280,3 +280,24 @@ fn the_plans_image_config_is_the_builds() {
     assert!(has("COPY --chmod=0640 main.txt <<EOT ./ # buildkit"), "{built_texts:?}");
     assert!(has(r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x00'}"#), "{built_texts:?}");
 }
+
+/// The RUN flags of `build` shape the plan's exec ops as they shape the
+/// build's: extra hosts, resource limits, /dev/shm size, cgroup parent.
+#[test]
+fn run_flags_shape_the_exec_ops() {
+    let env = Env::new();
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM scratch\nRUN true\n")]);
+    let args = ["--add-host", "db:127.0.0.2", "--ulimit", "nofile=512:1024", "--shm-size", "128m"];
+    let mut argv = vec!["debug", "plan", "--cgroup-parent", "/polyarch-test"];
+    argv.extend(args);
+    argv.push(s(&ctx));
+    let plan: Value = serde_json::from_str(&env.ok(&argv)).expect("plan JSON");
+    let exec = plan["vertices"].as_array().unwrap().iter().find(|v| v["type"] == "exec").expect("an exec");
+    let op = &exec["op"]["exec"];
+    assert_eq!(op["extra_hosts"], serde_json::json!({"db": "127.0.0.2"}), "{op}");
+    assert_eq!(op["ulimits"], serde_json::json!([{"name": "nofile", "soft": 512, "hard": 1024}]), "{op}");
+    assert_eq!(op["shm_size"], 128 * 1024 * 1024, "{op}");
+    assert_eq!(op["cgroup_parent"], "/polyarch-test", "{op}");
+    let err = env.fails(&["debug", "plan", "--ulimit", "bogus", s(&ctx)]);
+    assert!(err.contains("--ulimit: invalid ulimit argument: bogus"), "{err}");
+}

@@ -89,6 +89,10 @@ impl<R: Resolver> Converter<'_, R> {
             mounts: m.mounts,
             network,
             security,
+            extra_hosts: self.opts.extra_hosts.clone(),
+            ulimits: self.opts.ulimits.clone(),
+            shm_size: self.opts.shm_size,
+            cgroup_parent: self.opts.cgroup_parent.clone(),
             ..Exec::default()
         };
         let mut text = cmd.original.clone();

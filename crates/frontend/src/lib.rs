@@ -61,6 +61,14 @@ pub struct Options {
     pub network: Network,
     /// `SOURCE_DATE_EPOCH`: the time of files that COPY and WORKDIR make.
     pub source_date_epoch: Option<i64>,
+    /// `--add-host`: extra `/etc/hosts` entries of RUN steps, name → address.
+    pub extra_hosts: BTreeMap<String, String>,
+    /// `--ulimit`: resource limits of RUN steps.
+    pub ulimits: Vec<polyarch_solver::op::Ulimit>,
+    /// `--shm-size`: the size of `/dev/shm` of RUN steps.
+    pub shm_size: Option<u64>,
+    /// `--cgroup-parent`: the cgroup RUN steps are placed under.
+    pub cgroup_parent: Option<String>,
 }
 
 impl Options {
@@ -78,6 +86,10 @@ impl Options {
             context_excludes: Vec::new(),
             network: Network::Sandbox,
             source_date_epoch: None,
+            extra_hosts: BTreeMap::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
+            cgroup_parent: None,
         }
     }
 

@@ -27,7 +27,7 @@ use crate::materialize::{diff, layer_entries, remove_stubs, subtree, Root, Upper
 use crate::process::{cache_dir, command_args, is_lone_heredoc, CacheLock, Output, SnapshotterKind};
 use polyarch_dockerfile::values::{heredoc_script, summarize_heredoc};
 use polyarch_oci::Digest;
-use polyarch_solver::op::{self, Exec, Mkfile, MountKind, Network, Op, Security, Sharing, Ulimit};
+use polyarch_solver::op::{self, Exec, Mkfile, MountKind, Network, Op, Security, Sharing};
 use polyarch_solver::DepKey;
 
 /// Paths the runtime may create in the root file system to mount on.
@@ -308,11 +308,7 @@ impl Run<'_> {
                 SecurityMode::Sandbox => Security::Sandbox,
                 SecurityMode::Insecure => Security::Insecure,
             },
-            ulimits: run
-                .ulimits
-                .iter()
-                .map(|r| Ulimit { name: r.resource.name().into(), soft: r.soft, hard: r.hard })
-                .collect(),
+            ulimits: run.op_ulimits(),
             shm_size: run.shm_size,
             cgroup_parent: run.cgroup_parent.clone(),
             ..Exec::default()

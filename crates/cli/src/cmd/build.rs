@@ -31,7 +31,7 @@ mod load;
 mod multi;
 mod nodes;
 mod outline;
-mod run_flags;
+pub(crate) mod run_flags;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {

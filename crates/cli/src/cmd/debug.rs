@@ -15,7 +15,7 @@ pub enum DebugCommand {
     /// Whether paths are excluded by .dockerignore patterns.
     Ignore(super::debug_ignore::Args),
     /// The build graph of a Dockerfile for every platform at once, as JSON or Graphviz dot.
-    Plan(super::debug_plan::Args),
+    Plan(Box<super::debug_plan::Args>),
     /// How platform strings are read (as containerd) and what they match.
     Platform(super::debug_platform::Args),
     /// How image references are read (as distribution/reference).
@@ -27,7 +27,7 @@ pub fn run(global: &GlobalArgs, cmd: DebugCommand) -> Result<u8> {
         DebugCommand::Dockerfile(args) => super::debug_dockerfile::run(args),
         DebugCommand::Expand(args) => super::debug_expand::run(args),
         DebugCommand::Ignore(args) => super::debug_ignore::run(args),
-        DebugCommand::Plan(args) => super::debug_plan::run(global, args),
+        DebugCommand::Plan(args) => super::debug_plan::run(global, *args),
         DebugCommand::Platform(args) => super::debug_platform::run(args),
         DebugCommand::Reference(args) => super::debug_reference::run(args),
     }

@@ -54,6 +54,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, default_value = "json", value_parser = ["json", "dot"])]
     pub format: String,
+    /// RUN settings as `build` takes them (`--add-host`, `--ulimit`,
+    /// `--shm-size`, `--cgroup-parent` shape the exec ops; `--allow` and
+    /// `--ssh` are checked, and change no vertex).
+    #[command(flatten)]
+    pub run: super::build::run_flags::RunFlags,
 }
 
 /// Base images from the local store, then the registry, through the
@@ -90,6 +95,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
         // As `polyarch build`, whose RUN steps use the host's network by default.
         .with_network(if args.network == "none" { Network::None } else { Network::Host })
         .with_source_date_epoch(epoch);
+    let run = args.run.process_settings(&args.network)?;
+    opts.extra_hosts = run.extra_hosts.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
+    opts.ulimits = run.op_ulimits();
+    opts.shm_size = run.shm_size;
+    opts.cgroup_parent = run.cgroup_parent.clone();
     opts.target = args.target.clone();
     opts.build_args = build_args;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;

@@ -42,6 +42,20 @@ impl RunFlags {
     /// ones keep their sockets under `tmp`), which must live as long as
     /// the build. `--network host` grants `network.host`, as buildx does.
     pub fn settings(&self, network: &str, tmp: &Path) -> Result<(RunSettings, Agents)> {
+        let mut s = self.process_settings(network)?;
+        let specs = self
+            .ssh
+            .iter()
+            .map(|v| SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh"))
+            .collect::<Result<Vec<_>>>()?;
+        let agents = Agents::start(&specs, tmp)?;
+        s.ssh = agents.sockets();
+        Ok((s, agents))
+    }
+
+    /// The RUN settings but the ssh agents (checked, not started): what
+    /// `debug plan` needs of them.
+    pub fn process_settings(&self, network: &str) -> Result<RunSettings> {
         let mut s = RunSettings::default();
         // A comma list too, as buildx's string-slice flag takes it.
         for h in self.add_host.iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()) {
@@ -62,14 +76,10 @@ impl RunFlags {
         if network == "host" {
             s.allow.network_host = true;
         }
-        let specs = self
-            .ssh
-            .iter()
-            .map(|v| SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh"))
-            .collect::<Result<Vec<_>>>()?;
-        let agents = Agents::start(&specs, tmp)?;
-        s.ssh = agents.sockets();
-        Ok((s, agents))
+        for v in &self.ssh {
+            SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh")?;
+        }
+        Ok(s)
     }
 }
 
