@@ -112,10 +112,7 @@ fn parse_layout(rest: &str) -> Result<Value> {
 /// without `:latest`, as buildx's `ParseContextNames` and BuildKit's
 /// `NamedContext` normalize both sides.
 pub fn context_name(name: &str) -> Result<String> {
-    let r = Reference::parse_normalized(name)
-        .map_err(|e| Error::Option(format!("invalid build context name {name:?}: {e}")))?;
-    let s = r.familiar_string();
-    Ok(s.strip_suffix(":latest").map(String::from).unwrap_or(s))
+    polyarch_frontend::context_name(name).map_err(Error::Option)
 }
 
 /// The named contexts of a build (`BuildOptions::named_contexts`).

@@ -301,3 +301,39 @@ fn run_flags_shape_the_exec_ops() {
     let err = env.fails(&["debug", "plan", "--ulimit", "bogus", s(&ctx)]);
     assert!(err.contains("--ulimit: invalid ulimit argument: bogus"), "{err}");
 }
+
+/// Named contexts shape the plan as they shape the build: one named like a
+/// stage replaces it (its steps are gone), one named like an image stands
+/// for it wherever the Dockerfile reads it, and a directory is a context
+/// source of its own.
+#[test]
+fn named_contexts_replace_stages_images_and_sources() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let df = "FROM busybox AS replaced\nRUN echo never\nFROM golang AS app\nCOPY --from=tools /t /t\n\
+              COPY --from=replaced /bin/busybox /bb\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let tools = context(&env, "tools", &[("t", "tool\n")]);
+    let tools_arg = format!("tools={}", s(&tools));
+    let args = [
+        "debug",
+        "plan",
+        "--build-context",
+        "replaced=docker-image://busybox",
+        "--build-context",
+        "golang=docker-image://busybox:latest",
+        "--build-context",
+        &tools_arg,
+        s(&ctx),
+    ];
+    // golang is not in the registry: only its context's image is resolved.
+    let plan: Value = serde_json::from_str(&env.ok(&args)).expect("plan JSON");
+    assert!(named(&plan, "echo never").is_empty(), "the replaced stage's steps are gone: {plan}");
+    let from = named(&plan, "[app 1/3] FROM docker.io/library/busybox:latest@sha256:");
+    assert_eq!(from.len(), 1, "{plan}");
+    let sources: Vec<&Value> =
+        plan["vertices"].as_array().unwrap().iter().filter(|v| v["type"] == "source.context").collect();
+    assert!(sources.iter().any(|v| v["op"]["source"]["context"]["name"] == "tools"), "{sources:?}");
+    let layout = format!("oci-layout://{}", s(&tools));
+    let err = env.fails(&["debug", "plan", "--build-context", &format!("x={layout}"), s(&ctx)]);
+    assert!(err.contains("debug plan does not read OCI layouts"), "{err}");
+}

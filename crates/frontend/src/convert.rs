@@ -18,6 +18,7 @@ use polyarch_solver::{Graph, VertexId, VertexSpec};
 use crate::config::ImageConfig;
 use crate::error::{Error, ErrorKind, Result, Source};
 use crate::prefetch::{image_key, Prefetched};
+use crate::NamedContext;
 use crate::ResolvedImage;
 use crate::{BoxError, Options, Plan, PlatformImage, Resolver};
 pub(crate) use polyarch_dockerfile::values::normalize_workdir;
@@ -196,7 +197,15 @@ impl<'a, R: Resolver> Converter<'a, R> {
             None => pc.target.clone(),
         };
         let name = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
-        let (mut st, triggers, image) = if base.eq_ignore_ascii_case("scratch") {
+        // A named context named like the stage replaces it: the stage is
+        // `FROM <context>` with no instructions.
+        let replaced = stage.name.as_deref().filter(|n| self.named(n).is_some()).map(String::from);
+        let base = replaced.clone().unwrap_or(base);
+        let named = if self.base_stage(&base, i).is_none() { self.named(&base).cloned() } else { None };
+        let files_named = matches!(named, Some(NamedContext::Files));
+        // A named context of files starts, as scratch does, from BuildKit's
+        // empty image (its files are the FROM step's vertex, below).
+        let (mut st, triggers, image) = if files_named || base.eq_ignore_ascii_case("scratch") {
             (StageState::new(name, platform.clone(), ImageConfig::scratch(&platform)), Vec::new(), None)
         } else if let Some(j) = self.base_stage(&base, i) {
             // As BuildKit's `dispatchState.init`: the child keeps the
@@ -208,7 +217,11 @@ impl<'a, R: Resolver> Converter<'a, R> {
             let triggers = std::mem::take(&mut parent.config.config.on_build);
             (parent, triggers, None)
         } else {
-            let img = self.image(&base, &platform, line).await?;
+            let reference = match &named {
+                Some(NamedContext::Image(r)) => r.clone(),
+                _ => base.clone(),
+            };
+            let img = self.image(&reference, &platform, line).await?;
             let mut config = img.config.clone();
             let triggers = std::mem::take(&mut config.config.on_build);
             (StageState::new(name, platform.clone(), config), triggers, Some(img))
@@ -218,15 +231,21 @@ impl<'a, R: Resolver> Converter<'a, R> {
             commands.push(parse_trigger(t, line).map_err(|m| self.src.error(ErrorKind::Dockerfile, line, m, None))?);
         }
         let n_triggers = commands.len();
-        commands.extend(stage.commands.iter().cloned());
+        if replaced.is_none() {
+            commands.extend(stage.commands.iter().cloned());
+        }
         st.index = 0;
         // As BuildKit numbers steps: FROM is a step (and a vertex) of a
-        // stage on an image, not of one on scratch or on another stage.
-        st.total = usize::from(image.is_some()) + commands.iter().filter(|c| is_fs_step(c)).count();
+        // stage on an image, not of one on scratch or on another stage (a
+        // stage on a named context of files has one, as the build's).
+        st.total = usize::from(image.is_some() || files_named) + commands.iter().filter(|c| is_fs_step(c)).count();
         st.on_build = false;
         st.ignore_cache =
             self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
-        if let Some(img) = image {
+        if files_named {
+            let from_name = self.name_step(&mut st, &format!("FROM {base}"), true);
+            st.root = Some(self.named_files(&base, from_name)?);
+        } else if let Some(img) = image {
             let from_name = self.name_step(&mut st, &format!("FROM {}", img.shown), true);
             st.root = Some(self.image_vertex(&img, from_name, st.ignore_cache)?);
         }
@@ -387,6 +406,24 @@ impl<'a, R: Resolver> Converter<'a, R> {
         Ok(v)
     }
 
+    /// The named context `name` is known by, if the build has one.
+    pub(crate) fn named(&self, name: &str) -> Option<&NamedContext> {
+        if self.opts.named_contexts.is_empty() {
+            return None;
+        }
+        self.opts.named_contexts.get(&crate::context_name(name).ok()?)
+    }
+
+    /// The files of named context `name`: one source for every platform.
+    fn named_files(&mut self, name: &str, shown: String) -> Result<VertexId> {
+        let key = crate::context_name(name).unwrap_or_else(|_| name.to_string());
+        let op = Op::Source(SourceOp::Context(ContextSource { name: key, include: Vec::new(), exclude: Vec::new() }));
+        let spec = VertexSpec::new(op, self.opts.build_platform.normalize())
+            .with_name(shown)
+            .with_ignore_cache(self.opts.no_cache);
+        Ok(self.graph.add(spec)?)
+    }
+
     /// The image `name` names for `platform`, resolved once per plan.
     pub(crate) async fn image(&mut self, name: &str, platform: &Platform, line: usize) -> Result<Image> {
         let reference = Reference::parse_normalized(name)
@@ -441,7 +478,12 @@ impl<'a, R: Resolver> Converter<'a, R> {
             let other = self.stage(j, pc).await?;
             return self.root_or_empty(&other);
         }
-        let img = self.image(from, &st.platform, line).await?;
+        let reference = match self.named(from).cloned() {
+            Some(NamedContext::Files) => return self.named_files(from, format!("[context {from}] load from client")),
+            Some(NamedContext::Image(r)) => r,
+            None => from.to_string(),
+        };
+        let img = self.image(&reference, &st.platform, line).await?;
         let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown);
         self.image_vertex(&img, name, st.ignore_cache)
     }

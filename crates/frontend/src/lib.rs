@@ -38,6 +38,27 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use polyarch_solver::op::Network;
 pub use resolve::{ResolvedImage, Resolver};
 
+/// A named context (`--build-context NAME=VALUE`) as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// Files (a directory, a Git checkout, a download): a context source of
+    /// that name.
+    Files,
+    /// `docker-image://REF`: that image, resolved as a base image is.
+    Image(String),
+}
+
+/// The name a named context is known by: the familiar form of the
+/// reference without `:latest`, as buildx's `ParseContextNames` and
+/// BuildKit's `NamedContext` normalize both sides (`busybox`,
+/// `docker.io/library/busybox` and `busybox:latest` are one name).
+pub fn context_name(name: &str) -> std::result::Result<String, String> {
+    let r = polyarch_oci::Reference::parse_normalized(name)
+        .map_err(|e| format!("invalid build context name {name:?}: {e}"))?;
+    let s = r.familiar_string();
+    Ok(s.strip_suffix(":latest").map(String::from).unwrap_or(s))
+}
+
 /// What to plan: the options of `polyarch build` that shape the graph.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -69,6 +90,10 @@ pub struct Options {
     pub shm_size: Option<u64>,
     /// `--cgroup-parent`: the cgroup RUN steps are placed under.
     pub cgroup_parent: Option<String>,
+    /// `--build-context`: named contexts by [`context_name`]; one named
+    /// like a stage replaces the stage, one named like an image replaces
+    /// the image wherever the Dockerfile reads it.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 impl Options {
@@ -90,6 +115,7 @@ impl Options {
             ulimits: Vec::new(),
             shm_size: None,
             cgroup_parent: None,
+            named_contexts: BTreeMap::new(),
         }
     }
 

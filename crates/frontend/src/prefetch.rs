@@ -51,8 +51,18 @@ impl<R: Resolver> Converter<'_, R> {
     /// leaving out stages and names that need expansion.
     fn images_named(&self, i: usize, base: &str) -> Vec<String> {
         let mut names = Vec::new();
+        // What a name stands for: its named context's image, none for one
+        // of files, else the name.
+        let image_of = |name: &str| match self.named(name) {
+            Some(crate::NamedContext::Image(r)) => Some(r.clone()),
+            Some(crate::NamedContext::Files) => None,
+            None => Some(name.to_string()),
+        };
+        if let Some(replaced) = self.df.stages[i].name.as_deref().filter(|n| self.named(n).is_some()) {
+            return image_of(replaced).into_iter().collect();
+        }
         if !base.eq_ignore_ascii_case("scratch") && self.base_stage(base, i).is_none() {
-            names.push(base.to_string());
+            names.extend(image_of(base));
         }
         for cmd in &self.df.stages[i].commands {
             let froms: Vec<&String> = match &cmd.instruction {
@@ -61,7 +71,7 @@ impl<R: Resolver> Converter<'_, R> {
                 _ => Vec::new(),
             };
             for f in froms.into_iter().filter(|f| !f.contains('$') && self.stage_ref(f).is_none()) {
-                names.push(f.clone());
+                names.extend(image_of(f));
             }
         }
         names

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use polyarch_builder::base::{self, ResolveMode};
-use polyarch_frontend::{BoxError, Network, Options, ResolvedImage, Resolver};
+use polyarch_builder::named::Value;
+use polyarch_frontend::{BoxError, NamedContext, Network, Options, ResolvedImage, Resolver};
 use polyarch_oci::{Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -30,6 +31,10 @@ pub struct Args {
     /// A build argument `KEY=VALUE`, or `KEY` to take its value from the environment.
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
+    /// A named context `NAME=VALUE` as `build` takes it: a directory, a Git
+    /// or HTTP(S) URL (files) or `docker-image://REF` (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// The stage to plan (default: the last one).
     #[arg(long)]
     pub target: Option<String>,
@@ -100,6 +105,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     opts.ulimits = run.op_ulimits();
     opts.shm_size = run.shm_size;
     opts.cgroup_parent = run.cgroup_parent.clone();
+    opts.named_contexts = named_contexts(&args.build_contexts)?;
     opts.target = args.target.clone();
     opts.build_args = build_args;
     opts.labels = super::build::parse_kv(&args.labels, "--label", false)?;
@@ -118,6 +124,31 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
         other => bail!("unknown format {other:?} (want json or dot)"),
     }
     Ok(0)
+}
+
+/// `--build-context NAME=VALUE` as the plan sees them: files or an image.
+fn named_contexts(items: &[String]) -> Result<std::collections::BTreeMap<String, NamedContext>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in items {
+        let (name, value) = item
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("invalid --build-context {item:?}: want NAME=VALUE"))?;
+        let what = || format!("--build-context {name}={value}");
+        let ctx = match Value::parse(value).with_context(what)? {
+            Value::Image(r) => NamedContext::Image(r),
+            Value::Dir(dir) if !dir.is_dir() => {
+                bail!("failed to get build context {name}: {} is not a directory", dir.display())
+            }
+            Value::Dir(_) | Value::Url(_) => NamedContext::Files,
+            Value::Layout { .. } => {
+                bail!("{}: debug plan does not read OCI layouts (build takes them)", what())
+            }
+        };
+        let key = polyarch_frontend::context_name(name).map_err(anyhow::Error::msg).with_context(what)?;
+        out.insert(key, ctx);
+    }
+    Ok(out)
 }
 
 /// The Dockerfile's bytes, its name in errors and its path.
