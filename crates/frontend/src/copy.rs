@@ -81,16 +81,7 @@ impl<R: Resolver> Converter<'_, R> {
             cur = Some(self.add(st, op, vec![base, layer], name)?);
         }
         st.root = cur.or(st.root);
-        let heredocs = c.contents.iter().map(|f| f.name.clone());
-        let history = copy_history(
-            verb,
-            c.parents,
-            w.chown_text.as_deref(),
-            w.chmod_text.as_deref(),
-            &w.sources,
-            heredocs,
-            &w.dest_text,
-        );
+        let history = copy_history(verb, c, w.chown_text.as_deref(), w.chmod_text.as_deref(), &w.sources, &w.dest_text);
         st.config.commit(history, true);
         Ok(())
     }
@@ -239,24 +230,23 @@ impl<R: Resolver> Converter<'_, R> {
 
 /// A COPY or ADD's history text, as BuildKit's `dispatchCopy` writes it:
 /// the verb, then `--parents`, `--chown=` and `--chmod=` as given
-/// (expanded; left out when empty), the sources, `<<NAME` for each
-/// here-document and the destination as written (expanded, not resolved
-/// against WORKDIR). `--from`, `--link` and `--exclude` are not in it.
+/// (expanded; left out when empty), the sources, `<<NAME` for each of
+/// `c`'s here-documents and the destination as written (expanded, not
+/// resolved against WORKDIR). `--from`, `--link` and `--exclude` are not in it.
 pub fn copy_history(
     verb: &str,
-    parents: bool,
+    c: &instructions::Copy,
     chown: Option<&str>,
     chmod: Option<&str>,
     sources: &[String],
-    heredocs: impl IntoIterator<Item = String>,
     dest: &str,
 ) -> String {
     let mut out = String::from(verb);
-    if parents {
+    if c.parents {
         out.push_str(" --parents");
     }
-    if let Some(c) = chown.filter(|c| !c.is_empty()) {
-        out.push_str(&format!(" --chown={c}"));
+    if let Some(o) = chown.filter(|o| !o.is_empty()) {
+        out.push_str(&format!(" --chown={o}"));
     }
     if let Some(m) = chmod.filter(|m| !m.is_empty()) {
         out.push_str(&format!(" --chmod={m}"));
@@ -265,9 +255,9 @@ pub fn copy_history(
         out.push(' ');
         out.push_str(s);
     }
-    for h in heredocs {
+    for f in &c.contents {
         out.push_str(" <<");
-        out.push_str(&h);
+        out.push_str(&f.name);
     }
     out.push(' ');
     out.push_str(dest);
@@ -307,9 +297,19 @@ mod tests {
 
     #[test]
     fn history_texts_as_dispatch_copy() {
+        let copy_of = |df: &str| {
+            let ast = polyarch_dockerfile::parse(df.as_bytes()).unwrap();
+            let df = instructions::parse(&ast).unwrap();
+            match &df.stages[0].commands[0].instruction {
+                instructions::Instruction::Copy(c) | instructions::Instruction::Add(c) => c.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let c = copy_of("FROM scratch\nCOPY --parents a b/ <<EOT ./d/\nx\nEOT\n");
         let src = ["a".to_string(), "b/".to_string()];
-        let h = copy_history("COPY", true, Some("1:2"), Some("640"), &src, ["EOT".to_string()], "./d/");
+        let h = copy_history("COPY", &c, Some("1:2"), Some("640"), &src, "./d/");
         assert_eq!(h, "COPY --parents --chown=1:2 --chmod=640 a b/ <<EOT ./d/ # buildkit");
-        assert_eq!(copy_history("ADD", false, Some(""), None, &src[..1], [], "/x"), "ADD a /x # buildkit");
+        let c = copy_of("FROM scratch\nADD a /x\n");
+        assert_eq!(copy_history("ADD", &c, Some(""), None, &src[..1], "/x"), "ADD a /x # buildkit");
     }
 }

@@ -288,14 +288,12 @@ impl Run<'_> {
         let (planned, changes) = plan_jobs(&jobs, base, self.now).map_err(|e| copy_error(&loc, e, &a.sources))?;
         let words = CopyWords { dest: &a.dest, owner: spec.chown, mode: a.chmod, excludes: &a.excludes };
         let (key, shared) = copy_key(&layering, &st.key, &groups, &changes, &words, link, verb)?;
-        let heredocs = c.contents.iter().map(|f| f.name.clone());
         let history = polyarch_frontend::copy_history(
             verb,
-            c.parents,
+            c,
             a.chown.as_deref(),
             a.chmod_text.as_deref(),
             &a.sources,
-            heredocs,
             &a.dest_raw,
         );
         let (cached, ran_at) = self.apply_step(st, &key, shared.as_ref(), || Ok((planned, link))).await?;

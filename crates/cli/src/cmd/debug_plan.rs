@@ -130,10 +130,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
 fn named_contexts(items: &[String]) -> Result<std::collections::BTreeMap<String, NamedContext>> {
     let mut out = std::collections::BTreeMap::new();
     for item in items {
-        let (name, value) = item
-            .split_once('=')
-            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("invalid --build-context {item:?}: want NAME=VALUE"))?;
+        let (name, value) = super::build::inputs::split_build_context(item)?;
         let what = || format!("--build-context {name}={value}");
         let ctx = match Value::parse(value).with_context(what)? {
             Value::Image(r) => NamedContext::Image(r),

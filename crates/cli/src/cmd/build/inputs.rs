@@ -235,10 +235,7 @@ impl Load<'_> {
     fn named(&self, work: &mut Vec<TempDir>) -> Result<NamedContexts> {
         let mut out = NamedContexts::new();
         for item in &self.args.inputs.build_contexts {
-            let (name, value) = item
-                .split_once('=')
-                .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-                .ok_or_else(|| anyhow!("invalid --build-context {item:?}: want NAME=VALUE"))?;
+            let (name, value) = split_build_context(item)?;
             let what = || format!("--build-context {name}={value}");
             let ctx = match Value::parse(value).with_context(what)? {
                 Value::Image(r) => NamedContext::Image(r),
@@ -284,6 +281,13 @@ impl Load<'_> {
             Fetched::File { .. } => bail!("{url}: a Git source gave no tree"),
         }
     }
+}
+
+/// A `--build-context` item, `NAME=VALUE`, as its name and value.
+pub(crate) fn split_build_context(item: &str) -> Result<(&str, &str)> {
+    item.split_once('=')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| anyhow!("invalid --build-context {item:?}: want NAME=VALUE"))
 }
 
 /// A local context directory; `file` is the Dockerfile (a path, `-` for

@@ -42,12 +42,7 @@ impl RunFlags {
     /// ones keep their sockets under `tmp`), which must live as long as
     /// the build. `--network host` grants `network.host`, as buildx does.
     pub fn settings(&self, network: &str, tmp: &Path) -> Result<(RunSettings, Agents)> {
-        let mut s = self.process_settings(network)?;
-        let specs = self
-            .ssh
-            .iter()
-            .map(|v| SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh"))
-            .collect::<Result<Vec<_>>>()?;
+        let (mut s, specs) = self.parsed(network)?;
         let agents = Agents::start(&specs, tmp)?;
         s.ssh = agents.sockets();
         Ok((s, agents))
@@ -56,6 +51,11 @@ impl RunFlags {
     /// The RUN settings but the ssh agents (checked, not started): what
     /// `debug plan` needs of them.
     pub fn process_settings(&self, network: &str) -> Result<RunSettings> {
+        Ok(self.parsed(network)?.0)
+    }
+
+    /// Every flag read: the settings without agents, and the `--ssh` specs.
+    fn parsed(&self, network: &str) -> Result<(RunSettings, Vec<SshSpec>)> {
         let mut s = RunSettings::default();
         // A comma list too, as buildx's string-slice flag takes it.
         for h in self.add_host.iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()) {
@@ -76,10 +76,12 @@ impl RunFlags {
         if network == "host" {
             s.allow.network_host = true;
         }
-        for v in &self.ssh {
-            SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh")?;
-        }
-        Ok(s)
+        let specs = self
+            .ssh
+            .iter()
+            .map(|v| SshSpec::parse(v).map_err(anyhow::Error::msg).context("--ssh"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((s, specs))
     }
 }
 
