@@ -11,9 +11,10 @@
 //! store through its verified writers before it is used.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use polyarch_frontend::Layout;
 use polyarch_oci::{Digest, Platform, Reference};
 use polyarch_store::Store;
 
@@ -32,14 +33,7 @@ pub enum NamedContext {
     /// `docker-image://REF`: another image.
     Image(String),
     /// `oci-layout://PATH[:TAG][@DIGEST]`: an image of an OCI layout.
-    Layout {
-        /// The layout directory.
-        dir: PathBuf,
-        /// The tag (`latest` when neither tag nor digest is given).
-        tag: Option<String>,
-        /// The manifest or index digest.
-        digest: Option<Digest>,
-    },
+    Layout(Layout),
 }
 
 /// What a `--build-context` value says, before the caller reads files.
@@ -50,14 +44,7 @@ pub enum Value {
     /// `docker-image://REF`.
     Image(String),
     /// `oci-layout://...`.
-    Layout {
-        /// The layout directory.
-        dir: PathBuf,
-        /// The tag.
-        tag: Option<String>,
-        /// The digest.
-        digest: Option<Digest>,
-    },
+    Layout(Layout),
     /// A Git or HTTP(S) URL.
     Url(String),
 }
@@ -105,7 +92,7 @@ fn parse_layout(rest: &str) -> Result<Value> {
         (None, None) => Some("latest".to_string()),
         (t, _) => t.filter(|t| !t.is_empty()),
     };
-    Ok(Value::Layout { dir: PathBuf::from(dir), tag, digest })
+    Ok(Value::Layout(Layout { dir: PathBuf::from(dir), tag, digest }))
 }
 
 /// The name a context is known by: the familiar form of the reference
@@ -181,9 +168,7 @@ impl Run<'_> {
         match self.opts.named_contexts.get(name)? {
             NamedContext::Files(_) => None,
             NamedContext::Image(r) => Some(self.resolve_named(r, platform).await),
-            NamedContext::Layout { dir, tag, digest } => {
-                Some(from_layout(b.store(), dir, tag.as_deref(), digest.as_ref(), platform))
-            }
+            NamedContext::Layout(layout) => Some(from_layout(b.store(), layout, platform)),
         }
     }
 
@@ -210,47 +195,53 @@ impl Run<'_> {
 }
 
 /// The image of an OCI layout for `platform`, copied into `store`.
-fn from_layout(
-    store: &Store,
-    dir: &Path,
-    tag: Option<&str>,
-    digest: Option<&Digest>,
-    platform: &Platform,
-) -> Result<BaseImage> {
-    let shown = format!(
-        "oci-layout://{}{}{}",
-        dir.display(),
-        tag.map(|t| format!(":{t}")).unwrap_or_default(),
-        digest.map(|d| format!("@{d}")).unwrap_or_default()
-    );
+fn from_layout(store: &Store, layout: &Layout, platform: &Platform) -> Result<BaseImage> {
+    let (dir, image) = read_layout(layout, platform)?;
+    let bad = |why: String| Error::Option(format!("build context {layout}: {why}"));
+    let manifest = image.manifest.as_image().ok_or_else(|| bad("not an image manifest".into()))?;
+    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        polyarch_store::transfer(&dir, store, d).map_err(|e| bad(format!("blob {}: {e}", d.digest)))?;
+    }
+    let stored = store.put_manifest(&image.manifest)?;
+    base::from_store(store, &stored, layout_reference(&stored.digest)?)
+}
+
+/// The reference an image of an OCI layout is known by, pinned to its
+/// manifest's `digest` (the build's and the plan's name for it).
+pub fn layout_reference(digest: &Digest) -> Result<Reference> {
+    let r =
+        Reference::parse_normalized(polyarch_frontend::LAYOUT_REFERENCE).map_err(|e| Error::Option(e.to_string()))?;
+    Ok(r.with_digest(digest.clone()))
+}
+
+/// Finds the image of an OCI layout for `platform`, reading nothing but
+/// the layout: the layout opened as a store, and the image (manifest and
+/// config) its tag or digest names.
+pub fn read_layout(layout: &Layout, platform: &Platform) -> Result<(Store, polyarch_transfer::local::LocalImage)> {
+    let shown = layout.to_string();
     let bad = |why: String| Error::Option(format!("build context {shown}: {why}"));
+    let Layout { dir, tag, digest } = layout;
     if !dir.join("oci-layout").is_file() || !dir.join("index.json").is_file() {
         return Err(bad("not an OCI layout directory (no oci-layout and index.json)".into()));
     }
-    let layout = Store::open(dir)?;
-    let entries = layout.read_index()?.manifests;
+    let store = Store::open(dir)?;
+    let entries = store.read_index()?.manifests;
     let tagged = |d: &polyarch_oci::Descriptor| {
-        tag.is_none_or(|t| {
+        tag.as_deref().is_none_or(|t| {
             d.annotation(polyarch_store::ANNOTATION_REF_NAME) == Some(t)
                 || d.annotation(polyarch_store::ANNOTATION_IMAGE_NAME).is_some_and(|n| n.ends_with(&format!(":{t}")))
         })
     };
-    let found = entries.iter().find(|d| tagged(d) && digest.is_none_or(|g| &d.digest == g)).cloned();
+    let found = entries.iter().find(|d| tagged(d) && digest.as_ref().is_none_or(|g| &d.digest == g)).cloned();
     let top = match (found, digest, tag) {
         (Some(d), _, _) => d,
-        (None, Some(g), None) => polyarch_transfer::local::manifest_by_digest(&layout, g)
+        (None, Some(g), None) => polyarch_transfer::local::manifest_by_digest(&store, g)
             .map_err(Error::local)?
             .ok_or_else(|| bad("no such manifest in the layout".into()))?,
         _ => return Err(bad("no such image in the layout".into())),
     };
-    let image = polyarch_transfer::local::image_for(&layout, &shown, &top, Some(platform)).map_err(Error::local)?;
-    let manifest = image.manifest.as_image().ok_or_else(|| bad("not an image manifest".into()))?;
-    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-        polyarch_store::transfer(&layout, store, d).map_err(|e| bad(format!("blob {}: {e}", d.digest)))?;
-    }
-    let stored = store.put_manifest(&image.manifest)?;
-    let pinned = Reference::parse_normalized("oci-layout/context").map_err(|e| Error::Option(e.to_string()))?;
-    base::from_store(store, &stored, pinned.with_digest(stored.digest.clone()))
+    let image = polyarch_transfer::local::image_for(&store, &shown, &top, Some(platform)).map_err(Error::local)?;
+    Ok((store, image))
 }
 
 #[cfg(test)]
@@ -265,16 +256,16 @@ mod tests {
         assert_eq!(Value::parse("git@h:r.git#main").unwrap(), Value::Url("git@h:r.git#main".into()));
         assert_eq!(
             Value::parse("oci-layout:///l/x").unwrap(),
-            Value::Layout { dir: "/l/x".into(), tag: Some("latest".into()), digest: None }
+            Value::Layout(Layout { dir: "/l/x".into(), tag: Some("latest".into()), digest: None })
         );
         assert_eq!(
             Value::parse("oci-layout://./a:b/x:v1").unwrap(),
-            Value::Layout { dir: "./a:b/x".into(), tag: Some("v1".into()), digest: None }
+            Value::Layout(Layout { dir: "./a:b/x".into(), tag: Some("v1".into()), digest: None })
         );
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(
             Value::parse(&format!("oci-layout://l@{d}")).unwrap(),
-            Value::Layout { dir: "l".into(), tag: None, digest: Some(d.parse().unwrap()) }
+            Value::Layout(Layout { dir: "l".into(), tag: None, digest: Some(d.parse().unwrap()) })
         );
         assert!(Value::parse("oci-layout://l@sha256:zz").unwrap_err().to_string().contains("oci-layout://l@sha256:zz"));
         assert!(Value::parse("target:base").unwrap_err().to_string().contains("bake"));

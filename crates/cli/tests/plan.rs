@@ -333,7 +333,57 @@ fn named_contexts_replace_stages_images_and_sources() {
     let sources: Vec<&Value> =
         plan["vertices"].as_array().unwrap().iter().filter(|v| v["type"] == "source.context").collect();
     assert!(sources.iter().any(|v| v["op"]["source"]["context"]["name"] == "tools"), "{sources:?}");
-    let layout = format!("oci-layout://{}", s(&tools));
-    let err = env.fails(&["debug", "plan", "--build-context", &format!("x={layout}"), s(&ctx)]);
-    assert!(err.contains("debug plan does not read OCI layouts"), "{err}");
+    let not_layout = format!("tools=oci-layout://{}", s(&tools));
+    let mut args = args.to_vec();
+    args[7] = &not_layout;
+    let err = env.fails(&args);
+    assert!(err.contains("not an OCI layout directory"), "{err}");
+}
+
+#[test]
+fn an_oci_layout_context_is_planned_as_the_build_names_it() {
+    let Some((env, _reg)) = mirrored() else { return };
+    // An OCI layout of two platforms, tagged v1, made with no emulation.
+    let src = context(&env, "src", &[("Dockerfile", "FROM busybox\nCOPY t /t\n"), ("t", "tool\n")]);
+    let dir = env.dir.path().join("layout");
+    let out = format!("type=oci,dest={},tar=false", s(&dir));
+    env.ok(&["build", "-q", "-t", "lay:v1", "--platform", "linux/amd64,linux/arm64", "-o", &out, s(&src)]);
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM base\nCOPY --from=base /t /t2\n")]);
+    let base = format!("base=oci-layout://{}:v1", s(&dir));
+    let args = ["debug", "plan", "--build-context", &base, "--platform", "linux/amd64,linux/arm64", s(&ctx)];
+    let plan: Value = serde_json::from_str(&env.ok(&args)).expect("plan JSON");
+    // Each platform's manifest of the layout's index is the stage's base.
+    let json = |p: std::path::PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let index = json(dir.join("index.json"));
+    let top = index["manifests"][0]["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
+    let children = json(dir.join("blobs/sha256").join(&top));
+    for m in children["manifests"].as_array().unwrap() {
+        let arch = m["platform"]["architecture"].as_str().unwrap();
+        let digest = m["digest"].as_str().unwrap();
+        let from = named(&plan, &format!("[linux/{arch} stage-0 1/2] FROM docker.io/oci-layout/context@{digest}"));
+        assert_eq!(from.len(), 1, "{arch}: {plan}");
+        assert_eq!(from[0]["op"]["source"]["image"]["resolved"], digest, "{plan}");
+        assert_eq!(named(&plan, &format!("[linux/{arch} stage-0 2/2] COPY --from=base /t /t2")).len(), 1, "{plan}");
+    }
+    // The build names the same steps.
+    let build = env.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--build-context",
+        &base,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        s(&ctx),
+    ]);
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(build.status.success(), "{stderr}");
+    for v in plan["vertices"].as_array().unwrap() {
+        let name = v["names"][0].as_str().unwrap();
+        assert!(stderr.contains(name), "{name} not in the build's output:\n{stderr}");
+    }
+    // A tag the layout lacks is an error naming the context.
+    let missing = format!("base=oci-layout://{}:v2", s(&dir));
+    let err = env.fails(&["debug", "plan", "--build-context", &missing, s(&ctx)]);
+    assert!(err.contains(&format!("oci-layout://{}:v2: no such image in the layout", s(&dir))), "{err}");
 }

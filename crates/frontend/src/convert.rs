@@ -217,11 +217,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             let triggers = std::mem::take(&mut parent.config.config.on_build);
             (parent, triggers, None)
         } else {
-            let reference = match &named {
-                Some(NamedContext::Image(r)) => r.clone(),
-                _ => base.clone(),
-            };
-            let img = self.image(&reference, &platform, line).await?;
+            let img = self.named_image(&base, named.as_ref(), &platform, line).await?;
             let mut config = img.config.clone();
             let triggers = std::mem::take(&mut config.config.on_build);
             (StageState::new(name, platform.clone(), config), triggers, Some(img))
@@ -437,11 +433,49 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Some(answer) => answer.map_err(BoxError::from),
             None => self.resolver.resolve(&reference, platform).await,
         };
-        let ResolvedImage { pinned, top, config } = answer.map_err(|cause| {
+        let answer = answer.map_err(|cause| {
             let message = format!("failed to resolve source metadata for {reference}: {cause}");
             let diagnostic = self.src.diagnostic(line, message, Some(name));
             Error::Resolve { reference: reference.to_string(), platform: platform.format(), diagnostic, cause }
         })?;
+        let img = self.resolved(reference, platform, answer)?;
+        self.images.insert(key, img.clone());
+        Ok(img)
+    }
+
+    /// The image `name` stands for: its named context's (`named`) or the
+    /// image of that name.
+    async fn named_image(
+        &mut self,
+        name: &str,
+        named: Option<&NamedContext>,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<Image> {
+        match named {
+            Some(NamedContext::Image(r)) => self.image(r, platform, line).await,
+            Some(NamedContext::Layout(layout)) => {
+                let key = format!("{layout}|{}", platform.format());
+                if let Some(img) = self.images.get(&key) {
+                    return Ok(img.clone());
+                }
+                let answer = self.resolver.resolve_layout(layout, platform).await.map_err(|cause| {
+                    let message = format!("failed to resolve source metadata for {layout}: {cause}");
+                    let diagnostic = self.src.diagnostic(line, message, Some(name));
+                    Error::Resolve { reference: layout.to_string(), platform: platform.format(), diagnostic, cause }
+                })?;
+                let reference = answer.pinned.trimmed();
+                let img = self.resolved(reference, platform, answer)?;
+                self.images.insert(key, img.clone());
+                Ok(img)
+            }
+            Some(NamedContext::Files) | None => self.image(name, platform, line).await,
+        }
+    }
+
+    /// The image of `reference` as the resolver answered for `platform`.
+    fn resolved(&self, reference: Reference, platform: &Platform, answer: ResolvedImage) -> Result<Image> {
+        let ResolvedImage { pinned, top, config } = answer;
         let Some(digest) = pinned.digest.clone() else {
             return Err(Error::Unpinned { reference: pinned.to_string(), platform: platform.format() });
         };
@@ -453,9 +487,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
             Some(d) => reference.with_digest(d).to_string(),
             None => pinned.to_string(),
         };
-        let img = Image { op, platform: platform.clone(), shown, config };
-        self.images.insert(key, img.clone());
-        Ok(img)
+        Ok(Image { op, platform: platform.clone(), shown, config })
     }
 
     /// The source vertex of `img`, named `name` (merged with earlier uses).
@@ -478,12 +510,11 @@ impl<'a, R: Resolver> Converter<'a, R> {
             let other = self.stage(j, pc).await?;
             return self.root_or_empty(&other);
         }
-        let reference = match self.named(from).cloned() {
-            Some(NamedContext::Files) => return self.named_files(from, format!("[context {from}] load from client")),
-            Some(NamedContext::Image(r)) => r,
-            None => from.to_string(),
-        };
-        let img = self.image(&reference, &st.platform, line).await?;
+        let named = self.named(from).cloned();
+        if let Some(NamedContext::Files) = named {
+            return self.named_files(from, format!("[context {from}] load from client"));
+        }
+        let img = self.named_image(from, named.as_ref(), &st.platform, line).await?;
         let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown);
         self.image_vertex(&img, name, st.ignore_cache)
     }

@@ -36,7 +36,7 @@ pub use config::ImageConfig;
 pub use copy::{copy_history, git_source};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use polyarch_solver::op::Network;
-pub use resolve::{ResolvedImage, Resolver};
+pub use resolve::{ResolvedImage, Resolver, LAYOUT_REFERENCE};
 
 /// A named context (`--build-context NAME=VALUE`) as the plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,33 @@ pub enum NamedContext {
     Files,
     /// `docker-image://REF`: that image, resolved as a base image is.
     Image(String),
+    /// `oci-layout://DIR[:TAG][@DIGEST]`: an image of an OCI layout
+    /// directory, resolved through [`Resolver::resolve_layout`].
+    Layout(Layout),
+}
+
+/// Where an image of an OCI layout is: `oci-layout://DIR[:TAG][@DIGEST]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The layout directory.
+    pub dir: std::path::PathBuf,
+    /// The tag (`latest` when neither tag nor digest is given).
+    pub tag: Option<String>,
+    /// The manifest or index digest.
+    pub digest: Option<polyarch_oci::Digest>,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "oci-layout://{}", self.dir.display())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The name a named context is known by: the familiar form of the

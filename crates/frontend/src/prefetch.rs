@@ -52,10 +52,10 @@ impl<R: Resolver> Converter<'_, R> {
     fn images_named(&self, i: usize, base: &str) -> Vec<String> {
         let mut names = Vec::new();
         // What a name stands for: its named context's image, none for one
-        // of files, else the name.
+        // of files or an OCI layout (resolved when used), else the name.
         let image_of = |name: &str| match self.named(name) {
             Some(crate::NamedContext::Image(r)) => Some(r.clone()),
-            Some(crate::NamedContext::Files) => None,
+            Some(crate::NamedContext::Files | crate::NamedContext::Layout(_)) => None,
             None => Some(name.to_string()),
         };
         if let Some(replaced) = self.df.stages[i].name.as_deref().filter(|n| self.named(n).is_some()) {

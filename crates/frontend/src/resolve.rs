@@ -8,6 +8,10 @@ use polyarch_oci::{Platform, Reference};
 
 use crate::error::BoxError;
 
+/// The repository an image of an OCI layout context is known by, pinned
+/// to its manifest's digest (an OCI layout has no registry name).
+pub const LAYOUT_REFERENCE: &str = "oci-layout/context";
+
 /// An image resolved for one platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
@@ -45,6 +49,19 @@ pub trait Resolver: Send + Sync {
         reference: &Reference,
         platform: &Platform,
     ) -> impl Future<Output = Result<ResolvedImage, BoxError>> + Send;
+
+    /// Resolves the image of an OCI layout for `platform`: its `pinned`
+    /// reference is [`LAYOUT_REFERENCE`] at the platform's manifest digest
+    /// (as the build names it). The default refuses layouts.
+    fn resolve_layout(
+        &self,
+        layout: &crate::Layout,
+        platform: &Platform,
+    ) -> impl Future<Output = Result<ResolvedImage, BoxError>> + Send {
+        let _ = platform;
+        let e: BoxError = format!("{layout}: this resolver does not read OCI layouts").into();
+        async { Err(e) }
+    }
 
     /// The commit a branch, tag or commit `reference` of the git repository
     /// `remote` names, when the resolver can tell (`ADD <repo>.git#ref`);

@@ -345,8 +345,8 @@ impl<'a> NodeBuild<'a> {
                 .named_contexts
                 .iter()
                 .filter_map(|(name, c)| match c {
-                    NamedContext::Layout { tag, digest, .. } => {
-                        Some((name.clone(), crate::wire::LayoutRef { tag: tag.clone(), digest: digest.clone() }))
+                    NamedContext::Layout(l) => {
+                        Some((name.clone(), crate::wire::LayoutRef { tag: l.tag.clone(), digest: l.digest.clone() }))
                     }
                     _ => None,
                 })

@@ -173,7 +173,7 @@ pub fn of(opts: &polyarch_builder::BuildOptions, caches: &[PathBuf]) -> Result<(
     for (name, c) in opts.named_contexts.iter() {
         let tree = match c {
             NamedContext::Files(fs) => all(fs, &mut contents)?,
-            NamedContext::Layout { dir, .. } => all(&layout_tree(dir)?, &mut contents)?,
+            NamedContext::Layout(l) => all(&layout_tree(&l.dir)?, &mut contents)?,
             NamedContext::Image(_) => continue,
         };
         named.insert(name.clone(), tree);

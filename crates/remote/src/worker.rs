@@ -228,11 +228,11 @@ fn build(
     let mut named_contexts = polyarch_builder::named::NamedContexts::new();
     for (name, entries) in named {
         let context = match spec.named_layouts.get(name) {
-            Some(at) => polyarch_builder::named::NamedContext::Layout {
+            Some(at) => polyarch_builder::named::NamedContext::Layout(polyarch_builder::named::Layout {
                 dir: write_layout(entries)?,
                 tag: at.tag.clone(),
                 digest: at.digest.clone(),
-            },
+            }),
             None => polyarch_builder::named::NamedContext::Files(Arc::new(rebuilt(entries)?)),
         };
         named_contexts.insert(name, context).map_err(|e| request(&format!("--build-context {name}"), e.to_string()))?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use polyarch_builder::base::{self, ResolveMode};
 use polyarch_builder::named::Value;
-use polyarch_frontend::{BoxError, NamedContext, Network, Options, ResolvedImage, Resolver};
+use polyarch_frontend::{BoxError, Layout, NamedContext, Network, Options, ResolvedImage, Resolver};
 use polyarch_oci::{Platform, Reference};
 use polyarch_registry::Client;
 use polyarch_store::Store;
@@ -85,6 +85,12 @@ impl Resolver for StoreResolver {
         let config = self.store.read_bytes(&manifest.config, 8 * 1024 * 1024)?.to_vec();
         Ok(ResolvedImage::new(img.pinned, config).with_top(img.top))
     }
+
+    async fn resolve_layout(&self, layout: &Layout, platform: &Platform) -> Result<ResolvedImage, BoxError> {
+        let (_, image) = polyarch_builder::named::read_layout(layout, platform)?;
+        let pinned = polyarch_builder::named::layout_reference(&image.descriptor.digest)?;
+        Ok(ResolvedImage::new(pinned, image.config_bytes.to_vec()))
+    }
 }
 
 /// Prints the plan; a Dockerfile the frontend rejects is an error.
@@ -126,7 +132,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     Ok(0)
 }
 
-/// `--build-context NAME=VALUE` as the plan sees them: files or an image.
+/// `--build-context NAME=VALUE` as the plan sees them: files, an image or
+/// an image of an OCI layout.
 fn named_contexts(items: &[String]) -> Result<std::collections::BTreeMap<String, NamedContext>> {
     let mut out = std::collections::BTreeMap::new();
     for item in items {
@@ -138,9 +145,7 @@ fn named_contexts(items: &[String]) -> Result<std::collections::BTreeMap<String,
                 bail!("failed to get build context {name}: {} is not a directory", dir.display())
             }
             Value::Dir(_) | Value::Url(_) => NamedContext::Files,
-            Value::Layout { .. } => {
-                bail!("{}: debug plan does not read OCI layouts (build takes them)", what())
-            }
+            Value::Layout(layout) => NamedContext::Layout(layout),
         };
         let key = polyarch_frontend::context_name(name).map_err(anyhow::Error::msg).with_context(what)?;
         out.insert(key, ctx);

@@ -239,7 +239,7 @@ impl Load<'_> {
             let what = || format!("--build-context {name}={value}");
             let ctx = match Value::parse(value).with_context(what)? {
                 Value::Image(r) => NamedContext::Image(r),
-                Value::Layout { dir, tag, digest } => NamedContext::Layout { dir, tag, digest },
+                Value::Layout(layout) => NamedContext::Layout(layout),
                 Value::Dir(dir) => {
                     let md = std::fs::metadata(&dir).with_context(|| format!("failed to get build context {name}"))?;
                     if !md.is_dir() {
