@@ -298,6 +298,11 @@ fn run_flags_shape_the_exec_ops() {
     assert_eq!(op["ulimits"], serde_json::json!([{"name": "nofile", "soft": 512, "hard": 1024}]), "{op}");
     assert_eq!(op["shm_size"], 128 * 1024 * 1024, "{op}");
     assert_eq!(op["cgroup_parent"], "/polyarch-test", "{op}");
+    assert_eq!(op["hostname"], "", "the default host name is the executor's: {op}");
+    let named = env.ok(&["debug", "plan", "--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=box", s(&ctx)]);
+    let plan: Value = serde_json::from_str(&named).expect("plan JSON");
+    let exec = plan["vertices"].as_array().unwrap().iter().find(|v| v["type"] == "exec").expect("an exec");
+    assert_eq!(exec["op"]["exec"]["hostname"], "box", "{exec}");
     let err = env.fails(&["debug", "plan", "--ulimit", "bogus", s(&ctx)]);
     assert!(err.contains("--ulimit: invalid ulimit argument: bogus"), "{err}");
 }

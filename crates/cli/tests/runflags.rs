@@ -60,8 +60,14 @@ fn hosts_limits_shm_and_cgroup_parent_reach_the_process() {
         &parent,
     ];
     let out = build_local(&env, &ctx, &flags);
+    // BuildKit's hosts file of a RUN, host network or not: its own two
+    // lines naming the sandbox, then the extra hosts.
     let hosts = read(&out, "hosts");
-    assert!(hosts.ends_with("10.1.2.3\tdb.internal\nfd00::5\tv6\n127.0.0.1\tgw\n"), "{hosts}");
+    assert_eq!(
+        hosts,
+        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         10.1.2.3\tdb.internal\nfd00::5\tv6\n127.0.0.1\tgw\n"
+    );
     assert_eq!(read(&out, "nofile"), "1024\n2048\n");
     let shm = read(&out, "shm");
     assert_eq!(shm.split_whitespace().nth(1), Some("131072"), "{shm}");
@@ -75,6 +81,25 @@ fn hosts_limits_shm_and_cgroup_parent_reach_the_process() {
     let err = env.fails(&["build", "--cgroup-parent", "system.slice:ci:", s(&ctx)]);
     assert!(err.contains("--cgroup-parent \"system.slice:ci:\" cannot be used") && err.contains("systemd"), "{err}");
     assert_clean_root(&env.root());
+}
+
+#[test]
+fn run_steps_are_named_as_buildkit_names_them() {
+    let Some((env, _)) = mirrored_for_run() else { return };
+    let df = "FROM busybox\nRUN hostname > /name; cat /etc/hosts > /hosts\n\
+              RUN --network=none hostname > /name-none; cat /etc/hosts > /hosts-none\n";
+    let ctx = context(&env, "ctx", &[("Dockerfile", df)]);
+    let out = build_local(&env, &ctx, &[]);
+    let sandbox = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    assert_eq!(read(&out, "name"), "buildkitsandbox\n");
+    assert_eq!(read(&out, "name-none"), "buildkitsandbox\n");
+    assert_eq!(read(&out, "hosts"), sandbox, "nothing of the host's file with host networking");
+    assert_eq!(read(&out, "hosts-none"), sandbox);
+    // BUILDKIT_SANDBOX_HOSTNAME names it, undeclared, and is part of the
+    // steps' keys: the steps run again.
+    let named = build_local(&env, &ctx, &["--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=box"]);
+    assert_eq!(read(&named, "name"), "box\n");
+    assert_eq!(read(&named, "hosts-none"), sandbox.replace("buildkitsandbox", "box"));
 }
 
 #[test]

@@ -67,8 +67,8 @@ use std::path::Path;
 pub use console::RawMode;
 pub use error::{Error, ErrorKind, Result};
 pub use process::{
-    Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Resize, Rlimit, SecurityMode, Terminal,
-    WindowSize,
+    Cancel, ExitStatus, HostsFile, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, Resize, Rlimit,
+    SecurityMode, Terminal, WindowSize,
 };
 pub use rlimit::Resource;
 pub use runc::{MountPoint, RuncExecutor, RuncExecutorBuilder};

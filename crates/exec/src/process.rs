@@ -32,6 +32,20 @@ impl std::str::FromStr for NetworkMode {
     }
 }
 
+/// What `/etc/hosts` the container starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostsFile {
+    /// As `docker run` makes it: the host's with host networking (names
+    /// resolve as on the host), a loopback-only file otherwise; then the
+    /// host name on 127.0.0.1.
+    #[default]
+    Network,
+    /// As BuildKit makes it for a RUN step, whatever the network:
+    /// `127.0.0.1 localhost HOSTNAME` and the `::1` line, nothing of the
+    /// host's.
+    Sandbox,
+}
+
 /// How much the process is confined (BuildKit's `pb.SecurityMode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SecurityMode {
@@ -75,6 +89,8 @@ pub struct ProcessSpec {
     pub hostname: String,
     /// The network namespace.
     pub network: NetworkMode,
+    /// What `/etc/hosts` starts from (the extra hosts follow).
+    pub hosts_file: HostsFile,
     /// Mount the rootfs read-only.
     pub readonly_rootfs: bool,
     /// Resource limits on top of the default `RLIMIT_NOFILE` 1024:1024.
@@ -104,6 +120,7 @@ impl ProcessSpec {
             user: String::new(),
             hostname: "polyarch".into(),
             network: NetworkMode::Host,
+            hosts_file: HostsFile::Network,
             readonly_rootfs: false,
             rlimits: Vec::new(),
             extra_hosts: Vec::new(),
@@ -144,6 +161,12 @@ impl ProcessSpec {
     /// Sets the network mode.
     pub fn with_network(mut self, network: NetworkMode) -> Self {
         self.network = network;
+        self
+    }
+
+    /// Sets what `/etc/hosts` starts from.
+    pub fn with_hosts_file(mut self, hosts_file: HostsFile) -> Self {
+        self.hosts_file = hosts_file;
         self
     }
 

@@ -15,7 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{io_at, Error, Result};
-use crate::process::{Cancel, ExitStatus, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, SecurityMode, Sink};
+use crate::process::{
+    Cancel, ExitStatus, HostsFile, MountSpec, NetworkMode, Output, ProcessIo, ProcessSpec, SecurityMode, Sink,
+};
 use crate::runtime::Runtime;
 use crate::state::{self, Cleanup, State};
 use crate::stubs::Stubs;
@@ -165,7 +167,7 @@ impl RuncExecutor {
         let resolv_conf = files.join("resolv.conf");
         let hosts = files.join("hosts");
         write(&resolv_conf, &host_file("/etc/resolv.conf"))?;
-        write(&hosts, &hosts_file(p.network, &p.hostname, &p.extra_hosts))?;
+        write(&hosts, &hosts_file_of(p))?;
         let rlimits = rlimit::effective(&p.rlimits, self.sys.as_ref());
         let input = spec::Input {
             rootfs: &rootfs,
@@ -465,22 +467,30 @@ fn cgroups_path(parent: Option<&str>, id: &str) -> Result<PathBuf> {
     }
 }
 
-/// `/etc/hosts` for the container: the host's with host networking (names
-/// resolve as on the host), a loopback-only file otherwise; both name the
-/// container's host name, then the extra entries (`--add-host`) as
-/// BuildKit appends them, `ADDRESS\tNAME`.
-fn hosts_file(network: NetworkMode, hostname: &str, extra: &[(String, String)]) -> Vec<u8> {
-    let mut text = match network {
-        NetworkMode::Host => String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned(),
-        NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+/// `/etc/hosts` for the container. As `docker run` makes it
+/// ([`HostsFile::Network`]): the host's with host networking (names resolve
+/// as on the host), a loopback-only file otherwise, both naming the
+/// container's host name; as BuildKit makes it for RUN
+/// ([`HostsFile::Sandbox`], its `initHostsFile`): `127.0.0.1 localhost
+/// HOSTNAME` and the `::1` line whatever the network. Then the extra
+/// entries (`--add-host`) as BuildKit appends them, `ADDRESS\tNAME`.
+fn hosts_file_of(p: &ProcessSpec) -> Vec<u8> {
+    let loopback_v6 = "::1\tlocalhost ip6-localhost ip6-loopback\n";
+    let mut text = match (p.hosts_file, p.network) {
+        (HostsFile::Sandbox, _) => {
+            let name = if p.hostname.is_empty() { String::new() } else { format!(" {}", p.hostname) };
+            format!("127.0.0.1\tlocalhost{name}\n{loopback_v6}")
+        }
+        (HostsFile::Network, NetworkMode::Host) => String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned(),
+        (HostsFile::Network, NetworkMode::None) => format!("127.0.0.1\tlocalhost\n{loopback_v6}"),
     };
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    if !hostname.is_empty() {
-        text.push_str(&format!("127.0.0.1\t{hostname}\n"));
+    if p.hosts_file == HostsFile::Network && !p.hostname.is_empty() {
+        text.push_str(&format!("127.0.0.1\t{}\n", p.hostname));
     }
-    for (name, address) in extra {
+    for (name, address) in &p.extra_hosts {
         text.push_str(&format!("{address}\t{name}\n"));
     }
     text.into_bytes()
@@ -645,13 +655,29 @@ mod tests {
 
     #[test]
     fn hosts_files_name_the_container() {
-        let none = String::from_utf8(hosts_file(NetworkMode::None, "box", &[])).unwrap();
+        let spec = |network, hosts_file, extra: &[(&str, &str)]| {
+            let mut p =
+                ProcessSpec::new(["true"]).with_network(network).with_hosts_file(hosts_file).with_hostname("box");
+            for (name, address) in extra {
+                p = p.with_extra_host(*name, *address);
+            }
+            String::from_utf8(hosts_file_of(&p)).unwrap()
+        };
+        let none = spec(NetworkMode::None, HostsFile::Network, &[]);
         assert_eq!(none, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tbox\n");
-        let extra = [("db".to_string(), "10.0.0.5".to_string()), ("v6".to_string(), "fd00::1".to_string())];
-        let with = String::from_utf8(hosts_file(NetworkMode::None, "box", &extra)).unwrap();
+        let extra = [("db", "10.0.0.5"), ("v6", "fd00::1")];
+        let with = spec(NetworkMode::None, HostsFile::Network, &extra);
         assert!(with.ends_with("127.0.0.1\tbox\n10.0.0.5\tdb\nfd00::1\tv6\n"), "{with}");
-        let host = String::from_utf8(hosts_file(NetworkMode::Host, "box", &[])).unwrap();
+        let host = spec(NetworkMode::Host, HostsFile::Network, &[]);
         assert!(host.ends_with("127.0.0.1\tbox\n"));
         assert!(host.starts_with(&String::from_utf8_lossy(&host_file("/etc/hosts")).into_owned()));
+        // BuildKit's RUN file, on any network: nothing of the host's.
+        for network in [NetworkMode::Host, NetworkMode::None] {
+            let sandbox = spec(network, HostsFile::Sandbox, &extra);
+            assert_eq!(
+                sandbox,
+                "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.0.5\tdb\nfd00::1\tv6\n"
+            );
+        }
     }
 }

@@ -93,7 +93,7 @@ impl<R: Resolver> Converter<'_, R> {
             ulimits: self.opts.ulimits.clone(),
             shm_size: self.opts.shm_size,
             cgroup_parent: self.opts.cgroup_parent.clone(),
-            ..Exec::default()
+            hostname: crate::meta::sandbox_hostname(&self.opts.build_args).unwrap_or_default().to_string(),
         };
         let mut text = cmd.original.clone();
         if let (Some(f), Some(arg)) = (r.cmd.files.first(), r.cmd.args.first()) {

@@ -296,6 +296,19 @@ pub fn with_shell(shell: &[String], c: &CmdLine) -> Vec<String> {
     sh
 }
 
+/// The host name BuildKit gives RUN containers when none is asked for.
+pub const DEFAULT_SANDBOX_HOSTNAME: &str = "buildkitsandbox";
+
+/// The host name a build asks RUN containers to have: the build argument
+/// `BUILDKIT_SANDBOX_HOSTNAME` (BuildKit's built-in, read whether or not
+/// the Dockerfile declares it), when not empty. It is the exec op's
+/// `hostname` (so part of its key, as BuildKit's `Meta.Hostname`); `None`
+/// leaves the op's empty and the container named
+/// [`DEFAULT_SANDBOX_HOSTNAME`].
+pub fn sandbox_hostname(build_args: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    build_args.get("BUILDKIT_SANDBOX_HOSTNAME").map(String::as_str).filter(|h| !h.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use polyarch_dockerfile::instructions::{self, Command, Mount};
 use polyarch_exec::{
-    Executor, MountPoint, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutorBuilder, SecurityMode,
+    Executor, HostsFile, MountPoint, MountSpec, NetworkMode, ProcessIo, ProcessSpec, RuncExecutorBuilder, SecurityMode,
 };
 use tempfile::TempDir;
 
@@ -274,7 +274,9 @@ impl Run<'_> {
             .with_network(p.network)
             .with_security(p.security)
             .with_shm_size(run.shm_size)
-            .with_cgroup_parent(run.cgroup_parent.clone());
+            .with_cgroup_parent(run.cgroup_parent.clone())
+            .with_hostname(self.hostname().unwrap_or(polyarch_frontend::meta::DEFAULT_SANDBOX_HOSTNAME))
+            .with_hosts_file(HostsFile::Sandbox);
         for (name, addr) in &run.extra_hosts {
             process = process.with_extra_host(name, addr.to_string());
         }
@@ -282,6 +284,11 @@ impl Run<'_> {
             process = process.with_rlimit(r.resource, r.soft, r.hard);
         }
         process
+    }
+
+    /// The host name the build asks for (`BUILDKIT_SANDBOX_HOSTNAME`).
+    fn hostname(&self) -> Option<&str> {
+        polyarch_frontend::meta::sandbox_hostname(&self.opts.build_args)
     }
 
     /// The cache key: the key of the step's exec op (parent, command,
@@ -311,6 +318,7 @@ impl Run<'_> {
             ulimits: run.op_ulimits(),
             shm_size: run.shm_size,
             cgroup_parent: run.cgroup_parent.clone(),
+            hostname: self.hostname().unwrap_or_default().to_string(),
             ..Exec::default()
         };
         let mut deps = vec![keys::dep(&st.key, None)];
