@@ -305,6 +305,15 @@ fn cache_mounts_persist_and_bind_mounts_read_the_context() {
     // Without the cache, the cache mount keeps what the first build wrote.
     let (out, _) = build_local(&env, &ctx, &["--no-cache"]);
     assert_eq!(read(&out, "seen").lines().count(), 2);
+    // BUILDKIT_CACHE_MOUNT_NS gives builds of another namespace a cache
+    // of their own (and runs the step again: the mount's id is keyed).
+    let ns = ["--build-arg", "BUILDKIT_CACHE_MOUNT_NS=other"];
+    let (out, _) = build_local(&env, &ctx, &ns);
+    assert_eq!(read(&out, "seen").lines().count(), 1, "a new cache");
+    let (out, _) = build_local(&env, &ctx, &[&["--no-cache"][..], &ns[..]].concat());
+    assert_eq!(read(&out, "seen").lines().count(), 2, "its own cache kept");
+    let (out, _) = build_local(&env, &ctx, &["--no-cache"]);
+    assert_eq!(read(&out, "seen").lines().count(), 3, "the first namespace's untouched");
     // A bind mount from another stage.
     let staged = "FROM busybox AS gen\nRUN echo generated > /g\nFROM busybox\nRUN --mount=type=bind,from=gen,source=/g,target=/in/g cat /in/g > /copied\n";
     let ctx2 = context(&env, "ctx2", &[("Dockerfile", staged)]);

@@ -156,7 +156,7 @@ impl<R: Resolver> Converter<'_, R> {
                     Some(f) => Some(self.mount_input(st, Some(f), line, pc, m).await?),
                     None => None,
                 };
-                (target.clone(), cache_mount(spec, w, from, target))
+                (target.clone(), cache_mount(spec, w, from, target, &self.opts.build_args))
             }
             "tmpfs" => {
                 let target = w.abs(w.target.as_deref().ok_or_else(missing)?);
@@ -227,15 +227,22 @@ impl MountWords {
     }
 }
 
-/// A `type=cache` mount: by id (the target when none), seeded from `from`.
-fn cache_mount(spec: &DfMount, w: MountWords, from: Option<usize>, target: String) -> MountKind {
+/// A `type=cache` mount: by id (the target when none, within the build's
+/// cache namespace), seeded from `from`.
+fn cache_mount(
+    spec: &DfMount,
+    w: MountWords,
+    from: Option<usize>,
+    target: String,
+    build_args: &std::collections::BTreeMap<String, String>,
+) -> MountKind {
     let sharing = match spec.sharing.as_deref() {
         None | Some("") | Some("shared") => Sharing::Shared,
         Some("private") => Sharing::Private,
         Some(_) => Sharing::Locked,
     };
     MountKind::Cache {
-        id: w.id.unwrap_or(target),
+        id: crate::meta::cache_mount_id(build_args, w.id.unwrap_or(target)),
         sharing,
         from,
         selector: w.selector,

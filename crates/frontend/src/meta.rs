@@ -296,6 +296,17 @@ pub fn with_shell(shell: &[String], c: &CmdLine) -> Vec<String> {
     sh
 }
 
+/// The id of a `type=cache` mount whose own id (the target when none) is
+/// `id`: within the build argument `BUILDKIT_CACHE_MOUNT_NS` when given
+/// (BuildKit's built-in, undeclared: `NS/ID`), so that builds of other
+/// namespaces keep caches of their own.
+pub fn cache_mount_id(build_args: &std::collections::BTreeMap<String, String>, id: String) -> String {
+    match build_args.get("BUILDKIT_CACHE_MOUNT_NS").filter(|ns| !ns.is_empty()) {
+        Some(ns) => format!("{ns}/{id}"),
+        None => id,
+    }
+}
+
 /// The host name BuildKit gives RUN containers when none is asked for.
 pub const DEFAULT_SANDBOX_HOSTNAME: &str = "buildkitsandbox";
 
@@ -312,6 +323,21 @@ pub fn sandbox_hostname(build_args: &std::collections::BTreeMap<String, String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_arguments_of_run_containers() {
+        let mut args = std::collections::BTreeMap::new();
+        assert_eq!(sandbox_hostname(&args), None);
+        assert_eq!(cache_mount_id(&args, "/root/.cache".into()), "/root/.cache");
+        args.insert("BUILDKIT_SANDBOX_HOSTNAME".to_string(), String::new());
+        args.insert("BUILDKIT_CACHE_MOUNT_NS".to_string(), String::new());
+        assert_eq!(sandbox_hostname(&args), None, "empty is unset");
+        assert_eq!(cache_mount_id(&args, "go".into()), "go");
+        args.insert("BUILDKIT_SANDBOX_HOSTNAME".to_string(), "box".into());
+        args.insert("BUILDKIT_CACHE_MOUNT_NS".to_string(), "ci".into());
+        assert_eq!(sandbox_hostname(&args), Some("box"));
+        assert_eq!(cache_mount_id(&args, "go".into()), "ci/go");
+    }
 
     #[test]
     fn ports_and_signals() {

@@ -580,6 +580,7 @@ impl Run<'_> {
     ) -> Result<()> {
         let root = self.b.store.root().join("run");
         let cid = id.filter(|i| !i.is_empty()).unwrap_or_else(|| target.clone());
+        let cid = polyarch_frontend::meta::cache_mount_id(&self.opts.build_args, cid);
         let sharing = m.sharing.clone().unwrap_or_else(|| "shared".into());
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         let mode = m.mode.unwrap_or(0o755);
