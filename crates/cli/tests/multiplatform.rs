@@ -233,6 +233,37 @@ fn docker_media_types_of_one_platform_make_a_schema2_image() {
     assert_eq!(store.resolve(&name).unwrap().unwrap().media_type, mt::DOCKER_MANIFEST);
 }
 
+/// `BUILDKIT_MULTI_PLATFORM=1`: one platform is built as a multi-platform
+/// build is, an index of one image and a directory per platform.
+#[test]
+fn multi_platform_argument_makes_an_index_of_one_platform() {
+    let Some((env, reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", ARCH_DOCKERFILE)]);
+    let name = format!("{}/multi/one-index:1", reg.host);
+    let out = env.dir.path().join("out");
+    let local = format!("type=local,dest={}", s(&out));
+    let arg = ["--build-arg", "BUILDKIT_MULTI_PLATFORM=1", "--platform", "linux/s390x"];
+    build(&env, &[&arg[..], &["-t", &name, "--push", "-o", &local, s(&ctx)]].concat());
+    let index = RawManifest::from_bytes(skopeo_raw(&name), None).unwrap();
+    assert_eq!(index.media_type(), mt::OCI_INDEX);
+    assert_eq!(platforms_of(&json(index.bytes())), ["linux/s390x"]);
+    let text = std::fs::read_to_string(out.join("linux_s390x/platform.txt")).unwrap();
+    assert!(text.starts_with("arch=s390x\n"), "{text}");
+    // Without a --platform, the host's; and without the argument, one image.
+    build(&env, &["--build-arg", "BUILDKIT_MULTI_PLATFORM=true", "-t", &name, "--push", s(&ctx)]);
+    let host = RawManifest::from_bytes(skopeo_raw(&name), None).unwrap();
+    assert_eq!(platforms_of(&json(host.bytes())).len(), 1, "{:?}", json(host.bytes()));
+    build(
+        &env,
+        &["--build-arg", "BUILDKIT_MULTI_PLATFORM=0", "--platform", "linux/s390x", "-t", &name, "--push", s(&ctx)],
+    );
+    let single = RawManifest::from_bytes(skopeo_raw(&name), None).unwrap();
+    assert_eq!(single.media_type(), mt::OCI_MANIFEST);
+}
+
 #[test]
 fn local_output_has_a_directory_per_platform() {
     let Some((env, _)) = mirrored() else { return };

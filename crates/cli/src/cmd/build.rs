@@ -362,6 +362,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
+    // BUILDKIT_MULTI_PLATFORM: an index (and per-platform local and tar
+    // outputs) for one platform too, as BuildKit's `multi-platform` option.
+    let multi_platform =
+        platforms.len() > 1 || opts.build_args.get("BUILDKIT_MULTI_PLATFORM").is_some_and(|v| truthy(v));
     if let Some(b) = &remote_builder {
         let run = nodes::Nodes {
             global,
@@ -372,6 +376,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             tags: &tags,
             annotations: &annotations,
             cache: cache.as_ref(),
+            multi_platform,
         };
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
@@ -388,7 +393,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if let Some(c) = &cache {
         c.import(&rt, &client, &progress);
     }
-    if platforms.len() > 1 {
+    if multi_platform {
         let jobs = a.jobs.unwrap_or_else(polyarch_builder::multi::default_jobs);
         let run = multi::Multi {
             rt: &rt,
@@ -402,7 +407,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             tag: true,
             cache: cache.as_ref(),
         };
-        let built = run.build(&opts, &platforms, jobs, &a);
+        let built = run.build(&opts, &targets, jobs, &a);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
     let builder = match &cache {

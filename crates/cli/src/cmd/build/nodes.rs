@@ -38,6 +38,8 @@ pub(super) struct Nodes<'a> {
     pub annotations: &'a [polyarch_index::Annotation],
     /// `--cache-from` and `--cache-to`, and what the nodes do with them.
     pub cache: Option<&'a super::cache_flags::Traffic>,
+    /// An index for one platform too (`BUILDKIT_MULTI_PLATFORM`).
+    pub multi_platform: bool,
 }
 
 /// What an event of a build on nodes prints: plain and tty progress show
@@ -161,7 +163,7 @@ impl Nodes<'_> {
                 Built::Index(img) => Ok(pushers.push_index(rt, client, store, img, names)?),
             }
         };
-        if images.len() == 1 {
+        if images.len() == 1 && !self.multi_platform {
             let exporter = Exporter {
                 rt,
                 client,
