@@ -362,6 +362,17 @@ fn an_inline_cache_travels_in_the_image_config() {
     assert_eq!(ran.len(), 1, "{err}");
     assert!(ran[0].contains("build 3/3] RUN echo built"), "{ran:?}");
     assert_eq!(counts(&err), (2, 3), "{err}");
+
+    // BUILDKIT_INLINE_CACHE=1 is BuildKit's spelling of the same export.
+    let c = machine(reg);
+    let ctx = project(&c, "B\n");
+    let image = format!("{}/cacheio/inline-arg:1", reg.host);
+    build(&c, &["--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", &image, "--push", s(&ctx)]);
+    let m: serde_json::Value = serde_json::from_slice(&skopeo_raw(&image)).unwrap();
+    let (_, config) =
+        api::get(reg, "GET", &format!("cacheio/inline-arg/blobs/{}", m["config"]["digest"].as_str().unwrap()));
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert!(config["moby.buildkit.cache.v0"].is_string(), "{config}");
 }
 
 #[test]

@@ -225,7 +225,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     }
     a.progress = crate::progress::build::from_env(&a.progress, std::env::var("BUILDKIT_PROGRESS").ok().as_deref())?;
     let mut outputs = a.outputs.iter().map(|o| Output::parse(o)).collect::<Result<Vec<_>, _>>()?;
-    let cache = a.cache.parse()?;
     if a.push {
         match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
             Some(o) => o.push = true,
@@ -266,6 +265,8 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             build_args.insert("SOURCE_DATE_EPOCH".into(), v);
         }
     }
+    // BUILDKIT_INLINE_CACHE: BuildKit's built-in for `--cache-to type=inline`.
+    let cache = a.cache.parse(build_args.get("BUILDKIT_INLINE_CACHE").is_some_and(|v| truthy(v)))?;
     let source_date_epoch = match build_args.get("SOURCE_DATE_EPOCH") {
         Some(v) if !v.is_empty() => Some(v.parse::<i64>().with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?),
         _ => None,

@@ -43,12 +43,16 @@ pub struct Traffic {
 
 impl CacheFlags {
     /// The parsed flags, `None` when none was given (an empty value, as
-    /// buildx's `--cache-to=""`, is none).
-    pub fn parse(&self) -> Result<Option<Traffic>> {
+    /// buildx's `--cache-to=""`, is none); `inline` adds `type=inline`
+    /// (the build argument `BUILDKIT_INLINE_CACHE`).
+    pub fn parse(&self, inline: bool) -> Result<Option<Traffic>> {
         let given = |v: &Vec<String>| v.iter().filter(|s| !s.trim().is_empty()).cloned().collect::<Vec<_>>();
         let from =
             given(&self.cache_from).iter().map(|v| cacheio::parse_cache_from(v)).collect::<Result<Vec<_>, _>>()?;
-        let to = given(&self.cache_to).iter().map(|v| cacheio::parse_cache_to(v)).collect::<Result<Vec<_>, _>>()?;
+        let mut to = given(&self.cache_to).iter().map(|v| cacheio::parse_cache_to(v)).collect::<Result<Vec<_>, _>>()?;
+        if inline && !to.contains(&CacheTo::Inline) {
+            to.push(CacheTo::Inline);
+        }
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
