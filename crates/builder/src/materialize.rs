@@ -489,12 +489,28 @@ fn differs(a: &Node, b: &Node) -> bool {
     }
 }
 
-/// The changes from `before` to `after`.
+/// The changes from `before` to `after`. A hard-link group is kept whole:
+/// when one of its paths changed (a link made to a file of a lower layer,
+/// one of two links rewritten), its other paths are in the changes too, so
+/// the layer links them again (as overlayfs copies up a link's target and
+/// BuildKit's differ writes both).
 pub fn diff(before: &MemFs, after: &MemFs) -> Changes {
     let mut out = Changes::default();
+    let mut groups = BTreeSet::new();
     for (p, n) in after.iter() {
         if before.get(p).is_none_or(|old| differs(old, n)) {
             out.changed.insert(p.clone(), n.clone());
+            groups.extend(n.link);
+        }
+    }
+    if !groups.is_empty() {
+        let partners: Vec<(String, Node)> = after
+            .iter()
+            .filter(|(p, n)| n.link.is_some_and(|g| groups.contains(&g)) && out.changed.get(p).is_none())
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect();
+        for (p, n) in partners {
+            out.changed.insert(p, n);
         }
     }
     for (p, _) in before.iter() {

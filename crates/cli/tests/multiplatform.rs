@@ -246,7 +246,12 @@ fn multi_platform_argument_makes_an_index_of_one_platform() {
     let out = env.dir.path().join("out");
     let local = format!("type=local,dest={}", s(&out));
     let arg = ["--build-arg", "BUILDKIT_MULTI_PLATFORM=1", "--platform", "linux/s390x"];
-    build(&env, &[&arg[..], &["-t", &name, "--push", "-o", &local, s(&ctx)]].concat());
+    let stderr = build(&env, &[&arg[..], &["-t", &name, "--push", "-o", &local, s(&ctx)]].concat());
+    // Steps are named with their platform, as BuildKit names them when a
+    // multi-platform build is asked for; the plan names them alike.
+    assert!(stderr.contains("[linux/s390x 2/2] COPY <<EOF /platform.txt"), "{stderr}");
+    let plan = env.ok(&[&["debug", "plan"][..], &arg[..], &[s(&ctx)]].concat());
+    assert!(plan.contains("[linux/s390x 2/2] COPY <<EOF /platform.txt"), "{plan}");
     let index = RawManifest::from_bytes(skopeo_raw(&name), None).unwrap();
     assert_eq!(index.media_type(), mt::OCI_INDEX);
     assert_eq!(platforms_of(&json(index.bytes())), ["linux/s390x"]);

@@ -120,7 +120,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
     /// Converts the target stage for every platform.
     pub(crate) async fn convert(mut self) -> Result<Plan> {
         let targets = self.opts.targets();
-        self.multi = targets.len() > 1;
+        // As BuildKit's `MultiPlatformRequested`: several platforms, or
+        // BUILDKIT_MULTI_PLATFORM for one.
+        self.multi = targets.len() > 1 || crate::meta::multi_platform_requested(&self.opts.build_args);
         let pcs = targets.iter().map(|t| self.platform_ctx(t)).collect::<Result<Vec<_>>>()?;
         self.prefetch(&pcs).await;
         let order = self.dependency_order();

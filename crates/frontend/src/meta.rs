@@ -307,6 +307,15 @@ pub fn cache_mount_id(build_args: &std::collections::BTreeMap<String, String>, i
     }
 }
 
+/// Whether the build argument `BUILDKIT_MULTI_PLATFORM` asks for a
+/// multi-platform build of however many platforms (Go's `ParseBool` true
+/// values).
+pub fn multi_platform_requested(build_args: &std::collections::BTreeMap<String, String>) -> bool {
+    build_args
+        .get("BUILDKIT_MULTI_PLATFORM")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 /// The host name BuildKit gives RUN containers when none is asked for.
 pub const DEFAULT_SANDBOX_HOSTNAME: &str = "buildkitsandbox";
 

@@ -43,6 +43,36 @@ fn diff_finds_additions_changes_and_topmost_deletions() {
 }
 
 #[test]
+fn a_link_to_a_lower_file_brings_its_target_into_the_layer() {
+    let d = Node::dir(0o755, 0, 0, 1);
+    let bb = file("busybox", 1);
+    let before = tree(&[("bin", d.clone()), ("bin/busybox", bb.clone()), ("etc", d.clone())]);
+    // `ln /bin/busybox /hard`: one inode, two paths; the target unchanged.
+    let g = Some(crate::fs::new_link_group());
+    let linked = Node { link: g, ..bb.clone() };
+    let after = tree(&[("bin", d.clone()), ("bin/busybox", linked.clone()), ("etc", d.clone()), ("hard", linked)]);
+    let c = diff(&before, &after);
+    let changed: Vec<&String> = c.changed.iter().map(|(k, _)| k).collect();
+    assert_eq!(changed, ["bin/busybox", "hard"], "the whole link group");
+    let entries = layer_entries(&c, &after, 0);
+    let tar = crate::layer::tar_entries(entries.iter().map(|(p, n)| (p.as_str(), n))).unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let kinds: Vec<(String, tar::EntryType)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type())
+        })
+        .collect();
+    assert!(kinds.contains(&("hard".to_string(), tar::EntryType::Link)), "{kinds:?}");
+    assert!(kinds.contains(&("bin/busybox".to_string(), tar::EntryType::Regular)), "{kinds:?}");
+    // A group none of whose paths changed stays out.
+    let c = diff(&after, &after);
+    assert!(c.is_empty());
+}
+
+#[test]
 fn stale_temp_dirs_are_those_of_dead_owners() {
     let d = tempfile::tempdir().unwrap();
     let mine = temp_in(d.path()).unwrap();

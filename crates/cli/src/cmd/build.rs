@@ -365,8 +365,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     // BUILDKIT_MULTI_PLATFORM: an index (and per-platform local and tar
     // outputs) for one platform too, as BuildKit's `multi-platform` option.
-    let multi_platform =
-        platforms.len() > 1 || opts.build_args.get("BUILDKIT_MULTI_PLATFORM").is_some_and(|v| truthy(v));
+    let multi_platform = platforms.len() > 1 || polyarch_frontend::meta::multi_platform_requested(&opts.build_args);
     if let Some(b) = &remote_builder {
         let run = nodes::Nodes {
             global,
