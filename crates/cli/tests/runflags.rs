@@ -100,6 +100,11 @@ fn run_steps_are_named_as_buildkit_names_them() {
     let named = build_local(&env, &ctx, &["--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=box"]);
     assert_eq!(read(&named, "name"), "box\n");
     assert_eq!(read(&named, "hosts-none"), sandbox.replace("buildkitsandbox", "box"));
+    // A name the kernel refuses is an error before anything runs.
+    let long = format!("BUILDKIT_SANDBOX_HOSTNAME={}", "h".repeat(65));
+    let err = env.fails(&["build", "--build-arg", &long, s(&ctx)]);
+    assert!(err.contains("invalid BUILDKIT_SANDBOX_HOSTNAME") && err.contains("64 bytes"), "{err}");
+    assert_clean_root(&env.root());
 }
 
 #[test]

@@ -329,6 +329,20 @@ pub fn sandbox_hostname(build_args: &std::collections::BTreeMap<String, String>)
     build_args.get("BUILDKIT_SANDBOX_HOSTNAME").map(String::as_str).filter(|h| !h.is_empty())
 }
 
+/// Checks the host name [`sandbox_hostname`] asks for before anything
+/// runs: the kernel takes at most 64 bytes, and `/etc/hosts` no blanks.
+pub fn check_sandbox_hostname(
+    build_args: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    let Some(h) = sandbox_hostname(build_args) else { return Ok(()) };
+    if h.len() > 64 || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid BUILDKIT_SANDBOX_HOSTNAME {h:?}: a host name is at most 64 bytes, without blanks"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +359,12 @@ mod tests {
         args.insert("BUILDKIT_SANDBOX_HOSTNAME".to_string(), "box".into());
         args.insert("BUILDKIT_CACHE_MOUNT_NS".to_string(), "ci".into());
         assert_eq!(sandbox_hostname(&args), Some("box"));
+        assert!(check_sandbox_hostname(&args).is_ok());
+        for bad in ["a b", &"h".repeat(65), "x\ny"] {
+            args.insert("BUILDKIT_SANDBOX_HOSTNAME".to_string(), bad.to_string());
+            let e = check_sandbox_hostname(&args).unwrap_err();
+            assert!(e.contains("invalid BUILDKIT_SANDBOX_HOSTNAME"), "{e}");
+        }
         assert_eq!(cache_mount_id(&args, "go".into()), "ci/go");
     }
 

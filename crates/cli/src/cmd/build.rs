@@ -265,6 +265,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
             build_args.insert("SOURCE_DATE_EPOCH".into(), v);
         }
     }
+    polyarch_frontend::meta::check_sandbox_hostname(&build_args).map_err(anyhow::Error::msg)?;
     // BUILDKIT_INLINE_CACHE: BuildKit's built-in for `--cache-to type=inline`.
     let cache = a.cache.parse(build_args.get("BUILDKIT_INLINE_CACHE").is_some_and(|v| truthy(v)))?;
     let source_date_epoch = match build_args.get("SOURCE_DATE_EPOCH") {

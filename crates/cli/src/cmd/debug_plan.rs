@@ -98,6 +98,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
     let (dockerfile, name, df_path) = read_dockerfile(&args)?;
     let platforms = polyarch_builder::multi::parse_platforms(&args.platforms)?;
     let build_args = super::build::parse_kv(&args.build_args, "--build-arg", true)?;
+    polyarch_frontend::meta::check_sandbox_hostname(&build_args).map_err(anyhow::Error::msg)?;
     let epoch = build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse::<i64>().ok());
     let mut opts = Options::new(Platform::host().normalize())
         .with_platforms(platforms)
