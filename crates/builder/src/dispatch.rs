@@ -596,12 +596,19 @@ impl Run<'_> {
         st.index = 0;
         st.total = usize::from(from_step) + commands.iter().filter(|c| fsops::is_fs_step(c)).count();
         if from_step {
-            // An image's FROM names it pinned, as BuildKit's does.
-            let from_text = match &base_image {
-                Some(img) => format!("FROM {}", img.top),
-                None => format!("FROM {base_name}"),
+            // An image's FROM names it pinned, as BuildKit's does; a named
+            // context's is its own step (`[context base] busybox`), still
+            // counted as the stage's first.
+            let vertex = match self.named_step_text(&base_name) {
+                Some((context, text)) => self.context_vertex(&mut st, &context, text),
+                None => {
+                    let from_text = match &base_image {
+                        Some(img) => format!("FROM {}", img.top),
+                        None => format!("FROM {base_name}"),
+                    };
+                    self.base_vertex(&mut st, &from_text)
+                }
             };
-            let vertex = self.base_vertex(&mut st, &from_text);
             self.run_from(&mut st, vertex, base_image.as_ref()).await?;
         }
         for (k, cmd) in commands.iter().enumerate() {

@@ -31,6 +31,10 @@ pub struct Vertex {
     pub onbuild: bool,
     /// The step is internal work of the build (`[internal] ...`).
     pub internal: bool,
+    /// The named context (`--build-context NAME=...`) the step loads:
+    /// named `[context NAME] ...` whatever the platform, as BuildKit's
+    /// named-context vertices are.
+    pub context: Option<String>,
     /// The platform of the build the step belongs to.
     pub platform: Option<Platform>,
     /// The platform its stage runs as, where that is not `platform` (a
@@ -59,6 +63,11 @@ impl Vertex {
         Vertex { internal: true, text: text.into(), ..Vertex::default() }
     }
 
+    /// A step of named context `name` (`[context base] load from client`).
+    pub fn context(name: &str, text: impl Into<String>) -> Vertex {
+        Vertex { context: Some(name.to_string()), text: text.into(), ..Vertex::default() }
+    }
+
     /// A step named by its text alone (`exporting to image`).
     pub fn plain(text: impl Into<String>) -> Vertex {
         Vertex { text: text.into(), ..Vertex::default() }
@@ -76,6 +85,9 @@ impl Vertex {
     /// `internal`, in brackets, then the text (`ONBUILD ` before a
     /// trigger's). `[linux/arm64@arm1 stage-0 2/3] RUN make`.
     pub fn name(&self) -> String {
+        if let Some(c) = &self.context {
+            return format!("[context {c}] {}", self.text);
+        }
         let mut label: Vec<String> = Vec::new();
         let shown =
             |p: &Platform| polyarch_frontend::label::label(self.runs_as.as_ref().unwrap_or(p), self.cross.as_ref());
@@ -105,7 +117,7 @@ impl Vertex {
     /// number and node are not part of it.
     pub fn digest(&self) -> Digest {
         let platform = self.platform.as_ref().map(|p| p.format()).unwrap_or_default();
-        let identity = serde_json::json!({
+        let mut identity = serde_json::json!({
             "v": "polyarch.vertex.v0",
             "platform": platform,
             "stage": self.stage,
@@ -115,6 +127,9 @@ impl Vertex {
             "onbuild": self.onbuild,
             "text": self.text,
         });
+        if let Some(c) = &self.context {
+            identity["context"] = c.clone().into();
+        }
         Digest::sha256(identity.to_string().as_bytes())
     }
 }

@@ -154,6 +154,19 @@ impl Run<'_> {
         }
     }
 
+    /// The name of the context `name` stands for (its familiar form) and
+    /// the text of the step that loads it as a stage's base, as BuildKit
+    /// names them: `busybox:latest` (the `docker-image://` reference as
+    /// given), `OCI load from client`, `load from client`.
+    pub(crate) fn named_step_text(&self, name: &str) -> Option<(String, String)> {
+        let text = match self.opts.named_contexts.get(name)? {
+            NamedContext::Image(r) => r.clone(),
+            NamedContext::Layout(_) => "OCI load from client".to_string(),
+            NamedContext::Files(_) => "load from client".to_string(),
+        };
+        Some((context_name(name).ok()?, text))
+    }
+
     /// The files of a named context, for `COPY --from` and mounts.
     pub(crate) fn named_files(&self, name: &str) -> Option<Arc<MemFs>> {
         match self.opts.named_contexts.get(name)? {

@@ -240,11 +240,20 @@ impl<'a, R: Resolver> Converter<'a, R> {
         st.on_build = false;
         st.ignore_cache =
             self.opts.no_cache || self.opts.no_cache_filter.iter().any(|s| s.eq_ignore_ascii_case(&st.name));
+        // A named context's FROM is counted as the stage's first step but
+        // named as BuildKit names the context's vertex.
+        let context_step = |st: &mut StageState, c: &NamedContext| {
+            st.index += 1;
+            context_step_name(&base, c)
+        };
         if files_named {
-            let from_name = self.name_step(&mut st, &format!("FROM {base}"), true);
+            let from_name = context_step(&mut st, &NamedContext::Files);
             st.root = Some(self.named_files(&base, from_name)?);
         } else if let Some(img) = image {
-            let from_name = self.name_step(&mut st, &format!("FROM {}", img.shown), true);
+            let from_name = match &named {
+                Some(c) => context_step(&mut st, c),
+                None => self.name_step(&mut st, &format!("FROM {}", img.shown), true),
+            };
             st.root = Some(self.image_vertex(&img, from_name, st.ignore_cache)?);
         }
         for (k, cmd) in commands.iter().enumerate() {
@@ -513,11 +522,14 @@ impl<'a, R: Resolver> Converter<'a, R> {
             return self.root_or_empty(&other);
         }
         let named = self.named(from).cloned();
-        if let Some(NamedContext::Files) = named {
-            return self.named_files(from, format!("[context {from}] load from client"));
+        if let Some(c @ NamedContext::Files) = &named {
+            return self.named_files(from, context_step_name(from, c));
         }
         let img = self.named_image(from, named.as_ref(), &st.platform, line).await?;
-        let name = format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown);
+        let name = match &named {
+            Some(c) => context_step_name(from, c),
+            None => format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown),
+        };
         self.image_vertex(&img, name, st.ignore_cache)
     }
 
@@ -600,6 +612,21 @@ impl<'a, R: Resolver> Converter<'a, R> {
         let stage = if self.df.names_stages() { format!("{} ", st.name) } else { String::new() };
         format!("[{prefix}{stage}{:>width$}/{}] {onbuild}{text}", st.index, st.total)
     }
+}
+
+/// The name of the vertex that loads named context `name`, as BuildKit's
+/// `dockerui` names it: `[context base] busybox:latest` (the
+/// `docker-image://` reference as given), `[context base] OCI load from
+/// client`, `[context base] load from client`; the context by its
+/// familiar name.
+fn context_step_name(name: &str, context: &NamedContext) -> String {
+    let shown = crate::context_name(name).unwrap_or_else(|_| name.to_string());
+    let text = match context {
+        NamedContext::Image(r) => r.as_str(),
+        NamedContext::Layout(_) => "OCI load from client",
+        NamedContext::Files => "load from client",
+    };
+    format!("[context {shown}] {text}")
 }
 
 impl StageState {

@@ -320,6 +320,9 @@ pub struct WireVertex {
     /// Internal work.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
+    /// The named context it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     /// The platform of the build it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -344,6 +347,7 @@ impl WireVertex {
             text: v.text.clone(),
             onbuild: v.onbuild,
             internal: v.internal,
+            context: v.context.clone(),
             platform: v.platform.as_ref().map(|p| p.format()),
             runs_as: v.runs_as.as_ref().map(|p| p.format()),
             cross: v.cross.as_ref().map(wire_target),
@@ -366,6 +370,7 @@ impl WireVertex {
             text: self.text,
             onbuild: self.onbuild,
             internal: self.internal,
+            context: self.context,
             platform,
             runs_as,
             cross,
@@ -669,8 +674,11 @@ pub enum Msg {
     Bye,
 }
 
-/// A frame read from the stream.
+/// A frame read from the stream. Each is matched as soon as it is read,
+/// never kept in bulk, so a message is not boxed to make blob frames
+/// smaller.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Frame {
     /// A message.
     Msg(Msg),

@@ -16,6 +16,7 @@ use crate::base::{self, BaseImage};
 use crate::error::{ErrorKind, Result};
 use crate::fs::MemFs;
 use crate::layer::Layer;
+use crate::named::{context_name, NamedContext};
 use crate::slots::Class;
 use crate::{Event, Status, Vertex};
 
@@ -103,7 +104,14 @@ impl Run<'_> {
     ) -> Result<BaseImage> {
         let loc = self.loc(line);
         let slot = self.b.slots.acquire(Class::Io).await;
-        let vertex = Vertex::internal(format!("load metadata for {reference}")).with_platform(platform.clone());
+        // A named context's image is loaded under the context's name, as
+        // BuildKit's `[context base] load metadata for busybox`.
+        let vertex = match self.opts.named_contexts.get(name) {
+            Some(NamedContext::Image(r)) => Vertex::context(&context_name(name)?, format!("load metadata for {r}")),
+            Some(NamedContext::Layout(l)) => Vertex::context(&context_name(name)?, format!("load metadata for {l}")),
+            _ => Vertex::internal(format!("load metadata for {reference}")),
+        }
+        .with_platform(platform.clone());
         let step = self.start(vertex);
         if let Some(img) = self.named_image(name, platform).await {
             return match img {

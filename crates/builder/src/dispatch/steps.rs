@@ -43,6 +43,17 @@ impl Run<'_> {
         Vertex { cross, ..self.base_vertex(st, text) }
     }
 
+    /// The FROM step of a stage on named context `context`: counted as the
+    /// stage's first step, named as BuildKit names the context's vertex.
+    pub(crate) fn context_vertex(&self, st: &mut StageState, context: &str, text: String) -> Vertex {
+        st.index += 1;
+        let mut v = Vertex::context(context, text).with_platform(self.opts.platform.clone());
+        v.onbuild = st.on_build;
+        v.inputs.extend(st.last.take());
+        st.last = Some(v.digest());
+        v
+    }
+
     /// The next step of the stage when it is its FROM: named, as BuildKit
     /// names it, with no target from the environment.
     pub(crate) fn base_vertex(&self, st: &mut StageState, text: &str) -> Vertex {
