@@ -599,17 +599,25 @@ impl Run<'_> {
             // An image's FROM names it pinned, as BuildKit's does; a named
             // context's is its own step (`[context base] busybox`), still
             // counted as the stage's first.
-            let vertex = match self.named_step_text(&base_name) {
-                Some((context, text)) => self.context_vertex(&mut st, &context, text),
+            match self.named_step_text(&base_name) {
+                // Files: their step is the one that read them.
+                Some((context, None)) => {
+                    st.index += 1;
+                    st.last = Some(Vertex::context(&context, "load from client").digest());
+                }
+                Some((context, Some(text))) => {
+                    let vertex = self.context_vertex(&mut st, &context, text);
+                    self.run_from(&mut st, vertex, base_image.as_ref()).await?;
+                }
                 None => {
                     let from_text = match &base_image {
                         Some(img) => format!("FROM {}", img.top),
                         None => format!("FROM {base_name}"),
                     };
-                    self.base_vertex(&mut st, &from_text)
+                    let vertex = self.base_vertex(&mut st, &from_text);
+                    self.run_from(&mut st, vertex, base_image.as_ref()).await?;
                 }
-            };
-            self.run_from(&mut st, vertex, base_image.as_ref()).await?;
+            }
         }
         for (k, cmd) in commands.iter().enumerate() {
             st.on_build = k < triggers;

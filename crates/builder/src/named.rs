@@ -157,12 +157,13 @@ impl Run<'_> {
     /// The name of the context `name` stands for (its familiar form) and
     /// the text of the step that loads it as a stage's base, as BuildKit
     /// names them: `busybox:latest` (the `docker-image://` reference as
-    /// given), `OCI load from client`, `load from client`.
-    pub(crate) fn named_step_text(&self, name: &str) -> Option<(String, String)> {
+    /// given), `OCI load from client`; none for files, whose `load from
+    /// client` step the caller showed when it read them.
+    pub(crate) fn named_step_text(&self, name: &str) -> Option<(String, Option<String>)> {
         let text = match self.opts.named_contexts.get(name)? {
-            NamedContext::Image(r) => r.clone(),
-            NamedContext::Layout(_) => "OCI load from client".to_string(),
-            NamedContext::Files(_) => "load from client".to_string(),
+            NamedContext::Image(r) => Some(r.clone()),
+            NamedContext::Layout(_) => Some("OCI load from client".to_string()),
+            NamedContext::Files(_) => None,
         };
         Some((context_name(name).ok()?, text))
     }

@@ -72,10 +72,15 @@ impl Run<'_> {
 
     /// The step a source a step reads was made by, an input of the step:
     /// the build context's (`load build context`) for none, a stage's last
-    /// step for a stage; none for an image or a named context.
+    /// step for a stage, a named context of files' `load from client`; none
+    /// for an image.
     pub(crate) fn source_input(&self, st: &StageState, from: Option<&str>, line: usize) -> Option<Digest> {
         let Some(from) = from else { return Some(Vertex::internal("load build context").digest()) };
         let from = self.expand(st, from, line).ok()?;
+        if self.stage_named(&from, self.stages.len()).is_none() && self.named_files(&from).is_some() {
+            let name = crate::named::context_name(&from).ok()?;
+            return Some(Vertex::context(&name, "load from client").digest());
+        }
         let j = self.stage_named(&from, self.stages.len())?;
         self.stages.get(j)?.as_ref()?.last.clone()
     }

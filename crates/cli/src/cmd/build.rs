@@ -310,6 +310,15 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let context_step = p.start(Vertex::internal("load build context"));
     p.context_size(&context_step, &ctx);
     p.done(context_step, t0.elapsed());
+    // Named contexts of files, as BuildKit's `[context NAME] load from client`.
+    for (context, files) in named.iter().filter_map(|(n, c)| match c {
+        polyarch_builder::named::NamedContext::Files(fs) => Some((n, fs)),
+        _ => None,
+    }) {
+        let step = p.start(Vertex::context(context, "load from client"));
+        p.context_size(&step, files);
+        p.done(step, t0.elapsed());
+    }
 
     let opts = BuildOptions {
         dockerfile,
