@@ -127,7 +127,7 @@ impl<R: Resolver> Converter<'_, R> {
                 mode,
                 ..Mkfile::default()
             });
-            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {}", f.name));
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name("[internal] preparing inline document");
             let source = self.graph.add(spec)?;
             groups.push(Group { source, paths: vec![path], wildcard: false, unpack: false });
         }

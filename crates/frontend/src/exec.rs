@@ -73,7 +73,7 @@ impl<R: Resolver> Converter<'_, R> {
                 mode: 0o755,
                 ..Mkfile::default()
             });
-            let spec = VertexSpec::new(op, st.platform.clone()).with_name(format!("[internal] heredoc {file}"));
+            let spec = VertexSpec::new(op, st.platform.clone()).with_name("[internal] preparing inline document");
             let v = self.graph.add(spec)?;
             let input = m.input(v);
             let kind = MountKind::Input { input, selector: String::new(), readonly: true };
