@@ -528,7 +528,9 @@ impl<'a, R: Resolver> Converter<'a, R> {
         let img = self.named_image(from, named.as_ref(), &st.platform, line).await?;
         let name = match &named {
             Some(c) => context_step_name(from, c),
-            None => format!("[{}{}] FROM {}", self.platform_prefix(st, true), st.name, img.shown),
+            // BuildKit's implicit stage of the image has no steps to count:
+            // `prefixCommand` leaves its name bare, platform and all.
+            None => format!("FROM {}", img.shown),
         };
         self.image_vertex(&img, name, st.ignore_cache)
     }
