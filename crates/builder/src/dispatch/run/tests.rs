@@ -155,7 +155,7 @@ fn cache_mounts_are_shared_by_id_and_stay_out_of_layers() {
         });
     let df = "RUN --mount=type=cache,target=/cache fill\n\
               RUN --mount=type=cache,target=/other,id=/cache,sharing=locked look\n\
-              RUN --mount=type=cache,target=/cache,sharing=private look-private\n";
+              RUN --mount=type=cache,target=/cache,sharing=private private-step\n";
     let r = f.run(&exec, df);
     let c = calls(&exec);
     assert_eq!(c[1].notes, ["from the first step"], "the same id is the same directory");
