@@ -79,7 +79,7 @@ pub fn content_digest(fs: &MemFs) -> Result<Digest> {
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
-    /// The layer, or `None` when the step changed nothing.
+    /// The layer; `None` in records of a step that had no layer.
     pub layer: Option<Layer>,
     /// When the step ran (seconds since the epoch); a cached step keeps
     /// it, so a fully cached rebuild gives the same image.

@@ -270,15 +270,41 @@ fn encoder<W: Write>(out: W, compression: Compression) -> std::io::Result<Encode
     Encoder::new(out, shared)
 }
 
+/// BuildKit's gzip of an empty layer (the 1024 zero bytes that end a tar,
+/// no header time or name), `sha256:4f4fb700...`: the layer of a RUN, COPY
+/// or WORKDIR that changed nothing, as BuildKit writes it, so images share
+/// it with every image BuildKit built.
+pub const EMPTY_GZIP_LAYER: [u8; 32] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x62, 0x18, 0x05, 0xa3, 0x60, 0x14, 0x8c, 0x58, 0x00,
+    0x08, 0x00, 0x00, 0xff, 0xff, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
+];
+
+/// The layer of no change: an empty tar (`diff_id`
+/// `sha256:5f70bf18...`), compressed as BuildKit compresses it for gzip.
+pub fn empty_layer(store: &Store, compression: Compression) -> Result<Layer> {
+    let tar = [0u8; 1024];
+    let blob = match compression {
+        Compression::Gzip => EMPTY_GZIP_LAYER.to_vec(),
+        Compression::Zstd => compress(&tar, compression)?,
+    };
+    let desc = store.put_bytes(compression.media_type(), &blob)?;
+    Ok(Layer { desc, diff_id: Digest::sha256(&tar) })
+}
+
 /// Writes `entries` as a layer into the store: the tar streams through the
 /// compressor into an unnamed temporary file in `tmp` (the store's `run/`),
-/// hashed on both sides, and is then committed as a verified blob.
+/// hashed on both sides, and is then committed as a verified blob. No
+/// entries give [`empty_layer`].
 pub fn write_layer<'a>(
     store: &Store,
     tmp: &Path,
     entries: impl IntoIterator<Item = (&'a str, &'a Node)>,
     compression: Compression,
 ) -> Result<Layer> {
+    let mut entries = entries.into_iter().peekable();
+    if entries.peek().is_none() {
+        return empty_layer(store, compression);
+    }
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
     let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
@@ -325,6 +351,27 @@ mod tests {
             ("app/l".into(), Node::new(Kind::Symlink("f".into()), 0o777, 0, 0, 7)),
             (long, Node::new(Kind::File(crate::fs::Content::bytes(Vec::new())), 0o644, 9_999_999, 0, 0)),
         ]
+    }
+
+    #[test]
+    fn an_empty_layer_is_buildkits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let none: [(&str, &Node); 0] = [];
+        let gz = write_layer(&store, &dir.path().join("tmp"), none, Compression::Gzip).unwrap();
+        assert_eq!(
+            gz.desc.digest.to_string(),
+            "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1"
+        );
+        assert_eq!(gz.desc.size, 32);
+        assert_eq!(gz.diff_id.to_string(), "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+        let mut tar = Vec::new();
+        let blob = store.open(&gz.desc).unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob), &mut tar).unwrap();
+        assert_eq!(tar, [0u8; 1024], "the gzip stream's CRC and size hold");
+        let zst = empty_layer(&store, Compression::Zstd).unwrap();
+        assert_eq!(zst.diff_id, gz.diff_id);
+        assert_eq!(zst.desc.media_type, polyarch_oci::media_type::OCI_LAYER_ZSTD);
     }
 
     #[test]

@@ -244,9 +244,9 @@ fn the_build_runs_shared_file_steps_once_and_names_steps_as_the_plan() {
 
 /// The plan's image config is the one the build writes: the same config
 /// fields and the same history texts (COPY without `--from`, RUN with its
-/// ARGs once, HEALTHCHECK as Go's `%q`), for a Dockerfile whose every
-/// file-system step changes files (a step that changes nothing has no
-/// layer in the build, which the plan cannot know).
+/// ARGs once, HEALTHCHECK as Go's `%q`). A file-system step that changes
+/// nothing (`RUN true`, a WORKDIR that exists) has a layer all the same,
+/// BuildKit's empty one, so the plan's history is the build's.
 #[test]
 fn the_plans_image_config_is_the_builds() {
     let Some((env, _reg)) = mirrored() else { return };
@@ -255,7 +255,7 @@ fn the_plans_image_config_is_the_builds() {
     }
     let df = "ARG BASE=busybox\nFROM $BASE AS src\nARG V=1\nARG W\nARG V=2\nRUN echo \"$V\" > /v\n\
               FROM busybox\nARG APP=/app\nENV APP=$APP PATH=/opt/bin:$PATH\nWORKDIR $APP\n\
-              COPY --from=src --chown=1:2 /v ./v\nCOPY --chmod=0640 main.txt <<EOT ./\nhello\nEOT\n\
+              RUN true\nWORKDIR /tmp\nWORKDIR /\nWORKDIR $APP\nCOPY --from=src --chown=1:2 /v ./v\nCOPY --chmod=0640 main.txt <<EOT ./\nhello\nEOT\n\
               LABEL a=1 \"b c\"=\"d e\"\nEXPOSE 80 53/udp\nVOLUME /data\nUSER 1000\nSTOPSIGNAL SIGTERM\n\
               HEALTHCHECK --interval=5s CMD true\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD echo $APP\n";
     let ctx = context(&env, "ctx", &[("Dockerfile", df), ("main.txt", "main\n")]);
@@ -279,6 +279,19 @@ fn the_plans_image_config_is_the_builds() {
     assert!(has("COPY --chown=1:2 /v ./v # buildkit"), "{built_texts:?}");
     assert!(has("COPY --chmod=0640 main.txt <<EOT ./ # buildkit"), "{built_texts:?}");
     assert!(has(r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x00'}"#), "{built_texts:?}");
+    // RUN true, WORKDIR /tmp and the second WORKDIR $APP: BuildKit's empty
+    // layer (an empty tar); WORKDIR / has none.
+    let empty_tar = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+    let diff_ids = built["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids.iter().filter(|d| *d == empty_tar).count(), 3, "{diff_ids:?}");
+    assert_eq!(diff_ids.len(), built_texts.iter().filter(|(_, empty)| !empty).count(), "one layer per entry");
+    assert!(built_texts.contains(&("WORKDIR /".to_string(), true)), "{built_texts:?}");
+    let layers = crate::util::image::manifest_of(&oci)["layers"].clone();
+    let empty = layers.as_array().unwrap().iter().filter(|l| l["size"] == 32).collect::<Vec<_>>();
+    assert_eq!(empty.len(), 3, "{layers}");
+    for l in empty {
+        assert_eq!(l["digest"], "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1", "{l}");
+    }
 }
 
 /// The RUN flags of `build` shape the plan's exec ops as they shape the

@@ -46,7 +46,7 @@ pub struct Entry {
     pub parent: String,
     /// The platform of the step.
     pub platform: String,
-    /// The layer it made; `None` when it changed nothing.
+    /// The layer it made; `None` for a step that had no layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<EntryLayer>,
     /// When it ran (seconds since the epoch), kept by a hit.

@@ -432,17 +432,14 @@ impl Run<'_> {
         Ok((made?, false))
     }
 
-    /// Plans a missed step and writes its layer (none when it changed
-    /// nothing), applied to the stage.
+    /// Plans a missed step and writes its layer (BuildKit's empty layer
+    /// when it changed nothing), applied to the stage.
     fn write_step(
         &mut self,
         st: &mut StageState,
         plan: impl FnOnce() -> Result<(Planned, bool)>,
     ) -> Result<Option<Layer>> {
         let (planned, _link) = plan()?;
-        if planned.changes.is_empty() {
-            return Ok(None);
-        }
         let mut entries = copy::layer_entries(&planned.changes, &planned.merged);
         if self.opts.rewrite_timestamp {
             if let Some(epoch) = self.opts.source_date_epoch {

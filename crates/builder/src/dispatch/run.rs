@@ -365,8 +365,9 @@ impl Run<'_> {
         Ok((after, upper))
     }
 
-    /// Writes the layer of the changes from `before` to `after` (none when
-    /// nothing changed; the new contents are read from `upper`) and applies
+    /// Writes the layer of the changes from `before` to `after` (BuildKit's
+    /// empty layer when nothing changed; the new contents are read from
+    /// `upper`) and applies
     /// it to the stage. The run's overlay upper directory becomes the
     /// layer's unpacked form for later steps, unless timestamps are
     /// rewritten (the layer's times then differ from it).
@@ -378,9 +379,6 @@ impl Run<'_> {
         upper: Upper,
     ) -> Result<Option<Layer>> {
         let changes = diff(before, after);
-        if changes.is_empty() {
-            return Ok(None);
-        }
         let mut entries = layer_entries(&changes, after, self.now);
         if let (true, Some(epoch)) = (self.opts.rewrite_timestamp, self.opts.source_date_epoch) {
             for (_, n) in entries.iter_mut() {

@@ -100,8 +100,9 @@ pub fn buildah_build(work: &Path, ctx: &Path, flags: &[&str], tag: &str) -> (Pat
     (archive, rootfs)
 }
 
-/// The config blob of the (only) image in an OCI archive, as stored.
-pub fn raw_config(archive: &Path) -> serde_json::Value {
+/// The manifest and the config blob of the (only) image in an OCI
+/// archive, as stored.
+fn manifest_and_config(archive: &Path) -> (serde_json::Value, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     sh(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
     let blob = |d: &str| {
@@ -111,5 +112,16 @@ pub fn raw_config(archive: &Path) -> serde_json::Value {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
     let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
-    blob(manifest["config"]["digest"].as_str().unwrap())
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    (manifest, config)
+}
+
+/// The config blob of the (only) image in an OCI archive, as stored.
+pub fn raw_config(archive: &Path) -> serde_json::Value {
+    manifest_and_config(archive).1
+}
+
+/// The manifest of the (only) image in an OCI archive.
+pub fn manifest_of(archive: &Path) -> serde_json::Value {
+    manifest_and_config(archive).0
 }
