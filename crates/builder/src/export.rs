@@ -417,6 +417,27 @@ pub fn annotate(store: &Store, r: &BuildResult, annotations: &[Annotation]) -> R
     Ok(BuildResult { manifest: store.put_manifest(&raw)?, ..r.clone() })
 }
 
+/// The image with every layer compressed as `compression`
+/// (`force-compression=true`, as BuildKit converts the base image's
+/// layers too): the others are recompressed into the store (see
+/// [`crate::layer::recompress`]) and a manifest naming them is stored,
+/// with the same config and annotations; unchanged when every layer is
+/// compressed so already.
+pub fn force_compression(store: &Store, r: &BuildResult, compression: crate::Compression) -> Result<BuildResult> {
+    if r.layers.iter().all(|l| compression.is_of(&l.desc.media_type)) {
+        return Ok(r.clone());
+    }
+    let tmp = store.root().join("run");
+    let layers =
+        r.layers.iter().map(|l| crate::layer::recompress(store, &tmp, l, compression)).collect::<Result<Vec<_>>>()?;
+    let raw = store.get_manifest(&r.manifest)?;
+    let mut m =
+        raw.as_image().cloned().ok_or_else(|| Error::Layer(format!("{} is not an image", r.manifest.digest)))?;
+    m.layers = layers.iter().map(|l| l.desc.clone()).collect();
+    let raw = RawManifest::from_image(&m).map_err(|e| Error::Layer(e.to_string()))?;
+    Ok(BuildResult { manifest: store.put_manifest(&raw)?, layers, ..r.clone() })
+}
+
 /// Docker media types for an image built with OCI ones
 /// (`oci-mediatypes=false`); zstd layers have none.
 fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descriptor, Vec<Descriptor>)> {

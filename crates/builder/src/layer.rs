@@ -47,6 +47,16 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
+
+    /// Whether a layer of `media_type` is compressed this way (a plain
+    /// tar, or a type of neither kind, is not).
+    pub fn is_of(self, media_type: &str) -> bool {
+        use polyarch_oci::media_type as mt;
+        match self {
+            Compression::Gzip => matches!(media_type, mt::OCI_LAYER_GZIP | mt::DOCKER_LAYER_GZIP),
+            Compression::Zstd => media_type == mt::OCI_LAYER_ZSTD,
+        }
+    }
 }
 
 /// A layer in the store: the blob and the digest of its uncompressed tar.
@@ -321,6 +331,39 @@ pub fn write_layer<'a>(
     Ok(Layer { desc, diff_id })
 }
 
+/// `layer` compressed as `compression` (`force-compression`): its blob is
+/// decompressed and compressed again as it streams into an unnamed
+/// temporary file in `tmp`, checked against its `diff_id` and committed as
+/// a verified blob. A layer compressed so already is returned as it is.
+pub fn recompress(store: &Store, tmp: &Path, layer: &Layer, compression: Compression) -> Result<Layer> {
+    if compression.is_of(&layer.desc.media_type) {
+        return Ok(layer.clone());
+    }
+    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
+    let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
+        .map_err(|e| Error::layer("compressing", e))?;
+    let mut tar = Hashing::new(Chunked::new(enc));
+    let mut plain = crate::compress::decompress(polyarch_store::BlobSource::open(store, &layer.desc)?)?;
+    std::io::copy(&mut plain, &mut tar).map_err(|e| Error::layer("recompressing", e))?;
+    let (chunked, diff_id, _) = tar.finish();
+    if diff_id != layer.diff_id {
+        return Err(Error::Layer(format!(
+            "recompressing {}: its content is {diff_id}, not the diff id {} the image names",
+            layer.desc.digest, layer.diff_id
+        )));
+    }
+    let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
+    let out = enc.finish().map_err(|e| Error::layer("compressing", e))?;
+    let (buf, digest, size) = out.finish();
+    let mut file = buf.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    file.rewind().map_err(|e| Error::io(tmp, e))?;
+    let mut desc = Descriptor::new(compression.media_type(), digest, size);
+    desc.annotations = layer.desc.annotations.clone();
+    polyarch_store::copy_blob(store, &desc, &mut file)?;
+    Ok(Layer { desc, diff_id })
+}
+
 /// Compresses an in-memory `tar` and stores it; returns the layer.
 pub fn store_layer(store: &Store, tar: &[u8], compression: Compression) -> Result<Layer> {
     let diff_id = Digest::sha256(tar);
@@ -372,6 +415,29 @@ mod tests {
         let zst = empty_layer(&store, Compression::Zstd).unwrap();
         assert_eq!(zst.diff_id, gz.diff_id);
         assert_eq!(zst.desc.media_type, polyarch_oci::media_type::OCI_LAYER_ZSTD);
+    }
+
+    #[test]
+    fn recompressing_keeps_the_content_and_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let tmp = dir.path().join("tmp");
+        let e = entries();
+        let gz = write_layer(&store, &tmp, e.iter().map(|(p, n)| (p.as_str(), n)), Compression::Gzip).unwrap();
+        assert_eq!(recompress(&store, &tmp, &gz, Compression::Gzip).unwrap(), gz, "already gzip");
+        let zst = recompress(&store, &tmp, &gz, Compression::Zstd).unwrap();
+        assert_eq!(
+            (zst.desc.media_type.as_str(), &zst.diff_id),
+            (polyarch_oci::media_type::OCI_LAYER_ZSTD, &gz.diff_id)
+        );
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut zstd::Decoder::new(store.open(&zst.desc).unwrap()).unwrap(), &mut tar).unwrap();
+        assert_eq!(Digest::sha256(&tar), gz.diff_id);
+        let back = recompress(&store, &tmp, &zst, Compression::Gzip).unwrap();
+        assert_eq!(back, gz, "gzip again is the same blob");
+        let lying = Layer { diff_id: Digest::sha256(b"other"), ..gz.clone() };
+        let err = recompress(&store, &tmp, &lying, Compression::Zstd).unwrap_err().to_string();
+        assert!(err.contains("not the diff id"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Output {
     pub tar: bool,
     /// `compression=`: the layer compression.
     pub compression: Option<Compression>,
+    /// `force-compression=true`: the base image's layers are compressed
+    /// as `compression` too (else they keep theirs, as in BuildKit).
+    pub force_compression: bool,
     /// `rewrite-timestamp=true`: clamp file times to `SOURCE_DATE_EPOCH`.
     pub rewrite_timestamp: bool,
     /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
@@ -91,6 +94,7 @@ impl Output {
             push: false,
             tar: true,
             compression: None,
+            force_compression: false,
             rewrite_timestamp: false,
             oci_mediatypes: None,
             platform_split: None,
@@ -128,7 +132,8 @@ impl Output {
                 a if a.starts_with("annotation") => o.annotations.extend(parse_annotation(a, v)?),
                 "push-by-digest" => o.push_by_digest = parse_bool(k, v)?,
                 "name-canonical" => o.name_canonical = parse_bool(k, v)?,
-                "compression-level" | "force-compression" | "unpack" | "store" => {}
+                "force-compression" => o.force_compression = parse_bool(k, v)?,
+                "compression-level" | "unpack" | "store" => {}
                 other => return Err(Error::Option(format!("unknown output attribute {other:?} in {s:?}"))),
             }
         }

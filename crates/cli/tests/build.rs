@@ -624,6 +624,46 @@ fn docker_archive_oci_directory_and_zstd() {
     assert_eq!(ours, "application/vnd.oci.image.layer.v1.tar+zstd");
 }
 
+/// `force-compression=true` compresses the base image's layers as the
+/// build's own (`compression=`), in every output, as BuildKit converts
+/// them; without it they keep theirs. The layers' contents (the config's
+/// `diff_ids`) are the same either way.
+#[test]
+fn force_compression_recompresses_the_base_layers() {
+    let Some((env, reg)) = mirrored_for_run() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\nRUN true\n"), ("f", "f\n")]);
+    let types = |raw: &str| -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_str(raw).unwrap();
+        m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap().to_string()).collect()
+    };
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let layout = |name: &str, attrs: &str| {
+        let dir = env.dir.path().join(name);
+        build(&env, &["-o", &format!("type=oci,dest={},tar=false,{attrs}", dir.display()), s(&ctx)]);
+        let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}", dir.display())]));
+        let config = sh(Command::new("skopeo").args(["inspect", "--config", &format!("oci:{}", dir.display())]));
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        (types(&raw), config["rootfs"]["diff_ids"].clone())
+    };
+    let (kept, diff_ids) = layout("kept", "compression=zstd");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_ne!(kept[0], zstd, "the base keeps its compression: {kept:?}");
+    assert_eq!(kept[1..], [zstd, zstd]);
+    let (forced, forced_ids) = layout("forced", "compression=zstd,force-compression=true");
+    assert_eq!(forced, [zstd, zstd, zstd], "every layer is zstd");
+    assert_eq!(forced_ids, diff_ids, "the same contents");
+    // Pushed: the registry holds the zstd base, and the image runs from it.
+    let name = format!("{}/build/forced:1", reg.host);
+    build(&env, &["-o", &format!("type=image,name={name},push=true,compression=zstd,force-compression=true"), s(&ctx)]);
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+    assert_eq!(types(&raw), [zstd, zstd, zstd]);
+    let err = env.fails(&["build", "-o", "type=oci,dest=x.tar,force-compression=maybe", s(&ctx)]);
+    assert!(err.contains("invalid value \"maybe\" for force-compression"), "{err}");
+}
+
 #[test]
 fn copy_exclude_parents_link_and_build_arg_from_env() {
     let Some((env, _reg)) = mirrored() else { return };

@@ -214,6 +214,21 @@ fn two_nodes_build_one_platform_each_and_push_the_index() {
     assert_eq!(iid, manifest["config"]["digest"].as_str().unwrap());
     let out = client.ok(&["run", "--rm", "--platform", "linux/arm64", &one, "cat", "/arch"]);
     assert_eq!(out.trim(), "aarch64");
+
+    // force-compression: every layer of both platforms is zstd, the base
+    // image's too, recompressed here from the blobs that came back.
+    let forced = format!("{}/nodes/forced:1", reg.host);
+    build(&["-o", &format!("type=image,name={forced},push=true,compression=zstd,force-compression=true")]);
+    let index: Value = serde_json::from_slice(&crate::util::skopeo_raw(&forced)).unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let raw = crate::util::skopeo_raw(&format!("{}/nodes/forced@{}", reg.host, child["digest"].as_str().unwrap()));
+        let manifest: Value = serde_json::from_slice(&raw).unwrap();
+        let types: Vec<&str> =
+            manifest["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+        assert_eq!(types, ["application/vnd.oci.image.layer.v1.tar+zstd"; 3], "{child}");
+    }
+    let out = client.ok(&["run", "--rm", "--platform", "linux/arm64", &forced, "cat", "/arch"]);
+    assert_eq!(out.trim(), "aarch64");
 }
 
 #[test]

@@ -472,7 +472,8 @@ fn export_single(
         progress.finish(false);
         return Err(e.into());
     }
-    let result = polyarch_builder::export::annotate(exporter.store, result, annotations)?;
+    let result = export::compressed(exporter.store, outputs, result)?;
+    let result = polyarch_builder::export::annotate(exporter.store, &result, annotations)?;
     let result =
         if docker_types { polyarch_builder::export::with_docker_types(exporter.store, &result)? } else { result };
     let t = Instant::now();

@@ -51,6 +51,27 @@ pub fn step_name(outputs: &[Output]) -> &'static str {
     }
 }
 
+/// The compression every layer must have when an output says
+/// `force-compression=true` (its `compression=`, gzip by default).
+pub fn forced_compression(outputs: &[Output]) -> Option<polyarch_builder::Compression> {
+    outputs
+        .iter()
+        .any(|o| o.force_compression)
+        .then(|| outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip))
+}
+
+/// The image as the outputs want its layers compressed.
+pub fn compressed(
+    store: &polyarch_store::Store,
+    outputs: &[Output],
+    r: &polyarch_builder::BuildResult,
+) -> polyarch_builder::Result<polyarch_builder::BuildResult> {
+    match forced_compression(outputs) {
+        Some(c) => polyarch_builder::export::force_compression(store, r, c),
+        None => Ok(r.clone()),
+    }
+}
+
 /// Whether the outputs keep an image (so an index is worth a status line).
 pub fn keeps_an_image(outputs: &[Output]) -> bool {
     outputs.iter().any(|o| !matches!(o.kind, OutputKind::Local | OutputKind::Tar | OutputKind::CacheOnly))

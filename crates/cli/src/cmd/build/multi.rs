@@ -81,7 +81,10 @@ impl Multi<'_> {
         let exporting = self.progress.start_export(super::export::step_name(self.outputs));
         let assembling = std::time::SystemTime::now();
         let exported = export::check_annotations(self.annotations, true, docker_types).and_then(|()| {
-            let images = result.images.iter().map(|r| export::annotate(self.store, r, self.annotations));
+            let images = result.images.iter().map(|r| {
+                super::export::compressed(self.store, self.outputs, r)
+                    .and_then(|r| export::annotate(self.store, &r, self.annotations))
+            });
             export::assemble_index(self.store, &images.collect::<Result<Vec<_>, _>>()?, docker_types, self.annotations)
         });
         let img = match exported {

@@ -100,9 +100,10 @@ impl Nodes<'_> {
     ) -> Result<u8> {
         let client = self.client(b, a.insecure)?;
         // With `--push` alone only manifests and configs come back (nodes
-        // push the rest); Docker media types are converted here from every
-        // blob.
-        let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false));
+        // push the rest); Docker media types and forced compression are
+        // made here from every blob, and pushed from here.
+        let docker_types = self.outputs.iter().any(|o| o.oci_mediatypes == Some(false))
+            || super::export::forced_compression(self.outputs).is_some();
         let push_only = self.outputs.iter().all(|o| o.kind == OutputKind::Image && o.push) && !a.load;
         let full = docker_types || !push_only;
         let progress = self.progress.clone();
