@@ -263,8 +263,10 @@ pub fn from_store(store: &Store, manifest: &Descriptor, pinned: Reference) -> Re
         .map(|(d, id)| {
             let mut desc = d.clone();
             // The layers of a Docker image go into OCI manifests.
-            if desc.media_type == mt::DOCKER_LAYER_GZIP {
-                desc.media_type = mt::OCI_LAYER_GZIP.into();
+            match desc.media_type.as_str() {
+                mt::DOCKER_LAYER_GZIP => desc.media_type = mt::OCI_LAYER_GZIP.into(),
+                mt::DOCKER_LAYER_TAR => desc.media_type = mt::OCI_LAYER_TAR.into(),
+                _ => {}
             }
             Layer { desc, diff_id: id.clone() }
         })

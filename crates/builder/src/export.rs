@@ -448,9 +448,10 @@ fn docker_child(store: &Store, r: &BuildResult) -> Result<(Descriptor, Descripto
         let mut d = l.desc.clone();
         d.media_type = match d.media_type.as_str() {
             mt::OCI_LAYER_GZIP | mt::DOCKER_LAYER_GZIP => mt::DOCKER_LAYER_GZIP.into(),
+            mt::OCI_LAYER_TAR | mt::DOCKER_LAYER_TAR => mt::DOCKER_LAYER_TAR.into(),
             other => {
                 return Err(Error::Option(format!(
-                    "oci-mediatypes=false: a layer of type {other} has no Docker media type (use compression=gzip)"
+                    "oci-mediatypes=false: a layer of type {other} has no Docker media type (use compression=gzip or uncompressed)"
                 )))
             }
         };

@@ -29,6 +29,8 @@ pub enum Compression {
     Gzip,
     /// zstd.
     Zstd,
+    /// A plain tar (`compression=uncompressed`).
+    Uncompressed,
 }
 
 impl Compression {
@@ -37,6 +39,7 @@ impl Compression {
         match self {
             Compression::Gzip => polyarch_oci::media_type::OCI_LAYER_GZIP,
             Compression::Zstd => polyarch_oci::media_type::OCI_LAYER_ZSTD,
+            Compression::Uncompressed => polyarch_oci::media_type::OCI_LAYER_TAR,
         }
     }
 
@@ -45,6 +48,7 @@ impl Compression {
         match self {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
         }
     }
 
@@ -55,6 +59,7 @@ impl Compression {
         match self {
             Compression::Gzip => matches!(media_type, mt::OCI_LAYER_GZIP | mt::DOCKER_LAYER_GZIP),
             Compression::Zstd => media_type == mt::OCI_LAYER_ZSTD,
+            Compression::Uncompressed => matches!(media_type, mt::OCI_LAYER_TAR | mt::DOCKER_LAYER_TAR),
         }
     }
 }
@@ -276,6 +281,7 @@ fn encoder<W: Write>(out: W, compression: Compression) -> std::io::Result<Encode
     let shared = match compression {
         Compression::Gzip => polyarch_store::compression::Compression::gzip(),
         Compression::Zstd => polyarch_store::compression::Compression::zstd(),
+        Compression::Uncompressed => polyarch_store::compression::Compression::Uncompressed,
     };
     Encoder::new(out, shared)
 }
@@ -295,7 +301,7 @@ pub fn empty_layer(store: &Store, compression: Compression) -> Result<Layer> {
     let tar = [0u8; 1024];
     let blob = match compression {
         Compression::Gzip => EMPTY_GZIP_LAYER.to_vec(),
-        Compression::Zstd => compress(&tar, compression)?,
+        Compression::Zstd | Compression::Uncompressed => compress(&tar, compression)?,
     };
     let desc = store.put_bytes(compression.media_type(), &blob)?;
     Ok(Layer { desc, diff_id: Digest::sha256(&tar) })

@@ -198,7 +198,8 @@ fn parse_compression(v: &str) -> Result<Compression> {
     match v {
         "gzip" => Ok(Compression::Gzip),
         "zstd" => Ok(Compression::Zstd),
-        other => Err(Error::Option(format!("unsupported compression {other:?} (want gzip or zstd)"))),
+        "uncompressed" => Ok(Compression::Uncompressed),
+        other => Err(Error::Option(format!("unsupported compression {other:?} (want gzip, zstd or uncompressed)"))),
     }
 }
 
@@ -254,6 +255,9 @@ mod tests {
         assert!(!Output::parse("type=oci,dest=d,tar=false").unwrap().tar);
         assert!(Output::parse("type=docker").unwrap().dest.is_none());
         assert_eq!(Output::parse("type=local,dest=d,platform-split=false").unwrap().platform_split, Some(false));
+        let o = Output::parse("type=image,compression=uncompressed,force-compression=true").unwrap();
+        assert_eq!((o.compression, o.force_compression), (Some(Compression::Uncompressed), true));
+        assert!(!Output::parse("type=image,compression=zstd").unwrap().force_compression);
         let o = Output::parse("type=cacheonly").unwrap();
         assert_eq!((o.kind, o.dest.as_deref()), (OutputKind::CacheOnly, None));
         for (bad, why) in [

@@ -660,6 +660,25 @@ fn force_compression_recompresses_the_base_layers() {
     build(&env, &["-o", &format!("type=image,name={name},push=true,compression=zstd,force-compression=true"), s(&ctx)]);
     let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
     assert_eq!(types(&raw), [zstd, zstd, zstd]);
+    // Plain tars: each blob is its own diff id, and the image runs.
+    let tar = "application/vnd.oci.image.layer.v1.tar";
+    let (plain, plain_ids) = layout("plain", "compression=uncompressed,force-compression=true");
+    assert_eq!((plain, plain_ids), (vec![tar.to_string(); 3], diff_ids.clone()));
+    let plain = format!("{}/build/plain:1", reg.host);
+    let out = format!("type=image,name={plain},push=true,compression=uncompressed,force-compression=true");
+    build(&env, &["-o", &out, s(&ctx)]);
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{plain}")]));
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let digests: Vec<&serde_json::Value> = m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]).collect();
+    assert_eq!(digests, diff_ids.as_array().unwrap().iter().collect::<Vec<_>>(), "{m}");
+    let docker = format!("{}/build/plain:docker", reg.host);
+    let out = format!("type=image,name={docker},push=true,compression=uncompressed,oci-mediatypes=false");
+    build(&env, &["-o", &out, s(&ctx)]);
+    let raw =
+        sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{docker}")]));
+    assert_eq!(types(&raw)[1..], ["application/vnd.docker.image.rootfs.diff.tar"; 2]);
+    let fresh = Env::new();
+    assert_eq!(fresh.ok(&["run", "--rm", &plain, "cat", "/f"]), "f\n");
     let err = env.fails(&["build", "-o", "type=oci,dest=x.tar,force-compression=maybe", s(&ctx)]);
     assert!(err.contains("invalid value \"maybe\" for force-compression"), "{err}");
 }

@@ -15,6 +15,8 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// A Docker layer that is a plain tar.
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 pub const DOCKER_PLUGIN_CONFIG: &str = "application/vnd.docker.plugin.v1+json";
 
@@ -50,6 +52,7 @@ pub fn is_layer(mt: &str) -> bool {
             | OCI_LAYER_NONDIST_GZIP
             | OCI_LAYER_NONDIST_ZSTD
             | DOCKER_LAYER_GZIP
+            | DOCKER_LAYER_TAR
             | DOCKER_LAYER_FOREIGN
     )
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polyarch_builder::multi::{check_emulation, probe_host, MultiBuilder, MultiResult};
-use polyarch_builder::{config::Image, BuildOptions, BuildResult, Compression, Layer};
+use polyarch_builder::{config::Image, BuildOptions, BuildResult, Layer};
 use polyarch_exec::Cancel;
 use polyarch_oci::{Descriptor, Digest, Platform};
 use polyarch_registry::Client;
@@ -317,10 +317,7 @@ impl<'a> NodeBuild<'a> {
             platforms: Vec::new(),
             no_cache: opts.no_cache,
             pull: opts.resolve_mode == polyarch_builder::base::ResolveMode::Pull,
-            compression: match opts.compression {
-                Compression::Zstd => "zstd".into(),
-                _ => "gzip".into(),
-            },
+            compression: opts.compression.name().into(),
             source_date_epoch: opts.source_date_epoch,
             rewrite_timestamp: opts.rewrite_timestamp,
             network: self.network.clone(),

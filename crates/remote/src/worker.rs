@@ -264,7 +264,11 @@ fn build(
     if spec.pull {
         opts.resolve_mode = polyarch_builder::base::ResolveMode::Pull;
     }
-    opts.compression = if spec.compression == "zstd" { Compression::Zstd } else { Compression::Gzip };
+    opts.compression = match spec.compression.as_str() {
+        "zstd" => Compression::Zstd,
+        "uncompressed" => Compression::Uncompressed,
+        _ => Compression::Gzip,
+    };
     opts.source_date_epoch = spec.source_date_epoch;
     opts.rewrite_timestamp = spec.rewrite_timestamp;
     opts.network = spec.network.parse().map_err(|e: String| request("--network", e))?;
