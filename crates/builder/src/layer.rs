@@ -321,20 +321,7 @@ pub fn write_layer<'a>(
     if entries.peek().is_none() {
         return empty_layer(store, compression);
     }
-    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-    let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
-    let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
-        .map_err(|e| Error::layer("compressing", e))?;
-    let tar = write_tar(Hashing::new(Chunked::new(enc)), entries)?;
-    let (chunked, diff_id, _) = tar.finish();
-    let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
-    let out = enc.finish().map_err(|e| Error::layer("compressing", e))?;
-    let (buf, digest, size) = out.finish();
-    let mut file = buf.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
-    file.rewind().map_err(|e| Error::io(tmp, e))?;
-    let desc = Descriptor::new(compression.media_type(), digest, size);
-    polyarch_store::copy_blob(store, &desc, &mut file)?;
-    Ok(Layer { desc, diff_id })
+    stream_layer(store, tmp, compression, |tar| write_tar(tar, entries), |_| Ok(()))
 }
 
 /// `layer` compressed as `compression` (`force-compression`): its blob is
@@ -345,27 +332,52 @@ pub fn recompress(store: &Store, tmp: &Path, layer: &Layer, compression: Compres
     if compression.is_of(&layer.desc.media_type) {
         return Ok(layer.clone());
     }
+    let copy = |mut tar: TarSink| {
+        let mut plain = crate::compress::decompress(polyarch_store::BlobSource::open(store, &layer.desc)?)?;
+        std::io::copy(&mut plain, &mut tar).map_err(|e| Error::layer("recompressing", e))?;
+        Ok(tar)
+    };
+    let check = |diff_id: &Digest| {
+        if *diff_id == layer.diff_id {
+            return Ok(());
+        }
+        Err(Error::Layer(format!(
+            "recompressing {}: its content is {diff_id}, not the diff id {} the image names",
+            layer.desc.digest, layer.diff_id
+        )))
+    };
+    let mut out = stream_layer(store, tmp, compression, copy, check)?;
+    out.desc.annotations = layer.desc.annotations.clone();
+    Ok(out)
+}
+
+/// Where a layer's tar is written: hashed (the `diff_id`), compressed in
+/// chunks, hashed again (the blob's digest), into a temporary file.
+type TarSink = Hashing<Chunked<Encoder<Hashing<std::io::BufWriter<std::fs::File>>>>>;
+
+/// The one path a streamed layer takes into the store: `write` fills the
+/// tar, `check` sees its `diff_id` before anything is committed, and the
+/// compressed blob is copied into the store as a verified blob.
+fn stream_layer(
+    store: &Store,
+    tmp: &Path,
+    compression: Compression,
+    write: impl FnOnce(TarSink) -> Result<TarSink>,
+    check: impl FnOnce(&Digest) -> Result<()>,
+) -> Result<Layer> {
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
     let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
         .map_err(|e| Error::layer("compressing", e))?;
-    let mut tar = Hashing::new(Chunked::new(enc));
-    let mut plain = crate::compress::decompress(polyarch_store::BlobSource::open(store, &layer.desc)?)?;
-    std::io::copy(&mut plain, &mut tar).map_err(|e| Error::layer("recompressing", e))?;
+    let tar = write(Hashing::new(Chunked::new(enc)))?;
     let (chunked, diff_id, _) = tar.finish();
-    if diff_id != layer.diff_id {
-        return Err(Error::Layer(format!(
-            "recompressing {}: its content is {diff_id}, not the diff id {} the image names",
-            layer.desc.digest, layer.diff_id
-        )));
-    }
+    check(&diff_id)?;
     let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
     let out = enc.finish().map_err(|e| Error::layer("compressing", e))?;
     let (buf, digest, size) = out.finish();
     let mut file = buf.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
     file.rewind().map_err(|e| Error::io(tmp, e))?;
-    let mut desc = Descriptor::new(compression.media_type(), digest, size);
-    desc.annotations = layer.desc.annotations.clone();
+    let desc = Descriptor::new(compression.media_type(), digest, size);
     polyarch_store::copy_blob(store, &desc, &mut file)?;
     Ok(Layer { desc, diff_id })
 }
