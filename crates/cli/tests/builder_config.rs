@@ -76,10 +76,34 @@ struct MtlsRegistry {
     host: String,
 }
 
+/// Copies the storage of a registry that other tests push to as they
+/// run: its uploads in progress (`_uploads`) are left out, and a file or
+/// directory that disappears while being copied is skipped (`cp -a` fails
+/// on those).
+fn copy_live_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    let Ok(entries) = std::fs::read_dir(src) else { return };
+    for e in entries.flatten() {
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            if e.file_name() != "_uploads" {
+                copy_live_tree(&from, &to);
+            }
+        } else if kind.is_symlink() {
+            if let Ok(target) = std::fs::read_link(&from) {
+                let _ = std::os::unix::fs::symlink(target, &to);
+            }
+        } else if let Err(err) = std::fs::copy(&from, &to) {
+            assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "copying {}: {err}", from.display());
+        }
+    }
+}
+
 impl MtlsRegistry {
     fn start(dir: &Path, ca: &Ca, data: &Path) -> MtlsRegistry {
         let (cert, key) = ca.issue("registry", true);
-        sh(Command::new("cp").arg("-a").arg(data).arg(dir.join("data")));
+        copy_live_tree(data, &dir.join("data"));
         let port = free_port();
         let config = dir.join("config.yml");
         std::fs::write(
