@@ -385,8 +385,17 @@ mod tests {
     fn processes_are_killed_by_an_argument() {
         let t = tempfile::tempdir().unwrap();
         let marker = t.path().join("bundle-of-a-dead-owner");
-        let mut child =
-            std::process::Command::new("sh").arg("-c").arg("sleep 30").arg("sh").arg(&marker).spawn().unwrap();
+        // A shell builtin that blocks on the pipe held here: no child
+        // process (a forked `sleep` would carry the same arguments until it
+        // execs, and be killed too).
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("read x")
+            .arg("sh")
+            .arg(&marker)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let mut killed = Vec::new();
         for _ in 0..100 {
