@@ -409,12 +409,18 @@ pub fn annotate(store: &Store, r: &BuildResult, annotations: &[Annotation]) -> R
     if extra.is_empty() {
         return Ok(r.clone());
     }
+    let manifest = rewrite_manifest(store, r, |m| m.annotations.get_or_insert_with(Default::default).extend(extra))?;
+    Ok(BuildResult { manifest, ..r.clone() })
+}
+
+/// Stores `r`'s manifest as `change` leaves it; returns its descriptor.
+fn rewrite_manifest(store: &Store, r: &BuildResult, change: impl FnOnce(&mut ImageManifest)) -> Result<Descriptor> {
     let raw = store.get_manifest(&r.manifest)?;
     let mut m =
         raw.as_image().cloned().ok_or_else(|| Error::Layer(format!("{} is not an image", r.manifest.digest)))?;
-    m.annotations.get_or_insert_with(Default::default).extend(extra);
+    change(&mut m);
     let raw = RawManifest::from_image(&m).map_err(|e| Error::Layer(e.to_string()))?;
-    Ok(BuildResult { manifest: store.put_manifest(&raw)?, ..r.clone() })
+    Ok(store.put_manifest(&raw)?)
 }
 
 /// The image with every layer compressed as `compression`
@@ -430,12 +436,8 @@ pub fn force_compression(store: &Store, r: &BuildResult, compression: crate::Com
     let tmp = store.root().join("run");
     let layers =
         r.layers.iter().map(|l| crate::layer::recompress(store, &tmp, l, compression)).collect::<Result<Vec<_>>>()?;
-    let raw = store.get_manifest(&r.manifest)?;
-    let mut m =
-        raw.as_image().cloned().ok_or_else(|| Error::Layer(format!("{} is not an image", r.manifest.digest)))?;
-    m.layers = layers.iter().map(|l| l.desc.clone()).collect();
-    let raw = RawManifest::from_image(&m).map_err(|e| Error::Layer(e.to_string()))?;
-    Ok(BuildResult { manifest: store.put_manifest(&raw)?, layers, ..r.clone() })
+    let manifest = rewrite_manifest(store, r, |m| m.layers = layers.iter().map(|l| l.desc.clone()).collect())?;
+    Ok(BuildResult { manifest, layers, ..r.clone() })
 }
 
 /// Docker media types for an image built with OCI ones

@@ -635,8 +635,8 @@ fn force_compression_recompresses_the_base_layers() {
         return;
     }
     let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY f /f\nRUN true\n"), ("f", "f\n")]);
-    let types = |raw: &str| -> Vec<String> {
-        let m: serde_json::Value = serde_json::from_str(raw).unwrap();
+    let types = |raw: &[u8]| -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_slice(raw).unwrap();
         m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap().to_string()).collect()
     };
     let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -646,7 +646,7 @@ fn force_compression_recompresses_the_base_layers() {
         let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}", dir.display())]));
         let config = sh(Command::new("skopeo").args(["inspect", "--config", &format!("oci:{}", dir.display())]));
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
-        (types(&raw), config["rootfs"]["diff_ids"].clone())
+        (types(raw.as_bytes()), config["rootfs"]["diff_ids"].clone())
     };
     let (kept, diff_ids) = layout("kept", "compression=zstd");
     assert_eq!(kept.len(), 3, "{kept:?}");
@@ -655,11 +655,10 @@ fn force_compression_recompresses_the_base_layers() {
     let (forced, forced_ids) = layout("forced", "compression=zstd,force-compression=true");
     assert_eq!(forced, [zstd, zstd, zstd], "every layer is zstd");
     assert_eq!(forced_ids, diff_ids, "the same contents");
-    // Pushed: the registry holds the zstd base, and the image runs from it.
+    // Pushed: the registry holds the zstd base.
     let name = format!("{}/build/forced:1", reg.host);
     build(&env, &["-o", &format!("type=image,name={name},push=true,compression=zstd,force-compression=true"), s(&ctx)]);
-    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
-    assert_eq!(types(&raw), [zstd, zstd, zstd]);
+    assert_eq!(types(&skopeo_raw(&name)), [zstd, zstd, zstd]);
     // Plain tars: each blob is its own diff id, and the image runs.
     let tar = "application/vnd.oci.image.layer.v1.tar";
     let (plain, plain_ids) = layout("plain", "compression=uncompressed,force-compression=true");
@@ -667,16 +666,13 @@ fn force_compression_recompresses_the_base_layers() {
     let plain = format!("{}/build/plain:1", reg.host);
     let out = format!("type=image,name={plain},push=true,compression=uncompressed,force-compression=true");
     build(&env, &["-o", &out, s(&ctx)]);
-    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{plain}")]));
-    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&skopeo_raw(&plain)).unwrap();
     let digests: Vec<&serde_json::Value> = m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]).collect();
     assert_eq!(digests, diff_ids.as_array().unwrap().iter().collect::<Vec<_>>(), "{m}");
     let docker = format!("{}/build/plain:docker", reg.host);
     let out = format!("type=image,name={docker},push=true,compression=uncompressed,oci-mediatypes=false");
     build(&env, &["-o", &out, s(&ctx)]);
-    let raw =
-        sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{docker}")]));
-    assert_eq!(types(&raw)[1..], ["application/vnd.docker.image.rootfs.diff.tar"; 2]);
+    assert_eq!(types(&skopeo_raw(&docker))[1..], ["application/vnd.docker.image.rootfs.diff.tar"; 2]);
     let fresh = Env::new();
     assert_eq!(fresh.ok(&["run", "--rm", &plain, "cat", "/f"]), "f\n");
     let err = env.fails(&["build", "-o", "type=oci,dest=x.tar,force-compression=maybe", s(&ctx)]);

@@ -389,7 +389,7 @@ impl Run<'_> {
                 reused = hit;
                 rec
             }),
-            _ => self.write_step(st, plan).map(|layer| Record { layer, created: Some(self.now) }),
+            _ => self.write_step(st, plan).map(|layer| Record { layer: Some(layer), created: Some(self.now) }),
         };
         let made = made.and_then(|rec| self.cache.put(&text, &rec).map(|()| rec));
         Running::settle(running, &made);
@@ -425,7 +425,7 @@ impl Run<'_> {
             Claim::Run(r) => r,
         };
         let made = self.write_step(st, plan).and_then(|layer| {
-            let rec = Record { layer, created: Some(self.now) };
+            let rec = Record { layer: Some(layer), created: Some(self.now) };
             self.cache.put(&text, &rec).map(|()| rec)
         });
         Running::settle(Some(running), &made);
@@ -434,11 +434,7 @@ impl Run<'_> {
 
     /// Plans a missed step and writes its layer (BuildKit's empty layer
     /// when it changed nothing), applied to the stage.
-    fn write_step(
-        &mut self,
-        st: &mut StageState,
-        plan: impl FnOnce() -> Result<(Planned, bool)>,
-    ) -> Result<Option<Layer>> {
+    fn write_step(&mut self, st: &mut StageState, plan: impl FnOnce() -> Result<(Planned, bool)>) -> Result<Layer> {
         let (planned, _link) = plan()?;
         let mut entries = copy::layer_entries(&planned.changes, &planned.merged);
         if self.opts.rewrite_timestamp {
@@ -455,7 +451,7 @@ impl Run<'_> {
         // where they were copied from.
         self.stage_fs(st)?.apply_entries(&entries);
         push_layer(st, layer.clone());
-        Ok(Some(layer))
+        Ok(layer)
     }
 
     pub(super) async fn workdir(&mut self, st: &mut StageState, cmd: &Command, p: &str) -> Result<()> {

@@ -220,7 +220,7 @@ impl Run<'_> {
         process.env.extend(proxy_env(&process.env, &self.opts.build_args));
         let described = history.trim_end_matches(" # buildkit").to_string();
         let made = self.execute_step(st, &process, mounts, vertex, started, line).await.and_then(|layer| {
-            let rec = Record { layer, created: Some(self.now) };
+            let rec = Record { layer: Some(layer), created: Some(self.now) };
             self.cache.put_described(&text, &rec, &described).map(|()| rec)
         });
         Running::settle(running, &made);
@@ -233,7 +233,7 @@ impl Run<'_> {
     }
 
     /// Runs a missed RUN once it holds its slot (starting the step into
-    /// `started`) and commits what it changed: the layer, if any.
+    /// `started`) and commits what it changed as its layer.
     async fn execute_step(
         &mut self,
         st: &mut StageState,
@@ -242,7 +242,7 @@ impl Run<'_> {
         vertex: &Vertex,
         started: &mut Option<Step>,
         line: usize,
-    ) -> Result<Option<Layer>> {
+    ) -> Result<Layer> {
         let before = self.stage_fs(st)?.clone();
         // A native or an emulated slot, so that a step under QEMU never
         // holds one a native step could use (issue 12).
@@ -367,17 +367,10 @@ impl Run<'_> {
 
     /// Writes the layer of the changes from `before` to `after` (BuildKit's
     /// empty layer when nothing changed; the new contents are read from
-    /// `upper`) and applies
-    /// it to the stage. The run's overlay upper directory becomes the
-    /// layer's unpacked form for later steps, unless timestamps are
-    /// rewritten (the layer's times then differ from it).
-    fn commit_changes(
-        &mut self,
-        st: &mut StageState,
-        before: &MemFs,
-        after: &MemFs,
-        upper: Upper,
-    ) -> Result<Option<Layer>> {
+    /// `upper`) and applies it to the stage. The run's overlay upper
+    /// directory becomes the layer's unpacked form for later steps, unless
+    /// timestamps are rewritten (the layer's times then differ from it).
+    fn commit_changes(&mut self, st: &mut StageState, before: &MemFs, after: &MemFs, upper: Upper) -> Result<Layer> {
         let changes = diff(before, after);
         let mut entries = layer_entries(&changes, after, self.now);
         if let (true, Some(epoch)) = (self.opts.rewrite_timestamp, self.opts.source_date_epoch) {
@@ -397,7 +390,7 @@ impl Run<'_> {
         crate::materialize::apply_stored(self.stage_fs(st)?, &self.b.store, &below, &layer, unpack)?;
         st.image.diff_ids.push(layer.diff_id.clone());
         st.layers.push(layer.clone());
-        Ok(Some(layer))
+        Ok(layer)
     }
 
     /// The default executor: the OCI runtime of `BuildOptions::runtime`,
