@@ -423,19 +423,20 @@ fn rewrite_manifest(store: &Store, r: &BuildResult, change: impl FnOnce(&mut Ima
     Ok(store.put_manifest(&raw)?)
 }
 
-/// The image with every layer compressed as `compression`
+/// The image with every layer compressed as `encoding` says
 /// (`force-compression=true`, as BuildKit converts the base image's
 /// layers too): the others are recompressed into the store (see
 /// [`crate::layer::recompress`]) and a manifest naming them is stored,
 /// with the same config and annotations; unchanged when every layer is
 /// compressed so already.
-pub fn force_compression(store: &Store, r: &BuildResult, compression: crate::Compression) -> Result<BuildResult> {
-    if r.layers.iter().all(|l| compression.is_of(&l.desc.media_type)) {
+pub fn force_compression(store: &Store, r: &BuildResult, encoding: impl Into<crate::Encoding>) -> Result<BuildResult> {
+    let encoding = encoding.into();
+    if r.layers.iter().all(|l| encoding.compression.is_of(&l.desc.media_type)) {
         return Ok(r.clone());
     }
     let tmp = store.root().join("run");
     let layers =
-        r.layers.iter().map(|l| crate::layer::recompress(store, &tmp, l, compression)).collect::<Result<Vec<_>>>()?;
+        r.layers.iter().map(|l| crate::layer::recompress(store, &tmp, l, encoding)).collect::<Result<Vec<_>>>()?;
     let manifest = rewrite_manifest(store, r, |m| m.layers = layers.iter().map(|l| l.desc.clone()).collect())?;
     Ok(BuildResult { manifest, layers, ..r.clone() })
 }

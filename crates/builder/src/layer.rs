@@ -64,6 +64,56 @@ impl Compression {
     }
 }
 
+/// A compression and its level (`compression-level=`): how new layers
+/// are written. The level changes the blob, not the content, so it is in
+/// no cache key: a cached step keeps the blob it has, as BuildKit reuses
+/// a layer's blob of the same compression whatever level made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Encoding {
+    /// The compression.
+    pub compression: Compression,
+    /// Its level; `None` is the compression's default (gzip 6, zstd 3).
+    pub level: Option<i32>,
+}
+
+impl From<Compression> for Encoding {
+    fn from(compression: Compression) -> Encoding {
+        Encoding { compression, level: None }
+    }
+}
+
+impl Encoding {
+    /// `compression` at `level`, checked as BuildKit's compressors check
+    /// it: gzip takes -1 (its default) to 9; zstd takes any level and
+    /// clamps it to zstd's 1-22 (BuildKit maps every integer onto one of
+    /// its encoder's speeds); an uncompressed layer ignores it.
+    pub fn new(compression: Compression, level: Option<i32>) -> std::result::Result<Encoding, String> {
+        if let (Compression::Gzip, Some(l)) = (compression, level) {
+            if !(-1..=9).contains(&l) {
+                return Err(format!("compression-level={l} is out of range for gzip (0-9, or -1 for the default)"));
+            }
+        }
+        Ok(Encoding { compression, level })
+    }
+
+    /// The store crate's compression for this encoding.
+    fn store(self) -> polyarch_store::compression::Compression {
+        use polyarch_store::compression::Compression as C;
+        match (self.compression, self.level) {
+            (Compression::Gzip, Some(l)) if l >= 0 => C::Gzip { level: l as u32 },
+            (Compression::Gzip, _) => C::gzip(),
+            (Compression::Zstd, Some(l)) => C::Zstd { level: l.clamp(1, 22) },
+            (Compression::Zstd, None) => C::zstd(),
+            (Compression::Uncompressed, _) => C::Uncompressed,
+        }
+    }
+
+    /// Whether layers are written as with no level given.
+    fn is_default(self) -> bool {
+        self.store() == Encoding::from(self.compression).store()
+    }
+}
+
 /// A layer in the store: the blob and the digest of its uncompressed tar.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
@@ -277,13 +327,8 @@ impl<W: Write> Write for Chunked<W> {
 }
 
 /// The store crate's compressing writer for `compression`.
-fn encoder<W: Write>(out: W, compression: Compression) -> std::io::Result<Encoder<W>> {
-    let shared = match compression {
-        Compression::Gzip => polyarch_store::compression::Compression::gzip(),
-        Compression::Zstd => polyarch_store::compression::Compression::zstd(),
-        Compression::Uncompressed => polyarch_store::compression::Compression::Uncompressed,
-    };
-    Encoder::new(out, shared)
+fn encoder<W: Write>(out: W, encoding: Encoding) -> std::io::Result<Encoder<W>> {
+    Encoder::new(out, encoding.store())
 }
 
 /// BuildKit's gzip of an empty layer (the 1024 zero bytes that end a tar,
@@ -296,14 +341,16 @@ pub const EMPTY_GZIP_LAYER: [u8; 32] = [
 ];
 
 /// The layer of no change: an empty tar (`diff_id`
-/// `sha256:5f70bf18...`), compressed as BuildKit compresses it for gzip.
-pub fn empty_layer(store: &Store, compression: Compression) -> Result<Layer> {
+/// `sha256:5f70bf18...`), compressed as BuildKit compresses it for gzip
+/// at the default level.
+pub fn empty_layer(store: &Store, encoding: impl Into<Encoding>) -> Result<Layer> {
+    let encoding = encoding.into();
     let tar = [0u8; 1024];
-    let blob = match compression {
-        Compression::Gzip => EMPTY_GZIP_LAYER.to_vec(),
-        Compression::Zstd | Compression::Uncompressed => compress(&tar, compression)?,
+    let blob = match encoding.compression {
+        Compression::Gzip if encoding.is_default() => EMPTY_GZIP_LAYER.to_vec(),
+        _ => compress(&tar, encoding)?,
     };
-    let desc = store.put_bytes(compression.media_type(), &blob)?;
+    let desc = store.put_bytes(encoding.compression.media_type(), &blob)?;
     Ok(Layer { desc, diff_id: Digest::sha256(&tar) })
 }
 
@@ -315,21 +362,24 @@ pub fn write_layer<'a>(
     store: &Store,
     tmp: &Path,
     entries: impl IntoIterator<Item = (&'a str, &'a Node)>,
-    compression: Compression,
+    encoding: impl Into<Encoding>,
 ) -> Result<Layer> {
+    let encoding = encoding.into();
     let mut entries = entries.into_iter().peekable();
     if entries.peek().is_none() {
-        return empty_layer(store, compression);
+        return empty_layer(store, encoding);
     }
-    stream_layer(store, tmp, compression, |tar| write_tar(tar, entries), |_| Ok(()))
+    stream_layer(store, tmp, encoding, |tar| write_tar(tar, entries), |_| Ok(()))
 }
 
 /// `layer` compressed as `compression` (`force-compression`): its blob is
 /// decompressed and compressed again as it streams into an unnamed
 /// temporary file in `tmp`, checked against its `diff_id` and committed as
-/// a verified blob. A layer compressed so already is returned as it is.
-pub fn recompress(store: &Store, tmp: &Path, layer: &Layer, compression: Compression) -> Result<Layer> {
-    if compression.is_of(&layer.desc.media_type) {
+/// a verified blob. A layer compressed so already is returned as it is
+/// (whatever its level, as BuildKit converts only other compressions).
+pub fn recompress(store: &Store, tmp: &Path, layer: &Layer, encoding: impl Into<Encoding>) -> Result<Layer> {
+    let encoding = encoding.into();
+    if encoding.compression.is_of(&layer.desc.media_type) {
         return Ok(layer.clone());
     }
     let copy = |mut tar: TarSink| {
@@ -346,7 +396,7 @@ pub fn recompress(store: &Store, tmp: &Path, layer: &Layer, compression: Compres
             layer.desc.digest, layer.diff_id
         )))
     };
-    let mut out = stream_layer(store, tmp, compression, copy, check)?;
+    let mut out = stream_layer(store, tmp, encoding, copy, check)?;
     out.desc.annotations = layer.desc.annotations.clone();
     Ok(out)
 }
@@ -361,14 +411,14 @@ type TarSink = Hashing<Chunked<Encoder<Hashing<std::io::BufWriter<std::fs::File>
 fn stream_layer(
     store: &Store,
     tmp: &Path,
-    compression: Compression,
+    encoding: Encoding,
     write: impl FnOnce(TarSink) -> Result<TarSink>,
     check: impl FnOnce(&Digest) -> Result<()>,
 ) -> Result<Layer> {
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
-    let enc = encoder(Hashing::new(std::io::BufWriter::new(file)), compression)
-        .map_err(|e| Error::layer("compressing", e))?;
+    let enc =
+        encoder(Hashing::new(std::io::BufWriter::new(file)), encoding).map_err(|e| Error::layer("compressing", e))?;
     let tar = write(Hashing::new(Chunked::new(enc)))?;
     let (chunked, diff_id, _) = tar.finish();
     check(&diff_id)?;
@@ -377,7 +427,7 @@ fn stream_layer(
     let (buf, digest, size) = out.finish();
     let mut file = buf.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
     file.rewind().map_err(|e| Error::io(tmp, e))?;
-    let desc = Descriptor::new(compression.media_type(), digest, size);
+    let desc = Descriptor::new(encoding.compression.media_type(), digest, size);
     polyarch_store::copy_blob(store, &desc, &mut file)?;
     Ok(Layer { desc, diff_id })
 }
@@ -391,8 +441,8 @@ pub fn store_layer(store: &Store, tar: &[u8], compression: Compression) -> Resul
 }
 
 /// Compresses bytes deterministically (no gzip name or time).
-pub fn compress(tar: &[u8], compression: Compression) -> Result<Vec<u8>> {
-    let enc = encoder(Vec::new(), compression).map_err(|e| Error::layer("compressing", e))?;
+pub fn compress(tar: &[u8], encoding: impl Into<Encoding>) -> Result<Vec<u8>> {
+    let enc = encoder(Vec::new(), encoding.into()).map_err(|e| Error::layer("compressing", e))?;
     let mut chunked = Chunked::new(enc);
     chunked.write_all(tar).map_err(|e| Error::layer("compressing", e))?;
     let enc = chunked.finish().map_err(|e| Error::layer("compressing", e))?;
@@ -456,6 +506,44 @@ mod tests {
         let lying = Layer { diff_id: Digest::sha256(b"other"), ..gz.clone() };
         let err = recompress(&store, &tmp, &lying, Compression::Zstd).unwrap_err().to_string();
         assert!(err.contains("not the diff id"), "{err}");
+    }
+
+    #[test]
+    fn a_level_changes_the_blob_not_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let tmp = dir.path().join("tmp");
+        let text = "a line of text that compresses well\n".repeat(4096);
+        let e = [("t", Node::new(Kind::File(crate::fs::Content::bytes(text.clone().into_bytes())), 0o644, 0, 0, 0))];
+        let write = |c, level| {
+            let enc = Encoding::new(c, level).unwrap();
+            write_layer(&store, &tmp, e.iter().map(|(p, n)| (*p, n)), enc).unwrap()
+        };
+        let default = write(Compression::Gzip, None);
+        assert_eq!(write(Compression::Gzip, Some(6)), default, "6 is gzip's default");
+        assert_eq!(write(Compression::Gzip, Some(-1)), default, "-1 names the default");
+        let stored = write(Compression::Gzip, Some(0));
+        assert_eq!(stored.diff_id, default.diff_id);
+        assert!(stored.desc.size > text.len() as u64, "level 0 stores: {}", stored.desc.size);
+        assert!(default.desc.size < stored.desc.size / 20);
+        let (z1, z19) = (write(Compression::Zstd, Some(1)), write(Compression::Zstd, Some(19)));
+        assert_eq!((z1.diff_id.clone(), z19.diff_id.clone()), (default.diff_id.clone(), default.diff_id.clone()));
+        assert_ne!(z1.desc.digest, z19.desc.digest);
+        assert_eq!(write(Compression::Zstd, Some(-5)), z1, "below zstd's range is its fastest");
+        assert_eq!(
+            write(Compression::Uncompressed, Some(9)).desc.size,
+            write(Compression::Uncompressed, None).desc.size
+        );
+        assert!(Encoding::new(Compression::Gzip, Some(10)).is_err());
+        // The empty layer is BuildKit's blob at the default level only.
+        let none: [(&str, &Node); 0] = [];
+        let empty = write_layer(&store, &tmp, none, Encoding::new(Compression::Gzip, Some(0)).unwrap()).unwrap();
+        assert_eq!(empty.diff_id, empty_layer(&store, Compression::Gzip).unwrap().diff_id);
+        assert_ne!(empty.desc.size, 32);
+        // force-compression converts at the level; the same compression stays.
+        let zst = recompress(&store, &tmp, &default, Encoding::new(Compression::Zstd, Some(19)).unwrap()).unwrap();
+        assert_eq!(zst, z19);
+        assert_eq!(recompress(&store, &tmp, &stored, Compression::Gzip).unwrap(), stored);
     }
 
     #[test]

@@ -67,7 +67,7 @@ use polyarch_oci::{Descriptor, Platform};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink, Status, StepNumbers, Stream, Vertex};
 pub use fs::MemFs;
-pub use layer::{Compression, Layer};
+pub use layer::{Compression, Encoding, Layer};
 
 /// What to build.
 #[derive(Clone)]
@@ -90,6 +90,9 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Layer compression.
     pub compression: Compression,
+    /// `compression-level=`: the level new layers are compressed at
+    /// (checked with [`Encoding::new`]); not in any cache key.
+    pub compression_level: Option<i32>,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
     /// Clamp file times in new layers to `SOURCE_DATE_EPOCH`.
@@ -127,6 +130,7 @@ impl BuildOptions {
             platform: Platform::host(),
             no_cache: false,
             compression: Compression::Gzip,
+            compression_level: None,
             source_date_epoch: None,
             rewrite_timestamp: false,
             network: polyarch_exec::NetworkMode::Host,
@@ -156,6 +160,12 @@ impl BuildOptions {
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = platform;
         self
+    }
+
+    /// How the build's new layers are written: its compression at its
+    /// level.
+    pub fn encoding(&self) -> Encoding {
+        Encoding { compression: self.compression, level: self.compression_level }
     }
 }
 

@@ -198,7 +198,7 @@ impl Run<'_> {
     pub(crate) fn files_stage(&self, stage: String, name: &str, platform: &Platform) -> Result<Option<StageState>> {
         let Some(fs) = self.named_files(name) else { return Ok(None) };
         let tmp = self.b.store().root().join("run");
-        let layer = write_layer(self.b.store(), &tmp, fs.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
+        let layer = write_layer(self.b.store(), &tmp, fs.iter().map(|(p, n)| (p.as_str(), n)), self.opts.encoding())?;
         let mut image = Image::scratch(platform);
         image.diff_ids.push(layer.diff_id.clone());
         let key = crate::cache::keys::context(name, &layer.diff_id)?;

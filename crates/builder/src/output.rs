@@ -12,7 +12,7 @@ use polyarch_index::annotation::Annotation;
 
 use crate::error::{Error, Result};
 use crate::export::{self, Built, Loaded};
-use crate::layer::Compression;
+use crate::layer::{Compression, Encoding};
 use polyarch_store::Store;
 
 /// The kinds of output.
@@ -52,6 +52,9 @@ pub struct Output {
     /// `force-compression=true`: the base image's layers are compressed
     /// as `compression` too (else they keep theirs, as in BuildKit).
     pub force_compression: bool,
+    /// `compression-level=N`: the level new layers (and those
+    /// `force-compression` converts) are compressed at.
+    pub compression_level: Option<i32>,
     /// `rewrite-timestamp=true`: clamp file times to `SOURCE_DATE_EPOCH`.
     pub rewrite_timestamp: bool,
     /// `oci-mediatypes`: `Some(false)` asks for Docker media types.
@@ -95,6 +98,7 @@ impl Output {
             tar: true,
             compression: None,
             force_compression: false,
+            compression_level: None,
             rewrite_timestamp: false,
             oci_mediatypes: None,
             platform_split: None,
@@ -133,7 +137,12 @@ impl Output {
                 "push-by-digest" => o.push_by_digest = parse_bool(k, v)?,
                 "name-canonical" => o.name_canonical = parse_bool(k, v)?,
                 "force-compression" => o.force_compression = parse_bool(k, v)?,
-                "compression-level" | "unpack" | "store" => {}
+                "compression-level" => {
+                    o.compression_level = Some(v.trim().parse().map_err(|_| {
+                        Error::Option(format!("non-int value {v:?} specified for compression-level in {s:?}"))
+                    })?)
+                }
+                "unpack" | "store" => {}
                 other => return Err(Error::Option(format!("unknown output attribute {other:?} in {s:?}"))),
             }
         }
@@ -155,6 +164,8 @@ impl Output {
                 )))
             }
         };
+        Encoding::new(o.compression.unwrap_or_default(), o.compression_level)
+            .map_err(|e| Error::Option(format!("--output {s:?}: {e}")))?;
         // Without dest, `type=docker` loads into the Docker engine.
         if !matches!(o.kind, OutputKind::Image | OutputKind::Docker | OutputKind::CacheOnly) && o.dest.is_none() {
             return Err(Error::Option(format!("--output type={}: dest is required", kind.unwrap_or_default())));
@@ -191,6 +202,15 @@ impl Output {
             OutputKind::Local => export::write_local(store, built, split, Path::new(dest))?,
         }
         Ok(loaded)
+    }
+}
+
+/// How a build with `outputs` writes its layers: the first `compression=`
+/// (gzip without one) at the first `compression-level=`.
+pub fn encoding_of(outputs: &[Output]) -> Encoding {
+    Encoding {
+        compression: outputs.iter().find_map(|o| o.compression).unwrap_or_default(),
+        level: outputs.iter().find_map(|o| o.compression_level),
     }
 }
 
@@ -260,6 +280,17 @@ mod tests {
         assert!(!Output::parse("type=image,compression=zstd").unwrap().force_compression);
         let o = Output::parse("type=cacheonly").unwrap();
         assert_eq!((o.kind, o.dest.as_deref()), (OutputKind::CacheOnly, None));
+        // zstd takes any level (clamped when written), uncompressed ignores it.
+        let zstd = Output::parse("type=image,compression=zstd,compression-level=19").unwrap();
+        assert_eq!(zstd.compression_level, Some(19));
+        assert!(Output::parse("type=image,compression=zstd,compression-level=30").is_ok());
+        assert!(Output::parse("type=image,compression=uncompressed,compression-level=99").is_ok());
+        let plain = Output::parse("type=oci,dest=o.tar,compression-level=0").unwrap();
+        assert_eq!(
+            encoding_of(&[plain.clone(), zstd.clone()]),
+            Encoding { compression: Compression::Zstd, level: Some(0) }
+        );
+        assert_eq!(encoding_of(&[Output::default()]), Encoding::from(Compression::Gzip));
         for (bad, why) in [
             ("type=oci", "type=oci: dest is required"),
             ("type=nope,dest=x", "unknown output type \"nope\""),
@@ -267,6 +298,9 @@ mod tests {
             ("dest=x", "type is required"),
             ("type=image,push=maybe", "invalid value \"maybe\" for push"),
             ("type=oci,dest=x,compression=lz4", "unsupported compression \"lz4\""),
+            ("type=image,compression-level=high", "non-int value \"high\" specified for compression-level"),
+            ("type=image,compression-level=10", "compression-level=10 is out of range for gzip"),
+            ("type=image,compression=gzip,compression-level=-2", "compression-level=-2 is out of range for gzip"),
         ] {
             let err = Output::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");

@@ -680,6 +680,54 @@ fn force_compression_recompresses_the_base_layers() {
 }
 
 #[test]
+fn compression_level_sets_the_level_of_new_and_converted_layers() {
+    let Some((env, _reg)) = mirrored() else { return };
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let text = "a line of text that compresses well\n".repeat(8192);
+    let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nCOPY t /t\n"), ("t", &text)]);
+    // (media type, size) of each layer, and the diff ids.
+    let layout = |name: &str, attrs: &str| {
+        let dir = env.dir.path().join(name);
+        build(&env, &["--no-cache", "-o", &format!("type=oci,dest={},tar=false{attrs}", dir.display()), s(&ctx)]);
+        let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}", dir.display())]));
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let layers: Vec<(String, u64)> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["mediaType"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap()))
+            .collect();
+        let config = sh(Command::new("skopeo").args(["inspect", "--config", &format!("oci:{}", dir.display())]));
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        (layers, config["rootfs"]["diff_ids"].clone())
+    };
+    let (default, ids) = layout("default", "");
+    let (stored, stored_ids) = layout("stored", ",compression-level=0");
+    assert_eq!(stored_ids, ids, "the same contents");
+    assert!(stored[1].1 > text.len() as u64, "gzip level 0 stores the file: {stored:?}");
+    assert!(default[1].1 < text.len() as u64 / 20, "{default:?}");
+    assert_eq!(stored[0], default[0], "the base layer is kept as it is");
+    // With force-compression the base layer is converted at the level too.
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let (fast, fast_ids) = layout("fast", ",compression=zstd,compression-level=1,force-compression=true");
+    let (best, best_ids) = layout("best", ",compression=zstd,compression-level=19,force-compression=true");
+    assert_eq!((&fast_ids, &best_ids), (&ids, &ids));
+    assert!(fast.iter().chain(&best).all(|(t, _)| t == zstd), "{fast:?} {best:?}");
+    assert!(best[0].1 < fast[0].1, "level 19 is smaller than level 1: {best:?} {fast:?}");
+    for (bad, why) in [
+        ("compression-level=fast", "non-int value \"fast\" specified for compression-level"),
+        ("compression-level=12", "compression-level=12 is out of range for gzip"),
+    ] {
+        let dest = env.dir.path().join("bad.tar");
+        let err = env.fails(&["build", "-o", &format!("type=oci,dest={},{bad}", dest.display()), s(&ctx)]);
+        assert!(err.contains(why), "{bad}: {err}");
+        assert!(!dest.exists(), "{bad}: nothing written");
+    }
+}
+
+#[test]
 fn copy_exclude_parents_link_and_build_arg_from_env() {
     let Some((env, _reg)) = mirrored() else { return };
     let df = "FROM busybox\nARG FROMENV\nCOPY --exclude=*.tmp --exclude=skip src/ /ex/\nCOPY --parents a/b/c.txt a/d.txt /par/\nCOPY --link --chmod=0751 src/keep.txt /etc/linked\nLABEL fromenv=$FROMENV\n";

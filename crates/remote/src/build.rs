@@ -318,6 +318,7 @@ impl<'a> NodeBuild<'a> {
             no_cache: opts.no_cache,
             pull: opts.resolve_mode == polyarch_builder::base::ResolveMode::Pull,
             compression: opts.compression.name().into(),
+            compression_level: opts.compression_level,
             source_date_epoch: opts.source_date_epoch,
             rewrite_timestamp: opts.rewrite_timestamp,
             network: self.network.clone(),

@@ -84,8 +84,11 @@ pub struct BuildSpec {
     /// `--pull`: base images from the registry, never the node's store.
     #[serde(default)]
     pub pull: bool,
-    /// `gzip` or `zstd`.
+    /// `gzip`, `zstd` or `uncompressed`.
     pub compression: String,
+    /// `compression-level=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<i32>,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
     /// `rewrite-timestamp`.
@@ -791,6 +794,7 @@ impl BuildSpec {
             no_cache: false,
             pull: false,
             compression: "gzip".into(),
+            compression_level: None,
             source_date_epoch: None,
             rewrite_timestamp: false,
             network: "default".into(),

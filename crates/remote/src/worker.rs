@@ -269,6 +269,7 @@ fn build(
         "uncompressed" => Compression::Uncompressed,
         _ => Compression::Gzip,
     };
+    opts.compression_level = spec.compression_level;
     opts.source_date_epoch = spec.source_date_epoch;
     opts.rewrite_timestamp = spec.rewrite_timestamp;
     opts.network = spec.network.parse().map_err(|e: String| request("--network", e))?;

@@ -446,7 +446,7 @@ impl Run<'_> {
         }
         let tmp = self.b.store.root().join("run");
         let layer =
-            write_layer(&self.b.store, &tmp, entries.iter().map(|(p, n)| (p.as_str(), n)), self.opts.compression)?;
+            write_layer(&self.b.store, &tmp, entries.iter().map(|(p, n)| (p.as_str(), n)), self.opts.encoding())?;
         // The stage's tree is what the layer gives, its contents still
         // where they were copied from.
         self.stage_fs(st)?.apply_entries(&entries);

@@ -380,7 +380,7 @@ impl Run<'_> {
         }
         let tmp = self.b.store.root().join("run");
         let all = entries.iter().map(|(p, n)| (p.as_str(), n));
-        let layer = write_layer(&self.b.store, &tmp, all, self.opts.compression)?;
+        let layer = write_layer(&self.b.store, &tmp, all, self.opts.encoding())?;
         if !self.opts.rewrite_timestamp {
             let chain: Vec<Layer> = st.layers.iter().cloned().chain([layer.clone()]).collect();
             upper.install(&self.b.store, &chain, &entries);

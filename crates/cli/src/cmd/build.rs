@@ -14,7 +14,7 @@ use clap::Args;
 use polyarch_builder::base::ResolveMode;
 use polyarch_builder::export::Built;
 use polyarch_builder::output::{Output, OutputKind};
-use polyarch_builder::{BuildOptions, BuildResult, Builder, Compression, Vertex};
+use polyarch_builder::{BuildOptions, BuildResult, Builder, Vertex};
 use polyarch_exec::{Cancel, RuncExecutorBuilder};
 use polyarch_oci::Platform;
 
@@ -237,7 +237,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if outputs.is_empty() {
         outputs.push(Output::of(OutputKind::Image));
     }
-    let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
+    let encoding = polyarch_builder::output::encoding_of(&outputs);
     let mut annotations = a.annotation.parse()?;
     annotations.extend(outputs.iter().flat_map(|o| o.annotations.iter().cloned()));
     let rewrite_timestamp = outputs.iter().any(|o| o.rewrite_timestamp);
@@ -329,7 +329,8 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         labels,
         platform,
         no_cache: a.no_cache,
-        compression,
+        compression: encoding.compression,
+        compression_level: encoding.level,
         source_date_epoch,
         rewrite_timestamp,
         network: a.network.parse().map_err(anyhow::Error::msg).context("--network")?,
@@ -488,7 +489,7 @@ fn export_single(
     };
     progress.done_export(exporting, t.elapsed());
     if let Some(c) = cache {
-        let compression = outputs.iter().find_map(|o| o.compression).unwrap_or(Compression::Gzip);
+        let compression = polyarch_builder::output::encoding_of(outputs).compression;
         if let Err(e) = c.export(exporter.rt, exporter.client, exporter.store, progress, compression) {
             progress.finish(false);
             c.print_warnings();

@@ -51,13 +51,10 @@ pub fn step_name(outputs: &[Output]) -> &'static str {
     }
 }
 
-/// The compression every layer must have when an output says
+/// The compression (and level) every layer must have when an output says
 /// `force-compression=true` (its `compression=`, gzip by default).
-pub fn forced_compression(outputs: &[Output]) -> Option<polyarch_builder::Compression> {
-    outputs
-        .iter()
-        .any(|o| o.force_compression)
-        .then(|| outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip))
+pub fn forced_compression(outputs: &[Output]) -> Option<polyarch_builder::Encoding> {
+    outputs.iter().any(|o| o.force_compression).then(|| polyarch_builder::output::encoding_of(outputs))
 }
 
 /// The image as the outputs want its layers compressed.

@@ -118,8 +118,7 @@ impl Multi<'_> {
         };
         self.progress.done_export(exporting, t.elapsed());
         if let Some(c) = self.cache {
-            let compression =
-                self.outputs.iter().find_map(|o| o.compression).unwrap_or(polyarch_builder::Compression::Gzip);
+            let compression = polyarch_builder::output::encoding_of(self.outputs).compression;
             if let Err(e) = c.export(self.rt, self.client, self.store, self.progress, compression) {
                 self.progress.finish(false);
                 c.print_warnings();
