@@ -26,8 +26,7 @@ fn create_use_ls_inspect_stop_rm_round_trip() {
     assert_eq!(names(&ls_json(&env)), ["default"]);
     let out = env.ok(&["builder", "create", "--name", "multi", "--platform", "linux/arm64,linux/s390x", "local"]);
     assert_eq!(out.trim(), "multi");
-    let out =
-        env.ok(&["builder", "create", "--name", "multi", "--append", "--node", "far", "ssh://me@example.invalid:2200"]);
+    let out = env.ok(&["builder", "create", "--name", "multi", "--append", "--node", "far", "ssh://me@127.0.0.1:1"]);
     assert_eq!(out.trim(), "multi");
     // Stored in the config directory as JSON, with no temporary files left.
     let dir = env.dir.path().join("xdg/polyarch/builders");
@@ -35,7 +34,7 @@ fn create_use_ls_inspect_stop_rm_round_trip() {
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(files, ["multi.json"]);
     let stored: Value = serde_json::from_slice(&std::fs::read(dir.join("multi.json")).unwrap()).unwrap();
-    assert_eq!(stored["nodes"][1]["endpoint"], "ssh://me@example.invalid:2200");
+    assert_eq!(stored["nodes"][1]["endpoint"], "ssh://me@127.0.0.1:1");
 
     let ls = ls_json(&env);
     assert_eq!(names(&ls), ["default", "multi"]);
@@ -58,7 +57,7 @@ fn create_use_ls_inspect_stop_rm_round_trip() {
         "{table}"
     );
     assert!(lines[4].ends_with("linux/arm64*, linux/s390x*"), "{table}");
-    assert!(lines[5].contains(" \\_ ssh://me@example.invalid:2200"), "{table}");
+    assert!(lines[5].contains(" \\_ ssh://me@127.0.0.1:1"), "{table}");
     // POLYARCH_BUILDER overrides the choice made with `use`.
     let ls: Value = serde_json::from_slice(
         &env.cmd(&["builder", "ls", "--format", "json"]).env("POLYARCH_BUILDER", "default").output().unwrap().stdout,
@@ -69,7 +68,7 @@ fn create_use_ls_inspect_stop_rm_round_trip() {
     let inspect = env.ok(&["builder", "inspect"]);
     assert!(inspect.starts_with("Name:          multi\nDriver:        polyarch\n"), "{inspect}");
     assert!(
-        inspect.contains("Name:          far\nEndpoint:      ssh://me@example.invalid:2200\nStatus:        inactive\n"),
+        inspect.contains("Name:          far\nEndpoint:      ssh://me@127.0.0.1:1\nStatus:        inactive\n"),
         "{inspect}"
     );
 

@@ -354,6 +354,24 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
+    let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
+    // A platform whose RUN steps cannot execute here stops a local build
+    // before anything reaches a registry (the checks below resolve base
+    // images); another error of the check (a Dockerfile that does not
+    // parse) is told after the checks, as before.
+    let emulation = match remote_builder {
+        Some(_) => Ok(()),
+        None => polyarch_builder::multi::check_emulation(
+            &opts,
+            &targets,
+            &Platform::host(),
+            &polyarch_builder::multi::probe_host,
+        ),
+    };
+    if let Err(e @ polyarch_builder::Error::Emulation { .. }) = emulation {
+        progress.finish(false);
+        return Err(e.into());
+    }
     // A build on nodes checks with the images stored here only.
     let checker = if remote_builder.is_some() { Builder::new(store.clone()) } else { builder.clone() };
     let report = check::report(&rt, &checker, &opts, &a, false)?;
@@ -373,7 +391,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     progress.set_warnings(report);
     let exec_dir = store.root().join("exec");
     let cancel = watch_signals(&rt, exec_dir, opts.runtime.clone());
-    let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     // BUILDKIT_MULTI_PLATFORM: an index (and per-platform local and tar
     // outputs) for one platform too, as BuildKit's `multi-platform` option.
     let multi_platform = platforms.len() > 1 || polyarch_frontend::meta::multi_platform_requested(&opts.build_args);
@@ -392,12 +409,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         let built = run.build(b, &opts, &targets, &a, &cancel);
         return if cancel.is_cancelled() { Ok(130) } else { built };
     }
-    if let Err(e) = polyarch_builder::multi::check_emulation(
-        &opts,
-        &targets,
-        &Platform::host(),
-        &polyarch_builder::multi::probe_host,
-    ) {
+    if let Err(e) = emulation {
         progress.finish(false);
         return Err(e.into());
     }
