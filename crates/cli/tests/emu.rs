@@ -256,7 +256,19 @@ echo "left: $(ls $B | tr '\n' ' ')"
 "#;
     let env = Env::new();
     let ctx = context(&env, "ctx", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
-    let vars = [("CTX", s(&ctx).to_string()), ("POLYARCH_ROOT", s(&env.root()).to_string())];
+    // A docker.io mirror that only listens: any request for the base image
+    // before the emulation check would reach it.
+    let mirror = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    mirror.set_nonblocking(true).unwrap();
+    let host = mirror.local_addr().unwrap().to_string();
+    let config = env.dir.path().join("mirror.toml");
+    let toml = format!("[registry.\"docker.io\"]\nmirrors = [\"{host}\"]\n[registry.\"{host}\"]\nhttp = true\n");
+    std::fs::write(&config, toml).unwrap();
+    let vars = [
+        ("CTX", s(&ctx).to_string()),
+        ("POLYARCH_ROOT", s(&env.root()).to_string()),
+        ("POLYARCH_CONFIG", s(&config).to_string()),
+    ];
     let Some(out) = in_private_binfmt(script, &vars) else { return };
     assert_eq!(lines(&out, "mips64le: removed"), ["mips64le: removed qemu-mips64el"], "{out}");
     assert_eq!(lines(&out, "mips64le: qemu"), ["mips64le: qemu-mips64el not installed"], "{out}");
@@ -274,9 +286,11 @@ echo "left: $(ls $B | tr '\n' ' ')"
     assert_eq!(doctor[1].trim(), "fix: polyarch binfmt install mips64le");
     assert!(doctor[2].starts_with("[warn] emulator linux/sparc64: no emulator registered"), "{out}");
     assert_eq!(doctor[3].trim(), "fix: polyarch binfmt install sparc64");
-    // The build stops before anything is pulled, with the same command.
+    // The build stops before anything is pulled or even resolved (no
+    // registry asked), with the same command.
     let build = lines(&out, "build error: ");
     assert_eq!(build.len(), 1, "{out}");
+    assert!(mirror.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "the mirror was asked: {out}");
     assert!(build[0].contains("linux/sparc64 cannot execute RUN steps"), "{out}");
     assert!(build[0].ends_with("run `polyarch binfmt install sparc64`"), "{out}");
 }
