@@ -50,6 +50,10 @@ pub struct Vertex {
     pub node: Option<String>,
     /// The digests of the steps whose results it starts from.
     pub inputs: Vec<Digest>,
+    /// The digest of the vertex of the build's plan (`polyarch debug
+    /// plan`) that this step is, when the step is one: [`Vertex::digest`]
+    /// is then that digest, so progress and the plan name a step alike.
+    pub planned: Option<Digest>,
 }
 
 impl Vertex {
@@ -112,10 +116,16 @@ impl Vertex {
         }
     }
 
+    /// The step's digest: its plan vertex's ([`Vertex::planned`]) where
+    /// it has one, else [`Vertex::identity`].
+    pub fn digest(&self) -> Digest {
+        self.planned.clone().unwrap_or_else(|| self.identity())
+    }
+
     /// A digest of what the step is (platform, stage, position, text),
     /// the same in every run of the same build and on every node; its
     /// number and node are not part of it.
-    pub fn digest(&self) -> Digest {
+    pub fn identity(&self) -> Digest {
         let platform = self.platform.as_ref().map(|p| p.format()).unwrap_or_default();
         let mut identity = serde_json::json!({
             "v": "polyarch.vertex.v0",

@@ -413,3 +413,75 @@ fn an_oci_layout_context_is_planned_as_the_build_names_it() {
     let err = env.fails(&["debug", "plan", "--build-context", &missing, s(&ctx)]);
     assert!(err.contains(&format!("oci-layout://{}:v2: no such image in the layout", s(&dir))), "{err}");
 }
+
+/// A build's progress names its steps by the plan's vertex digests: in
+/// `--progress rawjson`, every vertex of the plan (a shared one once) is a
+/// vertex of the stream with the plan's digest and inputs (in the order
+/// the build reads them), whatever the
+/// context's `.dockerignore` and named contexts; steps the plan has no
+/// vertex for (loading metadata, exporting) keep digests of their own.
+#[test]
+fn build_progress_carries_the_plans_vertex_digests() {
+    let Some((env, _reg)) = mirrored() else { return };
+    let two = "linux/amd64,linux/arm64";
+    let dockerfile = "FROM --platform=$BUILDPLATFORM busybox AS build\nARG TARGETARCH\n\
+                      RUN echo \"$TARGETARCH\" > /arch\nCOPY main.txt /main.txt\n\
+                      FROM busybox\nCOPY --from=build /arch /arch\nCOPY --from=docs / /docs\nWORKDIR /app\n";
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", dockerfile), ("main.txt", "main\n"), (".dockerignore", "*.log\n"), ("x.log", "x\n")],
+    );
+    let docs = context(&env, "docs", &[("readme", "docs\n")]);
+    let docs_arg = format!("docs={}", docs.display());
+    let args = ["--platform", two, "--build-context", &docs_arg];
+    let plan: Value = serde_json::from_str(&env.ok(&[&["debug", "plan"][..], &args, &[s(&ctx)]].concat())).unwrap();
+    let out = env.run(&[&["build", "--progress", "rawjson"][..], &args, &[s(&ctx)]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    // Every vertex record of the stream: digest → (names, inputs).
+    let mut shown: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> = Default::default();
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for x in v["vertexes"].as_array().into_iter().flatten() {
+            let e = shown.entry(x["digest"].as_str().unwrap().to_string()).or_default();
+            if let Some(n) = x["name"].as_str().filter(|n| !e.0.iter().any(|m| m == n)) {
+                e.0.push(n.to_string());
+            }
+            if let Some(i) = x["inputs"].as_array() {
+                e.1 = i.iter().map(|d| d.as_str().unwrap().to_string()).collect();
+            }
+        }
+    }
+    let vertices = plan["vertices"].as_array().unwrap();
+    let digest_of = |i: &Value| vertices[i.as_u64().unwrap() as usize]["digest"].as_str().unwrap().to_string();
+    for v in vertices {
+        let d = v["digest"].as_str().unwrap();
+        let names: Vec<String> = v["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().into()).collect();
+        let (shown_names, inputs) =
+            shown.get(d).unwrap_or_else(|| panic!("plan vertex {d} {names:?} not shown:\n{stderr}"));
+        for n in shown_names {
+            assert!(names.contains(n), "{n} shown as plan vertex {d} {names:?}");
+        }
+        let mut planned: Vec<String> = v["inputs"].as_array().unwrap().iter().map(digest_of).collect();
+        let mut inputs = inputs.clone();
+        planned.sort();
+        inputs.sort();
+        assert_eq!(inputs, planned, "inputs of {names:?}");
+    }
+    let planned: Vec<&str> = vertices.iter().map(|v| v["digest"].as_str().unwrap()).collect();
+    for (d, (names, inputs)) in &shown {
+        for i in inputs {
+            assert!(shown.contains_key(i), "input {i} of {names:?} is no vertex of the stream");
+        }
+        if !planned.contains(&d.as_str()) {
+            assert!(
+                names.iter().all(|n| n.contains("load metadata for")
+                    || n.starts_with("exporting")
+                    || n.contains("load build definition")),
+                "{names:?} ({d}) is a step of the plan but not shown with its digest"
+            );
+        }
+    }
+    assert!(named(&plan, "[internal] load build context").len() == 1 && named(&plan, "[context docs]").len() == 1);
+}

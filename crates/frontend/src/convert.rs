@@ -400,15 +400,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
         if let Some(v) = self.context {
             return Ok(v);
         }
-        let op = Op::Source(SourceOp::Context(ContextSource {
-            name: "context".into(),
-            include: Vec::new(),
-            exclude: self.opts.context_excludes.clone(),
-        }));
-        let spec = VertexSpec::new(op, self.opts.build_platform.normalize())
-            .with_name("[internal] load build context")
-            .with_ignore_cache(self.opts.no_cache);
-        let v = self.graph.add(spec)?;
+        let v = self.graph.add(context_spec(self.opts))?;
         self.context = Some(v);
         Ok(v)
     }
@@ -423,12 +415,7 @@ impl<'a, R: Resolver> Converter<'a, R> {
 
     /// The files of named context `name`: one source for every platform.
     fn named_files(&mut self, name: &str, shown: String) -> Result<VertexId> {
-        let key = crate::context_name(name).unwrap_or_else(|_| name.to_string());
-        let op = Op::Source(SourceOp::Context(ContextSource { name: key, include: Vec::new(), exclude: Vec::new() }));
-        let spec = VertexSpec::new(op, self.opts.build_platform.normalize())
-            .with_name(shown)
-            .with_ignore_cache(self.opts.no_cache);
-        Ok(self.graph.add(spec)?)
+        Ok(self.graph.add(named_files_spec(self.opts, name, shown))?)
     }
 
     /// The image `name` names for `platform`, resolved once per plan.
@@ -621,6 +608,39 @@ impl<'a, R: Resolver> Converter<'a, R> {
 /// `docker-image://` reference as given), `[context base] OCI load from
 /// client`, `[context base] load from client`; the context by its
 /// familiar name.
+/// The build context's vertex: one source for every platform.
+fn context_spec(opts: &Options) -> VertexSpec {
+    let op = Op::Source(SourceOp::Context(ContextSource {
+        name: "context".into(),
+        include: Vec::new(),
+        exclude: opts.context_excludes.clone(),
+    }));
+    VertexSpec::new(op, opts.build_platform.normalize())
+        .with_name("[internal] load build context")
+        .with_ignore_cache(opts.no_cache)
+}
+
+/// The vertex of the files of named context `name`, shown as `shown`.
+fn named_files_spec(opts: &Options, name: &str, shown: String) -> VertexSpec {
+    let key = crate::context_name(name).unwrap_or_else(|_| name.to_string());
+    let op = Op::Source(SourceOp::Context(ContextSource { name: key, include: Vec::new(), exclude: Vec::new() }));
+    VertexSpec::new(op, opts.build_platform.normalize()).with_name(shown).with_ignore_cache(opts.no_cache)
+}
+
+/// The vertices of the contexts the client sends (the build context and
+/// every named context of files), as the plan has them, whatever the
+/// Dockerfile reads: they need no Dockerfile and no base image.
+pub(crate) fn context_vertices(opts: &Options) -> Result<Graph> {
+    let mut graph = Graph::new();
+    graph.add(context_spec(opts))?;
+    for (name, c) in &opts.named_contexts {
+        if let NamedContext::Files = c {
+            graph.add(named_files_spec(opts, name, context_step_name(name, c)))?;
+        }
+    }
+    Ok(graph)
+}
+
 fn context_step_name(name: &str, context: &NamedContext) -> String {
     let shown = crate::context_name(name).unwrap_or_else(|_| name.to_string());
     let text = match context {

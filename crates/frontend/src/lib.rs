@@ -322,5 +322,12 @@ pub async fn plan<R: Resolver>(dockerfile: &[u8], name: &str, options: &Options,
     convert::Converter::new(dockerfile, name, options, resolver)?.convert().await
 }
 
+/// The vertices of the contexts the client sends (the build context and
+/// each named context of files) as [`plan`] makes them, with the same
+/// digests and names: a build shows them before its plan is made.
+pub fn context_vertices(options: &Options) -> Result<Graph> {
+    convert::context_vertices(options)
+}
+
 #[cfg(test)]
 mod tests;

@@ -555,3 +555,23 @@ fn a_from_is_named_by_the_index_digest_and_keyed_by_the_manifest() {
         assert_ne!(img.resolved.as_ref(), Some(&index), "the op holds the platform's manifest");
     }
 }
+
+#[test]
+fn context_vertices_are_the_plans() {
+    let mut opts = Options::new(p("linux/amd64"))
+        .with_platforms([p("linux/arm64"), p("linux/s390x")])
+        .with_context_excludes(["*.log".to_string()]);
+    opts.named_contexts.insert("docs".into(), NamedContext::Files);
+    opts.named_contexts.insert("base".into(), NamedContext::Image("docker.io/library/alpine".into()));
+    let df = "FROM busybox\nCOPY a /a\nCOPY --from=docs / /docs\n";
+    let plan = plan_text(df, &opts).unwrap();
+    let sources = context_vertices(&opts).unwrap();
+    let names: Vec<&str> = sources.vertices().map(|v| v.name()).collect();
+    assert_eq!(names, ["[internal] load build context", "[context docs] load from client"]);
+    for v in sources.vertices() {
+        let found = plan.graph.find(v.digest()).unwrap_or_else(|| panic!("{} is not in the plan", v.name()));
+        assert_eq!(plan.graph.names(found), [v.name().to_string()]);
+    }
+    let other = context_vertices(&opts.clone().with_context_excludes(Vec::new())).unwrap();
+    assert_ne!(other.vertices().next().unwrap().digest(), sources.vertices().next().unwrap().digest());
+}

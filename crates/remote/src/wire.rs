@@ -380,6 +380,7 @@ impl WireVertex {
             show_platform: true,
             node: None,
             inputs: self.inputs,
+            planned: None,
         })
     }
 }

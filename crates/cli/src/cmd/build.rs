@@ -292,7 +292,7 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         debug: global.debug,
     }
     .load()?;
-    let inputs::Loaded { dockerfile, name, context: ctx, named, _work } = loaded;
+    let inputs::Loaded { dockerfile, name, context: ctx, named, excludes, _work } = loaded;
     global
         .debug(|| format!("Dockerfile {name} ({} bytes), context of {} entries", dockerfile.len(), ctx.iter().count()));
     match method {
@@ -303,23 +303,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         }
         _ => {}
     }
-    let p = progress.clone();
-    let definition = p.start(Vertex::internal(format!("load build definition from {name}")));
-    p.set_definition(&definition);
-    p.done(definition, t0.elapsed());
-    let context_step = p.start(Vertex::internal("load build context"));
-    p.context_size(&context_step, &ctx);
-    p.done(context_step, t0.elapsed());
-    // Named contexts of files, as BuildKit's `[context NAME] load from client`.
-    for (context, files) in named.iter().filter_map(|(n, c)| match c {
-        polyarch_builder::named::NamedContext::Files(fs) => Some((n, fs)),
-        _ => None,
-    }) {
-        let step = p.start(Vertex::context(context, "load from client"));
-        p.context_size(&step, files);
-        p.done(step, t0.elapsed());
-    }
-
     let opts = BuildOptions {
         dockerfile,
         dockerfile_name: name,
@@ -342,6 +325,32 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         run: run_settings,
         named_contexts: named,
     };
+    let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
+    // A local build's steps take the digests of its plan's vertices (as
+    // `debug plan` shows them): the contexts' now, the others once the
+    // base images are resolved.
+    let plan_opts = super::debug_plan::build_options(&opts, &targets, &excludes);
+    if remote_builder.is_none() {
+        if let Ok(contexts) = polyarch_frontend::context_vertices(&plan_opts) {
+            progress.add_plan(&contexts);
+        }
+    }
+    let p = progress.clone();
+    let definition = p.start(Vertex::internal(format!("load build definition from {}", opts.dockerfile_name)));
+    p.set_definition(&definition);
+    p.done(definition, t0.elapsed());
+    let context_step = p.start(Vertex::internal("load build context"));
+    p.context_size(&context_step, &opts.context);
+    p.done(context_step, t0.elapsed());
+    // Named contexts of files, as BuildKit's `[context NAME] load from client`.
+    for (context, files) in opts.named_contexts.iter().filter_map(|(n, c)| match c {
+        polyarch_builder::named::NamedContext::Files(fs) => Some((n, fs)),
+        _ => None,
+    }) {
+        let step = p.start(Vertex::context(context, "load from client"));
+        p.context_size(&step, files);
+        p.done(step, t0.elapsed());
+    }
     let store = super::images::open_store_with(global, opts.runtime.as_deref())?;
     let client = build_client(global, chosen.as_ref(), a.insecure, &progress)?;
     let sink = progress.clone();
@@ -354,7 +363,6 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if method == check::Method::Check {
         return check::run(&rt, &builder, &opts, &a);
     }
-    let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     // A platform whose RUN steps cannot execute here stops a local build
     // before anything reaches a registry (the checks below resolve base
     // images); another error of the check (a Dockerfile that does not
@@ -412,6 +420,9 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     if let Err(e) = emulation {
         progress.finish(false);
         return Err(e.into());
+    }
+    if let Some(plan) = super::debug_plan::build_plan(&rt, &opts, &plan_opts, &store, &client) {
+        progress.add_plan(&plan.graph);
     }
     if let Some(c) = &cache {
         c.import(&rt, &client, &progress);

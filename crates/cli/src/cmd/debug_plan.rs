@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use polyarch_builder::base::{self, ResolveMode};
 use polyarch_builder::named::Value;
+use polyarch_builder::BuildOptions;
 use polyarch_frontend::{BoxError, Layout, NamedContext, Network, Options, ResolvedImage, Resolver};
 use polyarch_oci::{Platform, Reference};
 use polyarch_registry::Client;
@@ -131,6 +132,55 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
         other => bail!("unknown format {other:?} (want json or dot)"),
     }
     Ok(0)
+}
+
+/// The plan options of a build: what `debug plan` would be given for the
+/// same command line (`excludes`: the context's `.dockerignore` patterns).
+pub(crate) fn build_options(opts: &BuildOptions, targets: &[Platform], excludes: &[String]) -> Options {
+    let mut o = Options::new(Platform::host().normalize())
+        .with_platforms(targets.iter().cloned())
+        .with_no_cache(opts.no_cache)
+        .with_context_excludes(excludes.iter().cloned())
+        .with_network(match opts.network {
+            polyarch_exec::NetworkMode::None => Network::None,
+            polyarch_exec::NetworkMode::Host => Network::Host,
+        })
+        .with_source_date_epoch(opts.source_date_epoch);
+    let run = &opts.run;
+    o.extra_hosts = run.extra_hosts.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
+    o.ulimits = run.op_ulimits();
+    o.shm_size = run.shm_size;
+    o.cgroup_parent = run.cgroup_parent.clone();
+    o.named_contexts = opts
+        .named_contexts
+        .iter()
+        .map(|(name, c)| {
+            let c = match c {
+                polyarch_builder::named::NamedContext::Files(_) => NamedContext::Files,
+                polyarch_builder::named::NamedContext::Image(r) => NamedContext::Image(r.clone()),
+                polyarch_builder::named::NamedContext::Layout(l) => NamedContext::Layout(l.clone()),
+            };
+            (name.clone(), c)
+        })
+        .collect();
+    o.target = opts.target.clone();
+    o.build_args = opts.build_args.clone();
+    o.labels = opts.labels.clone();
+    o.no_cache_filter = opts.no_cache_filter.clone();
+    o
+}
+
+/// The plan of a build, its base images resolved as the build resolves
+/// them (`mode`); `None` when the frontend does not plan it.
+pub(crate) fn build_plan(
+    rt: &tokio::runtime::Runtime,
+    opts: &BuildOptions,
+    plan_opts: &Options,
+    store: &Store,
+    client: &Client,
+) -> Option<polyarch_frontend::Plan> {
+    let resolver = StoreResolver { store: store.clone(), client: client.clone(), mode: opts.resolve_mode };
+    rt.block_on(polyarch_frontend::plan(&opts.dockerfile, &opts.dockerfile_name, plan_opts, &resolver)).ok()
 }
 
 /// `--build-context NAME=VALUE` as the plan sees them: files, an image or

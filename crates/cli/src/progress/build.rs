@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use polyarch_builder::{Event, MemFs, Status, StepNumbers, Vertex};
 use polyarch_oci::Digest;
 
+use super::planned::PlannedSteps;
 use super::rawjson::{status_line, RawJson, Warning};
 
 /// How often a moving blob's status is written in rawjson.
@@ -73,6 +74,8 @@ pub struct Progress {
     blobs: Mutex<HashMap<Digest, (Vertex, Status, Instant)>>,
     /// The `exporting to image` step while it runs.
     export: Mutex<Option<Vertex>>,
+    /// The build's plan, whose vertex digests its steps take.
+    planned: Mutex<Option<PlannedSteps>>,
 }
 
 /// What a live bar shows.
@@ -260,6 +263,7 @@ impl Progress {
             bars: Default::default(),
             blobs: Default::default(),
             export: Default::default(),
+            planned: Default::default(),
         }
     }
 
@@ -315,8 +319,26 @@ impl Progress {
         eprintln!("#{} transferring context: {bytes}B done", vertex.id);
     }
 
+    /// Adds vertices of the build's plan (its context vertices, then the
+    /// whole plan): steps named as one of them take its digest.
+    pub fn add_plan(&self, graph: &polyarch_solver::Graph) {
+        if let Ok(mut p) = self.planned.lock() {
+            p.get_or_insert_with(PlannedSteps::default).add(graph);
+        }
+    }
+
     /// Renders one event.
     pub fn event(&self, e: &Event) {
+        let mapped;
+        let e = match self.planned.lock().as_deref_mut() {
+            Ok(Some(p)) => {
+                let mut copy = e.clone();
+                p.apply(copy.vertex_mut());
+                mapped = copy;
+                &mapped
+            }
+            _ => e,
+        };
         match e {
             Event::Started { vertex, at } => {
                 self.started.lock().map(|mut s| s.insert(vertex.id, *at)).ok();

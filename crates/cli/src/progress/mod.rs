@@ -5,6 +5,7 @@
 //! `done sha256:0123456789ab`).
 
 pub mod build;
+pub mod planned;
 pub mod rawjson;
 
 use std::collections::HashMap;

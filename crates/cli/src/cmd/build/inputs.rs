@@ -109,6 +109,8 @@ pub(super) struct Loaded {
     pub name: String,
     pub context: MemFs,
     pub named: NamedContexts,
+    /// The context's `.dockerignore` patterns (already applied to it).
+    pub excludes: Vec<String>,
     /// Checkouts and downloads, removed when dropped.
     pub _work: Vec<TempDir>,
 }
@@ -134,9 +136,9 @@ impl Load<'_> {
     /// a file inside a remote context unless it is an absolute path.
     pub fn load(&self) -> Result<Loaded> {
         let mut work = Vec::new();
-        let (dockerfile, name, context) = self.main(&mut work)?;
+        let (dockerfile, name, context, excludes) = self.main(&mut work)?;
         let named = self.named(&mut work)?;
-        Ok(Loaded { dockerfile, name, context, named, _work: work })
+        Ok(Loaded { dockerfile, name, context, named, excludes, _work: work })
     }
 
     fn log(&self, m: impl FnOnce() -> String) {
@@ -145,7 +147,7 @@ impl Load<'_> {
         }
     }
 
-    fn main(&self, work: &mut Vec<TempDir>) -> Result<(Vec<u8>, String, MemFs)> {
+    fn main(&self, work: &mut Vec<TempDir>) -> Result<Main> {
         let a = self.args;
         if a.context == "-" {
             return self.stdin_context();
@@ -168,18 +170,18 @@ impl Load<'_> {
             Fetched::File { content, .. } => {
                 // A URL of a plain file: the Dockerfile, and no context.
                 let df = content.read_all().with_context(|| format!("reading the Dockerfile from {}", a.context))?;
-                Ok((df, "Dockerfile".into(), MemFs::new()))
+                Ok((df, "Dockerfile".into(), MemFs::new(), Vec::new()))
             }
             Fetched::Tree(root) => match a.file.as_deref() {
                 Some("-") => {
                     let (df, name) = read_stdin_dockerfile()?;
                     let ignore = bctx::ignore_patterns(&root, None)?;
-                    Ok((df, name, bctx::from_dir(&root, &ignore)?))
+                    Ok((df, name, bctx::from_dir(&root, &ignore)?, ignore))
                 }
                 Some(f) if Path::new(f).is_absolute() => {
                     let (df, name) = read_dockerfile(Path::new(f))?;
                     let ignore = bctx::ignore_patterns(&root, None)?;
-                    Ok((df, name, bctx::from_dir(&root, &ignore)?))
+                    Ok((df, name, bctx::from_dir(&root, &ignore)?, ignore))
                 }
                 Some(f) => inside(&root, f, &a.context),
                 None => inside(&root, "Dockerfile", &a.context),
@@ -189,7 +191,7 @@ impl Load<'_> {
 
     /// `-`: a tar archive (compressed or not) is the context; anything
     /// else is the Dockerfile, with an empty context (buildx's rules).
-    fn stdin_context(&self) -> Result<(Vec<u8>, String, MemFs)> {
+    fn stdin_context(&self) -> Result<Main> {
         let a = self.args;
         let mut head = Vec::new();
         std::io::stdin().lock().take(1024).read_to_end(&mut head).context("reading stdin")?;
@@ -202,7 +204,7 @@ impl Load<'_> {
             }
             let mut df = Vec::new();
             { stream }.read_to_end(&mut df).context("reading the Dockerfile from stdin")?;
-            return Ok((df, "Dockerfile".into(), MemFs::new()));
+            return Ok((df, "Dockerfile".into(), MemFs::new(), Vec::new()));
         }
         if a.file.as_deref() == Some("-") {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");
@@ -218,7 +220,7 @@ impl Load<'_> {
             .map(|d| polyarch_dockerfile::ignore::read_all(&String::from_utf8_lossy(&d)))
             .unwrap_or_default();
         let ctx = bctx::filter(&all, &ignore)?;
-        Ok((df.to_vec(), name, ctx))
+        Ok((df.to_vec(), name, ctx, ignore))
     }
 
     fn fetch(&self, remote: &Remote, shown: &str, work: &mut Vec<TempDir>) -> Result<Fetched> {
@@ -292,7 +294,7 @@ pub(crate) fn split_build_context(item: &str) -> Result<(&str, &str)> {
 
 /// A local context directory; `file` is the Dockerfile (a path, `-` for
 /// stdin, default `DIR/Dockerfile`).
-fn dir_context(root: &Path, file: Option<&str>) -> Result<(Vec<u8>, String, MemFs)> {
+fn dir_context(root: &Path, file: Option<&str>) -> Result<Main> {
     let df_path = match file {
         Some("-") => None,
         Some(f) => Some(PathBuf::from(f)),
@@ -303,11 +305,11 @@ fn dir_context(root: &Path, file: Option<&str>) -> Result<(Vec<u8>, String, MemF
         Some(p) => read_dockerfile(p)?,
     };
     let ignore = bctx::ignore_patterns(root, df_path.as_deref())?;
-    Ok((df, name, bctx::from_dir(root, &ignore)?))
+    Ok((df, name, bctx::from_dir(root, &ignore)?, ignore))
 }
 
 /// The Dockerfile `f` inside a fetched context `root`.
-fn inside(root: &Path, f: &str, shown: &str) -> Result<(Vec<u8>, String, MemFs)> {
+fn inside(root: &Path, f: &str, shown: &str) -> Result<Main> {
     let rel = polyarch_builder::fs::clean(f);
     let path = root.join(&rel);
     let real = path.canonicalize().map_err(|_| anyhow!("{f}: not found in the build context {shown}"))?;
@@ -316,8 +318,11 @@ fn inside(root: &Path, f: &str, shown: &str) -> Result<(Vec<u8>, String, MemFs)>
     }
     let (df, name) = read_dockerfile(&real)?;
     let ignore = bctx::ignore_patterns(root, Some(&path))?;
-    Ok((df, name, bctx::from_dir(root, &ignore)?))
+    Ok((df, name, bctx::from_dir(root, &ignore)?, ignore))
 }
+
+/// The Dockerfile, its name, the context and its `.dockerignore` patterns.
+type Main = (Vec<u8>, String, MemFs, Vec<String>);
 
 fn read_stdin_dockerfile() -> Result<(Vec<u8>, String)> {
     let mut buf = Vec::new();
