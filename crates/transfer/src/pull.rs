@@ -103,7 +103,7 @@ pub async fn pull(
     let (top, top_desc) = resolve(client, &reference, &name, events).await?;
     let _lease = store.lease()?;
     let images = match top.as_index() {
-        Some(index) => fetch_children(client, &reference, &name, &index.manifests, selection).await?,
+        Some(index) => fetch_children(client, store, &reference, &name, &index.manifests, selection).await?,
         None => {
             if let PlatformSelection::One(want) = selection {
                 check_platform(client, &reference, &name, &top, want).await?;
@@ -220,7 +220,7 @@ pub async fn resolve_platform(
     let _lease = store.lease()?;
     let selection = PlatformSelection::One(platform.clone());
     let (desc, m) = match top.as_index() {
-        Some(index) => fetch_children(client, &reference, &name, &index.manifests, &selection).await?.remove(0),
+        Some(index) => fetch_children(client, store, &reference, &name, &index.manifests, &selection).await?.remove(0),
         None => (top_desc, top),
     };
     if let Some(image) = m.as_image() {
@@ -250,9 +250,12 @@ pub async fn fetch_image(
 }
 
 /// The entries of an index to pull, per `selection`, and their manifests
-/// (verified against the index's digests).
+/// (verified against the index's digests): a manifest the store already
+/// holds is read from it (the store verifies its digest and size), the
+/// others are asked of the registry.
 async fn fetch_children(
     client: &Client,
+    store: &Store,
     reference: &Reference,
     name: &str,
     children: &[Descriptor],
@@ -273,7 +276,10 @@ async fn fetch_children(
     };
     stream::iter(chosen.into_iter().cloned().collect::<Vec<_>>())
         .map(|d| async move {
-            let m = client.get_manifest(&at_digest(reference, &d)).await?;
+            let m = match store.get_manifest(&d) {
+                Ok(m) => m,
+                Err(_) => client.get_manifest(&at_digest(reference, &d)).await?,
+            };
             if !m.is_index() && m.as_image().is_none() {
                 return Err(Error::UnsupportedManifest {
                     reference: at_digest(reference, &d).to_string(),

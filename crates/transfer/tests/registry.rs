@@ -115,6 +115,25 @@ async fn pull_and_push_through_the_library() {
     assert_eq!(all.fetched_blobs, 2 * children.len() - 2);
     assert!(children.iter().all(|c| store.exists(&c.digest).unwrap()));
 
+    // Manifests the store holds are not asked of the registry again: a
+    // resolve or a pull asks for the tag alone.
+    let child_gets = || {
+        let log = std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap();
+        log.lines().filter(|l| l.contains("\"GET /v2/library/busybox/manifests/sha256:")).count()
+    };
+    let before = child_gets();
+    assert!(before >= children.len(), "the registry's log names the manifest requests");
+    let s390x = Platform::parse("linux/s390x").unwrap();
+    let (desc, _, top) =
+        polyarch_transfer::resolve_platform(&client, &store, &src, &s390x, &polyarch_transfer::event::ignore)
+            .await
+            .unwrap();
+    assert_eq!(top, pulled.descriptor.digest);
+    assert_eq!(desc.platform.as_ref().map(|p| p.format()).as_deref(), Some("linux/s390x"));
+    let all = pull(&client, &store, &src, &PlatformSelection::All, &polyarch_transfer::event::ignore).await.unwrap();
+    assert!(all.up_to_date(), "{all:?}");
+    assert_eq!(child_gets(), before, "no manifest by digest was asked for");
+
     // A platform the index lacks.
     let sparc = PlatformSelection::One(Platform::parse("linux/sparc64").unwrap());
     let err = pull(&client, &store, &src, &sparc, &polyarch_transfer::event::ignore).await.unwrap_err();
