@@ -603,11 +603,6 @@ impl<'a, R: Resolver> Converter<'a, R> {
     }
 }
 
-/// The name of the vertex that loads named context `name`, as BuildKit's
-/// `dockerui` names it: `[context base] busybox:latest` (the
-/// `docker-image://` reference as given), `[context base] OCI load from
-/// client`, `[context base] load from client`; the context by its
-/// familiar name.
 /// The build context's vertex: one source for every platform.
 fn context_spec(opts: &Options) -> VertexSpec {
     let op = Op::Source(SourceOp::Context(ContextSource {
@@ -641,6 +636,11 @@ pub(crate) fn context_vertices(opts: &Options) -> Result<Graph> {
     Ok(graph)
 }
 
+/// The name of the vertex that loads named context `name`, as BuildKit's
+/// `dockerui` names it: `[context base] busybox:latest` (the
+/// `docker-image://` reference as given), `[context base] OCI load from
+/// client`, `[context base] load from client`; the context by its
+/// familiar name.
 fn context_step_name(name: &str, context: &NamedContext) -> String {
     let shown = crate::context_name(name).unwrap_or_else(|_| name.to_string());
     let text = match context {

@@ -328,9 +328,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
     let targets = if platforms.is_empty() { vec![opts.platform.clone()] } else { platforms.clone() };
     // A local build's steps take the digests of its plan's vertices (as
     // `debug plan` shows them): the contexts' now, the others once the
-    // base images are resolved.
+    // base images are resolved. Only rawjson shows step digests.
     let plan_opts = super::debug_plan::build_options(&opts, &targets, &excludes);
-    if remote_builder.is_none() {
+    let planned = remote_builder.is_none() && progress.shows_digests();
+    if planned {
         if let Ok(contexts) = polyarch_frontend::context_vertices(&plan_opts) {
             progress.add_plan(&contexts);
         }
@@ -421,8 +422,10 @@ pub fn run(global: &GlobalArgs, mut a: BuildArgs) -> Result<u8> {
         progress.finish(false);
         return Err(e.into());
     }
-    if let Some(plan) = super::debug_plan::build_plan(&rt, &opts, &plan_opts, &store, &client) {
-        progress.add_plan(&plan.graph);
+    if planned {
+        if let Some(plan) = super::debug_plan::build_plan(&rt, &opts, &plan_opts, &store, &client) {
+            progress.add_plan(&plan.graph);
+        }
     }
     if let Some(c) = &cache {
         c.import(&rt, &client, &progress);

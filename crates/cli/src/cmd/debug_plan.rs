@@ -108,11 +108,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<u8> {
         // As `polyarch build`, whose RUN steps use the host's network by default.
         .with_network(if args.network == "none" { Network::None } else { Network::Host })
         .with_source_date_epoch(epoch);
-    let run = args.run.process_settings(&args.network)?;
-    opts.extra_hosts = run.extra_hosts.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
-    opts.ulimits = run.op_ulimits();
-    opts.shm_size = run.shm_size;
-    opts.cgroup_parent = run.cgroup_parent.clone();
+    set_run(&mut opts, &args.run.process_settings(&args.network)?);
     opts.named_contexts = named_contexts(&args.build_contexts)?;
     opts.target = args.target.clone();
     opts.build_args = build_args;
@@ -146,11 +142,7 @@ pub(crate) fn build_options(opts: &BuildOptions, targets: &[Platform], excludes:
             polyarch_exec::NetworkMode::Host => Network::Host,
         })
         .with_source_date_epoch(opts.source_date_epoch);
-    let run = &opts.run;
-    o.extra_hosts = run.extra_hosts.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
-    o.ulimits = run.op_ulimits();
-    o.shm_size = run.shm_size;
-    o.cgroup_parent = run.cgroup_parent.clone();
+    set_run(&mut o, &opts.run);
     o.named_contexts = opts
         .named_contexts
         .iter()
@@ -168,6 +160,15 @@ pub(crate) fn build_options(opts: &BuildOptions, targets: &[Platform], excludes:
     o.labels = opts.labels.clone();
     o.no_cache_filter = opts.no_cache_filter.clone();
     o
+}
+
+/// The RUN settings that shape the exec ops: extra hosts, resource
+/// limits, /dev/shm size, cgroup parent.
+fn set_run(o: &mut Options, run: &polyarch_builder::settings::RunSettings) {
+    o.extra_hosts = run.extra_hosts.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
+    o.ulimits = run.op_ulimits();
+    o.shm_size = run.shm_size;
+    o.cgroup_parent = run.cgroup_parent.clone();
 }
 
 /// The plan of a build, its base images resolved as the build resolves

@@ -319,6 +319,12 @@ impl Progress {
         eprintln!("#{} transferring context: {bytes}B done", vertex.id);
     }
 
+    /// Whether the mode shows step digests (rawjson's vertices, statuses
+    /// and logs name steps by them).
+    pub fn shows_digests(&self) -> bool {
+        self.mode == "rawjson"
+    }
+
     /// Adds vertices of the build's plan (its context vertices, then the
     /// whole plan): steps named as one of them take its digest.
     pub fn add_plan(&self, graph: &polyarch_solver::Graph) {

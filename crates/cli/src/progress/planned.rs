@@ -19,12 +19,16 @@ pub struct PlannedSteps {
     by_name: HashMap<String, Digest>,
     /// A step's own digest → the plan digest it took.
     renamed: HashMap<Digest, Digest>,
+    /// By step number, what a step's events get: its plan digest and its
+    /// inputs (worked out at its first event, not at each log line).
+    steps: HashMap<usize, (Option<Digest>, Vec<Digest>)>,
 }
 
 impl PlannedSteps {
     /// Adds the vertices of `graph` (a plan's, or its context vertices
     /// before the plan is made); a name already known keeps its vertex.
     pub fn add(&mut self, graph: &Graph) {
+        self.steps.clear();
         for v in graph.vertices() {
             for name in graph.names(v.id()) {
                 self.by_name.entry(name.clone()).or_insert_with(|| v.digest().clone());
@@ -39,6 +43,11 @@ impl PlannedSteps {
         if v.planned.is_some() {
             return;
         }
+        if let Some((planned, inputs)) = self.steps.get(&v.id) {
+            v.planned = planned.clone();
+            v.inputs = inputs.clone();
+            return;
+        }
         if let Some(digest) = self.by_name.get(&v.name()) {
             self.renamed.insert(v.identity(), digest.clone());
             v.planned = Some(digest.clone());
@@ -48,6 +57,7 @@ impl PlannedSteps {
                 *i = d.clone();
             }
         }
+        self.steps.insert(v.id, (v.planned.clone(), v.inputs.clone()));
     }
 }
 
@@ -82,22 +92,28 @@ mod tests {
 
         let mut planned = PlannedSteps::default();
         planned.add(&g);
-        let mut from_step = Vertex::instruction("", 1, 2, "FROM busybox");
+        let step = |id: usize, v: Vertex| Vertex { id, ..v };
+        let mut from_step = step(1, Vertex::instruction("", 1, 2, "FROM busybox"));
         planned.apply(&mut from_step);
         assert_eq!(from_step.digest(), digest(from));
-        let mut metadata = Vertex::internal("load metadata for docker.io/library/busybox:latest");
+        let mut metadata = step(2, Vertex::internal("load metadata for docker.io/library/busybox:latest"));
         let own = metadata.digest();
         planned.apply(&mut metadata);
         assert_eq!(metadata.digest(), own, "no plan vertex: its own digest");
-        let mut ctx_step = Vertex::internal("load build context");
+        let mut ctx_step = step(3, Vertex::internal("load build context"));
         let ctx_own = ctx_step.identity();
         planned.apply(&mut ctx_step);
-        let mut copy_step = Vertex::instruction("", 2, 2, "COPY f /f");
+        let mut copy_step = step(4, Vertex::instruction("", 2, 2, "COPY f /f"));
         copy_step.inputs = vec![Vertex::instruction("", 1, 2, "FROM busybox").identity(), ctx_own];
+        let later_event = copy_step.clone();
         planned.apply(&mut copy_step);
         assert_eq!((copy_step.digest(), copy_step.inputs.clone()), (digest(copy), vec![digest(from), digest(ctx)]));
+        // A later event of the same step: the same digest and inputs.
+        let mut later_event = later_event;
+        planned.apply(&mut later_event);
+        assert_eq!(later_event, copy_step);
         // A later step the plan does not have names the COPY by its plan digest.
-        let mut export = Vertex::plain("exporting to image");
+        let mut export = step(5, Vertex::plain("exporting to image"));
         export.inputs = vec![Vertex::instruction("", 2, 2, "COPY f /f").identity(), own.clone()];
         planned.apply(&mut export);
         assert_eq!(export.inputs, [digest(copy), own]);
